@@ -1,0 +1,210 @@
+/*
+ * dnsveil: command line, config, workers, signals.
+ *
+ * Signals are blocked in every thread and taken synchronously by the main
+ * thread (sigwaitinfo): SIGTERM/SIGINT drain and exit 0, SIGUSR1 writes the
+ * counters as one `dnsveil-stats {JSON}` line to stderr, SIGHUP re-reads
+ * and checks the config file and says what it would change.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/cache.h"
+#include "src/config.h"
+#include "src/errors.h"
+#include "src/log.h"
+#include "src/stats.h"
+#include "src/transport.h"
+#include "src/worker.h"
+
+static void implemented(bool *listen, bool *upstream)
+{
+	for (int s = 0; s < DV_SCHEME_COUNT; s++) {
+		listen[s] = dv_transport_find((dv_scheme_t)s, 0) != NULL;
+		upstream[s] = s == DV_SCHEME_UDP || s == DV_SCHEME_TCP;
+	}
+}
+
+/* Config file, then flags, then the final checks. */
+static int load_config(int argc, char **argv, const dv_cli_t *cli,
+		       dv_config_t *cfg)
+{
+	char err[1024];
+	dv_config_defaults(cfg);
+	if (cli->config_path &&
+	    dv_config_load(cfg, cli->config_path, err, sizeof(err)) != 0) {
+		fprintf(stderr, "dnsveil: %s\n", err);
+		return DV_ECONFIG;
+	}
+	if (dv_cli_apply(argc, argv, cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "dnsveil: %s\n", err);
+		return DV_ECONFIG;
+	}
+	bool l[DV_SCHEME_COUNT], u[DV_SCHEME_COUNT];
+	implemented(l, u);
+	if (dv_config_validate(cfg, l, u, err, sizeof(err)) != 0) {
+		fprintf(stderr, "dnsveil: %s\n", err);
+		return DV_ECONFIG;
+	}
+	return 0;
+}
+
+static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache)
+{
+	dv_stats_t sum;
+	memset(&sum, 0, sizeof(sum));
+	for (unsigned i = 0; i < n; i++)
+		dv_stats_sum(&sum, &workers[i]->stats);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return;
+	fputs("dnsveil-stats ", f);
+	dv_stats_json(f, &sum);
+	if (cache) {
+		dv_cache_stats_t cs;
+		dv_cache_stats(cache, &cs);
+		fseek(f, -1, SEEK_CUR); /* reopen the JSON object */
+		fprintf(f,
+			",\"cache_entries\":%llu,\"cache_bytes\":%llu,"
+			"\"cache_evictions\":%llu,\"cache_expired\":%llu}",
+			(unsigned long long)cs.entries,
+			(unsigned long long)cs.bytes,
+			(unsigned long long)cs.evictions,
+			(unsigned long long)cs.expired);
+	}
+	fputc('\n', f);
+	fclose(f);
+	fwrite(buf, 1, len, stderr);
+	free(buf);
+}
+
+static unsigned cpu_count(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+int main(int argc, char **argv)
+{
+	dv_cli_t cli;
+	char err[1024];
+	if (dv_cli_parse(argc, argv, &cli, err, sizeof(err)) != 0) {
+		fprintf(stderr, "dnsveil: %s\n(see dnsveil --help)\n", err);
+		return 2;
+	}
+	if (cli.help) {
+		dv_cli_usage(stdout);
+		return 0;
+	}
+	if (cli.version) {
+		printf("dnsveil %s\n", DV_VERSION);
+		return 0;
+	}
+	static dv_config_t cfg;
+	if (load_config(argc, argv, &cli, &cfg) != 0)
+		return 1;
+	if (cli.check_config) {
+		printf("dnsveil: configuration OK (%s)\n",
+		       cli.config_path ? cli.config_path : "command line");
+		return 0;
+	}
+	dv_log_level = cfg.log_level;
+
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	dv_cache_t *cache = NULL;
+	if (cfg.cache_size_bytes) {
+		dv_cache_opts_t co = {
+			.size_bytes = cfg.cache_size_bytes,
+			.shards = cfg.cache_shards,
+			.min_ttl = cfg.cache_min_ttl,
+			.max_ttl = cfg.cache_max_ttl,
+			.negative_max_ttl = cfg.cache_negative_max_ttl,
+		};
+		cache = dv_cache_new(&co);
+		if (!cache) {
+			dv_log_error("cannot allocate the cache");
+			return 1;
+		}
+	}
+
+	unsigned n = cfg.workers ? cfg.workers : cpu_count();
+	dv_worker_t **workers = calloc(n, sizeof(*workers));
+	int rc = 1;
+	unsigned started = 0;
+	if (!workers)
+		goto out;
+	for (unsigned i = 0; i < n; i++) {
+		workers[i] = dv_worker_new(i, &cfg, cache, err, sizeof(err));
+		if (!workers[i]) {
+			dv_log_error("%s", err);
+			goto out;
+		}
+	}
+	for (; started < n; started++) {
+		int ret = dv_worker_start(workers[started]);
+		if (ret) {
+			dv_log_error("cannot start worker: %s",
+				     dv_strerror(ret));
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < cfg.n_listen; i++)
+		dv_log_info("listening on %s", cfg.listen[i].text);
+	for (unsigned i = 0; i < cfg.n_upstream; i++)
+		dv_log_info("upstream %s", cfg.upstream[i].text);
+	for (unsigned i = 0; i < cfg.n_fallback; i++)
+		dv_log_info("fallback %s", cfg.fallback[i].text);
+	dv_log_info("dnsveil %s ready, %u workers", DV_VERSION, n);
+
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&sigs, &si);
+		if (sig < 0)
+			continue;
+		if (sig == SIGUSR1) {
+			print_stats(workers, n, cache);
+			continue;
+		}
+		if (sig == SIGHUP) {
+			dv_config_t next;
+			if (load_config(argc, argv, &cli, &next) == 0)
+				dv_log_info("SIGHUP: configuration checked; "
+					    "listeners, upstreams and limits "
+					    "take effect on restart");
+			continue;
+		}
+		dv_log_info("%s: draining", strsignal(sig));
+		break;
+	}
+	for (unsigned i = 0; i < started; i++)
+		dv_worker_drain(workers[i]);
+	for (unsigned i = 0; i < started; i++)
+		dv_worker_join(workers[i]);
+	print_stats(workers, n, cache);
+	rc = 0;
+out:
+	for (unsigned i = 0; i < started; i++) {
+		dv_worker_stop(workers[i]);
+		dv_worker_join(workers[i]);
+	}
+	for (unsigned i = 0; workers && i < n; i++)
+		dv_worker_free(workers[i]);
+	free(workers);
+	dv_cache_free(cache);
+	if (rc == 0)
+		dv_log_info("stopped");
+	return rc;
+}

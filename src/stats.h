@@ -1,0 +1,54 @@
+#pragma once
+/*
+ * Per-worker counters.  Only the owning worker writes its counters (plain
+ * relaxed stores, no lock prefix); any thread may read them for the stats
+ * line or the metrics endpoint.
+ */
+#include <stdint.h>
+#include <stdio.h>
+
+/* X(name, help) */
+#define DV_STATS(X)                                                          \
+	X(queries, "queries accepted from clients")                          \
+	X(answers, "answers sent to clients")                                \
+	X(dropped_short, "datagrams/messages shorter than a header, dropped") \
+	X(dropped_response, "messages with QR set, dropped")                 \
+	X(dropped_send, "answers that could not be sent (UDP send error)")   \
+	X(formerr, "FORMERR answers to malformed queries")                   \
+	X(notimp, "NOTIMP answers (opcode not QUERY)")                       \
+	X(badvers, "BADVERS answers (EDNS version not 0)")                   \
+	X(servfail, "SERVFAIL answers made by dnsveil")                      \
+	X(refused, "REFUSED answers")                                        \
+	X(overload, "queries refused because max-inflight was reached")      \
+	X(truncated, "UDP answers sent with TC")                             \
+	X(cache_hits, "answers served from the cache")                       \
+	X(cache_misses, "queries the cache could not answer")                \
+	X(coalesced, "queries that joined an identical one in flight")       \
+	X(upstream_queries, "queries sent to local upstreams")               \
+	X(upstream_answers, "good answers from upstreams")                   \
+	X(upstream_failures, "failed upstream attempts")                     \
+	X(upstream_timeouts, "upstream attempts that timed out")             \
+	X(upstream_tc_retries, "UDP upstream answers with TC retried on TCP") \
+	X(upstream_connects, "upstream connections opened")                  \
+	X(fallback_queries, "queries sent to fallback upstreams")            \
+	X(hedged, "queries that reached the hedge delay")                    \
+	X(deadline_expired, "queries that hit the query timeout")            \
+	X(tcp_connections, "client TCP connections accepted")                \
+	X(tcp_refused, "client TCP connections refused (limit)")             \
+	X(tcp_idle_closed, "client TCP connections closed idle")             \
+	X(tcp_errors, "client TCP connections closed on error/bad framing")
+
+typedef struct {
+#define DV_STATS_FIELD(name, help) uint64_t name;
+	DV_STATS(DV_STATS_FIELD)
+#undef DV_STATS_FIELD
+} dv_stats_t;
+
+#define DV_STAT_ADD(st, name, n)                                             \
+	__atomic_store_n(&(st)->name, (st)->name + (n), __ATOMIC_RELAXED)
+#define DV_STAT_INC(st, name) DV_STAT_ADD(st, name, 1)
+
+/* out += in, reading `in` with relaxed atomic loads. */
+void dv_stats_sum(dv_stats_t *out, const dv_stats_t *in);
+/* Write the counters as one JSON object (no newline). */
+void dv_stats_json(FILE *f, const dv_stats_t *st);

@@ -1,0 +1,778 @@
+/*
+ * Upstream pool: persistent, pipelined connections to the local resolver
+ * group and the fallback group.  See upstream.h for the model.
+ *
+ * Connection states: CLOSED (no socket; may connect unless the server is
+ * in back-off), CONNECTING (queries queue in the output buffer), OPEN.
+ * A connection is never freed while the pool lives: closing it stops its
+ * watchers, fails the attempts it carried and keeps its buffers, so a
+ * close in the middle of a read or write callback is always safe.
+ */
+#include "src/upstream.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "src/core.h"
+#include "src/errors.h"
+#include "src/log.h"
+#include "src/worker.h"
+
+typedef enum { UC_CLOSED, UC_CONNECTING, UC_OPEN } uc_state_t;
+
+typedef struct {
+	dv_attempt_t *att; /* NULL when free or abandoned */
+	uint16_t id;
+	bool busy; /* id reserved until answered or the connection closes */
+	uint32_t next_free;
+	uint64_t sent_ms;
+} uslot_t;
+
+typedef struct dv_server dv_server_t;
+
+struct dv_uconn {
+	dv_server_t *server;
+	bool udp;
+	uc_state_t state;
+	int fd;
+	ev_io rio, wio;
+	uslot_t *slots;
+	uint32_t n_slots, mask, free_head, busy;
+	/* output not yet written (TCP) */
+	uint8_t *out;
+	size_t out_len, out_off, out_cap;
+	/* input (TCP): 2-byte length + message */
+	uint8_t *in;
+	size_t in_len;
+	uint64_t last_rx_ms;
+};
+
+struct dv_server {
+	dv_pool_t *pool;
+	dv_url_t url;
+	bool fallback;
+	dv_uconn_t *tcp;
+	unsigned n_tcp;
+	dv_uconn_t *udp; /* udp:// servers only */
+	unsigned fails;  /* consecutive connection failures */
+	unsigned backoff_ms;
+	uint64_t down_until;
+};
+
+struct dv_pool {
+	dv_worker_t *w;
+	const dv_config_t *cfg;
+	dv_server_t *servers; /* local first, then fallback */
+	unsigned n_local, n_fallback;
+	uint8_t rxbuf[DV_DNS_MAX_MSG + 1]; /* UDP answers */
+};
+
+#define NO_SLOT UINT32_MAX
+
+static void conn_close(dv_uconn_t *c, bool failure, const char *why);
+static void attempt_fail(dv_attempt_t *a, bool timeout);
+
+static uint64_t now_ms(dv_pool_t *p)
+{
+	return dv_worker_now_ms(p->w);
+}
+
+/* ---- slots: id rewriting ---- */
+
+static int conn_init(dv_uconn_t *c, dv_server_t *s, bool udp, unsigned max)
+{
+	uint32_t n = 1;
+	unsigned bits = 0;
+	while (n < max && bits < 16) {
+		n <<= 1;
+		bits++;
+	}
+	c->server = s;
+	c->udp = udp;
+	c->state = UC_CLOSED;
+	c->fd = -1;
+	c->n_slots = n;
+	c->mask = n - 1;
+	c->slots = calloc(n, sizeof(*c->slots));
+	if (!c->slots)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		c->slots[i].next_free = i + 1 < n ? i + 1 : NO_SLOT;
+	c->free_head = 0;
+	if (!udp) {
+		c->in = malloc(2 + DV_DNS_MAX_MSG);
+		if (!c->in)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void conn_deinit(dv_uconn_t *c)
+{
+	free(c->slots);
+	free(c->in);
+	free(c->out);
+}
+
+static uint32_t slot_take(dv_uconn_t *c, dv_attempt_t *a, uint64_t now)
+{
+	uint32_t i = c->free_head;
+	if (i == NO_SLOT)
+		return NO_SLOT;
+	uslot_t *s = &c->slots[i];
+	c->free_head = s->next_free;
+	uint16_t rnd;
+	if (c->mask < 0xffff) {
+		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+			rnd = (uint16_t)(now * 2654435761u);
+	} else {
+		rnd = 0;
+	}
+	s->id = (uint16_t)((rnd & ~c->mask) | i);
+	s->att = a;
+	s->busy = true;
+	s->sent_ms = now;
+	c->busy++;
+	return i;
+}
+
+static void slot_release(dv_uconn_t *c, uint32_t i)
+{
+	uslot_t *s = &c->slots[i];
+	s->att = NULL;
+	s->busy = false;
+	s->next_free = c->free_head;
+	c->free_head = i;
+	c->busy--;
+}
+
+/* ---- sockets ---- */
+
+static void conn_flush(dv_uconn_t *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off,
+				 c->out_len - c->out_off, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				ev_io_start(c->server->pool->w->loop, &c->wio);
+				return;
+			}
+			conn_close(c, true, strerror(errno));
+			return;
+		}
+		c->out_off += (size_t)n;
+	}
+	c->out_off = c->out_len = 0;
+	ev_io_stop(c->server->pool->w->loop, &c->wio);
+}
+
+static int conn_queue(dv_uconn_t *c, const uint8_t *msg, size_t len)
+{
+	size_t need = c->out_len + 2 + len;
+	if (need > c->out_cap) {
+		if (c->out_off) {
+			memmove(c->out, c->out + c->out_off,
+				c->out_len - c->out_off);
+			c->out_len -= c->out_off;
+			c->out_off = 0;
+			need = c->out_len + 2 + len;
+		}
+		if (need > c->out_cap) {
+			size_t cap = c->out_cap ? c->out_cap * 2 : 4096;
+			while (cap < need)
+				cap *= 2;
+			uint8_t *o = realloc(c->out, cap);
+			if (!o)
+				return -ENOMEM;
+			c->out = o;
+			c->out_cap = cap;
+		}
+	}
+	dv_put16(c->out + c->out_len, (uint16_t)len);
+	memcpy(c->out + c->out_len + 2, msg, len);
+	c->out_len += 2 + len;
+	return 0;
+}
+
+static void server_failed(dv_server_t *s)
+{
+	dv_pool_t *p = s->pool;
+	const dv_config_t *cfg = p->cfg;
+	s->fails++;
+	if (s->backoff_ms == 0)
+		s->backoff_ms = cfg->reconnect_min_ms;
+	else if (s->backoff_ms < cfg->reconnect_max_ms / 2)
+		s->backoff_ms *= 2;
+	else
+		s->backoff_ms = cfg->reconnect_max_ms;
+	s->down_until = now_ms(p) + s->backoff_ms;
+	if (s->fails == 1)
+		dv_log_warn("worker %u: upstream %s is down, retrying in %u ms",
+			    p->w->index, s->url.text, s->backoff_ms);
+}
+
+static void server_ok(dv_server_t *s)
+{
+	if (s->fails)
+		dv_log_info("worker %u: upstream %s is back",
+			    s->pool->w->index, s->url.text);
+	s->fails = 0;
+	s->backoff_ms = 0;
+	s->down_until = 0;
+}
+
+static bool server_usable(dv_server_t *s)
+{
+	return now_ms(s->pool) >= s->down_until;
+}
+
+/* Fail every attempt this connection carries and release all ids. */
+static void conn_fail_slots(dv_uconn_t *c)
+{
+	for (uint32_t i = 0; i < c->n_slots && c->busy; i++) {
+		uslot_t *s = &c->slots[i];
+		if (!s->busy)
+			continue;
+		dv_attempt_t *a = s->att;
+		slot_release(c, i);
+		if (a) {
+			a->conn = NULL;
+			attempt_fail(a, false);
+		}
+	}
+}
+
+static void conn_close(dv_uconn_t *c, bool failure, const char *why)
+{
+	dv_pool_t *p = c->server->pool;
+	if (c->state == UC_CLOSED)
+		return;
+	bool was_open = c->state == UC_OPEN;
+	ev_io_stop(p->w->loop, &c->rio);
+	ev_io_stop(p->w->loop, &c->wio);
+	close(c->fd);
+	c->fd = -1;
+	c->state = UC_CLOSED;
+	c->out_len = c->out_off = 0;
+	c->in_len = 0;
+	if (failure || c->busy) {
+		dv_log_debug("worker %u: upstream %s: connection closed: %s",
+			     p->w->index, c->server->url.text, why);
+		if (failure || !was_open)
+			server_failed(c->server);
+	}
+	conn_fail_slots(c);
+}
+
+static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len);
+
+static void tcp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	dv_uconn_t *c = w->data;
+	for (;;) {
+		size_t room = 2 + DV_DNS_MAX_MSG - c->in_len;
+		ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
+		if (n == 0) {
+			conn_close(c, c->busy > 0, "closed by upstream");
+			return;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			conn_close(c, true, strerror(errno));
+			return;
+		}
+		c->in_len += (size_t)n;
+		c->last_rx_ms = now_ms(c->server->pool);
+		size_t off = 0;
+		while (c->state == UC_OPEN && c->in_len - off >= 2) {
+			size_t mlen = dv_get16(c->in + off);
+			if (mlen < DV_DNS_HDR) {
+				conn_close(c, true, "bad framing");
+				return;
+			}
+			if (c->in_len - off < 2 + mlen)
+				break;
+			handle_answer(c, c->in + off + 2, mlen);
+			off += 2 + mlen;
+		}
+		if (c->state != UC_OPEN)
+			return;
+		if (off) {
+			memmove(c->in, c->in + off, c->in_len - off);
+			c->in_len -= off;
+		}
+		if ((size_t)n < room)
+			return; /* drained the socket */
+	}
+}
+
+static void tcp_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	dv_uconn_t *c = w->data;
+	if (c->state == UC_CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err) {
+			conn_close(c, true, strerror(err));
+			return;
+		}
+		c->state = UC_OPEN;
+		c->last_rx_ms = now_ms(c->server->pool);
+		server_ok(c->server);
+		ev_io_start(loop, &c->rio);
+	}
+	conn_flush(c);
+}
+
+static int conn_connect(dv_uconn_t *c)
+{
+	dv_server_t *s = c->server;
+	dv_pool_t *p = s->pool;
+	int type = (c->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK |
+		   SOCK_CLOEXEC;
+	int fd = socket(s->url.addr.ss_family, type, 0);
+	if (fd < 0)
+		return -errno;
+	if (!c->udp) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	int ret = connect(fd, (struct sockaddr *)&s->url.addr,
+			  s->url.addr_len);
+	if (ret < 0 && errno != EINPROGRESS) {
+		ret = -errno;
+		close(fd);
+		server_failed(s);
+		return ret;
+	}
+	c->fd = fd;
+	ev_io_set(&c->rio, fd, EV_READ);
+	ev_io_set(&c->wio, fd, EV_WRITE);
+	DV_STAT_INC(&p->w->stats, upstream_connects);
+	if (c->udp || ret == 0) {
+		c->state = UC_OPEN;
+		c->last_rx_ms = now_ms(p);
+		ev_io_start(p->w->loop, &c->rio);
+	} else {
+		c->state = UC_CONNECTING;
+		ev_io_start(p->w->loop, &c->wio);
+	}
+	return 0;
+}
+
+/* ---- attempts ---- */
+
+static dv_attempt_t *attempt_alloc(dv_fetch_t *f)
+{
+	for (unsigned i = 0; i < DV_FETCH_MAX_ATTEMPTS; i++)
+		if (!f->att[i].fetch)
+			return &f->att[i];
+	return NULL;
+}
+
+static unsigned attempts_active(dv_fetch_t *f)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < DV_FETCH_MAX_ATTEMPTS; i++)
+		n += f->att[i].fetch != NULL;
+	return n;
+}
+
+static void attempt_detach(dv_attempt_t *a)
+{
+	dv_pool_t *p = a->fetch->worker->pool;
+	ev_timer_stop(p->w->loop, &a->timer);
+	if (a->conn) {
+		/* keep the id reserved: its answer may still arrive */
+		a->conn->slots[a->slot].att = NULL;
+		a->conn = NULL;
+	}
+	a->fetch = NULL;
+}
+
+static void attempt_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	dv_attempt_t *a = t->data;
+	dv_uconn_t *c = a->conn;
+	DV_STAT_INC(&a->fetch->worker->stats, upstream_timeouts);
+	/* A TCP connection that has received nothing since this query went
+	 * out is stuck (a dead peer without a RST): close it, which fails
+	 * this attempt and the others it carries. */
+	if (c && !c->udp && c->last_rx_ms <= c->slots[a->slot].sent_ms) {
+		conn_close(c, true, "no answer within the upstream timeout");
+		return;
+	}
+	attempt_fail(a, true);
+}
+
+/* Choose a connection of server `s` with a free id, connecting one if
+ * needed.  NULL when the server cannot take a query now. */
+static dv_uconn_t *pick_conn(dv_server_t *s, bool tcp_only)
+{
+	if (!server_usable(s))
+		return NULL;
+	if (s->udp && !tcp_only) {
+		dv_uconn_t *c = s->udp;
+		if (c->state == UC_CLOSED && conn_connect(c) < 0)
+			return NULL;
+		return c->free_head == NO_SLOT ? NULL : c;
+	}
+	dv_uconn_t *best = NULL, *closed = NULL;
+	for (unsigned i = 0; i < s->n_tcp; i++) {
+		dv_uconn_t *c = &s->tcp[i];
+		if (c->state == UC_CLOSED) {
+			if (!closed)
+				closed = c;
+			continue;
+		}
+		if (c->free_head == NO_SLOT)
+			continue;
+		if (!best || c->busy < best->busy)
+			best = c;
+	}
+	/* open another connection before piling onto a busy one */
+	if (closed && (!best || best->busy > 0)) {
+		if (conn_connect(closed) == 0)
+			return closed;
+	}
+	return best;
+}
+
+/* Send `f` on server `s`.  Returns 0 when an attempt is in flight. */
+static int attempt_start(dv_fetch_t *f, dv_server_t *s, bool tcp_only)
+{
+	dv_pool_t *p = s->pool;
+	dv_attempt_t *a = attempt_alloc(f);
+	if (!a)
+		return DV_ELIMIT;
+	dv_uconn_t *c = pick_conn(s, tcp_only);
+	if (!c)
+		return DV_EUPSTREAM;
+	uint64_t now = now_ms(p);
+	uint32_t slot = slot_take(c, a, now);
+	if (slot == NO_SLOT)
+		return DV_ELIMIT;
+	a->fetch = f;
+	a->conn = c;
+	a->slot = slot;
+	a->fallback = s->fallback;
+	dv_put16(f->qwire, c->slots[slot].id);
+	/* Nothing here may fail other attempts synchronously: callers hold
+	 * the fetch.  TCP output is written from the write watcher, which
+	 * also batches the queries of one loop iteration into one send. */
+	if (c->udp) {
+		if (send(c->fd, f->qwire, f->qlen, 0) < 0 && errno != EAGAIN) {
+			slot_release(c, slot);
+			a->fetch = NULL;
+			a->conn = NULL;
+			server_failed(s);
+			return DV_EUPSTREAM;
+		}
+	} else {
+		if (conn_queue(c, f->qwire, f->qlen) < 0) {
+			slot_release(c, slot);
+			a->fetch = NULL;
+			a->conn = NULL;
+			return -ENOMEM;
+		}
+		if (c->state == UC_OPEN)
+			ev_io_start(p->w->loop, &c->wio);
+	}
+	if (s->fallback)
+		DV_STAT_INC(&p->w->stats, fallback_queries);
+	else
+		DV_STAT_INC(&p->w->stats, upstream_queries);
+	ev_timer_init(&a->timer, attempt_timeout_cb,
+		      p->cfg->upstream_timeout_ms / 1000.0, 0.);
+	a->timer.data = a;
+	ev_timer_start(p->w->loop, &a->timer);
+	return 0;
+}
+
+/* Try the next usable server of a group.  Returns true if one took it. */
+static bool group_next(dv_fetch_t *f, bool fallback)
+{
+	dv_pool_t *p = f->worker->pool;
+	unsigned base = fallback ? p->n_local : 0;
+	unsigned n = fallback ? p->n_fallback : p->n_local;
+	unsigned *next = fallback ? &f->next_fallback : &f->next_local;
+	while (*next < n) {
+		dv_server_t *s = &p->servers[base + (*next)++];
+		if (attempt_start(f, s, false) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void start_fallback(dv_fetch_t *f)
+{
+	if (f->fallback_started)
+		return;
+	f->fallback_started = true;
+	ev_timer_stop(f->worker->loop, &f->hedge);
+	group_next(f, true);
+}
+
+/* After an attempt ended without a good answer: the next path, or fail. */
+static void fetch_continue(dv_fetch_t *f, bool was_fallback)
+{
+	dv_pool_t *p = f->worker->pool;
+	if (!was_fallback) {
+		if (!group_next(f, false))
+			start_fallback(f);
+	} else {
+		group_next(f, true);
+	}
+	if (attempts_active(f))
+		return;
+	/* nothing in flight and nothing left to try */
+	if (!f->fallback_started && p->n_fallback) {
+		start_fallback(f);
+		if (attempts_active(f))
+			return;
+	}
+	dv_core_fetch_fail(f,
+			   f->ede != 0xffff ? f->ede : DV_EDE_NETWORK_ERROR,
+			   "no upstream could answer");
+}
+
+static void attempt_fail(dv_attempt_t *a, bool timeout)
+{
+	dv_fetch_t *f = a->fetch;
+	if (!f)
+		return;
+	bool fb = a->fallback;
+	DV_STAT_INC(&f->worker->stats, upstream_failures);
+	attempt_detach(a);
+	fetch_continue(f, fb);
+}
+
+static void hedge_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	dv_fetch_t *f = t->data;
+	DV_STAT_INC(&f->worker->stats, hedged);
+	start_fallback(f);
+	if (!attempts_active(f))
+		dv_core_fetch_fail(f, DV_EDE_NETWORK_ERROR,
+				   "no upstream could answer");
+}
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	dv_fetch_t *f = t->data;
+	DV_STAT_INC(&f->worker->stats, deadline_expired);
+	dv_core_fetch_fail(f, DV_EDE_NO_REACHABLE_AUTHORITY,
+			   "upstreams did not answer in time");
+}
+
+/* ---- answers ---- */
+
+static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
+{
+	dv_pool_t *p = c->server->pool;
+	if (len < DV_DNS_HDR)
+		return;
+	uint16_t id = dv_get16(wire);
+	uint32_t i = id & c->mask;
+	uslot_t *s = &c->slots[i];
+	if (!s->busy || s->id != id)
+		return; /* late or unknown: ignored */
+	dv_attempt_t *a = s->att;
+	if (!a) { /* abandoned (the fetch finished elsewhere) */
+		slot_release(c, i);
+		return;
+	}
+	dv_fetch_t *f = a->fetch;
+	if (!dv_wire_question_matches(wire, len, f->qwire, f->qlen))
+		return; /* not ours: keep waiting for the real answer */
+	slot_release(c, i);
+	a->conn = NULL;
+
+	dv_wire_resp_t r;
+	int ret = dv_wire_parse_response(wire, len, &r);
+	if (ret != 0 && ret != DV_ELIMIT) {
+		attempt_fail(a, false);
+		return;
+	}
+	if (c->udp && (r.flags & DV_FLAG_TC)) {
+		dv_server_t *srv = c->server;
+		DV_STAT_INC(&p->w->stats, upstream_tc_retries);
+		attempt_detach(a);
+		if (attempt_start(f, srv, true) == 0)
+			return;
+		fetch_continue(f, srv->fallback);
+		return;
+	}
+	uint8_t rcode = DV_RCODE(r.flags);
+	if (rcode != DV_RCODE_NOERROR && rcode != DV_RCODE_NXDOMAIN) {
+		if (r.ede_code != 0xffff)
+			f->ede = r.ede_code;
+		attempt_fail(a, false);
+		return;
+	}
+	DV_STAT_INC(&p->w->stats, upstream_answers);
+	/* the fetch is freed (and every attempt detached) by the core */
+	dv_core_fetch_answer(f, wire, len, &r);
+}
+
+static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	dv_uconn_t *c = w->data;
+	dv_pool_t *p = c->server->pool;
+	for (int budget = 64; budget > 0 && c->state == UC_OPEN; budget--) {
+		ssize_t n = recv(c->fd, p->rxbuf, sizeof(p->rxbuf), 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			/* ICMP unreachable: the server is not there */
+			conn_close(c, true, strerror(errno));
+			return;
+		}
+		c->last_rx_ms = now_ms(p);
+		handle_answer(c, p->rxbuf, (size_t)n);
+	}
+}
+
+/* ---- the pool ---- */
+
+static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
+		       bool fallback)
+{
+	const dv_config_t *cfg = p->cfg;
+	s->pool = p;
+	s->url = *url;
+	s->fallback = fallback;
+	s->n_tcp = cfg->upstream_connections;
+	s->tcp = calloc(s->n_tcp, sizeof(*s->tcp));
+	if (!s->tcp)
+		return -ENOMEM;
+	for (unsigned i = 0; i < s->n_tcp; i++) {
+		dv_uconn_t *c = &s->tcp[i];
+		if (conn_init(c, s, false, cfg->upstream_max_inflight))
+			return -ENOMEM;
+		ev_init(&c->rio, tcp_read_cb);
+		ev_init(&c->wio, tcp_write_cb);
+		c->rio.data = c->wio.data = c;
+	}
+	if (url->scheme == DV_SCHEME_UDP) {
+		s->udp = calloc(1, sizeof(*s->udp));
+		if (!s->udp || conn_init(s->udp, s, true, 65536))
+			return -ENOMEM;
+		ev_init(&s->udp->rio, udp_read_cb);
+		s->udp->rio.data = s->udp;
+	}
+	return 0;
+}
+
+dv_pool_t *dv_pool_new(dv_worker_t *w, const dv_config_t *cfg)
+{
+	dv_pool_t *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->w = w;
+	p->cfg = cfg;
+	p->n_local = cfg->n_upstream;
+	p->n_fallback = cfg->n_fallback;
+	p->servers = calloc(p->n_local + p->n_fallback, sizeof(*p->servers));
+	if (!p->servers)
+		goto fail;
+	for (unsigned i = 0; i < p->n_local; i++)
+		if (server_init(p, &p->servers[i], &cfg->upstream[i], false))
+			goto fail;
+	for (unsigned i = 0; i < p->n_fallback; i++)
+		if (server_init(p, &p->servers[p->n_local + i],
+				&cfg->fallback[i], true))
+			goto fail;
+	return p;
+fail:
+	dv_pool_free(p);
+	return NULL;
+}
+
+void dv_pool_start(dv_pool_t *p)
+{
+	/* warm the local resolver connections */
+	for (unsigned i = 0; i < p->n_local; i++) {
+		dv_server_t *s = &p->servers[i];
+		for (unsigned j = 0; j < s->n_tcp; j++)
+			if (s->tcp[j].state == UC_CLOSED &&
+			    conn_connect(&s->tcp[j]) < 0)
+				break;
+	}
+}
+
+static void conn_destroy(dv_pool_t *p, dv_uconn_t *c)
+{
+	if (c->fd >= 0) {
+		ev_io_stop(p->w->loop, &c->rio);
+		ev_io_stop(p->w->loop, &c->wio);
+		close(c->fd);
+	}
+	conn_deinit(c);
+}
+
+void dv_pool_free(dv_pool_t *p)
+{
+	if (!p)
+		return;
+	for (unsigned i = 0; p->servers && i < p->n_local + p->n_fallback;
+	     i++) {
+		dv_server_t *s = &p->servers[i];
+		for (unsigned j = 0; s->tcp && j < s->n_tcp; j++)
+			conn_destroy(p, &s->tcp[j]);
+		free(s->tcp);
+		if (s->udp)
+			conn_destroy(p, s->udp);
+		free(s->udp);
+	}
+	free(p->servers);
+	free(p);
+}
+
+void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
+{
+	struct ev_loop *loop = p->w->loop;
+	const dv_config_t *cfg = p->cfg;
+	ev_timer_init(&f->deadline, deadline_cb, cfg->query_timeout_ms / 1000.0,
+		      0.);
+	f->deadline.data = f;
+	ev_timer_start(loop, &f->deadline);
+	ev_timer_init(&f->hedge, hedge_cb, cfg->hedge_delay_ms / 1000.0, 0.);
+	f->hedge.data = f;
+	bool local = group_next(f, false);
+	if (!local || (p->n_fallback && cfg->hedge_delay_ms == 0)) {
+		if (p->n_fallback) {
+			start_fallback(f);
+		}
+		if (!attempts_active(f)) {
+			dv_core_fetch_fail(f, DV_EDE_NETWORK_ERROR,
+					   "no upstream could answer");
+			return;
+		}
+	} else if (p->n_fallback) {
+		ev_timer_start(loop, &f->hedge);
+	}
+}
+
+void dv_pool_fetch_cancel(dv_pool_t *p, dv_fetch_t *f)
+{
+	ev_timer_stop(p->w->loop, &f->deadline);
+	ev_timer_stop(p->w->loop, &f->hedge);
+	for (unsigned i = 0; i < DV_FETCH_MAX_ATTEMPTS; i++)
+		if (f->att[i].fetch)
+			attempt_detach(&f->att[i]);
+}

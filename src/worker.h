@@ -1,0 +1,70 @@
+#pragma once
+/*
+ * A worker: one thread, one libev loop, its own listening sockets
+ * (SO_REUSEPORT), its own upstream connections, query pool, coalescing
+ * table and counters.  The only thing workers share is the cache.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "src/cache.h"
+#include "src/config.h"
+#include "src/query.h"
+#include "src/stats.h"
+#include "src/transport.h"
+
+struct ev_loop;
+typedef struct dv_pool dv_pool_t;
+typedef struct dv_fetch dv_fetch_t;
+
+typedef struct dv_listener {
+	const dv_transport_t *transport;
+	void *state;
+	struct dv_listener *next;
+} dv_listener_t;
+
+struct dv_worker {
+	unsigned index;
+	struct ev_loop *loop;
+	pthread_t thread;
+	bool running;
+	const dv_config_t *cfg;
+	dv_cache_t *cache; /* shared, may be NULL */
+	dv_pool_t *pool;
+	dv_stats_t stats;
+	dv_listener_t *listeners;
+
+	/* query objects */
+	dv_query_t *free_queries;
+	unsigned n_free_queries;
+	unsigned inflight; /* accepted and not yet answered */
+
+	/* upstream fetches in flight, by cache key (coalescing) */
+	dv_fetch_t **fetches;
+	unsigned fetch_mask;
+	unsigned n_fetches;
+
+	/* commands from the main thread (drain, stop) */
+	void *async; /* ev_async, opaque here */
+	int command;
+	bool draining;
+
+	/* the answer being built; big enough for any DNS message */
+	uint8_t scratch[DV_DNS_MAX_MSG + 1];
+};
+
+/* Create worker `index` with its loop, pool and listeners.  Returns NULL
+ * and a message in `err` when a listener cannot be opened. */
+dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
+			   dv_cache_t *cache, char *err, size_t err_len);
+int dv_worker_start(dv_worker_t *w);
+/* Ask the worker to stop accepting and finish what it has (async-safe from
+ * the main thread), then to end its loop. */
+void dv_worker_drain(dv_worker_t *w);
+void dv_worker_stop(dv_worker_t *w);
+void dv_worker_join(dv_worker_t *w);
+void dv_worker_free(dv_worker_t *w);
+
+/* Current loop time in ms (monotonic-ish; libev's cached "now"). */
+uint64_t dv_worker_now_ms(dv_worker_t *w);

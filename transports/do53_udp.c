@@ -1,0 +1,165 @@
+/*
+ * Do53 over UDP.  Each worker has its own SO_REUSEPORT socket per listener.
+ * Datagrams are read in batches with recvmmsg; the answers the core gives
+ * synchronously (cache hits, errors) are collected and sent with one
+ * sendmmsg at the end of the batch, later answers (from upstreams) are sent
+ * at once.  Answers never exceed the client's limit (the core truncates).
+ */
+#include <ev.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "src/core.h"
+#include "src/errors.h"
+#include "src/log.h"
+#include "src/transport.h"
+#include "src/worker.h"
+#include "transports/sock.h"
+
+#define BATCH 32
+#define RX_SIZE 4096 /* larger queries are not DNS over UDP in practice */
+#define TX_SIZE DV_EDNS_DEFAULT_UDP
+
+typedef struct {
+	dv_worker_t *w;
+	int fd;
+	ev_io io;
+	bool batching;
+	unsigned n_tx;
+	struct mmsghdr rx[BATCH];
+	struct iovec rx_iov[BATCH];
+	struct sockaddr_storage rx_addr[BATCH];
+	uint8_t rx_buf[BATCH][RX_SIZE];
+	struct mmsghdr tx[BATCH];
+	struct iovec tx_iov[BATCH];
+	struct sockaddr_storage tx_addr[BATCH];
+	uint8_t tx_buf[BATCH][TX_SIZE];
+} udp_listener_t;
+
+static void flush_tx(udp_listener_t *l)
+{
+	unsigned off = 0;
+	while (off < l->n_tx) {
+		int n = sendmmsg(l->fd, l->tx + off, l->n_tx - off, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			/* the kernel buffer is full: these answers are lost
+			 * the way UDP loses them; the client retries */
+			DV_STAT_ADD(&l->w->stats, dropped_send, l->n_tx - off);
+			break;
+		}
+		off += (unsigned)n;
+	}
+	l->n_tx = 0;
+}
+
+static void udp_reply(dv_query_t *q, const uint8_t *wire, size_t len)
+{
+	udp_listener_t *l = q->conn;
+	if (l->batching && len <= TX_SIZE) {
+		if (l->n_tx == BATCH)
+			flush_tx(l);
+		unsigned i = l->n_tx++;
+		memcpy(l->tx_buf[i], wire, len);
+		memcpy(&l->tx_addr[i], &q->peer, q->peer_len);
+		l->tx_iov[i].iov_len = len;
+		l->tx[i].msg_hdr.msg_namelen = q->peer_len;
+		return;
+	}
+	if (sendto(l->fd, wire, len, 0, (struct sockaddr *)&q->peer,
+		   q->peer_len) < 0)
+		DV_STAT_INC(&l->w->stats, dropped_send);
+}
+
+static void udp_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	udp_listener_t *l = io->data;
+	dv_worker_t *w = l->w;
+	for (int rounds = 0; rounds < 8; rounds++) {
+		for (unsigned i = 0; i < BATCH; i++)
+			l->rx[i].msg_hdr.msg_namelen = sizeof(l->rx_addr[i]);
+		int n = recvmmsg(l->fd, l->rx, BATCH, 0, NULL);
+		if (n <= 0)
+			return; /* EAGAIN, or an error for a past send */
+		l->batching = true;
+		for (int i = 0; i < n; i++) {
+			struct msghdr *h = &l->rx[i].msg_hdr;
+			size_t len = l->rx[i].msg_len;
+			if (h->msg_flags & MSG_TRUNC)
+				len = RX_SIZE; /* parse fails: FORMERR */
+			dv_query_t *q = dv_query_new(w, l->rx_buf[i], len);
+			if (!q) {
+				DV_STAT_INC(&w->stats, dropped_send);
+				continue;
+			}
+			q->reply = udp_reply;
+			q->conn = l;
+			q->transport = DV_SCHEME_UDP;
+			q->udp = true;
+			memcpy(&q->peer, &l->rx_addr[i], h->msg_namelen);
+			q->peer_len = h->msg_namelen;
+			(void)dv_core_submit(q);
+		}
+		l->batching = false;
+		flush_tx(l);
+		if (n < BATCH)
+			return;
+	}
+}
+
+static int udp_listen(dv_worker_t *w, const dv_url_t *url, void **state)
+{
+	udp_listener_t *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	int fd = dv_sock_listen(url, SOCK_DGRAM, 0);
+	if (fd < 0) {
+		free(l);
+		return fd;
+	}
+	l->w = w;
+	l->fd = fd;
+	for (unsigned i = 0; i < BATCH; i++) {
+		l->rx_iov[i].iov_base = l->rx_buf[i];
+		l->rx_iov[i].iov_len = RX_SIZE;
+		l->rx[i].msg_hdr.msg_iov = &l->rx_iov[i];
+		l->rx[i].msg_hdr.msg_iovlen = 1;
+		l->rx[i].msg_hdr.msg_name = &l->rx_addr[i];
+		l->tx_iov[i].iov_base = l->tx_buf[i];
+		l->tx[i].msg_hdr.msg_iov = &l->tx_iov[i];
+		l->tx[i].msg_hdr.msg_iovlen = 1;
+		l->tx[i].msg_hdr.msg_name = &l->tx_addr[i];
+	}
+	ev_io_init(&l->io, udp_read_cb, fd, EV_READ);
+	l->io.data = l;
+	ev_io_start(w->loop, &l->io);
+	*state = l;
+	return 0;
+}
+
+static void udp_stop(dv_worker_t *w, void *state)
+{
+	udp_listener_t *l = state;
+	/* stop taking queries; the socket stays open for pending answers */
+	ev_io_stop(w->loop, &l->io);
+}
+
+static void udp_close(dv_worker_t *w, void *state)
+{
+	udp_listener_t *l = state;
+	ev_io_stop(w->loop, &l->io);
+	close(l->fd);
+	free(l);
+}
+
+static const dv_transport_t do53_udp = {
+	.name = "do53-udp",
+	.schemes = (1u << DV_SCHEME_UDP) | (1u << DV_SCHEME_DNS),
+	.listen = udp_listen,
+	.stop = udp_stop,
+	.close = udp_close,
+};
+DV_TRANSPORT_REGISTER(do53_udp)

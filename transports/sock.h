@@ -1,0 +1,13 @@
+#pragma once
+/* Socket helpers shared by the transports. */
+#include <stdbool.h>
+
+#include "src/config.h"
+
+/*
+ * Create a non-blocking socket of `type` (SOCK_DGRAM/SOCK_STREAM) bound to
+ * `url`'s address with SO_REUSEADDR and SO_REUSEPORT (every worker binds
+ * its own; the kernel spreads clients), IPV6_V6ONLY for IPv6, and listening
+ * when it is a stream socket.  Returns the fd or a negative errno.
+ */
+int dv_sock_listen(const dv_url_t *url, int type, int backlog);

@@ -164,11 +164,12 @@ typedef struct {
 /*
  * Parse argv: -c/--config FILE, --listen URL..., --upstream URL...,
  * --fallback URL..., --tls-cert, --tls-key, --ca, --workers N,
- * --check-config, --help-config, --version, --help.  Flags given on the command line
- * replace the corresponding config values: any --listen replaces all file
- * listeners, likewise --upstream and --fallback.  Because the file is read
- * first, parsing happens in two steps: dv_cli_parse() records the flags,
- * dv_cli_apply() lays them over a loaded config.
+ * --check-config, --help-config, --version, --help.  Flags given on the
+ * command line replace the corresponding config values: any --listen
+ * replaces all file listeners, likewise --upstream and --fallback.
+ * Because the file is read first, parsing happens in two steps:
+ * dv_cli_parse() records the flags, dv_cli_apply() lays them over a loaded
+ * config.
  * Returns 0 or DV_ECONFIG with a message in `err`.
  */
 int dv_cli_parse(int argc, char **argv, dv_cli_t *cli, char *err,

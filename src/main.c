@@ -101,6 +101,10 @@ int main(int argc, char **argv)
 		dv_cli_usage(stdout);
 		return 0;
 	}
+	if (cli.help_config) {
+		dv_config_print_schema(stdout);
+		return 0;
+	}
 	if (cli.version) {
 		printf("dnsveil %s\n", DV_VERSION);
 		return 0;

@@ -1,0 +1,1519 @@
+/*
+ * Unit tests for src/config.c: schema defaults, the YAML loader and its
+ * FILE:LINE messages, sizes, URLs, validation and the command line.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cmocka.h>
+
+#include "src/config.h"
+#include "src/errors.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+
+static dv_config_t *cfg_new(void)
+{
+	dv_config_t *cfg = malloc(sizeof(*cfg));
+
+	assert_non_null(cfg);
+	dv_config_defaults(cfg);
+	return cfg;
+}
+
+/* Write `text` to a fresh file under /tmp; `path` gets its name. */
+static void write_tmp(const char *text, char *path, size_t len)
+{
+	int fd;
+	size_t n = strlen(text);
+
+	snprintf(path, len, "/tmp/dv_test_config_XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, n), (ssize_t)n);
+	close(fd);
+}
+
+/* Load `text` from a temp file; its name is left in `path`. */
+static int load_text(dv_config_t *cfg, const char *text, char *path,
+		     size_t path_len, char *err, size_t err_len)
+{
+	int ret;
+
+	write_tmp(text, path, path_len);
+	err[0] = '\0';
+	ret = dv_config_load(cfg, path, err, err_len);
+	unlink(path);
+	return ret;
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+	if (hay == NULL || strstr(hay, needle) == NULL) {
+		print_error("expected '%s' in '%s'\n", needle,
+			    hay != NULL ? hay : "(null)");
+		fail();
+	}
+}
+
+static void assert_prefix(const char *s, const char *prefix)
+{
+	if (strncmp(s, prefix, strlen(prefix)) != 0) {
+		print_error("expected '%s' to start with '%s'\n", s, prefix);
+		fail();
+	}
+}
+
+static void assert_addr(const dv_url_t *u, const char *want)
+{
+	char buf[64];
+
+	dv_addr_format((const struct sockaddr *)&u->addr, buf, sizeof(buf));
+	assert_string_equal(buf, want);
+}
+
+/* The repository root: $DV_SOURCE_DIR, else derived from this file. */
+static void source_path(const char *rel, char *out, size_t len)
+{
+	const char *dir = getenv("DV_SOURCE_DIR");
+	const char *self = __FILE__;
+	const char *tail = "tests/unit/test_config.c";
+	size_t n = strlen(self), t = strlen(tail);
+
+	if (dir != NULL && dir[0] != '\0') {
+		snprintf(out, len, "%s/%s", dir, rel);
+		return;
+	}
+	assert_true(n >= t && strcmp(self + n - t, tail) == 0);
+	snprintf(out, len, "%.*s%s", (int)(n - t), self, rel);
+}
+
+/* ------------------------------------------------------------------ */
+/* defaults and schema                                                 */
+
+static void test_defaults(void **state)
+{
+	dv_config_t *cfg = cfg_new();
+
+	assert_int_equal(cfg->workers, 0);
+	assert_int_equal(cfg->log_level, DV_LOG_INFO);
+	assert_int_equal(cfg->n_listen, 0);
+	assert_int_equal(cfg->n_upstream, 0);
+	assert_int_equal(cfg->n_fallback, 0);
+	assert_string_equal(cfg->tls_cert, "");
+	assert_string_equal(cfg->tls_key, "");
+	assert_string_equal(cfg->tls_ca, "");
+	assert_int_equal(cfg->tcp_max_connections, 1024);
+	assert_int_equal(cfg->tcp_max_inflight, 128);
+	assert_int_equal(cfg->tcp_idle_timeout_ms, 10000);
+	assert_int_equal(cfg->tcp_max_output_bytes, 262144);
+	assert_int_equal(cfg->max_inflight, 10000);
+	assert_int_equal(cfg->upstream_connections, 2);
+	assert_int_equal(cfg->upstream_max_inflight, 1024);
+	assert_int_equal(cfg->upstream_timeout_ms, 1500);
+	assert_int_equal(cfg->hedge_delay_ms, 200);
+	assert_int_equal(cfg->query_timeout_ms, 3000);
+	assert_int_equal(cfg->reconnect_min_ms, 50);
+	assert_int_equal(cfg->reconnect_max_ms, 5000);
+	assert_true(cfg->cache_size_bytes == 64ULL * 1024 * 1024);
+	assert_int_equal(cfg->cache_shards, 64);
+	assert_int_equal(cfg->cache_min_ttl, 0);
+	assert_int_equal(cfg->cache_max_ttl, 86400);
+	assert_int_equal(cfg->cache_negative_max_ttl, 3600);
+	assert_string_equal(cfg->source, "");
+	assert_int_equal(cfg->cli_set, 0);
+	free(cfg);
+}
+
+static char *capture(void (*fn)(FILE *))
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_non_null(f);
+	fn(f);
+	fclose(f);
+	assert_non_null(buf);
+	return buf;
+}
+
+/* The line of `text` that starts with `key` followed by a space. */
+static const char *line_of(const char *text, const char *key, char *out,
+			   size_t len)
+{
+	size_t k = strlen(key);
+
+	for (const char *p = text; *p != '\0';) {
+		const char *eol = strchr(p, '\n');
+		size_t n = eol ? (size_t)(eol - p) : strlen(p);
+
+		if (n > k && strncmp(p, key, k) == 0 && p[k] == ' ') {
+			snprintf(out, len, "%.*s", (int)n, p);
+			return out;
+		}
+		p += n + (eol != NULL);
+	}
+	print_error("no line for '%s' in:\n%s\n", key, text);
+	fail();
+	return NULL;
+}
+
+static void test_print_schema(void **state)
+{
+	char *out = capture(dv_config_print_schema);
+	char line[512];
+
+	line_of(out, "limits.tcp-max-connections", line, sizeof(line));
+	assert_contains(line, " uint ");
+	assert_contains(line, "[1..1000000");
+	assert_contains(line, " 1024 ");
+	line_of(out, "cache.size", line, sizeof(line));
+	assert_contains(line, " size ");
+	assert_contains(line, "[0..64G");
+	assert_contains(line, " 64M ");
+	line_of(out, "tls.cert", line, sizeof(line));
+	assert_contains(line, " string ");
+	assert_contains(line, "\"\"");
+	line_of(out, "log-level", line, sizeof(line));
+	assert_contains(line, "error|warn|info|debug");
+	assert_contains(line, " info ");
+	line_of(out, "workers", line, sizeof(line));
+	assert_contains(line, "[0..256");
+	assert_contains(line, "one per CPU");
+	line_of(out, "listen", line, sizeof(line));
+	line_of(out, "upstream", line, sizeof(line));
+	line_of(out, "fallback", line, sizeof(line));
+	line_of(out, "pool.reconnect-max-ms", line, sizeof(line));
+	assert_contains(line, "[1..600000");
+	line_of(out, "cache.negative-max-ttl", line, sizeof(line));
+	free(out);
+}
+
+/* ------------------------------------------------------------------ */
+/* loading                                                             */
+
+static const char good_yaml[] =
+	"# a full config, every key off its default\n"
+	"workers: 4\n"
+	"log-level: debug\n"
+	"listen:\n"
+	"  - dns://127.0.0.1:5353\n"
+	"  - \"https://[::1]:8443/dns-query\"\n"
+	"  - tls://0.0.0.0:853\n"
+	"upstream: [ \"tcp://127.0.0.1:5335\", 'udp://[::1]:5335' ]\n"
+	"fallback:\n"
+	"  - tls://1.1.1.1:853#cloudflare-dns.com\n"
+	"  - https://8.8.8.8:443/dns-query#dns.google\n"
+	"  - quic://94.140.14.14:853#dns.adguard.com\n"
+	"tls: { cert: /etc/dnsveil/cert.pem, key: \"/etc/dnsveil/key.pem\" }\n"
+	"limits:\n"
+	"  tcp-max-connections: 1000000\n"
+	"  tcp-max-inflight: 1\n"
+	"  tcp-idle-timeout-ms: 100\n"
+	"  tcp-max-output-bytes: 4096\n"
+	"  max-inflight: 5\n"
+	"pool:\n"
+	"  connections: 64\n"
+	"  max-inflight: 65535\n"
+	"  timeout-ms: 10\n"
+	"  hedge-delay-ms: 0\n"
+	"  query-timeout-ms: 60000\n"
+	"  reconnect-min-ms: 1\n"
+	"  reconnect-max-ms: 600000\n"
+	"cache:\n"
+	"  size: 1G\n"
+	"  shards: 4096\n"
+	"  min-ttl: 5\n"
+	"  max-ttl: \"604800\"\n"
+	"  negative-max-ttl: 0\n";
+
+static void test_load_good(void **state)
+{
+	dv_config_t *cfg = cfg_new();
+	char path[64], err[512];
+
+	assert_int_equal(load_text(cfg, good_yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 0);
+	assert_string_equal(cfg->source, path);
+	assert_int_equal(cfg->workers, 4);
+	assert_int_equal(cfg->log_level, DV_LOG_DEBUG);
+
+	assert_int_equal(cfg->n_listen, 3);
+	assert_int_equal(cfg->listen[0].scheme, DV_SCHEME_DNS);
+	assert_addr(&cfg->listen[0], "127.0.0.1:5353");
+	assert_int_equal(cfg->listen[1].scheme, DV_SCHEME_HTTPS);
+	assert_addr(&cfg->listen[1], "[::1]:8443");
+	assert_string_equal(cfg->listen[1].path, "/dns-query");
+	assert_int_equal(cfg->listen[2].scheme, DV_SCHEME_TLS);
+
+	assert_int_equal(cfg->n_upstream, 2);
+	assert_int_equal(cfg->upstream[0].scheme, DV_SCHEME_TCP);
+	assert_int_equal(cfg->upstream[1].scheme, DV_SCHEME_UDP);
+	assert_addr(&cfg->upstream[1], "[::1]:5335");
+
+	assert_int_equal(cfg->n_fallback, 3);
+	assert_string_equal(cfg->fallback[0].name, "cloudflare-dns.com");
+	assert_string_equal(cfg->fallback[1].name, "dns.google");
+	assert_string_equal(cfg->fallback[1].path, "/dns-query");
+	assert_int_equal(cfg->fallback[2].scheme, DV_SCHEME_QUIC);
+	assert_string_equal(cfg->fallback[2].text,
+			    "quic://94.140.14.14:853#dns.adguard.com");
+
+	assert_string_equal(cfg->tls_cert, "/etc/dnsveil/cert.pem");
+	assert_string_equal(cfg->tls_key, "/etc/dnsveil/key.pem");
+	assert_string_equal(cfg->tls_ca, "");
+
+	assert_int_equal(cfg->tcp_max_connections, 1000000);
+	assert_int_equal(cfg->tcp_max_inflight, 1);
+	assert_int_equal(cfg->tcp_idle_timeout_ms, 100);
+	assert_int_equal(cfg->tcp_max_output_bytes, 4096);
+	assert_int_equal(cfg->max_inflight, 5);
+	assert_int_equal(cfg->upstream_connections, 64);
+	assert_int_equal(cfg->upstream_max_inflight, 65535);
+	assert_int_equal(cfg->upstream_timeout_ms, 10);
+	assert_int_equal(cfg->hedge_delay_ms, 0);
+	assert_int_equal(cfg->query_timeout_ms, 60000);
+	assert_int_equal(cfg->reconnect_min_ms, 1);
+	assert_int_equal(cfg->reconnect_max_ms, 600000);
+	assert_true(cfg->cache_size_bytes == 1024ULL * 1024 * 1024);
+	assert_int_equal(cfg->cache_shards, 4096);
+	assert_int_equal(cfg->cache_min_ttl, 5);
+	assert_int_equal(cfg->cache_max_ttl, 604800);
+	assert_int_equal(cfg->cache_negative_max_ttl, 0);
+	free(cfg);
+}
+
+/* Files with nothing to say keep every default. */
+static void test_load_empty(void **state)
+{
+	static const char *const texts[] = {
+		"", "---\n", "# only a comment\n", "tls:\n", "~\n",
+		"limits: {}\n", "fallback:\n", "fallback: []\n",
+	};
+	dv_config_t *def = cfg_new(), *cfg = cfg_new();
+	char path[64], err[512];
+
+	for (size_t i = 0; i < ARRAY_LEN(texts); i++) {
+		dv_config_defaults(cfg);
+		if (load_text(cfg, texts[i], path, sizeof(path), err,
+			      sizeof(err)) != 0) {
+			print_error("'%s': %s\n", texts[i], err);
+			fail();
+		}
+		strcpy(def->source, path);
+		assert_memory_equal(cfg, def, sizeof(*cfg));
+	}
+	free(def);
+	free(cfg);
+}
+
+/* A later file's list replaces the earlier one; absent keys keep theirs. */
+static void test_load_lists_replace(void **state)
+{
+	dv_config_t *cfg = cfg_new();
+	char path[64], err[512];
+
+	assert_int_equal(load_text(cfg, good_yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 0);
+	assert_int_equal(load_text(cfg,
+				   "listen: udp://127.0.0.2:53\n"
+				   "fallback: ~\n",
+				   path, sizeof(path), err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg->n_listen, 1);
+	assert_int_equal(cfg->listen[0].scheme, DV_SCHEME_UDP);
+	assert_addr(&cfg->listen[0], "127.0.0.2:53");
+	assert_int_equal(cfg->n_upstream, 2);
+	assert_int_equal(cfg->n_fallback, 0);
+	assert_int_equal(cfg->workers, 4);
+	free(cfg);
+}
+
+/* A failed load changes nothing, not even the values before the error. */
+static void test_load_error_keeps_cfg(void **state)
+{
+	dv_config_t *cfg = cfg_new(), *before = cfg_new();
+	char path[64], err[512];
+
+	assert_int_equal(load_text(cfg, good_yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 0);
+	memcpy(before, cfg, sizeof(*cfg));
+	assert_int_equal(load_text(cfg,
+				   "workers: 7\n"
+				   "listen: [ udp://127.0.0.1:1 ]\n"
+				   "cache:\n"
+				   "  size: 1K\n"
+				   "  shards: 0\n",
+				   path, sizeof(path), err, sizeof(err)),
+			 DV_ECONFIG);
+	assert_memory_equal(cfg, before, sizeof(*cfg));
+	free(cfg);
+	free(before);
+}
+
+typedef struct {
+	const char *yaml;
+	unsigned line;
+	const char *key;    /* "" for syntax errors */
+	const char *reason; /* substring of what follows "KEY: " */
+} load_case_t;
+
+static const load_case_t load_errors[] = {
+	/* unknown keys */
+	{ "workers: 2\nlog-level: debug\nbogus: 1\n", 3, "bogus",
+	  "unknown key" },
+	{ "limits:\n  tcp-max-inflight: 5\n  foo: 1\n", 3, "limits.foo",
+	  "unknown key" },
+	{ "cache:\n  size: 1M\n\n  tcp-max-inflight: 5\n", 4,
+	  "cache.tcp-max-inflight", "unknown key" },
+	{ "upstreams:\n  - tcp://127.0.0.1:53\n", 1, "upstreams",
+	  "unknown key" },
+	{ "Workers: 1\n", 1, "Workers", "unknown key" },
+	/* wrong types */
+	{ "workers: [1, 2]\n", 1, "workers", "expected a scalar, got a list" },
+	{ "\nlog-level:\n  a: b\n", 3, "log-level",
+	  "expected a scalar, got a mapping" },
+	{ "tls:\n  cert: [x]\n", 2, "tls.cert",
+	  "expected a string, got a list" },
+	{ "listen:\n  a: b\n", 2, "listen",
+	  "expected a list of URLs, got a mapping" },
+	{ "listen:\n  - dns://127.0.0.1:53\n  - [a]\n", 3, "listen",
+	  "expected a URL, got a list" },
+	{ "limits: 5\n", 1, "limits", "expected a mapping of keys, got a scalar" },
+	{ "pool:\n  - a\n", 2, "pool", "expected a mapping of keys, got a list" },
+	{ "- a\n- b\n", 1, "(top level)",
+	  "expected a mapping of keys, got a list" },
+	{ "? [a]\n: 1\n", 1, "(top level)",
+	  "keys must be plain strings, got a list" },
+	{ "workers: &w 1\nlimits:\n  max-inflight: *w\n", 3,
+	  "limits.max-inflight", "aliases are not supported" },
+	{ "workers: 1\n---\nworkers: 2\n", 2, "(top level)",
+	  "only one YAML document is allowed" },
+	/* numbers */
+	{ "pool:\n  connections: 65\n", 2, "pool.connections",
+	  "'65': out of range 1..64" },
+	{ "limits:\n  tcp-max-inflight: 0\n", 2, "limits.tcp-max-inflight",
+	  "'0': out of range 1..65535" },
+	{ "workers: 257\n", 1, "workers", "'257': out of range 0..256" },
+	{ "workers: 99999999999999999999999\n", 1, "workers",
+	  "out of range 0..256" },
+	{ "workers: abc\n", 1, "workers", "'abc': not an unsigned integer" },
+	{ "workers: -1\n", 1, "workers", "'-1': not an unsigned integer" },
+	{ "workers: 0x10\n", 1, "workers", "not an unsigned integer" },
+	{ "workers: 1.5\n", 1, "workers", "not an unsigned integer" },
+	{ "workers:\n", 1, "workers", "missing value" },
+	{ "cache:\n  min-ttl: 86401\n", 2, "cache.min-ttl",
+	  "out of range 0..86400" },
+	{ "cache:\n  max-ttl: 604801\n", 2, "cache.max-ttl",
+	  "out of range 0..604800" },
+	{ "limits:\n  tcp-max-output-bytes: 4095\n", 2,
+	  "limits.tcp-max-output-bytes", "out of range 4096..67108864" },
+	{ "pool:\n  reconnect-max-ms: 600001\n", 2, "pool.reconnect-max-ms",
+	  "out of range 1..600000" },
+	{ "cache:\n  size: 64MB\n", 2, "cache.size",
+	  "'64MB': not a size (a number with an optional K, M or G suffix)" },
+	{ "cache:\n  size: 65G\n", 2, "cache.size", "out of range 0..64G" },
+	/* enums and strings */
+	{ "log-level: verbose\n", 1, "log-level",
+	  "'verbose': expected error, warn, info or debug" },
+	{ "log-level: INFO\n", 1, "log-level", "expected error, warn" },
+	{ "tls:\n  key: \"a\\0b\"\n", 2, "tls.key", "contains a NUL character" },
+	{ "workers: 1\n\"workers\\0x\": 2\n", 2, "workers",
+	  "key contains a NUL character" },
+	/* URLs: the line is the item's */
+	{ "listen:\n  - dns://127.0.0.1:53\n  - ftp://x\n", 3, "listen",
+	  "'ftp://x': unknown scheme 'ftp'" },
+	{ "upstream:\n\n  - tls://1.1.1.1:853\n", 3, "upstream",
+	  "tls:// upstream needs #NAME" },
+	{ "fallback: [ \"http://1.2.3.4:80/x\" ]\n", 1, "fallback",
+	  "scheme 'http' can only be used by listeners" },
+	{ "listen: dns://127.0.0.1\n", 1, "listen", "port missing" },
+	{ "listen: [ \"dns://localhost:53\" ]\n", 1, "listen",
+	  "invalid address 'localhost'" },
+	/* duplicates */
+	{ "workers: 1\nworkers: 2\n", 2, "workers", "duplicate key" },
+	{ "cache:\n  size: 1M\n  shards: 2\n  size: 2M\n", 4, "cache.size",
+	  "duplicate key" },
+	{ "cache:\n  shards: 2\nlimits: {}\ncache:\n  size: 1M\n", 4, "cache",
+	  "duplicate key" },
+	{ "listen: [ \"dns://127.0.0.1:53\" ]\nlisten: []\n", 2, "listen",
+	  "duplicate key" },
+	/* syntax errors: libyaml's problem text */
+	{ "workers: 1\nlog-level: info\n- x\n", 3, "",
+	  "syntax error: did not find expected key" },
+	{ "workers: 1\nworkers 2\nlog-level: info\n", 2, "",
+	  "syntax error: could not find expected ':' (while scanning a simple "
+	  "key)" },
+	{ "workers: 1\nlimits: { tcp-max-inflight: 1,\n\n", 4, "",
+	  "syntax error: did not find expected node content (while parsing a "
+	  "flow node)" },
+	{ "workers: 1\nlog-level: \"a\\qb\"\n", 2, "",
+	  "syntax error: found unknown escape character" },
+	{ "limits:\n\ttcp-max-inflight: 5\n", 2, "",
+	  "syntax error: found character that cannot start any token" },
+	{ "listen: [ \"dns://127.0.0.1:53\"\nworkers: 1\n", 2, "",
+	  "syntax error: did not find expected ',' or ']'" },
+	{ "workers: 1\nlog-level: \"info\n", 3, "",
+	  "syntax error: found unexpected end of stream" },
+	{ "workers: 1\n\nlog-level: \xff\n", 3, "",
+	  "syntax error: invalid leading UTF-8 octet" },
+	{ "workers: 1\nlog-level: *nope\n", 2, "log-level",
+	  "aliases are not supported" },
+};
+
+static void test_load_errors(void **state)
+{
+	dv_config_t *cfg = cfg_new();
+	char path[64], err[512], want[128];
+
+	for (size_t i = 0; i < ARRAY_LEN(load_errors); i++) {
+		const load_case_t *c = &load_errors[i];
+		int ret;
+
+		dv_config_defaults(cfg);
+		ret = load_text(cfg, c->yaml, path, sizeof(path), err,
+				sizeof(err));
+		if (c->key[0] != '\0')
+			snprintf(want, sizeof(want), "%s:%u: %s: ", path,
+				 c->line, c->key);
+		else
+			snprintf(want, sizeof(want), "%s:%u: ", path, c->line);
+		if (ret != DV_ECONFIG || strncmp(err, want, strlen(want)) != 0 ||
+		    strstr(err + strlen(want), c->reason) == NULL) {
+			print_error("case %zu:\n%s\nwant %d '%s...%s'\n"
+				    "got  %d '%s'\n",
+				    i, c->yaml, DV_ECONFIG, want, c->reason,
+				    ret, err);
+			fail();
+		}
+	}
+	free(cfg);
+}
+
+static void test_load_too_long_string(void **state)
+{
+	dv_config_t *cfg = cfg_new();
+	char yaml[1024], path[64], err[1024];
+
+	snprintf(yaml, sizeof(yaml), "workers: 1\ntls:\n  cert: /%0600d\n", 0);
+	assert_int_equal(load_text(cfg, yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 DV_ECONFIG);
+	assert_contains(err, ":3: tls.cert: '/000");
+	assert_contains(err, "': too long (at most 511 bytes)");
+
+	/* 511 bytes fit */
+	snprintf(yaml, sizeof(yaml), "tls:\n  ca: /%0510d\n", 0);
+	assert_int_equal(load_text(cfg, yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 0);
+	assert_int_equal(strlen(cfg->tls_ca), 511);
+	free(cfg);
+}
+
+static void test_load_too_many_urls(void **state)
+{
+	dv_config_t *cfg = cfg_new();
+	char yaml[4096], path[64], err[512];
+	size_t n;
+
+	n = (size_t)snprintf(yaml, sizeof(yaml), "upstream:\n");
+	for (int i = 0; i < DV_MAX_URLS + 1; i++)
+		n += (size_t)snprintf(yaml + n, sizeof(yaml) - n,
+				      "  - udp://127.0.0.1:%d\n", 1000 + i);
+	assert_int_equal(load_text(cfg, yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 DV_ECONFIG);
+	assert_contains(err, ":34: upstream: 'udp://127.0.0.1:1032': too many "
+			     "URLs (at most 32)");
+	free(cfg);
+}
+
+static void test_load_missing_file(void **state)
+{
+	dv_config_t *cfg = cfg_new();
+	char err[512];
+
+	assert_int_equal(dv_config_load(cfg, "/nonexistent/dnsveil.yaml", err,
+					sizeof(err)),
+			 -ENOENT);
+	assert_string_equal(err,
+			    "/nonexistent/dnsveil.yaml: No such file or directory");
+	assert_int_equal(dv_config_load(cfg, "/tmp", err, sizeof(err)),
+			 -EISDIR);
+	assert_string_equal(err, "/tmp: Is a directory");
+	/* no room for a message is fine too */
+	assert_int_equal(dv_config_load(cfg, "/nonexistent", NULL, 0),
+			 -ENOENT);
+	free(cfg);
+}
+
+static void test_load_buffer(void **state)
+{
+	static const char text[] = "workers: 3\ncache:\n  shards: 0\n";
+	dv_config_t *cfg = cfg_new();
+	char err[256];
+
+	assert_int_equal(dv_config_load_buffer(cfg, "mem", text, 11, err,
+					       sizeof(err)),
+			 0);
+	assert_int_equal(cfg->workers, 3);
+	assert_string_equal(cfg->source, "mem");
+	assert_int_equal(dv_config_load_buffer(cfg, "mem", text,
+					       sizeof(text) - 1, err,
+					       sizeof(err)),
+			 DV_ECONFIG);
+	assert_string_equal(err,
+			    "mem:3: cache.shards: '0': out of range 1..4096");
+	/* a short err buffer truncates, never overflows */
+	assert_int_equal(dv_config_load_buffer(cfg, "mem", text,
+					       sizeof(text) - 1, err, 8),
+			 DV_ECONFIG);
+	assert_string_equal(err, "mem:3: ");
+	free(cfg);
+}
+
+/* ------------------------------------------------------------------ */
+/* sizes                                                               */
+
+static void test_sizes(void **state)
+{
+	static const struct {
+		const char *text;
+		uint64_t bytes;
+	} good[] = {
+		{ "0", 0 },
+		{ "1", 1 },
+		{ "4096", 4096 },
+		{ "64K", 64ULL << 10 },
+		{ "64k", 64ULL << 10 },
+		{ "64M", 64ULL << 20 },
+		{ "2G", 2ULL << 30 },
+		{ "64G", 64ULL << 30 },
+		{ "\"512M\"", 512ULL << 20 },
+		{ "68719476736", 64ULL << 30 },
+	};
+	static const char *const bad[] = {
+		"64MB", "M", "1T", "-1", "64 M", "0x10", "1.5G", "65G",
+		"68719476737", "99999999999999999999G", "17179869184G",
+	};
+	dv_config_t *cfg = cfg_new();
+	char yaml[128], path[64], err[512];
+
+	for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+		snprintf(yaml, sizeof(yaml), "cache:\n  size: %s\n",
+			 good[i].text);
+		if (load_text(cfg, yaml, path, sizeof(path), err,
+			      sizeof(err)) != 0) {
+			print_error("'%s': %s\n", good[i].text, err);
+			fail();
+		}
+		assert_true(cfg->cache_size_bytes == good[i].bytes);
+	}
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		snprintf(yaml, sizeof(yaml), "cache:\n  size: %s\n", bad[i]);
+		if (load_text(cfg, yaml, path, sizeof(path), err,
+			      sizeof(err)) != DV_ECONFIG) {
+			print_error("'%s' was accepted\n", bad[i]);
+			fail();
+		}
+		assert_contains(err, ":2: cache.size: '");
+	}
+	free(cfg);
+}
+
+/* ------------------------------------------------------------------ */
+/* URLs                                                                */
+
+typedef struct {
+	const char *text;
+	dv_url_role_t role;
+	dv_scheme_t scheme;
+	int family;
+	const char *addr;
+	const char *path;
+	const char *name;
+} url_case_t;
+
+static const url_case_t url_good[] = {
+	{ "udp://127.0.0.1:53", DV_URL_LISTEN, DV_SCHEME_UDP, AF_INET,
+	  "127.0.0.1:53", "", "" },
+	{ "tcp://[::1]:5335", DV_URL_UPSTREAM, DV_SCHEME_TCP, AF_INET6,
+	  "[::1]:5335", "", "" },
+	{ "dns://0.0.0.0:53", DV_URL_LISTEN, DV_SCHEME_DNS, AF_INET,
+	  "0.0.0.0:53", "", "" },
+	{ "tls://127.0.0.1:853", DV_URL_LISTEN, DV_SCHEME_TLS, AF_INET,
+	  "127.0.0.1:853", "", "" },
+	{ "https://127.0.0.1:8443/dns-query", DV_URL_LISTEN, DV_SCHEME_HTTPS,
+	  AF_INET, "127.0.0.1:8443", "/dns-query", "" },
+	{ "http://[::]:80/q", DV_URL_LISTEN, DV_SCHEME_HTTP, AF_INET6,
+	  "[::]:80", "/q", "" },
+	{ "quic://[2001:db8::1]:853", DV_URL_LISTEN, DV_SCHEME_QUIC, AF_INET6,
+	  "[2001:db8::1]:853", "", "" },
+	{ "udp://9.9.9.9:65535", DV_URL_UPSTREAM, DV_SCHEME_UDP, AF_INET,
+	  "9.9.9.9:65535", "", "" },
+	{ "tls://1.1.1.1:853#cloudflare-dns.com", DV_URL_UPSTREAM,
+	  DV_SCHEME_TLS, AF_INET, "1.1.1.1:853", "", "cloudflare-dns.com" },
+	{ "https://8.8.8.8:443/dns-query#dns.google", DV_URL_UPSTREAM,
+	  DV_SCHEME_HTTPS, AF_INET, "8.8.8.8:443", "/dns-query",
+	  "dns.google" },
+	{ "https://[2606:4700:4700::1111]:443/dns-query#cloudflare-dns.com",
+	  DV_URL_UPSTREAM, DV_SCHEME_HTTPS, AF_INET6,
+	  "[2606:4700:4700::1111]:443", "/dns-query", "cloudflare-dns.com" },
+	{ "quic://94.140.14.14:853#dns.adguard.com", DV_URL_UPSTREAM,
+	  DV_SCHEME_QUIC, AF_INET, "94.140.14.14:853", "", "dns.adguard.com" },
+	{ "TCP://127.0.0.1:1", DV_URL_UPSTREAM, DV_SCHEME_TCP, AF_INET,
+	  "127.0.0.1:1", "", "" },
+};
+
+typedef struct {
+	const char *text;
+	dv_url_role_t role;
+	const char *err;
+} url_bad_t;
+
+static const url_bad_t url_bad[] = {
+	{ "", DV_URL_LISTEN, "empty URL" },
+	{ "127.0.0.1:53", DV_URL_LISTEN, "missing scheme" },
+	{ "ftp://1.2.3.4:21", DV_URL_LISTEN, "unknown scheme 'ftp'" },
+	{ "://1.2.3.4:21", DV_URL_LISTEN, "unknown scheme ''" },
+	{ "dns://1.2.3.4:53", DV_URL_UPSTREAM,
+	  "scheme 'dns' can only be used by listeners" },
+	{ "http://1.2.3.4:80/x", DV_URL_UPSTREAM,
+	  "scheme 'http' can only be used by listeners" },
+	{ "udp://localhost:53", DV_URL_UPSTREAM,
+	  "invalid address 'localhost' (IP literals only, no host names)" },
+	{ "udp://1.2.3:53", DV_URL_LISTEN, "invalid address '1.2.3'" },
+	{ "udp://[1.2.3.4]:53", DV_URL_LISTEN, "invalid address '1.2.3.4'" },
+	{ "udp://[fe80::1%eth0]:53", DV_URL_LISTEN, "invalid address" },
+	{ "udp://1.2.3.4", DV_URL_LISTEN, "port missing" },
+	{ "udp://1.2.3.4:", DV_URL_LISTEN, "port missing" },
+	{ "udp://[::1]", DV_URL_LISTEN, "port missing" },
+	{ "udp://[::1]53", DV_URL_LISTEN, "port missing" },
+	{ "udp://1.2.3.4:0", DV_URL_LISTEN, "invalid port '0'" },
+	{ "udp://1.2.3.4:65536", DV_URL_LISTEN, "invalid port '65536'" },
+	{ "udp://1.2.3.4:5x", DV_URL_LISTEN, "invalid port '5x'" },
+	{ "udp://1.2.3.4:-53", DV_URL_LISTEN, "invalid port '-53'" },
+	{ "udp://:53", DV_URL_LISTEN, "address missing" },
+	{ "udp://[]:53", DV_URL_LISTEN, "address missing" },
+	{ "udp://::1:53", DV_URL_LISTEN,
+	  "IPv6 address must be in brackets, e.g. [::1]:53" },
+	{ "udp://[::1:53", DV_URL_LISTEN, "missing ']' after IPv6 address" },
+	{ "https://127.0.0.1:443", DV_URL_LISTEN,
+	  "https:// needs a path, e.g. https://127.0.0.1:443/dns-query" },
+	{ "http://[::1]:80", DV_URL_LISTEN,
+	  "http:// needs a path, e.g. http://[::1]:80/dns-query" },
+	{ "https://8.8.8.8:443#dns.google", DV_URL_UPSTREAM,
+	  "https:// needs a path" },
+	{ "tcp://127.0.0.1:53/x", DV_URL_UPSTREAM, "tcp:// takes no path" },
+	{ "quic://127.0.0.1:853/", DV_URL_LISTEN, "quic:// takes no path" },
+	{ "https://1.2.3.4:443/a b", DV_URL_LISTEN, "invalid character in path" },
+	{ "https://1.2.3.4:443/q?dns=x", DV_URL_LISTEN,
+	  "invalid character in path" },
+	{ "tls://1.1.1.1:853", DV_URL_UPSTREAM,
+	  "tls:// upstream needs #NAME, the name its certificate must match "
+	  "(e.g. tls://1.1.1.1:853#cloudflare-dns.com)" },
+	{ "quic://1.1.1.1:853#", DV_URL_UPSTREAM, "quic:// upstream needs #NAME" },
+	{ "https://1.1.1.1:443/dns-query", DV_URL_UPSTREAM,
+	  "https:// upstream needs #NAME" },
+	{ "tls://127.0.0.1:853#x", DV_URL_LISTEN,
+	  "#NAME is only for tls://, https:// and quic:// upstreams" },
+	{ "tcp://1.1.1.1:53#x", DV_URL_UPSTREAM,
+	  "#NAME is only for tls://, https:// and quic:// upstreams" },
+	{ "udp://1.1.1.1:53#", DV_URL_UPSTREAM, "#NAME is only for" },
+	{ "tls://1.1.1.1:853#bad name!", DV_URL_UPSTREAM,
+	  "invalid #NAME 'bad name!'" },
+	{ "tls://1.1.1.1:853#a#b", DV_URL_UPSTREAM, "invalid #NAME 'a#b'" },
+	{ "udp://user@1.2.3.4:53", DV_URL_LISTEN, "invalid address" },
+	{ " udp://1.2.3.4:53", DV_URL_LISTEN, "unknown scheme ' udp'" },
+	{ "udp://1.2.3.4:53 ", DV_URL_LISTEN, "invalid port '53 '" },
+};
+
+static void test_url_good(void **state)
+{
+	char err[256];
+	dv_url_t u;
+
+	for (size_t i = 0; i < ARRAY_LEN(url_good); i++) {
+		const url_case_t *c = &url_good[i];
+
+		memset(&u, 0xa5, sizeof(u));
+		if (dv_url_parse(c->text, c->role, &u, err, sizeof(err)) != 0) {
+			print_error("'%s': %s\n", c->text, err);
+			fail();
+		}
+		assert_int_equal(u.scheme, c->scheme);
+		assert_int_equal(u.addr.ss_family, c->family);
+		assert_int_equal(u.addr_len,
+				 c->family == AF_INET
+					 ? sizeof(struct sockaddr_in)
+					 : sizeof(struct sockaddr_in6));
+		assert_addr(&u, c->addr);
+		assert_string_equal(u.path, c->path);
+		assert_string_equal(u.name, c->name);
+		assert_string_equal(u.text, c->text);
+	}
+}
+
+static void test_url_port_byte_order(void **state)
+{
+	char err[256];
+	dv_url_t u;
+
+	assert_int_equal(dv_url_parse("udp://10.0.0.1:5353", DV_URL_LISTEN,
+				      &u, err, sizeof(err)),
+			 0);
+	const struct sockaddr_in *in = (const struct sockaddr_in *)&u.addr;
+	const uint8_t *port = (const uint8_t *)&in->sin_port;
+	const uint8_t *addr = (const uint8_t *)&in->sin_addr;
+	assert_int_equal(port[0], 5353 >> 8);
+	assert_int_equal(port[1], 5353 & 0xff);
+	assert_int_equal(addr[0], 10);
+	assert_int_equal(addr[3], 1);
+}
+
+static void test_url_bad(void **state)
+{
+	char err[256];
+	dv_url_t u, orig;
+
+	memset(&orig, 0x5a, sizeof(orig));
+	for (size_t i = 0; i < ARRAY_LEN(url_bad); i++) {
+		const url_bad_t *c = &url_bad[i];
+
+		err[0] = '\0';
+		u = orig;
+		if (dv_url_parse(c->text, c->role, &u, err, sizeof(err)) !=
+			    DV_ECONFIG ||
+		    strstr(err, c->err) == NULL) {
+			print_error("'%s': want '%s', got '%s'\n", c->text,
+				    c->err, err);
+			fail();
+		}
+		/* the output is untouched on error */
+		assert_memory_equal(&u, &orig, sizeof(u));
+	}
+}
+
+static void test_url_lengths(void **state)
+{
+	char text[1024], err[256];
+	dv_url_t u;
+	int n;
+
+	memset(text, 'a', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	assert_int_equal(dv_url_parse(text, DV_URL_LISTEN, &u, err, sizeof(err)),
+			 DV_ECONFIG);
+	assert_contains(err, "URL too long (at most 511 characters)");
+
+	/* path: 255 characters fit, 256 do not */
+	n = snprintf(text, sizeof(text), "https://1.2.3.4:443/");
+	memset(text + n, 'p', 254);
+	text[n + 254] = '\0';
+	assert_int_equal(dv_url_parse(text, DV_URL_LISTEN, &u, err, sizeof(err)),
+			 0);
+	assert_int_equal(strlen(u.path), 255);
+	strcat(text, "p");
+	assert_int_equal(dv_url_parse(text, DV_URL_LISTEN, &u, err, sizeof(err)),
+			 DV_ECONFIG);
+	assert_contains(err, "path too long");
+
+	/* name: 253 characters at most */
+	n = snprintf(text, sizeof(text), "tls://1.2.3.4:853#");
+	memset(text + n, 'n', 253);
+	text[n + 253] = '\0';
+	assert_int_equal(
+		dv_url_parse(text, DV_URL_UPSTREAM, &u, err, sizeof(err)), 0);
+	strcat(text, "n");
+	assert_int_equal(
+		dv_url_parse(text, DV_URL_UPSTREAM, &u, err, sizeof(err)),
+		DV_ECONFIG);
+	assert_contains(err, "invalid #NAME");
+}
+
+static void test_addr_format_and_scheme_names(void **state)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	char buf[64];
+
+	memset(&ss, 0, sizeof(ss));
+	in6->sin6_family = AF_INET6;
+	in6->sin6_port = htons(853);
+	in6->sin6_addr.s6_addr[15] = 1;
+	dv_addr_format((struct sockaddr *)&ss, buf, sizeof(buf));
+	assert_string_equal(buf, "[::1]:853");
+	dv_addr_format((struct sockaddr *)&ss, buf, 4);
+	assert_string_equal(buf, "[::");
+	ss.ss_family = AF_UNIX;
+	dv_addr_format((struct sockaddr *)&ss, buf, sizeof(buf));
+	assert_contains(buf, "family");
+
+	assert_string_equal(dv_scheme_name(DV_SCHEME_UDP), "udp");
+	assert_string_equal(dv_scheme_name(DV_SCHEME_TCP), "tcp");
+	assert_string_equal(dv_scheme_name(DV_SCHEME_DNS), "dns");
+	assert_string_equal(dv_scheme_name(DV_SCHEME_TLS), "tls");
+	assert_string_equal(dv_scheme_name(DV_SCHEME_HTTPS), "https");
+	assert_string_equal(dv_scheme_name(DV_SCHEME_HTTP), "http");
+	assert_string_equal(dv_scheme_name(DV_SCHEME_QUIC), "quic");
+	assert_string_equal(dv_scheme_name(DV_SCHEME_COUNT), "?");
+	assert_string_equal(dv_scheme_name((dv_scheme_t)-1), "?");
+}
+
+/* ------------------------------------------------------------------ */
+/* validation                                                          */
+
+static const bool all_impl[DV_SCHEME_COUNT] = {
+	true, true, true, true, true, true, true,
+};
+
+static void add_url(dv_url_t *list, unsigned *n, const char *text,
+		    dv_url_role_t role)
+{
+	char err[256];
+
+	if (dv_url_parse(text, role, &list[*n], err, sizeof(err)) != 0) {
+		print_error("'%s': %s\n", text, err);
+		fail();
+	}
+	(*n)++;
+}
+
+static dv_config_t *cfg_minimal(void)
+{
+	dv_config_t *cfg = cfg_new();
+
+	add_url(cfg->listen, &cfg->n_listen, "dns://127.0.0.1:53",
+		DV_URL_LISTEN);
+	add_url(cfg->upstream, &cfg->n_upstream, "tcp://127.0.0.1:5335",
+		DV_URL_UPSTREAM);
+	return cfg;
+}
+
+static void assert_invalid(const dv_config_t *cfg, const bool *li,
+			   const bool *ui, const char *want)
+{
+	char err[512] = "";
+	int ret = dv_config_validate(cfg, li, ui, err, sizeof(err));
+
+	if (ret != DV_ECONFIG || strcmp(err, want) != 0) {
+		print_error("want '%s'\ngot %d '%s'\n", want, ret, err);
+		fail();
+	}
+}
+
+static void test_validate_lists(void **state)
+{
+	dv_config_t *cfg = cfg_new();
+	bool li[DV_SCHEME_COUNT], ui[DV_SCHEME_COUNT];
+	char err[512];
+
+	assert_invalid(cfg, all_impl, all_impl,
+		       "command line: --listen: no listener (set listen: in the "
+		       "config file or give --listen)");
+	strcpy(cfg->source, "/etc/dnsveil.yaml");
+	add_url(cfg->listen, &cfg->n_listen, "dns://127.0.0.1:53",
+		DV_URL_LISTEN);
+	assert_invalid(cfg, all_impl, all_impl,
+		       "/etc/dnsveil.yaml: upstream: no upstream (set "
+		       "upstream: in the config file or give --upstream)");
+	add_url(cfg->upstream, &cfg->n_upstream, "tcp://127.0.0.1:5335",
+		DV_URL_UPSTREAM);
+	assert_int_equal(dv_config_validate(cfg, all_impl, all_impl, err,
+					    sizeof(err)),
+			 0);
+	assert_int_equal(dv_config_validate(cfg, NULL, NULL, err, sizeof(err)),
+			 0);
+
+	/* schemes this build does not serve yet */
+	memcpy(li, all_impl, sizeof(li));
+	memcpy(ui, all_impl, sizeof(ui));
+	li[DV_SCHEME_TLS] = false;
+	ui[DV_SCHEME_QUIC] = false;
+	add_url(cfg->listen, &cfg->n_listen, "tls://127.0.0.1:853",
+		DV_URL_LISTEN);
+	assert_invalid(cfg, li, ui,
+		       "/etc/dnsveil.yaml: listen: listener "
+		       "'tls://127.0.0.1:853': scheme 'tls' is not "
+		       "implemented yet");
+	cfg->cli_set |= DV_CLI_SET_LISTEN;
+	assert_invalid(cfg, li, ui,
+		       "command line: --listen: listener "
+		       "'tls://127.0.0.1:853': scheme 'tls' is not "
+		       "implemented yet");
+	cfg->n_listen = 1;
+	add_url(cfg->fallback, &cfg->n_fallback,
+		"quic://94.140.14.14:853#dns.adguard.com", DV_URL_UPSTREAM);
+	assert_invalid(cfg, li, ui,
+		       "/etc/dnsveil.yaml: fallback: fallback "
+		       "'quic://94.140.14.14:853#dns.adguard.com': scheme "
+		       "'quic' is not implemented yet");
+	add_url(cfg->upstream, &cfg->n_upstream, "quic://10.0.0.1:853#r.lan",
+		DV_URL_UPSTREAM);
+	cfg->cli_set |= DV_CLI_SET_UPSTREAM;
+	assert_invalid(cfg, li, ui,
+		       "command line: --upstream: upstream "
+		       "'quic://10.0.0.1:853#r.lan': scheme 'quic' is not "
+		       "implemented yet");
+	free(cfg);
+}
+
+static void test_validate_duplicate_listeners(void **state)
+{
+	static const struct {
+		const char *a, *b;
+		bool conflict;
+	} cases[] = {
+		{ "dns://127.0.0.1:53", "udp://127.0.0.1:53", true },
+		{ "dns://127.0.0.1:53", "tcp://127.0.0.1:53", true },
+		{ "tls://127.0.0.1:853", "tcp://127.0.0.1:853", true },
+		{ "quic://127.0.0.1:853", "udp://127.0.0.1:853", true },
+		{ "tls://127.0.0.1:853", "quic://127.0.0.1:853", false },
+		{ "udp://127.0.0.1:53", "tcp://127.0.0.1:53", false },
+		{ "dns://127.0.0.1:53", "dns://127.0.0.2:53", false },
+		{ "dns://127.0.0.1:53", "dns://[::1]:53", false },
+		{ "https://[::1]:443/a", "https://[::1]:443/b", true },
+	};
+	char err[512];
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		dv_config_t *cfg = cfg_minimal();
+		int ret;
+
+		cfg->n_listen = 0;
+		add_url(cfg->listen, &cfg->n_listen, cases[i].a, DV_URL_LISTEN);
+		add_url(cfg->listen, &cfg->n_listen, cases[i].b, DV_URL_LISTEN);
+		strcpy(cfg->tls_cert, "/dev/null");
+		strcpy(cfg->tls_key, "/dev/null");
+		ret = dv_config_validate(cfg, all_impl, all_impl, err,
+					 sizeof(err));
+		if (ret != (cases[i].conflict ? DV_ECONFIG : 0)) {
+			print_error("'%s' + '%s': %d '%s'\n", cases[i].a,
+				    cases[i].b, ret, err);
+			fail();
+		}
+		if (cases[i].conflict)
+			assert_contains(err, "binds the same address as");
+		free(cfg);
+	}
+}
+
+static void test_validate_tls_files(void **state)
+{
+	dv_config_t *cfg = cfg_minimal();
+	char cert[64], key[64], err[512];
+
+	write_tmp("cert\n", cert, sizeof(cert));
+	write_tmp("key\n", key, sizeof(key));
+
+	/* a dns:// listener needs no certificate */
+	assert_int_equal(dv_config_validate(cfg, all_impl, all_impl, err,
+					    sizeof(err)),
+			 0);
+
+	add_url(cfg->listen, &cfg->n_listen, "https://127.0.0.1:443/dns-query",
+		DV_URL_LISTEN);
+	assert_invalid(cfg, all_impl, all_impl,
+		       "command line: --tls-cert: not set, but listener "
+		       "'https://127.0.0.1:443/dns-query' needs it");
+	strcpy(cfg->source, "dnsveil.yaml");
+	assert_invalid(cfg, all_impl, all_impl,
+		       "dnsveil.yaml: tls.cert: not set, but listener "
+		       "'https://127.0.0.1:443/dns-query' needs it");
+	strcpy(cfg->tls_cert, "/nonexistent/cert.pem");
+	assert_invalid(cfg, all_impl, all_impl,
+		       "dnsveil.yaml: tls.cert: '/nonexistent/cert.pem': No "
+		       "such file or directory");
+	cfg->cli_set |= DV_CLI_SET_TLS_CERT;
+	assert_invalid(cfg, all_impl, all_impl,
+		       "command line: --tls-cert: '/nonexistent/cert.pem': No "
+		       "such file or directory");
+	strcpy(cfg->tls_cert, cert);
+	assert_invalid(cfg, all_impl, all_impl,
+		       "dnsveil.yaml: tls.key: not set, but listener "
+		       "'https://127.0.0.1:443/dns-query' needs it");
+	strcpy(cfg->tls_key, key);
+	assert_int_equal(dv_config_validate(cfg, all_impl, all_impl, err,
+					    sizeof(err)),
+			 0);
+
+	/* quic:// listener alone needs them too */
+	cfg->n_listen = 0;
+	add_url(cfg->listen, &cfg->n_listen, "quic://[::1]:853",
+		DV_URL_LISTEN);
+	cfg->tls_key[0] = '\0';
+	assert_contains(
+		(dv_config_validate(cfg, all_impl, all_impl, err, sizeof(err)),
+		 err),
+		"tls.key: not set, but listener 'quic://[::1]:853' needs it");
+	strcpy(cfg->tls_key, key);
+
+	/* tls.ca, when set, must be readable */
+	strcpy(cfg->tls_ca, "/nonexistent/ca.pem");
+	assert_invalid(cfg, all_impl, all_impl,
+		       "dnsveil.yaml: tls.ca: '/nonexistent/ca.pem': No such "
+		       "file or directory");
+	cfg->cli_set |= DV_CLI_SET_TLS_CA;
+	assert_invalid(cfg, all_impl, all_impl,
+		       "command line: --ca: '/nonexistent/ca.pem': No such "
+		       "file or directory");
+
+	unlink(cert);
+	unlink(key);
+	free(cfg);
+}
+
+static void test_validate_ranges(void **state)
+{
+	dv_config_t *cfg = cfg_minimal();
+	char err[512];
+
+	strcpy(cfg->source, "x.yaml");
+	cfg->reconnect_min_ms = 6000;
+	assert_invalid(cfg, all_impl, all_impl,
+		       "x.yaml: pool.reconnect-min-ms: 6000 is greater than "
+		       "pool.reconnect-max-ms (5000)");
+	cfg->reconnect_min_ms = 5000;
+	assert_int_equal(dv_config_validate(cfg, all_impl, all_impl, err,
+					    sizeof(err)),
+			 0);
+	cfg->cache_min_ttl = 600;
+	cfg->cache_max_ttl = 60;
+	assert_invalid(cfg, all_impl, all_impl,
+		       "x.yaml: cache.min-ttl: 600 is greater than "
+		       "cache.max-ttl (60)");
+	free(cfg);
+}
+
+/* ------------------------------------------------------------------ */
+/* command line                                                        */
+
+/* ARGV("--a", "b") expands to `argc, argv` for dv_cli_parse/_apply. */
+#define ARGV(...)                                                            \
+	(int)(sizeof((char *[]){ "dnsveil", __VA_ARGS__ }) / sizeof(char *)), \
+		(char *[]){ "dnsveil", __VA_ARGS__, NULL }
+
+static void test_cli_parse_records(void **state)
+{
+	dv_cli_t cli;
+	char err[256];
+
+	assert_int_equal(dv_cli_parse(1, (char *[]){ "dnsveil", NULL }, &cli, err,
+			       sizeof(err)),
+			 0);
+	assert_null(cli.config_path);
+	assert_false(cli.check_config || cli.version || cli.help ||
+		     cli.help_config);
+
+	assert_int_equal(dv_cli_parse(ARGV("-c", "x.yaml", "--check-config"), &cli,
+			       err, sizeof(err)),
+			 0);
+	assert_string_equal(cli.config_path, "x.yaml");
+	assert_true(cli.check_config);
+	assert_false(cli.version || cli.help);
+
+	assert_int_equal(dv_cli_parse(ARGV("--listen", "udp://127.0.0.1:53",
+				    "--config=y.yaml", "--version",
+				    "--workers", "abc"),
+			       &cli, err, sizeof(err)),
+			 0);
+	assert_string_equal(cli.config_path, "y.yaml");
+	assert_true(cli.version);
+	assert_false(cli.check_config);
+
+	assert_int_equal(dv_cli_parse(ARGV("-h"), &cli, err, sizeof(err)), 0);
+	assert_true(cli.help);
+	assert_int_equal(dv_cli_parse(ARGV("--help"), &cli, err, sizeof(err)), 0);
+	assert_true(cli.help);
+	assert_int_equal(dv_cli_parse(ARGV("--help-config"), &cli, err, sizeof(err)),
+			 0);
+	assert_true(cli.help_config);
+	assert_int_equal(dv_cli_parse(ARGV("--config", "a b.yaml", "--check-config"),
+			       &cli, err, sizeof(err)),
+			 0);
+	assert_string_equal(cli.config_path, "a b.yaml");
+}
+
+static void test_cli_parse_errors(void **state)
+{
+	static const struct {
+		char *argv[6];
+		const char *err;
+	} cases[] = {
+		{ { "dnsveil", "--foo" }, "unknown option '--foo'" },
+		{ { "dnsveil", "--foo=bar" }, "unknown option '--foo'" },
+		{ { "dnsveil", "-x" }, "unknown option '-x'" },
+		{ { "dnsveil", "--listen-x", "a" },
+		  "unknown option '--listen-x'" },
+		{ { "dnsveil", "--workers" }, "--workers: missing argument" },
+		{ { "dnsveil", "-c" }, "-c: missing argument" },
+		{ { "dnsveil", "--listen", "--upstream", "tcp://1.2.3.4:53" },
+		  "--listen: missing argument" },
+		{ { "dnsveil", "--listen=" }, "--listen: empty argument" },
+		{ { "dnsveil", "--tls-key", "" }, "--tls-key: empty argument" },
+		{ { "dnsveil", "stray" }, "unexpected argument 'stray'" },
+		{ { "dnsveil", "--check-config", "--", "x" },
+		  "unexpected argument '--'" },
+		{ { "dnsveil", "-" }, "unexpected argument '-'" },
+		{ { "dnsveil", "--version=1" }, "--version: takes no argument" },
+		{ { "dnsveil", "-c", "a", "--config", "b" },
+		  "-c/--config: given more than once" },
+	};
+	dv_cli_t cli;
+	char err[256];
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char **argv = (char **)cases[i].argv;
+		int argc = 0;
+
+		while (argc < 6 && argv[argc] != NULL)
+			argc++;
+		err[0] = '\0';
+		if (dv_cli_parse(argc, argv, &cli, err, sizeof(err)) !=
+			    DV_ECONFIG ||
+		    strcmp(err, cases[i].err) != 0) {
+			print_error("case %zu: want '%s', got '%s'\n", i,
+				    cases[i].err, err);
+			fail();
+		}
+	}
+}
+
+static dv_config_t *cfg_from_file(void)
+{
+	dv_config_t *cfg = cfg_new();
+	char err[512];
+	static const char text[] =
+		"workers: 2\n"
+		"listen: [ \"dns://127.0.0.1:53\", \"tls://127.0.0.1:853\" ]\n"
+		"upstream: [ \"tcp://127.0.0.1:5335\" ]\n"
+		"fallback: [ \"tcp://1.1.1.1:53\", \"tcp://9.9.9.9:53\" ]\n"
+		"tls: { cert: file.pem, key: file.key }\n";
+
+	assert_int_equal(dv_config_load_buffer(cfg, "file.yaml", text,
+					       strlen(text), err, sizeof(err)),
+			 0);
+	return cfg;
+}
+
+static void test_cli_apply_listen(void **state)
+{
+	dv_config_t *cfg = cfg_from_file();
+	char *argv[] = { "dnsveil",
+			 "-c",
+			 "file.yaml",
+			 "--listen",
+			 "udp://127.0.0.1:5300",
+			 "--check-config",
+			 "--workers=4",
+			 "--listen=tcp://[::1]:5300",
+			 "--tls-cert",
+			 "cli.pem",
+			 NULL };
+	char *copy[ARRAY_LEN(argv)];
+	char text[ARRAY_LEN(argv)][64];
+	int argc = (int)ARRAY_LEN(argv) - 1;
+	dv_cli_t cli;
+	char err[256];
+
+	for (int i = 0; i < argc; i++) {
+		copy[i] = argv[i];
+		snprintf(text[i], sizeof(text[i]), "%s", argv[i]);
+	}
+	assert_int_equal(dv_cli_parse(argc, argv, &cli, err, sizeof(err)), 0);
+	assert_int_equal(dv_cli_apply(argc, argv, cfg, err, sizeof(err)), 0);
+	/* argv is read, never changed */
+	for (int i = 0; i < argc; i++) {
+		assert_ptr_equal(argv[i], copy[i]);
+		assert_string_equal(argv[i], text[i]);
+	}
+	assert_null(argv[argc]);
+
+	assert_int_equal(cfg->n_listen, 2);
+	assert_int_equal(cfg->listen[0].scheme, DV_SCHEME_UDP);
+	assert_addr(&cfg->listen[0], "127.0.0.1:5300");
+	assert_int_equal(cfg->listen[1].scheme, DV_SCHEME_TCP);
+	assert_addr(&cfg->listen[1], "[::1]:5300");
+	assert_int_equal(cfg->n_upstream, 1);
+	assert_int_equal(cfg->n_fallback, 2);
+	assert_int_equal(cfg->workers, 4);
+	assert_string_equal(cfg->tls_cert, "cli.pem");
+	assert_string_equal(cfg->tls_key, "file.key");
+	assert_int_equal(cfg->cli_set, DV_CLI_SET_LISTEN | DV_CLI_SET_WORKERS |
+					       DV_CLI_SET_TLS_CERT);
+	assert_string_equal(cfg->source, "file.yaml");
+	free(cfg);
+}
+
+static void test_cli_apply_upstreams(void **state)
+{
+	dv_config_t *cfg = cfg_from_file();
+	char err[256];
+	char **argv;
+	int argc;
+
+	argv = (char *[]){ "dnsveil",
+			   "--fallback",
+			   "tls://1.1.1.1:853#cloudflare-dns.com",
+			   "--upstream=udp://[::1]:5335",
+			   "--fallback",
+			   "https://8.8.8.8:443/dns-query#dns.google",
+			   "--fallback=quic://94.140.14.14:853#dns.adguard.com",
+			   "--tls-key",
+			   "k.pem",
+			   "--ca",
+			   "/etc/ssl/certs/ca-certificates.crt",
+			   NULL };
+	argc = 11;
+	assert_int_equal(dv_cli_apply(argc, argv, cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg->n_listen, 2);
+	assert_int_equal(cfg->n_upstream, 1);
+	assert_int_equal(cfg->upstream[0].scheme, DV_SCHEME_UDP);
+	assert_addr(&cfg->upstream[0], "[::1]:5335");
+	assert_int_equal(cfg->n_fallback, 3);
+	assert_string_equal(cfg->fallback[0].name, "cloudflare-dns.com");
+	assert_string_equal(cfg->fallback[1].path, "/dns-query");
+	assert_int_equal(cfg->fallback[2].scheme, DV_SCHEME_QUIC);
+	assert_string_equal(cfg->tls_key, "k.pem");
+	assert_string_equal(cfg->tls_ca, "/etc/ssl/certs/ca-certificates.crt");
+	assert_int_equal(cfg->workers, 2);
+	assert_int_equal(cfg->cli_set, DV_CLI_SET_UPSTREAM |
+					       DV_CLI_SET_FALLBACK |
+					       DV_CLI_SET_TLS_KEY |
+					       DV_CLI_SET_TLS_CA);
+
+	/* applying nothing changes nothing */
+	dv_config_t *before = malloc(sizeof(*before));
+	assert_non_null(before);
+	memcpy(before, cfg, sizeof(*cfg));
+	assert_int_equal(dv_cli_apply(1, (char *[]){ "dnsveil", NULL }, cfg,
+				      err, sizeof(err)),
+			 0);
+	assert_int_equal(dv_cli_apply(ARGV("-c", "x", "--version", "-h"), cfg,
+				      err, sizeof(err)),
+			 0);
+	assert_memory_equal(cfg, before, sizeof(*cfg));
+	free(before);
+	free(cfg);
+}
+
+static void test_cli_apply_errors(void **state)
+{
+	static const struct {
+		char *argv[4];
+		const char *err;
+	} cases[] = {
+		{ { "dnsveil", "--listen", "ftp://x" },
+		  "--listen 'ftp://x': unknown scheme 'ftp'" },
+		{ { "dnsveil", "--upstream", "dns://127.0.0.1:53" },
+		  "--upstream 'dns://127.0.0.1:53': scheme 'dns' can only be "
+		  "used by listeners" },
+		{ { "dnsveil", "--fallback=tls://1.1.1.1:853" },
+		  "--fallback 'tls://1.1.1.1:853': tls:// upstream needs " },
+		{ { "dnsveil", "--workers", "300" },
+		  "--workers '300': out of range 0..256" },
+		{ { "dnsveil", "--workers=abc" },
+		  "--workers 'abc': not an unsigned integer" },
+		{ { "dnsveil", "--workers" }, "--workers: missing argument" },
+		{ { "dnsveil", "--foo" }, "unknown option '--foo'" },
+	};
+	dv_config_t *cfg = cfg_from_file();
+	char err[256];
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char **argv = (char **)cases[i].argv;
+		int argc = 0;
+
+		while (argc < 4 && argv[argc] != NULL)
+			argc++;
+		err[0] = '\0';
+		if (dv_cli_apply(argc, argv, cfg, err, sizeof(err)) !=
+			    DV_ECONFIG ||
+		    strncmp(err, cases[i].err, strlen(cases[i].err)) != 0) {
+			print_error("case %zu: want '%s', got '%s'\n", i,
+				    cases[i].err, err);
+			fail();
+		}
+	}
+
+	/* too long a path */
+	char longarg[700];
+	memset(longarg, 'x', sizeof(longarg) - 1);
+	longarg[sizeof(longarg) - 1] = '\0';
+	assert_int_equal(dv_cli_apply(ARGV("--tls-cert", longarg), cfg, err,
+				      sizeof(err)),
+			 DV_ECONFIG);
+	assert_contains(err, "': too long (at most 511 bytes)");
+
+	/* 33 listeners */
+	char *many[2 + 2 * (DV_MAX_URLS + 1)];
+	int argc = 0;
+	many[argc++] = "dnsveil";
+	for (int i = 0; i <= DV_MAX_URLS; i++) {
+		many[argc++] = "--listen";
+		many[argc++] = "udp://127.0.0.1:53";
+	}
+	many[argc] = NULL;
+	assert_int_equal(dv_cli_apply(argc, many, cfg, err, sizeof(err)),
+			 DV_ECONFIG);
+	assert_string_equal(err, "--listen 'udp://127.0.0.1:53': too many URLs "
+				 "(at most 32)");
+	free(cfg);
+}
+
+static void test_cli_usage(void **state)
+{
+	static const char *const flags[] = {
+		"-c, --config FILE", "--listen URL", "--upstream URL",
+		"--fallback URL", "--tls-cert FILE", "--tls-key FILE",
+		"--ca FILE", "--workers N", "--check-config", "--help-config",
+		"--version", "-h, --help",
+	};
+	char *out = capture(dv_cli_usage);
+
+	assert_prefix(out,
+		      "dnsveil [-c FILE] [--listen URL]... [--upstream URL]... "
+		      "[--fallback URL]...\n"
+		      "        [--tls-cert FILE] [--tls-key FILE] [--ca FILE] "
+		      "[--workers N]\n"
+		      "        [--check-config] [--version] [--help]\n");
+	for (size_t i = 0; i < ARRAY_LEN(flags); i++)
+		assert_contains(out, flags[i]);
+	assert_contains(out, "Flags override the config file.");
+	assert_contains(out, "(0..256)");
+	assert_contains(out, "https://ADDR:PORT/PATH ");
+	assert_contains(out, "http://ADDR:PORT/PATH");
+	assert_contains(out, "tls://ADDR:PORT#NAME");
+	assert_contains(out, "https://ADDR:PORT/PATH#NAME");
+	assert_contains(out, "quic://ADDR:PORT#NAME");
+	assert_contains(out, "dns://");
+	assert_contains(out, "[::1]:PORT");
+	free(out);
+}
+
+/* ------------------------------------------------------------------ */
+/* conf/dnsveil.yaml                                                   */
+
+static void test_default_conf_file(void **state)
+{
+	dv_config_t *cfg = cfg_new(), *def = cfg_new();
+	char path[1024], err[512], key[128];
+	char *schema, *conf;
+	size_t len = 0;
+	FILE *f;
+
+	source_path("conf/dnsveil.yaml", path, sizeof(path));
+	if (dv_config_load(cfg, path, err, sizeof(err)) != 0) {
+		print_error("%s\n", err);
+		fail();
+	}
+	assert_int_equal(cfg->n_listen, 1);
+	assert_int_equal(cfg->listen[0].scheme, DV_SCHEME_DNS);
+	assert_addr(&cfg->listen[0], "127.0.0.1:53");
+	assert_int_equal(cfg->n_upstream, 1);
+	assert_int_equal(cfg->upstream[0].scheme, DV_SCHEME_TCP);
+	assert_addr(&cfg->upstream[0], "127.0.0.1:5335");
+	assert_int_equal(cfg->n_fallback, 2);
+	assert_addr(&cfg->fallback[0], "1.1.1.1:53");
+	assert_addr(&cfg->fallback[1], "9.9.9.9:53");
+	assert_string_equal(cfg->tls_cert, "certs/dev-cert.pem");
+	assert_string_equal(cfg->tls_key, "certs/dev-key.pem");
+	assert_int_equal(dv_config_validate(cfg, all_impl, all_impl, err,
+					    sizeof(err)),
+			 0);
+
+	/* Every other value is the schema default ... */
+	memcpy(def->listen, cfg->listen, sizeof(cfg->listen));
+	def->n_listen = cfg->n_listen;
+	memcpy(def->upstream, cfg->upstream, sizeof(cfg->upstream));
+	def->n_upstream = cfg->n_upstream;
+	memcpy(def->fallback, cfg->fallback, sizeof(cfg->fallback));
+	def->n_fallback = cfg->n_fallback;
+	strcpy(def->tls_cert, cfg->tls_cert);
+	strcpy(def->tls_key, cfg->tls_key);
+	strcpy(def->source, cfg->source);
+	assert_memory_equal(cfg, def, sizeof(*cfg));
+
+	/* ... and every schema key is written out in the file. */
+	f = fopen(path, "r");
+	assert_non_null(f);
+	conf = calloc(1, 65536);
+	assert_non_null(conf);
+	conf[0] = '\n';
+	len = fread(conf + 1, 1, 65534, f);
+	fclose(f);
+	assert_true(len > 0);
+	schema = capture(dv_config_print_schema);
+	for (const char *p = schema; *p != '\0';) {
+		size_t n = strcspn(p, " ");
+		const char *dot = memchr(p, '.', n);
+
+		if (dot != NULL)
+			snprintf(key, sizeof(key), "\n  %.*s:",
+				 (int)(n - (size_t)(dot + 1 - p)), dot + 1);
+		else
+			snprintf(key, sizeof(key), "\n%.*s:", (int)n, p);
+		assert_contains(conf, key);
+		p = strchr(p, '\n');
+		if (p == NULL)
+			break;
+		p++;
+	}
+	free(schema);
+	free(conf);
+	free(cfg);
+	free(def);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_print_schema),
+		cmocka_unit_test(test_load_good),
+		cmocka_unit_test(test_load_empty),
+		cmocka_unit_test(test_load_lists_replace),
+		cmocka_unit_test(test_load_error_keeps_cfg),
+		cmocka_unit_test(test_load_errors),
+		cmocka_unit_test(test_load_too_long_string),
+		cmocka_unit_test(test_load_too_many_urls),
+		cmocka_unit_test(test_load_missing_file),
+		cmocka_unit_test(test_load_buffer),
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_url_good),
+		cmocka_unit_test(test_url_port_byte_order),
+		cmocka_unit_test(test_url_bad),
+		cmocka_unit_test(test_url_lengths),
+		cmocka_unit_test(test_addr_format_and_scheme_names),
+		cmocka_unit_test(test_validate_lists),
+		cmocka_unit_test(test_validate_duplicate_listeners),
+		cmocka_unit_test(test_validate_tls_files),
+		cmocka_unit_test(test_validate_ranges),
+		cmocka_unit_test(test_cli_parse_records),
+		cmocka_unit_test(test_cli_parse_errors),
+		cmocka_unit_test(test_cli_apply_listen),
+		cmocka_unit_test(test_cli_apply_upstreams),
+		cmocka_unit_test(test_cli_apply_errors),
+		cmocka_unit_test(test_cli_usage),
+		cmocka_unit_test(test_default_conf_file),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

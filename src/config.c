@@ -438,6 +438,10 @@ static const item_t schema[] = {
 	       "PEM certificate chain, leaf first, for tls/https/quic "
 	       "listeners"),
 	STRING("tls", "key", tls_key, "", "PEM private key of tls.cert"),
+	UINT("tls", "ticket-rotation-s", tls_ticket_rotation_s, 60, 604800,
+	     "3600",
+	     "lifetime of a session ticket key; the previous key is still "
+	     "accepted for as long again"),
 	STRING("tls", "ca", tls_ca, "",
 	       "CA bundle that upstream certificates are checked against; "
 	       "empty = system store"),
@@ -455,6 +459,16 @@ static const item_t schema[] = {
 	     "stops"),
 	UINT("limits", "max-inflight", max_inflight, 1, 1000000, "10000",
 	     "queries in flight per worker"),
+	UINT("limits", "tcp-read-timeout-ms", tcp_read_timeout_ms, 100,
+	     600000, "5000",
+	     "a client connection that starts a message must finish it "
+	     "within this"),
+	UINT("limits", "tls-handshake-timeout-ms", tls_handshake_timeout_ms,
+	     100, 600000, "5000", "a TLS handshake must finish within this"),
+	UINT("limits", "tls-handshakes-per-ip", tls_handshakes_per_ip, 0,
+	     1000000, "50",
+	     "new TLS connections per client address per second (each "
+	     "worker allows its share); 0 = no cap"),
 
 	UINT("pool", "connections", upstream_connections, 1, 64, "2",
 	     "TCP connections to each upstream server, per worker"),

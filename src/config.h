@@ -95,6 +95,7 @@ typedef struct {
 	char tls_cert[512]; /* PEM chain, leaf first */
 	char tls_key[512];
 	char tls_ca[512]; /* trust bundle for upstream certs; "" = system */
+	unsigned tls_ticket_rotation_s; /* session ticket key lifetime */
 
 	/* limits: (per worker unless said) */
 	unsigned tcp_max_connections;   /* client TCP connections per worker */
@@ -103,6 +104,10 @@ typedef struct {
 	unsigned tcp_max_output_bytes;  /* unsent bytes per client conn before
 					   reading stops */
 	unsigned max_inflight;          /* queries in flight per worker */
+	unsigned tcp_read_timeout_ms;   /* a started message must complete */
+	unsigned tls_handshake_timeout_ms;
+	unsigned tls_handshakes_per_ip; /* new TLS handshakes per client
+					   address per second; 0 = no cap */
 
 	/* upstream: */
 	unsigned upstream_connections;  /* TCP conns per server per worker */

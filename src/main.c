@@ -17,6 +17,7 @@
 #include "src/errors.h"
 #include "src/log.h"
 #include "src/stats.h"
+#include "src/tls.h"
 #include "src/transport.h"
 #include "src/worker.h"
 
@@ -83,6 +84,31 @@ static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache)
 	free(buf);
 }
 
+static bool needs_tls(const dv_config_t *cfg)
+{
+	for (unsigned i = 0; i < cfg->n_listen; i++)
+		if (cfg->listen[i].scheme == DV_SCHEME_TLS)
+			return true;
+	return false;
+}
+
+/* New certificate and key for new connections; established ones keep the
+ * old.  A file that does not load leaves the old pair in service. */
+static void reload_tls(dv_shared_t *shared, const dv_config_t *next)
+{
+	char err[1024];
+	if (!shared->tls_dot)
+		return;
+	if (dv_tls_server_reload(shared->tls_dot, next->tls_cert,
+				 next->tls_key, err, sizeof(err)) != 0)
+		dv_log_error("SIGHUP: TLS reload refused, keeping the old "
+			     "certificate: %s",
+			     err);
+	else
+		dv_log_info("SIGHUP: TLS certificate %s reloaded",
+			    next->tls_cert);
+}
+
 static unsigned cpu_count(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -145,13 +171,27 @@ int main(int argc, char **argv)
 	}
 
 	unsigned n = cfg.workers ? cfg.workers : cpu_count();
+	dv_shared_t shared = {.cache = cache, .n_workers = n};
 	dv_worker_t **workers = calloc(n, sizeof(*workers));
 	int rc = 1;
 	unsigned started = 0;
 	if (!workers)
 		goto out;
+	if (needs_tls(&cfg)) {
+		static const char *const dot_alpn[] = {"dot", NULL};
+		if (dv_tls_init(cfg.tls_ticket_rotation_s) != 0) {
+			dv_log_error("cannot initialise TLS");
+			goto out;
+		}
+		shared.tls_dot = dv_tls_server_new(cfg.tls_cert, cfg.tls_key,
+						   dot_alpn, err, sizeof(err));
+		if (!shared.tls_dot) {
+			dv_log_error("%s", err);
+			goto out;
+		}
+	}
 	for (unsigned i = 0; i < n; i++) {
-		workers[i] = dv_worker_new(i, &cfg, cache, err, sizeof(err));
+		workers[i] = dv_worker_new(i, &cfg, &shared, err, sizeof(err));
 		if (!workers[i]) {
 			dv_log_error("%s", err);
 			goto out;
@@ -183,11 +223,13 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (sig == SIGHUP) {
-			dv_config_t next;
-			if (load_config(argc, argv, &cli, &next) == 0)
-				dv_log_info("SIGHUP: configuration checked; "
-					    "listeners, upstreams and limits "
-					    "take effect on restart");
+			static dv_config_t next;
+			if (load_config(argc, argv, &cli, &next) != 0)
+				continue;
+			reload_tls(&shared, &next);
+			dv_log_info("SIGHUP: configuration checked; "
+				    "listeners, upstreams and limits "
+				    "take effect on restart");
 			continue;
 		}
 		dv_log_info("%s: draining", strsignal(sig));
@@ -207,6 +249,7 @@ out:
 	for (unsigned i = 0; workers && i < n; i++)
 		dv_worker_free(workers[i]);
 	free(workers);
+	dv_tls_ctx_free(shared.tls_dot);
 	dv_cache_free(cache);
 	if (rc == 0)
 		dv_log_info("stopped");

@@ -36,7 +36,11 @@
 	X(tcp_connections, "client TCP connections accepted")                \
 	X(tcp_refused, "client TCP connections refused (limit)")             \
 	X(tcp_idle_closed, "client TCP connections closed idle")             \
-	X(tcp_errors, "client TCP connections closed on error/bad framing")
+	X(tcp_errors, "client TCP connections closed on error/bad framing")  \
+	X(tls_handshakes, "TLS handshakes completed")                        \
+	X(tls_resumed, "TLS handshakes that resumed a session")              \
+	X(tls_failed, "TLS handshakes that failed or timed out")             \
+	X(tls_rate_limited, "TLS connections refused by the per-address cap")
 
 typedef struct {
 #define DV_STATS_FIELD(name, help) uint64_t name;

@@ -494,3 +494,43 @@ size_t dv_wire_key(uint8_t *key, const uint8_t *q_wire,
 			       ((q->flags & DV_FLAG_CD) ? 1 : 0));
 	return n + 5;
 }
+
+int dv_wire_add_keepalive(uint8_t *msg, size_t len, size_t cap,
+			  uint16_t timeout_100ms, unsigned pad_block)
+{
+	dv_wire_resp_t r;
+	int ret = dv_wire_parse_response(msg, len, &r);
+	if (ret != 0 && ret != DV_ELIMIT)
+		return DV_EMALFORMED;
+	if (!r.has_opt || r.opt_end != len)
+		return DV_EMALFORMED;
+	size_t rd = (size_t)r.opt_start + 11;
+	size_t end = len;
+	/* drop a trailing padding option: it is recomputed below */
+	size_t pos = rd, last = SIZE_MAX;
+	while (pos + 4 <= end) {
+		last = pos;
+		pos += 4 + (size_t)dv_get16(msg + pos + 2);
+	}
+	if (last != SIZE_MAX && dv_get16(msg + last) == DV_EDNS_PADDING)
+		end = last;
+	size_t pad = 0;
+	if (pad_block) {
+		size_t t = end + 6 + 4;
+		pad = 4 + (pad_block - t % pad_block) % pad_block;
+	}
+	if (end + 6 + pad > cap)
+		return DV_ESPACE;
+	dv_put16(msg + end, DV_EDNS_TCP_KEEPALIVE);
+	dv_put16(msg + end + 2, 2);
+	dv_put16(msg + end + 4, timeout_100ms);
+	end += 6;
+	if (pad_block) {
+		dv_put16(msg + end, DV_EDNS_PADDING);
+		dv_put16(msg + end + 2, (uint16_t)(pad - 4));
+		memset(msg + end + 4, 0, pad - 4);
+		end += pad;
+	}
+	dv_put16(msg + r.opt_start + 9, (uint16_t)(end - rd));
+	return (int)end;
+}

@@ -223,3 +223,13 @@ int dv_wire_upstream_query(uint8_t *dst, size_t cap, uint16_t id,
 #define DV_WIRE_KEY_MAX (DV_DNS_MAX_NAME + 5)
 size_t dv_wire_key(uint8_t *key, const uint8_t *q_wire,
 		   const dv_wire_query_t *q);
+
+/*
+ * Add an EDNS TCP keepalive option (RFC 7828) carrying `timeout_100ms` to
+ * the OPT record that ends the answer `msg` (length `len`, buffer `cap`),
+ * keeping padding (RFC 8467) last and the length a multiple of `pad_block`
+ * when it is not 0.  Returns the new length, DV_EMALFORMED when the message
+ * does not end with an OPT, or DV_ESPACE.
+ */
+int dv_wire_add_keepalive(uint8_t *msg, size_t len, size_t cap,
+			  uint16_t timeout_100ms, unsigned pad_block);

@@ -70,7 +70,8 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
 }
 
 dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
-			   dv_cache_t *cache, char *err, size_t err_len)
+			   const dv_shared_t *shared, char *err,
+			   size_t err_len)
 {
 	dv_worker_t *w = calloc(1, sizeof(*w));
 	if (!w) {
@@ -79,7 +80,8 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	}
 	w->index = index;
 	w->cfg = cfg;
-	w->cache = cache;
+	w->shared = shared;
+	w->cache = shared->cache;
 	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
 	worker_ctl_t *ctl = calloc(1, sizeof(*ctl));
 	w->async = ctl;

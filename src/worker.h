@@ -18,6 +18,15 @@ struct ev_loop;
 typedef struct dv_pool dv_pool_t;
 typedef struct dv_fetch dv_fetch_t;
 
+typedef struct dv_tls_ctx dv_tls_ctx_t;
+
+/* What all workers share, made by main. */
+typedef struct {
+	dv_cache_t *cache;     /* may be NULL */
+	dv_tls_ctx_t *tls_dot; /* ALPN "dot"; NULL without tls:// listeners */
+	unsigned n_workers;
+} dv_shared_t;
+
 typedef struct dv_listener {
 	const dv_transport_t *transport;
 	void *state;
@@ -30,7 +39,8 @@ struct dv_worker {
 	pthread_t thread;
 	bool running;
 	const dv_config_t *cfg;
-	dv_cache_t *cache; /* shared, may be NULL */
+	const dv_shared_t *shared;
+	dv_cache_t *cache; /* shared->cache */
 	dv_pool_t *pool;
 	dv_stats_t stats;
 	dv_listener_t *listeners;
@@ -57,7 +67,8 @@ struct dv_worker {
 /* Create worker `index` with its loop, pool and listeners.  Returns NULL
  * and a message in `err` when a listener cannot be opened. */
 dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
-			   dv_cache_t *cache, char *err, size_t err_len);
+			   const dv_shared_t *shared, char *err,
+			   size_t err_len);
 int dv_worker_start(dv_worker_t *w);
 /* Ask the worker to stop accepting and finish what it has (async-safe from
  * the main thread), then to end its loop. */

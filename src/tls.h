@@ -1,0 +1,68 @@
+#pragma once
+/*
+ * The TLS seam: every wolfSSL call of the project sits behind this header
+ * (and tls.c), so no other file includes wolfSSL.
+ *
+ * A server context holds the certificate chain and key of the listeners
+ * and the ALPN protocols they accept.  It is shared by all workers; a
+ * reload builds a new wolfSSL context and swaps it in for new connections,
+ * while established ones keep the one they started with.  Session tickets
+ * are encrypted with process-wide keys (ChaCha20-Poly1305) that all workers
+ * share and that rotate on a schedule (the previous key still decrypts), so
+ * a returning client resumes whichever worker its new connection lands on.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct dv_tls_ctx dv_tls_ctx_t;
+typedef struct dv_tls dv_tls_t;
+
+/* Results of the I/O calls besides byte counts and negative errors.
+ * Wanting to read or write is a state, not an error. */
+#define DV_TLS_WANT_READ (-20001)
+#define DV_TLS_WANT_WRITE (-20002)
+#define DV_TLS_EOF (-20003) /* clean close_notify or TCP EOF */
+
+/* Once per process. */
+int dv_tls_init(unsigned ticket_rotation_s);
+
+/*
+ * Server context from a PEM chain (leaf first; sent whole) and a PEM key.
+ * `alpn` is a NULL-terminated list in preference order; a client that
+ * offers ALPN without any of them still connects (no ALPN is chosen).
+ * TLS 1.2 and 1.3 only.  Returns NULL with a message in `err`.
+ */
+dv_tls_ctx_t *dv_tls_server_new(const char *cert, const char *key,
+				const char *const *alpn, char *err,
+				size_t err_len);
+/* Load the files again; on failure the old certificate stays in service
+ * and the message says why.  Returns 0 or a negative error. */
+int dv_tls_server_reload(dv_tls_ctx_t *ctx, const char *cert,
+			 const char *key, char *err, size_t err_len);
+void dv_tls_ctx_free(dv_tls_ctx_t *ctx); /* NULL is a no-op */
+
+/* A server-side TLS connection on a connected non-blocking socket. */
+dv_tls_t *dv_tls_new(dv_tls_ctx_t *ctx, int fd);
+void dv_tls_free(dv_tls_t *t); /* NULL is a no-op; does not close fd */
+
+/* Drive the handshake: 0 when done, DV_TLS_WANT_*, or a negative error. */
+int dv_tls_handshake(dv_tls_t *t);
+/* Read decrypted bytes: > 0, DV_TLS_WANT_*, DV_TLS_EOF or an error. */
+ssize_t dv_tls_read(dv_tls_t *t, void *buf, size_t len);
+/* Write: bytes taken (> 0), DV_TLS_WANT_*, or an error.  After a WANT the
+ * same buffer must be offered again. */
+ssize_t dv_tls_write(dv_tls_t *t, const void *buf, size_t len);
+/* Bytes already decrypted and waiting inside the TLS object. */
+size_t dv_tls_pending(dv_tls_t *t);
+/* Send close_notify (best effort). */
+void dv_tls_shutdown(dv_tls_t *t);
+
+/* After the handshake: the SNI host name (or NULL), the ALPN protocol
+ * chosen (or NULL), whether the session was resumed, the version text. */
+const char *dv_tls_sni(dv_tls_t *t);
+const char *dv_tls_alpn(dv_tls_t *t);
+bool dv_tls_resumed(dv_tls_t *t);
+const char *dv_tls_version(dv_tls_t *t);
+/* Last error text for logs. */
+const char *dv_tls_error(dv_tls_t *t, int ret);

@@ -1,0 +1,585 @@
+/*
+ * DNS over a byte stream: the connection machinery of Do53 TCP and DoT.
+ *
+ * Each answer is written as soon as the core has it (so out of order,
+ * RFC 7766 6.2.1.1).  Reading stops while a connection has
+ * limits.tcp-max-inflight queries in flight or more than
+ * limits.tcp-max-output-bytes unsent, and resumes at half of each: a client
+ * that never reads costs at most its in-flight answers plus that cap.
+ *
+ * One timer per connection enforces, by state: the handshake timeout, the
+ * read timeout of a message that has started to arrive, and the idle
+ * timeout (only when nothing is in flight or unsent).
+ *
+ * Lifetime: a closed connection keeps its struct until its last in-flight
+ * query has been answered (that answer is discarded), and it is never freed
+ * inside its own callbacks (`busy` guards them).
+ */
+#include "transports/stream.h"
+
+#include <ev.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "src/core.h"
+#include "src/errors.h"
+#include "src/log.h"
+#include "src/worker.h"
+#include "transports/sock.h"
+
+typedef struct listener listener_t;
+
+typedef struct conn {
+	dv_stream_conn_t pub; /* first: the transport sees only this */
+	ev_io rio, wio;
+	ev_timer timer;
+	unsigned inflight;
+	unsigned busy;      /* inside one of our callbacks */
+	bool reading;       /* read watcher should run */
+	bool eof;           /* client closed its side */
+	bool write_blocked; /* the I/O layer wants to write first */
+	uint64_t accepted_ms, last_ms, msg_start_ms;
+	uint8_t *in;
+	size_t in_len, in_cap;
+	uint8_t *out;
+	size_t out_len, out_off, out_cap;
+	struct conn *prev, *next;
+} conn_t;
+
+struct listener {
+	dv_stream_listener_t pub;
+	int fd;
+	ev_io io;
+	bool stopped;
+	unsigned n_conns;
+	conn_t *conns;
+};
+
+#define IN_INITIAL 2048
+
+static void conn_close(conn_t *c);
+static void process_input(conn_t *c);
+static void flush_out(conn_t *c);
+static void conn_read(conn_t *c);
+
+static listener_t *L(conn_t *c)
+{
+	return (listener_t *)c->pub.l;
+}
+
+static dv_worker_t *W(conn_t *c)
+{
+	return c->pub.l->w;
+}
+
+static void conn_free(conn_t *c)
+{
+	listener_t *l = L(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	l->n_conns--;
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+/* Free a closed connection once nothing refers to it any more. */
+static void conn_maybe_free(conn_t *c)
+{
+	if (c->pub.state == SC_CLOSED && c->inflight == 0 && c->busy == 0)
+		conn_free(c);
+}
+
+static void conn_close(conn_t *c)
+{
+	if (c->pub.state == SC_CLOSED)
+		return;
+	struct ev_loop *loop = W(c)->loop;
+	ev_io_stop(loop, &c->rio);
+	ev_io_stop(loop, &c->wio);
+	ev_timer_stop(loop, &c->timer);
+	if (c->pub.l->io->close)
+		c->pub.l->io->close(&c->pub);
+	close(c->pub.fd);
+	c->pub.fd = -1;
+	c->pub.state = SC_CLOSED;
+}
+
+/* A peer misbehaved or the connection broke: close and count. */
+static void conn_abort(conn_t *c, const char *why)
+{
+	dv_log_debug("stream connection closed: %s", why);
+	DV_STAT_INC(&W(c)->stats, tcp_errors);
+	conn_close(c);
+}
+
+static size_t out_pending(const conn_t *c)
+{
+	return c->out_len - c->out_off;
+}
+
+/* Done: client gone or draining, and nothing left to answer or send. */
+static bool conn_finished(const conn_t *c)
+{
+	return (c->eof || L((conn_t *)c)->stopped) && c->inflight == 0 &&
+	       out_pending(c) == 0;
+}
+
+static void update_reading(conn_t *c)
+{
+	const dv_config_t *cfg = W(c)->cfg;
+	struct ev_loop *loop = W(c)->loop;
+	if (c->pub.state != SC_OPEN)
+		return;
+	bool want;
+	if (c->eof || L(c)->stopped)
+		want = false;
+	else if (c->reading)
+		want = c->inflight < cfg->tcp_max_inflight &&
+		       out_pending(c) < cfg->tcp_max_output_bytes;
+	else /* resume at half */
+		want = c->inflight <= cfg->tcp_max_inflight / 2 &&
+		       out_pending(c) <= cfg->tcp_max_output_bytes / 2;
+	if (want && !c->reading) {
+		c->reading = true;
+		ev_io_start(loop, &c->rio);
+		/* complete queries may wait in our buffer, and decrypted bytes
+		 * inside the TLS layer that the socket will not signal */
+		process_input(c);
+		if (c->pub.state == SC_OPEN && c->pub.l->io->pending &&
+		    c->pub.l->io->pending(&c->pub))
+			ev_feed_event(loop, &c->rio, EV_READ);
+		if (!ev_is_active(&c->wio))
+			flush_out(c);
+	} else if (!want && c->reading) {
+		c->reading = false;
+		ev_io_stop(loop, &c->rio);
+	}
+}
+
+static void flush_out(conn_t *c)
+{
+	struct ev_loop *loop = W(c)->loop;
+	const dv_stream_io_t *io = c->pub.l->io;
+	while (c->pub.state == SC_OPEN && out_pending(c)) {
+		ssize_t n = io->write(&c->pub, c->out + c->out_off,
+				      out_pending(c));
+		if (n == DV_TLS_WANT_WRITE || n == DV_TLS_WANT_READ) {
+			ev_io_start(loop, &c->wio);
+			return;
+		}
+		if (n <= 0) {
+			conn_abort(c, "write failed");
+			return;
+		}
+		c->out_off += (size_t)n;
+	}
+	c->out_off = c->out_len = 0;
+	ev_io_stop(loop, &c->wio);
+	if (c->pub.state == SC_OPEN && conn_finished(c))
+		conn_close(c);
+}
+
+static uint16_t keepalive_100ms(const dv_config_t *cfg)
+{
+	unsigned v = cfg->tcp_idle_timeout_ms / 100;
+	return v > 0xffff ? 0xffff : (uint16_t)v;
+}
+
+static void stream_reply(dv_query_t *q, const uint8_t *wire, size_t len)
+{
+	conn_t *c = q->conn;
+	c->inflight--;
+	if (c->pub.state != SC_OPEN) {
+		conn_maybe_free(c);
+		return;
+	}
+	/* room for the answer plus an EDNS keepalive option and padding */
+	size_t extra = q->view.edns_keepalive ? 6 + DV_PAD_BLOCK + 4 : 0;
+	size_t need = c->out_len + 2 + len + extra;
+	if (need > c->out_cap) {
+		if (c->out_off) {
+			memmove(c->out, c->out + c->out_off, out_pending(c));
+			c->out_len -= c->out_off;
+			c->out_off = 0;
+			need = c->out_len + 2 + len + extra;
+		}
+		if (need > c->out_cap) {
+			size_t cap = c->out_cap ? c->out_cap : 1024;
+			while (cap < need)
+				cap *= 2;
+			uint8_t *o = realloc(c->out, cap);
+			if (!o) {
+				conn_abort(c, "out of memory");
+				conn_maybe_free(c);
+				return;
+			}
+			c->out = o;
+			c->out_cap = cap;
+		}
+	}
+	uint8_t *msg = c->out + c->out_len + 2;
+	memcpy(msg, wire, len);
+	if (q->view.edns_keepalive) {
+		/* RFC 7828: answer with the idle timeout we apply */
+		int n = dv_wire_add_keepalive(
+			msg, len, len + extra, keepalive_100ms(W(c)->cfg),
+			q->view.edns_padding ? q->pad_block : 0);
+		if (n > 0)
+			len = (size_t)n;
+	}
+	dv_put16(c->out + c->out_len, (uint16_t)len);
+	c->out_len += 2 + len;
+	c->last_ms = dv_now_ms();
+	if (c->busy)
+		return; /* the running callback flushes once at its end */
+	c->busy++;
+	if (!ev_is_active(&c->wio))
+		flush_out(c);
+	update_reading(c);
+	c->busy--;
+	conn_maybe_free(c);
+}
+
+/* Hand every complete message in the input buffer to the core, as long as
+ * the connection is under its limits. */
+static void process_input(conn_t *c)
+{
+	dv_worker_t *w = W(c);
+	const dv_config_t *cfg = w->cfg;
+	const dv_stream_io_t *io = c->pub.l->io;
+	size_t off = 0;
+	while (c->pub.state == SC_OPEN && !L(c)->stopped &&
+	       c->inflight < cfg->tcp_max_inflight && c->in_len - off >= 2) {
+		size_t mlen = dv_get16(c->in + off);
+		if (c->in_len - off < 2 + mlen)
+			break;
+		if (mlen == 0 && io->encrypted) {
+			/* RFC 7858 framing broken: no DNS message is empty */
+			conn_abort(c, "zero-length message");
+			return;
+		}
+		dv_query_t *q = dv_query_new(w, c->in + off + 2, mlen);
+		off += 2 + mlen;
+		if (!q) {
+			conn_abort(c, "out of memory");
+			break;
+		}
+		q->reply = stream_reply;
+		q->conn = c;
+		q->transport = io->scheme;
+		q->sni = c->pub.sni[0] ? c->pub.sni : NULL;
+		q->pad_block = io->encrypted ? DV_PAD_BLOCK : 0;
+		memcpy(&q->peer, &c->pub.peer, c->pub.peer_len);
+		q->peer_len = c->pub.peer_len;
+		c->inflight++;
+		if (dv_core_submit(q) < 0)
+			c->inflight--; /* dropped: no answer will come */
+	}
+	if (off) {
+		memmove(c->in, c->in + off, c->in_len - off);
+		c->in_len -= off;
+		/* what is left is a message that has just started */
+		c->msg_start_ms = c->in_len ? dv_now_ms() : 0;
+	}
+}
+
+/* Arm the one timer for the state the connection is in. */
+static void timer_arm(conn_t *c)
+{
+	const dv_config_t *cfg = W(c)->cfg;
+	uint64_t now = dv_now_ms(), due;
+	if (c->pub.state == SC_HANDSHAKE)
+		due = c->accepted_ms + cfg->tls_handshake_timeout_ms;
+	else if (c->msg_start_ms)
+		due = c->msg_start_ms + cfg->tcp_read_timeout_ms;
+	else
+		due = c->last_ms + cfg->tcp_idle_timeout_ms;
+	c->timer.repeat = due > now ? (double)(due - now) / 1000.0 : 0.001;
+	ev_timer_again(W(c)->loop, &c->timer);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	conn_t *c = t->data;
+	const dv_config_t *cfg = W(c)->cfg;
+	uint64_t now = dv_now_ms();
+	if (c->pub.state == SC_HANDSHAKE) {
+		if (now >= c->accepted_ms + cfg->tls_handshake_timeout_ms) {
+			conn_abort(c, "handshake timeout");
+			conn_maybe_free(c);
+			return;
+		}
+	} else if (c->msg_start_ms) {
+		if (now >= c->msg_start_ms + cfg->tcp_read_timeout_ms &&
+		    c->reading) {
+			conn_abort(c, "read timeout");
+			conn_maybe_free(c);
+			return;
+		}
+	} else if (c->inflight == 0 && out_pending(c) == 0 &&
+		   now >= c->last_ms + cfg->tcp_idle_timeout_ms) {
+		DV_STAT_INC(&W(c)->stats, tcp_idle_closed);
+		conn_close(c);
+		conn_maybe_free(c);
+		return;
+	}
+	if (c->inflight || out_pending(c))
+		c->last_ms = now; /* busy is not idle */
+	timer_arm(c);
+}
+
+static bool do_handshake(conn_t *c)
+{
+	struct ev_loop *loop = W(c)->loop;
+	int ret = c->pub.l->io->handshake(&c->pub);
+	if (ret == DV_TLS_WANT_READ) {
+		ev_io_stop(loop, &c->wio);
+		ev_io_start(loop, &c->rio);
+		return false;
+	}
+	if (ret == DV_TLS_WANT_WRITE) {
+		ev_io_stop(loop, &c->rio);
+		ev_io_start(loop, &c->wio);
+		return false;
+	}
+	if (ret < 0) {
+		conn_abort(c, "handshake failed");
+		return false;
+	}
+	c->pub.state = SC_OPEN;
+	c->last_ms = dv_now_ms();
+	c->reading = true;
+	ev_io_stop(loop, &c->wio);
+	ev_io_start(loop, &c->rio);
+	timer_arm(c);
+	return true;
+}
+
+static void conn_read(conn_t *c)
+{
+	const dv_stream_io_t *io = c->pub.l->io;
+	for (int rounds = 0;
+	     rounds < 16 && c->pub.state == SC_OPEN && c->reading; rounds++) {
+		/* room for at least the message being received */
+		size_t need = c->in_len + 2048;
+		if (c->in_len >= 2 && 2 + (size_t)dv_get16(c->in) > need)
+			need = 2 + (size_t)dv_get16(c->in);
+		if (need > 2 + DV_DNS_MAX_MSG)
+			need = 2 + DV_DNS_MAX_MSG;
+		if (c->in_cap < need) {
+			size_t cap = c->in_cap ? c->in_cap : IN_INITIAL;
+			while (cap < need)
+				cap *= 2;
+			uint8_t *in = realloc(c->in, cap);
+			if (!in) {
+				conn_abort(c, "out of memory");
+				return;
+			}
+			c->in = in;
+			c->in_cap = cap;
+		}
+		size_t room = c->in_cap - c->in_len;
+		ssize_t n = io->read(&c->pub, c->in + c->in_len, room);
+		if (n == DV_TLS_WANT_READ)
+			return;
+		if (n == DV_TLS_WANT_WRITE) {
+			ev_io_start(W(c)->loop, &c->wio);
+			return;
+		}
+		if (n == DV_TLS_EOF) {
+			c->eof = true;
+			if (c->in_len) /* a message cut short */
+				DV_STAT_INC(&W(c)->stats, tcp_errors);
+			return;
+		}
+		if (n <= 0) {
+			conn_abort(c, "read failed");
+			return;
+		}
+		if (c->in_len == 0)
+			c->msg_start_ms = dv_now_ms();
+		c->in_len += (size_t)n;
+		c->last_ms = dv_now_ms();
+		process_input(c);
+		if (c->in_len && !c->msg_start_ms)
+			c->msg_start_ms = c->last_ms;
+	}
+	/* the round budget ran out with data possibly still buffered */
+	if (c->pub.state == SC_OPEN && c->reading)
+		ev_feed_event(W(c)->loop, &c->rio, EV_READ);
+}
+
+static void after_io(conn_t *c)
+{
+	if (c->pub.state == SC_OPEN) {
+		flush_out(c);
+		update_reading(c);
+		if (c->pub.state == SC_OPEN && conn_finished(c))
+			conn_close(c);
+		else if (c->pub.state == SC_OPEN)
+			timer_arm(c);
+	}
+	c->busy--;
+	conn_maybe_free(c);
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	conn_t *c = io->data;
+	c->busy++;
+	if (c->pub.state == SC_HANDSHAKE && !do_handshake(c)) {
+		c->busy--;
+		conn_maybe_free(c);
+		return;
+	}
+	conn_read(c);
+	after_io(c);
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	conn_t *c = io->data;
+	c->busy++;
+	if (c->pub.state == SC_HANDSHAKE) {
+		if (!do_handshake(c)) {
+			c->busy--;
+			conn_maybe_free(c);
+			return;
+		}
+		conn_read(c);
+	}
+	flush_out(c);
+	if (c->pub.state == SC_OPEN && c->reading && !out_pending(c))
+		conn_read(c); /* a read that wanted to write first */
+	after_io(c);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	listener_t *l = io->data;
+	dv_worker_t *w = l->pub.w;
+	const dv_stream_io_t *sio = l->pub.io;
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return; /* EAGAIN, or a connection that vanished */
+		if (l->n_conns >= w->cfg->tcp_max_connections) {
+			DV_STAT_INC(&w->stats, tcp_refused);
+			close(fd);
+			continue;
+		}
+		conn_t *c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->pub.l = &l->pub;
+		c->pub.fd = fd;
+		c->pub.peer = peer;
+		c->pub.peer_len = plen;
+		if (sio->open && sio->open(&l->pub, &c->pub) < 0) {
+			DV_STAT_INC(&w->stats, tcp_refused);
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->pub.state = sio->handshake ? SC_HANDSHAKE : SC_OPEN;
+		c->accepted_ms = c->last_ms = dv_now_ms();
+		c->next = l->conns;
+		if (l->conns)
+			l->conns->prev = c;
+		l->conns = c;
+		l->n_conns++;
+		DV_STAT_INC(&w->stats, tcp_connections);
+		ev_io_init(&c->rio, read_cb, fd, EV_READ);
+		ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
+		c->rio.data = c->wio.data = c;
+		ev_init(&c->timer, timer_cb);
+		c->timer.data = c;
+		timer_arm(c);
+		c->reading = c->pub.state == SC_OPEN;
+		ev_io_start(loop, &c->rio);
+	}
+}
+
+int dv_stream_listen(dv_worker_t *w, const dv_url_t *url,
+		     const dv_stream_io_t *io, void *io_ctx, void **state)
+{
+	listener_t *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	int fd = dv_sock_listen(url, SOCK_STREAM, 1024);
+	if (fd < 0) {
+		free(l);
+		return fd;
+	}
+	l->pub.w = w;
+	l->pub.io = io;
+	l->pub.io_ctx = io_ctx;
+	l->fd = fd;
+	ev_io_init(&l->io, accept_cb, fd, EV_READ);
+	l->io.data = l;
+	ev_io_start(w->loop, &l->io);
+	*state = l;
+	return 0;
+}
+
+void *dv_stream_io_ctx(void *state)
+{
+	return ((listener_t *)state)->pub.io_ctx;
+}
+
+void dv_stream_stop(dv_worker_t *w, void *state)
+{
+	listener_t *l = state;
+	if (l->stopped)
+		return;
+	l->stopped = true;
+	ev_io_stop(w->loop, &l->io);
+	close(l->fd);
+	l->fd = -1;
+	/* idle connections go now, busy ones when their answers are out */
+	conn_t *c = l->conns;
+	while (c) {
+		conn_t *next = c->next;
+		if (c->pub.state == SC_HANDSHAKE)
+			conn_close(c);
+		update_reading(c);
+		if (c->pub.state == SC_OPEN && conn_finished(c))
+			conn_close(c);
+		conn_maybe_free(c);
+		c = next;
+	}
+}
+
+void dv_stream_close(dv_worker_t *w, void *state)
+{
+	listener_t *l = state;
+	if (l->fd >= 0) {
+		ev_io_stop(w->loop, &l->io);
+		close(l->fd);
+	}
+	while (l->conns) {
+		conn_t *c = l->conns;
+		conn_close(c);
+		c->inflight = 0; /* every query was answered before this */
+		c->busy = 0;
+		conn_free(c);
+	}
+	free(l);
+}

@@ -29,7 +29,7 @@ typedef struct {
 	dv_attempt_t *att; /* NULL when free or abandoned */
 	uint16_t id;
 	bool busy; /* id reserved until answered or the connection closes */
-	uint32_t next_free;
+	uint32_t next_free, prev_free; /* doubly linked free list */
 	uint64_t sent_ms;
 } uslot_t;
 
@@ -101,8 +101,10 @@ static int conn_init(dv_uconn_t *c, dv_server_t *s, bool udp, unsigned max)
 	c->slots = calloc(n, sizeof(*c->slots));
 	if (!c->slots)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < n; i++)
+	for (uint32_t i = 0; i < n; i++) {
 		c->slots[i].next_free = i + 1 < n ? i + 1 : NO_SLOT;
+		c->slots[i].prev_free = i ? i - 1 : NO_SLOT;
+	}
 	c->free_head = 0;
 	if (!udp) {
 		c->in = malloc(2 + DV_DNS_MAX_MSG);
@@ -119,20 +121,37 @@ static void conn_deinit(dv_uconn_t *c)
 	free(c->out);
 }
 
+static void free_unlink(dv_uconn_t *c, uint32_t i)
+{
+	uslot_t *s = &c->slots[i];
+	if (s->prev_free != NO_SLOT)
+		c->slots[s->prev_free].next_free = s->next_free;
+	else
+		c->free_head = s->next_free;
+	if (s->next_free != NO_SLOT)
+		c->slots[s->next_free].prev_free = s->prev_free;
+}
+
+/*
+ * Reserve an id.  The slot is chosen at random when that one is free (the
+ * usual case: tables are mostly empty), else the head of the free list, and
+ * the bits above the slot index are random: so every id bit is random while
+ * the table has room, and an answer still finds its slot in O(1).
+ */
 static uint32_t slot_take(dv_uconn_t *c, dv_attempt_t *a, uint64_t now)
 {
-	uint32_t i = c->free_head;
-	if (i == NO_SLOT)
+	if (c->free_head == NO_SLOT)
 		return NO_SLOT;
-	uslot_t *s = &c->slots[i];
-	c->free_head = s->next_free;
 	uint16_t rnd;
-	if (c->mask < 0xffff) {
-		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-			rnd = (uint16_t)(now * 2654435761u);
-	} else {
-		rnd = 0;
-	}
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (uint16_t)(now * 2654435761u);
+	uint32_t i = rnd & c->mask;
+	if (c->slots[i].busy)
+		i = c->free_head;
+	free_unlink(c, i);
+	uslot_t *s = &c->slots[i];
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (uint16_t)(now * 40503u);
 	s->id = (uint16_t)((rnd & ~c->mask) | i);
 	s->att = a;
 	s->busy = true;
@@ -147,6 +166,9 @@ static void slot_release(dv_uconn_t *c, uint32_t i)
 	s->att = NULL;
 	s->busy = false;
 	s->next_free = c->free_head;
+	s->prev_free = NO_SLOT;
+	if (c->free_head != NO_SLOT)
+		c->slots[c->free_head].prev_free = i;
 	c->free_head = i;
 	c->busy--;
 }
@@ -670,7 +692,8 @@ static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
 	}
 	if (url->scheme == DV_SCHEME_UDP) {
 		s->udp = calloc(1, sizeof(*s->udp));
-		if (!s->udp || conn_init(s->udp, s, true, 65536))
+		if (!s->udp ||
+		    conn_init(s->udp, s, true, cfg->upstream_max_inflight))
 			return -ENOMEM;
 		ev_init(&s->udp->rio, udp_read_cb);
 		s->udp->rio.data = s->udp;

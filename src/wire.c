@@ -265,7 +265,8 @@ int dv_wire_parse_response(const uint8_t *wire, size_t len,
 			r->ttl_off[r->n_ttl++] = (uint16_t)rr.ttl_off;
 		else
 			over = true;
-		uint32_t ttl = rr.ttl & 0x7fffffff; /* RFC 2181 8 */
+		/* RFC 2181 8: a TTL with the top bit set is treated as 0 */
+		uint32_t ttl = rr.ttl > 0x7fffffff ? 0 : rr.ttl;
 		if (ttl < r->min_ttl)
 			r->min_ttl = ttl;
 		bool authority = i >= r->ancount && !additional;
@@ -392,7 +393,9 @@ int dv_wire_answer(uint8_t *dst, size_t cap, const uint8_t *src, size_t len,
 				o -= cut;
 			if (o + 4 > body)
 				continue;
-			uint32_t ttl = dv_get32(dst + o) & 0x7fffffff;
+			uint32_t ttl = dv_get32(dst + o);
+			if (ttl > 0x7fffffff) /* RFC 2181 8 */
+				ttl = 0;
 			dv_put32(dst + o, ttl > age ? ttl - age : 0);
 		}
 	}

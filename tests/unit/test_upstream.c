@@ -1,0 +1,460 @@
+/*
+ * Unit tests for the upstream pool's id rewriting (src/upstream.c): the
+ * slot table of a connection, the ids it hands out and how answers find
+ * their slot.  The .c is included to reach its statics; since this file
+ * then defines every public symbol of upstream.c itself, the linker never
+ * pulls upstream.o out of the dv_core archive.  No socket is opened and no
+ * event loop runs: conn_init only records the server pointer, and
+ * handle_answer does not touch the worker for answers it ignores.
+ */
+#include "src/upstream.c"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+/* What a test allocates lives here, so that teardown frees it even when
+ * an assertion ends the test early. */
+typedef struct {
+	dv_pool_t *pool;
+	dv_server_t *server;
+	dv_uconn_t c;
+	void *scratch[2];
+} fixture_t;
+
+static int setup(void **state)
+{
+	fixture_t *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	f->pool = calloc(1, sizeof(*f->pool));
+	f->server = calloc(1, sizeof(*f->server));
+	assert_non_null(f->pool);
+	assert_non_null(f->server);
+	f->server->pool = f->pool;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture_t *f = *state;
+	conn_deinit(&f->c);
+	free(f->scratch[0]);
+	free(f->scratch[1]);
+	free(f->server);
+	free(f->pool);
+	free(f);
+	return 0;
+}
+
+/* Every slot is on the free list exactly once. */
+static void check_free_list(const dv_uconn_t *c, uint32_t want_free)
+{
+	uint8_t *seen = calloc(c->n_slots, 1);
+	assert_non_null(seen);
+	uint32_t n = 0;
+	for (uint32_t i = c->free_head; i != NO_SLOT;
+	     i = c->slots[i].next_free) {
+		assert_true(i < c->n_slots);
+		assert_false(seen[i]);
+		assert_false(c->slots[i].busy);
+		seen[i] = 1;
+		n++;
+	}
+	assert_int_equal(n, want_free);
+	free(seen);
+}
+
+static void test_conn_init_sizes(void **state)
+{
+	fixture_t *f = *state;
+	static const struct {
+		unsigned max;
+		uint32_t slots;
+	} cases[] = {{0, 1},	   {1, 1},	 {2, 2},	 {3, 4},
+		     {4, 4},	   {5, 8},	 {63, 64},	 {64, 64},
+		     {65, 128},	   {100, 128},	 {1000, 1024},	 {1024, 1024},
+		     {32768, 32768}, {32769, 65536}, {65536, 65536},
+		     {70000, 65536}, {UINT32_MAX, 65536}};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		dv_uconn_t c;
+		memset(&c, 0xa5, sizeof(c)); /* conn_init must set what counts */
+		c.out = NULL;
+		c.in = NULL;
+		assert_int_equal(conn_init(&c, f->server, false, cases[k].max),
+				 0);
+		assert_ptr_equal(c.server, f->server);
+		assert_false(c.udp);
+		assert_int_equal(c.state, UC_CLOSED);
+		assert_int_equal(c.fd, -1);
+		assert_int_equal(c.n_slots, cases[k].slots);
+		assert_int_equal(c.mask, cases[k].slots - 1);
+		assert_int_equal(c.n_slots & c.mask, 0); /* a power of two */
+		assert_non_null(c.in);
+		assert_int_equal(c.free_head, 0);
+		check_free_list(&c, c.n_slots);
+		c.busy = 0;
+		conn_deinit(&c);
+	}
+
+	/* UDP: no TCP input buffer */
+	dv_uconn_t u;
+	memset(&u, 0, sizeof(u));
+	assert_int_equal(conn_init(&u, f->server, true, 65536), 0);
+	assert_true(u.udp);
+	assert_null(u.in);
+	assert_int_equal(u.n_slots, 65536);
+	assert_int_equal(u.mask, 0xffff);
+	conn_deinit(&u);
+}
+
+static void test_slot_take_all(void **state)
+{
+	fixture_t *f = *state;
+	dv_uconn_t c;
+	dv_attempt_t att[64];
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(conn_init(&c, f->server, false, 64), 0);
+	assert_int_equal(c.mask, 63);
+
+	uint8_t seen_slot[64] = {0};
+	uint8_t *seen_id = calloc(65536, 1);
+	assert_non_null(seen_id);
+	for (unsigned k = 0; k < 64; k++) {
+		uint32_t i = slot_take(&c, &att[k], 1000 + k);
+		assert_true(i < 64);
+		assert_false(seen_slot[i]);
+		seen_slot[i] = 1;
+		uslot_t *s = &c.slots[i];
+		assert_int_equal(s->id & c.mask, i);
+		assert_false(seen_id[s->id]);
+		seen_id[s->id] = 1;
+		assert_true(s->busy);
+		assert_ptr_equal(s->att, &att[k]);
+		assert_int_equal(s->sent_ms, 1000 + k);
+		assert_int_equal(c.busy, k + 1);
+	}
+	/* the table is full */
+	assert_int_equal(c.free_head, NO_SLOT);
+	assert_int_equal(slot_take(&c, &att[0], 0), NO_SLOT);
+	assert_int_equal(slot_take(&c, &att[0], 0), NO_SLOT);
+	assert_int_equal(c.busy, 64);
+
+	/* release one, the next take reuses it (with a fresh id) */
+	slot_release(&c, 17);
+	assert_false(c.slots[17].busy);
+	assert_null(c.slots[17].att);
+	assert_int_equal(c.busy, 63);
+	uint32_t i = slot_take(&c, &att[1], 5);
+	assert_int_equal(i, 17);
+	assert_int_equal(c.slots[17].id & 63, 17);
+	assert_ptr_equal(c.slots[17].att, &att[1]);
+	assert_int_equal(slot_take(&c, &att[0], 0), NO_SLOT);
+
+	/* release everything: all back on the free list */
+	for (uint32_t k = 0; k < 64; k++)
+		slot_release(&c, k);
+	assert_int_equal(c.busy, 0);
+	check_free_list(&c, 64);
+	free(seen_id);
+	conn_deinit(&c);
+}
+
+/* A tiny deterministic PRNG for the access pattern (not for ids). */
+static uint32_t xorshift(uint32_t *s)
+{
+	uint32_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return *s = x;
+}
+
+static void test_slot_ids_distinct_in_flight(void **state)
+{
+	fixture_t *f = *state;
+	dv_uconn_t c;
+	dv_attempt_t a;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(conn_init(&c, f->server, false, 1000), 0);
+	assert_int_equal(c.n_slots, 1024);
+
+	uint32_t *inflight = calloc(c.n_slots, sizeof(*inflight));
+	uint32_t *id_users = calloc(65536, sizeof(*id_users));
+	assert_non_null(inflight);
+	assert_non_null(id_users);
+	uint32_t n = 0, rng = 12345;
+	for (unsigned step = 0; step < 200000; step++) {
+		bool take = n == 0 || (n < c.n_slots && xorshift(&rng) % 3 != 0);
+		if (take) {
+			uint32_t i = slot_take(&c, &a, step);
+			assert_int_not_equal(i, NO_SLOT);
+			uint16_t id = c.slots[i].id;
+			assert_int_equal(id & c.mask, i);
+			/* no other query in flight has this id */
+			assert_int_equal(id_users[id], 0);
+			id_users[id]++;
+			inflight[n++] = i;
+		} else {
+			uint32_t k = xorshift(&rng) % n;
+			uint32_t i = inflight[k];
+			inflight[k] = inflight[--n];
+			id_users[c.slots[i].id]--;
+			slot_release(&c, i);
+		}
+		assert_int_equal(c.busy, n);
+	}
+	/* fill up to the limit: exactly n_slots distinct ids at once */
+	while (n < c.n_slots) {
+		uint32_t i = slot_take(&c, &a, 0);
+		assert_int_not_equal(i, NO_SLOT);
+		assert_int_equal(id_users[c.slots[i].id], 0);
+		id_users[c.slots[i].id]++;
+		inflight[n++] = i;
+	}
+	assert_int_equal(slot_take(&c, &a, 0), NO_SLOT);
+	free(inflight);
+	free(id_users);
+	conn_deinit(&c);
+}
+
+static void test_slot_random_high_bits(void **state)
+{
+	fixture_t *f = *state;
+	dv_uconn_t c;
+	dv_attempt_t a;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(conn_init(&c, f->server, false, 64), 0);
+
+	uint8_t *seen_high = calloc(1024, 1); /* 16 - 6 bits */
+	assert_non_null(seen_high);
+	unsigned distinct = 0;
+	uint16_t prev = 0;
+	unsigned same_as_prev = 0;
+	for (unsigned k = 0; k < 1000; k++) {
+		uint32_t i = slot_take(&c, &a, 42); /* same "now" every time */
+		assert_int_not_equal(i, NO_SLOT);
+		uint16_t id = c.slots[i].id;
+		assert_int_equal(id & 63, i);
+		if (!seen_high[id >> 6]++)
+			distinct++;
+		same_as_prev += k > 0 && id == prev;
+		prev = id;
+		slot_release(&c, i);
+	}
+	assert_true(distinct > 1);
+	/* 10 random bits over 1000 draws: expect ~630 distinct values; a
+	 * working random source never comes near this bound */
+	assert_true(distinct > 300);
+	assert_true(same_as_prev < 50);
+	free(seen_high);
+	conn_deinit(&c);
+}
+
+/*
+ * A UDP connection has a 65536-slot table, so there are no random bits
+ * left: ids are bare slot indices off a LIFO free list.  One connected UDP
+ * socket per server and worker keeps its source port for life, so with
+ * sequential ids an off-path attacker who can trigger a query can spoof
+ * the answer of a udp:// upstream (which may be a public resolver given as
+ * --fallback udp://...).  Ids on the wire must not be predictable.
+ */
+static void test_udp_ids_unpredictable(void **state)
+{
+	fixture_t *f = *state;
+	dv_uconn_t *c = &f->c;
+	dv_attempt_t a;
+	assert_int_equal(conn_init(c, f->server, true, 65536), 0);
+
+	uint8_t *seen = f->scratch[0] = calloc(65536, 1);
+	assert_non_null(seen);
+	unsigned distinct = 0;
+	for (unsigned k = 0; k < 1000; k++) {
+		uint32_t i = slot_take(c, &a, 42);
+		assert_int_not_equal(i, NO_SLOT);
+		uint16_t id = c->slots[i].id;
+		assert_int_equal(id & c->mask, i);
+		if (!seen[id]++)
+			distinct++;
+		slot_release(c, i);
+	}
+	/* one query at a time, 1000 times: the id must not repeat much */
+	assert_true(distinct > 900);
+
+	/* nor may a burst of queries get consecutive ids */
+	uint16_t ids[16];
+	unsigned consecutive = 0;
+	for (unsigned k = 0; k < 16; k++) {
+		uint32_t i = slot_take(c, &a, 42);
+		ids[k] = c->slots[i].id;
+		consecutive += k > 0 && ids[k] == (uint16_t)(ids[k - 1] + 1);
+	}
+	assert_true(consecutive < 8);
+}
+
+/* An answer whose id names a slot: only the exact id is accepted. */
+static void test_handle_answer_ids(void **state)
+{
+	fixture_t *f = *state;
+	dv_uconn_t c;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(conn_init(&c, f->server, false, 64), 0);
+
+	/* the slot of an abandoned attempt (its fetch finished elsewhere) */
+	dv_attempt_t a;
+	uint32_t i = slot_take(&c, &a, 1);
+	uint16_t id = c.slots[i].id;
+	c.slots[i].att = NULL; /* what attempt_detach() does */
+
+	uint8_t ans[DV_DNS_HDR + 17 + 4] = {0};
+	dv_put16(ans, (uint16_t)(id ^ 0x8000 ^ (c.mask + 1))); /* same slot,
+								 other high
+								 bits */
+	dv_put16(ans + 2, DV_FLAG_QR);
+	dv_put16(ans + 4, 1);
+	memcpy(ans + 12, "\3www\7example\3com\0\0\1\0\1", 21);
+	handle_answer(&c, ans, sizeof(ans));
+	assert_true(c.slots[i].busy); /* wrong id: ignored */
+	assert_int_equal(c.busy, 1);
+
+	handle_answer(&c, ans, DV_DNS_HDR - 1); /* too short: ignored */
+	dv_put16(ans, id);
+	handle_answer(&c, ans, DV_DNS_HDR - 1);
+	assert_true(c.slots[i].busy);
+
+	handle_answer(&c, ans, sizeof(ans)); /* the late answer: id freed */
+	assert_false(c.slots[i].busy);
+	assert_int_equal(c.busy, 0);
+	check_free_list(&c, 64);
+
+	/* a second copy of it finds the slot free: ignored */
+	handle_answer(&c, ans, sizeof(ans));
+	assert_int_equal(c.busy, 0);
+	check_free_list(&c, 64);
+
+	/* an id whose slot was never taken */
+	dv_put16(ans, 5);
+	handle_answer(&c, ans, sizeof(ans));
+	assert_int_equal(c.busy, 0);
+	conn_deinit(&c);
+}
+
+/* An answer with the right id but another question keeps the slot. */
+static void test_handle_answer_question(void **state)
+{
+	fixture_t *f = *state;
+	dv_uconn_t c;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(conn_init(&c, f->server, false, 8), 0);
+
+	dv_fetch_t *fe = calloc(1, sizeof(*fe));
+	assert_non_null(fe);
+	static const uint8_t q[] = {0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+				    3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm',
+				    'p', 'l', 'e', 3, 'c', 'o', 'm', 0, 0, 1,
+				    0, 1};
+	memcpy(fe->qwire, q, sizeof(q));
+	fe->qlen = sizeof(q);
+	dv_attempt_t *a = &fe->att[0];
+	a->fetch = fe;
+	uint32_t i = slot_take(&c, a, 1);
+	a->conn = &c;
+	a->slot = i;
+	uint16_t id = c.slots[i].id;
+	dv_put16(fe->qwire, id);
+
+	uint8_t ans[sizeof(q)];
+	memcpy(ans, q, sizeof(q));
+	dv_put16(ans, id);
+	dv_put16(ans + 2, DV_FLAG_QR | DV_FLAG_RD | DV_FLAG_RA);
+	ans[sizeof(ans) - 3] = 28; /* AAAA instead of A */
+	handle_answer(&c, ans, sizeof(ans));
+	assert_true(c.slots[i].busy);
+	assert_ptr_equal(c.slots[i].att, a);
+	assert_ptr_equal(a->conn, &c);
+
+	ans[sizeof(ans) - 3] = 1;
+	ans[14] = 'x'; /* "wxw.example.com" */
+	handle_answer(&c, ans, sizeof(ans));
+	assert_true(c.slots[i].busy);
+	assert_ptr_equal(a->conn, &c);
+
+	free(fe);
+	conn_deinit(&c);
+}
+
+/* dv_pool_new builds every server's connections from the config. */
+static void test_pool_new(void **state)
+{
+	static dv_config_t cfg;
+	char err[256];
+	dv_config_defaults(&cfg);
+	cfg.upstream_connections = 3;
+	cfg.upstream_max_inflight = 100;
+	assert_int_equal(dv_url_parse("tcp://127.0.0.1:5335", DV_URL_UPSTREAM,
+				      &cfg.upstream[0], err, sizeof(err)),
+			 0);
+	assert_int_equal(dv_url_parse("udp://127.0.0.1:5336", DV_URL_UPSTREAM,
+				      &cfg.upstream[1], err, sizeof(err)),
+			 0);
+	assert_int_equal(dv_url_parse("tcp://192.0.2.1:53", DV_URL_UPSTREAM,
+				      &cfg.fallback[0], err, sizeof(err)),
+			 0);
+	cfg.n_upstream = 2;
+	cfg.n_fallback = 1;
+
+	dv_worker_t *w = calloc(1, sizeof(*w));
+	assert_non_null(w);
+	dv_pool_t *p = dv_pool_new(w, &cfg);
+	assert_non_null(p);
+	assert_int_equal(p->n_local, 2);
+	assert_int_equal(p->n_fallback, 1);
+	for (unsigned k = 0; k < 3; k++) {
+		dv_server_t *s = &p->servers[k];
+		assert_ptr_equal(s->pool, p);
+		assert_int_equal(s->fallback, k == 2);
+		assert_int_equal(s->n_tcp, 3);
+		for (unsigned j = 0; j < s->n_tcp; j++) {
+			assert_int_equal(s->tcp[j].n_slots, 128);
+			assert_int_equal(s->tcp[j].state, UC_CLOSED);
+			assert_ptr_equal(s->tcp[j].server, s);
+			check_free_list(&s->tcp[j], 128);
+		}
+		if (k == 1) {
+			assert_non_null(s->udp);
+			assert_true(s->udp->udp);
+			/* UDP ids come from a table as big as pool.max-inflight:
+			 * random slot + random high bits */
+			assert_int_equal(s->udp->n_slots, 128);
+		} else {
+			assert_null(s->udp);
+		}
+	}
+	dv_pool_free(p);
+	dv_pool_free(NULL);
+	free(w);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_conn_init_sizes, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_slot_take_all, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_slot_ids_distinct_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slot_random_high_bits,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_udp_ids_unpredictable,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handle_answer_ids, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_handle_answer_question,
+						setup, teardown),
+		cmocka_unit_test(test_pool_new),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "src/cache.h"
@@ -132,9 +133,19 @@ static void reply_error(dv_query_t *q, uint8_t rcode, uint16_t ede,
 
 /* ---- coalescing table ---- */
 
+/* Seeded per process so a client cannot aim many questions at one chain
+ * of the coalescing table. */
+static uint64_t hash_seed;
+
+__attribute__((constructor)) static void hash_seed_init(void)
+{
+	if (getrandom(&hash_seed, sizeof(hash_seed), 0) != sizeof(hash_seed))
+		hash_seed = dv_now_ms();
+}
+
 static uint64_t key_hash(const uint8_t *key, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
+	uint64_t h = 0xcbf29ce484222325ULL ^ hash_seed;
 	for (size_t i = 0; i < len; i++)
 		h = (h ^ key[i]) * 0x100000001b3ULL;
 	return h ^ (h >> 29);

@@ -249,7 +249,10 @@ out:
 	for (unsigned i = 0; workers && i < n; i++)
 		dv_worker_free(workers[i]);
 	free(workers);
-	dv_tls_ctx_free(shared.tls_dot);
+	if (shared.tls_dot) {
+		dv_tls_ctx_free(shared.tls_dot);
+		dv_tls_cleanup();
+	}
 	dv_cache_free(cache);
 	if (rc == 0)
 		dv_log_info("stopped");

@@ -13,7 +13,10 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/openssl/evp.h>
+#include <wolfssl/openssl/pem.h>
 #include <wolfssl/wolfcrypt/chacha20_poly1305.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include "src/errors.h"
 #include "src/log.h"
@@ -116,6 +119,18 @@ int dv_tls_init(unsigned ticket_rotation_s)
 	return 0;
 }
 
+void dv_tls_thread_exit(void)
+{
+	/* wolfSSL's per-thread ECC fixed-point cache (FP_ECC) */
+	wc_ecc_fp_free();
+}
+
+void dv_tls_cleanup(void)
+{
+	wc_ecc_fp_free();
+	wolfSSL_Cleanup();
+}
+
 /* ---- server contexts ---- */
 
 #define ALPN_MAX 4
@@ -150,6 +165,56 @@ static int alpn_select(WOLFSSL *ssl, const unsigned char **out,
 	return SSL_TLSEXT_ERR_NOACK; /* carry on without ALPN */
 }
 
+/*
+ * Does `key` belong to the leaf certificate of `cert`?  Sign a message with
+ * the key and verify it with the certificate's public key: Debian's
+ * wolfSSL 5.5.4 wolfSSL_CTX_check_private_key() accepts a wrong EC key, and
+ * a pair that does not match fails every handshake while the log would say
+ * all is well.
+ */
+static bool keypair_matches(const char *cert, const char *key)
+{
+	static const char msg[] = "dnsveil certificate/key check";
+	unsigned char sig[1024];
+	size_t sig_len = sizeof(sig);
+	bool ok = false;
+	WOLFSSL_X509 *x = NULL;
+	WOLFSSL_EVP_PKEY *pub = NULL, *priv = NULL;
+	WOLFSSL_BIO *bio = NULL;
+	WOLFSSL_EVP_MD_CTX *md = NULL;
+
+	x = wolfSSL_X509_load_certificate_file(cert, WOLFSSL_FILETYPE_PEM);
+	if (!x || !(pub = wolfSSL_X509_get_pubkey(x)))
+		goto out;
+	if (!(bio = wolfSSL_BIO_new_file(key, "r")) ||
+	    !(priv = wolfSSL_PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)))
+		goto out;
+	if (!(md = wolfSSL_EVP_MD_CTX_new()))
+		goto out;
+	if (wolfSSL_EVP_DigestSignInit(md, NULL, wolfSSL_EVP_sha256(), NULL,
+				       priv) != WOLFSSL_SUCCESS ||
+	    wolfSSL_EVP_DigestSignUpdate(md, msg, sizeof(msg)) !=
+		    WOLFSSL_SUCCESS ||
+	    wolfSSL_EVP_DigestSignFinal(md, sig, &sig_len) != WOLFSSL_SUCCESS)
+		goto out;
+	wolfSSL_EVP_MD_CTX_free(md);
+	if (!(md = wolfSSL_EVP_MD_CTX_new()))
+		goto out;
+	ok = wolfSSL_EVP_DigestVerifyInit(md, NULL, wolfSSL_EVP_sha256(), NULL,
+					  pub) == WOLFSSL_SUCCESS &&
+	     wolfSSL_EVP_DigestVerifyUpdate(md, msg, sizeof(msg)) ==
+		     WOLFSSL_SUCCESS &&
+	     wolfSSL_EVP_DigestVerifyFinal(md, sig, sig_len) ==
+		     WOLFSSL_SUCCESS;
+out:
+	wolfSSL_EVP_MD_CTX_free(md);
+	wolfSSL_EVP_PKEY_free(priv);
+	wolfSSL_BIO_free(bio);
+	wolfSSL_EVP_PKEY_free(pub);
+	wolfSSL_X509_free(x);
+	return ok;
+}
+
 static WOLFSSL_CTX *ctx_build(dv_tls_ctx_t *ctx, const char *cert,
 			      const char *key, char *err, size_t err_len)
 {
@@ -173,7 +238,8 @@ static WOLFSSL_CTX *ctx_build(dv_tls_ctx_t *ctx, const char *cert,
 		snprintf(err, err_len, "%s: cannot load the private key", key);
 		goto fail;
 	}
-	if (wolfSSL_CTX_check_private_key(c) != WOLFSSL_SUCCESS) {
+	if (wolfSSL_CTX_check_private_key(c) != WOLFSSL_SUCCESS ||
+	    !keypair_matches(cert, key)) {
 		snprintf(err, err_len, "%s does not match the certificate %s",
 			 key, cert);
 		goto fail;

@@ -26,6 +26,10 @@ typedef struct dv_tls dv_tls_t;
 
 /* Once per process. */
 int dv_tls_init(unsigned ticket_rotation_s);
+/* Free what the TLS library keeps per thread; call as a thread ends. */
+void dv_tls_thread_exit(void);
+/* Once per process, at exit, after every context is freed. */
+void dv_tls_cleanup(void);
 
 /*
  * Server context from a PEM chain (leaf first; sent whole) and a PEM key.

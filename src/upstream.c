@@ -417,8 +417,12 @@ static void attempt_detach(dv_attempt_t *a)
 	dv_pool_t *p = a->fetch->worker->pool;
 	ev_timer_stop(p->w->loop, &a->timer);
 	if (a->conn) {
-		/* keep the id reserved: its answer may still arrive */
-		a->conn->slots[a->slot].att = NULL;
+		/* Free the id now: an abandoned answer may never come (lost
+		 * datagram, black-holed query), and a reserved id would leak.
+		 * A late answer then finds a free slot or a new random id and is
+		 * ignored; only an answer to the very same question could be
+		 * taken, and that one is correct. */
+		slot_release(a->conn, a->slot);
 		a->conn = NULL;
 	}
 	a->fetch = NULL;

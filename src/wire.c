@@ -63,6 +63,95 @@ int dv_wire_name(const uint8_t *wire, size_t len, size_t *off, uint8_t *out,
 	return 0;
 }
 
+/* Is `pos` inside one of the (increasing) TTL fields recorded so far? */
+static bool in_ttl(size_t pos, const uint16_t *ttl_off, unsigned n)
+{
+	unsigned lo = 0, hi = n;
+	while (lo < hi) { /* first TTL that ends after pos */
+		unsigned mid = (lo + hi) / 2;
+		if ((size_t)ttl_off[mid] + 4 <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && pos >= ttl_off[lo];
+}
+
+/*
+ * Validate a name like dv_wire_name(), and also refuse compression pointers
+ * into a TTL field: TTLs are rewritten when answers age, which would change
+ * the name such a pointer reads.
+ */
+static int name_checked(const uint8_t *wire, size_t len, size_t *off,
+			const uint16_t *ttl_off, unsigned n_ttl)
+{
+	size_t pos = *off, end = 0, total = 0;
+	unsigned jumps = 0;
+	for (;;) {
+		if (pos >= len)
+			return DV_EMALFORMED;
+		uint8_t l = wire[pos];
+		if ((l & 0xc0) == 0xc0) {
+			if (pos + 1 >= len)
+				return DV_EMALFORMED;
+			size_t t = ((size_t)(l & 0x3f) << 8) | wire[pos + 1];
+			if (t >= pos || t < DV_DNS_HDR || ++jumps > 127 ||
+			    in_ttl(t, ttl_off, n_ttl))
+				return DV_EMALFORMED;
+			if (end == 0)
+				end = pos + 2;
+			pos = t;
+			continue;
+		}
+		if (l & 0xc0)
+			return DV_EMALFORMED;
+		if (pos + 1 + l > len)
+			return DV_EMALFORMED;
+		total += 1 + (size_t)l;
+		if (total > DV_DNS_MAX_NAME)
+			return DV_EMALFORMED;
+		pos += 1 + (size_t)l;
+		if (l == 0)
+			break;
+	}
+	*off = end ? end : pos;
+	return 0;
+}
+
+/* The names inside RDATA that may be compressed (RFC 1035 types, RFC 3597
+ * section 4): checked against TTL pointers too. */
+static int rdata_names(const uint8_t *wire, size_t len, uint16_t type,
+		       size_t rd, size_t rdlen, const uint16_t *ttl_off,
+		       unsigned n_ttl)
+{
+	size_t off = rd, end = rd + rdlen;
+	int names;
+	switch (type) {
+	case DV_TYPE_NS:
+	case DV_TYPE_CNAME:
+	case 12: /* PTR */
+	case 39: /* DNAME */
+		names = 1;
+		break;
+	case 15: /* MX */
+		off += 2;
+		names = 1;
+		break;
+	case DV_TYPE_SOA:
+		names = 2;
+		break;
+	default:
+		return 0;
+	}
+	for (int i = 0; i < names; i++) {
+		if (off >= end)
+			return DV_EMALFORMED;
+		if (name_checked(wire, end, &off, ttl_off, n_ttl))
+			return DV_EMALFORMED;
+	}
+	return 0;
+}
+
 bool dv_wire_name_eq(const uint8_t *a, const uint8_t *b, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
@@ -247,6 +336,9 @@ int dv_wire_parse_response(const uint8_t *wire, size_t len,
 	unsigned total = (unsigned)r->ancount + r->nscount + r->arcount;
 	for (unsigned i = 0; i < total; i++) {
 		rr_t rr;
+		size_t start = off;
+		if (name_checked(wire, len, &start, r->ttl_off, r->n_ttl))
+			return DV_EMALFORMED;
 		if (rr_next(wire, len, &off, &rr))
 			return DV_EMALFORMED;
 		bool additional = i >= (unsigned)r->ancount + r->nscount;
@@ -265,6 +357,10 @@ int dv_wire_parse_response(const uint8_t *wire, size_t len,
 			r->ttl_off[r->n_ttl++] = (uint16_t)rr.ttl_off;
 		else
 			over = true;
+		/* after the TTL is recorded: RDATA may not point into it either */
+		if (rdata_names(wire, len, rr.type, rr.rdata_off, rr.rdlen,
+				r->ttl_off, r->n_ttl))
+			return DV_EMALFORMED;
 		/* RFC 2181 8: a TTL with the top bit set is treated as 0 */
 		uint32_t ttl = rr.ttl > 0x7fffffff ? 0 : rr.ttl;
 		if (ttl < r->min_ttl)

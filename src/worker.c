@@ -13,6 +13,7 @@
 #include "src/core.h"
 #include "src/errors.h"
 #include "src/log.h"
+#include "src/tls.h"
 #include "src/upstream.h"
 
 enum { CMD_NONE, CMD_DRAIN, CMD_STOP };
@@ -138,6 +139,8 @@ static void *worker_main(void *arg)
 	/* runs until a stop or drain command breaks it (the async watcher
 	 * keeps the loop alive) */
 	ev_run(w->loop, 0);
+	if (w->shared->tls_dot)
+		dv_tls_thread_exit();
 	return NULL;
 }
 

@@ -315,6 +315,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	uint64_t now = dv_now_ms();
 	if (c->pub.state == SC_HANDSHAKE) {
 		if (now >= c->accepted_ms + cfg->tls_handshake_timeout_ms) {
+			DV_STAT_INC(&W(c)->stats, tls_failed);
 			conn_abort(c, "handshake timeout");
 			conn_maybe_free(c);
 			return;

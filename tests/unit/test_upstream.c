@@ -22,6 +22,10 @@ typedef struct {
 	dv_server_t *server;
 	dv_uconn_t c;
 	void *scratch[2];
+	/* for the tests that run a fetch through the real core */
+	struct ev_loop *loop;
+	dv_worker_t *w;
+	dv_config_t *cfg;
 } fixture_t;
 
 static int setup(void **state)
@@ -43,26 +47,35 @@ static int teardown(void **state)
 	conn_deinit(&f->c);
 	free(f->scratch[0]);
 	free(f->scratch[1]);
+	if (f->w)
+		free(f->w->fetches);
+	free(f->w);
+	free(f->cfg);
+	if (f->loop)
+		ev_loop_destroy(f->loop);
 	free(f->server);
 	free(f->pool);
 	free(f);
 	return 0;
 }
 
-/* Every slot is on the free list exactly once. */
+/* Every free slot is on the free list exactly once, linked both ways. */
 static void check_free_list(const dv_uconn_t *c, uint32_t want_free)
 {
 	uint8_t *seen = calloc(c->n_slots, 1);
 	assert_non_null(seen);
-	uint32_t n = 0;
+	uint32_t n = 0, prev = NO_SLOT;
 	for (uint32_t i = c->free_head; i != NO_SLOT;
 	     i = c->slots[i].next_free) {
 		assert_true(i < c->n_slots);
 		assert_false(seen[i]);
 		assert_false(c->slots[i].busy);
+		assert_int_equal(c->slots[i].prev_free, prev);
 		seen[i] = 1;
+		prev = i;
 		n++;
 	}
+	assert_int_equal(n + c->busy, c->n_slots);
 	assert_int_equal(n, want_free);
 	free(seen);
 }
@@ -94,8 +107,8 @@ static void test_conn_init_sizes(void **state)
 		assert_int_equal(c.n_slots & c.mask, 0); /* a power of two */
 		assert_non_null(c.in);
 		assert_int_equal(c.free_head, 0);
+		c.busy = 0; /* callers hand conn_init zeroed memory */
 		check_free_list(&c, c.n_slots);
-		c.busy = 0;
 		conn_deinit(&c);
 	}
 
@@ -254,12 +267,12 @@ static void test_slot_random_high_bits(void **state)
 }
 
 /*
- * A UDP connection has a 65536-slot table, so there are no random bits
- * left: ids are bare slot indices off a LIFO free list.  One connected UDP
- * socket per server and worker keeps its source port for life, so with
- * sequential ids an off-path attacker who can trigger a query can spoof
- * the answer of a udp:// upstream (which may be a public resolver given as
- * --fallback udp://...).  Ids on the wire must not be predictable.
+ * One connected UDP socket per server and worker keeps its source port for
+ * life, so the 16-bit id is all that stands between an off-path attacker
+ * who can trigger a query and a spoofed answer from a udp:// upstream
+ * (which may be a public resolver given as --fallback udp://...).  Even a
+ * table with no bits above the slot index (65536 slots) must not hand out
+ * predictable ids: a LIFO free list alone gives the same id every time.
  */
 static void test_udp_ids_unpredictable(void **state)
 {
@@ -292,6 +305,110 @@ static void test_udp_ids_unpredictable(void **state)
 		consecutive += k > 0 && ids[k] == (uint16_t)(ids[k - 1] + 1);
 	}
 	assert_true(consecutive < 8);
+}
+
+/* The slot itself is drawn at random while the table has room, so that
+ * even the low bits of consecutive ids are not predictable. */
+static void test_slot_random_index(void **state)
+{
+	fixture_t *f = *state;
+	dv_uconn_t *c = &f->c;
+	dv_attempt_t a;
+	assert_int_equal(conn_init(c, f->server, false, 64), 0);
+	uint8_t seen[64] = {0};
+	unsigned distinct = 0;
+	for (unsigned k = 0; k < 1000; k++) {
+		uint32_t i = slot_take(c, &a, 42);
+		assert_true(i < 64);
+		if (!seen[i]++)
+			distinct++;
+		slot_release(c, i);
+		check_free_list(c, 64);
+	}
+	assert_true(distinct > 32);
+
+	/* half full, taken and released in a scrambled order: the free list
+	 * stays consistent in both directions */
+	uint32_t held[32], rng = 99;
+	for (unsigned k = 0; k < 32; k++)
+		held[k] = slot_take(c, &a, k);
+	check_free_list(c, 32);
+	for (unsigned round = 0; round < 2000; round++) {
+		uint32_t k = xorshift(&rng) % 32;
+		slot_release(c, held[k]);
+		held[k] = slot_take(c, &a, round);
+		assert_int_not_equal(held[k], NO_SLOT);
+	}
+	check_free_list(c, 32);
+}
+
+/*
+ * An attempt that times out on UDP is detached, but its id stays reserved
+ * ("its answer may still arrive") until that answer comes or the socket
+ * closes.  On UDP the answer was usually lost, and the connected socket is
+ * never closed while the upstream is reachable, so every lost datagram
+ * leaks a slot for good: after pool.max-inflight lost answers (1024 by
+ * default, over the life of a worker) the udp:// server has no free id
+ * and pick_conn() refuses every further query to it.  An id reserved for
+ * a late answer must come back once that answer cannot matter any more.
+ *
+ * The fetch here runs through the real timeout path (attempt_timeout_cb ->
+ * attempt_fail -> fetch_continue -> dv_core_fetch_fail, which frees it);
+ * the only server is already tried and there is no fallback, so nothing is
+ * sent.  Queries are a minute apart, far past any upstream timeout.
+ */
+static void test_udp_lost_answers_release_ids(void **state)
+{
+	fixture_t *f = *state;
+	f->loop = ev_loop_new(EVFLAG_AUTO);
+	f->w = calloc(1, sizeof(*f->w));
+	f->cfg = calloc(1, sizeof(*f->cfg));
+	assert_non_null(f->loop);
+	assert_non_null(f->w);
+	assert_non_null(f->cfg);
+	dv_worker_t *w = f->w;
+	f->cfg->upstream_timeout_ms = 1500;
+	f->cfg->query_timeout_ms = 5000;
+	w->loop = f->loop;
+	w->cfg = f->cfg;
+	w->pool = f->pool;
+	w->fetches = calloc(1, sizeof(*w->fetches));
+	assert_non_null(w->fetches);
+	w->fetch_mask = 0;
+	f->pool->w = w;
+	f->pool->cfg = f->cfg;
+	f->pool->servers = f->server;
+	f->pool->n_local = 1;
+	f->pool->n_fallback = 0;
+	dv_uconn_t *c = &f->c;
+	assert_int_equal(conn_init(c, f->server, true, 4), 0);
+	f->server->udp = c;
+	c->state = UC_OPEN; /* fd stays -1: nothing is sent */
+
+	for (unsigned k = 0; k < 3 * c->n_slots; k++) {
+		uint64_t now = 1000 + (uint64_t)k * 60000;
+		dv_fetch_t *fe = calloc(1, sizeof(*fe));
+		assert_non_null(fe);
+		fe->worker = w;
+		fe->ede = 0xffff;
+		fe->next_local = 1; /* the one local server: this attempt */
+		w->fetches[0] = fe;
+		w->n_fetches = 1;
+		dv_attempt_t *a = &fe->att[0];
+		uint32_t i = slot_take(c, a, now);
+		if (i == NO_SLOT)
+			free(fe);
+		assert_int_not_equal(i, NO_SLOT);
+		a->fetch = fe;
+		a->conn = c;
+		a->slot = i;
+		ev_timer_init(&a->timer, attempt_timeout_cb, 1.5, 0.);
+		a->timer.data = a;
+		/* no answer: the attempt times out, the fetch fails */
+		attempt_timeout_cb(f->loop, &a->timer, EV_TIMER);
+		assert_null(w->fetches[0]);
+		assert_int_equal(w->stats.upstream_timeouts, k + 1);
+	}
 }
 
 /* An answer whose id names a slot: only the exact id is accepted. */
@@ -450,6 +567,10 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_udp_ids_unpredictable,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slot_random_index, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_udp_lost_answers_release_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handle_answer_ids, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_handle_answer_question,

@@ -84,10 +84,10 @@ static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache)
 	free(buf);
 }
 
-static bool needs_tls(const dv_config_t *cfg)
+static bool has_listener(const dv_config_t *cfg, dv_scheme_t scheme)
 {
 	for (unsigned i = 0; i < cfg->n_listen; i++)
-		if (cfg->listen[i].scheme == DV_SCHEME_TLS)
+		if (cfg->listen[i].scheme == scheme)
 			return true;
 	return false;
 }
@@ -97,16 +97,19 @@ static bool needs_tls(const dv_config_t *cfg)
 static void reload_tls(dv_shared_t *shared, const dv_config_t *next)
 {
 	char err[1024];
-	if (!shared->tls_dot)
-		return;
-	if (dv_tls_server_reload(shared->tls_dot, next->tls_cert,
-				 next->tls_key, err, sizeof(err)) != 0)
-		dv_log_error("SIGHUP: TLS reload refused, keeping the old "
-			     "certificate: %s",
-			     err);
-	else
-		dv_log_info("SIGHUP: TLS certificate %s reloaded",
-			    next->tls_cert);
+	dv_tls_ctx_t *ctxs[] = {shared->tls_dot, shared->tls_doh};
+	for (size_t i = 0; i < sizeof(ctxs) / sizeof(ctxs[0]); i++) {
+		if (!ctxs[i])
+			continue;
+		if (dv_tls_server_reload(ctxs[i], next->tls_cert,
+					 next->tls_key, err, sizeof(err)) != 0) {
+			dv_log_error("SIGHUP: TLS reload refused, keeping the "
+				     "old certificate: %s",
+				     err);
+			return;
+		}
+	}
+	dv_log_info("SIGHUP: TLS certificate %s reloaded", next->tls_cert);
 }
 
 static unsigned cpu_count(void)
@@ -177,15 +180,24 @@ int main(int argc, char **argv)
 	unsigned started = 0;
 	if (!workers)
 		goto out;
-	if (needs_tls(&cfg)) {
+	bool dot = has_listener(&cfg, DV_SCHEME_TLS);
+	bool doh = has_listener(&cfg, DV_SCHEME_HTTPS);
+	if (dot || doh) {
 		static const char *const dot_alpn[] = {"dot", NULL};
+		static const char *const doh_alpn[] = {"h2", "http/1.1", NULL};
 		if (dv_tls_init(cfg.tls_ticket_rotation_s) != 0) {
 			dv_log_error("cannot initialise TLS");
 			goto out;
 		}
-		shared.tls_dot = dv_tls_server_new(cfg.tls_cert, cfg.tls_key,
-						   dot_alpn, err, sizeof(err));
-		if (!shared.tls_dot) {
+		if (dot && !(shared.tls_dot = dv_tls_server_new(
+				     cfg.tls_cert, cfg.tls_key, dot_alpn, err,
+				     sizeof(err)))) {
+			dv_log_error("%s", err);
+			goto out;
+		}
+		if (doh && !(shared.tls_doh = dv_tls_server_new(
+				     cfg.tls_cert, cfg.tls_key, doh_alpn, err,
+				     sizeof(err)))) {
 			dv_log_error("%s", err);
 			goto out;
 		}
@@ -249,8 +261,9 @@ out:
 	for (unsigned i = 0; workers && i < n; i++)
 		dv_worker_free(workers[i]);
 	free(workers);
-	if (shared.tls_dot) {
+	if (shared.tls_dot || shared.tls_doh) {
 		dv_tls_ctx_free(shared.tls_dot);
+		dv_tls_ctx_free(shared.tls_doh);
 		dv_tls_cleanup();
 	}
 	dv_cache_free(cache);

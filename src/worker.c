@@ -139,7 +139,7 @@ static void *worker_main(void *arg)
 	/* runs until a stop or drain command breaks it (the async watcher
 	 * keeps the loop alive) */
 	ev_run(w->loop, 0);
-	if (w->shared->tls_dot)
+	if (w->shared->tls_dot || w->shared->tls_doh)
 		dv_tls_thread_exit();
 	return NULL;
 }

@@ -24,6 +24,7 @@ typedef struct dv_tls_ctx dv_tls_ctx_t;
 typedef struct {
 	dv_cache_t *cache;     /* may be NULL */
 	dv_tls_ctx_t *tls_dot; /* ALPN "dot"; NULL without tls:// listeners */
+	dv_tls_ctx_t *tls_doh; /* ALPN "h2", "http/1.1"; NULL without https:// */
 	unsigned n_workers;
 } dv_shared_t;
 

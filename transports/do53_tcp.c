@@ -8,40 +8,10 @@
 #include "src/transport.h"
 #include "transports/stream.h"
 
-static ssize_t plain_read(dv_stream_conn_t *c, void *buf, size_t len)
-{
-	for (;;) {
-		ssize_t n = recv(c->fd, buf, len, 0);
-		if (n > 0)
-			return n;
-		if (n == 0)
-			return DV_TLS_EOF;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return DV_TLS_WANT_READ;
-		return -errno;
-	}
-}
-
-static ssize_t plain_write(dv_stream_conn_t *c, const void *buf, size_t len)
-{
-	for (;;) {
-		ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
-		if (n >= 0)
-			return n;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return DV_TLS_WANT_WRITE;
-		return -errno;
-	}
-}
-
 static const dv_stream_io_t plain_io = {
 	.scheme = DV_SCHEME_TCP,
-	.read = plain_read,
-	.write = plain_write,
+	.read = dv_stream_plain_read,
+	.write = dv_stream_plain_write,
 };
 
 static int tcp_listen(dv_worker_t *w, const dv_url_t *url, void **state)

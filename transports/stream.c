@@ -43,6 +43,7 @@ typedef struct conn {
 	bool reading;       /* read watcher should run */
 	bool eof;           /* client closed its side */
 	bool write_blocked; /* the I/O layer wants to write first */
+	bool app_failed;    /* the application refused more input */
 	uint64_t accepted_ms, last_ms, msg_start_ms;
 	uint8_t *in;
 	size_t in_len, in_cap;
@@ -107,6 +108,10 @@ static void conn_close(conn_t *c)
 	ev_io_stop(loop, &c->rio);
 	ev_io_stop(loop, &c->wio);
 	ev_timer_stop(loop, &c->timer);
+	const dv_stream_app_t *app = c->pub.l->io->app;
+	if (app && c->pub.app_state)
+		app->close(&c->pub);
+	c->pub.app_state = NULL;
 	if (c->pub.l->io->close)
 		c->pub.l->io->close(&c->pub);
 	close(c->pub.fd);
@@ -127,11 +132,18 @@ static size_t out_pending(const conn_t *c)
 	return c->out_len - c->out_off;
 }
 
-/* Done: client gone or draining, and nothing left to answer or send. */
+/* Done: client gone or draining (or the application finished), and
+ * nothing left to answer or send. */
 static bool conn_finished(const conn_t *c)
 {
-	return (c->eof || L((conn_t *)c)->stopped) && c->inflight == 0 &&
-	       out_pending(c) == 0;
+	const dv_stream_app_t *app = c->pub.l->io->app;
+	if (out_pending(c))
+		return false;
+	if (app && c->pub.app_state &&
+	    app->want_close((dv_stream_conn_t *)&c->pub))
+		return true;
+	return (c->eof || L((conn_t *)c)->stopped || c->app_failed) &&
+	       c->inflight == 0;
 }
 
 static void update_reading(conn_t *c)
@@ -141,8 +153,14 @@ static void update_reading(conn_t *c)
 	if (c->pub.state != SC_OPEN)
 		return;
 	bool want;
-	if (c->eof || L(c)->stopped)
+	const dv_stream_app_t *app = c->pub.l->io->app;
+	if (c->eof || L(c)->stopped || c->app_failed)
 		want = false;
+	else if (app && c->pub.app_state)
+		want = app->want_input(&c->pub) &&
+		       out_pending(c) < (c->reading
+						 ? cfg->tcp_max_output_bytes
+						 : cfg->tcp_max_output_bytes / 2);
 	else if (c->reading)
 		want = c->inflight < cfg->tcp_max_inflight &&
 		       out_pending(c) < cfg->tcp_max_output_bytes;
@@ -166,10 +184,53 @@ static void update_reading(conn_t *c)
 	}
 }
 
+/* Move what the application has to send into the output buffer, up to the
+ * output cap. */
+static void pump_app(conn_t *c)
+{
+	const dv_stream_app_t *app = c->pub.l->io->app;
+	size_t cap_bytes = W(c)->cfg->tcp_max_output_bytes;
+	if (!app || !c->pub.app_state)
+		return;
+	while (c->pub.state == SC_OPEN && out_pending(c) < cap_bytes) {
+		if (c->out_off && c->out_off == c->out_len)
+			c->out_off = c->out_len = 0;
+		if (c->out_cap - c->out_len < 16384) {
+			if (c->out_off) {
+				memmove(c->out, c->out + c->out_off,
+					out_pending(c));
+				c->out_len -= c->out_off;
+				c->out_off = 0;
+			}
+			if (c->out_cap - c->out_len < 16384) {
+				size_t cap = c->out_cap ? c->out_cap * 2
+							: 32768;
+				uint8_t *o = realloc(c->out, cap);
+				if (!o) {
+					conn_abort(c, "out of memory");
+					return;
+				}
+				c->out = o;
+				c->out_cap = cap;
+			}
+		}
+		ssize_t n = app->output(&c->pub, c->out + c->out_len,
+					c->out_cap - c->out_len);
+		if (n < 0) {
+			conn_abort(c, "application output failed");
+			return;
+		}
+		if (n == 0)
+			return;
+		c->out_len += (size_t)n;
+	}
+}
+
 static void flush_out(conn_t *c)
 {
 	struct ev_loop *loop = W(c)->loop;
 	const dv_stream_io_t *io = c->pub.l->io;
+	pump_app(c);
 	while (c->pub.state == SC_OPEN && out_pending(c)) {
 		ssize_t n = io->write(&c->pub, c->out + c->out_off,
 				      out_pending(c));
@@ -182,6 +243,8 @@ static void flush_out(conn_t *c)
 			return;
 		}
 		c->out_off += (size_t)n;
+		if (!out_pending(c))
+			pump_app(c);
 	}
 	c->out_off = c->out_len = 0;
 	ev_io_stop(loop, &c->wio);
@@ -195,11 +258,63 @@ static uint16_t keepalive_100ms(const dv_config_t *cfg)
 	return v > 0xffff ? 0xffff : (uint16_t)v;
 }
 
+bool dv_stream_reply_begin(dv_stream_conn_t *pc)
+{
+	conn_t *c = (conn_t *)pc;
+	c->inflight--;
+	return c->pub.state == SC_OPEN;
+}
+
+void dv_stream_reply_end(dv_stream_conn_t *pc)
+{
+	conn_t *c = (conn_t *)pc;
+	if (c->pub.state == SC_OPEN) {
+		c->last_ms = dv_now_ms();
+		if (c->busy)
+			return; /* the running callback flushes at its end */
+		c->busy++;
+		if (!ev_is_active(&c->wio))
+			flush_out(c);
+		update_reading(c);
+		if (c->pub.state == SC_OPEN && conn_finished(c))
+			conn_close(c);
+		c->busy--;
+	}
+	conn_maybe_free(c);
+}
+
+dv_query_t *dv_stream_query(dv_stream_conn_t *pc, const uint8_t *wire,
+			    size_t len, dv_stream_reply_fn reply)
+{
+	conn_t *c = (conn_t *)pc;
+	const dv_stream_io_t *io = c->pub.l->io;
+	dv_query_t *q = dv_query_new(W(c), wire, len);
+	if (!q)
+		return NULL;
+	q->reply = reply;
+	q->conn = c;
+	q->transport = io->scheme;
+	q->sni = c->pub.sni[0] ? c->pub.sni : NULL;
+	q->pad_block = io->encrypted ? DV_PAD_BLOCK : 0;
+	memcpy(&q->peer, &c->pub.peer, c->pub.peer_len);
+	q->peer_len = c->pub.peer_len;
+	return q;
+}
+
+int dv_stream_submit(dv_stream_conn_t *pc, dv_query_t *q)
+{
+	conn_t *c = (conn_t *)pc;
+	c->inflight++;
+	int ret = dv_core_submit(q);
+	if (ret < 0)
+		c->inflight--; /* dropped: no answer will come */
+	return ret;
+}
+
 static void stream_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 {
 	conn_t *c = q->conn;
-	c->inflight--;
-	if (c->pub.state != SC_OPEN) {
+	if (!dv_stream_reply_begin(&c->pub)) {
 		conn_maybe_free(c);
 		return;
 	}
@@ -239,15 +354,7 @@ static void stream_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 	}
 	dv_put16(c->out + c->out_len, (uint16_t)len);
 	c->out_len += 2 + len;
-	c->last_ms = dv_now_ms();
-	if (c->busy)
-		return; /* the running callback flushes once at its end */
-	c->busy++;
-	if (!ev_is_active(&c->wio))
-		flush_out(c);
-	update_reading(c);
-	c->busy--;
-	conn_maybe_free(c);
+	dv_stream_reply_end(&c->pub);
 }
 
 /* Hand every complete message in the input buffer to the core, as long as
@@ -258,6 +365,28 @@ static void process_input(conn_t *c)
 	const dv_config_t *cfg = w->cfg;
 	const dv_stream_io_t *io = c->pub.l->io;
 	size_t off = 0;
+	if (io->app) {
+		if (c->pub.state != SC_OPEN || c->app_failed || !c->in_len ||
+		    !c->pub.app_state || !io->app->want_input(&c->pub))
+			return;
+		ssize_t n = io->app->input(&c->pub, c->in, c->in_len);
+		if (c->pub.state != SC_OPEN)
+			return;
+		if (n < 0) {
+			/* answer what is in flight, send the error, close */
+			c->app_failed = true;
+			c->in_len = 0;
+			c->msg_start_ms = 0;
+			update_reading(c);
+			return;
+		}
+		if (n > 0) {
+			memmove(c->in, c->in + n, c->in_len - (size_t)n);
+			c->in_len -= (size_t)n;
+			c->msg_start_ms = c->in_len ? dv_now_ms() : 0;
+		}
+		return;
+	}
 	while (c->pub.state == SC_OPEN && !L(c)->stopped &&
 	       c->inflight < cfg->tcp_max_inflight && c->in_len - off >= 2) {
 		size_t mlen = dv_get16(c->in + off);
@@ -268,22 +397,14 @@ static void process_input(conn_t *c)
 			conn_abort(c, "zero-length message");
 			return;
 		}
-		dv_query_t *q = dv_query_new(w, c->in + off + 2, mlen);
+		dv_query_t *q = dv_stream_query(&c->pub, c->in + off + 2, mlen,
+						stream_reply);
 		off += 2 + mlen;
 		if (!q) {
 			conn_abort(c, "out of memory");
 			break;
 		}
-		q->reply = stream_reply;
-		q->conn = c;
-		q->transport = io->scheme;
-		q->sni = c->pub.sni[0] ? c->pub.sni : NULL;
-		q->pad_block = io->encrypted ? DV_PAD_BLOCK : 0;
-		memcpy(&q->peer, &c->pub.peer, c->pub.peer_len);
-		q->peer_len = c->pub.peer_len;
-		c->inflight++;
-		if (dv_core_submit(q) < 0)
-			c->inflight--; /* dropped: no answer will come */
+		(void)dv_stream_submit(&c->pub, q);
 	}
 	if (off) {
 		memmove(c->in, c->in + off, c->in_len - off);
@@ -339,6 +460,16 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	timer_arm(c);
 }
 
+static bool app_open(conn_t *c)
+{
+	const dv_stream_app_t *app = c->pub.l->io->app;
+	if (app && app->open(&c->pub) < 0) {
+		conn_abort(c, "cannot start the application protocol");
+		return false;
+	}
+	return true;
+}
+
 static bool do_handshake(conn_t *c)
 {
 	struct ev_loop *loop = W(c)->loop;
@@ -360,6 +491,8 @@ static bool do_handshake(conn_t *c)
 	c->pub.state = SC_OPEN;
 	c->last_ms = dv_now_ms();
 	c->reading = true;
+	if (!app_open(c))
+		return false;
 	ev_io_stop(loop, &c->wio);
 	ev_io_start(loop, &c->rio);
 	timer_arm(c);
@@ -515,6 +648,44 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		timer_arm(c);
 		c->reading = c->pub.state == SC_OPEN;
 		ev_io_start(loop, &c->rio);
+		if (c->pub.state == SC_OPEN) {
+			c->busy++;
+			if (app_open(c))
+				flush_out(c); /* e.g. the HTTP/2 SETTINGS */
+			c->busy--;
+			conn_maybe_free(c);
+		}
+	}
+}
+
+ssize_t dv_stream_plain_read(dv_stream_conn_t *c, void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n = recv(c->fd, buf, len, 0);
+		if (n > 0)
+			return n;
+		if (n == 0)
+			return DV_TLS_EOF;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return DV_TLS_WANT_READ;
+		return -errno;
+	}
+}
+
+ssize_t dv_stream_plain_write(dv_stream_conn_t *c, const void *buf,
+			      size_t len)
+{
+	for (;;) {
+		ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return DV_TLS_WANT_WRITE;
+		return -errno;
 	}
 }
 
@@ -560,6 +731,13 @@ void dv_stream_stop(dv_worker_t *w, void *state)
 		conn_t *next = c->next;
 		if (c->pub.state == SC_HANDSHAKE)
 			conn_close(c);
+		const dv_stream_app_t *app = l->pub.io->app;
+		if (c->pub.state == SC_OPEN && app && c->pub.app_state) {
+			c->busy++;
+			app->drain(&c->pub);
+			flush_out(c);
+			c->busy--;
+		}
 		update_reading(c);
 		if (c->pub.state == SC_OPEN && conn_finished(c))
 			conn_close(c);

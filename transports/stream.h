@@ -19,9 +19,32 @@ typedef struct dv_worker dv_worker_t;
 typedef struct dv_stream_conn dv_stream_conn_t;
 typedef struct dv_stream_listener dv_stream_listener_t;
 
+/*
+ * An application protocol on top of the stream (DoH's HTTP engine).  Without
+ * one, the stream carries DNS messages with a 2-byte length prefix.  The
+ * application submits queries with dv_stream_query()/dv_stream_submit() and
+ * frames their answers itself; its reply hooks bracket their work with
+ * dv_stream_reply_begin()/dv_stream_reply_end().
+ */
+typedef struct {
+	/* after the handshake (or at accept): set up c->app_state */
+	int (*open)(dv_stream_conn_t *c);
+	/* consume read bytes: how many were taken (the rest is offered again
+	 * when want_input), or a negative error: read no more, flush, and
+	 * close when want_close */
+	ssize_t (*input)(dv_stream_conn_t *c, const uint8_t *data, size_t len);
+	/* bytes to send now into buf: > 0, 0 (nothing), or an error */
+	ssize_t (*output)(dv_stream_conn_t *c, uint8_t *buf, size_t cap);
+	bool (*want_input)(dv_stream_conn_t *c);
+	bool (*want_close)(dv_stream_conn_t *c);
+	void (*drain)(dv_stream_conn_t *c);
+	void (*close)(dv_stream_conn_t *c); /* free c->app_state */
+} dv_stream_app_t;
+
 typedef struct {
 	dv_scheme_t scheme;
 	bool encrypted; /* pad answers to padded queries */
+	const dv_stream_app_t *app; /* NULL: DNS length-prefixed framing */
 	/* Set up a newly accepted connection (c->fd, c->peer are set).  A
 	 * negative return refuses it (closed at once, counted). */
 	int (*open)(dv_stream_listener_t *l, dv_stream_conn_t *c);
@@ -48,6 +71,7 @@ struct dv_stream_conn {
 	socklen_t peer_len;
 	void *io_state;  /* the transport's (e.g. dv_tls_t) */
 	char sni[256]; /* set by the transport after its handshake */
+	void *app_state;
 };
 
 struct dv_stream_listener {
@@ -55,6 +79,29 @@ struct dv_stream_listener {
 	const dv_stream_io_t *io;
 	void *io_ctx; /* the transport's listener state */
 };
+
+typedef struct dv_query dv_query_t;
+typedef void (*dv_stream_reply_fn)(dv_query_t *q, const uint8_t *wire,
+				   size_t len);
+
+/* A query object for a message read on `c`, its peer and SNI filled in.
+ * NULL when memory is short. */
+dv_query_t *dv_stream_query(dv_stream_conn_t *c, const uint8_t *wire,
+			    size_t len, dv_stream_reply_fn reply);
+/* Hand `q` to the core, counted in flight on `c`.  Returns 0, or the core's
+ * drop code (no answer will come; q is freed). */
+int dv_stream_submit(dv_stream_conn_t *c, dv_query_t *q);
+/* In a reply hook: the query is no longer in flight; true when the
+ * connection is open (the answer may be written), false when it is gone. */
+bool dv_stream_reply_begin(dv_stream_conn_t *c);
+/* At the end of a reply hook: write what is ready, resume reading, free a
+ * closed connection.  `c` must not be used afterwards. */
+void dv_stream_reply_end(dv_stream_conn_t *c);
+
+/* The io functions of a plain (unencrypted) socket. */
+ssize_t dv_stream_plain_read(dv_stream_conn_t *c, void *buf, size_t len);
+ssize_t dv_stream_plain_write(dv_stream_conn_t *c, const void *buf,
+			      size_t len);
 
 int dv_stream_listen(dv_worker_t *w, const dv_url_t *url,
 		     const dv_stream_io_t *io, void *io_ctx, void **state);

@@ -1,0 +1,282 @@
+/*
+ * DNS over HTTPS (RFC 8484): the DoH engine (src/doh.c: HTTP/2 through
+ * nghttp2, HTTP/1.1 through http-parser) as the application protocol of a
+ * stream connection.  https:// listeners run it over TLS (ALPN "h2" or
+ * "http/1.1"); http:// listeners run it in the clear for use behind a
+ * TLS-terminating proxy, telling HTTP/2 with prior knowledge from HTTP/1.1
+ * by the client preface.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/doh.h"
+#include "src/errors.h"
+#include "src/query.h"
+#include "src/transport.h"
+#include "src/wire.h"
+#include "src/worker.h"
+#include "transports/tls_stream.h"
+
+typedef struct {
+	char path[DV_URL_PATH_MAX];
+	const char *paths[1];
+	dv_tls_listener_t *tls; /* https only */
+} doh_listener_t;
+
+typedef struct {
+	dv_stream_conn_t *c;
+	const doh_listener_t *dl;
+	dv_doh_t *engine; /* NULL until the protocol is known (http://) */
+} doh_conn_t;
+
+static const dv_stream_io_t https_io, http_io;
+
+/* RFC 8484 5.1: the freshness lifetime is at most the smallest TTL of the
+ * answer; negative answers are fresh for the SOA's negative TTL. */
+static uint32_t answer_max_age(const uint8_t *wire, size_t len)
+{
+	dv_wire_resp_t r;
+	int ret = dv_wire_parse_response(wire, len, &r);
+	if (ret != 0 && ret != DV_ELIMIT)
+		return 0;
+	uint8_t rcode = DV_RCODE(r.flags);
+	if (rcode != DV_RCODE_NOERROR && rcode != DV_RCODE_NXDOMAIN)
+		return 0;
+	uint32_t age = r.min_ttl;
+	if (r.negative && r.neg_ttl < age)
+		age = r.neg_ttl;
+	return age == UINT32_MAX ? 0 : age;
+}
+
+static void doh_reply(dv_query_t *q, const uint8_t *wire, size_t len)
+{
+	dv_stream_conn_t *c = q->conn;
+	if (dv_stream_reply_begin(c)) {
+		doh_conn_t *dc = c->app_state;
+		if (dc && dc->engine)
+			(void)dv_doh_answer(dc->engine, (uint32_t)q->conn_tag,
+					    wire, len, answer_max_age(wire, len));
+	}
+	dv_stream_reply_end(c);
+}
+
+/* A proxy-reported client address becomes the query's peer. */
+static void set_forwarded(dv_query_t *q, const char *addr)
+{
+	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+	struct sockaddr_in s4 = {.sin_family = AF_INET};
+	if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1) {
+		memcpy(&q->peer, &s4, sizeof(s4));
+		q->peer_len = sizeof(s4);
+	} else if (inet_pton(AF_INET6, addr, &s6.sin6_addr) == 1) {
+		memcpy(&q->peer, &s6, sizeof(s6));
+		q->peer_len = sizeof(s6);
+	}
+}
+
+static void on_query(void *user, uint32_t stream, const char *path,
+		     const uint8_t *msg, size_t len, const char *forwarded_for)
+{
+	doh_conn_t *dc = user;
+	dv_query_t *q = dv_stream_query(dc->c, msg, len, doh_reply);
+	if (!q) {
+		(void)dv_doh_error(dc->engine, stream, 503);
+		return;
+	}
+	q->conn_tag = stream;
+	q->path = path;
+	if (forwarded_for)
+		set_forwarded(q, forwarded_for);
+	if (dv_stream_submit(dc->c, q) < 0)
+		(void)dv_doh_error(dc->engine, stream, 400);
+}
+
+static int engine_start(doh_conn_t *dc, dv_doh_proto_t proto)
+{
+	const dv_config_t *cfg = dc->c->l->w->cfg;
+	dv_doh_opts_t opts = {
+		.paths = dc->dl->paths,
+		.n_paths = 1,
+		.max_streams = cfg->tcp_max_inflight < 100 ? cfg->tcp_max_inflight
+							   : 100,
+		.max_header_bytes = 8192,
+		.trust_forwarded = false,
+	};
+	static const dv_doh_cb_t cb = {.query = on_query};
+	dc->engine = dv_doh_new(proto, &opts, &cb, dc);
+	return dc->engine ? 0 : -ENOMEM;
+}
+
+static int app_open(dv_stream_conn_t *c)
+{
+	doh_conn_t *dc = calloc(1, sizeof(*dc));
+	if (!dc)
+		return -ENOMEM;
+	dc->c = c;
+	c->app_state = dc;
+	if (c->l->io == &https_io) {
+		dc->dl = dv_tls_listener_app(c->l->io_ctx);
+		const char *alpn = dv_tls_alpn(c->io_state);
+		bool h2 = alpn && strcmp(alpn, "h2") == 0;
+		return engine_start(dc, h2 ? DV_DOH_H2 : DV_DOH_HTTP1);
+	}
+	dc->dl = c->l->io_ctx;
+	return 0; /* h2c or HTTP/1.1: decided by the first bytes */
+}
+
+static ssize_t app_input(dv_stream_conn_t *c, const uint8_t *data,
+			 size_t len)
+{
+	doh_conn_t *dc = c->app_state;
+	if (!dc->engine) {
+		if (len < 3)
+			return 0;
+		/* the HTTP/2 client preface starts "PRI * HTTP/2.0" */
+		int ret = engine_start(dc, memcmp(data, "PRI", 3) == 0
+						   ? DV_DOH_H2
+						   : DV_DOH_HTTP1);
+		if (ret < 0)
+			return ret;
+	}
+	return dv_doh_input(dc->engine, data, len);
+}
+
+static ssize_t app_output(dv_stream_conn_t *c, uint8_t *buf, size_t cap)
+{
+	doh_conn_t *dc = c->app_state;
+	return dc->engine ? dv_doh_output(dc->engine, buf, cap) : 0;
+}
+
+static bool app_want_input(dv_stream_conn_t *c)
+{
+	doh_conn_t *dc = c->app_state;
+	return !dc->engine || dv_doh_want_input(dc->engine);
+}
+
+static bool app_want_close(dv_stream_conn_t *c)
+{
+	doh_conn_t *dc = c->app_state;
+	return dc->engine && dv_doh_want_close(dc->engine);
+}
+
+static void app_drain(dv_stream_conn_t *c)
+{
+	doh_conn_t *dc = c->app_state;
+	if (dc->engine)
+		dv_doh_drain(dc->engine);
+}
+
+static void app_close(dv_stream_conn_t *c)
+{
+	doh_conn_t *dc = c->app_state;
+	dv_doh_free(dc->engine);
+	free(dc);
+	c->app_state = NULL;
+}
+
+static const dv_stream_app_t doh_app = {
+	.open = app_open,
+	.input = app_input,
+	.output = app_output,
+	.want_input = app_want_input,
+	.want_close = app_want_close,
+	.drain = app_drain,
+	.close = app_close,
+};
+
+static const dv_stream_io_t https_io = {
+	.scheme = DV_SCHEME_HTTPS,
+	.encrypted = true,
+	.app = &doh_app,
+	.open = dv_tls_stream_open,
+	.handshake = dv_tls_stream_handshake,
+	.read = dv_tls_stream_read,
+	.write = dv_tls_stream_write,
+	.pending = dv_tls_stream_pending,
+	.close = dv_tls_stream_close,
+};
+
+static const dv_stream_io_t http_io = {
+	.scheme = DV_SCHEME_HTTP,
+	.app = &doh_app,
+	.read = dv_stream_plain_read,
+	.write = dv_stream_plain_write,
+};
+
+static doh_listener_t *listener_new(const dv_url_t *url)
+{
+	doh_listener_t *dl = calloc(1, sizeof(*dl));
+	if (!dl)
+		return NULL;
+	snprintf(dl->path, sizeof(dl->path), "%s",
+		 url->path[0] ? url->path : "/dns-query");
+	dl->paths[0] = dl->path;
+	return dl;
+}
+
+static int https_listen(dv_worker_t *w, const dv_url_t *url, void **state)
+{
+	if (!w->shared->tls_doh)
+		return DV_ECONFIG;
+	doh_listener_t *dl = listener_new(url);
+	if (!dl)
+		return -ENOMEM;
+	dl->tls = dv_tls_listener_new(w, w->shared->tls_doh, dl);
+	if (!dl->tls) {
+		free(dl);
+		return -ENOMEM;
+	}
+	int ret = dv_stream_listen(w, url, &https_io, dl->tls, state);
+	if (ret < 0) {
+		dv_tls_listener_free(dl->tls);
+		free(dl);
+	}
+	return ret;
+}
+
+static void https_close(dv_worker_t *w, void *state)
+{
+	dv_tls_listener_t *tl = dv_stream_io_ctx(state);
+	doh_listener_t *dl = dv_tls_listener_app(tl);
+	dv_stream_close(w, state);
+	dv_tls_listener_free(tl);
+	free(dl);
+}
+
+static int http_listen(dv_worker_t *w, const dv_url_t *url, void **state)
+{
+	doh_listener_t *dl = listener_new(url);
+	if (!dl)
+		return -ENOMEM;
+	int ret = dv_stream_listen(w, url, &http_io, dl, state);
+	if (ret < 0)
+		free(dl);
+	return ret;
+}
+
+static void http_close(dv_worker_t *w, void *state)
+{
+	doh_listener_t *dl = dv_stream_io_ctx(state);
+	dv_stream_close(w, state);
+	free(dl);
+}
+
+static const dv_transport_t doh_tls = {
+	.name = "doh",
+	.schemes = 1u << DV_SCHEME_HTTPS,
+	.listen = https_listen,
+	.stop = dv_stream_stop,
+	.close = https_close,
+};
+DV_TRANSPORT_REGISTER(doh_tls)
+
+static const dv_transport_t doh_plain = {
+	.name = "doh-plain",
+	.schemes = 1u << DV_SCHEME_HTTP,
+	.listen = http_listen,
+	.stop = dv_stream_stop,
+	.close = http_close,
+};
+DV_TRANSPORT_REGISTER(doh_plain)

@@ -1,0 +1,23 @@
+#pragma once
+/*
+ * TLS for stream transports (DoT, DoH): the dv_stream_io_t functions over
+ * src/tls.h, and the per-listener state (TLS context, handshake cap per
+ * client address).  A transport builds its io table from these and keeps
+ * its own data in the listener's app_ctx.
+ */
+#include "transports/stream.h"
+
+typedef struct dv_tls_listener dv_tls_listener_t;
+
+/* The io_ctx of a TLS stream listener; `app_ctx` is the transport's. */
+dv_tls_listener_t *dv_tls_listener_new(dv_worker_t *w, dv_tls_ctx_t *tls,
+					void *app_ctx);
+void *dv_tls_listener_app(dv_tls_listener_t *d);
+void dv_tls_listener_free(dv_tls_listener_t *d);
+
+int dv_tls_stream_open(dv_stream_listener_t *l, dv_stream_conn_t *c);
+int dv_tls_stream_handshake(dv_stream_conn_t *c);
+ssize_t dv_tls_stream_read(dv_stream_conn_t *c, void *buf, size_t len);
+ssize_t dv_tls_stream_write(dv_stream_conn_t *c, const void *buf, size_t len);
+size_t dv_tls_stream_pending(dv_stream_conn_t *c);
+void dv_tls_stream_close(dv_stream_conn_t *c);

@@ -132,12 +132,22 @@ static size_t out_pending(const conn_t *c)
 	return c->out_len - c->out_off;
 }
 
+/* Complete input not handed on yet (it waits for in-flight room). */
+static bool input_waiting(const conn_t *c)
+{
+	if (!c->in_len || c->app_failed || L((conn_t *)c)->stopped)
+		return false;
+	if (c->pub.l->io->app)
+		return true;
+	return c->in_len >= 2 && c->in_len >= 2 + (size_t)dv_get16(c->in);
+}
+
 /* Done: client gone or draining (or the application finished), and
  * nothing left to answer or send. */
 static bool conn_finished(const conn_t *c)
 {
 	const dv_stream_app_t *app = c->pub.l->io->app;
-	if (out_pending(c))
+	if (out_pending(c) || input_waiting(c))
 		return false;
 	if (app && c->pub.app_state &&
 	    app->want_close((dv_stream_conn_t *)&c->pub))
@@ -152,6 +162,9 @@ static void update_reading(conn_t *c)
 	struct ev_loop *loop = W(c)->loop;
 	if (c->pub.state != SC_OPEN)
 		return;
+	/* queries the client sent before closing its side still count */
+	if (c->eof && c->in_len)
+		process_input(c);
 	bool want;
 	const dv_stream_app_t *app = c->pub.l->io->app;
 	if (c->eof || L(c)->stopped || c->app_failed)
@@ -523,6 +536,13 @@ static void conn_read(conn_t *c)
 			c->in_cap = cap;
 		}
 		size_t room = c->in_cap - c->in_len;
+		if (room == 0) {
+			/* full of complete queries waiting for in-flight room:
+			 * read again when some are answered */
+			c->reading = false;
+			ev_io_stop(W(c)->loop, &c->rio);
+			return;
+		}
 		ssize_t n = io->read(&c->pub, c->in + c->in_len, room);
 		if (n == DV_TLS_WANT_READ)
 			return;

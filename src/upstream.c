@@ -580,8 +580,14 @@ static void attempt_fail(dv_attempt_t *a, bool timeout)
 	if (!f)
 		return;
 	bool fb = a->fallback;
+	dv_server_t *srv = a->conn ? a->conn->server : NULL;
+	bool lost_datagram = timeout && a->conn && a->conn->udp;
 	DV_STAT_INC(&f->worker->stats, upstream_failures);
 	attempt_detach(a);
+	/* a UDP query or its answer may just have been lost: ask the same
+	 * server again over TCP before giving up on it */
+	if (lost_datagram && attempt_start(f, srv, true) == 0)
+		return;
 	fetch_continue(f, fb);
 }
 

@@ -1,0 +1,1143 @@
+#!/usr/bin/python3
+"""Side-by-side benchmark of dnsveil, dnsdist and Unbound as frontends.
+
+Started by tests/bench/run.sh (which builds the release binary first); see
+tests/bench/README.md.  Debian's /usr/bin/python3, standard library only.
+
+  bench.py run --dnsveil BIN [--quick] [--runs N] [--seconds S] ...
+  bench.py dot-idle --port P --count N --ca FILE     (helper, used by `run`)
+
+Everything runs on 127.0.0.1.  Every process started here is remembered by
+PID and stopped (SIGTERM, then SIGKILL) on exit, on error and on
+SIGINT/SIGTERM/SIGHUP.  Every wait is bounded.  Nothing is pass/fail: the
+exit status is 0 unless a component fails to start.
+
+Adding a row (a transport): append a Transport to TRANSPORTS with the
+dnsveil listener URL it needs and a runner (an object whose run() loads one
+server's port for some seconds and returns a Result, see DnsperfRunner);
+give each server that supports it a port under the Transport's `port` key
+(and a listener line in its config template).  A server without that port,
+a transport without a runner, and a scheme dnsveil refuses
+(`--check-config`) all print "n/a".
+"""
+
+import argparse
+import datetime
+import json
+import os
+import random
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CERT = os.path.join(ROOT, "certs", "dev-cert.pem")
+KEY = os.path.join(ROOT, "certs", "dev-key.pem")
+CA = os.path.join(ROOT, "certs", "ca.pem")
+
+SERVER_CPU = 0          # every server under test
+LOAD_CPU = 1            # dnsperf, this script, the idle-connection helper, the upstream
+# RLIMIT_NOFILE for servers and helper: 65536, or the hard limit when lower
+# (a container may not let even root raise it)
+NOFILE = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+ZONE_HOSTS = 10000      # h0..h9999.bench.test
+HIT_NAMES = 1000        # the cache-hit query file
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+UNBOUND = shutil.which("unbound", path="/usr/sbin:/usr/bin") or "/usr/sbin/unbound"
+DNSDIST = shutil.which("dnsdist", path="/usr/bin:/usr/sbin") or "/usr/bin/dnsdist"
+DNSPERF = shutil.which("dnsperf", path="/usr/bin") or "/usr/bin/dnsperf"
+
+
+def log(*a):
+    """Progress goes to stderr; stdout carries only the Markdown report."""
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ processes
+
+STARTED = []            # every Popen we made, for cleanup
+TMP_DIRS = []           # removed at exit unless --keep or a failure
+
+
+def _stop(proc, grace=5.0):
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        proc.send_signal(signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=5)
+
+
+def cleanup():
+    while STARTED:
+        p = STARTED.pop()
+        try:
+            _stop(p, grace=3.0)
+        except Exception as e:  # noqa: BLE001 - best effort at exit
+            log("cleanup: pid %d: %r" % (p.pid, e))
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def spawn(cmd, cpu, logfile, nofile=NOFILE, cwd=None, stdin=subprocess.DEVNULL,
+          stdout=None):
+    """Start cmd pinned to `cpu` (like taskset -c) with RLIMIT_NOFILE raised
+    (like prlimit --nofile); its PID is remembered for cleanup."""
+    def pre():
+        os.sched_setaffinity(0, {cpu})
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        os.setpgid(0, 0)        # a terminal's Ctrl-C goes to us only; we stop it by PID
+    out = open(logfile, "ab")
+    try:
+        p = subprocess.Popen(cmd, stdin=stdin, stdout=stdout or out, stderr=out,
+                             cwd=cwd, preexec_fn=pre)
+    finally:
+        out.close()
+    STARTED.append(p)
+    return p
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of the whole process (all threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        s = f.read()
+    fields = s[s.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def udp_drops():
+    """The host's UDP receive-buffer drops so far (all sockets, all
+    processes: other work on the machine counts too)."""
+    with open("/proc/net/snmp") as f:
+        rows = [ln.split() for ln in f if ln.startswith("Udp:")]
+    return int(dict(zip(rows[0][1:], rows[1][1:])).get("RcvbufErrors", 0))
+
+
+def udp_port_drops(port):
+    """Datagrams dropped by the UDP sockets bound to 127.0.0.1:port (full
+    receive buffer), from /proc/net/udp."""
+    want = "0100007F:%04X" % port
+    total = 0
+    with open("/proc/net/udp") as f:
+        next(f)
+        for ln in f:
+            parts = ln.split()
+            if len(parts) >= 13 and parts[1] == want:
+                total += int(parts[12])
+    return total
+
+
+def tail(path, n=15):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+# ------------------------------------------------------------------ ports
+
+_used_ports = set()
+
+
+def free_port():
+    """A port free for both TCP and UDP on 127.0.0.1, below the kernel's
+    ephemeral range (so that dnsperf's and the helper's own connections
+    never take it)."""
+    rng = random.Random()
+    for _ in range(2000):
+        port = rng.randrange(20000, 32000)
+        if port in _used_ports:
+            continue
+        ok = True
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            s = socket.socket(socket.AF_INET, kind)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+            if not ok:
+                break
+        if ok:
+            _used_ports.add(port)
+            return port
+    raise RuntimeError("no free port found")
+
+
+# ------------------------------------------------------------------ DNS bits
+
+def dns_query(name, qid=0x1234):
+    q = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    return q + b"\0" + struct.pack("!HH", 1, 1)
+
+
+def udp_rcode(port, name, timeout=0.3):
+    """rcode of a UDP answer, or None."""
+    qid = random.randrange(65536)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.settimeout(timeout)
+        s.sendto(dns_query(name, qid), ("127.0.0.1", port))
+        data = s.recv(4096)
+        if len(data) >= 12 and struct.unpack("!H", data[:2])[0] == qid:
+            return data[3] & 0x0F
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return None
+
+
+def tcp_open(port, timeout=0.3):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def tls_ok(port, timeout=1.0):
+    """A verified DoT handshake (a bare TCP probe would show up in the
+    servers' logs and counters as a failed handshake)."""
+    ctx = ssl.create_default_context(cafile=CA)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            with ctx.wrap_socket(s, server_hostname="dns.test"):
+                return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def wait_until(pred, timeout, proc=None, what="", interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("%s exited with status %s" % (what, proc.returncode))
+        if pred():
+            return True
+        time.sleep(interval)
+    raise RuntimeError("%s not ready after %.0f s" % (what, timeout))
+
+
+# ------------------------------------------------------------------ files
+
+def render(template, dest, **values):
+    with open(os.path.join(HERE, template)) as f:
+        text = f.read()
+
+    def sub(m):
+        k = m.group(1)
+        if k not in values:
+            raise KeyError("%s: no value for @%s@" % (template, k))
+        return str(values[k])
+    text = re.sub(r"@([A-Z_]+)@", sub, text)
+    with open(dest, "w") as f:
+        f.write(text)
+    return dest
+
+
+def write_zone(path):
+    with open(path, "w") as f:
+        f.write("$ORIGIN bench.test.\n$TTL 86400\n"
+                "@ SOA ns hostmaster 1 3600 600 86400 3600\n@ NS ns\nns A 127.0.0.1\n"
+                "* A 10.255.255.255\n")
+        for i in range(ZONE_HOSTS):
+            f.write("h%d A 10.%d.%d.%d\n" % (i, i >> 16, (i >> 8) & 255, i & 255))
+
+
+def write_hit_queries(path):
+    names = random.Random(53).sample(range(ZONE_HOSTS), HIT_NAMES)
+    with open(path, "w") as f:
+        for i in names:
+            f.write("h%d.bench.test A\n" % i)
+
+
+def write_miss_queries(path, count):
+    """`count` names new to every cache: m<random>.bench.test, answered by
+    the upstream's wildcard."""
+    rng = random.Random()
+    tag = "%06x" % rng.getrandbits(24)
+    with open(path, "w") as f:
+        f.writelines("m%s%x.bench.test A\n" % (tag, rng.getrandbits(40)) for _ in range(count))
+
+
+# ------------------------------------------------------------------ load
+
+class Result:
+    def __init__(self, **kw):
+        self.qps = kw.get("qps")            # answers per second
+        self.mean_ms = kw.get("mean_ms")
+        self.p50_ms = kw.get("p50_ms")
+        self.p99_ms = kw.get("p99_ms")
+        self.lost = kw.get("lost")
+        self.errors = kw.get("errors")      # answers other than NOERROR
+        self.cpu = kw.get("cpu")            # fraction of one CPU the server used
+        self.up_cpu = kw.get("up_cpu")      # ... and the upstream Unbound
+        self.udp_drops = kw.get("udp_drops")  # host-wide UDP receive-buffer drops
+        self.server_drops = kw.get("server_drops")  # ... by the server's own socket(s)
+        self.exhausted = kw.get("exhausted", False)
+        self.note = kw.get("note", "")
+
+    @property
+    def per_cpu(self):
+        if self.qps is None or not self.cpu:
+            return None
+        return self.qps / self.cpu
+
+
+class DnsperfRunner:
+    """dnsperf in mode udp|tcp|dot, pinned to the load CPU, with -v so that
+    every answer's latency can be read (dnsperf prints no percentiles)."""
+
+    def __init__(self, mode, clients, inflight, timeout=2):
+        self.mode = mode
+        self.clients = clients
+        self.inflight = inflight
+        self.timeout = timeout
+
+    def describe(self):
+        return "dnsperf -m %s -c %d -q %d -T 1 -t %d" % (
+            self.mode, self.clients, self.inflight, self.timeout)
+
+    def cmd(self, port, queries, seconds=None, once=False, verbose=True):
+        c = ["taskset", "-c", str(LOAD_CPU), DNSPERF, "-m", self.mode, "-s", "127.0.0.1",
+             "-p", str(port), "-d", queries, "-c", str(self.clients), "-q", str(self.inflight),
+             "-T", "1", "-t", str(self.timeout)]
+        if verbose:
+            c.append("-v")
+        if seconds:
+            c += ["-l", str(seconds)]
+        if once:
+            c += ["-n", "1"]
+        return c
+
+    def warm(self, port, queries, tmp):
+        out = os.path.join(tmp, "warm.out")
+        with open(out, "w") as f:
+            subprocess.run(self.cmd(port, queries, seconds=30, once=True, verbose=False), stdout=f,
+                           stderr=subprocess.STDOUT, timeout=60, check=False)
+
+    def run(self, port, queries, seconds, pid, tmp, once=False, upstream_pid=None):
+        out = os.path.join(tmp, "dnsperf.out")
+        cpu0 = proc_cpu_seconds(pid)
+        up0 = proc_cpu_seconds(upstream_pid) if upstream_pid else None
+        drops0 = udp_drops()
+        sdrops0 = udp_port_drops(port) if self.mode == "udp" else 0
+        t0 = time.monotonic()
+        with open(out, "w") as f:
+            r = subprocess.run(self.cmd(port, queries, seconds=seconds, once=once),
+                               stdout=f, stderr=subprocess.STDOUT,
+                               timeout=seconds + self.timeout + 30, check=False)
+        wall = time.monotonic() - t0
+        cpu = (proc_cpu_seconds(pid) - cpu0) / wall
+        res = parse_dnsperf(out)
+        res.cpu = cpu
+        res.udp_drops = udp_drops() - drops0
+        if self.mode == "udp":
+            res.server_drops = udp_port_drops(port) - sdrops0
+        if upstream_pid:
+            res.up_cpu = (proc_cpu_seconds(upstream_pid) - up0) / wall
+        if r.returncode != 0 or res.qps is None:
+            res.note = "dnsperf exit %d: %s" % (r.returncode, tail(out, 3).strip()[-200:])
+        os.unlink(out)
+        return res
+
+
+def parse_dnsperf(path):
+    lat = []
+    errors = 0
+    lost_mid = 0
+    pending_t = 0
+    qps = mean = None
+    end_of_file = False
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("> "):
+                parts = line.split()
+                code = parts[1]
+                if code == "T" or code == "I":
+                    pending_t += 1
+                    continue
+                lost_mid += pending_t
+                pending_t = 0
+                if code != "NOERROR":
+                    errors += 1
+                try:
+                    lat.append(float(parts[-1]))
+                except ValueError:
+                    pass
+            elif line.startswith("  Queries per second:"):
+                qps = float(line.split()[-1])
+            elif "Testing complete (end of file)" in line:
+                end_of_file = True
+    # Time-outs at the very end are mostly the queries still in flight when
+    # the time limit stopped dnsperf, which reports them as lost: not counted,
+    # unless the run ended at the end of the file (then dnsperf waited for
+    # them).
+    lost = lost_mid + (pending_t if end_of_file else 0)
+    # (dnsperf's own "Average Latency" is the same; with -m tcp/dot a second
+    # one follows, for connections)
+    mean = 1000 * sum(lat) / len(lat) if lat else None
+    lat.sort()
+
+    def pct(p):
+        if not lat:
+            return None
+        return lat[min(len(lat) - 1, int(p / 100.0 * len(lat)))] * 1000
+    return Result(qps=qps, mean_ms=mean, p50_ms=pct(50), p99_ms=pct(99), lost=lost,
+                  errors=errors, exhausted=end_of_file)
+
+
+class Transport:
+    def __init__(self, key, label, scheme, listen, port, runner):
+        self.key = key          # short name
+        self.label = label      # row label
+        self.scheme = scheme    # dnsveil listener scheme (checked with --check-config)
+        self.listen = listen    # dnsveil listener URL, {port} filled in
+        self.port = port        # which of a server's ports it uses
+        self.runner = runner    # None: no load generator yet (prints n/a)
+
+
+CLIENTS, INFLIGHT = 10, 1000    # 10 connections x 100 in flight (TARGETS.md)
+
+TRANSPORTS = [
+    Transport("udp", "Do53 UDP", "udp", "udp://127.0.0.1:{port}", "dns",
+              DnsperfRunner("udp", CLIENTS, INFLIGHT)),
+    Transport("tcp", "Do53 TCP", "tcp", "tcp://127.0.0.1:{port}", "dns",
+              DnsperfRunner("tcp", CLIENTS, INFLIGHT)),
+    Transport("dot", "DoT", "tls", "tls://127.0.0.1:{port}", "dot",
+              DnsperfRunner("dot", CLIENTS, INFLIGHT)),
+    # DoH (h2load) and DoQ (the project's client) rows: add a runner, and
+    # the listener to the peers' templates.
+    Transport("doh", "DoH", "https", "https://127.0.0.1:{port}/dns-query", "doh", None),
+    Transport("doq", "DoQ", "quic", "quic://127.0.0.1:{port}", "doq", None),
+]
+
+
+# ------------------------------------------------------------------ servers
+
+class Server:
+    name = "?"
+    required = False
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.proc = None
+        self.ports = {}
+        self.log = None
+        self.failed = None      # why it could not start (the throughput runs)
+        self.na = {}            # transport key -> why this server has no such row
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def ready(self):
+        """The upstream path answers over UDP (unless this instance has no
+        Do53 listener) and a DoT handshake succeeds."""
+        if "dns" in self.ports and not getattr(self, "memory_mode", False) and \
+                udp_rcode(self.ports["dns"], "h0.bench.test") != 0:
+            return False
+        return "dot" not in self.ports or tls_ok(self.ports["dot"])
+
+    def start(self, cpu=SERVER_CPU, memory_test=False):
+        self.memory_mode = memory_test
+        self.proc = spawn(self.command(memory_test), cpu, self.log, cwd=self.tmp)
+        try:
+            wait_until(self.ready, 20, self.proc, self.name)
+        except RuntimeError as e:
+            why = "%s (log %s: %s)" % (e, self.log, tail(self.log, 5).strip())
+            self.stop()
+            raise RuntimeError(why)
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        rc = _stop(self.proc)
+        if self.proc in STARTED:
+            STARTED.remove(self.proc)
+        self.proc = None
+        return rc
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Upstream(Server):
+    name = "upstream Unbound"
+    required = True
+
+    def __init__(self, tmp):
+        super().__init__(tmp)
+        self.dir = os.path.join(tmp, "upstream")
+        os.makedirs(self.dir)
+        self.ports = {"dns": free_port()}
+        self.log = os.path.join(self.dir, "stderr.log")
+        zone = os.path.join(self.dir, "bench.test.zone")
+        write_zone(zone)
+        self.conf = render("unbound-upstream.conf", os.path.join(self.dir, "unbound.conf"),
+                           DIR=self.dir, PORT=self.ports["dns"], ZONEFILE=zone)
+
+    def command(self, memory_test):
+        return [UNBOUND, "-d", "-c", self.conf]
+
+
+class Dnsveil(Server):
+    name = "dnsveil"
+    required = True
+
+    def __init__(self, tmp, binary, upstream_port, transports, upstream_scheme="tcp"):
+        super().__init__(tmp)
+        self.binary = binary
+        self.dir = os.path.join(tmp, "dnsveil")
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = os.path.join(self.dir, "stderr.log")
+        listen = []
+        for t in transports:
+            if t.port not in self.ports:
+                self.ports[t.port] = free_port()
+            listen.append(t.listen.format(port=self.ports[t.port]))
+        self.conf = render("dnsveil.yaml", os.path.join(self.dir, "dnsveil.yaml"),
+                           LISTEN=json.dumps(listen), UPSTREAM_PORT=upstream_port,
+                           UPSTREAM_SCHEME=upstream_scheme,
+                           CERT=CERT, KEY=KEY)
+
+    def command(self, memory_test):
+        return [self.binary, "-c", self.conf]
+
+
+class Dnsdist(Server):
+    name = "dnsdist"
+
+    def __init__(self, tmp, upstream_port):
+        super().__init__(tmp)
+        self.dir = os.path.join(tmp, "dnsdist")
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = os.path.join(self.dir, "stderr.log")
+        self.ports = {"dns": free_port(), "dot": free_port()}
+        self.na = {"doh": "not set up in the bench yet", "doq": "no DoQ in dnsdist 1.7"}
+        self.conf = render("dnsdist.conf", os.path.join(self.dir, "dnsdist.conf"),
+                           DNS_PORT=self.ports["dns"], DOT_PORT=self.ports["dot"],
+                           UPSTREAM_PORT=upstream_port, CERT=CERT, KEY=KEY)
+
+    def command(self, memory_test):
+        return [DNSDIST, "--supervised", "--disable-syslog", "-C", self.conf]
+
+
+class UnboundFrontend(Server):
+    name = "Unbound"
+
+    @staticmethod
+    def memory_slots():
+        """incoming-num-tcp for the memory test: Unbound wants a descriptor
+        per slot, and cuts the idle timeout of connections accepted while
+        more than half the slots are busy (to 1/100, then 0.2 s)."""
+        return max(200, min(25000, NOFILE - 1000))
+
+    def memory_connections(self, wanted):
+        return min(wanted, self.memory_slots() * 49 // 100)
+
+    def __init__(self, tmp, upstream_port):
+        super().__init__(tmp)
+        self.dir = os.path.join(tmp, "unbound-frontend")
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = os.path.join(self.dir, "stderr.log")
+        self.ports = {"dns": free_port(), "dot": free_port()}
+        self.na = {"doh": "not set up in the bench yet", "doq": "no DoQ in Unbound 1.17"}
+        self.upstream_port = upstream_port
+
+    def command(self, memory_test):
+        conf = render("unbound-frontend.conf",
+                      os.path.join(self.dir, "unbound%s.conf" % ("-mem" if memory_test else "")),
+                      DIR=self.dir, DOT_PORT=self.ports["dot"],
+                      # the memory test listens for DoT only: Unbound wants
+                      # descriptors for incoming-num-tcp slots per TCP interface
+                      DNS_INTERFACE="# (memory test: DoT only)" if memory_test else
+                      "interface: 127.0.0.1@%d" % self.ports["dns"],
+                      DNS_PORT=self.ports["dns"],
+                      UPSTREAM_PORT=self.upstream_port, CERT=CERT, KEY=KEY,
+                      TCP_SLOTS=self.memory_slots() if memory_test else 200,
+                      OUTGOING_RANGE=256 if memory_test else 8192)
+        return [UNBOUND, "-d", "-c", conf]
+
+
+def dnsveil_implements(binary, transport):
+    """(True, "") or (False, why) from dnsveil --check-config."""
+    r = subprocess.run([binary, "--check-config", "--listen", transport.listen.format(port=1),
+                        "--upstream", "udp://127.0.0.1:53", "--tls-cert", CERT, "--tls-key", KEY],
+                       capture_output=True, text=True, timeout=10, check=False)
+    if r.returncode == 0:
+        return True, ""
+    msg = (r.stderr or r.stdout).strip().splitlines()
+    msg = msg[-1] if msg else "exit %d" % r.returncode
+    return False, "not implemented yet" if "not implemented" in msg else msg
+
+
+# ------------------------------------------------------------------ idle DoT helper
+
+def dot_idle_main(args):
+    """Open `count` DoT connections (handshake verified against the CA, one
+    query answered on each), report, then keep them open until stdin says
+    anything or closes (bounded by --hold seconds)."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+    ctx = ssl.create_default_context(cafile=args.ca)
+    ctx.set_alpn_protocols(["dot"])
+    q = dns_query("h1.bench.test", 0x4242)
+    query = struct.pack("!H", len(q)) + q
+    sel = selectors.DefaultSelector()
+    state = {}          # fileno -> [sock, phase, buffer]
+    done = []
+    errors = {}
+    started = 0
+    deadline = time.monotonic() + args.timeout
+
+    def fail(fd, why):
+        sock = state.pop(fd)[0]
+        try:
+            sel.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+        sock.close()
+        errors[why] = errors.get(why, 0) + 1
+
+    def step(fd):
+        sock, phase, buf = state[fd]
+        if phase == "connect":
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                return fail(fd, os.strerror(err))
+            sel.unregister(sock)
+            tls = ctx.wrap_socket(sock, server_hostname="dns.test",
+                                  do_handshake_on_connect=False)
+            state[fd] = [tls, "handshake", b""]
+            sel.register(tls, selectors.EVENT_WRITE, fd)
+            return step(fd)
+        if phase == "handshake":
+            try:
+                sock.do_handshake()
+            except ssl.SSLWantReadError:
+                sel.modify(sock, selectors.EVENT_READ, fd)
+                return None
+            except ssl.SSLWantWriteError:
+                sel.modify(sock, selectors.EVENT_WRITE, fd)
+                return None
+            except (ssl.SSLError, OSError) as e:
+                return fail(fd, "handshake: %s" % (getattr(e, "reason", None) or e))
+            try:
+                sock.send(query)        # 33 bytes: fits any send buffer
+            except (ssl.SSLError, OSError) as e:
+                return fail(fd, "send: %s" % e)
+            state[fd][1] = "answer"
+            sel.modify(sock, selectors.EVENT_READ, fd)
+            return None
+        # phase == "answer"
+        while True:
+            try:
+                data = sock.recv(4096)
+            except ssl.SSLWantReadError:
+                return None
+            except (ssl.SSLError, OSError) as e:
+                return fail(fd, "recv: %s" % e)
+            if not data:
+                return fail(fd, "closed by server")
+            buf += data
+            state[fd][2] = buf
+            if len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
+                sel.unregister(sock)
+                done.append(state.pop(fd)[0])
+                return None
+
+    while (len(done) + sum(errors.values()) < args.count) and time.monotonic() < deadline:
+        while len(state) < args.batch and started < args.count:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            started += 1
+            rc = s.connect_ex(("127.0.0.1", args.port))
+            if rc not in (0, 115):      # EINPROGRESS
+                s.close()
+                errors["connect: " + os.strerror(rc)] = errors.get(
+                    "connect: " + os.strerror(rc), 0) + 1
+                continue
+            state[s.fileno()] = [s, "connect", b""]
+            sel.register(s, selectors.EVENT_WRITE, s.fileno())
+        for key, _ev in sel.select(timeout=0.5):
+            if key.data in state:
+                step(key.data)
+    for fd in list(state):
+        fail(fd, "unfinished at the time limit")
+    print(json.dumps({"established": len(done), "errors": errors}), flush=True)
+    # hold them until told (or the bounded hold time passes)
+    sel2 = selectors.DefaultSelector()
+    sel2.register(sys.stdin, selectors.EVENT_READ)
+    sel2.select(timeout=args.hold)
+    for s in done:
+        s.close()
+    return 0
+
+
+def memory_test(server, count, timeout, tmp):
+    """(idle RSS KiB, loaded RSS KiB, established, errors) for a freshly
+    started server."""
+    time.sleep(1.0)
+    idle = proc_rss_kib(server.pid)
+    helper = subprocess.Popen(
+        ["taskset", "-c", str(LOAD_CPU), sys.executable, os.path.abspath(__file__), "dot-idle",
+         "--port", str(server.ports["dot"]), "--count", str(count), "--ca", CA,
+         "--timeout", str(timeout), "--hold", str(timeout + 60)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(
+            os.path.join(tmp, "dot-idle.log"), "ab"), text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE)))
+    STARTED.append(helper)
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(helper.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout=timeout + 30):
+            raise RuntimeError("idle-connection helper gave no report")
+        line = helper.stdout.readline()
+        rep = json.loads(line) if line.strip() else {"established": 0,
+                                                    "errors": {"helper died": 1}}
+        time.sleep(2.0)     # let the server settle
+        loaded = proc_rss_kib(server.pid) if server.alive() else None
+        alive = server.alive()
+    finally:
+        try:
+            helper.stdin.write("close\n")
+            helper.stdin.close()
+        except OSError:
+            pass
+        try:
+            helper.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+            helper.wait(timeout=5)
+        STARTED.remove(helper)
+    return idle, loaded, rep["established"], rep["errors"], alive
+
+
+# ------------------------------------------------------------------ report
+
+def fmt_qps(v):
+    if v is None:
+        return "n/a"
+    return "%.1fk" % (v / 1000.0)
+
+
+def fmt_ms(v):
+    return "n/a" if v is None else ("%.3f" % v if v < 10 else "%.1f" % v)
+
+
+def median_result(results):
+    ok = [r for r in results if r.qps is not None]
+    if not ok:
+        return Result(note="; ".join(sorted({r.note for r in results if r.note})) or "failed")
+
+    def med(attr):
+        vals = [getattr(r, attr) for r in ok if getattr(r, attr) is not None]
+        return statistics.median(vals) if vals else None
+    m = Result(qps=med("qps"), mean_ms=med("mean_ms"), p50_ms=med("p50_ms"),
+               p99_ms=med("p99_ms"), lost=med("lost"), errors=med("errors"), cpu=med("cpu"),
+               up_cpu=med("up_cpu"), udp_drops=med("udp_drops"),
+               server_drops=med("server_drops"))
+    m.per_cpu_med = statistics.median([r.per_cpu for r in ok if r.per_cpu is not None] or [0])
+    m.exhausted = any(r.exhausted for r in ok)
+    m.note = "; ".join(sorted({r.note for r in results if r.note}))
+    return m
+
+
+def row(workload, transport, server, r, ratio=""):
+    if r is None or r.qps is None:
+        why = "n/a" if r is None else "n/a (%s)" % r.note
+        return "| %s | %s | %s | %s |  |  |  |  |  |  |  | %s |" % (
+            workload, transport, server, why, ratio)
+    per_cpu = getattr(r, "per_cpu_med", None) or r.per_cpu
+
+    def pct(v):
+        return "%.0f%%" % (100 * v) if v is not None else ""
+    return "| %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        workload, transport, server, fmt_qps(r.qps), " †" if r.exhausted else "",
+        fmt_ms(r.mean_ms), fmt_ms(r.p50_ms), fmt_ms(r.p99_ms),
+        "%d" % r.lost + (" (+%d not NOERROR)" % r.errors if r.errors else "") +
+        (" (UDP drops: %d by the server's socket, %d on the host)" % (
+            r.server_drops or 0, r.udp_drops) if r.udp_drops else ""),
+        pct(r.cpu), fmt_qps(per_cpu), pct(r.up_cpu), ratio)
+
+
+def machine_header(args, runs, seconds, miss_seconds):
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+
+    def ver(cmd, pat):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            m = re.search(pat, r.stdout + r.stderr)
+            return m.group(1) if m else "?"
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+    commit = ver(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], r"(\w+)")
+    lines = [
+        "### dnsveil vs dnsdist vs Unbound as frontends%s" % (" (--quick)" if args.quick else ""),
+        "",
+        "- %s, %s; %d CPUs: %s; Linux %s; load average at start %s" % (
+            datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), os.uname().nodename,
+            os.cpu_count(), model, os.uname().release,
+            open("/proc/loadavg").read().split()[0]),
+        "- dnsveil %s (commit %s, release build, `--workers 1`), dnsdist %s, Unbound %s, dnsperf %s" % (
+            ver([args.dnsveil, "--version"], r"(\d[\w.\-+]*)"), commit,
+            ver([DNSDIST, "--version"], r"dnsdist (\S+)"), ver([UNBOUND, "-V"], r"Version (\S+)"),
+            ver([DNSPERF, "-h"], r"Version (\S+)")),
+        "- pinning: each server under test on CPU %d (alone); dnsperf, the upstream Unbound and "
+        "the idle-connection helper on CPU %d (for the ceiling rows the upstream is moved to "
+        "CPU %d, the server's place)" % (SERVER_CPU, LOAD_CPU, SERVER_CPU),
+        "- load: %s; each figure the median of %d run(s) of %d s (miss-heavy: %d s), servers "
+        "interleaved run by run" % (TRANSPORTS[0].runner.describe() + " (-m tcp/dot likewise)",
+                                    runs, seconds, miss_seconds),
+        "- upstream: one Unbound (1 thread) serving bench.test (10,000 A records + a wildcard); "
+        "dnsveil asks it over its pooled %s, dnsdist and Unbound over UDP "
+        "(dnsdist: TCP for TCP/DoT clients)" % (
+            "TCP connections" if args.dnsveil_upstream == "tcp" else "UDP sockets"),
+        "- all three frontends run at once (pinned to CPU %d), idle except the one being "
+        "measured" % SERVER_CPU,
+        "- cache-hit: 1,000 names repeated, every cache warmed first through the same "
+        "transport; miss-heavy: every query a new name (`m<random>.bench.test`, the "
+        "upstream's wildcard), so every query goes upstream",
+        "",
+    ]
+    return lines
+
+
+# ------------------------------------------------------------------ main run
+
+def run_main(args):
+    os.sched_setaffinity(0, {LOAD_CPU})
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+    runs = args.runs or (1 if args.quick else 3)
+    seconds = args.seconds or (5 if args.quick else 10)
+    miss_seconds = args.miss_seconds or 5
+    conns = args.connections if args.connections is not None else 10000
+    workloads = [w for w in ("hit", "miss") if w in args.workloads.split(",")]
+    transports = [t for t in TRANSPORTS if t.key in args.transports.split(",")]
+    args.dnsveil = os.path.abspath(args.dnsveil)
+    if not os.access(args.dnsveil, os.X_OK):
+        log("no dnsveil binary at %s" % args.dnsveil)
+        return 1
+    for f in (CERT, KEY, CA):
+        if not os.path.exists(f):
+            log("missing %s: run sh certs/make-dev-cert.sh" % f)
+            return 1
+    tmp = tempfile.mkdtemp(prefix="dnsveil-bench-")
+    TMP_DIRS.append(tmp)
+    log("temp dir: %s" % tmp)
+    header = machine_header(args, runs, seconds, miss_seconds)
+    notes = []
+    start_failures = []
+
+    # which rows dnsveil can take
+    implemented = {}
+    for t in TRANSPORTS:
+        ok, why = dnsveil_implements(args.dnsveil, t)
+        implemented[t.key] = (ok, why)
+        if not ok:
+            log("dnsveil: %s listener: %s -> n/a" % (t.label, why))
+    dv_transports = [t for t in TRANSPORTS if implemented[t.key][0]]
+
+    hitq = os.path.join(tmp, "hit.queries")
+    write_hit_queries(hitq)
+
+    up = Upstream(tmp)
+    log("starting the upstream Unbound on port %d (CPU %d)" % (up.ports["dns"], LOAD_CPU))
+    up.start(cpu=LOAD_CPU)
+
+    dv = Dnsveil(tmp, args.dnsveil, up.ports["dns"], dv_transports, args.dnsveil_upstream)
+    servers = [dv, Dnsdist(tmp, up.ports["dns"]), UnboundFrontend(tmp, up.ports["dns"])]
+    for s in servers:
+        log("starting %s on ports %s (CPU %d)" % (s.name, s.ports, SERVER_CPU))
+        try:
+            s.start()
+        except RuntimeError as e:
+            s.failed = str(e)
+            log("%s did not start: %s" % (s.name, e))
+            start_failures.append("%s did not start: %s" % (s.name, e))
+            if s.required:
+                raise
+    live = [s for s in servers if s.failed is None]
+
+    results = {}        # (workload, transport key, server name) -> Result
+    miss_count = args.miss_names or (1000000 if args.quick else 1500000)
+
+    # ---- the ceiling: dnsperf over UDP straight at the upstream, moved to CPU 0
+    udp = TRANSPORTS[0]
+    os.sched_setaffinity(up.pid, {SERVER_CPU})
+    try:
+        for workload in workloads:
+            rs = []
+            for i in range(runs):
+                if workload == "hit":
+                    q, secs, once = hitq, seconds, False
+                else:
+                    q = os.path.join(tmp, "miss.queries")
+                    write_miss_queries(q, miss_count)
+                    secs, once = miss_seconds, True
+                log("ceiling %s run %d/%d" % (workload, i + 1, runs))
+                rs.append(udp.runner.run(up.ports["dns"], q, secs, up.pid, tmp, once=once))
+            results[(workload, "ceiling", up.name)] = median_result(rs)
+    finally:
+        os.sched_setaffinity(up.pid, {LOAD_CPU})
+
+    # ---- the frontends
+    for workload in workloads:
+        for t in transports:
+            if t.runner is None:
+                continue
+            targets = [s for s in live if t.port in s.ports and
+                       (s is not dv or implemented[t.key][0])]
+            if not targets:
+                continue
+            if workload == "hit":
+                for s in targets:
+                    log("warming %s over %s" % (s.name, t.label))
+                    t.runner.warm(s.ports[t.port], hitq, tmp)
+            per = {s.name: [] for s in targets}
+            for i in range(runs):
+                if workload == "hit":
+                    q, secs, once = hitq, seconds, False
+                else:
+                    q = os.path.join(tmp, "miss.queries")
+                    write_miss_queries(q, miss_count)
+                    secs, once = miss_seconds, True
+                order = targets[i % len(targets):] + targets[:i % len(targets)]
+                for s in order:
+                    if not s.alive():
+                        per[s.name].append(Result(note="%s died" % s.name))
+                        continue
+                    log("%s %s %s run %d/%d" % (workload, t.label, s.name, i + 1, runs))
+                    per[s.name].append(t.runner.run(s.ports[t.port], q, secs, s.pid, tmp,
+                                                    once=once, upstream_pid=up.pid))
+            for s in targets:
+                results[(workload, t.key, s.name)] = median_result(per[s.name])
+
+    rss_after = {s.name: proc_rss_kib(s.pid) for s in live if s.alive()}
+    for s in live:
+        was_alive = s.alive()
+        rc = s.stop()
+        if not was_alive:
+            notes.append("%s died during the throughput runs (status %s); log tail:\n%s" % (
+                s.name, rc, tail(s.log, 10)))
+        elif s is dv and rc != 0:
+            notes.append("dnsveil exited with status %s on SIGTERM" % rc)
+
+    # ---- memory with idle DoT connections, one fresh server at a time
+    mem = {}
+    if conns > 0:
+        for s in servers:
+            if s.failed is not None or "dot" not in s.ports or \
+                    (s is dv and not implemented["dot"][0]):
+                continue
+            n = s.memory_connections(conns) if hasattr(s, "memory_connections") else conns
+            log("memory: %s with %d idle DoT connections" % (s.name, n))
+            try:
+                s.start(memory_test=True)
+            except RuntimeError as e:
+                notes.append("memory test: %s" % e)
+                continue
+            try:
+                mem[s.name] = memory_test(s, n, args.connect_timeout, tmp)
+            finally:
+                s.stop()
+
+    # ---- what the servers said
+    for s in [up] + servers:
+        if s.log and os.path.exists(s.log):
+            with open(s.log, errors="replace") as f:
+                lines = f.readlines()
+            bad = [ln.rstrip() for ln in lines if "dnsveil-stats" not in ln and
+                   re.search(r"error|warn|fatal|assert|fail", ln, re.I)]
+            for i, ln in enumerate(ln for ln in lines if ln.startswith("dnsveil-stats ")):
+                try:
+                    st = json.loads(ln.split(" ", 1)[1])
+                except ValueError:
+                    continue
+                odd = ["%s %s" % (k, v) for k, v in st.items() if v and re.search(
+                    r"servfail|refused|overload|fail|timeout|dropped|error|expired|"
+                    r"rate_limited|hedged|fallback", k)]
+                notes.append("dnsveil counters at exit (%s instance): %d queries; %s" % (
+                    "throughput" if i == 0 else "memory-test", st.get("queries", 0),
+                    ", ".join(odd) if odd else "no errors, drops, time-outs or fallbacks"))
+            if bad:
+                uniq = list(dict.fromkeys(bad))
+                notes.append("%s log: %d error/warning line(s), e.g.: %s" % (
+                    s.name, len(bad), " / ".join(uniq[:3])))
+    up.stop()
+
+    # ---- the report
+    out = list(header)
+    out.append("| workload | transport | server | answers/s | mean ms | p50 ms | p99 ms | "
+               "lost | server CPU | answers per server-CPU-second | upstream CPU | "
+               "dnsveil / dnsdist |")
+    out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    wl_label = {"hit": "cache-hit", "miss": "miss-heavy"}
+
+    def why_na(s, t):
+        if s.failed is not None:
+            return "did not start"
+        if s is dv and not implemented[t.key][0]:
+            return implemented[t.key][1]
+        if t.port not in s.ports:
+            return s.na.get(t.key, "no listener")
+        if t.runner is None:
+            return "no load generator in the bench yet"
+        return None
+
+    for workload in workloads:
+        wl = wl_label[workload]
+        out.append(row(wl, "Do53 UDP", "upstream Unbound alone (ceiling)",
+                       results.get((workload, "ceiling", up.name))))
+        for t in transports:
+            nas = [(s, why_na(s, t)) for s in servers]
+            if all(w for _, w in nas):
+                # one line for a transport nobody could be measured on
+                out.append("| %s | %s | all | n/a: %s |  |  |  |  |  |  |  |  |" % (
+                    wl, t.label, "; ".join("%s %s" % (s.name, w) for s, w in nas)))
+                continue
+            for s, w in nas:
+                if w:
+                    out.append(row(wl, t.label, s.name, Result(note=w)))
+                    continue
+                r = results.get((workload, t.key, s.name))
+                ratio = ""
+                if s is dv and r is not None and r.qps is not None:
+                    d = results.get((workload, t.key, "dnsdist"))
+                    if d is not None and d.qps:
+                        rpc = (getattr(r, "per_cpu_med", 0) or 0) / (getattr(d, "per_cpu_med", 0) or 1)
+                        ratio = "×%.2f per CPU-s, ×%.2f answers/s" % (rpc, r.qps / d.qps)
+                out.append(row(wl, t.label, s.name, r, ratio))
+    out.append("")
+    out.append("| server | RSS idle (fresh start) | RSS after the throughput runs | "
+               "RSS with idle DoT connections | connections open | per connection |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for s in servers:
+        after = rss_after.get(s.name)
+        after_s = "%.1f MiB" % (after / 1024) if after else "n/a"
+        m = mem.get(s.name)
+        if m is None:
+            out.append("| %s | n/a | %s | n/a | n/a | n/a |" % (s.name, after_s))
+            continue
+        idle, loaded, est, errs, alive = m
+        per = "%.1f KiB" % ((loaded - idle) / est) if est and loaded else "n/a"
+        extra = ""
+        if errs:
+            extra = " (%s)" % ", ".join("%d %s" % (v, k) for k, v in sorted(errs.items()))
+        if not alive:
+            extra += " (server died)"
+        out.append("| %s | %.1f MiB | %s | %s | %d%s | %s |" % (
+            s.name, idle / 1024, after_s, "%.1f MiB" % (loaded / 1024) if loaded else "n/a",
+            est, extra, per))
+    out.append("")
+    out.append("answers/s: dnsperf's queries per second (answers received). mean, p50, p99: "
+               "over every answer's latency (`dnsperf -v`). lost: queries unanswered after "
+               "%d s during the run (those still in flight when the time limit stops dnsperf "
+               "are not counted), and answers other than NOERROR; UDP drops: datagrams dropped "
+               "during the run for a full receive buffer, by the server's own socket(s) and on "
+               "the whole host (dnsperf's socket, the upstream's, other processes'). server CPU, upstream CPU: "
+               "utime+stime of that process over the run's wall time (100%% = one core). "
+               "answers per server-CPU-second = answers/s ÷ server CPU. dnsveil / dnsdist: "
+               "dnsveil's figure over dnsdist's on the same workload and transport. "
+               "† = the query file ran out before the time limit. Per connection = "
+               "(RSS with the connections − RSS idle) ÷ connections; each connection made a "
+               "verified TLS 1.3 handshake and one query, then stayed idle." %
+               TRANSPORTS[0].runner.timeout)
+    out.append("")
+    out.append("- load average at the end: %s" % open("/proc/loadavg").read().split()[0])
+    for n in notes + start_failures:
+        out.append("- note: " + n.replace("\n", " ").strip())
+    print("\n".join(out), flush=True)
+    return 1 if start_failures else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--dnsveil", required=True)
+    r.add_argument("--quick", action="store_true", help="1 run of 5 s per figure")
+    r.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
+    r.add_argument("--seconds", type=int, help="seconds per run (default 10, --quick 5)")
+    r.add_argument("--miss-seconds", type=int,
+                   help="seconds per miss-heavy run (default 5)")
+    r.add_argument("--miss-names", type=int, help="names per miss-heavy query file")
+    r.add_argument("--connections", type=int, help="idle DoT connections (default 10000, 0 = skip)")
+    r.add_argument("--connect-timeout", type=int, default=90,
+                   help="seconds to open the idle connections")
+    r.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    r.add_argument("--workloads", default="hit,miss", help="of hit,miss (default both)")
+    r.add_argument("--transports", default=",".join(t.key for t in TRANSPORTS),
+                   help="of %s (default all)" % ",".join(t.key for t in TRANSPORTS))
+    r.add_argument("--dnsveil-upstream", choices=("tcp", "udp"), default="tcp",
+                   help="how dnsveil reaches the upstream (default tcp, its recommended set-up)")
+    d = sub.add_parser("dot-idle")
+    d.add_argument("--port", type=int, required=True)
+    d.add_argument("--count", type=int, required=True)
+    d.add_argument("--ca", required=True)
+    d.add_argument("--batch", type=int, default=200)
+    d.add_argument("--timeout", type=int, default=90)
+    d.add_argument("--hold", type=int, default=150)
+    args = ap.parse_args()
+    if args.cmd == "dot-idle":
+        return dot_idle_main(args)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    failed = False
+    try:
+        rc = run_main(args)
+        failed = rc != 0
+        return rc
+    except RuntimeError as e:
+        failed = True
+        log("bench: %s" % e)
+        return 1
+    finally:
+        cleanup()
+        for d in TMP_DIRS:
+            if args.keep or failed:
+                log("kept %s (configs and logs)" % d)
+            else:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+#!/bin/sh
+# tests/bench/run.sh [--quick] [bench.py run options...]
+#
+# dnsveil side by side with dnsdist and Unbound as frontends of the same
+# upstream Unbound, on loopback; prints a Markdown table on stdout (progress
+# on stderr).  See tests/bench/README.md.  Run as root from anywhere.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+
+for tool in cmake dnsperf dnsdist unbound taskset openssl; do
+	if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
+		echo "run.sh: $tool is needed (apt-get install cmake dnsperf dnsdist unbound util-linux openssl)" >&2
+		exit 1
+	fi
+done
+if [ "$(nproc)" -lt 2 ]; then
+	echo "run.sh: needs 2 CPUs (server on CPU 0, load generator on CPU 1)" >&2
+	exit 1
+fi
+
+echo "run.sh: building the release binary in build-bench/" >&2
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DDV_TESTS=OFF >/dev/null
+# only the server: a broken fuzz or test target must not stop the bench
+cmake --build build-bench -j2 --target dnsveil >&2
+sh certs/make-dev-cert.sh >&2
+
+# bench.py stops every process it started (by PID) on exit and on signals
+exec /usr/bin/python3 "$here/bench.py" run --dnsveil "$root/build-bench/dnsveil" "$@"

@@ -360,7 +360,7 @@ typedef enum {
 	T_SIZE,     /* uint64_t bytes, K/M/G suffixes */
 	T_STRING,   /* char[size] */
 	T_LOGLEVEL, /* dv_log_level_t */
-	T_URLS,     /* dv_url_t[DV_MAX_URLS] + unsigned count */
+	T_LIST,     /* elem[N] + unsigned count; items as its list_kind_t says */
 } item_type_t;
 
 static const char *const type_names[] = {
@@ -368,8 +368,96 @@ static const char *const type_names[] = {
 	[T_SIZE] = "size",
 	[T_STRING] = "string",
 	[T_LOGLEVEL] = "enum",
-	[T_URLS] = "urls",
+	[T_LIST] = "list", /* shown as the list kind's own type_name */
 };
+
+/*
+ * What the items of a T_LIST key are.  The list lives in dv_config_t as an
+ * array, whose length is the most items the key takes, and an unsigned
+ * count.  A value (a YAML list or scalar, or each repeated flag) replaces
+ * the whole list, item by item; the first bad item is the error.
+ */
+typedef struct {
+	const char *type_name; /* --help-config: "urls" */
+	const char *one;       /* "a URL": "expected a URL, got a list" */
+	const char *many;      /* "URLs": "too many URLs (at most 32)" */
+	bool unique;           /* an item equal to one before it is dropped */
+	/* Parse `text` into `elem`, a zeroed element of the array (equal
+	 * items must come out byte for byte equal).  0, or DV_ECONFIG with
+	 * the reason (not naming the key or the value) in `why`. */
+	int (*parse)(const char *text, void *elem, char *why, size_t why_len);
+} list_kind_t;
+
+static int parse_listen_url(const char *text, void *elem, char *why,
+			    size_t why_len)
+{
+	return dv_url_parse(text, DV_URL_LISTEN, elem, why, why_len);
+}
+
+static int parse_upstream_url(const char *text, void *elem, char *why,
+			      size_t why_len)
+{
+	return dv_url_parse(text, DV_URL_UPSTREAM, elem, why, why_len);
+}
+
+/* A DoH path as the request target must spell it: the listener URL's path
+ * rules (see dv_url_parse), plus no '#'. */
+static int parse_http_path(const char *text, void *elem, char *why,
+			   size_t why_len)
+{
+	size_t n = strlen(text);
+
+	if (text[0] != '/') {
+		errf(why, why_len, "must start with '/'");
+		return DV_ECONFIG;
+	}
+	if (n >= DV_URL_PATH_MAX) {
+		errf(why, why_len, "too long (at most %d bytes)",
+		     DV_URL_PATH_MAX - 1);
+		return DV_ECONFIG;
+	}
+	for (const char *p = text; *p != '\0'; p++) {
+		if (*p == '?' || *p == '#') {
+			errf(why, why_len,
+			     "must not contain '?' or '#' (a path only)");
+			return DV_ECONFIG;
+		}
+		if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+			errf(why, why_len,
+			     "must not contain spaces or control characters");
+			return DV_ECONFIG;
+		}
+	}
+	memcpy(elem, text, n + 1);
+	return 0;
+}
+
+static int parse_netmask(const char *text, void *elem, char *why,
+			 size_t why_len)
+{
+	return dv_netmask_parse(text, elem, why, why_len);
+}
+
+static const list_kind_t listen_urls = {
+	.type_name = "urls", .one = "a URL", .many = "URLs",
+	.parse = parse_listen_url,
+};
+static const list_kind_t upstream_urls = {
+	.type_name = "urls", .one = "a URL", .many = "URLs",
+	.parse = parse_upstream_url,
+};
+static const list_kind_t http_paths = {
+	.type_name = "paths", .one = "a path", .many = "paths",
+	.unique = true, .parse = parse_http_path,
+};
+static const list_kind_t netmasks = {
+	.type_name = "prefixes", .one = "an IP address or prefix",
+	.many = "prefixes", .unique = true, .parse = parse_netmask,
+};
+
+/* The largest list element (item_set() parses into a buffer this big). */
+#define LIST_ELEM_MAX sizeof(dv_url_t)
+typedef char path_elem_t[DV_URL_PATH_MAX];
 
 static const char *const log_levels[] = {
 	[DV_LOG_ERROR] = "error",
@@ -383,9 +471,11 @@ typedef struct {
 	const char *key;
 	item_type_t type;
 	size_t offset; /* of the field in dv_config_t */
-	size_t aux;    /* T_STRING: field size; T_URLS: offset of the count */
-	dv_url_role_t role; /* T_URLS */
-	uint64_t min, max;  /* T_UINT, T_SIZE */
+	size_t aux;    /* T_STRING: field size; T_LIST: offset of the count */
+	size_t elem_size;        /* T_LIST: of one array element */
+	const list_kind_t *list; /* T_LIST */
+	uint64_t min, max;  /* T_UINT, T_SIZE; T_STRING: longest; T_LIST:
+			       most items (the array's length) */
 	const char *def;    /* parsed like a value from the file */
 	const char *doc;
 } item_t;
@@ -401,18 +491,30 @@ typedef struct {
 #define ARRAY_FIELD(f, ctype)                                                \
 	(offsetof(dv_config_t, f) + 0 * sizeof(&CFG_MEMBER(f)[0] == (ctype *)0))
 
-#define UINT(sec, k, f, lo, hi, d, doc)                                      \
-	{ sec, k, T_UINT, FIELD(f, unsigned), 0, 0, lo, hi, d, doc }
-#define SIZE(sec, k, f, lo, hi, d, doc)                                      \
-	{ sec, k, T_SIZE, FIELD(f, uint64_t), 0, 0, lo, hi, d, doc }
-#define STRING(sec, k, f, d, doc)                                            \
-	{ sec, k, T_STRING, ARRAY_FIELD(f, char), sizeof(CFG_MEMBER(f)), 0, 0,     \
-	  sizeof(CFG_MEMBER(f)) - 1, d, doc }
-#define LOGLEVEL(sec, k, f, d, doc)                                          \
-	{ sec, k, T_LOGLEVEL, FIELD(f, dv_log_level_t), 0, 0, 0, 0, d, doc }
-#define URLS(sec, k, f, n, role, doc)                                        \
-	{ sec, k, T_URLS, ARRAY_FIELD(f, dv_url_t), FIELD(n, unsigned), role, 0,  \
-	  DV_MAX_URLS, NULL, doc }
+#define ITEM(sec, k, t, off) .section = sec, .key = k, .type = t, .offset = off
+#define UINT(sec, k, f, lo, hi, d, dc)                                       \
+	{ ITEM(sec, k, T_UINT, FIELD(f, unsigned)), .min = lo, .max = hi,       \
+	  .def = d, .doc = dc }
+#define SIZE(sec, k, f, lo, hi, d, dc)                                       \
+	{ ITEM(sec, k, T_SIZE, FIELD(f, uint64_t)), .min = lo, .max = hi,       \
+	  .def = d, .doc = dc }
+#define STRING(sec, k, f, d, dc)                                             \
+	{ ITEM(sec, k, T_STRING, ARRAY_FIELD(f, char)),                        \
+	  .aux = sizeof(CFG_MEMBER(f)), .max = sizeof(CFG_MEMBER(f)) - 1,      \
+	  .def = d, .doc = dc }
+#define LOGLEVEL(sec, k, f, d, dc)                                           \
+	{ ITEM(sec, k, T_LOGLEVEL, FIELD(f, dv_log_level_t)), .def = d,        \
+	  .doc = dc }
+/* An array `f` of `ctype` counted by `n`; the default is the empty list.
+ * The element must fit item_set()'s buffer, or this does not build. */
+#define FITS_LIST_ELEM(ctype)                                                \
+	(0 * sizeof(char[sizeof(ctype) <= LIST_ELEM_MAX ? 1 : -1]))
+#define LIST(sec, k, f, ctype, n, kind, dc)                                  \
+	{ ITEM(sec, k, T_LIST, ARRAY_FIELD(f, ctype) + FITS_LIST_ELEM(ctype)), \
+	  .aux = FIELD(n, unsigned), .elem_size = sizeof(ctype),              \
+	  .list = &(kind),                                                   \
+	  .max = sizeof(CFG_MEMBER(f)) / sizeof(CFG_MEMBER(f)[0]), .doc = dc }
+#define URLS(sec, k, f, n, kind, dc) LIST(sec, k, f, dv_url_t, n, kind, dc)
 
 #define KIB UINT64_C(1024)
 #define MIB (KIB * KIB)
@@ -424,13 +526,13 @@ static const item_t schema[] = {
 	     "0 = one per CPU"),
 	LOGLEVEL(NULL, "log-level", log_level, "info",
 		 "error, warn, info or debug"),
-	URLS(NULL, "listen", listen, n_listen, DV_URL_LISTEN,
+	URLS(NULL, "listen", listen, n_listen, listen_urls,
 	     "addresses to serve clients on: udp, tcp, dns (udp + tcp), "
 	     "tls, https, http, quic"),
-	URLS(NULL, "upstream", upstream, n_upstream, DV_URL_UPSTREAM,
+	URLS(NULL, "upstream", upstream, n_upstream, upstream_urls,
 	     "local resolvers every query not answered from the cache "
 	     "goes to"),
-	URLS(NULL, "fallback", fallback, n_fallback, DV_URL_UPSTREAM,
+	URLS(NULL, "fallback", fallback, n_fallback, upstream_urls,
 	     "public resolvers, also asked when the upstreams are silent "
 	     "for pool.hedge-delay-ms"),
 
@@ -469,6 +571,21 @@ static const item_t schema[] = {
 	     1000000, "50",
 	     "new TLS connections per client address per second (each "
 	     "worker allows its share); 0 = no cap"),
+
+	LIST("doh", "paths", doh_paths, path_elem_t, n_doh_paths, http_paths,
+	     "extra URL paths every https/http listener also serves "
+	     "(e.g. /dns-query/kids); '/' first, no '?' or '#'"),
+	LIST("doh", "trusted-proxies", doh_trusted_proxies, dv_netmask_t,
+	     n_doh_trusted_proxies, netmasks,
+	     "proxies (IP addresses or prefixes) whose X-Forwarded-For / "
+	     "Forwarded header names the client"),
+	UINT("doh", "max-streams", doh_max_streams, 1, 1000, "100",
+	     "HTTP/2 concurrent streams and pipelined HTTP/1.1 requests "
+	     "per connection"),
+	UINT("doh", "max-header-bytes", doh_max_header_bytes, 1024, 65536,
+	     "8192",
+	     "request target + header bytes per request; more is answered "
+	     "431"),
 
 	UINT("pool", "connections", upstream_connections, 1, 64, "2",
 	     "TCP connections to each upstream server, per worker"),
@@ -596,17 +713,18 @@ static void format_range(const item_t *it, char *buf, size_t len)
 	case T_LOGLEVEL:
 		snprintf(buf, len, "error|warn|info|debug");
 		break;
-	case T_URLS:
-		snprintf(buf, len, "max %" PRIu64 " URLs", it->max);
+	case T_LIST:
+		snprintf(buf, len, "max %" PRIu64 " %s", it->max,
+			 it->list->many);
 		break;
 	}
 }
 
 /*
  * Set one value from its text (a YAML scalar or a flag's argument).  For
- * T_URLS, appends one URL; the caller clears the list when it starts a new
- * one.  Returns 0 or DV_ECONFIG with the reason (not naming the key or the
- * value) in `why`.
+ * T_LIST, appends one item (or drops it as a duplicate); the caller clears
+ * the list when it starts a new one.  Returns 0 or DV_ECONFIG with the
+ * reason (not naming the key or the value) in `why`.
  */
 static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 		    char *why, size_t why_len)
@@ -669,17 +787,26 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 		}
 		errf(why, why_len, "expected error, warn, info or debug");
 		return DV_ECONFIG;
-	case T_URLS: {
+	case T_LIST: {
 		unsigned *count = (unsigned *)((char *)cfg + it->aux);
-		dv_url_t *list = field;
+		unsigned char *list = field;
+		_Alignas(max_align_t) unsigned char elem[LIST_ELEM_MAX];
 
-		if (*count >= DV_MAX_URLS) {
-			errf(why, why_len, "too many URLs (at most %d)",
-			     DV_MAX_URLS);
+		memset(elem, 0, it->elem_size);
+		if (it->list->parse(val, elem, why, why_len) != 0)
+			return DV_ECONFIG;
+		for (unsigned i = 0; it->list->unique && i < *count; i++) {
+			if (memcmp(list + i * it->elem_size, elem,
+				   it->elem_size) == 0)
+				return 0; /* said twice: once is enough */
+		}
+		if (*count >= it->max) {
+			errf(why, why_len, "too many %s (at most %" PRIu64 ")",
+			     it->list->many, it->max);
 			return DV_ECONFIG;
 		}
-		if (dv_url_parse(val, it->role, &list[*count], why, why_len) != 0)
-			return DV_ECONFIG;
+		memcpy(list + (size_t)*count * it->elem_size, elem,
+		       it->elem_size);
 		(*count)++;
 		return 0;
 	}
@@ -693,10 +820,18 @@ out_of_range:
 	return DV_ECONFIG;
 }
 
+/* Empty a list (the array too: equal configs are equal bytes). */
 static void item_clear(const item_t *it, dv_config_t *cfg)
 {
-	if (it->type == T_URLS)
+	if (it->type == T_LIST) {
 		*(unsigned *)((char *)cfg + it->aux) = 0;
+		memset(item_ptr(it, cfg), 0, it->elem_size * it->max);
+	}
+}
+
+static const char *item_type_name(const item_t *it)
+{
+	return it->type == T_LIST ? it->list->type_name : type_names[it->type];
 }
 
 void dv_config_defaults(dv_config_t *cfg)
@@ -732,7 +867,7 @@ void dv_config_print_schema(FILE *out)
 			item_name(it, name, sizeof(name));
 			format_range(it, range, sizeof(range));
 			snprintf(brange, sizeof(brange), "[%s]", range);
-			if (it->type == T_URLS)
+			if (it->type == T_LIST)
 				snprintf(def, sizeof(def), "[]");
 			else if (it->type == T_STRING)
 				snprintf(def, sizeof(def), "\"%s\"", it->def);
@@ -741,13 +876,13 @@ void dv_config_print_schema(FILE *out)
 			if (pass == 1) {
 				fprintf(out, "%-*s  %-*s  %-*s  %-*s  %s\n",
 					w_name, name, w_type,
-					type_names[it->type], w_range, brange,
+					item_type_name(it), w_range, brange,
 					w_def, def, it->doc);
 				continue;
 			}
 			n = (int)strlen(name);
 			w_name = n > w_name ? n : w_name;
-			n = (int)strlen(type_names[it->type]);
+			n = (int)strlen(item_type_name(it));
 			w_type = n > w_type ? n : w_type;
 			n = (int)strlen(brange);
 			w_range = n > w_range ? n : w_range;
@@ -907,7 +1042,7 @@ static int load_value(loader_t *l, const item_t *it, const yaml_event_t *ev)
 	if (ev->type == YAML_ALIAS_EVENT)
 		return fail_at(l, ev, name, "aliases are not supported");
 
-	if (it->type != T_URLS) {
+	if (it->type != T_LIST) {
 		if (ev->type != YAML_SCALAR_EVENT)
 			return fail_at(l, ev, name, "expected a %s, got %s",
 				       it->type == T_STRING ? "string"
@@ -922,16 +1057,16 @@ static int load_value(loader_t *l, const item_t *it, const yaml_event_t *ev)
 		return load_scalar(l, it, name, ev);
 	}
 
-	/* URL list: replaces whatever the list held. */
+	/* A list replaces whatever the list held. */
 	item_clear(it, l->cfg);
-	if (ev->type == YAML_SCALAR_EVENT) { /* one URL, or null = none */
+	if (ev->type == YAML_SCALAR_EVENT) { /* one item, or null = none */
 		if (scalar_is_null(ev))
 			return 0;
 		return load_scalar(l, it, name, ev);
 	}
 	if (ev->type != YAML_SEQUENCE_START_EVENT)
-		return fail_at(l, ev, name, "expected a list of URLs, got %s",
-			       event_kind(ev));
+		return fail_at(l, ev, name, "expected a list of %s, got %s",
+			       it->list->many, event_kind(ev));
 	for (;;) {
 		ret = next_event(l, &item);
 		if (ret != 0)
@@ -941,8 +1076,8 @@ static int load_value(loader_t *l, const item_t *it, const yaml_event_t *ev)
 			return 0;
 		}
 		if (item.type != YAML_SCALAR_EVENT)
-			ret = fail_at(l, &item, name, "expected a URL, got %s",
-				      event_kind(&item));
+			ret = fail_at(l, &item, name, "expected %s, got %s",
+				      it->list->one, event_kind(&item));
 		else
 			ret = load_scalar(l, it, name, &item);
 		yaml_event_delete(&item);

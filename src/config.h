@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "src/netmask.h"
+
 /* URL schemes: X(enum, "scheme", usable as listener, usable as upstream) */
 #define DV_SCHEMES(X)                                                        \
 	X(DV_SCHEME_UDP, "udp", true, true)                                  \
@@ -59,6 +61,8 @@ int dv_url_parse(const char *text, dv_url_role_t role, dv_url_t *url,
 void dv_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 
 #define DV_MAX_URLS 32
+#define DV_DOH_MAX_PATHS 16            /* doh.paths */
+#define DV_DOH_MAX_TRUSTED_PROXIES 32  /* doh.trusted-proxies */
 
 typedef enum {
 	DV_LOG_ERROR,
@@ -108,6 +112,19 @@ typedef struct {
 	unsigned tls_handshake_timeout_ms;
 	unsigned tls_handshakes_per_ip; /* new TLS handshakes per client
 					   address per second; 0 = no cap */
+
+	/* doh: (https:// and http:// listeners) */
+	/* extra paths every DoH listener serves besides its URL's own
+	 * ("/dns-query/kids"): '/' first, no '?' or '#', no duplicates */
+	char doh_paths[DV_DOH_MAX_PATHS][DV_URL_PATH_MAX];
+	unsigned n_doh_paths;
+	/* peers whose X-Forwarded-For / Forwarded header names the client
+	 * (no duplicates) */
+	dv_netmask_t doh_trusted_proxies[DV_DOH_MAX_TRUSTED_PROXIES];
+	unsigned n_doh_trusted_proxies;
+	unsigned doh_max_streams;      /* HTTP/2 concurrent streams, HTTP/1.1
+					  pipelined requests, per connection */
+	unsigned doh_max_header_bytes; /* request target + headers; more: 431 */
 
 	/* upstream: */
 	unsigned upstream_connections;  /* TCP conns per server per worker */

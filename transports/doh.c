@@ -5,6 +5,10 @@
  * "http/1.1"); http:// listeners run it in the clear for use behind a
  * TLS-terminating proxy, telling HTTP/2 with prior knowledge from HTTP/1.1
  * by the client preface.
+ *
+ * Every DoH listener serves its URL's path and the doh.paths; the one a
+ * query came in on is recorded on it (q->path).  X-Forwarded-For /
+ * Forwarded name the client only on connections from doh.trusted-proxies.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -13,6 +17,7 @@
 
 #include "src/doh.h"
 #include "src/errors.h"
+#include "src/netmask.h"
 #include "src/query.h"
 #include "src/transport.h"
 #include "src/wire.h"
@@ -20,8 +25,12 @@
 #include "transports/tls_stream.h"
 
 typedef struct {
-	char path[DV_URL_PATH_MAX];
-	const char *paths[1];
+	/* The URL's own path, then doh.paths (without a repeat of the
+	 * first): the listener's own copies, since the engine reports a
+	 * query's path (q->path) by pointer into them. */
+	char path[1 + DV_DOH_MAX_PATHS][DV_URL_PATH_MAX];
+	const char *paths[1 + DV_DOH_MAX_PATHS];
+	unsigned n_paths;
 	dv_tls_listener_t *tls; /* https only */
 } doh_listener_t;
 
@@ -29,6 +38,7 @@ typedef struct {
 	dv_stream_conn_t *c;
 	const doh_listener_t *dl;
 	dv_doh_t *engine; /* NULL until the protocol is known (http://) */
+	bool trusted;     /* the peer is one of doh.trusted-proxies */
 } doh_conn_t;
 
 static const dv_stream_io_t https_io, http_io;
@@ -98,11 +108,10 @@ static int engine_start(doh_conn_t *dc, dv_doh_proto_t proto)
 	const dv_config_t *cfg = dc->c->l->w->cfg;
 	dv_doh_opts_t opts = {
 		.paths = dc->dl->paths,
-		.n_paths = 1,
-		.max_streams = cfg->tcp_max_inflight < 100 ? cfg->tcp_max_inflight
-							   : 100,
-		.max_header_bytes = 8192,
-		.trust_forwarded = false,
+		.n_paths = dc->dl->n_paths,
+		.max_streams = cfg->doh_max_streams,
+		.max_header_bytes = cfg->doh_max_header_bytes,
+		.trust_forwarded = dc->trusted,
 	};
 	static const dv_doh_cb_t cb = {.query = on_query};
 	dc->engine = dv_doh_new(proto, &opts, &cb, dc);
@@ -116,6 +125,10 @@ static int app_open(dv_stream_conn_t *c)
 		return -ENOMEM;
 	dc->c = c;
 	c->app_state = dc;
+	const dv_config_t *cfg = c->l->w->cfg;
+	dc->trusted = dv_netmask_match_any(cfg->doh_trusted_proxies,
+					   cfg->n_doh_trusted_proxies,
+					   (const struct sockaddr *)&c->peer);
 	if (c->l->io == &https_io) {
 		dc->dl = dv_tls_listener_app(c->l->io_ctx);
 		const char *alpn = dv_tls_alpn(c->io_state);
@@ -205,14 +218,24 @@ static const dv_stream_io_t http_io = {
 	.write = dv_stream_plain_write,
 };
 
-static doh_listener_t *listener_new(const dv_url_t *url)
+static doh_listener_t *listener_new(const dv_config_t *cfg,
+				    const dv_url_t *url)
 {
 	doh_listener_t *dl = calloc(1, sizeof(*dl));
 	if (!dl)
 		return NULL;
-	snprintf(dl->path, sizeof(dl->path), "%s",
+	snprintf(dl->path[0], sizeof(dl->path[0]), "%s",
 		 url->path[0] ? url->path : "/dns-query");
-	dl->paths[0] = dl->path;
+	dl->paths[dl->n_paths++] = dl->path[0];
+	for (unsigned i = 0;
+	     i < cfg->n_doh_paths && dl->n_paths < 1 + DV_DOH_MAX_PATHS; i++) {
+		const char *p = cfg->doh_paths[i];
+		if (strcmp(p, dl->path[0]) == 0)
+			continue; /* the URL's own: once is enough */
+		snprintf(dl->path[dl->n_paths], sizeof(dl->path[0]), "%s", p);
+		dl->paths[dl->n_paths] = dl->path[dl->n_paths];
+		dl->n_paths++;
+	}
 	return dl;
 }
 
@@ -220,7 +243,7 @@ static int https_listen(dv_worker_t *w, const dv_url_t *url, void **state)
 {
 	if (!w->shared->tls_doh)
 		return DV_ECONFIG;
-	doh_listener_t *dl = listener_new(url);
+	doh_listener_t *dl = listener_new(w->cfg, url);
 	if (!dl)
 		return -ENOMEM;
 	dl->tls = dv_tls_listener_new(w, w->shared->tls_doh, dl);
@@ -247,7 +270,7 @@ static void https_close(dv_worker_t *w, void *state)
 
 static int http_listen(dv_worker_t *w, const dv_url_t *url, void **state)
 {
-	doh_listener_t *dl = listener_new(url);
+	doh_listener_t *dl = listener_new(w->cfg, url);
 	if (!dl)
 		return -ENOMEM;
 	int ret = dv_stream_listen(w, url, &http_io, dl, state);

@@ -84,6 +84,14 @@ static void assert_addr(const dv_url_t *u, const char *want)
 	assert_string_equal(buf, want);
 }
 
+static void assert_netmask(const dv_netmask_t *m, const char *want)
+{
+	char buf[DV_NETMASK_TEXT_MAX];
+
+	dv_netmask_format(m, buf, sizeof(buf));
+	assert_string_equal(buf, want);
+}
+
 /* The repository root: $DV_SOURCE_DIR, else derived from this file. */
 static void source_path(const char *rel, char *out, size_t len)
 {
@@ -120,6 +128,10 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->tcp_idle_timeout_ms, 10000);
 	assert_int_equal(cfg->tcp_max_output_bytes, 262144);
 	assert_int_equal(cfg->max_inflight, 10000);
+	assert_int_equal(cfg->n_doh_paths, 0);
+	assert_int_equal(cfg->n_doh_trusted_proxies, 0);
+	assert_int_equal(cfg->doh_max_streams, 100);
+	assert_int_equal(cfg->doh_max_header_bytes, 8192);
 	assert_int_equal(cfg->upstream_connections, 2);
 	assert_int_equal(cfg->upstream_max_inflight, 1024);
 	assert_int_equal(cfg->upstream_timeout_ms, 1500);
@@ -199,6 +211,21 @@ static void test_print_schema(void **state)
 	line_of(out, "pool.reconnect-max-ms", line, sizeof(line));
 	assert_contains(line, "[1..600000");
 	line_of(out, "cache.negative-max-ttl", line, sizeof(line));
+	line_of(out, "doh.paths", line, sizeof(line));
+	assert_contains(line, " paths ");
+	assert_contains(line, "[max 16 paths]");
+	assert_contains(line, " [] ");
+	line_of(out, "doh.trusted-proxies", line, sizeof(line));
+	assert_contains(line, " prefixes ");
+	assert_contains(line, "[max 32 prefixes]");
+	assert_contains(line, " [] ");
+	line_of(out, "doh.max-streams", line, sizeof(line));
+	assert_contains(line, " uint ");
+	assert_contains(line, "[1..1000]");
+	assert_contains(line, " 100 ");
+	line_of(out, "doh.max-header-bytes", line, sizeof(line));
+	assert_contains(line, "[1024..65536]");
+	assert_contains(line, " 8192 ");
 	free(out);
 }
 
@@ -225,6 +252,16 @@ static const char good_yaml[] =
 	"  tcp-idle-timeout-ms: 100\n"
 	"  tcp-max-output-bytes: 4096\n"
 	"  max-inflight: 5\n"
+	"doh:\n"
+	"  paths: [ /dns-query/kids, \"/dns-query/guests\", /dns-query/kids ]\n"
+	"  trusted-proxies:\n"
+	"    - 127.0.0.1\n"
+	"    - \"192.0.2.77/24\"\n"
+	"    - 2001:db8::/32\n"
+	"    - 192.0.2.0/24\n"
+	"    - ::1\n"
+	"  max-streams: 1000\n"
+	"  max-header-bytes: 65536\n"
 	"pool:\n"
 	"  connections: 64\n"
 	"  max-inflight: 65535\n"
@@ -282,6 +319,17 @@ static void test_load_good(void **state)
 	assert_int_equal(cfg->tcp_idle_timeout_ms, 100);
 	assert_int_equal(cfg->tcp_max_output_bytes, 4096);
 	assert_int_equal(cfg->max_inflight, 5);
+	/* duplicates are dropped */
+	assert_int_equal(cfg->n_doh_paths, 2);
+	assert_string_equal(cfg->doh_paths[0], "/dns-query/kids");
+	assert_string_equal(cfg->doh_paths[1], "/dns-query/guests");
+	assert_int_equal(cfg->n_doh_trusted_proxies, 4);
+	assert_netmask(&cfg->doh_trusted_proxies[0], "127.0.0.1/32");
+	assert_netmask(&cfg->doh_trusted_proxies[1], "192.0.2.0/24");
+	assert_netmask(&cfg->doh_trusted_proxies[2], "2001:db8::/32");
+	assert_netmask(&cfg->doh_trusted_proxies[3], "::1/128");
+	assert_int_equal(cfg->doh_max_streams, 1000);
+	assert_int_equal(cfg->doh_max_header_bytes, 65536);
 	assert_int_equal(cfg->upstream_connections, 64);
 	assert_int_equal(cfg->upstream_max_inflight, 65535);
 	assert_int_equal(cfg->upstream_timeout_ms, 10);
@@ -303,6 +351,7 @@ static void test_load_empty(void **state)
 	static const char *const texts[] = {
 		"", "---\n", "# only a comment\n", "tls:\n", "~\n",
 		"limits: {}\n", "fallback:\n", "fallback: []\n",
+		"doh:\n  paths: []\n  trusted-proxies: ~\n",
 	};
 	dv_config_t *def = cfg_new(), *cfg = cfg_new();
 	char path[64], err[512];
@@ -446,6 +495,53 @@ static const load_case_t load_errors[] = {
 	{ "listen: dns://127.0.0.1\n", 1, "listen", "port missing" },
 	{ "listen: [ \"dns://localhost:53\" ]\n", 1, "listen",
 	  "invalid address 'localhost'" },
+	/* doh: lists and limits */
+	{ "doh:\n  trusted-proxies:\n    - 127.0.0.1\n    - 300.1.2.3\n", 4,
+	  "doh.trusted-proxies", "'300.1.2.3': not an IP address or prefix" },
+	{ "doh:\n  trusted-proxies: [ \"192.0.2.0/33\" ]\n", 2,
+	  "doh.trusted-proxies", "'192.0.2.0/33': prefix length must be 0..32" },
+	{ "doh:\n  trusted-proxies: [ \"2001:db8::/129\" ]\n", 2,
+	  "doh.trusted-proxies",
+	  "'2001:db8::/129': prefix length must be 0..128" },
+	{ "doh:\n  trusted-proxies: 192.0.2.0/\n", 2, "doh.trusted-proxies",
+	  "'192.0.2.0/': not an IP address or prefix" },
+	{ "doh:\n  trusted-proxies: [ localhost ]\n", 2, "doh.trusted-proxies",
+	  "'localhost': not an IP address or prefix" },
+	{ "doh:\n  trusted-proxies: [ \"\" ]\n", 2, "doh.trusted-proxies",
+	  "'': not an IP address or prefix" },
+	{ "doh:\n  trusted-proxies:\n    a: b\n", 3, "doh.trusted-proxies",
+	  "expected a list of prefixes, got a mapping" },
+	{ "doh:\n  trusted-proxies:\n    - [ 192.0.2.1 ]\n", 3,
+	  "doh.trusted-proxies", "expected an IP address or prefix, got a list" },
+	{ "doh:\n  paths: [ dns-query/kids ]\n", 2, "doh.paths",
+	  "'dns-query/kids': must start with '/'" },
+	{ "doh:\n  paths:\n    - /dns-query/kids\n    - \"/q?x=1\"\n", 4,
+	  "doh.paths", "'/q?x=1': must not contain '?' or '#'" },
+	{ "doh:\n  paths: [ \"/q#x\" ]\n", 2, "doh.paths",
+	  "'/q#x': must not contain '?' or '#'" },
+	{ "doh:\n  paths: [ \"/a b\" ]\n", 2, "doh.paths",
+	  "'/a b': must not contain spaces or control characters" },
+	{ "doh:\n  paths: [ \"/a\\tb\" ]\n", 2, "doh.paths",
+	  "must not contain spaces or control characters" },
+	{ "doh:\n  paths: [ \"\" ]\n", 2, "doh.paths",
+	  "'': must start with '/'" },
+	{ "doh:\n  paths: { a: b }\n", 2, "doh.paths",
+	  "expected a list of paths, got a mapping" },
+	{ "doh:\n  paths: [ [ /x ] ]\n", 2, "doh.paths",
+	  "expected a path, got a list" },
+	{ "doh:\n  paths: [ /x ]\n  paths: [ /y ]\n", 3, "doh.paths",
+	  "duplicate key" },
+	{ "doh:\n  max-streams: 0\n", 2, "doh.max-streams",
+	  "'0': out of range 1..1000" },
+	{ "doh:\n  max-streams: 1001\n", 2, "doh.max-streams",
+	  "'1001': out of range 1..1000" },
+	{ "doh:\n  max-header-bytes: 1023\n", 2, "doh.max-header-bytes",
+	  "'1023': out of range 1024..65536" },
+	{ "doh:\n  max-header-bytes: 65537\n", 2, "doh.max-header-bytes",
+	  "'65537': out of range 1024..65536" },
+	{ "doh:\n  max-header-bytes: 8K\n", 2, "doh.max-header-bytes",
+	  "'8K': not an unsigned integer" },
+	{ "doh:\n  paths: /x\n  bogus: 1\n", 3, "doh.bogus", "unknown key" },
 	/* duplicates */
 	{ "workers: 1\nworkers: 2\n", 2, "workers", "duplicate key" },
 	{ "cache:\n  size: 1M\n  shards: 2\n  size: 2M\n", 4, "cache.size",
@@ -542,6 +638,96 @@ static void test_load_too_many_urls(void **state)
 			 DV_ECONFIG);
 	assert_contains(err, ":34: upstream: 'udp://127.0.0.1:1032': too many "
 			     "URLs (at most 32)");
+	free(cfg);
+}
+
+/* doh.paths and doh.trusted-proxies: bounds, duplicates, replacement. */
+static void test_load_doh_lists(void **state)
+{
+	dv_config_t *cfg = cfg_new();
+	char yaml[8192], path[64], err[512];
+	size_t n;
+
+	/* 16 distinct paths, each said twice, fit */
+	n = (size_t)snprintf(yaml, sizeof(yaml), "doh:\n  paths:\n");
+	for (int i = 0; i < 2 * DV_DOH_MAX_PATHS; i++)
+		n += (size_t)snprintf(yaml + n, sizeof(yaml) - n,
+				      "    - /dns-query/g%d\n",
+				      i % DV_DOH_MAX_PATHS);
+	assert_int_equal(load_text(cfg, yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 0);
+	assert_int_equal(cfg->n_doh_paths, DV_DOH_MAX_PATHS);
+	assert_string_equal(cfg->doh_paths[15], "/dns-query/g15");
+	/* a 17th is one too many, on its own line */
+	snprintf(yaml + n, sizeof(yaml) - n, "    - /dns-query/g16\n");
+	assert_int_equal(load_text(cfg, yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 DV_ECONFIG);
+	assert_contains(err, ":35: doh.paths: '/dns-query/g16': too many "
+			     "paths (at most 16)");
+	assert_int_equal(cfg->n_doh_paths, DV_DOH_MAX_PATHS); /* kept */
+
+	/* 255 bytes fit, 256 do not */
+	snprintf(yaml, sizeof(yaml), "doh:\n  paths: /%0254d\n", 0);
+	assert_int_equal(load_text(cfg, yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 0);
+	assert_int_equal(cfg->n_doh_paths, 1);
+	assert_int_equal(strlen(cfg->doh_paths[0]), 255);
+	snprintf(yaml, sizeof(yaml), "doh:\n  paths: [ /%0255d ]\n", 0);
+	assert_int_equal(load_text(cfg, yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 DV_ECONFIG);
+	assert_contains(err, ":2: doh.paths: '/000");
+	assert_contains(err, "': too long (at most 255 bytes)");
+
+	/* 32 prefixes fit (duplicates, also written differently, dropped),
+	 * a 33rd does not */
+	n = (size_t)snprintf(yaml, sizeof(yaml), "doh:\n  trusted-proxies:\n");
+	for (int i = 0; i < DV_DOH_MAX_TRUSTED_PROXIES; i++)
+		n += (size_t)snprintf(yaml + n, sizeof(yaml) - n,
+				      "    - 2001:db8:%x::/48\n    - "
+				      "2001:db8:%x::1/48\n",
+				      i, i);
+	assert_int_equal(load_text(cfg, yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 0);
+	assert_int_equal(cfg->n_doh_trusted_proxies, DV_DOH_MAX_TRUSTED_PROXIES);
+	assert_netmask(&cfg->doh_trusted_proxies[31], "2001:db8:1f::/48");
+	snprintf(yaml + n, sizeof(yaml) - n, "    - 192.0.2.1\n");
+	assert_int_equal(load_text(cfg, yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 DV_ECONFIG);
+	assert_contains(err, ":67: doh.trusted-proxies: '192.0.2.1': too many "
+			     "prefixes (at most 32)");
+
+	/* one scalar is a list of one; a later file's list replaces the
+	 * earlier one; null empties it; absent keys keep theirs */
+	assert_int_equal(load_text(cfg,
+				   "doh:\n"
+				   "  paths: /dns-query/kids\n"
+				   "  trusted-proxies: 198.51.100.0/24\n",
+				   path, sizeof(path), err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg->n_doh_paths, 1);
+	assert_string_equal(cfg->doh_paths[0], "/dns-query/kids");
+	assert_int_equal(cfg->n_doh_trusted_proxies, 1);
+	assert_netmask(&cfg->doh_trusted_proxies[0], "198.51.100.0/24");
+	assert_int_equal(load_text(cfg, "doh:\n  paths: ~\n", path,
+				   sizeof(path), err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg->n_doh_paths, 0);
+	assert_int_equal(cfg->n_doh_trusted_proxies, 1);
+
+	/* a list emptied again is the same bytes as one never filled */
+	dv_config_t *def = cfg_new();
+	assert_int_equal(load_text(cfg, "doh:\n  trusted-proxies: []\n",
+				   path, sizeof(path), err, sizeof(err)),
+			 0);
+	strcpy(def->source, cfg->source);
+	assert_memory_equal(cfg, def, sizeof(*cfg));
+	free(def);
 	free(cfg);
 }
 
@@ -1494,6 +1680,7 @@ int main(void)
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_load_too_long_string),
 		cmocka_unit_test(test_load_too_many_urls),
+		cmocka_unit_test(test_load_doh_lists),
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_load_buffer),
 		cmocka_unit_test(test_sizes),

@@ -26,10 +26,12 @@
  * An error response sent before the request ended (413, 431, 404...) is
  * followed by RST_STREAM(NO_ERROR) so the client stops uploading
  * (RFC 9113 8.1).
+ * Floods of CONTINUATION frames and of stream resets are bounded by
+ * nghttp2's own defaults (Debian's 1.52 has both fixes backported).
  *
  * HTTP/1.1.  http-parser does the parsing, including chunked bodies.
  * Responses leave strictly in request order: each request takes a slot in
- * a FIFO (a ring that grows to at most max_streams + 1); a slot becomes
+ * a FIFO (a ring holding at most max_streams + 1); a slot becomes
  * ready when its answer (or the engine's own error) is there, and output
  * renders the head slot only.  The parser is paused after a request that
  * fills the FIFO; dv_doh_input() then returns what it consumed.  Errors
@@ -37,6 +39,9 @@
  * connection after their response; so do "Connection: close" and HTTP/1.0.
  * The response header is rendered only when the slot reaches the head, so
  * "Connection: close" can still be added by a drain.
+ *
+ * Responses carry no Date header: the engine has no clock, and a DoH
+ * client has no use for it (RFC 8484 caching works on max-age).
  */
 #include "src/doh.h"
 
@@ -290,6 +295,8 @@ static ssize_t b64url_decode(const char *s, size_t n, uint8_t *out)
 static void fwd_addr(const char *s, size_t n, fwd_t *f)
 {
 	f->state = FWD_BAD;
+	if (n == 0)
+		return;
 	trim(&s, &n);
 	if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
 		s++;
@@ -844,7 +851,8 @@ static int h2_header_cb(nghttp2_session *session, const nghttp2_frame *frame,
 		/* nghttp2 checked it is digits and matches the DATA sent */
 		r->cl_known = true;
 		r->cl = 0;
-		for (size_t i = 0; i < valuelen && r->cl <= DV_DOH_MAX_BODY; i++)
+		for (size_t i = 0; i < valuelen && r->cl <= DV_DOH_MAX_BODY;
+		     i++)
 			r->cl = r->cl * 10 + (uint64_t)(v[i] - '0');
 		return 0;
 	}
@@ -1201,9 +1209,11 @@ static int h1_on_header_value(http_parser *p, const char *at, size_t len)
 		return h1_431(d);
 	if (!d->keep_value)
 		return 0;
-	if (grow(&d->hval, &d->hval_cap, d->hval_len + len, 1))
+	/* + 1: an empty value still has a buffer to point at */
+	if (grow(&d->hval, &d->hval_cap, d->hval_len + len + 1, 1))
 		return h1_fatal(d, 500, T_500, -ENOMEM);
-	memcpy(d->hval + d->hval_len, at, len);
+	if (len)
+		memcpy(d->hval + d->hval_len, at, len);
 	d->hval_len += len;
 	return 0;
 }
@@ -1615,6 +1625,21 @@ void dv_doh_drain(dv_doh_t *d)
 	 * the last one queued goes out with "Connection: close" */
 	if (!d->in_message)
 		d->stopped = true;
+}
+
+bool dv_doh_receiving(const dv_doh_t *d)
+{
+	if (d->proto == DV_DOH_HTTP1)
+		return d->in_message && !d->stopped;
+	if (d->dead)
+		return false;
+	if ((d->preface_left && d->preface_left < NGHTTP2_CLIENT_MAGIC_LEN) ||
+	    d->fh_len)
+		return true; /* a frame cut short */
+	for (const h2s_t *s = d->live; s; s = s->next)
+		if (s->state == S_RECV)
+			return true;
+	return false;
 }
 
 unsigned dv_doh_inflight(const dv_doh_t *d)

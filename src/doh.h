@@ -175,6 +175,17 @@ bool dv_doh_want_input(const dv_doh_t *d);
  */
 void dv_doh_drain(dv_doh_t *d);
 
+/*
+ * A request has started to arrive and is not complete (HTTP/1.1: a request
+ * line, headers or body; HTTP/2: a stream whose request has not ended, or
+ * a frame cut short).  The bytes are inside the engine, not in the
+ * caller's buffer, so this is how the transport knows when its read
+ * timeout applies (slow-loris clients, streams that never end, even while
+ * the client keeps the connection busy with PINGs).  False between
+ * requests, whatever is in flight.
+ */
+bool dv_doh_receiving(const dv_doh_t *d);
+
 /* Queries handed to the callback and not yet answered (including those
  * whose client has gone away). */
 unsigned dv_doh_inflight(const dv_doh_t *d);

@@ -90,6 +90,7 @@ static void on_query(void *user, uint32_t stream, const char *path,
 		     const uint8_t *msg, size_t len, const char *forwarded_for)
 {
 	doh_conn_t *dc = user;
+	dv_stream_progress(dc->c);
 	dv_query_t *q = dv_stream_query(dc->c, msg, len, doh_reply);
 	if (!q) {
 		(void)dv_doh_error(dc->engine, stream, 503);
@@ -174,6 +175,12 @@ static bool app_want_close(dv_stream_conn_t *c)
 	return dc->engine && dv_doh_want_close(dc->engine);
 }
 
+static bool app_receiving(dv_stream_conn_t *c)
+{
+	doh_conn_t *dc = c->app_state;
+	return dc->engine && dv_doh_receiving(dc->engine);
+}
+
 static void app_drain(dv_stream_conn_t *c)
 {
 	doh_conn_t *dc = c->app_state;
@@ -197,6 +204,7 @@ static const dv_stream_app_t doh_app = {
 	.want_close = app_want_close,
 	.drain = app_drain,
 	.close = app_close,
+	.receiving = app_receiving,
 };
 
 static const dv_stream_io_t https_io = {

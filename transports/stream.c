@@ -296,6 +296,11 @@ void dv_stream_reply_end(dv_stream_conn_t *pc)
 	conn_maybe_free(c);
 }
 
+void dv_stream_progress(dv_stream_conn_t *pc)
+{
+	((conn_t *)pc)->msg_start_ms = 0;
+}
+
 dv_query_t *dv_stream_query(dv_stream_conn_t *pc, const uint8_t *wire,
 			    size_t len, dv_stream_reply_fn reply)
 {
@@ -396,8 +401,15 @@ static void process_input(conn_t *c)
 		if (n > 0) {
 			memmove(c->in, c->in + n, c->in_len - (size_t)n);
 			c->in_len -= (size_t)n;
-			c->msg_start_ms = c->in_len ? dv_now_ms() : 0;
 		}
+		/* the read timeout runs from the first byte of a request that
+		 * is not complete, wherever its bytes are buffered */
+		bool partial = c->in_len || (io->app->receiving &&
+					     io->app->receiving(&c->pub));
+		if (!partial)
+			c->msg_start_ms = 0;
+		else if (!c->msg_start_ms)
+			c->msg_start_ms = dv_now_ms();
 		return;
 	}
 	while (c->pub.state == SC_OPEN && !L(c)->stopped &&
@@ -560,12 +572,12 @@ static void conn_read(conn_t *c)
 			conn_abort(c, "read failed");
 			return;
 		}
-		if (c->in_len == 0)
+		if (c->in_len == 0 && !io->app)
 			c->msg_start_ms = dv_now_ms();
 		c->in_len += (size_t)n;
 		c->last_ms = dv_now_ms();
 		process_input(c);
-		if (c->in_len && !c->msg_start_ms)
+		if (c->in_len && !c->msg_start_ms && !io->app)
 			c->msg_start_ms = c->last_ms;
 	}
 	/* the round budget ran out with data possibly still buffered */

@@ -39,6 +39,9 @@ typedef struct {
 	bool (*want_close)(dv_stream_conn_t *c);
 	void (*drain)(dv_stream_conn_t *c);
 	void (*close)(dv_stream_conn_t *c); /* free c->app_state */
+	/* a request has started and is not complete (its bytes may sit inside
+	 * the application): limits.tcp-read-timeout-ms runs.  Optional. */
+	bool (*receiving)(dv_stream_conn_t *c);
 } dv_stream_app_t;
 
 typedef struct {
@@ -97,6 +100,10 @@ bool dv_stream_reply_begin(dv_stream_conn_t *c);
 /* At the end of a reply hook: write what is ready, resume reading, free a
  * closed connection.  `c` must not be used afterwards. */
 void dv_stream_reply_end(dv_stream_conn_t *c);
+
+/* The application completed a request on `c`: the read timeout starts
+ * again with the next one. */
+void dv_stream_progress(dv_stream_conn_t *c);
 
 /* The io functions of a plain (unencrypted) socket. */
 ssize_t dv_stream_plain_read(dv_stream_conn_t *c, void *buf, size_t len);

@@ -29,7 +29,7 @@ static const char *const paths[] = {"/dns-query", "/dns-query/kids"};
 typedef struct {
 	uint32_t stream;
 	const char *path;
-	uint8_t msg[4096];
+	uint8_t msg[8192];
 	size_t len;
 	bool has_fwd;
 	char fwd[64];
@@ -602,7 +602,8 @@ static void test_h2_id0_paths_params(void **state)
 	snprintf(p, sizeof(p), "/dns-query/kids?ct=x&dns=%s&x=1", b);
 	int32_t id1 = cli_req(c, "GET", p, NULL, NULL, 0, false);
 	const char *const ct_param[] = {
-		"content-type", "Application/DNS-Message ; charset=utf-8", NULL};
+		"content-type", "Application/DNS-Message ; charset=utf-8",
+		NULL};
 	int32_t id2 = cli_post(c, "/dns-query/kids", ct_param, q, l, false);
 	pump(s, c);
 	assert_int_equal(s->nq, 2);
@@ -1448,8 +1449,8 @@ static void test_h1_errors(void **state)
 		     "GET /dns-query?ct=1 HTTP/1.1\r\nHost: x\r\n\r\n");
 	h1_status_case(req, (size_t)n, 400, "missing dns parameter", false);
 	n = snprintf(req, sizeof(req),
-		     "GET /dns-query?dns=%.8s/%s HTTP/1.1\r\nHost: x\r\n\r\n", b,
-		     b + 8);
+		     "GET /dns-query?dns=%.8s/%s HTTP/1.1\r\nHost: x\r\n\r\n",
+		     b, b + 8);
 	h1_status_case(req, (size_t)n, 400, "not valid base64url", false);
 	n = snprintf(req, sizeof(req),
 		     "GET /dns-query?dns=%s=== HTTP/1.1\r\nHost: x\r\n\r\n", b);
@@ -1457,14 +1458,15 @@ static void test_h1_errors(void **state)
 	n = snprintf(req, sizeof(req),
 		     "GET /dns-query?dns=%s HTTP/1.1\r\n\r\n", b);
 	h1_status_case(req, (size_t)n, 400, "Host", false);
-	const char *why[] = {"shorter than 12", "QR set", "exactly one question",
-			     NULL};
+	const char *why[] = {"shorter than 12", "QR set",
+			     "exactly one question", NULL};
 	for (int k = 0; k < 4; k++) {
 		size_t bl = bad_msg(bad[k], k);
 		char bb[1024];
 		b64url(bad[k], bl, bb, false);
 		n = snprintf(req, sizeof(req),
-			     "GET /dns-query?dns=%s HTTP/1.1\r\nHost: x\r\n\r\n",
+			     "GET /dns-query?dns=%s HTTP/1.1\r\n"
+			     "Host: x\r\n\r\n",
 			     bb);
 		h1_status_case(req, (size_t)n, 400, why[k], k == 3);
 		n = snprintf(req, sizeof(req),
@@ -1479,7 +1481,8 @@ static void test_h1_errors(void **state)
 		     "GET /resolve?dns=%s HTTP/1.1\r\nHost: x\r\n\r\n", b);
 	h1_status_case(req, (size_t)n, 404, "not found", false);
 	n = snprintf(req, sizeof(req),
-		     "GET /dns-query%%2F?dns=%s HTTP/1.1\r\nHost: x\r\n\r\n", b);
+		     "GET /dns-query%%2F?dns=%s HTTP/1.1\r\nHost: x\r\n\r\n",
+		     b);
 	h1_status_case(req, (size_t)n, 404, NULL, false);
 	const char *methods[] = {"PUT", "OPTIONS", "DELETE", "PATCH"};
 	for (int k = 0; k < 4; k++) {
@@ -1681,6 +1684,21 @@ static void test_h1_byte_by_byte(void **state)
 	assert_int_equal(s->nq, 1);
 	assert_memory_equal(s->q[0].msg, q, l);
 	srv_free(s);
+
+	/* empty header values, and values folded over lines */
+	s = srv_new(DV_DOH_HTTP1);
+	n = snprintf(req, sizeof(req),
+		     "POST /dns-query HTTP/1.1\r\nHost: x\r\nX-Empty:\r\n"
+		     "Content-Type:\r\n application/dns-message\r\n"
+		     "X-Also-Empty: \r\n"
+		     "Content-Length: %zu\r\n\r\n",
+		     l);
+	memcpy(req + n, q, l);
+	size_t total = (size_t)n + l;
+	for (size_t i = 0; i < total; i += 3)
+		h1_send(s, req + i, total - i < 3 ? total - i : 3);
+	assert_int_equal(s->nq, 1);
+	srv_free(s);
 }
 
 static void test_h1_expect_continue(void **state)
@@ -1737,6 +1755,8 @@ static void test_h1_forwarded(void **state)
 		 "X-Forwarded-For: 10.0.0.2, 10.0.0.3\r\n",
 		 "10.0.0.3");
 	fwd_case(true, "X-Forwarded-For: 10.0.0.1, junk\r\n", NULL);
+	fwd_case(true, "X-Forwarded-For:\r\n", NULL);
+	fwd_case(true, "X-Empty:\r\nX-Forwarded-For: 10.0.0.4\r\n", "10.0.0.4");
 	fwd_case(true, "X-Forwarded-For: 10.0.0.1,\r\n", NULL);
 	fwd_case(true, "X-Forwarded-For: 300.1.1.1\r\n", NULL);
 	fwd_case(true, "X-Forwarded-For: fe80::1%eth0\r\n", NULL);
@@ -1793,12 +1813,159 @@ static void test_h1_transport_error(void **state)
 	assert_int_equal(dv_doh_error(s->d, 1, 504), 0);
 	assert_int_equal(dv_doh_error(s->d, 1, 504), DV_ENOTFOUND);
 	h1_collect(s);
-	assert_string_equal(s->out, "HTTP/1.1 504 Gateway Timeout\r\n"
-				    "Content-Type: text/plain; charset=utf-8\r\n"
-				    "Content-Length: 20\r\n"
-				    "Cache-Control: no-store\r\n"
-				    "\r\n"
-				    "504 Gateway Timeout\n");
+	assert_string_equal(s->out,
+			    "HTTP/1.1 504 Gateway Timeout\r\n"
+			    "Content-Type: text/plain; charset=utf-8\r\n"
+			    "Content-Length: 20\r\n"
+			    "Cache-Control: no-store\r\n"
+			    "\r\n"
+			    "504 Gateway Timeout\n");
+	srv_free(s);
+}
+
+static void test_h1_queue_wraps(void **state)
+{
+	/* the FIFO grows while its head is not at the start */
+	srv_t *s = srv_new(DV_DOH_HTTP1);
+	uint8_t q[512], a[20];
+	size_t l = make_query(q, sizeof(q), 1, "w.example.");
+	char req[2048];
+	h1_get(req, sizeof(req), "/dns-query", q, l, NULL);
+	uint32_t next = 1;
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 3; i++)
+			h1_sends(s, req);
+		/* answer the first two; keep the third */
+		for (int i = 0; i < 2; i++) {
+			make_answer(a, sizeof(a), 1, (uint8_t)next);
+			assert_int_equal(dv_doh_answer(s->d, next, a, sizeof(a),
+						       next),
+					 0);
+			next++;
+		}
+		h1_collect(s);
+		h1_clear(s);
+		for (int i = 0; i < 10; i++)
+			h1_sends(s, req);
+		/* now answer all, last first */
+		uint32_t last = s->q[s->nq - 1].stream;
+		for (uint32_t id = last; id >= next; id--) {
+			make_answer(a, sizeof(a), 1, (uint8_t)id);
+			assert_int_equal(dv_doh_answer(s->d, id, a, sizeof(a),
+						       id),
+					 0);
+		}
+		h1_collect(s);
+		size_t at = 0;
+		for (uint32_t id = next; id <= last; id++) {
+			make_answer(a, sizeof(a), 1, (uint8_t)id);
+			at += h1_expect_200(s, at, a, sizeof(a), id, false);
+		}
+		assert_int_equal(at, s->out_len);
+		h1_clear(s);
+		next = last + 1;
+	}
+	/* freed with requests in flight and answers waiting */
+	h1_sends(s, req);
+	h1_sends(s, req);
+	assert_int_equal(dv_doh_answer(s->d, next + 1, a, sizeof(a), 1), 0);
+	srv_free(s);
+}
+
+static void test_h1_large_post(void **state)
+{
+	/* a body over 4 KiB (malformed DNS: trailing bytes, still passed on
+	 * for FORMERR), then a small one on the same connection */
+	srv_t *s = srv_new(DV_DOH_HTTP1);
+	uint8_t q[512];
+	size_t l = make_query(q, sizeof(q), 1, "l.example.");
+	size_t big = 5000;
+	char *req = malloc(big + 512);
+	int n = snprintf(req, 512,
+			 "POST /dns-query HTTP/1.1\r\nHost: x\r\n"
+			 "Content-Type: application/dns-message\r\n"
+			 "Content-Length: %zu\r\n\r\n",
+			 big);
+	memset(req + n, 0, big);
+	memcpy(req + n, q, l);
+	h1_send(s, req, (size_t)n + big);
+	n = snprintf(req, 512,
+		     "POST /dns-query HTTP/1.1\r\nHost: x\r\n"
+		     "Content-Type: application/dns-message\r\n"
+		     "Content-Length: %zu\r\n\r\n",
+		     l);
+	memcpy(req + n, q, l);
+	h1_send(s, req, (size_t)n + l);
+	assert_int_equal(s->nq, 2);
+	assert_int_equal(s->q[0].len, big);
+	assert_int_equal(s->q[1].len, l);
+	assert_memory_equal(s->q[1].msg, q, l);
+	free(req);
+	srv_free(s);
+}
+
+static void test_h2_free_with_orphans(void **state)
+{
+	/* the engine goes away with queries in flight, some orphaned */
+	srv_t *s = srv_new(DV_DOH_H2);
+	cli_t *c = cli_new(0);
+	uint8_t q[512], wire[4096];
+	size_t l = make_query(q, sizeof(q), 5, "o.example.");
+	int32_t a = cli_get(c, "/dns-query", q, l, NULL);
+	cli_get(c, "/dns-query", q, l, NULL);
+	size_t len = cli_bytes(c, wire, sizeof(wire));
+	nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, a, NGHTTP2_CANCEL);
+	len += cli_bytes(c, wire + len, sizeof(wire) - len);
+	assert_int_equal(dv_doh_input(s->d, wire, len), (ssize_t)len);
+	assert_int_equal(dv_doh_inflight(s->d), 2);
+	cli_free(c);
+	srv_free(s);
+}
+
+static void test_receiving(void **state)
+{
+	/* HTTP/1.1: from the first byte of a request to its end */
+	srv_t *s = srv_new(DV_DOH_HTTP1);
+	uint8_t q[512], a[20];
+	size_t l = make_query(q, sizeof(q), 1, "r.example.");
+	char req[2048];
+	h1_get(req, sizeof(req), "/dns-query", q, l, NULL);
+	assert_false(dv_doh_receiving(s->d));
+	h1_send(s, req, 10);
+	assert_true(dv_doh_receiving(s->d));
+	h1_sends(s, req + 10);
+	assert_false(dv_doh_receiving(s->d)); /* in flight is not receiving */
+	assert_int_equal(dv_doh_inflight(s->d), 1);
+	assert_int_equal(dv_doh_answer(s->d, 1, a, sizeof(a), 1), 0);
+	srv_free(s);
+
+	/* HTTP/2: an unfinished stream, even with PINGs going on; a frame
+	 * cut short */
+	s = srv_new(DV_DOH_H2);
+	cli_t *c = cli_new(0);
+	pump(s, c);
+	assert_false(dv_doh_receiving(s->d));
+	int32_t id = cli_post(c, "/dns-query", ct_dns, q, l, true);
+	pump(s, c);
+	assert_true(dv_doh_receiving(s->d));
+	nghttp2_submit_ping(c->s, NGHTTP2_FLAG_NONE, NULL);
+	pump(s, c);
+	assert_true(dv_doh_receiving(s->d));
+	cst(c, id)->up_defer = false;
+	nghttp2_session_resume_data(c->s, id);
+	pump(s, c);
+	assert_int_equal(s->nq, 1);
+	assert_false(dv_doh_receiving(s->d));
+	uint8_t frag[3] = {0, 0, 8}; /* the start of a frame header */
+	assert_int_equal(dv_doh_input(s->d, frag, sizeof(frag)), 3);
+	assert_true(dv_doh_receiving(s->d));
+	cli_free(c);
+	srv_free(s);
+
+	/* a half-received preface */
+	s = srv_new(DV_DOH_H2);
+	assert_int_equal(dv_doh_input(s->d, (const uint8_t *)"PRI *", 5), 5);
+	assert_true(dv_doh_receiving(s->d));
 	srv_free(s);
 }
 
@@ -1853,6 +2020,10 @@ int main(void)
 		cmocka_unit_test(test_h1_forwarded),
 		cmocka_unit_test(test_h1_large_answer),
 		cmocka_unit_test(test_h1_transport_error),
+		cmocka_unit_test(test_h1_queue_wraps),
+		cmocka_unit_test(test_h1_large_post),
+		cmocka_unit_test(test_h2_free_with_orphans),
+		cmocka_unit_test(test_receiving),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,7 +16,8 @@
  *        a DNS message shorter than 12 bytes, with QR set or QDCOUNT != 1,
  *        an unparsable request target, HTTP/1.1 without Host, broken HTTP/1
  *   404  path not one of opts->paths (exact match, query string excluded)
- *   405  any method but GET and POST (with "allow: GET, POST")
+ *   405  any method but GET and POST, HEAD (no body) and OPTIONS too
+ *        (with "allow: GET, POST")
  *   413  a body (POST or not) over 65535 bytes, as soon as it is exceeded
  *        or announced by content-length; nothing more of it is buffered
  *   415  POST without content-type application/dns-message (parameters
@@ -26,7 +27,12 @@
  *   505  HTTP/1 request line with a major version other than 1 (also a
  *        "PRI * HTTP/2.0" preface on the HTTP/1 path)
  * A DNS message with a readable header that is otherwise malformed is
- * passed on: the core answers it FORMERR.
+ * passed on: the core answers it FORMERR.  On HTTP/1.1, broken HTTP, a
+ * method token http-parser does not know (405), 413, 431 and 505 end the
+ * connection (the byte stream cannot be trusted or is not read further);
+ * the others keep it alive.  On HTTP/2 every one of them ends only its
+ * stream: an answer given before the request has ended is followed by
+ * RST_STREAM(NO_ERROR).
  *
  * Everything else is the transport's: it answers each query exactly once,
  * with dv_doh_answer() (200, content-type application/dns-message,
@@ -87,7 +93,9 @@ typedef struct {
 	/* HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS; HTTP/1.1: pipelined
 	 * requests held.  Both: queries in flight.  0: the default (100). */
 	unsigned max_streams;
-	/* request target + header names + values; more is 431.  0: 8192. */
+	/* request target + header names + values; more is 431.  0: 8192;
+	 * at most 65535.  HTTP/2 advertises it (plus HPACK's 32 bytes a
+	 * field) as SETTINGS_MAX_HEADER_LIST_SIZE. */
 	size_t max_header_bytes;
 	/* The peer is a trusted proxy: report the right-most address of
 	 * X-Forwarded-For / the last for= of Forwarded.  When both headers

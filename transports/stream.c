@@ -764,15 +764,16 @@ void dv_stream_stop(dv_worker_t *w, void *state)
 		if (c->pub.state == SC_HANDSHAKE)
 			conn_close(c);
 		const dv_stream_app_t *app = l->pub.io->app;
-		if (c->pub.state == SC_OPEN && app && c->pub.app_state) {
-			c->busy++;
+		/* busy: answers given synchronously below must not free the
+		 * connection (or its application state) under us */
+		c->busy++;
+		if (c->pub.state == SC_OPEN && app && c->pub.app_state)
 			app->drain(&c->pub);
-			flush_out(c);
-			c->busy--;
-		}
 		update_reading(c);
+		flush_out(c);
 		if (c->pub.state == SC_OPEN && conn_finished(c))
 			conn_close(c);
+		c->busy--;
 		conn_maybe_free(c);
 		c = next;
 	}

@@ -63,18 +63,20 @@ int dv_wire_name(const uint8_t *wire, size_t len, size_t *off, uint8_t *out,
 	return 0;
 }
 
-/* Is `pos` inside one of the (increasing) TTL fields recorded so far? */
-static bool in_ttl(size_t pos, const uint16_t *ttl_off, unsigned n)
+/* Do bytes [from, to) overlap one of the (increasing) TTL fields recorded
+ * so far? */
+static bool in_ttl(size_t from, size_t to, const uint16_t *ttl_off,
+		   unsigned n)
 {
 	unsigned lo = 0, hi = n;
-	while (lo < hi) { /* first TTL that ends after pos */
+	while (lo < hi) { /* first TTL that ends after `from` */
 		unsigned mid = (lo + hi) / 2;
-		if ((size_t)ttl_off[mid] + 4 <= pos)
+		if ((size_t)ttl_off[mid] + 4 <= from)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < n && pos >= ttl_off[lo];
+	return lo < n && (size_t)ttl_off[lo] < to;
 }
 
 /*
@@ -95,8 +97,7 @@ static int name_checked(const uint8_t *wire, size_t len, size_t *off,
 			if (pos + 1 >= len)
 				return DV_EMALFORMED;
 			size_t t = ((size_t)(l & 0x3f) << 8) | wire[pos + 1];
-			if (t >= pos || t < DV_DNS_HDR || ++jumps > 127 ||
-			    in_ttl(t, ttl_off, n_ttl))
+			if (t >= pos || t < DV_DNS_HDR || ++jumps > 127)
 				return DV_EMALFORMED;
 			if (end == 0)
 				end = pos + 2;
@@ -106,6 +107,9 @@ static int name_checked(const uint8_t *wire, size_t len, size_t *off,
 		if (l & 0xc0)
 			return DV_EMALFORMED;
 		if (pos + 1 + l > len)
+			return DV_EMALFORMED;
+		/* no byte of a name (length or label) may be a TTL byte */
+		if (in_ttl(pos, pos + 1 + l, ttl_off, n_ttl))
 			return DV_EMALFORMED;
 		total += 1 + (size_t)l;
 		if (total > DV_DNS_MAX_NAME)

@@ -163,8 +163,13 @@ static void update_reading(conn_t *c)
 	if (c->pub.state != SC_OPEN)
 		return;
 	/* queries the client sent before closing its side still count */
-	if (c->eof && c->in_len)
+	if (c->eof && c->in_len) {
 		process_input(c);
+		if (c->pub.state == SC_OPEN && !ev_is_active(&c->wio))
+			flush_out(c);
+		if (c->pub.state != SC_OPEN)
+			return;
+	}
 	bool want;
 	const dv_stream_app_t *app = c->pub.l->io->app;
 	if (c->eof || L(c)->stopped || c->app_failed)

@@ -25,7 +25,8 @@ static void implemented(bool *listen, bool *upstream)
 {
 	for (int s = 0; s < DV_SCHEME_COUNT; s++) {
 		listen[s] = dv_transport_find((dv_scheme_t)s, 0) != NULL;
-		upstream[s] = s == DV_SCHEME_UDP || s == DV_SCHEME_TCP;
+		upstream[s] = s == DV_SCHEME_UDP || s == DV_SCHEME_TCP ||
+			      s == DV_SCHEME_TLS;
 	}
 }
 
@@ -88,6 +89,19 @@ static bool has_listener(const dv_config_t *cfg, dv_scheme_t scheme)
 {
 	for (unsigned i = 0; i < cfg->n_listen; i++)
 		if (cfg->listen[i].scheme == scheme)
+			return true;
+	return false;
+}
+
+/* tls:// upstreams need the TLS library; each worker's pool builds its own
+ * client context (upstream.c). */
+static bool has_tls_upstream(const dv_config_t *cfg)
+{
+	for (unsigned i = 0; i < cfg->n_upstream; i++)
+		if (cfg->upstream[i].scheme == DV_SCHEME_TLS)
+			return true;
+	for (unsigned i = 0; i < cfg->n_fallback; i++)
+		if (cfg->fallback[i].scheme == DV_SCHEME_TLS)
 			return true;
 	return false;
 }
@@ -178,17 +192,19 @@ int main(int argc, char **argv)
 	dv_worker_t **workers = calloc(n, sizeof(*workers));
 	int rc = 1;
 	unsigned started = 0;
+	bool tls_ready = false;
 	if (!workers)
 		goto out;
 	bool dot = has_listener(&cfg, DV_SCHEME_TLS);
 	bool doh = has_listener(&cfg, DV_SCHEME_HTTPS);
-	if (dot || doh) {
+	if (dot || doh || has_tls_upstream(&cfg)) {
 		static const char *const dot_alpn[] = {"dot", NULL};
 		static const char *const doh_alpn[] = {"h2", "http/1.1", NULL};
 		if (dv_tls_init(cfg.tls_ticket_rotation_s) != 0) {
 			dv_log_error("cannot initialise TLS");
 			goto out;
 		}
+		tls_ready = true;
 		if (dot && !(shared.tls_dot = dv_tls_server_new(
 				     cfg.tls_cert, cfg.tls_key, dot_alpn, err,
 				     sizeof(err)))) {
@@ -261,7 +277,7 @@ out:
 	for (unsigned i = 0; workers && i < n; i++)
 		dv_worker_free(workers[i]);
 	free(workers);
-	if (shared.tls_dot || shared.tls_doh) {
+	if (tls_ready) {
 		dv_tls_ctx_free(shared.tls_dot);
 		dv_tls_ctx_free(shared.tls_doh);
 		dv_tls_cleanup();

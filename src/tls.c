@@ -299,6 +299,48 @@ void dv_tls_ctx_free(dv_tls_ctx_t *ctx)
 	free(ctx);
 }
 
+/* ---- client contexts ---- */
+
+dv_tls_ctx_t *dv_tls_client_new(const char *ca_file, char *err,
+				size_t err_len)
+{
+	dv_tls_ctx_t *ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	pthread_mutex_init(&ctx->lock, NULL);
+	WOLFSSL_CTX *c = wolfSSL_CTX_new(wolfSSLv23_client_method());
+	if (!c) {
+		snprintf(err, err_len, "cannot create a TLS client context");
+		goto fail;
+	}
+	ctx->ssl_ctx = c;
+	if (wolfSSL_CTX_SetMinVersion(c, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
+		snprintf(err, err_len, "cannot require TLS 1.2");
+		goto fail;
+	}
+	if (ca_file && ca_file[0]) {
+		if (wolfSSL_CTX_load_verify_locations(c, ca_file, NULL) !=
+		    WOLFSSL_SUCCESS) {
+			snprintf(err, err_len,
+				 "%s: cannot load the CA certificates",
+				 ca_file);
+			goto fail;
+		}
+	} else if (wolfSSL_CTX_load_system_CA_certs(c) != WOLFSSL_SUCCESS) {
+		snprintf(err, err_len,
+			 "cannot load the system CA certificates (use --ca)");
+		goto fail;
+	}
+	wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER, NULL);
+	(void)wolfSSL_CTX_UseSessionTicket(c);
+	return ctx;
+fail:
+	dv_tls_ctx_free(ctx);
+	return NULL;
+}
+
 /* ---- connections ---- */
 
 struct dv_tls {
@@ -321,6 +363,73 @@ dv_tls_t *dv_tls_new(dv_tls_ctx_t *ctx, int fd)
 		return NULL;
 	}
 	return t;
+}
+
+/*
+ * A thread that verifies certificates grows wolfSSL's per-thread ECC
+ * cache.  The workers free it at exit only when the process has TLS
+ * listeners, so a thread that makes client connections registers a key
+ * whose destructor frees it too (freeing twice is harmless).
+ */
+static pthread_key_t fp_key;
+static pthread_once_t fp_once = PTHREAD_ONCE_INIT;
+static bool fp_key_ok;
+
+static void fp_destroy(void *arg)
+{
+	(void)arg;
+	wc_ecc_fp_free();
+}
+
+static void fp_key_make(void)
+{
+	fp_key_ok = pthread_key_create(&fp_key, fp_destroy) == 0;
+}
+
+static void fp_thread_register(void)
+{
+	static __thread bool done;
+	if (done)
+		return;
+	done = true;
+	pthread_once(&fp_once, fp_key_make);
+	if (fp_key_ok)
+		(void)pthread_setspecific(fp_key, &fp_key);
+}
+
+dv_tls_t *dv_tls_connect_new(dv_tls_ctx_t *ctx, int fd, const char *name,
+			     dv_tls_session_t *session)
+{
+	static char alpn_dot[] = "dot";
+	fp_thread_register();
+	dv_tls_t *t = dv_tls_new(ctx, fd);
+	if (!t)
+		return NULL;
+	size_t nlen = strlen(name);
+	if (wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, name,
+			   (unsigned short)nlen) != WOLFSSL_SUCCESS ||
+	    wolfSSL_check_domain_name(t->ssl, name) != WOLFSSL_SUCCESS ||
+	    wolfSSL_UseALPN(t->ssl, alpn_dot, sizeof(alpn_dot) - 1,
+			    WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) !=
+		    WOLFSSL_SUCCESS) {
+		dv_tls_free(t);
+		return NULL;
+	}
+	/* a stale or foreign session only costs a full handshake */
+	if (session)
+		(void)wolfSSL_set_session(t->ssl, session);
+	return t;
+}
+
+dv_tls_session_t *dv_tls_session_get(dv_tls_t *t)
+{
+	return wolfSSL_get1_session(t->ssl);
+}
+
+void dv_tls_session_free(dv_tls_session_t *s)
+{
+	if (s)
+		wolfSSL_SESSION_free(s);
 }
 
 void dv_tls_free(dv_tls_t *t)
@@ -358,6 +467,30 @@ int dv_tls_handshake(dv_tls_t *t)
 	if (ret == WOLFSSL_SUCCESS)
 		return 0;
 	return map_error(t, ret);
+}
+
+int dv_tls_connect(dv_tls_t *t)
+{
+	int ret = wolfSSL_connect(t->ssl);
+	if (ret == WOLFSSL_SUCCESS)
+		return 0;
+	return map_error(t, ret);
+}
+
+bool dv_tls_cert_error(int ret)
+{
+	switch (ret) {
+	case DOMAIN_NAME_MISMATCH:
+	case IPADDR_MISMATCH:
+	case VERIFY_CERT_ERROR:
+	case ASN_NO_SIGNER_E:
+	case ASN_AFTER_DATE_E:
+	case ASN_BEFORE_DATE_E:
+	case ASN_SIG_CONFIRM_E:
+		return true;
+	default:
+		return false;
+	}
 }
 
 ssize_t dv_tls_read(dv_tls_t *t, void *buf, size_t len)
@@ -428,7 +561,8 @@ const char *dv_tls_error(dv_tls_t *t, int ret)
 	static __thread char buf[128];
 	if (ret == DV_TLS_EOF)
 		return "closed";
-	if (ret < 0 && ret > DV_ERR_BASE && ret > -4096)
+	/* wolfSSL's codes lie between -100 and -1000; errno values below */
+	if (ret < 0 && ret > -100)
 		return strerror(-ret);
 	wolfSSL_ERR_error_string_n((unsigned long)(-ret), buf, sizeof(buf));
 	(void)t;

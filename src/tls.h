@@ -17,6 +17,7 @@
 
 typedef struct dv_tls_ctx dv_tls_ctx_t;
 typedef struct dv_tls dv_tls_t;
+typedef struct WOLFSSL_SESSION dv_tls_session_t;
 
 /* Results of the I/O calls besides byte counts and negative errors.
  * Wanting to read or write is a state, not an error. */
@@ -45,6 +46,29 @@ dv_tls_ctx_t *dv_tls_server_new(const char *cert, const char *key,
 int dv_tls_server_reload(dv_tls_ctx_t *ctx, const char *cert,
 			 const char *key, char *err, size_t err_len);
 void dv_tls_ctx_free(dv_tls_ctx_t *ctx); /* NULL is a no-op */
+
+/*
+ * Client context for tls:// upstreams: TLS 1.2+, the peer's certificate
+ * must verify against `ca_file` (PEM bundle) or, when it is "", the
+ * system trust store.  Returns NULL with a message in `err`.
+ */
+dv_tls_ctx_t *dv_tls_client_new(const char *ca_file, char *err,
+				size_t err_len);
+/* A client-side TLS connection on a connected non-blocking socket: sends
+ * `name` as SNI, offers ALPN "dot" and requires the certificate to carry
+ * `name`.  `session` (may be NULL) is offered for resumption.  NULL on
+ * allocation failure. */
+dv_tls_t *dv_tls_connect_new(dv_tls_ctx_t *ctx, int fd, const char *name,
+			     dv_tls_session_t *session);
+/* Drive the client handshake: 0 when done, DV_TLS_WANT_*, or a negative
+ * error (dv_tls_error() says why; dv_tls_cert_error() whether the peer's
+ * certificate was the reason). */
+int dv_tls_connect(dv_tls_t *t);
+bool dv_tls_cert_error(int ret);
+/* The session of an established connection, for resumption by the next
+ * one (the caller owns it: dv_tls_session_free()); NULL if none. */
+dv_tls_session_t *dv_tls_session_get(dv_tls_t *t);
+void dv_tls_session_free(dv_tls_session_t *s); /* NULL is a no-op */
 
 /* A server-side TLS connection on a connected non-blocking socket. */
 dv_tls_t *dv_tls_new(dv_tls_ctx_t *ctx, int fd);

@@ -3,7 +3,11 @@
  * group and the fallback group.  See upstream.h for the model.
  *
  * Connection states: CLOSED (no socket; may connect unless the server is
- * in back-off), CONNECTING (queries queue in the output buffer), OPEN.
+ * in back-off), CONNECTING (queries queue in the output buffer), HANDSHAKE
+ * (tls:// servers: TCP is up, TLS is not yet; queries keep queueing),
+ * OPEN.  tls:// connections use the same slots and framing; only the
+ * byte I/O goes through the TLS seam, and a certificate that does not
+ * verify for #NAME fails the connection like a refused connect.
  * A connection is never freed while the pool lives: closing it stops its
  * watchers, fails the attempts it carried and keeps its buffers, so a
  * close in the middle of a read or write callback is always safe.
@@ -21,9 +25,10 @@
 #include "src/core.h"
 #include "src/errors.h"
 #include "src/log.h"
+#include "src/tls.h"
 #include "src/worker.h"
 
-typedef enum { UC_CLOSED, UC_CONNECTING, UC_OPEN } uc_state_t;
+typedef enum { UC_CLOSED, UC_CONNECTING, UC_HANDSHAKE, UC_OPEN } uc_state_t;
 
 typedef struct {
 	dv_attempt_t *att; /* NULL when free or abandoned */
@@ -50,6 +55,9 @@ struct dv_uconn {
 	uint8_t *in;
 	size_t in_len;
 	uint64_t last_rx_ms;
+	dv_tls_t *tls; /* tls:// servers, from HANDSHAKE on */
+	size_t tls_retry; /* bytes of the write that returned WANT_* */
+	bool tls_saved; /* session kept for the server's next connection */
 };
 
 struct dv_server {
@@ -62,6 +70,7 @@ struct dv_server {
 	unsigned fails;  /* consecutive connection failures */
 	unsigned backoff_ms;
 	uint64_t down_until;
+	dv_tls_session_t *session; /* last TLS session, for resumption */
 };
 
 struct dv_pool {
@@ -69,6 +78,7 @@ struct dv_pool {
 	const dv_config_t *cfg;
 	dv_server_t *servers; /* local first, then fallback */
 	unsigned n_local, n_fallback;
+	dv_tls_ctx_t *tls; /* client context; NULL without tls:// servers */
 	uint8_t rxbuf[DV_DNS_MAX_MSG + 1]; /* UDP answers */
 };
 
@@ -175,8 +185,44 @@ static void slot_release(dv_uconn_t *c, uint32_t i)
 
 /* ---- sockets ---- */
 
+static void conn_flush(dv_uconn_t *c);
+
+/* TLS output: wolfSSL wants the very same bytes again after a WANT, so
+ * the length of that write is kept in tls_retry. */
+static void conn_flush_tls(dv_uconn_t *c)
+{
+	struct ev_loop *loop = c->server->pool->w->loop;
+	while (c->out_off < c->out_len) {
+		size_t len = c->tls_retry ? c->tls_retry
+					  : c->out_len - c->out_off;
+		ssize_t n = dv_tls_write(c->tls, c->out + c->out_off, len);
+		if (n == DV_TLS_WANT_WRITE || n == DV_TLS_WANT_READ) {
+			c->tls_retry = len;
+			/* WANT_READ: the read watcher, always on while OPEN,
+			 * retries; a write watcher would only spin */
+			if (n == DV_TLS_WANT_WRITE)
+				ev_io_start(loop, &c->wio);
+			else
+				ev_io_stop(loop, &c->wio);
+			return;
+		}
+		if (n < 0) {
+			conn_close(c, true, dv_tls_error(c->tls, (int)n));
+			return;
+		}
+		c->tls_retry = 0;
+		c->out_off += (size_t)n;
+	}
+	c->out_off = c->out_len = 0;
+	ev_io_stop(loop, &c->wio);
+}
+
 static void conn_flush(dv_uconn_t *c)
 {
+	if (c->tls) {
+		conn_flush_tls(c);
+		return;
+	}
 	while (c->out_off < c->out_len) {
 		ssize_t n = send(c->fd, c->out + c->out_off,
 				 c->out_len - c->out_off, MSG_NOSIGNAL);
@@ -272,6 +318,19 @@ static void conn_fail_slots(dv_uconn_t *c)
 	}
 }
 
+/* Keep the session of `c` for the server's next connection.  TLS 1.3
+ * tickets arrive after the handshake, so this runs once the first answer
+ * has been read, and again at close. */
+static void tls_keep_session(dv_uconn_t *c)
+{
+	dv_tls_session_t *sess = dv_tls_session_get(c->tls);
+	c->tls_saved = true;
+	if (sess) {
+		dv_tls_session_free(c->server->session);
+		c->server->session = sess;
+	}
+}
+
 static void conn_close(dv_uconn_t *c, bool failure, const char *why)
 {
 	dv_pool_t *p = c->server->pool;
@@ -280,6 +339,13 @@ static void conn_close(dv_uconn_t *c, bool failure, const char *why)
 	bool was_open = c->state == UC_OPEN;
 	ev_io_stop(p->w->loop, &c->rio);
 	ev_io_stop(p->w->loop, &c->wio);
+	if (c->tls) {
+		if (was_open)
+			tls_keep_session(c);
+		dv_tls_free(c->tls);
+		c->tls = NULL;
+	}
+	c->tls_retry = 0;
 	close(c->fd);
 	c->fd = -1;
 	c->state = UC_CLOSED;
@@ -296,26 +362,71 @@ static void conn_close(dv_uconn_t *c, bool failure, const char *why)
 
 static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len);
 
+static void handshake_step(dv_uconn_t *c);
+
+/* Read from the connection: bytes, 0 at EOF, -EAGAIN when there is
+ * nothing now, or another negative error (`why` says what). */
+static ssize_t conn_recv(dv_uconn_t *c, size_t room, const char **why)
+{
+	if (c->tls) {
+		ssize_t n = dv_tls_read(c->tls, c->in + c->in_len, room);
+		if (n > 0)
+			return n;
+		if (n == DV_TLS_WANT_READ)
+			return -EAGAIN;
+		if (n == DV_TLS_WANT_WRITE) {
+			ev_io_start(c->server->pool->w->loop, &c->wio);
+			return -EAGAIN;
+		}
+		if (n == DV_TLS_EOF)
+			return 0;
+		*why = dv_tls_error(c->tls, (int)n);
+		return n < 0 ? n : -EPROTO;
+	}
+	for (;;) {
+		ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
+		*why = strerror(errno);
+		return -errno;
+	}
+}
+
 static void tcp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	dv_uconn_t *c = w->data;
+	if (c->state == UC_HANDSHAKE) {
+		handshake_step(c);
+		return;
+	}
+	/* a TLS write that wanted to read first */
+	if (c->tls && c->tls_retry) {
+		conn_flush(c);
+		if (c->state != UC_OPEN)
+			return;
+	}
 	for (;;) {
 		size_t room = 2 + DV_DNS_MAX_MSG - c->in_len;
-		ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
+		const char *why = "read error";
+		ssize_t n = conn_recv(c, room, &why);
 		if (n == 0) {
 			conn_close(c, c->busy > 0, "closed by upstream");
 			return;
 		}
+		if (n == -EAGAIN)
+			return;
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			conn_close(c, true, strerror(errno));
+			conn_close(c, true, why);
 			return;
 		}
 		c->in_len += (size_t)n;
 		c->last_rx_ms = now_ms(c->server->pool);
+		if (c->tls && !c->tls_saved)
+			tls_keep_session(c);
 		size_t off = 0;
 		while (c->state == UC_OPEN && c->in_len - off >= 2) {
 			size_t mlen = dv_get16(c->in + off);
@@ -334,9 +445,87 @@ static void tcp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			memmove(c->in, c->in + off, c->in_len - off);
 			c->in_len -= off;
 		}
-		if ((size_t)n < room)
+		/* TLS: go on until WANT_READ, the library may hold
+		 * decrypted bytes the socket no longer signals */
+		if (!c->tls && (size_t)n < room)
 			return; /* drained the socket */
 	}
+}
+
+/* The connection is usable: queries queued meanwhile go out now. */
+static void conn_opened(dv_uconn_t *c)
+{
+	struct ev_loop *loop = c->server->pool->w->loop;
+	c->state = UC_OPEN;
+	c->last_rx_ms = now_ms(c->server->pool);
+	server_ok(c->server);
+	ev_io_start(loop, &c->rio);
+	if (c->out_len > c->out_off)
+		conn_flush(c);
+	else
+		ev_io_stop(loop, &c->wio);
+}
+
+static void handshake_step(dv_uconn_t *c)
+{
+	dv_server_t *s = c->server;
+	struct ev_loop *loop = s->pool->w->loop;
+	int ret = dv_tls_connect(c->tls);
+	if (ret == 0) {
+		DV_STAT_INC(&s->pool->w->stats, tls_handshakes);
+		if (dv_tls_resumed(c->tls))
+			DV_STAT_INC(&s->pool->w->stats, tls_resumed);
+		conn_opened(c);
+		return;
+	}
+	if (ret == DV_TLS_WANT_READ) {
+		ev_io_stop(loop, &c->wio);
+		ev_io_start(loop, &c->rio);
+		return;
+	}
+	if (ret == DV_TLS_WANT_WRITE) {
+		ev_io_stop(loop, &c->rio);
+		ev_io_start(loop, &c->wio);
+		return;
+	}
+	DV_STAT_INC(&s->pool->w->stats, tls_failed);
+	char why[DV_URL_NAME_MAX + 256];
+	if (dv_tls_cert_error(ret))
+		snprintf(why, sizeof(why),
+			 "TLS handshake failed: the certificate did not verify "
+			 "for %s (%s)",
+			 s->url.name, dv_tls_error(c->tls, ret));
+	else
+		snprintf(why, sizeof(why), "TLS handshake failed: %s",
+			 dv_tls_error(c->tls, ret));
+	/* once per outage, not once per connection attempt */
+	if (s->fails == 0)
+		dv_log_warn("worker %u: upstream %s: %s", s->pool->w->index,
+			    s->url.text, why);
+	/* a session the server no longer likes must not be offered again */
+	dv_tls_session_free(s->session);
+	s->session = NULL;
+	conn_close(c, true, why);
+}
+
+/* TCP is up: plain connections are open, TLS ones start the handshake. */
+static void conn_tcp_up(dv_uconn_t *c)
+{
+	dv_server_t *s = c->server;
+	if (s->url.scheme != DV_SCHEME_TLS) {
+		conn_opened(c);
+		return;
+	}
+	c->tls = dv_tls_connect_new(s->pool->tls, c->fd, s->url.name,
+				    s->session);
+	if (!c->tls) {
+		conn_close(c, true, "cannot create a TLS connection");
+		return;
+	}
+	c->tls_retry = 0;
+	c->tls_saved = false;
+	c->state = UC_HANDSHAKE;
+	handshake_step(c);
 }
 
 static void tcp_write_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -350,10 +539,12 @@ static void tcp_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 			conn_close(c, true, strerror(err));
 			return;
 		}
-		c->state = UC_OPEN;
-		c->last_rx_ms = now_ms(c->server->pool);
-		server_ok(c->server);
-		ev_io_start(loop, &c->rio);
+		conn_tcp_up(c);
+		return;
+	}
+	if (c->state == UC_HANDSHAKE) {
+		handshake_step(c);
+		return;
 	}
 	conn_flush(c);
 }
@@ -383,10 +574,18 @@ static int conn_connect(dv_uconn_t *c)
 	ev_io_set(&c->rio, fd, EV_READ);
 	ev_io_set(&c->wio, fd, EV_WRITE);
 	DV_STAT_INC(&p->w->stats, upstream_connects);
-	if (c->udp || ret == 0) {
+	if (c->udp) {
 		c->state = UC_OPEN;
 		c->last_rx_ms = now_ms(p);
 		ev_io_start(p->w->loop, &c->rio);
+	} else if (ret == 0) {
+		/* connected at once (loopback): a TLS handshake starts now; a
+		 * failure closes the connection, which the caller sees as
+		 * CLOSED */
+		c->state = UC_CONNECTING;
+		conn_tcp_up(c);
+		if (c->state == UC_CLOSED)
+			return DV_EUPSTREAM;
 	} else {
 		c->state = UC_CONNECTING;
 		ev_io_start(p->w->loop, &c->wio);
@@ -730,6 +929,19 @@ dv_pool_t *dv_pool_new(dv_worker_t *w, const dv_config_t *cfg)
 		if (server_init(p, &p->servers[p->n_local + i],
 				&cfg->fallback[i], true))
 			goto fail;
+	/* one client context per worker: no lock is shared between workers,
+	 * and each keeps its own sessions (per server) */
+	for (unsigned i = 0; i < p->n_local + p->n_fallback; i++) {
+		if (p->servers[i].url.scheme != DV_SCHEME_TLS)
+			continue;
+		char err[600];
+		p->tls = dv_tls_client_new(cfg->tls_ca, err, sizeof(err));
+		if (!p->tls) {
+			dv_log_error("tls:// upstreams: %s", err);
+			goto fail;
+		}
+		break;
+	}
 	return p;
 fail:
 	dv_pool_free(p);
@@ -750,6 +962,8 @@ void dv_pool_start(dv_pool_t *p)
 
 static void conn_destroy(dv_pool_t *p, dv_uconn_t *c)
 {
+	dv_tls_free(c->tls);
+	c->tls = NULL;
 	if (c->fd >= 0) {
 		ev_io_stop(p->w->loop, &c->rio);
 		ev_io_stop(p->w->loop, &c->wio);
@@ -771,8 +985,10 @@ void dv_pool_free(dv_pool_t *p)
 		if (s->udp)
 			conn_destroy(p, s->udp);
 		free(s->udp);
+		dv_tls_session_free(s->session);
 	}
 	free(p->servers);
+	dv_tls_ctx_free(p->tls);
 	free(p);
 }
 

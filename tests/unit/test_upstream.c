@@ -539,6 +539,7 @@ static void test_pool_new(void **state)
 			assert_ptr_equal(s->tcp[j].server, s);
 			check_free_list(&s->tcp[j], 128);
 		}
+		assert_null(s->session);
 		if (k == 1) {
 			assert_non_null(s->udp);
 			assert_true(s->udp->udp);
@@ -549,9 +550,100 @@ static void test_pool_new(void **state)
 			assert_null(s->udp);
 		}
 	}
+	assert_null(p->tls); /* no tls:// server, no TLS context */
 	dv_pool_free(p);
 	dv_pool_free(NULL);
 	free(w);
+}
+
+/* A throw-away self-signed CA (EC P-256, no key kept): any certificate
+ * will do as a trust anchor for building a client context. */
+static const char test_ca_pem[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIBlDCCATugAwIBAgIUHqyxXdXIwBFGLbCunfrku01m/7QwCgYIKoZIzj0EAwIw\n"
+	"HzEdMBsGA1UECgwUZG5zdmVpbCB1bml0IHRlc3QgQ0EwIBcNMjYxMTIyMjExNzIw\n"
+	"WhgPMjEyNjEwMjkyMTE3MjBaMB8xHTAbBgNVBAoMFGRuc3ZlaWwgdW5pdCB0ZXN0\n"
+	"IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEUkOEIDOENkmLagUvglpJLftW\n"
+	"Gr7+KZzOjoP9F8VyRfHf4aMtbWAib/1JPHfOhzjxRILbE+vS9eA2Nsc971azhKNT\n"
+	"MFEwHQYDVR0OBBYEFMENrKkVfq7zTcON2adoYu7BTtp7MB8GA1UdIwQYMBaAFMEN\n"
+	"rKkVfq7zTcON2adoYu7BTtp7MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID\n"
+	"RwAwRAIgHK9F54RxpnM9oXWwWOU9DYczdW+eHX6EnL8PFQqvYyACIBRMLY6qSQXh\n"
+	"D7GIM+jP6xGlxPAZVZlfgeYMHFl/Jv07\n"
+	"-----END CERTIFICATE-----\n";
+
+static void write_tmp(char *path, const char *text)
+{
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	size_t len = strlen(text);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	close(fd);
+}
+
+/* A tls:// server makes the pool build a client context from tls.ca; its
+ * connections start CLOSED like TCP ones, with no TLS object and no
+ * session yet.  A CA file that does not load fails dv_pool_new cleanly. */
+static void test_pool_new_tls(void **state)
+{
+	static dv_config_t cfg;
+	char err[256];
+	char ca[] = "/tmp/dv-test-ca-XXXXXX";
+	char bad[] = "/tmp/dv-test-bad-XXXXXX";
+	write_tmp(ca, test_ca_pem);
+	write_tmp(bad, "not a certificate\n");
+	assert_int_equal(dv_tls_init(3600), 0);
+
+	dv_config_defaults(&cfg);
+	cfg.upstream_connections = 2;
+	cfg.upstream_max_inflight = 64;
+	assert_int_equal(dv_url_parse("tcp://127.0.0.1:5335", DV_URL_UPSTREAM,
+				      &cfg.upstream[0], err, sizeof(err)),
+			 0);
+	assert_int_equal(dv_url_parse("tls://127.0.0.1:8853#dns.test",
+				      DV_URL_UPSTREAM, &cfg.fallback[0], err,
+				      sizeof(err)),
+			 0);
+	cfg.n_upstream = 1;
+	cfg.n_fallback = 1;
+	snprintf(cfg.tls_ca, sizeof(cfg.tls_ca), "%s", ca);
+
+	dv_worker_t *w = calloc(1, sizeof(*w));
+	assert_non_null(w);
+	dv_pool_t *p = dv_pool_new(w, &cfg);
+	assert_non_null(p);
+	assert_non_null(p->tls);
+	dv_server_t *s = &p->servers[1];
+	assert_int_equal(s->url.scheme, DV_SCHEME_TLS);
+	assert_string_equal(s->url.name, "dns.test");
+	assert_null(s->udp);
+	assert_null(s->session);
+	for (unsigned j = 0; j < s->n_tcp; j++) {
+		assert_int_equal(s->tcp[j].state, UC_CLOSED);
+		assert_null(s->tcp[j].tls);
+		assert_int_equal(s->tcp[j].tls_retry, 0);
+		check_free_list(&s->tcp[j], 64);
+	}
+	dv_pool_free(p);
+
+	snprintf(cfg.tls_ca, sizeof(cfg.tls_ca), "%s", bad);
+	assert_null(dv_pool_new(w, &cfg));
+
+	free(w);
+	unlink(ca);
+	unlink(bad);
+	dv_tls_cleanup();
+}
+
+/* Only a certificate problem is reported as "did not verify". */
+static void test_tls_cert_errors(void **state)
+{
+	(void)state;
+	assert_true(dv_tls_cert_error(-322));  /* DOMAIN_NAME_MISMATCH */
+	assert_true(dv_tls_cert_error(-188));  /* ASN_NO_SIGNER_E */
+	assert_true(dv_tls_cert_error(-151));  /* ASN_AFTER_DATE_E */
+	assert_false(dv_tls_cert_error(-308)); /* SOCKET_ERROR_E */
+	assert_false(dv_tls_cert_error(DV_TLS_WANT_READ));
+	assert_false(dv_tls_cert_error(-EPIPE));
 }
 
 int main(void)
@@ -576,6 +668,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_handle_answer_question,
 						setup, teardown),
 		cmocka_unit_test(test_pool_new),
+		cmocka_unit_test(test_pool_new_tls),
+		cmocka_unit_test(test_tls_cert_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,225 @@
+#!/usr/bin/python3
+"""tls:// upstreams (DNS over TLS to the resolver, RFC 7858): a real
+Unbound serves DoT on its own port (tls-port, certs/dev-cert.pem: a leaf
+for dns.test), dnsveil reaches it as `tls://127.0.0.1:TLSPORT#dns.test`
+trusting certs/ca.pem (--ca).
+
+- As the only upstream it answers, over UDP and TCP, and 200 queries in
+  flight at once all travel over one persistent TLS connection.
+- A name the certificate does not carry (#wrong.test) is refused: SERVFAIL
+  with an Extended DNS Error, and the log says the certificate did not
+  verify.
+- As the fallback: with the local (plain TCP) Unbound killed, the DoT
+  fallback answers.
+- When the DoT Unbound restarts, dnsveil reconnects to it.
+- A new connection to a server resumes the last session (the upstream here
+  is a second dnsveil with a DoT listener, which issues session tickets and
+  closes idle connections quickly).
+
+Each Unbound serves `*.whoami.example.test TXT` saying who it is, so every
+query can use a fresh, uncacheable name."""
+
+import os
+import socket
+import sys
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+import dotutil as du  # noqa: E402
+from harness import log  # noqa: E402
+
+import dns.exception  # noqa: E402
+import dns.message  # noqa: E402
+import dns.query  # noqa: E402
+import dns.rcode  # noqa: E402
+
+CLIENT_TIMEOUT = h.scaled(5.0)
+
+
+def dot_unbound(whoami="dot"):
+    """An Unbound that also serves DoT on a port of its own."""
+    du.ensure_dev_certs()
+    tls_port = h.free_port()
+    extra = ("  interface: 127.0.0.1@{tp}\n"
+             "  tls-port: {tp}\n"
+             "  tls-service-key: \"{key}\"\n"
+             "  tls-service-pem: \"{cert}\"\n").format(tp=tls_port, key=du.KEY, cert=du.CERT)
+    u = h.Unbound(whoami=whoami, extra_server_conf=extra, name=whoami + "-dot")
+    u.tls_port = tls_port
+    return u
+
+
+def tls_url(u, name=du.AUTH_NAME):
+    return "tls://127.0.0.1:%d#%s" % (u.tls_port, name)
+
+
+def pool_config(**pool):
+    p = {"hedge-delay-ms": 200, "query-timeout-ms": 3000, "timeout-ms": 1500,
+         "connections": 2, "reconnect-min-ms": 50, "reconnect-max-ms": 1000}
+    p.update(pool)
+    return h.base_config(pool=p)
+
+
+class UpstreamTls(h.IntegrationTest):
+
+    def start_dot_unbound(self, whoami="dot"):
+        u = dot_unbound(whoami)
+        self._unbounds.append(u)
+        u.start()
+        log("unbound %s: plain %d, DoT %d" % (whoami, u.port, u.tls_port))
+        return u
+
+    def whoami(self, d, tcp=False, timeout=CLIENT_TIMEOUT):
+        name = h.unique_label("w") + ".whoami.example.test"
+        q = h.tcp_query if tcp else h.udp_query
+        return q(d.port, name, "TXT", timeout=timeout)
+
+    def assert_whoami(self, d, want, n=4, what=""):
+        for i in range(n):
+            m = self.whoami(d, tcp=bool(i % 2))
+            self.assertEqual(m.rcode(), dns.rcode.NOERROR, "%s: rcode %s" % (
+                what, dns.rcode.to_text(m.rcode())))
+            self.assertEqual(h.txt_value(m), want, "%s: answer from %r, expected %r" % (
+                what, h.txt_value(m), want))
+        log("ok: %d queries answered by %s %s" % (n, want, what))
+
+    def burst(self, d, n):
+        """`n` UDP queries for unique names sent at once from one socket;
+        returns {qid: message} of the answers received."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.settimeout(CLIENT_TIMEOUT)
+        want = {}
+        try:
+            for i in range(n):
+                q = h.make_query(h.unique_label("b%d-" % i) + ".whoami.example.test", "TXT",
+                                 qid=i + 1)
+                want[i + 1] = q
+                s.sendto(q.to_wire(), ("127.0.0.1", d.port))
+            got = {}
+            deadline = time.monotonic() + h.scaled(10)
+            while len(got) < n and time.monotonic() < deadline:
+                try:
+                    wire, _ = s.recvfrom(65535)
+                except socket.timeout:
+                    break
+                m = dns.message.from_wire(wire)
+                if m.id in want and want[m.id].question == m.question:
+                    got[m.id] = m
+            return got
+        finally:
+            s.close()
+
+    def test_only_upstream_pipelined(self):
+        ub = self.start_dot_unbound()
+        d = self.start_dnsveil(upstream=[tls_url(ub)], flags=True, workers=1,
+                               extra_args=["--ca", du.CA], config=pool_config(connections=1))
+        self.assert_whoami(d, "dot", what="over the tls:// upstream")
+        connects0 = d.stats()["upstream_connects"]
+
+        n = 200
+        got = self.burst(d, n)
+        self.assertEqual(len(got), n, "%d of %d concurrent queries answered" % (len(got), n))
+        bad = [m for m in got.values()
+               if m.rcode() != dns.rcode.NOERROR or h.txt_value(m) != "dot"]
+        self.assertFalse(bad, "%d answers not NOERROR/\"dot\": %s" % (
+            len(bad), [dns.rcode.to_text(m.rcode()) for m in bad[:5]]))
+        st = d.stats()
+        self.assertEqual(st["upstream_connects"], 1,
+                         "one worker with 1 connection opened %d: %s" % (
+                                 st["upstream_connects"], st))
+        self.assertEqual(st["upstream_connects"], connects0,
+                         "the burst opened new connections: %s" % st)
+        self.assertGreaterEqual(st["upstream_answers"], n)
+        log("ok: %d concurrent queries answered over %d TLS connection(s)" % (
+            n, st["upstream_connects"]))
+
+        # the DoT server restarts: dnsveil reconnects (and may resume)
+        ub.restart()
+        log("restarted the DoT Unbound")
+
+        def answered():
+            try:
+                m = self.whoami(d, timeout=h.scaled(2))
+            except dns.exception.Timeout:
+                return False
+            return m.rcode() == dns.rcode.NOERROR and h.txt_value(m) == "dot"
+        h.wait_for(answered, h.scaled(15), interval=0.2,
+                   what="answers over TLS after the upstream restarted")
+        self.assert_whoami(d, "dot", what="after the DoT upstream restarted")
+
+    def test_wrong_name_refused(self):
+        ub = self.start_dot_unbound()
+        q0 = ub.num_queries()  # the harness's readiness probes
+        d = self.start_dnsveil(upstream=[tls_url(ub, "wrong.test")], flags=True,
+                               extra_args=["--ca", du.CA], config=pool_config())
+        for edns in (0, None):
+            q = h.make_query(h.unique_label("x") + ".whoami.example.test", "TXT", edns=edns)
+            try:
+                m = dns.query.udp(q, "127.0.0.1", port=d.port, timeout=h.scaled(10))
+            except dns.exception.Timeout:
+                self.fail("no answer with an upstream whose certificate does not verify")
+            self.assertEqual(m.rcode(), dns.rcode.SERVFAIL,
+                             "upstream with the wrong #NAME: %s" % dns.rcode.to_text(m.rcode()))
+            if edns is not None:
+                self.assertTrue(h.ede_codes(m), "SERVFAIL without an Extended DNS Error: %s"
+                                % (m.options,))
+        self.assertEqual(ub.num_queries(), q0, "a query reached the unverified upstream")
+        text = d.stderr_text()
+        self.assertIn("certificate did not verify", text,
+                      "the log does not say why:\n%s" % h.tail(d.stderr_path))
+        self.assertLessEqual(text.count("certificate did not verify for wrong.test ("),
+                             text.count("TLS handshake failed"),
+                             "log lines:\n%s" % h.tail(d.stderr_path))
+        log("ok: #wrong.test refused: SERVFAIL with EDE, log says the certificate did not verify")
+
+    def test_dot_fallback(self):
+        local = self.start_unbound(whoami="local")
+        fb = self.start_dot_unbound(whoami="dot")
+        d = self.start_dnsveil(upstream=[local], fallback=[tls_url(fb)], flags=True,
+                               extra_args=["--ca", du.CA], config=pool_config())
+        self.assert_whoami(d, "local", what="with both up")
+        st0 = d.stats()
+        local.kill()
+        log("killed the local Unbound (pid %d)" % local.proc.pid)
+        for i in range(6):
+            try:
+                m = self.whoami(d, tcp=bool(i % 2))
+            except dns.exception.Timeout:
+                self.fail("query %d after killing the local upstream timed out" % i)
+            self.assertEqual(m.rcode(), dns.rcode.NOERROR,
+                             "query %d with local dead: %s" % (i, dns.rcode.to_text(m.rcode())))
+            self.assertEqual(h.txt_value(m), "dot",
+                             "query %d answered by %r" % (i, h.txt_value(m)))
+        st1 = d.stats()
+        self.assertGreater(st1["fallback_queries"], st0["fallback_queries"], st1)
+        log("ok: with local dead the DoT fallback answers")
+
+    def test_session_resumed(self):
+        du.ensure_dev_certs()
+        ub = self.start_unbound(whoami="local")
+        tls_port = h.free_port()
+        front = self.start_dnsveil(
+            upstream=[ub], name="dot-upstream",
+            listen=["dns://127.0.0.1:{port}", "tls://127.0.0.1:%d" % tls_port],
+            config=h.base_config(limits={"tcp-idle-timeout-ms": 300},
+                                 tls={"cert": du.CERT, "key": du.KEY}))
+        d = self.start_dnsveil(upstream=["tls://127.0.0.1:%d#dns.test" % tls_port], workers=1,
+                               flags=True, extra_args=["--ca", du.CA],
+                               config=pool_config(connections=1))
+        for i in range(4):
+            self.assert_whoami(d, "local", n=1, what="(round %d)" % i)
+            time.sleep(0.6)  # the upstream closes the idle connection
+        st = d.stats()
+        self.assertGreaterEqual(st["tls_handshakes"], 3, st)
+        self.assertGreaterEqual(st["tls_resumed"], 2,
+                                "reconnections did not resume the session: %s" % st)
+        self.assertGreaterEqual(front.stats()["tls_resumed"], 2)
+        log("ok: %d TLS connections to the upstream, %d resumed" % (
+            st["tls_handshakes"], st["tls_resumed"]))
+
+
+if __name__ == "__main__":
+    h.main()

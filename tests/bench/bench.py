@@ -58,6 +58,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 UNBOUND = shutil.which("unbound", path="/usr/sbin:/usr/bin") or "/usr/sbin/unbound"
 DNSDIST = shutil.which("dnsdist", path="/usr/bin:/usr/sbin") or "/usr/bin/dnsdist"
 DNSPERF = shutil.which("dnsperf", path="/usr/bin") or "/usr/bin/dnsperf"
+H2LOAD = shutil.which("h2load", path="/usr/bin") or "/usr/bin/h2load"
+CURL = shutil.which("curl", path="/usr/bin") or "/usr/bin/curl"
 
 
 def log(*a):
@@ -122,6 +124,60 @@ def proc_cpu_seconds(pid):
         s = f.read()
     fields = s[s.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_busy_seconds(cpu):
+    """user+nice+system time of one CPU so far (/proc/stat; interrupt and
+    softirq time not included), in seconds."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu%d " % cpu):
+                v = line.split()
+                return (int(v[1]) + int(v[2]) + int(v[3])) / CLK_TCK
+    return 0.0
+
+
+def own_and_children_cpu_seconds():
+    """utime+stime of this script and of its children that have exited
+    (the load generator of the run just finished)."""
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    b = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+class CpuWatch:
+    """CPU accounting of one run: started just before the load generator,
+    finish() right after it exits.  Sets on the Result: cpu (the server),
+    up_cpu (the upstream, if given), others (CPU 0 time of processes other
+    than the server) and others_load (CPU 1 time of processes other than the
+    load generator, this script and the upstream), as fractions of one CPU
+    over the wall time."""
+
+    def __init__(self, pid, upstream_pid=None):
+        self.pid = pid
+        self.upstream_pid = upstream_pid
+        self.server = proc_cpu_seconds(pid)
+        self.upstream = proc_cpu_seconds(upstream_pid) if upstream_pid else None
+        self.busy = cpu_busy_seconds(SERVER_CPU), cpu_busy_seconds(LOAD_CPU)
+        self.mine = own_and_children_cpu_seconds()
+        self.t0 = time.monotonic()
+
+    def finish(self, res):
+        wall = time.monotonic() - self.t0
+        res.cpu = (proc_cpu_seconds(self.pid) - self.server) / wall
+        up = 0.0
+        if self.upstream_pid:
+            res.up_cpu = up = (proc_cpu_seconds(self.upstream_pid) - self.upstream) / wall
+        busy0 = (cpu_busy_seconds(SERVER_CPU) - self.busy[0]) / wall
+        busy1 = (cpu_busy_seconds(LOAD_CPU) - self.busy[1]) / wall
+        mine = (own_and_children_cpu_seconds() - self.mine) / wall
+        res.others = max(0.0, busy0 - res.cpu - (up if self.upstream_pid and
+                                                  SERVER_CPU in os.sched_getaffinity(
+                                                      self.upstream_pid) else 0.0))
+        res.others_load = max(0.0, busy1 - mine - (up if self.upstream_pid and
+                                                   LOAD_CPU in os.sched_getaffinity(
+                                                       self.upstream_pid) else 0.0))
+        return res
 
 
 def proc_rss_kib(pid):
@@ -239,6 +295,35 @@ def tls_ok(port, timeout=1.0):
         return False
 
 
+H2_PROBE = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" +       # client preface
+            b"\0\0\0\x04\0\0\0\0\0" +                    # empty SETTINGS
+            b"\0\0\x08\x07\0\0\0\0\0" + b"\0" * 8)       # GOAWAY, NO_ERROR
+
+
+def https_ok(port, timeout=1.0):
+    """A verified TLS handshake on a DoH port that settles on ALPN h2 (the
+    protocol the DoH rows use), then a clean HTTP/2 goodbye (preface,
+    SETTINGS, GOAWAY): a connection closed right after the handshake would
+    count as a client error in the servers' statistics."""
+    ctx = ssl.create_default_context(cafile=CA)
+    ctx.set_alpn_protocols(["h2"])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            with ctx.wrap_socket(s, server_hostname="dns.test") as t:
+                if t.selected_alpn_protocol() != "h2":
+                    return False
+                t.sendall(H2_PROBE)
+                t.settimeout(0.3)
+                try:
+                    while t.recv(4096):     # the server's SETTINGS, ack, GOAWAY
+                        pass
+                except (OSError, ssl.SSLError):
+                    pass
+                return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
 def wait_until(pred, timeout, proc=None, what="", interval=0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -302,12 +387,15 @@ class Result:
         self.p99_ms = kw.get("p99_ms")
         self.lost = kw.get("lost")
         self.errors = kw.get("errors")      # answers other than NOERROR
+        self.errors_are = kw.get("errors_are", "not NOERROR")   # ... or other than HTTP 2xx
         self.cpu = kw.get("cpu")            # fraction of one CPU the server used
         self.up_cpu = kw.get("up_cpu")      # ... and the upstream Unbound
         self.udp_drops = kw.get("udp_drops")  # host-wide UDP receive-buffer drops
         self.server_drops = kw.get("server_drops")  # ... by the server's own socket(s)
         self.exhausted = kw.get("exhausted", False)
         self.note = kw.get("note", "")
+        self.others = None      # CPU 0 used by other processes than the server
+        self.others_load = None  # CPU 1 used by others than the load generator, upstream, us
 
     @property
     def per_cpu(self):
@@ -350,24 +438,17 @@ class DnsperfRunner:
 
     def run(self, port, queries, seconds, pid, tmp, once=False, upstream_pid=None):
         out = os.path.join(tmp, "dnsperf.out")
-        cpu0 = proc_cpu_seconds(pid)
-        up0 = proc_cpu_seconds(upstream_pid) if upstream_pid else None
         drops0 = udp_drops()
         sdrops0 = udp_port_drops(port) if self.mode == "udp" else 0
-        t0 = time.monotonic()
+        watch = CpuWatch(pid, upstream_pid)
         with open(out, "w") as f:
             r = subprocess.run(self.cmd(port, queries, seconds=seconds, once=once),
                                stdout=f, stderr=subprocess.STDOUT,
                                timeout=seconds + self.timeout + 30, check=False)
-        wall = time.monotonic() - t0
-        cpu = (proc_cpu_seconds(pid) - cpu0) / wall
-        res = parse_dnsperf(out)
-        res.cpu = cpu
+        res = watch.finish(parse_dnsperf(out))
         res.udp_drops = udp_drops() - drops0
         if self.mode == "udp":
             res.server_drops = udp_port_drops(port) - sdrops0
-        if upstream_pid:
-            res.up_cpu = (proc_cpu_seconds(upstream_pid) - up0) / wall
         if r.returncode != 0 or res.qps is None:
             res.note = "dnsperf exit %d: %s" % (r.returncode, tail(out, 3).strip()[-200:])
         os.unlink(out)
@@ -419,6 +500,147 @@ def parse_dnsperf(path):
                   errors=errors, exhausted=end_of_file)
 
 
+class H2loadRunner:
+    """h2load POSTing one DNS query (wire format, id 0, RFC 8484) over HTTP/2
+    and TLS to https://127.0.0.1:PORT/dns-query: `clients` connections x
+    `streams` streams each, one thread pinned to the load CPU, for -D seconds.
+    Every request carries the same body, so the workload is purely cache hits
+    (no miss-heavy row).  h2load prints no percentiles: --log-file gives every
+    request's status and latency, and they are computed from it."""
+
+    workloads = ("hit",)
+    why_not = {"miss": "h2load POSTs the same body every time: cache-hit only"}
+
+    def __init__(self, clients, streams, path="/dns-query"):
+        self.clients = clients
+        self.streams = streams
+        self.path = path
+        self.checked = {}       # port -> note from the curl check in warm()
+
+    def describe(self):
+        return "h2load -c %d -m %d -t 1 (HTTP/2 over TLS, POST of one query)" % (
+            self.clients, self.streams)
+
+    def url(self, port):
+        return "https://127.0.0.1:%d%s" % (port, self.path)
+
+    @staticmethod
+    def body(queries, tmp):
+        """The first name of the query file as a DoH POST body (id 0)."""
+        with open(queries) as f:
+            name = f.readline().split()[0]
+        path = os.path.join(tmp, "doh-body.bin")
+        with open(path, "wb") as f:
+            f.write(dns_query(name, qid=0))
+        return path
+
+    def cmd(self, port, body, seconds=None, requests=None, logfile=None):
+        c = ["taskset", "-c", str(LOAD_CPU), H2LOAD, "-t", "1", "-c", str(self.clients),
+             "-m", str(self.streams), "-d", body, "-H", "content-type: application/dns-message"]
+        if seconds:
+            c += ["-D", str(seconds)]
+        if requests:
+            c += ["-n", str(requests)]
+        if logfile:
+            c += ["--log-file", logfile]
+        return c + [self.url(port)]
+
+    def check(self, port, body, tmp):
+        """One POST with curl over HTTP/2 (certificate verified): "" if the
+        answer is a NOERROR DNS message, else what went wrong."""
+        if not os.access(CURL, os.X_OK):
+            return "answer not checked (no curl)"
+        ans = os.path.join(tmp, "doh-answer.bin")
+        try:
+            r = subprocess.run([CURL, "-sS", "--http2", "--cacert", CA, "--max-time", "5",
+                                "-H", "content-type: application/dns-message",
+                                "--data-binary", "@" + body, "-o", ans,
+                                "-w", "%{http_code} %{http_version}", self.url(port)],
+                               capture_output=True, text=True, timeout=15, check=False)
+        except (OSError, subprocess.SubprocessError) as e:
+            return "curl: %s" % e
+        code = r.stdout.strip()
+        try:
+            with open(ans, "rb") as f:
+                data = f.read()
+            os.unlink(ans)
+        except OSError:
+            data = b""
+        if code != "200 2":
+            return "curl check: HTTP %s %s" % (code, r.stderr.strip()[-100:])
+        if len(data) < 12 or data[3] & 0x0F != 0:
+            return "curl check: answer is not a NOERROR DNS message"
+        return ""
+
+    def warm(self, port, queries, tmp):
+        body = self.body(queries, tmp)
+        self.checked[port] = self.check(port, body, tmp)
+        with open(os.path.join(tmp, "warm.out"), "w") as f:
+            subprocess.run(self.cmd(port, body, requests=5000), stdout=f,
+                           stderr=subprocess.STDOUT, timeout=60, check=False)
+
+    def run(self, port, queries, seconds, pid, tmp, once=False, upstream_pid=None):
+        body = self.body(queries, tmp)
+        out = os.path.join(tmp, "h2load.out")
+        reqlog = os.path.join(tmp, "h2load.log")
+        if os.path.exists(reqlog):
+            os.unlink(reqlog)       # h2load appends to its --log-file
+        watch = CpuWatch(pid, upstream_pid)
+        with open(out, "w") as f:
+            r = subprocess.run(self.cmd(port, body, seconds=seconds, logfile=reqlog),
+                               stdout=f, stderr=subprocess.STDOUT, timeout=seconds + 60,
+                               check=False)
+        res = watch.finish(parse_h2load(out, reqlog))
+        notes = [self.checked.get(port, "")]
+        if r.returncode != 0 or res.qps is None:
+            notes.append("h2load exit %d: %s" % (r.returncode, tail(out, 3).strip()[-200:]))
+        res.note = "; ".join(n for n in notes if n)
+        for f in (out, reqlog):
+            if os.path.exists(f):
+                os.unlink(f)
+        return res
+
+
+def parse_h2load(out, reqlog):
+    """Answers/s = 2xx responses over h2load's measuring time; latencies
+    (request sent to end of response) of the 2xx responses from the
+    per-request log; lost = streams that failed (status -1 in the log: reset,
+    connection error, time-out); errors = responses other than 2xx."""
+    secs = None
+    with open(out, errors="replace") as f:
+        text = f.read()
+    m = re.search(r"finished in ([\d.]+)(m?s),", text)
+    if m:
+        secs = float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
+    lat = []
+    lost = errors = 0
+    try:
+        with open(reqlog) as f:
+            for line in f:
+                parts = line.split("\t")
+                if len(parts) < 3:
+                    continue
+                status = int(parts[1])
+                if status == -1:
+                    lost += 1
+                elif 200 <= status < 300:
+                    lat.append(int(parts[2]) / 1000.0)
+                else:
+                    errors += 1
+    except (OSError, ValueError):
+        pass
+    if not secs or not lat:
+        return Result(lost=lost, errors=errors, errors_are="not 2xx")
+    mean = sum(lat) / len(lat)
+    n = len(lat)
+    lat.sort()
+
+    def pct(p):
+        return lat[min(n - 1, int(p / 100.0 * n))]
+    return Result(qps=n / secs, mean_ms=mean, p50_ms=pct(50), p99_ms=pct(99), lost=lost,
+                  errors=errors, errors_are="not 2xx")
+
+
 class Transport:
     def __init__(self, key, label, scheme, listen, port, runner):
         self.key = key          # short name
@@ -430,6 +652,8 @@ class Transport:
 
 
 CLIENTS, INFLIGHT = 10, 1000    # 10 connections x 100 in flight (TARGETS.md)
+DOH_CLIENTS, DOH_STREAMS = 10, 10   # 10 connections x 10 streams (TARGETS.md)
+NO_RUNNER = {"doh": "h2load is not installed (apt-get install nghttp2-client)"}
 
 TRANSPORTS = [
     Transport("udp", "Do53 UDP", "udp", "udp://127.0.0.1:{port}", "dns",
@@ -438,9 +662,10 @@ TRANSPORTS = [
               DnsperfRunner("tcp", CLIENTS, INFLIGHT)),
     Transport("dot", "DoT", "tls", "tls://127.0.0.1:{port}", "dot",
               DnsperfRunner("dot", CLIENTS, INFLIGHT)),
-    # DoH (h2load) and DoQ (the project's client) rows: add a runner, and
-    # the listener to the peers' templates.
-    Transport("doh", "DoH", "https", "https://127.0.0.1:{port}/dns-query", "doh", None),
+    Transport("doh", "DoH h2 POST", "https", "https://127.0.0.1:{port}/dns-query", "doh",
+              H2loadRunner(DOH_CLIENTS, DOH_STREAMS) if os.access(H2LOAD, os.X_OK) else None),
+    # DoQ (the project's client) row: add a runner, and the listener to the
+    # peers' templates.
     Transport("doq", "DoQ", "quic", "quic://127.0.0.1:{port}", "doq", None),
 ]
 
@@ -465,9 +690,13 @@ class Server:
 
     def ready(self):
         """The upstream path answers over UDP (unless this instance has no
-        Do53 listener) and a DoT handshake succeeds."""
-        if "dns" in self.ports and not getattr(self, "memory_mode", False) and \
+        Do53 listener), a DoT handshake succeeds and a DoH one settles on
+        h2 (the DoH listener is not checked in the memory test)."""
+        memory_mode = getattr(self, "memory_mode", False)
+        if "dns" in self.ports and not memory_mode and \
                 udp_rcode(self.ports["dns"], "h0.bench.test") != 0:
+            return False
+        if "doh" in self.ports and not memory_mode and not https_ok(self.ports["doh"]):
             return False
         return "dot" not in self.ports or tls_ok(self.ports["dot"])
 
@@ -546,9 +775,15 @@ class Dnsdist(Server):
         os.makedirs(self.dir, exist_ok=True)
         self.log = os.path.join(self.dir, "stderr.log")
         self.ports = {"dns": free_port(), "dot": free_port()}
-        self.na = {"doh": "not set up in the bench yet", "doq": "no DoQ in dnsdist 1.7"}
+        self.na = {"doq": "no DoQ in dnsdist 1.7"}
+        if build_has([DNSDIST, "--version"], "dns-over-https(DOH)"):
+            self.ports["doh"] = free_port()
+        else:
+            self.na["doh"] = "this dnsdist is built without DoH"
         self.conf = render("dnsdist.conf", os.path.join(self.dir, "dnsdist.conf"),
                            DNS_PORT=self.ports["dns"], DOT_PORT=self.ports["dot"],
+                           DOH_PORT=self.ports.get("doh", 0),
+                           DOH_OFF="" if "doh" in self.ports else "-- (no DoH in this build) ",
                            UPSTREAM_PORT=upstream_port, CERT=CERT, KEY=KEY)
 
     def command(self, memory_test):
@@ -574,13 +809,21 @@ class UnboundFrontend(Server):
         os.makedirs(self.dir, exist_ok=True)
         self.log = os.path.join(self.dir, "stderr.log")
         self.ports = {"dns": free_port(), "dot": free_port()}
-        self.na = {"doh": "not set up in the bench yet", "doq": "no DoQ in Unbound 1.17"}
+        self.na = {"doq": "no DoQ in Unbound 1.17"}
+        # Unbound serves DoH only when built with libnghttp2
+        if build_has([UNBOUND, "-V"], "nghttp2"):
+            self.ports["doh"] = free_port()
+        else:
+            self.na["doh"] = "this Unbound is built without libnghttp2 (no DoH)"
         self.upstream_port = upstream_port
 
     def command(self, memory_test):
         conf = render("unbound-frontend.conf",
                       os.path.join(self.dir, "unbound%s.conf" % ("-mem" if memory_test else "")),
                       DIR=self.dir, DOT_PORT=self.ports["dot"],
+                      DOH_PORT=self.ports.get("doh", 0),
+                      DOH_INTERFACE="interface: 127.0.0.1@%d" % self.ports["doh"]
+                      if "doh" in self.ports and not memory_test else "# (no DoH listener)",
                       # the memory test listens for DoT only: Unbound wants
                       # descriptors for incoming-num-tcp slots per TCP interface
                       DNS_INTERFACE="# (memory test: DoT only)" if memory_test else
@@ -590,6 +833,16 @@ class UnboundFrontend(Server):
                       TCP_SLOTS=self.memory_slots() if memory_test else 200,
                       OUTGOING_RANGE=256 if memory_test else 8192)
         return [UNBOUND, "-d", "-c", conf]
+
+
+def build_has(cmd, feature):
+    """Whether a version/feature listing (`dnsdist --version`, `unbound -V`)
+    mentions `feature`."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return feature in r.stdout + r.stderr
 
 
 def dnsveil_implements(binary, transport):
@@ -769,7 +1022,7 @@ def median_result(results):
     m = Result(qps=med("qps"), mean_ms=med("mean_ms"), p50_ms=med("p50_ms"),
                p99_ms=med("p99_ms"), lost=med("lost"), errors=med("errors"), cpu=med("cpu"),
                up_cpu=med("up_cpu"), udp_drops=med("udp_drops"),
-               server_drops=med("server_drops"))
+               server_drops=med("server_drops"), errors_are=ok[0].errors_are)
     m.per_cpu_med = statistics.median([r.per_cpu for r in ok if r.per_cpu is not None] or [0])
     m.exhausted = any(r.exhausted for r in ok)
     m.note = "; ".join(sorted({r.note for r in results if r.note}))
@@ -788,9 +1041,10 @@ def row(workload, transport, server, r, ratio=""):
     return "| %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         workload, transport, server, fmt_qps(r.qps), " †" if r.exhausted else "",
         fmt_ms(r.mean_ms), fmt_ms(r.p50_ms), fmt_ms(r.p99_ms),
-        "%d" % r.lost + (" (+%d not NOERROR)" % r.errors if r.errors else "") +
+        "%d" % r.lost + (" (+%d %s)" % (r.errors, r.errors_are) if r.errors else "") +
         (" (UDP drops: %d by the server's socket, %d on the host)" % (
-            r.server_drops or 0, r.udp_drops) if r.udp_drops else ""),
+            r.server_drops or 0, r.udp_drops) if r.udp_drops else "") +
+        (" (%s)" % r.note if r.note else ""),
         pct(r.cpu), fmt_qps(per_cpu), pct(r.up_cpu), ratio)
 
 
@@ -817,15 +1071,19 @@ def machine_header(args, runs, seconds, miss_seconds):
             datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), os.uname().nodename,
             os.cpu_count(), model, os.uname().release,
             open("/proc/loadavg").read().split()[0]),
-        "- dnsveil %s (commit %s, release build, `--workers 1`), dnsdist %s, Unbound %s, dnsperf %s" % (
+        "- dnsveil %s (commit %s, release build, `--workers 1`), dnsdist %s, Unbound %s, "
+        "dnsperf %s, h2load %s" % (
             ver([args.dnsveil, "--version"], r"(\d[\w.\-+]*)"), commit,
             ver([DNSDIST, "--version"], r"dnsdist (\S+)"), ver([UNBOUND, "-V"], r"Version (\S+)"),
-            ver([DNSPERF, "-h"], r"Version (\S+)")),
-        "- pinning: each server under test on CPU %d (alone); dnsperf, the upstream Unbound and "
-        "the idle-connection helper on CPU %d (for the ceiling rows the upstream is moved to "
+            ver([DNSPERF, "-h"], r"Version (\S+)"), ver([H2LOAD, "--version"], r"nghttp2/(\S+)")),
+        "- pinning: each server under test on CPU %d (alone); dnsperf/h2load, the upstream "
+        "Unbound and the idle-connection helper on CPU %d (for the ceiling rows the upstream is moved to "
         "CPU %d, the server's place)" % (SERVER_CPU, LOAD_CPU, SERVER_CPU),
         "- load: %s; each figure the median of %d run(s) of %d s (miss-heavy: %d s), servers "
-        "interleaved run by run" % (TRANSPORTS[0].runner.describe() + " (-m tcp/dot likewise)",
+        "interleaved run by run" % (TRANSPORTS[0].runner.describe() + " (-m tcp/dot likewise)" +
+                                    "".join("; %s: %s" % (t.label, t.runner.describe())
+                                            for t in TRANSPORTS
+                                            if isinstance(t.runner, H2loadRunner)),
                                     runs, seconds, miss_seconds),
         "- upstream: one Unbound (1 thread) serving bench.test (10,000 A records + a wildcard); "
         "dnsveil asks it over its pooled %s, dnsdist and Unbound over UDP "
@@ -835,13 +1093,35 @@ def machine_header(args, runs, seconds, miss_seconds):
         "measured" % SERVER_CPU,
         "- cache-hit: 1,000 names repeated, every cache warmed first through the same "
         "transport; miss-heavy: every query a new name (`m<random>.bench.test`, the "
-        "upstream's wildcard), so every query goes upstream",
+        "upstream's wildcard), so every query goes upstream; DoH: h2load POSTs one "
+        "query (the first name of the cache-hit file, id 0) again and again, a pure "
+        "cache-hit workload, checked first with one verified `curl --http2` POST",
         "",
     ]
     return lines
 
 
 # ------------------------------------------------------------------ main run
+
+BUSY_LIMIT = 0.05       # CPU-0 time of other processes that earns a run a note
+
+
+def busy_note(notes, what, res):
+    """A note when other processes (another job on the machine) used more
+    than BUSY_LIMIT of the server's CPU or of the load generator's during a
+    run: its figures are suspect."""
+    log("  %s answers/s, server CPU %s; other processes: CPU %d %s, CPU %d %s" % (
+        fmt_qps(res.qps), "%.0f%%" % (100 * res.cpu) if res.cpu is not None else "?",
+        SERVER_CPU, "%.0f%%" % (100 * res.others) if res.others is not None else "?",
+        LOAD_CPU, "%.0f%%" % (100 * res.others_load) if res.others_load is not None else "?"))
+    busy = []
+    if res.others is not None and res.others > BUSY_LIMIT:
+        busy.append("%.0f%% of CPU %d (the server's)" % (100 * res.others, SERVER_CPU))
+    if res.others_load is not None and res.others_load > BUSY_LIMIT:
+        busy.append("%.0f%% of CPU %d (the load generator's)" % (100 * res.others_load,
+                                                                LOAD_CPU))
+    if busy:
+        notes.append("%s: other processes used %s" % (what, " and ".join(busy)))
 
 def run_main(args):
     os.sched_setaffinity(0, {LOAD_CPU})
@@ -915,6 +1195,7 @@ def run_main(args):
                     secs, once = miss_seconds, True
                 log("ceiling %s run %d/%d" % (workload, i + 1, runs))
                 rs.append(udp.runner.run(up.ports["dns"], q, secs, up.pid, tmp, once=once))
+                busy_note(notes, "ceiling %s run %d" % (workload, i + 1), rs[-1])
             results[(workload, "ceiling", up.name)] = median_result(rs)
     finally:
         os.sched_setaffinity(up.pid, {LOAD_CPU})
@@ -922,7 +1203,8 @@ def run_main(args):
     # ---- the frontends
     for workload in workloads:
         for t in transports:
-            if t.runner is None:
+            if t.runner is None or workload not in getattr(t.runner, "workloads",
+                                                           ("hit", "miss")):
                 continue
             targets = [s for s in live if t.port in s.ports and
                        (s is not dv or implemented[t.key][0])]
@@ -948,6 +1230,8 @@ def run_main(args):
                     log("%s %s %s run %d/%d" % (workload, t.label, s.name, i + 1, runs))
                     per[s.name].append(t.runner.run(s.ports[t.port], q, secs, s.pid, tmp,
                                                     once=once, upstream_pid=up.pid))
+                    busy_note(notes, "%s %s %s run %d" % (workload, t.label, s.name, i + 1),
+                              per[s.name][-1])
             for s in targets:
                 results[(workload, t.key, s.name)] = median_result(per[s.name])
 
@@ -1012,7 +1296,7 @@ def run_main(args):
     out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     wl_label = {"hit": "cache-hit", "miss": "miss-heavy"}
 
-    def why_na(s, t):
+    def why_na(s, t, workload):
         if s.failed is not None:
             return "did not start"
         if s is dv and not implemented[t.key][0]:
@@ -1020,7 +1304,9 @@ def run_main(args):
         if t.port not in s.ports:
             return s.na.get(t.key, "no listener")
         if t.runner is None:
-            return "no load generator in the bench yet"
+            return NO_RUNNER.get(t.key, "no load generator in the bench yet")
+        if workload not in getattr(t.runner, "workloads", ("hit", "miss")):
+            return t.runner.why_not.get(workload, "not measured")
         return None
 
     for workload in workloads:
@@ -1028,7 +1314,11 @@ def run_main(args):
         out.append(row(wl, "Do53 UDP", "upstream Unbound alone (ceiling)",
                        results.get((workload, "ceiling", up.name))))
         for t in transports:
-            nas = [(s, why_na(s, t)) for s in servers]
+            nas = [(s, why_na(s, t, workload)) for s in servers]
+            if all(w for _, w in nas) and len({w for _, w in nas}) == 1:
+                out.append("| %s | %s | all | n/a: %s |  |  |  |  |  |  |  |  |" % (
+                    wl, t.label, nas[0][1]))
+                continue
             if all(w for _, w in nas):
                 # one line for a transport nobody could be measured on
                 out.append("| %s | %s | all | n/a: %s |  |  |  |  |  |  |  |  |" % (
@@ -1077,7 +1367,11 @@ def run_main(args):
                "utime+stime of that process over the run's wall time (100%% = one core). "
                "answers per server-CPU-second = answers/s ÷ server CPU. dnsveil / dnsdist: "
                "dnsveil's figure over dnsdist's on the same workload and transport. "
-               "† = the query file ran out before the time limit. Per connection = "
+               "† = the query file ran out before the time limit. DoH rows (h2load): "
+               "answers/s = 2xx responses per second of h2load's measuring time; latencies "
+               "from each request being sent to the end of its response, from "
+               "`h2load --log-file`; lost = failed streams (+ responses other than 2xx). "
+               "Per connection = "
                "(RSS with the connections − RSS idle) ÷ connections; each connection made a "
                "verified TLS 1.3 handshake and one query, then stayed idle." %
                TRANSPORTS[0].runner.timeout)

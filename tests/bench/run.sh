@@ -16,6 +16,9 @@ for tool in cmake dnsperf dnsdist unbound taskset openssl; do
 		exit 1
 	fi
 done
+if ! command -v h2load >/dev/null 2>&1; then
+	echo "run.sh: no h2load (apt-get install nghttp2-client): the DoH rows will print n/a" >&2
+fi
 if [ "$(nproc)" -lt 2 ]; then
 	echo "run.sh: needs 2 CPUs (server on CPU 0, load generator on CPU 1)" >&2
 	exit 1

@@ -69,6 +69,11 @@ struct lru_node {
 	struct lru_node *prev, *next;
 };
 
+enum {
+	ENTRY_PREFETCHED = 1u << 0, /* a prefetch was handed out for it */
+	ENTRY_SERVFAIL = 1u << 1,   /* the upstreams failed for this key */
+};
+
 struct entry {
 	struct entry *hnext;           /* hash chain */
 	struct lru_node lru;           /* most recent at the list head */
@@ -80,6 +85,10 @@ struct entry {
 	uint16_t key_len;
 	uint16_t len;                  /* stored answer length */
 	uint16_t n_ttl;
+	uint32_t hits;                 /* fresh hits since the store */
+	uint32_t sf_until;             /* ENTRY_SERVFAIL: remembered until */
+	uint16_t sf_ede;               /* ENTRY_SERVFAIL: EDE to report */
+	uint8_t eflags;                /* ENTRY_* */
 	uint8_t resp_head[RESP_HEAD_LEN];
 	uint8_t resp_tail[RESP_TAIL_LEN];
 	uint16_t ttl_off[];            /* then key, then answer */
@@ -529,6 +538,10 @@ static int entry_build(dv_cache_t *c, const uint8_t *key, size_t key_len,
 	e->stored_at = now_s;
 	e->used_at = now_s;
 	e->lifetime = lifetime;
+	e->hits = 0;
+	e->sf_until = 0;
+	e->sf_ede = 0xffff;
+	e->eflags = 0;
 	memcpy(e->ttl_off, sr.ttl_off, sr.n_ttl * sizeof(uint16_t));
 	memcpy(e->resp_head, &sr, RESP_HEAD_LEN);
 	memcpy(e->resp_tail, (const uint8_t *)&sr + RESP_OFFS_END,
@@ -541,11 +554,43 @@ fail_entry:
 	return ret;
 }
 
+/*
+ * Link `e` (hash `h`) into `s`, replacing an entry with the same key and
+ * evicting from the LRU tail to make room.  Entries to free are chained on
+ * `*dead`.  Under the lock.
+ */
+static void shard_insert(struct shard *s, struct entry *e, uint64_t h,
+			 struct entry **dead)
+{
+	struct entry **pp = chain_find(s, h, entry_key(e), e->key_len);
+
+	if (*pp != NULL) {
+		struct entry *old = *pp;
+		shard_unlink(s, pp);
+		old->hnext = *dead;
+		*dead = old;
+	}
+	while (s->bytes + e->size > s->budget) {
+		struct entry *victim = lru_entry(s->lru.prev);
+		shard_unlink_entry(s, victim);
+		victim->hnext = *dead;
+		*dead = victim;
+		s->evictions++;
+	}
+	pp = &s->buckets[bucket_of(s, h)];
+	e->hnext = *pp;
+	*pp = e;
+	lru_push_head(s, &e->lru);
+	s->entries++;
+	s->bytes += e->size;
+	shard_maybe_grow(s);
+}
+
 int dv_cache_store(dv_cache_t *c, const uint8_t *key, size_t key_len,
 		   const uint8_t *wire, size_t len, const dv_wire_resp_t *r,
 		   uint32_t now_s)
 {
-	struct entry *e = NULL, *dead = NULL, **pp;
+	struct entry *e = NULL, *dead = NULL;
 	struct shard *s;
 	int ret;
 
@@ -563,49 +608,159 @@ int dv_cache_store(dv_cache_t *c, const uint8_t *key, size_t key_len,
 	e->hash = h;
 
 	pthread_mutex_lock(&s->lock);
-	pp = chain_find(s, h, key, key_len);
-	if (*pp != NULL) {
-		dead = *pp;
-		shard_unlink(s, pp);
-		dead->hnext = NULL;
-	}
-	while (s->bytes + e->size > s->budget) {
-		struct entry *victim = lru_entry(s->lru.prev);
-		shard_unlink_entry(s, victim);
-		victim->hnext = dead;
-		dead = victim;
-		s->evictions++;
-	}
-	pp = &s->buckets[bucket_of(s, h)];
-	e->hnext = *pp;
-	*pp = e;
-	lru_push_head(s, &e->lru);
-	s->entries++;
-	s->bytes += e->size;
+	shard_insert(s, e, h, &dead);
 	s->stores++;
-	shard_maybe_grow(s);
 	pthread_mutex_unlock(&s->lock);
 
 	free_chain(dead);
 	return 0;
 }
 
+int dv_cache_store_servfail(dv_cache_t *c, const uint8_t *key,
+			    size_t key_len, uint16_t ede, uint32_t ttl_s,
+			    uint32_t now_s)
+{
+	struct entry *e, *dead = NULL, **pp;
+	struct shard *s;
+	size_t size;
+
+	if (c == NULL || key == NULL || key_len == 0 ||
+	    key_len > DV_WIRE_KEY_MAX)
+		return -EINVAL;
+	if (ttl_s == 0 || ttl_s > TTL_MAX_VALID)
+		return DV_ELIMIT;
+
+	uint64_t h = siphash13(c->sip_k0, c->sip_k1, key, key_len);
+	s = shard_of(c, h);
+
+	/* an entry already there (a stale answer) only gets the mark */
+	pthread_mutex_lock(&s->lock);
+	pp = chain_find(s, h, key, key_len);
+	if (*pp != NULL) {
+		e = *pp;
+		e->eflags |= ENTRY_SERVFAIL;
+		e->sf_until = now_s + ttl_s;
+		e->sf_ede = ede;
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+
+	size = sizeof(*e) + key_len;
+	if (size > s->budget)
+		return DV_ELIMIT;
+	e = calloc(1, size);
+	if (e == NULL)
+		return -ENOMEM;
+	e->hash = h;
+	e->size = (uint32_t)size;
+	e->key_len = (uint16_t)key_len;
+	e->stored_at = now_s;
+	e->used_at = now_s;
+	e->lifetime = ttl_s;
+	e->sf_until = now_s + ttl_s;
+	e->sf_ede = ede;
+	e->eflags = ENTRY_SERVFAIL;
+	memcpy(entry_key(e), key, key_len);
+
+	/* a store may have come in meanwhile: the fresher answer wins */
+	pthread_mutex_lock(&s->lock);
+	pp = chain_find(s, h, key, key_len);
+	if (*pp != NULL) {
+		(*pp)->eflags |= ENTRY_SERVFAIL;
+		(*pp)->sf_until = now_s + ttl_s;
+		(*pp)->sf_ede = ede;
+		dead = e;
+		dead->hnext = NULL;
+	} else {
+		shard_insert(s, e, h, &dead);
+	}
+	pthread_mutex_unlock(&s->lock);
+	free_chain(dead);
+	return 0;
+}
+
 /* ---- lookup ---- */
 
-int dv_cache_lookup(dv_cache_t *c, const uint8_t *key, size_t key_len,
-		    uint32_t now_s, uint8_t *dst, size_t cap,
-		    const uint8_t *q_wire, const dv_wire_query_t *q,
-		    size_t limit, unsigned pad_block)
+static inline uint32_t entry_age(const struct entry *e, uint32_t now_s)
+{
+	int32_t age = (int32_t)(now_s - e->stored_at);
+	return age < 0 ? 0 : (uint32_t)age; /* another worker's clock */
+}
+
+/* Is `e` an answer that may still be served stale at `age`? */
+static inline bool entry_stale_ok(const struct entry *e, uint32_t age,
+				  uint32_t stale_max_age)
+{
+	return e->len != 0 && stale_max_age != 0 &&
+	       (uint64_t)age < (uint64_t)e->lifetime + stale_max_age;
+}
+
+static inline bool entry_servfail_active(const struct entry *e,
+					 uint32_t now_s)
+{
+	return (e->eflags & ENTRY_SERVFAIL) &&
+	       (int32_t)(e->sf_until - now_s) > 0;
+}
+
+/*
+ * Write `e`'s answer for the client into `dst`.  Fresh (stale == false):
+ * TTLs lowered by `age`.  Stale: every TTL DV_CACHE_STALE_TTL and EDE 3
+ * (RFC 8767 4, RFC 8914 4.4; the EDE appears when the client sent EDNS).
+ * Under the lock, no allocation.
+ */
+static int entry_answer(const struct entry *e, uint32_t age, bool stale,
+			uint8_t *dst, size_t cap, const uint8_t *q_wire,
+			const dv_wire_query_t *q, size_t limit,
+			unsigned pad_block)
 {
 	dv_wire_resp_t resp; /* only the used part of ttl_off[] is filled */
-	struct entry *e, **pp;
-	struct shard *s;
-	int32_t age;
 	int ret;
 
+	memcpy(&resp, e->resp_head, RESP_HEAD_LEN);
+	memcpy((uint8_t *)&resp + RESP_OFFS_END, e->resp_tail, RESP_TAIL_LEN);
+	memcpy(resp.ttl_off, e->ttl_off, e->n_ttl * sizeof(uint16_t));
+	if (!stale)
+		return dv_wire_answer(dst, cap, entry_data((struct entry *)e),
+				      e->len, &resp, q_wire, q, age, limit,
+				      0xffff, NULL, pad_block);
+	ret = dv_wire_answer(dst, cap, entry_data((struct entry *)e), e->len,
+			     &resp, q_wire, q, 0, limit, DV_EDE_STALE,
+			     "stale answer", pad_block);
+	/*
+	 * The stored copy has no OPT, so the records sit at the same offsets
+	 * in `dst`; a truncated answer (TC, which a stored one never has)
+	 * has no records left to rewrite.
+	 */
+	if (ret > 0 && !(dv_get16(dst + 2) & DV_FLAG_TC)) {
+		for (unsigned i = 0; i < e->n_ttl; i++)
+			if ((size_t)e->ttl_off[i] + 4 <= (size_t)ret)
+				dv_put32(dst + e->ttl_off[i],
+					 DV_CACHE_STALE_TTL);
+	}
+	return ret;
+}
+
+int dv_cache_lookup_ex(dv_cache_t *c, const uint8_t *key, size_t key_len,
+		       uint32_t now_s, const dv_cache_policy_t *pol,
+		       uint8_t *dst, size_t cap, const uint8_t *q_wire,
+		       const dv_wire_query_t *q, size_t limit,
+		       unsigned pad_block, unsigned *out_flags)
+{
+	static const dv_cache_policy_t no_policy;
+	struct entry *e, **pp;
+	struct shard *s;
+	uint32_t age;
+	unsigned flags = 0;
+	int ret;
+
+	if (out_flags != NULL)
+		*out_flags = 0;
 	if (c == NULL || key == NULL || dst == NULL || q_wire == NULL ||
 	    q == NULL || key_len == 0 || key_len > DV_WIRE_KEY_MAX)
 		return -EINVAL;
+	if (pol == NULL)
+		pol = &no_policy;
 
 	uint64_t h = siphash13(c->sip_k0, c->sip_k1, key, key_len);
 	s = shard_of(c, h);
@@ -618,13 +773,41 @@ int dv_cache_lookup(dv_cache_t *c, const uint8_t *key, size_t key_len,
 		pthread_mutex_unlock(&s->lock);
 		return DV_ENOTFOUND;
 	}
-	age = (int32_t)(now_s - e->stored_at);
-	if (age < 0)
-		age = 0; /* another worker's clock was a tick ahead */
-	if ((uint32_t)age >= e->lifetime) {
+	age = entry_age(e, now_s);
+	if (e->len == 0 || age >= e->lifetime) {
+		bool stale_ok = entry_stale_ok(e, age, pol->stale_max_age);
+
+		if (entry_servfail_active(e, now_s)) {
+			/* the upstreams failed a moment ago: a stale answer
+			 * if there is one, else the remembered SERVFAIL */
+			s->hits++;
+			if (stale_ok) {
+				ret = entry_answer(e, age, true, dst, cap,
+						   q_wire, q, limit, pad_block);
+				flags = DV_CACHE_STALE;
+			} else {
+				ret = dv_wire_error(dst, cap, q_wire, q,
+						    DV_RCODE_SERVFAIL,
+						    e->sf_ede,
+						    "upstream failure (cached)",
+						    pad_block);
+				flags = DV_CACHE_SERVFAIL;
+			}
+			pthread_mutex_unlock(&s->lock);
+			if (out_flags != NULL)
+				*out_flags = flags;
+			return ret;
+		}
+		s->misses++;
+		if (stale_ok) {
+			/* kept for serve-stale until the window closes */
+			pthread_mutex_unlock(&s->lock);
+			if (out_flags != NULL)
+				*out_flags = DV_CACHE_HAS_STALE;
+			return DV_ENOTFOUND;
+		}
 		shard_unlink(s, pp);
 		s->expired++;
-		s->misses++;
 		pthread_mutex_unlock(&s->lock);
 		free(e);
 		return DV_ENOTFOUND;
@@ -646,11 +829,79 @@ int dv_cache_lookup(dv_cache_t *c, const uint8_t *key, size_t key_len,
 		}
 	}
 	s->hits++;
-	memcpy(&resp, e->resp_head, RESP_HEAD_LEN);
-	memcpy((uint8_t *)&resp + RESP_OFFS_END, e->resp_tail, RESP_TAIL_LEN);
-	memcpy(resp.ttl_off, e->ttl_off, e->n_ttl * sizeof(uint16_t));
-	ret = dv_wire_answer(dst, cap, entry_data(e), e->len, &resp, q_wire,
-			     q, (uint32_t)age, limit, 0xffff, NULL, pad_block);
+	if (e->hits != UINT32_MAX)
+		e->hits++;
+
+	/*
+	 * Prefetch: a popular entry in the last window-pct of its life (at
+	 * least its last second, never in its first) is handed out once for
+	 * a refresh, so its clients never see it expire.
+	 */
+	if (pol->prefetch_hits != 0 && !(e->eflags & ENTRY_PREFETCHED) &&
+	    e->hits >= pol->prefetch_hits && age >= 1) {
+		uint64_t window =
+			(uint64_t)e->lifetime * pol->prefetch_window_pct / 100;
+		if (window == 0)
+			window = 1;
+		if (e->lifetime - age <= window) {
+			e->eflags |= ENTRY_PREFETCHED;
+			flags |= DV_CACHE_PREFETCH;
+		}
+	}
+	ret = entry_answer(e, age, false, dst, cap, q_wire, q, limit,
+			   pad_block);
+	pthread_mutex_unlock(&s->lock);
+	if (out_flags != NULL)
+		*out_flags = flags;
+	return ret;
+}
+
+int dv_cache_lookup(dv_cache_t *c, const uint8_t *key, size_t key_len,
+		    uint32_t now_s, uint8_t *dst, size_t cap,
+		    const uint8_t *q_wire, const dv_wire_query_t *q,
+		    size_t limit, unsigned pad_block)
+{
+	return dv_cache_lookup_ex(c, key, key_len, now_s, NULL, dst, cap,
+				  q_wire, q, limit, pad_block, NULL);
+}
+
+int dv_cache_lookup_stale(dv_cache_t *c, const uint8_t *key, size_t key_len,
+			  uint32_t now_s, uint32_t stale_max_age,
+			  uint8_t *dst, size_t cap, const uint8_t *q_wire,
+			  const dv_wire_query_t *q, size_t limit,
+			  unsigned pad_block, unsigned *out_flags)
+{
+	struct entry *e;
+	struct shard *s;
+	uint32_t age;
+	int ret = DV_ENOTFOUND;
+
+	if (out_flags != NULL)
+		*out_flags = 0;
+	if (c == NULL || key == NULL || dst == NULL || q_wire == NULL ||
+	    q == NULL || key_len == 0 || key_len > DV_WIRE_KEY_MAX)
+		return -EINVAL;
+
+	uint64_t h = siphash13(c->sip_k0, c->sip_k1, key, key_len);
+	s = shard_of(c, h);
+
+	pthread_mutex_lock(&s->lock);
+	e = *chain_find(s, h, key, key_len);
+	if (e != NULL && e->len != 0) {
+		age = entry_age(e, now_s);
+		if (age < e->lifetime) {
+			/* refreshed meanwhile (another worker): fresh */
+			s->hits++;
+			ret = entry_answer(e, age, false, dst, cap, q_wire, q,
+					   limit, pad_block);
+		} else if (entry_stale_ok(e, age, stale_max_age)) {
+			s->hits++;
+			ret = entry_answer(e, age, true, dst, cap, q_wire, q,
+					   limit, pad_block);
+			if (out_flags != NULL && ret > 0)
+				*out_flags = DV_CACHE_STALE;
+		}
+	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }

@@ -614,6 +614,25 @@ static const item_t schema[] = {
 	UINT("cache", "negative-max-ttl", cache_negative_max_ttl, 0, 86400,
 	     "3600", "NXDOMAIN/NODATA answers are kept at most this many "
 		     "seconds"),
+	UINT("cache", "stale-max-age-s", cache_stale_max_age_s, 0, 604800,
+	     "86400",
+	     "serve-stale (RFC 8767): expired answers are kept this long and "
+	     "served (TTL 30, EDE 3) when the upstreams fail; 0 disables"),
+	UINT("cache", "stale-answer-timeout-ms", cache_stale_answer_timeout_ms,
+	     0, 30000, "1800",
+	     "a query with a stale answer waiting this long for the upstreams "
+	     "gets the stale answer while the refresh continues; 0 = only "
+	     "on failure"),
+	UINT("cache", "servfail-ttl-s", cache_servfail_ttl_s, 0, 300, "5",
+	     "upstream failures for a name are remembered (answered SERVFAIL "
+	     "from the cache) this long; 0 disables"),
+	UINT("cache", "prefetch-hits", cache_prefetch_hits, 0, 1000000, "10",
+	     "an answer hit this often is refreshed before it expires; "
+	     "0 disables prefetch"),
+	UINT("cache", "prefetch-window-pct", cache_prefetch_window_pct, 1, 50,
+	     "10",
+	     "prefetch in the last this-percent of an answer's lifetime "
+	     "(at least its last second)"),
 };
 
 #define SCHEMA_LEN (sizeof(schema) / sizeof(schema[0]))

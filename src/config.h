@@ -142,6 +142,11 @@ typedef struct {
 	unsigned cache_min_ttl;
 	unsigned cache_max_ttl;
 	unsigned cache_negative_max_ttl;
+	unsigned cache_stale_max_age_s;         /* serve-stale window; 0 = off */
+	unsigned cache_stale_answer_timeout_ms; /* RFC 8767 client timer */
+	unsigned cache_servfail_ttl_s;          /* 0 = failures not cached */
+	unsigned cache_prefetch_hits;           /* 0 = no prefetch */
+	unsigned cache_prefetch_window_pct;
 
 	/* where the values came from, for messages */
 	char source[512]; /* config file path, or "" for built-in defaults */

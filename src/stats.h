@@ -24,6 +24,9 @@
 	X(cache_hits, "answers served from the cache")                       \
 	X(cache_misses, "queries the cache could not answer")                \
 	X(coalesced, "queries that joined an identical one in flight")       \
+	X(stale_served, "expired answers served stale (RFC 8767, EDE 3)")    \
+	X(servfail_cached, "SERVFAIL answers served from the cache")         \
+	X(prefetches, "background refreshes of popular answers started")     \
 	X(upstream_queries, "queries sent to local upstreams")               \
 	X(upstream_answers, "good answers from upstreams")                   \
 	X(upstream_failures, "failed upstream attempts")                     \

@@ -1148,6 +1148,252 @@ static void test_threads(void **state)
 	free(sh);
 }
 
+/* ---- serve-stale, SERVFAIL entries, prefetch ---- */
+
+/* The first EDE info code in the served answer (ldns), -1 if none. */
+static int served_ede(ldns_pkt *p)
+{
+	ldns_edns_option_list *l = ldns_pkt_edns_get_option_list(p);
+
+	if (l == NULL)
+		return -1;
+	for (size_t i = 0; i < ldns_edns_option_list_get_count(l); i++) {
+		ldns_edns_option *o = ldns_edns_option_list_get_option(l, i);
+		if (ldns_edns_get_code(o) == LDNS_EDNS_EDE &&
+		    ldns_edns_get_size(o) >= 2)
+			return dv_get16(ldns_edns_get_data(o));
+	}
+	return -1;
+}
+
+static int lookup_pol(dv_cache_t *c, const tq_t *q, uint32_t now,
+		      const dv_cache_policy_t *pol, unsigned *flags)
+{
+	return dv_cache_lookup_ex(c, q->key, q->key_len, now, pol, out,
+				  sizeof(out), q->wire, &q->q, sizeof(out), 0,
+				  flags);
+}
+
+static int lookup_stale(dv_cache_t *c, const tq_t *q, uint32_t now,
+			uint32_t max_age, unsigned *flags)
+{
+	return dv_cache_lookup_stale(c, q->key, q->key_len, now, max_age, out,
+				     sizeof(out), q->wire, &q->q, sizeof(out),
+				     0, flags);
+}
+
+static void test_stale_window(void **state)
+{
+	dv_cache_t *c = new_cache(1 << 20, 4, 0, 86400, 3600);
+	dv_cache_policy_t pol = {.stale_max_age = 100};
+	const char *rrs[] = {"an:www.example.test. 60 IN A 192.0.2.1",
+			     "ns:example.test. 300 IN NS ns.example.test.",
+			     NULL};
+	ta_t *a = malloc(sizeof(*a));
+	tq_t q, qe;
+	unsigned fl;
+	ldns_pkt *p;
+	int n;
+
+	(void)state;
+	assert_non_null(a);
+	make_answer(a, "www.example.test.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR,
+		    0, rrs);
+	make_query(&q, "www.example.test.", LDNS_RR_TYPE_A, 1, 0);
+	make_query(&qe, "www.example.test.", LDNS_RR_TYPE_A, 2, Q_EDNS);
+	assert_int_equal(store(c, &q, a, 100), 0);
+
+	/* fresh: lookup_stale serves it as a normal hit, no flag */
+	n = lookup_stale(c, &qe, 130, 100, &fl);
+	assert_true(n > 0);
+	assert_int_equal(fl, 0);
+	p = served(n);
+	assert_int_equal(section_ttl(p, LDNS_SECTION_ANSWER, 0), 30);
+	assert_int_equal(served_ede(p), -1);
+	ldns_pkt_free(p);
+
+	/* expired: a miss that keeps the entry, flagged for serve-stale */
+	assert_int_equal(lookup_pol(c, &q, 160, &pol, &fl), DV_ENOTFOUND);
+	assert_int_equal(fl, DV_CACHE_HAS_STALE);
+	assert_int_equal(stats(c).entries, 1);
+
+	/* stale: every TTL 30, EDE 3 with EDNS, no OPT without */
+	n = lookup_stale(c, &qe, 200, 100, &fl);
+	assert_true(n > 0);
+	assert_int_equal(fl, DV_CACHE_STALE);
+	p = served(n);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+	assert_int_equal(ldns_pkt_id(p), 2);
+	assert_int_equal(first_a(p), 0xc0000201);
+	assert_int_equal(section_ttl(p, LDNS_SECTION_ANSWER, 0),
+			 DV_CACHE_STALE_TTL);
+	assert_int_equal(section_ttl(p, LDNS_SECTION_AUTHORITY, 0),
+			 DV_CACHE_STALE_TTL);
+	assert_true(ldns_pkt_edns(p));
+	assert_int_equal(served_ede(p), DV_EDE_STALE);
+	ldns_pkt_free(p);
+	n = lookup_stale(c, &q, 200, 100, &fl);
+	assert_true(n > 0);
+	p = served(n);
+	assert_false(ldns_pkt_edns(p));
+	assert_int_equal(section_ttl(p, LDNS_SECTION_ANSWER, 0), 30);
+	ldns_pkt_free(p);
+
+	/* the window is counted from the expiry: 160 + 100 */
+	assert_true(lookup_stale(c, &q, 259, 100, &fl) > 0);
+	assert_int_equal(lookup_stale(c, &q, 260, 100, &fl), DV_ENOTFOUND);
+	assert_int_equal(fl, 0);
+	assert_int_equal(lookup_stale(c, &q, 200, 0, &fl), DV_ENOTFOUND);
+	/* past the window a lookup removes it */
+	assert_int_equal(stats(c).entries, 1);
+	assert_int_equal(lookup_pol(c, &q, 260, &pol, &fl), DV_ENOTFOUND);
+	assert_int_equal(fl, 0);
+	assert_int_equal(stats(c).entries, 0);
+	assert_int_equal(stats(c).expired, 1);
+
+	/* without a policy (dv_cache_lookup) expiry removes at once */
+	assert_int_equal(store(c, &q, a, 100), 0);
+	assert_int_equal(lookup(c, &q, 160), DV_ENOTFOUND);
+	assert_int_equal(stats(c).entries, 0);
+	assert_int_equal(lookup_stale(c, &q, 161, 100, NULL), DV_ENOTFOUND);
+
+	free(a);
+	dv_cache_free(c);
+}
+
+static void test_servfail_entries(void **state)
+{
+	dv_cache_t *c = new_cache(1 << 20, 4, 0, 86400, 3600);
+	dv_cache_policy_t pol = {.stale_max_age = 1000};
+	ta_t *a = answer_a("www.example.test.", "192.0.2.1", 60);
+	tq_t q, qe, other;
+	unsigned fl;
+	ldns_pkt *p;
+	int n;
+
+	(void)state;
+	make_query(&q, "www.example.test.", LDNS_RR_TYPE_A, 1, 0);
+	make_query(&qe, "www.example.test.", LDNS_RR_TYPE_A, 7, Q_EDNS);
+	make_query(&other, "other.example.test.", LDNS_RR_TYPE_A, 3, Q_EDNS);
+	assert_int_equal(dv_cache_store_servfail(c, other.key, other.key_len,
+						 DV_EDE_NETWORK_ERROR, 0, 10),
+			 DV_ELIMIT);
+
+	/* no answer known: SERVFAIL from the cache with the EDE, for ttl */
+	assert_int_equal(dv_cache_store_servfail(c, other.key, other.key_len,
+						 DV_EDE_NETWORK_ERROR, 5, 10),
+			 0);
+	n = lookup_pol(c, &other, 12, &pol, &fl);
+	assert_true(n > 0);
+	assert_int_equal(fl, DV_CACHE_SERVFAIL);
+	p = served(n);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+	assert_int_equal(ldns_pkt_id(p), 3);
+	assert_int_equal(served_ede(p), DV_EDE_NETWORK_ERROR);
+	ldns_pkt_free(p);
+	assert_int_equal(lookup_stale(c, &other, 12, 1000, &fl), DV_ENOTFOUND);
+	/* over: a miss, and the entry is gone */
+	assert_int_equal(lookup_pol(c, &other, 15, &pol, &fl), DV_ENOTFOUND);
+	assert_int_equal(fl, 0);
+	assert_int_equal(stats(c).entries, 0);
+
+	/* a stale answer wins over the remembered failure */
+	assert_int_equal(store(c, &q, a, 100), 0);
+	assert_int_equal(dv_cache_store_servfail(c, q.key, q.key_len,
+						 DV_EDE_NO_REACHABLE_AUTHORITY,
+						 5, 170),
+			 0);
+	assert_int_equal(stats(c).entries, 1);
+	n = lookup_pol(c, &qe, 171, &pol, &fl);
+	assert_true(n > 0);
+	assert_int_equal(fl, DV_CACHE_STALE);
+	p = served(n);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+	assert_int_equal(section_ttl(p, LDNS_SECTION_ANSWER, 0), 30);
+	assert_int_equal(served_ede(p), DV_EDE_STALE);
+	ldns_pkt_free(p);
+	/* without a stale window: the SERVFAIL */
+	n = lookup_pol(c, &qe, 171, NULL, &fl);
+	assert_true(n > 0);
+	assert_int_equal(fl, DV_CACHE_SERVFAIL);
+	p = served(n);
+	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+	assert_int_equal(served_ede(p), DV_EDE_NO_REACHABLE_AUTHORITY);
+	ldns_pkt_free(p);
+	/* after the failure ttl: a miss (the fetch goes upstream again) */
+	assert_int_equal(lookup_pol(c, &q, 175, &pol, &fl), DV_ENOTFOUND);
+	assert_int_equal(fl, DV_CACHE_HAS_STALE);
+
+	/* a store replaces the mark */
+	assert_int_equal(dv_cache_store_servfail(c, q.key, q.key_len, 0xffff,
+						 60, 180),
+			 0);
+	assert_int_equal(store(c, &q, a, 181), 0);
+	n = lookup_pol(c, &q, 182, &pol, &fl);
+	assert_true(n > 0);
+	assert_int_equal(fl, 0);
+	p = served(n);
+	assert_int_equal(section_ttl(p, LDNS_SECTION_ANSWER, 0), 59);
+	ldns_pkt_free(p);
+
+	free(a);
+	dv_cache_free(c);
+}
+
+static void test_prefetch_mark(void **state)
+{
+	dv_cache_t *c = new_cache(1 << 20, 4, 0, 86400, 3600);
+	dv_cache_policy_t pol = {.stale_max_age = 0, .prefetch_hits = 3,
+				 .prefetch_window_pct = 10};
+	ta_t *a = answer_a("www.example.test.", "192.0.2.1", 100);
+	ta_t *s4 = answer_a("www.example.test.", "192.0.2.1", 4);
+	tq_t q;
+	unsigned fl;
+
+	(void)state;
+	make_query(&q, "www.example.test.", LDNS_RR_TYPE_A, 1, 0);
+	assert_int_equal(store(c, &q, a, 1000), 0);
+	/* hits outside the window (last 10 s of 100) never prefetch */
+	for (uint32_t t = 1000; t < 1090; t += 10) {
+		assert_true(lookup_pol(c, &q, t, &pol, &fl) > 0);
+		assert_int_equal(fl, 0);
+	}
+	/* inside the window, enough hits: handed out once */
+	assert_true(lookup_pol(c, &q, 1091, &pol, &fl) > 0);
+	assert_int_equal(fl, DV_CACHE_PREFETCH);
+	assert_true(lookup_pol(c, &q, 1092, &pol, &fl) > 0);
+	assert_int_equal(fl, 0);
+	assert_true(lookup_pol(c, &q, 1099, &pol, &fl) > 0);
+	assert_int_equal(fl, 0);
+	/* the refreshed answer is a new entry: counted again */
+	assert_int_equal(store(c, &q, a, 1095), 0);
+	assert_true(lookup_pol(c, &q, 1190, &pol, &fl) > 0);
+	assert_int_equal(fl, 0); /* one hit only */
+	assert_true(lookup_pol(c, &q, 1191, &pol, &fl) > 0);
+	assert_true(lookup_pol(c, &q, 1192, &pol, &fl) > 0);
+	assert_int_equal(fl, DV_CACHE_PREFETCH);
+
+	/* short lifetimes: the window is at least the last second, never
+	 * the first */
+	assert_int_equal(store(c, &q, s4, 2000), 0);
+	for (uint32_t t = 2000; t < 2003; t++)
+		for (unsigned i = 0; i < 5; i++) {
+			assert_true(lookup_pol(c, &q, t, &pol, &fl) > 0);
+			assert_int_equal(fl, 0);
+		}
+	assert_true(lookup_pol(c, &q, 2003, &pol, &fl) > 0);
+	assert_int_equal(fl, DV_CACHE_PREFETCH);
+	/* no policy, no prefetch */
+	assert_int_equal(store(c, &q, s4, 3000), 0);
+	for (unsigned i = 0; i < 5; i++)
+		assert_true(lookup_pol(c, &q, 3003, NULL, &fl) > 0);
+	assert_int_equal(fl, 0);
+
+	free(a);
+	free(s4);
+	dv_cache_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1169,6 +1415,9 @@ int main(void)
 		cmocka_unit_test(test_many_keys),
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_stale_window),
+		cmocka_unit_test(test_servfail_entries),
+		cmocka_unit_test(test_prefetch_mark),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

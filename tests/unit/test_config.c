@@ -144,6 +144,11 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->cache_min_ttl, 0);
 	assert_int_equal(cfg->cache_max_ttl, 86400);
 	assert_int_equal(cfg->cache_negative_max_ttl, 3600);
+	assert_int_equal(cfg->cache_stale_max_age_s, 86400);
+	assert_int_equal(cfg->cache_stale_answer_timeout_ms, 1800);
+	assert_int_equal(cfg->cache_servfail_ttl_s, 5);
+	assert_int_equal(cfg->cache_prefetch_hits, 10);
+	assert_int_equal(cfg->cache_prefetch_window_pct, 10);
 	assert_string_equal(cfg->source, "");
 	assert_int_equal(cfg->cli_set, 0);
 	free(cfg);
@@ -211,6 +216,17 @@ static void test_print_schema(void **state)
 	line_of(out, "pool.reconnect-max-ms", line, sizeof(line));
 	assert_contains(line, "[1..600000");
 	line_of(out, "cache.negative-max-ttl", line, sizeof(line));
+	line_of(out, "cache.stale-max-age-s", line, sizeof(line));
+	assert_contains(line, "[0..604800]");
+	assert_contains(line, " 86400 ");
+	line_of(out, "cache.stale-answer-timeout-ms", line, sizeof(line));
+	assert_contains(line, "[0..30000]");
+	assert_contains(line, " 1800 ");
+	line_of(out, "cache.servfail-ttl-s", line, sizeof(line));
+	assert_contains(line, "[0..300]");
+	line_of(out, "cache.prefetch-hits", line, sizeof(line));
+	line_of(out, "cache.prefetch-window-pct", line, sizeof(line));
+	assert_contains(line, "[1..50]");
 	line_of(out, "doh.paths", line, sizeof(line));
 	assert_contains(line, " paths ");
 	assert_contains(line, "[max 16 paths]");
@@ -275,7 +291,12 @@ static const char good_yaml[] =
 	"  shards: 4096\n"
 	"  min-ttl: 5\n"
 	"  max-ttl: \"604800\"\n"
-	"  negative-max-ttl: 0\n";
+	"  negative-max-ttl: 0\n"
+	"  stale-max-age-s: 604800\n"
+	"  stale-answer-timeout-ms: 0\n"
+	"  servfail-ttl-s: 300\n"
+	"  prefetch-hits: 0\n"
+	"  prefetch-window-pct: 50\n";
 
 static void test_load_good(void **state)
 {
@@ -342,6 +363,11 @@ static void test_load_good(void **state)
 	assert_int_equal(cfg->cache_min_ttl, 5);
 	assert_int_equal(cfg->cache_max_ttl, 604800);
 	assert_int_equal(cfg->cache_negative_max_ttl, 0);
+	assert_int_equal(cfg->cache_stale_max_age_s, 604800);
+	assert_int_equal(cfg->cache_stale_answer_timeout_ms, 0);
+	assert_int_equal(cfg->cache_servfail_ttl_s, 300);
+	assert_int_equal(cfg->cache_prefetch_hits, 0);
+	assert_int_equal(cfg->cache_prefetch_window_pct, 50);
 	free(cfg);
 }
 
@@ -460,6 +486,16 @@ static const load_case_t load_errors[] = {
 	{ "limits:\n  tcp-max-inflight: 0\n", 2, "limits.tcp-max-inflight",
 	  "'0': out of range 1..65535" },
 	{ "workers: 257\n", 1, "workers", "'257': out of range 0..256" },
+	{ "cache:\n  stale-max-age-s: 604801\n", 2, "cache.stale-max-age-s",
+	  "'604801': out of range 0..604800" },
+	{ "cache:\n  stale-answer-timeout-ms: 30001\n", 2,
+	  "cache.stale-answer-timeout-ms", "out of range 0..30000" },
+	{ "cache:\n  servfail-ttl-s: 301\n", 2, "cache.servfail-ttl-s",
+	  "out of range 0..300" },
+	{ "cache:\n  prefetch-window-pct: 0\n", 2,
+	  "cache.prefetch-window-pct", "out of range 1..50" },
+	{ "cache:\n  prefetch-window-pct: 51\n", 2,
+	  "cache.prefetch-window-pct", "out of range 1..50" },
 	{ "workers: 99999999999999999999999\n", 1, "workers",
 	  "out of range 0..256" },
 	{ "workers: abc\n", 1, "workers", "'abc': not an unsigned integer" },

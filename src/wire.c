@@ -18,8 +18,32 @@ static inline uint8_t lower(uint8_t c)
 	return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
 }
 
-int dv_wire_name(const uint8_t *wire, size_t len, size_t *off, uint8_t *out,
-		 size_t *out_len)
+/* Do bytes [from, to) overlap one of the (increasing) TTL fields recorded
+ * so far? */
+static bool in_ttl(size_t from, size_t to, const uint16_t *ttl_off,
+		   unsigned n)
+{
+	unsigned lo = 0, hi = n;
+	while (lo < hi) { /* first TTL that ends after `from` */
+		unsigned mid = (lo + hi) / 2;
+		if ((size_t)ttl_off[mid] + 4 <= from)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && (size_t)ttl_off[lo] < to;
+}
+
+/*
+ * Walk a (possibly compressed) name at *off: labels, total length and
+ * pointer direction checked; `out` gets it uncompressed and lowercased when
+ * given.  No byte of the name (length or label) may lie in one of the
+ * `n_ttl` TTL fields given: TTLs are rewritten when answers age, which
+ * would change the name such bytes spell.
+ */
+static int name_walk(const uint8_t *wire, size_t len, size_t *off,
+		     uint8_t *out, size_t *out_len, const uint16_t *ttl_off,
+		     unsigned n_ttl)
 {
 	size_t pos = *off;
 	size_t total = 0;     /* expanded length, incl. the root label */
@@ -45,6 +69,8 @@ int dv_wire_name(const uint8_t *wire, size_t len, size_t *off, uint8_t *out,
 			return DV_EMALFORMED;
 		if (pos + 1 + l > len)
 			return DV_EMALFORMED;
+		if (in_ttl(pos, pos + 1 + (size_t)l, ttl_off, n_ttl))
+			return DV_EMALFORMED;
 		total += 1 + (size_t)l;
 		if (total > DV_DNS_MAX_NAME)
 			return DV_EMALFORMED;
@@ -63,63 +89,16 @@ int dv_wire_name(const uint8_t *wire, size_t len, size_t *off, uint8_t *out,
 	return 0;
 }
 
-/* Do bytes [from, to) overlap one of the (increasing) TTL fields recorded
- * so far? */
-static bool in_ttl(size_t from, size_t to, const uint16_t *ttl_off,
-		   unsigned n)
+int dv_wire_name(const uint8_t *wire, size_t len, size_t *off, uint8_t *out,
+		 size_t *out_len)
 {
-	unsigned lo = 0, hi = n;
-	while (lo < hi) { /* first TTL that ends after `from` */
-		unsigned mid = (lo + hi) / 2;
-		if ((size_t)ttl_off[mid] + 4 <= from)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && (size_t)ttl_off[lo] < to;
+	return name_walk(wire, len, off, out, out_len, NULL, 0);
 }
 
-/*
- * Validate a name like dv_wire_name(), and also refuse compression pointers
- * into a TTL field: TTLs are rewritten when answers age, which would change
- * the name such a pointer reads.
- */
 static int name_checked(const uint8_t *wire, size_t len, size_t *off,
 			const uint16_t *ttl_off, unsigned n_ttl)
 {
-	size_t pos = *off, end = 0, total = 0;
-	unsigned jumps = 0;
-	for (;;) {
-		if (pos >= len)
-			return DV_EMALFORMED;
-		uint8_t l = wire[pos];
-		if ((l & 0xc0) == 0xc0) {
-			if (pos + 1 >= len)
-				return DV_EMALFORMED;
-			size_t t = ((size_t)(l & 0x3f) << 8) | wire[pos + 1];
-			if (t >= pos || t < DV_DNS_HDR || ++jumps > 127)
-				return DV_EMALFORMED;
-			if (end == 0)
-				end = pos + 2;
-			pos = t;
-			continue;
-		}
-		if (l & 0xc0)
-			return DV_EMALFORMED;
-		if (pos + 1 + l > len)
-			return DV_EMALFORMED;
-		/* no byte of a name (length or label) may be a TTL byte */
-		if (in_ttl(pos, pos + 1 + l, ttl_off, n_ttl))
-			return DV_EMALFORMED;
-		total += 1 + (size_t)l;
-		if (total > DV_DNS_MAX_NAME)
-			return DV_EMALFORMED;
-		pos += 1 + (size_t)l;
-		if (l == 0)
-			break;
-	}
-	*off = end ? end : pos;
-	return 0;
+	return name_walk(wire, len, off, NULL, NULL, ttl_off, n_ttl);
 }
 
 /* The names inside RDATA that may be compressed (RFC 1035 types, RFC 3597

@@ -44,7 +44,7 @@ typedef struct conn {
 	bool eof;           /* client closed its side */
 	bool write_blocked; /* the I/O layer wants to write first */
 	bool app_failed;    /* the application refused more input */
-	uint64_t accepted_ms, last_ms, msg_start_ms;
+	uint64_t accepted_ms, last_ms, msg_start_ms, linger_until_ms;
 	uint8_t *in;
 	size_t in_len, in_cap;
 	uint8_t *out;
@@ -154,6 +154,54 @@ static bool conn_finished(const conn_t *c)
 		return true;
 	return (c->eof || L((conn_t *)c)->stopped || c->app_failed) &&
 	       c->inflight == 0;
+}
+
+#define LINGER_MS 2000
+
+/*
+ * The connection is done.  When the application ended it while the client
+ * may still be sending (an HTTP error that closes the connection, a
+ * request body we refused), shut our side down and drop what still comes
+ * for a moment: closing a socket with unread bytes makes the kernel reset
+ * the connection, and the client would lose the response we just sent.
+ */
+static void conn_finish(conn_t *c)
+{
+	struct ev_loop *loop = W(c)->loop;
+	if (!c->pub.l->io->app || c->eof) {
+		conn_close(c);
+		return;
+	}
+	if (c->pub.l->io->close)
+		c->pub.l->io->close(&c->pub); /* TLS: close_notify */
+	if (shutdown(c->pub.fd, SHUT_WR) < 0) {
+		conn_close(c);
+		return;
+	}
+	c->pub.state = SC_LINGER;
+	c->reading = false;
+	ev_io_stop(loop, &c->wio);
+	ev_io_start(loop, &c->rio);
+	c->linger_until_ms = dv_now_ms() + LINGER_MS;
+	c->timer.repeat = LINGER_MS / 1000.0;
+	ev_timer_again(loop, &c->timer);
+}
+
+/* Read and drop; close at EOF, on an error, or when lingering is over. */
+static void linger_read(conn_t *c)
+{
+	uint8_t buf[4096];
+	for (int i = 0; i < 64; i++) {
+		ssize_t n = recv(c->pub.fd, buf, sizeof(buf), 0);
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n < 0 && errno == EINTR)
+			continue;
+		break;
+	}
+	conn_close(c);
 }
 
 static void update_reading(conn_t *c)
@@ -267,7 +315,7 @@ static void flush_out(conn_t *c)
 	c->out_off = c->out_len = 0;
 	ev_io_stop(loop, &c->wio);
 	if (c->pub.state == SC_OPEN && conn_finished(c))
-		conn_close(c);
+		conn_finish(c);
 }
 
 static uint16_t keepalive_100ms(const dv_config_t *cfg)
@@ -295,7 +343,7 @@ void dv_stream_reply_end(dv_stream_conn_t *pc)
 			flush_out(c);
 		update_reading(c);
 		if (c->pub.state == SC_OPEN && conn_finished(c))
-			conn_close(c);
+			conn_finish(c);
 		c->busy--;
 	}
 	conn_maybe_free(c);
@@ -464,6 +512,11 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	conn_t *c = t->data;
 	const dv_config_t *cfg = W(c)->cfg;
 	uint64_t now = dv_now_ms();
+	if (c->pub.state == SC_LINGER) {
+		conn_close(c);
+		conn_maybe_free(c);
+		return;
+	}
 	if (c->pub.state == SC_HANDSHAKE) {
 		if (now >= c->accepted_ms + cfg->tls_handshake_timeout_ms) {
 			DV_STAT_INC(&W(c)->stats, tls_failed);
@@ -596,7 +649,7 @@ static void after_io(conn_t *c)
 		flush_out(c);
 		update_reading(c);
 		if (c->pub.state == SC_OPEN && conn_finished(c))
-			conn_close(c);
+			conn_finish(c);
 		else if (c->pub.state == SC_OPEN)
 			timer_arm(c);
 	}
@@ -608,6 +661,12 @@ static void read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	conn_t *c = io->data;
 	c->busy++;
+	if (c->pub.state == SC_LINGER) {
+		linger_read(c);
+		c->busy--;
+		conn_maybe_free(c);
+		return;
+	}
 	if (c->pub.state == SC_HANDSHAKE && !do_handshake(c)) {
 		c->busy--;
 		conn_maybe_free(c);
@@ -777,7 +836,7 @@ void dv_stream_stop(dv_worker_t *w, void *state)
 		update_reading(c);
 		flush_out(c);
 		if (c->pub.state == SC_OPEN && conn_finished(c))
-			conn_close(c);
+			conn_finish(c);
 		c->busy--;
 		conn_maybe_free(c);
 		c = next;

@@ -64,7 +64,11 @@ typedef struct {
 	void (*close)(dv_stream_conn_t *c);
 } dv_stream_io_t;
 
-typedef enum { SC_HANDSHAKE, SC_OPEN, SC_CLOSED } dv_stream_state_t;
+/* SC_LINGER: the application has finished (its last response is out) but
+ * the client may still be sending; our side is shut down and its bytes are
+ * read and dropped for a moment so that closing does not reset the
+ * connection before the client has read that response. */
+typedef enum { SC_HANDSHAKE, SC_OPEN, SC_LINGER, SC_CLOSED } dv_stream_state_t;
 
 struct dv_stream_conn {
 	dv_stream_listener_t *l;

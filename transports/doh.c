@@ -31,7 +31,6 @@ typedef struct {
 	char path[1 + DV_DOH_MAX_PATHS][DV_URL_PATH_MAX];
 	const char *paths[1 + DV_DOH_MAX_PATHS];
 	unsigned n_paths;
-	dv_tls_listener_t *tls; /* https only */
 } doh_listener_t;
 
 typedef struct {
@@ -254,26 +253,16 @@ static int https_listen(dv_worker_t *w, const dv_url_t *url, void **state)
 	doh_listener_t *dl = listener_new(w->cfg, url);
 	if (!dl)
 		return -ENOMEM;
-	dl->tls = dv_tls_listener_new(w, w->shared->tls_doh, dl);
-	if (!dl->tls) {
+	int ret = dv_tls_stream_listen(w, url, &https_io, w->shared->tls_doh,
+				       dl, state);
+	if (ret < 0)
 		free(dl);
-		return -ENOMEM;
-	}
-	int ret = dv_stream_listen(w, url, &https_io, dl->tls, state);
-	if (ret < 0) {
-		dv_tls_listener_free(dl->tls);
-		free(dl);
-	}
 	return ret;
 }
 
 static void https_close(dv_worker_t *w, void *state)
 {
-	dv_tls_listener_t *tl = dv_stream_io_ctx(state);
-	doh_listener_t *dl = dv_tls_listener_app(tl);
-	dv_stream_close(w, state);
-	dv_tls_listener_free(tl);
-	free(dl);
+	free(dv_tls_stream_close_listener(w, state));
 }
 
 static int http_listen(dv_worker_t *w, const dv_url_t *url, void **state)

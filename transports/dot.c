@@ -20,22 +20,13 @@ static const dv_stream_io_t dot_io = {
 
 static int dot_listen(dv_worker_t *w, const dv_url_t *url, void **state)
 {
-	if (!w->shared->tls_dot)
-		return DV_ECONFIG;
-	dv_tls_listener_t *d = dv_tls_listener_new(w, w->shared->tls_dot, NULL);
-	if (!d)
-		return -ENOMEM;
-	int ret = dv_stream_listen(w, url, &dot_io, d, state);
-	if (ret < 0)
-		dv_tls_listener_free(d);
-	return ret;
+	return dv_tls_stream_listen(w, url, &dot_io, w->shared->tls_dot, NULL,
+				    state);
 }
 
 static void dot_close(dv_worker_t *w, void *state)
 {
-	dv_tls_listener_t *d = dv_stream_io_ctx(state);
-	dv_stream_close(w, state);
-	dv_tls_listener_free(d);
+	(void)dv_tls_stream_close_listener(w, state);
 }
 
 static const dv_transport_t dot = {

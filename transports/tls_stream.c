@@ -155,3 +155,27 @@ void dv_tls_listener_free(dv_tls_listener_t *d)
 {
 	free(d);
 }
+
+int dv_tls_stream_listen(dv_worker_t *w, const dv_url_t *url,
+			 const dv_stream_io_t *io, dv_tls_ctx_t *tls,
+			 void *app_ctx, void **state)
+{
+	if (!tls)
+		return DV_ECONFIG;
+	dv_tls_listener_t *d = dv_tls_listener_new(w, tls, app_ctx);
+	if (!d)
+		return -ENOMEM;
+	int ret = dv_stream_listen(w, url, io, d, state);
+	if (ret < 0)
+		dv_tls_listener_free(d);
+	return ret;
+}
+
+void *dv_tls_stream_close_listener(dv_worker_t *w, void *state)
+{
+	dv_tls_listener_t *d = dv_stream_io_ctx(state);
+	void *app_ctx = d->app_ctx;
+	dv_stream_close(w, state);
+	dv_tls_listener_free(d);
+	return app_ctx;
+}

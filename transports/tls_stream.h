@@ -21,3 +21,12 @@ ssize_t dv_tls_stream_read(dv_stream_conn_t *c, void *buf, size_t len);
 ssize_t dv_tls_stream_write(dv_stream_conn_t *c, const void *buf, size_t len);
 size_t dv_tls_stream_pending(dv_stream_conn_t *c);
 void dv_tls_stream_close(dv_stream_conn_t *c);
+
+/* Open a TLS stream listener (its io_ctx a new dv_tls_listener_t carrying
+ * `app_ctx`); DV_ECONFIG when `tls` is NULL.  Undone on failure. */
+int dv_tls_stream_listen(dv_worker_t *w, const dv_url_t *url,
+			 const dv_stream_io_t *io, dv_tls_ctx_t *tls,
+			 void *app_ctx, void **state);
+/* Close it and free the TLS listener state; returns its app_ctx for the
+ * caller to free. */
+void *dv_tls_stream_close_listener(dv_worker_t *w, void *state);

@@ -1,0 +1,82 @@
+#pragma once
+/*
+ * The QUIC TLS seam: the only place that knows which TLS library runs
+ * QUIC's handshake.  On Debian 12 that is GnuTLS through ngtcp2's
+ * ngtcp2_crypto_gnutls helper (quic_tls_gnutls.c), because Debian's
+ * wolfSSL is built without QUIC.  A platform with a QUIC-enabled wolfSSL
+ * implements this header with ngtcp2_crypto_wolfssl instead; nothing else
+ * changes, since everything outside sees opaque contexts and ngtcp2's
+ * generic ngtcp2_crypto_* callbacks.
+ *
+ * QUIC always uses TLS 1.3.  Sessions keep a pointer to the caller's
+ * ngtcp2_crypto_conn_ref, through which the crypto helper finds the
+ * ngtcp2_conn.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ngtcp2/ngtcp2_crypto.h>
+
+typedef struct dv_quic_tls_ctx dv_quic_tls_ctx_t;
+typedef struct dv_quic_tls dv_quic_tls_t;
+
+#define DV_QUIC_SESSION_MAX 4096 /* a saved client session (ticket) */
+
+/*
+ * Server context: PEM chain (leaf first) and key, the one ALPN protocol
+ * a client must offer (e.g. "doq"; a client without it fails the
+ * handshake with no_application_protocol), and whether 0-RTT is offered
+ * in tickets and accepted.  Tickets are encrypted with a key shared by
+ * every session of the context (all workers), so resumption works on any
+ * worker.  NULL with a message in `err`.
+ */
+dv_quic_tls_ctx_t *dv_quic_tls_server_ctx_new(const char *cert,
+					      const char *key,
+					      const char *alpn,
+					      bool early_data, char *err,
+					      size_t err_len);
+/*
+ * Client context: the peer certificate is verified against `ca_file`
+ * (PEM), or the system trust store when it is NULL or "".  `alpn` is the
+ * one protocol offered.  NULL with a message in `err`.
+ */
+dv_quic_tls_ctx_t *dv_quic_tls_client_ctx_new(const char *ca_file,
+					      const char *alpn, char *err,
+					      size_t err_len);
+void dv_quic_tls_ctx_free(dv_quic_tls_ctx_t *ctx); /* NULL is a no-op */
+
+/* A server session for one connection.  NULL on failure. */
+dv_quic_tls_t *dv_quic_tls_server_new(dv_quic_tls_ctx_t *ctx,
+				      ngtcp2_crypto_conn_ref *ref);
+/*
+ * A client session: `name` is sent as SNI and the certificate must be
+ * valid for it (NULL: no SNI and no verification, for testing a server
+ * by address only).  `session`/`session_len` (may be NULL/0) is a
+ * session saved by dv_quic_tls_session_save() to resume, with 0-RTT when
+ * the ticket allows it.  NULL with a message in `err`.
+ */
+dv_quic_tls_t *dv_quic_tls_client_new(dv_quic_tls_ctx_t *ctx,
+				      ngtcp2_crypto_conn_ref *ref,
+				      const char *name, const uint8_t *session,
+				      size_t session_len, char *err,
+				      size_t err_len);
+void dv_quic_tls_free(dv_quic_tls_t *t); /* NULL is a no-op */
+
+/* The library's own session handle, for ngtcp2_conn_set_tls_native_handle. */
+void *dv_quic_tls_native(dv_quic_tls_t *t);
+
+/* Server: send a session ticket (after the handshake completed).
+ * Returns 0 or a negative error. */
+int dv_quic_tls_send_ticket(dv_quic_tls_t *t);
+
+/* Client: copy the session (with the ticket the server sent, if any) to
+ * `buf`.  Returns its length, 0 when there is none yet, or a negative
+ * error when it does not fit. */
+int dv_quic_tls_session_save(dv_quic_tls_t *t, uint8_t *buf, size_t cap);
+
+bool dv_quic_tls_resumed(dv_quic_tls_t *t);
+/* Whether the peer accepted (server: this session received) 0-RTT data. */
+bool dv_quic_tls_early_data_accepted(dv_quic_tls_t *t);
+/* A description of the last handshake failure, for logs. */
+const char *dv_quic_tls_error(dv_quic_tls_t *t);

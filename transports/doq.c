@@ -761,6 +761,12 @@ static int stream_query(doq_stream_t *s)
 		conn_protocol_error(c, "non-QUERY message in 0-RTT");
 		return -1;
 	}
+	dv_wire_query_t view;
+	if (dv_wire_parse_query(msg, len, &view) == 0 && view.edns_keepalive) {
+		/* RFC 9250 §5.5.2: QUIC's idle timeout replaces it */
+		conn_protocol_error(c, "edns-tcp-keepalive over QUIC");
+		return -1;
+	}
 	dv_query_t *q = dv_query_new(c->l->w, msg, len);
 	if (!q) {
 		ngtcp2_conn_shutdown_stream(c->qc, s->id, DOQ_INTERNAL_ERROR);

@@ -57,6 +57,7 @@ struct dv_doh_client {
 	bool goaway;                /* GOAWAY received */
 	bool ids_out;               /* no stream id left */
 	bool dead;                  /* connection error */
+	char why_dead[64];
 	uint8_t *obuf;              /* dv_doh_client_output()'s buffer */
 	size_t ocap, olen;
 	size_t alen, plen;
@@ -296,6 +297,22 @@ static int frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame,
 	return 0;
 }
 
+/* A connection error found by nghttp2 (bad frames from the server) ends in
+ * a GOAWAY it sends: then the connection is broken. */
+static int frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame,
+			 void *user)
+{
+	dv_doh_client_t *cl = user;
+	if (frame->hd.type == NGHTTP2_GOAWAY &&
+	    frame->goaway.error_code != NGHTTP2_NO_ERROR && !cl->dead) {
+		snprintf(cl->why_dead, sizeof(cl->why_dead),
+			 "HTTP/2 connection error: %s",
+			 nghttp2_http2_strerror(frame->goaway.error_code));
+		fail_all(cl, cl->why_dead);
+	}
+	return 0;
+}
+
 static int stream_close_cb(nghttp2_session *session, int32_t stream_id,
 			   uint32_t error_code, void *user)
 {
@@ -368,6 +385,8 @@ dv_doh_client_t *dv_doh_client_new(const char *authority, const char *path,
 							     frame_recv_cb);
 	nghttp2_session_callbacks_set_on_stream_close_callback(
 		cbs, stream_close_cb);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs,
+							     frame_send_cb);
 	int rv = nghttp2_session_client_new(&cl->h2, cbs, cl);
 	nghttp2_session_callbacks_del(cbs);
 	if (rv != 0)
@@ -536,6 +555,11 @@ bool dv_doh_client_want_close(const dv_doh_client_t *cl)
 	if (!nghttp2_session_want_read(cl->h2))
 		return true;
 	return cl->ids_out && !cl->live;
+}
+
+bool dv_doh_client_broken(const dv_doh_client_t *cl)
+{
+	return cl->dead;
 }
 
 uint32_t dv_doh_client_max_streams(const dv_doh_client_t *cl)

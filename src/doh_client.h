@@ -92,9 +92,12 @@ void dv_doh_client_cancel(dv_doh_client_t *cl, int32_t stream);
 
 /*
  * Consume bytes read from the connection (all of them).  Returns `len`, or
- * a negative error after which the connection is broken: -EPROTO (an
- * HTTP/2 connection error; nghttp2 queued a GOAWAY the caller may still
- * flush) or -ENOMEM.  Requests still in flight then fail (not `retry`).
+ * a negative error after which the connection is broken (-EPROTO, -ENOMEM:
+ * nghttp2 failed fatally).  A connection error in what the server sent
+ * (bad frames) is answered with a GOAWAY that dv_doh_client_output()
+ * renders; as it does, the connection becomes broken.  Either way every
+ * request still in flight fails (not `retry`) and dv_doh_client_want_close()
+ * is true.
  */
 ssize_t dv_doh_client_input(dv_doh_client_t *cl, const uint8_t *data,
 			    size_t len);
@@ -113,6 +116,10 @@ bool dv_doh_client_draining(const dv_doh_client_t *cl);
 /* The connection is finished (draining and nothing left in flight, or
  * broken): close it once the output is flushed. */
 bool dv_doh_client_want_close(const dv_doh_client_t *cl);
+
+/* The connection is broken (a connection error, either side's): unlike a
+ * graceful GOAWAY, a failure of the server. */
+bool dv_doh_client_broken(const dv_doh_client_t *cl);
 
 /* The server's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its SETTINGS
  * arrive; at most UINT32_MAX). */

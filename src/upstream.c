@@ -1029,7 +1029,10 @@ static bool h2_fill(dv_uconn_t *c)
 		return false;
 	}
 	if (n == 0 && dv_doh_client_want_close(h2)) {
-		conn_close(c, c->busy > 0, "HTTP/2 connection ended (GOAWAY)");
+		bool broken = dv_doh_client_broken(h2);
+		conn_close(c, c->busy > 0 || broken,
+			   broken ? "HTTP/2 connection error"
+				  : "HTTP/2 connection ended (GOAWAY)");
 		return false;
 	}
 	c->out_len = (size_t)n;

@@ -545,10 +545,10 @@ static const item_t schema[] = {
 	     "tls, https, http, quic"),
 	URLS(NULL, "upstream", upstream, n_upstream, upstream_urls,
 	     "local resolvers every query not answered from the cache "
-	     "goes to"),
+	     "goes to: udp, tcp, tls (DoT), https (DoH) URLs"),
 	URLS(NULL, "fallback", fallback, n_fallback, upstream_urls,
-	     "public resolvers, also asked when the upstreams are silent "
-	     "for pool.hedge-delay-ms"),
+	     "public resolvers (tls, https, udp, tcp URLs), also asked when "
+	     "the upstreams are silent for pool.hedge-delay-ms"),
 
 	STRING("tls", "cert", tls_cert, "",
 	       "PEM certificate chain, leaf first, for tls/https/quic "
@@ -1819,13 +1819,17 @@ void dv_cli_usage(FILE *out)
 	      "  upstream:  udp://ADDR:PORT   tcp://ADDR:PORT   "
 	      "tls://ADDR:PORT#NAME\n"
 	      "             https://ADDR:PORT/PATH#NAME   quic://ADDR:PORT#NAME\n"
-	      "  NAME is the name the upstream's certificate must match.\n"
+	      "  NAME is the name the upstream's certificate must match (and "
+	      "the SNI; for\n"
+	      "  https:// also the :authority). https:// upstreams speak "
+	      "HTTP/2 (POST, RFC 8484).\n"
 	      "\n"
 	      "Example:\n"
 	      "  dnsveil --listen dns://127.0.0.1:53 --listen "
 	      "https://[::1]:8443/dns-query \\\n"
 	      "          --tls-cert cert.pem --tls-key key.pem \\\n"
 	      "          --upstream tcp://127.0.0.1:5335 \\\n"
-	      "          --fallback tls://1.1.1.1:853#cloudflare-dns.com\n",
+	      "          --fallback tls://1.1.1.1:853#cloudflare-dns.com \\\n"
+	      "          --fallback https://9.9.9.9:443/dns-query#dns.quad9.net\n",
 	      out);
 }

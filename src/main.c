@@ -28,7 +28,7 @@ static void implemented(bool *listen, bool *upstream)
 	for (int s = 0; s < DV_SCHEME_COUNT; s++) {
 		listen[s] = dv_transport_find((dv_scheme_t)s, 0) != NULL;
 		upstream[s] = s == DV_SCHEME_UDP || s == DV_SCHEME_TCP ||
-			      s == DV_SCHEME_TLS;
+			      s == DV_SCHEME_TLS || s == DV_SCHEME_HTTPS;
 	}
 }
 
@@ -95,15 +95,17 @@ static bool has_listener(const dv_config_t *cfg, dv_scheme_t scheme)
 	return false;
 }
 
-/* tls:// upstreams need the TLS library; each worker's pool builds its own
- * client context (upstream.c). */
+/* tls:// and https:// upstreams need the TLS library; each worker's pool
+ * builds its own client context (upstream.c). */
 static bool has_tls_upstream(const dv_config_t *cfg)
 {
 	for (unsigned i = 0; i < cfg->n_upstream; i++)
-		if (cfg->upstream[i].scheme == DV_SCHEME_TLS)
+		if (cfg->upstream[i].scheme == DV_SCHEME_TLS ||
+		    cfg->upstream[i].scheme == DV_SCHEME_HTTPS)
 			return true;
 	for (unsigned i = 0; i < cfg->n_fallback; i++)
-		if (cfg->fallback[i].scheme == DV_SCHEME_TLS)
+		if (cfg->fallback[i].scheme == DV_SCHEME_TLS ||
+		    cfg->fallback[i].scheme == DV_SCHEME_HTTPS)
 			return true;
 	return false;
 }

@@ -398,9 +398,14 @@ static void fp_thread_register(void)
 }
 
 dv_tls_t *dv_tls_connect_new(dv_tls_ctx_t *ctx, int fd, const char *name,
-			     dv_tls_session_t *session)
+			     const char *alpn, dv_tls_session_t *session)
 {
-	static char alpn_dot[] = "dot";
+	/* wolfSSL_UseALPN() takes a writable list */
+	char alpn_buf[32];
+	size_t alen = strlen(alpn);
+	if (alen == 0 || alen >= sizeof(alpn_buf))
+		return NULL;
+	memcpy(alpn_buf, alpn, alen + 1);
 	fp_thread_register();
 	dv_tls_t *t = dv_tls_new(ctx, fd);
 	if (!t)
@@ -409,7 +414,7 @@ dv_tls_t *dv_tls_connect_new(dv_tls_ctx_t *ctx, int fd, const char *name,
 	if (wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, name,
 			   (unsigned short)nlen) != WOLFSSL_SUCCESS ||
 	    wolfSSL_check_domain_name(t->ssl, name) != WOLFSSL_SUCCESS ||
-	    wolfSSL_UseALPN(t->ssl, alpn_dot, sizeof(alpn_dot) - 1,
+	    wolfSSL_UseALPN(t->ssl, alpn_buf, (unsigned)alen,
 			    WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) !=
 		    WOLFSSL_SUCCESS) {
 		dv_tls_free(t);

@@ -48,18 +48,19 @@ int dv_tls_server_reload(dv_tls_ctx_t *ctx, const char *cert,
 void dv_tls_ctx_free(dv_tls_ctx_t *ctx); /* NULL is a no-op */
 
 /*
- * Client context for tls:// upstreams: TLS 1.2+, the peer's certificate
+ * Client context for tls:// and https:// upstreams: TLS 1.2+, the peer's certificate
  * must verify against `ca_file` (PEM bundle) or, when it is "", the
  * system trust store.  Returns NULL with a message in `err`.
  */
 dv_tls_ctx_t *dv_tls_client_new(const char *ca_file, char *err,
 				size_t err_len);
 /* A client-side TLS connection on a connected non-blocking socket: sends
- * `name` as SNI, offers ALPN "dot" and requires the certificate to carry
- * `name`.  `session` (may be NULL) is offered for resumption.  NULL on
- * allocation failure. */
+ * `name` as SNI, offers ALPN `alpn` ("dot" for DoT, "h2" for DoH; whether
+ * the server chose it is the caller's to check with dv_tls_alpn()) and
+ * requires the certificate to carry `name`.  `session` (may be NULL) is
+ * offered for resumption.  NULL on allocation failure. */
 dv_tls_t *dv_tls_connect_new(dv_tls_ctx_t *ctx, int fd, const char *name,
-			     dv_tls_session_t *session);
+			     const char *alpn, dv_tls_session_t *session);
 /* Drive the client handshake: 0 when done, DV_TLS_WANT_*, or a negative
  * error (dv_tls_error() says why; dv_tls_cert_error() whether the peer's
  * certificate was the reason). */

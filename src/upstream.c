@@ -8,6 +8,11 @@
  * OPEN.  tls:// connections use the same slots and framing; only the
  * byte I/O goes through the TLS seam, and a certificate that does not
  * verify for #NAME fails the connection like a refused connect.
+ * https:// connections are the same TLS connections (ALPN h2 required)
+ * carrying HTTP/2: the engine of src/doh_client.c turns each query into a
+ * stream and each answer back into a message; the slots keep their ids
+ * (the answer gets its slot's id before the usual matching) and remember
+ * the stream, which is reset when the attempt is given up.
  * A connection is never freed while the pool lives: closing it stops its
  * watchers, fails the attempts it carried and keeps its buffers, so a
  * close in the middle of a read or write callback is always safe.
@@ -23,6 +28,7 @@
 #include <unistd.h>
 
 #include "src/core.h"
+#include "src/doh_client.h"
 #include "src/errors.h"
 #include "src/log.h"
 #include "src/tls.h"
@@ -36,6 +42,7 @@ typedef struct {
 	bool busy; /* id reserved until answered or the connection closes */
 	uint32_t next_free, prev_free; /* doubly linked free list */
 	uint64_t sent_ms;
+	int32_t stream; /* https:// connections: the query's HTTP/2 stream */
 } uslot_t;
 
 typedef struct dv_server dv_server_t;
@@ -58,6 +65,9 @@ struct dv_uconn {
 	dv_tls_t *tls; /* tls:// servers, from HANDSHAKE on */
 	size_t tls_retry; /* bytes of the write that returned WANT_* */
 	bool tls_saved; /* session kept for the server's next connection */
+	dv_doh_client_t *h2;    /* https:// servers, from connect on */
+	dv_doh_client_t *h2_in; /* the engine being driven: a close inside
+				 * it leaves the free to the caller */
 };
 
 struct dv_server {
@@ -86,6 +96,17 @@ struct dv_pool {
 
 static void conn_close(dv_uconn_t *c, bool failure, const char *why);
 static void attempt_fail(dv_attempt_t *a, bool timeout);
+/* https:// connections, see "HTTP/2 connections" below */
+static int h2_start(dv_uconn_t *c);
+static void h2_stop(dv_uconn_t *c);
+static bool h2_fill(dv_uconn_t *c);
+static bool h2_input(dv_uconn_t *c);
+static void h2_cancel(dv_uconn_t *c, int32_t stream);
+static bool h2_alpn_ok(dv_uconn_t *c);
+static bool conn_draining(dv_uconn_t *c);
+static bool conn_crowded(dv_uconn_t *c);
+static int conn_send_query(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
+			   size_t len);
 
 static uint64_t now_ms(dv_pool_t *p)
 {
@@ -173,6 +194,10 @@ static uint32_t slot_take(dv_uconn_t *c, dv_attempt_t *a, uint64_t now)
 static void slot_release(dv_uconn_t *c, uint32_t i)
 {
 	uslot_t *s = &c->slots[i];
+	if (s->stream) {
+		h2_cancel(c, s->stream);
+		s->stream = 0;
+	}
 	s->att = NULL;
 	s->busy = false;
 	s->next_free = c->free_head;
@@ -192,7 +217,7 @@ static void conn_flush(dv_uconn_t *c);
 static void conn_flush_tls(dv_uconn_t *c)
 {
 	struct ev_loop *loop = c->server->pool->w->loop;
-	while (c->out_off < c->out_len) {
+	while (c->out_off < c->out_len || h2_fill(c)) {
 		size_t len = c->tls_retry ? c->tls_retry
 					  : c->out_len - c->out_off;
 		ssize_t n = dv_tls_write(c->tls, c->out + c->out_off, len);
@@ -346,6 +371,7 @@ static void conn_close(dv_uconn_t *c, bool failure, const char *why)
 		c->tls = NULL;
 	}
 	c->tls_retry = 0;
+	h2_stop(c);
 	close(c->fd);
 	c->fd = -1;
 	c->state = UC_CLOSED;
@@ -427,6 +453,11 @@ static void tcp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->last_rx_ms = now_ms(c->server->pool);
 		if (c->tls && !c->tls_saved)
 			tls_keep_session(c);
+		if (c->h2) {
+			if (!h2_input(c))
+				return;
+			continue; /* TLS: until WANT_READ, as below */
+		}
 		size_t off = 0;
 		while (c->state == UC_OPEN && c->in_len - off >= 2) {
 			size_t mlen = dv_get16(c->in + off);
@@ -460,7 +491,7 @@ static void conn_opened(dv_uconn_t *c)
 	c->last_rx_ms = now_ms(c->server->pool);
 	server_ok(c->server);
 	ev_io_start(loop, &c->rio);
-	if (c->out_len > c->out_off)
+	if (c->out_len > c->out_off || c->h2)
 		conn_flush(c);
 	else
 		ev_io_stop(loop, &c->wio);
@@ -475,6 +506,8 @@ static void handshake_step(dv_uconn_t *c)
 		DV_STAT_INC(&s->pool->w->stats, tls_handshakes);
 		if (dv_tls_resumed(c->tls))
 			DV_STAT_INC(&s->pool->w->stats, tls_resumed);
+		if (!h2_alpn_ok(c))
+			return;
 		conn_opened(c);
 		return;
 	}
@@ -512,12 +545,12 @@ static void handshake_step(dv_uconn_t *c)
 static void conn_tcp_up(dv_uconn_t *c)
 {
 	dv_server_t *s = c->server;
-	if (s->url.scheme != DV_SCHEME_TLS) {
+	if (s->url.scheme != DV_SCHEME_TLS && s->url.scheme != DV_SCHEME_HTTPS) {
 		conn_opened(c);
 		return;
 	}
 	c->tls = dv_tls_connect_new(s->pool->tls, c->fd, s->url.name,
-				    s->session);
+				    c->h2 ? "h2" : "dot", s->session);
 	if (!c->tls) {
 		conn_close(c, true, "cannot create a TLS connection");
 		return;
@@ -569,6 +602,10 @@ static int conn_connect(dv_uconn_t *c)
 		close(fd);
 		server_failed(s);
 		return ret;
+	}
+	if (s->url.scheme == DV_SCHEME_HTTPS && h2_start(c) < 0) {
+		close(fd);
+		return -ENOMEM;
 	}
 	c->fd = fd;
 	ev_io_set(&c->rio, fd, EV_READ);
@@ -662,13 +699,13 @@ static dv_uconn_t *pick_conn(dv_server_t *s, bool tcp_only)
 				closed = c;
 			continue;
 		}
-		if (c->free_head == NO_SLOT)
+		if (c->free_head == NO_SLOT || conn_draining(c))
 			continue;
 		if (!best || c->busy < best->busy)
 			best = c;
 	}
 	/* open another connection before piling onto a busy one */
-	if (closed && (!best || best->busy > 0)) {
+	if (closed && (!best || conn_crowded(best))) {
 		if (conn_connect(closed) == 0)
 			return closed;
 	}
@@ -706,7 +743,7 @@ static int attempt_start(dv_fetch_t *f, dv_server_t *s, bool tcp_only)
 			return DV_EUPSTREAM;
 		}
 	} else {
-		if (conn_queue(c, f->qwire, f->qlen) < 0) {
+		if (conn_send_query(c, slot, f->qwire, f->qlen) < 0) {
 			slot_release(c, slot);
 			a->fetch = NULL;
 			a->conn = NULL;
@@ -858,6 +895,230 @@ static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 	dv_core_fetch_answer(f, wire, len, &r);
 }
 
+/* ---- HTTP/2 connections (https:// servers) ----
+ *
+ * The engine (src/doh_client.c) is created with the socket, so queries
+ * submitted while connecting queue inside it; its output is rendered into
+ * the output buffer whenever that is empty (conn_flush_tls), and what the
+ * connection reads goes to it whole.  Answers and failures come back
+ * through the two callbacks below, by slot id (the tag of each request).
+ * A close while the engine is being driven (c->h2_in) only detaches it;
+ * the driver frees it once the engine has returned.
+ */
+
+#define H2_OUT_CAP 16384
+
+/* A request of slot `i` failed: fail its attempt, or send it again on
+ * another connection when the server did not process it (GOAWAY). */
+static void h2_slot_failed(dv_uconn_t *c, uint32_t i, bool retry,
+			   const char *why)
+{
+	uslot_t *s = &c->slots[i];
+	dv_attempt_t *a = s->att;
+	dv_server_t *srv = c->server;
+	s->stream = 0; /* ended: nothing to reset */
+	slot_release(c, i);
+	if (!a)
+		return;
+	a->conn = NULL;
+	dv_log_debug("worker %u: upstream %s: %s", srv->pool->w->index,
+		     srv->url.text, why);
+	if (retry) {
+		dv_fetch_t *f = a->fetch;
+		attempt_detach(a);
+		if (attempt_start(f, srv, true) == 0)
+			return;
+		fetch_continue(f, srv->fallback);
+		return;
+	}
+	attempt_fail(a, false);
+}
+
+/* The slot request `tag` belongs to, if it is still waiting. */
+static uslot_t *h2_slot(dv_uconn_t *c, uint32_t tag)
+{
+	uslot_t *s = &c->slots[tag & c->mask];
+	if (c->h2 != c->h2_in || !s->busy || s->id != tag)
+		return NULL; /* closed meanwhile, or given up */
+	return s;
+}
+
+static void h2_answer_cb(void *user, uint32_t tag, uint8_t *msg, size_t len)
+{
+	dv_uconn_t *c = user;
+	uslot_t *s = h2_slot(c, tag);
+	if (!s)
+		return;
+	uint32_t i = tag & c->mask;
+	if (s->att) {
+		dv_fetch_t *f = s->att->fetch;
+		/* the stream says which query this answers; the question
+		 * must still be the one asked */
+		if (!dv_wire_question_matches(msg, len, f->qwire, f->qlen)) {
+			h2_slot_failed(c, i, false,
+				       "answer to another question");
+			return;
+		}
+	}
+	s->stream = 0;
+	/* the id on the wire is 0 (RFC 8484): give the answer its slot's,
+	 * and match it like any other */
+	dv_put16(msg, (uint16_t)tag);
+	handle_answer(c, msg, len);
+}
+
+static void h2_failed_cb(void *user, uint32_t tag, bool retry,
+			 const char *why)
+{
+	dv_uconn_t *c = user;
+	if (h2_slot(c, tag))
+		h2_slot_failed(c, tag & c->mask, retry, why);
+}
+
+static const dv_doh_client_cb_t h2_callbacks = {
+	.answer = h2_answer_cb,
+	.failed = h2_failed_cb,
+};
+
+static int h2_start(dv_uconn_t *c)
+{
+	dv_server_t *s = c->server;
+	if (!c->out) {
+		c->out = malloc(H2_OUT_CAP);
+		if (!c->out)
+			return -ENOMEM;
+		c->out_cap = H2_OUT_CAP;
+	}
+	c->h2 = dv_doh_client_new(s->url.name, s->url.path, &h2_callbacks, c);
+	return c->h2 ? 0 : -ENOMEM;
+}
+
+/* Detach the engine at close (its requests fail with the slots). */
+static void h2_stop(dv_uconn_t *c)
+{
+	if (c->h2 && c->h2 != c->h2_in)
+		dv_doh_client_free(c->h2);
+	c->h2 = NULL;
+}
+
+/* After driving engine `h2`: true (and `h2` freed) if the connection was
+ * closed meanwhile. */
+static bool h2_closed_inside(dv_uconn_t *c, dv_doh_client_t *h2)
+{
+	c->h2_in = NULL;
+	if (c->h2 == h2)
+		return false;
+	dv_doh_client_free(h2);
+	return true;
+}
+
+/* The output buffer has been written: render the engine's next bytes
+ * into it.  True when there is something to write. */
+static bool h2_fill(dv_uconn_t *c)
+{
+	dv_doh_client_t *h2 = c->h2;
+	if (!h2 || c->state != UC_OPEN)
+		return false;
+	c->out_off = c->out_len = 0;
+	c->h2_in = h2;
+	ssize_t n = dv_doh_client_output(h2, c->out, c->out_cap);
+	if (h2_closed_inside(c, h2))
+		return false;
+	if (n < 0) {
+		conn_close(c, true, "HTTP/2 connection error");
+		return false;
+	}
+	if (n == 0 && dv_doh_client_want_close(h2)) {
+		bool broken = dv_doh_client_broken(h2);
+		conn_close(c, c->busy > 0 || broken,
+			   broken ? "HTTP/2 connection error"
+				  : "HTTP/2 connection ended (GOAWAY)");
+		return false;
+	}
+	c->out_len = (size_t)n;
+	return n > 0;
+}
+
+/* Hand what was read (c->in) to the engine, which delivers the answers.
+ * False when the connection is closed. */
+static bool h2_input(dv_uconn_t *c)
+{
+	dv_doh_client_t *h2 = c->h2;
+	c->h2_in = h2;
+	ssize_t n = dv_doh_client_input(h2, c->in, c->in_len);
+	c->in_len = 0;
+	if (h2_closed_inside(c, h2))
+		return false;
+	if (n < 0) {
+		conn_close(c, true, "HTTP/2 protocol error from the upstream");
+		return false;
+	}
+	if (dv_doh_client_want_write(h2))
+		conn_flush(c); /* SETTINGS ACK, WINDOW_UPDATE, PING ACK */
+	else if (dv_doh_client_want_close(h2))
+		conn_close(c, c->busy > 0, "HTTP/2 connection ended (GOAWAY)");
+	return c->state == UC_OPEN;
+}
+
+/* Give up the request on `stream` (the attempt ended elsewhere). */
+static void h2_cancel(dv_uconn_t *c, int32_t stream)
+{
+	if (!c->h2)
+		return;
+	dv_doh_client_cancel(c->h2, stream);
+	if (c->state == UC_OPEN && !c->h2_in)
+		ev_io_start(c->server->pool->w->loop, &c->wio);
+}
+
+/* TLS is up: an https:// server must have chosen h2.  False (and the
+ * connection closed) if not. */
+static bool h2_alpn_ok(dv_uconn_t *c)
+{
+	if (!c->h2)
+		return true;
+	const char *alpn = dv_tls_alpn(c->tls);
+	if (alpn && strcmp(alpn, "h2") == 0)
+		return true;
+	dv_server_t *s = c->server;
+	if (s->fails == 0)
+		dv_log_warn("worker %u: upstream %s: the server did not accept "
+			    "HTTP/2 (ALPN h2)",
+			    s->pool->w->index, s->url.text);
+	conn_close(c, true, "no ALPN h2");
+	return false;
+}
+
+/* The connection takes no new queries (HTTP/2 GOAWAY received). */
+static bool conn_draining(dv_uconn_t *c)
+{
+	return c->h2 && dv_doh_client_draining(c->h2);
+}
+
+/* Worth opening another connection rather than adding to this one: a
+ * pipelined TCP connection as soon as it carries a query, an HTTP/2 one
+ * when its streams are at the server's limit. */
+static bool conn_crowded(dv_uconn_t *c)
+{
+	if (!c->h2)
+		return c->busy > 0;
+	return c->busy >= dv_doh_client_max_streams(c->h2);
+}
+
+/* Queue `msg` for slot `slot` of stream connection `c`: framed into the
+ * output buffer, or as an HTTP/2 request. */
+static int conn_send_query(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
+			   size_t len)
+{
+	if (!c->h2)
+		return conn_queue(c, msg, len);
+	int32_t stream = dv_doh_client_submit(c->h2, c->slots[slot].id, msg,
+					      len);
+	if (stream < 0)
+		return stream;
+	c->slots[slot].stream = stream;
+	return 0;
+}
+
 static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	dv_uconn_t *c = w->data;
@@ -932,12 +1193,13 @@ dv_pool_t *dv_pool_new(dv_worker_t *w, const dv_config_t *cfg)
 	/* one client context per worker: no lock is shared between workers,
 	 * and each keeps its own sessions (per server) */
 	for (unsigned i = 0; i < p->n_local + p->n_fallback; i++) {
-		if (p->servers[i].url.scheme != DV_SCHEME_TLS)
+		if (p->servers[i].url.scheme != DV_SCHEME_TLS &&
+		    p->servers[i].url.scheme != DV_SCHEME_HTTPS)
 			continue;
 		char err[600];
 		p->tls = dv_tls_client_new(cfg->tls_ca, err, sizeof(err));
 		if (!p->tls) {
-			dv_log_error("tls:// upstreams: %s", err);
+			dv_log_error("tls:// and https:// upstreams: %s", err);
 			goto fail;
 		}
 		break;
@@ -953,7 +1215,10 @@ void dv_pool_start(dv_pool_t *p)
 	/* warm the local resolver connections */
 	for (unsigned i = 0; i < p->n_local; i++) {
 		dv_server_t *s = &p->servers[i];
-		for (unsigned j = 0; j < s->n_tcp; j++)
+		/* one HTTP/2 connection carries many streams: the others
+		 * open when its streams are full (pick_conn) */
+		unsigned n = s->url.scheme == DV_SCHEME_HTTPS ? 1 : s->n_tcp;
+		for (unsigned j = 0; j < n; j++)
 			if (s->tcp[j].state == UC_CLOSED &&
 			    conn_connect(&s->tcp[j]) < 0)
 				break;
@@ -962,6 +1227,8 @@ void dv_pool_start(dv_pool_t *p)
 
 static void conn_destroy(dv_pool_t *p, dv_uconn_t *c)
 {
+	dv_doh_client_free(c->h2);
+	c->h2 = NULL;
 	dv_tls_free(c->tls);
 	c->tls = NULL;
 	if (c->fd >= 0) {

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Seed corpora for fuzz/fuzz_cache.c, fuzz_config.c, fuzz_upstream.c and
-fuzz_stream.c: writes fuzz/corpus/{cache,config,upstream,stream}/*.
+"""Seed corpora for fuzz/fuzz_cache.c, fuzz_config.c, fuzz_upstream.c,
+fuzz_stream.c and fuzz_doh_client.c: writes
+fuzz/corpus/{cache,config,upstream,stream,doh_client}/*.
 
 Plain python3 (no dnspython needed): the messages are small and built byte
 by byte, so each seed says exactly which path it is for.  The output is
@@ -510,11 +511,109 @@ def stream_seeds():
     return s
 
 
+# ---------------------------------------------------------------- doh_client
+#
+# What a DoH server sends: SETTINGS, SETTINGS ACK, then per client stream
+# (1, 3, 5, ...) a response.  HPACK by hand: indexed ":status" values from
+# the static table, literal fields with an indexed name (content-type 31,
+# content-length 28), never Huffman.
+
+H2_DATA, H2_HEADERS, H2_RST, H2_SETTINGS, H2_PING, H2_GOAWAY, H2_WINDOW = (
+    0, 1, 3, 4, 6, 7, 8)
+END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
+
+
+def h2_frame(ftype, flags, stream, payload=b""):
+    return (struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) +
+            u32(stream) + payload)
+
+
+def h2_settings(max_streams=None):
+    p = b""
+    if max_streams is not None:
+        p += u16(3) + u32(max_streams)
+    return h2_frame(H2_SETTINGS, 0, 0, p) + h2_frame(H2_SETTINGS, ACK, 0)
+
+
+def hpack_literal(index, value):
+    """Literal without indexing, name from the static table (4-bit
+    prefix), value not Huffman-coded (7-bit prefix, short values)."""
+    assert index >= 15 and len(value) < 127
+    return bytes([0x0F, index - 15, len(value)]) + value
+
+
+STATUS = {200: 0x88, 204: 0x89, 206: 0x8A, 304: 0x8B, 400: 0x8C, 404: 0x8D,
+          500: 0x8E}
+
+
+def h2_response(stream, body, status=200, ctype=b"application/dns-message",
+                clen=True, split=1):
+    block = bytes([STATUS[status]])
+    if ctype is not None:
+        block += hpack_literal(31, ctype)
+    if clen:
+        block += hpack_literal(28, str(len(body)).encode())
+    out = h2_frame(H2_HEADERS, END_HEADERS | (0 if body else END_STREAM),
+                   stream, block)
+    step = max(1, (len(body) + split - 1) // split)
+    for i in range(0, len(body), step):
+        last = i + step >= len(body)
+        out += h2_frame(H2_DATA, END_STREAM if last else 0, stream,
+                        body[i:i + step])
+    return out
+
+
+def doh_client_seeds():
+    ans = response("www.test.", id_=0)
+    big = response("www.test.", id_=0) + b"\0" * 20000
+    opts = lambda n, cmode=0, sub=False, out=False, rd=5, cap=3: bytes(
+        [n | cmode << 4 | (0x40 if sub else 0) | (0x80 if out else 0),
+         rd | cap << 3])
+    s = {}
+    s["one_answer"] = opts(1) + h2_settings(100) + h2_response(1, ans)
+    s["three_out_of_order"] = (opts(3) + h2_settings() + h2_response(5, ans) +
+                               h2_response(1, ans) + h2_response(3, ans))
+    s["byte_by_byte"] = opts(2, rd=0, out=True) + h2_settings(1) + \
+        h2_response(1, ans) + h2_response(3, ans)
+    s["split_body"] = opts(1, rd=2, cap=0) + h2_settings() + \
+        h2_response(1, ans, split=5)
+    s["large_body"] = opts(1, cap=1) + h2_settings() + \
+        h2_response(1, big, split=2)
+    s["no_content_length"] = opts(1) + h2_settings() + \
+        h2_response(1, ans, clen=False)
+    s["status_404"] = opts(2) + h2_settings() + \
+        h2_response(1, b"not found", status=404, ctype=b"text/plain") + \
+        h2_response(3, ans)
+    s["wrong_ctype"] = opts(1) + h2_settings() + \
+        h2_response(1, ans, ctype=b"text/html")
+    s["ctype_param"] = opts(1) + h2_settings() + \
+        h2_response(1, ans, ctype=b"application/dns-message; x=y")
+    s["short_body"] = opts(1) + h2_settings() + h2_response(1, b"\0" * 5)
+    s["rst_stream"] = opts(2) + h2_settings() + \
+        h2_frame(H2_RST, 0, 1, u32(2)) + h2_response(3, ans)
+    s["refused"] = opts(1) + h2_settings() + h2_frame(H2_RST, 0, 1, u32(7))
+    s["goaway"] = opts(4, sub=True) + h2_settings() + \
+        h2_frame(H2_GOAWAY, 0, 0, u32(3) + u32(0)) + \
+        h2_response(1, ans) + h2_response(3, ans)
+    s["goaway_error"] = opts(2) + h2_settings() + \
+        h2_frame(H2_GOAWAY, 0, 0, u32(0) + u32(1) + b"bye")
+    s["ping_window"] = opts(1, out=True) + h2_settings() + \
+        h2_frame(H2_PING, 0, 0, b"12345678") + \
+        h2_frame(H2_WINDOW, 0, 0, u32(1000)) + h2_response(1, ans)
+    s["cancel_and_submit"] = opts(6, cmode=3, sub=True, out=True) + \
+        h2_settings(2) + b"".join(h2_response(i, ans) for i in range(1, 30, 2))
+    s["bad_frame"] = opts(1) + h2_settings() + h2_frame(H2_DATA, 0, 0, b"x")
+    s["http1_reply"] = opts(1) + b"HTTP/1.1 400 Bad Request\r\n\r\n"
+    s["no_settings"] = opts(1) + h2_response(1, ans)
+    return {k + ".bin": v for k, v in s.items()}
+
+
 def main():
     write_dir("cache", cache_seeds())
     write_dir("config", config_seeds())
     write_dir("upstream", upstream_seeds())
     write_dir("stream", stream_seeds())
+    write_dir("doh_client", doh_client_seeds())
     return 0
 
 

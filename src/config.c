@@ -360,6 +360,7 @@ typedef enum {
 	T_SIZE,     /* uint64_t bytes, K/M/G suffixes */
 	T_STRING,   /* char[size] */
 	T_LOGLEVEL, /* dv_log_level_t */
+	T_ENUM,     /* unsigned: index into the item's names */
 	T_LIST,     /* elem[N] + unsigned count; items as its list_kind_t says */
 } item_type_t;
 
@@ -368,6 +369,7 @@ static const char *const type_names[] = {
 	[T_SIZE] = "size",
 	[T_STRING] = "string",
 	[T_LOGLEVEL] = "enum",
+	[T_ENUM] = "enum",
 	[T_LIST] = "list", /* shown as the list kind's own type_name */
 };
 
@@ -466,6 +468,14 @@ static const char *const log_levels[] = {
 	[DV_LOG_DEBUG] = "debug",
 };
 
+static const char *const doq_retry_modes[] = {
+	[DV_DOQ_RETRY_ALWAYS] = "always",
+	[DV_DOQ_RETRY_UNDER_LOAD] = "under-load",
+	[DV_DOQ_RETRY_NEVER] = "never",
+	NULL,
+};
+static const char *const doq_booleans[] = {"false", "true", NULL};
+
 typedef struct {
 	const char *section; /* NULL: top level */
 	const char *key;
@@ -474,6 +484,7 @@ typedef struct {
 	size_t aux;    /* T_STRING: field size; T_LIST: offset of the count */
 	size_t elem_size;        /* T_LIST: of one array element */
 	const list_kind_t *list; /* T_LIST */
+	const char *const *names; /* T_ENUM: the values, NULL-terminated */
 	uint64_t min, max;  /* T_UINT, T_SIZE; T_STRING: longest; T_LIST:
 			       most items (the array's length) */
 	const char *def;    /* parsed like a value from the file */
@@ -504,6 +515,9 @@ typedef struct {
 	  .def = d, .doc = dc }
 #define LOGLEVEL(sec, k, f, d, dc)                                           \
 	{ ITEM(sec, k, T_LOGLEVEL, FIELD(f, dv_log_level_t)), .def = d,        \
+	  .doc = dc }
+#define ENUM(sec, k, f, nm, d, dc)                                           \
+	{ ITEM(sec, k, T_ENUM, FIELD(f, unsigned)), .names = nm, .def = d,     \
 	  .doc = dc }
 /* An array `f` of `ctype` counted by `n`; the default is the empty list.
  * The element must fit item_set()'s buffer, or this does not build. */
@@ -571,6 +585,25 @@ static const item_t schema[] = {
 	     1000000, "50",
 	     "new TLS connections per client address per second (each "
 	     "worker allows its share); 0 = no cap"),
+
+	UINT("doq", "max-connections", doq_max_connections, 1, 1000000, "1024",
+	     "QUIC connections per worker; more are refused "
+	     "(CONNECTION_REFUSED)"),
+	UINT("doq", "max-streams", doq_max_streams, 1, 10000, "100",
+	     "queries in flight on one connection (bidirectional stream "
+	     "credit, given back as streams finish)"),
+	UINT("doq", "idle-timeout-ms", doq_idle_timeout_ms, 1000, 3600000,
+	     "30000", "close a QUIC connection idle this long"),
+	ENUM("doq", "retry", doq_retry, doq_retry_modes, "under-load",
+	     "stateless Retry address validation: always, under-load "
+	     "(many handshakes in progress) or never"),
+	ENUM("doq", "early-data", doq_early_data, doq_booleans, "false",
+	     "accept 0-RTT queries from resuming clients (QUERY only, "
+	     "RFC 9250 section 4.5)"),
+	UINT("doq", "token-lifetime-s", doq_token_lifetime_s, 10, 2592000,
+	     "86400",
+	     "NEW_TOKEN tokens let a returning client skip Retry for this "
+	     "long"),
 
 	LIST("doh", "paths", doh_paths, path_elem_t, n_doh_paths, http_paths,
 	     "extra URL paths every https/http listener also serves "
@@ -732,6 +765,14 @@ static void format_range(const item_t *it, char *buf, size_t len)
 	case T_LOGLEVEL:
 		snprintf(buf, len, "error|warn|info|debug");
 		break;
+	case T_ENUM: {
+		size_t off = 0;
+		buf[0] = '\0';
+		for (unsigned i = 0; it->names[i] && off < len; i++)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s",
+						i ? "|" : "", it->names[i]);
+		break;
+	}
 	case T_LIST:
 		snprintf(buf, len, "max %" PRIu64 " %s", it->max,
 			 it->list->many);
@@ -806,6 +847,23 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 		}
 		errf(why, why_len, "expected error, warn, info or debug");
 		return DV_ECONFIG;
+	case T_ENUM: {
+		char names[128];
+		size_t off = 0;
+		for (unsigned i = 0; it->names[i]; i++) {
+			if (strcmp(val, it->names[i]) == 0) {
+				*(unsigned *)field = i;
+				return 0;
+			}
+			if (off < sizeof(names))
+				off += (size_t)snprintf(names + off,
+							sizeof(names) - off,
+							"%s%s", i ? ", " : "",
+							it->names[i]);
+		}
+		errf(why, why_len, "expected one of %s", names);
+		return DV_ECONFIG;
+	}
 	case T_LIST: {
 		unsigned *count = (unsigned *)((char *)cfg + it->aux);
 		unsigned char *list = field;

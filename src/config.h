@@ -65,6 +65,12 @@ void dv_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 #define DV_DOH_MAX_TRUSTED_PROXIES 32  /* doh.trusted-proxies */
 
 typedef enum {
+	DV_DOQ_RETRY_ALWAYS,
+	DV_DOQ_RETRY_UNDER_LOAD,
+	DV_DOQ_RETRY_NEVER,
+} dv_doq_retry_t;
+
+typedef enum {
 	DV_LOG_ERROR,
 	DV_LOG_WARN,
 	DV_LOG_INFO,
@@ -112,6 +118,14 @@ typedef struct {
 	unsigned tls_handshake_timeout_ms;
 	unsigned tls_handshakes_per_ip; /* new TLS handshakes per client
 					   address per second; 0 = no cap */
+
+	/* doq: (quic:// listeners) */
+	unsigned doq_max_connections; /* per worker */
+	unsigned doq_max_streams;     /* bidirectional stream credit */
+	unsigned doq_idle_timeout_ms;
+	unsigned doq_retry;           /* dv_doq_retry_t */
+	unsigned doq_early_data;      /* 0/1: accept 0-RTT */
+	unsigned doq_token_lifetime_s;
 
 	/* doh: (https:// and http:// listeners) */
 	/* extra paths every DoH listener serves besides its URL's own

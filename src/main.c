@@ -10,12 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "src/cache.h"
 #include "src/config.h"
 #include "src/errors.h"
 #include "src/log.h"
+#include "src/quic_tls.h"
 #include "src/stats.h"
 #include "src/tls.h"
 #include "src/transport.h"
@@ -218,6 +220,19 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (has_listener(&cfg, DV_SCHEME_QUIC)) {
+		if (getrandom(shared.quic_secret, sizeof(shared.quic_secret),
+			      0) != (ssize_t)sizeof(shared.quic_secret)) {
+			dv_log_error("cannot read random bytes for QUIC");
+			goto out;
+		}
+		if (!(shared.tls_doq = dv_quic_tls_server_ctx_new(
+			      cfg.tls_cert, cfg.tls_key, "doq",
+			      cfg.doq_early_data != 0, err, sizeof(err)))) {
+			dv_log_error("%s", err);
+			goto out;
+		}
+	}
 	for (unsigned i = 0; i < n; i++) {
 		workers[i] = dv_worker_new(i, &cfg, &shared, err, sizeof(err));
 		if (!workers[i]) {
@@ -280,6 +295,7 @@ out:
 	if (tls_ready) {
 		dv_tls_ctx_free(shared.tls_dot);
 		dv_tls_ctx_free(shared.tls_doh);
+		dv_quic_tls_ctx_free(shared.tls_doq);
 		dv_tls_cleanup();
 	}
 	dv_cache_free(cache);

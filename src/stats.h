@@ -43,7 +43,23 @@
 	X(tls_handshakes, "TLS handshakes completed")                        \
 	X(tls_resumed, "TLS handshakes that resumed a session")              \
 	X(tls_failed, "TLS handshakes that failed or timed out")             \
-	X(tls_rate_limited, "TLS connections refused by the per-address cap")
+	X(tls_rate_limited, "TLS connections refused by the per-address cap") \
+	X(doq_connections, "QUIC connections accepted (DoQ)")                \
+	X(doq_handshakes, "QUIC handshakes completed")                       \
+	X(doq_resumed, "QUIC handshakes that resumed a TLS session")         \
+	X(doq_early_data, "QUIC connections whose 0-RTT data was accepted")  \
+	X(doq_retries, "stateless Retry packets sent")                       \
+	X(doq_token_ok, "Initials with a valid Retry or NEW_TOKEN token")    \
+	X(doq_token_bad, "Initials with an invalid or expired token")        \
+	X(doq_refused, "QUIC connections refused (limit or draining)")       \
+	X(doq_streams, "DoQ streams that carried a query")                   \
+	X(doq_cancelled, "DoQ queries whose stream the client reset")        \
+	X(doq_protocol_errors, "DoQ connections closed with PROTOCOL_ERROR") \
+	X(doq_stream_timeouts, "DoQ streams reset for not finishing a query") \
+	X(doq_bad_packets, "UDP datagrams that were not QUIC for us")        \
+	X(doq_idle_closed, "QUIC connections closed idle")                   \
+	X(doq_closed_error, "QUIC connections closed on a transport error")  \
+	X(doq_migrations, "QUIC connections that moved to a new path")
 
 typedef struct {
 #define DV_STATS_FIELD(name, help) uint64_t name;

@@ -19,12 +19,17 @@ typedef struct dv_pool dv_pool_t;
 typedef struct dv_fetch dv_fetch_t;
 
 typedef struct dv_tls_ctx dv_tls_ctx_t;
+typedef struct dv_quic_tls_ctx dv_quic_tls_ctx_t;
 
 /* What all workers share, made by main. */
 typedef struct {
 	dv_cache_t *cache;     /* may be NULL */
 	dv_tls_ctx_t *tls_dot; /* ALPN "dot"; NULL without tls:// listeners */
 	dv_tls_ctx_t *tls_doh; /* ALPN "h2", "http/1.1"; NULL without https:// */
+	dv_quic_tls_ctx_t *tls_doq; /* ALPN "doq"; NULL without quic:// */
+	/* keys QUIC address-validation tokens and stateless resets; the same
+	 * in every worker, so any worker can check what another issued */
+	uint8_t quic_secret[32];
 	unsigned n_workers;
 } dv_shared_t;
 

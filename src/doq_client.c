@@ -1017,6 +1017,11 @@ void dv_doq_client_close_info(const dv_doq_client_t *c, dv_doq_close_t *ci)
 	*ci = c->ci;
 }
 
+bool dv_doq_client_has_ticket(dv_doq_client_t *c)
+{
+	return dv_quic_tls_ticket_received(c->tls);
+}
+
 const uint8_t *dv_doq_client_token(const dv_doq_client_t *c, size_t *len)
 {
 	*len = c->token_len;

@@ -199,6 +199,9 @@ unsigned dv_doq_client_outstanding(const dv_doq_client_t *c);
 void dv_doq_client_stats(const dv_doq_client_t *c, dv_doq_stats_t *st);
 void dv_doq_client_close_info(const dv_doq_client_t *c, dv_doq_close_t *ci);
 
+/* Whether the server sent a session ticket (something to save). */
+bool dv_doq_client_has_ticket(dv_doq_client_t *c);
+
 /* The last NEW_TOKEN token received (len 0: none). */
 const uint8_t *dv_doq_client_token(const dv_doq_client_t *c, size_t *len);
 

@@ -106,6 +106,30 @@ const char *dv_doq_end_name(dv_doq_end_t end)
 	return names[end];
 }
 
+/* TLS alerts (RFC 8446 §6) a QUIC handshake commonly ends with */
+static const char *alert_name(uint8_t a)
+{
+	switch (a) {
+	case 40: return "handshake_failure";
+	case 42: return "bad_certificate";
+	case 43: return "unsupported_certificate";
+	case 44: return "certificate_revoked";
+	case 45: return "certificate_expired";
+	case 46: return "certificate_unknown";
+	case 47: return "illegal_parameter";
+	case 48: return "unknown_ca";
+	case 50: return "decode_error";
+	case 51: return "decrypt_error";
+	case 70: return "protocol_version";
+	case 80: return "internal_error";
+	case 109: return "missing_extension";
+	case 112: return "unrecognized_name";
+	case 116: return "certificate_required";
+	case 120: return "no_application_protocol";
+	default: return "alert";
+	}
+}
+
 const char *dv_doq_transport_error_name(uint64_t code, char *buf, size_t cap)
 {
 	static const char *const names[] = {
@@ -130,7 +154,8 @@ const char *dv_doq_transport_error_name(uint64_t code, char *buf, size_t cap)
 	if (code < sizeof(names) / sizeof(names[0]))
 		snprintf(buf, cap, "%s", names[code]);
 	else if (code >= 0x100 && code <= 0x1ff)
-		snprintf(buf, cap, "CRYPTO_ERROR(0x%x)", (unsigned)code);
+		snprintf(buf, cap, "CRYPTO_ERROR(0x%x %s)", (unsigned)code,
+			 alert_name((uint8_t)(code - 0x100)));
 	else
 		snprintf(buf, cap, "0x%llx", (unsigned long long)code);
 	return buf;
@@ -794,11 +819,10 @@ static int fail_conn(dv_doq_client_t *c, int rv, uint64_t now)
 	} else {
 		c->ci.closed = true;
 		if (rv == NGTCP2_ERR_CRYPTO) {
-			const char *why = dv_quic_tls_error(c->tls);
+			uint8_t alert = ngtcp2_conn_get_tls_alert(c->conn);
 			snprintf(c->ci.local_error, sizeof(c->ci.local_error),
-				 "TLS handshake failed (alert %u: %s)",
-				 ngtcp2_conn_get_tls_alert(c->conn),
-				 why ? why : "?");
+				 "TLS handshake failed: %s (alert %u)",
+				 alert_name(alert), alert);
 			ngtcp2_connection_close_error_set_transport_error_tls_alert(
 				&c->lerr, ngtcp2_conn_get_tls_alert(c->conn),
 				NULL, 0);

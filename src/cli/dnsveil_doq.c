@@ -295,7 +295,7 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 	int ch;
 	optind = 1;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "+n:kjqc:C:K:d:t:h", longopts,
+	while ((ch = getopt_long(argc, argv, "n:kjqc:C:K:d:t:h", longopts,
 				 NULL)) != -1) {
 		switch (ch) {
 		case 'n':

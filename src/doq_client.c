@@ -470,21 +470,6 @@ static int stream_reset_cb(ngtcp2_conn *conn, int64_t stream_id,
 	return 0;
 }
 
-static int stream_stop_sending_cb(ngtcp2_conn *conn, int64_t stream_id,
-				  uint64_t app_error_code, void *user_data,
-				  void *stream_user_data)
-{
-	(void)conn;
-	(void)stream_id;
-	(void)user_data;
-	stream_t *s = stream_user_data;
-	if (s && s->list == L_ACTIVE) {
-		s->res.stop_sending = true;
-		s->res.stop_code = app_error_code;
-	}
-	return 0;
-}
-
 static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags,
 			   int64_t stream_id, uint64_t app_error_code,
 			   void *user_data, void *stream_user_data)
@@ -607,7 +592,6 @@ dv_doq_client_t *dv_doq_client_new(const dv_doq_config_t *cfg,
 			ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
 		.get_path_challenge_data =
 			ngtcp2_crypto_get_path_challenge_data_cb,
-		.stream_stop_sending = stream_stop_sending_cb,
 		.version_negotiation = ngtcp2_crypto_version_negotiation_cb,
 		.recv_tx_key = recv_tx_key_cb,
 		.early_data_rejected = early_data_rejected_cb,
@@ -856,14 +840,6 @@ int dv_doq_client_read(dv_doq_client_t *c, const dv_doq_path_t *path,
 	return fail_conn(c, rv, now);
 }
 
-/* Reset the sending and receiving sides with DOQ_REQUEST_CANCELLED. */
-static void cancel(dv_doq_client_t *c, stream_t *s, dv_doq_end_t how,
-		   uint64_t now)
-{
-	ngtcp2_conn_shutdown_stream(c->conn, s->id, DV_DOQ_REQUEST_CANCELLED);
-	stream_end(c, s, how, false, now);
-}
-
 int dv_doq_client_expire(dv_doq_client_t *c, uint64_t now)
 {
 	if (c->state == C_CLOSED)
@@ -873,13 +849,22 @@ int dv_doq_client_expire(dv_doq_client_t *c, uint64_t now)
 		return fail_conn(c, rv, now);
 	while (c->pending.head && c->pending.head->deadline <= now)
 		stream_end(c, c->pending.head, DV_DOQ_END_TIMEOUT, true, now);
-	while (c->active.head && c->active.head->deadline <= now)
-		cancel(c, c->active.head, DV_DOQ_END_TIMEOUT, now);
+	while (c->active.head && c->active.head->deadline <= now) {
+		stream_t *s = c->active.head;
+		ngtcp2_conn_shutdown_stream(c->conn, s->id,
+					    DV_DOQ_REQUEST_CANCELLED);
+		stream_end(c, s, DV_DOQ_END_TIMEOUT, false, now);
+	}
 	if (c->n_reset) {
-		for (stream_t *s = c->active.head, *next; s; s = next) {
-			next = s->next;
-			if (s->reset_at && s->reset_at <= now)
-				cancel(c, s, DV_DOQ_END_CANCELLED, now);
+		/* reset, then wait for the server's reaction */
+		for (stream_t *s = c->active.head; s; s = s->next) {
+			if (!s->reset_at || s->reset_at > now)
+				continue;
+			ngtcp2_conn_shutdown_stream(c->conn, s->id,
+						    DV_DOQ_REQUEST_CANCELLED);
+			s->res.cancelled = true;
+			s->reset_at = 0;
+			c->n_reset--;
 		}
 	}
 	return 0;
@@ -964,7 +949,11 @@ int dv_doq_client_write(dv_doq_client_t *c, uint8_t *buf, size_t cap,
 		if (n < 0)
 			return fail_conn(c, (int)n, now);
 		if (n == 0) {
-			ngtcp2_conn_update_pkt_tx_time(c->conn, now);
+			/* Pacing before the first RTT sample would use
+			 * ngtcp2's 333 ms initial RTT and hold the client
+			 * Finished (and the first queries) back ~25 ms. */
+			if (c->st.handshake_done)
+				ngtcp2_conn_update_pkt_tx_time(c->conn, now);
 			return 0;
 		}
 		*path_ctx = ps.path.user_data;

@@ -50,7 +50,6 @@ const char *dv_doq_transport_error_name(uint64_t code, char *buf,
 	X(FIN, "fin")                   /* server finished the stream */      \
 	X(RESET, "stream_reset")        /* server reset it (app_code) */      \
 	X(TIMEOUT, "timeout")           /* no end before the deadline */      \
-	X(CANCELLED, "cancelled")       /* we reset it (reset_after) */       \
 	X(CONN_CLOSED, "connection_closed") /* the connection ended first */
 
 typedef enum {
@@ -63,9 +62,9 @@ const char *dv_doq_end_name(dv_doq_end_t end);
 /* What the stream carried back, reported with on_end */
 typedef struct {
 	dv_doq_end_t how;
+	bool cancelled;          /* we reset it first (reset_after); `how`
+				    is then the server's reaction */
 	uint64_t app_code;       /* RESET: the server's application error */
-	bool stop_sending;       /* server sent STOP_SENDING... */
-	uint64_t stop_code;      /* ...with this code */
 	unsigned messages;       /* complete length-prefixed messages seen */
 	size_t trailing;         /* bytes after the last complete message */
 } dv_doq_result_t;
@@ -155,7 +154,9 @@ void dv_doq_client_free(dv_doq_client_t *c);
  * Queue `len` bytes for a new stream: with flags 0 they must be one DNS
  * message and are framed with the 2-byte length; DV_DOQ_RAW sends them
  * as given.  `reset_after` (ns, 0: never) resets the stream with
- * DOQ_REQUEST_CANCELLED that long after it is opened.  `query` is the
+ * DOQ_REQUEST_CANCELLED (RESET_STREAM + STOP_SENDING) that long after it
+ * is opened; the query then ends with the server's reaction (its
+ * RESET_STREAM, FIN, or the deadline) and res->cancelled set.  `query` is the
  * caller's handle for the callbacks.  Returns 0, -ENOMEM, -EINVAL
  * (too long) or DV_ECLOSED.
  */

@@ -623,7 +623,7 @@ struct run {
 	unsigned np;
 	uint64_t per_conn;   /* queries per connection; 0: until duration */
 	conn_t *conns;
-	uint64_t start, stop_sending_at;
+	uint64_t start, stop_submitting_at;
 	uint64_t first_sent, last_answer;
 	uint64_t queries, answers, failed, unsent;
 	errcount_t errs[8];
@@ -754,48 +754,52 @@ static void on_end(void *app, void *query, int64_t stream_id,
 	const opts_t *o = r->o;
 	const char *kind = NULL;
 	if (!sl->answered) {
-		kind = res->how == DV_DOQ_END_FIN ? "no_answer"
-						  : dv_doq_end_name(res->how);
+		if (res->cancelled)
+			kind = "cancelled";
+		else if (res->how == DV_DOQ_END_CONN_CLOSED &&
+			 !dv_doq_client_handshake_done(cn->c))
+			kind = "handshake_failed";
+		else if (res->how == DV_DOQ_END_FIN)
+			kind = "no_answer";
+		else
+			kind = dv_doq_end_name(res->how);
 		r->failed++;
 		count_error(r, kind, 1);
 	}
 	bool unusual = res->how != DV_DOQ_END_FIN || res->messages > 1 ||
-		       res->trailing;
+		       res->trailing || res->cancelled;
 	cn->inflight--;
 	cn->ended++;
 	sl->in_use = false;
 	if (!kind && !unusual)
 		return;
-	char qt[300], an[40], sn[40];
+	char qt[300], an[40];
 	question_text(r, sl->qi, qt, sizeof(qt));
 	app_error_text(res->app_code, an, sizeof(an));
-	app_error_text(res->stop_code, sn, sizeof(sn));
 	if (o->json) {
 		printf("{\"type\":\"%s\",\"conn\":%u,\"stream_id\":%lld,"
 		       "\"question\":",
 		       kind ? "error" : "stream_end", cn->idx,
 		       (long long)stream_id);
 		json_str(stdout, qt);
-		printf(",\"kind\":\"%s\",\"end\":\"%s\"",
+		printf(",\"kind\":\"%s\",\"end\":\"%s\",\"cancelled\":%s",
 		       kind ? kind : dv_doq_end_name(res->how),
-		       dv_doq_end_name(res->how));
+		       dv_doq_end_name(res->how),
+		       res->cancelled ? "true" : "false");
 		if (res->how == DV_DOQ_END_RESET)
 			printf(",\"app_error_code\":%llu,\"app_error\":\"%s\"",
 			       (unsigned long long)res->app_code, an);
-		if (res->stop_sending)
-			printf(",\"stop_sending_code\":%llu,"
-			       "\"stop_sending\":\"%s\"",
-			       (unsigned long long)res->stop_code, sn);
 		printf(",\"messages\":%u,\"trailing_bytes\":%zu}\n",
 		       res->messages, res->trailing);
 	} else if (kind || !o->quiet) {
 		printf(";; conn %u stream %lld: %s: %s", cn->idx,
 		       (long long)stream_id, qt,
 		       kind ? kind : dv_doq_end_name(res->how));
+		if (res->cancelled)
+			printf(", we reset it, then the server: %s",
+			       dv_doq_end_name(res->how));
 		if (res->how == DV_DOQ_END_RESET)
 			printf(", stream reset by the server with %s", an);
-		if (res->stop_sending)
-			printf(", STOP_SENDING %s", sn);
 		if (res->messages > 1)
 			printf(", %u messages", res->messages);
 		if (res->trailing)
@@ -864,7 +868,7 @@ static void submit_more(conn_t *cn, uint64_t now)
 	while (cn->inflight < o->concurrency) {
 		if (r->per_conn && cn->submitted >= r->per_conn)
 			return;
-		if (r->stop_sending_at && now >= r->stop_sending_at)
+		if (r->stop_submitting_at && now >= r->stop_submitting_at)
 			return;
 		slot_t *sl = NULL;
 		for (unsigned i = 0; i < o->concurrency; i++) {
@@ -943,7 +947,7 @@ static bool conn_queries_over(const conn_t *cn, uint64_t now)
 		return false;
 	if (r->per_conn && cn->submitted >= r->per_conn)
 		return true;
-	return r->stop_sending_at && now >= r->stop_sending_at;
+	return r->stop_submitting_at && now >= r->stop_submitting_at;
 }
 
 /* Close the connection when its queries (and --hold) are over. */
@@ -1145,7 +1149,24 @@ static void report_conn(const conn_t *cn)
 					    : "not reached",
 		       cn->migrate_error[0] ? ": " : "", cn->migrate_error,
 		       (unsigned long long)cn->answers_after_migration);
-	printf(";; conn %u: close %s\n", cn->idx, close);
+	dv_doq_close_t *c = &ci;
+	char name[64];
+	if (c->local_error[0])
+		printf(";; conn %u: failed: %s\n", cn->idx, c->local_error);
+	else if (c->idle)
+		printf(";; conn %u: closed by idle timeout\n", cn->idx);
+	else if (!c->by_peer)
+		printf(";; conn %u: closed by us (DOQ_NO_ERROR)\n", cn->idx);
+	else
+		printf(";; conn %u: closed by the server: %s error %s (0x%llx)"
+		       "%s%s%s\n",
+		       cn->idx, c->application ? "application" : "transport",
+		       c->application
+			       ? app_error_text(c->code, name, sizeof(name))
+			       : dv_doq_transport_error_name(c->code, name,
+							     sizeof(name)),
+		       (unsigned long long)c->code, c->reason[0] ? " \"" : "",
+		       c->reason, c->reason[0] ? "\"" : "");
 }
 
 static void report_summary(run_t *r, uint64_t end)
@@ -1273,7 +1294,7 @@ static int run(opts_t *o)
 	uint64_t now = dv_doq_now();
 	r.start = now;
 	if (o->duration > 0)
-		r.stop_sending_at = now + (uint64_t)(o->duration * NS);
+		r.stop_submitting_at = now + (uint64_t)(o->duration * NS);
 	dv_doq_config_t cfg = {
 		.tls = r.tls,
 		.name = o->name,
@@ -1352,9 +1373,9 @@ static int run(opts_t *o)
 				    cn->ticket_wait_until < next)
 					next = cn->ticket_wait_until;
 			}
-			if (r.stop_sending_at > now &&
-			    r.stop_sending_at < next)
-				next = r.stop_sending_at;
+			if (r.stop_submitting_at > now &&
+			    r.stop_submitting_at < next)
+				next = r.stop_submitting_at;
 			for (unsigned k = 0; k < cn->nsock; k++) {
 				pfd[nfd] = (struct pollfd){
 					.fd = cn->sock[k].fd,

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -1032,7 +1031,9 @@ static double percentile(const double *v, size_t n, double p)
 {
 	if (!n)
 		return 0;
-	size_t i = (size_t)ceil(p * (double)n);
+	size_t i = (size_t)(p * (double)n); /* the ceiling, without libm */
+	if ((double)i < p * (double)n)
+		i++;
 	if (i == 0)
 		i = 1;
 	if (i > n)

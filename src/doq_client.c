@@ -759,10 +759,6 @@ static int open_streams(dv_doq_client_t *c, uint64_t now)
 		s->early = !c->st.handshake_done;
 		if (s->early)
 			c->st.early_queries++;
-		if (s->reset_after) {
-			s->reset_at = now + s->reset_after;
-			c->n_reset++;
-		}
 		c->st.streams_opened++;
 		list_push(&c->active, s, L_ACTIVE);
 		sendq_add(c, s);
@@ -930,6 +926,12 @@ int dv_doq_client_write(dv_doq_client_t *c, uint8_t *buf, size_t cap,
 			s->sent += (size_t)ndata;
 			if (s->sent == s->len) { /* with the FIN, if asked */
 				s->fin_sent = s->fin;
+				if (s->reset_after && !s->res.cancelled &&
+				    !s->reset_at) {
+					/* counted from the query's sending */
+					s->reset_at = now + s->reset_after;
+					c->n_reset++;
+				}
 				stream_t *next = s->snext;
 				sendq_remove(c, s);
 				s = next;

@@ -154,8 +154,8 @@ void dv_doq_client_free(dv_doq_client_t *c);
  * Queue `len` bytes for a new stream: with flags 0 they must be one DNS
  * message and are framed with the 2-byte length; DV_DOQ_RAW sends them
  * as given.  `reset_after` (ns, 0: never) resets the stream with
- * DOQ_REQUEST_CANCELLED (RESET_STREAM + STOP_SENDING) that long after it
- * is opened; the query then ends with the server's reaction (its
+ * DOQ_REQUEST_CANCELLED (RESET_STREAM + STOP_SENDING) that long after its
+ * bytes were sent; the query then ends with the server's reaction (its
  * RESET_STREAM, FIN, or the deadline) and res->cancelled set.  `query` is the
  * caller's handle for the callbacks.  Returns 0, -ENOMEM, -EINVAL
  * (too long) or DV_ECLOSED.

@@ -1173,7 +1173,8 @@ static void report_conn(const conn_t *cn)
 static void report_summary(run_t *r, uint64_t end)
 {
 	const opts_t *o = r->o;
-	qsort(r->lat, r->nlat, sizeof(double), cmp_double);
+	if (r->nlat)
+		qsort(r->lat, r->nlat, sizeof(double), cmp_double);
 	double p50 = percentile(r->lat, r->nlat, 0.50);
 	double p99 = percentile(r->lat, r->nlat, 0.99);
 	uint64_t span = r->last_answer > r->first_sent

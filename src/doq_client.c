@@ -530,6 +530,23 @@ static int recv_new_token_cb(ngtcp2_conn *conn, const ngtcp2_vec *token,
 	return 0;
 }
 
+static int path_validation_cb(ngtcp2_conn *conn, uint32_t flags,
+			      const ngtcp2_path *path,
+			      ngtcp2_path_validation_result res,
+			      void *user_data)
+{
+	(void)conn;
+	(void)flags;
+	dv_doq_client_t *c = user_data;
+	if (!c->st.migrated || path->user_data != c->path2.ctx)
+		return 0;
+	if (res == NGTCP2_PATH_VALIDATION_RESULT_SUCCESS)
+		c->st.path_validated = true;
+	else
+		c->st.path_failed = true;
+	return 0;
+}
+
 static void log_cb(void *user_data, const char *fmt, ...)
 {
 	(void)user_data;
@@ -586,6 +603,7 @@ dv_doq_client_t *dv_doq_client_new(const dv_doq_config_t *cfg,
 		.get_new_connection_id = get_new_cid_cb,
 		.update_key = ngtcp2_crypto_update_key_cb,
 		.stream_reset = stream_reset_cb,
+		.path_validation = path_validation_cb,
 		.recv_new_token = recv_new_token_cb,
 		.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb,
 		.delete_crypto_cipher_ctx =

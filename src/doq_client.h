@@ -122,6 +122,8 @@ typedef struct {
 	bool credit_waits;           /* ran out of stream credit at least once */
 	uint64_t max_streams_seen;   /* highest MAX_STREAMS (bidi) */
 	bool migrated;
+	bool path_validated;         /* the new path answered PATH_CHALLENGE */
+	bool path_failed;            /* ... or did not */
 } dv_doq_stats_t;
 
 /* How the connection ended */

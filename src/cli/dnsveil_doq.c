@@ -1117,11 +1117,14 @@ static void report_conn(const conn_t *cn)
 			fputs("null", stdout);
 		else
 			printf("{\"done\":%s,\"error\":\"%s\","
-			       "\"answers_after\":%llu}",
+			       "\"path_validated\":%s,\"answers_after\":%llu}",
 			       cn->migrate_tried && !cn->migrate_failed
 				       ? "true"
 				       : "false",
 			       cn->migrate_error,
+			       st.path_validated ? "true"
+			       : st.path_failed  ? "false"
+						 : "null",
 			       (unsigned long long)cn->answers_after_migration);
 		printf(",\"close\":%s}\n", close);
 		return;
@@ -1143,12 +1146,16 @@ static void report_conn(const conn_t *cn)
 	       (unsigned long long)st.streams_opened,
 	       st.credit_waits ? " (waited for stream credit)" : "");
 	if (o->migrate_after >= 0)
-		printf(";; conn %u: migration %s%s%s, %llu answers after it\n",
+		printf(";; conn %u: migration %s%s%s (new path %s), %llu "
+		       "answers after it\n",
 		       cn->idx,
 		       cn->migrate_tried && !cn->migrate_failed ? "done"
 		       : cn->migrate_failed ? "failed"
 					    : "not reached",
 		       cn->migrate_error[0] ? ": " : "", cn->migrate_error,
+		       st.path_validated ? "validated"
+		       : st.path_failed  ? "NOT validated"
+					 : "not validated yet",
 		       (unsigned long long)cn->answers_after_migration);
 	dv_doq_close_t *c = &ci;
 	char name[64];

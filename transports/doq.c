@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "src/core.h"
+#include "src/doq_frame.h"
 #include "src/errors.h"
 #include "src/log.h"
 #include "src/quic_tls.h"
@@ -62,7 +63,7 @@
 #define MAX_PKTS_PER_WRITE 64 /* then yield to other connections */
 #define UNDER_LOAD_HANDSHAKES 32 /* doq.retry under-load: per worker */
 #define RETRY_TOKEN_LIFETIME (10 * NGTCP2_SECONDS)
-#define MSG_MAX (2 + 65535)
+#define MSG_MAX DV_DOQ_MSG_MAX
 
 typedef struct doq_listener doq_listener_t;
 typedef struct doq_conn doq_conn_t;
@@ -71,8 +72,7 @@ typedef struct doq_stream doq_stream_t;
 struct doq_stream {
 	doq_conn_t *c;
 	int64_t id;
-	uint8_t *in; /* 2-byte length + message as received */
-	size_t in_len, in_cap;
+	dv_doq_frame_t in; /* the query as received */
 	uint8_t *out; /* 2-byte length + answer, kept until acknowledged */
 	size_t out_len, out_sent;
 	bool submitted; /* the query went to the core */
@@ -407,7 +407,7 @@ static void stream_free(doq_stream_t *s)
 		c->streams = s->all_next;
 	if (s->all_next)
 		s->all_next->all_prev = s->all_prev;
-	free(s->in);
+	dv_doq_frame_free(&s->in);
 	free(s->out);
 	free(s);
 }
@@ -749,16 +749,12 @@ static void doq_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 static int stream_query(doq_stream_t *s)
 {
 	doq_conn_t *c = s->c;
-	const uint8_t *msg = s->in + 2;
-	size_t len = s->in_len - 2;
+	const uint8_t *msg = dv_doq_frame_msg(&s->in);
+	size_t len = dv_doq_frame_msg_len(&s->in);
+	const char *why;
 	rd_unlink(s);
-	if (len >= DV_DNS_HDR && (msg[0] | msg[1]) != 0) {
-		conn_protocol_error(c, "message id not 0");
-		return -1;
-	}
-	if (s->early && len >= DV_DNS_HDR && ((msg[2] >> 3) & 0xf) != 0) {
-		/* RFC 9250 §4.5: only QUERY may be sent in 0-RTT */
-		conn_protocol_error(c, "non-QUERY message in 0-RTT");
+	if (dv_doq_check_query(msg, len, s->early, &why) != 0) {
+		conn_protocol_error(c, why);
 		return -1;
 	}
 	dv_query_t *q = dv_query_new(c->l->w, msg, len);
@@ -812,47 +808,22 @@ static int recv_stream_data_cb(ngtcp2_conn *qc, uint32_t flags,
 	}
 	if (flags & NGTCP2_STREAM_DATA_FLAG_EARLY)
 		s->early = true;
-	if (s->submitted) {
-		if (datalen) {
-			conn_protocol_error(c, "data after the query");
-			return NGTCP2_ERR_CALLBACK_FAILURE;
-		}
-		return 0; /* the FIN after a complete query */
-	}
-	if (datalen) {
-		size_t need = s->in_len + datalen;
-		if (need > MSG_MAX ||
-		    (s->in_len >= 2 && need > 2u + dv_get16(s->in))) {
-			conn_protocol_error(c, "more than one message");
-			return NGTCP2_ERR_CALLBACK_FAILURE;
-		}
-		if (need > s->in_cap) {
-			size_t cap = s->in_cap ? s->in_cap : 512;
-			while (cap < need)
-				cap *= 2;
-			if (cap > MSG_MAX)
-				cap = MSG_MAX;
-			uint8_t *p = realloc(s->in, cap);
-			if (!p) {
-				conn_set_app_error(c, DOQ_INTERNAL_ERROR, NULL);
-				return NGTCP2_ERR_CALLBACK_FAILURE;
-			}
-			s->in = p;
-			s->in_cap = cap;
-		}
-		memcpy(s->in + s->in_len, data, datalen);
-		s->in_len += datalen;
-	}
-	bool complete = s->in_len >= 2 && s->in_len == 2u + dv_get16(s->in);
-	if (complete) {
+	const char *why = NULL;
+	switch (dv_doq_frame_feed(&s->in, data, datalen,
+				  flags & NGTCP2_STREAM_DATA_FLAG_FIN, &why)) {
+	case DV_DOQ_MORE:
+	case DV_DOQ_DONE:
+		return 0;
+	case DV_DOQ_COMPLETE:
 		/* answered as soon as it is whole (some clients FIN late) */
-		if (stream_query(s) < 0)
-			return NGTCP2_ERR_CALLBACK_FAILURE;
-	} else if (flags & NGTCP2_STREAM_DATA_FLAG_FIN) {
-		conn_protocol_error(c, "stream ended inside a message");
+		return stream_query(s) < 0 ? NGTCP2_ERR_CALLBACK_FAILURE : 0;
+	case DV_DOQ_EPROTO:
+		conn_protocol_error(c, why);
+		return NGTCP2_ERR_CALLBACK_FAILURE;
+	default:
+		conn_set_app_error(c, DOQ_INTERNAL_ERROR, NULL);
 		return NGTCP2_ERR_CALLBACK_FAILURE;
 	}
-	return 0;
 }
 
 static int acked_stream_data_offset_cb(ngtcp2_conn *qc, int64_t stream_id,

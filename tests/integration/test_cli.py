@@ -132,11 +132,19 @@ class Cli(h.IntegrationTest):
         log("ok: missing file -> exit %d" % r.returncode)
 
     def test_not_implemented_scheme(self):
-        r = h.run_dnsveil(["-c", self.safe_conf(), "--listen", "quic://127.0.0.1:%d" % self.port])
-        self.assertNotEqual(r.returncode, 0, "quic:// listener: exit 0")
+        url = "quic://127.0.0.1:%d#dns.test" % self.dead_port
+        r = h.run_dnsveil(["-c", self.safe_conf(), "--upstream", url])
+        self.assertNotEqual(r.returncode, 0, "quic:// upstream: exit 0")
         self.assertIn("not implemented", self.out(r).lower(),
-                      "quic:// listener: message should say 'not implemented': %r" % self.out(r))
-        log("ok: --listen quic:// -> exit %d: %s" % (r.returncode, self.out(r).strip()[:200]))
+                      "quic:// upstream: message should say 'not implemented': %r" % self.out(r))
+        log("ok: --upstream quic:// -> exit %d: %s" % (r.returncode, self.out(r).strip()[:200]))
+
+    def test_quic_listener_needs_certificate(self):
+        r = h.run_dnsveil(["-c", self.safe_conf(), "--listen", "quic://127.0.0.1:%d" % self.port])
+        self.assertNotEqual(r.returncode, 0, "quic:// listener without tls.cert: exit 0")
+        self.assertIn("tls.cert", self.out(r), self.out(r))
+        log("ok: --listen quic:// without a certificate -> exit %d: %s" % (
+            r.returncode, self.out(r).strip()[:200]))
 
     def test_bad_urls(self):
         conf = self.safe_conf()

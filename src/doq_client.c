@@ -1250,7 +1250,8 @@ int dv_doq_build_query(uint8_t *buf, size_t cap, const char *name,
 	return (int)o;
 }
 
-int dv_doq_frame(uint8_t *buf, size_t cap, const uint8_t *msg, size_t len)
+int dv_doq_frame_write(uint8_t *buf, size_t cap, const uint8_t *msg,
+		       size_t len)
 {
 	if (len > 0xffff || len + 2 > cap)
 		return DV_ESPACE;

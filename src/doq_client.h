@@ -245,7 +245,8 @@ int dv_doq_build_query(uint8_t *buf, size_t cap, const char *name,
 		       uint16_t qtype, uint16_t id, bool pad);
 /* Frame `msg` with its 2-byte length into `buf`.  Returns the length or
  * DV_ESPACE (also for messages over 65535 bytes). */
-int dv_doq_frame(uint8_t *buf, size_t cap, const uint8_t *msg, size_t len);
+int dv_doq_frame_write(uint8_t *buf, size_t cap, const uint8_t *msg,
+		       size_t len);
 /* Total length of the EDNS Padding options in a response's OPT:
  * >= 0, or -1 when it carried none (or no OPT). */
 int dv_doq_padding_len(const uint8_t *msg, size_t len);

@@ -516,7 +516,8 @@ static int make_payload(const opts_t *o, const question_t *q, payload_t *p)
 		return 0;
 	}
 	p->flags |= DV_DOQ_RAW;
-	int f = dv_doq_frame(p->data, 2 * ((size_t)n + 2), msg, (size_t)n);
+	int f = dv_doq_frame_write(p->data, 2 * ((size_t)n + 2), msg,
+				   (size_t)n);
 	if (o->two_messages) {
 		memcpy(p->data + f, p->data, (size_t)f);
 		p->len = 2 * (size_t)f;

@@ -135,13 +135,13 @@ static void test_frame(void **state)
 	uint8_t msg[300], out[400];
 	for (unsigned i = 0; i < sizeof(msg); i++)
 		msg[i] = (uint8_t)i;
-	assert_int_equal(dv_doq_frame(out, sizeof(out), msg, 300), 302);
+	assert_int_equal(dv_doq_frame_write(out, sizeof(out), msg, 300), 302);
 	assert_int_equal(dv_get16(out), 300);
 	assert_memory_equal(out + 2, msg, 300);
-	assert_int_equal(dv_doq_frame(out, 301, msg, 300), DV_ESPACE);
+	assert_int_equal(dv_doq_frame_write(out, 301, msg, 300), DV_ESPACE);
 	uint8_t *big = calloc(1, 70000);
 	assert_non_null(big);
-	assert_int_equal(dv_doq_frame(big, 70000, big, 65536), DV_ESPACE);
+	assert_int_equal(dv_doq_frame_write(big, 70000, big, 65536), DV_ESPACE);
 	free(big);
 }
 

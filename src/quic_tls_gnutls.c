@@ -370,3 +370,9 @@ const char *dv_quic_tls_error(dv_quic_tls_t *t)
 {
 	return gnutls_alert_get_name(gnutls_alert_get(t->s));
 }
+
+bool dv_quic_tls_ticket_received(dv_quic_tls_t *t)
+{
+	return (gnutls_session_get_flags(t->s) &
+		GNUTLS_SFLAGS_SESSION_TICKET) != 0;
+}

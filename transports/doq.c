@@ -705,7 +705,10 @@ static void conn_write(doq_conn_t *c)
 		pkts++;
 		c->tx_pkts++;
 	}
-	ngtcp2_conn_update_pkt_tx_time(c->qc, ts);
+	/* pacing starts once the handshake is done: before that ngtcp2 still
+	 * assumes a 333 ms RTT and would hold the first answers back */
+	if (ngtcp2_conn_get_handshake_completed(c->qc))
+		ngtcp2_conn_update_pkt_tx_time(c->qc, ts);
 	conn_timer_update(c);
 }
 

@@ -1,0 +1,509 @@
+#!/usr/bin/python3
+"""DNS over QUIC (RFC 9250): dnsveil's quic:// listener driven by the
+project's own DoQ client (dnsveil-doq; Debian 12 packages none) and by raw
+UDP datagrams: answers, thousands of queries on one connection (stream
+credit given back), resumption and 0-RTT, Retry and NEW_TOKEN, padding,
+bounded streams and connections, connection migration across workers, and
+every bad-input case (wrong message id, garbage on a stream, a stream that
+ends inside a message or never finishes, two messages on a stream, a reset
+stream, the wrong ALPN, random datagrams, truncated Initials) — each gets
+its own error and nothing else is disturbed.
+
+dnsveil listens on dns://127.0.0.1:PORT (what the harness polls) and
+quic://127.0.0.1:QUIC_PORT with certs/dev-cert.pem (dns.test)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from harness import log  # noqa: E402
+import dotutil as du  # noqa: E402
+
+du.ensure_dev_certs()
+
+WWW = "www.example.test"
+WWW_ADDR = "192.0.2.1"
+PAD_BLOCK = 468
+DOQ_PROTOCOL_ERROR = 2
+DOQ_REQUEST_CANCELLED = 3
+
+
+def doq_binary():
+    d = os.path.dirname(h.dnsveil_binary())
+    p = os.path.join(d, "dnsveil-doq")
+    if not os.path.isfile(p):
+        raise AssertionError("%s missing (built next to dnsveil)" % p)
+    return p
+
+
+class Doq:
+    """One run of dnsveil-doq --json; .lines (dicts), .summary, .conns."""
+
+    def __init__(self, port, args, names=(WWW, "A"), timeout=None, trust=True, host="127.0.0.1"):
+        cmd = [doq_binary(), "--json"]
+        if trust:
+            cmd += ["--name", du.AUTH_NAME, "--ca", du.CA]
+        cmd += list(args)
+        target = "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+        cmd += [target] + list(names)
+        self.cmd = cmd
+        r = subprocess.run(cmd, capture_output=True, text=True,
+                           timeout=timeout or h.scaled(60))
+        self.rc = r.returncode
+        self.stderr = r.stderr
+        self.lines = []
+        for line in r.stdout.splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                self.lines.append(json.loads(line))
+        self.summary = next((x for x in self.lines if x["type"] == "summary"), None)
+        self.conns = [x for x in self.lines if x["type"] == "connection"]
+        self.answers = [x for x in self.lines if x["type"] == "answer"]
+        self.errors = [x for x in self.lines if x["type"] == "error"]
+        if self.summary is None:
+            raise AssertionError("dnsveil-doq printed no summary (exit %d): %s\n%s" % (
+                self.rc, " ".join(cmd), r.stderr[-2000:]))
+
+    def close(self):
+        return self.conns[0]["close"] if self.conns else None
+
+    def __repr__(self):
+        return "dnsveil-doq exit %d summary %s errors %s close %s" % (
+            self.rc, self.summary, self.errors[:3], self.close())
+
+
+class DoqDnsveil(h.Dnsveil):
+    """dnsveil with dns://127.0.0.1:{port} and quic://127.0.0.1:{quic_port}."""
+
+    def __init__(self, upstream=(), config=None, ipv6=False, **kw):
+        self.quic_port = h.free_port()
+        listen = ["dns://127.0.0.1:{port}", "quic://127.0.0.1:%d" % self.quic_port]
+        if ipv6:
+            listen.append("quic://[::1]:%d" % self.quic_port)
+        super().__init__(upstream=upstream, config=config, listen=listen, **kw)
+
+    def doq(self, *args, **kw):
+        return Doq(self.quic_port, args, **kw)
+
+
+def doq_config(doq=None, limits=None):
+    cfg = du.dot_config(limits=limits)
+    if doq:
+        cfg["doq"] = doq
+    return cfg
+
+
+class DoqBase(h.IntegrationTest):
+    workers = 2
+    doq = {}
+    limits = {}
+    ipv6 = False
+
+    def setUp(self):
+        super().setUp()
+        self.ub = self.start_unbound(log_queries=False)
+        self.dv = self.start_doq()
+        self.tmp = tempfile.mkdtemp(prefix="dv-doq-")
+
+    def start_doq(self, doq=None, limits=None, workers=None):
+        d = DoqDnsveil(upstream=[self.ub], workers=workers or self.workers,
+                       config=doq_config(dict(self.doq, **(doq or {})),
+                                         dict(self.limits, **(limits or {}))),
+                       ipv6=self.ipv6, name="doq")
+        self._dnsveils.append(d)
+        return d.start()
+
+    def assert_answered(self, r, n=1):
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.summary["answers"], n, r)
+        for a in r.answers[:50]:
+            self.assertEqual(a["rcode"], "NOERROR", a)
+            self.assertEqual(a["id"], 0, "DoQ answers carry id 0: %s" % a)
+
+    def assert_healthy(self, what):
+        self.assertTrue(self.dv.alive(), "dnsveil died after %s:\n%s" % (
+            what, h.tail(self.dv.stderr_path)))
+        r = self.dv.doq()
+        self.assert_answered(r)
+        self.assertIn(WWW_ADDR, json.dumps(r.answers[0]["answers"]), r.answers[0])
+
+    def peer_close(self, r):
+        c = r.close()
+        self.assertIsNotNone(c, r)
+        self.assertEqual(c.get("by"), "peer", "dnsveil should have closed: %r" % r)
+        return c
+
+
+class DoqAnswers(DoqBase):
+    ipv6 = h.have_ipv6_loopback()
+
+    def test_answer(self):
+        r = self.dv.doq()
+        self.assert_answered(r)
+        a = r.answers[0]
+        self.assertEqual(a["stream_id"], 0, a)
+        self.assertIn(WWW_ADDR, json.dumps(a["answers"]), a)
+        self.assertTrue(r.conns[0]["new_token_received"], "NEW_TOKEN after the handshake: %s" % r.conns[0])
+        log("ok: %s A -> %s over DoQ, handshake %.1f ms" % (WWW, WWW_ADDR, r.summary["handshake_ms"]))
+
+    def test_answer_ipv6(self):
+        if not self.ipv6:
+            self.skipTest("no ::1")
+        r = Doq(self.dv.quic_port, [], host="::1")
+        self.assert_answered(r)
+        log("ok: answered over quic://[::1]")
+
+    def test_wrong_name_refused_by_client(self):
+        r = Doq(self.dv.quic_port, ["--name", "wrong.test", "--ca", du.CA], trust=False)
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertEqual(r.summary["answers"], 0, r)
+        self.assert_healthy("a client that refused the certificate")
+        log("ok: a client checking for wrong.test refuses dnsveil's dns.test certificate")
+
+    def test_several_questions_and_types(self):
+        r = self.dv.doq(names=(WWW, "A", "mail.example.test", "A", "nx.example.test", "A",
+                               "example.test", "SOA"))
+        self.assertEqual(r.summary["answers"], 4, r)
+        rc = sorted(a["rcode"] for a in r.answers)
+        self.assertEqual(rc, ["NOERROR", "NOERROR", "NOERROR", "NXDOMAIN"], r.answers)
+        ids = sorted(a["stream_id"] for a in r.answers)
+        self.assertEqual(ids, [0, 4, 8, 12], "one client bidi stream per query: %s" % ids)
+        log("ok: 4 questions on streams %s" % ids)
+
+    def test_padding(self):
+        r = self.dv.doq("--pad")
+        self.assert_answered(r)
+        a = r.answers[0]
+        self.assertTrue(a["padding"], "a padded query gets a padded answer: %s" % a)
+        self.assertEqual(a["size"] % PAD_BLOCK, 0, "answer padded to a multiple of 468: %s" % a)
+        r = self.dv.doq()
+        self.assertFalse(r.answers[0]["padding"], "no padding unless asked: %s" % r.answers[0])
+        log("ok: padded query -> %d-byte answer; unpadded query -> %d bytes" % (
+            a["size"], r.answers[0]["size"]))
+
+
+class DoqLongLived(DoqBase):
+    doq = {"max-streams": 50}
+
+    def test_many_queries_one_connection(self):
+        st0 = self.dv.stats()
+        n = int(3000 / h.SCALE)
+        r = self.dv.doq("-q", "--count", str(n), "--concurrency", "200",
+                        names=(WWW, "A", "mail.example.test", "A"))
+        self.assert_answered(r, 2 * n)
+        self.assertEqual(r.summary["connections"], 1, r)
+        self.assertEqual(r.summary["streams_opened"], 2 * n, r)
+        self.assertGreater(2 * n, 1024)
+        # with 200 wanted in flight and a credit of 50, the client waited
+        # for credit, which dnsveil gave back stream by stream
+        self.assertTrue(r.conns[0]["credit_waits"], "the client had to wait for credit: %s" % r.conns[0])
+        self.assertGreaterEqual(r.conns[0]["max_streams"], 2 * n, r.conns[0])
+        st1 = self.dv.stats()
+        self.assertEqual(st1["doq_connections"] - st0["doq_connections"], 1)
+        self.assertGreaterEqual(st1["doq_streams"] - st0["doq_streams"], 2 * n)
+        log("ok: %d queries on one connection with a credit of 50 streams, p99 %.2f ms, %.0f qps" % (
+            2 * n, r.summary["latency_ms"]["p99"], r.summary["qps"]))
+
+    def test_bounded_concurrency(self):
+        # a slow authority keeps every query in flight: the client may never
+        # have more than the credit (50) open at once; all are answered
+        slow = self.start_slow(delay=0.3)
+        ub = self.start_unbound(slow=slow, log_queries=False)
+        dv = DoqDnsveil(upstream=[ub], workers=1, config=doq_config(dict(self.doq)), name="doq-slow")
+        self._dnsveils.append(dv)
+        dv.start()
+        names = []
+        for i in range(60):
+            names += ["n%d.%s" % (i, h.SLOW_ZONE), "A"]
+        st0 = dv.stats()
+        r = dv.doq("-q", "--concurrency", "500", "--count", "2", "-t", "20", names=names)
+        self.assertEqual(r.summary["answers"], 120, r)
+        self.assertTrue(r.conns[0]["credit_waits"], r.conns[0])
+        # opening more than the credit would have been a STREAM_LIMIT_ERROR
+        self.assertEqual(r.close(), {"by": "us"}, r)
+        self.assertEqual(dv.stats()["doq_streams"] - st0["doq_streams"], 120)
+        log("ok: 120 slow queries with 500 wanted in flight: the client waited for credit (50)")
+
+
+class DoqResumption(DoqBase):
+    doq = {"early-data": "true"}
+
+    def test_resumption_and_0rtt(self):
+        sess = os.path.join(self.tmp, "s.bin")
+        st0 = self.dv.stats()
+        r1 = self.dv.doq("--session", sess)
+        self.assert_answered(r1)
+        self.assertFalse(r1.summary["resumed"], r1)
+        self.assertTrue(os.path.getsize(sess) > 0, "session saved")
+        r2 = self.dv.doq("--session", sess)
+        self.assert_answered(r2)
+        self.assertTrue(r2.summary["resumed"], "second connection resumes: %s" % r2)
+        r3 = self.dv.doq("--session", sess, "--early")
+        self.assert_answered(r3)
+        ed = r3.summary["early_data"]
+        self.assertTrue(ed["attempted"] and ed["sent"] >= 1 and ed["accepted"], r3)
+        st1 = self.dv.stats()
+        self.assertGreaterEqual(st1["doq_resumed"] - st0["doq_resumed"], 2)
+        self.assertGreaterEqual(st1["doq_early_data"] - st0["doq_early_data"], 1)
+        log("ok: resumed, then 0-RTT query accepted and answered (%s)" % ed)
+
+    def test_0rtt_only_query(self):
+        # a NOTIFY (opcode 4) in 0-RTT is a protocol error (RFC 9250 4.5)
+        sess = os.path.join(self.tmp, "s2.bin")
+        self.assert_answered(self.dv.doq("--session", sess))
+        notify = "000024000001000000000000076578616d706c6504746573740000060001"
+        framed = "%04x%s" % (len(notify) // 2, notify)
+        st0 = self.dv.stats()
+        r = self.dv.doq("--session", sess, "--early", "--raw", framed, names=())
+        self.assertTrue(r.summary["early_data"]["sent"] >= 1, r)
+        self.assertEqual(r.summary["answers"], 0, r)
+        c = self.peer_close(r)
+        # closed before the handshake is confirmed, an application error
+        # travels as the transport error APPLICATION_ERROR (RFC 9000 10.2.3)
+        self.assertIn((c.get("kind"), c.get("code")),
+                      (("application", DOQ_PROTOCOL_ERROR), ("transport", 0xc)), r)
+        self.assertEqual(self.dv.stats()["doq_protocol_errors"] - st0["doq_protocol_errors"], 1)
+        self.assert_healthy("NOTIFY in 0-RTT")
+        log("ok: NOTIFY in 0-RTT -> DOQ_PROTOCOL_ERROR (%s)" % c.get("reason"))
+
+
+class DoqNoEarlyData(DoqBase):
+    def test_0rtt_refused_when_disabled(self):
+        sess = os.path.join(self.tmp, "s.bin")
+        self.assert_answered(self.dv.doq("--session", sess))
+        r = self.dv.doq("--session", sess, "--early")
+        self.assert_answered(r)
+        self.assertTrue(r.summary["resumed"], r)
+        self.assertFalse(r.summary["early_data"]["accepted"], "0-RTT must not be accepted: %s" % r)
+        log("ok: early-data false: resumed without 0-RTT (%s), query answered after the handshake" % (
+            r.summary["early_data"]))
+
+
+class DoqRetry(DoqBase):
+    doq = {"retry": "always"}
+
+    def test_retry_then_token(self):
+        tok = os.path.join(self.tmp, "tok.bin")
+        st0 = self.dv.stats()
+        r1 = self.dv.doq("--token", tok)
+        self.assert_answered(r1)
+        self.assertTrue(r1.summary["retry_received"], "retry: always -> a Retry first: %s" % r1)
+        self.assertTrue(r1.summary["new_token_received"], r1)
+        r2 = self.dv.doq("--token", tok)
+        self.assert_answered(r2)
+        self.assertFalse(r2.summary["retry_received"], "a NEW_TOKEN token skips Retry: %s" % r2)
+        st1 = self.dv.stats()
+        self.assertEqual(st1["doq_retries"] - st0["doq_retries"], 1)
+        self.assertGreaterEqual(st1["doq_token_ok"] - st0["doq_token_ok"], 2)  # retry token + NEW_TOKEN
+        # a forged token is no token: Retry again
+        with open(tok, "r+b") as f:
+            data = bytearray(f.read())
+            data[len(data) // 2] ^= 0xff
+            f.seek(0)
+            f.write(data)
+        r3 = self.dv.doq("--token", tok)
+        self.assert_answered(r3)
+        self.assertTrue(r3.summary["retry_received"], r3)
+        self.assertGreaterEqual(self.dv.stats()["doq_token_bad"] - st1["doq_token_bad"], 1)
+        log("ok: Retry, then NEW_TOKEN skipped it, then a forged token got a Retry again")
+
+
+class DoqBadInput(DoqBase):
+    limits = {"tcp-read-timeout-ms": 1000}
+
+    def protocol_error(self, what, *args, names=(WWW, "A"), reason=None):
+        st0 = self.dv.stats()
+        r = self.dv.doq(*args, names=names)
+        self.assertEqual(r.summary["answers"], 0, "%s answered: %s" % (what, r))
+        c = self.peer_close(r)
+        self.assertEqual((c.get("kind"), c.get("code")), ("application", DOQ_PROTOCOL_ERROR),
+                         "%s: %r" % (what, r))
+        if reason:
+            self.assertIn(reason, c.get("reason", ""), r)
+        self.assertEqual(self.dv.stats()["doq_protocol_errors"] - st0["doq_protocol_errors"], 1)
+        self.assert_healthy(what)
+        log("ok: %s -> DOQ_PROTOCOL_ERROR (%s)" % (what, c.get("reason")))
+
+    def test_nonzero_id(self):
+        self.protocol_error("message id 4660", "--id", "4660", reason="id")
+
+    def test_garbage_on_stream(self):
+        self.protocol_error("garbage bytes", "--raw", "deadbeef00112233", names=())
+
+    def test_stream_ends_inside_message(self):
+        self.protocol_error("a stream ending inside its message", "--partial", reason="inside")
+
+    def test_two_messages(self):
+        self.protocol_error("two messages on one stream", "--two-messages", reason="one message")
+
+    def test_not_a_query(self):
+        # a DNS response (QR set), framed, id 0
+        resp = "000081800001000000000000036e7874000001" + "0001"
+        self.protocol_error("a response sent as a query", "--raw", "%04x%s" % (len(resp) // 2, resp),
+                            names=())
+
+    def test_keepalive_option(self):
+        # RFC 9250 5.5.2: edns-tcp-keepalive must not be used over QUIC
+        q = ("0000010000010000000000010377777707" + "6578616d706c65047465737400" + "00010001"
+             + "0000290200000000000004000b0000")
+        self.protocol_error("edns-tcp-keepalive", "--raw", "%04x%s" % (len(q) // 2, q), names=(),
+                            reason="keepalive")
+
+    def test_no_fin_is_answered(self):
+        r = self.dv.doq("--no-fin")
+        self.assert_answered(r)
+        log("ok: a query without FIN is answered once whole")
+
+    def test_stream_that_never_finishes(self):
+        st0 = self.dv.stats()
+        r = self.dv.doq("--partial", "--no-fin", "-t", str(h.scaled(6)))
+        self.assertEqual(r.summary["answers"], 0, r)
+        self.assertEqual(len(r.errors), 1, r)
+        e = r.errors[0]
+        self.assertEqual((e["kind"], e.get("app_error_code")), ("stream_reset", DOQ_REQUEST_CANCELLED), e)
+        self.assertEqual(self.dv.stats()["doq_stream_timeouts"] - st0["doq_stream_timeouts"], 1)
+        self.assert_healthy("a stream that never finished")
+        log("ok: an unfinished query stream is reset with DOQ_REQUEST_CANCELLED after the read timeout")
+
+    def test_reset_stream_cancels_query(self):
+        # the answer takes 1 s (slow authority); the client resets its stream
+        # after 100 ms: the query is cancelled and nothing is sent back on it
+        slow = self.start_slow(delay=1.0)
+        ub = self.start_unbound(slow=slow, log_queries=False)
+        dv = DoqDnsveil(upstream=[ub], workers=1, config=doq_config(), name="doq-cancel")
+        self._dnsveils.append(dv)
+        dv.start()
+        st0 = dv.stats()
+        r = dv.doq("--reset-after-ms", "100", "--hold", str(h.scaled(2)),
+                   names=("c1.%s" % h.SLOW_ZONE, "A"))
+        self.assertEqual(r.summary["answers"], 0, r)
+        h.wait_for(lambda: dv.stats()["doq_cancelled"] - st0["doq_cancelled"] >= 1, h.scaled(5),
+                   what="doq_cancelled to count the reset stream")
+        self.assertTrue(dv.alive())
+        r = dv.doq(names=("c1.%s" % h.SLOW_ZONE, "A"))
+        self.assert_answered(r)
+        log("ok: a reset stream cancels its query (doq_cancelled), dnsveil answers the next one")
+
+    def test_wrong_alpn(self):
+        r = Doq(self.dv.quic_port, ["--alpn", "h3"])
+        self.assertEqual(r.summary["answers"], 0, r)
+        c = r.close() or {}
+        self.assertIn("no_application_protocol", json.dumps(r.lines), r)
+        self.assert_healthy("a client offering ALPN h3 (%s)" % c)
+        log("ok: ALPN h3 -> no_application_protocol")
+
+    def test_random_datagrams_and_truncated_initials(self):
+        st0 = self.dv.stats()
+        initial = self.capture_initial()
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        addr = ("127.0.0.1", self.dv.quic_port)
+        rnd = __import__("random").Random(7)
+        sent = 0
+        for i in range(600):
+            size = rnd.choice((1, 5, 20, 100, 1199, 1200, 1350, 1500))
+            s.sendto(bytes(rnd.getrandbits(8) for _ in range(size)), addr)
+            sent += 1
+        for cut in (1, 5, 7, 20, 40, 100, 300, 600, 1000, len(initial) - 1):
+            s.sendto(initial[:cut], addr)
+            sent += 1
+        # a whole Initial with its payload flipped: decrypts to nothing
+        bad = bytearray(initial)
+        for i in range(60, len(bad), 7):
+            bad[i] ^= 0x5a
+        for _ in range(20):
+            s.sendto(bytes(bad), addr)
+            sent += 1
+        s.close()
+        self.assert_healthy("%d hostile datagrams" % sent)
+        st1 = self.dv.stats()
+        self.assertGreater(st1["doq_bad_packets"] - st0["doq_bad_packets"], 0)
+        self.assertEqual(st1["doq_handshakes"] - st0["doq_handshakes"], 1,
+                         "only the health check completed a handshake")
+        # no state was kept for any of them: the only connections made
+        # are the health check's
+        log("ok: %d random/truncated/corrupt datagrams: %d counted bad, dnsveil answers" % (
+            sent, st1["doq_bad_packets"] - st0["doq_bad_packets"]))
+
+    def capture_initial(self):
+        """The first datagram dnsveil-doq sends (a real client Initial)."""
+        srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.settimeout(h.scaled(5))
+        port = srv.getsockname()[1]
+        t = threading.Thread(target=lambda: subprocess.run(
+            [doq_binary(), "-k", "-t", "1", "127.0.0.1:%d" % port, WWW],
+            capture_output=True, timeout=30))
+        t.start()
+        try:
+            data, _ = srv.recvfrom(4096)
+        finally:
+            t.join()
+            srv.close()
+        self.assertGreaterEqual(len(data), 1200, "a client Initial is padded to 1200 bytes")
+        self.assertTrue(data[0] & 0x80, "long header")
+        return data
+
+
+class DoqLimits(DoqBase):
+    doq = {"max-connections": 2, "idle-timeout-ms": 1000}
+    workers = 1
+
+    def test_connection_limit(self):
+        st0 = self.dv.stats()
+        held = []
+        for i in range(2):
+            t = threading.Thread(target=lambda: held.append(self.dv.doq("--hold", "0.8")))
+            t.start()
+            held.append(t)
+        h.wait_for(lambda: self.dv.stats()["doq_handshakes"] - st0["doq_handshakes"] >= 2,
+                   h.scaled(5), what="two connections held")
+        r = self.dv.doq("-t", "2")
+        self.assertEqual(r.summary["answers"], 0, "a third connection must be refused: %s" % r)
+        self.assertIn("CONNECTION_REFUSED", json.dumps(r.lines), r)
+        for t in [x for x in held if isinstance(x, threading.Thread)]:
+            t.join()
+        self.assertGreaterEqual(self.dv.stats()["doq_refused"] - st0["doq_refused"], 1)
+        # the held connections close after the idle timeout: room again
+        h.wait_for(lambda: self.dv.stats()["doq_idle_closed"] - st0["doq_idle_closed"] >= 0,
+                   h.scaled(5))
+        h.wait_for(lambda: self.dv.doq("-t", "2").summary["answers"] == 1, h.scaled(10),
+                   interval=0.5, what="a new connection accepted once the others closed")
+        log("ok: max-connections 2: a third is refused (CONNECTION_REFUSED), later ones accepted")
+
+    def test_idle_timeout(self):
+        st0 = self.dv.stats()
+        r = self.dv.doq("--hold", str(h.scaled(3)))
+        self.assert_answered(r)
+        c = r.close() or {}
+        self.assertEqual(c.get("by"), "idle", r)
+        self.assertGreaterEqual(self.dv.stats()["doq_idle_closed"] - st0["doq_idle_closed"], 1)
+        log("ok: an idle connection is closed after doq.idle-timeout-ms (%s)" % c)
+
+
+class DoqMigration(DoqBase):
+    workers = 2
+
+    def test_migration_across_workers(self):
+        st0 = self.dv.stats()
+        runs = 6
+        for i in range(runs):
+            r = self.dv.doq("--migrate-after", "3", "--count", "10", "--concurrency", "1")
+            self.assert_answered(r, 10)
+            self.assertTrue(r.summary["migrated"], r)
+            self.assertEqual(r.summary["answers_after_migration"], 7, r)
+        st1 = self.dv.stats()
+        self.assertGreaterEqual(st1["doq_migrations"] - st0["doq_migrations"], runs)
+        self.assertEqual(st1["doq_connections"] - st0["doq_connections"], runs,
+                         "no connection was rebuilt after its client moved")
+        log("ok: %d clients moved to a new port mid-connection (2 workers): every query answered" % runs)
+
+
+if __name__ == "__main__":
+    h.main()

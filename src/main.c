@@ -297,9 +297,9 @@ out:
 	if (tls_ready) {
 		dv_tls_ctx_free(shared.tls_dot);
 		dv_tls_ctx_free(shared.tls_doh);
-		dv_quic_tls_ctx_free(shared.tls_doq);
 		dv_tls_cleanup();
 	}
+	dv_quic_tls_ctx_free(shared.tls_doq);
 	dv_cache_free(cache);
 	if (rc == 0)
 		dv_log_info("stopped");

@@ -112,6 +112,7 @@ struct doq_conn {
 	doq_stream_t *streams;
 	bool in_callback; /* inside ngtcp2: writing must wait */
 	unsigned tx_pkts;  /* datagrams sent */
+	bool buried;       /* on the listener's graveyard */
 	unsigned n_cids;
 	cid_entry_t *cid_list[16];
 	ngtcp2_connection_close_error ccerr;
@@ -139,6 +140,9 @@ struct doq_listener {
 	unsigned mask;
 	unsigned n_conns, n_handshaking;
 	doq_conn_t *conns;
+	/* connections done with, freed at the end of the current callback
+	 * (never inside ngtcp2's or our own call chains) */
+	doq_conn_t *graveyard;
 	bool in_batch; /* flush_tx at the end of the current callback */
 	unsigned n_tx;
 	struct mmsghdr tx[BATCH];
@@ -532,11 +536,11 @@ static void conn_end(doq_conn_t *c)
 	free(c->close_pkt);
 	c->close_pkt = NULL;
 	l->n_conns--;
-	conn_unlink(c);
 }
 
 static void conn_maybe_free(doq_conn_t *c)
 {
+	doq_listener_t *l = c->l;
 	if (c->state != QC_DEAD)
 		return;
 	conn_end(c);
@@ -550,8 +554,21 @@ static void conn_maybe_free(doq_conn_t *c)
 		else
 			stream_maybe_free(s);
 	}
-	if (c->pending == 0)
+	if (c->pending == 0 && !c->buried) {
+		conn_unlink(c);
+		c->buried = true;
+		c->next = l->graveyard;
+		l->graveyard = c;
+	}
+}
+
+static void reap(doq_listener_t *l)
+{
+	while (l->graveyard) {
+		doq_conn_t *c = l->graveyard;
+		l->graveyard = c->next;
 		free(c);
+	}
 }
 
 /* ---- timers ---- */
@@ -631,6 +648,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 out:
 	l->in_batch = false;
 	flush_tx(l);
+	reap(l);
 }
 
 /* ---- writing ---- */
@@ -727,6 +745,8 @@ static void doq_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 		/* cancelled by the client, or the connection is gone */
 		stream_maybe_free(s);
 		conn_maybe_free(c);
+		if (!l->in_batch)
+			reap(l);
 		return;
 	}
 	s->out = malloc(2 + len);
@@ -744,8 +764,10 @@ static void doq_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 	l->in_batch = true;
 	conn_write(c);
 	l->in_batch = batch;
-	if (!batch)
+	if (!batch) {
 		flush_tx(l);
+		reap(l);
+	}
 }
 
 /* A complete query on stream `s`: check it and hand it to the core. */
@@ -1408,6 +1430,7 @@ static void read_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 	l->in_batch = false;
 	flush_tx(l);
+	reap(l);
 }
 
 /* ---- the listener ---- */
@@ -1531,6 +1554,7 @@ static void doq_stop(dv_worker_t *w, void *state)
 	}
 	l->in_batch = false;
 	flush_tx(l);
+	reap(l);
 }
 
 static void doq_close(dv_worker_t *w, void *state)
@@ -1543,6 +1567,7 @@ static void doq_close(dv_worker_t *w, void *state)
 		c->pending = 0; /* the loop has ended: no answer will come */
 		conn_maybe_free(c);
 	}
+	reap(l);
 	close(l->fd);
 	free(l->buckets);
 	free(l);

@@ -629,7 +629,9 @@ NO_COVERAGE static void check_conn(dv_uconn_t *c)
 		if (s->att) {
 			dv_attempt_t *a = s->att;
 			CHECK(a->conn == c && a->slot == i);
-			CHECK(a->fetch && fetch_live(a->fetch));
+			/* a client fetch, or a health probe of the server */
+			CHECK(a->fetch && (fetch_live(a->fetch) ||
+					   a->fetch->probe == c->server));
 			CHECK(ev_is_active(&a->timer));
 		}
 	}

@@ -1653,8 +1653,12 @@ static void test_default_conf_file(void **state)
 	assert_int_equal(cfg->upstream[0].scheme, DV_SCHEME_TCP);
 	assert_addr(&cfg->upstream[0], "127.0.0.1:5335");
 	assert_int_equal(cfg->n_fallback, 2);
-	assert_addr(&cfg->fallback[0], "1.1.1.1:53");
-	assert_addr(&cfg->fallback[1], "9.9.9.9:53");
+	assert_int_equal(cfg->fallback[0].scheme, DV_SCHEME_TLS);
+	assert_addr(&cfg->fallback[0], "1.1.1.1:853");
+	assert_string_equal(cfg->fallback[0].name, "cloudflare-dns.com");
+	assert_int_equal(cfg->fallback[1].scheme, DV_SCHEME_TLS);
+	assert_addr(&cfg->fallback[1], "8.8.8.8:853");
+	assert_string_equal(cfg->fallback[1].name, "dns.google");
 	assert_string_equal(cfg->tls_cert, "certs/dev-cert.pem");
 	assert_string_equal(cfg->tls_key, "certs/dev-key.pem");
 	assert_int_equal(dv_config_validate(cfg, all_impl, all_impl, err,

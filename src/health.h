@@ -91,7 +91,7 @@ dv_health_state_t dv_health_up(dv_health_t *h, const dv_health_conf_t *conf);
 
 /*
  * The p95 of `n` samples: the value at rank ceil(0.95 n) in ascending
- * order (for n = 64 the 4th largest, for n <= 20 the largest).  0 when
+ * order (for n = 64 the 4th largest, for n < 20 the largest).  0 when
  * n is 0.  `v` is not modified.  n <= 160.
  */
 uint32_t dv_health_p95(const uint32_t *v, unsigned n);

@@ -557,7 +557,7 @@ static const item_t schema[] = {
 	     "goes to"),
 	URLS(NULL, "fallback", fallback, n_fallback, upstream_urls,
 	     "public resolvers, also asked when the upstreams are silent "
-	     "for pool.hedge-delay-ms"),
+	     "for pool.hedge-delay-ms, down or degraded"),
 
 	STRING("tls", "cert", tls_cert, "",
 	       "PEM certificate chain, leaf first, for tls/https/quic "
@@ -621,9 +621,9 @@ static const item_t schema[] = {
 	UINT("pool", "query-timeout-ms", query_timeout_ms, 100, 60000, "3000",
 	     "whole-query deadline, then SERVFAIL"),
 	UINT("pool", "reconnect-min-ms", reconnect_min_ms, 1, 60000, "50",
-	     "first delay before reconnecting to an upstream"),
+	     "a down upstream is probed after this first delay"),
 	UINT("pool", "reconnect-max-ms", reconnect_max_ms, 1, 600000, "5000",
-	     "the reconnect delay doubles up to this"),
+	     "the probe delay doubles after each failed probe up to this"),
 	UINT("pool", "idle-timeout-ms", upstream_idle_timeout_ms, 0, 86400000,
 	     "60000",
 	     "close an upstream connection idle this long (reopened on "

@@ -46,7 +46,10 @@
  *                             answer through recv ([mode] [len] [bytes]),
  *                             the write watcher fires (bit 5: the upstream
  *                             closes its side of a socketpair instead)
- *   7 dv_pool_start() (connects the local TCP connections)
+ *   7 dv_pool_start() (connects the local TCP connections); op bit 3:
+ *                             instead every server's probe timer fires
+ *                             (probes of down servers), bit 4: and the
+ *                             pool's tick (idle connections, orphans)
  * mode: bit 0 patch in the id of a busy slot (bits 2-7 pick which),
  * bit 1 splice in its fetch's question.
  */
@@ -629,7 +632,9 @@ NO_COVERAGE static void check_conn(dv_uconn_t *c)
 		if (s->att) {
 			dv_attempt_t *a = s->att;
 			CHECK(a->conn == c && a->slot == i);
-			CHECK(a->fetch && fetch_live(a->fetch));
+			/* a client fetch, or a health probe of the server */
+			CHECK(a->fetch && (fetch_live(a->fetch) ||
+					   a->fetch->probe == c->server));
 			CHECK(ev_is_active(&a->timer));
 		}
 	}
@@ -781,7 +786,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			op_conn_event(&in, arg);
 			break;
 		default:
-			dv_pool_start(w->pool);
+			if (!(arg & 3)) {
+				dv_pool_start(w->pool);
+				break;
+			}
+			for (unsigned i = 0; (arg & 1) && i < w->pool->n_local +
+						       w->pool->n_fallback;
+			     i++)
+				fire(w->loop, &w->pool->servers[i].probe_timer,
+				     probe_cb);
+			if (arg & 2)
+				fire(w->loop, &w->pool->tick, tick_cb);
 			break;
 		}
 		check_all(w);

@@ -16,6 +16,7 @@
  */
 #include "src/config.h"
 #include "src/errors.h"
+#include "src/wire.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -440,6 +441,20 @@ static int parse_netmask(const char *text, void *elem, char *why,
 	return dv_netmask_parse(text, elem, why, why_len);
 }
 
+/* pool.probe-name: a name the probe query can carry. */
+static int check_dns_name(const char *text, char *why, size_t why_len)
+{
+	uint8_t wire[DV_DNS_MAX_NAME];
+
+	if (dv_wire_name_from_text(wire, sizeof(wire), text) < 0) {
+		errf(why, why_len,
+		     "not a DNS name (letters, digits, '-', '_', labels of "
+		     "1..63 separated by '.', or '.' for the root)");
+		return DV_ECONFIG;
+	}
+	return 0;
+}
+
 static const list_kind_t listen_urls = {
 	.type_name = "urls", .one = "a URL", .many = "URLs",
 	.parse = parse_listen_url,
@@ -489,6 +504,9 @@ typedef struct {
 			       most items (the array's length) */
 	const char *def;    /* parsed like a value from the file */
 	const char *doc;
+	/* T_STRING, optional: 0 if `text` is a good value, else DV_ECONFIG
+	 * with the reason in `why` */
+	int (*check)(const char *text, char *why, size_t why_len);
 } item_t;
 
 /*
@@ -513,6 +531,11 @@ typedef struct {
 	{ ITEM(sec, k, T_STRING, ARRAY_FIELD(f, char)),                        \
 	  .aux = sizeof(CFG_MEMBER(f)), .max = sizeof(CFG_MEMBER(f)) - 1,      \
 	  .def = d, .doc = dc }
+/* A string whose value `chk` checks. */
+#define STRING_CHECKED(sec, k, f, d, chk, dc)                                \
+	{ ITEM(sec, k, T_STRING, ARRAY_FIELD(f, char)),                        \
+	  .aux = sizeof(CFG_MEMBER(f)), .max = sizeof(CFG_MEMBER(f)) - 1,      \
+	  .def = d, .doc = dc, .check = chk }
 #define LOGLEVEL(sec, k, f, d, dc)                                           \
 	{ ITEM(sec, k, T_LOGLEVEL, FIELD(f, dv_log_level_t)), .def = d,        \
 	  .doc = dc }
@@ -548,7 +571,8 @@ static const item_t schema[] = {
 	     "goes to: udp, tcp, tls (DoT), https (DoH) URLs"),
 	URLS(NULL, "fallback", fallback, n_fallback, upstream_urls,
 	     "public resolvers (tls, https, udp, tcp URLs), also asked when "
-	     "the upstreams are silent for pool.hedge-delay-ms"),
+	     "the upstreams are silent for pool.hedge-delay-ms, down or "
+	     "degraded"),
 
 	STRING("tls", "cert", tls_cert, "",
 	       "PEM certificate chain, leaf first, for tls/https/quic "
@@ -631,9 +655,29 @@ static const item_t schema[] = {
 	UINT("pool", "query-timeout-ms", query_timeout_ms, 100, 60000, "3000",
 	     "whole-query deadline, then SERVFAIL"),
 	UINT("pool", "reconnect-min-ms", reconnect_min_ms, 1, 60000, "50",
-	     "first delay before reconnecting to an upstream"),
+	     "a down upstream is probed after this first delay"),
 	UINT("pool", "reconnect-max-ms", reconnect_max_ms, 1, 600000, "5000",
-	     "the reconnect delay doubles up to this"),
+	     "the probe delay doubles after each failed probe up to this"),
+	UINT("pool", "idle-timeout-ms", upstream_idle_timeout_ms, 0, 86400000,
+	     "60000",
+	     "close an upstream connection idle this long (reopened on "
+	     "demand); 0 = keep it open"),
+	UINT("pool", "down-after-failures", down_after_failures, 0, 1000, "3",
+	     "consecutive failed or timed-out attempts that mark a server "
+	     "down (a refused connection does at once); 0 = only refused "
+	     "connections"),
+	UINT("pool", "degraded-failures", degraded_failures, 0, 16, "4",
+	     "failed or timed-out attempts among a server's last 16 that "
+	     "mark it degraded; 0 = never"),
+	UINT("pool", "slow-p95-ms", slow_p95_ms, 0, 60000, "0",
+	     "a local server whose p95 answer latency is above this is "
+	     "degraded: its queries also go to the fallback at once; "
+	     "0 = off"),
+	UINT("pool", "explore-pct", explore_pct, 0, 50, "2",
+	     "percent of queries sent to a server other than the fastest "
+	     "of its group, to keep measuring it"),
+	STRING_CHECKED("pool", "probe-name", probe_name, ".", check_dns_name,
+		       "name the probes of a down server ask for (type NS)"),
 
 	SIZE("cache", "size", cache_size_bytes, 0, 64 * GIB, "64M",
 	     "memory for cached answers (K, M, G = KiB, MiB, GiB); "
@@ -835,6 +879,8 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 			     it->max);
 			return DV_ECONFIG;
 		}
+		if (it->check != NULL && it->check(val, why, why_len) != 0)
+			return DV_ECONFIG;
 		memcpy(field, val, strlen(val) + 1);
 		return 0;
 	case T_LOGLEVEL:

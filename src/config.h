@@ -149,6 +149,12 @@ typedef struct {
 	unsigned query_timeout_ms;      /* whole query deadline -> SERVFAIL */
 	unsigned reconnect_min_ms;      /* backoff for upstream reconnects */
 	unsigned reconnect_max_ms;
+	unsigned upstream_idle_timeout_ms; /* idle upstream conns; 0 = never */
+	unsigned down_after_failures;   /* consecutive failures -> down */
+	unsigned degraded_failures;     /* failures of the last 16 -> degraded */
+	unsigned slow_p95_ms;           /* local p95 above -> degraded; 0 off */
+	unsigned explore_pct;           /* fetches sent to a non-best server */
+	char probe_name[256];           /* probes of a down server: NAME NS */
 
 	/* cache: */
 	uint64_t cache_size_bytes; /* 0 disables the cache */

@@ -21,6 +21,7 @@
 #include "src/stats.h"
 #include "src/tls.h"
 #include "src/transport.h"
+#include "src/upstream.h"
 #include "src/worker.h"
 
 static void implemented(bool *listen, bool *upstream)
@@ -80,6 +81,21 @@ static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache)
 			(unsigned long long)cs.bytes,
 			(unsigned long long)cs.evictions,
 			(unsigned long long)cs.expired);
+	}
+	/* per upstream server, merged over the workers */
+	unsigned n_up = n ? dv_pool_n_servers(workers[0]->pool) : 0;
+	dv_upstream_stats_t *ups = calloc(n_up ? n_up : 1, sizeof(*ups));
+	if (ups) {
+		for (unsigned i = 0; i < n_up; i++) {
+			for (unsigned k = 0; k < n; k++)
+				dv_pool_stats_add(workers[k]->pool, i, &ups[i]);
+			dv_pool_stats_finish(&ups[i]);
+		}
+		fseek(f, -1, SEEK_CUR); /* reopen the JSON object */
+		fputc(',', f);
+		dv_upstream_stats_json(f, ups, n_up);
+		fputc('}', f);
+		free(ups);
 	}
 	fputc('\n', f);
 	fclose(f);

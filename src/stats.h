@@ -4,8 +4,11 @@
  * relaxed stores, no lock prefix); any thread may read them for the stats
  * line or the metrics endpoint.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "src/health.h"
 
 /* X(name, help) */
 #define DV_STATS(X)                                                          \
@@ -35,6 +38,9 @@
 	X(upstream_connects, "upstream connections opened")                  \
 	X(fallback_queries, "queries sent to fallback upstreams")            \
 	X(hedged, "queries that reached the hedge delay")                    \
+	X(fallback_degraded,                                                 \
+	  "queries also sent to the fallback at once: local was degraded")   \
+	X(explored, "queries sent to a server other than its group's best")  \
 	X(deadline_expired, "queries that hit the query timeout")            \
 	X(tcp_connections, "client TCP connections accepted")                \
 	X(tcp_refused, "client TCP connections refused (limit)")             \
@@ -70,6 +76,53 @@ typedef struct {
 #define DV_STAT_ADD(st, name, n)                                             \
 	__atomic_store_n(&(st)->name, (st)->name + (n), __ATOMIC_RELAXED)
 #define DV_STAT_INC(st, name) DV_STAT_ADD(st, name, 1)
+
+/* Per upstream server, per worker: X(name, help) */
+#define DV_USTATS(X)                                                         \
+	X(queries, "client queries sent to the server")                      \
+	X(answers, "answers received (any rcode, late ones too)")            \
+	X(won, "answers that answered the query (first good answer)")        \
+	X(late, "answers that came after the query was answered elsewhere")  \
+	X(errors, "answers with an rcode other than NOERROR or NXDOMAIN")    \
+	X(failures, "attempts ended by a lost or refused connection")        \
+	X(timeouts, "attempts that timed out")                               \
+	X(probes, "health probes sent while the server was down")            \
+	X(probe_answers, "health probes answered")                           \
+	X(connects, "connections opened")                                    \
+	X(connect_failures, "connections that could not be opened")         \
+	X(idle_closed, "connections closed after pool.idle-timeout-ms idle")  \
+	X(went_down, "times the server was marked down")                     \
+	X(went_degraded, "times the server was marked degraded")
+
+typedef struct {
+#define DV_USTATS_FIELD(name, help) uint64_t name;
+	DV_USTATS(DV_USTATS_FIELD)
+#undef DV_USTATS_FIELD
+} dv_ustats_t;
+
+/*
+ * One upstream server as all workers see it together: counters summed,
+ * `state` the worst state any worker holds (down > degraded > up) with
+ * the number of workers in each, the EWMA the mean over the workers that
+ * have samples, the p95 the largest of the workers'.
+ */
+typedef struct {
+	const char *url;
+	bool fallback;
+	dv_ustats_t st;
+	dv_health_state_t state;
+	unsigned n_state[DV_HEALTH_STATE_COUNT]; /* workers in each state */
+	uint64_t ewma_us; /* 0 = no sample */
+	unsigned ewma_n;  /* workers with samples (while summing) */
+	uint32_t p95_ms;
+	uint64_t samples;
+} dv_upstream_stats_t;
+
+/* out += in, reading `in` with relaxed atomic loads. */
+void dv_stats_sum_upstream(dv_ustats_t *out, const dv_ustats_t *in);
+/* Write `"upstreams":[{...},...]` (no leading comma). */
+void dv_upstream_stats_json(FILE *f, const dv_upstream_stats_t *u,
+			    unsigned n);
 
 /* out += in, reading `in` with relaxed atomic loads. */
 void dv_stats_sum(dv_stats_t *out, const dv_stats_t *in);

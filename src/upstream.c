@@ -16,6 +16,18 @@
  * A connection is never freed while the pool lives: closing it stops its
  * watchers, fails the attempts it carried and keeps its buffers, so a
  * close in the middle of a read or write callback is always safe.
+ *
+ * Health (health.h) is kept per server and per worker.  Every answer is a
+ * latency sample, also the late answer to an attempt whose fetch was
+ * answered elsewhere: on TCP connections such an attempt leaves its id
+ * reserved as an orphan until the answer comes (or the pool's tick
+ * reclaims it), so a slow local server that always loses the race to the
+ * fallback is still measured and is seen when it is fast again.  A DOWN
+ * server gets only probes (pool.probe-name NS, on its own connections),
+ * after reconnect-min-ms and then doubling up to reconnect-max-ms; the
+ * first answer to one brings it back, and since the local group is always
+ * asked first, its traffic comes back at once.  The tick also closes
+ * connections idle for pool.idle-timeout-ms; they reopen on demand.
  */
 #include "src/upstream.h"
 
@@ -40,6 +52,7 @@ typedef struct {
 	dv_attempt_t *att; /* NULL when free or abandoned */
 	uint16_t id;
 	bool busy; /* id reserved until answered or the connection closes */
+	bool orphan; /* busy, its attempt gone: kept for the latency */
 	uint32_t next_free, prev_free; /* doubly linked free list */
 	uint64_t sent_ms;
 	int32_t stream; /* https:// connections: the query's HTTP/2 stream */
@@ -55,6 +68,7 @@ struct dv_uconn {
 	ev_io rio, wio;
 	uslot_t *slots;
 	uint32_t n_slots, mask, free_head, busy;
+	uint32_t orphans; /* busy slots whose attempt has ended */
 	/* output not yet written (TCP) */
 	uint8_t *out;
 	size_t out_len, out_off, out_cap;
@@ -77,10 +91,16 @@ struct dv_server {
 	dv_uconn_t *tcp;
 	unsigned n_tcp;
 	dv_uconn_t *udp; /* udp:// servers only */
-	unsigned fails;  /* consecutive connection failures */
-	unsigned backoff_ms;
-	uint64_t down_until;
+	unsigned backoff_ms; /* DOWN: delay before the next probe */
 	dv_tls_session_t *session; /* last TLS session, for resumption */
+	dv_health_t health;
+	ev_timer probe_timer;
+	dv_fetch_t *probe; /* the probe query, at most one in flight */
+	dv_ustats_t st;    /* written by the worker, read by the stats */
+	/* health.state, EWMA, p95, samples for other threads */
+	unsigned pub_state;
+	uint64_t pub_ewma_us;
+	uint32_t pub_p95_ms, pub_samples;
 };
 
 struct dv_pool {
@@ -89,10 +109,17 @@ struct dv_pool {
 	dv_server_t *servers; /* local first, then fallback */
 	unsigned n_local, n_fallback;
 	dv_tls_ctx_t *tls; /* client context; NULL without tls:// servers */
+	dv_health_conf_t hconf[2]; /* [fallback]: slow-p95 is local only */
+	unsigned explore_n[2], explore_rot[2]; /* per group [fallback] */
+	ev_timer tick; /* idle connections, orphaned ids */
+	uint8_t probe_qwire[DV_DNS_HDR + DV_DNS_MAX_NAME + 4];
+	uint16_t probe_qlen;
 	uint8_t rxbuf[DV_DNS_MAX_MSG + 1]; /* UDP answers */
 };
 
 #define NO_SLOT UINT32_MAX
+
+#define USTAT_INC(s, name) DV_STAT_INC(&(s)->st, name)
 
 static void conn_close(dv_uconn_t *c, bool failure, const char *why);
 static void attempt_fail(dv_attempt_t *a, bool timeout);
@@ -107,6 +134,8 @@ static bool conn_draining(dv_uconn_t *c);
 static bool conn_crowded(dv_uconn_t *c);
 static int conn_send_query(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
 			   size_t len);
+static void probe_schedule(dv_server_t *s);
+static void probe_failed(dv_server_t *s);
 
 static uint64_t now_ms(dv_pool_t *p)
 {
@@ -197,6 +226,10 @@ static void slot_release(dv_uconn_t *c, uint32_t i)
 	if (s->stream) {
 		h2_cancel(c, s->stream);
 		s->stream = 0;
+	}
+	if (s->orphan) {
+		s->orphan = false;
+		c->orphans--;
 	}
 	s->att = NULL;
 	s->busy = false;
@@ -295,36 +328,89 @@ static int conn_queue(dv_uconn_t *c, const uint8_t *msg, size_t len)
 	return 0;
 }
 
-static void server_failed(dv_server_t *s)
+static void server_publish(dv_server_t *s)
 {
-	dv_pool_t *p = s->pool;
-	const dv_config_t *cfg = p->cfg;
-	s->fails++;
-	if (s->backoff_ms == 0)
-		s->backoff_ms = cfg->reconnect_min_ms;
-	else if (s->backoff_ms < cfg->reconnect_max_ms / 2)
-		s->backoff_ms *= 2;
-	else
-		s->backoff_ms = cfg->reconnect_max_ms;
-	s->down_until = now_ms(p) + s->backoff_ms;
-	if (s->fails == 1)
-		dv_log_warn("worker %u: upstream %s is down, retrying in %u ms",
-			    p->w->index, s->url.text, s->backoff_ms);
+	__atomic_store_n(&s->pub_state, (unsigned)s->health.state,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&s->pub_ewma_us, s->health.ewma_us, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->pub_p95_ms, s->health.p95_ms, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->pub_samples, s->health.n, __ATOMIC_RELAXED);
 }
 
-static void server_ok(dv_server_t *s)
+static const dv_health_conf_t *server_hconf(dv_server_t *s)
 {
-	if (s->fails)
-		dv_log_info("worker %u: upstream %s is back",
-			    s->pool->w->index, s->url.text);
-	s->fails = 0;
-	s->backoff_ms = 0;
-	s->down_until = 0;
+	return &s->pool->hconf[s->fallback];
+}
+
+/* After the health of `s` changed from `old`: say so, count it, and
+ * start probing a server that went down. */
+static void server_state(dv_server_t *s, dv_health_state_t old)
+{
+	dv_pool_t *p = s->pool;
+	const dv_health_t *h = &s->health;
+	server_publish(s);
+	if (h->state == old)
+		return;
+	switch (h->state) {
+	case DV_HEALTH_DOWN:
+		USTAT_INC(s, went_down);
+		s->backoff_ms = p->cfg->reconnect_min_ms;
+		dv_log_warn("worker %u: upstream %s is down, probing it in "
+			    "%u ms",
+			    p->w->index, s->url.text, s->backoff_ms);
+		probe_schedule(s);
+		break;
+	case DV_HEALTH_DEGRADED:
+		USTAT_INC(s, went_degraded);
+		dv_log_info("worker %u: upstream %s is degraded (p95 %u ms, "
+			    "%u of the last 16 attempts failed)",
+			    p->w->index, s->url.text, h->p95_ms,
+			    (unsigned)__builtin_popcount(h->window));
+		break;
+	default:
+		if (old == DV_HEALTH_DOWN)
+			dv_log_info("worker %u: upstream %s is back",
+				    p->w->index, s->url.text);
+		else
+			dv_log_info("worker %u: upstream %s is up again (p95 "
+				    "%u ms)",
+				    p->w->index, s->url.text, h->p95_ms);
+		break;
+	}
+}
+
+/* A connection to `s` could not be opened (refused, unreachable, TLS
+ * handshake failed): the server is down. */
+static void server_refused(dv_server_t *s)
+{
+	dv_health_state_t old = s->health.state;
+	USTAT_INC(s, connect_failures);
+	dv_health_down(&s->health);
+	server_state(s, old);
+}
+
+/* An attempt on `s` failed or timed out (an established connection lost
+ * counts once, not once per query it carried). */
+static void server_failure(dv_server_t *s)
+{
+	dv_health_state_t old = s->health.state;
+	dv_health_failure(&s->health, server_hconf(s));
+	server_state(s, old);
+}
+
+/* `s` answered a query `ms` after it went out. */
+static void server_answered(dv_server_t *s, uint64_t ms)
+{
+	dv_health_state_t old = s->health.state;
+	USTAT_INC(s, answers);
+	dv_health_answer(&s->health, ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms,
+			 server_hconf(s));
+	server_state(s, old);
 }
 
 static bool server_usable(dv_server_t *s)
 {
-	return now_ms(s->pool) >= s->down_until;
+	return s->health.state != DV_HEALTH_DOWN;
 }
 
 /* Fail every attempt this connection carries and release all ids. */
@@ -338,6 +424,8 @@ static void conn_fail_slots(dv_uconn_t *c)
 		slot_release(c, i);
 		if (a) {
 			a->conn = NULL;
+			if (a->fetch && !a->fetch->probe)
+				USTAT_INC(c->server, failures);
 			attempt_fail(a, false);
 		}
 	}
@@ -380,8 +468,11 @@ static void conn_close(dv_uconn_t *c, bool failure, const char *why)
 	if (failure || c->busy) {
 		dv_log_debug("worker %u: upstream %s: connection closed: %s",
 			     p->w->index, c->server->url.text, why);
-		if (failure || !was_open)
-			server_failed(c->server);
+		/* a UDP socket fails on ICMP unreachable: nobody there */
+		if (!was_open || c->udp)
+			server_refused(c->server);
+		else if (failure)
+			server_failure(c->server);
 	}
 	conn_fail_slots(c);
 }
@@ -489,7 +580,6 @@ static void conn_opened(dv_uconn_t *c)
 	struct ev_loop *loop = c->server->pool->w->loop;
 	c->state = UC_OPEN;
 	c->last_rx_ms = now_ms(c->server->pool);
-	server_ok(c->server);
 	ev_io_start(loop, &c->rio);
 	if (c->out_len > c->out_off || c->h2)
 		conn_flush(c);
@@ -532,7 +622,7 @@ static void handshake_step(dv_uconn_t *c)
 		snprintf(why, sizeof(why), "TLS handshake failed: %s",
 			 dv_tls_error(c->tls, ret));
 	/* once per outage, not once per connection attempt */
-	if (s->fails == 0)
+	if (server_usable(s))
 		dv_log_warn("worker %u: upstream %s: %s", s->pool->w->index,
 			    s->url.text, why);
 	/* a session the server no longer likes must not be offered again */
@@ -600,7 +690,7 @@ static int conn_connect(dv_uconn_t *c)
 	if (ret < 0 && errno != EINPROGRESS) {
 		ret = -errno;
 		close(fd);
-		server_failed(s);
+		server_refused(s);
 		return ret;
 	}
 	if (s->url.scheme == DV_SCHEME_HTTPS && h2_start(c) < 0) {
@@ -611,6 +701,7 @@ static int conn_connect(dv_uconn_t *c)
 	ev_io_set(&c->rio, fd, EV_READ);
 	ev_io_set(&c->wio, fd, EV_WRITE);
 	DV_STAT_INC(&p->w->stats, upstream_connects);
+	USTAT_INC(s, connects);
 	if (c->udp) {
 		c->state = UC_OPEN;
 		c->last_rx_ms = now_ms(p);
@@ -652,9 +743,19 @@ static void attempt_detach(dv_attempt_t *a)
 {
 	dv_pool_t *p = a->fetch->worker->pool;
 	ev_timer_stop(p->w->loop, &a->timer);
-	if (a->conn) {
-		/* Free the id now: an abandoned answer may never come (lost
-		 * datagram, black-holed query), and a reserved id would leak.
+	if (a->conn && !a->conn->udp) {
+		/* TCP: the answer will come unless the connection dies (which
+		 * releases every id) or the server dropped the query (the
+		 * pool's tick reclaims old orphans): keep the id, so that the
+		 * late answer is still a latency sample of the server. */
+		dv_uconn_t *c = a->conn;
+		c->slots[a->slot].att = NULL;
+		c->slots[a->slot].orphan = true;
+		c->orphans++;
+		a->conn = NULL;
+	} else if (a->conn) {
+		/* UDP: free the id now: an abandoned answer may never come
+		 * (lost datagram), and a reserved id would leak.
 		 * A late answer then finds a free slot or a new random id and is
 		 * ignored; only an answer to the very same question could be
 		 * taken, and that one is correct. */
@@ -669,6 +770,8 @@ static void attempt_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	dv_attempt_t *a = t->data;
 	dv_uconn_t *c = a->conn;
 	DV_STAT_INC(&a->fetch->worker->stats, upstream_timeouts);
+	if (c)
+		USTAT_INC(c->server, timeouts);
 	/* A TCP connection that has received nothing since this query went
 	 * out is stuck (a dead peer without a RST): close it, which fails
 	 * this attempt and the others it carries. */
@@ -676,6 +779,8 @@ static void attempt_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		conn_close(c, true, "no answer within the upstream timeout");
 		return;
 	}
+	if (c)
+		server_failure(c->server);
 	attempt_fail(a, true);
 }
 
@@ -683,8 +788,6 @@ static void attempt_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
  * needed.  NULL when the server cannot take a query now. */
 static dv_uconn_t *pick_conn(dv_server_t *s, bool tcp_only)
 {
-	if (!server_usable(s))
-		return NULL;
 	if (s->udp && !tcp_only) {
 		dv_uconn_t *c = s->udp;
 		if (c->state == UC_CLOSED && conn_connect(c) < 0)
@@ -719,6 +822,9 @@ static int attempt_start(dv_fetch_t *f, dv_server_t *s, bool tcp_only)
 	dv_attempt_t *a = attempt_alloc(f);
 	if (!a)
 		return DV_ELIMIT;
+	/* a down server gets probes only */
+	if (!f->probe && !server_usable(s))
+		return DV_EUPSTREAM;
 	dv_uconn_t *c = pick_conn(s, tcp_only);
 	if (!c)
 		return DV_EUPSTREAM;
@@ -739,7 +845,7 @@ static int attempt_start(dv_fetch_t *f, dv_server_t *s, bool tcp_only)
 			slot_release(c, slot);
 			a->fetch = NULL;
 			a->conn = NULL;
-			server_failed(s);
+			server_refused(s);
 			return DV_EUPSTREAM;
 		}
 	} else {
@@ -752,10 +858,14 @@ static int attempt_start(dv_fetch_t *f, dv_server_t *s, bool tcp_only)
 		if (c->state == UC_OPEN)
 			ev_io_start(p->w->loop, &c->wio);
 	}
-	if (s->fallback)
+	if (f->probe)
+		USTAT_INC(s, probes);
+	else if (s->fallback)
 		DV_STAT_INC(&p->w->stats, fallback_queries);
 	else
 		DV_STAT_INC(&p->w->stats, upstream_queries);
+	if (!f->probe)
+		USTAT_INC(s, queries);
 	ev_timer_init(&a->timer, attempt_timeout_cb,
 		      p->cfg->upstream_timeout_ms / 1000.0, 0.);
 	a->timer.data = a;
@@ -763,19 +873,45 @@ static int attempt_start(dv_fetch_t *f, dv_server_t *s, bool tcp_only)
 	return 0;
 }
 
-/* Try the next usable server of a group.  Returns true if one took it. */
-static bool group_next(dv_fetch_t *f, bool fallback)
+/*
+ * Send `f` to the best usable server of a group it has not tried yet
+ * (dv_health_pick: health, then latency); the group's first try of a
+ * fetch is, for pool.explore-pct of the fetches, sent to another server
+ * instead.  Returns the server that took it, or NULL.
+ */
+static dv_server_t *group_next(dv_fetch_t *f, bool fallback)
 {
 	dv_pool_t *p = f->worker->pool;
 	unsigned base = fallback ? p->n_local : 0;
 	unsigned n = fallback ? p->n_fallback : p->n_local;
-	unsigned *next = fallback ? &f->next_fallback : &f->next_local;
-	while (*next < n) {
-		dv_server_t *s = &p->servers[base + (*next)++];
-		if (attempt_start(f, s, false) == 0)
-			return true;
+	uint32_t *tried = fallback ? &f->tried_fallback : &f->tried_local;
+	const dv_health_t *hs[DV_MAX_URLS];
+	if (n > DV_MAX_URLS)
+		n = DV_MAX_URLS;
+	for (unsigned i = 0; i < n; i++)
+		hs[i] = &p->servers[base + i].health;
+	bool explore = false;
+	unsigned pct = p->cfg->explore_pct;
+	if (*tried == 0 && pct && n > 1) {
+		uint64_t k = ++p->explore_n[fallback];
+		explore = k * pct / 100 != (k - 1) * pct / 100;
 	}
-	return false;
+	for (;;) {
+		int i = dv_health_pick(hs, n, *tried, explore,
+				       p->explore_rot[fallback]);
+		if (i < 0)
+			return NULL;
+		*tried |= UINT32_C(1) << i;
+		dv_server_t *s = &p->servers[base + (unsigned)i];
+		if (attempt_start(f, s, false) == 0) {
+			if (explore) {
+				DV_STAT_INC(&p->w->stats, explored);
+				p->explore_rot[fallback]++;
+			}
+			return s;
+		}
+		explore = false;
+	}
 }
 
 static void start_fallback(dv_fetch_t *f)
@@ -815,6 +951,12 @@ static void attempt_fail(dv_attempt_t *a, bool timeout)
 	dv_fetch_t *f = a->fetch;
 	if (!f)
 		return;
+	if (f->probe) {
+		dv_server_t *s = f->probe;
+		attempt_detach(a);
+		probe_failed(s);
+		return;
+	}
 	bool fb = a->fallback;
 	dv_server_t *srv = a->conn ? a->conn->server : NULL;
 	bool lost_datagram = timeout && a->conn && a->conn->udp;
@@ -845,6 +987,63 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 			   "upstreams did not answer in time");
 }
 
+/* ---- health probes ---- */
+
+static bool probe_in_flight(dv_server_t *s)
+{
+	return s->probe && attempts_active(s->probe) > 0;
+}
+
+/* A probe got no answer: the next one later, after a longer pause. */
+static void probe_failed(dv_server_t *s)
+{
+	const dv_config_t *cfg = s->pool->cfg;
+	if (s->backoff_ms == 0)
+		s->backoff_ms = cfg->reconnect_min_ms;
+	else if (s->backoff_ms < cfg->reconnect_max_ms / 2)
+		s->backoff_ms *= 2;
+	else
+		s->backoff_ms = cfg->reconnect_max_ms;
+	probe_schedule(s);
+}
+
+/* A DOWN server: the next probe after backoff_ms (unless one is in
+ * flight or due already). */
+static void probe_schedule(dv_server_t *s)
+{
+	struct ev_loop *loop = s->pool->w->loop;
+	if (s->health.state != DV_HEALTH_DOWN || !s->probe || !loop ||
+	    probe_in_flight(s) || ev_is_active(&s->probe_timer))
+		return;
+	ev_timer_set(&s->probe_timer, s->backoff_ms / 1000.0, 0.);
+	ev_timer_start(loop, &s->probe_timer);
+}
+
+static void probe_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	dv_server_t *s = t->data;
+	dv_pool_t *p = s->pool;
+	dv_fetch_t *f = s->probe;
+	if (s->health.state != DV_HEALTH_DOWN || probe_in_flight(s))
+		return;
+	memcpy(f->qwire, p->probe_qwire, p->probe_qlen);
+	f->qlen = p->probe_qlen;
+	/* not even sent (connect refused at once): a failed probe */
+	if (attempt_start(f, s, false) != 0)
+		probe_failed(s);
+}
+
+/* A probe was answered (any rcode): the server is back. */
+static void probe_answered(dv_server_t *s)
+{
+	dv_health_state_t old = s->health.state;
+	USTAT_INC(s, probe_answers);
+	ev_timer_stop(s->pool->w->loop, &s->probe_timer);
+	s->backoff_ms = 0;
+	dv_health_up(&s->health, server_hconf(s));
+	server_state(s, old);
+}
+
 /* ---- answers ---- */
 
 static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
@@ -857,9 +1056,12 @@ static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 	uslot_t *s = &c->slots[i];
 	if (!s->busy || s->id != id)
 		return; /* late or unknown: ignored */
+	uint64_t sent_ms = s->sent_ms;
 	dv_attempt_t *a = s->att;
 	if (!a) { /* abandoned (the fetch finished elsewhere) */
 		slot_release(c, i);
+		USTAT_INC(c->server, late);
+		server_answered(c->server, now_ms(p) - sent_ms);
 		return;
 	}
 	dv_fetch_t *f = a->fetch;
@@ -867,6 +1069,14 @@ static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 		return; /* not ours: keep waiting for the real answer */
 	slot_release(c, i);
 	a->conn = NULL;
+	/* any answer says the server is there, and how fast */
+	dv_server_t *srv = c->server;
+	server_answered(srv, now_ms(p) - sent_ms);
+	if (f->probe) {
+		attempt_detach(a);
+		probe_answered(srv);
+		return;
+	}
 
 	dv_wire_resp_t r;
 	int ret = dv_wire_parse_response(wire, len, &r);
@@ -875,7 +1085,6 @@ static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 		return;
 	}
 	if (c->udp && (r.flags & DV_FLAG_TC)) {
-		dv_server_t *srv = c->server;
 		DV_STAT_INC(&p->w->stats, upstream_tc_retries);
 		attempt_detach(a);
 		if (attempt_start(f, srv, true) == 0)
@@ -885,12 +1094,14 @@ static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 	}
 	uint8_t rcode = DV_RCODE(r.flags);
 	if (rcode != DV_RCODE_NOERROR && rcode != DV_RCODE_NXDOMAIN) {
+		USTAT_INC(srv, errors);
 		if (r.ede_code != 0xffff)
 			f->ede = r.ede_code;
 		attempt_fail(a, false);
 		return;
 	}
 	DV_STAT_INC(&p->w->stats, upstream_answers);
+	USTAT_INC(srv, won);
 	/* the fetch is freed (and every attempt detached) by the core */
 	dv_core_fetch_answer(f, wire, len, &r);
 }
@@ -1080,7 +1291,7 @@ static bool h2_alpn_ok(dv_uconn_t *c)
 	if (alpn && strcmp(alpn, "h2") == 0)
 		return true;
 	dv_server_t *s = c->server;
-	if (s->fails == 0)
+	if (s->health.state != DV_HEALTH_DOWN)
 		dv_log_warn("worker %u: upstream %s: the server did not accept "
 			    "HTTP/2 (ALPN h2)",
 			    s->pool->w->index, s->url.text);
@@ -1141,6 +1352,41 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- the pool ---- */
 
+/* Release the orphaned ids of `c` older than `max_age_ms`: their answers
+ * are not coming (the server dropped the queries). */
+static void conn_reclaim_orphans(dv_uconn_t *c, uint64_t now,
+				 uint64_t max_age_ms)
+{
+	for (uint32_t i = 0; i < c->n_slots && c->orphans; i++) {
+		uslot_t *sl = &c->slots[i];
+		if (sl->orphan && now - sl->sent_ms >= max_age_ms)
+			slot_release(c, i);
+	}
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	dv_pool_t *p = t->data;
+	const dv_config_t *cfg = p->cfg;
+	uint64_t now = now_ms(p);
+	uint64_t orphan_age = 2 * (uint64_t)cfg->query_timeout_ms;
+	for (unsigned i = 0; i < p->n_local + p->n_fallback; i++) {
+		dv_server_t *s = &p->servers[i];
+		for (unsigned j = 0; j < s->n_tcp; j++) {
+			dv_uconn_t *c = &s->tcp[j];
+			if (c->orphans)
+				conn_reclaim_orphans(c, now, orphan_age);
+			if (cfg->upstream_idle_timeout_ms &&
+			    c->state == UC_OPEN && c->busy == 0 &&
+			    c->out_len == c->out_off &&
+			    now - c->last_rx_ms >= cfg->upstream_idle_timeout_ms) {
+				USTAT_INC(s, idle_closed);
+				conn_close(c, false, "idle");
+			}
+		}
+	}
+}
+
 static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
 		       bool fallback)
 {
@@ -1148,6 +1394,16 @@ static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
 	s->pool = p;
 	s->url = *url;
 	s->fallback = fallback;
+	dv_health_init(&s->health);
+	server_publish(s);
+	ev_init(&s->probe_timer, probe_cb);
+	s->probe_timer.data = s;
+	s->probe = calloc(1, sizeof(*s->probe));
+	if (!s->probe)
+		return -ENOMEM;
+	s->probe->worker = p->w;
+	s->probe->probe = s;
+	s->probe->ede = 0xffff;
 	s->n_tcp = cfg->upstream_connections;
 	s->tcp = calloc(s->n_tcp, sizeof(*s->tcp));
 	if (!s->tcp)
@@ -1180,6 +1436,25 @@ dv_pool_t *dv_pool_new(dv_worker_t *w, const dv_config_t *cfg)
 	p->cfg = cfg;
 	p->n_local = cfg->n_upstream;
 	p->n_fallback = cfg->n_fallback;
+	for (int fb = 0; fb < 2; fb++)
+		p->hconf[fb] = (dv_health_conf_t){
+			.down_after = cfg->down_after_failures,
+			.degraded_failures = cfg->degraded_failures,
+			.slow_p95_ms = fb ? 0 : cfg->slow_p95_ms,
+		};
+	/* the probe: PROBE-NAME NS, RD, no EDNS (id patched per attempt) */
+	int n = dv_wire_name_from_text(p->probe_qwire + DV_DNS_HDR,
+				       sizeof(p->probe_qwire) - DV_DNS_HDR - 4,
+				       cfg->probe_name);
+	if (n < 0) /* the config loader checked it */
+		n = dv_wire_name_from_text(p->probe_qwire + DV_DNS_HDR, 1, ".");
+	dv_put16(p->probe_qwire + 2, DV_FLAG_RD);
+	dv_put16(p->probe_qwire + 4, 1);
+	dv_put16(p->probe_qwire + DV_DNS_HDR + n, DV_TYPE_NS);
+	dv_put16(p->probe_qwire + DV_DNS_HDR + n + 2, DV_CLASS_IN);
+	p->probe_qlen = (uint16_t)(DV_DNS_HDR + n + 4);
+	ev_init(&p->tick, tick_cb);
+	p->tick.data = p;
 	p->servers = calloc(p->n_local + p->n_fallback, sizeof(*p->servers));
 	if (!p->servers)
 		goto fail;
@@ -1212,6 +1487,14 @@ fail:
 
 void dv_pool_start(dv_pool_t *p)
 {
+	/* the tick: idle connections and orphaned ids */
+	unsigned idle = p->cfg->upstream_idle_timeout_ms;
+	double every = idle && idle < 4000 ? idle / 4000.0 : 1.0;
+	if (every < 0.05)
+		every = 0.05;
+	p->tick.repeat = every;
+	ev_timer_again(p->w->loop, &p->tick);
+
 	/* warm the local resolver connections */
 	for (unsigned i = 0; i < p->n_local; i++) {
 		dv_server_t *s = &p->servers[i];
@@ -1223,6 +1506,19 @@ void dv_pool_start(dv_pool_t *p)
 			    conn_connect(&s->tcp[j]) < 0)
 				break;
 	}
+}
+
+/* Stop the probe of `s` and free it (the pool is going). */
+static void probe_destroy(dv_pool_t *p, dv_server_t *s)
+{
+	ev_timer_stop(p->w->loop, &s->probe_timer);
+	if (!s->probe)
+		return;
+	for (unsigned i = 0; i < DV_FETCH_MAX_ATTEMPTS; i++)
+		if (s->probe->att[i].fetch)
+			attempt_detach(&s->probe->att[i]);
+	free(s->probe);
+	s->probe = NULL;
 }
 
 static void conn_destroy(dv_pool_t *p, dv_uconn_t *c)
@@ -1243,6 +1539,11 @@ void dv_pool_free(dv_pool_t *p)
 {
 	if (!p)
 		return;
+	ev_timer_stop(p->w->loop, &p->tick);
+	/* probes first: detaching an attempt touches its connection */
+	for (unsigned i = 0; p->servers && i < p->n_local + p->n_fallback;
+	     i++)
+		probe_destroy(p, &p->servers[i]);
 	for (unsigned i = 0; p->servers && i < p->n_local + p->n_fallback;
 	     i++) {
 		dv_server_t *s = &p->servers[i];
@@ -1269,8 +1570,13 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 	ev_timer_start(loop, &f->deadline);
 	ev_timer_init(&f->hedge, hedge_cb, cfg->hedge_delay_ms / 1000.0, 0.);
 	f->hedge.data = f;
-	bool local = group_next(f, false);
-	if (!local || (p->n_fallback && cfg->hedge_delay_ms == 0)) {
+	dv_server_t *local = group_next(f, false);
+	if (local && p->n_fallback && cfg->hedge_delay_ms &&
+	    local->health.state == DV_HEALTH_DEGRADED) {
+		/* slow or flaky: no point waiting for the hedge delay */
+		DV_STAT_INC(&p->w->stats, fallback_degraded);
+		start_fallback(f);
+	} else if (!local || (p->n_fallback && cfg->hedge_delay_ms == 0)) {
 		if (p->n_fallback) {
 			start_fallback(f);
 		}
@@ -1291,4 +1597,40 @@ void dv_pool_fetch_cancel(dv_pool_t *p, dv_fetch_t *f)
 	for (unsigned i = 0; i < DV_FETCH_MAX_ATTEMPTS; i++)
 		if (f->att[i].fetch)
 			attempt_detach(&f->att[i]);
+}
+
+unsigned dv_pool_n_servers(const dv_pool_t *p)
+{
+	return p->n_local + p->n_fallback;
+}
+
+void dv_pool_stats_add(const dv_pool_t *p, unsigned i,
+		       dv_upstream_stats_t *u)
+{
+	const dv_server_t *s = &p->servers[i];
+	u->url = s->url.text;
+	u->fallback = s->fallback;
+	dv_stats_sum_upstream(&u->st, &s->st);
+	unsigned state = __atomic_load_n(&s->pub_state, __ATOMIC_RELAXED);
+	if (state >= DV_HEALTH_STATE_COUNT)
+		state = DV_HEALTH_UP;
+	u->n_state[state]++;
+	if (state > (unsigned)u->state)
+		u->state = (dv_health_state_t)state;
+	uint64_t ewma = __atomic_load_n(&s->pub_ewma_us, __ATOMIC_RELAXED);
+	if (ewma) {
+		u->ewma_us += ewma;
+		u->ewma_n++;
+	}
+	uint32_t p95 = __atomic_load_n(&s->pub_p95_ms, __ATOMIC_RELAXED);
+	if (p95 > u->p95_ms)
+		u->p95_ms = p95;
+	u->samples += __atomic_load_n(&s->pub_samples, __ATOMIC_RELAXED);
+}
+
+void dv_pool_stats_finish(dv_upstream_stats_t *u)
+{
+	if (u->ewma_n)
+		u->ewma_us /= u->ewma_n;
+	u->ewma_n = 0;
 }

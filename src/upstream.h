@@ -12,6 +12,13 @@
  * the first good answer wins, and when every path has failed or the query
  * deadline passes, the core answers SERVFAIL with an EDE.
  *
+ * Within a group the server is chosen by health and latency (health.h):
+ * UP before DEGRADED, then the lowest EWMA of answer latency, with a few
+ * percent of fetches sent to another server of the group to keep
+ * measuring it (pool.explore-pct).  A DOWN server gets no fetch, only
+ * probes; a local server that is DEGRADED sends its fetches to the
+ * fallback group at once.
+ *
  * Ids: each connection has a table of slots (its in-flight limit); a query's
  * id is the slot index in the low bits and random bits above, so clients'
  * ids never collide and a late answer is recognised by (id, question).
@@ -21,6 +28,7 @@
 #include <stdint.h>
 
 #include "src/config.h"
+#include "src/health.h"
 #include "src/query.h"
 #include "src/stats.h"
 #include "src/wire.h"
@@ -53,7 +61,9 @@ struct dv_fetch {
 	uint8_t qwire[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 11];
 	uint16_t qlen;
 	bool fallback_started;
-	unsigned next_local, next_fallback; /* servers tried so far */
+	uint32_t tried_local, tried_fallback; /* servers tried (bit = index) */
+	struct dv_server *probe; /* a health probe of this server, not the
+				    core's: see upstream.c */
 	uint16_t ede;         /* best EDE seen from an upstream */
 	ev_timer hedge;
 	ev_timer deadline;
@@ -73,3 +83,15 @@ void dv_pool_free(dv_pool_t *p); /* closes everything; NULL is a no-op */
 void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f);
 /* Stop every timer and attempt of `f` (the fetch is being freed). */
 void dv_pool_fetch_cancel(dv_pool_t *p, dv_fetch_t *f);
+
+/* Servers of the pool: local first, then fallback (the same for every
+ * worker, in config order). */
+unsigned dv_pool_n_servers(const dv_pool_t *p);
+/* Add what this worker knows of server `i` into `u` (counters summed,
+ * the state counted; url and group set; EWMA and p95 as in stats.h, with
+ * `u->ewma_us` a running sum until dv_pool_stats_finish()).  Reads the
+ * worker's values with relaxed atomic loads: any thread may call it. */
+void dv_pool_stats_add(const dv_pool_t *p, unsigned i,
+		       dv_upstream_stats_t *u);
+/* Turn the sums of dv_pool_stats_add() into the merged view. */
+void dv_pool_stats_finish(dv_upstream_stats_t *u);

@@ -616,3 +616,36 @@ int dv_wire_add_keepalive(uint8_t *msg, size_t len, size_t cap,
 	dv_put16(msg + r.opt_start + 9, (uint16_t)(end - rd));
 	return (int)end;
 }
+
+int dv_wire_name_from_text(uint8_t *dst, size_t cap, const char *text)
+{
+	size_t pos = 0;
+	const char *p = text;
+	if (strcmp(text, ".") == 0)
+		p = ""; /* the root: one zero octet */
+	while (*p != '\0') {
+		size_t l = strcspn(p, ".");
+		if (l == 0 || l > 63)
+			return DV_EMALFORMED;
+		for (size_t i = 0; i < l; i++) {
+			char c = p[i];
+			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			      (c >= '0' && c <= '9') || c == '-' || c == '_'))
+				return DV_EMALFORMED;
+		}
+		if (pos + 1 + l + 1 > DV_DNS_MAX_NAME)
+			return DV_EMALFORMED;
+		if (pos + 1 + l + 1 > cap)
+			return DV_ESPACE;
+		dst[pos++] = (uint8_t)l;
+		memcpy(dst + pos, p, l);
+		pos += l;
+		p += l;
+		if (*p == '.')
+			p++;
+	}
+	if (pos + 1 > cap)
+		return DV_ESPACE;
+	dst[pos++] = 0;
+	return (int)pos;
+}

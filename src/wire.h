@@ -217,6 +217,14 @@ int dv_wire_upstream_query(uint8_t *dst, size_t cap, uint16_t id,
 			   const uint8_t *q_wire, const dv_wire_query_t *q);
 
 /*
+ * Write the presentation-format name `text` ("example.com", "example.com."
+ * or "." for the root) as wire labels into `dst`.  Letters, digits, '-'
+ * and '_' only, no escapes; labels of 1..63 octets, the name at most 255.
+ * Returns the length, or DV_EMALFORMED (with no reason) / DV_ESPACE.
+ */
+int dv_wire_name_from_text(uint8_t *dst, size_t cap, const char *text);
+
+/*
  * Cache key of a query: lowercased QNAME, QTYPE, QCLASS, and the DO and CD
  * bits.  Writes at most DV_WIRE_KEY_MAX bytes, returns the length.
  */

@@ -125,9 +125,20 @@ class Cache(h.IntegrationTest):
         for key in ("queries", "answers", "dropped_short", "dropped_response", "formerr",
                     "notimp", "servfail", "refused", "cache_hits", "cache_misses",
                     "upstream_queries", "upstream_answers", "upstream_failures",
-                    "fallback_queries", "tcp_connections", "tcp_idle_closed"):
+                    "fallback_queries", "tcp_connections", "tcp_idle_closed",
+                    "coalesced", "stale_served", "prefetches", "hedged", "fallback_degraded",
+                    "explored"):
             self.assertIn(key, st, "stats line lacks %r: %s" % (key, st))
             self.assertIsInstance(st[key], int, "stats %r is not an integer: %s" % (key, st))
+        # one entry per upstream server
+        ups = st.get("upstreams")
+        self.assertIsInstance(ups, list, "stats line lacks the upstreams array: %s" % st)
+        self.assertEqual([u["url"] for u in ups], [self.ub.url()], ups)
+        for key in ("queries", "answers", "won", "failures", "timeouts", "probes",
+                    "latency_p95_ms"):
+            self.assertIsInstance(ups[0].get(key), int, "upstream %r: %s" % (key, ups[0]))
+        self.assertIn(ups[0]["state"], ("up", "degraded", "down"), ups[0])
+        self.assertIsInstance(ups[0]["latency_ewma_ms"], float, ups[0])
         for i in range(5):
             h.udp_query(self.dv.port, "h%d.example.test" % i)
             h.udp_query(self.dv.port, "h%d.example.test" % i)

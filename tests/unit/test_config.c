@@ -519,6 +519,14 @@ static const load_case_t load_errors[] = {
 	  "'verbose': expected error, warn, info or debug" },
 	{ "log-level: INFO\n", 1, "log-level", "expected error, warn" },
 	{ "tls:\n  key: \"a\\0b\"\n", 2, "tls.key", "contains a NUL character" },
+	{ "pool:\n  probe-name: \"bad name.\"\n", 2, "pool.probe-name",
+	  "not a DNS name" },
+	{ "pool:\n  probe-name: a..b\n", 2, "pool.probe-name",
+	  "not a DNS name" },
+	{ "pool:\n  slow-p95-ms: 60001\n", 2, "pool.slow-p95-ms",
+	  "out of range 0..60000" },
+	{ "pool:\n  degraded-failures: 17\n", 2, "pool.degraded-failures",
+	  "out of range 0..16" },
 	{ "workers: 1\n\"workers\\0x\": 2\n", 2, "workers",
 	  "key contains a NUL character" },
 	/* URLs: the line is the item's */
@@ -1653,8 +1661,12 @@ static void test_default_conf_file(void **state)
 	assert_int_equal(cfg->upstream[0].scheme, DV_SCHEME_TCP);
 	assert_addr(&cfg->upstream[0], "127.0.0.1:5335");
 	assert_int_equal(cfg->n_fallback, 2);
-	assert_addr(&cfg->fallback[0], "1.1.1.1:53");
-	assert_addr(&cfg->fallback[1], "9.9.9.9:53");
+	assert_int_equal(cfg->fallback[0].scheme, DV_SCHEME_TLS);
+	assert_addr(&cfg->fallback[0], "1.1.1.1:853");
+	assert_string_equal(cfg->fallback[0].name, "cloudflare-dns.com");
+	assert_int_equal(cfg->fallback[1].scheme, DV_SCHEME_TLS);
+	assert_addr(&cfg->fallback[1], "8.8.8.8:853");
+	assert_string_equal(cfg->fallback[1].name, "dns.google");
 	assert_string_equal(cfg->tls_cert, "certs/dev-cert.pem");
 	assert_string_equal(cfg->tls_key, "certs/dev-key.pem");
 	assert_int_equal(dv_config_validate(cfg, all_impl, all_impl, err,

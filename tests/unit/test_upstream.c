@@ -391,7 +391,7 @@ static void test_udp_lost_answers_release_ids(void **state)
 		assert_non_null(fe);
 		fe->worker = w;
 		fe->ede = 0xffff;
-		fe->next_local = 1; /* the one local server: this attempt */
+		fe->tried_local = 1; /* the one local server: this attempt */
 		w->fetches[0] = fe;
 		w->n_fetches = 1;
 		dv_attempt_t *a = &fe->att[0];

@@ -1881,6 +1881,48 @@ static void test_key(void **state)
 	assert_int_equal(dv_wire_key(ka, m.b, &a.q), DV_WIRE_KEY_MAX);
 }
 
+static void test_name_from_text(void **state)
+{
+	(void)state;
+	uint8_t w[DV_DNS_MAX_NAME + 8];
+	assert_int_equal(dv_wire_name_from_text(w, sizeof(w), "."), 1);
+	assert_int_equal(w[0], 0);
+	assert_int_equal(dv_wire_name_from_text(w, sizeof(w), ""), 1);
+	assert_int_equal(dv_wire_name_from_text(w, sizeof(w), "Example.test"),
+			 14);
+	assert_memory_equal(w, "\007Example\004test\000", 14);
+	assert_int_equal(dv_wire_name_from_text(w, sizeof(w), "a_b-c.test."),
+			 12);
+	assert_memory_equal(w, "\005a_b-c\004test\000", 12);
+	/* empty labels, bad characters, long labels and names */
+	const char *bad[] = {"a..b", ".a", "a b", "a\\.b", "*.test", "..", "a.."};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(dv_wire_name_from_text(w, sizeof(w), bad[i]),
+				 DV_EMALFORMED);
+	char label[70];
+	memset(label, 'x', 64);
+	label[64] = '\0';
+	assert_int_equal(dv_wire_name_from_text(w, sizeof(w), label),
+			 DV_EMALFORMED);
+	label[63] = '\0';
+	assert_int_equal(dv_wire_name_from_text(w, sizeof(w), label), 65);
+	char name[300];
+	size_t n = 0;
+	for (int k = 0; k < 5; k++) { /* 5 x 50 labels + dots: 255 > 253 */
+		memset(name + n, 'y', 50);
+		n += 50;
+		name[n++] = '.';
+	}
+	name[n] = '\0';
+	assert_int_equal(dv_wire_name_from_text(w, sizeof(w), name),
+			 DV_EMALFORMED);
+	name[n - 52] = '\0'; /* 4 labels: 205 octets */
+	assert_int_equal(dv_wire_name_from_text(w, sizeof(w), name), 205);
+	/* the buffer too small */
+	assert_int_equal(dv_wire_name_from_text(w, 5, "example.test"),
+			 DV_ESPACE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1922,6 +1964,7 @@ int main(void)
 		cmocka_unit_test(test_error_badvers),
 		cmocka_unit_test(test_upstream_query),
 		cmocka_unit_test(test_key),
+		cmocka_unit_test(test_name_from_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,9 +25,31 @@
  * Checked at the end: the connection is closed and freed, and the client
  * received exactly one well-formed, correctly framed answer per complete
  * message it sent that the core does not drop (12 bytes or more, QR
- * clear), with the ids matching.  The loop only ever runs with
- * EVRUN_NOWAIT and every timeout is configured far above an input's run
- * time, so no timer fires and a run replays alone.
+ * clear), with the ids matching.
+ *
+ * Time.  Every timeout of dnsveil's is configured far above an input's run
+ * time, so none of its timers fires (lingering close is for connections
+ * with an application layer, DoH, not Do53 TCP; the serve-stale timer is
+ * armed only for keys with a stale answer, and here the cached answers live
+ * a week and the upstream's have TTL 0, which the cache does not keep).  A
+ * Do53 TCP connection must end by itself once the client has closed its
+ * side and every answer is out; no timer of ours is needed for that.
+ *
+ * The kernel is not synchronous, though: loopback segments and datagrams
+ * are delivered from softirq context, which on a busy machine runs late
+ * (ksoftirqd waits for a CPU), and TCP's own clocks (delayed ACKs that
+ * free a small send buffer, window updates, zero-window probes) run in
+ * milliseconds.  Under two CPU hogs the end of an input here went up to
+ * 60 ms, with gaps of 20-30 ms in which nothing at all moved: the client's
+ * FIN, an upstream round trip or the ACKs a blocked server write waits
+ * for.  So the harness never decides that "nothing happens" by counting
+ * loop rounds: where it waits for the other side (the accept, a client
+ * send that would block, the end of the input) it blocks in the loop
+ * (EVRUN_ONCE) on the client's and the upstream's sockets as well as the
+ * worker's, and gives up only after STALL_MS of wall-clock time without
+ * any progress; fetches still in flight after DEADLINE_MS without progress
+ * are failed as the query deadline would.  Everything else runs with
+ * EVRUN_NOWAIT, at the points the input chooses.
  *
  * Input:
  *   byte 0: bits 0-1 limits.tcp-max-inflight (1, 2, 4, 128); bit 2
@@ -258,6 +280,125 @@ static void pump(struct ev_loop *loop)
 		ev_run(loop, EVRUN_NOWAIT);
 }
 
+/* ---- waiting for the other side ---- */
+
+/* No progress at all for this long (wall clock): the connection is stuck.
+ * Far above TCP's own timers on loopback (delayed ACK 40 ms, zero-window
+ * probe / RTO 200 ms) and scheduling delays on a loaded machine; below the
+ * -timeout=10 of run.sh, so a stuck input is reported as the CHECK that
+ * failed, with its state, not as a libFuzzer timeout.  Only an input that
+ * fails pays it; the others end as soon as their connection does. */
+#define STALL_MS 5000
+/* No progress for this long with fetches in flight: the query deadline's
+ * turn.  The upstream answers everything it receives, so this is rare (a
+ * datagram lost, an answer the pool refuses, a slow machine); failing a
+ * fetch whose answer is merely late is harmless: its queries still get
+ * their one answer, and the late one is dropped as in the daemon. */
+#define DEADLINE_MS 100
+
+/* What the harness watches while it blocks: the client's socket and the
+ * upstream's, in the worker's own loop, so that ev_run(EVRUN_ONCE) sleeps
+ * until anything at all can happen. */
+typedef struct {
+	struct ev_loop *loop;
+	ev_io up, crd, cwr;
+	ev_timer tick;
+	int cl;
+	rx_t *rx;
+	bool servfail;
+	unsigned answered; /* by the upstream, this input */
+} waiter_t;
+
+static void up_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	waiter_t *wt = io->data;
+	wt->answered += upstream_answer(wt->servfail);
+}
+
+static void crd_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	waiter_t *wt = io->data;
+	client_read(wt->cl, wt->rx);
+	if (wt->rx->eof)
+		ev_io_stop(loop, io); /* EOF stays readable */
+}
+
+static void cwr_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	ev_io_stop(loop, io); /* the caller sends */
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+}
+
+static void waiter_init(waiter_t *wt, struct ev_loop *loop, int cl, rx_t *rx,
+			bool servfail)
+{
+	*wt = (waiter_t){.loop = loop, .cl = cl, .rx = rx,
+			 .servfail = servfail};
+	ev_io_init(&wt->up, up_cb, upstream_fd, EV_READ);
+	ev_io_init(&wt->crd, crd_cb, cl, EV_READ);
+	ev_io_init(&wt->cwr, cwr_cb, cl, EV_WRITE);
+	ev_init(&wt->tick, tick_cb);
+	wt->up.data = wt->crd.data = wt->cwr.data = wt->tick.data = wt;
+}
+
+static void waiter_stop(waiter_t *wt)
+{
+	ev_io_stop(wt->loop, &wt->up);
+	ev_io_stop(wt->loop, &wt->crd);
+	ev_io_stop(wt->loop, &wt->cwr);
+	ev_timer_stop(wt->loop, &wt->tick);
+}
+
+/* Block until something happens or `ms` passes: the upstream answers and
+ * the client reads (and, with `want_write`, waits to be able to send) as
+ * the kernel delivers. */
+static void waiter_run(waiter_t *wt, bool want_write, uint64_t ms)
+{
+	ev_io_start(wt->loop, &wt->up);
+	if (!wt->rx->eof)
+		ev_io_start(wt->loop, &wt->crd);
+	if (want_write)
+		ev_io_start(wt->loop, &wt->cwr);
+	wt->tick.repeat = (double)(ms ? ms : 1) / 1000.0;
+	ev_timer_again(wt->loop, &wt->tick);
+	ev_run(wt->loop, EVRUN_ONCE);
+	waiter_stop(wt);
+}
+
+/* A fingerprint of everything that moves: when it stays the same, nothing
+ * happened (the harness's own counters, the worker's, the connection's). */
+static uint64_t progress(const waiter_t *wt, const dv_worker_t *w,
+			 const listener_t *l, size_t sent)
+{
+	const dv_stats_t *st = &w->stats;
+	uint64_t h = 0xcbf29ce484222325ULL;
+#define MIX(v) (h = (h ^ (uint64_t)(v)) * 0x100000001b3ULL)
+	MIX(sent);
+	MIX(wt->rx->len);
+	MIX(wt->rx->eof);
+	MIX(wt->answered);
+	MIX(st->queries);
+	MIX(st->answers);
+	MIX(st->upstream_answers);
+	MIX(st->upstream_failures);
+	MIX(w->inflight);
+	MIX(w->n_fetches);
+	MIX(l->n_conns);
+	for (const conn_t *c = l->conns; c; c = c->next) {
+		MIX(c->pub.state);
+		MIX(c->in_len);
+		MIX(c->out_len);
+		MIX(c->out_off);
+		MIX(c->eof);
+		MIX(c->reading);
+	}
+#undef MIX
+	return h;
+}
+
 static int cmp_u16(const void *x, const void *y)
 {
 	return (int)*(const uint16_t *)x - (int)*(const uint16_t *)y;
@@ -314,6 +455,24 @@ static int count_fds(void)
 		n++;
 	closedir(d);
 	return n;
+}
+
+/* Say where a stuck input stopped (before a CHECK fails). */
+static void stall_report(const dv_worker_t *w, const listener_t *l,
+			 uint64_t idle_ms)
+{
+	fprintf(stderr, "fuzz_stream: no progress for %llu ms\n",
+		(unsigned long long)idle_ms);
+	for (const conn_t *c = l->conns; c; c = c->next)
+		fprintf(stderr,
+			"connection left: state %d eof %d reading %d "
+			"inflight %u in_len %zu out_pending %zu busy %u "
+			"rio %d wio %d\n",
+			c->pub.state, c->eof, c->reading, c->inflight,
+			c->in_len, out_pending(c), c->busy,
+			ev_is_active(&c->rio), ev_is_active(&c->wio));
+	fprintf(stderr, "worker inflight %u, fetches %u\n", w->inflight,
+		w->n_fetches);
 }
 
 /* ---- one input ---- */
@@ -373,7 +532,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	int ret = connect(cl, (struct sockaddr *)&ss, sl);
 	CHECK(ret == 0 || errno == EINPROGRESS);
+
+	rx_t rx = {0};
+	bool answer_always = opt & 32, slow_reader = opt & 64;
+	bool servfail = opt & 128;
+	waiter_t wt;
+	waiter_init(&wt, w->loop, cl, &rx, servfail);
+	/* the handshake may not have reached the listener yet */
 	pump(w->loop);
+	for (uint64_t t0 = dv_now_ms();
+	     l->n_conns == 0 && dv_now_ms() - t0 < STALL_MS;)
+		waiter_run(&wt, false, 100);
 	CHECK(l->n_conns == 1);
 	conn_t *c = l->conns;
 	if (opt & 8) {
@@ -382,11 +551,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			   sizeof(small));
 	}
 
-	rx_t rx = {0};
-	bool answer_always = opt & 32, slow_reader = opt & 64;
-	bool servfail = opt & 128;
 	size_t off = 0;
-	unsigned chunks = 0, stuck = 0;
+	unsigned chunks = 0;
+	uint64_t last = 0, since = dv_now_ms();
 	while (off < plen) {
 		size_t n = plen - off;
 		bool pause = false;
@@ -402,58 +569,82 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				n = plen - off;
 		}
 		chunks++;
+		bool blocked = false;
 		if (!pause) {
 			ssize_t sent = send(cl, payload + off, n,
 					    MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (sent > 0) {
 				off += (size_t)sent;
-				stuck = 0;
 			} else if (sent < 0 && errno == EAGAIN) {
 				/* the server stopped reading: let it catch up */
-				pause = true;
-				CHECK(++stuck < 1000);
+				pause = blocked = true;
 			} else {
 				break; /* the server closed: judged below */
 			}
 		}
 		pump(w->loop);
 		if (pause || answer_always)
-			upstream_answer(servfail);
+			wt.answered += upstream_answer(servfail);
 		pump(w->loop);
 		if (pause || !slow_reader)
 			client_read(cl, &rx);
 		pump(w->loop);
+		if (blocked) {
+			/* sleep until the client can send or anything moves;
+			 * a server that never reads again is stuck */
+			uint64_t p = progress(&wt, w, l, off);
+			if (p != last) {
+				last = p;
+				since = dv_now_ms();
+			}
+			if (dv_now_ms() - since >= STALL_MS)
+				stall_report(w, l, dv_now_ms() - since);
+			CHECK(dv_now_ms() - since < STALL_MS);
+			waiter_run(&wt, true, 100);
+		}
 	}
 
 	/* the client is done sending; everything must be answered */
 	shutdown(cl, SHUT_WR);
-	/* as long as answers or bytes move; when nothing does, the query
-	 * deadline's turn: fail what is in flight, then wait a little more */
-	for (unsigned idle = 0, rounds = 0;
-	     idle < 40 && rounds < 100000 && !(rx.eof && l->n_conns == 0);
-	     rounds++) {
-		pump(w->loop);
-		bool moved = upstream_answer(servfail) > 0;
-		pump(w->loop);
-		moved |= client_read(cl, &rx) > 0;
-		idle = moved ? 0 : idle + 1;
-		if (idle == 20)
+	/* until the connection is gone and the client has seen its end, as
+	 * long as anything moves; the upstream answers and the client reads
+	 * whatever arrives */
+	last = progress(&wt, w, l, off);
+	since = dv_now_ms();
+	uint64_t end_start = since, max_idle = 0;
+	bool deadline = false;
+	while (!(rx.eof && l->n_conns == 0)) {
+		uint64_t idle = dv_now_ms() - since;
+		if (idle >= STALL_MS)
+			break;
+		if (w->n_fetches && idle >= DEADLINE_MS) {
+			deadline = true;
 			for (unsigned i = 0; i <= w->fetch_mask; i++)
 				while (w->fetches[i])
 					dv_core_fetch_fail(w->fetches[i],
 							   DV_EDE_OTHER,
 							   "fuzz: deadline");
+		} else {
+			waiter_run(&wt, false,
+				   (w->n_fetches ? DEADLINE_MS : STALL_MS) -
+					   idle);
+		}
+		uint64_t p = progress(&wt, w, l, off);
+		if (p != last) {
+			last = p;
+			if (dv_now_ms() - since > max_idle)
+				max_idle = dv_now_ms() - since;
+			since = dv_now_ms();
+		}
 	}
+	waiter_stop(&wt);
+	DEBUG("end: %llu ms, longest without progress %llu ms%s\n",
+	      (unsigned long long)(dv_now_ms() - end_start),
+	      (unsigned long long)max_idle,
+	      deadline ? ", fetches failed at the deadline" : "");
 	/* the connection ended and is gone, and the client saw the end */
-	if (l->n_conns)
-		DEBUG("connection left: state %d eof %d reading %d inflight %u "
-		      "in_len %zu out_pending %zu busy %u rio %d wio %d; "
-		      "worker inflight %u, fetches %u\n",
-		      l->conns->pub.state, l->conns->eof, l->conns->reading,
-		      l->conns->inflight, l->conns->in_len,
-		      out_pending(l->conns), l->conns->busy,
-		      ev_is_active(&l->conns->rio), ev_is_active(&l->conns->wio),
-		      w->inflight, w->n_fetches);
+	if (l->n_conns || !rx.eof)
+		stall_report(w, l, dv_now_ms() - since);
 	CHECK(l->n_conns == 0);
 	CHECK(rx.eof);
 	CHECK(w->inflight == 0);

@@ -8,9 +8,10 @@
  * through the framing of tcp_read_cb(), and timers and connection events
  * fire in the order the input says.
  *
- * src/upstream.c is included to reach its statics.  This file then defines
- * every public symbol of upstream.c, so the linker never pulls upstream.o
- * out of the dv_core archive (no duplicate definitions).
+ * src/upstream.c and src/core.c are included to reach their statics (the
+ * pool's, and the core's serve-stale timers).  This file then defines every
+ * public symbol of both, so the linker never pulls upstream.o or core.o out
+ * of the dv_core archive (no duplicate definitions).
  *
  * No upstream is real and the loop never runs, so everything is
  * synchronous and an input replays alone:
@@ -21,7 +22,9 @@
  *    the input completes them (tcp_write_cb), unless the input first swaps
  *    the connection's socket for one end of a socketpair it holds;
  *  - timer callbacks are called directly (after ev_timer_stop, as libev
- *    does for a one-shot timer).
+ *    does for a one-shot timer);
+ *  - the cache's clock is not moved: an answer that has expired is stored
+ *    with a time in the past.
  *
  * Checked after every step: slot tables and free lists, attempt <-> slot
  * links, every fetch in the coalescing table with its deadline armed and
@@ -46,10 +49,14 @@
  *                             answer through recv ([mode] [len] [bytes]),
  *                             the write watcher fires (bit 5: the upstream
  *                             closes its side of a socketpair instead)
- *   7 dv_pool_start() (connects the local TCP connections); op bit 3:
- *                             instead every server's probe timer fires
- *                             (probes of down servers), bit 4: and the
- *                             pool's tick (idle connections, orphans)
+ *   7 op bits 3-5: 0 dv_pool_start() (connects the local TCP
+ *     connections); 1 [sel] an answer to query sel (as op 0 builds it)
+ *     that expired two minutes ago goes into the cache, inside the
+ *     serve-stale window, so that a query for it arms the core's
+ *     stale-answer timer (RFC 8767 client response timer); 2 [fetch]
+ *     that timer fires; 3 every server's probe timer fires (probes of
+ *     down servers); 4 the pool's tick (idle connections, orphans);
+ *     5 both
  * mode: bit 0 patch in the id of a busy slot (bits 2-7 pick which),
  * bit 1 splice in its fetch's question.
  */
@@ -60,7 +67,9 @@
 /*
  * The pool draws slot indices and id bits from getrandom(); here they come
  * from a generator reset for every input, so the same input picks the same
- * slots and ids and a crash replays exactly.
+ * slots and ids and a crash replays exactly.  The core's coalescing-table
+ * seed comes from it too (once, at start-up), so the order in which the
+ * input's fetch numbers find fetches is the same in every process.
  */
 static uint64_t rng_state;
 static ssize_t fuzz_getrandom(void *buf, size_t len, unsigned int flags)
@@ -77,6 +86,7 @@ static ssize_t fuzz_getrandom(void *buf, size_t len, unsigned int flags)
 }
 #define getrandom fuzz_getrandom
 #include "src/upstream.c"
+#include "src/core.c"
 #undef getrandom
 
 #include <arpa/inet.h>
@@ -608,6 +618,78 @@ static void fire(struct ev_loop *loop, ev_timer *t,
 	cb(loop, t, EV_TIMER);
 }
 
+/* An answer to query `sel` that expired two minutes ago (TTL 60) into the
+ * cache: served stale (TTL 30, EDE 3) while the stale window lasts. */
+static void op_store_stale(dv_worker_t *w, uint8_t sel)
+{
+	static uint8_t q[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 15];
+	static uint8_t a[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 12 + 22];
+	if (!w->cache)
+		return;
+	size_t ql = build_query(q, 0, sel, false);
+	dv_wire_query_t v;
+	CHECK(dv_wire_parse_query(q, ql, &v) == 0);
+	uint8_t key[DV_WIRE_KEY_MAX];
+	size_t kl = dv_wire_key(key, q, &v);
+
+	/* the question, then one record of the type asked for */
+	size_t pos = v.question_end;
+	memcpy(a, q, pos);
+	dv_put16(a, 0);
+	dv_put16(a + 2, DV_FLAG_QR | DV_FLAG_RD | DV_FLAG_RA);
+	dv_put16(a + 6, 1);
+	dv_put16(a + 8, 0);
+	dv_put16(a + 10, 0);
+	dv_put16(a + pos, 0xc00c);
+	dv_put16(a + pos + 2, v.qtype);
+	dv_put16(a + pos + 4, DV_CLASS_IN);
+	dv_put32(a + pos + 6, 60);
+	pos += 12;
+	size_t rdlen;
+	switch (v.qtype) {
+	case DV_TYPE_A:
+		rdlen = 4;
+		break;
+	case DV_TYPE_AAAA:
+		rdlen = 16;
+		break;
+	case DV_TYPE_SOA: /* ". . serial refresh retry expire minimum" */
+		rdlen = 22;
+		break;
+	default: /* TXT: one string */
+		rdlen = 6;
+		break;
+	}
+	memset(a + pos, 0, rdlen);
+	if (v.qtype == DV_TYPE_TXT)
+		memcpy(a + pos, "\005stale", 6);
+	dv_put16(a + pos - 2, (uint16_t)rdlen);
+	pos += rdlen;
+	dv_wire_resp_t r;
+	CHECK(dv_wire_parse_response(a, pos, &r) == 0);
+	/* the age wraps like the cache's clock: fine early after boot */
+	CHECK(dv_cache_store(w->cache, key, kl, a, pos, &r,
+			     dv_now_s() - 120) == 0);
+	DEBUG("stale answer stored for sel %02x\n", sel);
+}
+
+/* The stale-answer timer of `f`, if the core armed one. */
+static struct stale_timer *stale_of(dv_fetch_t *f)
+{
+	pthread_mutex_lock(&stale_lock);
+	struct stale_timer *st = *stale_slot(f);
+	pthread_mutex_unlock(&stale_lock);
+	return st;
+}
+
+static void op_stale_timer(dv_worker_t *w, uint8_t sel)
+{
+	dv_fetch_t *f = pick_fetch(w, sel);
+	struct stale_timer *st = f ? stale_of(f) : NULL;
+	if (st)
+		fire(w->loop, &st->timer, stale_timer_cb);
+}
+
 /* ---- invariants ---- */
 
 NO_COVERAGE static bool fetch_live(dv_fetch_t *f)
@@ -688,6 +770,11 @@ NO_COVERAGE static void check_all(dv_worker_t *w)
 		}
 		CHECK(n == f->n_waiters);
 		waiting += n;
+		/* a stale-answer timer runs until it fires, once */
+		struct stale_timer *st = stale_of(f);
+		if (st)
+			CHECK(st->fetch == f &&
+			      st->fired == !ev_is_active(&st->timer));
 	}
 	dv_pool_t *p = w->pool;
 	for (unsigned i = 0; i < p->n_local + p->n_fallback; i++) {
@@ -786,17 +873,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			op_conn_event(&in, arg);
 			break;
 		default:
-			if (!(arg & 3)) {
+			switch (arg & 7) {
+			case 1:
+				op_store_stale(w, take8(&in));
+				break;
+			case 2:
+				op_stale_timer(w, take8(&in));
+				break;
+			case 3:
+			case 4:
+			case 5:
+				for (unsigned i = 0;
+				     (arg & 7) != 4 &&
+				     i < w->pool->n_local + w->pool->n_fallback;
+				     i++)
+					fire(w->loop,
+					     &w->pool->servers[i].probe_timer,
+					     probe_cb);
+				if ((arg & 7) != 3)
+					fire(w->loop, &w->pool->tick, tick_cb);
+				break;
+			default:
 				dv_pool_start(w->pool);
 				break;
 			}
-			for (unsigned i = 0; (arg & 1) && i < w->pool->n_local +
-						       w->pool->n_fallback;
-			     i++)
-				fire(w->loop, &w->pool->servers[i].probe_timer,
-				     probe_cb);
-			if (arg & 2)
-				fire(w->loop, &w->pool->tick, tick_cb);
 			break;
 		}
 		check_all(w);
@@ -816,6 +916,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(w->inflight == 0);
 	for (unsigned i = 0; i < n_clients; i++)
 		CHECK(clients[i].replies == (clients[i].accepted ? 1u : 0u));
+	/* every stale-answer timer went with its fetch (the table is
+	 * process-wide and holds what LeakSanitizer cannot see as lost) */
+	CHECK(__atomic_load_n(&stale_live, __ATOMIC_ACQUIRE) == 0);
 
 	dv_worker_free(w);
 	for (unsigned i = 0; i < n_conns; i++)

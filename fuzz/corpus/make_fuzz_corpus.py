@@ -103,6 +103,9 @@ def write_dir(sub, seeds):
     d = os.path.join(HERE, sub)
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
+        # regress_*: crash reproducers moved in by hand (fuzz/README.md)
+        if f.startswith("regress_") and f not in seeds:
+            continue
         if f.endswith((".bin", ".yaml", ".txt")):
             os.unlink(os.path.join(d, f))
     for fname, data in sorted(seeds.items()):
@@ -438,6 +441,23 @@ def upstream_seeds():
         up_query(0x40 | (i & 3) | ((i & 12) << 0), i) for i in range(20))
     s["slots_full.bin"] = bytes([0x00]) + up_query(0x40) + up_query(0x41) + \
         up_query(0x42)
+    # serve-stale: op 7 arg 1 stores an expired answer for a query sel,
+    # arg 2 fires a fetch's stale-answer timer
+    def stale(sel):
+        return op(OP_START, 1) + bytes([sel])
+
+    def stale_timer(fetch=0):
+        return op(OP_START, 2) + bytes([fetch])
+
+    s["stale_timer.bin"] = bytes([0x11]) + stale(0x40) + up_query(0x40) + \
+        stale_timer() + up_query(0x40, 1) + up_query(0x00, 2) + \
+        up_answer(0, 3, good) + up_query(0x40, 3)
+    s["stale_timer_no_edns.bin"] = bytes([0x11]) + stale(0x08) + \
+        stale(0x19) + up_query(0x08) + up_query(0x19, 1, pad=True) + \
+        stale_timer(0) + stale_timer(1) + up_query(0x88, 2)
+    s["stale_on_failure.bin"] = bytes([0x11]) + stale(0x4c) + \
+        up_query(0x4c) + up_query(0x4c, 1) + op(OP_DEADLINE) + b"\x00" + \
+        up_query(0x4c, 2)
     s["raw_queries.bin"] = bytes([0x01]) + up_query(0, raw=b"\x00\x01") + \
         up_query(0, raw=header(7, 0x8000)) + \
         up_query(0, raw=header(8, 0, 2)) + \

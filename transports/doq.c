@@ -763,6 +763,8 @@ static void doq_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 	bool batch = l->in_batch;
 	l->in_batch = true;
 	conn_write(c);
+	if (l->draining && c->pending == 0)
+		conn_close(c); /* its last answer is out: DOQ_NO_ERROR */
 	l->in_batch = batch;
 	if (!batch) {
 		flush_tx(l);

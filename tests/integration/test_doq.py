@@ -487,6 +487,30 @@ class DoqLimits(DoqBase):
         log("ok: an idle connection is closed after doq.idle-timeout-ms (%s)" % c)
 
 
+class DoqDrain(DoqBase):
+    def test_sigterm_answers_then_closes(self):
+        # a query in flight (slow authority, 1 s) when dnsveil is told to
+        # stop: the client gets its answer, then CONNECTION_CLOSE with
+        # DOQ_NO_ERROR, and dnsveil exits 0
+        slow = self.start_slow(delay=1.0)
+        ub = self.start_unbound(slow=slow, log_queries=False)
+        dv = DoqDnsveil(upstream=[ub], workers=1, config=doq_config(), name="doq-drain")
+        self._dnsveils.append(dv)
+        dv.start()
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("r", dv.doq(
+            "--hold", str(h.scaled(5)), "-t", str(h.scaled(5)), names=("d1.%s" % h.SLOW_ZONE, "A"))))
+        t.start()
+        h.wait_for(lambda: dv.stats()["doq_streams"] >= 1, h.scaled(5), what="the query in flight")
+        self.assertEqual(dv.stop(), 0)
+        t.join()
+        r = out["r"]
+        self.assert_answered(r)
+        c = self.peer_close(r)
+        self.assertEqual((c.get("kind"), c.get("code")), ("application", 0), r)
+        log("ok: SIGTERM with a query in flight: answered, then closed with DOQ_NO_ERROR")
+
+
 class DoqMigration(DoqBase):
     workers = 2
 

@@ -162,12 +162,18 @@ class CpuWatch:
         self.mine = own_and_children_cpu_seconds()
         self.t0 = time.monotonic()
 
-    def finish(self, res):
+    def finish(self, res, span=None):
+        """span: the load generator's own measuring time, when its start-up
+        and wind-down are long enough to matter (dnsveil-doq: ~0.1 s): the
+        server's and upstream's CPU are then divided by it, not by the wall
+        time, so that answers/s ÷ server CPU stays answers per CPU-second."""
         wall = time.monotonic() - self.t0
-        res.cpu = (proc_cpu_seconds(self.pid) - self.server) / wall
+        span = span if span and span < wall else wall
+        res.cpu = (proc_cpu_seconds(self.pid) - self.server) / span
         up = 0.0
         if self.upstream_pid:
-            res.up_cpu = up = (proc_cpu_seconds(self.upstream_pid) - self.upstream) / wall
+            res.up_cpu = (proc_cpu_seconds(self.upstream_pid) - self.upstream) / span
+            up = res.up_cpu * span / wall
         busy0 = (cpu_busy_seconds(SERVER_CPU) - self.busy[0]) / wall
         busy1 = (cpu_busy_seconds(LOAD_CPU) - self.busy[1]) / wall
         mine = (own_and_children_cpu_seconds() - self.mine) / wall
@@ -641,6 +647,127 @@ def parse_h2load(out, reqlog):
                   errors=errors, errors_are="not 2xx")
 
 
+class DoqRunner:
+    """The project's DoQ client, build-bench/dnsveil-doq, pinned to the load
+    CPU: `connections` QUIC connections x `streams` queries (streams) in
+    flight on each, for -d seconds, certificate verified (--name dns.test
+    --ca certs/ca.pem).  It takes at most 64 NAME TYPE pairs and repeats
+    them: the first 64 names of the cache-hit file, so the workload is
+    cache hits only (no miss-heavy row).  Its JSON summary (-j -q) gives
+    queries, answers, qps (answers over first query sent .. last answer)
+    and p50/p99 latencies measured from each stream's opening (a query
+    waiting for stream credit is not timed until its stream opens); it
+    prints no mean."""
+
+    workloads = ("hit",)
+    why_not = {"miss": "dnsveil-doq repeats at most %d NAME TYPE pairs: no "
+                       "miss-heavy load" % 64}
+    MAX_NAMES = 64
+
+    def __init__(self, binary, connections, streams, timeout=2):
+        self.binary = binary
+        self.connections = connections
+        self.streams = streams
+        self.timeout = timeout
+        self.checked = {}       # port -> note from the check in warm()
+
+    def describe(self):
+        return "dnsveil-doq -K %d -C %d -t %d (64 names of the cache-hit file, " \
+               "certificate verified)" % (self.connections, self.streams, self.timeout)
+
+    def questions(self, queries):
+        out = []
+        with open(queries) as f:
+            for line in f:
+                parts = line.split()
+                if parts:
+                    out += parts[:2]
+                if len(out) >= 2 * self.MAX_NAMES:
+                    break
+        return out
+
+    def cmd(self, port, queries, seconds=None, count=None, connections=None,
+            streams=None, quiet=True):
+        c = ["taskset", "-c", str(LOAD_CPU), self.binary, "--name", "dns.test", "--ca", CA,
+             "-j", "-t", str(self.timeout),
+             "-K", str(connections or self.connections), "-C", str(streams or self.streams)]
+        if quiet:
+            c.append("-q")
+        if seconds:
+            c += ["-d", str(seconds)]
+        if count:
+            c += ["-c", str(count)]
+        return c + ["127.0.0.1:%d" % port] + self.questions(queries)
+
+    @staticmethod
+    def parse(path):
+        """(summary dict or None, answers' rcodes counted, other lines)"""
+        summary, rcodes, other = None, {}, []
+        with open(path, errors="replace") as f:
+            for line in f:
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    if line.strip():
+                        other.append(line.strip())
+                    continue
+                if obj.get("type") == "summary":
+                    summary = obj
+                elif obj.get("type") == "answer":
+                    rc = obj.get("rcode", "?")
+                    rcodes[rc] = rcodes.get(rc, 0) + 1
+        return summary, rcodes, other
+
+    def warm(self, port, queries, tmp):
+        """One verified pass over the names on one connection, every answer's
+        rcode checked (the runs use -q: no per-answer output), then a few
+        thousand queries through the same client settings as the runs."""
+        out = os.path.join(tmp, "doq-check.out")
+        note = ""
+        with open(out, "w") as f:
+            r = subprocess.run(self.cmd(port, queries, count=1, connections=1, quiet=False),
+                               stdout=f, stderr=subprocess.STDOUT, timeout=60, check=False)
+        summary, rcodes, other = self.parse(out)
+        if r.returncode != 0 or summary is None:
+            note = "DoQ check: exit %d %s" % (r.returncode, " ".join(other)[-150:])
+        elif set(rcodes) != {"NOERROR"}:
+            note = "DoQ check: rcodes %s" % ", ".join(
+                "%s %d" % kv for kv in sorted(rcodes.items()))
+        self.checked[port] = note
+        with open(out, "w") as f:
+            subprocess.run(self.cmd(port, queries, count=50), stdout=f,
+                           stderr=subprocess.STDOUT, timeout=60, check=False)
+        os.unlink(out)
+
+    def run(self, port, queries, seconds, pid, tmp, once=False, upstream_pid=None):
+        out = os.path.join(tmp, "doq.out")
+        watch = CpuWatch(pid, upstream_pid)
+        with open(out, "w") as f:
+            r = subprocess.run(self.cmd(port, queries, seconds=seconds), stdout=f,
+                               stderr=subprocess.STDOUT, timeout=seconds + 3 * self.timeout + 30,
+                               check=False)
+        summary, _rcodes, other = self.parse(out)
+        notes = [self.checked.get(port, "")]
+        if summary is None or not summary.get("answers"):
+            res = Result()
+            notes.append("dnsveil-doq exit %d: %s" % (r.returncode, " ".join(other)[-200:]))
+        else:
+            lat = summary.get("latency_ms", {})
+            res = Result(qps=summary.get("qps"), p50_ms=lat.get("p50"), p99_ms=lat.get("p99"),
+                         lost=summary["queries"] - summary["answers"], errors=0)
+            errs = summary.get("errors") or {}
+            if errs:
+                notes.append("client errors: %s" % ", ".join(
+                    "%s %d" % kv for kv in sorted(errs.items())))
+        # the client's qps is over first query .. last answer: the server's
+        # CPU over the same span (not the ~0.1 s of start-up and close)
+        span = summary["answers"] / summary["qps"] if res.qps else None
+        watch.finish(res, span=span)
+        res.note = "; ".join(n for n in notes if n)
+        os.unlink(out)
+        return res
+
+
 class Transport:
     def __init__(self, key, label, scheme, listen, port, runner):
         self.key = key          # short name
@@ -653,7 +780,9 @@ class Transport:
 
 CLIENTS, INFLIGHT = 10, 1000    # 10 connections x 100 in flight (TARGETS.md)
 DOH_CLIENTS, DOH_STREAMS = 10, 10   # 10 connections x 10 streams (TARGETS.md)
-NO_RUNNER = {"doh": "h2load is not installed (apt-get install nghttp2-client)"}
+DOQ_CONNECTIONS, DOQ_STREAMS = 10, 100     # like DoT: 10 connections x 100 in flight
+NO_RUNNER = {"doh": "h2load is not installed (apt-get install nghttp2-client)",
+             "doq": "no dnsveil-doq client (build-bench/dnsveil-doq did not build)"}
 
 TRANSPORTS = [
     Transport("udp", "Do53 UDP", "udp", "udp://127.0.0.1:{port}", "dns",
@@ -664,8 +793,8 @@ TRANSPORTS = [
               DnsperfRunner("dot", CLIENTS, INFLIGHT)),
     Transport("doh", "DoH h2 POST", "https", "https://127.0.0.1:{port}/dns-query", "doh",
               H2loadRunner(DOH_CLIENTS, DOH_STREAMS) if os.access(H2LOAD, os.X_OK) else None),
-    # DoQ (the project's client) row: add a runner, and the listener to the
-    # peers' templates.
+    # the runner is set in run_main() when the dnsveil-doq client is there
+    # (--doq-client); no packaged DoQ peer on Debian 12 (see the peers' `na`)
     Transport("doq", "DoQ", "quic", "quic://127.0.0.1:{port}", "doq", None),
 ]
 
@@ -1083,7 +1212,8 @@ def machine_header(args, runs, seconds, miss_seconds):
         "interleaved run by run" % (TRANSPORTS[0].runner.describe() + " (-m tcp/dot likewise)" +
                                     "".join("; %s: %s" % (t.label, t.runner.describe())
                                             for t in TRANSPORTS
-                                            if isinstance(t.runner, H2loadRunner)),
+                                            if isinstance(t.runner, (H2loadRunner,
+                                                                     DoqRunner))),
                                     runs, seconds, miss_seconds),
         "- upstream: one Unbound (1 thread) serving bench.test (10,000 A records + a wildcard); "
         "dnsveil asks it over its pooled %s, dnsdist and Unbound over UDP "
@@ -1133,6 +1263,12 @@ def run_main(args):
     workloads = [w for w in ("hit", "miss") if w in args.workloads.split(",")]
     transports = [t for t in TRANSPORTS if t.key in args.transports.split(",")]
     args.dnsveil = os.path.abspath(args.dnsveil)
+    doq_client = os.path.abspath(args.doq_client or os.path.join(
+        os.path.dirname(args.dnsveil), "dnsveil-doq"))
+    for t in TRANSPORTS:
+        if t.key == "doq":
+            t.runner = DoqRunner(doq_client, DOQ_CONNECTIONS, DOQ_STREAMS) \
+                if os.access(doq_client, os.X_OK) else None
     if not os.access(args.dnsveil, os.X_OK):
         log("no dnsveil binary at %s" % args.dnsveil)
         return 1
@@ -1295,6 +1431,7 @@ def run_main(args):
                "dnsveil / dnsdist |")
     out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     wl_label = {"hit": "cache-hit", "miss": "miss-heavy"}
+    doq_vs_dot = []
 
     def why_na(s, t, workload):
         if s.failed is not None:
@@ -1322,7 +1459,7 @@ def run_main(args):
             if all(w for _, w in nas):
                 # one line for a transport nobody could be measured on
                 out.append("| %s | %s | all | n/a: %s |  |  |  |  |  |  |  |  |" % (
-                    wl, t.label, "; ".join("%s %s" % (s.name, w) for s, w in nas)))
+                    wl, t.label, "; ".join("%s: %s" % (s.name, w) for s, w in nas)))
                 continue
             for s, w in nas:
                 if w:
@@ -1335,6 +1472,31 @@ def run_main(args):
                     if d is not None and d.qps:
                         rpc = (getattr(r, "per_cpu_med", 0) or 0) / (getattr(d, "per_cpu_med", 0) or 1)
                         ratio = "×%.2f per CPU-s, ×%.2f answers/s" % (rpc, r.qps / d.qps)
+                    elif t.key == "doq":
+                        # no DoQ peer: compare with dnsveil's own DoT row
+                        dot = results.get((workload, "dot", s.name))
+                        if dot is not None and dot.qps:
+                            rpc = (getattr(r, "per_cpu_med", 0) or 0) / \
+                                (getattr(dot, "per_cpu_med", 0) or 1)
+                            ratio = "DoQ / dnsveil DoT: ×%.2f per CPU-s, ×%.2f answers/s" % (
+                                rpc, r.qps / dot.qps)
+                            inflight = t.runner.connections * t.runner.streams
+                            doq_vs_dot.append(
+                                "%s: dnsveil DoQ %s answers/s (%s per server-CPU-second), "
+                                "p50 %s ms, p99 %s ms from stream opening (with %d queries "
+                                "always submitted, Little's law puts the mean from submission "
+                                "at %d ÷ answers/s = %s ms: the rest is waiting for stream "
+                                "credit, which the client does not time); dnsveil DoT %s "
+                                "answers/s (%s per server-CPU-second), mean %s, p50 %s, p99 "
+                                "%s ms (dnsperf, from sending); DoQ/DoT ×%.2f per CPU-second, "
+                                "×%.2f answers/s (target ≥ 0.8 per CPU-second). Different "
+                                "clients: the ratio compares client+server pairs" % (
+                                    wl, fmt_qps(r.qps), fmt_qps(r.per_cpu_med),
+                                    fmt_ms(r.p50_ms), fmt_ms(r.p99_ms), inflight, inflight,
+                                    fmt_ms(1000.0 * inflight / r.qps), fmt_qps(dot.qps),
+                                    fmt_qps(dot.per_cpu_med), fmt_ms(dot.mean_ms),
+                                    fmt_ms(dot.p50_ms), fmt_ms(dot.p99_ms), rpc,
+                                    r.qps / dot.qps))
                 out.append(row(wl, t.label, s.name, r, ratio))
     out.append("")
     out.append("| server | RSS idle (fresh start) | RSS after the throughput runs | "
@@ -1371,11 +1533,20 @@ def run_main(args):
                "answers/s = 2xx responses per second of h2load's measuring time; latencies "
                "from each request being sent to the end of its response, from "
                "`h2load --log-file`; lost = failed streams (+ responses other than 2xx). "
+               "DoQ rows (dnsveil-doq, the project's client; no packaged DoQ peer on "
+               "Debian 12): answers/s = the client's qps (answers from the first query sent "
+               "to the last answer); p50, p99 from its summary, each latency measured from "
+               "the opening of the query's stream to its answer (it prints no mean); lost = "
+               "queries without an answer; the last column compares with dnsveil's own DoT "
+               "row (same connections × in flight, cache hits; DoQ repeats 64 of the 1,000 "
+               "names). "
                "Per connection = "
                "(RSS with the connections − RSS idle) ÷ connections; each connection made a "
                "verified TLS 1.3 handshake and one query, then stayed idle." %
                TRANSPORTS[0].runner.timeout)
     out.append("")
+    for line in doq_vs_dot:
+        out.append("- DoQ vs DoT, %s" % line)
     out.append("- load average at the end: %s" % open("/proc/loadavg").read().split()[0])
     for n in notes + start_failures:
         out.append("- note: " + n.replace("\n", " ").strip())
@@ -1388,6 +1559,8 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--dnsveil", required=True)
+    r.add_argument("--doq-client",
+                   help="the DoQ load generator (default: dnsveil-doq next to --dnsveil)")
     r.add_argument("--quick", action="store_true", help="1 run of 5 s per figure")
     r.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
     r.add_argument("--seconds", type=int, help="seconds per run (default 10, --quick 5)")

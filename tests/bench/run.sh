@@ -28,7 +28,13 @@ echo "run.sh: building the release binary in build-bench/" >&2
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DDV_TESTS=OFF >/dev/null
 # only the server: a broken fuzz or test target must not stop the bench
 cmake --build build-bench -j2 --target dnsveil >&2
+# and the DoQ load generator (the DoQ rows print n/a without it)
+if ! cmake --build build-bench -j2 --target dnsveil-doq >&2; then
+	echo "run.sh: dnsveil-doq did not build: the DoQ rows will print n/a" >&2
+	rm -f build-bench/dnsveil-doq
+fi
 sh certs/make-dev-cert.sh >&2
 
 # bench.py stops every process it started (by PID) on exit and on signals
-exec /usr/bin/python3 "$here/bench.py" run --dnsveil "$root/build-bench/dnsveil" "$@"
+exec /usr/bin/python3 "$here/bench.py" run --dnsveil "$root/build-bench/dnsveil" \
+	--doq-client "$root/build-bench/dnsveil-doq" "$@"

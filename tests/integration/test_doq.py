@@ -35,6 +35,8 @@ DOQ_REQUEST_CANCELLED = 3
 
 
 def doq_binary():
+    if os.environ.get("DV_DOQ_CLIENT"):
+        return os.environ["DV_DOQ_CLIENT"]
     d = os.path.dirname(h.dnsveil_binary())
     p = os.path.join(d, "dnsveil-doq")
     if not os.path.isfile(p):

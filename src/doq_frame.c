@@ -71,6 +71,13 @@ int dv_doq_frame_feed(dv_doq_frame_t *f, const uint8_t *data, size_t len,
 	return DV_DOQ_MORE;
 }
 
+void dv_doq_frame_release(dv_doq_frame_t *f)
+{
+	free(f->buf);
+	f->buf = NULL;
+	f->cap = 0;
+}
+
 void dv_doq_frame_free(dv_doq_frame_t *f)
 {
 	free(f->buf);

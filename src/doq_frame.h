@@ -40,6 +40,9 @@ static inline size_t dv_doq_frame_msg_len(const dv_doq_frame_t *f)
 	return f->len - 2;
 }
 void dv_doq_frame_free(dv_doq_frame_t *f);
+/* Free the bytes of a complete message (copied elsewhere) but remember
+ * the stream's state, so that what follows is still checked. */
+void dv_doq_frame_release(dv_doq_frame_t *f);
 
 /*
  * What RFC 9250 asks of a query that arrived whole: message id 0 (§4.2.1),

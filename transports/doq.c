@@ -73,6 +73,7 @@ struct doq_stream {
 	doq_conn_t *c;
 	int64_t id;
 	dv_doq_frame_t in; /* the query as received */
+	size_t credited;   /* of in.len, given back as connection credit */
 	uint8_t *out; /* 2-byte length + answer, kept until acknowledged */
 	size_t out_len, out_sent;
 	bool submitted; /* the query went to the core */
@@ -400,9 +401,21 @@ static doq_stream_t *stream_new(doq_conn_t *c, int64_t id)
 	return s;
 }
 
+/* Bytes received on `s` are buffered until its query is copied out or the
+ * stream ends; only then does the connection's flow-control credit grow
+ * again, so initial_max_data bounds what one connection can make us hold. */
+static void stream_credit(doq_stream_t *s)
+{
+	doq_conn_t *c = s->c;
+	if (c->qc && s->in.len > s->credited)
+		ngtcp2_conn_extend_max_offset(c->qc, s->in.len - s->credited);
+	s->credited = s->in.len;
+}
+
 static void stream_free(doq_stream_t *s)
 {
 	doq_conn_t *c = s->c;
+	stream_credit(s);
 	tx_unlink(s);
 	rd_unlink(s);
 	if (s->all_prev)
@@ -789,6 +802,8 @@ static int stream_query(doq_stream_t *s)
 		ngtcp2_conn_shutdown_stream(c->qc, s->id, DOQ_INTERNAL_ERROR);
 		return 0;
 	}
+	stream_credit(s);
+	dv_doq_frame_release(&s->in);
 	q->reply = doq_reply;
 	q->conn = s;
 	q->conn_tag = (uint64_t)s->id;
@@ -819,8 +834,6 @@ static int recv_stream_data_cb(ngtcp2_conn *qc, uint32_t flags,
 	(void)offset;
 	doq_conn_t *c = user_data;
 	doq_stream_t *s = stream_user_data;
-	ngtcp2_conn_extend_max_offset(qc, datalen);
-	ngtcp2_conn_extend_max_stream_offset(qc, stream_id, datalen);
 	if (!ngtcp2_is_bidi_stream(stream_id) ||
 	    ngtcp2_conn_is_local_stream(qc, stream_id)) {
 		conn_protocol_error(c, "query on a non-client bidi stream");

@@ -114,6 +114,7 @@ struct doq_conn {
 	bool in_callback; /* inside ngtcp2: writing must wait */
 	unsigned tx_pkts;  /* datagrams sent */
 	bool buried;       /* on the listener's graveyard */
+	bool closing;      /* counted in the listener's n_closing */
 	unsigned n_cids;
 	cid_entry_t *cid_list[16];
 	ngtcp2_connection_close_error ccerr;
@@ -140,7 +141,8 @@ struct doq_listener {
 	cid_entry_t **buckets;
 	unsigned mask;
 	unsigned n_conns, n_handshaking;
-	doq_conn_t *conns;
+	unsigned n_closing; /* of n_conns: closing or draining (no new work) */
+	doq_conn_t *conns, *conns_tail; /* most recently active first */
 	/* connections done with, freed at the end of the current callback
 	 * (never inside ngtcp2's or our own call chains) */
 	doq_conn_t *graveyard;
@@ -451,6 +453,17 @@ static void conn_set_app_error(doq_conn_t *c, uint64_t code,
 
 static void conn_timer_update(doq_conn_t *c);
 
+/* The connection takes no more work: closing (we sent CONNECTION_CLOSE)
+ * or draining (the peer did). */
+static void conn_set_ending(doq_conn_t *c, qc_state_t state)
+{
+	c->state = state;
+	if (!c->closing) {
+		c->closing = true;
+		c->l->n_closing++;
+	}
+}
+
 /* Stop using the connection for anything but answering its remaining
  * packets with the CONNECTION_CLOSE, for three PTOs (RFC 9000 §10.2). */
 static void conn_close(doq_conn_t *c)
@@ -462,7 +475,7 @@ static void conn_close(doq_conn_t *c)
 		conn_set_app_error(c, DOQ_NO_ERROR, NULL);
 	if (ngtcp2_conn_is_in_closing_period(c->qc) ||
 	    ngtcp2_conn_is_in_draining_period(c->qc)) {
-		c->state = QC_DRAINING;
+		conn_set_ending(c, QC_DRAINING);
 		conn_timer_update(c);
 		return;
 	}
@@ -472,7 +485,7 @@ static void conn_close(doq_conn_t *c)
 	uint8_t *buf = tx_slot(l);
 	ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
 		c->qc, &ps.path, &pi, buf, TX_SIZE, &c->ccerr, mono_ns());
-	c->state = QC_CLOSING;
+	conn_set_ending(c, QC_CLOSING);
 	if (n > 0) {
 		c->close_pkt = malloc((size_t)n);
 		if (c->close_pkt) {
@@ -521,7 +534,52 @@ static void conn_unlink(doq_conn_t *c)
 		l->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	else if (l->conns_tail == c)
+		l->conns_tail = c->prev;
 	c->next = c->prev = NULL;
+}
+
+static void conn_link_head(doq_conn_t *c)
+{
+	doq_listener_t *l = c->l;
+	c->prev = NULL;
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	else
+		l->conns_tail = c;
+	l->conns = c;
+}
+
+/* A packet arrived: the connection becomes the most recently active. */
+static void conn_touch(doq_conn_t *c)
+{
+	if (c->l->conns != c) {
+		conn_unlink(c);
+		conn_link_head(c);
+	}
+}
+
+/*
+ * At doq.max-connections: the least recently active established
+ * connection with no query in flight makes room for a new client, closed
+ * with DOQ_EXCESSIVE_LOAD (RFC 9250 4.3).  False when every connection is
+ * busy (then the new one is refused).
+ */
+static bool evict_idle(doq_listener_t *l)
+{
+	unsigned scanned = 0;
+	for (doq_conn_t *c = l->conns_tail; c && scanned < 64;
+	     c = c->prev, scanned++) {
+		if (c->state != QC_OPEN || !c->handshake_done || c->pending)
+			continue;
+		conn_set_app_error(c, DOQ_EXCESSIVE_LOAD,
+				   "too many connections");
+		DV_STAT_INC(&l->w->stats, doq_evicted);
+		conn_close(c);
+		return true;
+	}
+	return false;
 }
 
 /* The connection is over for QUIC: forget its IDs and ngtcp2 state; the
@@ -549,6 +607,10 @@ static void conn_end(doq_conn_t *c)
 	free(c->close_pkt);
 	c->close_pkt = NULL;
 	l->n_conns--;
+	if (c->closing) {
+		c->closing = false;
+		l->n_closing--;
+	}
 }
 
 static void conn_maybe_free(doq_conn_t *c)
@@ -1131,7 +1193,8 @@ static void send_version_negotiation(doq_listener_t *l,
 static bool under_load(const doq_listener_t *l)
 {
 	return l->n_handshaking >= UNDER_LOAD_HANDSHAKES ||
-	       l->n_conns >= l->cfg->doq_max_connections / 4 * 3;
+	       (uint64_t)(l->n_conns - l->n_closing) * 4 >=
+		       (uint64_t)l->cfg->doq_max_connections * 3;
 }
 
 static doq_conn_t *conn_new(doq_listener_t *l, const ngtcp2_pkt_hd *hd,
@@ -1216,10 +1279,7 @@ static doq_conn_t *conn_new(doq_listener_t *l, const ngtcp2_pkt_hd *hd,
 	c->counted_handshaking = true;
 	l->n_handshaking++;
 	l->n_conns++;
-	c->next = l->conns;
-	if (l->conns)
-		l->conns->prev = c;
-	l->conns = c;
+	conn_link_head(c);
 	DV_STAT_INC(&l->w->stats, doq_connections);
 	return c;
 fail:
@@ -1277,7 +1337,7 @@ static void conn_read(doq_conn_t *c, const uint8_t *data, size_t len,
 	if (rv != 0) {
 		switch (rv) {
 		case NGTCP2_ERR_DRAINING:
-			c->state = QC_DRAINING;
+			conn_set_ending(c, QC_DRAINING);
 			conn_timer_update(c);
 			return;
 		case NGTCP2_ERR_DROP_CONN:
@@ -1331,6 +1391,7 @@ static void handle_packet(doq_listener_t *l, uint8_t *data, size_t len,
 		}
 		if (c->state != QC_OPEN)
 			return;
+		conn_touch(c);
 		conn_read(c, data, len, peer, peer_len, local, local_len, &pi);
 		return;
 	}
@@ -1345,7 +1406,7 @@ static void handle_packet(doq_listener_t *l, uint8_t *data, size_t len,
 		DV_STAT_INC(&w->stats, doq_bad_packets);
 		return;
 	}
-	if (l->draining || l->n_conns >= l->cfg->doq_max_connections) {
+	if (l->draining) {
 		DV_STAT_INC(&w->stats, doq_refused);
 		send_refuse(l, &hd, NGTCP2_CONNECTION_REFUSED, peer, peer_len,
 			    local);
@@ -1372,6 +1433,14 @@ static void handle_packet(doq_listener_t *l, uint8_t *data, size_t len,
 	    (l->cfg->doq_retry == DV_DOQ_RETRY_ALWAYS ||
 	     (l->cfg->doq_retry == DV_DOQ_RETRY_UNDER_LOAD && under_load(l)))) {
 		send_retry(l, &hd, peer, peer_len, local, len);
+		return;
+	}
+	/* closing connections do not count: they take no new work */
+	if (l->n_conns - l->n_closing >= l->cfg->doq_max_connections &&
+	    !evict_idle(l)) {
+		DV_STAT_INC(&w->stats, doq_refused);
+		send_refuse(l, &hd, NGTCP2_CONNECTION_REFUSED, peer, peer_len,
+			    local);
 		return;
 	}
 	c = conn_new(l, &hd, tok > 0 && is_retry ? &odcid : NULL, peer,

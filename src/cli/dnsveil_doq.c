@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ldns/ldns.h>
@@ -65,6 +66,7 @@ typedef struct {
 	bool early;
 	const char *token_file;
 	bool pad;
+	bool unique; /* a fresh first label per query (cache misses) */
 	int id;             /* -1: 0 as RFC 9250 wants */
 	uint8_t *raw;       /* --raw bytes */
 	size_t raw_len;
@@ -107,6 +109,8 @@ static void usage(FILE *f)
 "      --token FILE       present the NEW_TOKEN token in FILE; save a new\n"
 "                         one there\n"
 "      --pad              EDNS(0) padding to a multiple of 128 (RFC 8467)\n"
+"      --unique           ask u<n>.NAME, a new name every query (a\n"
+"                         miss-heavy load for benchmarks)\n"
 "Misbehaviour (to test servers; applies to every query sent):\n"
 "      --id N             DNS message id N instead of 0\n"
 "      --raw HEX          send these bytes as the whole stream payload\n"
@@ -238,6 +242,7 @@ enum {
 	O_EARLY,
 	O_TOKEN,
 	O_PAD,
+	O_UNIQUE,
 	O_ID,
 	O_RAW,
 	O_NO_FIN,
@@ -269,6 +274,7 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 		{"early", no_argument, NULL, O_EARLY},
 		{"token", required_argument, NULL, O_TOKEN},
 		{"pad", no_argument, NULL, O_PAD},
+		{"unique", no_argument, NULL, O_UNIQUE},
 		{"id", required_argument, NULL, O_ID},
 		{"raw", required_argument, NULL, O_RAW},
 		{"no-fin", no_argument, NULL, O_NO_FIN},
@@ -350,6 +356,9 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 			break;
 		case O_TOKEN:
 			o->token_file = optarg;
+			break;
+		case O_UNIQUE:
+			o->unique = true;
 			break;
 		case O_PAD:
 			o->pad = true;
@@ -447,6 +456,12 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 	}
 	if (o->raw && o->nq) {
 		snprintf(err, err_len, "--raw replaces the questions");
+		return EXIT_USAGE;
+	}
+	if (o->unique && (o->raw || o->partial || o->two_messages)) {
+		snprintf(err, err_len,
+			 "--unique builds whole queries: not with --raw, "
+			 "--partial or --two-messages");
 		return EXIT_USAGE;
 	}
 	if (o->raw && (o->partial || o->two_messages || o->pad ||
@@ -889,8 +904,29 @@ static void submit_more(conn_t *cn, uint64_t now)
 			       .qi = o->raw ? -1 : (int)pi,
 			       .in_use = true,
 			       .submitted = now};
-		if (dv_doq_client_submit(cn->c, p->data, p->len, p->flags,
-					 reset, sl) != 0) {
+		const uint8_t *data = p->data;
+		size_t dlen = p->len;
+		uint8_t ubuf[DV_DNS_MAX_MSG];
+		if (o->unique) {
+			/* unique across runs too: a seed per process */
+			static unsigned seed;
+			if (!seed)
+				seed = ((unsigned)time(NULL) << 12 ^
+					(unsigned)getpid()) | 1u;
+			char nm[sizeof(o->q[0].name) + 32];
+			snprintf(nm, sizeof(nm), "u%x-%llx.%s", seed,
+				 (unsigned long long)r->queries,
+				 o->q[pi].name);
+			int n = dv_doq_build_query(
+				ubuf, sizeof(ubuf), nm, o->q[pi].type,
+				(uint16_t)(o->id < 0 ? 0 : o->id), o->pad);
+			if (n > 0) {
+				data = ubuf;
+				dlen = (size_t)n;
+			}
+		}
+		if (dv_doq_client_submit(cn->c, data, dlen, p->flags, reset,
+					 sl) != 0) {
 			sl->in_use = false;
 			return;
 		}

@@ -652,16 +652,15 @@ class DoqRunner:
     CPU: `connections` QUIC connections x `streams` queries (streams) in
     flight on each, for -d seconds, certificate verified (--name dns.test
     --ca certs/ca.pem).  It takes at most 64 NAME TYPE pairs and repeats
-    them: the first 64 names of the cache-hit file, so the workload is
-    cache hits only (no miss-heavy row).  Its JSON summary (-j -q) gives
+    them: the first 64 names of the cache-hit file for the cache-hit row;
+    for the miss-heavy row it adds --unique, which asks u<seed>-<n>.NAME,
+    a name never asked before, with every query.  Its JSON summary (-j -q) gives
     queries, answers, qps (answers over first query sent .. last answer)
     and p50/p99 latencies measured from each stream's opening (a query
     waiting for stream credit is not timed until its stream opens); it
     prints no mean."""
 
-    workloads = ("hit",)
-    why_not = {"miss": "dnsveil-doq repeats at most %d NAME TYPE pairs: no "
-                       "miss-heavy load" % 64}
+    workloads = ("hit", "miss")
     MAX_NAMES = 64
 
     def __init__(self, binary, connections, streams, timeout=2):
@@ -672,8 +671,9 @@ class DoqRunner:
         self.checked = {}       # port -> note from the check in warm()
 
     def describe(self):
-        return "dnsveil-doq -K %d -C %d -t %d (64 names of the cache-hit file, " \
-               "certificate verified)" % (self.connections, self.streams, self.timeout)
+        return "dnsveil-doq -K %d -C %d -t %d (cache-hit: 64 names of the cache-hit file; " \
+               "miss-heavy: --unique, a new name per query; certificate verified)" % (
+                   self.connections, self.streams, self.timeout)
 
     def questions(self, queries):
         out = []
@@ -697,6 +697,8 @@ class DoqRunner:
             c += ["-d", str(seconds)]
         if count:
             c += ["-c", str(count)]
+        if os.path.basename(queries).startswith("miss"):
+            c.append("--unique")  # every query a new name
         return c + ["127.0.0.1:%d" % port] + self.questions(queries)
 
     @staticmethod

@@ -457,27 +457,56 @@ class DoqLimits(DoqBase):
     doq = {"max-connections": 2, "idle-timeout-ms": 1000}
     workers = 1
 
-    def test_connection_limit(self):
+    def test_idle_connection_evicted_at_limit(self):
+        # two idle connections fill max-connections: a third client gets in,
+        # and the least recently active idle one is closed with
+        # DOQ_EXCESSIVE_LOAD (0x4)
         st0 = self.dv.stats()
         held = []
-        for i in range(2):
-            t = threading.Thread(target=lambda: held.append(self.dv.doq("--hold", "0.8")))
+        threads = [threading.Thread(target=lambda: held.append(self.dv.doq("--hold", str(h.scaled(3)))))
+                   for _ in range(2)]
+        for t in threads:
             t.start()
-            held.append(t)
         h.wait_for(lambda: self.dv.stats()["doq_handshakes"] - st0["doq_handshakes"] >= 2,
                    h.scaled(5), what="two connections held")
-        r = self.dv.doq("-t", "2")
+        r = self.dv.doq()
+        self.assert_answered(r)
+        for t in threads:
+            t.join()
+        closes = [x.close() for x in held]
+        evicted = [c for c in closes if c.get("by") == "peer" and c.get("code") == 4]
+        self.assertEqual(len(evicted), 1, "one held connection closed with DOQ_EXCESSIVE_LOAD: %s" % closes)
+        self.assertEqual(self.dv.stats()["doq_evicted"] - st0["doq_evicted"], 1)
+        log("ok: at max-connections 2 a new client evicts an idle one (%s)" % evicted[0])
+
+    def test_busy_connections_refuse_new_ones(self):
+        # two connections each with a query in flight (1 s authority) cannot
+        # be evicted: a third connection is refused (CONNECTION_REFUSED)
+        slow = self.start_slow(delay=1.0)
+        ub = self.start_unbound(slow=slow, log_queries=False)
+        # (QUIC's idle timeout runs while a query waits: longer than the
+        # authority's delay here)
+        dv = DoqDnsveil(upstream=[ub], workers=1, name="doq-busy",
+                        config=doq_config(dict(self.doq, **{"idle-timeout-ms": 10000})))
+        self._dnsveils.append(dv)
+        dv.start()
+        st0 = dv.stats()
+        out = []
+        threads = [threading.Thread(target=lambda i=i: out.append(dv.doq(
+            "-t", str(h.scaled(5)), names=("b%d.%s" % (i, h.SLOW_ZONE), "A")))) for i in range(2)]
+        for t in threads:
+            t.start()
+        h.wait_for(lambda: dv.stats()["doq_streams"] - st0["doq_streams"] >= 2, h.scaled(5),
+                   what="two queries in flight")
+        r = dv.doq("-t", "2")
         self.assertEqual(r.summary["answers"], 0, "a third connection must be refused: %s" % r)
         self.assertIn("CONNECTION_REFUSED", json.dumps(r.lines), r)
-        for t in [x for x in held if isinstance(x, threading.Thread)]:
+        for t in threads:
             t.join()
-        self.assertGreaterEqual(self.dv.stats()["doq_refused"] - st0["doq_refused"], 1)
-        # the held connections close after the idle timeout: room again
-        h.wait_for(lambda: self.dv.stats()["doq_idle_closed"] - st0["doq_idle_closed"] >= 0,
-                   h.scaled(5))
-        h.wait_for(lambda: self.dv.doq("-t", "2").summary["answers"] == 1, h.scaled(10),
-                   interval=0.5, what="a new connection accepted once the others closed")
-        log("ok: max-connections 2: a third is refused (CONNECTION_REFUSED), later ones accepted")
+        for x in out:
+            self.assert_answered(x)
+        self.assertGreaterEqual(dv.stats()["doq_refused"] - st0["doq_refused"], 1)
+        log("ok: max-connections 2 with both busy: a third is refused, the two are answered")
 
     def test_idle_timeout(self):
         st0 = self.dv.stats()

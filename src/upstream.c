@@ -1553,21 +1553,29 @@ static void quic_ended(dv_uconn_t *c)
 	conn_close(c, true, why);
 }
 
-/* Send datagram `pkt`: false when the connection was closed (the socket
- * failed: nobody there). */
-static bool quic_send(dv_uconn_t *c, const uint8_t *pkt, size_t len)
+/* Send the datagram in c->out: 1 when sent, 0 when the socket is full
+ * (it stays in c->out, and the write watcher waits for room), or -1 when
+ * the connection was closed (the socket failed: nobody there). */
+static int quic_send(dv_uconn_t *c)
 {
 	for (;;) {
-		if (send(c->fd, pkt, len, 0) >= 0)
-			return true;
+		if (send(c->fd, c->out, c->out_len, 0) >= 0) {
+			c->out_len = 0;
+			return 1;
+		}
 		if (errno == EINTR)
 			continue;
-		/* a datagram lost to a full socket buffer is QUIC's business
-		 * (it retransmits) */
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
-			return true;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			ev_io_start(c->server->pool->w->loop, &c->wio);
+			return 0;
+		}
+		/* ENOBUFS and the like: a lost datagram, QUIC retransmits */
+		if (errno == ENOBUFS || errno == ENOMEM) {
+			c->out_len = 0;
+			return 1;
+		}
 		conn_close(c, true, strerror(errno));
-		return false;
+		return -1;
 	}
 }
 
@@ -1577,7 +1585,9 @@ static void quic_flush(dv_uconn_t *c)
 {
 	struct ev_loop *loop = c->server->pool->w->loop;
 	ev_io_stop(loop, &c->wio);
-	for (unsigned budget = 64; c->q; budget--) {
+	/* a datagram held back by a full socket buffer goes first */
+	int sent = c->out_len ? quic_send(c) : 1;
+	for (unsigned budget = 64; sent > 0 && c->q; budget--) {
 		if (!budget) {
 			ev_io_start(loop, &c->wio); /* more next iteration */
 			break;
@@ -1594,10 +1604,10 @@ static void quic_flush(dv_uconn_t *c)
 			quic_ended(c);
 			return;
 		}
-		if (!quic_send(c, c->out, (size_t)n))
-			return;
+		c->out_len = (size_t)n;
+		sent = quic_send(c);
 	}
-	if (!c->q)
+	if (sent < 0 || !c->q)
 		return;
 	uint64_t t = dv_doq_client_expiry(c->q), now = quic_now();
 	ev_timer_stop(loop, &c->qtimer);

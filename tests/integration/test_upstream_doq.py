@@ -19,6 +19,8 @@ says what arrived over DoQ (doq_connections, doq_streams, doq_resumed).
 - When B is killed and restarted (same port, new process: the old
   connection is gone without a CONNECTION_CLOSE), A gives it up and
   reconnects.
+- When B is gone, the server goes down at once (ICMP port unreachable),
+  queries fail fast with an EDE, and probes bring it back when B returns.
 - As the fallback: with the local (plain TCP) upstream dead, the quic://
   fallback answers.
 
@@ -186,6 +188,44 @@ class UpstreamDoq(h.IntegrationTest):
         log("answered again %.1f s after the restart" % (time.monotonic() - t0))
         self.assert_whoami(a, what="after B restarted")
         self.assertGreaterEqual(b2.stats()["doq_streams"], 4)
+
+    def test_down_probed_back(self):
+        """B gone (ICMP port unreachable): the server goes down at once, the
+        queries fail fast, probes find B again when it is back."""
+        ub = self.start_unbound()
+        b = self.start_b(ub)
+        a = self.start_a(upstream=[quic_url(b)], workers=1)
+        url = quic_url(b)
+        self.assert_whoami(a, n=2, what="before B went away")
+        qport = b.quic_port
+        b.kill()
+
+        def down():
+            try:
+                self.whoami(a, timeout=h.scaled(3))
+            except dns.exception.Timeout:
+                pass
+            return upstream_stats(a.stats(), url)["state"] == "down"
+        h.wait_for(down, h.scaled(10), interval=0.1, what="A to mark the quic:// server down")
+        t0 = time.monotonic()
+        m = self.whoami(a)
+        self.assertEqual(m.rcode(), dns.rcode.SERVFAIL, dns.rcode.to_text(m.rcode()))
+        self.assertTrue(h.ede_codes(m), m.options)
+        self.assertLess(time.monotonic() - t0, 1.0, "a down server should fail at once")
+        u = upstream_stats(a.stats(), url)
+        self.assertGreaterEqual(u["connect_failures"], 1, u)
+        self.assertGreaterEqual(u["went_down"], 1, u)
+        time.sleep(0.5)  # a few probes fail
+        b2 = self.start_b(ub, quic_port=qport)
+        h.wait_for(lambda: upstream_stats(a.stats(), url)["state"] == "up", h.scaled(10),
+                   interval=0.1, what="probes to bring the quic:// server back")
+        self.assert_whoami(a, n=2, what="after B came back")
+        u = upstream_stats(a.stats(), url)
+        self.assertGreaterEqual(u["probes"], 1, u)
+        self.assertGreaterEqual(u["probe_answers"], 1, u)
+        self.assertGreaterEqual(b2.stats()["doq_streams"], 3)
+        log("ok: B gone -> down (%d connect failures), probes (%d) brought it back" % (
+            u["connect_failures"], u["probes"]))
 
     def test_idle_close_resumes(self):
         ub = self.start_unbound()

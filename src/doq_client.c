@@ -818,6 +818,7 @@ static int fail_conn(dv_doq_client_t *c, int rv, uint64_t now)
 		c->ci.closed = true;
 		if (rv == NGTCP2_ERR_CRYPTO) {
 			uint8_t alert = ngtcp2_conn_get_tls_alert(c->conn);
+			c->ci.tls_alert = alert;
 			snprintf(c->ci.local_error, sizeof(c->ci.local_error),
 				 "TLS handshake failed: %s (alert %u)",
 				 alert_name(alert), alert);

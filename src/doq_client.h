@@ -135,6 +135,9 @@ typedef struct {
 	uint64_t code;
 	char reason[128];
 	char local_error[160]; /* our side's failure, if any */
+	uint8_t tls_alert;     /* the alert our TLS raised (handshake
+				  failed here, e.g. 42 bad_certificate); 0:
+				  none */
 } dv_doq_close_t;
 
 uint64_t dv_doq_now(void);

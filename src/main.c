@@ -29,7 +29,8 @@ static void implemented(bool *listen, bool *upstream)
 	for (int s = 0; s < DV_SCHEME_COUNT; s++) {
 		listen[s] = dv_transport_find((dv_scheme_t)s, 0) != NULL;
 		upstream[s] = s == DV_SCHEME_UDP || s == DV_SCHEME_TCP ||
-			      s == DV_SCHEME_TLS || s == DV_SCHEME_HTTPS;
+			      s == DV_SCHEME_TLS || s == DV_SCHEME_HTTPS ||
+			      s == DV_SCHEME_QUIC;
 	}
 }
 

@@ -13,6 +13,9 @@
  * stream and each answer back into a message; the slots keep their ids
  * (the answer gets its slot's id before the usual matching) and remember
  * the stream, which is reset when the attempt is given up.
+ * quic:// connections (one per server) are a connected UDP socket driven
+ * by the DoQ engine of src/doq_client.c, with the same slots: HANDSHAKE
+ * until QUIC's handshake completes, see "QUIC connections" below.
  * A connection is never freed while the pool lives: closing it stops its
  * watchers, fails the attempts it carried and keeps its buffers, so a
  * close in the middle of a read or write callback is always safe.
@@ -41,8 +44,10 @@
 
 #include "src/core.h"
 #include "src/doh_client.h"
+#include "src/doq_client.h"
 #include "src/errors.h"
 #include "src/log.h"
+#include "src/quic_tls.h"
 #include "src/tls.h"
 #include "src/worker.h"
 
@@ -56,6 +61,8 @@ typedef struct {
 	uint32_t next_free, prev_free; /* doubly linked free list */
 	uint64_t sent_ms;
 	int32_t stream; /* https:// connections: the query's HTTP/2 stream */
+	uint64_t qtag;  /* quic:// connections: the query's DoQ stream (its
+			   submission's tag), 0 when none */
 } uslot_t;
 
 typedef struct dv_server dv_server_t;
@@ -82,6 +89,11 @@ struct dv_uconn {
 	dv_doh_client_t *h2;    /* https:// servers, from connect on */
 	dv_doh_client_t *h2_in; /* the engine being driven: a close inside
 				 * it leaves the free to the caller */
+	dv_doq_client_t *q;    /* quic:// servers, from connect on */
+	dv_doq_client_t *q_in; /* as h2_in */
+	dv_doq_path_t qpath;
+	ev_timer qtimer;       /* the engine's expiry */
+	uint64_t qseq;         /* submissions, for the slots' qtag */
 };
 
 struct dv_server {
@@ -93,6 +105,8 @@ struct dv_server {
 	dv_uconn_t *udp; /* udp:// servers only */
 	unsigned backoff_ms; /* DOWN: delay before the next probe */
 	dv_tls_session_t *session; /* last TLS session, for resumption */
+	uint8_t *qsession; /* quic://: the last DoQ session (for resumption) */
+	size_t qsession_len;
 	dv_health_t health;
 	ev_timer probe_timer;
 	dv_fetch_t *probe; /* the probe query, at most one in flight */
@@ -109,12 +123,14 @@ struct dv_pool {
 	dv_server_t *servers; /* local first, then fallback */
 	unsigned n_local, n_fallback;
 	dv_tls_ctx_t *tls; /* client context; NULL without tls:// servers */
+	dv_quic_tls_ctx_t *quic_tls; /* NULL without quic:// servers */
 	dv_health_conf_t hconf[2]; /* [fallback]: slow-p95 is local only */
 	unsigned explore_n[2], explore_rot[2]; /* per group [fallback] */
 	ev_timer tick; /* idle connections, orphaned ids */
 	uint8_t probe_qwire[DV_DNS_HDR + DV_DNS_MAX_NAME + 4];
 	uint16_t probe_qlen;
-	uint8_t rxbuf[DV_DNS_MAX_MSG + 1]; /* UDP answers */
+	uint8_t rxbuf[DV_DNS_MAX_MSG + 1]; /* UDP answers, QUIC datagrams */
+	uint8_t qanswer[DV_DNS_MAX_MSG];   /* a DoQ answer, its id patched */
 };
 
 #define NO_SLOT UINT32_MAX
@@ -130,6 +146,11 @@ static bool h2_fill(dv_uconn_t *c);
 static bool h2_input(dv_uconn_t *c);
 static void h2_cancel(dv_uconn_t *c, int32_t stream);
 static bool h2_alpn_ok(dv_uconn_t *c);
+/* quic:// connections, see "QUIC connections" below */
+static int quic_connect(dv_uconn_t *c);
+static void quic_stop(dv_uconn_t *c, bool was_open);
+static int quic_send_query(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
+			   size_t len);
 static bool conn_draining(dv_uconn_t *c);
 static bool conn_crowded(dv_uconn_t *c);
 static int conn_send_query(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
@@ -231,6 +252,7 @@ static void slot_release(dv_uconn_t *c, uint32_t i)
 		s->orphan = false;
 		c->orphans--;
 	}
+	s->qtag = 0;
 	s->att = NULL;
 	s->busy = false;
 	s->next_free = c->free_head;
@@ -460,6 +482,7 @@ static void conn_close(dv_uconn_t *c, bool failure, const char *why)
 	}
 	c->tls_retry = 0;
 	h2_stop(c);
+	quic_stop(c, was_open);
 	close(c->fd);
 	c->fd = -1;
 	c->state = UC_CLOSED;
@@ -676,6 +699,8 @@ static int conn_connect(dv_uconn_t *c)
 {
 	dv_server_t *s = c->server;
 	dv_pool_t *p = s->pool;
+	if (s->url.scheme == DV_SCHEME_QUIC)
+		return quic_connect(c);
 	int type = (c->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK |
 		   SOCK_CLOEXEC;
 	int fd = socket(s->url.addr.ss_family, type, 0);
@@ -1320,6 +1345,8 @@ static bool conn_crowded(dv_uconn_t *c)
 static int conn_send_query(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
 			   size_t len)
 {
+	if (c->server->url.scheme == DV_SCHEME_QUIC)
+		return quic_send_query(c, slot, msg, len);
 	if (!c->h2)
 		return conn_queue(c, msg, len);
 	int32_t stream = dv_doh_client_submit(c->h2, c->slots[slot].id, msg,
@@ -1327,6 +1354,437 @@ static int conn_send_query(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
 	if (stream < 0)
 		return stream;
 	c->slots[slot].stream = stream;
+	return 0;
+}
+
+/* ---- QUIC connections (quic:// servers) ----
+ *
+ * One connection per server (DoQ gives each query its own stream, so one
+ * connection carries them all; the engine queues what the server's stream
+ * credit does not allow yet).  conn_connect makes the connected UDP
+ * socket and the engine at once and starts the handshake (HANDSHAKE);
+ * queries submitted meanwhile wait inside the engine, which opens their
+ * streams once the handshake completes (OPEN, from on_handshake).  Every
+ * call into the engine is followed by quic_flush: the datagrams it has
+ * to send, then the timer set to its next expiry.
+ *
+ * Each query goes out with id 0 (RFC 9250 §4.2.1) on its own stream; the
+ * submission's tag (a per-connection sequence number above the slot's id)
+ * names the slot in the callbacks, so an answer finds its fetch by stream
+ * even when the slot has been reused meanwhile.  The answer gets its
+ * slot's id and then goes through handle_answer like any other (the
+ * question is checked there).  A stream that ends without an answer
+ * fails its attempt; an abandoned attempt leaves its slot an orphan until
+ * the stream ends (the engine's deadline is pool.query-timeout-ms).
+ *
+ * When the engine ends the connection (handshake failure, idle timeout,
+ * the server's CONNECTION_CLOSE), its queries are failed by conn_close
+ * through the slots, so the health accounting is the one of tls://
+ * connections: a handshake that fails is a refused connection.  Calls
+ * into the engine mark it in c->q_in; a close meanwhile only detaches it
+ * (its callbacks are then ignored) and the driver frees it.
+ */
+
+#define QUIC_PKT_MAX 1500 /* >= ngtcp2's largest UDP payload (1452) */
+
+static uint64_t quic_now(void)
+{
+	return dv_doq_now();
+}
+
+/* The slot the submission `tag` belongs to, if it is still waiting and the
+ * engine calling is the connection's. */
+static uslot_t *quic_slot(dv_uconn_t *c, void *query)
+{
+	uint64_t tag = (uint64_t)(uintptr_t)query;
+	uslot_t *s = &c->slots[tag & c->mask];
+	if (!c->q || c->q != c->q_in || !s->busy || s->qtag != tag)
+		return NULL;
+	return s;
+}
+
+static void quic_message_cb(void *app, void *query, int64_t stream_id,
+			    const uint8_t *msg, size_t len, uint64_t sent_at,
+			    uint64_t now)
+{
+	(void)stream_id;
+	(void)sent_at;
+	(void)now;
+	dv_uconn_t *c = app;
+	uslot_t *s = quic_slot(c, query);
+	if (!s || len < DV_DNS_HDR || len > DV_DNS_MAX_MSG)
+		return;
+	/* the id on the wire is 0: give the answer its slot's, and match it
+	 * like any other (a wrong question is left to on_end) */
+	dv_pool_t *p = c->server->pool;
+	memcpy(p->qanswer, msg, len);
+	dv_put16(p->qanswer, s->id);
+	handle_answer(c, p->qanswer, len);
+}
+
+static void quic_end_cb(void *app, void *query, int64_t stream_id,
+			const dv_doq_result_t *res, uint64_t now)
+{
+	(void)now;
+	dv_uconn_t *c = app;
+	/* the connection is over: conn_close fails its queries (and counts
+	 * the loss once for the server's health) */
+	if (res->how == DV_DOQ_END_CONN_CLOSED)
+		return;
+	uslot_t *s = quic_slot(c, query);
+	if (!s)
+		return; /* answered (or released) already */
+	dv_attempt_t *a = s->att;
+	slot_release(c, (uint32_t)(s - c->slots));
+	if (!a)
+		return; /* an orphan: its fetch ended elsewhere */
+	a->conn = NULL;
+	dv_server_t *srv = c->server;
+	dv_log_debug("worker %u: upstream %s: stream %lld ended without an "
+		     "answer (%s, code %llu)",
+		     srv->pool->w->index, srv->url.text, (long long)stream_id,
+		     dv_doq_end_name(res->how),
+		     (unsigned long long)res->app_code);
+	attempt_fail(a, res->how == DV_DOQ_END_TIMEOUT);
+}
+
+static void quic_handshake_cb(void *app, uint64_t now)
+{
+	(void)now;
+	dv_uconn_t *c = app;
+	if (!c->q || c->q != c->q_in)
+		return;
+	dv_pool_t *p = c->server->pool;
+	dv_doq_stats_t st;
+	dv_doq_client_stats(c->q, &st);
+	DV_STAT_INC(&p->w->stats, doq_handshakes);
+	if (st.resumed)
+		DV_STAT_INC(&p->w->stats, doq_resumed);
+	c->state = UC_OPEN;
+	c->last_rx_ms = now_ms(p);
+}
+
+static const dv_doq_callbacks_t quic_callbacks = {
+	.on_message = quic_message_cb,
+	.on_end = quic_end_cb,
+	.on_handshake = quic_handshake_cb,
+};
+
+/* Before driving the engine of `c`. */
+static dv_doq_client_t *quic_enter(dv_uconn_t *c)
+{
+	c->q_in = c->q;
+	return c->q;
+}
+
+/* After driving engine `q`: true (and `q` freed) if the connection was
+ * closed meanwhile. */
+static bool quic_closed_inside(dv_uconn_t *c, dv_doq_client_t *q)
+{
+	c->q_in = NULL;
+	if (c->q == q)
+		return false;
+	dv_doq_client_free(q);
+	return true;
+}
+
+/* Keep the session of the connection (once the server has sent a ticket)
+ * for the server's next connection. */
+static void quic_keep_session(dv_uconn_t *c)
+{
+	dv_server_t *s = c->server;
+	if (!dv_doq_client_has_ticket(c->q))
+		return;
+	if (!s->qsession && !(s->qsession = malloc(DV_DOQ_SESSION_MAX)))
+		return; /* resumption is an optimization */
+	int n = dv_doq_client_session_save(c->q, s->qsession,
+					   DV_DOQ_SESSION_MAX);
+	if (n > 0) {
+		s->qsession_len = (size_t)n;
+		c->tls_saved = true;
+	}
+}
+
+/* The engine ended the connection by itself: say why and close. */
+static void quic_ended(dv_uconn_t *c)
+{
+	dv_server_t *s = c->server;
+	dv_doq_close_t ci;
+	dv_doq_client_close_info(c->q, &ci);
+	char detail[sizeof(ci.local_error) + sizeof(ci.reason) + 64];
+	char code[64];
+	if (ci.local_error[0])
+		snprintf(detail, sizeof(detail), "%s", ci.local_error);
+	else if (ci.idle)
+		snprintf(detail, sizeof(detail), "QUIC idle timeout");
+	else
+		snprintf(detail, sizeof(detail), "closed by the server: %s%s%s",
+			 ci.application
+				 ? (dv_doq_error_name(ci.code)
+					    ? dv_doq_error_name(ci.code)
+					    : "application error")
+				 : dv_doq_transport_error_name(ci.code, code,
+							       sizeof(code)),
+			 ci.reason[0] ? ": " : "", ci.reason);
+	char why[sizeof(detail) + DV_URL_NAME_MAX + 64];
+	if (c->state == UC_OPEN) {
+		bool clean = ci.idle || (ci.by_peer && ci.application &&
+					 ci.code == DV_DOQ_NO_ERROR);
+		snprintf(why, sizeof(why), "%s", detail);
+		conn_close(c, !clean || c->busy > 0, why);
+		return;
+	}
+	/* the handshake failed: 42..46 and 48 are the alerts of a
+	 * certificate we refused */
+	uint8_t al = ci.tls_alert;
+	if ((al >= 42 && al <= 46) || al == 48)
+		snprintf(why, sizeof(why),
+			 "QUIC handshake failed: the certificate did not verify "
+			 "for %s (%s)",
+			 s->url.name, detail);
+	else
+		snprintf(why, sizeof(why), "QUIC handshake failed: %s", detail);
+	/* once per outage, not once per connection attempt */
+	if (server_usable(s))
+		dv_log_warn("worker %u: upstream %s: %s", s->pool->w->index,
+			    s->url.text, why);
+	/* a session the server no longer likes must not be offered again */
+	s->qsession_len = 0;
+	conn_close(c, true, why);
+}
+
+/* Send the datagram in c->out: 1 when sent, 0 when the socket is full
+ * (it stays in c->out, and the write watcher waits for room), or -1 when
+ * the connection was closed (the socket failed: nobody there). */
+static int quic_send(dv_uconn_t *c)
+{
+	for (;;) {
+		if (send(c->fd, c->out, c->out_len, 0) >= 0) {
+			c->out_len = 0;
+			return 1;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			ev_io_start(c->server->pool->w->loop, &c->wio);
+			return 0;
+		}
+		/* ENOBUFS and the like: a lost datagram, QUIC retransmits */
+		if (errno == ENOBUFS || errno == ENOMEM) {
+			c->out_len = 0;
+			return 1;
+		}
+		conn_close(c, true, strerror(errno));
+		return -1;
+	}
+}
+
+/* Write what the engine has to send, then set the timer to its next
+ * expiry.  Closes the connection when the engine has ended it. */
+static void quic_flush(dv_uconn_t *c)
+{
+	struct ev_loop *loop = c->server->pool->w->loop;
+	ev_io_stop(loop, &c->wio);
+	/* a datagram held back by a full socket buffer goes first */
+	int sent = c->out_len ? quic_send(c) : 1;
+	for (unsigned budget = 64; sent > 0 && c->q; budget--) {
+		if (!budget) {
+			ev_io_start(loop, &c->wio); /* more next iteration */
+			break;
+		}
+		void *ctx = NULL;
+		dv_doq_client_t *q = quic_enter(c);
+		int n = dv_doq_client_write(q, c->out, c->out_cap, &ctx,
+					    quic_now());
+		if (quic_closed_inside(c, q))
+			return;
+		if (n == 0)
+			break;
+		if (n < 0) {
+			quic_ended(c);
+			return;
+		}
+		c->out_len = (size_t)n;
+		sent = quic_send(c);
+	}
+	if (sent < 0 || !c->q)
+		return;
+	uint64_t t = dv_doq_client_expiry(c->q), now = quic_now();
+	ev_timer_stop(loop, &c->qtimer);
+	if (t == UINT64_MAX)
+		return;
+	ev_timer_set(&c->qtimer, t > now ? (t - now) / 1e9 : 0., 0.);
+	ev_timer_start(loop, &c->qtimer);
+}
+
+static void quic_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	dv_uconn_t *c = w->data;
+	dv_pool_t *p = c->server->pool;
+	for (int budget = 64; budget > 0 && c->q; budget--) {
+		ssize_t n = recv(c->fd, p->rxbuf, sizeof(p->rxbuf), 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			/* ICMP unreachable: the server is not there */
+			conn_close(c, true, strerror(errno));
+			return;
+		}
+		c->last_rx_ms = now_ms(p);
+		dv_doq_client_t *q = quic_enter(c);
+		int ret = dv_doq_client_read(q, &c->qpath, p->rxbuf, (size_t)n,
+					     quic_now());
+		if (quic_closed_inside(c, q))
+			return;
+		if (ret < 0) {
+			/* the CONNECTION_CLOSE it may want to send first */
+			quic_flush(c);
+			if (c->q)
+				quic_ended(c);
+			return;
+		}
+	}
+	if (!c->q)
+		return;
+	if (c->state == UC_OPEN && !c->tls_saved)
+		quic_keep_session(c);
+	quic_flush(c);
+}
+
+static void quic_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	quic_flush(w->data);
+}
+
+static void quic_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	dv_uconn_t *c = t->data;
+	if (!c->q)
+		return;
+	dv_doq_client_t *q = quic_enter(c);
+	int ret = dv_doq_client_expire(q, quic_now());
+	if (quic_closed_inside(c, q))
+		return;
+	quic_flush(c);
+	if (ret < 0 && c->q)
+		quic_ended(c);
+}
+
+/* Open the QUIC connection of `c`: socket, engine, first Initial.  0, or
+ * a negative error with the connection CLOSED (a refused one counted). */
+static int quic_connect(dv_uconn_t *c)
+{
+	dv_server_t *s = c->server;
+	dv_pool_t *p = s->pool;
+	const dv_config_t *cfg = p->cfg;
+	int ret;
+	int fd = socket(s->url.addr.ss_family,
+			SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&s->url.addr, s->url.addr_len) < 0)
+		goto fail_refused;
+	dv_doq_path_t *path = &c->qpath;
+	memset(path, 0, sizeof(*path));
+	path->local_len = sizeof(path->local);
+	if (getsockname(fd, (struct sockaddr *)&path->local,
+			&path->local_len) < 0)
+		goto fail_refused;
+	memcpy(&path->remote, &s->url.addr, s->url.addr_len);
+	path->remote_len = s->url.addr_len;
+	path->ctx = c;
+	dv_doq_config_t qc = {
+		.tls = p->quic_tls,
+		.name = s->url.name,
+		.session = s->qsession_len ? s->qsession : NULL,
+		.session_len = s->qsession_len,
+		.query_timeout = (uint64_t)cfg->query_timeout_ms * 1000000u,
+		.handshake_timeout = (uint64_t)cfg->query_timeout_ms * 1000000u,
+		/* past the pool's own idle close, which counts it */
+		.idle_timeout = cfg->upstream_idle_timeout_ms
+					? ((uint64_t)cfg->upstream_idle_timeout_ms +
+					   1000) * 1000000u
+					: 0,
+	};
+	char err[256];
+	c->q = dv_doq_client_new(&qc, &quic_callbacks, c, path, quic_now(),
+				 err, sizeof(err));
+	if (!c->q) {
+		dv_log_warn("worker %u: upstream %s: %s", p->w->index,
+			    s->url.text, err);
+		s->qsession_len = 0; /* maybe it did not like the session */
+		ret = -ENOMEM;
+		goto fail;
+	}
+	c->fd = fd;
+	ev_io_set(&c->rio, fd, EV_READ);
+	ev_io_set(&c->wio, fd, EV_WRITE);
+	DV_STAT_INC(&p->w->stats, upstream_connects);
+	USTAT_INC(s, connects);
+	c->state = UC_HANDSHAKE;
+	c->tls_saved = false;
+	c->last_rx_ms = now_ms(p);
+	ev_io_start(p->w->loop, &c->rio);
+	quic_flush(c); /* the Initial */
+	return c->state == UC_CLOSED ? DV_EUPSTREAM : 0;
+
+fail_refused:
+	ret = -errno;
+	server_refused(s);
+fail:
+	close(fd);
+	return ret;
+}
+
+/* conn_close: end the engine (a CONNECTION_CLOSE to the server unless it
+ * is over already) and keep the session of a connection that was open. */
+static void quic_stop(dv_uconn_t *c, bool was_open)
+{
+	dv_doq_client_t *q = c->q;
+	if (!q)
+		return;
+	ev_timer_stop(c->server->pool->w->loop, &c->qtimer);
+	if (was_open)
+		quic_keep_session(c);
+	c->q = NULL; /* its callbacks are ignored from now on */
+	if (c->q_in == q)
+		return; /* being driven: the driver frees it */
+	c->q_in = q;
+	void *ctx = NULL;
+	int n = dv_doq_client_close(q, DV_DOQ_NO_ERROR, c->out, c->out_cap,
+				    &ctx, quic_now());
+	if (n > 0)
+		(void)send(c->fd, c->out, (size_t)n, 0);
+	c->q_in = NULL;
+	dv_doq_client_free(q);
+}
+
+/* Queue `msg` for slot `slot` as a new stream, with id 0. */
+static int quic_send_query(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
+			   size_t len)
+{
+	uint8_t buf[sizeof(((dv_fetch_t *)0)->qwire)];
+	if (!c->q)
+		return DV_ECLOSED;
+	if (len > sizeof(buf) || len < DV_DNS_HDR)
+		return -EINVAL;
+	memcpy(buf, msg, len);
+	dv_put16(buf, 0);
+	uslot_t *s = &c->slots[slot];
+	uint64_t tag = (++c->qseq << 16) | s->id;
+	int ret = dv_doq_client_submit(c->q, buf, len, 0, 0,
+				       (void *)(uintptr_t)tag);
+	if (ret < 0)
+		return ret;
+	s->qtag = tag;
 	return 0;
 }
 
@@ -1404,7 +1862,9 @@ static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
 	s->probe->worker = p->w;
 	s->probe->probe = s;
 	s->probe->ede = 0xffff;
-	s->n_tcp = cfg->upstream_connections;
+	/* QUIC: one connection carries every query as its own stream */
+	bool quic = url->scheme == DV_SCHEME_QUIC;
+	s->n_tcp = quic ? 1 : cfg->upstream_connections;
 	s->tcp = calloc(s->n_tcp, sizeof(*s->tcp));
 	if (!s->tcp)
 		return -ENOMEM;
@@ -1412,9 +1872,19 @@ static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
 		dv_uconn_t *c = &s->tcp[i];
 		if (conn_init(c, s, false, cfg->upstream_max_inflight))
 			return -ENOMEM;
-		ev_init(&c->rio, tcp_read_cb);
-		ev_init(&c->wio, tcp_write_cb);
+		ev_init(&c->rio, quic ? quic_read_cb : tcp_read_cb);
+		ev_init(&c->wio, quic ? quic_write_cb : tcp_write_cb);
 		c->rio.data = c->wio.data = c;
+		if (!quic)
+			continue;
+		ev_init(&c->qtimer, quic_timer_cb);
+		c->qtimer.data = c;
+		free(c->in); /* datagrams are read into the pool's rxbuf */
+		c->in = NULL;
+		c->out = malloc(QUIC_PKT_MAX); /* the datagram being written */
+		if (!c->out)
+			return -ENOMEM;
+		c->out_cap = QUIC_PKT_MAX;
 	}
 	if (url->scheme == DV_SCHEME_UDP) {
 		s->udp = calloc(1, sizeof(*s->udp));
@@ -1479,6 +1949,18 @@ dv_pool_t *dv_pool_new(dv_worker_t *w, const dv_config_t *cfg)
 		}
 		break;
 	}
+	for (unsigned i = 0; i < p->n_local + p->n_fallback; i++) {
+		if (p->servers[i].url.scheme != DV_SCHEME_QUIC)
+			continue;
+		char err[600];
+		p->quic_tls = dv_quic_tls_client_ctx_new(cfg->tls_ca, "doq", err,
+							 sizeof(err));
+		if (!p->quic_tls) {
+			dv_log_error("quic:// upstreams: %s", err);
+			goto fail;
+		}
+		break;
+	}
 	return p;
 fail:
 	dv_pool_free(p);
@@ -1523,6 +2005,7 @@ static void probe_destroy(dv_pool_t *p, dv_server_t *s)
 
 static void conn_destroy(dv_pool_t *p, dv_uconn_t *c)
 {
+	quic_stop(c, false); /* a CONNECTION_CLOSE: the server may forget us */
 	dv_doh_client_free(c->h2);
 	c->h2 = NULL;
 	dv_tls_free(c->tls);
@@ -1554,9 +2037,11 @@ void dv_pool_free(dv_pool_t *p)
 			conn_destroy(p, s->udp);
 		free(s->udp);
 		dv_tls_session_free(s->session);
+		free(s->qsession);
 	}
 	free(p->servers);
 	dv_tls_ctx_free(p->tls);
+	dv_quic_tls_ctx_free(p->quic_tls);
 	free(p);
 }
 

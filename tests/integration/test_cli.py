@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The command line: --version, --help, --check-config (the shipped
 conf/dnsveil.yaml, and files with errors reported as FILE:LINE: KEY: reason),
-schemes not implemented yet, bad URLs, unknown flags, and flags overriding
+quic:// upstreams accepted, bad URLs, unknown flags, and flags overriding
 the file.  Every run that could start the server gets a config whose
 upstream and fallback are on loopback (the built-in fallbacks are public)."""
 
@@ -131,13 +131,22 @@ class Cli(h.IntegrationTest):
         self.assertIn("absent.yaml", self.out(r))
         log("ok: missing file -> exit %d" % r.returncode)
 
-    def test_not_implemented_scheme(self):
+    def test_quic_upstream_accepted(self):
+        """quic:// (DoQ) was the last upstream scheme refused as "not
+        implemented yet": it is accepted now, as upstream and as fallback,
+        and still needs its #NAME."""
         url = "quic://127.0.0.1:%d#dns.test" % self.dead_port
-        r = h.run_dnsveil(["-c", self.safe_conf(), "--upstream", url])
-        self.assertNotEqual(r.returncode, 0, "quic:// upstream: exit 0")
-        self.assertIn("not implemented", self.out(r).lower(),
-                      "quic:// upstream: message should say 'not implemented': %r" % self.out(r))
-        log("ok: --upstream quic:// -> exit %d: %s" % (r.returncode, self.out(r).strip()[:200]))
+        for flag in ("--upstream", "--fallback"):
+            r = h.run_dnsveil(["-c", self.safe_conf(), flag, url, "--check-config"])
+            self.assertEqual(r.returncode, 0, "%s %s: exit %d: %s" % (
+                flag, url, r.returncode, self.out(r)))
+            self.assertNotIn("not implemented", self.out(r).lower(), self.out(r))
+        r = h.run_dnsveil(["-c", self.safe_conf(), "--upstream",
+                           "quic://127.0.0.1:%d" % self.dead_port, "--check-config"])
+        self.assertNotEqual(r.returncode, 0, "quic:// upstream without #NAME: exit 0")
+        self.assertIn("#NAME", self.out(r), self.out(r))
+        log("ok: --upstream/--fallback quic://...#NAME accepted; without #NAME -> exit %d" % (
+            r.returncode))
 
     def test_quic_listener_needs_certificate(self):
         r = h.run_dnsveil(["-c", self.safe_conf(), "--listen", "quic://127.0.0.1:%d" % self.port])

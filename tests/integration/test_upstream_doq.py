@@ -1,0 +1,296 @@
+#!/usr/bin/python3
+"""quic:// upstreams (DNS over QUIC to the resolver, RFC 9250): dnsveil A
+(the front, a Do53 listener) reaches dnsveil B's own quic:// listener as
+`quic://127.0.0.1:P#dns.test`, trusting certs/ca.pem (--ca); B serves
+certs/dev-cert.pem (a leaf for dns.test) and forwards to a real Unbound.
+Debian 12 packages no DoQ resolver, so B stands in for one; its stats line
+says what arrived over DoQ (doq_connections, doq_streams, doq_resumed).
+
+- As the only upstream it answers over UDP and TCP; B counts the queries
+  as DoQ streams and A's per-upstream counters show the quic:// server
+  answering.
+- 200 queries in flight at once share the QUIC connection each A worker
+  opened at start (B's doq_connections grows by at most one per worker).
+- A connection closed idle (pool.idle-timeout-ms) reopens on demand and
+  resumes the TLS session.
+- A name the certificate does not carry (#wrong.test) is refused:
+  SERVFAIL with an Extended DNS Error, the log says the certificate did
+  not verify, and no query reached B's streams.
+- When B is killed and restarted (same port, new process: the old
+  connection is gone without a CONNECTION_CLOSE), A gives it up and
+  reconnects.
+- When B is gone, the server goes down at once (ICMP port unreachable),
+  queries fail fast with an EDE, and probes bring it back when B returns.
+- As the fallback: with the local (plain TCP) upstream dead, the quic://
+  fallback answers.
+
+Unbound serves `*.whoami.example.test TXT` saying who it is, so every
+query can use a fresh, uncacheable name."""
+
+import os
+import socket
+import sys
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+import dotutil as du  # noqa: E402
+from harness import log  # noqa: E402
+
+import dns.exception  # noqa: E402
+import dns.message  # noqa: E402
+import dns.query  # noqa: E402
+import dns.rcode  # noqa: E402
+
+CLIENT_TIMEOUT = h.scaled(5.0)
+
+
+class DoqServer(h.Dnsveil):
+    """dnsveil B: dns://127.0.0.1:{port} (what the harness polls) and
+    quic://127.0.0.1:quic_port, forwarding to `upstream`."""
+
+    def __init__(self, upstream=(), quic_port=None, config=None, **kw):
+        du.ensure_dev_certs()
+        self.quic_port = quic_port or h.free_port()
+        listen = ["dns://127.0.0.1:{port}", "quic://127.0.0.1:%d" % self.quic_port]
+        super().__init__(upstream=upstream, listen=listen,
+                         config=config or du.dot_config(), name="doq-upstream", **kw)
+
+
+def quic_url(b, name=du.AUTH_NAME):
+    return "quic://127.0.0.1:%d#%s" % (b.quic_port, name)
+
+
+def pool_config(**pool):
+    p = {"hedge-delay-ms": 200, "query-timeout-ms": 3000, "timeout-ms": 1500,
+         "connections": 2, "reconnect-min-ms": 50, "reconnect-max-ms": 1000}
+    p.update(pool)
+    return h.base_config(pool=p)
+
+
+def upstream_stats(st, url):
+    for u in st.get("upstreams", []):
+        if u["url"] == url:
+            return u
+    raise AssertionError("no upstream %s in the stats: %s" % (url, st.get("upstreams")))
+
+
+class UpstreamDoq(h.IntegrationTest):
+
+    def start_b(self, ub, quic_port=None, workers=2):
+        b = DoqServer(upstream=[ub], quic_port=quic_port, workers=workers)
+        self._dnsveils.append(b)
+        b.start()
+        log("dnsveil B: quic://127.0.0.1:%d -> unbound %d" % (b.quic_port, ub.port))
+        return b
+
+    def start_a(self, upstream=(), fallback=(), workers=2, **pool):
+        return self.start_dnsveil(upstream=upstream, fallback=fallback, flags=True,
+                                  workers=workers, name="front",
+                                  extra_args=["--ca", du.CA], config=pool_config(**pool))
+
+    def whoami(self, d, tcp=False, timeout=CLIENT_TIMEOUT):
+        name = h.unique_label("w") + ".whoami.example.test"
+        q = h.tcp_query if tcp else h.udp_query
+        return q(d.port, name, "TXT", timeout=timeout)
+
+    def assert_whoami(self, d, want="local", n=4, what=""):
+        for i in range(n):
+            m = self.whoami(d, tcp=bool(i % 2))
+            self.assertEqual(m.rcode(), dns.rcode.NOERROR, "%s: rcode %s" % (
+                what, dns.rcode.to_text(m.rcode())))
+            self.assertEqual(h.txt_value(m), want, "%s: answer from %r, expected %r" % (
+                what, h.txt_value(m), want))
+        log("ok: %d queries answered by %s %s" % (n, want, what))
+
+    def burst(self, d, n):
+        """`n` UDP queries for unique names sent at once from one socket;
+        returns {qid: message} of the answers received."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.settimeout(CLIENT_TIMEOUT)
+        want = {}
+        try:
+            for i in range(n):
+                q = h.make_query(h.unique_label("b%d-" % i) + ".whoami.example.test", "TXT",
+                                 qid=i + 1)
+                want[i + 1] = q
+                s.sendto(q.to_wire(), ("127.0.0.1", d.port))
+            got = {}
+            deadline = time.monotonic() + h.scaled(10)
+            while len(got) < n and time.monotonic() < deadline:
+                try:
+                    wire, _ = s.recvfrom(65535)
+                except socket.timeout:
+                    break
+                m = dns.message.from_wire(wire)
+                if m.id in want and want[m.id].question == m.question:
+                    got[m.id] = m
+            return got
+        finally:
+            s.close()
+
+    def answered(self, d):
+        try:
+            m = self.whoami(d, timeout=h.scaled(2))
+        except dns.exception.Timeout:
+            return False
+        return m.rcode() == dns.rcode.NOERROR and h.txt_value(m) == "local"
+
+    def test_only_upstream_one_connection(self):
+        ub = self.start_unbound()
+        b = self.start_b(ub)
+        workers = 2
+        a = self.start_a(upstream=[quic_url(b)], workers=workers, connections=2)
+        url = quic_url(b)
+        self.assert_whoami(a, what="over the quic:// upstream")
+        bst = b.stats()
+        self.assertGreaterEqual(bst["doq_streams"], 4, "B saw no DoQ streams: %s" % bst)
+        u = upstream_stats(a.stats(), url)
+        self.assertGreaterEqual(u["answers"], 4, u)
+        self.assertGreaterEqual(u["won"], 4, u)
+        self.assertEqual(u["state"], "up", u)
+
+        n = 200
+        got = self.burst(a, n)
+        self.assertEqual(len(got), n, "%d of %d concurrent queries answered" % (len(got), n))
+        bad = [m for m in got.values()
+               if m.rcode() != dns.rcode.NOERROR or h.txt_value(m) != "local"]
+        self.assertFalse(bad, "%d answers not NOERROR/\"local\": %s" % (
+            len(bad), [dns.rcode.to_text(m.rcode()) for m in bad[:5]]))
+        st, bst2 = a.stats(), b.stats()
+        self.assertLessEqual(bst2["doq_connections"], workers,
+                             "B accepted %d QUIC connections from %d A workers: %s" % (
+                                 bst2["doq_connections"], workers, bst2))
+        self.assertLessEqual(st["upstream_connects"], workers, st)
+        self.assertGreaterEqual(bst2["doq_streams"] - bst["doq_streams"], n, bst2)
+        self.assertGreaterEqual(upstream_stats(st, url)["won"], n + 4, st)
+        self.assertEqual(upstream_stats(st, url)["connect_failures"], 0, st)
+        log("ok: %d concurrent queries as DoQ streams of %d QUIC connection(s) (%d A workers)" % (
+            n, bst2["doq_connections"], workers))
+
+        # B dies without closing anything and comes back (a new process
+        # on the same port drops the packets of A's old connection): A
+        # gives that connection up and reconnects
+        qport = b.quic_port
+        b.kill()
+        b2 = self.start_b(ub, quic_port=qport)
+        log("killed and restarted B")
+        t0 = time.monotonic()
+        # each worker finds out on the first query it sends on its old
+        # connection (the attempt times out): until both have reconnected
+        connects0 = st["upstream_connects"]
+        h.wait_for(lambda: self.answered(a) and
+                   a.stats()["upstream_connects"] >= connects0 + workers,
+                   h.scaled(20), interval=0.1,
+                   what="answers over DoQ from every A worker after the upstream restarted")
+        log("answered again %.1f s after the restart" % (time.monotonic() - t0))
+        self.assert_whoami(a, what="after B restarted")
+        self.assertGreaterEqual(b2.stats()["doq_streams"], 4)
+
+    def test_down_probed_back(self):
+        """B gone (ICMP port unreachable): the server goes down at once, the
+        queries fail fast, probes find B again when it is back."""
+        ub = self.start_unbound()
+        b = self.start_b(ub)
+        a = self.start_a(upstream=[quic_url(b)], workers=1)
+        url = quic_url(b)
+        self.assert_whoami(a, n=2, what="before B went away")
+        qport = b.quic_port
+        b.kill()
+
+        def down():
+            try:
+                self.whoami(a, timeout=h.scaled(3))
+            except dns.exception.Timeout:
+                pass
+            return upstream_stats(a.stats(), url)["state"] == "down"
+        h.wait_for(down, h.scaled(10), interval=0.1, what="A to mark the quic:// server down")
+        t0 = time.monotonic()
+        m = self.whoami(a)
+        self.assertEqual(m.rcode(), dns.rcode.SERVFAIL, dns.rcode.to_text(m.rcode()))
+        self.assertTrue(h.ede_codes(m), m.options)
+        self.assertLess(time.monotonic() - t0, 1.0, "a down server should fail at once")
+        u = upstream_stats(a.stats(), url)
+        self.assertGreaterEqual(u["connect_failures"], 1, u)
+        self.assertGreaterEqual(u["went_down"], 1, u)
+        time.sleep(0.5)  # a few probes fail
+        b2 = self.start_b(ub, quic_port=qport)
+        h.wait_for(lambda: upstream_stats(a.stats(), url)["state"] == "up", h.scaled(10),
+                   interval=0.1, what="probes to bring the quic:// server back")
+        self.assert_whoami(a, n=2, what="after B came back")
+        u = upstream_stats(a.stats(), url)
+        self.assertGreaterEqual(u["probes"], 1, u)
+        self.assertGreaterEqual(u["probe_answers"], 1, u)
+        self.assertGreaterEqual(b2.stats()["doq_streams"], 3)
+        log("ok: B gone -> down (%d connect failures), probes (%d) brought it back" % (
+            u["connect_failures"], u["probes"]))
+
+    def test_idle_close_resumes(self):
+        ub = self.start_unbound()
+        b = self.start_b(ub)
+        a = self.start_a(upstream=[quic_url(b)], workers=1, **{"idle-timeout-ms": 300})
+        for i in range(3):
+            self.assert_whoami(a, n=1, what="(round %d)" % i)
+            time.sleep(0.8)  # A closes the idle connection
+        st, bst = a.stats(), b.stats()
+        u = upstream_stats(st, quic_url(b))
+        self.assertGreaterEqual(u["idle_closed"], 2, u)
+        self.assertGreaterEqual(st["doq_handshakes"], 3, st)
+        self.assertGreaterEqual(st["doq_resumed"], 2, "reconnections did not resume: %s" % st)
+        self.assertGreaterEqual(bst["doq_resumed"], 2, bst)
+        self.assertEqual(u["connect_failures"], 0, u)
+        log("ok: %d QUIC connections after idle closes, %d resumed" % (
+            st["doq_handshakes"], st["doq_resumed"]))
+
+    def test_wrong_name_refused(self):
+        ub = self.start_unbound()
+        b = self.start_b(ub)
+        a = self.start_a(upstream=[quic_url(b, "wrong.test")])
+        for edns in (0, None):
+            q = h.make_query(h.unique_label("x") + ".whoami.example.test", "TXT", edns=edns)
+            try:
+                m = dns.query.udp(q, "127.0.0.1", port=a.port, timeout=h.scaled(10))
+            except dns.exception.Timeout:
+                self.fail("no answer with an upstream whose certificate does not verify")
+            self.assertEqual(m.rcode(), dns.rcode.SERVFAIL,
+                             "upstream with the wrong #NAME: %s" % dns.rcode.to_text(m.rcode()))
+            if edns is not None:
+                self.assertTrue(h.ede_codes(m), "SERVFAIL without an Extended DNS Error: %s"
+                                % (m.options,))
+        self.assertEqual(b.stats()["doq_streams"], 0, "a query reached the unverified upstream")
+        text = a.stderr_text()
+        self.assertIn("certificate did not verify for wrong.test", text,
+                      "the log does not say why:\n%s" % h.tail(a.stderr_path))
+        st = a.stats()
+        self.assertEqual(st["upstream_answers"], 0, st)
+        u = upstream_stats(st, quic_url(b, "wrong.test"))
+        self.assertGreaterEqual(u["connect_failures"], 1, u)
+        self.assertEqual(u["state"], "down", u)
+        log("ok: #wrong.test refused: SERVFAIL with EDE, log says the certificate did not verify")
+
+    def test_doq_fallback(self):
+        ub = self.start_unbound()
+        b = self.start_b(ub)
+        dead = h.free_port()  # nothing listens there
+        a = self.start_a(upstream=["tcp://127.0.0.1:%d" % dead], fallback=[quic_url(b)])
+        s0 = b.stats()["doq_streams"]
+        for i in range(6):
+            try:
+                m = self.whoami(a, tcp=bool(i % 2))
+            except dns.exception.Timeout:
+                self.fail("query %d with the local upstream dead timed out" % i)
+            self.assertEqual(m.rcode(), dns.rcode.NOERROR,
+                             "query %d with local dead: %s" % (i, dns.rcode.to_text(m.rcode())))
+            self.assertEqual(h.txt_value(m), "local",
+                             "query %d answered by %r" % (i, h.txt_value(m)))
+        st = a.stats()
+        self.assertGreaterEqual(st["fallback_queries"], 6, st)
+        self.assertGreaterEqual(upstream_stats(st, quic_url(b))["won"], 6, st)
+        self.assertGreaterEqual(b.stats()["doq_streams"] - s0, 6)
+        log("ok: with the local upstream dead the quic:// fallback answers")
+
+
+if __name__ == "__main__":
+    h.main()

@@ -547,6 +547,8 @@ static int path_validation_cb(ngtcp2_conn *conn, uint32_t flags,
 	return 0;
 }
 
+/* ngtcp2's debug log (--debug): its format strings are its own */
+__attribute__((format(printf, 2, 3)))
 static void log_cb(void *user_data, const char *fmt, ...)
 {
 	(void)user_data;

@@ -461,8 +461,16 @@ class DotIdleConnections(DotBase):
                 for i in range(h.NUM_HOSTS):
                     f.write("h%d.example.test A\n" % i)
             qps = 500 if h.SANITIZE else 2000
+            st_a = self.stats()
             res, out = h.dnsperf(self.dv.tls_port, qfile, "-m", "dot", "-c", "10", "-l", "4",
                                  "-Q", str(qps), "-t", "5")
+            st_b = self.stats()
+            # whose loss it was: dnsveil's own count of queries received and
+            # answers sent over the run
+            served = du.stat_delta(st_a, st_b, ["queries", "answers", "servfail", "tcp_errors",
+                                                "tls_failed", "upstream_failures",
+                                                "upstream_timeouts", "deadline_expired"])
+            out += "\ndnsveil over the run: %s" % served
             log("dnsperf -m dot with %d idle connections held: sent %s, completed %s, lost %s, "
                 "%s qps" % (n, res.get("sent"), res.get("completed"), res.get("lost"),
                             res.get("qps")))

@@ -82,18 +82,6 @@ struct dv_doq_client {
 
 /* ---- names ---- */
 
-const char *dv_doq_error_name(uint64_t code)
-{
-	switch (code) {
-#define DV_DOQ_ERR_CASE(name, val)                                           \
-	case val:                                                            \
-		return #name;
-		DV_DOQ_ERRORS(DV_DOQ_ERR_CASE)
-#undef DV_DOQ_ERR_CASE
-	}
-	return NULL;
-}
-
 const char *dv_doq_end_name(dv_doq_end_t end)
 {
 	static const char *const names[] = {
@@ -159,13 +147,6 @@ const char *dv_doq_transport_error_name(uint64_t code, char *buf, size_t cap)
 	else
 		snprintf(buf, cap, "0x%llx", (unsigned long long)code);
 	return buf;
-}
-
-uint64_t dv_doq_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NGTCP2_SECONDS + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- lists ---- */

@@ -20,26 +20,11 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "src/doq_frame.h"
+
 typedef struct dv_doq_client dv_doq_client_t;
 typedef struct dv_quic_tls_ctx dv_quic_tls_ctx_t;
 
-/* DoQ application error codes (RFC 9250 §4.3): X(name, value) */
-#define DV_DOQ_ERRORS(X)                                                     \
-	X(DOQ_NO_ERROR, 0x0)                                                 \
-	X(DOQ_INTERNAL_ERROR, 0x1)                                           \
-	X(DOQ_PROTOCOL_ERROR, 0x2)                                           \
-	X(DOQ_REQUEST_CANCELLED, 0x3)                                        \
-	X(DOQ_EXCESSIVE_LOAD, 0x4)                                           \
-	X(DOQ_UNSPECIFIED_ERROR, 0x5)
-
-enum {
-#define DV_DOQ_ERR_ENUM(name, val) DV_##name = val,
-	DV_DOQ_ERRORS(DV_DOQ_ERR_ENUM)
-#undef DV_DOQ_ERR_ENUM
-};
-
-/* "DOQ_PROTOCOL_ERROR", or NULL for a code RFC 9250 does not name */
-const char *dv_doq_error_name(uint64_t code);
 /* QUIC transport error name ("NO_ERROR", "CRYPTO_ERROR(0x178)"...) into
  * buf; returns buf */
 const char *dv_doq_transport_error_name(uint64_t code, char *buf,
@@ -140,7 +125,6 @@ typedef struct {
 				  none */
 } dv_doq_close_t;
 
-uint64_t dv_doq_now(void);
 
 /*
  * A connection to `path->remote` from `path->local`.  Takes nothing from

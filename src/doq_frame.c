@@ -5,8 +5,28 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "src/wire.h"
+
+const char *dv_doq_error_name(uint64_t code)
+{
+	switch (code) {
+#define DV_DOQ_ERR_CASE(name, val)                                           \
+	case val:                                                            \
+		return #name;
+		DV_DOQ_ERRORS(DV_DOQ_ERR_CASE)
+#undef DV_DOQ_ERR_CASE
+	}
+	return NULL;
+}
+
+uint64_t dv_doq_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static size_t expected(const dv_doq_frame_t *f)
 {

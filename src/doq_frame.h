@@ -1,6 +1,7 @@
 #pragma once
 /*
- * DoQ stream framing (RFC 9250 §4.2): what one client-initiated stream may
+ * What both ends of DoQ (RFC 9250) share: the error codes, the clock ngtcp2
+ * is driven with, and the stream framing (§4.2): what one client-initiated stream may
  * carry, checked as its bytes arrive in any pieces.  A stream carries
  * exactly one 2-byte length and that many bytes of DNS message, then FIN.
  * Pure: no sockets, no QUIC; transports/doq.c feeds it ngtcp2's stream
@@ -11,6 +12,27 @@
 #include <stdint.h>
 
 #define DV_DOQ_MSG_MAX (2 + 65535)
+
+/* DoQ application error codes (RFC 9250 §4.3): X(name, value) */
+#define DV_DOQ_ERRORS(X)                                                     \
+	X(DOQ_NO_ERROR, 0x0)                                                 \
+	X(DOQ_INTERNAL_ERROR, 0x1)                                           \
+	X(DOQ_PROTOCOL_ERROR, 0x2)                                           \
+	X(DOQ_REQUEST_CANCELLED, 0x3)                                        \
+	X(DOQ_EXCESSIVE_LOAD, 0x4)                                           \
+	X(DOQ_UNSPECIFIED_ERROR, 0x5)
+
+enum {
+#define DV_DOQ_ERR_ENUM(name, val) DV_##name = val,
+	DV_DOQ_ERRORS(DV_DOQ_ERR_ENUM)
+#undef DV_DOQ_ERR_ENUM
+};
+
+/* "DOQ_PROTOCOL_ERROR", or NULL for a code RFC 9250 does not name */
+const char *dv_doq_error_name(uint64_t code);
+
+/* CLOCK_MONOTONIC in nanoseconds: ngtcp2's timestamps on both ends. */
+uint64_t dv_doq_now(void);
 
 typedef struct {
 	uint8_t *buf; /* 2-byte length + message so far (malloc) */

@@ -49,13 +49,6 @@
 #include "src/worker.h"
 #include "transports/sock.h"
 
-/* RFC 9250 §4.3 */
-#define DOQ_NO_ERROR 0x0
-#define DOQ_INTERNAL_ERROR 0x1
-#define DOQ_PROTOCOL_ERROR 0x2
-#define DOQ_REQUEST_CANCELLED 0x3
-#define DOQ_EXCESSIVE_LOAD 0x4
-
 #define SCID_LEN 18          /* byte 0: worker index; the rest random */
 #define BATCH 32             /* datagrams per recvmmsg / sendmmsg */
 #define RX_SIZE 2048         /* we advertise max_udp_payload_size = this */
@@ -167,13 +160,6 @@ static void stream_maybe_free(doq_stream_t *s);
 #define STATS(c) (&(c)->l->w->stats)
 
 /* ---- clocks ---- */
-
-static ngtcp2_tstamp mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NGTCP2_SECONDS + (uint64_t)ts.tv_nsec;
-}
 
 /* tokens carry wall-clock time (they outlive a connection) */
 static ngtcp2_tstamp wall_ns(void)
@@ -472,7 +458,7 @@ static void conn_close(doq_conn_t *c)
 		return;
 	doq_listener_t *l = c->l;
 	if (!c->have_ccerr)
-		conn_set_app_error(c, DOQ_NO_ERROR, NULL);
+		conn_set_app_error(c, DV_DOQ_NO_ERROR, NULL);
 	if (ngtcp2_conn_is_in_closing_period(c->qc) ||
 	    ngtcp2_conn_is_in_draining_period(c->qc)) {
 		conn_set_ending(c, QC_DRAINING);
@@ -484,7 +470,7 @@ static void conn_close(doq_conn_t *c)
 	ngtcp2_pkt_info pi;
 	uint8_t *buf = tx_slot(l);
 	ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
-		c->qc, &ps.path, &pi, buf, TX_SIZE, &c->ccerr, mono_ns());
+		c->qc, &ps.path, &pi, buf, TX_SIZE, &c->ccerr, dv_doq_now());
 	conn_set_ending(c, QC_CLOSING);
 	if (n > 0) {
 		c->close_pkt = malloc((size_t)n);
@@ -522,7 +508,7 @@ static void conn_protocol_error(doq_conn_t *c, const char *why)
 {
 	if (!c->have_ccerr)
 		DV_STAT_INC(STATS(c), doq_protocol_errors);
-	conn_set_app_error(c, DOQ_PROTOCOL_ERROR, why);
+	conn_set_app_error(c, DV_DOQ_PROTOCOL_ERROR, why);
 }
 
 static void conn_unlink(doq_conn_t *c)
@@ -573,7 +559,7 @@ static bool evict_idle(doq_listener_t *l)
 	     c = c->prev, scanned++) {
 		if (c->state != QC_OPEN || !c->handshake_done || c->pending)
 			continue;
-		conn_set_app_error(c, DOQ_EXCESSIVE_LOAD,
+		conn_set_app_error(c, DV_DOQ_EXCESSIVE_LOAD,
 				   "too many connections");
 		DV_STAT_INC(&l->w->stats, doq_evicted);
 		conn_close(c);
@@ -655,7 +641,7 @@ static void conn_timer_update(doq_conn_t *c)
 	struct ev_loop *loop = c->l->w->loop;
 	if (!c->qc)
 		return;
-	ngtcp2_tstamp now = mono_ns();
+	ngtcp2_tstamp now = dv_doq_now();
 	double after;
 	if (c->state == QC_CLOSING || c->state == QC_DRAINING) {
 		after = 3.0 * (double)ngtcp2_conn_get_pto(c->qc) /
@@ -691,7 +677,7 @@ static void reap_slow_streams(doq_conn_t *c)
 		/* the client never finished its query: stop both
 		 * directions; its credit comes back when the stream closes */
 		ngtcp2_conn_shutdown_stream(c->qc, s->id,
-					    DOQ_REQUEST_CANCELLED);
+					    DV_DOQ_REQUEST_CANCELLED);
 	}
 }
 
@@ -708,7 +694,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		goto out;
 	}
 	reap_slow_streams(c);
-	int rv = ngtcp2_conn_handle_expiry(c->qc, mono_ns());
+	int rv = ngtcp2_conn_handle_expiry(c->qc, dv_doq_now());
 	if (rv == NGTCP2_ERR_IDLE_CLOSE) {
 		DV_STAT_INC(&l->w->stats, doq_idle_closed);
 		c->state = QC_DEAD;
@@ -737,7 +723,7 @@ static void conn_write(doq_conn_t *c)
 		conn_close(c);
 		return;
 	}
-	ngtcp2_tstamp ts = mono_ns();
+	ngtcp2_tstamp ts = dv_doq_now();
 	ngtcp2_path_storage ps;
 	ngtcp2_path_storage_zero(&ps);
 	ngtcp2_pkt_info pi;
@@ -826,7 +812,7 @@ static void doq_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 	}
 	s->out = malloc(2 + len);
 	if (!s->out) {
-		ngtcp2_conn_shutdown_stream(c->qc, s->id, DOQ_INTERNAL_ERROR);
+		ngtcp2_conn_shutdown_stream(c->qc, s->id, DV_DOQ_INTERNAL_ERROR);
 	} else {
 		dv_put16(s->out, (uint16_t)len);
 		memcpy(s->out + 2, wire, len);
@@ -861,7 +847,7 @@ static int stream_query(doq_stream_t *s)
 	}
 	dv_query_t *q = dv_query_new(c->l->w, msg, len);
 	if (!q) {
-		ngtcp2_conn_shutdown_stream(c->qc, s->id, DOQ_INTERNAL_ERROR);
+		ngtcp2_conn_shutdown_stream(c->qc, s->id, DV_DOQ_INTERNAL_ERROR);
 		return 0;
 	}
 	stream_credit(s);
@@ -904,7 +890,7 @@ static int recv_stream_data_cb(ngtcp2_conn *qc, uint32_t flags,
 	if (!s) {
 		s = stream_new(c, stream_id);
 		if (!s) {
-			conn_set_app_error(c, DOQ_INTERNAL_ERROR, NULL);
+			conn_set_app_error(c, DV_DOQ_INTERNAL_ERROR, NULL);
 			return NGTCP2_ERR_CALLBACK_FAILURE;
 		}
 	}
@@ -923,7 +909,7 @@ static int recv_stream_data_cb(ngtcp2_conn *qc, uint32_t flags,
 		conn_protocol_error(c, why);
 		return NGTCP2_ERR_CALLBACK_FAILURE;
 	default:
-		conn_set_app_error(c, DOQ_INTERNAL_ERROR, NULL);
+		conn_set_app_error(c, DV_DOQ_INTERNAL_ERROR, NULL);
 		return NGTCP2_ERR_CALLBACK_FAILURE;
 	}
 }
@@ -978,7 +964,7 @@ static int stream_reset_cb(ngtcp2_conn *qc, int64_t stream_id,
 		tx_unlink(s);
 	}
 	ngtcp2_conn_shutdown_stream_write(qc, stream_id,
-					  DOQ_REQUEST_CANCELLED);
+					  DV_DOQ_REQUEST_CANCELLED);
 	return 0;
 }
 
@@ -992,7 +978,7 @@ static int stream_stop_sending_cb(ngtcp2_conn *qc, int64_t stream_id,
 	if (s)
 		tx_unlink(s);
 	ngtcp2_conn_shutdown_stream_read(qc, stream_id,
-					 DOQ_REQUEST_CANCELLED);
+					 DV_DOQ_REQUEST_CANCELLED);
 	return 0;
 }
 
@@ -1221,7 +1207,7 @@ static doq_conn_t *conn_new(doq_listener_t *l, const ngtcp2_pkt_hd *hd,
 		goto fail;
 	ngtcp2_settings settings;
 	ngtcp2_settings_default(&settings);
-	settings.initial_ts = mono_ns();
+	settings.initial_ts = dv_doq_now();
 	settings.token = hd->token;
 	settings.max_tx_udp_payload_size = TX_SIZE;
 	settings.handshake_timeout =
@@ -1332,7 +1318,7 @@ static void conn_read(doq_conn_t *c, const uint8_t *data, size_t len,
 			   .addrlen = peer_len},
 	};
 	c->in_callback = true;
-	int rv = ngtcp2_conn_read_pkt(c->qc, &path, pi, data, len, mono_ns());
+	int rv = ngtcp2_conn_read_pkt(c->qc, &path, pi, data, len, dv_doq_now());
 	c->in_callback = false;
 	if (rv != 0) {
 		switch (rv) {

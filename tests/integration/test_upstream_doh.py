@@ -24,22 +24,19 @@ Each Unbound serves `*.whoami.example.test TXT` saying who it is, so every
 query can use a fresh, uncacheable name."""
 
 import os
-import socket
 import sys
-import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 import dotutil as du  # noqa: E402
+import upstreamutil as uu  # noqa: E402
 from harness import log  # noqa: E402
 
 import dns.exception  # noqa: E402
-import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 import dns.rcode  # noqa: E402
 
-CLIENT_TIMEOUT = h.scaled(5.0)
 
 
 def doh_unbound(whoami="doh"):
@@ -75,7 +72,7 @@ def https_queries(u):
     return int(u.stats().get("num.query.https", 0))
 
 
-class UpstreamDoh(h.IntegrationTest):
+class UpstreamDoh(uu.WhoamiChecks, h.IntegrationTest):
 
     def start_doh_unbound(self, whoami="doh"):
         u = doh_unbound(whoami)
@@ -83,47 +80,6 @@ class UpstreamDoh(h.IntegrationTest):
         u.start()
         log("unbound %s: plain %d, DoH %d" % (whoami, u.port, u.https_port))
         return u
-
-    def whoami(self, d, tcp=False, timeout=CLIENT_TIMEOUT):
-        name = h.unique_label("w") + ".whoami.example.test"
-        q = h.tcp_query if tcp else h.udp_query
-        return q(d.port, name, "TXT", timeout=timeout)
-
-    def assert_whoami(self, d, want, n=4, what=""):
-        for i in range(n):
-            m = self.whoami(d, tcp=bool(i % 2))
-            self.assertEqual(m.rcode(), dns.rcode.NOERROR, "%s: rcode %s" % (
-                what, dns.rcode.to_text(m.rcode())))
-            self.assertEqual(h.txt_value(m), want, "%s: answer from %r, expected %r" % (
-                what, h.txt_value(m), want))
-        log("ok: %d queries answered by %s %s" % (n, want, what))
-
-    def burst(self, d, n):
-        """`n` UDP queries for unique names sent at once from one socket;
-        returns {qid: message} of the answers received."""
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        s.settimeout(CLIENT_TIMEOUT)
-        want = {}
-        try:
-            for i in range(n):
-                q = h.make_query(h.unique_label("b%d-" % i) + ".whoami.example.test", "TXT",
-                                 qid=i + 1)
-                want[i + 1] = q
-                s.sendto(q.to_wire(), ("127.0.0.1", d.port))
-            got = {}
-            deadline = time.monotonic() + h.scaled(10)
-            while len(got) < n and time.monotonic() < deadline:
-                try:
-                    wire, _ = s.recvfrom(65535)
-                except socket.timeout:
-                    break
-                m = dns.message.from_wire(wire)
-                if m.id in want and want[m.id].question == m.question:
-                    got[m.id] = m
-            return got
-        finally:
-            s.close()
 
     def assert_burst(self, d, n, want="doh"):
         got = self.burst(d, n)

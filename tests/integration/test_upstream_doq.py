@@ -28,7 +28,6 @@ Unbound serves `*.whoami.example.test TXT` saying who it is, so every
 query can use a fresh, uncacheable name."""
 
 import os
-import socket
 import sys
 import time
 
@@ -36,14 +35,13 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 import dotutil as du  # noqa: E402
+import upstreamutil as uu  # noqa: E402
 from harness import log  # noqa: E402
 
 import dns.exception  # noqa: E402
-import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 import dns.rcode  # noqa: E402
 
-CLIENT_TIMEOUT = h.scaled(5.0)
 
 
 class DoqServer(h.Dnsveil):
@@ -76,7 +74,7 @@ def upstream_stats(st, url):
     raise AssertionError("no upstream %s in the stats: %s" % (url, st.get("upstreams")))
 
 
-class UpstreamDoq(h.IntegrationTest):
+class UpstreamDoq(uu.WhoamiChecks, h.IntegrationTest):
 
     def start_b(self, ub, quic_port=None, workers=2):
         b = DoqServer(upstream=[ub], quic_port=quic_port, workers=workers)
@@ -89,47 +87,6 @@ class UpstreamDoq(h.IntegrationTest):
         return self.start_dnsveil(upstream=upstream, fallback=fallback, flags=True,
                                   workers=workers, name="front",
                                   extra_args=["--ca", du.CA], config=pool_config(**pool))
-
-    def whoami(self, d, tcp=False, timeout=CLIENT_TIMEOUT):
-        name = h.unique_label("w") + ".whoami.example.test"
-        q = h.tcp_query if tcp else h.udp_query
-        return q(d.port, name, "TXT", timeout=timeout)
-
-    def assert_whoami(self, d, want="local", n=4, what=""):
-        for i in range(n):
-            m = self.whoami(d, tcp=bool(i % 2))
-            self.assertEqual(m.rcode(), dns.rcode.NOERROR, "%s: rcode %s" % (
-                what, dns.rcode.to_text(m.rcode())))
-            self.assertEqual(h.txt_value(m), want, "%s: answer from %r, expected %r" % (
-                what, h.txt_value(m), want))
-        log("ok: %d queries answered by %s %s" % (n, want, what))
-
-    def burst(self, d, n):
-        """`n` UDP queries for unique names sent at once from one socket;
-        returns {qid: message} of the answers received."""
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        s.settimeout(CLIENT_TIMEOUT)
-        want = {}
-        try:
-            for i in range(n):
-                q = h.make_query(h.unique_label("b%d-" % i) + ".whoami.example.test", "TXT",
-                                 qid=i + 1)
-                want[i + 1] = q
-                s.sendto(q.to_wire(), ("127.0.0.1", d.port))
-            got = {}
-            deadline = time.monotonic() + h.scaled(10)
-            while len(got) < n and time.monotonic() < deadline:
-                try:
-                    wire, _ = s.recvfrom(65535)
-                except socket.timeout:
-                    break
-                m = dns.message.from_wire(wire)
-                if m.id in want and want[m.id].question == m.question:
-                    got[m.id] = m
-            return got
-        finally:
-            s.close()
 
     def answered(self, d):
         try:

@@ -34,27 +34,21 @@ static void implemented(bool *listen, bool *upstream)
 	}
 }
 
-/* Config file, then flags, then the final checks. */
+/* Config file, then flags, then the final checks.  On an error, `err`
+ * says `FILE:LINE: KEY: reason` (or what is wrong with a flag). */
 static int load_config(int argc, char **argv, const dv_cli_t *cli,
-		       dv_config_t *cfg)
+		       dv_config_t *cfg, char *err, size_t err_len)
 {
-	char err[1024];
 	dv_config_defaults(cfg);
 	if (cli->config_path &&
-	    dv_config_load(cfg, cli->config_path, err, sizeof(err)) != 0) {
-		fprintf(stderr, "dnsveil: %s\n", err);
+	    dv_config_load(cfg, cli->config_path, err, err_len) != 0)
 		return DV_ECONFIG;
-	}
-	if (dv_cli_apply(argc, argv, cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "dnsveil: %s\n", err);
+	if (dv_cli_apply(argc, argv, cfg, err, err_len) != 0)
 		return DV_ECONFIG;
-	}
 	bool l[DV_SCHEME_COUNT], u[DV_SCHEME_COUNT];
 	implemented(l, u);
-	if (dv_config_validate(cfg, l, u, err, sizeof(err)) != 0) {
-		fprintf(stderr, "dnsveil: %s\n", err);
+	if (dv_config_validate(cfg, l, u, err, err_len) != 0)
 		return DV_ECONFIG;
-	}
 	return 0;
 }
 
@@ -174,8 +168,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	static dv_config_t cfg;
-	if (load_config(argc, argv, &cli, &cfg) != 0)
+	if (load_config(argc, argv, &cli, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "dnsveil: %s\n", err);
 		return 1;
+	}
 	if (cli.check_config) {
 		printf("dnsveil: configuration OK (%s)\n",
 		       cli.config_path ? cli.config_path : "command line");
@@ -286,8 +282,14 @@ int main(int argc, char **argv)
 		}
 		if (sig == SIGHUP) {
 			static dv_config_t next;
-			if (load_config(argc, argv, &cli, &next) != 0)
+			if (load_config(argc, argv, &cli, &next, err,
+					sizeof(err)) != 0) {
+				dv_log_error("SIGHUP: configuration refused, "
+					     "the running one stays in force: "
+					     "%s",
+					     err);
 				continue;
+			}
 			reload_tls(&shared, &next);
 			dv_log_info("SIGHUP: configuration checked; "
 				    "listeners, upstreams and limits "

@@ -597,6 +597,15 @@ static const item_t schema[] = {
 	     67108864, "262144",
 	     "unsent bytes on one client connection before reading from it "
 	     "stops"),
+	UINT("limits", "tcp-write-timeout-ms", tcp_write_timeout_ms, 100,
+	     3600000, "10000",
+	     "close a client connection whose unsent answers have not moved "
+	     "for this long (a client that stopped reading)"),
+	SIZE("limits", "worker-max-output", worker_max_output_bytes,
+	     64 * 1024, 64 * GIB, "32M",
+	     "buffered answer bytes of all client TCP/TLS connections of a "
+	     "worker (K, M, G = KiB, MiB, GiB); over it, a connection with "
+	     "unsent output reads no more until that is sent"),
 	UINT("limits", "max-inflight", max_inflight, 1, 1000000, "10000",
 	     "queries in flight per worker"),
 	UINT("limits", "tcp-read-timeout-ms", tcp_read_timeout_ms, 100,

@@ -113,6 +113,10 @@ typedef struct {
 	unsigned tcp_idle_timeout_ms;   /* client TCP idle timeout */
 	unsigned tcp_max_output_bytes;  /* unsent bytes per client conn before
 					   reading stops */
+	unsigned tcp_write_timeout_ms;  /* unsent output that does not move
+					   this long closes the connection */
+	uint64_t worker_max_output_bytes; /* buffered answer bytes of all
+					     client conns of a worker */
 	unsigned max_inflight;          /* queries in flight per worker */
 	unsigned tcp_read_timeout_ms;   /* a started message must complete */
 	unsigned tls_handshake_timeout_ms;

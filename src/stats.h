@@ -46,6 +46,12 @@
 	X(tcp_refused, "client TCP connections refused (limit)")             \
 	X(tcp_idle_closed, "client TCP connections closed idle")             \
 	X(tcp_errors, "client TCP connections closed on error/bad framing")  \
+	X(tcp_write_timeouts,                                                \
+	  "client TCP connections closed: unsent output did not move")       \
+	X(tcp_evicted,                                                       \
+	  "idle client TCP connections closed to make room for new ones")    \
+	X(tcp_accept_paused,                                                 \
+	  "times accepting paused: no file descriptor (EMFILE/ENFILE)")      \
 	X(tls_handshakes, "TLS handshakes completed")                        \
 	X(tls_resumed, "TLS handshakes that resumed a session")              \
 	X(tls_failed, "TLS handshakes that failed or timed out")             \

@@ -55,6 +55,9 @@ struct dv_worker {
 	dv_query_t *free_queries;
 	unsigned n_free_queries;
 	unsigned inflight; /* accepted and not yet answered */
+	/* answer bytes buffered by the stream connections (their output
+	 * buffers), against limits.worker-max-output */
+	uint64_t stream_out_bytes;
 
 	/* upstream fetches in flight, by cache key (coalescing) */
 	dv_fetch_t **fetches;

@@ -5,11 +5,28 @@
  * RFC 7766 6.2.1.1).  Reading stops while a connection has
  * limits.tcp-max-inflight queries in flight or more than
  * limits.tcp-max-output-bytes unsent, and resumes at half of each: a client
- * that never reads costs at most its in-flight answers plus that cap.
+ * that never reads costs at most its in-flight answers plus that cap.  The
+ * check runs before every message is handed on, because a cache hit is
+ * answered at once and never counts as in flight.  All connections of a
+ * worker together may buffer limits.worker-max-output; over it, a
+ * connection that has unsent output takes no more input until that is sent
+ * (one that has none still may, so a client that reads is never stopped by
+ * the others).  Whenever a connection can take input again, what is
+ * already buffered (in our buffer or inside TLS) is processed without
+ * waiting for new bytes.
  *
  * One timer per connection enforces, by state: the handshake timeout, the
- * read timeout of a message that has started to arrive, and the idle
- * timeout (only when nothing is in flight or unsent).
+ * read timeout of a message that has started to arrive, the write timeout
+ * (unsent output that has not moved) and the idle timeout (only when
+ * nothing is in flight or unsent).
+ *
+ * Fairness: one callback reads at most READ_ROUNDS times; a connection
+ * with more to do goes on the listener's `again` list, run from a zero
+ * timer on the next loop iteration, after the loop has polled every other
+ * socket and timer.  At tcp-max-connections the least recently active idle
+ * connection (preferring an address that holds many) is closed for a new
+ * one.  When accept() finds no file descriptor, accepting pauses and backs
+ * off instead of spinning on a readable listener.
  *
  * Lifetime: a closed connection keeps its struct until its last in-flight
  * query has been answered (that answer is discarded), and it is never freed
@@ -44,12 +61,17 @@ typedef struct conn {
 	bool eof;           /* client closed its side */
 	bool write_blocked; /* the I/O layer wants to write first */
 	bool app_failed;    /* the application refused more input */
+	bool again;         /* on the listener's again list */
+	bool app_stuck;     /* the application took none of a non-empty
+			       buffer: wait for more bytes */
 	uint64_t accepted_ms, last_ms, msg_start_ms, linger_until_ms;
+	uint64_t out_moved_ms; /* unsent output last started or moved */
 	uint8_t *in;
 	size_t in_len, in_cap;
 	uint8_t *out;
 	size_t out_len, out_off, out_cap;
-	struct conn *prev, *next;
+	struct conn *prev, *next; /* most recently active first */
+	struct conn *again_next;
 } conn_t;
 
 struct listener {
@@ -58,10 +80,26 @@ struct listener {
 	ev_io io;
 	bool stopped;
 	unsigned n_conns;
-	conn_t *conns;
+	conn_t *conns, *tail;
+	/* connections with buffered work: `again` waits for the next loop
+	 * iteration, `again_run` is the batch being run */
+	conn_t *again, *again_run;
+	ev_timer again_timer;
+	/* accept() out of file descriptors: paused, retried after backoff */
+	ev_timer accept_timer;
+	unsigned backoff_ms;
+	uint64_t accept_logged_ms;
 };
 
 #define IN_INITIAL 2048
+#define READ_ROUNDS 16
+/* an output buffer larger than this is given back once it is empty */
+#define OUT_KEEP 65536
+/* idle connections looked at, from the least recently active, to evict */
+#define EVICT_SCAN 64
+#define ACCEPT_BACKOFF_MIN_MS 10
+#define ACCEPT_BACKOFF_MAX_MS 1000
+#define ACCEPT_LOG_EVERY_MS 10000
 
 static void conn_close(conn_t *c);
 static void process_input(conn_t *c);
@@ -78,18 +116,70 @@ static dv_worker_t *W(conn_t *c)
 	return c->pub.l->w;
 }
 
-static void conn_free(conn_t *c)
+static void list_unlink(listener_t *l, conn_t *c)
 {
-	listener_t *l = L(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
 		l->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	else
+		l->tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static void list_push_front(listener_t *l, conn_t *c)
+{
+	c->prev = NULL;
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	else
+		l->tail = c;
+	l->conns = c;
+}
+
+/* The client did something: it is the most recently active. */
+static void conn_touch(conn_t *c)
+{
+	listener_t *l = L(c);
+	if (l->conns != c) {
+		list_unlink(l, c);
+		list_push_front(l, c);
+	}
+}
+
+static void again_remove(conn_t **head, conn_t *c)
+{
+	for (conn_t **p = head; *p; p = &(*p)->again_next)
+		if (*p == c) {
+			*p = c->again_next;
+			return;
+		}
+}
+
+/* The output buffer's capacity, counted against the worker's budget. */
+static void out_set_cap(conn_t *c, uint8_t *out, size_t cap)
+{
+	W(c)->stream_out_bytes += cap;
+	W(c)->stream_out_bytes -= c->out_cap;
+	c->out = out;
+	c->out_cap = cap;
+}
+
+static void conn_free(conn_t *c)
+{
+	listener_t *l = L(c);
+	list_unlink(l, c);
+	if (c->again) {
+		again_remove(&l->again, c);
+		again_remove(&l->again_run, c);
+	}
 	l->n_conns--;
 	free(c->in);
 	free(c->out);
+	out_set_cap(c, NULL, 0);
 	free(c);
 }
 
@@ -132,14 +222,38 @@ static size_t out_pending(const conn_t *c)
 	return c->out_len - c->out_off;
 }
 
+/* The connection may produce no more output for now: `cap` bytes are
+ * unsent, or the worker's buffers are over budget and some of this
+ * connection's output is unsent. */
+static bool out_full(const conn_t *c, size_t cap)
+{
+	size_t p = out_pending(c);
+	const dv_worker_t *w = c->pub.l->w;
+	return p >= cap ||
+	       (p && w->stream_out_bytes >= w->cfg->worker_max_output_bytes);
+}
+
 /* Complete input not handed on yet (it waits for in-flight room). */
 static bool input_waiting(const conn_t *c)
 {
 	if (!c->in_len || c->app_failed || L((conn_t *)c)->stopped)
 		return false;
 	if (c->pub.l->io->app)
-		return true;
+		return !c->app_stuck;
 	return c->in_len >= 2 && c->in_len >= 2 + (size_t)dv_get16(c->in);
+}
+
+/* Run the connection again on the next loop iteration. */
+static void schedule_again(conn_t *c)
+{
+	listener_t *l = L(c);
+	if (c->again)
+		return;
+	c->again = true;
+	c->again_next = l->again;
+	l->again = c;
+	if (!ev_is_active(&l->again_timer))
+		ev_timer_start(W(c)->loop, &l->again_timer);
 }
 
 /* Done: client gone or draining (or the application finished), and
@@ -220,34 +334,33 @@ static void update_reading(conn_t *c)
 	}
 	bool want;
 	const dv_stream_app_t *app = c->pub.l->io->app;
+	/* stop at the high marks, resume at half */
+	size_t out_cap = c->reading ? cfg->tcp_max_output_bytes
+				    : cfg->tcp_max_output_bytes / 2;
 	if (c->eof || L(c)->stopped || c->app_failed)
 		want = false;
 	else if (app && c->pub.app_state)
-		want = app->want_input(&c->pub) &&
-		       out_pending(c) < (c->reading
-						 ? cfg->tcp_max_output_bytes
-						 : cfg->tcp_max_output_bytes / 2);
+		want = app->want_input(&c->pub) && !out_full(c, out_cap);
 	else if (c->reading)
 		want = c->inflight < cfg->tcp_max_inflight &&
-		       out_pending(c) < cfg->tcp_max_output_bytes;
-	else /* resume at half */
+		       !out_full(c, out_cap);
+	else
 		want = c->inflight <= cfg->tcp_max_inflight / 2 &&
-		       out_pending(c) <= cfg->tcp_max_output_bytes / 2;
+		       !out_full(c, out_cap + 1);
 	if (want && !c->reading) {
 		c->reading = true;
 		ev_io_start(loop, &c->rio);
-		/* complete queries may wait in our buffer, and decrypted bytes
-		 * inside the TLS layer that the socket will not signal */
-		process_input(c);
-		if (c->pub.state == SC_OPEN && c->pub.l->io->pending &&
-		    c->pub.l->io->pending(&c->pub))
-			ev_feed_event(loop, &c->rio, EV_READ);
-		if (!ev_is_active(&c->wio))
-			flush_out(c);
 	} else if (!want && c->reading) {
 		c->reading = false;
 		ev_io_stop(loop, &c->rio);
 	}
+	/* complete queries may wait in our buffer, and decrypted bytes
+	 * inside the TLS layer that the socket will not signal: whenever
+	 * the connection can take them, they are processed without waiting
+	 * for the client to send more */
+	if (want && (input_waiting(c) ||
+		     (c->pub.l->io->pending && c->pub.l->io->pending(&c->pub))))
+		schedule_again(c);
 }
 
 /* Move what the application has to send into the output buffer, up to the
@@ -258,7 +371,7 @@ static void pump_app(conn_t *c)
 	size_t cap_bytes = W(c)->cfg->tcp_max_output_bytes;
 	if (!app || !c->pub.app_state)
 		return;
-	while (c->pub.state == SC_OPEN && out_pending(c) < cap_bytes) {
+	while (c->pub.state == SC_OPEN && !out_full(c, cap_bytes)) {
 		if (c->out_off && c->out_off == c->out_len)
 			c->out_off = c->out_len = 0;
 		if (c->out_cap - c->out_len < 16384) {
@@ -276,10 +389,11 @@ static void pump_app(conn_t *c)
 					conn_abort(c, "out of memory");
 					return;
 				}
-				c->out = o;
-				c->out_cap = cap;
+				out_set_cap(c, o, cap);
 			}
 		}
+		if (!out_pending(c))
+			c->out_moved_ms = dv_now_ms();
 		ssize_t n = app->output(&c->pub, c->out + c->out_len,
 					c->out_cap - c->out_len);
 		if (n < 0) {
@@ -309,10 +423,16 @@ static void flush_out(conn_t *c)
 			return;
 		}
 		c->out_off += (size_t)n;
+		c->out_moved_ms = dv_now_ms();
 		if (!out_pending(c))
 			pump_app(c);
 	}
 	c->out_off = c->out_len = 0;
+	if (c->out_cap > OUT_KEEP) {
+		/* a burst is over: give the memory back */
+		free(c->out);
+		out_set_cap(c, NULL, 0);
+	}
 	ev_io_stop(loop, &c->wio);
 	if (c->pub.state == SC_OPEN && conn_finished(c))
 		conn_finish(c);
@@ -409,10 +529,11 @@ static void stream_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 				conn_maybe_free(c);
 				return;
 			}
-			c->out = o;
-			c->out_cap = cap;
+			out_set_cap(c, o, cap);
 		}
 	}
+	if (!out_pending(c))
+		c->out_moved_ms = dv_now_ms();
 	uint8_t *msg = c->out + c->out_len + 2;
 	memcpy(msg, wire, len);
 	if (q->view.edns_keepalive) {
@@ -455,6 +576,9 @@ static void process_input(conn_t *c)
 			memmove(c->in, c->in + n, c->in_len - (size_t)n);
 			c->in_len -= (size_t)n;
 		}
+		/* nothing taken although it wanted input: only more bytes
+		 * can help (never spin on the same buffer) */
+		c->app_stuck = n == 0 && c->in_len;
 		/* the read timeout runs from the first byte of a request that
 		 * is not complete, wherever its bytes are buffered */
 		bool partial = c->in_len || (io->app->receiving &&
@@ -466,7 +590,9 @@ static void process_input(conn_t *c)
 		return;
 	}
 	while (c->pub.state == SC_OPEN && !L(c)->stopped &&
-	       c->inflight < cfg->tcp_max_inflight && c->in_len - off >= 2) {
+	       c->inflight < cfg->tcp_max_inflight &&
+	       !out_full(c, cfg->tcp_max_output_bytes) &&
+	       c->in_len - off >= 2) {
 		size_t mlen = dv_get16(c->in + off);
 		if (c->in_len - off < 2 + mlen)
 			break;
@@ -503,6 +629,9 @@ static void timer_arm(conn_t *c)
 		due = c->msg_start_ms + cfg->tcp_read_timeout_ms;
 	else
 		due = c->last_ms + cfg->tcp_idle_timeout_ms;
+	if (c->pub.state == SC_OPEN && out_pending(c) &&
+	    c->out_moved_ms + cfg->tcp_write_timeout_ms < due)
+		due = c->out_moved_ms + cfg->tcp_write_timeout_ms;
 	c->timer.repeat = due > now ? (double)(due - now) / 1000.0 : 0.001;
 	ev_timer_again(W(c)->loop, &c->timer);
 }
@@ -514,6 +643,15 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	uint64_t now = dv_now_ms();
 	if (c->pub.state == SC_LINGER) {
 		conn_close(c);
+		conn_maybe_free(c);
+		return;
+	}
+	if (c->pub.state == SC_OPEN && out_pending(c) &&
+	    now >= c->out_moved_ms + cfg->tcp_write_timeout_ms) {
+		/* the client stopped reading: what it was sent is lost
+		 * either way, and holding it costs memory */
+		DV_STAT_INC(&W(c)->stats, tcp_write_timeouts);
+		conn_abort(c, "write timeout");
 		conn_maybe_free(c);
 		return;
 	}
@@ -585,8 +723,10 @@ static bool do_handshake(conn_t *c)
 static void conn_read(conn_t *c)
 {
 	const dv_stream_io_t *io = c->pub.l->io;
-	for (int rounds = 0;
-	     rounds < 16 && c->pub.state == SC_OPEN && c->reading; rounds++) {
+	int rounds;
+	for (rounds = 0; rounds < READ_ROUNDS && c->pub.state == SC_OPEN &&
+			 c->reading;
+	     rounds++) {
 		/* room for at least the message being received */
 		size_t need = c->in_len + 2048;
 		if (c->in_len >= 2 && 2 + (size_t)dv_get16(c->in) > need)
@@ -633,14 +773,19 @@ static void conn_read(conn_t *c)
 		if (c->in_len == 0 && !io->app)
 			c->msg_start_ms = dv_now_ms();
 		c->in_len += (size_t)n;
+		c->app_stuck = false;
 		c->last_ms = dv_now_ms();
+		conn_touch(c);
 		process_input(c);
 		if (c->in_len && !c->msg_start_ms && !io->app)
 			c->msg_start_ms = c->last_ms;
 	}
-	/* the round budget ran out with data possibly still buffered */
-	if (c->pub.state == SC_OPEN && c->reading)
-		ev_feed_event(W(c)->loop, &c->rio, EV_READ);
+	/* The round budget ran out with data possibly still buffered (in
+	 * the socket the loop will see it; inside TLS it would not): the
+	 * others get their turn first.  ev_feed_event would run us again in
+	 * this same pass of the loop, before any other watcher. */
+	if (rounds == READ_ROUNDS && c->pub.state == SC_OPEN && c->reading)
+		schedule_again(c);
 }
 
 static void after_io(conn_t *c)
@@ -655,6 +800,29 @@ static void after_io(conn_t *c)
 	}
 	c->busy--;
 	conn_maybe_free(c);
+}
+
+/* Connections that had more to do than one turn allowed, or that can take
+ * input again with some already buffered. */
+static void again_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	listener_t *l = t->data;
+	(void)loop;
+	(void)revents;
+	l->again_run = l->again;
+	l->again = NULL;
+	conn_t *c;
+	while ((c = l->again_run)) {
+		l->again_run = c->again_next;
+		c->again = false;
+		c->again_next = NULL;
+		c->busy++;
+		if (c->pub.state == SC_OPEN) {
+			process_input(c);
+			conn_read(c);
+		}
+		after_io(c);
+	}
 }
 
 static void read_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -694,6 +862,97 @@ static void write_cb(struct ev_loop *loop, ev_io *io, int revents)
 	after_io(c);
 }
 
+static bool same_addr(const struct sockaddr_storage *a,
+		      const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			      &((const struct sockaddr_in6 *)b)->sin6_addr,
+			      16) == 0;
+	return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+	       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+}
+
+static bool conn_idle(const conn_t *c)
+{
+	return c->pub.state == SC_OPEN && !c->busy && !c->inflight &&
+	       !out_pending(c) && !c->in_len && !c->msg_start_ms;
+}
+
+/*
+ * The listener is full: close the least recently active idle connection
+ * to make room.  Of the EVICT_SCAN idle connections least recently active,
+ * the one whose address holds the most of them goes (so a host parking
+ * many idle connections loses them first), the oldest on a tie.  False
+ * when none is idle.
+ */
+static bool evict_idle(listener_t *l)
+{
+	conn_t *cand[EVICT_SCAN];
+	unsigned n = 0, seen = 0;
+	for (conn_t *c = l->tail; c && n < EVICT_SCAN && seen < 4 * EVICT_SCAN;
+	     c = c->prev, seen++)
+		if (conn_idle(c))
+			cand[n++] = c;
+	if (!n)
+		return false;
+	unsigned best = 0, best_same = 0;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned same = 0;
+		for (unsigned j = 0; j < n; j++)
+			same += same_addr(&cand[i]->pub.peer, &cand[j]->pub.peer);
+		if (same > best_same) {
+			best = i;
+			best_same = same;
+		}
+	}
+	conn_t *c = cand[best];
+	DV_STAT_INC(&l->pub.w->stats, tcp_evicted);
+	dv_log_debug("stream connection evicted: idle at "
+		     "tcp-max-connections");
+	conn_close(c);
+	conn_maybe_free(c);
+	return true;
+}
+
+static void accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	listener_t *l = t->data;
+	(void)revents;
+	if (!l->stopped)
+		ev_io_start(loop, &l->io);
+}
+
+/* accept() found no file descriptor.  The connection stays in the kernel's
+ * backlog and the listener stays readable, so retrying at once would spin:
+ * pause accepting, retry after a backoff that doubles while it lasts. */
+static void accept_pause(listener_t *l, int err)
+{
+	dv_worker_t *w = l->pub.w;
+	struct ev_loop *loop = w->loop;
+	uint64_t now = dv_now_ms();
+	l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2
+				      : ACCEPT_BACKOFF_MIN_MS;
+	if (l->backoff_ms > ACCEPT_BACKOFF_MAX_MS)
+		l->backoff_ms = ACCEPT_BACKOFF_MAX_MS;
+	DV_STAT_INC(&w->stats, tcp_accept_paused);
+	if (!l->accept_logged_ms ||
+	    now >= l->accept_logged_ms + ACCEPT_LOG_EVERY_MS) {
+		l->accept_logged_ms = now;
+		dv_log_warn("worker %u: cannot accept a connection: %s (%u "
+			    "open on this listener); accepting pauses for %u "
+			    "ms (raise the open-files limit, or lower "
+			    "limits.tcp-max-connections)",
+			    w->index, strerror(err), l->n_conns,
+			    l->backoff_ms);
+	}
+	ev_io_stop(loop, &l->io);
+	ev_timer_set(&l->accept_timer, l->backoff_ms / 1000.0, 0.);
+	ev_timer_start(loop, &l->accept_timer);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	listener_t *l = io->data;
@@ -704,9 +963,15 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		socklen_t plen = sizeof(peer);
 		int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(l, errno);
 			return; /* EAGAIN, or a connection that vanished */
-		if (l->n_conns >= w->cfg->tcp_max_connections) {
+		}
+		l->backoff_ms = 0;
+		if (l->n_conns >= w->cfg->tcp_max_connections &&
+		    !evict_idle(l)) {
 			DV_STAT_INC(&w->stats, tcp_refused);
 			close(fd);
 			continue;
@@ -730,10 +995,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		}
 		c->pub.state = sio->handshake ? SC_HANDSHAKE : SC_OPEN;
 		c->accepted_ms = c->last_ms = dv_now_ms();
-		c->next = l->conns;
-		if (l->conns)
-			l->conns->prev = c;
-		l->conns = c;
+		list_push_front(l, c);
 		l->n_conns++;
 		DV_STAT_INC(&w->stats, tcp_connections);
 		ev_io_init(&c->rio, read_cb, fd, EV_READ);
@@ -802,6 +1064,10 @@ int dv_stream_listen(dv_worker_t *w, const dv_url_t *url,
 	l->fd = fd;
 	ev_io_init(&l->io, accept_cb, fd, EV_READ);
 	l->io.data = l;
+	ev_timer_init(&l->again_timer, again_cb, 0., 0.);
+	l->again_timer.data = l;
+	ev_timer_init(&l->accept_timer, accept_resume_cb, 0., 0.);
+	l->accept_timer.data = l;
 	ev_io_start(w->loop, &l->io);
 	*state = l;
 	return 0;
@@ -819,6 +1085,7 @@ void dv_stream_stop(dv_worker_t *w, void *state)
 		return;
 	l->stopped = true;
 	ev_io_stop(w->loop, &l->io);
+	ev_timer_stop(w->loop, &l->accept_timer);
 	close(l->fd);
 	l->fd = -1;
 	/* idle connections go now, busy ones when their answers are out */
@@ -850,6 +1117,8 @@ void dv_stream_close(dv_worker_t *w, void *state)
 		ev_io_stop(w->loop, &l->io);
 		close(l->fd);
 	}
+	ev_timer_stop(w->loop, &l->accept_timer);
+	ev_timer_stop(w->loop, &l->again_timer);
 	while (l->conns) {
 		conn_t *c = l->conns;
 		conn_close(c);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "src/cache.h"
@@ -141,6 +142,43 @@ static void reload_tls(dv_shared_t *shared, const dv_config_t *next)
 	dv_log_info("SIGHUP: TLS certificate %s reloaded", next->tls_cert);
 }
 
+/*
+ * Every client TCP/TLS connection is a file descriptor.  Take the hard
+ * limit (the soft one is often 1024), and say at start when the configured
+ * connection limits cannot fit in it: accepting then pauses when it runs
+ * out (transports/stream.c) instead of failing silently.
+ */
+static void raise_nofile(const dv_config_t *cfg, unsigned workers)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	unsigned streams = 0;
+	for (unsigned i = 0; i < cfg->n_listen; i++) {
+		dv_scheme_t s = cfg->listen[i].scheme;
+		if (s != DV_SCHEME_UDP && s != DV_SCHEME_QUIC)
+			streams++;
+	}
+	/* listeners, upstream connections, the loop's own descriptors */
+	uint64_t need = (uint64_t)workers * streams * cfg->tcp_max_connections +
+			(uint64_t)workers * (2 * cfg->n_listen + 64) + 64;
+	if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+		dv_log_warn("open-files limit %llu is below the %llu that %u "
+			    "workers x %u TCP/TLS listeners x "
+			    "limits.tcp-max-connections %u need: new "
+			    "connections will wait when it runs out (raise "
+			    "LimitNOFILE / ulimit -n)",
+			    (unsigned long long)rl.rlim_cur,
+			    (unsigned long long)need, workers, streams,
+			    cfg->tcp_max_connections);
+}
+
 static unsigned cpu_count(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -205,6 +243,7 @@ int main(int argc, char **argv)
 	}
 
 	unsigned n = cfg.workers ? cfg.workers : cpu_count();
+	raise_nofile(&cfg, n);
 	dv_shared_t shared = {.cache = cache, .n_workers = n};
 	dv_worker_t **workers = calloc(n, sizeof(*workers));
 	int rc = 1;

@@ -214,6 +214,7 @@ static void conn_abort(conn_t *c, const char *why)
 {
 	dv_log_debug("stream connection closed: %s", why);
 	DV_STAT_INC(&W(c)->stats, tcp_errors);
+	c->pub.aborted = true;
 	conn_close(c);
 }
 

@@ -79,6 +79,10 @@ struct dv_stream_conn {
 	void *io_state;  /* the transport's (e.g. dv_tls_t) */
 	char sni[256]; /* set by the transport after its handshake */
 	void *app_state;
+	/* closed because the peer misbehaved or stopped reading: no goodbye
+	 * (a TLS close_notify) is owed, and none could be sent behind a write
+	 * that is still blocked */
+	bool aborted;
 };
 
 struct dv_stream_listener {

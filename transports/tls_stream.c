@@ -125,7 +125,7 @@ void dv_tls_stream_close(dv_stream_conn_t *c)
 {
 	if (!c->io_state)
 		return;
-	if (c->state == SC_OPEN)
+	if (c->state == SC_OPEN && !c->aborted)
 		dv_tls_shutdown(c->io_state);
 	dv_tls_free(c->io_state);
 	c->io_state = NULL;

@@ -122,6 +122,58 @@ static bool has_tls_upstream(const dv_config_t *cfg)
 	return false;
 }
 
+/* The TLS and QUIC server contexts the listeners need, with the process-
+ * wide ticket keys (*tls_ready: dv_tls_init ran).  On an error, `err`
+ * names the file and what is wrong with it. */
+static int tls_open(const dv_config_t *cfg, dv_shared_t *shared,
+		    bool *tls_ready, char *err, size_t err_len)
+{
+	static const char *const dot_alpn[] = {"dot", NULL};
+	static const char *const doh_alpn[] = {"h2", "http/1.1", NULL};
+	bool dot = has_listener(cfg, DV_SCHEME_TLS);
+	bool doh = has_listener(cfg, DV_SCHEME_HTTPS);
+	if (dot || doh || has_tls_upstream(cfg)) {
+		if (dv_tls_init(cfg->tls_ticket_rotation_s) != 0) {
+			snprintf(err, err_len, "cannot initialise TLS");
+			return DV_ECONFIG;
+		}
+		*tls_ready = true;
+		if (dot && !(shared->tls_dot = dv_tls_server_new(
+				     cfg->tls_cert, cfg->tls_key, dot_alpn, err,
+				     err_len)))
+			return DV_ECONFIG;
+		if (doh && !(shared->tls_doh = dv_tls_server_new(
+				     cfg->tls_cert, cfg->tls_key, doh_alpn, err,
+				     err_len)))
+			return DV_ECONFIG;
+	}
+	if (has_listener(cfg, DV_SCHEME_QUIC)) {
+		if (getrandom(shared->quic_secret, sizeof(shared->quic_secret),
+			      0) != (ssize_t)sizeof(shared->quic_secret)) {
+			snprintf(err, err_len,
+				 "cannot read random bytes for QUIC");
+			return DV_ECONFIG;
+		}
+		if (!(shared->tls_doq = dv_quic_tls_server_ctx_new(
+			      cfg->tls_cert, cfg->tls_key, "doq",
+			      cfg->doq_early_data != 0, err, err_len)))
+			return DV_ECONFIG;
+	}
+	return 0;
+}
+
+static void tls_close(dv_shared_t *shared, bool tls_ready)
+{
+	if (tls_ready) {
+		dv_tls_ctx_free(shared->tls_dot);
+		dv_tls_ctx_free(shared->tls_doh);
+		dv_tls_cleanup();
+	}
+	dv_quic_tls_ctx_free(shared->tls_doq);
+	shared->tls_dot = shared->tls_doh = NULL;
+	shared->tls_doq = NULL;
+}
+
 /* New certificate and key for new connections; established ones keep the
  * old.  A file that does not load leaves the old pair in service. */
 static void reload_tls(dv_shared_t *shared, const dv_config_t *next)
@@ -211,6 +263,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (cli.check_config) {
+		/* the certificate and key as the listeners will load them: a
+		 * file that does not parse or a key that does not match fails
+		 * here, not at start-up */
+		dv_shared_t probe = {.n_workers = 1};
+		bool ready = false;
+		int ret = tls_open(&cfg, &probe, &ready, err, sizeof(err));
+		tls_close(&probe, ready);
+		if (ret != 0) {
+			fprintf(stderr, "dnsveil: %s\n", err);
+			return 1;
+		}
 		printf("dnsveil: configuration OK (%s)\n",
 		       cli.config_path ? cli.config_path : "command line");
 		return 0;
@@ -251,41 +314,9 @@ int main(int argc, char **argv)
 	bool tls_ready = false;
 	if (!workers)
 		goto out;
-	bool dot = has_listener(&cfg, DV_SCHEME_TLS);
-	bool doh = has_listener(&cfg, DV_SCHEME_HTTPS);
-	if (dot || doh || has_tls_upstream(&cfg)) {
-		static const char *const dot_alpn[] = {"dot", NULL};
-		static const char *const doh_alpn[] = {"h2", "http/1.1", NULL};
-		if (dv_tls_init(cfg.tls_ticket_rotation_s) != 0) {
-			dv_log_error("cannot initialise TLS");
-			goto out;
-		}
-		tls_ready = true;
-		if (dot && !(shared.tls_dot = dv_tls_server_new(
-				     cfg.tls_cert, cfg.tls_key, dot_alpn, err,
-				     sizeof(err)))) {
-			dv_log_error("%s", err);
-			goto out;
-		}
-		if (doh && !(shared.tls_doh = dv_tls_server_new(
-				     cfg.tls_cert, cfg.tls_key, doh_alpn, err,
-				     sizeof(err)))) {
-			dv_log_error("%s", err);
-			goto out;
-		}
-	}
-	if (has_listener(&cfg, DV_SCHEME_QUIC)) {
-		if (getrandom(shared.quic_secret, sizeof(shared.quic_secret),
-			      0) != (ssize_t)sizeof(shared.quic_secret)) {
-			dv_log_error("cannot read random bytes for QUIC");
-			goto out;
-		}
-		if (!(shared.tls_doq = dv_quic_tls_server_ctx_new(
-			      cfg.tls_cert, cfg.tls_key, "doq",
-			      cfg.doq_early_data != 0, err, sizeof(err)))) {
-			dv_log_error("%s", err);
-			goto out;
-		}
+	if (tls_open(&cfg, &shared, &tls_ready, err, sizeof(err)) != 0) {
+		dv_log_error("%s", err);
+		goto out;
 	}
 	for (unsigned i = 0; i < n; i++) {
 		workers[i] = dv_worker_new(i, &cfg, &shared, err, sizeof(err));
@@ -352,12 +383,7 @@ out:
 	for (unsigned i = 0; workers && i < n; i++)
 		dv_worker_free(workers[i]);
 	free(workers);
-	if (tls_ready) {
-		dv_tls_ctx_free(shared.tls_dot);
-		dv_tls_ctx_free(shared.tls_doh);
-		dv_tls_cleanup();
-	}
-	dv_quic_tls_ctx_free(shared.tls_doq);
+	tls_close(&shared, tls_ready);
 	dv_cache_free(cache);
 	if (rc == 0)
 		dv_log_info("stopped");

@@ -102,6 +102,42 @@ class Cli(h.IntegrationTest):
             what, key, msg))
         log("ok: %s -> exit %d: %s" % (what, r.returncode, msg.strip().splitlines()[-1][:200]))
 
+    def test_check_config_certificate_and_key(self):
+        """--check-config loads the certificate and key the way the TLS,
+        HTTPS and QUIC listeners will: garbage in the certificate file and a
+        key that does not match it fail, naming the file (they used to pass
+        and fail only at start-up)."""
+        certs = os.path.join(h.SOURCE_DIR, "certs")
+        cert, key = os.path.join(certs, "dev-cert.pem"), os.path.join(certs, "dev-key.pem")
+        if not os.path.isfile(cert):
+            subprocess.run(["sh", os.path.join(certs, "make-dev-cert.sh")], check=True,
+                           capture_output=True, timeout=60)
+        garbage = self.write("garbage.pem", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n"
+                             "-----END CERTIFICATE-----\n")
+        other_key = os.path.join(self.tmp, "other-key.pem")
+        subprocess.run(["openssl", "ecparam", "-genkey", "-name", "prime256v1", "-noout",
+                        "-out", other_key], check=True, capture_output=True, timeout=30)
+        for listen in ("tls://127.0.0.1:%d" % self.port,
+                       "https://127.0.0.1:%d/dns-query" % self.port,
+                       "quic://127.0.0.1:%d" % self.port):
+            for c, k, bad, what in ((garbage, key, "garbage.pem", "a garbage certificate"),
+                                    (cert, other_key, "other-key.pem", "a key of another pair"),
+                                    (cert, key, None, "the matching pair")):
+                conf = self.write("tls.yaml", (
+                    'workers: 1\nlisten: ["%s"]\nupstream: ["tcp://127.0.0.1:%d"]\n'
+                    'fallback: []\ntls: { cert: "%s", key: "%s" }\n' % (
+                        listen, self.dead_port, c, k)))
+                r = h.run_dnsveil(["-c", conf, "--check-config"])
+                if bad is None:
+                    self.assertEqual(r.returncode, 0, "%s, %s: %s" % (listen, what, self.out(r)))
+                    continue
+                self.assertNotEqual(r.returncode, 0, "%s with %s: --check-config said %r" % (
+                    listen, what, self.out(r)))
+                self.assertIn(bad, self.out(r), "%s with %s: the message should name %s: %r" % (
+                    listen, what, bad, self.out(r)))
+                log("ok: %s with %s -> exit %d: %s" % (listen, what, r.returncode,
+                                                       self.out(r).strip()))
+
     def test_check_config_errors(self):
         base = ('workers: 1\n'
                 'listen: ["dns://127.0.0.1:%d"]\n'

@@ -49,7 +49,10 @@
 	X(tls_handshakes, "TLS handshakes completed")                        \
 	X(tls_resumed, "TLS handshakes that resumed a session")              \
 	X(tls_failed, "TLS handshakes that failed or timed out")             \
-	X(tls_rate_limited, "TLS connections refused by the per-address cap") \
+	X(tls_rate_limited,                                                  \
+	  "TLS connections refused by the per-address handshake cap")        \
+	X(hs_pressure,                                                       \
+	  "times a worker came under handshake pressure (per-address caps on)") \
 	X(doq_connections, "QUIC connections accepted (DoQ)")                \
 	X(doq_handshakes, "QUIC handshakes completed")                       \
 	X(doq_resumed, "QUIC handshakes that resumed a TLS session")         \

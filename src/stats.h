@@ -61,6 +61,8 @@
 	X(doq_token_ok, "Initials with a valid Retry or NEW_TOKEN token")    \
 	X(doq_token_bad, "Initials with an invalid or expired token")        \
 	X(doq_refused, "QUIC connections refused (limit or draining)")       \
+	X(doq_rate_limited,                                                  \
+	  "QUIC connections refused by the per-address handshake cap")       \
 	X(doq_evicted, "idle QUIC connections closed to make room (EXCESSIVE_LOAD)") \
 	X(doq_streams, "DoQ streams that carried a query")                   \
 	X(doq_cancelled, "DoQ queries whose stream the client reset")        \

@@ -195,8 +195,16 @@ int dv_hs_limit_admit(dv_hs_limit_t *h, const struct sockaddr *peer,
 	    !exempt(h, peer)) {
 		slot_t *s = slot_get(h, key, family, now_ms);
 		refill(h, s, now_ms);
-		if (s->tokens < TOKEN)
+		if (s->tokens < TOKEN) {
+			/* still refusing someone: still under pressure (else a
+			 * flood that is refused would let the hold run out,
+			 * and come back in uncapped until it fills the
+			 * worker again) */
+			if (h->pressure)
+				h->pressure_until = now_ms +
+						    DV_HS_PRESSURE_HOLD_MS;
 			return DV_ELIMIT;
+		}
 		s->tokens -= TOKEN;
 	}
 	h->in_progress++;

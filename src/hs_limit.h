@@ -6,11 +6,12 @@
  * Many clients behind one address (a NAT, a carrier-grade NAT, an office)
  * are not an attack, so nothing is capped while the worker keeps up.  The
  * worker is "under pressure" while `pressure` handshakes or more are in
- * progress on it (admitted and neither completed nor failed), and for
- * DV_HS_PRESSURE_HOLD_MS after it last was: a flood that is refused stops
- * filling the worker, and without the hold the caps would switch off at
- * once and let it in again.  Handshakes in progress are also what a new
- * client waits behind, so the threshold bounds the delay a flood adds.
+ * progress on it (admitted and neither completed nor failed), and until
+ * DV_HS_PRESSURE_HOLD_MS after it last was or after the last refusal: a
+ * flood that is refused stops filling the worker, and without the hold
+ * the caps would switch off at once and let it in again.  Handshakes in
+ * progress are also what a new client waits behind, so the threshold
+ * bounds the delay a flood adds to everyone else's handshakes.
  *
  * Under pressure each client address (IPv4 /32, IPv6 /64: one subscriber's
  * network) has a token bucket of `burst` handshakes refilled at `rate` per

@@ -135,6 +135,25 @@ static void test_pressure_threshold_and_hold(void **state)
 	assert_int_equal(st.hs_pressure, 2);
 	end_n(h, &a, 5, false, now);
 
+	/* a refusal keeps the caps on: a flood that goes on being refused
+	 * does not get back in uncapped when the hold runs out */
+	struct sockaddr_storage f = addr("192.0.2.66");
+	make_pressure(h, 4, now);
+	assert_int_equal(admit_n(h, &f, 10, now), 5);
+	struct sockaddr_storage other = addr("198.51.100.200");
+	end_n(h, &other, 4, false, now);
+	end_n(h, &f, 5, false, now);
+	assert_int_equal(dv_hs_limit_in_progress(h), 0);
+	for (unsigned i = 0; i < 5; i++) {
+		now += DV_HS_PRESSURE_HOLD_MS / 2;
+		assert_true(dv_hs_limit_pressure(h, now));
+		/* refill 10/s: the flooder gets 5 per 500 ms, no more */
+		assert_int_equal(admit_n(h, &f, 20, now), 5);
+		end_n(h, &f, 5, false, now);
+	}
+	now += DV_HS_PRESSURE_HOLD_MS;
+	assert_false(dv_hs_limit_pressure(h, now));
+
 	/* pressure 0: always on */
 	dv_hs_limit_free(h);
 	h = limiter(10, 5, 0, &st);

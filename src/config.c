@@ -606,13 +606,13 @@ static const item_t schema[] = {
 	UINT("limits", "tls-handshake-timeout-ms", tls_handshake_timeout_ms,
 	     100, 600000, "5000", "a TLS handshake must finish within this"),
 	UINT("limits", "tls-handshakes-per-ip", tls_handshakes_per_ip, 0,
-	     1000000, "300",
+	     1000000, "500",
 	     "under handshake pressure: full TLS/QUIC handshakes per second "
 	     "one client address (IPv4 /32, IPv6 /64) gets back into its "
 	     "bucket, all workers together; resumed ones cost a quarter; "
 	     "0 = no per-address cap"),
 	UINT("limits", "tls-handshake-burst", tls_handshake_burst, 1,
-	     1000000, "600",
+	     1000000, "1000",
 	     "under handshake pressure: full handshakes one client address "
 	     "may make at once (its bucket's depth), all workers together"),
 	UINT("limits", "handshake-pressure", handshake_pressure, 0, 1000000,

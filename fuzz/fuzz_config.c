@@ -118,6 +118,9 @@ static void check_config(const dv_config_t *c)
 	IN_RANGE(c->tcp_read_timeout_ms, 100u, 600000u);
 	IN_RANGE(c->tls_handshake_timeout_ms, 100u, 600000u);
 	IN_RANGE(c->tls_handshakes_per_ip, 0u, 1000000u);
+	IN_RANGE(c->tls_handshake_burst, 1u, 1000000u);
+	IN_RANGE(c->handshake_pressure, 0u, 1000000u);
+	IN_RANGE(c->n_handshake_exempt, 0u, (unsigned)DV_MAX_HANDSHAKE_EXEMPT);
 	IN_RANGE(c->upstream_connections, 1u, 64u);
 	IN_RANGE(c->upstream_max_inflight, 1u, 65535u);
 	IN_RANGE(c->upstream_timeout_ms, 10u, 60000u);

@@ -615,9 +615,23 @@ static const item_t schema[] = {
 	UINT("limits", "tls-handshake-timeout-ms", tls_handshake_timeout_ms,
 	     100, 600000, "5000", "a TLS handshake must finish within this"),
 	UINT("limits", "tls-handshakes-per-ip", tls_handshakes_per_ip, 0,
-	     1000000, "50",
-	     "new TLS connections per client address per second (each "
-	     "worker allows its share); 0 = no cap"),
+	     1000000, "500",
+	     "under handshake pressure: full TLS/QUIC handshakes per second "
+	     "one client address (IPv4 /32, IPv6 /64) gets back into its "
+	     "bucket, all workers together; resumed ones cost a quarter; "
+	     "0 = no per-address cap"),
+	UINT("limits", "tls-handshake-burst", tls_handshake_burst, 1,
+	     1000000, "1000",
+	     "under handshake pressure: full handshakes one client address "
+	     "may make at once (its bucket's depth), all workers together"),
+	UINT("limits", "handshake-pressure", handshake_pressure, 0, 1000000,
+	     "64",
+	     "TLS and QUIC handshakes in progress on one worker at which the "
+	     "per-address caps start (they stay on 1 s after); 0 = always on"),
+	LIST("limits", "handshake-exempt", handshake_exempt, dv_netmask_t,
+	     n_handshake_exempt, netmasks,
+	     "client addresses or prefixes never capped (NAT gateways, load "
+	     "balancers); doh.trusted-proxies are exempt too"),
 
 	UINT("doq", "max-connections", doq_max_connections, 1, 1000000, "1024",
 	     "QUIC connections per worker; more are refused "

@@ -63,6 +63,7 @@ void dv_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 #define DV_MAX_URLS 32
 #define DV_DOH_MAX_PATHS 16            /* doh.paths */
 #define DV_DOH_MAX_TRUSTED_PROXIES 32  /* doh.trusted-proxies */
+#define DV_MAX_HANDSHAKE_EXEMPT 32     /* limits.handshake-exempt */
 
 typedef enum {
 	DV_DOQ_RETRY_ALWAYS,
@@ -120,8 +121,14 @@ typedef struct {
 	unsigned max_inflight;          /* queries in flight per worker */
 	unsigned tcp_read_timeout_ms;   /* a started message must complete */
 	unsigned tls_handshake_timeout_ms;
-	unsigned tls_handshakes_per_ip; /* new TLS handshakes per client
-					   address per second; 0 = no cap */
+	/* handshake admission (src/hs_limit.h), TLS and QUIC: per client
+	 * address (IPv4 /32, IPv6 /64), all workers together, applied only
+	 * while a worker has handshake_pressure handshakes in progress */
+	unsigned tls_handshakes_per_ip; /* refill per second; 0 = no cap */
+	unsigned tls_handshake_burst;   /* bucket depth */
+	unsigned handshake_pressure;    /* per worker; 0 = caps always on */
+	dv_netmask_t handshake_exempt[DV_MAX_HANDSHAKE_EXEMPT];
+	unsigned n_handshake_exempt;
 
 	/* doq: (quic:// listeners) */
 	unsigned doq_max_connections; /* per worker */

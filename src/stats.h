@@ -55,7 +55,10 @@
 	X(tls_handshakes, "TLS handshakes completed")                        \
 	X(tls_resumed, "TLS handshakes that resumed a session")              \
 	X(tls_failed, "TLS handshakes that failed or timed out")             \
-	X(tls_rate_limited, "TLS connections refused by the per-address cap") \
+	X(tls_rate_limited,                                                  \
+	  "TLS connections refused by the per-address handshake cap")        \
+	X(hs_pressure,                                                       \
+	  "times a worker came under handshake pressure (per-address caps on)") \
 	X(doq_connections, "QUIC connections accepted (DoQ)")                \
 	X(doq_handshakes, "QUIC handshakes completed")                       \
 	X(doq_resumed, "QUIC handshakes that resumed a TLS session")         \
@@ -64,6 +67,8 @@
 	X(doq_token_ok, "Initials with a valid Retry or NEW_TOKEN token")    \
 	X(doq_token_bad, "Initials with an invalid or expired token")        \
 	X(doq_refused, "QUIC connections refused (limit or draining)")       \
+	X(doq_rate_limited,                                                  \
+	  "QUIC connections refused by the per-address handshake cap")       \
 	X(doq_evicted, "idle QUIC connections closed to make room (EXCESSIVE_LOAD)") \
 	X(doq_streams, "DoQ streams that carried a query")                   \
 	X(doq_cancelled, "DoQ queries whose stream the client reset")        \

@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "src/core.h"
 #include "src/errors.h"
+#include "src/hs_limit.h"
 #include "src/log.h"
 #include "src/tls.h"
 #include "src/upstream.h"
@@ -28,6 +30,42 @@ uint64_t dv_worker_now_ms(dv_worker_t *w)
 {
 	(void)w;
 	return dv_now_ms();
+}
+
+/*
+ * The handshake limiter: limits.tls-handshakes-per-ip and
+ * limits.tls-handshake-burst are for all workers together, and
+ * SO_REUSEPORT spreads one address's connections over the workers by
+ * port, so each worker gets its share (rounded up).  The pressure is per
+ * worker.  doh.trusted-proxies are exempt as well as
+ * limits.handshake-exempt: a proxy is many clients behind one address.
+ */
+_Static_assert(DV_MAX_HANDSHAKE_EXEMPT + DV_DOH_MAX_TRUSTED_PROXIES <=
+		       DV_HS_MAX_EXEMPT,
+	       "the limiter keeps every exempt prefix");
+
+static dv_hs_limit_t *hs_limit_new(dv_worker_t *w)
+{
+	const dv_config_t *cfg = w->cfg;
+	unsigned n = w->shared->n_workers ? w->shared->n_workers : 1;
+	dv_netmask_t exempt[DV_MAX_HANDSHAKE_EXEMPT +
+			    DV_DOH_MAX_TRUSTED_PROXIES];
+	unsigned n_exempt = 0;
+	for (unsigned i = 0; i < cfg->n_handshake_exempt; i++)
+		exempt[n_exempt++] = cfg->handshake_exempt[i];
+	for (unsigned i = 0; i < cfg->n_doh_trusted_proxies; i++)
+		exempt[n_exempt++] = cfg->doh_trusted_proxies[i];
+	dv_hs_limit_conf_t conf = {
+		.rate = (cfg->tls_handshakes_per_ip + n - 1) / n,
+		.burst = (cfg->tls_handshake_burst + n - 1) / n,
+		.pressure = cfg->handshake_pressure,
+		.exempt = exempt,
+		.n_exempt = n_exempt,
+	};
+	uint64_t seed;
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
+		seed = dv_now_ms() ^ (uint64_t)(uintptr_t)w;
+	return dv_hs_limit_new(&conf, seed, &w->stats);
 }
 
 static void stop_listeners(dv_worker_t *w)
@@ -91,7 +129,8 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 		buckets <<= 1;
 	w->fetches = calloc(buckets, sizeof(*w->fetches));
 	w->fetch_mask = buckets - 1;
-	if (!w->loop || !ctl || !w->fetches) {
+	w->hs_limit = hs_limit_new(w);
+	if (!w->loop || !ctl || !w->fetches || !w->hs_limit) {
 		snprintf(err, err_len, "out of memory");
 		goto fail;
 	}
@@ -199,6 +238,7 @@ void dv_worker_free(dv_worker_t *w)
 		l = next;
 	}
 	dv_pool_free(w->pool);
+	dv_hs_limit_free(w->hs_limit); /* after the listeners that use it */
 	worker_ctl_t *ctl = w->async;
 	if (ctl && w->loop) {
 		ev_async_stop(w->loop, &ctl->async);

@@ -17,6 +17,7 @@
 struct ev_loop;
 typedef struct dv_pool dv_pool_t;
 typedef struct dv_fetch dv_fetch_t;
+typedef struct dv_hs_limit dv_hs_limit_t;
 
 typedef struct dv_tls_ctx dv_tls_ctx_t;
 typedef struct dv_quic_tls_ctx dv_quic_tls_ctx_t;
@@ -50,6 +51,9 @@ struct dv_worker {
 	dv_pool_t *pool;
 	dv_stats_t stats;
 	dv_listener_t *listeners;
+	/* admission of new TLS and QUIC handshakes, all listeners of this
+	 * worker together (src/hs_limit.h) */
+	dv_hs_limit_t *hs_limit;
 
 	/* query objects */
 	dv_query_t *free_queries;

@@ -42,6 +42,7 @@
 #include "src/core.h"
 #include "src/doq_frame.h"
 #include "src/errors.h"
+#include "src/hs_limit.h"
 #include "src/log.h"
 #include "src/quic_tls.h"
 #include "src/transport.h"
@@ -581,6 +582,8 @@ static void conn_end(doq_conn_t *c)
 	if (c->counted_handshaking) {
 		c->counted_handshaking = false;
 		l->n_handshaking--;
+		dv_hs_limit_end(l->w->hs_limit, (struct sockaddr *)&c->peer,
+				false, dv_now_ms());
 	}
 	/* streams still waiting for an answer stay until it comes */
 	while (c->tx_head)
@@ -1001,12 +1004,15 @@ static int handshake_completed_cb(ngtcp2_conn *qc, void *user_data)
 	doq_conn_t *c = user_data;
 	doq_listener_t *l = c->l;
 	c->handshake_done = true;
+	bool resumed = dv_quic_tls_resumed(c->tls);
 	if (c->counted_handshaking) {
 		c->counted_handshaking = false;
 		l->n_handshaking--;
+		dv_hs_limit_end(l->w->hs_limit, (struct sockaddr *)&c->peer,
+				resumed, dv_now_ms());
 	}
 	DV_STAT_INC(&l->w->stats, doq_handshakes);
-	if (dv_quic_tls_resumed(c->tls))
+	if (resumed)
 		DV_STAT_INC(&l->w->stats, doq_resumed);
 	if (dv_quic_tls_early_data_accepted(c->tls))
 		DV_STAT_INC(&l->w->stats, doq_early_data);
@@ -1176,9 +1182,13 @@ static void send_version_negotiation(doq_listener_t *l,
 		tx_commit(l, (size_t)n, peer, peer_len, local);
 }
 
+/* Also while the worker's per-address handshake caps are on: then only
+ * addresses that proved they are real (a Retry round trip) are charged,
+ * so nobody can spend another address's share with spoofed Initials. */
 static bool under_load(const doq_listener_t *l)
 {
 	return l->n_handshaking >= UNDER_LOAD_HANDSHAKES ||
+	       dv_hs_limit_pressure(l->w->hs_limit, dv_now_ms()) ||
 	       (uint64_t)(l->n_conns - l->n_closing) * 4 >=
 		       (uint64_t)l->cfg->doq_max_connections * 3;
 }
@@ -1429,10 +1439,21 @@ static void handle_packet(doq_listener_t *l, uint8_t *data, size_t len,
 			    local);
 		return;
 	}
+	/* the worker's handshake admission; in progress until
+	 * handshake_completed_cb or conn_end (counted_handshaking) */
+	if (dv_hs_limit_admit(w->hs_limit, peer, dv_now_ms()) < 0) {
+		DV_STAT_INC(&w->stats, doq_rate_limited);
+		DV_STAT_INC(&w->stats, doq_refused);
+		send_refuse(l, &hd, NGTCP2_CONNECTION_REFUSED, peer, peer_len,
+			    local);
+		return;
+	}
 	c = conn_new(l, &hd, tok > 0 && is_retry ? &odcid : NULL, peer,
 		     peer_len, local, local_len);
-	if (!c)
+	if (!c) {
+		dv_hs_limit_end(w->hs_limit, peer, false, dv_now_ms());
 		return;
+	}
 	conn_read(c, data, len, peer, peer_len, local, local_len, &pi);
 	if (c->state == QC_OPEN && c->tx_pkts == 0) {
 		/* a good Initial always gets an answer: this one did not

@@ -1,8 +1,10 @@
 /*
  * TLS under the stream machinery, shared by DoT and DoH: wolfSSL through
- * the src/tls.h seam, the SNI name recorded on the connection, and a cap on
- * new handshakes per client address per second so a handshake flood from
- * one address cannot starve established clients.
+ * the src/tls.h seam, the SNI name recorded on the connection, and the
+ * worker's handshake admission (src/hs_limit.h): per-address caps while
+ * the worker is under handshake pressure, so a flood from one address
+ * cannot starve other new clients while a crowd behind one NAT address is
+ * still served.
  */
 #include <netinet/in.h>
 #include <stdio.h>
@@ -11,78 +13,40 @@
 
 #include "src/core.h"
 #include "src/errors.h"
+#include "src/hs_limit.h"
 #include "src/log.h"
 #include "src/tls.h"
 #include "src/transport.h"
 #include "src/worker.h"
 #include "transports/tls_stream.h"
 
-/*
- * Per-worker handshake budget per client address: a direct-mapped table of
- * (address hash, second, count).  Bounded memory; two addresses that share
- * a slot share a budget only while they collide within the same second.
- */
-#define RATE_SLOTS 4096
-
-typedef struct {
-	uint64_t key;
-	uint32_t second;
-	uint32_t count;
-} rate_slot_t;
-
 struct dv_tls_listener {
 	dv_tls_ctx_t *tls;
-	unsigned per_worker; /* handshakes per address per second, 0 = any */
-	uint64_t seed;
-	rate_slot_t slots[RATE_SLOTS];
 	void *app_ctx;
 };
 
-static uint64_t addr_key(const struct sockaddr_storage *ss, uint64_t seed)
-{
-	const uint8_t *p;
-	size_t n;
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)ss;
-		p = s6->sin6_addr.s6_addr;
-		n = 16;
-	} else {
-		const struct sockaddr_in *s4 = (const void *)ss;
-		p = (const uint8_t *)&s4->sin_addr;
-		n = 4;
-	}
-	uint64_t h = seed ^ 0x9e3779b97f4a7c15ULL;
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h ^ (h >> 31);
-}
-
-static bool rate_allow(dv_tls_listener_t *d, const struct sockaddr_storage *ss)
-{
-	if (!d->per_worker)
-		return true;
-	uint64_t key = addr_key(ss, d->seed);
-	rate_slot_t *s = &d->slots[key % RATE_SLOTS];
-	uint32_t now = dv_now_s();
-	if (s->key != key || s->second != now) {
-		s->key = key;
-		s->second = now;
-		s->count = 0;
-	}
-	return ++s->count <= d->per_worker;
-}
-
+/*
+ * Admission (src/hs_limit.h, the worker's): a connection is admitted at
+ * accept and is a handshake in progress until its handshake completes, or
+ * until it is closed while still in SC_HANDSHAKE (failure, timeout, the
+ * listener going away: stream.c calls close before it marks the
+ * connection closed).
+ */
 int dv_tls_stream_open(dv_stream_listener_t *l, dv_stream_conn_t *c)
 {
+	dv_worker_t *w = l->w;
 	dv_tls_listener_t *d = l->io_ctx;
-	if (!rate_allow(d, &c->peer)) {
-		DV_STAT_INC(&l->w->stats, tls_rate_limited);
+	const struct sockaddr *peer = (const struct sockaddr *)&c->peer;
+	if (dv_hs_limit_admit(w->hs_limit, peer, dv_now_ms()) < 0) {
+		DV_STAT_INC(&w->stats, tls_rate_limited);
 		return DV_ELIMIT;
 	}
 	c->io_state = dv_tls_new(d->tls, c->fd);
-	return c->io_state ? 0 : -ENOMEM;
+	if (!c->io_state) {
+		dv_hs_limit_end(w->hs_limit, peer, false, dv_now_ms());
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int dv_tls_stream_handshake(dv_stream_conn_t *c)
@@ -98,8 +62,11 @@ int dv_tls_stream_handshake(dv_stream_conn_t *c)
 		return ret;
 	}
 	DV_STAT_INC(st, tls_handshakes);
-	if (dv_tls_resumed(c->io_state))
+	bool resumed = dv_tls_resumed(c->io_state);
+	if (resumed)
 		DV_STAT_INC(st, tls_resumed);
+	dv_hs_limit_end(c->l->w->hs_limit, (const struct sockaddr *)&c->peer,
+			resumed, dv_now_ms());
 	const char *sni = dv_tls_sni(c->io_state);
 	if (sni)
 		snprintf(c->sni, sizeof(c->sni), "%s", sni);
@@ -125,6 +92,10 @@ void dv_tls_stream_close(dv_stream_conn_t *c)
 {
 	if (!c->io_state)
 		return;
+	if (c->state == SC_HANDSHAKE)
+		dv_hs_limit_end(c->l->w->hs_limit,
+				(const struct sockaddr *)&c->peer, false,
+				dv_now_ms());
 	if (c->state == SC_OPEN && !c->aborted)
 		dv_tls_shutdown(c->io_state);
 	dv_tls_free(c->io_state);
@@ -137,12 +108,9 @@ dv_tls_listener_t *dv_tls_listener_new(dv_worker_t *w, dv_tls_ctx_t *tls,
 	dv_tls_listener_t *d = calloc(1, sizeof(*d));
 	if (!d)
 		return NULL;
+	(void)w;
 	d->tls = tls;
 	d->app_ctx = app_ctx;
-	unsigned cap = w->cfg->tls_handshakes_per_ip;
-	unsigned n = w->shared->n_workers ? w->shared->n_workers : 1;
-	d->per_worker = cap ? (cap + n - 1) / n : 0;
-	d->seed = (uint64_t)(uintptr_t)d ^ ((uint64_t)dv_now_ms() << 17);
 	return d;
 }
 

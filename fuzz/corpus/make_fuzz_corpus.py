@@ -270,6 +270,9 @@ limits:
   tcp-read-timeout-ms: 600000
   tls-handshake-timeout-ms: 100
   tls-handshakes-per-ip: 0
+  tls-handshake-burst: 1
+  handshake-pressure: 0
+  handshake-exempt: [192.0.2.0/24, "2001:db8::/48"]
 pool:
   connections: 64
   max-inflight: 1

@@ -73,6 +73,8 @@ typedef struct {
 	bool no_fin, partial, two_messages;
 	long reset_after_ms; /* -1: never */
 	long migrate_after;  /* -1: never */
+	struct sockaddr_storage source; /* --source; ss_family 0: any */
+	socklen_t source_len;
 	bool help;
 } opts_t;
 
@@ -122,6 +124,7 @@ static void usage(FILE *f)
 "                         after sending\n"
 "      --migrate-after N  after N answers move to a new local UDP port\n"
 "      --hold S           stay connected S seconds after the last answer\n"
+"      --source ADDR      send from this local address (e.g. 127.0.0.2)\n"
 "  -h, --help             this text\n"
 "\n"
 "Exit status: 0 every query got an answer (any rcode), 1 some did not, 2\n"
@@ -251,6 +254,7 @@ enum {
 	O_RESET,
 	O_MIGRATE,
 	O_HOLD,
+	O_SOURCE,
 };
 
 /* Fills `o`; returns 0, or EXIT_USAGE with a message in `err`. */
@@ -283,6 +287,7 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 		{"reset-after-ms", required_argument, NULL, O_RESET},
 		{"migrate-after", required_argument, NULL, O_MIGRATE},
 		{"hold", required_argument, NULL, O_HOLD},
+		{"source", required_argument, NULL, O_SOURCE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -404,6 +409,21 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 			if (parse_num(optarg, 0, 86400, &o->hold))
 				goto bad_value;
 			break;
+		case O_SOURCE: {
+			struct sockaddr_in *s4 = (void *)&o->source;
+			struct sockaddr_in6 *s6 = (void *)&o->source;
+			if (inet_pton(AF_INET, optarg, &s4->sin_addr) == 1) {
+				s4->sin_family = AF_INET;
+				o->source_len = sizeof(*s4);
+			} else if (inet_pton(AF_INET6, optarg,
+					     &s6->sin6_addr) == 1) {
+				s6->sin6_family = AF_INET6;
+				o->source_len = sizeof(*s6);
+			} else {
+				goto bad_value;
+			}
+			break;
+		}
 		case 'h':
 			o->help = true;
 			return 0;
@@ -428,6 +448,12 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 		snprintf(err, err_len,
 			 "bad server address '%s' (1.2.3.4:853 or [::1]:853)",
 			 o->server);
+		return EXIT_USAGE;
+	}
+	if (o->source.ss_family && o->source.ss_family != o->addr.ss_family) {
+		snprintf(err, err_len,
+			 "--source and the server address are of different "
+			 "families");
 		return EXIT_USAGE;
 	}
 	while (optind < argc) {
@@ -837,6 +863,12 @@ static int open_socket(const run_t *r, sock_t *s)
 			0);
 	if (fd < 0)
 		return -errno;
+	if (o->source.ss_family &&
+	    bind(fd, (const struct sockaddr *)&o->source, o->source_len)) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
 	if (connect(fd, (const struct sockaddr *)&o->addr, o->addr_len)) {
 		int e = -errno;
 		close(fd);

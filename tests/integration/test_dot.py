@@ -512,8 +512,11 @@ class DotBadInput(DotBase):
     IDLE_BAD_MS = 3000
     HS_MS = 1000
     CAP = 20
+    # the per-address cap always on (handshake-pressure 0), a bucket of CAP
+    # refilled at CAP per second: at most CAP * (seconds + 1) get through
     limits = {"tcp-read-timeout-ms": READ_MS, "tcp-idle-timeout-ms": IDLE_BAD_MS,
-              "tls-handshake-timeout-ms": HS_MS, "tls-handshakes-per-ip": CAP}
+              "tls-handshake-timeout-ms": HS_MS, "tls-handshakes-per-ip": CAP,
+              "tls-handshake-burst": CAP, "handshake-pressure": 0}
 
     def _expect_closed(self, sock, what, within, at_least=0.0):
         dt, how, got = du.wait_closed(sock, within + 2.0)
@@ -800,8 +803,8 @@ class DotBadInput(DotBase):
             est.close()
         d = du.stat_delta(st0, st1, ["tls_rate_limited", "tls_handshakes", "tcp_refused",
                                      "tcp_connections", "tls_failed"])
-        # each worker allows ceil(CAP / workers) per second; the connects
-        # may straddle second boundaries
+        # each worker allows a burst of ceil(CAP / workers) and as many
+        # again per second: CAP * (t_all + 1) <= CAP * (int(t_all) + 2)
         seconds = int(t_all) + 2
         allowed = -(-self.CAP // self.workers) * self.workers * seconds
         log("handshake flood: %d connects in %.2fs (all handshakes done in %.2fs): %d "

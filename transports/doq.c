@@ -119,6 +119,8 @@ struct doq_conn {
 	unsigned tx_pkts;  /* datagrams sent */
 	bool buried;       /* on the listener's graveyard */
 	bool closing;      /* counted in the listener's n_closing */
+	bool ended;        /* conn_end() ran: not counted in n_conns */
+	double close_after; /* s: the closing or draining period (3 PTO) */
 	unsigned n_cids;
 	cid_entry_t *cid_list[16];
 	ngtcp2_connection_close_error ccerr;
@@ -664,12 +666,37 @@ static void conn_set_app_error(doq_conn_t *c, uint64_t code,
 
 static void conn_timer_update(doq_conn_t *c);
 
+/*
+ * Free ngtcp2's state and the TLS session (~90 KB, nearly all of a
+ * connection) while the struct, its connection IDs and c->close_pkt stay.
+ * Closing and draining need nothing else, and a peer that makes
+ * handshakes fail (a wrong ALPN, say) at a thousand a second would
+ * otherwise hold all of it for three PTOs each, uncounted.
+ */
+static void conn_release(doq_conn_t *c)
+{
+	if (!c->qc)
+		return;
+	ho_remove(c);
+	/* streams still waiting for an answer stay until it comes */
+	while (c->tx_head)
+		tx_unlink(c->tx_head);
+	ngtcp2_conn_del(c->qc); /* closes every stream: stream_close cb not
+				   called here; conn_maybe_free frees them */
+	c->qc = NULL;
+	dv_quic_tls_free(c->tls);
+	c->tls = NULL;
+}
+
 /* The connection takes no more work: closing (we sent CONNECTION_CLOSE)
- * or draining (the peer did). */
+ * or draining (the peer did).  Only the CONNECTION_CLOSE is kept. */
 static void conn_set_ending(doq_conn_t *c, qc_state_t state)
 {
 	c->state = state;
-	ho_remove(c); /* no longer a handshake in progress */
+	if (c->qc)
+		c->close_after = 3.0 * (double)ngtcp2_conn_get_pto(c->qc) /
+				 (double)NGTCP2_SECONDS;
+	conn_release(c);
 	if (!c->closing) {
 		c->closing = true;
 		c->l->n_closing++;
@@ -864,20 +891,13 @@ static bool evict_half_open(doq_listener_t *l)
 static void conn_end(doq_conn_t *c)
 {
 	doq_listener_t *l = c->l;
-	if (!c->qc)
+	if (c->ended)
 		return;
+	c->ended = true;
 	c->state = QC_DEAD;
 	ev_timer_stop(l->w->loop, &c->timer);
 	cid_remove_all(c);
-	ho_remove(c);
-	/* streams still waiting for an answer stay until it comes */
-	while (c->tx_head)
-		tx_unlink(c->tx_head);
-	ngtcp2_conn_del(c->qc); /* closes every stream: stream_close cb not
-				   called here, so free what remains below */
-	c->qc = NULL;
-	dv_quic_tls_free(c->tls);
-	c->tls = NULL;
+	conn_release(c);
 	free(c->close_pkt);
 	c->close_pkt = NULL;
 	l->n_conns--;
@@ -927,14 +947,13 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void conn_timer_update(doq_conn_t *c)
 {
 	struct ev_loop *loop = c->l->w->loop;
-	if (!c->qc)
-		return;
 	ngtcp2_tstamp now = dv_doq_now();
 	double after;
 	if (c->state == QC_CLOSING || c->state == QC_DRAINING) {
-		after = 3.0 * (double)ngtcp2_conn_get_pto(c->qc) /
-			(double)NGTCP2_SECONDS;
+		after = c->close_after;
 	} else {
+		if (!c->qc)
+			return;
 		ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(c->qc);
 		after = exp <= now ? 0.0 :
 				     (double)(exp - now) / (double)NGTCP2_SECONDS;

@@ -275,7 +275,7 @@ static void cid_remove_all(doq_conn_t *c)
 
 /*
  * A connection is half-open from the Initial that creates it until its
- * handshake completes (or it starts closing).  Each costs ~90 KB (ngtcp2's
+ * handshake completes (or it starts closing).  Each costs ~93 KB (ngtcp2's
  * packet number spaces and buffers, the GnuTLS session) and a client that
  * answers Retry but never finishes can open them as fast as it can send
  * Initials, so per worker there are at most hs_max (doq.max-handshakes,

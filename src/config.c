@@ -634,7 +634,18 @@ static const item_t schema[] = {
 	     "balancers); doh.trusted-proxies are exempt too"),
 
 	UINT("doq", "max-connections", doq_max_connections, 1, 1000000, "1024",
-	     "QUIC connections per worker; more are refused "
+	     "QUIC connections per worker, half-open ones included; at the "
+	     "limit a half-open, else an idle one makes room; when every "
+	     "one is busy a new one is refused (CONNECTION_REFUSED)"),
+	UINT("doq", "max-handshakes", doq_max_handshakes, 1, 1000000, "256",
+	     "QUIC handshakes in progress (half-open connections) per "
+	     "worker, within max-connections; at the limit a new client "
+	     "makes room by closing the oldest one of the address holding "
+	     "the most"),
+	UINT("doq", "max-handshakes-per-address",
+	     doq_max_handshakes_per_address, 1, 65536, "16",
+	     "QUIC handshakes in progress per client address (IPv6: per "
+	     "/64) per worker; more from that address are refused "
 	     "(CONNECTION_REFUSED)"),
 	UINT("doq", "max-streams", doq_max_streams, 1, 10000, "100",
 	     "queries in flight on one connection (bidirectional stream "

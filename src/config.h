@@ -132,6 +132,9 @@ typedef struct {
 
 	/* doq: (quic:// listeners) */
 	unsigned doq_max_connections; /* per worker */
+	unsigned doq_max_handshakes;  /* half-open connections per worker */
+	unsigned doq_max_handshakes_per_address; /* ... per client address
+						    (IPv6: /64), per worker */
 	unsigned doq_max_streams;     /* bidirectional stream credit */
 	unsigned doq_idle_timeout_ms;
 	unsigned doq_retry;           /* dv_doq_retry_t */

@@ -35,6 +35,10 @@ struct dv_quic_tls_ctx {
 	bool server;
 	bool early_data;
 	gnutls_certificate_credentials_t cred;
+	/* parsed once: gnutls_priority_set_direct() would parse PRIORITY
+	 * again for every session and keep that copy (~8 KB) as long as
+	 * the session, also while a handshake is only half done */
+	gnutls_priority_t prio;
 	gnutls_datum_t ticket_key;
 	gnutls_anti_replay_t anti_replay;
 	char alpn[32];
@@ -110,6 +114,12 @@ static dv_quic_tls_ctx_t *ctx_alloc(bool server, const char *alpn, char *err,
 		set_err(err, err_len, "certificate credentials", rv);
 		pthread_mutex_destroy(&ctx->replay_lock);
 		free(ctx);
+		return NULL;
+	}
+	rv = gnutls_priority_init(&ctx->prio, PRIORITY, NULL);
+	if (rv < 0) {
+		set_err(err, err_len, "priority", rv);
+		dv_quic_tls_ctx_free(ctx);
 		return NULL;
 	}
 	return ctx;
@@ -188,6 +198,8 @@ void dv_quic_tls_ctx_free(dv_quic_tls_ctx_t *ctx)
 		gnutls_anti_replay_deinit(ctx->anti_replay);
 	if (ctx->ticket_key.data)
 		gnutls_free(ctx->ticket_key.data);
+	if (ctx->prio)
+		gnutls_priority_deinit(ctx->prio);
 	gnutls_certificate_free_credentials(ctx->cred);
 	pthread_mutex_destroy(&ctx->replay_lock);
 	free(ctx);
@@ -224,7 +236,7 @@ static dv_quic_tls_t *session_new(dv_quic_tls_ctx_t *ctx,
 		free(t);
 		return NULL;
 	}
-	rv = gnutls_priority_set_direct(t->s, PRIORITY, NULL);
+	rv = gnutls_priority_set(t->s, ctx->prio); /* a reference, not a copy */
 	if (rv < 0) {
 		set_err(err, err_len, "priority", rv);
 		goto fail;

@@ -69,7 +69,16 @@
 	X(doq_refused, "QUIC connections refused (limit or draining)")       \
 	X(doq_rate_limited,                                                  \
 	  "QUIC connections refused by the per-address handshake cap")       \
+	X(doq_refused_address,                                               \
+	  "QUIC connections refused: max-handshakes-per-address reached")    \
 	X(doq_evicted, "idle QUIC connections closed to make room (EXCESSIVE_LOAD)") \
+	X(doq_handshakes_evicted,                                            \
+	  "half-open QUIC connections closed to make room for a new one")    \
+	X(doq_handshake_timeouts,                                            \
+	  "QUIC handshakes not done within tls-handshake-timeout-ms")        \
+	X(doq_half_open, "gauge: QUIC handshakes in progress now")           \
+	X(doq_half_open_peak,                                                \
+	  "gauge: most QUIC handshakes in progress at once (per worker, summed)") \
 	X(doq_streams, "DoQ streams that carried a query")                   \
 	X(doq_cancelled, "DoQ queries whose stream the client reset")        \
 	X(doq_protocol_errors, "DoQ connections closed with PROTOCOL_ERROR") \
@@ -88,6 +97,9 @@ typedef struct {
 #define DV_STAT_ADD(st, name, n)                                             \
 	__atomic_store_n(&(st)->name, (st)->name + (n), __ATOMIC_RELAXED)
 #define DV_STAT_INC(st, name) DV_STAT_ADD(st, name, 1)
+/* For the few gauges among the counters (their help says "gauge"). */
+#define DV_STAT_SET(st, name, v)                                             \
+	__atomic_store_n(&(st)->name, (uint64_t)(v), __ATOMIC_RELAXED)
 
 /* Per upstream server, per worker: X(name, help) */
 #define DV_USTATS(X)                                                         \

@@ -22,10 +22,14 @@
  * offered only with doq.early-data, and then only QUERY messages may use
  * it.
  *
+ * Half-open connections (handshake in progress) are bounded per worker
+ * and per client address, and evictable: see "the half-open bound".
+ *
  * Lifetime: a stream lives until ngtcp2 closes it and its query (if any)
  * has been answered; a connection until ngtcp2 is done with it (closed,
  * drained, idle) and no query of it is still in the core.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
 #include <linux/filter.h>
@@ -56,12 +60,14 @@
 #define TX_SIZE NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE
 #define MAX_PKTS_PER_WRITE 64 /* then yield to other connections */
 #define UNDER_LOAD_HANDSHAKES 32 /* doq.retry under-load: per worker */
+#define HO_LOG_INTERVAL_MS 10000 /* evictions/refusals: one line per this */
 #define RETRY_TOKEN_LIFETIME (10 * NGTCP2_SECONDS)
 #define MSG_MAX DV_DOQ_MSG_MAX
 
 typedef struct doq_listener doq_listener_t;
 typedef struct doq_conn doq_conn_t;
 typedef struct doq_stream doq_stream_t;
+typedef struct ho_addr ho_addr_t;
 
 struct doq_stream {
 	doq_conn_t *c;
@@ -97,7 +103,12 @@ struct doq_conn {
 	ngtcp2_crypto_conn_ref ref;
 	qc_state_t state;
 	bool handshake_done;
-	bool counted_handshaking;
+	/* while half-open (handshake in progress, state QC_OPEN): its
+	 * client address, and its place in the listener's and the
+	 * address's lists, oldest first */
+	ho_addr_t *ho;
+	doq_conn_t *ho_next, *ho_prev;
+	doq_conn_t *ha_next, *ha_prev;
 	ev_timer timer;
 	struct sockaddr_storage local, peer;
 	socklen_t local_len, peer_len;
@@ -109,6 +120,8 @@ struct doq_conn {
 	unsigned tx_pkts;  /* datagrams sent */
 	bool buried;       /* on the listener's graveyard */
 	bool closing;      /* counted in the listener's n_closing */
+	bool ended;        /* conn_end() ran: not counted in n_conns */
+	double close_after; /* s: the closing or draining period (3 PTO) */
 	unsigned n_cids;
 	cid_entry_t *cid_list[16];
 	ngtcp2_connection_close_error ccerr;
@@ -136,6 +149,16 @@ struct doq_listener {
 	unsigned mask;
 	unsigned n_conns, n_handshaking;
 	unsigned n_closing; /* of n_conns: closing or draining (no new work) */
+	/* half-open connections (n_handshaking of them; see "the half-open
+	 * bound") */
+	unsigned hs_max, hs_per_addr;
+	ho_addr_t **ho_buckets;
+	unsigned ho_mask;
+	ho_addr_t **ho_level; /* [n]: the addresses holding n, n >= 1 */
+	unsigned ho_top;      /* no address holds more than this */
+	doq_conn_t *ho_head, *ho_tail;
+	uint64_t ho_log_at; /* ms: the next log line, no earlier */
+	unsigned ho_log_evicted, ho_log_refused;
 	doq_conn_t *conns, *conns_tail; /* most recently active first */
 	/* connections done with, freed at the end of the current callback
 	 * (never inside ngtcp2's or our own call chains) */
@@ -172,8 +195,9 @@ static ngtcp2_tstamp wall_ns(void)
 
 /* ---- the connection ID table (per listener, keyed hash) ---- */
 
-static unsigned cid_hash(const doq_listener_t *l, const uint8_t *d,
-			 size_t len)
+/* Keyed (peers choose connection IDs and addresses). */
+static unsigned keyed_hash(const doq_listener_t *l, const uint8_t *d,
+			   size_t len)
 {
 	uint64_t h = l->hash_k0;
 	for (size_t i = 0; i < len; i++) {
@@ -183,7 +207,13 @@ static unsigned cid_hash(const doq_listener_t *l, const uint8_t *d,
 	}
 	h ^= l->hash_k1;
 	h *= 0x9e3779b97f4a7c15ull;
-	return (unsigned)(h >> 32) & l->mask;
+	return (unsigned)(h >> 32);
+}
+
+static unsigned cid_hash(const doq_listener_t *l, const uint8_t *d,
+			 size_t len)
+{
+	return keyed_hash(l, d, len) & l->mask;
 }
 
 static doq_conn_t *cid_find(doq_listener_t *l, const uint8_t *d, size_t len)
@@ -240,6 +270,208 @@ static void cid_remove_all(doq_conn_t *c)
 		cid_entry_t *e = c->cid_list[c->n_cids - 1];
 		cid_remove(c, e->data, e->len);
 	}
+}
+
+/* ---- the half-open bound ---- */
+
+/*
+ * A connection is half-open from the Initial that creates it until its
+ * handshake completes (or it starts closing).  Each costs ~93 KB (ngtcp2's
+ * packet number spaces and buffers, the GnuTLS session) and a client that
+ * answers Retry but never finishes can open them as fast as it can send
+ * Initials, so per worker there are at most hs_max (doq.max-handshakes,
+ * never more than doq.max-connections), and at most hs_per_addr from one
+ * client address (doq.max-handshakes-per-address; IPv6 by /64, since one
+ * host easily holds a whole /64).
+ *
+ * A new connection that finds the table (or the connection table) full
+ * makes room: it evicts the oldest half-open connection of the address
+ * holding the most (the oldest of all when every address holds one).  A
+ * flood from a few addresses thus evicts itself, and a legitimate client,
+ * whose handshake takes one round trip, is rarely the oldest.  An address
+ * already at its own cap is refused instead: its own oldest would be the
+ * victim anyway, and a refusal costs no TLS work.
+ *
+ * To find "the address holding the most" in O(1), each address with
+ * half-open connections is on the list of its count, ho_level[n].
+ */
+struct ho_addr {
+	ho_addr_t *next;             /* hash chain */
+	ho_addr_t *lv_next, *lv_prev; /* on ho_level[n] */
+	uint8_t key[9];              /* 4 + IPv4 address, or 6 + a /64 */
+	unsigned n;                  /* its half-open connections */
+	doq_conn_t *head, *tail;     /* ... oldest first */
+};
+
+static void ho_key(const struct sockaddr *sa, uint8_t key[9])
+{
+	memset(key, 0, 9);
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a =
+			&((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			key[0] = 4;
+			memcpy(key + 1, a->s6_addr + 12, 4);
+		} else {
+			key[0] = 6;
+			memcpy(key + 1, a->s6_addr, 8);
+		}
+		return;
+	}
+	key[0] = 4;
+	memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+}
+
+static const char *ho_key_text(const uint8_t key[9], char *buf, size_t cap)
+{
+	if (key[0] == 4) {
+		inet_ntop(AF_INET, key + 1, buf, (socklen_t)cap);
+		return buf;
+	}
+	uint8_t a[16] = {0};
+	memcpy(a, key + 1, 8);
+	inet_ntop(AF_INET6, a, buf, (socklen_t)cap);
+	size_t n = strlen(buf);
+	snprintf(buf + n, cap - n, "/64");
+	return buf;
+}
+
+static ho_addr_t *ho_find(const doq_listener_t *l, const uint8_t key[9])
+{
+	for (ho_addr_t *a = l->ho_buckets[keyed_hash(l, key, 9) & l->ho_mask];
+	     a; a = a->next)
+		if (memcmp(a->key, key, 9) == 0)
+			return a;
+	return NULL;
+}
+
+static void ho_level_unlink(doq_listener_t *l, ho_addr_t *a)
+{
+	if (a->lv_prev)
+		a->lv_prev->lv_next = a->lv_next;
+	else
+		l->ho_level[a->n] = a->lv_next;
+	if (a->lv_next)
+		a->lv_next->lv_prev = a->lv_prev;
+	a->lv_next = a->lv_prev = NULL;
+}
+
+static void ho_level_link(doq_listener_t *l, ho_addr_t *a)
+{
+	a->lv_prev = NULL;
+	a->lv_next = l->ho_level[a->n];
+	if (a->lv_next)
+		a->lv_next->lv_prev = a;
+	l->ho_level[a->n] = a;
+	if (a->n > l->ho_top)
+		l->ho_top = a->n;
+}
+
+static void ho_gauge(doq_listener_t *l)
+{
+	dv_stats_t *st = &l->w->stats;
+	DV_STAT_SET(st, doq_half_open, l->n_handshaking);
+	if (l->n_handshaking > st->doq_half_open_peak)
+		DV_STAT_SET(st, doq_half_open_peak, l->n_handshaking);
+}
+
+/* `c` (new, QC_OPEN) is half-open, from `key`.  0 or -ENOMEM. */
+static int ho_add(doq_conn_t *c, const uint8_t key[9])
+{
+	doq_listener_t *l = c->l;
+	ho_addr_t *a = ho_find(l, key);
+	if (a) {
+		dv_require(a->n < l->hs_per_addr); /* the caller checked */
+		ho_level_unlink(l, a);
+	} else {
+		a = calloc(1, sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		memcpy(a->key, key, 9);
+		unsigned b = keyed_hash(l, key, 9) & l->ho_mask;
+		a->next = l->ho_buckets[b];
+		l->ho_buckets[b] = a;
+	}
+	a->n++;
+	ho_level_link(l, a);
+	c->ho = a;
+	c->ha_next = NULL;
+	c->ha_prev = a->tail;
+	if (a->tail)
+		a->tail->ha_next = c;
+	else
+		a->head = c;
+	a->tail = c;
+	c->ho_next = NULL;
+	c->ho_prev = l->ho_tail;
+	if (l->ho_tail)
+		l->ho_tail->ho_next = c;
+	else
+		l->ho_head = c;
+	l->ho_tail = c;
+	l->n_handshaking++;
+	ho_gauge(l);
+	return 0;
+}
+
+/* `c` is no longer half-open (handshake done, closing, or gone). */
+/* The handshake of `c` is over (completed, `resumed` or not, or the
+ * connection ended): it leaves the half-open table and the worker's
+ * handshake admission. */
+static void ho_remove(doq_conn_t *c, bool resumed)
+{
+	doq_listener_t *l = c->l;
+	ho_addr_t *a = c->ho;
+	if (!a)
+		return;
+	c->ho = NULL;
+	if (c->ha_prev)
+		c->ha_prev->ha_next = c->ha_next;
+	else
+		a->head = c->ha_next;
+	if (c->ha_next)
+		c->ha_next->ha_prev = c->ha_prev;
+	else
+		a->tail = c->ha_prev;
+	if (c->ho_prev)
+		c->ho_prev->ho_next = c->ho_next;
+	else
+		l->ho_head = c->ho_next;
+	if (c->ho_next)
+		c->ho_next->ho_prev = c->ho_prev;
+	else
+		l->ho_tail = c->ho_prev;
+	c->ha_next = c->ha_prev = c->ho_next = c->ho_prev = NULL;
+	ho_level_unlink(l, a);
+	if (--a->n) {
+		ho_level_link(l, a);
+	} else {
+		for (ho_addr_t **p = &l->ho_buckets[keyed_hash(l, a->key, 9) &
+						    l->ho_mask];
+		     *p; p = &(*p)->next) {
+			if (*p == a) {
+				*p = a->next;
+				break;
+			}
+		}
+		free(a);
+	}
+	while (l->ho_top && !l->ho_level[l->ho_top])
+		l->ho_top--;
+	l->n_handshaking--;
+	ho_gauge(l);
+	dv_hs_limit_end(l->w->hs_limit, (struct sockaddr *)&c->peer, resumed,
+			dv_now_ms());
+}
+
+/* The half-open connection to evict: the oldest of the address holding
+ * the most, or the oldest of all when each address holds one.  NULL when
+ * there is none. */
+static doq_conn_t *ho_victim(const doq_listener_t *l)
+{
+	if (l->ho_top >= 2)
+		return l->ho_level[l->ho_top]->head;
+	return l->ho_head;
 }
 
 /* ---- sending ---- */
@@ -440,11 +672,37 @@ static void conn_set_app_error(doq_conn_t *c, uint64_t code,
 
 static void conn_timer_update(doq_conn_t *c);
 
+/*
+ * Free ngtcp2's state and the TLS session (~90 KB, nearly all of a
+ * connection) while the struct, its connection IDs and c->close_pkt stay.
+ * Closing and draining need nothing else, and a peer that makes
+ * handshakes fail (a wrong ALPN, say) at a thousand a second would
+ * otherwise hold all of it for three PTOs each, uncounted.
+ */
+static void conn_release(doq_conn_t *c)
+{
+	if (!c->qc)
+		return;
+	ho_remove(c, false);
+	/* streams still waiting for an answer stay until it comes */
+	while (c->tx_head)
+		tx_unlink(c->tx_head);
+	ngtcp2_conn_del(c->qc); /* closes every stream: stream_close cb not
+				   called here; conn_maybe_free frees them */
+	c->qc = NULL;
+	dv_quic_tls_free(c->tls);
+	c->tls = NULL;
+}
+
 /* The connection takes no more work: closing (we sent CONNECTION_CLOSE)
- * or draining (the peer did). */
+ * or draining (the peer did).  Only the CONNECTION_CLOSE is kept. */
 static void conn_set_ending(doq_conn_t *c, qc_state_t state)
 {
 	c->state = state;
+	if (c->qc)
+		c->close_after = 3.0 * (double)ngtcp2_conn_get_pto(c->qc) /
+				 (double)NGTCP2_SECONDS;
+	conn_release(c);
 	if (!c->closing) {
 		c->closing = true;
 		c->l->n_closing++;
@@ -569,30 +827,83 @@ static bool evict_idle(doq_listener_t *l)
 	return false;
 }
 
+/*
+ * End a half-open connection at once: one CONNECTION_CLOSE with transport
+ * error `code`, then its state is freed (at the end of the current
+ * callback), without a closing period: a half-open connection being
+ * evicted or refused most likely has nobody at the other end, and
+ * evictions at the rate of a flood must not pile up closing connections.
+ */
+static void conn_abort(doq_conn_t *c, uint64_t code, const char *reason)
+{
+	doq_listener_t *l = c->l;
+	ngtcp2_connection_close_error ccerr;
+	ngtcp2_connection_close_error_set_transport_error(
+		&ccerr, code, (const uint8_t *)reason, strlen(reason));
+	ngtcp2_path_storage ps;
+	ngtcp2_path_storage_zero(&ps);
+	ngtcp2_pkt_info pi;
+	uint8_t *buf = tx_slot(l);
+	ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
+		c->qc, &ps.path, &pi, buf, TX_SIZE, &ccerr, dv_doq_now());
+	if (n > 0)
+		tx_commit(l, (size_t)n, (struct sockaddr *)&c->peer,
+			  c->peer_len, (struct sockaddr *)&c->local);
+	c->state = QC_DEAD;
+	conn_maybe_free(c);
+}
+
+/* A line now and then while half-open connections are evicted or
+ * refused (a flood would otherwise log thousands a second). */
+static void ho_log(doq_listener_t *l)
+{
+	uint64_t now = dv_worker_now_ms(l->w);
+	if (now < l->ho_log_at)
+		return;
+	l->ho_log_at = now + HO_LOG_INTERVAL_MS;
+	char who[INET6_ADDRSTRLEN + 8] = "none";
+	unsigned most = 0;
+	if (l->ho_top) {
+		ho_addr_t *a = l->ho_level[l->ho_top];
+		ho_key_text(a->key, who, sizeof(who));
+		most = a->n;
+	}
+	dv_log_warn("quic: worker %u: %u handshakes in progress "
+		    "(doq.max-handshakes %u); %u half-open connections "
+		    "evicted, %u refused at doq.max-handshakes-per-address "
+		    "%u, since the last such line; most from %s (%u)",
+		    l->w->index, l->n_handshaking, l->hs_max,
+		    l->ho_log_evicted, l->ho_log_refused, l->hs_per_addr, who,
+		    most);
+	l->ho_log_evicted = l->ho_log_refused = 0;
+}
+
+/* Make room for a new connection by ending a half-open one (see "the
+ * half-open bound").  False when there is none. */
+static bool evict_half_open(doq_listener_t *l)
+{
+	doq_conn_t *c = ho_victim(l);
+	if (!c)
+		return false;
+	DV_STAT_INC(&l->w->stats, doq_handshakes_evicted);
+	l->ho_log_evicted++;
+	ho_log(l);
+	conn_abort(c, NGTCP2_CONNECTION_REFUSED, "too many handshakes");
+	return true;
+}
+
 /* The connection is over for QUIC: forget its IDs and ngtcp2 state; the
  * struct stays while queries of it are in the core. */
 static void conn_end(doq_conn_t *c)
 {
 	doq_listener_t *l = c->l;
-	if (!c->qc)
+	if (c->ended)
 		return;
+	c->ended = true;
 	c->state = QC_DEAD;
 	ev_timer_stop(l->w->loop, &c->timer);
 	cid_remove_all(c);
-	if (c->counted_handshaking) {
-		c->counted_handshaking = false;
-		l->n_handshaking--;
-		dv_hs_limit_end(l->w->hs_limit, (struct sockaddr *)&c->peer,
-				false, dv_now_ms());
-	}
-	/* streams still waiting for an answer stay until it comes */
-	while (c->tx_head)
-		tx_unlink(c->tx_head);
-	ngtcp2_conn_del(c->qc); /* closes every stream: stream_close cb not
-				   called here, so free what remains below */
-	c->qc = NULL;
-	dv_quic_tls_free(c->tls);
-	c->tls = NULL;
+	conn_release(c);
 	free(c->close_pkt);
 	c->close_pkt = NULL;
 	l->n_conns--;
@@ -642,14 +953,13 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void conn_timer_update(doq_conn_t *c)
 {
 	struct ev_loop *loop = c->l->w->loop;
-	if (!c->qc)
-		return;
 	ngtcp2_tstamp now = dv_doq_now();
 	double after;
 	if (c->state == QC_CLOSING || c->state == QC_DRAINING) {
-		after = 3.0 * (double)ngtcp2_conn_get_pto(c->qc) /
-			(double)NGTCP2_SECONDS;
+		after = c->close_after;
 	} else {
+		if (!c->qc)
+			return;
 		ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(c->qc);
 		after = exp <= now ? 0.0 :
 				     (double)(exp - now) / (double)NGTCP2_SECONDS;
@@ -698,8 +1008,13 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 	reap_slow_streams(c);
 	int rv = ngtcp2_conn_handle_expiry(c->qc, dv_doq_now());
-	if (rv == NGTCP2_ERR_IDLE_CLOSE) {
-		DV_STAT_INC(&l->w->stats, doq_idle_closed);
+	if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+		/* silence on the other side: end without a word (and without
+		 * a closing period) */
+		if (rv == NGTCP2_ERR_IDLE_CLOSE)
+			DV_STAT_INC(&l->w->stats, doq_idle_closed);
+		else
+			DV_STAT_INC(&l->w->stats, doq_handshake_timeouts);
 		c->state = QC_DEAD;
 		conn_maybe_free(c);
 		goto out;
@@ -1005,12 +1320,7 @@ static int handshake_completed_cb(ngtcp2_conn *qc, void *user_data)
 	doq_listener_t *l = c->l;
 	c->handshake_done = true;
 	bool resumed = dv_quic_tls_resumed(c->tls);
-	if (c->counted_handshaking) {
-		c->counted_handshaking = false;
-		l->n_handshaking--;
-		dv_hs_limit_end(l->w->hs_limit, (struct sockaddr *)&c->peer,
-				resumed, dv_now_ms());
-	}
+	ho_remove(c, resumed);
 	DV_STAT_INC(&l->w->stats, doq_handshakes);
 	if (resumed)
 		DV_STAT_INC(&l->w->stats, doq_resumed);
@@ -1182,19 +1492,22 @@ static void send_version_negotiation(doq_listener_t *l,
 		tx_commit(l, (size_t)n, peer, peer_len, local);
 }
 
-/* Also while the worker's per-address handshake caps are on: then only
+/* `a`: the new client's address entry (NULL: no handshake from it).  Also
+ * while the worker's per-address handshake caps are on: then only
  * addresses that proved they are real (a Retry round trip) are charged,
  * so nobody can spend another address's share with spoofed Initials. */
-static bool under_load(const doq_listener_t *l)
+static bool under_load(const doq_listener_t *l, const ho_addr_t *a)
 {
 	return l->n_handshaking >= UNDER_LOAD_HANDSHAKES ||
+	       l->n_handshaking >= l->hs_max ||
+	       (a && a->n >= l->hs_per_addr) ||
 	       dv_hs_limit_pressure(l->w->hs_limit, dv_now_ms()) ||
 	       (uint64_t)(l->n_conns - l->n_closing) * 4 >=
 		       (uint64_t)l->cfg->doq_max_connections * 3;
 }
 
 static doq_conn_t *conn_new(doq_listener_t *l, const ngtcp2_pkt_hd *hd,
-			    const ngtcp2_cid *odcid,
+			    const ngtcp2_cid *odcid, const uint8_t key[9],
 			    const struct sockaddr *peer, socklen_t peer_len,
 			    const struct sockaddr *local, socklen_t local_len)
 {
@@ -1265,15 +1578,14 @@ static doq_conn_t *conn_new(doq_listener_t *l, const ngtcp2_pkt_hd *hd,
 	ngtcp2_conn_set_tls_native_handle(c->qc, dv_quic_tls_native(c->tls));
 	/* our first ID and the one the client chose both reach us */
 	if (cid_add(c, scid.data, scid.datalen) != 0 ||
-	    cid_add(c, hd->dcid.data, hd->dcid.datalen) != 0) {
+	    cid_add(c, hd->dcid.data, hd->dcid.datalen) != 0 ||
+	    ho_add(c, key) != 0) {
 		cid_remove_all(c);
 		dv_quic_tls_free(c->tls);
 		ngtcp2_conn_del(c->qc);
 		goto fail;
 	}
 	c->state = QC_OPEN;
-	c->counted_handshaking = true;
-	l->n_handshaking++;
 	l->n_conns++;
 	conn_link_head(c);
 	DV_STAT_INC(&l->w->stats, doq_connections);
@@ -1425,22 +1737,38 @@ static void handle_packet(doq_listener_t *l, uint8_t *data, size_t len,
 	} else if (tok > 0) {
 		DV_STAT_INC(&w->stats, doq_token_ok);
 	}
+	uint8_t key[9];
+	ho_key(peer, key);
+	ho_addr_t *a = ho_find(l, key);
 	if (tok == 0 &&
 	    (l->cfg->doq_retry == DV_DOQ_RETRY_ALWAYS ||
-	     (l->cfg->doq_retry == DV_DOQ_RETRY_UNDER_LOAD && under_load(l)))) {
+	     (l->cfg->doq_retry == DV_DOQ_RETRY_UNDER_LOAD &&
+	      under_load(l, a)))) {
 		send_retry(l, &hd, peer, peer_len, local, len);
 		return;
 	}
+	/* past the retry policy: from here on a full table makes room */
+	if (a && a->n >= l->hs_per_addr) {
+		DV_STAT_INC(&w->stats, doq_refused_address);
+		l->ho_log_refused++;
+		ho_log(l);
+		send_refuse(l, &hd, NGTCP2_CONNECTION_REFUSED, peer, peer_len,
+			    local);
+		return;
+	}
+	a = NULL; /* an eviction may free it */
+	if (l->n_handshaking >= l->hs_max)
+		(void)evict_half_open(l);
 	/* closing connections do not count: they take no new work */
 	if (l->n_conns - l->n_closing >= l->cfg->doq_max_connections &&
-	    !evict_idle(l)) {
+	    !evict_half_open(l) && !evict_idle(l)) {
 		DV_STAT_INC(&w->stats, doq_refused);
 		send_refuse(l, &hd, NGTCP2_CONNECTION_REFUSED, peer, peer_len,
 			    local);
 		return;
 	}
-	/* the worker's handshake admission; in progress until
-	 * handshake_completed_cb or conn_end (counted_handshaking) */
+	/* the worker's handshake admission; in progress until ho_remove()
+	 * (the handshake completed or the connection ended) */
 	if (dv_hs_limit_admit(w->hs_limit, peer, dv_now_ms()) < 0) {
 		DV_STAT_INC(&w->stats, doq_rate_limited);
 		DV_STAT_INC(&w->stats, doq_refused);
@@ -1448,7 +1776,7 @@ static void handle_packet(doq_listener_t *l, uint8_t *data, size_t len,
 			    local);
 		return;
 	}
-	c = conn_new(l, &hd, tok > 0 && is_retry ? &odcid : NULL, peer,
+	c = conn_new(l, &hd, tok > 0 && is_retry ? &odcid : NULL, key, peer,
 		     peer_len, local, local_len);
 	if (!c) {
 		dv_hs_limit_end(w->hs_limit, peer, false, dv_now_ms());
@@ -1580,8 +1908,24 @@ static int doq_listen(dv_worker_t *w, const dv_url_t *url, void **state)
 		return -ENOMEM;
 	}
 	l->mask = nb - 1;
-	int fd = dv_sock_listen(url, SOCK_DGRAM, 0);
+	const dv_config_t *cfg = w->cfg;
+	l->hs_max = cfg->doq_max_handshakes < cfg->doq_max_connections
+			    ? cfg->doq_max_handshakes
+			    : cfg->doq_max_connections;
+	l->hs_per_addr = cfg->doq_max_handshakes_per_address < l->hs_max
+				 ? cfg->doq_max_handshakes_per_address
+				 : l->hs_max;
+	nb = 64;
+	while (nb < l->hs_max * 2 && nb < (1u << 20))
+		nb <<= 1;
+	l->ho_buckets = calloc(nb, sizeof(*l->ho_buckets));
+	l->ho_mask = nb - 1;
+	l->ho_level = calloc(l->hs_per_addr + 1, sizeof(*l->ho_level));
+	int fd = l->ho_buckets && l->ho_level ? dv_sock_listen(url, SOCK_DGRAM, 0)
+					      : -ENOMEM;
 	if (fd < 0) {
+		free(l->ho_level);
+		free(l->ho_buckets);
 		free(l->buckets);
 		free(l);
 		return fd;
@@ -1660,6 +2004,8 @@ static void doq_close(dv_worker_t *w, void *state)
 	}
 	reap(l);
 	close(l->fd);
+	free(l->ho_level);
+	free(l->ho_buckets);
 	free(l->buckets);
 	free(l);
 }

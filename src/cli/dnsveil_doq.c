@@ -73,8 +73,11 @@ typedef struct {
 	bool no_fin, partial, two_messages;
 	long reset_after_ms; /* -1: never */
 	long migrate_after;  /* -1: never */
-	struct sockaddr_storage source; /* --source; ss_family 0: any */
-	socklen_t source_len;
+	const char *bind;    /* --bind: local address of every socket */
+	struct sockaddr_storage bind_addr;
+	socklen_t bind_len;
+	unsigned long half_open; /* --half-open N: the attacker mode */
+	double rate;             /* --rate: new connections per second */
 	bool help;
 } opts_t;
 
@@ -124,7 +127,13 @@ static void usage(FILE *f)
 "                         after sending\n"
 "      --migrate-after N  after N answers move to a new local UDP port\n"
 "      --hold S           stay connected S seconds after the last answer\n"
-"      --source ADDR      send from this local address (e.g. 127.0.0.2)\n"
+"      --bind ADDR        send from local address ADDR (e.g. 127.0.0.2)\n"
+"      --half-open N      open N connections that answer the Retry and\n"
+"                         then never finish the handshake (no NAME\n"
+"                         needed; -d S stops starting new ones after S s,\n"
+"                         -t S is how long each waits for the server)\n"
+"      --rate R           --half-open: new connections per second\n"
+"                         (default 1000)\n"
 "  -h, --help             this text\n"
 "\n"
 "Exit status: 0 every query got an answer (any rcode), 1 some did not, 2\n"
@@ -254,7 +263,9 @@ enum {
 	O_RESET,
 	O_MIGRATE,
 	O_HOLD,
-	O_SOURCE,
+	O_BIND,
+	O_HALF_OPEN,
+	O_RATE,
 };
 
 /* Fills `o`; returns 0, or EXIT_USAGE with a message in `err`. */
@@ -287,7 +298,9 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 		{"reset-after-ms", required_argument, NULL, O_RESET},
 		{"migrate-after", required_argument, NULL, O_MIGRATE},
 		{"hold", required_argument, NULL, O_HOLD},
-		{"source", required_argument, NULL, O_SOURCE},
+		{"bind", required_argument, NULL, O_BIND},
+		{"half-open", required_argument, NULL, O_HALF_OPEN},
+		{"rate", required_argument, NULL, O_RATE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -300,6 +313,7 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 	o->id = -1;
 	o->reset_after_ms = -1;
 	o->migrate_after = -1;
+	o->rate = 1000;
 	bool count_given = false;
 	double v;
 	int ch;
@@ -409,21 +423,27 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 			if (parse_num(optarg, 0, 86400, &o->hold))
 				goto bad_value;
 			break;
-		case O_SOURCE: {
-			struct sockaddr_in *s4 = (void *)&o->source;
-			struct sockaddr_in6 *s6 = (void *)&o->source;
-			if (inet_pton(AF_INET, optarg, &s4->sin_addr) == 1) {
-				s4->sin_family = AF_INET;
-				o->source_len = sizeof(*s4);
-			} else if (inet_pton(AF_INET6, optarg,
-					     &s6->sin6_addr) == 1) {
-				s6->sin6_family = AF_INET6;
-				o->source_len = sizeof(*s6);
-			} else {
+		case O_BIND:
+			o->bind = optarg;
+			if (parse_addr(optarg, &o->bind_addr, &o->bind_len))
 				goto bad_value;
-			}
+			/* any port: the address is what we choose */
+			if (o->bind_addr.ss_family == AF_INET6)
+				((struct sockaddr_in6 *)&o->bind_addr)
+					->sin6_port = 0;
+			else
+				((struct sockaddr_in *)&o->bind_addr)
+					->sin_port = 0;
 			break;
-		}
+		case O_HALF_OPEN:
+			if (parse_num(optarg, 1, 1e6, &v))
+				goto bad_value;
+			o->half_open = (unsigned long)v;
+			break;
+		case O_RATE:
+			if (parse_num(optarg, 1, 1e6, &o->rate))
+				goto bad_value;
+			break;
 		case 'h':
 			o->help = true;
 			return 0;
@@ -450,12 +470,6 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 			 o->server);
 		return EXIT_USAGE;
 	}
-	if (o->source.ss_family && o->source.ss_family != o->addr.ss_family) {
-		snprintf(err, err_len,
-			 "--source and the server address are of different "
-			 "families");
-		return EXIT_USAGE;
-	}
 	while (optind < argc) {
 		const char *name = argv[optind++];
 		if (o->nq == MAX_QUESTIONS) {
@@ -476,7 +490,13 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 		if (optind < argc && parse_type(argv[optind]) != 0)
 			q->type = parse_type(argv[optind++]);
 	}
-	if (o->nq == 0 && !o->raw) {
+	if (o->bind && o->bind_addr.ss_family != o->addr.ss_family) {
+		snprintf(err, err_len,
+			 "--bind and the server address are of different "
+			 "families");
+		return EXIT_USAGE;
+	}
+	if (o->nq == 0 && !o->raw && !o->half_open) {
 		snprintf(err, err_len, "no NAME to ask (or --raw)");
 		return EXIT_USAGE;
 	}
@@ -863,8 +883,8 @@ static int open_socket(const run_t *r, sock_t *s)
 			0);
 	if (fd < 0)
 		return -errno;
-	if (o->source.ss_family &&
-	    bind(fd, (const struct sockaddr *)&o->source, o->source_len)) {
+	if (o->bind &&
+	    bind(fd, (const struct sockaddr *)&o->bind_addr, o->bind_len)) {
 		int e = -errno;
 		close(fd);
 		return e;
@@ -1340,8 +1360,220 @@ static int read_file(const char *path, uint8_t **out, size_t *len,
 	return 0;
 }
 
+/* ---- --half-open: a client that stops after its first flight ---- */
+
+/*
+ * The attacker of the listener's half-open bound: each connection sends
+ * its Initial, answers the server's Retry (so it passes address
+ * validation) and then never sends again, so the server holds a
+ * handshake in progress until its handshake timeout or until it evicts
+ * it.  At most HO_WINDOW wait for the server at once; each waits -t S.
+ */
+#define HO_WINDOW 256
+
+typedef struct {
+	dv_doq_client_t *c;
+	sock_t sock;
+	uint64_t deadline;
+	bool token_sent; /* the second Initial, with the Retry token, is out */
+} ho_conn_t;
+
+typedef struct {
+	uint64_t started, retried, half_open, refused, no_retry, timeouts;
+} ho_count_t;
+
+static void ho_end(ho_conn_t *h)
+{
+	dv_doq_client_free(h->c);
+	h->c = NULL;
+	if (h->sock.fd >= 0)
+		close(h->sock.fd);
+	h->sock.fd = -1;
+}
+
+/* Send what the engine has (its Initial, or the Initial with the token). */
+static void ho_flush(ho_conn_t *h, uint64_t now)
+{
+	for (unsigned i = 0; i < 16; i++) {
+		void *ctx = NULL;
+		int n = dv_doq_client_write(h->c, pktbuf, sizeof(pktbuf), &ctx,
+					    now);
+		if (n <= 0)
+			return;
+		(void)send(h->sock.fd, pktbuf, (size_t)n, 0);
+	}
+}
+
+/* The server answered: classify, and stop (or send the token Initial). */
+static void ho_readable(ho_conn_t *h, ho_count_t *k, uint64_t now,
+			uint64_t wait)
+{
+	bool closed = false, got = false;
+	for (unsigned i = 0; i < 64; i++) {
+		ssize_t n = recv(h->sock.fd, pktbuf, sizeof(pktbuf),
+				 MSG_DONTWAIT);
+		if (n < 0)
+			break;
+		got = true;
+		if (dv_doq_client_read(h->c, &h->sock.path, pktbuf, (size_t)n,
+				       now) != 0) {
+			closed = true;
+			break;
+		}
+	}
+	if (!got)
+		return;
+	dv_doq_stats_t st;
+	dv_doq_client_stats(h->c, &st);
+	if (closed) {
+		k->refused++; /* CONNECTION_CLOSE (refused) before anything */
+	} else if (!h->token_sent && st.retry_received) {
+		k->retried++;
+		ho_flush(h, now); /* the Initial with the token */
+		h->token_sent = true;
+		h->deadline = now + wait;
+		return;
+	} else if (h->token_sent) {
+		k->half_open++; /* the server's flight: it holds state now */
+	} else {
+		k->no_retry++; /* state held without a Retry first */
+	}
+	ho_end(h);
+}
+
+static int run_half_open(opts_t *o)
+{
+	run_t r = {.o = o};
+	char err[256];
+	ho_count_t k = {0};
+	r.tls = dv_quic_tls_client_ctx_new(o->ca, o->alpn, err, sizeof(err));
+	if (!r.tls) {
+		fprintf(stderr, "dnsveil-doq: %s\n", err);
+		return 1;
+	}
+	dv_doq_config_t cfg = {
+		.tls = r.tls,
+		.name = o->name,
+		.query_timeout = (uint64_t)(o->timeout * NS),
+		.handshake_timeout = (uint64_t)(o->timeout * NS),
+		.debug = o->debug,
+	};
+	dv_doq_callbacks_t cb = {.on_message = on_message, .on_end = on_end};
+	ho_conn_t win[HO_WINDOW];
+	struct pollfd pfd[HO_WINDOW];
+	unsigned idx[HO_WINDOW];
+	for (unsigned i = 0; i < HO_WINDOW; i++)
+		win[i] = (ho_conn_t){.sock.fd = -1};
+	uint64_t start = dv_doq_now(), now = start;
+	uint64_t stop_at = o->duration > 0
+				   ? start + (uint64_t)(o->duration * NS)
+				   : UINT64_MAX;
+	uint64_t wait = (uint64_t)(o->timeout * NS);
+	int ret = 0;
+	for (;;) {
+		now = dv_doq_now();
+		/* start as many as the rate allows by now */
+		uint64_t due = (uint64_t)((double)(now - start) / 1e9 * o->rate) + 1;
+		bool starting = k.started < o->half_open && now < stop_at;
+		for (unsigned i = 0; starting && i < HO_WINDOW; i++) {
+			if (k.started >= due || k.started >= o->half_open)
+				break;
+			ho_conn_t *h = &win[i];
+			if (h->c)
+				continue;
+			int rv = open_socket(&r, &h->sock);
+			if (rv) {
+				fprintf(stderr, "dnsveil-doq: socket: %s\n",
+					strerror(-rv));
+				ret = 1;
+				goto out;
+			}
+			h->c = dv_doq_client_new(&cfg, &cb, &r, &h->sock.path,
+						 now, err, sizeof(err));
+			if (!h->c) {
+				fprintf(stderr, "dnsveil-doq: %s\n", err);
+				ret = 1;
+				goto out;
+			}
+			h->token_sent = false;
+			h->deadline = now + wait;
+			k.started++;
+			ho_flush(h, now);
+		}
+		unsigned n = 0;
+		uint64_t next = UINT64_MAX;
+		for (unsigned i = 0; i < HO_WINDOW; i++) {
+			ho_conn_t *h = &win[i];
+			if (!h->c)
+				continue;
+			if (h->deadline <= now) {
+				k.timeouts++;
+				ho_end(h);
+				continue;
+			}
+			if (h->deadline < next)
+				next = h->deadline;
+			pfd[n] = (struct pollfd){.fd = h->sock.fd,
+						 .events = POLLIN};
+			idx[n++] = i;
+		}
+		starting = k.started < o->half_open && now < stop_at;
+		if (!n && !starting)
+			break;
+		if (starting) {
+			/* the next start, at the rate (or now if the window
+			 * has room and we are behind) */
+			uint64_t t = start + (uint64_t)((double)k.started /
+							o->rate * 1e9);
+			if (t < next)
+				next = t;
+		}
+		int ms = 0;
+		if (next > now) {
+			uint64_t d = (next - now + 999999) / 1000000;
+			ms = d > 1000 ? 1000 : (int)d;
+		}
+		int pn = poll(pfd, n, ms);
+		now = dv_doq_now();
+		for (int i = 0; pn > 0 && i < (int)n; i++)
+			if (pfd[i].revents)
+				ho_readable(&win[idx[i]], &k, now, wait);
+	}
+out:
+	for (unsigned i = 0; i < HO_WINDOW; i++)
+		if (win[i].c)
+			ho_end(&win[i]);
+	double el = (double)(dv_doq_now() - start) / 1e9;
+	if (o->json)
+		printf("{\"type\":\"half_open\",\"started\":%llu,"
+		       "\"retried\":%llu,\"half_open\":%llu,\"refused\":%llu,"
+		       "\"no_retry\":%llu,\"timeouts\":%llu,"
+		       "\"elapsed_s\":%.3f}\n",
+		       (unsigned long long)k.started,
+		       (unsigned long long)k.retried,
+		       (unsigned long long)k.half_open,
+		       (unsigned long long)k.refused,
+		       (unsigned long long)k.no_retry,
+		       (unsigned long long)k.timeouts, el);
+	else
+		printf(";; half-open: %llu started, %llu answered a Retry, "
+		       "%llu left half-open, %llu refused, %llu held without "
+		       "a Retry, %llu timed out, %.3f s\n",
+		       (unsigned long long)k.started,
+		       (unsigned long long)k.retried,
+		       (unsigned long long)k.half_open,
+		       (unsigned long long)k.refused,
+		       (unsigned long long)k.no_retry,
+		       (unsigned long long)k.timeouts, el);
+	dv_quic_tls_ctx_free(r.tls);
+	fflush(stdout);
+	return ret;
+}
+
 static int run(opts_t *o)
 {
+	if (o->half_open)
+		return run_half_open(o);
 	run_t r = {.o = o};
 	int ret = 1;
 	char err[256];

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -517,6 +518,134 @@ class DoqLimits(DoqBase):
         self.assertGreaterEqual(self.dv.stats()["doq_idle_closed"] - st0["doq_idle_closed"], 1)
         log("ok: an idle connection is closed after doq.idle-timeout-ms (%s)" % c)
 
+
+class HalfOpenFlood:
+    """dnsveil-doq --half-open from one loopback address per process: every
+    connection answers the Retry (so it passes address validation) and then
+    never finishes its handshake.  Bounded: at most `rate` Initials a second
+    for `seconds`, each waiting at most 1 s for the server; loopback only.
+    Killed (by PID) at cleanup if still running."""
+
+    def __init__(self, port, addr, rate, seconds, extra=()):
+        self.cmd = [doq_binary(), "-k", "--json", "--bind", addr, "--half-open", "1000000",
+                    "--rate", str(rate), "-d", str(seconds), "-t", "1"] + list(extra) + [
+                    "127.0.0.1:%d" % port]
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.result = None
+
+    def wait(self, timeout):
+        out, err = self.proc.communicate(timeout=timeout)
+        for line in out.splitlines():
+            if line.startswith("{"):
+                self.result = json.loads(line)
+        if self.result is None:
+            raise AssertionError("%s: no result (exit %s): %s" % (
+                " ".join(self.cmd), self.proc.returncode, err[-1000:]))
+        return self.result
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+class DoqHalfOpen(DoqBase):
+    """Half-open connections (the handshake never completes) must not lock
+    legitimate clients out: per worker at most doq.max-handshakes of them and
+    doq.max-handshakes-per-address from one address, and a new client evicts
+    the oldest half-open connection of the address holding the most."""
+    workers = 2
+    HANDSHAKES = 16
+    PER_ADDRESS = 4
+    # small tables keep it quick; doq.max-connections is what today's
+    # listener fills with half-open connections and then refuses everyone
+    doq = {"retry": "always", "max-connections": 64, "max-handshakes": HANDSHAKES,
+           "max-handshakes-per-address": PER_ADDRESS}
+    SECONDS = 6
+    # RSS may grow by at most this during a flood: the half-open table is
+    # 2 workers x 16 x ~93 KB = 3 MB, evicted, refused and failed ones keep
+    # nothing (release builds grow 2-5 MB; a92fee0 grew 22-26 MB holding 64
+    # half-open and every failed one for 3 PTOs).  ASan: bigger allocations,
+    # an 8 MB quarantine and shadow memory (19-23 MB seen)
+    RSS_GROWTH_KB = (48 if h.SANITIZE else 16) * 1024
+
+    def flood(self, attackers, rate, extra=()):
+        st0 = self.dv.stats()
+        rss0 = self.dv.rss_kb()
+        each = max(1, int(rate / h.SCALE / len(attackers)))
+        floods = [HalfOpenFlood(self.dv.quic_port, a, each, self.SECONDS, extra)
+                  for a in attackers]
+        for f in floods:
+            self.addCleanup(f.kill)
+        # a legitimate client on another address connects again and again
+        # (one query per connection) while the flood runs
+        ok, tries, failures, rss_max, peak_now = 0, 0, [], rss0, 0
+        t_end = time.monotonic() + self.SECONDS - 0.5
+        time.sleep(0.5)  # the flood is under way
+        while time.monotonic() < t_end:
+            r = Doq(self.dv.quic_port, ["--bind", "127.0.0.2", "-t", str(h.scaled(2))])
+            tries += 1
+            if r.rc == 0 and r.summary["answers"] == 1:
+                ok += 1
+            elif len(failures) < 5:
+                failures.append((r.errors[:2], r.close()))
+            rss_max = max(rss_max, self.dv.rss_kb())
+            peak_now = max(peak_now, self.dv.stats().get("doq_half_open", 0))
+        results = [f.wait(timeout=self.SECONDS + h.scaled(30)) for f in floods]
+        st1 = self.dv.stats()
+        d = {k: st1[k] - st0[k] for k in st1 if k.startswith("doq_") and "half_open" not in k}
+        log("flood %s: %s" % (attackers, results))
+        log("legitimate: %d of %d connections answered; RSS %d -> max %d KB; half-open peak %s "
+            "(now-samples max %d); counters %s" % (
+                ok, tries, rss0, rss_max, st1.get("doq_half_open_peak"), peak_now,
+                {k: v for k, v in d.items() if v}))
+        self.assertGreaterEqual(tries, 10, "the legitimate client ran too few times")
+        self.assertGreaterEqual(ok, 0.95 * tries, "legitimate clients locked out: %d of %d "
+                                "answered; failures %s" % (ok, tries, failures))
+        if not extra:
+            self.assertGreater(sum(x["half_open"] for x in results), 0,
+                               "the flood made no half-open connection: %s" % results)
+        self.assertLessEqual(rss_max - rss0, self.RSS_GROWTH_KB,
+                             "RSS grew by %d KB during the flood" % (rss_max - rss0))
+        return results, d, st1
+
+    def test_flood_from_one_address(self):
+        # the report's rate: 1,500 Initials a second, all answering Retry
+        results, d, st = self.flood(["127.0.0.1"], 1500)
+        # one address holds at most its share on each worker (the
+        # legitimate client, 127.0.0.2, holds at most one more)
+        bound = self.workers * (self.PER_ADDRESS + 1)
+        self.assertLessEqual(st["doq_half_open_peak"], bound, st)
+        self.assertGreater(d["doq_refused_address"], 0, d)
+        self.assertIn("doq.max-handshakes-per-address", self.dv.stderr_text(),
+                      "a (rate-limited) line says why connections are refused")
+        log("ok: one address flooding half-open connections holds at most %d; the "
+            "legitimate client connects" % bound)
+
+    def test_flood_from_many_addresses(self):
+        # six addresses x 4 fill the 16-entry table: new connections (the
+        # flood's own and the legitimate client's) evict the oldest half-open
+        # connection of an address holding the most.  Every Initial now
+        # costs a full TLS handshake (a refusal costs none), so the rate is
+        # lower: 2 cores must run the six attackers and dnsveil (the CPU
+        # cost per address is doq's handshake *rate* limit's business)
+        attackers = ["127.0.0.%d" % i for i in (1, 3, 4, 5, 6, 7)]
+        results, d, st = self.flood(attackers, 400)
+        self.assertLessEqual(st["doq_half_open_peak"], self.workers * self.HANDSHAKES, st)
+        self.assertGreater(d["doq_handshakes_evicted"], 0, d)
+        log("ok: %d addresses flooding: at most %d half-open, %d evicted, the legitimate "
+            "client connects" % (len(attackers), self.workers * self.HANDSHAKES,
+                                 d["doq_handshakes_evicted"]))
+
+    def test_failing_handshakes_keep_no_state(self):
+        # the same flood with a ClientHello the server rejects (no ALPN
+        # "doq"): each connection goes straight to its closing period, which
+        # keeps only the CONNECTION_CLOSE (a92fee0 kept the whole ngtcp2 and
+        # TLS state for 3 PTOs: +190 MB in 6 s at this rate)
+        results, d, st = self.flood(["127.0.0.1"], 1500, ["--alpn", "h3"])
+        self.assertGreater(d["doq_closed_error"], 1000 / h.SCALE, d)
+        log("ok: %d failed handshakes in %d s, RSS bounded" % (d["doq_closed_error"], self.SECONDS))
 
 class DoqDrain(DoqBase):
     def test_sigterm_answers_then_closes(self):

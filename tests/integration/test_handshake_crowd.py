@@ -493,7 +493,7 @@ class QuicFlood(HandshakeBase):
         for _ in range(max_runs):
             if time.monotonic() >= until:
                 break
-            r = dv.doq("--source", "127.0.0.3", "-K", "10", "-t", str(h.scaled(3)))
+            r = dv.doq("--bind", "127.0.0.3", "-K", "10", "-t", str(h.scaled(3)))
             queries += r.summary["queries"]
             answers += r.summary["answers"]
             lat = {}
@@ -519,7 +519,7 @@ class QuicFlood(HandshakeBase):
 
         def flooder():
             while time.monotonic() < end:
-                cmd = [tq.doq_binary(), "-k", "-q", "--json", "--source", "127.0.0.2",
+                cmd = [tq.doq_binary(), "-k", "-q", "--json", "--bind", "127.0.0.2",
                        "-K", str(self.FLOOD_CONNS), "-t", "2",
                        "127.0.0.1:%d" % dv.quic_port, WWW]
                 p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

@@ -242,6 +242,12 @@ static void test_print_schema(void **state)
 	line_of(out, "doh.max-header-bytes", line, sizeof(line));
 	assert_contains(line, "[1024..65536]");
 	assert_contains(line, " 8192 ");
+	line_of(out, "doq.max-handshakes", line, sizeof(line));
+	assert_contains(line, "[1..1000000]");
+	assert_contains(line, " 256 ");
+	line_of(out, "doq.max-handshakes-per-address", line, sizeof(line));
+	assert_contains(line, "[1..65536]");
+	assert_contains(line, " 16 ");
 	free(out);
 }
 

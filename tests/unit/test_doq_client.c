@@ -295,6 +295,22 @@ static void test_args(void **state)
 			 0);
 	assert_int_equal(o.id, 4660);
 
+	/* the half-open flood: no NAME needed; --bind picks the source */
+	assert_int_equal(parse(&o, err, "-k", "--half-open", "300", "--rate",
+			       "1500", "--bind", "127.0.0.2", "127.0.0.1:1",
+			       NULL),
+			 0);
+	assert_int_equal(o.half_open, 300);
+	assert_true(o.rate == 1500);
+	assert_int_equal(o.bind_addr.ss_family, AF_INET);
+	assert_int_equal(((struct sockaddr_in *)&o.bind_addr)->sin_port, 0);
+	assert_int_equal(parse(&o, err, "-k", "--bind", "::1", "127.0.0.1:1",
+			       "a.test", NULL),
+			 EXIT_USAGE); /* families differ */
+	assert_int_equal(parse(&o, err, "-k", "--half-open", "0",
+			       "127.0.0.1:1", NULL),
+			 EXIT_USAGE);
+
 	/* usage errors */
 	const int U = EXIT_USAGE;
 	assert_int_equal(parse(&o, err, "-k", NULL), U);

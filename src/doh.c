@@ -27,7 +27,10 @@
  * followed by RST_STREAM(NO_ERROR) so the client stops uploading
  * (RFC 9113 8.1).
  * Floods of CONTINUATION frames and of stream resets are bounded by
- * nghttp2's own defaults (Debian's 1.52 has both fixes backported).
+ * nghttp2's own defaults (Debian's 1.52 has both fixes backported).  Every
+ * connection error ends with a GOAWAY written before the close: nghttp2
+ * queues its own for protocol errors, and h2_fatal() one for what it hands
+ * back to us (floods of ACKs or CONTINUATIONs, our callbacks' failures).
  *
  * HTTP/1.1.  http-parser does the parsing, including chunked bodies.
  * Responses leave strictly in request order: each request takes a slot in
@@ -1000,6 +1003,47 @@ static bool h2_at_limit(const dv_doh_t *d)
 	       d->outstanding >= d->opts.max_streams;
 }
 
+/*
+ * nghttp2_session_mem_recv() failed fatally.  For the errors nghttp2
+ * detects while parsing (a frame on the wrong stream, a bad SETTINGS
+ * value...) it has queued its own GOAWAY and returned normally; what
+ * lands here is what it leaves to the application: floods (PING or
+ * SETTINGS acknowledgements piling up, CONTINUATION after CONTINUATION)
+ * and our own callbacks' failures.  RFC 9113 5.4.1: a connection error
+ * is a GOAWAY, then the close, so queue one and let dv_doh_output() send
+ * it; dv_doh_want_close() holds until it has.  Returns the error for
+ * dv_doh_input().
+ */
+static ssize_t h2_fatal(dv_doh_t *d, int lib_err)
+{
+	uint32_t code = NGHTTP2_INTERNAL_ERROR;
+	d->err = -EPROTO;
+	switch (lib_err) {
+	case NGHTTP2_ERR_BAD_CLIENT_MAGIC:
+		/* not HTTP/2: a GOAWAY means nothing to it, and RFC 9113 3.4
+		 * lets us leave it out */
+		d->dead = true;
+		return d->err;
+	case NGHTTP2_ERR_FLOODED:
+		code = NGHTTP2_ENHANCE_YOUR_CALM;
+		d->err = DV_ELIMIT;
+		break;
+	case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS:
+		code = NGHTTP2_ENHANCE_YOUR_CALM;
+		d->err = DV_ELIMIT;
+		break;
+	case NGHTTP2_ERR_NOMEM:
+		d->err = -ENOMEM;
+		break;
+	default:
+		break;
+	}
+	/* naming the last stream we took: the client may retry the rest */
+	if (nghttp2_session_terminate_session(d->h2, code) != 0)
+		d->dead = true; /* no memory even for that: just close */
+	return d->err;
+}
+
 static ssize_t h2_input(dv_doh_t *d, const uint8_t *data, size_t len)
 {
 	if (d->err)
@@ -1017,11 +1061,8 @@ static ssize_t h2_input(dv_doh_t *d, const uint8_t *data, size_t len)
 		if (chunk > want)
 			chunk = want;
 		ssize_t n = nghttp2_session_mem_recv(d->h2, data + off, chunk);
-		if (n < 0) {
-			d->dead = true;
-			d->err = n == NGHTTP2_ERR_NOMEM ? -ENOMEM : -EPROTO;
-			return d->err;
-		}
+		if (n < 0)
+			return h2_fatal(d, (int)n);
 		if (n == 0)
 			break;
 		size_t got = (size_t)n;
@@ -1631,7 +1672,7 @@ bool dv_doh_receiving(const dv_doh_t *d)
 {
 	if (d->proto == DV_DOH_HTTP1)
 		return d->in_message && !d->stopped;
-	if (d->dead)
+	if (d->dead || d->err)
 		return false;
 	if ((d->preface_left && d->preface_left < NGHTTP2_CLIENT_MAGIC_LEN) ||
 	    d->fh_len)

@@ -138,10 +138,14 @@ void dv_doh_free(dv_doh_t *d);
  * the end of the connection's last request are consumed and dropped), or a
  * negative error after which the connection must close once the output is
  * flushed (see dv_doh_want_close):
- *   -EPROTO    not HTTP/2 (bad preface) / malformed HTTP/1, an HTTP/2
- *              connection error (nghttp2 sent GOAWAY), 505
- *   DV_ELIMIT  431, or a 413 that ends an HTTP/1 connection
+ *   -EPROTO    not HTTP/2 (bad preface: no GOAWAY, RFC 9113 3.4) /
+ *              malformed HTTP/1, an HTTP/2 connection error, 505
+ *   DV_ELIMIT  431, or a 413 that ends an HTTP/1 connection; an HTTP/2
+ *              flood (PING or SETTINGS ACKs piling up, more than 8
+ *              CONTINUATION frames)
  *   -ENOMEM    memory is short
+ * After an HTTP/2 connection error the output holds a GOAWAY with its code
+ * (ENHANCE_YOUR_CALM for the floods); dv_doh_want_close() waits for it.
  */
 ssize_t dv_doh_input(dv_doh_t *d, const uint8_t *data, size_t len);
 

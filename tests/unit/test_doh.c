@@ -448,7 +448,7 @@ static bool cli_to_srv(srv_t *s, cli_t *c)
 	if (r < 0) {
 		c->in_err = r;
 		c->pend_len = 0;
-		return false;
+		return true; /* what the engine sends now (a GOAWAY) is due */
 	}
 	memmove(c->pend, c->pend + r, c->pend_len - (size_t)r);
 	c->pend_len -= (size_t)r;
@@ -1095,6 +1095,134 @@ static void test_h2_garbage(void **state)
 	assert_true(dv_doh_want_close(s->d));
 	assert_int_equal(dv_doh_input(s->d, in, 9), -EPROTO);
 	srv_free(s);
+}
+
+/* ---- HTTP/2 frames by hand, for what nghttp2's client will not send ---- */
+
+typedef struct {
+	uint8_t *p;
+	size_t len, cap;
+} buf_t;
+
+static void buf_put(buf_t *b, const void *d, size_t n)
+{
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2;
+		b->p = realloc(b->p, b->cap);
+		assert_non_null(b->p);
+	}
+	if (n)
+		memcpy(b->p + b->len, d, n);
+	b->len += n;
+}
+
+static void put_frame(buf_t *b, uint8_t type, uint8_t flags, uint32_t sid,
+		      const void *payload, size_t n)
+{
+	uint8_t h[9] = {(uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n,
+			type, flags};
+	dv_put32(h + 5, sid);
+	buf_put(b, h, 9);
+	buf_put(b, payload, n);
+}
+
+static void raw_preface(buf_t *b)
+{
+	buf_put(b, NGHTTP2_CLIENT_MAGIC, NGHTTP2_CLIENT_MAGIC_LEN);
+	put_frame(b, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+}
+
+/* What the engine sent, frame by frame. */
+typedef struct {
+	bool goaway;
+	uint32_t goaway_err;
+	unsigned frames, rst, headers;
+	int32_t rst_id[32], hdr_id[32];
+	uint32_t rst_err[32];
+} frames_t;
+
+static void srv_frames(srv_t *s, frames_t *f)
+{
+	buf_t out = {0};
+	uint8_t tmp[1000];
+	ssize_t k;
+	memset(f, 0, sizeof(*f));
+	while ((k = dv_doh_output(s->d, tmp, sizeof(tmp))) > 0)
+		buf_put(&out, tmp, (size_t)k);
+	assert_true(k == 0);
+	for (size_t off = 0; off + 9 <= out.len;) {
+		size_t plen = (size_t)out.p[off] << 16 |
+			      (size_t)out.p[off + 1] << 8 | out.p[off + 2];
+		uint8_t type = out.p[off + 3];
+		int32_t sid = (int32_t)(dv_get32(out.p + off + 5) & 0x7fffffff);
+		const uint8_t *pl = out.p + off + 9;
+		assert_true(off + 9 + plen <= out.len);
+		f->frames++;
+		if (type == NGHTTP2_GOAWAY) {
+			f->goaway = true;
+			f->goaway_err = dv_get32(pl + 4);
+		} else if (type == NGHTTP2_RST_STREAM && f->rst < 32) {
+			f->rst_id[f->rst] = sid;
+			f->rst_err[f->rst++] = dv_get32(pl);
+		} else if (type == NGHTTP2_HEADERS && f->headers < 32) {
+			f->hdr_id[f->headers++] = sid;
+		}
+		off += 9 + plen;
+	}
+	free(out.p);
+}
+
+/* Input that makes nghttp2 fail fatally: dv_doh_input() says so, and the
+ * output then holds GOAWAY(`code`) before want_close. */
+static void goaway_case(const buf_t *in, uint32_t code)
+{
+	srv_t *s = srv_new(DV_DOH_H2);
+	ssize_t r = dv_doh_input(s->d, in->p, in->len);
+	assert_true(r < 0);
+	assert_false(dv_doh_want_input(s->d));
+	assert_false(dv_doh_receiving(s->d));
+	assert_false(dv_doh_want_close(s->d));
+	frames_t f;
+	srv_frames(s, &f);
+	assert_true(f.goaway);
+	assert_int_equal(f.goaway_err, code);
+	assert_true(dv_doh_want_close(s->d));
+	assert_int_equal(dv_doh_input(s->d, in->p, 9), r);
+	srv_free(s);
+}
+
+/* Floods nghttp2 detects but leaves to the application (it returns a
+ * fatal error instead of queueing a GOAWAY): each must still end with a
+ * GOAWAY, RFC 9113 5.4.1. */
+static void test_h2_flood_goaway(void **state)
+{
+	static const uint8_t opaque[8] = "dnsveil!";
+	buf_t in = {0};
+
+	/* PING: 1000 unsent PING ACKs is a flood */
+	raw_preface(&in);
+	for (int i = 0; i < 1100; i++)
+		put_frame(&in, NGHTTP2_PING, 0, 0, opaque, 8);
+	goaway_case(&in, NGHTTP2_ENHANCE_YOUR_CALM);
+
+	/* SETTINGS: the same with SETTINGS ACKs */
+	in.len = 0;
+	raw_preface(&in);
+	for (int i = 0; i < 1100; i++)
+		put_frame(&in, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+	goaway_case(&in, NGHTTP2_ENHANCE_YOUR_CALM);
+
+	/* CONTINUATION: more than 8 after one HEADERS */
+	in.len = 0;
+	raw_preface(&in);
+	static const uint8_t start[] = {0x82, 0x87, 0x84};
+	static const uint8_t more[] = {0x90}; /* accept-encoding: gzip... */
+	put_frame(&in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM, 1, start,
+		  sizeof(start));
+	for (int i = 0; i < 20; i++)
+		put_frame(&in, NGHTTP2_CONTINUATION, 0, 1, more, sizeof(more));
+	goaway_case(&in, NGHTTP2_ENHANCE_YOUR_CALM);
+	free(in.p);
 }
 
 static void test_h2_answer_in_callback(void **state)
@@ -1998,6 +2126,7 @@ int main(void)
 		cmocka_unit_test(test_h2_drain_idle),
 		cmocka_unit_test(test_h2_forwarded),
 		cmocka_unit_test(test_h2_garbage),
+		cmocka_unit_test(test_h2_flood_goaway),
 		cmocka_unit_test(test_h2_answer_in_callback),
 		cmocka_unit_test(test_h2_answer_limits),
 		cmocka_unit_test(test_h1_get_post),

@@ -31,6 +31,8 @@
  * connection error ends with a GOAWAY written before the close: nghttp2
  * queues its own for protocol errors, and h2_fatal() one for what it hands
  * back to us (floods of ACKs or CONTINUATIONs, our callbacks' failures).
+ * HPACK bombs are bounded per request and per connection (see
+ * h2_header_cb).
  *
  * HTTP/1.1.  http-parser does the parsing, including chunked bodies.
  * Responses leave strictly in request order: each request takes a slot in
@@ -144,6 +146,10 @@ struct dv_doh {
 	uint8_t fh_len;       /* 9: in the payload */
 	uint32_t payload_left;
 	int32_t goaway_last;
+	uint64_t rx;         /* bytes nghttp2 has taken, preface included */
+	uint64_t hdr_fields; /* header field bytes nghttp2 handed us */
+	unsigned oversized;  /* requests over max_header_bytes */
+	uint32_t fail_code;  /* GOAWAY code for our callback's failure */
 	uint8_t *obuf; /* output target during nghttp2_session_send */
 	size_t olen, ocap;
 
@@ -827,19 +833,83 @@ static int h2_begin_headers_cb(nghttp2_session *session,
 	return 0;
 }
 
+/*
+ * What a connection may make us decode.  HPACK lets one byte stand for a
+ * whole dynamic-table entry (up to 4064 bytes with the default 4096-byte
+ * table), and nghttp2 validates every field it hands us byte by byte: a
+ * 12 KB header block of references to one 4 KB entry is 48 MB of work.
+ * Three bounds, each checked as a field arrives, before the next one is
+ * decoded for us:
+ *  - a request: no field after the one that took it over
+ *    max_header_bytes (that one decides the 431; if more follow, the
+ *    stream is reset, see h2_header_cb);
+ *  - a connection: header bytes handed to us at most HDR_SLACK +
+ *    HDR_RATIO x the bytes it sent (measured on real clients: curl,
+ *    h2load, kdig, httpx stay under 3x, since a request's path or body
+ *    is sent literally; python3-h2 repeating one GET, every field
+ *    indexed, reaches 11x);
+ *  - a connection: at most MAX_OVERSIZED requests over max_header_bytes
+ *    (each is decoded up to the limit; a client whose requests keep
+ *    going over it gets nothing from the connection anyway).
+ * Over either connection bound: GOAWAY(ENHANCE_YOUR_CALM), the code RFC
+ * 9113 5.4.1/10.5 gives for a peer "exhibiting a behavior that might be
+ * generating excessive load".  COMPRESSION_ERROR would be wrong: the
+ * compression context is intact, the HPACK is valid.
+ *
+ * A smaller SETTINGS_HEADER_TABLE_SIZE would only change how many bytes
+ * the attacker needs to reach these bounds, not the bounds, and it would
+ * cost every client its compression (and the table is 4096 bytes until
+ * our SETTINGS are acknowledged anyway), so we keep the default.
+ */
+#define HDR_RATIO 32
+#define HDR_SLACK(d) (4 * (uint64_t)(d)->opts.max_header_bytes)
+#define MAX_OVERSIZED 4
+
+/* End the connection from inside a callback: nghttp2 stops at once and
+ * h2_input() sends GOAWAY(code). */
+static int h2_fail(dv_doh_t *d, uint32_t code)
+{
+	d->fail_code = code;
+	return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
 static int h2_header_cb(nghttp2_session *session, const nghttp2_frame *frame,
 			const uint8_t *name, size_t namelen,
 			const uint8_t *value, size_t valuelen, uint8_t flags,
 			void *user)
 {
 	dv_doh_t *d = user;
+	size_t len = namelen + valuelen;
+	d->hdr_fields += len;
+	if (d->hdr_fields > HDR_SLACK(d) + HDR_RATIO * d->rx)
+		return h2_fail(d, NGHTTP2_ENHANCE_YOUR_CALM);
 	h2s_t *s = h2_stream(d, frame->hd.stream_id);
-	if (!s || s->state != S_RECV)
+	if (!s)
 		return 0;
 	req_t *r = &s->req;
+	if (r->hdr_bytes > d->opts.max_header_bytes) {
+		/*
+		 * More fields after the one that took the request over the
+		 * limit.  Every one of them would be decoded and validated
+		 * for nothing, so nghttp2 must stop handing them over: that
+		 * is TEMPORAL_CALLBACK_FAILURE, which resets the stream
+		 * (nghttp2 1.52 then drops any response queued on it, so
+		 * the 431 cannot be sent).  Our RST_STREAM goes first to
+		 * carry ENHANCE_YOUR_CALM instead of nghttp2's
+		 * INTERNAL_ERROR: the request was too large, nothing broke
+		 * here, and REFUSED_STREAM would invite a retry.
+		 */
+		nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id,
+					  NGHTTP2_ENHANCE_YOUR_CALM);
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
 	/* trailers count against the limit too, and are otherwise ignored */
-	if (!req_count(d, r, namelen + valuelen) ||
-	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+	if (!req_count(d, r, len)) {
+		if (++d->oversized > MAX_OVERSIZED)
+			return h2_fail(d, NGHTTP2_ENHANCE_YOUR_CALM);
+		return 0; /* 431, unless more fields follow (above) */
+	}
+	if (s->state != S_RECV || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	const char *n = (const char *)name, *v = (const char *)value;
 	if (namelen && n[0] == ':') {
@@ -1032,6 +1102,13 @@ static ssize_t h2_fatal(dv_doh_t *d, int lib_err)
 		code = NGHTTP2_ENHANCE_YOUR_CALM;
 		d->err = DV_ELIMIT;
 		break;
+	case NGHTTP2_ERR_CALLBACK_FAILURE:
+		if (d->fail_code) {
+			code = d->fail_code;
+			d->err = code == NGHTTP2_ENHANCE_YOUR_CALM ? DV_ELIMIT
+								   : -EPROTO;
+		}
+		break;
 	case NGHTTP2_ERR_NOMEM:
 		d->err = -ENOMEM;
 		break;
@@ -1060,6 +1137,7 @@ static ssize_t h2_input(dv_doh_t *d, const uint8_t *data, size_t len)
 			want = d->payload_left;
 		if (chunk > want)
 			chunk = want;
+		d->rx += chunk; /* before: the header budget counts it */
 		ssize_t n = nghttp2_session_mem_recv(d->h2, data + off, chunk);
 		if (n < 0)
 			return h2_fatal(d, (int)n);

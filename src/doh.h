@@ -23,7 +23,9 @@
  *   415  POST without content-type application/dns-message (parameters
  *        such as "; charset=..." are tolerated)
  *   431  more than opts->max_header_bytes of request target + header
- *        names + values
+ *        names + values (HTTP/2: when more fields follow the one that
+ *        went over, the stream is reset with ENHANCE_YOUR_CALM at once
+ *        instead, so an HPACK bomb is not decoded to its end)
  *   505  HTTP/1 request line with a major version other than 1 (also a
  *        "PRI * HTTP/2.0" preface on the HTTP/1 path)
  * A DNS message with a readable header that is otherwise malformed is
@@ -142,7 +144,10 @@ void dv_doh_free(dv_doh_t *d);
  *              malformed HTTP/1, an HTTP/2 connection error, 505
  *   DV_ELIMIT  431, or a 413 that ends an HTTP/1 connection; an HTTP/2
  *              flood (PING or SETTINGS ACKs piling up, more than 8
- *              CONTINUATION frames)
+ *              CONTINUATION frames), header fields out of proportion to
+ *              the bytes received (more than 4 x max_header_bytes + 32 x
+ *              them: an HPACK bomb) or a fifth request over
+ *              max_header_bytes
  *   -ENOMEM    memory is short
  * After an HTTP/2 connection error the output holds a GOAWAY with its code
  * (ENHANCE_YOUR_CALM for the floods); dv_doh_want_close() waits for it.

@@ -6,14 +6,24 @@ SETTINGS from python3-h2, HPACK by hand where the attack needs exact bytes;
 the server's frames are parsed raw, so its GOAWAY and RST_STREAM codes are
 seen even after python3-h2 would have given up on the connection):
 
+  - an HPACK bomb: one ~4 KB header inserted in the dynamic table, then
+    header blocks referencing it ~12,000 times, ~1 MB/s on each of 4
+    connections to a dnsveil with ONE worker, while a control client
+    measures its UDP and DoH latency on that worker.  The attackers must
+    be cut off (GOAWAY or EOF) within a bounded time and the control p99
+    must stay within max(2 x quiet, quiet + 20 ms) (x SCALE).
+  - small header blocks that each decode to far more than they weigh: the
+    per-connection budget ends them with GOAWAY(ENHANCE_YOUR_CALM).
   - connection errors must be a GOAWAY with the right code, written before
     the close: a CONTINUATION flood, a PING flood, a SETTINGS flood
     (ENHANCE_YOUR_CALM) and a plain protocol error, DATA on stream 0
     (PROTOCOL_ERROR).
 """
 
+import multiprocessing
 import os
 import select
+import socket
 import ssl
 import sys
 import time
@@ -218,6 +228,246 @@ class RawH2:
                         self.status[sid] = int(v)
 
 
+# ---------------------------------------------------------------- the HPACK bomb
+
+BOMB_NAME = "x-bomb"
+BOMB_VALUE_LEN = 4000     # entry size 4000 + 6 + 32 = 4038 <= 4096
+
+
+def attacker(port, deadline, rate, refs, max_conns, out):
+    """One attacking process: HPACK-bomb connections one after the other
+    until `deadline` (or `max_conns`), each paced at `rate` bytes/s.  Puts
+    one dict per connection on `out`, then None."""
+    try:
+        prefix = request_prefix(query_path())
+        decoded_per_ref = len(BOMB_NAME) + BOMB_VALUE_LEN
+        conns = 0
+        while time.monotonic() < deadline and conns < max_conns:
+            conns += 1
+            try:
+                c = RawH2(port)
+            except OSError as e:
+                out.put({"error": "connect: %s" % e})
+                time.sleep(0.05)
+                continue
+            t0 = time.monotonic()
+            first = prefix + lit_index_new(BOMB_NAME, "a" * BOMB_VALUE_LEN)
+            # the dynamic table now holds x-bomb alone: index 62
+            c.send(client_preface() + headers_frame(1, first), deadline)
+            block = prefix + indexed(62) * refs
+            sid, blocks, represented = 3, 0, 0
+            while not c.closed and c.goaway is None and time.monotonic() < deadline:
+                if not c.send(headers_frame(sid, block), deadline):
+                    break
+                sid += 2
+                blocks += 1
+                represented += refs * decoded_per_ref
+                # pace: at most `rate` bytes/s since the connection began
+                ahead = c.sent / rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    c.pump(lambda: False, min(ahead, max(0.0, deadline - time.monotonic())))
+                else:
+                    c.read_some()
+            t_end = time.monotonic()
+            interrupted = not c.closed and c.goaway is None and t_end >= deadline
+            # the server's last words: GOAWAY, then EOF
+            c.pump(lambda: c.closed is not None, 2.0)
+            ends = [t for t in (c.t_goaway, c.t_closed) if t is not None]
+            out.put({"interrupted": interrupted, "sent": c.sent, "blocks": blocks,
+                     "represented": represented,
+                     "answered": sum(1 for s in c.status if s >= 3),
+                     "resets": dict(c.resets), "goaway": c.goaway, "closed": c.closed,
+                     "t_goaway_or_close": (min(ends) if ends else t_end) - t0})
+            c.close()
+    except Exception as e:  # noqa: BLE001
+        out.put({"error": repr(e)})
+    finally:
+        out.put(None)
+
+
+def percentile(xs, p):
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
+
+
+class Control:
+    """Sequential UDP and DoH (h2 over TLS) queries for a cached name,
+    with their latencies."""
+
+    TIMEOUT = 2.0
+
+    def __init__(self, dv):
+        self.dv = dv
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.connect(("127.0.0.1", dv.port))
+        self.doh = dh.H2Client(dv.https_port, tls=True)
+        self.wire = dh.query_wire(CONTROL_NAME)
+        self.qid = 0
+        self.lost = 0
+
+    def close(self):
+        self.udp.close()
+        self.doh.close()
+
+    def udp_once(self):
+        self.qid = (self.qid + 1) & 0xFFFF
+        msg = h.make_query(CONTROL_NAME, qid=self.qid).to_wire()
+        t0 = time.monotonic()
+        self.udp.send(msg)
+        deadline = t0 + self.TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self.TIMEOUT
+            self.udp.settimeout(left)
+            try:
+                r = self.udp.recv(4096)
+            except socket.timeout:
+                return self.TIMEOUT
+            if r[:2] == msg[:2]:
+                return time.monotonic() - t0
+
+    def doh_once(self):
+        t0 = time.monotonic()
+        if self.doh.closed or self.doh.goaway:
+            # lost (a starved worker cuts it off by its timeouts): that
+            # query counts as a timeout, the next one reconnects
+            self.lost += 1
+            self.doh.close()
+            self.doh = dh.H2Client(self.dv.https_port, tls=True)
+            return self.TIMEOUT
+        sid = self.doh.request("GET", wire=self.wire)
+        st = self.doh.wait([sid], self.TIMEOUT)[0]
+        if not st.done or st.status != 200:
+            return self.TIMEOUT
+        self.doh.streams.pop(sid, None)
+        return time.monotonic() - t0
+
+    def measure(self, seconds, stop=None, interval=0.004):
+        """(udp latencies, doh latencies) over `seconds` (or until stop())."""
+        udp, doh = [], []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not (stop and stop()):
+            udp.append(self.udp_once())
+            doh.append(self.doh_once())
+            time.sleep(interval)
+        return udp, doh
+
+
+def ms(x):
+    return "%.2f ms" % (x * 1000.0)
+
+
+class HpackBomb(h.IntegrationTest):
+    """One worker; 4 HPACK-bomb connections; a control client on the same
+    worker."""
+
+    ATTACKERS = 4
+    ATTACK_S = 5.0
+    RATE = 1_000_000          # bytes/s per attacking connection
+    REFS = 12000              # references per ~12 KB header block
+    MAX_CONNS = 400           # per attacker: reconnections are bounded too
+    CLOSE_BOUND_S = 2.0       # each attacking connection ends within this
+
+    def setUp(self):
+        super().setUp()
+        self.ub = self.start_unbound(log_queries=False)
+        # the default timeouts: a control connection must not be cut off
+        # by the short ones the other DoH tests use
+        lim = {"tcp-read-timeout-ms": 5000, "tcp-idle-timeout-ms": 10000}
+        self.dv = dh.DohDnsveil(upstream=[self.ub], config=dh.doh_config(limits=lim), workers=1,
+                                name="doh-bomb")
+        self._dnsveils.append(self.dv)
+        self.dv.start()
+
+    def test_hpack_bomb(self):
+        ctl = Control(self.dv)
+        try:
+            ctl.measure(0.5)                                  # warm: cached, connected
+            q_udp, q_doh = ctl.measure(h.scaled(2.0))
+            log("quiet: %d UDP, %d DoH queries; p99 UDP %s, DoH %s" % (
+                len(q_udp), len(q_doh), ms(percentile(q_udp, 99)), ms(percentile(q_doh, 99))))
+
+            ctx = multiprocessing.get_context("fork")
+            out = ctx.Queue()
+            deadline = time.monotonic() + h.scaled(self.ATTACK_S)
+            procs = [ctx.Process(target=attacker,
+                                 args=(self.dv.http_port, deadline, self.RATE, self.REFS,
+                                       self.MAX_CONNS, out), daemon=True)
+                     for _ in range(self.ATTACKERS)]
+            for p in procs:
+                p.start()
+            try:
+                time.sleep(0.2)                                # the attack is on
+                a_udp, a_doh = ctl.measure(max(0.5, deadline - time.monotonic()))
+                conns, done, errors = [], 0, []
+                until = deadline + h.scaled(10)
+                while done < len(procs) and time.monotonic() < until:
+                    try:
+                        r = out.get(timeout=max(0.1, until - time.monotonic()))
+                    except Exception:  # noqa: BLE001 - queue.Empty
+                        break
+                    if r is None:
+                        done += 1
+                    elif "error" in r:
+                        errors.append(r["error"])
+                    else:
+                        conns.append(r)
+            finally:
+                for p in procs:
+                    p.join(timeout=h.scaled(5))
+                    if p.is_alive():
+                        p.terminate()      # our own child, by its handle
+                        p.join(timeout=5)
+            self.assertTrue(self.dv.alive(), "dnsveil died under the HPACK bomb")
+            self.assertEqual(done, len(procs), "attackers did not finish: %r" % errors)
+            self.assertEqual(errors, [], "attacker errors")
+            self.assertTrue(conns, "no attacking connection was made")
+
+            sent = sum(c["sent"] for c in conns)
+            represented = sum(c["represented"] for c in conns)
+            answered = sum(c["answered"] for c in conns)
+            goaways = sorted(set(c["goaway"][0] for c in conns if c["goaway"]))
+            bound_close = h.scaled(self.CLOSE_BOUND_S)
+            # the test's own deadline may cut the last connection of each
+            # attacker short: that one only fails if it had already lived
+            # longer than the bound
+            unclosed = [c for c in conns if c["closed"] is None and c["goaway"] is None
+                        and not (c["interrupted"] and c["t_goaway_or_close"] < bound_close)]
+            closes = [c["t_goaway_or_close"] for c in conns if not c["interrupted"]] or [0.0]
+            p99 = {k: percentile(v, 99) for k, v in
+                   (("q_udp", q_udp), ("q_doh", q_doh), ("a_udp", a_udp), ("a_doh", a_doh))}
+            log("attack: %d connections, %.1f MB sent, %d header blocks standing for %.1f GB "
+                "of header fields (%.0fx what was sent); %d answered; GOAWAY codes %s; "
+                "time to GOAWAY/close: max %.3f s, median %.3f s; %d cut short by the test's "
+                "deadline, %d never closed" % (
+                    len(conns), sent / 1e6, sum(c["blocks"] for c in conns), represented / 1e9,
+                    represented / max(1, sent), answered, goaways, max(closes),
+                    percentile(closes, 50), sum(1 for c in conns if c["interrupted"]),
+                    len(unclosed)))
+            log("control under attack: %d UDP, %d DoH queries; p99 UDP %s (quiet %s), "
+                "DoH %s (quiet %s); DoH connection lost %d times" % (
+                    len(a_udp), len(a_doh), ms(p99["a_udp"]), ms(p99["q_udp"]),
+                    ms(p99["a_doh"]), ms(p99["q_doh"]), ctl.lost))
+            self.assertEqual(unclosed, [], "attacking connections still open at the end")
+            self.assertLessEqual(max(closes), bound_close,
+                                 "an attacking connection lasted %.2f s" % max(closes))
+            for c in conns:
+                if c["goaway"]:
+                    self.assertEqual(c["goaway"][0], ENHANCE_YOUR_CALM, repr(c))
+            for kind in ("udp", "doh"):
+                quiet, att = p99["q_" + kind], p99["a_" + kind]
+                bound = max(2 * quiet, quiet + 0.020 * h.SCALE)
+                self.assertLessEqual(att, bound, "%s control p99 %s under attack, quiet %s, "
+                                     "bound %s" % (kind, ms(att), ms(quiet), ms(bound)))
+            log("ok: HPACK bomb cut off (max %.3f s per connection), control p99 within bounds"
+                % max(closes))
+        finally:
+            ctl.close()
+
+
 # ---------------------------------------------------------------- connection errors
 
 class H2ConnectionErrors(h.IntegrationTest):
@@ -307,6 +557,21 @@ class H2ConnectionErrors(h.IntegrationTest):
         for tls in (False, True):
             data0 = b"\x00\x00\x02\x00\x00\x00\x00\x00\x00hi"  # hyperframe refuses to
             self._case("DATA on stream 0", tls, data0, 1, PROTOCOL_ERROR)
+        self._healthy()
+
+    def test_header_budget(self):
+        """Header blocks under the request limit that decode to ~200 times
+        what they weigh (3 references to a 2000-byte entry): the
+        connection's header budget ends it."""
+        first = request_prefix("/x") + lit_index_new("x-amp", "a" * 2000)
+        frames = headers_frame(1, first)
+        block = request_prefix("/x") + indexed(62) * 3
+        for i in range(200):
+            frames += headers_frame(3 + 2 * i, block)
+        for tls in (False, True):
+            c = self._case("amplified header blocks", tls, frames, 1, ENHANCE_YOUR_CALM)
+            self.assertLess(len(c.status), 60, "answered %d of 200 before the GOAWAY"
+                            % len(c.status))
         self._healthy()
 
 

@@ -1116,6 +1116,11 @@ static void buf_put(buf_t *b, const void *d, size_t n)
 	b->len += n;
 }
 
+static void buf_byte(buf_t *b, uint8_t c)
+{
+	buf_put(b, &c, 1);
+}
+
 static void put_frame(buf_t *b, uint8_t type, uint8_t flags, uint32_t sid,
 		      const void *payload, size_t n)
 {
@@ -1124,6 +1129,49 @@ static void put_frame(buf_t *b, uint8_t type, uint8_t flags, uint32_t sid,
 	dv_put32(h + 5, sid);
 	buf_put(b, h, 9);
 	buf_put(b, payload, n);
+}
+
+/* HPACK (RFC 7541): an integer with an N-bit prefix, a plain string */
+static void hp_int(buf_t *b, size_t v, unsigned prefix, uint8_t first)
+{
+	size_t max = (1u << prefix) - 1;
+	if (v < max) {
+		buf_byte(b, (uint8_t)(first | v));
+		return;
+	}
+	buf_byte(b, (uint8_t)(first | max));
+	for (v -= max; v >= 128; v >>= 7)
+		buf_byte(b, (uint8_t)((v & 0x7f) | 0x80));
+	buf_byte(b, (uint8_t)v);
+}
+
+static void hp_str(buf_t *b, const char *s, size_t n)
+{
+	hp_int(b, n, 7, 0);
+	buf_put(b, s, n);
+}
+
+/* :method GET, :scheme https, :path (literal, not indexed), :authority */
+static void hp_request(buf_t *b, const char *path)
+{
+	buf_byte(b, 0x82);
+	buf_byte(b, 0x87);
+	hp_int(b, 4, 4, 0);
+	hp_str(b, path, strlen(path));
+	hp_int(b, 1, 4, 0);
+	hp_str(b, "dns.example", 11);
+}
+
+/* A literal field with incremental indexing and a new name: it becomes
+ * dynamic table entry 62 (the newest). */
+static void hp_insert(buf_t *b, const char *name, size_t vlen)
+{
+	char *v = malloc(vlen);
+	memset(v, 'a', vlen);
+	buf_byte(b, 0x40);
+	hp_str(b, name, strlen(name));
+	hp_str(b, v, vlen);
+	free(v);
 }
 
 static void raw_preface(buf_t *b)
@@ -1170,6 +1218,155 @@ static void srv_frames(srv_t *s, frames_t *f)
 		off += 9 + plen;
 	}
 	free(out.p);
+}
+
+static bool has_id(const int32_t *ids, unsigned n, int32_t id)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+/*
+ * The HPACK bomb, one request: a 4000-byte field inserted once, then a
+ * header block referencing it 4000 times (16 MB of fields from 4 KB).  The
+ * stream is reset (ENHANCE_YOUR_CALM) as soon as a field follows the one
+ * that took it over the limit: no 431 for it, which would mean every copy
+ * was decoded and validated.  The connection and the next request live on.
+ */
+static void test_h2_hpack_bomb_stream(void **state)
+{
+	srv_t *s = srv_new(DV_DOH_H2);
+	uint8_t q[512];
+	char b[1024], path[1100];
+	size_t l = make_query(q, sizeof(q), 1, "a.example.");
+	b64url(q, l, b, false);
+	snprintf(path, sizeof(path), "/dns-query?dns=%s", b);
+
+	buf_t in = {0}, blk = {0};
+	raw_preface(&in);
+	hp_request(&blk, path);
+	hp_insert(&blk, "x-bomb", 4000);
+	put_frame(&in, NGHTTP2_HEADERS,
+		  NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, 1, blk.p,
+		  blk.len);
+	blk.len = 0;
+	hp_request(&blk, path);
+	for (int i = 0; i < 4000; i++)
+		buf_byte(&blk, 0x80 | 62);
+	put_frame(&in, NGHTTP2_HEADERS,
+		  NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, 3, blk.p,
+		  blk.len);
+	blk.len = 0;
+	hp_request(&blk, path);
+	put_frame(&in, NGHTTP2_HEADERS,
+		  NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, 5, blk.p,
+		  blk.len);
+	assert_int_equal(dv_doh_input(s->d, in.p, in.len), (ssize_t)in.len);
+
+	/* streams 1 and 5 are queries, 3 is reset and never answered */
+	assert_int_equal(s->nq, 2);
+	assert_int_equal(s->q[0].stream, 1);
+	assert_int_equal(s->q[1].stream, 5);
+	frames_t f;
+	srv_frames(s, &f);
+	assert_false(f.goaway);
+	assert_int_equal(f.rst, 1);
+	assert_int_equal(f.rst_id[0], 3);
+	assert_int_equal(f.rst_err[0], NGHTTP2_ENHANCE_YOUR_CALM);
+	assert_false(has_id(f.hdr_id, f.headers, 3));
+	assert_true(dv_doh_want_input(s->d));
+	assert_false(dv_doh_want_close(s->d));
+	free(in.p);
+	free(blk.p);
+	srv_free(s);
+}
+
+/*
+ * Header blocks under the request limit that each decode to ~200 times
+ * their size (3 references to a 2000-byte entry): the connection's budget
+ * (4 x 8192 bytes + 32 x the bytes received) runs out after ~20 of them
+ * and the connection ends with GOAWAY(ENHANCE_YOUR_CALM), written before
+ * want_close says so.
+ */
+static void test_h2_hpack_bomb_connection(void **state)
+{
+	srv_t *s = srv_new(DV_DOH_H2);
+	buf_t in = {0}, blk = {0};
+	raw_preface(&in);
+	hp_request(&blk, "/x");
+	hp_insert(&blk, "x-amp", 2000);
+	put_frame(&in, NGHTTP2_HEADERS,
+		  NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, 1, blk.p,
+		  blk.len);
+	assert_int_equal(dv_doh_input(s->d, in.p, in.len), (ssize_t)in.len);
+	frames_t f;
+	srv_frames(s, &f);
+	assert_true(has_id(f.hdr_id, f.headers, 1)); /* 404 */
+
+	ssize_t r = 0;
+	unsigned i;
+	for (i = 0; i < 64; i++) {
+		in.len = blk.len = 0;
+		hp_request(&blk, "/x");
+		for (int k = 0; k < 3; k++)
+			buf_byte(&blk, 0x80 | 62);
+		put_frame(&in, NGHTTP2_HEADERS,
+			  NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS,
+			  3 + 2 * i, blk.p, blk.len);
+		r = dv_doh_input(s->d, in.p, in.len);
+		if (r < 0)
+			break;
+		assert_int_equal(r, (ssize_t)in.len);
+		srv_frames(s, &f); /* each answered 404 */
+		assert_int_equal(f.headers, 1);
+		assert_false(f.goaway);
+	}
+	assert_int_equal(r, DV_ELIMIT);
+	/* 6 KB of fields per 31 bytes: 99 KB + 992 bytes a stream of budget
+	 * is gone after 20 streams */
+	assert_in_range(i, 15, 25);
+	assert_false(dv_doh_want_input(s->d));
+	assert_false(dv_doh_want_close(s->d)); /* the GOAWAY is not out yet */
+	srv_frames(s, &f);
+	assert_true(f.goaway);
+	assert_int_equal(f.goaway_err, NGHTTP2_ENHANCE_YOUR_CALM);
+	assert_true(dv_doh_want_close(s->d));
+	assert_int_equal(dv_doh_input(s->d, in.p, 9), DV_ELIMIT);
+	free(in.p);
+	free(blk.p);
+	srv_free(s);
+}
+
+/* A connection whose requests keep going over the header limit: 431 for
+ * the first four, GOAWAY(ENHANCE_YOUR_CALM) on the fifth. */
+static void test_h2_oversized_requests(void **state)
+{
+	srv_t *s = srv_new2(DV_DOH_H2, 0, 2000, false);
+	cli_t *c = cli_new(0);
+	char *pad = malloc(3000);
+	memset(pad, 'a', 2999);
+	pad[2999] = 0;
+	uint8_t q[512];
+	size_t l = make_query(q, sizeof(q), 1, "a.example.");
+	const char *const hdrs[] = {"x-pad", pad, NULL};
+	for (int i = 0; i < 4; i++) {
+		int32_t id = cli_get(c, "/dns-query", q, l, hdrs);
+		pump(s, c);
+		expect_status(c, id, 431);
+		assert_false(c->goaway);
+	}
+	cli_get(c, "/dns-query", q, l, hdrs);
+	pump(s, c);
+	assert_int_equal(c->in_err, DV_ELIMIT);
+	assert_true(c->goaway);
+	assert_int_equal(c->goaway_err, NGHTTP2_ENHANCE_YOUR_CALM);
+	assert_true(dv_doh_want_close(s->d));
+	assert_int_equal(s->nq, 0);
+	free(pad);
+	cli_free(c);
+	srv_free(s);
 }
 
 /* Input that makes nghttp2 fail fatally: dv_doh_input() says so, and the
@@ -2126,6 +2323,9 @@ int main(void)
 		cmocka_unit_test(test_h2_drain_idle),
 		cmocka_unit_test(test_h2_forwarded),
 		cmocka_unit_test(test_h2_garbage),
+		cmocka_unit_test(test_h2_hpack_bomb_stream),
+		cmocka_unit_test(test_h2_hpack_bomb_connection),
+		cmocka_unit_test(test_h2_oversized_requests),
 		cmocka_unit_test(test_h2_flood_goaway),
 		cmocka_unit_test(test_h2_answer_in_callback),
 		cmocka_unit_test(test_h2_answer_limits),

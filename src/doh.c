@@ -34,12 +34,16 @@
  * HPACK bombs are bounded per request and per connection (see
  * h2_header_cb).
  *
- * HTTP/1.1.  http-parser does the parsing, including chunked bodies.
+ * HTTP/1.1.  http-parser does the parsing, including chunked bodies; the
+ * head of each request passes h1_scan_head() first, which refuses what
+ * http-parser 2.9 would let through and RFC 9112 does not (whitespace
+ * before a field's colon, obs-fold, bare LF).
  * Responses leave strictly in request order: each request takes a slot in
  * a FIFO (a ring holding at most max_streams + 1); a slot becomes
  * ready when its answer (or the engine's own error) is there, and output
- * renders the head slot only.  The parser is paused after a request that
- * fills the FIFO; dv_doh_input() then returns what it consumed.  Errors
+ * renders the head slot only.  The parser is paused after every request
+ * (the next head is scanned before it is parsed) and stays paused while
+ * the FIFO is full; dv_doh_input() then returns what it consumed.  Errors
  * that leave the byte stream unusable (broken HTTP, 505, 431, 413) end the
  * connection after their response; so do "Connection: close" and HTTP/1.0.
  * The response header is rendered only when the slot reaches the head, so
@@ -112,6 +116,7 @@ typedef struct h2s {
 /* ---- HTTP/1.1 ---- */
 
 enum { SL_WAIT, SL_READY };
+enum { HS_LINE, HS_NAME, HS_REST, HS_CR }; /* see h1_scan_head() */
 
 typedef struct {
 	uint32_t id;
@@ -170,6 +175,10 @@ struct dv_doh {
 	size_t hdr_len, hdr_off, body_off;
 	bool interim; /* "100 Continue" to send before anything else */
 	size_t interim_off;
+	bool h1_body;    /* past the head: http-parser frames the body */
+	uint8_t hs;      /* head scanner state, HS_* */
+	bool hs_started; /* the request line has ended */
+	bool hs_empty;   /* the line being scanned is empty so far */
 };
 
 /* ---- response texts ---- */
@@ -186,6 +195,14 @@ static const char T_QDCOUNT[] =
 static const char T_TARGET[] = "400 bad request: invalid request target\n";
 static const char T_HOST[] = "400 bad request: HTTP/1.1 needs Host\n";
 static const char T_HTTP[] = "400 bad request: malformed HTTP request\n";
+static const char T_NAME_WS[] =
+	"400 bad request: whitespace in a header field name or before "
+	"its colon\n";
+static const char T_FOLD[] =
+	"400 bad request: obsolete line folding in the header section\n";
+static const char T_LF[] =
+	"400 bad request: header section line not ended by CRLF\n";
+static const char T_CR[] = "400 bad request: bare CR in the header section\n";
 static const char T_404[] = "404 not found: no DoH service at this path\n";
 static const char T_405[] = "405 method not allowed: use GET or POST\n";
 static const char T_413[] =
@@ -1413,8 +1430,12 @@ static int h1_on_message_complete(http_parser *p)
 		r->body = NULL;
 		r->body_cap = 0;
 	}
-	if (d->stopped || d->q_len >= d->opts.max_streams)
-		http_parser_pause(p, 1);
+	/* always: the next request's head goes through h1_scan_head()
+	 * before http-parser sees it */
+	d->h1_body = false;
+	d->hs = HS_LINE;
+	d->hs_started = false;
+	http_parser_pause(p, 1);
 	return 0;
 }
 
@@ -1427,6 +1448,92 @@ static const http_parser_settings h1_settings = {
 	.on_body = h1_on_body,
 	.on_message_complete = h1_on_message_complete,
 };
+
+/*
+ * RFC 9112 strictness that http-parser 2.9 lacks: it takes "Content-Length
+ * : 5" as a content-length (and any name with spaces in it), folds obs-fold
+ * lines into the value before, and ends lines at a bare LF.  Each is a way
+ * to make two HTTP parsers (a proxy in front of us and http-parser) read
+ * different requests out of the same bytes, so each is 400 here:
+ *   5.1  no whitespace between a field name and its colon (we refuse any
+ *        whitespace in the name: it cannot be a token);
+ *   5.2  obs-fold: a line of the header section that starts with SP/HTAB
+ *        (we choose 400 over replacing it with spaces; 2.2 asks the same
+ *        of whitespace before the first field line);
+ *   2.2  lines end with CRLF: a bare LF (which 2.2 would let us accept)
+ *        or a bare CR is 400.
+ * The head is scanned here, in front of http-parser, which is only ever
+ * given bytes that passed; from the end of the head to the end of the
+ * message (h1_on_message_complete pauses the parser there) the body is
+ * http-parser's alone.  No byte is buffered: the state is a few flags, and
+ * the head is bounded by http-parser's own limit (HPE_HEADER_OVERFLOW)
+ * and max_header_bytes.  Empty lines before the request line are let
+ * through, as http-parser skips them (RFC 9112 2.2 allows it).  Chunked
+ * trailers are not scanned: we read nothing in them.
+ *
+ * Returns how many of the `len` bytes may go to http-parser: all, up to
+ * and including the end of the head (d->h1_body is then set), or up to the
+ * first offending byte, with *why set to the 400 text.
+ */
+static size_t h1_scan_head(dv_doh_t *d, const uint8_t *p, size_t len,
+			   const char **why)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = (char)p[i];
+		switch (d->hs) {
+		case HS_LINE: /* the first byte of a line */
+			d->hs_empty = c == '\r';
+			if (c == '\r') {
+				d->hs = HS_CR;
+			} else if (c == '\n') {
+				*why = T_LF;
+				return i;
+			} else if (d->hs_started && ows(c)) {
+				*why = T_FOLD;
+				return i;
+			} else {
+				/* request line: http-parser judges it */
+				d->hs = d->hs_started ? HS_NAME : HS_REST;
+			}
+			break;
+		case HS_NAME: /* a field line, before the colon */
+			if (c == ':') {
+				d->hs = HS_REST;
+			} else if (ows(c)) {
+				*why = T_NAME_WS;
+				return i;
+			} else if (c == '\n') {
+				*why = T_LF;
+				return i;
+			} else if (c == '\r') {
+				d->hs = HS_CR; /* no colon: http-parser's 400 */
+			}
+			break;
+		case HS_REST:
+			if (c == '\n') {
+				*why = T_LF;
+				return i;
+			}
+			if (c == '\r')
+				d->hs = HS_CR;
+			break;
+		case HS_CR:
+			if (c != '\n') {
+				*why = T_CR;
+				return i;
+			}
+			d->hs = HS_LINE;
+			if (!d->hs_empty) {
+				d->hs_started = true;
+			} else if (d->hs_started) {
+				d->h1_body = true; /* the empty line: head done */
+				return i + 1;
+			}
+			break;
+		}
+	}
+	return len;
+}
 
 static ssize_t h1_input(dv_doh_t *d, const uint8_t *data, size_t len)
 {
@@ -1450,9 +1557,19 @@ static ssize_t h1_input(dv_doh_t *d, const uint8_t *data, size_t len)
 				break;
 			http_parser_pause(&d->hp, 0);
 		}
+		size_t chunk = len - off;
+		if (!d->h1_body) {
+			const char *why = NULL;
+			chunk = h1_scan_head(d, data + off, chunk, &why);
+			if (chunk == 0 && why) {
+				if (!d->in_message) /* not the last one's */
+					d->req.method = M_NONE;
+				h1_fatal(d, 400, why, -EPROTO);
+				return d->err;
+			}
+		}
 		size_t n = http_parser_execute(&d->hp, &h1_settings,
-					       (const char *)data + off,
-					       len - off);
+					       (const char *)data + off, chunk);
 		off += n;
 		enum http_errno e = HTTP_PARSER_ERRNO(&d->hp);
 		if (d->err)

@@ -15,6 +15,9 @@
  *   400  no/empty/invalid `dns` parameter (base64url, padding optional),
  *        a DNS message shorter than 12 bytes, with QR set or QDCOUNT != 1,
  *        an unparsable request target, HTTP/1.1 without Host, broken HTTP/1
+ *        (which includes, RFC 9112 5.1, 5.2 and 2.2: whitespace between a
+ *        field name and its colon or inside the name, obs-fold, a line of
+ *        the head not ended by CRLF)
  *   404  path not one of opts->paths (exact match, query string excluded)
  *   405  any method but GET and POST, HEAD (no body) and OPTIONS too
  *        (with "allow: GET, POST")

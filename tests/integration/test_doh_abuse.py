@@ -18,6 +18,11 @@ seen even after python3-h2 would have given up on the connection):
     the close: a CONTINUATION flood, a PING flood, a SETTINGS flood
     (ENHANCE_YOUR_CALM) and a plain protocol error, DATA on stream 0
     (PROTOCOL_ERROR).
+
+HTTP/1.1 (raw sockets, RFC 9112): whitespace between a field name and its
+colon (5.1), obsolete line folding (5.2) and a bare LF ending a line of the
+header section (2.2) are each answered 400 and end the connection, over
+TLS and in the clear; the same requests written properly are answered.
 """
 
 import multiprocessing
@@ -573,6 +578,79 @@ class H2ConnectionErrors(h.IntegrationTest):
             self.assertLess(len(c.status), 60, "answered %d of 200 before the GOAWAY"
                             % len(c.status))
         self._healthy()
+
+
+# ---------------------------------------------------------------- HTTP/1.1 (RFC 9112)
+
+class Http1Strict(h.IntegrationTest):
+    """Raw HTTP/1.1 over TLS and in the clear: each violation is answered
+    400 with its reason and the connection ends; the same request written
+    properly is answered 200."""
+
+    def setUp(self):
+        super().setUp()
+        self.ub = self.start_unbound(log_queries=False)
+        self.dv = dh.DohDnsveil(upstream=[self.ub], config=dh.doh_config(), name="doh-h1")
+        self._dnsveils.append(self.dv)
+        self.dv.start()
+
+    def _exchange(self, tls, raw):
+        port = self.dv.https_port if tls else self.dv.http_port
+        s = dh.connect(port, tls, timeout=h.scaled(5))
+        try:
+            s.sendall(raw)
+            return dh.read_until_closed(s, h.scaled(5))
+        finally:
+            s.close()
+
+    def test_rfc9112_violations(self):
+        wire = dh.query_wire(CONTROL_NAME)
+        b64 = dh.b64url(wire)
+        get = "GET /dns-query?dns=%s HTTP/1.1" % b64
+        smuggled = ("GET /dns-query?dns=%s HTTP/1.1\r\nHost: dns.test\r\n\r\n" % b64).encode()
+        cases = [
+            # (what, bytes, reason in the body)
+            ("whitespace before the colon of Content-Length",
+             (b"POST /dns-query HTTP/1.1\r\nHost: dns.test\r\n"
+              b"Content-Type: application/dns-message\r\n"
+              b"Content-Length : %d\r\n\r\n" % len(smuggled)) + smuggled,
+             "whitespace in a header field name"),
+            ("whitespace inside a field name",
+             ("%s\r\nHost: dns.test\r\nX Y: z\r\n\r\n" % get).encode(),
+             "whitespace in a header field name"),
+            ("obs-fold",
+             ("%s\r\nHost: dns.test\r\nX-A: a\r\n b\r\n\r\n" % get).encode(),
+             "obsolete line folding"),
+            ("obs-fold before the first field",
+             ("%s\r\n Host: dns.test\r\n\r\n" % get).encode(), "obsolete line folding"),
+            ("bare LF line ends",
+             ("%s\nHost: dns.test\n\n" % get).encode(), "not ended by CRLF"),
+            ("one bare LF",
+             ("%s\r\nHost: dns.test\nAccept: */*\r\n\r\n" % get).encode(), "not ended by CRLF"),
+        ]
+        for tls in (True, False):
+            proto = "https" if tls else "http"
+            for what, raw, reason in cases:
+                data, how, secs = self._exchange(tls, raw)
+                st, hdrs, body = dh.parse_http1(data)
+                log("%s over %s: %s %r, then %s after %.3f s" % (
+                    what, proto, st, body.decode(errors="replace").strip(), how, secs))
+                self.assertEqual(st, 400, "%s over %s: %r" % (what, proto, data[:300]))
+                self.assertIn(reason, body.decode(errors="replace"), what)
+                self.assertEqual(hdrs.get("connection", "").lower(), "close", what)
+                self.assertEqual(data.count(b"HTTP/1.1 "), 1,
+                                 "%s over %s: more than one response: %r" % (what, proto, data))
+                self.assertIn(how, ("eof", "reset"), "%s over %s: not closed" % (what, proto))
+            # the same, written properly
+            good = [("%s\r\nHost: dns.test\r\nX-Y: z\r\nX-A: a b\r\nConnection: close\r\n\r\n"
+                     % get).encode(),
+                    (b"POST /dns-query HTTP/1.1\r\nHost: dns.test\r\n"
+                     b"Content-Type: application/dns-message\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(wire)) + wire]
+            for raw in good:
+                st, hdrs, body = dh.parse_http1(self._exchange(tls, raw)[0])
+                self.assertEqual(st, 200, "%r -> %s %r" % (raw[:80], st, body[:100]))
+        log("ok: RFC 9112 violations are 400 and end the connection, over https and http")
 
 
 if __name__ == "__main__":

@@ -1681,6 +1681,134 @@ static void test_h1_431(void **state)
 	free(req);
 }
 
+/* RFC 9112: what http-parser 2.9 lets through, each 400 and the end of
+ * the connection. */
+static void strict_case(const char *req, const char *why)
+{
+	/* whole, and byte by byte (the scanner keeps its state across
+	 * input calls) */
+	for (int bytewise = 0; bytewise < 2; bytewise++) {
+		srv_t *s = srv_new(DV_DOH_HTTP1);
+		size_t len = strlen(req);
+		ssize_t r = 0;
+		if (bytewise) {
+			for (size_t i = 0; i < len && r >= 0; i++)
+				r = dv_doh_input(s->d, (const uint8_t *)req + i,
+						 1);
+		} else {
+			r = dv_doh_input(s->d, (const uint8_t *)req, len);
+		}
+		assert_int_equal(r, -EPROTO);
+		assert_int_equal(s->nq, 0);
+		h1_collect(s);
+		assert_memory_equal(s->out, "HTTP/1.1 400 ", 13);
+		assert_non_null(strstr(s->out, why));
+		assert_non_null(strstr(s->out, "Connection: close\r\n"));
+		assert_true(dv_doh_want_close(s->d));
+		srv_free(s);
+	}
+}
+
+static void test_h1_strict(void **state)
+{
+	uint8_t q[512];
+	size_t l = make_query(q, sizeof(q), 5, "strict.example.");
+	char b[1024], req[4096];
+	b64url(q, l, b, false);
+
+	/* 5.1: "Content-Length : 5" was taken as the length; a proxy that
+	 * ignores it would see the body as the next request */
+	int n = snprintf(req, sizeof(req),
+			 "POST /dns-query HTTP/1.1\r\nHost: x\r\n"
+			 "Content-Type: application/dns-message\r\n"
+			 "Content-Length : %zu\r\n\r\n",
+			 l);
+	memcpy(req + n, q, l);
+	req[(size_t)n + l] = 0;
+	strict_case(req, "whitespace in a header field name");
+	strict_case("GET /dns-query HTTP/1.1\r\nHost: x\r\nX Y: a\r\n\r\n",
+		    "whitespace in a header field name");
+	strict_case("GET /dns-query HTTP/1.1\r\nHost: x\r\nX-A\t: a\r\n\r\n",
+		    "whitespace in a header field name");
+
+	/* 5.2: obs-fold, in a value and before the first field */
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\r\nHost: x\r\n"
+		 "X-A: a\r\n b\r\n\r\n",
+		 b);
+	strict_case(req, "obsolete line folding");
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\r\n\tHost: x\r\n\r\n", b);
+	strict_case(req, "obsolete line folding");
+
+	/* 2.2: a bare LF ends nothing, anywhere in the head; nor a bare CR */
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\nHost: x\n\n", b);
+	strict_case(req, "not ended by CRLF");
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\r\nHost: x\nAccept: */*\r\n\r\n",
+		 b);
+	strict_case(req, "not ended by CRLF");
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\r\nHost: x\r\n\n", b);
+	strict_case(req, "not ended by CRLF");
+	strict_case("\nGET /dns-query HTTP/1.1\r\nHost: x\r\n\r\n",
+		    "not ended by CRLF");
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
+		 b);
+	strict_case(req, "bare CR");
+
+	/* the same requests written properly are fine; so is an empty line
+	 * before the request line (RFC 9112 2.2) and a body holding what
+	 * would be a violation in a head */
+	srv_t *s = srv_new(DV_DOH_HTTP1);
+	n = snprintf(req, sizeof(req),
+		     "\r\nGET /dns-query?dns=%s HTTP/1.1\r\nHost: x\r\n"
+		     "X-A: a b\r\n\r\n"
+		     "POST /dns-query HTTP/1.1\r\nHost: x\r\n"
+		     "Content-Type: application/dns-message\r\n"
+		     "Content-Length: 20\r\n\r\n",
+		     b);
+	static const uint8_t body[20] = {0, 1, 1, 0, 0, 1, 0, 0, 0, 0,
+					 0, 0, ' ', '\n', 'X', ' ', ':', '\r',
+					 '\t', '\n'};
+	memcpy(req + n, body, sizeof(body));
+	h1_send(s, req, (size_t)n + sizeof(body));
+	assert_int_equal(s->nq, 2);
+
+	/* a violation after a good request: that one is answered first */
+	h1_clear(s);
+	n = snprintf(req, sizeof(req),
+		     "GET /dns-query?dns=%s HTTP/1.1\r\nHost: x\r\n\r\n"
+		     "GET /dns-query?dns=%s HTTP/1.1\r\nHost : x\r\n\r\n",
+		     b, b);
+	assert_int_equal(dv_doh_input(s->d, (const uint8_t *)req, (size_t)n),
+			 -EPROTO);
+	assert_int_equal(s->nq, 3);
+	uint8_t ans[64];
+	make_answer(ans, sizeof(ans), 5, 0);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(dv_doh_answer(s->d, s->q[i].stream, ans,
+					       sizeof(ans), 5),
+				 0);
+	h1_collect(s);
+	/* (binary answers: memmem, not strstr) */
+	const char *p = s->out, *end = s->out + s->out_len, *bad;
+	unsigned oks = 0;
+	while ((p = memmem(p, (size_t)(end - p), "HTTP/1.1 200 OK", 15))) {
+		oks++;
+		p++;
+	}
+	assert_int_equal(oks, 3);
+	bad = memmem(s->out, s->out_len, "HTTP/1.1 400 ", 13);
+	assert_non_null(bad);
+	assert_null(memmem(bad, (size_t)(end - bad), "HTTP/1.1 200", 12));
+	assert_non_null(memmem(bad, (size_t)(end - bad), "whitespace", 10));
+	assert_true(dv_doh_want_close(s->d));
+	srv_free(s);
+}
+
 static void test_h1_413(void **state)
 {
 	const char *cl = "POST /dns-query HTTP/1.1\r\nHost: x\r\n"
@@ -2010,11 +2138,11 @@ static void test_h1_byte_by_byte(void **state)
 	assert_memory_equal(s->q[0].msg, q, l);
 	srv_free(s);
 
-	/* empty header values, and values folded over lines */
+	/* empty header values */
 	s = srv_new(DV_DOH_HTTP1);
 	n = snprintf(req, sizeof(req),
 		     "POST /dns-query HTTP/1.1\r\nHost: x\r\nX-Empty:\r\n"
-		     "Content-Type:\r\n application/dns-message\r\n"
+		     "Content-Type: application/dns-message\r\n"
 		     "X-Also-Empty: \r\n"
 		     "Content-Length: %zu\r\n\r\n",
 		     l);
@@ -2023,6 +2151,27 @@ static void test_h1_byte_by_byte(void **state)
 	for (size_t i = 0; i < total; i += 3)
 		h1_send(s, req + i, total - i < 3 ? total - i : 3);
 	assert_int_equal(s->nq, 1);
+	srv_free(s);
+
+	/* a value folded over lines (obs-fold) was taken once; RFC 9112
+	 * 5.2 lets a server refuse it, and we do (test_h1_strict) */
+	s = srv_new(DV_DOH_HTTP1);
+	n = snprintf(req, sizeof(req),
+		     "POST /dns-query HTTP/1.1\r\nHost: x\r\n"
+		     "Content-Type:\r\n application/dns-message\r\n"
+		     "Content-Length: %zu\r\n\r\n",
+		     l);
+	memcpy(req + n, q, l);
+	total = (size_t)n + l;
+	ssize_t r = 0;
+	for (size_t i = 0; i < total && r >= 0; i += 3)
+		r = dv_doh_input(s->d, (const uint8_t *)req + i,
+				 total - i < 3 ? total - i : 3);
+	assert_int_equal(r, -EPROTO);
+	assert_int_equal(s->nq, 0);
+	h1_collect(s);
+	assert_non_null(strstr(s->out, "HTTP/1.1 400 "));
+	assert_non_null(strstr(s->out, "obsolete line folding"));
 	srv_free(s);
 }
 
@@ -2337,6 +2486,7 @@ int main(void)
 		cmocka_unit_test(test_h1_http10),
 		cmocka_unit_test(test_h1_505),
 		cmocka_unit_test(test_h1_431),
+		cmocka_unit_test(test_h1_strict),
 		cmocka_unit_test(test_h1_413),
 		cmocka_unit_test(test_h1_chunked_post),
 		cmocka_unit_test(test_h1_errors),

@@ -676,7 +676,9 @@ static const item_t schema[] = {
 	UINT("doh", "max-header-bytes", doh_max_header_bytes, 1024, 65536,
 	     "8192",
 	     "request target + header bytes per request; more is answered "
-	     "431"),
+	     "431 (HTTP/2: a stream reset if more fields follow); also "
+	     "bounds the header bytes an HTTP/2 connection may make us "
+	     "decode"),
 
 	UINT("pool", "connections", upstream_connections, 1, 64, "2",
 	     "TCP connections to each upstream server, per worker"),

@@ -27,14 +27,23 @@
  * followed by RST_STREAM(NO_ERROR) so the client stops uploading
  * (RFC 9113 8.1).
  * Floods of CONTINUATION frames and of stream resets are bounded by
- * nghttp2's own defaults (Debian's 1.52 has both fixes backported).
+ * nghttp2's own defaults (Debian's 1.52 has both fixes backported).  Every
+ * connection error ends with a GOAWAY written before the close: nghttp2
+ * queues its own for protocol errors, and h2_fatal() one for what it hands
+ * back to us (floods of ACKs or CONTINUATIONs, our callbacks' failures).
+ * HPACK bombs are bounded per request and per connection (see
+ * h2_header_cb).
  *
- * HTTP/1.1.  http-parser does the parsing, including chunked bodies.
+ * HTTP/1.1.  http-parser does the parsing, including chunked bodies; the
+ * head of each request passes h1_scan_head() first, which refuses what
+ * http-parser 2.9 would let through and RFC 9112 does not (whitespace
+ * before a field's colon, obs-fold, bare LF).
  * Responses leave strictly in request order: each request takes a slot in
  * a FIFO (a ring holding at most max_streams + 1); a slot becomes
  * ready when its answer (or the engine's own error) is there, and output
- * renders the head slot only.  The parser is paused after a request that
- * fills the FIFO; dv_doh_input() then returns what it consumed.  Errors
+ * renders the head slot only.  The parser is paused after every request
+ * (the next head is scanned before it is parsed) and stays paused while
+ * the FIFO is full; dv_doh_input() then returns what it consumed.  Errors
  * that leave the byte stream unusable (broken HTTP, 505, 431, 413) end the
  * connection after their response; so do "Connection: close" and HTTP/1.0.
  * The response header is rendered only when the slot reaches the head, so
@@ -107,6 +116,7 @@ typedef struct h2s {
 /* ---- HTTP/1.1 ---- */
 
 enum { SL_WAIT, SL_READY };
+enum { HS_LINE, HS_NAME, HS_REST, HS_CR }; /* see h1_scan_head() */
 
 typedef struct {
 	uint32_t id;
@@ -141,6 +151,10 @@ struct dv_doh {
 	uint8_t fh_len;       /* 9: in the payload */
 	uint32_t payload_left;
 	int32_t goaway_last;
+	uint64_t rx;         /* bytes nghttp2 has taken, preface included */
+	uint64_t hdr_fields; /* header field bytes nghttp2 handed us */
+	unsigned oversized;  /* requests over max_header_bytes */
+	uint32_t fail_code;  /* GOAWAY code for our callback's failure */
 	uint8_t *obuf; /* output target during nghttp2_session_send */
 	size_t olen, ocap;
 
@@ -161,6 +175,10 @@ struct dv_doh {
 	size_t hdr_len, hdr_off, body_off;
 	bool interim; /* "100 Continue" to send before anything else */
 	size_t interim_off;
+	bool h1_body;    /* past the head: http-parser frames the body */
+	uint8_t hs;      /* head scanner state, HS_* */
+	bool hs_started; /* the request line has ended */
+	bool hs_empty;   /* the line being scanned is empty so far */
 };
 
 /* ---- response texts ---- */
@@ -177,6 +195,14 @@ static const char T_QDCOUNT[] =
 static const char T_TARGET[] = "400 bad request: invalid request target\n";
 static const char T_HOST[] = "400 bad request: HTTP/1.1 needs Host\n";
 static const char T_HTTP[] = "400 bad request: malformed HTTP request\n";
+static const char T_NAME_WS[] =
+	"400 bad request: whitespace in a header field name or before "
+	"its colon\n";
+static const char T_FOLD[] =
+	"400 bad request: obsolete line folding in the header section\n";
+static const char T_LF[] =
+	"400 bad request: header section line not ended by CRLF\n";
+static const char T_CR[] = "400 bad request: bare CR in the header section\n";
 static const char T_404[] = "404 not found: no DoH service at this path\n";
 static const char T_405[] = "405 method not allowed: use GET or POST\n";
 static const char T_413[] =
@@ -824,19 +850,83 @@ static int h2_begin_headers_cb(nghttp2_session *session,
 	return 0;
 }
 
+/*
+ * What a connection may make us decode.  HPACK lets one byte stand for a
+ * whole dynamic-table entry (up to 4064 bytes with the default 4096-byte
+ * table), and nghttp2 validates every field it hands us byte by byte: a
+ * 12 KB header block of references to one 4 KB entry is 48 MB of work.
+ * Three bounds, each checked as a field arrives, before the next one is
+ * decoded for us:
+ *  - a request: no field after the one that took it over
+ *    max_header_bytes (that one decides the 431; if more follow, the
+ *    stream is reset, see h2_header_cb);
+ *  - a connection: header bytes handed to us at most HDR_SLACK +
+ *    HDR_RATIO x the bytes it sent (measured on real clients: curl,
+ *    h2load, kdig, httpx stay under 3x, since a request's path or body
+ *    is sent literally; python3-h2 repeating one GET, every field
+ *    indexed, reaches 11x);
+ *  - a connection: at most MAX_OVERSIZED requests over max_header_bytes
+ *    (each is decoded up to the limit; a client whose requests keep
+ *    going over it gets nothing from the connection anyway).
+ * Over either connection bound: GOAWAY(ENHANCE_YOUR_CALM), the code RFC
+ * 9113 5.4.1/10.5 gives for a peer "exhibiting a behavior that might be
+ * generating excessive load".  COMPRESSION_ERROR would be wrong: the
+ * compression context is intact, the HPACK is valid.
+ *
+ * A smaller SETTINGS_HEADER_TABLE_SIZE would only change how many bytes
+ * the attacker needs to reach these bounds, not the bounds, and it would
+ * cost every client its compression (and the table is 4096 bytes until
+ * our SETTINGS are acknowledged anyway), so we keep the default.
+ */
+#define HDR_RATIO 32
+#define HDR_SLACK(d) (4 * (uint64_t)(d)->opts.max_header_bytes)
+#define MAX_OVERSIZED 4
+
+/* End the connection from inside a callback: nghttp2 stops at once and
+ * h2_input() sends GOAWAY(code). */
+static int h2_fail(dv_doh_t *d, uint32_t code)
+{
+	d->fail_code = code;
+	return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
 static int h2_header_cb(nghttp2_session *session, const nghttp2_frame *frame,
 			const uint8_t *name, size_t namelen,
 			const uint8_t *value, size_t valuelen, uint8_t flags,
 			void *user)
 {
 	dv_doh_t *d = user;
+	size_t len = namelen + valuelen;
+	d->hdr_fields += len;
+	if (d->hdr_fields > HDR_SLACK(d) + HDR_RATIO * d->rx)
+		return h2_fail(d, NGHTTP2_ENHANCE_YOUR_CALM);
 	h2s_t *s = h2_stream(d, frame->hd.stream_id);
-	if (!s || s->state != S_RECV)
+	if (!s)
 		return 0;
 	req_t *r = &s->req;
+	if (r->hdr_bytes > d->opts.max_header_bytes) {
+		/*
+		 * More fields after the one that took the request over the
+		 * limit.  Every one of them would be decoded and validated
+		 * for nothing, so nghttp2 must stop handing them over: that
+		 * is TEMPORAL_CALLBACK_FAILURE, which resets the stream
+		 * (nghttp2 1.52 then drops any response queued on it, so
+		 * the 431 cannot be sent).  Our RST_STREAM goes first to
+		 * carry ENHANCE_YOUR_CALM instead of nghttp2's
+		 * INTERNAL_ERROR: the request was too large, nothing broke
+		 * here, and REFUSED_STREAM would invite a retry.
+		 */
+		nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id,
+					  NGHTTP2_ENHANCE_YOUR_CALM);
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
 	/* trailers count against the limit too, and are otherwise ignored */
-	if (!req_count(d, r, namelen + valuelen) ||
-	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+	if (!req_count(d, r, len)) {
+		if (++d->oversized > MAX_OVERSIZED)
+			return h2_fail(d, NGHTTP2_ENHANCE_YOUR_CALM);
+		return 0; /* 431, unless more fields follow (above) */
+	}
+	if (s->state != S_RECV || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	const char *n = (const char *)name, *v = (const char *)value;
 	if (namelen && n[0] == ':') {
@@ -1000,6 +1090,54 @@ static bool h2_at_limit(const dv_doh_t *d)
 	       d->outstanding >= d->opts.max_streams;
 }
 
+/*
+ * nghttp2_session_mem_recv() failed fatally.  For the errors nghttp2
+ * detects while parsing (a frame on the wrong stream, a bad SETTINGS
+ * value...) it has queued its own GOAWAY and returned normally; what
+ * lands here is what it leaves to the application: floods (PING or
+ * SETTINGS acknowledgements piling up, CONTINUATION after CONTINUATION)
+ * and our own callbacks' failures.  RFC 9113 5.4.1: a connection error
+ * is a GOAWAY, then the close, so queue one and let dv_doh_output() send
+ * it; dv_doh_want_close() holds until it has.  Returns the error for
+ * dv_doh_input().
+ */
+static ssize_t h2_fatal(dv_doh_t *d, int lib_err)
+{
+	uint32_t code = NGHTTP2_INTERNAL_ERROR;
+	d->err = -EPROTO;
+	switch (lib_err) {
+	case NGHTTP2_ERR_BAD_CLIENT_MAGIC:
+		/* not HTTP/2: a GOAWAY means nothing to it, and RFC 9113 3.4
+		 * lets us leave it out */
+		d->dead = true;
+		return d->err;
+	case NGHTTP2_ERR_FLOODED:
+		code = NGHTTP2_ENHANCE_YOUR_CALM;
+		d->err = DV_ELIMIT;
+		break;
+	case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS:
+		code = NGHTTP2_ENHANCE_YOUR_CALM;
+		d->err = DV_ELIMIT;
+		break;
+	case NGHTTP2_ERR_CALLBACK_FAILURE:
+		if (d->fail_code) {
+			code = d->fail_code;
+			d->err = code == NGHTTP2_ENHANCE_YOUR_CALM ? DV_ELIMIT
+								   : -EPROTO;
+		}
+		break;
+	case NGHTTP2_ERR_NOMEM:
+		d->err = -ENOMEM;
+		break;
+	default:
+		break;
+	}
+	/* naming the last stream we took: the client may retry the rest */
+	if (nghttp2_session_terminate_session(d->h2, code) != 0)
+		d->dead = true; /* no memory even for that: just close */
+	return d->err;
+}
+
 static ssize_t h2_input(dv_doh_t *d, const uint8_t *data, size_t len)
 {
 	if (d->err)
@@ -1016,12 +1154,10 @@ static ssize_t h2_input(dv_doh_t *d, const uint8_t *data, size_t len)
 			want = d->payload_left;
 		if (chunk > want)
 			chunk = want;
+		d->rx += chunk; /* before: the header budget counts it */
 		ssize_t n = nghttp2_session_mem_recv(d->h2, data + off, chunk);
-		if (n < 0) {
-			d->dead = true;
-			d->err = n == NGHTTP2_ERR_NOMEM ? -ENOMEM : -EPROTO;
-			return d->err;
-		}
+		if (n < 0)
+			return h2_fatal(d, (int)n);
 		if (n == 0)
 			break;
 		size_t got = (size_t)n;
@@ -1294,8 +1430,12 @@ static int h1_on_message_complete(http_parser *p)
 		r->body = NULL;
 		r->body_cap = 0;
 	}
-	if (d->stopped || d->q_len >= d->opts.max_streams)
-		http_parser_pause(p, 1);
+	/* always: the next request's head goes through h1_scan_head()
+	 * before http-parser sees it */
+	d->h1_body = false;
+	d->hs = HS_LINE;
+	d->hs_started = false;
+	http_parser_pause(p, 1);
 	return 0;
 }
 
@@ -1308,6 +1448,92 @@ static const http_parser_settings h1_settings = {
 	.on_body = h1_on_body,
 	.on_message_complete = h1_on_message_complete,
 };
+
+/*
+ * RFC 9112 strictness that http-parser 2.9 lacks: it takes "Content-Length
+ * : 5" as a content-length (and any name with spaces in it), folds obs-fold
+ * lines into the value before, and ends lines at a bare LF.  Each is a way
+ * to make two HTTP parsers (a proxy in front of us and http-parser) read
+ * different requests out of the same bytes, so each is 400 here:
+ *   5.1  no whitespace between a field name and its colon (we refuse any
+ *        whitespace in the name: it cannot be a token);
+ *   5.2  obs-fold: a line of the header section that starts with SP/HTAB
+ *        (we choose 400 over replacing it with spaces; 2.2 asks the same
+ *        of whitespace before the first field line);
+ *   2.2  lines end with CRLF: a bare LF (which 2.2 would let us accept)
+ *        or a bare CR is 400.
+ * The head is scanned here, in front of http-parser, which is only ever
+ * given bytes that passed; from the end of the head to the end of the
+ * message (h1_on_message_complete pauses the parser there) the body is
+ * http-parser's alone.  No byte is buffered: the state is a few flags, and
+ * the head is bounded by http-parser's own limit (HPE_HEADER_OVERFLOW)
+ * and max_header_bytes.  Empty lines before the request line are let
+ * through, as http-parser skips them (RFC 9112 2.2 allows it).  Chunked
+ * trailers are not scanned: we read nothing in them.
+ *
+ * Returns how many of the `len` bytes may go to http-parser: all, up to
+ * and including the end of the head (d->h1_body is then set), or up to the
+ * first offending byte, with *why set to the 400 text.
+ */
+static size_t h1_scan_head(dv_doh_t *d, const uint8_t *p, size_t len,
+			   const char **why)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = (char)p[i];
+		switch (d->hs) {
+		case HS_LINE: /* the first byte of a line */
+			d->hs_empty = c == '\r';
+			if (c == '\r') {
+				d->hs = HS_CR;
+			} else if (c == '\n') {
+				*why = T_LF;
+				return i;
+			} else if (d->hs_started && ows(c)) {
+				*why = T_FOLD;
+				return i;
+			} else {
+				/* request line: http-parser judges it */
+				d->hs = d->hs_started ? HS_NAME : HS_REST;
+			}
+			break;
+		case HS_NAME: /* a field line, before the colon */
+			if (c == ':') {
+				d->hs = HS_REST;
+			} else if (ows(c)) {
+				*why = T_NAME_WS;
+				return i;
+			} else if (c == '\n') {
+				*why = T_LF;
+				return i;
+			} else if (c == '\r') {
+				d->hs = HS_CR; /* no colon: http-parser's 400 */
+			}
+			break;
+		case HS_REST:
+			if (c == '\n') {
+				*why = T_LF;
+				return i;
+			}
+			if (c == '\r')
+				d->hs = HS_CR;
+			break;
+		case HS_CR:
+			if (c != '\n') {
+				*why = T_CR;
+				return i;
+			}
+			d->hs = HS_LINE;
+			if (!d->hs_empty) {
+				d->hs_started = true;
+			} else if (d->hs_started) {
+				d->h1_body = true; /* the empty line: head done */
+				return i + 1;
+			}
+			break;
+		}
+	}
+	return len;
+}
 
 static ssize_t h1_input(dv_doh_t *d, const uint8_t *data, size_t len)
 {
@@ -1331,9 +1557,19 @@ static ssize_t h1_input(dv_doh_t *d, const uint8_t *data, size_t len)
 				break;
 			http_parser_pause(&d->hp, 0);
 		}
+		size_t chunk = len - off;
+		if (!d->h1_body) {
+			const char *why = NULL;
+			chunk = h1_scan_head(d, data + off, chunk, &why);
+			if (chunk == 0 && why) {
+				if (!d->in_message) /* not the last one's */
+					d->req.method = M_NONE;
+				h1_fatal(d, 400, why, -EPROTO);
+				return d->err;
+			}
+		}
 		size_t n = http_parser_execute(&d->hp, &h1_settings,
-					       (const char *)data + off,
-					       len - off);
+					       (const char *)data + off, chunk);
 		off += n;
 		enum http_errno e = HTTP_PARSER_ERRNO(&d->hp);
 		if (d->err)
@@ -1631,7 +1867,7 @@ bool dv_doh_receiving(const dv_doh_t *d)
 {
 	if (d->proto == DV_DOH_HTTP1)
 		return d->in_message && !d->stopped;
-	if (d->dead)
+	if (d->dead || d->err)
 		return false;
 	if ((d->preface_left && d->preface_left < NGHTTP2_CLIENT_MAGIC_LEN) ||
 	    d->fh_len)

@@ -15,6 +15,9 @@
  *   400  no/empty/invalid `dns` parameter (base64url, padding optional),
  *        a DNS message shorter than 12 bytes, with QR set or QDCOUNT != 1,
  *        an unparsable request target, HTTP/1.1 without Host, broken HTTP/1
+ *        (which includes, RFC 9112 5.1, 5.2 and 2.2: whitespace between a
+ *        field name and its colon or inside the name, obs-fold, a line of
+ *        the head not ended by CRLF)
  *   404  path not one of opts->paths (exact match, query string excluded)
  *   405  any method but GET and POST, HEAD (no body) and OPTIONS too
  *        (with "allow: GET, POST")
@@ -23,7 +26,9 @@
  *   415  POST without content-type application/dns-message (parameters
  *        such as "; charset=..." are tolerated)
  *   431  more than opts->max_header_bytes of request target + header
- *        names + values
+ *        names + values (HTTP/2: when more fields follow the one that
+ *        went over, the stream is reset with ENHANCE_YOUR_CALM at once
+ *        instead, so an HPACK bomb is not decoded to its end)
  *   505  HTTP/1 request line with a major version other than 1 (also a
  *        "PRI * HTTP/2.0" preface on the HTTP/1 path)
  * A DNS message with a readable header that is otherwise malformed is
@@ -138,10 +143,17 @@ void dv_doh_free(dv_doh_t *d);
  * the end of the connection's last request are consumed and dropped), or a
  * negative error after which the connection must close once the output is
  * flushed (see dv_doh_want_close):
- *   -EPROTO    not HTTP/2 (bad preface) / malformed HTTP/1, an HTTP/2
- *              connection error (nghttp2 sent GOAWAY), 505
- *   DV_ELIMIT  431, or a 413 that ends an HTTP/1 connection
+ *   -EPROTO    not HTTP/2 (bad preface: no GOAWAY, RFC 9113 3.4) /
+ *              malformed HTTP/1, an HTTP/2 connection error, 505
+ *   DV_ELIMIT  431, or a 413 that ends an HTTP/1 connection; an HTTP/2
+ *              flood (PING or SETTINGS ACKs piling up, more than 8
+ *              CONTINUATION frames), header fields out of proportion to
+ *              the bytes received (more than 4 x max_header_bytes + 32 x
+ *              them: an HPACK bomb) or a fifth request over
+ *              max_header_bytes
  *   -ENOMEM    memory is short
+ * After an HTTP/2 connection error the output holds a GOAWAY with its code
+ * (ENHANCE_YOUR_CALM for the floods); dv_doh_want_close() waits for it.
  */
 ssize_t dv_doh_input(dv_doh_t *d, const uint8_t *data, size_t len);
 

@@ -448,7 +448,7 @@ static bool cli_to_srv(srv_t *s, cli_t *c)
 	if (r < 0) {
 		c->in_err = r;
 		c->pend_len = 0;
-		return false;
+		return true; /* what the engine sends now (a GOAWAY) is due */
 	}
 	memmove(c->pend, c->pend + r, c->pend_len - (size_t)r);
 	c->pend_len -= (size_t)r;
@@ -1097,6 +1097,331 @@ static void test_h2_garbage(void **state)
 	srv_free(s);
 }
 
+/* ---- HTTP/2 frames by hand, for what nghttp2's client will not send ---- */
+
+typedef struct {
+	uint8_t *p;
+	size_t len, cap;
+} buf_t;
+
+static void buf_put(buf_t *b, const void *d, size_t n)
+{
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2;
+		b->p = realloc(b->p, b->cap);
+		assert_non_null(b->p);
+	}
+	if (n)
+		memcpy(b->p + b->len, d, n);
+	b->len += n;
+}
+
+static void buf_byte(buf_t *b, uint8_t c)
+{
+	buf_put(b, &c, 1);
+}
+
+static void put_frame(buf_t *b, uint8_t type, uint8_t flags, uint32_t sid,
+		      const void *payload, size_t n)
+{
+	uint8_t h[9] = {(uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n,
+			type, flags};
+	dv_put32(h + 5, sid);
+	buf_put(b, h, 9);
+	buf_put(b, payload, n);
+}
+
+/* HPACK (RFC 7541): an integer with an N-bit prefix, a plain string */
+static void hp_int(buf_t *b, size_t v, unsigned prefix, uint8_t first)
+{
+	size_t max = (1u << prefix) - 1;
+	if (v < max) {
+		buf_byte(b, (uint8_t)(first | v));
+		return;
+	}
+	buf_byte(b, (uint8_t)(first | max));
+	for (v -= max; v >= 128; v >>= 7)
+		buf_byte(b, (uint8_t)((v & 0x7f) | 0x80));
+	buf_byte(b, (uint8_t)v);
+}
+
+static void hp_str(buf_t *b, const char *s, size_t n)
+{
+	hp_int(b, n, 7, 0);
+	buf_put(b, s, n);
+}
+
+/* :method GET, :scheme https, :path (literal, not indexed), :authority */
+static void hp_request(buf_t *b, const char *path)
+{
+	buf_byte(b, 0x82);
+	buf_byte(b, 0x87);
+	hp_int(b, 4, 4, 0);
+	hp_str(b, path, strlen(path));
+	hp_int(b, 1, 4, 0);
+	hp_str(b, "dns.example", 11);
+}
+
+/* A literal field with incremental indexing and a new name: it becomes
+ * dynamic table entry 62 (the newest). */
+static void hp_insert(buf_t *b, const char *name, size_t vlen)
+{
+	char *v = malloc(vlen);
+	memset(v, 'a', vlen);
+	buf_byte(b, 0x40);
+	hp_str(b, name, strlen(name));
+	hp_str(b, v, vlen);
+	free(v);
+}
+
+static void raw_preface(buf_t *b)
+{
+	buf_put(b, NGHTTP2_CLIENT_MAGIC, NGHTTP2_CLIENT_MAGIC_LEN);
+	put_frame(b, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+}
+
+/* What the engine sent, frame by frame. */
+typedef struct {
+	bool goaway;
+	uint32_t goaway_err;
+	unsigned frames, rst, headers;
+	int32_t rst_id[32], hdr_id[32];
+	uint32_t rst_err[32];
+} frames_t;
+
+static void srv_frames(srv_t *s, frames_t *f)
+{
+	buf_t out = {0};
+	uint8_t tmp[1000];
+	ssize_t k;
+	memset(f, 0, sizeof(*f));
+	while ((k = dv_doh_output(s->d, tmp, sizeof(tmp))) > 0)
+		buf_put(&out, tmp, (size_t)k);
+	assert_true(k == 0);
+	for (size_t off = 0; off + 9 <= out.len;) {
+		size_t plen = (size_t)out.p[off] << 16 |
+			      (size_t)out.p[off + 1] << 8 | out.p[off + 2];
+		uint8_t type = out.p[off + 3];
+		int32_t sid = (int32_t)(dv_get32(out.p + off + 5) & 0x7fffffff);
+		const uint8_t *pl = out.p + off + 9;
+		assert_true(off + 9 + plen <= out.len);
+		f->frames++;
+		if (type == NGHTTP2_GOAWAY) {
+			f->goaway = true;
+			f->goaway_err = dv_get32(pl + 4);
+		} else if (type == NGHTTP2_RST_STREAM && f->rst < 32) {
+			f->rst_id[f->rst] = sid;
+			f->rst_err[f->rst++] = dv_get32(pl);
+		} else if (type == NGHTTP2_HEADERS && f->headers < 32) {
+			f->hdr_id[f->headers++] = sid;
+		}
+		off += 9 + plen;
+	}
+	free(out.p);
+}
+
+static bool has_id(const int32_t *ids, unsigned n, int32_t id)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+/*
+ * The HPACK bomb, one request: a 4000-byte field inserted once, then a
+ * header block referencing it 4000 times (16 MB of fields from 4 KB).  The
+ * stream is reset (ENHANCE_YOUR_CALM) as soon as a field follows the one
+ * that took it over the limit: no 431 for it, which would mean every copy
+ * was decoded and validated.  The connection and the next request live on.
+ */
+static void test_h2_hpack_bomb_stream(void **state)
+{
+	srv_t *s = srv_new(DV_DOH_H2);
+	uint8_t q[512];
+	char b[1024], path[1100];
+	size_t l = make_query(q, sizeof(q), 1, "a.example.");
+	b64url(q, l, b, false);
+	snprintf(path, sizeof(path), "/dns-query?dns=%s", b);
+
+	buf_t in = {0}, blk = {0};
+	raw_preface(&in);
+	hp_request(&blk, path);
+	hp_insert(&blk, "x-bomb", 4000);
+	put_frame(&in, NGHTTP2_HEADERS,
+		  NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, 1, blk.p,
+		  blk.len);
+	blk.len = 0;
+	hp_request(&blk, path);
+	for (int i = 0; i < 4000; i++)
+		buf_byte(&blk, 0x80 | 62);
+	put_frame(&in, NGHTTP2_HEADERS,
+		  NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, 3, blk.p,
+		  blk.len);
+	blk.len = 0;
+	hp_request(&blk, path);
+	put_frame(&in, NGHTTP2_HEADERS,
+		  NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, 5, blk.p,
+		  blk.len);
+	assert_int_equal(dv_doh_input(s->d, in.p, in.len), (ssize_t)in.len);
+
+	/* streams 1 and 5 are queries, 3 is reset and never answered */
+	assert_int_equal(s->nq, 2);
+	assert_int_equal(s->q[0].stream, 1);
+	assert_int_equal(s->q[1].stream, 5);
+	frames_t f;
+	srv_frames(s, &f);
+	assert_false(f.goaway);
+	assert_int_equal(f.rst, 1);
+	assert_int_equal(f.rst_id[0], 3);
+	assert_int_equal(f.rst_err[0], NGHTTP2_ENHANCE_YOUR_CALM);
+	assert_false(has_id(f.hdr_id, f.headers, 3));
+	assert_true(dv_doh_want_input(s->d));
+	assert_false(dv_doh_want_close(s->d));
+	free(in.p);
+	free(blk.p);
+	srv_free(s);
+}
+
+/*
+ * Header blocks under the request limit that each decode to ~200 times
+ * their size (3 references to a 2000-byte entry): the connection's budget
+ * (4 x 8192 bytes + 32 x the bytes received) runs out after ~20 of them
+ * and the connection ends with GOAWAY(ENHANCE_YOUR_CALM), written before
+ * want_close says so.
+ */
+static void test_h2_hpack_bomb_connection(void **state)
+{
+	srv_t *s = srv_new(DV_DOH_H2);
+	buf_t in = {0}, blk = {0};
+	raw_preface(&in);
+	hp_request(&blk, "/x");
+	hp_insert(&blk, "x-amp", 2000);
+	put_frame(&in, NGHTTP2_HEADERS,
+		  NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, 1, blk.p,
+		  blk.len);
+	assert_int_equal(dv_doh_input(s->d, in.p, in.len), (ssize_t)in.len);
+	frames_t f;
+	srv_frames(s, &f);
+	assert_true(has_id(f.hdr_id, f.headers, 1)); /* 404 */
+
+	ssize_t r = 0;
+	unsigned i;
+	for (i = 0; i < 64; i++) {
+		in.len = blk.len = 0;
+		hp_request(&blk, "/x");
+		for (int k = 0; k < 3; k++)
+			buf_byte(&blk, 0x80 | 62);
+		put_frame(&in, NGHTTP2_HEADERS,
+			  NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS,
+			  3 + 2 * i, blk.p, blk.len);
+		r = dv_doh_input(s->d, in.p, in.len);
+		if (r < 0)
+			break;
+		assert_int_equal(r, (ssize_t)in.len);
+		srv_frames(s, &f); /* each answered 404 */
+		assert_int_equal(f.headers, 1);
+		assert_false(f.goaway);
+	}
+	assert_int_equal(r, DV_ELIMIT);
+	/* 6 KB of fields per 31 bytes: 99 KB + 992 bytes a stream of budget
+	 * is gone after 20 streams */
+	assert_in_range(i, 15, 25);
+	assert_false(dv_doh_want_input(s->d));
+	assert_false(dv_doh_want_close(s->d)); /* the GOAWAY is not out yet */
+	srv_frames(s, &f);
+	assert_true(f.goaway);
+	assert_int_equal(f.goaway_err, NGHTTP2_ENHANCE_YOUR_CALM);
+	assert_true(dv_doh_want_close(s->d));
+	assert_int_equal(dv_doh_input(s->d, in.p, 9), DV_ELIMIT);
+	free(in.p);
+	free(blk.p);
+	srv_free(s);
+}
+
+/* A connection whose requests keep going over the header limit: 431 for
+ * the first four, GOAWAY(ENHANCE_YOUR_CALM) on the fifth. */
+static void test_h2_oversized_requests(void **state)
+{
+	srv_t *s = srv_new2(DV_DOH_H2, 0, 2000, false);
+	cli_t *c = cli_new(0);
+	char *pad = malloc(3000);
+	memset(pad, 'a', 2999);
+	pad[2999] = 0;
+	uint8_t q[512];
+	size_t l = make_query(q, sizeof(q), 1, "a.example.");
+	const char *const hdrs[] = {"x-pad", pad, NULL};
+	for (int i = 0; i < 4; i++) {
+		int32_t id = cli_get(c, "/dns-query", q, l, hdrs);
+		pump(s, c);
+		expect_status(c, id, 431);
+		assert_false(c->goaway);
+	}
+	cli_get(c, "/dns-query", q, l, hdrs);
+	pump(s, c);
+	assert_int_equal(c->in_err, DV_ELIMIT);
+	assert_true(c->goaway);
+	assert_int_equal(c->goaway_err, NGHTTP2_ENHANCE_YOUR_CALM);
+	assert_true(dv_doh_want_close(s->d));
+	assert_int_equal(s->nq, 0);
+	free(pad);
+	cli_free(c);
+	srv_free(s);
+}
+
+/* Input that makes nghttp2 fail fatally: dv_doh_input() says so, and the
+ * output then holds GOAWAY(`code`) before want_close. */
+static void goaway_case(const buf_t *in, uint32_t code)
+{
+	srv_t *s = srv_new(DV_DOH_H2);
+	ssize_t r = dv_doh_input(s->d, in->p, in->len);
+	assert_true(r < 0);
+	assert_false(dv_doh_want_input(s->d));
+	assert_false(dv_doh_receiving(s->d));
+	assert_false(dv_doh_want_close(s->d));
+	frames_t f;
+	srv_frames(s, &f);
+	assert_true(f.goaway);
+	assert_int_equal(f.goaway_err, code);
+	assert_true(dv_doh_want_close(s->d));
+	assert_int_equal(dv_doh_input(s->d, in->p, 9), r);
+	srv_free(s);
+}
+
+/* Floods nghttp2 detects but leaves to the application (it returns a
+ * fatal error instead of queueing a GOAWAY): each must still end with a
+ * GOAWAY, RFC 9113 5.4.1. */
+static void test_h2_flood_goaway(void **state)
+{
+	static const uint8_t opaque[8] = "dnsveil!";
+	buf_t in = {0};
+
+	/* PING: 1000 unsent PING ACKs is a flood */
+	raw_preface(&in);
+	for (int i = 0; i < 1100; i++)
+		put_frame(&in, NGHTTP2_PING, 0, 0, opaque, 8);
+	goaway_case(&in, NGHTTP2_ENHANCE_YOUR_CALM);
+
+	/* SETTINGS: the same with SETTINGS ACKs */
+	in.len = 0;
+	raw_preface(&in);
+	for (int i = 0; i < 1100; i++)
+		put_frame(&in, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+	goaway_case(&in, NGHTTP2_ENHANCE_YOUR_CALM);
+
+	/* CONTINUATION: more than 8 after one HEADERS */
+	in.len = 0;
+	raw_preface(&in);
+	static const uint8_t start[] = {0x82, 0x87, 0x84};
+	static const uint8_t more[] = {0x90}; /* accept-encoding: gzip... */
+	put_frame(&in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM, 1, start,
+		  sizeof(start));
+	for (int i = 0; i < 20; i++)
+		put_frame(&in, NGHTTP2_CONTINUATION, 0, 1, more, sizeof(more));
+	goaway_case(&in, NGHTTP2_ENHANCE_YOUR_CALM);
+	free(in.p);
+}
+
 static void test_h2_answer_in_callback(void **state)
 {
 	srv_t *s = srv_new(DV_DOH_H2);
@@ -1354,6 +1679,134 @@ static void test_h1_431(void **state)
 	h1_fatal_case(long_target, (size_t)n, DV_ELIMIT, 431, 500);
 	free(long_target);
 	free(req);
+}
+
+/* RFC 9112: what http-parser 2.9 lets through, each 400 and the end of
+ * the connection. */
+static void strict_case(const char *req, const char *why)
+{
+	/* whole, and byte by byte (the scanner keeps its state across
+	 * input calls) */
+	for (int bytewise = 0; bytewise < 2; bytewise++) {
+		srv_t *s = srv_new(DV_DOH_HTTP1);
+		size_t len = strlen(req);
+		ssize_t r = 0;
+		if (bytewise) {
+			for (size_t i = 0; i < len && r >= 0; i++)
+				r = dv_doh_input(s->d, (const uint8_t *)req + i,
+						 1);
+		} else {
+			r = dv_doh_input(s->d, (const uint8_t *)req, len);
+		}
+		assert_int_equal(r, -EPROTO);
+		assert_int_equal(s->nq, 0);
+		h1_collect(s);
+		assert_memory_equal(s->out, "HTTP/1.1 400 ", 13);
+		assert_non_null(strstr(s->out, why));
+		assert_non_null(strstr(s->out, "Connection: close\r\n"));
+		assert_true(dv_doh_want_close(s->d));
+		srv_free(s);
+	}
+}
+
+static void test_h1_strict(void **state)
+{
+	uint8_t q[512];
+	size_t l = make_query(q, sizeof(q), 5, "strict.example.");
+	char b[1024], req[4096];
+	b64url(q, l, b, false);
+
+	/* 5.1: "Content-Length : 5" was taken as the length; a proxy that
+	 * ignores it would see the body as the next request */
+	int n = snprintf(req, sizeof(req),
+			 "POST /dns-query HTTP/1.1\r\nHost: x\r\n"
+			 "Content-Type: application/dns-message\r\n"
+			 "Content-Length : %zu\r\n\r\n",
+			 l);
+	memcpy(req + n, q, l);
+	req[(size_t)n + l] = 0;
+	strict_case(req, "whitespace in a header field name");
+	strict_case("GET /dns-query HTTP/1.1\r\nHost: x\r\nX Y: a\r\n\r\n",
+		    "whitespace in a header field name");
+	strict_case("GET /dns-query HTTP/1.1\r\nHost: x\r\nX-A\t: a\r\n\r\n",
+		    "whitespace in a header field name");
+
+	/* 5.2: obs-fold, in a value and before the first field */
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\r\nHost: x\r\n"
+		 "X-A: a\r\n b\r\n\r\n",
+		 b);
+	strict_case(req, "obsolete line folding");
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\r\n\tHost: x\r\n\r\n", b);
+	strict_case(req, "obsolete line folding");
+
+	/* 2.2: a bare LF ends nothing, anywhere in the head; nor a bare CR */
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\nHost: x\n\n", b);
+	strict_case(req, "not ended by CRLF");
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\r\nHost: x\nAccept: */*\r\n\r\n",
+		 b);
+	strict_case(req, "not ended by CRLF");
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\r\nHost: x\r\n\n", b);
+	strict_case(req, "not ended by CRLF");
+	strict_case("\nGET /dns-query HTTP/1.1\r\nHost: x\r\n\r\n",
+		    "not ended by CRLF");
+	snprintf(req, sizeof(req),
+		 "GET /dns-query?dns=%s HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
+		 b);
+	strict_case(req, "bare CR");
+
+	/* the same requests written properly are fine; so is an empty line
+	 * before the request line (RFC 9112 2.2) and a body holding what
+	 * would be a violation in a head */
+	srv_t *s = srv_new(DV_DOH_HTTP1);
+	n = snprintf(req, sizeof(req),
+		     "\r\nGET /dns-query?dns=%s HTTP/1.1\r\nHost: x\r\n"
+		     "X-A: a b\r\n\r\n"
+		     "POST /dns-query HTTP/1.1\r\nHost: x\r\n"
+		     "Content-Type: application/dns-message\r\n"
+		     "Content-Length: 20\r\n\r\n",
+		     b);
+	static const uint8_t body[20] = {0, 1, 1, 0, 0, 1, 0, 0, 0, 0,
+					 0, 0, ' ', '\n', 'X', ' ', ':', '\r',
+					 '\t', '\n'};
+	memcpy(req + n, body, sizeof(body));
+	h1_send(s, req, (size_t)n + sizeof(body));
+	assert_int_equal(s->nq, 2);
+
+	/* a violation after a good request: that one is answered first */
+	h1_clear(s);
+	n = snprintf(req, sizeof(req),
+		     "GET /dns-query?dns=%s HTTP/1.1\r\nHost: x\r\n\r\n"
+		     "GET /dns-query?dns=%s HTTP/1.1\r\nHost : x\r\n\r\n",
+		     b, b);
+	assert_int_equal(dv_doh_input(s->d, (const uint8_t *)req, (size_t)n),
+			 -EPROTO);
+	assert_int_equal(s->nq, 3);
+	uint8_t ans[64];
+	make_answer(ans, sizeof(ans), 5, 0);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(dv_doh_answer(s->d, s->q[i].stream, ans,
+					       sizeof(ans), 5),
+				 0);
+	h1_collect(s);
+	/* (binary answers: memmem, not strstr) */
+	const char *p = s->out, *end = s->out + s->out_len, *bad;
+	unsigned oks = 0;
+	while ((p = memmem(p, (size_t)(end - p), "HTTP/1.1 200 OK", 15))) {
+		oks++;
+		p++;
+	}
+	assert_int_equal(oks, 3);
+	bad = memmem(s->out, s->out_len, "HTTP/1.1 400 ", 13);
+	assert_non_null(bad);
+	assert_null(memmem(bad, (size_t)(end - bad), "HTTP/1.1 200", 12));
+	assert_non_null(memmem(bad, (size_t)(end - bad), "whitespace", 10));
+	assert_true(dv_doh_want_close(s->d));
+	srv_free(s);
 }
 
 static void test_h1_413(void **state)
@@ -1685,11 +2138,11 @@ static void test_h1_byte_by_byte(void **state)
 	assert_memory_equal(s->q[0].msg, q, l);
 	srv_free(s);
 
-	/* empty header values, and values folded over lines */
+	/* empty header values */
 	s = srv_new(DV_DOH_HTTP1);
 	n = snprintf(req, sizeof(req),
 		     "POST /dns-query HTTP/1.1\r\nHost: x\r\nX-Empty:\r\n"
-		     "Content-Type:\r\n application/dns-message\r\n"
+		     "Content-Type: application/dns-message\r\n"
 		     "X-Also-Empty: \r\n"
 		     "Content-Length: %zu\r\n\r\n",
 		     l);
@@ -1698,6 +2151,27 @@ static void test_h1_byte_by_byte(void **state)
 	for (size_t i = 0; i < total; i += 3)
 		h1_send(s, req + i, total - i < 3 ? total - i : 3);
 	assert_int_equal(s->nq, 1);
+	srv_free(s);
+
+	/* a value folded over lines (obs-fold) was taken once; RFC 9112
+	 * 5.2 lets a server refuse it, and we do (test_h1_strict) */
+	s = srv_new(DV_DOH_HTTP1);
+	n = snprintf(req, sizeof(req),
+		     "POST /dns-query HTTP/1.1\r\nHost: x\r\n"
+		     "Content-Type:\r\n application/dns-message\r\n"
+		     "Content-Length: %zu\r\n\r\n",
+		     l);
+	memcpy(req + n, q, l);
+	total = (size_t)n + l;
+	ssize_t r = 0;
+	for (size_t i = 0; i < total && r >= 0; i += 3)
+		r = dv_doh_input(s->d, (const uint8_t *)req + i,
+				 total - i < 3 ? total - i : 3);
+	assert_int_equal(r, -EPROTO);
+	assert_int_equal(s->nq, 0);
+	h1_collect(s);
+	assert_non_null(strstr(s->out, "HTTP/1.1 400 "));
+	assert_non_null(strstr(s->out, "obsolete line folding"));
 	srv_free(s);
 }
 
@@ -1998,6 +2472,10 @@ int main(void)
 		cmocka_unit_test(test_h2_drain_idle),
 		cmocka_unit_test(test_h2_forwarded),
 		cmocka_unit_test(test_h2_garbage),
+		cmocka_unit_test(test_h2_hpack_bomb_stream),
+		cmocka_unit_test(test_h2_hpack_bomb_connection),
+		cmocka_unit_test(test_h2_oversized_requests),
+		cmocka_unit_test(test_h2_flood_goaway),
 		cmocka_unit_test(test_h2_answer_in_callback),
 		cmocka_unit_test(test_h2_answer_limits),
 		cmocka_unit_test(test_h1_get_post),
@@ -2008,6 +2486,7 @@ int main(void)
 		cmocka_unit_test(test_h1_http10),
 		cmocka_unit_test(test_h1_505),
 		cmocka_unit_test(test_h1_431),
+		cmocka_unit_test(test_h1_strict),
 		cmocka_unit_test(test_h1_413),
 		cmocka_unit_test(test_h1_chunked_post),
 		cmocka_unit_test(test_h1_errors),

@@ -562,7 +562,9 @@ class DoqHalfOpen(DoqBase):
     # listener fills with half-open connections and then refuses everyone
     doq = {"retry": "always", "max-connections": 64, "max-handshakes": HANDSHAKES,
            "max-handshakes-per-address": PER_ADDRESS}
-    SECONDS = 6
+    # long enough for the legitimate client's ten tries also when a
+    # sanitizer build under the flood takes most of a second for each
+    SECONDS = 6 * h.SCALE
     # RSS may grow by at most this during a flood: the half-open table is
     # 2 workers x 16 x ~93 KB = 3 MB, evicted, refused and failed ones keep
     # nothing (release builds grow 2-5 MB; a92fee0 grew 22-26 MB holding 64

@@ -3,7 +3,7 @@
  * key of the client query that asked for them and served back at several
  * ages, size limits (512, 1232, 65535) and with and without EDNS/padding.
  *
- * src/cache.c is included to reach the shard internals: after every store
+ * src/core/cache.c is included to reach the shard internals: after every store
  * the hash chains, the LRU list and the byte accounting are walked, and a
  * model (written from cache.h's contract) says whether each answer may be
  * stored, how long it lives and which TTLs a client is served at each age.
@@ -23,14 +23,14 @@
  * runs; every entry an input stored is expired before the input ends, so
  * each input starts from empty caches and a crash replays alone.
  */
-#include "src/cache.c"
+#include "src/core/cache.c"
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/wire.h"
+#include "src/core/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/config.h"
-#include "src/errors.h"
-#include "src/log.h"
+#include "src/config/config.h"
+#include "src/core/errors.h"
+#include "src/core/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

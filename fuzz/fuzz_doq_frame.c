@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/doq_frame.h"
-#include "src/wire.h"
+#include "src/proto/doq_frame.h"
+#include "src/core/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -76,9 +76,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "src/cache.h"
-#include "src/log.h"
-#include "src/wire.h"
+#include "src/core/cache.h"
+#include "src/core/log.h"
+#include "src/core/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,7 +8,7 @@
  * through the framing of tcp_read_cb(), and timers and connection events
  * fire in the order the input says.
  *
- * src/upstream.c and src/core.c are included to reach their statics (the
+ * src/daemon/upstream.c and src/daemon/core.c are included to reach their statics (the
  * pool's, and the core's serve-stale timers).  This file then defines every
  * public symbol of both, so the linker never pulls upstream.o or core.o out
  * of the dv_core archive (no duplicate definitions).
@@ -85,8 +85,8 @@ static ssize_t fuzz_getrandom(void *buf, size_t len, unsigned int flags)
 	return (ssize_t)len;
 }
 #define getrandom fuzz_getrandom
-#include "src/upstream.c"
-#include "src/core.c"
+#include "src/daemon/upstream.c"
+#include "src/daemon/core.c"
 #undef getrandom
 
 #include <arpa/inet.h>
@@ -97,10 +97,10 @@ static ssize_t fuzz_getrandom(void *buf, size_t len, unsigned int flags)
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "src/cache.h"
-#include "src/core.h"
-#include "src/log.h"
-#include "src/worker.h"
+#include "src/core/cache.h"
+#include "src/daemon/core.h"
+#include "src/core/log.h"
+#include "src/daemon/worker.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

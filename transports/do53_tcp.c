@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <sys/socket.h>
 
-#include "src/transport.h"
+#include "src/daemon/transport.h"
 #include "transports/stream.h"
 
 static const dv_stream_io_t plain_io = {

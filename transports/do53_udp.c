@@ -11,11 +11,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "src/core.h"
-#include "src/errors.h"
-#include "src/log.h"
-#include "src/transport.h"
-#include "src/worker.h"
+#include "src/daemon/core.h"
+#include "src/core/errors.h"
+#include "src/core/log.h"
+#include "src/daemon/transport.h"
+#include "src/daemon/worker.h"
 #include "transports/sock.h"
 
 #define BATCH 32

@@ -1,5 +1,5 @@
 /*
- * DNS over HTTPS (RFC 8484): the DoH engine (src/doh.c: HTTP/2 through
+ * DNS over HTTPS (RFC 8484): the DoH engine (src/proto/doh.c: HTTP/2 through
  * nghttp2, HTTP/1.1 through http-parser) as the application protocol of a
  * stream connection.  https:// listeners run it over TLS (ALPN "h2" or
  * "http/1.1"); http:// listeners run it in the clear for use behind a
@@ -15,13 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/doh.h"
-#include "src/errors.h"
-#include "src/netmask.h"
-#include "src/query.h"
-#include "src/transport.h"
-#include "src/wire.h"
-#include "src/worker.h"
+#include "src/proto/doh.h"
+#include "src/core/errors.h"
+#include "src/core/netmask.h"
+#include "src/core/query.h"
+#include "src/daemon/transport.h"
+#include "src/core/wire.h"
+#include "src/daemon/worker.h"
 #include "transports/tls_stream.h"
 
 typedef struct {

@@ -43,15 +43,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "src/core.h"
-#include "src/doq_frame.h"
-#include "src/errors.h"
-#include "src/hs_limit.h"
-#include "src/log.h"
-#include "src/quic_tls.h"
-#include "src/transport.h"
-#include "src/wire.h"
-#include "src/worker.h"
+#include "src/daemon/core.h"
+#include "src/proto/doq_frame.h"
+#include "src/core/errors.h"
+#include "src/core/hs_limit.h"
+#include "src/core/log.h"
+#include "src/tls/quic_tls.h"
+#include "src/daemon/transport.h"
+#include "src/core/wire.h"
+#include "src/daemon/worker.h"
 #include "transports/sock.h"
 
 #define SCID_LEN 18          /* byte 0: worker index; the rest random */

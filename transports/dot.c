@@ -2,9 +2,9 @@
  * DNS over TLS (RFC 7858, RFC 8310): DNS length-prefixed framing (the
  * stream machinery) over TLS 1.2/1.3 with ALPN "dot".
  */
-#include "src/errors.h"
-#include "src/transport.h"
-#include "src/worker.h"
+#include "src/core/errors.h"
+#include "src/daemon/transport.h"
+#include "src/daemon/worker.h"
 #include "transports/tls_stream.h"
 
 static const dv_stream_io_t dot_io = {

@@ -2,7 +2,7 @@
 /* Socket helpers shared by the transports. */
 #include <stdbool.h>
 
-#include "src/config.h"
+#include "src/config/config.h"
 
 /*
  * Create a non-blocking socket of `type` (SOCK_DGRAM/SOCK_STREAM) bound to

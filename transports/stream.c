@@ -43,10 +43,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "src/core.h"
-#include "src/errors.h"
-#include "src/log.h"
-#include "src/worker.h"
+#include "src/daemon/core.h"
+#include "src/core/errors.h"
+#include "src/core/log.h"
+#include "src/daemon/worker.h"
 #include "transports/sock.h"
 
 typedef struct listener listener_t;

@@ -12,8 +12,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#include "src/config.h"
-#include "src/tls.h" /* DV_TLS_WANT_READ/WRITE, DV_TLS_EOF: the I/O states */
+#include "src/config/config.h"
+#include "src/tls/tls.h" /* DV_TLS_WANT_READ/WRITE, DV_TLS_EOF: the I/O states */
 
 typedef struct dv_worker dv_worker_t;
 typedef struct dv_stream_conn dv_stream_conn_t;

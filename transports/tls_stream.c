@@ -1,7 +1,7 @@
 /*
  * TLS under the stream machinery, shared by DoT and DoH: wolfSSL through
- * the src/tls.h seam, the SNI name recorded on the connection, and the
- * worker's handshake admission (src/hs_limit.h): per-address caps while
+ * the src/tls/tls.h seam, the SNI name recorded on the connection, and the
+ * worker's handshake admission (src/core/hs_limit.h): per-address caps while
  * the worker is under handshake pressure, so a flood from one address
  * cannot starve other new clients while a crowd behind one NAT address is
  * still served.
@@ -11,13 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/core.h"
-#include "src/errors.h"
-#include "src/hs_limit.h"
-#include "src/log.h"
-#include "src/tls.h"
-#include "src/transport.h"
-#include "src/worker.h"
+#include "src/daemon/core.h"
+#include "src/core/errors.h"
+#include "src/core/hs_limit.h"
+#include "src/core/log.h"
+#include "src/tls/tls.h"
+#include "src/daemon/transport.h"
+#include "src/daemon/worker.h"
 #include "transports/tls_stream.h"
 
 struct dv_tls_listener {
@@ -26,7 +26,7 @@ struct dv_tls_listener {
 };
 
 /*
- * Admission (src/hs_limit.h, the worker's): a connection is admitted at
+ * Admission (src/core/hs_limit.h, the worker's): a connection is admitted at
  * accept and is a handshake in progress until its handshake completes, or
  * until it is closed while still in SC_HANDSHAKE (failure, timeout, the
  * listener going away: stream.c calls close before it marks the

@@ -1,7 +1,7 @@
 #pragma once
 /*
  * TLS for stream transports (DoT, DoH): the dv_stream_io_t functions over
- * src/tls.h, and the per-listener state (TLS context, handshake cap per
+ * src/tls/tls.h, and the per-listener state (TLS context, handshake cap per
  * client address).  A transport builds its io table from these and keeps
  * its own data in the listener's app_ctx.
  */

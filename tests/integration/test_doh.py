@@ -14,7 +14,7 @@ Clients: curl (--doh-url; GET/POST over h2, HTTP/1.1, h2c), kdig
 h2c), python3-h2 (many streams on one connection, unfinished streams,
 GOAWAY on drain) and raw sockets (505, slow-loris).
 
-Error answers (src/doh.h): 400 404 405 413 415 431 505, each over HTTP/2
+Error answers (src/proto/doh.h): 400 404 405 413 415 431 505, each over HTTP/2
 and HTTP/1.1 (TLS and cleartext) and each followed by a good request.
 curl 7.88 often fails (exit 92, HTTP/2 stream error, no status) when an
 HTTP/2 error answer arrives before its request body was sent, followed by

@@ -708,7 +708,7 @@ class DotBadInput(DotBase):
         for what, d in (("silent", d1), ("trickled", d2)):
             self.assertGreaterEqual(d["tls_failed"], 1, "a %s handshake closed at the "
                                     "handshake timeout must count in tls_failed (\"TLS "
-                                    "handshakes that failed or timed out\", src/stats.h): %s"
+                                    "handshakes that failed or timed out\", src/core/stats.h): %s"
                                     % (what, d))
 
     def test_client_never_reads(self):

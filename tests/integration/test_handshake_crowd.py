@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Handshake admission (src/hs_limit.h) with the default limits: a crowd
+"""Handshake admission (src/core/hs_limit.h) with the default limits: a crowd
 behind one address is served, a flood from one address is held back.
 
 1. Crowd: 2,000 DoT clients from ONE address (127.0.0.1) connect at once

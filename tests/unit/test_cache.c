@@ -16,9 +16,9 @@
 #include <cmocka.h>
 #include <ldns/ldns.h>
 
-#include "src/cache.h"
-#include "src/errors.h"
-#include "src/wire.h"
+#include "src/core/cache.h"
+#include "src/core/errors.h"
+#include "src/core/wire.h"
 
 /* ---- building messages ---- */
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/config.c: schema defaults, the YAML loader and its
+ * Unit tests for src/config/config.c: schema defaults, the YAML loader and its
  * FILE:LINE messages, sizes, URLs, validation and the command line.
  */
 #include <setjmp.h>
@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "src/config.h"
-#include "src/errors.h"
+#include "src/config/config.h"
+#include "src/core/errors.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

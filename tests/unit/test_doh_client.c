@@ -1,10 +1,10 @@
 /*
- * Unit tests for the DoH client engine (src/doh_client.c), driven with
+ * Unit tests for the DoH client engine (src/proto/doh_client.c), driven with
  * bytes only.  Two real HTTP/2 servers talk to it through memory:
- *  - dnsveil's own DoH server engine (src/doh.c): requests, answers out of
+ *  - dnsveil's own DoH server engine (src/proto/doh.c): requests, answers out of
  *    order, SETTINGS_MAX_CONCURRENT_STREAMS, HTTP errors, GOAWAY (drain),
  *    cancellation;
- *  - nghttp2's server session, scripted per test, for what src/doh.c never
+ *  - nghttp2's server session, scripted per test, for what src/proto/doh.c never
  *    does: wrong content-type, oversized or short bodies, RST_STREAM,
  *    REFUSED_STREAM, request headers as sent.
  * Output is moved in small pieces so partial writes happen.
@@ -21,10 +21,10 @@
 #include <ldns/ldns.h>
 #include <nghttp2/nghttp2.h>
 
-#include "src/doh.h"
-#include "src/doh_client.c" /* internals: the nghttp2 session */
-#include "src/errors.h"
-#include "src/wire.h"
+#include "src/proto/doh.h"
+#include "src/proto/doh_client.c" /* internals: the nghttp2 session */
+#include "src/core/errors.h"
+#include "src/core/wire.h"
 
 /* ---- the client and what its callbacks saw ---- */
 

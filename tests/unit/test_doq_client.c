@@ -1,6 +1,6 @@
 /*
- * Unit tests for the DoQ client engine (src/doq_client.c) and the
- * dnsveil-doq tool's pure parts (src/cli/dnsveil_doq.c, included here
+ * Unit tests for the DoQ client engine (src/proto/doq_client.c) and the
+ * dnsveil-doq tool's pure parts (tools/dnsveil-doq/dnsveil_doq.c, included here
  * without its main): query building (id 0, EDNS padding), framing, the
  * saved-session blob, names of error codes, argument parsing, the stream
  * payloads of the misbehaviour switches, JSON escaping, and what the engine
@@ -19,7 +19,7 @@
 #include <ldns/ldns.h>
 
 #define DNSVEIL_DOQ_NO_MAIN
-#include "src/cli/dnsveil_doq.c"
+#include "tools/dnsveil-doq/dnsveil_doq.c"
 
 /* ---- query building ---- */
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/health.c: the p95 and EWMA estimators, the
+ * Unit tests for src/core/health.c: the p95 and EWMA estimators, the
  * up / degraded / down state machine and the server choice.
  */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "src/health.h"
+#include "src/core/health.h"
 
 static int cmp_u32(const void *a, const void *b)
 {

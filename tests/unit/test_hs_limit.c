@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/hs_limit.c, on a fake clock (milliseconds passed in):
+ * Unit tests for src/core/hs_limit.c, on a fake clock (milliseconds passed in):
  * no cap without pressure, the pressure threshold and its hold, bucket
  * burst and refill, IPv6 /64 grouping, exemptions, the refund of resumed
  * handshakes, the bounded table.  Documentation and loopback addresses
@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "src/errors.h"
-#include "src/hs_limit.h"
+#include "src/core/errors.h"
+#include "src/core/hs_limit.h"
 
 #define T0 1000000 /* a fake clock's start, far from 0 */
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/netmask.c: parsing IP prefixes and matching socket
+ * Unit tests for src/core/netmask.c: parsing IP prefixes and matching socket
  * addresses (IPv4, IPv6, IPv4-mapped IPv6) against them.  Only
  * documentation ranges (RFC 5737, RFC 3849, RFC 9637) and loopback.
  */
@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "src/errors.h"
-#include "src/netmask.h"
+#include "src/core/errors.h"
+#include "src/core/netmask.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

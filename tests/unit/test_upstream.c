@@ -1,5 +1,5 @@
 /*
- * Unit tests for the upstream pool's id rewriting (src/upstream.c): the
+ * Unit tests for the upstream pool's id rewriting (src/daemon/upstream.c): the
  * slot table of a connection, the ids it hands out and how answers find
  * their slot.  The .c is included to reach its statics; since this file
  * then defines every public symbol of upstream.c itself, the linker never
@@ -7,7 +7,7 @@
  * event loop runs: conn_init only records the server pointer, and
  * handle_answer does not touch the worker for answers it ignores.
  */
-#include "src/upstream.c"
+#include "src/daemon/upstream.c"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the DNS wire view (src/wire.c).  Ordinary messages are
+ * Unit tests for the DNS wire view (src/core/wire.c).  Ordinary messages are
  * built with ldns and everything dnsveil writes is read back with ldns;
  * the hostile cases (pointer loops, lying counts, broken OPTs) are written
  * by hand, byte by byte, because no sane library produces them.
@@ -15,8 +15,8 @@
 #include <cmocka.h>
 #include <ldns/ldns.h>
 
-#include "src/errors.h"
-#include "src/wire.h"
+#include "src/core/errors.h"
+#include "src/core/wire.h"
 
 /* ---- hand-written messages ---- */
 

@@ -1,0 +1,224 @@
+#pragma once
+/*
+ * Configuration: the YAML file, the command line on top of it, and the URL
+ * grammar for listeners and upstreams.  Every key is declared once in the
+ * schema table in config.c; validation, defaults and `--help-config` come
+ * from that table.  Nothing here does I/O beyond reading the file.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "src/core/log.h"
+#include "src/core/netmask.h"
+#include "src/core/scheme.h"
+
+const char *dv_scheme_name(dv_scheme_t s);
+
+
+#define DV_URL_PATH_MAX 256
+#define DV_URL_NAME_MAX 256
+
+/* A parsed listener or upstream URL. */
+typedef struct {
+	dv_scheme_t scheme;
+	struct sockaddr_storage addr; /* AF_INET or AF_INET6, port set */
+	socklen_t addr_len;
+	char path[DV_URL_PATH_MAX]; /* https/http: "/dns-query"; else "" */
+	char name[DV_URL_NAME_MAX]; /* "#NAME" for tls/https/quic upstreams */
+	char text[512];             /* the URL as given, for logs */
+} dv_url_t;
+
+typedef enum { DV_URL_LISTEN, DV_URL_UPSTREAM } dv_url_role_t;
+
+/*
+ * Parse `text` as a URL for `role`.  Returns 0, or DV_ECONFIG with a
+ * human-readable reason in `err` (e.g. "unknown scheme 'ftp'",
+ * "port missing", "invalid address '1.2.3'", "tls:// upstream needs
+ * #NAME").  Only literal IP addresses are accepted, never host names:
+ * dnsveil must not need DNS to reach its own upstreams.
+ */
+int dv_url_parse(const char *text, dv_url_role_t role, dv_url_t *url,
+		 char *err, size_t err_len);
+
+/* Format an address as "1.2.3.4:53" or "[::1]:53". */
+void dv_addr_format(const struct sockaddr *sa, char *buf, size_t len);
+
+#define DV_MAX_URLS 32
+#define DV_DOH_MAX_PATHS 16            /* doh.paths */
+#define DV_DOH_MAX_TRUSTED_PROXIES 32  /* doh.trusted-proxies */
+#define DV_MAX_HANDSHAKE_EXEMPT 32     /* limits.handshake-exempt */
+
+typedef enum {
+	DV_DOQ_RETRY_ALWAYS,
+	DV_DOQ_RETRY_UNDER_LOAD,
+	DV_DOQ_RETRY_NEVER,
+} dv_doq_retry_t;
+
+
+/* Bits of dv_config_t.cli_set: which values the command line gave, so that
+ * dv_config_validate() can name the flag rather than the file. */
+enum {
+	DV_CLI_SET_LISTEN = 1u << 0,
+	DV_CLI_SET_UPSTREAM = 1u << 1,
+	DV_CLI_SET_FALLBACK = 1u << 2,
+	DV_CLI_SET_TLS_CERT = 1u << 3,
+	DV_CLI_SET_TLS_KEY = 1u << 4,
+	DV_CLI_SET_TLS_CA = 1u << 5,
+	DV_CLI_SET_WORKERS = 1u << 6,
+};
+
+typedef struct {
+	/* top level */
+	unsigned workers; /* 0 = number of CPUs */
+	dv_log_level_t log_level;
+
+	dv_url_t listen[DV_MAX_URLS];
+	unsigned n_listen;
+	dv_url_t upstream[DV_MAX_URLS];
+	unsigned n_upstream;
+	dv_url_t fallback[DV_MAX_URLS];
+	unsigned n_fallback;
+
+	/* tls: */
+	char tls_cert[512]; /* PEM chain, leaf first */
+	char tls_key[512];
+	char tls_ca[512]; /* trust bundle for upstream certs; "" = system */
+	unsigned tls_ticket_rotation_s; /* session ticket key lifetime */
+
+	/* limits: (per worker unless said) */
+	unsigned tcp_max_connections;   /* client TCP connections per worker */
+	unsigned tcp_max_inflight;      /* queries in flight per client conn */
+	unsigned tcp_idle_timeout_ms;   /* client TCP idle timeout */
+	unsigned tcp_max_output_bytes;  /* unsent bytes per client conn before
+					   reading stops */
+	unsigned tcp_write_timeout_ms;  /* unsent output that does not move
+					   this long closes the connection */
+	uint64_t worker_max_output_bytes; /* buffered answer bytes of all
+					     client conns of a worker */
+	unsigned max_inflight;          /* queries in flight per worker */
+	unsigned tcp_read_timeout_ms;   /* a started message must complete */
+	unsigned tls_handshake_timeout_ms;
+	/* handshake admission (src/core/hs_limit.h), TLS and QUIC: per client
+	 * address (IPv4 /32, IPv6 /64), all workers together, applied only
+	 * while a worker has handshake_pressure handshakes in progress */
+	unsigned tls_handshakes_per_ip; /* refill per second; 0 = no cap */
+	unsigned tls_handshake_burst;   /* bucket depth */
+	unsigned handshake_pressure;    /* per worker; 0 = caps always on */
+	dv_netmask_t handshake_exempt[DV_MAX_HANDSHAKE_EXEMPT];
+	unsigned n_handshake_exempt;
+
+	/* doq: (quic:// listeners) */
+	unsigned doq_max_connections; /* per worker */
+	unsigned doq_max_handshakes;  /* half-open connections per worker */
+	unsigned doq_max_handshakes_per_address; /* ... per client address
+						    (IPv6: /64), per worker */
+	unsigned doq_max_streams;     /* bidirectional stream credit */
+	unsigned doq_idle_timeout_ms;
+	unsigned doq_retry;           /* dv_doq_retry_t */
+	unsigned doq_early_data;      /* 0/1: accept 0-RTT */
+	unsigned doq_token_lifetime_s;
+
+	/* doh: (https:// and http:// listeners) */
+	/* extra paths every DoH listener serves besides its URL's own
+	 * ("/dns-query/kids"): '/' first, no '?' or '#', no duplicates */
+	char doh_paths[DV_DOH_MAX_PATHS][DV_URL_PATH_MAX];
+	unsigned n_doh_paths;
+	/* peers whose X-Forwarded-For / Forwarded header names the client
+	 * (no duplicates) */
+	dv_netmask_t doh_trusted_proxies[DV_DOH_MAX_TRUSTED_PROXIES];
+	unsigned n_doh_trusted_proxies;
+	unsigned doh_max_streams;      /* HTTP/2 concurrent streams, HTTP/1.1
+					  pipelined requests, per connection */
+	unsigned doh_max_header_bytes; /* request target + headers; more: 431 */
+
+	/* upstream: */
+	unsigned upstream_connections;  /* TCP conns per server per worker */
+	unsigned upstream_max_inflight; /* queries in flight per upstream conn */
+	unsigned upstream_timeout_ms;   /* one attempt on one server */
+	unsigned hedge_delay_ms;        /* local pool silent this long ->
+					   also ask the fallback group */
+	unsigned query_timeout_ms;      /* whole query deadline -> SERVFAIL */
+	unsigned reconnect_min_ms;      /* backoff for upstream reconnects */
+	unsigned reconnect_max_ms;
+	unsigned upstream_idle_timeout_ms; /* idle upstream conns; 0 = never */
+	unsigned down_after_failures;   /* consecutive failures -> down */
+	unsigned degraded_failures;     /* failures of the last 16 -> degraded */
+	unsigned slow_p95_ms;           /* local p95 above -> degraded; 0 off */
+	unsigned explore_pct;           /* fetches sent to a non-best server */
+	char probe_name[256];           /* probes of a down server: NAME NS */
+
+	/* cache: */
+	uint64_t cache_size_bytes; /* 0 disables the cache */
+	unsigned cache_shards;
+	unsigned cache_min_ttl;
+	unsigned cache_max_ttl;
+	unsigned cache_negative_max_ttl;
+	unsigned cache_stale_max_age_s;         /* serve-stale window; 0 = off */
+	unsigned cache_stale_answer_timeout_ms; /* RFC 8767 client timer */
+	unsigned cache_servfail_ttl_s;          /* 0 = failures not cached */
+	unsigned cache_prefetch_hits;           /* 0 = no prefetch */
+	unsigned cache_prefetch_window_pct;
+
+	/* where the values came from, for messages */
+	char source[512]; /* config file path, or "" for built-in defaults */
+	unsigned cli_set; /* DV_CLI_SET_* bits, set by dv_cli_apply() */
+} dv_config_t;
+
+/* Fill every field with the schema's defaults (no listeners/upstreams). */
+void dv_config_defaults(dv_config_t *cfg);
+
+/*
+ * Load a YAML file over `cfg` (which should hold defaults).  Returns 0, or
+ * DV_ECONFIG / -errno with a message in `err` of the form
+ * "FILE:LINE: KEY: reason" (unknown key, wrong type, out of range, bad URL).
+ */
+int dv_config_load(dv_config_t *cfg, const char *path, char *err,
+		   size_t err_len);
+
+/* The same from memory (the fuzz target, tests); `name` stands for FILE in
+ * messages and becomes cfg->source.  On any error `cfg` is left untouched;
+ * so is it for dv_config_load(). */
+int dv_config_load_buffer(dv_config_t *cfg, const char *name,
+			  const void *data, size_t len, char *err,
+			  size_t err_len);
+
+/* Final checks after file + flags: at least one listener and one upstream,
+ * schemes implemented, TLS files present where a scheme needs them.
+ * `implemented` says which listener/upstream schemes this build serves.
+ * Returns 0 or DV_ECONFIG with a message in `err`. */
+int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
+		       const bool *upstream_implemented, char *err,
+		       size_t err_len);
+
+/* Command line. */
+typedef struct {
+	const char *config_path; /* -c FILE, NULL = none given */
+	bool check_config;
+	bool version;
+	bool help;
+	bool help_config; /* --help-config: dv_config_print_schema() */
+} dv_cli_t;
+
+/*
+ * Parse argv: -c/--config FILE, --listen URL..., --upstream URL...,
+ * --fallback URL..., --tls-cert, --tls-key, --ca, --workers N,
+ * --check-config, --help-config, --version, --help.  Flags given on the
+ * command line replace the corresponding config values: any --listen
+ * replaces all file listeners, likewise --upstream and --fallback.
+ * Because the file is read first, parsing happens in two steps:
+ * dv_cli_parse() records the flags, dv_cli_apply() lays them over a loaded
+ * config.
+ * Returns 0 or DV_ECONFIG with a message in `err`.
+ */
+int dv_cli_parse(int argc, char **argv, dv_cli_t *cli, char *err,
+		 size_t err_len);
+int dv_cli_apply(int argc, char **argv, dv_config_t *cfg, char *err,
+		 size_t err_len);
+
+/* Print `dnsveil --help` text (usage + flags + URL grammar). */
+void dv_cli_usage(FILE *out);
+/* Print the schema: every key, type, range, default and doc line. */
+void dv_config_print_schema(FILE *out);

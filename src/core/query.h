@@ -1,0 +1,65 @@
+#pragma once
+/*
+ * The query object: one DNS message from a client, as every transport hands
+ * it to the core.  The transport fills the "who asked" fields and the reply
+ * hook; the core parses, decides and answers through the hook exactly once.
+ *
+ * Memory: objects come from a per-worker free list (plain malloc/free with
+ * DV_NOPOOL so ASan sees each one); messages up to DV_QUERY_INLINE bytes
+ * live inside the object, larger ones get their own allocation.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "src/core/scheme.h"
+#include "src/core/wire.h"
+
+#define DV_QUERY_INLINE 512
+#define DV_PAD_BLOCK 468 /* RFC 8467 recommended response block */
+
+typedef struct dv_worker dv_worker_t;
+typedef struct dv_query dv_query_t;
+
+/*
+ * Called exactly once per accepted query, on the worker's thread, with the
+ * final answer.  `wire` is valid only during the call: the transport copies
+ * or sends it.  After the hook returns the core frees the query, so the
+ * hook must not keep `q`.
+ */
+typedef void (*dv_reply_fn)(dv_query_t *q, const uint8_t *wire, size_t len);
+
+struct dv_query {
+	/* filled by the transport */
+	dv_worker_t *worker;
+	dv_reply_fn reply;
+	void *conn;        /* the transport's connection or listener */
+	uint64_t conn_tag; /* the transport's own (stream id, ...) */
+	dv_scheme_t transport;
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	const char *sni;      /* TLS SNI, NULL if none */
+	const char *path;     /* DoH path, NULL if none */
+	bool udp;             /* answer size limited by the client's EDNS */
+	unsigned pad_block;   /* pad answers to padded queries (encrypted) */
+
+	/* filled by the core */
+	uint64_t start_ms;
+	uint64_t deadline_ms;
+	size_t answer_limit;
+	dv_wire_query_t view;
+	dv_query_t *next; /* waiters of one upstream fetch */
+
+	uint16_t len;
+	uint8_t *wire;
+	uint8_t inline_buf[DV_QUERY_INLINE];
+};
+
+/*
+ * Take a query object from worker `w`'s pool holding a copy of `wire`.
+ * Returns NULL when the message is over 65535 bytes or memory is short.
+ */
+dv_query_t *dv_query_new(dv_worker_t *w, const uint8_t *wire, size_t len);
+/* Give the object back (NULL is a no-op). */
+void dv_query_free(dv_query_t *q);

@@ -1,0 +1,30 @@
+#pragma once
+/*
+ * The query core: validation, cache, coalescing, and the hand-off to the
+ * upstream pool.  Runs on the worker thread that received the query; shares
+ * nothing with other workers but the cache.
+ */
+#include "src/core/query.h"
+#include "src/core/wire.h"
+
+typedef struct dv_fetch dv_fetch_t;
+
+/*
+ * Hand a query to the core (which takes ownership).  Returns:
+ *  0            the query has been or will be answered through q->reply;
+ *  DV_ESHORT,
+ *  DV_ENOTQUERY the message was dropped without an answer (counted) and
+ *               `q` is already freed.  Only these two drop.
+ */
+int dv_core_submit(dv_query_t *q);
+
+/* Upstream results for a fetch (called by the pool, exactly once each
+ * fetch): the first good answer, or the failure with the EDE to report.
+ * The fetch is freed before these return. */
+void dv_core_fetch_answer(dv_fetch_t *f, const uint8_t *wire, size_t len,
+			  const dv_wire_resp_t *r);
+void dv_core_fetch_fail(dv_fetch_t *f, uint16_t ede, const char *text);
+
+/* Monotonic clock in milliseconds and seconds. */
+uint64_t dv_now_ms(void);
+uint32_t dv_now_s(void);

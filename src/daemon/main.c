@@ -1,0 +1,391 @@
+/*
+ * dnsveil: command line, config, workers, signals.
+ *
+ * Signals are blocked in every thread and taken synchronously by the main
+ * thread (sigwaitinfo): SIGTERM/SIGINT drain and exit 0, SIGUSR1 writes the
+ * counters as one `dnsveil-stats {JSON}` line to stderr, SIGHUP re-reads
+ * and checks the config file and says what it would change.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "src/core/cache.h"
+#include "src/config/config.h"
+#include "src/core/errors.h"
+#include "src/core/log.h"
+#include "src/tls/quic_tls.h"
+#include "src/core/stats.h"
+#include "src/tls/tls.h"
+#include "src/daemon/transport.h"
+#include "src/daemon/upstream.h"
+#include "src/daemon/worker.h"
+
+static void implemented(bool *listen, bool *upstream)
+{
+	for (int s = 0; s < DV_SCHEME_COUNT; s++) {
+		listen[s] = dv_transport_find((dv_scheme_t)s, 0) != NULL;
+		upstream[s] = s == DV_SCHEME_UDP || s == DV_SCHEME_TCP ||
+			      s == DV_SCHEME_TLS || s == DV_SCHEME_HTTPS ||
+			      s == DV_SCHEME_QUIC;
+	}
+}
+
+/* Config file, then flags, then the final checks.  On an error, `err`
+ * says `FILE:LINE: KEY: reason` (or what is wrong with a flag). */
+static int load_config(int argc, char **argv, const dv_cli_t *cli,
+		       dv_config_t *cfg, char *err, size_t err_len)
+{
+	dv_config_defaults(cfg);
+	if (cli->config_path &&
+	    dv_config_load(cfg, cli->config_path, err, err_len) != 0)
+		return DV_ECONFIG;
+	if (dv_cli_apply(argc, argv, cfg, err, err_len) != 0)
+		return DV_ECONFIG;
+	bool l[DV_SCHEME_COUNT], u[DV_SCHEME_COUNT];
+	implemented(l, u);
+	if (dv_config_validate(cfg, l, u, err, err_len) != 0)
+		return DV_ECONFIG;
+	return 0;
+}
+
+static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache)
+{
+	dv_stats_t sum;
+	memset(&sum, 0, sizeof(sum));
+	for (unsigned i = 0; i < n; i++)
+		dv_stats_sum(&sum, &workers[i]->stats);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return;
+	fputs("dnsveil-stats ", f);
+	dv_stats_json(f, &sum);
+	if (cache) {
+		dv_cache_stats_t cs;
+		dv_cache_stats(cache, &cs);
+		fseek(f, -1, SEEK_CUR); /* reopen the JSON object */
+		fprintf(f,
+			",\"cache_entries\":%llu,\"cache_bytes\":%llu,"
+			"\"cache_evictions\":%llu,\"cache_expired\":%llu}",
+			(unsigned long long)cs.entries,
+			(unsigned long long)cs.bytes,
+			(unsigned long long)cs.evictions,
+			(unsigned long long)cs.expired);
+	}
+	/* per upstream server, merged over the workers */
+	unsigned n_up = n ? dv_pool_n_servers(workers[0]->pool) : 0;
+	dv_upstream_stats_t *ups = calloc(n_up ? n_up : 1, sizeof(*ups));
+	if (ups) {
+		for (unsigned i = 0; i < n_up; i++) {
+			for (unsigned k = 0; k < n; k++)
+				dv_pool_stats_add(workers[k]->pool, i, &ups[i]);
+			dv_pool_stats_finish(&ups[i]);
+		}
+		fseek(f, -1, SEEK_CUR); /* reopen the JSON object */
+		fputc(',', f);
+		dv_upstream_stats_json(f, ups, n_up);
+		fputc('}', f);
+		free(ups);
+	}
+	fputc('\n', f);
+	fclose(f);
+	fwrite(buf, 1, len, stderr);
+	free(buf);
+}
+
+static bool has_listener(const dv_config_t *cfg, dv_scheme_t scheme)
+{
+	for (unsigned i = 0; i < cfg->n_listen; i++)
+		if (cfg->listen[i].scheme == scheme)
+			return true;
+	return false;
+}
+
+/* tls:// and https:// upstreams need the TLS library; each worker's pool
+ * builds its own client context (upstream.c). */
+static bool has_tls_upstream(const dv_config_t *cfg)
+{
+	for (unsigned i = 0; i < cfg->n_upstream; i++)
+		if (cfg->upstream[i].scheme == DV_SCHEME_TLS ||
+		    cfg->upstream[i].scheme == DV_SCHEME_HTTPS)
+			return true;
+	for (unsigned i = 0; i < cfg->n_fallback; i++)
+		if (cfg->fallback[i].scheme == DV_SCHEME_TLS ||
+		    cfg->fallback[i].scheme == DV_SCHEME_HTTPS)
+			return true;
+	return false;
+}
+
+/* The TLS and QUIC server contexts the listeners need, with the process-
+ * wide ticket keys (*tls_ready: dv_tls_init ran).  On an error, `err`
+ * names the file and what is wrong with it. */
+static int tls_open(const dv_config_t *cfg, dv_shared_t *shared,
+		    bool *tls_ready, char *err, size_t err_len)
+{
+	static const char *const dot_alpn[] = {"dot", NULL};
+	static const char *const doh_alpn[] = {"h2", "http/1.1", NULL};
+	bool dot = has_listener(cfg, DV_SCHEME_TLS);
+	bool doh = has_listener(cfg, DV_SCHEME_HTTPS);
+	if (dot || doh || has_tls_upstream(cfg)) {
+		if (dv_tls_init(cfg->tls_ticket_rotation_s) != 0) {
+			snprintf(err, err_len, "cannot initialise TLS");
+			return DV_ECONFIG;
+		}
+		*tls_ready = true;
+		if (dot && !(shared->tls_dot = dv_tls_server_new(
+				     cfg->tls_cert, cfg->tls_key, dot_alpn, err,
+				     err_len)))
+			return DV_ECONFIG;
+		if (doh && !(shared->tls_doh = dv_tls_server_new(
+				     cfg->tls_cert, cfg->tls_key, doh_alpn, err,
+				     err_len)))
+			return DV_ECONFIG;
+	}
+	if (has_listener(cfg, DV_SCHEME_QUIC)) {
+		if (getrandom(shared->quic_secret, sizeof(shared->quic_secret),
+			      0) != (ssize_t)sizeof(shared->quic_secret)) {
+			snprintf(err, err_len,
+				 "cannot read random bytes for QUIC");
+			return DV_ECONFIG;
+		}
+		if (!(shared->tls_doq = dv_quic_tls_server_ctx_new(
+			      cfg->tls_cert, cfg->tls_key, "doq",
+			      cfg->doq_early_data != 0, err, err_len)))
+			return DV_ECONFIG;
+	}
+	return 0;
+}
+
+static void tls_close(dv_shared_t *shared, bool tls_ready)
+{
+	if (tls_ready) {
+		dv_tls_ctx_free(shared->tls_dot);
+		dv_tls_ctx_free(shared->tls_doh);
+		dv_tls_cleanup();
+	}
+	dv_quic_tls_ctx_free(shared->tls_doq);
+	shared->tls_dot = shared->tls_doh = NULL;
+	shared->tls_doq = NULL;
+}
+
+/* New certificate and key for new connections; established ones keep the
+ * old.  A file that does not load leaves the old pair in service. */
+static void reload_tls(dv_shared_t *shared, const dv_config_t *next)
+{
+	char err[1024];
+	dv_tls_ctx_t *ctxs[] = {shared->tls_dot, shared->tls_doh};
+	for (size_t i = 0; i < sizeof(ctxs) / sizeof(ctxs[0]); i++) {
+		if (!ctxs[i])
+			continue;
+		if (dv_tls_server_reload(ctxs[i], next->tls_cert,
+					 next->tls_key, err, sizeof(err)) != 0) {
+			dv_log_error("SIGHUP: TLS reload refused, keeping the "
+				     "old certificate: %s",
+				     err);
+			return;
+		}
+	}
+	dv_log_info("SIGHUP: TLS certificate %s reloaded", next->tls_cert);
+}
+
+/*
+ * Every client TCP/TLS connection is a file descriptor.  Take the hard
+ * limit (the soft one is often 1024), and say at start when the configured
+ * connection limits cannot fit in it: accepting then pauses when it runs
+ * out (transports/stream.c) instead of failing silently.
+ */
+static void raise_nofile(const dv_config_t *cfg, unsigned workers)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	unsigned streams = 0;
+	for (unsigned i = 0; i < cfg->n_listen; i++) {
+		dv_scheme_t s = cfg->listen[i].scheme;
+		if (s != DV_SCHEME_UDP && s != DV_SCHEME_QUIC)
+			streams++;
+	}
+	/* listeners, upstream connections, the loop's own descriptors */
+	uint64_t need = (uint64_t)workers * streams * cfg->tcp_max_connections +
+			(uint64_t)workers * (2 * cfg->n_listen + 64) + 64;
+	if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+		dv_log_warn("open-files limit %llu is below the %llu that %u "
+			    "workers x %u TCP/TLS listeners x "
+			    "limits.tcp-max-connections %u need: new "
+			    "connections will wait when it runs out (raise "
+			    "LimitNOFILE / ulimit -n)",
+			    (unsigned long long)rl.rlim_cur,
+			    (unsigned long long)need, workers, streams,
+			    cfg->tcp_max_connections);
+}
+
+static unsigned cpu_count(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+int main(int argc, char **argv)
+{
+	dv_cli_t cli;
+	char err[1024];
+	if (dv_cli_parse(argc, argv, &cli, err, sizeof(err)) != 0) {
+		fprintf(stderr, "dnsveil: %s\n(see dnsveil --help)\n", err);
+		return 2;
+	}
+	if (cli.help) {
+		dv_cli_usage(stdout);
+		return 0;
+	}
+	if (cli.help_config) {
+		dv_config_print_schema(stdout);
+		return 0;
+	}
+	if (cli.version) {
+		printf("dnsveil %s\n", DV_VERSION);
+		return 0;
+	}
+	static dv_config_t cfg;
+	if (load_config(argc, argv, &cli, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "dnsveil: %s\n", err);
+		return 1;
+	}
+	if (cli.check_config) {
+		/* the certificate and key as the listeners will load them: a
+		 * file that does not parse or a key that does not match fails
+		 * here, not at start-up */
+		dv_shared_t probe = {.n_workers = 1};
+		bool ready = false;
+		int ret = tls_open(&cfg, &probe, &ready, err, sizeof(err));
+		tls_close(&probe, ready);
+		if (ret != 0) {
+			fprintf(stderr, "dnsveil: %s\n", err);
+			return 1;
+		}
+		printf("dnsveil: configuration OK (%s)\n",
+		       cli.config_path ? cli.config_path : "command line");
+		return 0;
+	}
+	dv_log_level = cfg.log_level;
+
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	dv_cache_t *cache = NULL;
+	if (cfg.cache_size_bytes) {
+		dv_cache_opts_t co = {
+			.size_bytes = cfg.cache_size_bytes,
+			.shards = cfg.cache_shards,
+			.min_ttl = cfg.cache_min_ttl,
+			.max_ttl = cfg.cache_max_ttl,
+			.negative_max_ttl = cfg.cache_negative_max_ttl,
+		};
+		cache = dv_cache_new(&co);
+		if (!cache) {
+			dv_log_error("cannot allocate the cache");
+			return 1;
+		}
+	}
+
+	unsigned n = cfg.workers ? cfg.workers : cpu_count();
+	raise_nofile(&cfg, n);
+	dv_shared_t shared = {.cache = cache, .n_workers = n};
+	dv_worker_t **workers = calloc(n, sizeof(*workers));
+	int rc = 1;
+	unsigned started = 0;
+	bool tls_ready = false;
+	if (!workers)
+		goto out;
+	if (tls_open(&cfg, &shared, &tls_ready, err, sizeof(err)) != 0) {
+		dv_log_error("%s", err);
+		goto out;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		workers[i] = dv_worker_new(i, &cfg, &shared, err, sizeof(err));
+		if (!workers[i]) {
+			dv_log_error("%s", err);
+			goto out;
+		}
+	}
+	for (; started < n; started++) {
+		int ret = dv_worker_start(workers[started]);
+		if (ret) {
+			dv_log_error("cannot start worker: %s",
+				     dv_strerror(ret));
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < cfg.n_listen; i++)
+		dv_log_info("listening on %s", cfg.listen[i].text);
+	for (unsigned i = 0; i < cfg.n_upstream; i++)
+		dv_log_info("upstream %s", cfg.upstream[i].text);
+	for (unsigned i = 0; i < cfg.n_fallback; i++)
+		dv_log_info("fallback %s", cfg.fallback[i].text);
+	dv_log_info("dnsveil %s ready, %u workers", DV_VERSION, n);
+
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&sigs, &si);
+		if (sig < 0)
+			continue;
+		if (sig == SIGUSR1) {
+			print_stats(workers, n, cache);
+			continue;
+		}
+		if (sig == SIGHUP) {
+			static dv_config_t next;
+			if (load_config(argc, argv, &cli, &next, err,
+					sizeof(err)) != 0) {
+				dv_log_error("SIGHUP: configuration refused, "
+					     "the running one stays in force: "
+					     "%s",
+					     err);
+				continue;
+			}
+			reload_tls(&shared, &next);
+			dv_log_info("SIGHUP: configuration checked; "
+				    "listeners, upstreams and limits "
+				    "take effect on restart");
+			continue;
+		}
+		dv_log_info("%s: draining", strsignal(sig));
+		break;
+	}
+	for (unsigned i = 0; i < started; i++)
+		dv_worker_drain(workers[i]);
+	for (unsigned i = 0; i < started; i++)
+		dv_worker_join(workers[i]);
+	print_stats(workers, n, cache);
+	rc = 0;
+out:
+	for (unsigned i = 0; i < started; i++) {
+		dv_worker_stop(workers[i]);
+		dv_worker_join(workers[i]);
+	}
+	for (unsigned i = 0; workers && i < n; i++)
+		dv_worker_free(workers[i]);
+	free(workers);
+	tls_close(&shared, tls_ready);
+	dv_cache_free(cache);
+	if (rc == 0)
+		dv_log_info("stopped");
+	return rc;
+}

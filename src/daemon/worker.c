@@ -1,0 +1,257 @@
+/*
+ * Workers: a thread, a libev loop and everything that loop serves.
+ * The main thread talks to a worker only through an ev_async and one
+ * command word.
+ */
+#include "src/daemon/worker.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "src/daemon/core.h"
+#include "src/core/errors.h"
+#include "src/core/hs_limit.h"
+#include "src/core/log.h"
+#include "src/tls/tls.h"
+#include "src/daemon/upstream.h"
+
+enum { CMD_NONE, CMD_DRAIN, CMD_STOP };
+
+typedef struct {
+	ev_async async;
+	ev_timer drain_timer;
+	uint64_t drain_deadline_ms;
+} worker_ctl_t;
+
+uint64_t dv_worker_now_ms(dv_worker_t *w)
+{
+	(void)w;
+	return dv_now_ms();
+}
+
+/*
+ * The handshake limiter: limits.tls-handshakes-per-ip and
+ * limits.tls-handshake-burst are for all workers together, and
+ * SO_REUSEPORT spreads one address's connections over the workers by
+ * port, so each worker gets its share (rounded up).  The pressure is per
+ * worker.  doh.trusted-proxies are exempt as well as
+ * limits.handshake-exempt: a proxy is many clients behind one address.
+ */
+_Static_assert(DV_MAX_HANDSHAKE_EXEMPT + DV_DOH_MAX_TRUSTED_PROXIES <=
+		       DV_HS_MAX_EXEMPT,
+	       "the limiter keeps every exempt prefix");
+
+static dv_hs_limit_t *hs_limit_new(dv_worker_t *w)
+{
+	const dv_config_t *cfg = w->cfg;
+	unsigned n = w->shared->n_workers ? w->shared->n_workers : 1;
+	dv_netmask_t exempt[DV_MAX_HANDSHAKE_EXEMPT +
+			    DV_DOH_MAX_TRUSTED_PROXIES];
+	unsigned n_exempt = 0;
+	for (unsigned i = 0; i < cfg->n_handshake_exempt; i++)
+		exempt[n_exempt++] = cfg->handshake_exempt[i];
+	for (unsigned i = 0; i < cfg->n_doh_trusted_proxies; i++)
+		exempt[n_exempt++] = cfg->doh_trusted_proxies[i];
+	dv_hs_limit_conf_t conf = {
+		.rate = (cfg->tls_handshakes_per_ip + n - 1) / n,
+		.burst = (cfg->tls_handshake_burst + n - 1) / n,
+		.pressure = cfg->handshake_pressure,
+		.exempt = exempt,
+		.n_exempt = n_exempt,
+	};
+	uint64_t seed;
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
+		seed = dv_now_ms() ^ (uint64_t)(uintptr_t)w;
+	return dv_hs_limit_new(&conf, seed, &w->stats);
+}
+
+static void stop_listeners(dv_worker_t *w)
+{
+	for (dv_listener_t *l = w->listeners; l; l = l->next)
+		if (l->transport->stop)
+			l->transport->stop(w, l->state);
+}
+
+static void drain_check_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	dv_worker_t *w = t->data;
+	worker_ctl_t *ctl = w->async;
+	if (w->inflight == 0 || dv_now_ms() >= ctl->drain_deadline_ms) {
+		if (w->inflight)
+			dv_log_warn("worker %u: drain deadline reached with %u "
+				    "queries in flight",
+				    w->index, w->inflight);
+		ev_break(loop, EVBREAK_ALL);
+	}
+}
+
+static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+	dv_worker_t *w = a->data;
+	worker_ctl_t *ctl = w->async;
+	int cmd = __atomic_exchange_n(&w->command, CMD_NONE, __ATOMIC_ACQ_REL);
+	if (cmd == CMD_STOP) {
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	if (cmd == CMD_DRAIN && !w->draining) {
+		w->draining = true;
+		stop_listeners(w);
+		ctl->drain_deadline_ms =
+			dv_now_ms() + w->cfg->query_timeout_ms + 500;
+		ev_timer_init(&ctl->drain_timer, drain_check_cb, 0., 0.02);
+		ctl->drain_timer.data = w;
+		ev_timer_again(loop, &ctl->drain_timer);
+	}
+}
+
+dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
+			   const dv_shared_t *shared, char *err,
+			   size_t err_len)
+{
+	dv_worker_t *w = calloc(1, sizeof(*w));
+	if (!w) {
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	w->index = index;
+	w->cfg = cfg;
+	w->shared = shared;
+	w->cache = shared->cache;
+	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+	worker_ctl_t *ctl = calloc(1, sizeof(*ctl));
+	w->async = ctl;
+	unsigned buckets = 64;
+	while (buckets < cfg->max_inflight && buckets < (1u << 20))
+		buckets <<= 1;
+	w->fetches = calloc(buckets, sizeof(*w->fetches));
+	w->fetch_mask = buckets - 1;
+	w->hs_limit = hs_limit_new(w);
+	if (!w->loop || !ctl || !w->fetches || !w->hs_limit) {
+		snprintf(err, err_len, "out of memory");
+		goto fail;
+	}
+	ev_async_init(&ctl->async, async_cb);
+	ctl->async.data = w;
+	ev_async_start(w->loop, &ctl->async);
+
+	w->pool = dv_pool_new(w, cfg);
+	if (!w->pool) {
+		snprintf(err, err_len, "out of memory");
+		goto fail;
+	}
+	for (unsigned i = 0; i < cfg->n_listen; i++) {
+		const dv_url_t *url = &cfg->listen[i];
+		const dv_transport_t *t;
+		for (unsigned n = 0; (t = dv_transport_find(url->scheme, n));
+		     n++) {
+			dv_listener_t *l = calloc(1, sizeof(*l));
+			if (!l) {
+				snprintf(err, err_len, "out of memory");
+				goto fail;
+			}
+			int ret = t->listen(w, url, &l->state);
+			if (ret < 0) {
+				free(l);
+				snprintf(err, err_len, "listener %s (%s): %s",
+					 url->text, t->name, dv_strerror(ret));
+				goto fail;
+			}
+			l->transport = t;
+			l->next = w->listeners;
+			w->listeners = l;
+		}
+	}
+	return w;
+fail:
+	dv_worker_free(w);
+	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	dv_worker_t *w = arg;
+	dv_pool_start(w->pool);
+	/* runs until a stop or drain command breaks it (the async watcher
+	 * keeps the loop alive) */
+	ev_run(w->loop, 0);
+	if (w->shared->tls_dot || w->shared->tls_doh)
+		dv_tls_thread_exit();
+	return NULL;
+}
+
+int dv_worker_start(dv_worker_t *w)
+{
+	int ret = pthread_create(&w->thread, NULL, worker_main, w);
+	if (ret)
+		return -ret;
+	w->running = true;
+	return 0;
+}
+
+void dv_worker_drain(dv_worker_t *w)
+{
+	worker_ctl_t *ctl = w->async;
+	int expected = CMD_NONE;
+	__atomic_compare_exchange_n(&w->command, &expected, CMD_DRAIN, false,
+				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	ev_async_send(w->loop, &ctl->async);
+}
+
+void dv_worker_stop(dv_worker_t *w)
+{
+	worker_ctl_t *ctl = w->async;
+	__atomic_store_n(&w->command, CMD_STOP, __ATOMIC_RELEASE);
+	ev_async_send(w->loop, &ctl->async);
+}
+
+void dv_worker_join(dv_worker_t *w)
+{
+	if (w->running)
+		pthread_join(w->thread, NULL);
+	w->running = false;
+}
+
+/* Answer whatever is still waiting (the drain deadline passed): every
+ * accepted query gets its one reply. */
+static void fail_pending(dv_worker_t *w)
+{
+	for (unsigned i = 0; w->fetches && i <= w->fetch_mask; i++)
+		while (w->fetches[i])
+			dv_core_fetch_fail(w->fetches[i], DV_EDE_OTHER,
+					   "dnsveil is shutting down");
+}
+
+void dv_worker_free(dv_worker_t *w)
+{
+	if (!w)
+		return;
+	fail_pending(w);
+	dv_listener_t *l = w->listeners;
+	while (l) {
+		dv_listener_t *next = l->next;
+		l->transport->close(w, l->state);
+		free(l);
+		l = next;
+	}
+	dv_pool_free(w->pool);
+	dv_hs_limit_free(w->hs_limit); /* after the listeners that use it */
+	worker_ctl_t *ctl = w->async;
+	if (ctl && w->loop) {
+		ev_async_stop(w->loop, &ctl->async);
+		ev_timer_stop(w->loop, &ctl->drain_timer);
+	}
+	free(ctl);
+	free(w->fetches);
+	while (w->free_queries) {
+		dv_query_t *q = w->free_queries;
+		w->free_queries = q->next;
+		free(q);
+	}
+	if (w->loop)
+		ev_loop_destroy(w->loop);
+	free(w);
+}

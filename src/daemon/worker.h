@@ -1,0 +1,94 @@
+#pragma once
+/*
+ * A worker: one thread, one libev loop, its own listening sockets
+ * (SO_REUSEPORT), its own upstream connections, query pool, coalescing
+ * table and counters.  The only thing workers share is the cache.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "src/core/cache.h"
+#include "src/config/config.h"
+#include "src/core/query.h"
+#include "src/core/stats.h"
+#include "src/daemon/transport.h"
+
+struct ev_loop;
+typedef struct dv_pool dv_pool_t;
+typedef struct dv_fetch dv_fetch_t;
+typedef struct dv_hs_limit dv_hs_limit_t;
+
+typedef struct dv_tls_ctx dv_tls_ctx_t;
+typedef struct dv_quic_tls_ctx dv_quic_tls_ctx_t;
+
+/* What all workers share, made by main. */
+typedef struct {
+	dv_cache_t *cache;     /* may be NULL */
+	dv_tls_ctx_t *tls_dot; /* ALPN "dot"; NULL without tls:// listeners */
+	dv_tls_ctx_t *tls_doh; /* ALPN "h2", "http/1.1"; NULL without https:// */
+	dv_quic_tls_ctx_t *tls_doq; /* ALPN "doq"; NULL without quic:// */
+	/* keys QUIC address-validation tokens and stateless resets; the same
+	 * in every worker, so any worker can check what another issued */
+	uint8_t quic_secret[32];
+	unsigned n_workers;
+} dv_shared_t;
+
+typedef struct dv_listener {
+	const dv_transport_t *transport;
+	void *state;
+	struct dv_listener *next;
+} dv_listener_t;
+
+struct dv_worker {
+	unsigned index;
+	struct ev_loop *loop;
+	pthread_t thread;
+	bool running;
+	const dv_config_t *cfg;
+	const dv_shared_t *shared;
+	dv_cache_t *cache; /* shared->cache */
+	dv_pool_t *pool;
+	dv_stats_t stats;
+	dv_listener_t *listeners;
+	/* admission of new TLS and QUIC handshakes, all listeners of this
+	 * worker together (src/core/hs_limit.h) */
+	dv_hs_limit_t *hs_limit;
+
+	/* query objects */
+	dv_query_t *free_queries;
+	unsigned n_free_queries;
+	unsigned inflight; /* accepted and not yet answered */
+	/* answer bytes buffered by the stream connections (their output
+	 * buffers), against limits.worker-max-output */
+	uint64_t stream_out_bytes;
+
+	/* upstream fetches in flight, by cache key (coalescing) */
+	dv_fetch_t **fetches;
+	unsigned fetch_mask;
+	unsigned n_fetches;
+
+	/* commands from the main thread (drain, stop) */
+	void *async; /* ev_async, opaque here */
+	int command;
+	bool draining;
+
+	/* the answer being built; big enough for any DNS message */
+	uint8_t scratch[DV_DNS_MAX_MSG + 1];
+};
+
+/* Create worker `index` with its loop, pool and listeners.  Returns NULL
+ * and a message in `err` when a listener cannot be opened. */
+dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
+			   const dv_shared_t *shared, char *err,
+			   size_t err_len);
+int dv_worker_start(dv_worker_t *w);
+/* Ask the worker to stop accepting and finish what it has (async-safe from
+ * the main thread), then to end its loop. */
+void dv_worker_drain(dv_worker_t *w);
+void dv_worker_stop(dv_worker_t *w);
+void dv_worker_join(dv_worker_t *w);
+void dv_worker_free(dv_worker_t *w);
+
+/* Current loop time in ms (monotonic-ish; libev's cached "now"). */
+uint64_t dv_worker_now_ms(dv_worker_t *w);

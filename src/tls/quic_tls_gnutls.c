@@ -1,0 +1,390 @@
+/*
+ * The QUIC TLS seam on GnuTLS (ngtcp2_crypto_gnutls).  See quic_tls.h.
+ */
+#include "src/tls/quic_tls.h"
+
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* TLS 1.3 only, the AEADs QUIC allows, no middlebox compatibility mode */
+#define PRIORITY                                                             \
+	"%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VERS-TLS1.3:"          \
+	"-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
+
+/*
+ * 0-RTT replay protection: GnuTLS rejects a ClientHello outside its time
+ * window itself and asks this table about the ones inside it.  A bounded
+ * set-associative table of fingerprints shared by all workers; when a set
+ * is full of live entries the oldest is replaced (a replay of that one
+ * then gets through, which DNS queries tolerate: RFC 9250 §4.5).
+ */
+#define REPLAY_SETS 1024
+#define REPLAY_WAYS 4
+
+typedef struct {
+	uint64_t fp;
+	time_t expires;
+} replay_entry_t;
+
+struct dv_quic_tls_ctx {
+	bool server;
+	bool early_data;
+	gnutls_certificate_credentials_t cred;
+	/* parsed once: gnutls_priority_set_direct() would parse PRIORITY
+	 * again for every session and keep that copy (~8 KB) as long as
+	 * the session, also while a handshake is only half done */
+	gnutls_priority_t prio;
+	gnutls_datum_t ticket_key;
+	gnutls_anti_replay_t anti_replay;
+	char alpn[32];
+	pthread_mutex_t replay_lock;
+	replay_entry_t replay[REPLAY_SETS][REPLAY_WAYS];
+};
+
+struct dv_quic_tls {
+	dv_quic_tls_ctx_t *ctx;
+	gnutls_session_t s;
+};
+
+static void set_err(char *err, size_t len, const char *what, int rv)
+{
+	if (err && len)
+		snprintf(err, len, "%s: %s", what, gnutls_strerror(rv));
+}
+
+static uint64_t fingerprint(const gnutls_datum_t *d)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a over a random-rich key */
+	for (unsigned i = 0; i < d->size; i++) {
+		h ^= d->data[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static int replay_add(void *ptr, time_t exp_time, const gnutls_datum_t *key,
+		      const gnutls_datum_t *data)
+{
+	(void)data;
+	dv_quic_tls_ctx_t *ctx = ptr;
+	uint64_t fp = fingerprint(key);
+	time_t now = time(NULL);
+	replay_entry_t *set = ctx->replay[fp % REPLAY_SETS];
+	int ret = 0;
+	pthread_mutex_lock(&ctx->replay_lock);
+	replay_entry_t *victim = &set[0];
+	for (unsigned i = 0; i < REPLAY_WAYS; i++) {
+		if (set[i].expires > now && set[i].fp == fp) {
+			ret = GNUTLS_E_DB_ENTRY_EXISTS;
+			goto out;
+		}
+		if (set[i].expires < victim->expires)
+			victim = &set[i];
+	}
+	victim->fp = fp;
+	victim->expires = exp_time;
+out:
+	pthread_mutex_unlock(&ctx->replay_lock);
+	return ret;
+}
+
+static dv_quic_tls_ctx_t *ctx_alloc(bool server, const char *alpn, char *err,
+				    size_t err_len)
+{
+	size_t n = strlen(alpn);
+	if (n == 0 || n >= sizeof(((dv_quic_tls_ctx_t *)0)->alpn)) {
+		snprintf(err, err_len, "bad ALPN '%s'", alpn);
+		return NULL;
+	}
+	dv_quic_tls_ctx_t *ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	ctx->server = server;
+	memcpy(ctx->alpn, alpn, n + 1);
+	pthread_mutex_init(&ctx->replay_lock, NULL);
+	int rv = gnutls_certificate_allocate_credentials(&ctx->cred);
+	if (rv < 0) {
+		set_err(err, err_len, "certificate credentials", rv);
+		pthread_mutex_destroy(&ctx->replay_lock);
+		free(ctx);
+		return NULL;
+	}
+	rv = gnutls_priority_init(&ctx->prio, PRIORITY, NULL);
+	if (rv < 0) {
+		set_err(err, err_len, "priority", rv);
+		dv_quic_tls_ctx_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+dv_quic_tls_ctx_t *dv_quic_tls_server_ctx_new(const char *cert,
+					      const char *key,
+					      const char *alpn,
+					      bool early_data, char *err,
+					      size_t err_len)
+{
+	dv_quic_tls_ctx_t *ctx = ctx_alloc(true, alpn, err, err_len);
+	if (!ctx)
+		return NULL;
+	ctx->early_data = early_data;
+	int rv = gnutls_certificate_set_x509_key_file(ctx->cred, cert, key,
+						      GNUTLS_X509_FMT_PEM);
+	if (rv < 0) {
+		char what[600];
+		snprintf(what, sizeof(what), "%s / %s", cert, key);
+		set_err(err, err_len, what, rv);
+		goto fail;
+	}
+	rv = gnutls_session_ticket_key_generate(&ctx->ticket_key);
+	if (rv < 0) {
+		set_err(err, err_len, "ticket key", rv);
+		goto fail;
+	}
+	rv = gnutls_anti_replay_init(&ctx->anti_replay);
+	if (rv < 0) {
+		set_err(err, err_len, "anti-replay", rv);
+		goto fail;
+	}
+	gnutls_anti_replay_set_add_function(ctx->anti_replay, replay_add);
+	gnutls_anti_replay_set_ptr(ctx->anti_replay, ctx);
+	return ctx;
+fail:
+	dv_quic_tls_ctx_free(ctx);
+	return NULL;
+}
+
+dv_quic_tls_ctx_t *dv_quic_tls_client_ctx_new(const char *ca_file,
+					      const char *alpn, char *err,
+					      size_t err_len)
+{
+	dv_quic_tls_ctx_t *ctx = ctx_alloc(false, alpn, err, err_len);
+	if (!ctx)
+		return NULL;
+	int rv;
+	if (ca_file && *ca_file)
+		rv = gnutls_certificate_set_x509_trust_file(
+			ctx->cred, ca_file, GNUTLS_X509_FMT_PEM);
+	else
+		rv = gnutls_certificate_set_x509_system_trust(ctx->cred);
+	if (rv <= 0) {
+		if (rv == 0)
+			snprintf(err, err_len, "%s: no certificates",
+				 ca_file && *ca_file ? ca_file
+						     : "system trust store");
+		else
+			set_err(err, err_len,
+				ca_file && *ca_file ? ca_file
+						    : "system trust store",
+				rv);
+		dv_quic_tls_ctx_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+void dv_quic_tls_ctx_free(dv_quic_tls_ctx_t *ctx)
+{
+	if (!ctx)
+		return;
+	if (ctx->anti_replay)
+		gnutls_anti_replay_deinit(ctx->anti_replay);
+	if (ctx->ticket_key.data)
+		gnutls_free(ctx->ticket_key.data);
+	if (ctx->prio)
+		gnutls_priority_deinit(ctx->prio);
+	gnutls_certificate_free_credentials(ctx->cred);
+	pthread_mutex_destroy(&ctx->replay_lock);
+	free(ctx);
+}
+
+/* Server: refuse a ClientHello that does not offer our ALPN. */
+static int client_hello_hook(gnutls_session_t s, unsigned htype,
+			     unsigned when, unsigned incoming,
+			     const gnutls_datum_t *msg)
+{
+	(void)htype;
+	(void)when;
+	(void)incoming;
+	(void)msg;
+	gnutls_datum_t alpn;
+	if (gnutls_alpn_get_selected_protocol(s, &alpn) < 0)
+		return GNUTLS_E_NO_APPLICATION_PROTOCOL;
+	return 0;
+}
+
+static dv_quic_tls_t *session_new(dv_quic_tls_ctx_t *ctx,
+				  ngtcp2_crypto_conn_ref *ref,
+				  unsigned flags, char *err, size_t err_len)
+{
+	dv_quic_tls_t *t = calloc(1, sizeof(*t));
+	if (!t) {
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	t->ctx = ctx;
+	int rv = gnutls_init(&t->s, flags);
+	if (rv < 0) {
+		set_err(err, err_len, "gnutls_init", rv);
+		free(t);
+		return NULL;
+	}
+	rv = gnutls_priority_set(t->s, ctx->prio); /* a reference, not a copy */
+	if (rv < 0) {
+		set_err(err, err_len, "priority", rv);
+		goto fail;
+	}
+	rv = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, ctx->cred);
+	if (rv < 0) {
+		set_err(err, err_len, "credentials", rv);
+		goto fail;
+	}
+	gnutls_datum_t alpn = {.data = (unsigned char *)ctx->alpn,
+			       .size = (unsigned)strlen(ctx->alpn)};
+	rv = gnutls_alpn_set_protocols(t->s, &alpn, 1, GNUTLS_ALPN_MANDATORY);
+	if (rv < 0) {
+		set_err(err, err_len, "ALPN", rv);
+		goto fail;
+	}
+	gnutls_session_set_ptr(t->s, ref);
+	return t;
+fail:
+	dv_quic_tls_free(t);
+	return NULL;
+}
+
+dv_quic_tls_t *dv_quic_tls_server_new(dv_quic_tls_ctx_t *ctx,
+				      ngtcp2_crypto_conn_ref *ref)
+{
+	char err[128];
+	unsigned flags = GNUTLS_SERVER | GNUTLS_NO_AUTO_SEND_TICKET |
+			 GNUTLS_NO_END_OF_EARLY_DATA;
+	if (ctx->early_data)
+		flags |= GNUTLS_ENABLE_EARLY_DATA;
+	dv_quic_tls_t *t = session_new(ctx, ref, flags, err, sizeof(err));
+	if (!t)
+		return NULL;
+	if (gnutls_session_ticket_enable_server(t->s, &ctx->ticket_key) < 0)
+		goto fail;
+	gnutls_handshake_set_hook_function(t->s, GNUTLS_HANDSHAKE_CLIENT_HELLO,
+					   GNUTLS_HOOK_POST,
+					   client_hello_hook);
+	if (ngtcp2_crypto_gnutls_configure_server_session(t->s) != 0)
+		goto fail;
+	if (ctx->early_data) {
+		gnutls_anti_replay_enable(t->s, ctx->anti_replay);
+		/* QUIC carries 0-RTT itself; TLS must allow any amount */
+		gnutls_record_set_max_early_data_size(t->s, 0xffffffffu);
+	}
+	return t;
+fail:
+	dv_quic_tls_free(t);
+	return NULL;
+}
+
+dv_quic_tls_t *dv_quic_tls_client_new(dv_quic_tls_ctx_t *ctx,
+				      ngtcp2_crypto_conn_ref *ref,
+				      const char *name, const uint8_t *session,
+				      size_t session_len, char *err,
+				      size_t err_len)
+{
+	dv_quic_tls_t *t = session_new(
+		ctx, ref,
+		GNUTLS_CLIENT | GNUTLS_ENABLE_EARLY_DATA |
+			GNUTLS_NO_END_OF_EARLY_DATA,
+		err, err_len);
+	if (!t)
+		return NULL;
+	int rv;
+	if (ngtcp2_crypto_gnutls_configure_client_session(t->s) != 0) {
+		snprintf(err, err_len, "QUIC crypto set-up failed");
+		goto fail;
+	}
+	if (name && *name) {
+		rv = gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, name,
+					    strlen(name));
+		if (rv < 0) {
+			set_err(err, err_len, "SNI", rv);
+			goto fail;
+		}
+		gnutls_session_set_verify_cert(t->s, name, 0);
+	}
+	if (session && session_len) {
+		rv = gnutls_session_set_data(t->s, session, session_len);
+		if (rv < 0) {
+			set_err(err, err_len, "saved session", rv);
+			goto fail;
+		}
+	}
+	return t;
+fail:
+	dv_quic_tls_free(t);
+	return NULL;
+}
+
+void dv_quic_tls_free(dv_quic_tls_t *t)
+{
+	if (!t)
+		return;
+	if (t->s)
+		gnutls_deinit(t->s);
+	free(t);
+}
+
+void *dv_quic_tls_native(dv_quic_tls_t *t)
+{
+	return t->s;
+}
+
+int dv_quic_tls_send_ticket(dv_quic_tls_t *t)
+{
+	int rv = gnutls_session_ticket_send(t->s, 1, 0);
+	return rv < 0 ? -1 : 0;
+}
+
+int dv_quic_tls_session_save(dv_quic_tls_t *t, uint8_t *buf, size_t cap)
+{
+	gnutls_datum_t d = {0};
+	if (gnutls_session_get_data2(t->s, &d) < 0 || !d.size) {
+		gnutls_free(d.data);
+		return 0;
+	}
+	int ret;
+	if (d.size > cap) {
+		ret = -1;
+	} else {
+		memcpy(buf, d.data, d.size);
+		ret = (int)d.size;
+	}
+	gnutls_free(d.data);
+	return ret;
+}
+
+bool dv_quic_tls_resumed(dv_quic_tls_t *t)
+{
+	return gnutls_session_is_resumed(t->s) != 0;
+}
+
+bool dv_quic_tls_early_data_accepted(dv_quic_tls_t *t)
+{
+	return (gnutls_session_get_flags(t->s) & GNUTLS_SFLAGS_EARLY_DATA) !=
+	       0;
+}
+
+const char *dv_quic_tls_error(dv_quic_tls_t *t)
+{
+	return gnutls_alert_get_name(gnutls_alert_get(t->s));
+}
+
+bool dv_quic_tls_ticket_received(dv_quic_tls_t *t)
+{
+	return (gnutls_session_get_flags(t->s) &
+		GNUTLS_SFLAGS_SESSION_TICKET) != 0;
+}

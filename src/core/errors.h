@@ -23,7 +23,11 @@
 	X(DV_ETIMEOUT, 10, "timed out")                                      \
 	X(DV_EUPSTREAM, 11, "no upstream could answer")                      \
 	X(DV_ECLOSED, 12, "connection closed")                               \
-	X(DV_ENOTFOUND, 13, "not found")
+	X(DV_ENOTFOUND, 13, "not found")                                     \
+	/* I/O states of the TLS seam (src/tls/tls.h): not failures */      \
+	X(DV_TLS_WANT_READ, 14, "waiting to read (TLS)")                     \
+	X(DV_TLS_WANT_WRITE, 15, "waiting to write (TLS)")                   \
+	X(DV_TLS_EOF, 16, "connection closed by the peer (close_notify or EOF)")
 
 enum {
 #define DV_ERR_ENUM(name, off, text) name = DV_ERR_BASE - (off),

@@ -7,6 +7,7 @@
  * Pure: no sockets, no QUIC; transports/doq.c feeds it ngtcp2's stream
  * data, the fuzz target feeds it arbitrary splits.
  */
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,8 +46,8 @@ enum {
 	DV_DOQ_MORE = 0,     /* wait for more bytes */
 	DV_DOQ_COMPLETE = 1, /* the message is whole (returned once) */
 	DV_DOQ_DONE = 2,     /* nothing new: FIN after a whole message */
-	DV_DOQ_EPROTO = -1,  /* protocol error, *why says which */
-	DV_DOQ_ENOMEM = -2,
+	DV_DOQ_EPROTO = -EPROTO, /* protocol error, *why says which */
+	DV_DOQ_ENOMEM = -ENOMEM,
 };
 
 /* Feed `len` bytes (possibly 0) and whether the stream ended with them. */

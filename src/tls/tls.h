@@ -15,15 +15,16 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "src/core/errors.h"
+
 typedef struct dv_tls_ctx dv_tls_ctx_t;
 typedef struct dv_tls dv_tls_t;
 typedef struct WOLFSSL_SESSION dv_tls_session_t;
 
-/* Results of the I/O calls besides byte counts and negative errors.
- * Wanting to read or write is a state, not an error. */
-#define DV_TLS_WANT_READ (-20001)
-#define DV_TLS_WANT_WRITE (-20002)
-#define DV_TLS_EOF (-20003) /* clean close_notify or TCP EOF */
+/* Results of the I/O calls besides byte counts and negative errors:
+ * DV_TLS_WANT_READ, DV_TLS_WANT_WRITE and DV_TLS_EOF, in the project's error
+ * list (src/core/errors.h).  Wanting to read or write is a state, not an
+ * error. */
 
 /* Once per process. */
 int dv_tls_init(unsigned ticket_rotation_s);

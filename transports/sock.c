@@ -2,11 +2,82 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "src/core/errors.h"
+
+/*
+ * SO_REUSEPORT lets every worker bind the same address, but also lets a
+ * second dnsveil (or anything else running as the same user) join the
+ * group without an error and silently take part of the traffic: QUIC
+ * packets of established connections then land in the wrong process.  So
+ * the first socket this process binds for an address is preceded by a
+ * probe without SO_REUSEPORT, which fails when anybody else holds it.
+ * Listeners are opened at start-up, so a small table and a lock do.
+ */
+#define MAX_BOUND 256
+
+static struct {
+	int type;
+	socklen_t len;
+	struct sockaddr_storage addr;
+} bound[MAX_BOUND];
+static unsigned n_bound;
+static pthread_mutex_t bound_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* True the first time this process binds (url, type). */
+static bool first_bind(const dv_url_t *url, int type)
+{
+	bool first = true;
+	pthread_mutex_lock(&bound_lock);
+	for (unsigned i = 0; i < n_bound; i++)
+		if (bound[i].type == type && bound[i].len == url->addr_len &&
+		    memcmp(&bound[i].addr, &url->addr, url->addr_len) == 0) {
+			first = false;
+			break;
+		}
+	if (first && n_bound < MAX_BOUND) {
+		bound[n_bound].type = type;
+		bound[n_bound].len = url->addr_len;
+		memcpy(&bound[n_bound].addr, &url->addr, url->addr_len);
+		n_bound++;
+	}
+	pthread_mutex_unlock(&bound_lock);
+	return first;
+}
+
+/* 0 when nobody else holds the address, DV_EINUSE when somebody does. */
+static int probe_free(const dv_url_t *url, int type)
+{
+	int fd = socket(url->addr.ss_family, type | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1, ret = 0;
+	/* a stream listener may bind over connections of a previous run in
+	 * TIME_WAIT, never over one that listens */
+	if (type == SOCK_STREAM)
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+				 sizeof(one));
+	if (url->addr.ss_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+				 sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&url->addr, url->addr_len) < 0)
+		ret = errno == EADDRINUSE ? DV_EINUSE : -errno;
+	close(fd);
+	return ret;
+}
+
 int dv_sock_listen(const dv_url_t *url, int type, int backlog)
 {
+	if (first_bind(url, type)) {
+		int free_ret = probe_free(url, type);
+		if (free_ret < 0)
+			return free_ret;
+	}
+
 	int fd = socket(url->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			0);
 	if (fd < 0)

@@ -27,7 +27,8 @@
 	/* I/O states of the TLS seam (src/tls/tls.h): not failures */      \
 	X(DV_TLS_WANT_READ, 14, "waiting to read (TLS)")                     \
 	X(DV_TLS_WANT_WRITE, 15, "waiting to write (TLS)")                   \
-	X(DV_TLS_EOF, 16, "connection closed by the peer (close_notify or EOF)")
+	X(DV_TLS_EOF, 16, "connection closed by the peer (close_notify or EOF)")  \
+	X(DV_EINUSE, 17, "address in use by another process")
 
 enum {
 #define DV_ERR_ENUM(name, off, text) name = DV_ERR_BASE - (off),

@@ -138,6 +138,44 @@ class Cli(h.IntegrationTest):
                 log("ok: %s with %s -> exit %d: %s" % (listen, what, r.returncode,
                                                        self.out(r).strip()))
 
+    def test_second_process_on_the_same_address(self):
+        """A second dnsveil on an address another process serves refuses to
+        start, naming the listener (SO_REUSEPORT used to let it join the
+        group and take half the traffic); the first keeps serving; and a
+        restart on the same addresses, with connections of the old process
+        in TIME_WAIT, starts."""
+        certs = os.path.join(h.SOURCE_DIR, "certs")
+        cert, key = os.path.join(certs, "dev-cert.pem"), os.path.join(certs, "dev-key.pem")
+        if not os.path.isfile(cert):
+            subprocess.run(["sh", os.path.join(certs, "make-dev-cert.sh")], check=True,
+                           capture_output=True, timeout=60)
+        ub = self.start_unbound()
+        ports = {s: h.free_port() for s in ("tls", "https", "quic", "udp")}
+        listen = ["dns://127.0.0.1:{port}", "tls://127.0.0.1:%d" % ports["tls"],
+                  "https://127.0.0.1:%d/dns-query" % ports["https"],
+                  "quic://127.0.0.1:%d" % ports["quic"], "udp://127.0.0.1:%d" % ports["udp"]]
+        cfg = h.base_config(tls={"cert": cert, "key": key})
+        a = self.start_dnsveil(upstream=[ub], config=cfg, listen=listen)
+        # a TCP query leaves a connection of this process in TIME_WAIT
+        self.assertEqual(h.tcp_query(a.port, "www.example.test").rcode(), 0)
+        for url in [x.format(port=a.port) for x in listen]:
+            conf = self.write("second.yaml", h.to_yaml(dict(
+                cfg, workers=2, listen=[url], upstream=[ub.url()], fallback=[])))
+            r = subprocess.run([h.dnsveil_binary(), "-c", conf], capture_output=True,
+                               text=True, timeout=h.scaled(10), stdin=subprocess.DEVNULL)
+            self.assertNotEqual(r.returncode, 0, "a second dnsveil on %s started" % url)
+            self.assertIn("address in use by another process", r.stderr, r.stderr)
+            self.assertIn(url, r.stderr, "the message names the listener: %r" % r.stderr)
+            log("ok: second dnsveil on %s -> exit %d: %s" % (
+                url, r.returncode, r.stderr.strip().splitlines()[-1]))
+        self.assertEqual(h.udp_query(a.port, "www.example.test").rcode(), 0,
+                         "the first dnsveil stopped answering")
+        a.stop()
+        b = self.start_dnsveil(upstream=[ub], config=cfg,
+                               listen=[x.format(port=a.port) for x in listen], port=a.port)
+        self.assertEqual(h.tcp_query(b.port, "www.example.test").rcode(), 0)
+        log("ok: a restart on the same addresses starts (TIME_WAIT does not count)")
+
     def test_check_config_errors(self):
         base = ('workers: 1\n'
                 'listen: ["dns://127.0.0.1:%d"]\n'

@@ -36,6 +36,7 @@
 #include <netinet/in.h>
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -159,6 +160,9 @@ struct doq_listener {
 	doq_conn_t *ho_head, *ho_tail;
 	uint64_t ho_log_at; /* ms: the next log line, no earlier */
 	unsigned ho_log_evicted, ho_log_refused;
+	/* failed connections logged (debug): this second, and left out */
+	uint64_t fail_log_second;
+	unsigned fail_log_n, fail_log_dropped;
 	doq_conn_t *conns, *conns_tail; /* most recently active first */
 	/* connections done with, freed at the end of the current callback
 	 * (never inside ngtcp2's or our own call chains) */
@@ -746,18 +750,62 @@ static void conn_close(doq_conn_t *c)
 	conn_maybe_free(c);
 }
 
+#define FAIL_LOG_PER_SECOND 10
+
+/*
+ * One debug line for a connection that failed (a handshake, a protocol
+ * error): at most FAIL_LOG_PER_SECOND a second per listener, so a flood of
+ * bad clients cannot flood the log; the next line says how many were left
+ * out.
+ */
+static void conn_log_failure(doq_conn_t *c, const char *what, const char *why)
+{
+	doq_listener_t *l = c->l;
+	if (dv_log_level < DV_LOG_DEBUG)
+		return;
+	uint64_t second = dv_now_ms() / 1000;
+	if (second != l->fail_log_second) {
+		l->fail_log_second = second;
+		l->fail_log_n = 0;
+	}
+	if (l->fail_log_n >= FAIL_LOG_PER_SECOND) {
+		l->fail_log_dropped++;
+		return;
+	}
+	l->fail_log_n++;
+	char peer[64];
+	dv_addr_format((const struct sockaddr *)&c->peer, peer, sizeof(peer));
+	if (l->fail_log_dropped)
+		dv_log_debug("quic: worker %u: %u more failed connections were "
+			     "not logged",
+			     l->w->index, l->fail_log_dropped);
+	dv_log_debug("quic: worker %u: connection from %s %s: %s",
+		     l->w->index, peer, what, why);
+	l->fail_log_dropped = 0;
+}
+
 /* Close for a library error (ngtcp2's own transport error code). */
 static void conn_close_liberr(doq_conn_t *c, int rv)
 {
 	if (!c->have_ccerr) {
 		c->have_ccerr = true;
-		if (rv == NGTCP2_ERR_CRYPTO)
+		if (rv == NGTCP2_ERR_CRYPTO) {
+			uint8_t alert = ngtcp2_conn_get_tls_alert(c->qc);
+			char why[128];
+			snprintf(why, sizeof(why), "TLS alert %u (%s)", alert,
+				 dv_quic_tls_alert_name(alert));
+			conn_log_failure(c, c->handshake_done
+						    ? "failed"
+						    : "failed its handshake",
+					 why);
 			ngtcp2_connection_close_error_set_transport_error_tls_alert(
-				&c->ccerr, ngtcp2_conn_get_tls_alert(c->qc),
-				NULL, 0);
-		else
+				&c->ccerr, alert, NULL, 0);
+		} else {
+			conn_log_failure(c, "closed on a QUIC error",
+					 ngtcp2_strerror(rv));
 			ngtcp2_connection_close_error_set_transport_error_liberr(
 				&c->ccerr, rv, NULL, 0);
+		}
 	}
 	DV_STAT_INC(STATS(c), doq_closed_error);
 	conn_close(c);
@@ -765,8 +813,10 @@ static void conn_close_liberr(doq_conn_t *c, int rv)
 
 static void conn_protocol_error(doq_conn_t *c, const char *why)
 {
-	if (!c->have_ccerr)
+	if (!c->have_ccerr) {
 		DV_STAT_INC(STATS(c), doq_protocol_errors);
+		conn_log_failure(c, "closed with DOQ_PROTOCOL_ERROR", why);
+	}
 	conn_set_app_error(c, DV_DOQ_PROTOCOL_ERROR, why);
 }
 
@@ -1011,10 +1061,12 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
 		/* silence on the other side: end without a word (and without
 		 * a closing period) */
-		if (rv == NGTCP2_ERR_IDLE_CLOSE)
+		if (rv == NGTCP2_ERR_IDLE_CLOSE) {
 			DV_STAT_INC(&l->w->stats, doq_idle_closed);
-		else
+		} else {
 			DV_STAT_INC(&l->w->stats, doq_handshake_timeouts);
+			conn_log_failure(c, "dropped", "handshake timeout");
+		}
 		c->state = QC_DEAD;
 		conn_maybe_free(c);
 		goto out;

@@ -80,6 +80,8 @@ bool dv_quic_tls_resumed(dv_quic_tls_t *t);
 bool dv_quic_tls_early_data_accepted(dv_quic_tls_t *t);
 /* A description of the last handshake failure, for logs. */
 const char *dv_quic_tls_error(dv_quic_tls_t *t);
+/* The name of TLS alert `alert` ("no_application_protocol"...), for logs. */
+const char *dv_quic_tls_alert_name(uint8_t alert);
 
 /* Client: whether the server has sent a session ticket on this
  * connection (so dv_quic_tls_session_save() has something to resume). */

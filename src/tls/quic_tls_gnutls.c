@@ -383,6 +383,13 @@ const char *dv_quic_tls_error(dv_quic_tls_t *t)
 	return gnutls_alert_get_name(gnutls_alert_get(t->s));
 }
 
+const char *dv_quic_tls_alert_name(uint8_t alert)
+{
+	const char *name =
+		gnutls_alert_get_name((gnutls_alert_description_t)alert);
+	return name ? name : "unknown alert";
+}
+
 bool dv_quic_tls_ticket_received(dv_quic_tls_t *t)
 {
 	return (gnutls_session_get_flags(t->s) &

@@ -14,6 +14,7 @@ quic://127.0.0.1:QUIC_PORT with certs/dev-cert.pem (dns.test)."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -315,6 +316,60 @@ class DoqRetry(DoqBase):
         self.assertTrue(r3.summary["retry_received"], r3)
         self.assertGreaterEqual(self.dv.stats()["doq_token_bad"] - st1["doq_token_bad"], 1)
         log("ok: Retry, then NEW_TOKEN skipped it, then a forged token got a Retry again")
+
+
+class DoqFailureLog(DoqBase):
+    """Failed handshakes and connection-level protocol errors leave a debug
+    line naming the client and why (they left none), at most 10 a second
+    per worker, then a line saying how many were left out."""
+    workers = 1
+
+    def start_doq(self, doq=None, limits=None, workers=None):
+        d = DoqDnsveil(upstream=[self.ub], workers=1,
+                       config=dict(doq_config(), **{"log-level": "debug"}), name="doq")
+        self._dnsveils.append(d)
+        return d.start()
+
+    def lines(self):
+        return [x for x in self.dv.stderr_text().splitlines() if "quic: worker 0:" in x]
+
+    def test_failures_logged(self):
+        r = self.dv.doq("--alpn", "h3")
+        self.assertEqual(r.summary["answers"], 0, r)
+        r = self.dv.doq("--two-messages")
+        self.assertEqual(r.summary["answers"], 0, r)
+        h.wait_for(lambda: len(self.lines()) >= 2, h.scaled(5), what="two failure lines")
+        got = self.lines()
+        log("\n".join(got))
+        self.assertRegex(got[0], r"connection from 127\.0\.0\.1:\d+ failed its handshake: "
+                         r"TLS alert 120 \(No supported application protocol")
+        self.assertRegex(got[1], r"connection from 127\.0\.0\.1:\d+ closed with "
+                         r"DOQ_PROTOCOL_ERROR: more than one message on a stream")
+        # a burst of failing clients: the log stays bounded
+        t0 = time.monotonic()
+        procs = [subprocess.Popen([doq_binary(), "-k", "--alpn", "h3", "-t", "2",
+                                   "127.0.0.1:%d" % self.dv.quic_port, WWW],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for _ in range(40)]
+        for p in procs:
+            p.wait(timeout=h.scaled(30))
+        burst_s = time.monotonic() - t0
+        time.sleep(1.2)
+        self.dv.doq("--alpn", "h3")  # the next second's first line reports the rest
+        h.wait_for(lambda: any("not logged" in x for x in self.lines()), h.scaled(5),
+                   what="the line saying how many were left out")
+        rest = self.lines()[2:]
+        logged = sum(1 for x in rest if "failed its handshake" in x)
+        left_out = sum(int(re.search(r"(\d+) more failed", x).group(1))
+                       for x in rest if "not logged" in x)
+        log("41 failed handshakes in %.1f s (+1.2 s): %d logged, %d counted as left out"
+            % (burst_s, logged, left_out))
+        self.assertEqual(logged + left_out, 41)
+        # 10 a second (the rate windows follow dnsveil's clock, not the
+        # log's timestamps)
+        self.assertLessEqual(logged, 10 * (int(burst_s) + 2) + 1)
+        self.assertGreater(left_out, 0)
+        self.assert_healthy("failing clients")
 
 
 class DoqBadInput(DoqBase):

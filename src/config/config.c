@@ -1,10 +1,10 @@
 /*
  * Configuration: schema table, YAML loader, URL grammar, command line.
  *
- * Design note.  Every key lives once in `schema[]` below: its place in the
- * YAML file, its type, the field it fills, its range, its default and its
- * doc line.  dv_config_defaults(), the loader, the command line (the flags
- * that set a config value point at a schema entry) and
+ * Design note.  Every key lives once in `dv_cfg_schema[]` below: its place
+ * in the YAML file, its type, the field it fills, its range, its default and
+ * its doc line.  dv_config_defaults(), the loader, the command line (the
+ * flags that set a config value point at a schema entry) and
  * dv_config_print_schema() all read that table, so a key cannot be
  * validated one way in the file and another way on the command line.
  *
@@ -14,15 +14,16 @@
  * load, and a failed load leaves the caller's config untouched (the file is
  * parsed into a copy), which SIGHUP reload relies on.
  */
-#include "src/config/config.h"
+#include "src/config/config_int.h"
 #include "src/core/errors.h"
 #include "src/core/wire.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -30,15 +31,7 @@
 
 #include <yaml.h>
 
-/* A config file is a few KiB; anything bigger is the wrong file. */
-#define CONFIG_FILE_MAX (1024 * 1024)
-
-#define DV_PRINTF(f, a) __attribute__((format(printf, f, a)))
-
-static void errf(char *err, size_t err_len, const char *fmt, ...)
-	DV_PRINTF(3, 4);
-
-static void errf(char *err, size_t err_len, const char *fmt, ...)
+void dv_cfg_errf(char *err, size_t err_len, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -49,8 +42,7 @@ static void errf(char *err, size_t err_len, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Copy a NUL-terminated string into a fixed field; false if it does not fit. */
-static bool copy_str(char *dst, size_t dst_len, const char *src)
+bool dv_cfg_copy_str(char *dst, size_t dst_len, const char *src)
 {
 	size_t n = strlen(src);
 
@@ -89,12 +81,6 @@ static bool scheme_has_name(dv_scheme_t s)
 static bool scheme_has_path(dv_scheme_t s)
 {
 	return s == DV_SCHEME_HTTPS || s == DV_SCHEME_HTTP;
-}
-
-/* Listener schemes that need tls.cert and tls.key. */
-static bool scheme_needs_cert(dv_scheme_t s)
-{
-	return s == DV_SCHEME_TLS || s == DV_SCHEME_HTTPS || s == DV_SCHEME_QUIC;
 }
 
 void dv_addr_format(const struct sockaddr *sa, char *buf, size_t len)
@@ -177,20 +163,21 @@ int dv_url_parse(const char *text, dv_url_role_t role, dv_url_t *url,
 
 	memset(&u, 0, sizeof(u));
 	if (text == NULL || *text == '\0') {
-		errf(err, err_len, "empty URL");
+		dv_cfg_errf(err, err_len, "empty URL");
 		return DV_ECONFIG;
 	}
-	if (!copy_str(u.text, sizeof(u.text), text)) {
-		errf(err, err_len, "URL too long (at most %zu characters)",
-		     sizeof(u.text) - 1);
+	if (!dv_cfg_copy_str(u.text, sizeof(u.text), text)) {
+		dv_cfg_errf(err, err_len,
+			    "URL too long (at most %zu characters)",
+			    sizeof(u.text) - 1);
 		return DV_ECONFIG;
 	}
 
 	/* scheme */
 	sep = strstr(text, "://");
 	if (sep == NULL) {
-		errf(err, err_len,
-		     "missing scheme (expected SCHEME://ADDRESS:PORT)");
+		dv_cfg_errf(err, err_len,
+			    "missing scheme (expected SCHEME://ADDRESS:PORT)");
 		return DV_ECONFIG;
 	}
 	scheme_len = (size_t)(sep - text);
@@ -200,19 +187,21 @@ int dv_url_parse(const char *text, dv_url_role_t role, dv_url_t *url,
 			break;
 	}
 	if (s == DV_SCHEME_COUNT) {
-		errf(err, err_len, "unknown scheme '%.*s'",
-		     (int)(scheme_len > 32 ? 32 : scheme_len), text);
+		dv_cfg_errf(err, err_len, "unknown scheme '%.*s'",
+			    (int)(scheme_len > 32 ? 32 : scheme_len), text);
 		return DV_ECONFIG;
 	}
 	u.scheme = (dv_scheme_t)s;
 	if (role == DV_URL_UPSTREAM && !schemes[s].upstream) {
-		errf(err, err_len, "scheme '%s' can only be used by listeners",
-		     schemes[s].name);
+		dv_cfg_errf(err, err_len,
+			    "scheme '%s' can only be used by listeners",
+			    schemes[s].name);
 		return DV_ECONFIG;
 	}
 	if (role == DV_URL_LISTEN && !schemes[s].listen) {
-		errf(err, err_len, "scheme '%s' can only be used by upstreams",
-		     schemes[s].name);
+		dv_cfg_errf(err, err_len,
+			    "scheme '%s' can only be used by upstreams",
+			    schemes[s].name);
 		return DV_ECONFIG;
 	}
 
@@ -227,9 +216,9 @@ int dv_url_parse(const char *text, dv_url_role_t role, dv_url_t *url,
 		size_t n = strlen(path);
 
 		if (n >= sizeof(u.path)) {
-			errf(err, err_len,
-			     "path too long (at most %zu characters)",
-			     sizeof(u.path) - 1);
+			dv_cfg_errf(err, err_len,
+				    "path too long (at most %zu characters)",
+				    sizeof(u.path) - 1);
 			return DV_ECONFIG;
 		}
 		memcpy(u.path, path, n + 1);
@@ -242,14 +231,16 @@ int dv_url_parse(const char *text, dv_url_role_t role, dv_url_t *url,
 		char *end = strchr(host, ']');
 
 		if (end == NULL) {
-			errf(err, err_len, "missing ']' after IPv6 address");
+			dv_cfg_errf(err, err_len,
+				    "missing ']' after IPv6 address");
 			return DV_ECONFIG;
 		}
 		*end = '\0';
 		host++;
 		port_s = end + 1;
 		if (*port_s != ':') {
-			errf(err, err_len, "port missing (expected [ADDRESS]:PORT)");
+			dv_cfg_errf(err, err_len,
+				    "port missing (expected [ADDRESS]:PORT)");
 			return DV_ECONFIG;
 		}
 		*port_s++ = '\0';
@@ -258,24 +249,25 @@ int dv_url_parse(const char *text, dv_url_role_t role, dv_url_t *url,
 		if (port_s != NULL) {
 			*port_s++ = '\0';
 			if (strchr(port_s, ':') != NULL) {
-				errf(err, err_len,
-				     "IPv6 address must be in brackets, "
-				     "e.g. [::1]:53");
+				dv_cfg_errf(err, err_len,
+					    "IPv6 address must be in brackets, "
+					    "e.g. [::1]:53");
 				return DV_ECONFIG;
 			}
 		}
 	}
 	if (*host == '\0') {
-		errf(err, err_len, "address missing");
+		dv_cfg_errf(err, err_len, "address missing");
 		return DV_ECONFIG;
 	}
 	if (port_s == NULL || *port_s == '\0') {
-		errf(err, err_len, "port missing (expected ADDRESS:PORT)");
+		dv_cfg_errf(err, err_len,
+			    "port missing (expected ADDRESS:PORT)");
 		return DV_ECONFIG;
 	}
 	if (!parse_port(port_s, &port)) {
-		errf(err, err_len, "invalid port '%.16s' (expected 1..65535)",
-		     port_s);
+		dv_cfg_errf(err, err_len,
+			    "invalid port '%.16s' (expected 1..65535)", port_s);
 		return DV_ECONFIG;
 	}
 	if (rest[0] == '[') { /* bracketed: IPv6 only */
@@ -299,48 +291,52 @@ int dv_url_parse(const char *text, dv_url_role_t role, dv_url_t *url,
 	/* path */
 	if (scheme_has_path(u.scheme)) {
 		if (u.path[0] == '\0') {
-			errf(err, err_len,
-			     "%s:// needs a path, e.g. %s://%s%s%s:%u/dns-query",
-			     schemes[s].name, schemes[s].name,
-			     rest[0] == '[' ? "[" : "", host,
-			     rest[0] == '[' ? "]" : "", (unsigned)port);
+			dv_cfg_errf(err, err_len,
+				    "%s:// needs a path, e.g. "
+				    "%s://%s%s%s:%u/dns-query",
+				    schemes[s].name, schemes[s].name,
+				    rest[0] == '[' ? "[" : "", host,
+				    rest[0] == '[' ? "]" : "", (unsigned)port);
 			return DV_ECONFIG;
 		}
 		for (const char *p = u.path; *p != '\0'; p++) {
 			if ((unsigned char)*p <= ' ' || *p == 0x7f ||
 			    *p == '?') {
-				errf(err, err_len,
-				     "invalid character in path '%.64s'",
-				     u.path);
+				dv_cfg_errf(err, err_len,
+					    "invalid character in path '%.64s'",
+					    u.path);
 				return DV_ECONFIG;
 			}
 		}
 	} else if (u.path[0] != '\0') {
-		errf(err, err_len, "%s:// takes no path ('%.64s')",
-		     schemes[s].name, u.path);
+		dv_cfg_errf(err, err_len, "%s:// takes no path ('%.64s')",
+			    schemes[s].name, u.path);
 		return DV_ECONFIG;
 	}
 
 	/* #NAME: the name the upstream's certificate must carry */
 	if (role == DV_URL_UPSTREAM && scheme_has_name(u.scheme)) {
 		if (name == NULL || *name == '\0') {
-			errf(err, err_len,
-			     "%s:// upstream needs #NAME, the name its "
-			     "certificate must match (e.g. "
-			     "%s://1.1.1.1:%s#cloudflare-dns.com)",
-			     schemes[s].name, schemes[s].name,
-			     u.scheme == DV_SCHEME_HTTPS ? "443/dns-query"
-							 : "853");
+			dv_cfg_errf(err, err_len,
+				    "%s:// upstream needs #NAME, the name its "
+				    "certificate must match (e.g. "
+				    "%s://1.1.1.1:%s#cloudflare-dns.com)",
+				    schemes[s].name, schemes[s].name,
+				    u.scheme == DV_SCHEME_HTTPS
+					    ? "443/dns-query"
+					    : "853");
 			return DV_ECONFIG;
 		}
 		if (!valid_tls_name(name)) {
-			errf(err, err_len, "invalid #NAME '%.64s'", name);
+			dv_cfg_errf(err, err_len, "invalid #NAME '%.64s'",
+				    name);
 			return DV_ECONFIG;
 		}
 		memcpy(u.name, name, strlen(name) + 1);
 	} else if (name != NULL) {
-		errf(err, err_len,
-		     "#NAME is only for tls://, https:// and quic:// upstreams");
+		dv_cfg_errf(err, err_len,
+			    "#NAME is only for tls://, https:// and quic:// "
+			    "upstreams");
 		return DV_ECONFIG;
 	}
 
@@ -348,48 +344,23 @@ int dv_url_parse(const char *text, dv_url_role_t role, dv_url_t *url,
 	return 0;
 
 bad_address:
-	errf(err, err_len,
-	     "invalid address '%.64s' (IP literals only, no host names)", host);
+	dv_cfg_errf(err, err_len,
+		    "invalid address '%.64s' (IP literals only, "
+		    "no host names)", host);
 	return DV_ECONFIG;
 }
 
 /* ------------------------------------------------------------------ */
 /* The schema                                                          */
 
-typedef enum {
-	T_UINT,     /* unsigned */
-	T_SIZE,     /* uint64_t bytes, K/M/G suffixes */
-	T_STRING,   /* char[size] */
-	T_LOGLEVEL, /* dv_log_level_t */
-	T_ENUM,     /* unsigned: index into the item's names */
-	T_LIST,     /* elem[N] + unsigned count; items as its list_kind_t says */
-} item_type_t;
-
 static const char *const type_names[] = {
-	[T_UINT] = "uint",
-	[T_SIZE] = "size",
-	[T_STRING] = "string",
-	[T_LOGLEVEL] = "enum",
-	[T_ENUM] = "enum",
-	[T_LIST] = "list", /* shown as the list kind's own type_name */
+	[DV_CFG_UINT] = "uint",
+	[DV_CFG_SIZE] = "size",
+	[DV_CFG_STRING] = "string",
+	[DV_CFG_LOGLEVEL] = "enum",
+	[DV_CFG_ENUM] = "enum",
+	[DV_CFG_LIST] = "list", /* shown as the list kind's own type_name */
 };
-
-/*
- * What the items of a T_LIST key are.  The list lives in dv_config_t as an
- * array, whose length is the most items the key takes, and an unsigned
- * count.  A value (a YAML list or scalar, or each repeated flag) replaces
- * the whole list, item by item; the first bad item is the error.
- */
-typedef struct {
-	const char *type_name; /* --help-config: "urls" */
-	const char *one;       /* "a URL": "expected a URL, got a list" */
-	const char *many;      /* "URLs": "too many URLs (at most 32)" */
-	bool unique;           /* an item equal to one before it is dropped */
-	/* Parse `text` into `elem`, a zeroed element of the array (equal
-	 * items must come out byte for byte equal).  0, or DV_ECONFIG with
-	 * the reason (not naming the key or the value) in `why`. */
-	int (*parse)(const char *text, void *elem, char *why, size_t why_len);
-} list_kind_t;
 
 static int parse_listen_url(const char *text, void *elem, char *why,
 			    size_t why_len)
@@ -411,23 +382,25 @@ static int parse_http_path(const char *text, void *elem, char *why,
 	size_t n = strlen(text);
 
 	if (text[0] != '/') {
-		errf(why, why_len, "must start with '/'");
+		dv_cfg_errf(why, why_len, "must start with '/'");
 		return DV_ECONFIG;
 	}
 	if (n >= DV_URL_PATH_MAX) {
-		errf(why, why_len, "too long (at most %d bytes)",
-		     DV_URL_PATH_MAX - 1);
+		dv_cfg_errf(why, why_len, "too long (at most %d bytes)",
+			    DV_URL_PATH_MAX - 1);
 		return DV_ECONFIG;
 	}
 	for (const char *p = text; *p != '\0'; p++) {
 		if (*p == '?' || *p == '#') {
-			errf(why, why_len,
-			     "must not contain '?' or '#' (a path only)");
+			dv_cfg_errf(why, why_len,
+				    "must not contain '?' or '#' "
+				    "(a path only)");
 			return DV_ECONFIG;
 		}
 		if ((unsigned char)*p <= ' ' || *p == 0x7f) {
-			errf(why, why_len,
-			     "must not contain spaces or control characters");
+			dv_cfg_errf(why, why_len,
+				    "must not contain spaces or control "
+				    "characters");
 			return DV_ECONFIG;
 		}
 	}
@@ -447,32 +420,34 @@ static int check_dns_name(const char *text, char *why, size_t why_len)
 	uint8_t wire[DV_DNS_MAX_NAME];
 
 	if (dv_wire_name_from_text(wire, sizeof(wire), text) < 0) {
-		errf(why, why_len,
-		     "not a DNS name (letters, digits, '-', '_', labels of "
-		     "1..63 separated by '.', or '.' for the root)");
+		dv_cfg_errf(why, why_len,
+			    "not a DNS name (letters, digits, '-', '_', "
+			    "labels of 1..63 separated by '.', or '.' for "
+			    "the root)");
 		return DV_ECONFIG;
 	}
 	return 0;
 }
 
-static const list_kind_t listen_urls = {
+static const dv_cfg_list_kind_t listen_urls = {
 	.type_name = "urls", .one = "a URL", .many = "URLs",
 	.parse = parse_listen_url,
 };
-static const list_kind_t upstream_urls = {
+static const dv_cfg_list_kind_t upstream_urls = {
 	.type_name = "urls", .one = "a URL", .many = "URLs",
 	.parse = parse_upstream_url,
 };
-static const list_kind_t http_paths = {
+static const dv_cfg_list_kind_t http_paths = {
 	.type_name = "paths", .one = "a path", .many = "paths",
 	.unique = true, .parse = parse_http_path,
 };
-static const list_kind_t netmasks = {
+static const dv_cfg_list_kind_t netmasks = {
 	.type_name = "prefixes", .one = "an IP address or prefix",
 	.many = "prefixes", .unique = true, .parse = parse_netmask,
 };
 
-/* The largest list element (item_set() parses into a buffer this big). */
+/* The largest list element (dv_cfg_item_set() parses into a buffer this
+ * big). */
 #define LIST_ELEM_MAX sizeof(dv_url_t)
 typedef char path_elem_t[DV_URL_PATH_MAX];
 
@@ -491,24 +466,6 @@ static const char *const doq_retry_modes[] = {
 };
 static const char *const doq_booleans[] = {"false", "true", NULL};
 
-typedef struct {
-	const char *section; /* NULL: top level */
-	const char *key;
-	item_type_t type;
-	size_t offset; /* of the field in dv_config_t */
-	size_t aux;    /* T_STRING: field size; T_LIST: offset of the count */
-	size_t elem_size;        /* T_LIST: of one array element */
-	const list_kind_t *list; /* T_LIST */
-	const char *const *names; /* T_ENUM: the values, NULL-terminated */
-	uint64_t min, max;  /* T_UINT, T_SIZE; T_STRING: longest; T_LIST:
-			       most items (the array's length) */
-	const char *def;    /* parsed like a value from the file */
-	const char *doc;
-	/* T_STRING, optional: 0 if `text` is a good value, else DV_ECONFIG
-	 * with the reason in `why` */
-	int (*check)(const char *text, char *why, size_t why_len);
-} item_t;
-
 /*
  * FIELD() is offsetof() plus a compile-time type check: comparing pointers
  * of distinct types is a constraint violation that gcc and clang report, so
@@ -522,32 +479,34 @@ typedef struct {
 
 #define ITEM(sec, k, t, off) .section = sec, .key = k, .type = t, .offset = off
 #define UINT(sec, k, f, lo, hi, d, dc)                                       \
-	{ ITEM(sec, k, T_UINT, FIELD(f, unsigned)), .min = lo, .max = hi,       \
-	  .def = d, .doc = dc }
+	{ ITEM(sec, k, DV_CFG_UINT, FIELD(f, unsigned)), .min = lo,            \
+	  .max = hi, .def = d, .doc = dc }
 #define SIZE(sec, k, f, lo, hi, d, dc)                                       \
-	{ ITEM(sec, k, T_SIZE, FIELD(f, uint64_t)), .min = lo, .max = hi,       \
-	  .def = d, .doc = dc }
+	{ ITEM(sec, k, DV_CFG_SIZE, FIELD(f, uint64_t)), .min = lo,            \
+	  .max = hi, .def = d, .doc = dc }
 #define STRING(sec, k, f, d, dc)                                             \
-	{ ITEM(sec, k, T_STRING, ARRAY_FIELD(f, char)),                        \
+	{ ITEM(sec, k, DV_CFG_STRING, ARRAY_FIELD(f, char)),                   \
 	  .aux = sizeof(CFG_MEMBER(f)), .max = sizeof(CFG_MEMBER(f)) - 1,      \
 	  .def = d, .doc = dc }
 /* A string whose value `chk` checks. */
 #define STRING_CHECKED(sec, k, f, d, chk, dc)                                \
-	{ ITEM(sec, k, T_STRING, ARRAY_FIELD(f, char)),                        \
+	{ ITEM(sec, k, DV_CFG_STRING, ARRAY_FIELD(f, char)),                   \
 	  .aux = sizeof(CFG_MEMBER(f)), .max = sizeof(CFG_MEMBER(f)) - 1,      \
 	  .def = d, .doc = dc, .check = chk }
 #define LOGLEVEL(sec, k, f, d, dc)                                           \
-	{ ITEM(sec, k, T_LOGLEVEL, FIELD(f, dv_log_level_t)), .def = d,        \
+	{ ITEM(sec, k, DV_CFG_LOGLEVEL, FIELD(f, dv_log_level_t)), .def = d,   \
 	  .doc = dc }
 #define ENUM(sec, k, f, nm, d, dc)                                           \
-	{ ITEM(sec, k, T_ENUM, FIELD(f, unsigned)), .names = nm, .def = d,     \
-	  .doc = dc }
+	{ ITEM(sec, k, DV_CFG_ENUM, FIELD(f, unsigned)), .names = nm,          \
+	  .def = d, .doc = dc }
 /* An array `f` of `ctype` counted by `n`; the default is the empty list.
- * The element must fit item_set()'s buffer, or this does not build. */
+ * The element must fit dv_cfg_item_set()'s buffer, or this does not
+ * build. */
 #define FITS_LIST_ELEM(ctype)                                                \
 	(0 * sizeof(char[sizeof(ctype) <= LIST_ELEM_MAX ? 1 : -1]))
 #define LIST(sec, k, f, ctype, n, kind, dc)                                  \
-	{ ITEM(sec, k, T_LIST, ARRAY_FIELD(f, ctype) + FITS_LIST_ELEM(ctype)), \
+	{ ITEM(sec, k, DV_CFG_LIST,                                            \
+	       ARRAY_FIELD(f, ctype) + FITS_LIST_ELEM(ctype)),                 \
 	  .aux = FIELD(n, unsigned), .elem_size = sizeof(ctype),              \
 	  .list = &(kind),                                                   \
 	  .max = sizeof(CFG_MEMBER(f)) / sizeof(CFG_MEMBER(f)[0]), .doc = dc }
@@ -557,7 +516,7 @@ typedef struct {
 #define MIB (KIB * KIB)
 #define GIB (KIB * MIB)
 
-static const item_t schema[] = {
+const dv_cfg_item_t dv_cfg_schema[] = {
 	UINT(NULL, "workers", workers, 0, 256, "0",
 	     "worker threads, each with its own event loop and sockets; "
 	     "0 = one per CPU"),
@@ -748,12 +707,17 @@ static const item_t schema[] = {
 	     "(at least its last second)"),
 };
 
-#define SCHEMA_LEN (sizeof(schema) / sizeof(schema[0]))
+#define SCHEMA_LEN (sizeof(dv_cfg_schema) / sizeof(dv_cfg_schema[0]))
 
-static const item_t *schema_find(const char *section, const char *key)
+/* The loader sizes its per-key arrays by DV_CFG_SCHEMA_MAX at compile time. */
+_Static_assert(SCHEMA_LEN <= DV_CFG_SCHEMA_MAX,
+	       "the schema outgrew DV_CFG_SCHEMA_MAX (config_int.h)");
+
+const dv_cfg_item_t *dv_cfg_schema_find(const char *section,
+					const char *key)
 {
 	for (size_t i = 0; i < SCHEMA_LEN; i++) {
-		const item_t *it = &schema[i];
+		const dv_cfg_item_t *it = &dv_cfg_schema[i];
 
 		if ((section == NULL) != (it->section == NULL))
 			continue;
@@ -765,20 +729,17 @@ static const item_t *schema_find(const char *section, const char *key)
 	return NULL;
 }
 
-/* The schema's own copy of a section name (it outlives any YAML event),
- * or NULL if `name` is no section. */
-static const char *find_section(const char *name)
+const char *dv_cfg_find_section(const char *name)
 {
 	for (size_t i = 0; i < SCHEMA_LEN; i++) {
-		if (schema[i].section != NULL &&
-		    strcmp(schema[i].section, name) == 0)
-			return schema[i].section;
+		if (dv_cfg_schema[i].section != NULL &&
+		    strcmp(dv_cfg_schema[i].section, name) == 0)
+			return dv_cfg_schema[i].section;
 	}
 	return NULL;
 }
 
-/* "section.key" or "key", for messages. */
-static void item_name(const item_t *it, char *buf, size_t len)
+void dv_cfg_item_name(const dv_cfg_item_t *it, char *buf, size_t len)
 {
 	if (it->section != NULL)
 		snprintf(buf, len, "%s.%s", it->section, it->key);
@@ -786,7 +747,7 @@ static void item_name(const item_t *it, char *buf, size_t len)
 		snprintf(buf, len, "%s", it->key);
 }
 
-static void *item_ptr(const item_t *it, dv_config_t *cfg)
+void *dv_cfg_item_ptr(const dv_cfg_item_t *it, dv_config_t *cfg)
 {
 	return (char *)cfg + it->offset;
 }
@@ -826,26 +787,26 @@ static bool parse_u64(const char *s, size_t n, uint64_t *out)
 	return true;
 }
 
-static void format_range(const item_t *it, char *buf, size_t len)
+static void format_range(const dv_cfg_item_t *it, char *buf, size_t len)
 {
 	char lo[24], hi[24];
 
 	switch (it->type) {
-	case T_UINT:
+	case DV_CFG_UINT:
 		snprintf(buf, len, "%" PRIu64 "..%" PRIu64, it->min, it->max);
 		break;
-	case T_SIZE:
+	case DV_CFG_SIZE:
 		format_size(it->min, lo, sizeof(lo));
 		format_size(it->max, hi, sizeof(hi));
 		snprintf(buf, len, "%s..%s", lo, hi);
 		break;
-	case T_STRING:
+	case DV_CFG_STRING:
 		snprintf(buf, len, "max %" PRIu64 " bytes", it->max);
 		break;
-	case T_LOGLEVEL:
+	case DV_CFG_LOGLEVEL:
 		snprintf(buf, len, "error|warn|info|debug");
 		break;
-	case T_ENUM: {
+	case DV_CFG_ENUM: {
 		size_t off = 0;
 		buf[0] = '\0';
 		for (unsigned i = 0; it->names[i] && off < len; i++)
@@ -853,37 +814,31 @@ static void format_range(const item_t *it, char *buf, size_t len)
 						i ? "|" : "", it->names[i]);
 		break;
 	}
-	case T_LIST:
+	case DV_CFG_LIST:
 		snprintf(buf, len, "max %" PRIu64 " %s", it->max,
 			 it->list->many);
 		break;
 	}
 }
 
-/*
- * Set one value from its text (a YAML scalar or a flag's argument).  For
- * T_LIST, appends one item (or drops it as a duplicate); the caller clears
- * the list when it starts a new one.  Returns 0 or DV_ECONFIG with the
- * reason (not naming the key or the value) in `why`.
- */
-static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
-		    char *why, size_t why_len)
+int dv_cfg_item_set(const dv_cfg_item_t *it, dv_config_t *cfg,
+		    const char *val, char *why, size_t why_len)
 {
-	void *field = item_ptr(it, cfg);
+	void *field = dv_cfg_item_ptr(it, cfg);
 	char range[64];
 	uint64_t v;
 
 	switch (it->type) {
-	case T_UINT:
+	case DV_CFG_UINT:
 		if (!parse_u64(val, strlen(val), &v)) {
-			errf(why, why_len, "not an unsigned integer");
+			dv_cfg_errf(why, why_len, "not an unsigned integer");
 			return DV_ECONFIG;
 		}
 		if (v < it->min || v > it->max)
 			goto out_of_range;
 		*(unsigned *)field = (unsigned)v;
 		return 0;
-	case T_SIZE: {
+	case DV_CFG_SIZE: {
 		size_t n = strlen(val);
 		unsigned shift = 0;
 
@@ -896,9 +851,9 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 			}
 		}
 		if (!parse_u64(val, shift != 0 ? n - 1 : n, &v)) {
-			errf(why, why_len,
-			     "not a size (a number with an optional K, M or G "
-			     "suffix)");
+			dv_cfg_errf(why, why_len,
+				    "not a size (a number with an optional K, "
+				    "M or G suffix)");
 			return DV_ECONFIG;
 		}
 		if (v > (UINT64_MAX >> shift))
@@ -909,17 +864,18 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 		*(uint64_t *)field = v;
 		return 0;
 	}
-	case T_STRING:
+	case DV_CFG_STRING:
 		if (strlen(val) > it->max) {
-			errf(why, why_len, "too long (at most %" PRIu64 " bytes)",
-			     it->max);
+			dv_cfg_errf(why, why_len,
+				    "too long (at most %" PRIu64 " bytes)",
+				    it->max);
 			return DV_ECONFIG;
 		}
 		if (it->check != NULL && it->check(val, why, why_len) != 0)
 			return DV_ECONFIG;
 		memcpy(field, val, strlen(val) + 1);
 		return 0;
-	case T_LOGLEVEL:
+	case DV_CFG_LOGLEVEL:
 		for (size_t i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]);
 		     i++) {
 			if (strcmp(val, log_levels[i]) == 0) {
@@ -927,9 +883,10 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 				return 0;
 			}
 		}
-		errf(why, why_len, "expected error, warn, info or debug");
+		dv_cfg_errf(why, why_len,
+			    "expected error, warn, info or debug");
 		return DV_ECONFIG;
-	case T_ENUM: {
+	case DV_CFG_ENUM: {
 		char names[128];
 		size_t off = 0;
 		for (unsigned i = 0; it->names[i]; i++) {
@@ -943,10 +900,10 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 							"%s%s", i ? ", " : "",
 							it->names[i]);
 		}
-		errf(why, why_len, "expected one of %s", names);
+		dv_cfg_errf(why, why_len, "expected one of %s", names);
 		return DV_ECONFIG;
 	}
-	case T_LIST: {
+	case DV_CFG_LIST: {
 		unsigned *count = (unsigned *)((char *)cfg + it->aux);
 		unsigned char *list = field;
 		_Alignas(max_align_t) unsigned char elem[LIST_ELEM_MAX];
@@ -960,8 +917,9 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 				return 0; /* said twice: once is enough */
 		}
 		if (*count >= it->max) {
-			errf(why, why_len, "too many %s (at most %" PRIu64 ")",
-			     it->list->many, it->max);
+			dv_cfg_errf(why, why_len,
+				    "too many %s (at most %" PRIu64 ")",
+				    it->list->many, it->max);
 			return DV_ECONFIG;
 		}
 		memcpy(list + (size_t)*count * it->elem_size, elem,
@@ -970,27 +928,28 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 		return 0;
 	}
 	}
-	errf(why, why_len, "unknown type");
+	dv_cfg_errf(why, why_len, "unknown type");
 	return DV_ECONFIG;
 
 out_of_range:
 	format_range(it, range, sizeof(range));
-	errf(why, why_len, "out of range %s", range);
+	dv_cfg_errf(why, why_len, "out of range %s", range);
 	return DV_ECONFIG;
 }
 
-/* Empty a list (the array too: equal configs are equal bytes). */
-static void item_clear(const item_t *it, dv_config_t *cfg)
+/* The array too: equal configs are equal bytes. */
+void dv_cfg_item_clear(const dv_cfg_item_t *it, dv_config_t *cfg)
 {
-	if (it->type == T_LIST) {
+	if (it->type == DV_CFG_LIST) {
 		*(unsigned *)((char *)cfg + it->aux) = 0;
-		memset(item_ptr(it, cfg), 0, it->elem_size * it->max);
+		memset(dv_cfg_item_ptr(it, cfg), 0, it->elem_size * it->max);
 	}
 }
 
-static const char *item_type_name(const item_t *it)
+static const char *item_type_name(const dv_cfg_item_t *it)
 {
-	return it->type == T_LIST ? it->list->type_name : type_names[it->type];
+	return it->type == DV_CFG_LIST ? it->list->type_name
+				       : type_names[it->type];
 }
 
 void dv_config_defaults(dv_config_t *cfg)
@@ -999,12 +958,12 @@ void dv_config_defaults(dv_config_t *cfg)
 
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < SCHEMA_LEN; i++) {
-		const item_t *it = &schema[i];
+		const dv_cfg_item_t *it = &dv_cfg_schema[i];
 
-		item_clear(it, cfg);
+		dv_cfg_item_clear(it, cfg);
 		if (it->def == NULL)
 			continue;
-		if (item_set(it, cfg, it->def, why, sizeof(why)) != 0) {
+		if (dv_cfg_item_set(it, cfg, it->def, why, sizeof(why)) != 0) {
 			/* A schema bug, not a user error: never ship it. */
 			fprintf(stderr, "dnsveil: bad default for %s: %s\n",
 				it->key, why);
@@ -1020,15 +979,15 @@ void dv_config_print_schema(FILE *out)
 
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < SCHEMA_LEN; i++) {
-			const item_t *it = &schema[i];
+			const dv_cfg_item_t *it = &dv_cfg_schema[i];
 			int n;
 
-			item_name(it, name, sizeof(name));
+			dv_cfg_item_name(it, name, sizeof(name));
 			format_range(it, range, sizeof(range));
 			snprintf(brange, sizeof(brange), "[%s]", range);
-			if (it->type == T_LIST)
+			if (it->type == DV_CFG_LIST)
 				snprintf(def, sizeof(def), "[]");
-			else if (it->type == T_STRING)
+			else if (it->type == DV_CFG_STRING)
 				snprintf(def, sizeof(def), "\"%s\"", it->def);
 			else
 				snprintf(def, sizeof(def), "%s", it->def);
@@ -1054,6 +1013,9 @@ void dv_config_print_schema(FILE *out)
 /* ------------------------------------------------------------------ */
 /* The YAML loader                                                     */
 
+/* A config file is a few KiB; anything bigger is the wrong file. */
+#define CONFIG_FILE_MAX (1024 * 1024)
+
 typedef struct {
 	yaml_parser_t parser;
 	const char *path;
@@ -1062,8 +1024,8 @@ typedef struct {
 	dv_config_t *cfg;
 	char *err;
 	size_t err_len;
-	bool seen[SCHEMA_LEN];
-	const char *sections_seen[SCHEMA_LEN];
+	bool seen[DV_CFG_SCHEMA_MAX]; /* by index in dv_cfg_schema[] */
+	const char *sections_seen[DV_CFG_SCHEMA_MAX];
 	size_t n_sections_seen;
 } loader_t;
 
@@ -1108,7 +1070,7 @@ static int next_event(loader_t *l, yaml_event_t *ev)
 	if (yaml_parser_parse(p, ev))
 		return 0;
 	if (p->error == YAML_MEMORY_ERROR) {
-		errf(l->err, l->err_len, "%s: out of memory", l->path);
+		dv_cfg_errf(l->err, l->err_len, "%s: out of memory", l->path);
 		return -ENOMEM;
 	}
 	if (p->error == YAML_READER_ERROR) {
@@ -1120,8 +1082,8 @@ static int next_event(loader_t *l, yaml_event_t *ev)
 		line = mark_line(&p->problem_mark);
 	}
 	if (p->context == NULL) {
-		errf(l->err, l->err_len, "%s:%u: syntax error: %s", l->path,
-		     line, p->problem ? p->problem : "unknown");
+		dv_cfg_errf(l->err, l->err_len, "%s:%u: syntax error: %s",
+			    l->path, line, p->problem ? p->problem : "unknown");
 		return DV_ECONFIG;
 	}
 	/*
@@ -1133,14 +1095,14 @@ static int next_event(loader_t *l, yaml_event_t *ev)
 	if (strcmp(p->context, "while scanning a simple key") == 0)
 		line = cline;
 	if (cline < line)
-		errf(l->err, l->err_len,
-		     "%s:%u: syntax error: %s (%s started on line %u)", l->path,
-		     line, p->problem ? p->problem : "unknown", p->context,
-		     cline);
+		dv_cfg_errf(l->err, l->err_len,
+			    "%s:%u: syntax error: %s (%s started on line %u)",
+			    l->path, line, p->problem ? p->problem : "unknown",
+			    p->context, cline);
 	else
-		errf(l->err, l->err_len, "%s:%u: syntax error: %s (%s)",
-		     l->path, line, p->problem ? p->problem : "unknown",
-		     p->context);
+		dv_cfg_errf(l->err, l->err_len, "%s:%u: syntax error: %s (%s)",
+			    l->path, line, p->problem ? p->problem : "unknown",
+			    p->context);
 	return DV_ECONFIG;
 }
 
@@ -1157,8 +1119,8 @@ static int fail_at(loader_t *l, const yaml_event_t *ev, const char *name,
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	errf(l->err, l->err_len, "%s:%u: %s: %s", l->path,
-	     mark_line(&ev->start_mark), name, why);
+	dv_cfg_errf(l->err, l->err_len, "%s:%u: %s: %s", l->path,
+		    mark_line(&ev->start_mark), name, why);
 	return DV_ECONFIG;
 }
 
@@ -1175,7 +1137,7 @@ static int scalar_text(loader_t *l, const yaml_event_t *ev, const char *name,
 }
 
 /* One scalar value for `it`: "FILE:LINE: KEY: 'VALUE': reason" on error. */
-static int load_scalar(loader_t *l, const item_t *it, const char *name,
+static int load_scalar(loader_t *l, const dv_cfg_item_t *it, const char *name,
 		       const yaml_event_t *ev)
 {
 	char why[384];
@@ -1185,39 +1147,40 @@ static int load_scalar(loader_t *l, const item_t *it, const char *name,
 	ret = scalar_text(l, ev, name, &v);
 	if (ret != 0)
 		return ret;
-	if (item_set(it, l->cfg, v, why, sizeof(why)) != 0)
+	if (dv_cfg_item_set(it, l->cfg, v, why, sizeof(why)) != 0)
 		return fail_at(l, ev, name, "'%.200s': %s", v, why);
 	return 0;
 }
 
 /* The value of one key; `ev` is its first event (owned by the caller). */
-static int load_value(loader_t *l, const item_t *it, const yaml_event_t *ev)
+static int load_value(loader_t *l, const dv_cfg_item_t *it,
+		      const yaml_event_t *ev)
 {
 	yaml_event_t item;
 	char name[64];
 	int ret;
 
-	item_name(it, name, sizeof(name));
+	dv_cfg_item_name(it, name, sizeof(name));
 	if (ev->type == YAML_ALIAS_EVENT)
 		return fail_at(l, ev, name, "aliases are not supported");
 
-	if (it->type != T_LIST) {
+	if (it->type != DV_CFG_LIST) {
 		if (ev->type != YAML_SCALAR_EVENT)
 			return fail_at(l, ev, name, "expected a %s, got %s",
-				       it->type == T_STRING ? "string"
+				       it->type == DV_CFG_STRING ? "string"
 							    : "scalar",
 				       event_kind(ev));
 		if (scalar_is_null(ev)) {
-			if (it->type != T_STRING)
+			if (it->type != DV_CFG_STRING)
 				return fail_at(l, ev, name, "missing value");
-			((char *)item_ptr(it, l->cfg))[0] = '\0';
+			((char *)dv_cfg_item_ptr(it, l->cfg))[0] = '\0';
 			return 0;
 		}
 		return load_scalar(l, it, name, ev);
 	}
 
 	/* A list replaces whatever the list held. */
-	item_clear(it, l->cfg);
+	dv_cfg_item_clear(it, l->cfg);
 	if (ev->type == YAML_SCALAR_EVENT) { /* one item, or null = none */
 		if (scalar_is_null(ev))
 			return 0;
@@ -1271,7 +1234,7 @@ static int load_section(loader_t *l, const yaml_event_t *key,
 static int load_mapping(loader_t *l, const char *section)
 {
 	yaml_event_t key, val;
-	const item_t *it;
+	const dv_cfg_item_t *it;
 	const char *k, *sec;
 	char name[160];
 	int ret;
@@ -1302,12 +1265,12 @@ static int load_mapping(loader_t *l, const char *section)
 		ret = next_event(l, &val);
 		if (ret != 0)
 			goto done_key;
-		it = schema_find(section, k);
-		sec = section == NULL ? find_section(k) : NULL;
-		if (it != NULL && l->seen[it - schema]) {
+		it = dv_cfg_schema_find(section, k);
+		sec = section == NULL ? dv_cfg_find_section(k) : NULL;
+		if (it != NULL && l->seen[it - dv_cfg_schema]) {
 			ret = fail_at(l, &key, name, "duplicate key");
 		} else if (it != NULL) {
-			l->seen[it - schema] = true;
+			l->seen[it - dv_cfg_schema] = true;
 			ret = load_value(l, it, &val);
 		} else if (sec != NULL) {
 			ret = load_section(l, &key, &val, sec);
@@ -1379,7 +1342,7 @@ int dv_config_load_buffer(dv_config_t *cfg, const char *name,
 	int ret;
 
 	if (strlen(name) >= sizeof(cfg->source)) {
-		errf(err, err_len, "%.64s...: file name too long", name);
+		dv_cfg_errf(err, err_len, "%.64s...: file name too long", name);
 		return DV_ECONFIG;
 	}
 	/* Both are big (~100 KiB of URLs): keep them off the stack. */
@@ -1398,7 +1361,7 @@ int dv_config_load_buffer(dv_config_t *cfg, const char *name,
 		goto fail_parser;
 	}
 	memcpy(tmp, cfg, sizeof(*tmp));
-	copy_str(tmp->source, sizeof(tmp->source), name);
+	dv_cfg_copy_str(tmp->source, sizeof(tmp->source), name);
 	l->path = name;
 	l->buf = data;
 	l->len = len;
@@ -1421,7 +1384,7 @@ fail_parser:
 fail_loader:
 	free(tmp);
 fail_tmp:
-	errf(err, err_len, "%s: %s", name, dv_strerror(ret));
+	dv_cfg_errf(err, err_len, "%s: %s", name, dv_strerror(ret));
 	return ret;
 }
 
@@ -1450,8 +1413,9 @@ static int read_file(const char *path, unsigned char **out, size_t *out_len,
 		goto fail_read;
 	}
 	if (len > CONFIG_FILE_MAX) {
-		errf(err, err_len, "%s: larger than %d bytes, not a config file",
-		     path, CONFIG_FILE_MAX);
+		dv_cfg_errf(err, err_len,
+			    "%s: larger than %d bytes, not a config file", path,
+			    CONFIG_FILE_MAX);
 		ret = DV_ECONFIG;
 		goto fail_read_msg;
 	}
@@ -1461,7 +1425,7 @@ static int read_file(const char *path, unsigned char **out, size_t *out_len,
 	return 0;
 
 fail_read:
-	errf(err, err_len, "%s: %s", path, dv_strerror(ret));
+	dv_cfg_errf(err, err_len, "%s: %s", path, dv_strerror(ret));
 fail_read_msg:
 	free(buf);
 	fclose(f);
@@ -1469,7 +1433,7 @@ fail_read_msg:
 fail_alloc:
 	fclose(f);
 fail_open:
-	errf(err, err_len, "%s: %s", path, dv_strerror(ret));
+	dv_cfg_errf(err, err_len, "%s: %s", path, dv_strerror(ret));
 	return ret;
 }
 
@@ -1490,6 +1454,12 @@ int dv_config_load(dv_config_t *cfg, const char *path, char *err,
 
 /* ------------------------------------------------------------------ */
 /* Validation                                                          */
+
+/* Listener schemes that need tls.cert and tls.key. */
+static bool scheme_needs_cert(dv_scheme_t s)
+{
+	return s == DV_SCHEME_TLS || s == DV_SCHEME_HTTPS || s == DV_SCHEME_QUIC;
+}
 
 /* Which sockets a listener binds: two listeners conflict when they bind
  * the same address and port with a common socket type. */
@@ -1538,17 +1508,20 @@ static int check_list(const dv_config_t *cfg, const dv_url_t *list,
 {
 	for (unsigned i = 0; i < n; i++) {
 		if ((unsigned)list[i].scheme >= DV_SCHEME_COUNT) {
-			errf(err, err_len, "%s: %s: %s '%s': bad scheme",
-			     src_of(cfg, bit), key_of(cfg, bit, key, flag),
-			     what, list[i].text);
+			dv_cfg_errf(err, err_len, "%s: %s: %s '%s': bad scheme",
+				    src_of(cfg, bit),
+				    key_of(cfg, bit, key, flag), what,
+				    list[i].text);
 			return DV_ECONFIG;
 		}
 		if (impl != NULL && !impl[list[i].scheme]) {
-			errf(err, err_len,
-			     "%s: %s: %s '%s': scheme '%s' is not implemented yet",
-			     src_of(cfg, bit), key_of(cfg, bit, key, flag),
-			     what, list[i].text,
-			     dv_scheme_name(list[i].scheme));
+			dv_cfg_errf(err, err_len,
+				    "%s: %s: %s '%s': scheme '%s' is not "
+				    "implemented yet",
+				    src_of(cfg, bit),
+				    key_of(cfg, bit, key, flag), what,
+				    list[i].text,
+				    dv_scheme_name(list[i].scheme));
 			return DV_ECONFIG;
 		}
 	}
@@ -1560,13 +1533,15 @@ static int check_file(const dv_config_t *cfg, const char *path,
 		      const char *needed_by, char *err, size_t err_len)
 {
 	if (path[0] == '\0') {
-		errf(err, err_len, "%s: %s: not set, but listener '%s' needs it",
-		     src_of(cfg, bit), key_of(cfg, bit, key, flag), needed_by);
+		dv_cfg_errf(err, err_len,
+			    "%s: %s: not set, but listener '%s' needs it",
+			    src_of(cfg, bit), key_of(cfg, bit, key, flag),
+			    needed_by);
 		return DV_ECONFIG;
 	}
 	if (access(path, R_OK) != 0) {
-		errf(err, err_len, "%s: %s: '%s': %s", src_of(cfg, bit),
-		     key_of(cfg, bit, key, flag), path, strerror(errno));
+		dv_cfg_errf(err, err_len, "%s: %s: '%s': %s", src_of(cfg, bit),
+			    key_of(cfg, bit, key, flag), path, strerror(errno));
 		return DV_ECONFIG;
 	}
 	return 0;
@@ -1581,18 +1556,21 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
 	int ret;
 
 	if (cfg->n_listen == 0) {
-		errf(err, err_len,
-		     "%s: %s: no listener (set listen: in the config file or "
-		     "give --listen)",
-		     file, key_of(cfg, DV_CLI_SET_LISTEN, "listen", "--listen"));
+		dv_cfg_errf(err, err_len,
+			    "%s: %s: no listener (set listen: in the config "
+			    "file or give --listen)",
+			    file,
+			    key_of(cfg, DV_CLI_SET_LISTEN, "listen",
+				   "--listen"));
 		return DV_ECONFIG;
 	}
 	if (cfg->n_upstream == 0) {
-		errf(err, err_len,
-		     "%s: %s: no upstream (set upstream: in the config file or "
-		     "give --upstream)",
-		     file,
-		     key_of(cfg, DV_CLI_SET_UPSTREAM, "upstream", "--upstream"));
+		dv_cfg_errf(err, err_len,
+			    "%s: %s: no upstream (set upstream: in the config "
+			    "file or give --upstream)",
+			    file,
+			    key_of(cfg, DV_CLI_SET_UPSTREAM, "upstream",
+				   "--upstream"));
 		return DV_ECONFIG;
 	}
 	ret = check_list(cfg, cfg->listen, cfg->n_listen, DV_CLI_SET_LISTEN,
@@ -1621,13 +1599,13 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
 
 			if (same_addr(a, b) && (listener_sockets(a->scheme) &
 						listener_sockets(b->scheme))) {
-				errf(err, err_len,
-				     "%s: %s: listener '%s' binds the same "
-				     "address as '%s'",
-				     src_of(cfg, DV_CLI_SET_LISTEN),
-				     key_of(cfg, DV_CLI_SET_LISTEN, "listen",
-					    "--listen"),
-				     a->text, b->text);
+				dv_cfg_errf(err, err_len,
+					    "%s: %s: listener '%s' binds the "
+					    "same address as '%s'",
+					    src_of(cfg, DV_CLI_SET_LISTEN),
+					    key_of(cfg, DV_CLI_SET_LISTEN,
+						   "listen", "--listen"),
+					    a->text, b->text);
 				return DV_ECONFIG;
 			}
 		}
@@ -1645,24 +1623,25 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
 			return ret;
 	}
 	if (cfg->tls_ca[0] != '\0' && access(cfg->tls_ca, R_OK) != 0) {
-		errf(err, err_len, "%s: %s: '%s': %s",
-		     src_of(cfg, DV_CLI_SET_TLS_CA),
-		     key_of(cfg, DV_CLI_SET_TLS_CA, "tls.ca", "--ca"),
-		     cfg->tls_ca, strerror(errno));
+		dv_cfg_errf(err, err_len, "%s: %s: '%s': %s",
+			    src_of(cfg, DV_CLI_SET_TLS_CA),
+			    key_of(cfg, DV_CLI_SET_TLS_CA, "tls.ca", "--ca"),
+			    cfg->tls_ca, strerror(errno));
 		return DV_ECONFIG;
 	}
 
 	if (cfg->reconnect_min_ms > cfg->reconnect_max_ms) {
-		errf(err, err_len,
-		     "%s: pool.reconnect-min-ms: %u is greater than "
-		     "pool.reconnect-max-ms (%u)",
-		     file, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
+		dv_cfg_errf(err, err_len,
+			    "%s: pool.reconnect-min-ms: %u is greater than "
+			    "pool.reconnect-max-ms (%u)",
+			    file, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
 		return DV_ECONFIG;
 	}
 	if (cfg->cache_min_ttl > cfg->cache_max_ttl) {
-		errf(err, err_len,
-		     "%s: cache.min-ttl: %u is greater than cache.max-ttl (%u)",
-		     file, cfg->cache_min_ttl, cfg->cache_max_ttl);
+		dv_cfg_errf(err, err_len,
+			    "%s: cache.min-ttl: %u is greater than "
+			    "cache.max-ttl (%u)",
+			    file, cfg->cache_min_ttl, cfg->cache_max_ttl);
 		return DV_ECONFIG;
 	}
 	return 0;
@@ -1734,7 +1713,7 @@ static int cli_next(int argc, char **argv, int *i, const opt_t **opt,
 	size_t n;
 
 	if (a[0] != '-' || a[1] == '\0' || strcmp(a, "--") == 0) {
-		errf(err, err_len, "unexpected argument '%s'", a);
+		dv_cfg_errf(err, err_len, "unexpected argument '%s'", a);
 		return DV_ECONFIG;
 	}
 	if (a[1] == '-')
@@ -1751,15 +1730,15 @@ static int cli_next(int argc, char **argv, int *i, const opt_t **opt,
 		}
 	}
 	if (*opt == NULL) {
-		errf(err, err_len, "unknown option '%.*s'", (int)n, a);
+		dv_cfg_errf(err, err_len, "unknown option '%.*s'", (int)n, a);
 		return DV_ECONFIG;
 	}
 	(*i)++;
 	*val = NULL;
 	if ((*opt)->arg == NULL) {
 		if (eq != NULL) {
-			errf(err, err_len, "%s: takes no argument",
-			     (*opt)->lng);
+			dv_cfg_errf(err, err_len, "%s: takes no argument",
+				    (*opt)->lng);
 			return DV_ECONFIG;
 		}
 		return 0;
@@ -1769,11 +1748,11 @@ static int cli_next(int argc, char **argv, int *i, const opt_t **opt,
 	} else if (*i < argc && !(argv[*i][0] == '-' && argv[*i][1] != '\0')) {
 		*val = argv[(*i)++];
 	} else {
-		errf(err, err_len, "%s: missing argument", a);
+		dv_cfg_errf(err, err_len, "%s: missing argument", a);
 		return DV_ECONFIG;
 	}
 	if ((*val)[0] == '\0') {
-		errf(err, err_len, "%s: empty argument", (*opt)->lng);
+		dv_cfg_errf(err, err_len, "%s: empty argument", (*opt)->lng);
 		return DV_ECONFIG;
 	}
 	return 0;
@@ -1794,8 +1773,9 @@ int dv_cli_parse(int argc, char **argv, dv_cli_t *cli, char *err,
 		switch (opt->kind) {
 		case OPT_CONFIG:
 			if (cli->config_path != NULL) {
-				errf(err, err_len,
-				     "-c/--config: given more than once");
+				dv_cfg_errf(err, err_len,
+					    "-c/--config: given more than "
+					    "once");
 				return DV_ECONFIG;
 			}
 			cli->config_path = val;
@@ -1824,7 +1804,7 @@ int dv_cli_apply(int argc, char **argv, dv_config_t *cfg, char *err,
 {
 	unsigned applied = 0; /* cli bits seen in this argv */
 	const opt_t *opt;
-	const item_t *it;
+	const dv_cfg_item_t *it;
 	const char *val;
 	char why[384];
 	int ret;
@@ -1835,18 +1815,19 @@ int dv_cli_apply(int argc, char **argv, dv_config_t *cfg, char *err,
 			return ret;
 		if (opt->kind != OPT_SET)
 			continue;
-		it = schema_find(opt->section, opt->key);
+		it = dv_cfg_schema_find(opt->section, opt->key);
 		if (it == NULL) { /* the tables disagree: a bug, not input */
-			errf(err, err_len, "%s: no config key '%s'", opt->lng,
-			     opt->key);
+			dv_cfg_errf(err, err_len, "%s: no config key '%s'",
+				    opt->lng, opt->key);
 			return DV_ECONFIG;
 		}
 		/* The first --listen replaces the file's listeners. */
 		if ((applied & opt->cli_bit) == 0)
-			item_clear(it, cfg);
+			dv_cfg_item_clear(it, cfg);
 		applied |= opt->cli_bit;
-		if (item_set(it, cfg, val, why, sizeof(why)) != 0) {
-			errf(err, err_len, "%s '%.200s': %s", opt->lng, val, why);
+		if (dv_cfg_item_set(it, cfg, val, why, sizeof(why)) != 0) {
+			dv_cfg_errf(err, err_len, "%s '%.200s': %s", opt->lng,
+				    val, why);
 			return DV_ECONFIG;
 		}
 		cfg->cli_set |= opt->cli_bit;
@@ -1856,7 +1837,7 @@ int dv_cli_apply(int argc, char **argv, dv_config_t *cfg, char *err,
 
 void dv_cli_usage(FILE *out)
 {
-	const item_t *workers = schema_find(NULL, "workers");
+	const dv_cfg_item_t *workers = dv_cfg_schema_find(NULL, "workers");
 	char flag[48];
 
 	fputs("dnsveil [-c FILE] [--listen URL]... [--upstream URL]... "

@@ -1,44 +1,28 @@
 /*
- * Configuration: schema table, YAML loader, URL grammar, command line.
+ * Configuration: the schema table and its typed items.
  *
- * Design note.  Every key lives once in `schema[]` below: its place in the
- * YAML file, its type, the field it fills, its range, its default and its
- * doc line.  dv_config_defaults(), the loader, the command line (the flags
- * that set a config value point at a schema entry) and
+ * Design note.  Every key lives once in `dv_cfg_schema[]` below: its place
+ * in the YAML file, its type, the field it fills, its range, its default and
+ * its doc line.  dv_config_defaults(), the loader, the command line (the
+ * flags that set a config value point at a schema entry) and
  * dv_config_print_schema() all read that table, so a key cannot be
  * validated one way in the file and another way on the command line.
  *
- * The loader walks libyaml's event stream rather than a document tree or
- * libcyaml, because every event carries its own mark: each message can say
- * FILE:LINE of the very key or value that is wrong.  The first error ends the
- * load, and a failed load leaves the caller's config untouched (the file is
- * parsed into a copy), which SIGHUP reload relies on.
+ * The rest of the folder reads the table through config_int.h: url.c (the
+ * URL grammar), load.c (the YAML loader), validate.c (checks across keys)
+ * and cli.c (the command line).
  */
-#include "src/config/config.h"
+#include "src/config/config_int.h"
 #include "src/core/errors.h"
 #include "src/core/wire.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <netinet/in.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
 
-#include <yaml.h>
-
-/* A config file is a few KiB; anything bigger is the wrong file. */
-#define CONFIG_FILE_MAX (1024 * 1024)
-
-#define DV_PRINTF(f, a) __attribute__((format(printf, f, a)))
-
-static void errf(char *err, size_t err_len, const char *fmt, ...)
-	DV_PRINTF(3, 4);
-
-static void errf(char *err, size_t err_len, const char *fmt, ...)
+void dv_cfg_errf(char *err, size_t err_len, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -49,8 +33,7 @@ static void errf(char *err, size_t err_len, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Copy a NUL-terminated string into a fixed field; false if it does not fit. */
-static bool copy_str(char *dst, size_t dst_len, const char *src)
+bool dv_cfg_copy_str(char *dst, size_t dst_len, const char *src)
 {
 	size_t n = strlen(src);
 
@@ -61,335 +44,16 @@ static bool copy_str(char *dst, size_t dst_len, const char *src)
 }
 
 /* ------------------------------------------------------------------ */
-/* Schemes and addresses                                               */
-
-static const struct {
-	const char *name;
-	bool listen;
-	bool upstream;
-} schemes[DV_SCHEME_COUNT] = {
-#define DV_SCHEME_ROW(e, s, l, u) [e] = { s, l, u },
-	DV_SCHEMES(DV_SCHEME_ROW)
-#undef DV_SCHEME_ROW
-};
-
-const char *dv_scheme_name(dv_scheme_t s)
-{
-	if ((unsigned)s >= DV_SCHEME_COUNT)
-		return "?";
-	return schemes[s].name;
-}
-
-/* Schemes whose upstreams are checked against a certificate name. */
-static bool scheme_has_name(dv_scheme_t s)
-{
-	return s == DV_SCHEME_TLS || s == DV_SCHEME_HTTPS || s == DV_SCHEME_QUIC;
-}
-
-static bool scheme_has_path(dv_scheme_t s)
-{
-	return s == DV_SCHEME_HTTPS || s == DV_SCHEME_HTTP;
-}
-
-/* Listener schemes that need tls.cert and tls.key. */
-static bool scheme_needs_cert(dv_scheme_t s)
-{
-	return s == DV_SCHEME_TLS || s == DV_SCHEME_HTTPS || s == DV_SCHEME_QUIC;
-}
-
-void dv_addr_format(const struct sockaddr *sa, char *buf, size_t len)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	if (buf == NULL || len == 0)
-		return;
-	if (sa == NULL) {
-		snprintf(buf, len, "(none)");
-		return;
-	}
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(in->sin_port));
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		snprintf(buf, len, "[%s]:%u", host,
-			 (unsigned)ntohs(in6->sin6_port));
-	} else {
-		snprintf(buf, len, "(family %d)", (int)sa->sa_family);
-	}
-}
-
-/* ------------------------------------------------------------------ */
-/* URLs                                                                */
-
-/* A TLS name as written after '#': host-name characters only. */
-static bool valid_tls_name(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 253)
-		return false;
-	for (; *s != '\0'; s++) {
-		char c = *s;
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-		      c == '_'))
-			return false;
-	}
-	return true;
-}
-
-/* Parse "1..65535" (decimal digits only) into *port. */
-static bool parse_port(const char *s, uint16_t *port)
-{
-	unsigned long v = 0;
-
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return false;
-		v = v * 10 + (unsigned long)(*s - '0');
-		if (v > 65535)
-			return false;
-	}
-	if (v == 0)
-		return false;
-	*port = (uint16_t)v;
-	return true;
-}
-
-int dv_url_parse(const char *text, dv_url_role_t role, dv_url_t *url,
-		 char *err, size_t err_len)
-{
-	dv_url_t u;
-	char buf[sizeof(u.text)];
-	char *rest, *name, *path, *host, *port_s;
-	const char *sep;
-	size_t scheme_len;
-	uint16_t port;
-	int s;
-
-	memset(&u, 0, sizeof(u));
-	if (text == NULL || *text == '\0') {
-		errf(err, err_len, "empty URL");
-		return DV_ECONFIG;
-	}
-	if (!copy_str(u.text, sizeof(u.text), text)) {
-		errf(err, err_len, "URL too long (at most %zu characters)",
-		     sizeof(u.text) - 1);
-		return DV_ECONFIG;
-	}
-
-	/* scheme */
-	sep = strstr(text, "://");
-	if (sep == NULL) {
-		errf(err, err_len,
-		     "missing scheme (expected SCHEME://ADDRESS:PORT)");
-		return DV_ECONFIG;
-	}
-	scheme_len = (size_t)(sep - text);
-	for (s = 0; s < DV_SCHEME_COUNT; s++) {
-		if (strlen(schemes[s].name) == scheme_len &&
-		    strncasecmp(text, schemes[s].name, scheme_len) == 0)
-			break;
-	}
-	if (s == DV_SCHEME_COUNT) {
-		errf(err, err_len, "unknown scheme '%.*s'",
-		     (int)(scheme_len > 32 ? 32 : scheme_len), text);
-		return DV_ECONFIG;
-	}
-	u.scheme = (dv_scheme_t)s;
-	if (role == DV_URL_UPSTREAM && !schemes[s].upstream) {
-		errf(err, err_len, "scheme '%s' can only be used by listeners",
-		     schemes[s].name);
-		return DV_ECONFIG;
-	}
-	if (role == DV_URL_LISTEN && !schemes[s].listen) {
-		errf(err, err_len, "scheme '%s' can only be used by upstreams",
-		     schemes[s].name);
-		return DV_ECONFIG;
-	}
-
-	/* Split a private copy of "ADDRESS:PORT[/PATH][#NAME]". */
-	memcpy(buf, sep + 3, strlen(sep + 3) + 1);
-	rest = buf;
-	name = strchr(rest, '#');
-	if (name != NULL)
-		*name++ = '\0';
-	path = strchr(rest, '/');
-	if (path != NULL) {
-		size_t n = strlen(path);
-
-		if (n >= sizeof(u.path)) {
-			errf(err, err_len,
-			     "path too long (at most %zu characters)",
-			     sizeof(u.path) - 1);
-			return DV_ECONFIG;
-		}
-		memcpy(u.path, path, n + 1);
-		*path = '\0';
-	}
-
-	/* address and port */
-	host = rest;
-	if (*host == '[') {
-		char *end = strchr(host, ']');
-
-		if (end == NULL) {
-			errf(err, err_len, "missing ']' after IPv6 address");
-			return DV_ECONFIG;
-		}
-		*end = '\0';
-		host++;
-		port_s = end + 1;
-		if (*port_s != ':') {
-			errf(err, err_len, "port missing (expected [ADDRESS]:PORT)");
-			return DV_ECONFIG;
-		}
-		*port_s++ = '\0';
-	} else {
-		port_s = strchr(host, ':');
-		if (port_s != NULL) {
-			*port_s++ = '\0';
-			if (strchr(port_s, ':') != NULL) {
-				errf(err, err_len,
-				     "IPv6 address must be in brackets, "
-				     "e.g. [::1]:53");
-				return DV_ECONFIG;
-			}
-		}
-	}
-	if (*host == '\0') {
-		errf(err, err_len, "address missing");
-		return DV_ECONFIG;
-	}
-	if (port_s == NULL || *port_s == '\0') {
-		errf(err, err_len, "port missing (expected ADDRESS:PORT)");
-		return DV_ECONFIG;
-	}
-	if (!parse_port(port_s, &port)) {
-		errf(err, err_len, "invalid port '%.16s' (expected 1..65535)",
-		     port_s);
-		return DV_ECONFIG;
-	}
-	if (rest[0] == '[') { /* bracketed: IPv6 only */
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&u.addr;
-
-		if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
-			goto bad_address;
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons(port);
-		u.addr_len = sizeof(*in6);
-	} else {
-		struct sockaddr_in *in = (struct sockaddr_in *)&u.addr;
-
-		if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
-			goto bad_address;
-		in->sin_family = AF_INET;
-		in->sin_port = htons(port);
-		u.addr_len = sizeof(*in);
-	}
-
-	/* path */
-	if (scheme_has_path(u.scheme)) {
-		if (u.path[0] == '\0') {
-			errf(err, err_len,
-			     "%s:// needs a path, e.g. %s://%s%s%s:%u/dns-query",
-			     schemes[s].name, schemes[s].name,
-			     rest[0] == '[' ? "[" : "", host,
-			     rest[0] == '[' ? "]" : "", (unsigned)port);
-			return DV_ECONFIG;
-		}
-		for (const char *p = u.path; *p != '\0'; p++) {
-			if ((unsigned char)*p <= ' ' || *p == 0x7f ||
-			    *p == '?') {
-				errf(err, err_len,
-				     "invalid character in path '%.64s'",
-				     u.path);
-				return DV_ECONFIG;
-			}
-		}
-	} else if (u.path[0] != '\0') {
-		errf(err, err_len, "%s:// takes no path ('%.64s')",
-		     schemes[s].name, u.path);
-		return DV_ECONFIG;
-	}
-
-	/* #NAME: the name the upstream's certificate must carry */
-	if (role == DV_URL_UPSTREAM && scheme_has_name(u.scheme)) {
-		if (name == NULL || *name == '\0') {
-			errf(err, err_len,
-			     "%s:// upstream needs #NAME, the name its "
-			     "certificate must match (e.g. "
-			     "%s://1.1.1.1:%s#cloudflare-dns.com)",
-			     schemes[s].name, schemes[s].name,
-			     u.scheme == DV_SCHEME_HTTPS ? "443/dns-query"
-							 : "853");
-			return DV_ECONFIG;
-		}
-		if (!valid_tls_name(name)) {
-			errf(err, err_len, "invalid #NAME '%.64s'", name);
-			return DV_ECONFIG;
-		}
-		memcpy(u.name, name, strlen(name) + 1);
-	} else if (name != NULL) {
-		errf(err, err_len,
-		     "#NAME is only for tls://, https:// and quic:// upstreams");
-		return DV_ECONFIG;
-	}
-
-	*url = u;
-	return 0;
-
-bad_address:
-	errf(err, err_len,
-	     "invalid address '%.64s' (IP literals only, no host names)", host);
-	return DV_ECONFIG;
-}
-
-/* ------------------------------------------------------------------ */
 /* The schema                                                          */
 
-typedef enum {
-	T_UINT,     /* unsigned */
-	T_SIZE,     /* uint64_t bytes, K/M/G suffixes */
-	T_STRING,   /* char[size] */
-	T_LOGLEVEL, /* dv_log_level_t */
-	T_ENUM,     /* unsigned: index into the item's names */
-	T_LIST,     /* elem[N] + unsigned count; items as its list_kind_t says */
-} item_type_t;
-
 static const char *const type_names[] = {
-	[T_UINT] = "uint",
-	[T_SIZE] = "size",
-	[T_STRING] = "string",
-	[T_LOGLEVEL] = "enum",
-	[T_ENUM] = "enum",
-	[T_LIST] = "list", /* shown as the list kind's own type_name */
+	[DV_CFG_UINT] = "uint",
+	[DV_CFG_SIZE] = "size",
+	[DV_CFG_STRING] = "string",
+	[DV_CFG_LOGLEVEL] = "enum",
+	[DV_CFG_ENUM] = "enum",
+	[DV_CFG_LIST] = "list", /* shown as the list kind's own type_name */
 };
-
-/*
- * What the items of a T_LIST key are.  The list lives in dv_config_t as an
- * array, whose length is the most items the key takes, and an unsigned
- * count.  A value (a YAML list or scalar, or each repeated flag) replaces
- * the whole list, item by item; the first bad item is the error.
- */
-typedef struct {
-	const char *type_name; /* --help-config: "urls" */
-	const char *one;       /* "a URL": "expected a URL, got a list" */
-	const char *many;      /* "URLs": "too many URLs (at most 32)" */
-	bool unique;           /* an item equal to one before it is dropped */
-	/* Parse `text` into `elem`, a zeroed element of the array (equal
-	 * items must come out byte for byte equal).  0, or DV_ECONFIG with
-	 * the reason (not naming the key or the value) in `why`. */
-	int (*parse)(const char *text, void *elem, char *why, size_t why_len);
-} list_kind_t;
 
 static int parse_listen_url(const char *text, void *elem, char *why,
 			    size_t why_len)
@@ -411,23 +75,25 @@ static int parse_http_path(const char *text, void *elem, char *why,
 	size_t n = strlen(text);
 
 	if (text[0] != '/') {
-		errf(why, why_len, "must start with '/'");
+		dv_cfg_errf(why, why_len, "must start with '/'");
 		return DV_ECONFIG;
 	}
 	if (n >= DV_URL_PATH_MAX) {
-		errf(why, why_len, "too long (at most %d bytes)",
-		     DV_URL_PATH_MAX - 1);
+		dv_cfg_errf(why, why_len, "too long (at most %d bytes)",
+			    DV_URL_PATH_MAX - 1);
 		return DV_ECONFIG;
 	}
 	for (const char *p = text; *p != '\0'; p++) {
 		if (*p == '?' || *p == '#') {
-			errf(why, why_len,
-			     "must not contain '?' or '#' (a path only)");
+			dv_cfg_errf(why, why_len,
+				    "must not contain '?' or '#' "
+				    "(a path only)");
 			return DV_ECONFIG;
 		}
 		if ((unsigned char)*p <= ' ' || *p == 0x7f) {
-			errf(why, why_len,
-			     "must not contain spaces or control characters");
+			dv_cfg_errf(why, why_len,
+				    "must not contain spaces or control "
+				    "characters");
 			return DV_ECONFIG;
 		}
 	}
@@ -447,32 +113,34 @@ static int check_dns_name(const char *text, char *why, size_t why_len)
 	uint8_t wire[DV_DNS_MAX_NAME];
 
 	if (dv_wire_name_from_text(wire, sizeof(wire), text) < 0) {
-		errf(why, why_len,
-		     "not a DNS name (letters, digits, '-', '_', labels of "
-		     "1..63 separated by '.', or '.' for the root)");
+		dv_cfg_errf(why, why_len,
+			    "not a DNS name (letters, digits, '-', '_', "
+			    "labels of 1..63 separated by '.', or '.' for "
+			    "the root)");
 		return DV_ECONFIG;
 	}
 	return 0;
 }
 
-static const list_kind_t listen_urls = {
+static const dv_cfg_list_kind_t listen_urls = {
 	.type_name = "urls", .one = "a URL", .many = "URLs",
 	.parse = parse_listen_url,
 };
-static const list_kind_t upstream_urls = {
+static const dv_cfg_list_kind_t upstream_urls = {
 	.type_name = "urls", .one = "a URL", .many = "URLs",
 	.parse = parse_upstream_url,
 };
-static const list_kind_t http_paths = {
+static const dv_cfg_list_kind_t http_paths = {
 	.type_name = "paths", .one = "a path", .many = "paths",
 	.unique = true, .parse = parse_http_path,
 };
-static const list_kind_t netmasks = {
+static const dv_cfg_list_kind_t netmasks = {
 	.type_name = "prefixes", .one = "an IP address or prefix",
 	.many = "prefixes", .unique = true, .parse = parse_netmask,
 };
 
-/* The largest list element (item_set() parses into a buffer this big). */
+/* The largest list element (dv_cfg_item_set() parses into a buffer this
+ * big). */
 #define LIST_ELEM_MAX sizeof(dv_url_t)
 typedef char path_elem_t[DV_URL_PATH_MAX];
 
@@ -491,24 +159,6 @@ static const char *const doq_retry_modes[] = {
 };
 static const char *const doq_booleans[] = {"false", "true", NULL};
 
-typedef struct {
-	const char *section; /* NULL: top level */
-	const char *key;
-	item_type_t type;
-	size_t offset; /* of the field in dv_config_t */
-	size_t aux;    /* T_STRING: field size; T_LIST: offset of the count */
-	size_t elem_size;        /* T_LIST: of one array element */
-	const list_kind_t *list; /* T_LIST */
-	const char *const *names; /* T_ENUM: the values, NULL-terminated */
-	uint64_t min, max;  /* T_UINT, T_SIZE; T_STRING: longest; T_LIST:
-			       most items (the array's length) */
-	const char *def;    /* parsed like a value from the file */
-	const char *doc;
-	/* T_STRING, optional: 0 if `text` is a good value, else DV_ECONFIG
-	 * with the reason in `why` */
-	int (*check)(const char *text, char *why, size_t why_len);
-} item_t;
-
 /*
  * FIELD() is offsetof() plus a compile-time type check: comparing pointers
  * of distinct types is a constraint violation that gcc and clang report, so
@@ -522,32 +172,34 @@ typedef struct {
 
 #define ITEM(sec, k, t, off) .section = sec, .key = k, .type = t, .offset = off
 #define UINT(sec, k, f, lo, hi, d, dc)                                       \
-	{ ITEM(sec, k, T_UINT, FIELD(f, unsigned)), .min = lo, .max = hi,       \
-	  .def = d, .doc = dc }
+	{ ITEM(sec, k, DV_CFG_UINT, FIELD(f, unsigned)), .min = lo,            \
+	  .max = hi, .def = d, .doc = dc }
 #define SIZE(sec, k, f, lo, hi, d, dc)                                       \
-	{ ITEM(sec, k, T_SIZE, FIELD(f, uint64_t)), .min = lo, .max = hi,       \
-	  .def = d, .doc = dc }
+	{ ITEM(sec, k, DV_CFG_SIZE, FIELD(f, uint64_t)), .min = lo,            \
+	  .max = hi, .def = d, .doc = dc }
 #define STRING(sec, k, f, d, dc)                                             \
-	{ ITEM(sec, k, T_STRING, ARRAY_FIELD(f, char)),                        \
+	{ ITEM(sec, k, DV_CFG_STRING, ARRAY_FIELD(f, char)),                   \
 	  .aux = sizeof(CFG_MEMBER(f)), .max = sizeof(CFG_MEMBER(f)) - 1,      \
 	  .def = d, .doc = dc }
 /* A string whose value `chk` checks. */
 #define STRING_CHECKED(sec, k, f, d, chk, dc)                                \
-	{ ITEM(sec, k, T_STRING, ARRAY_FIELD(f, char)),                        \
+	{ ITEM(sec, k, DV_CFG_STRING, ARRAY_FIELD(f, char)),                   \
 	  .aux = sizeof(CFG_MEMBER(f)), .max = sizeof(CFG_MEMBER(f)) - 1,      \
 	  .def = d, .doc = dc, .check = chk }
 #define LOGLEVEL(sec, k, f, d, dc)                                           \
-	{ ITEM(sec, k, T_LOGLEVEL, FIELD(f, dv_log_level_t)), .def = d,        \
+	{ ITEM(sec, k, DV_CFG_LOGLEVEL, FIELD(f, dv_log_level_t)), .def = d,   \
 	  .doc = dc }
 #define ENUM(sec, k, f, nm, d, dc)                                           \
-	{ ITEM(sec, k, T_ENUM, FIELD(f, unsigned)), .names = nm, .def = d,     \
-	  .doc = dc }
+	{ ITEM(sec, k, DV_CFG_ENUM, FIELD(f, unsigned)), .names = nm,          \
+	  .def = d, .doc = dc }
 /* An array `f` of `ctype` counted by `n`; the default is the empty list.
- * The element must fit item_set()'s buffer, or this does not build. */
+ * The element must fit dv_cfg_item_set()'s buffer, or this does not
+ * build. */
 #define FITS_LIST_ELEM(ctype)                                                \
 	(0 * sizeof(char[sizeof(ctype) <= LIST_ELEM_MAX ? 1 : -1]))
 #define LIST(sec, k, f, ctype, n, kind, dc)                                  \
-	{ ITEM(sec, k, T_LIST, ARRAY_FIELD(f, ctype) + FITS_LIST_ELEM(ctype)), \
+	{ ITEM(sec, k, DV_CFG_LIST,                                            \
+	       ARRAY_FIELD(f, ctype) + FITS_LIST_ELEM(ctype)),                 \
 	  .aux = FIELD(n, unsigned), .elem_size = sizeof(ctype),              \
 	  .list = &(kind),                                                   \
 	  .max = sizeof(CFG_MEMBER(f)) / sizeof(CFG_MEMBER(f)[0]), .doc = dc }
@@ -557,7 +209,7 @@ typedef struct {
 #define MIB (KIB * KIB)
 #define GIB (KIB * MIB)
 
-static const item_t schema[] = {
+const dv_cfg_item_t dv_cfg_schema[] = {
 	UINT(NULL, "workers", workers, 0, 256, "0",
 	     "worker threads, each with its own event loop and sockets; "
 	     "0 = one per CPU"),
@@ -748,12 +400,17 @@ static const item_t schema[] = {
 	     "(at least its last second)"),
 };
 
-#define SCHEMA_LEN (sizeof(schema) / sizeof(schema[0]))
+#define SCHEMA_LEN (sizeof(dv_cfg_schema) / sizeof(dv_cfg_schema[0]))
 
-static const item_t *schema_find(const char *section, const char *key)
+/* The loader sizes its per-key arrays by DV_CFG_SCHEMA_MAX at compile time. */
+_Static_assert(SCHEMA_LEN <= DV_CFG_SCHEMA_MAX,
+	       "the schema outgrew DV_CFG_SCHEMA_MAX (config_int.h)");
+
+const dv_cfg_item_t *dv_cfg_schema_find(const char *section,
+					const char *key)
 {
 	for (size_t i = 0; i < SCHEMA_LEN; i++) {
-		const item_t *it = &schema[i];
+		const dv_cfg_item_t *it = &dv_cfg_schema[i];
 
 		if ((section == NULL) != (it->section == NULL))
 			continue;
@@ -765,20 +422,17 @@ static const item_t *schema_find(const char *section, const char *key)
 	return NULL;
 }
 
-/* The schema's own copy of a section name (it outlives any YAML event),
- * or NULL if `name` is no section. */
-static const char *find_section(const char *name)
+const char *dv_cfg_find_section(const char *name)
 {
 	for (size_t i = 0; i < SCHEMA_LEN; i++) {
-		if (schema[i].section != NULL &&
-		    strcmp(schema[i].section, name) == 0)
-			return schema[i].section;
+		if (dv_cfg_schema[i].section != NULL &&
+		    strcmp(dv_cfg_schema[i].section, name) == 0)
+			return dv_cfg_schema[i].section;
 	}
 	return NULL;
 }
 
-/* "section.key" or "key", for messages. */
-static void item_name(const item_t *it, char *buf, size_t len)
+void dv_cfg_item_name(const dv_cfg_item_t *it, char *buf, size_t len)
 {
 	if (it->section != NULL)
 		snprintf(buf, len, "%s.%s", it->section, it->key);
@@ -786,7 +440,7 @@ static void item_name(const item_t *it, char *buf, size_t len)
 		snprintf(buf, len, "%s", it->key);
 }
 
-static void *item_ptr(const item_t *it, dv_config_t *cfg)
+void *dv_cfg_item_ptr(const dv_cfg_item_t *it, dv_config_t *cfg)
 {
 	return (char *)cfg + it->offset;
 }
@@ -826,26 +480,26 @@ static bool parse_u64(const char *s, size_t n, uint64_t *out)
 	return true;
 }
 
-static void format_range(const item_t *it, char *buf, size_t len)
+static void format_range(const dv_cfg_item_t *it, char *buf, size_t len)
 {
 	char lo[24], hi[24];
 
 	switch (it->type) {
-	case T_UINT:
+	case DV_CFG_UINT:
 		snprintf(buf, len, "%" PRIu64 "..%" PRIu64, it->min, it->max);
 		break;
-	case T_SIZE:
+	case DV_CFG_SIZE:
 		format_size(it->min, lo, sizeof(lo));
 		format_size(it->max, hi, sizeof(hi));
 		snprintf(buf, len, "%s..%s", lo, hi);
 		break;
-	case T_STRING:
+	case DV_CFG_STRING:
 		snprintf(buf, len, "max %" PRIu64 " bytes", it->max);
 		break;
-	case T_LOGLEVEL:
+	case DV_CFG_LOGLEVEL:
 		snprintf(buf, len, "error|warn|info|debug");
 		break;
-	case T_ENUM: {
+	case DV_CFG_ENUM: {
 		size_t off = 0;
 		buf[0] = '\0';
 		for (unsigned i = 0; it->names[i] && off < len; i++)
@@ -853,37 +507,31 @@ static void format_range(const item_t *it, char *buf, size_t len)
 						i ? "|" : "", it->names[i]);
 		break;
 	}
-	case T_LIST:
+	case DV_CFG_LIST:
 		snprintf(buf, len, "max %" PRIu64 " %s", it->max,
 			 it->list->many);
 		break;
 	}
 }
 
-/*
- * Set one value from its text (a YAML scalar or a flag's argument).  For
- * T_LIST, appends one item (or drops it as a duplicate); the caller clears
- * the list when it starts a new one.  Returns 0 or DV_ECONFIG with the
- * reason (not naming the key or the value) in `why`.
- */
-static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
-		    char *why, size_t why_len)
+int dv_cfg_item_set(const dv_cfg_item_t *it, dv_config_t *cfg,
+		    const char *val, char *why, size_t why_len)
 {
-	void *field = item_ptr(it, cfg);
+	void *field = dv_cfg_item_ptr(it, cfg);
 	char range[64];
 	uint64_t v;
 
 	switch (it->type) {
-	case T_UINT:
+	case DV_CFG_UINT:
 		if (!parse_u64(val, strlen(val), &v)) {
-			errf(why, why_len, "not an unsigned integer");
+			dv_cfg_errf(why, why_len, "not an unsigned integer");
 			return DV_ECONFIG;
 		}
 		if (v < it->min || v > it->max)
 			goto out_of_range;
 		*(unsigned *)field = (unsigned)v;
 		return 0;
-	case T_SIZE: {
+	case DV_CFG_SIZE: {
 		size_t n = strlen(val);
 		unsigned shift = 0;
 
@@ -896,9 +544,9 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 			}
 		}
 		if (!parse_u64(val, shift != 0 ? n - 1 : n, &v)) {
-			errf(why, why_len,
-			     "not a size (a number with an optional K, M or G "
-			     "suffix)");
+			dv_cfg_errf(why, why_len,
+				    "not a size (a number with an optional K, "
+				    "M or G suffix)");
 			return DV_ECONFIG;
 		}
 		if (v > (UINT64_MAX >> shift))
@@ -909,17 +557,18 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 		*(uint64_t *)field = v;
 		return 0;
 	}
-	case T_STRING:
+	case DV_CFG_STRING:
 		if (strlen(val) > it->max) {
-			errf(why, why_len, "too long (at most %" PRIu64 " bytes)",
-			     it->max);
+			dv_cfg_errf(why, why_len,
+				    "too long (at most %" PRIu64 " bytes)",
+				    it->max);
 			return DV_ECONFIG;
 		}
 		if (it->check != NULL && it->check(val, why, why_len) != 0)
 			return DV_ECONFIG;
 		memcpy(field, val, strlen(val) + 1);
 		return 0;
-	case T_LOGLEVEL:
+	case DV_CFG_LOGLEVEL:
 		for (size_t i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]);
 		     i++) {
 			if (strcmp(val, log_levels[i]) == 0) {
@@ -927,9 +576,10 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 				return 0;
 			}
 		}
-		errf(why, why_len, "expected error, warn, info or debug");
+		dv_cfg_errf(why, why_len,
+			    "expected error, warn, info or debug");
 		return DV_ECONFIG;
-	case T_ENUM: {
+	case DV_CFG_ENUM: {
 		char names[128];
 		size_t off = 0;
 		for (unsigned i = 0; it->names[i]; i++) {
@@ -943,10 +593,10 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 							"%s%s", i ? ", " : "",
 							it->names[i]);
 		}
-		errf(why, why_len, "expected one of %s", names);
+		dv_cfg_errf(why, why_len, "expected one of %s", names);
 		return DV_ECONFIG;
 	}
-	case T_LIST: {
+	case DV_CFG_LIST: {
 		unsigned *count = (unsigned *)((char *)cfg + it->aux);
 		unsigned char *list = field;
 		_Alignas(max_align_t) unsigned char elem[LIST_ELEM_MAX];
@@ -960,8 +610,9 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 				return 0; /* said twice: once is enough */
 		}
 		if (*count >= it->max) {
-			errf(why, why_len, "too many %s (at most %" PRIu64 ")",
-			     it->list->many, it->max);
+			dv_cfg_errf(why, why_len,
+				    "too many %s (at most %" PRIu64 ")",
+				    it->list->many, it->max);
 			return DV_ECONFIG;
 		}
 		memcpy(list + (size_t)*count * it->elem_size, elem,
@@ -970,27 +621,28 @@ static int item_set(const item_t *it, dv_config_t *cfg, const char *val,
 		return 0;
 	}
 	}
-	errf(why, why_len, "unknown type");
+	dv_cfg_errf(why, why_len, "unknown type");
 	return DV_ECONFIG;
 
 out_of_range:
 	format_range(it, range, sizeof(range));
-	errf(why, why_len, "out of range %s", range);
+	dv_cfg_errf(why, why_len, "out of range %s", range);
 	return DV_ECONFIG;
 }
 
-/* Empty a list (the array too: equal configs are equal bytes). */
-static void item_clear(const item_t *it, dv_config_t *cfg)
+/* The array too: equal configs are equal bytes. */
+void dv_cfg_item_clear(const dv_cfg_item_t *it, dv_config_t *cfg)
 {
-	if (it->type == T_LIST) {
+	if (it->type == DV_CFG_LIST) {
 		*(unsigned *)((char *)cfg + it->aux) = 0;
-		memset(item_ptr(it, cfg), 0, it->elem_size * it->max);
+		memset(dv_cfg_item_ptr(it, cfg), 0, it->elem_size * it->max);
 	}
 }
 
-static const char *item_type_name(const item_t *it)
+static const char *item_type_name(const dv_cfg_item_t *it)
 {
-	return it->type == T_LIST ? it->list->type_name : type_names[it->type];
+	return it->type == DV_CFG_LIST ? it->list->type_name
+				       : type_names[it->type];
 }
 
 void dv_config_defaults(dv_config_t *cfg)
@@ -999,12 +651,12 @@ void dv_config_defaults(dv_config_t *cfg)
 
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < SCHEMA_LEN; i++) {
-		const item_t *it = &schema[i];
+		const dv_cfg_item_t *it = &dv_cfg_schema[i];
 
-		item_clear(it, cfg);
+		dv_cfg_item_clear(it, cfg);
 		if (it->def == NULL)
 			continue;
-		if (item_set(it, cfg, it->def, why, sizeof(why)) != 0) {
+		if (dv_cfg_item_set(it, cfg, it->def, why, sizeof(why)) != 0) {
 			/* A schema bug, not a user error: never ship it. */
 			fprintf(stderr, "dnsveil: bad default for %s: %s\n",
 				it->key, why);
@@ -1020,15 +672,15 @@ void dv_config_print_schema(FILE *out)
 
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < SCHEMA_LEN; i++) {
-			const item_t *it = &schema[i];
+			const dv_cfg_item_t *it = &dv_cfg_schema[i];
 			int n;
 
-			item_name(it, name, sizeof(name));
+			dv_cfg_item_name(it, name, sizeof(name));
 			format_range(it, range, sizeof(range));
 			snprintf(brange, sizeof(brange), "[%s]", range);
-			if (it->type == T_LIST)
+			if (it->type == DV_CFG_LIST)
 				snprintf(def, sizeof(def), "[]");
-			else if (it->type == T_STRING)
+			else if (it->type == DV_CFG_STRING)
 				snprintf(def, sizeof(def), "\"%s\"", it->def);
 			else
 				snprintf(def, sizeof(def), "%s", it->def);
@@ -1049,869 +701,4 @@ void dv_config_print_schema(FILE *out)
 			w_def = n > w_def ? n : w_def;
 		}
 	}
-}
-
-/* ------------------------------------------------------------------ */
-/* The YAML loader                                                     */
-
-typedef struct {
-	yaml_parser_t parser;
-	const char *path;
-	const unsigned char *buf;
-	size_t len;
-	dv_config_t *cfg;
-	char *err;
-	size_t err_len;
-	bool seen[SCHEMA_LEN];
-	const char *sections_seen[SCHEMA_LEN];
-	size_t n_sections_seen;
-} loader_t;
-
-static unsigned mark_line(const yaml_mark_t *m)
-{
-	return (unsigned)m->line + 1;
-}
-
-static const char *event_kind(const yaml_event_t *ev)
-{
-	switch (ev->type) {
-	case YAML_SEQUENCE_START_EVENT:
-		return "a list";
-	case YAML_MAPPING_START_EVENT:
-		return "a mapping";
-	case YAML_ALIAS_EVENT:
-		return "an alias";
-	case YAML_SCALAR_EVENT:
-		return "a scalar";
-	default:
-		return "nothing";
-	}
-}
-
-/* A plain "", "~" or "null": YAML's way of writing "no value". */
-static bool scalar_is_null(const yaml_event_t *ev)
-{
-	const char *v = (const char *)ev->data.scalar.value;
-
-	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-		return false;
-	return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
-	       strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
-}
-
-/* Pull the next event; a libyaml error becomes "FILE:LINE: syntax error". */
-static int next_event(loader_t *l, yaml_event_t *ev)
-{
-	yaml_parser_t *p = &l->parser;
-	unsigned line, cline;
-
-	if (yaml_parser_parse(p, ev))
-		return 0;
-	if (p->error == YAML_MEMORY_ERROR) {
-		errf(l->err, l->err_len, "%s: out of memory", l->path);
-		return -ENOMEM;
-	}
-	if (p->error == YAML_READER_ERROR) {
-		/* The reader reports a byte offset, not a mark. */
-		line = 1;
-		for (size_t i = 0; i < p->problem_offset && i < l->len; i++)
-			line += l->buf[i] == '\n';
-	} else {
-		line = mark_line(&p->problem_mark);
-	}
-	if (p->context == NULL) {
-		errf(l->err, l->err_len, "%s:%u: syntax error: %s", l->path,
-		     line, p->problem ? p->problem : "unknown");
-		return DV_ECONFIG;
-	}
-	/*
-	 * libyaml notices a key without ':' only on a later line; the key's
-	 * own line is the context mark.  For an unclosed bracket or quote,
-	 * say where it was opened.
-	 */
-	cline = mark_line(&p->context_mark);
-	if (strcmp(p->context, "while scanning a simple key") == 0)
-		line = cline;
-	if (cline < line)
-		errf(l->err, l->err_len,
-		     "%s:%u: syntax error: %s (%s started on line %u)", l->path,
-		     line, p->problem ? p->problem : "unknown", p->context,
-		     cline);
-	else
-		errf(l->err, l->err_len, "%s:%u: syntax error: %s (%s)",
-		     l->path, line, p->problem ? p->problem : "unknown",
-		     p->context);
-	return DV_ECONFIG;
-}
-
-/* Error at an event: "FILE:LINE: NAME: reason". */
-static int fail_at(loader_t *l, const yaml_event_t *ev, const char *name,
-		   const char *fmt, ...) DV_PRINTF(4, 5);
-
-static int fail_at(loader_t *l, const yaml_event_t *ev, const char *name,
-		   const char *fmt, ...)
-{
-	char why[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	errf(l->err, l->err_len, "%s:%u: %s: %s", l->path,
-	     mark_line(&ev->start_mark), name, why);
-	return DV_ECONFIG;
-}
-
-/* The scalar's text, refusing embedded NULs that would cut it short. */
-static int scalar_text(loader_t *l, const yaml_event_t *ev, const char *name,
-		       const char **text)
-{
-	const char *v = (const char *)ev->data.scalar.value;
-
-	if (strlen(v) != ev->data.scalar.length)
-		return fail_at(l, ev, name, "contains a NUL character");
-	*text = v;
-	return 0;
-}
-
-/* One scalar value for `it`: "FILE:LINE: KEY: 'VALUE': reason" on error. */
-static int load_scalar(loader_t *l, const item_t *it, const char *name,
-		       const yaml_event_t *ev)
-{
-	char why[384];
-	const char *v = NULL;
-	int ret;
-
-	ret = scalar_text(l, ev, name, &v);
-	if (ret != 0)
-		return ret;
-	if (item_set(it, l->cfg, v, why, sizeof(why)) != 0)
-		return fail_at(l, ev, name, "'%.200s': %s", v, why);
-	return 0;
-}
-
-/* The value of one key; `ev` is its first event (owned by the caller). */
-static int load_value(loader_t *l, const item_t *it, const yaml_event_t *ev)
-{
-	yaml_event_t item;
-	char name[64];
-	int ret;
-
-	item_name(it, name, sizeof(name));
-	if (ev->type == YAML_ALIAS_EVENT)
-		return fail_at(l, ev, name, "aliases are not supported");
-
-	if (it->type != T_LIST) {
-		if (ev->type != YAML_SCALAR_EVENT)
-			return fail_at(l, ev, name, "expected a %s, got %s",
-				       it->type == T_STRING ? "string"
-							    : "scalar",
-				       event_kind(ev));
-		if (scalar_is_null(ev)) {
-			if (it->type != T_STRING)
-				return fail_at(l, ev, name, "missing value");
-			((char *)item_ptr(it, l->cfg))[0] = '\0';
-			return 0;
-		}
-		return load_scalar(l, it, name, ev);
-	}
-
-	/* A list replaces whatever the list held. */
-	item_clear(it, l->cfg);
-	if (ev->type == YAML_SCALAR_EVENT) { /* one item, or null = none */
-		if (scalar_is_null(ev))
-			return 0;
-		return load_scalar(l, it, name, ev);
-	}
-	if (ev->type != YAML_SEQUENCE_START_EVENT)
-		return fail_at(l, ev, name, "expected a list of %s, got %s",
-			       it->list->many, event_kind(ev));
-	for (;;) {
-		ret = next_event(l, &item);
-		if (ret != 0)
-			return ret;
-		if (item.type == YAML_SEQUENCE_END_EVENT) {
-			yaml_event_delete(&item);
-			return 0;
-		}
-		if (item.type != YAML_SCALAR_EVENT)
-			ret = fail_at(l, &item, name, "expected %s, got %s",
-				      it->list->one, event_kind(&item));
-		else
-			ret = load_scalar(l, it, name, &item);
-		yaml_event_delete(&item);
-		if (ret != 0)
-			return ret;
-	}
-}
-
-static int load_mapping(loader_t *l, const char *section);
-
-/* "limits:" and the like: `val` must open a mapping (or be null). */
-static int load_section(loader_t *l, const yaml_event_t *key,
-			const yaml_event_t *val, const char *section)
-{
-	for (size_t i = 0; i < l->n_sections_seen; i++) {
-		if (l->sections_seen[i] == section)
-			return fail_at(l, key, section, "duplicate key");
-	}
-	l->sections_seen[l->n_sections_seen++] = section;
-	if (val->type == YAML_MAPPING_START_EVENT)
-		return load_mapping(l, section);
-	if (val->type == YAML_SCALAR_EVENT && scalar_is_null(val))
-		return 0; /* "tls:" with nothing under it */
-	return fail_at(l, val, section, "expected a mapping of keys, got %s",
-		       event_kind(val));
-}
-
-/*
- * A mapping whose MAPPING_START has been consumed: the top level
- * (section == NULL) or one section.  Reads up to its MAPPING_END.
- */
-static int load_mapping(loader_t *l, const char *section)
-{
-	yaml_event_t key, val;
-	const item_t *it;
-	const char *k, *sec;
-	char name[160];
-	int ret;
-
-	for (;;) {
-		ret = next_event(l, &key);
-		if (ret != 0)
-			return ret;
-		if (key.type == YAML_MAPPING_END_EVENT) {
-			yaml_event_delete(&key);
-			return 0;
-		}
-		if (key.type != YAML_SCALAR_EVENT) {
-			ret = fail_at(l, &key, section ? section : "(top level)",
-				      "keys must be plain strings, got %s",
-				      event_kind(&key));
-			goto done_key;
-		}
-		k = (const char *)key.data.scalar.value;
-		snprintf(name, sizeof(name), "%s%s%.100s", section ? section : "",
-			 section ? "." : "", k);
-		if (strlen(k) != key.data.scalar.length) {
-			ret = fail_at(l, &key, name,
-				      "key contains a NUL character");
-			goto done_key;
-		}
-
-		ret = next_event(l, &val);
-		if (ret != 0)
-			goto done_key;
-		it = schema_find(section, k);
-		sec = section == NULL ? find_section(k) : NULL;
-		if (it != NULL && l->seen[it - schema]) {
-			ret = fail_at(l, &key, name, "duplicate key");
-		} else if (it != NULL) {
-			l->seen[it - schema] = true;
-			ret = load_value(l, it, &val);
-		} else if (sec != NULL) {
-			ret = load_section(l, &key, &val, sec);
-		} else {
-			ret = fail_at(l, &key, name, "unknown key");
-		}
-		yaml_event_delete(&val);
-done_key:
-		yaml_event_delete(&key);
-		if (ret != 0)
-			return ret;
-	}
-}
-
-/* The whole stream: at most one document, whose root is a mapping. */
-static int load_stream(loader_t *l)
-{
-	yaml_event_t ev;
-	int ret;
-
-	ret = next_event(l, &ev); /* STREAM_START */
-	if (ret != 0)
-		return ret;
-	yaml_event_delete(&ev);
-
-	ret = next_event(l, &ev);
-	if (ret != 0)
-		return ret;
-	if (ev.type == YAML_STREAM_END_EVENT) { /* empty file: all defaults */
-		yaml_event_delete(&ev);
-		return 0;
-	}
-	yaml_event_delete(&ev); /* DOCUMENT_START */
-
-	ret = next_event(l, &ev);
-	if (ret != 0)
-		return ret;
-	if (ev.type == YAML_MAPPING_START_EVENT)
-		ret = load_mapping(l, NULL);
-	else if (!(ev.type == YAML_SCALAR_EVENT && scalar_is_null(&ev)))
-		ret = fail_at(l, &ev, "(top level)",
-			      "expected a mapping of keys, got %s",
-			      event_kind(&ev));
-	yaml_event_delete(&ev);
-	if (ret != 0)
-		return ret;
-
-	ret = next_event(l, &ev); /* DOCUMENT_END */
-	if (ret != 0)
-		return ret;
-	yaml_event_delete(&ev);
-
-	ret = next_event(l, &ev);
-	if (ret != 0)
-		return ret;
-	if (ev.type != YAML_STREAM_END_EVENT)
-		ret = fail_at(l, &ev, "(top level)",
-			      "only one YAML document is allowed");
-	yaml_event_delete(&ev);
-	return ret;
-}
-
-int dv_config_load_buffer(dv_config_t *cfg, const char *name,
-			  const void *data, size_t len, char *err,
-			  size_t err_len)
-{
-	loader_t *l;
-	dv_config_t *tmp;
-	int ret;
-
-	if (strlen(name) >= sizeof(cfg->source)) {
-		errf(err, err_len, "%.64s...: file name too long", name);
-		return DV_ECONFIG;
-	}
-	/* Both are big (~100 KiB of URLs): keep them off the stack. */
-	tmp = malloc(sizeof(*tmp));
-	if (tmp == NULL) {
-		ret = -ENOMEM;
-		goto fail_tmp;
-	}
-	l = calloc(1, sizeof(*l));
-	if (l == NULL) {
-		ret = -ENOMEM;
-		goto fail_loader;
-	}
-	if (!yaml_parser_initialize(&l->parser)) {
-		ret = -ENOMEM;
-		goto fail_parser;
-	}
-	memcpy(tmp, cfg, sizeof(*tmp));
-	copy_str(tmp->source, sizeof(tmp->source), name);
-	l->path = name;
-	l->buf = data;
-	l->len = len;
-	l->cfg = tmp;
-	l->err = err;
-	l->err_len = err_len;
-	yaml_parser_set_input_string(&l->parser, data, len);
-
-	ret = load_stream(l);
-	if (ret == 0)
-		memcpy(cfg, tmp, sizeof(*cfg));
-
-	yaml_parser_delete(&l->parser);
-	free(l);
-	free(tmp);
-	return ret;
-
-fail_parser:
-	free(l);
-fail_loader:
-	free(tmp);
-fail_tmp:
-	errf(err, err_len, "%s: %s", name, dv_strerror(ret));
-	return ret;
-}
-
-/* Read a whole (small) file into a malloc'd buffer. */
-static int read_file(const char *path, unsigned char **out, size_t *out_len,
-		     char *err, size_t err_len)
-{
-	unsigned char *buf;
-	size_t len = 0;
-	FILE *f;
-	int ret;
-
-	f = fopen(path, "rb");
-	if (f == NULL) {
-		ret = -errno;
-		goto fail_open;
-	}
-	buf = malloc(CONFIG_FILE_MAX + 1);
-	if (buf == NULL) {
-		ret = -ENOMEM;
-		goto fail_alloc;
-	}
-	len = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
-	if (ferror(f)) {
-		ret = errno != 0 ? -errno : -EIO;
-		goto fail_read;
-	}
-	if (len > CONFIG_FILE_MAX) {
-		errf(err, err_len, "%s: larger than %d bytes, not a config file",
-		     path, CONFIG_FILE_MAX);
-		ret = DV_ECONFIG;
-		goto fail_read_msg;
-	}
-	fclose(f);
-	*out = buf;
-	*out_len = len;
-	return 0;
-
-fail_read:
-	errf(err, err_len, "%s: %s", path, dv_strerror(ret));
-fail_read_msg:
-	free(buf);
-	fclose(f);
-	return ret;
-fail_alloc:
-	fclose(f);
-fail_open:
-	errf(err, err_len, "%s: %s", path, dv_strerror(ret));
-	return ret;
-}
-
-int dv_config_load(dv_config_t *cfg, const char *path, char *err,
-		   size_t err_len)
-{
-	unsigned char *buf = NULL;
-	size_t len = 0;
-	int ret;
-
-	ret = read_file(path, &buf, &len, err, err_len);
-	if (ret != 0)
-		return ret;
-	ret = dv_config_load_buffer(cfg, path, buf, len, err, err_len);
-	free(buf);
-	return ret;
-}
-
-/* ------------------------------------------------------------------ */
-/* Validation                                                          */
-
-/* Which sockets a listener binds: two listeners conflict when they bind
- * the same address and port with a common socket type. */
-#define SOCK_UDP 1u
-#define SOCK_TCP 2u
-
-static unsigned listener_sockets(dv_scheme_t s)
-{
-	switch (s) {
-	case DV_SCHEME_UDP:
-	case DV_SCHEME_QUIC:
-		return SOCK_UDP;
-	case DV_SCHEME_DNS:
-		return SOCK_UDP | SOCK_TCP;
-	default:
-		return SOCK_TCP;
-	}
-}
-
-static bool same_addr(const dv_url_t *a, const dv_url_t *b)
-{
-	return a->addr_len == b->addr_len &&
-	       memcmp(&a->addr, &b->addr, a->addr_len) == 0;
-}
-
-/* The file name or "command line", and the key or flag, for one value. */
-static const char *src_of(const dv_config_t *cfg, unsigned cli_bit)
-{
-	if ((cfg->cli_set & cli_bit) != 0 || cfg->source[0] == '\0')
-		return "command line";
-	return cfg->source;
-}
-
-static const char *key_of(const dv_config_t *cfg, unsigned cli_bit,
-			  const char *key, const char *flag)
-{
-	if ((cfg->cli_set & cli_bit) != 0 || cfg->source[0] == '\0')
-		return flag;
-	return key;
-}
-
-static int check_list(const dv_config_t *cfg, const dv_url_t *list,
-		      unsigned n, unsigned bit, const char *key,
-		      const char *flag, const char *what, const bool *impl,
-		      char *err, size_t err_len)
-{
-	for (unsigned i = 0; i < n; i++) {
-		if ((unsigned)list[i].scheme >= DV_SCHEME_COUNT) {
-			errf(err, err_len, "%s: %s: %s '%s': bad scheme",
-			     src_of(cfg, bit), key_of(cfg, bit, key, flag),
-			     what, list[i].text);
-			return DV_ECONFIG;
-		}
-		if (impl != NULL && !impl[list[i].scheme]) {
-			errf(err, err_len,
-			     "%s: %s: %s '%s': scheme '%s' is not implemented yet",
-			     src_of(cfg, bit), key_of(cfg, bit, key, flag),
-			     what, list[i].text,
-			     dv_scheme_name(list[i].scheme));
-			return DV_ECONFIG;
-		}
-	}
-	return 0;
-}
-
-static int check_file(const dv_config_t *cfg, const char *path,
-		      unsigned bit, const char *key, const char *flag,
-		      const char *needed_by, char *err, size_t err_len)
-{
-	if (path[0] == '\0') {
-		errf(err, err_len, "%s: %s: not set, but listener '%s' needs it",
-		     src_of(cfg, bit), key_of(cfg, bit, key, flag), needed_by);
-		return DV_ECONFIG;
-	}
-	if (access(path, R_OK) != 0) {
-		errf(err, err_len, "%s: %s: '%s': %s", src_of(cfg, bit),
-		     key_of(cfg, bit, key, flag), path, strerror(errno));
-		return DV_ECONFIG;
-	}
-	return 0;
-}
-
-int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
-		       const bool *upstream_implemented, char *err,
-		       size_t err_len)
-{
-	const char *file = cfg->source[0] != '\0' ? cfg->source : "command line";
-	const char *cert_user = NULL;
-	int ret;
-
-	if (cfg->n_listen == 0) {
-		errf(err, err_len,
-		     "%s: %s: no listener (set listen: in the config file or "
-		     "give --listen)",
-		     file, key_of(cfg, DV_CLI_SET_LISTEN, "listen", "--listen"));
-		return DV_ECONFIG;
-	}
-	if (cfg->n_upstream == 0) {
-		errf(err, err_len,
-		     "%s: %s: no upstream (set upstream: in the config file or "
-		     "give --upstream)",
-		     file,
-		     key_of(cfg, DV_CLI_SET_UPSTREAM, "upstream", "--upstream"));
-		return DV_ECONFIG;
-	}
-	ret = check_list(cfg, cfg->listen, cfg->n_listen, DV_CLI_SET_LISTEN,
-			 "listen", "--listen", "listener", listen_implemented,
-			 err, err_len);
-	if (ret != 0)
-		return ret;
-	ret = check_list(cfg, cfg->upstream, cfg->n_upstream,
-			 DV_CLI_SET_UPSTREAM, "upstream", "--upstream",
-			 "upstream", upstream_implemented, err, err_len);
-	if (ret != 0)
-		return ret;
-	ret = check_list(cfg, cfg->fallback, cfg->n_fallback,
-			 DV_CLI_SET_FALLBACK, "fallback", "--fallback",
-			 "fallback", upstream_implemented, err, err_len);
-	if (ret != 0)
-		return ret;
-
-	for (unsigned i = 0; i < cfg->n_listen; i++) {
-		const dv_url_t *a = &cfg->listen[i];
-
-		if (cert_user == NULL && scheme_needs_cert(a->scheme))
-			cert_user = a->text;
-		for (unsigned j = 0; j < i; j++) {
-			const dv_url_t *b = &cfg->listen[j];
-
-			if (same_addr(a, b) && (listener_sockets(a->scheme) &
-						listener_sockets(b->scheme))) {
-				errf(err, err_len,
-				     "%s: %s: listener '%s' binds the same "
-				     "address as '%s'",
-				     src_of(cfg, DV_CLI_SET_LISTEN),
-				     key_of(cfg, DV_CLI_SET_LISTEN, "listen",
-					    "--listen"),
-				     a->text, b->text);
-				return DV_ECONFIG;
-			}
-		}
-	}
-	if (cert_user != NULL) {
-		ret = check_file(cfg, cfg->tls_cert, DV_CLI_SET_TLS_CERT,
-				 "tls.cert", "--tls-cert", cert_user, err,
-				 err_len);
-		if (ret != 0)
-			return ret;
-		ret = check_file(cfg, cfg->tls_key, DV_CLI_SET_TLS_KEY,
-				 "tls.key", "--tls-key", cert_user, err,
-				 err_len);
-		if (ret != 0)
-			return ret;
-	}
-	if (cfg->tls_ca[0] != '\0' && access(cfg->tls_ca, R_OK) != 0) {
-		errf(err, err_len, "%s: %s: '%s': %s",
-		     src_of(cfg, DV_CLI_SET_TLS_CA),
-		     key_of(cfg, DV_CLI_SET_TLS_CA, "tls.ca", "--ca"),
-		     cfg->tls_ca, strerror(errno));
-		return DV_ECONFIG;
-	}
-
-	if (cfg->reconnect_min_ms > cfg->reconnect_max_ms) {
-		errf(err, err_len,
-		     "%s: pool.reconnect-min-ms: %u is greater than "
-		     "pool.reconnect-max-ms (%u)",
-		     file, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
-		return DV_ECONFIG;
-	}
-	if (cfg->cache_min_ttl > cfg->cache_max_ttl) {
-		errf(err, err_len,
-		     "%s: cache.min-ttl: %u is greater than cache.max-ttl (%u)",
-		     file, cfg->cache_min_ttl, cfg->cache_max_ttl);
-		return DV_ECONFIG;
-	}
-	return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Command line                                                        */
-
-typedef enum {
-	OPT_CONFIG,
-	OPT_SET, /* sets a schema key */
-	OPT_CHECK_CONFIG,
-	OPT_HELP_CONFIG,
-	OPT_VERSION,
-	OPT_HELP,
-} opt_kind_t;
-
-typedef struct {
-	const char *lng;   /* "--listen" */
-	const char *shrt;  /* "-c" or NULL */
-	opt_kind_t kind;
-	const char *section, *key; /* OPT_SET: the schema entry */
-	unsigned cli_bit;          /* OPT_SET: recorded in cfg->cli_set */
-	const char *arg;           /* NULL: takes no argument */
-	const char *help;
-} opt_t;
-
-static const opt_t options[] = {
-	{ "--config", "-c", OPT_CONFIG, NULL, NULL, 0, "FILE",
-	  "read the YAML config FILE (without it: built-in defaults)" },
-	{ "--listen", NULL, OPT_SET, NULL, "listen", DV_CLI_SET_LISTEN, "URL",
-	  "serve clients on URL; repeat for more listeners" },
-	{ "--upstream", NULL, OPT_SET, NULL, "upstream", DV_CLI_SET_UPSTREAM,
-	  "URL", "forward queries to the resolver at URL; repeatable" },
-	{ "--fallback", NULL, OPT_SET, NULL, "fallback", DV_CLI_SET_FALLBACK,
-	  "URL",
-	  "backup resolver for slow or dead upstreams; repeatable" },
-	{ "--tls-cert", NULL, OPT_SET, "tls", "cert", DV_CLI_SET_TLS_CERT,
-	  "FILE", "PEM certificate chain for tls, https and quic listeners" },
-	{ "--tls-key", NULL, OPT_SET, "tls", "key", DV_CLI_SET_TLS_KEY, "FILE",
-	  "PEM private key of that certificate" },
-	{ "--ca", NULL, OPT_SET, "tls", "ca", DV_CLI_SET_TLS_CA, "FILE",
-	  "CA bundle for upstream certificates (default: system)" },
-	{ "--workers", NULL, OPT_SET, NULL, "workers", DV_CLI_SET_WORKERS, "N",
-	  "worker threads; 0 = one per CPU" },
-	{ "--check-config", NULL, OPT_CHECK_CONFIG, NULL, NULL, 0, NULL,
-	  "load and validate the configuration, then exit" },
-	{ "--help-config", NULL, OPT_HELP_CONFIG, NULL, NULL, 0, NULL,
-	  "print every config key, its range and default, and exit" },
-	{ "--version", NULL, OPT_VERSION, NULL, NULL, 0, NULL,
-	  "print the version and exit" },
-	{ "--help", "-h", OPT_HELP, NULL, NULL, 0, NULL,
-	  "print this help and exit" },
-};
-
-#define OPTIONS_LEN (sizeof(options) / sizeof(options[0]))
-
-/*
- * Read the option at argv[*i] and its argument, advancing *i past both.
- * Accepts "--flag VALUE", "--flag=VALUE", "-c FILE".  An argument that looks
- * like a flag ("-x...") counts as missing: no URL or sane path starts with
- * '-', and "--listen --upstream x" is far likelier a forgotten value.
- */
-static int cli_next(int argc, char **argv, int *i, const opt_t **opt,
-		    const char **val, char *err, size_t err_len)
-{
-	const char *a = argv[*i];
-	const char *eq = NULL;
-	size_t n;
-
-	if (a[0] != '-' || a[1] == '\0' || strcmp(a, "--") == 0) {
-		errf(err, err_len, "unexpected argument '%s'", a);
-		return DV_ECONFIG;
-	}
-	if (a[1] == '-')
-		eq = strchr(a, '=');
-	n = eq != NULL ? (size_t)(eq - a) : strlen(a);
-	*opt = NULL;
-	for (size_t k = 0; k < OPTIONS_LEN; k++) {
-		const opt_t *o = &options[k];
-
-		if ((strlen(o->lng) == n && strncmp(a, o->lng, n) == 0) ||
-		    (o->shrt != NULL && eq == NULL && strcmp(a, o->shrt) == 0)) {
-			*opt = o;
-			break;
-		}
-	}
-	if (*opt == NULL) {
-		errf(err, err_len, "unknown option '%.*s'", (int)n, a);
-		return DV_ECONFIG;
-	}
-	(*i)++;
-	*val = NULL;
-	if ((*opt)->arg == NULL) {
-		if (eq != NULL) {
-			errf(err, err_len, "%s: takes no argument",
-			     (*opt)->lng);
-			return DV_ECONFIG;
-		}
-		return 0;
-	}
-	if (eq != NULL) {
-		*val = eq + 1;
-	} else if (*i < argc && !(argv[*i][0] == '-' && argv[*i][1] != '\0')) {
-		*val = argv[(*i)++];
-	} else {
-		errf(err, err_len, "%s: missing argument", a);
-		return DV_ECONFIG;
-	}
-	if ((*val)[0] == '\0') {
-		errf(err, err_len, "%s: empty argument", (*opt)->lng);
-		return DV_ECONFIG;
-	}
-	return 0;
-}
-
-int dv_cli_parse(int argc, char **argv, dv_cli_t *cli, char *err,
-		 size_t err_len)
-{
-	const opt_t *opt;
-	const char *val;
-	int ret;
-
-	memset(cli, 0, sizeof(*cli));
-	for (int i = 1; i < argc;) {
-		ret = cli_next(argc, argv, &i, &opt, &val, err, err_len);
-		if (ret != 0)
-			return ret;
-		switch (opt->kind) {
-		case OPT_CONFIG:
-			if (cli->config_path != NULL) {
-				errf(err, err_len,
-				     "-c/--config: given more than once");
-				return DV_ECONFIG;
-			}
-			cli->config_path = val;
-			break;
-		case OPT_CHECK_CONFIG:
-			cli->check_config = true;
-			break;
-		case OPT_HELP_CONFIG:
-			cli->help_config = true;
-			break;
-		case OPT_VERSION:
-			cli->version = true;
-			break;
-		case OPT_HELP:
-			cli->help = true;
-			break;
-		case OPT_SET:
-			break; /* values are checked by dv_cli_apply() */
-		}
-	}
-	return 0;
-}
-
-int dv_cli_apply(int argc, char **argv, dv_config_t *cfg, char *err,
-		 size_t err_len)
-{
-	unsigned applied = 0; /* cli bits seen in this argv */
-	const opt_t *opt;
-	const item_t *it;
-	const char *val;
-	char why[384];
-	int ret;
-
-	for (int i = 1; i < argc;) {
-		ret = cli_next(argc, argv, &i, &opt, &val, err, err_len);
-		if (ret != 0)
-			return ret;
-		if (opt->kind != OPT_SET)
-			continue;
-		it = schema_find(opt->section, opt->key);
-		if (it == NULL) { /* the tables disagree: a bug, not input */
-			errf(err, err_len, "%s: no config key '%s'", opt->lng,
-			     opt->key);
-			return DV_ECONFIG;
-		}
-		/* The first --listen replaces the file's listeners. */
-		if ((applied & opt->cli_bit) == 0)
-			item_clear(it, cfg);
-		applied |= opt->cli_bit;
-		if (item_set(it, cfg, val, why, sizeof(why)) != 0) {
-			errf(err, err_len, "%s '%.200s': %s", opt->lng, val, why);
-			return DV_ECONFIG;
-		}
-		cfg->cli_set |= opt->cli_bit;
-	}
-	return 0;
-}
-
-void dv_cli_usage(FILE *out)
-{
-	const item_t *workers = schema_find(NULL, "workers");
-	char flag[48];
-
-	fputs("dnsveil [-c FILE] [--listen URL]... [--upstream URL]... "
-	      "[--fallback URL]...\n"
-	      "        [--tls-cert FILE] [--tls-key FILE] [--ca FILE] "
-	      "[--workers N]\n"
-	      "        [--check-config] [--version] [--help]\n"
-	      "\n"
-	      "Encrypted DNS frontend: serves DNS over HTTPS, TLS, QUIC and "
-	      "plain DNS,\n"
-	      "answers from one cache and forwards the rest to a pool of "
-	      "upstream resolvers.\n"
-	      "\n"
-	      "Options:\n",
-	      out);
-	for (size_t k = 0; k < OPTIONS_LEN; k++) {
-		const opt_t *o = &options[k];
-
-		snprintf(flag, sizeof(flag), "%s%s%s%s%s",
-			 o->shrt ? o->shrt : "", o->shrt ? ", " : "", o->lng,
-			 o->arg ? " " : "", o->arg ? o->arg : "");
-		fprintf(out, "  %-20s %s", flag, o->help);
-		if (o->kind == OPT_SET && workers != NULL &&
-		    strcmp(o->key, "workers") == 0)
-			fprintf(out, " (%" PRIu64 "..%" PRIu64 ")", workers->min,
-				workers->max);
-		fputc('\n', out);
-	}
-	fputs("  Every flag that takes a value also accepts --flag=VALUE.\n"
-	      "\n"
-	      "Flags override the config file. The first --listen replaces "
-	      "all listeners\n"
-	      "from the file, likewise --upstream and --fallback.\n"
-	      "\n"
-	      "URLs (addresses are IP literals, never host names; IPv6 as "
-	      "[::1]:PORT):\n"
-	      "  listener:  udp://ADDR:PORT   tcp://ADDR:PORT   dns://ADDR:PORT "
-	      "(udp + tcp)\n"
-	      "             tls://ADDR:PORT   https://ADDR:PORT/PATH   "
-	      "http://ADDR:PORT/PATH\n"
-	      "             quic://ADDR:PORT\n"
-	      "  upstream:  udp://ADDR:PORT   tcp://ADDR:PORT   "
-	      "tls://ADDR:PORT#NAME\n"
-	      "             https://ADDR:PORT/PATH#NAME   quic://ADDR:PORT#NAME\n"
-	      "  NAME is the name the upstream's certificate must match (and "
-	      "the SNI; for\n"
-	      "  https:// also the :authority). https:// upstreams speak "
-	      "HTTP/2 (POST, RFC 8484).\n"
-	      "\n"
-	      "Example:\n"
-	      "  dnsveil --listen dns://127.0.0.1:53 --listen "
-	      "https://[::1]:8443/dns-query \\\n"
-	      "          --tls-cert cert.pem --tls-key key.pem \\\n"
-	      "          --upstream tcp://127.0.0.1:5335 \\\n"
-	      "          --fallback tls://1.1.1.1:853#cloudflare-dns.com \\\n"
-	      "          --fallback https://9.9.9.9:443/dns-query#dns.quad9.net\n",
-	      out);
 }

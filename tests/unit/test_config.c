@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/config/config.c: schema defaults, the YAML loader and its
+ * Unit tests for src/config/: schema defaults, the YAML loader and its
  * FILE:LINE messages, sizes, URLs, validation and the command line.
  */
 #include <setjmp.h>

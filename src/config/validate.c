@@ -1,0 +1,204 @@
+/*
+ * dv_config_validate() checks what the schema's per-key ranges cannot
+ * express: rules across keys (a listener that needs tls.cert, two listeners
+ * on one socket, a minimum above its maximum), schemes this build does not
+ * implement, and files that must be readable.
+ */
+#include "src/config/config_int.h"
+#include "src/core/errors.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Listener schemes that need tls.cert and tls.key. */
+static bool scheme_needs_cert(dv_scheme_t s)
+{
+	return s == DV_SCHEME_TLS || s == DV_SCHEME_HTTPS || s == DV_SCHEME_QUIC;
+}
+
+/* Which sockets a listener binds: two listeners conflict when they bind
+ * the same address and port with a common socket type. */
+#define SOCK_UDP 1u
+#define SOCK_TCP 2u
+
+static unsigned listener_sockets(dv_scheme_t s)
+{
+	switch (s) {
+	case DV_SCHEME_UDP:
+	case DV_SCHEME_QUIC:
+		return SOCK_UDP;
+	case DV_SCHEME_DNS:
+		return SOCK_UDP | SOCK_TCP;
+	default:
+		return SOCK_TCP;
+	}
+}
+
+static bool same_addr(const dv_url_t *a, const dv_url_t *b)
+{
+	return a->addr_len == b->addr_len &&
+	       memcmp(&a->addr, &b->addr, a->addr_len) == 0;
+}
+
+/* The file name or "command line", and the key or flag, for one value. */
+static const char *src_of(const dv_config_t *cfg, unsigned cli_bit)
+{
+	if ((cfg->cli_set & cli_bit) != 0 || cfg->source[0] == '\0')
+		return "command line";
+	return cfg->source;
+}
+
+static const char *key_of(const dv_config_t *cfg, unsigned cli_bit,
+			  const char *key, const char *flag)
+{
+	if ((cfg->cli_set & cli_bit) != 0 || cfg->source[0] == '\0')
+		return flag;
+	return key;
+}
+
+static int check_list(const dv_config_t *cfg, const dv_url_t *list,
+		      unsigned n, unsigned bit, const char *key,
+		      const char *flag, const char *what, const bool *impl,
+		      char *err, size_t err_len)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if ((unsigned)list[i].scheme >= DV_SCHEME_COUNT) {
+			dv_cfg_errf(err, err_len, "%s: %s: %s '%s': bad scheme",
+				    src_of(cfg, bit),
+				    key_of(cfg, bit, key, flag), what,
+				    list[i].text);
+			return DV_ECONFIG;
+		}
+		if (impl != NULL && !impl[list[i].scheme]) {
+			dv_cfg_errf(err, err_len,
+				    "%s: %s: %s '%s': scheme '%s' is not "
+				    "implemented yet",
+				    src_of(cfg, bit),
+				    key_of(cfg, bit, key, flag), what,
+				    list[i].text,
+				    dv_scheme_name(list[i].scheme));
+			return DV_ECONFIG;
+		}
+	}
+	return 0;
+}
+
+static int check_file(const dv_config_t *cfg, const char *path,
+		      unsigned bit, const char *key, const char *flag,
+		      const char *needed_by, char *err, size_t err_len)
+{
+	if (path[0] == '\0') {
+		dv_cfg_errf(err, err_len,
+			    "%s: %s: not set, but listener '%s' needs it",
+			    src_of(cfg, bit), key_of(cfg, bit, key, flag),
+			    needed_by);
+		return DV_ECONFIG;
+	}
+	if (access(path, R_OK) != 0) {
+		dv_cfg_errf(err, err_len, "%s: %s: '%s': %s", src_of(cfg, bit),
+			    key_of(cfg, bit, key, flag), path, strerror(errno));
+		return DV_ECONFIG;
+	}
+	return 0;
+}
+
+int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
+		       const bool *upstream_implemented, char *err,
+		       size_t err_len)
+{
+	const char *file = cfg->source[0] != '\0' ? cfg->source : "command line";
+	const char *cert_user = NULL;
+	int ret;
+
+	if (cfg->n_listen == 0) {
+		dv_cfg_errf(err, err_len,
+			    "%s: %s: no listener (set listen: in the config "
+			    "file or give --listen)",
+			    file,
+			    key_of(cfg, DV_CLI_SET_LISTEN, "listen",
+				   "--listen"));
+		return DV_ECONFIG;
+	}
+	if (cfg->n_upstream == 0) {
+		dv_cfg_errf(err, err_len,
+			    "%s: %s: no upstream (set upstream: in the config "
+			    "file or give --upstream)",
+			    file,
+			    key_of(cfg, DV_CLI_SET_UPSTREAM, "upstream",
+				   "--upstream"));
+		return DV_ECONFIG;
+	}
+	ret = check_list(cfg, cfg->listen, cfg->n_listen, DV_CLI_SET_LISTEN,
+			 "listen", "--listen", "listener", listen_implemented,
+			 err, err_len);
+	if (ret != 0)
+		return ret;
+	ret = check_list(cfg, cfg->upstream, cfg->n_upstream,
+			 DV_CLI_SET_UPSTREAM, "upstream", "--upstream",
+			 "upstream", upstream_implemented, err, err_len);
+	if (ret != 0)
+		return ret;
+	ret = check_list(cfg, cfg->fallback, cfg->n_fallback,
+			 DV_CLI_SET_FALLBACK, "fallback", "--fallback",
+			 "fallback", upstream_implemented, err, err_len);
+	if (ret != 0)
+		return ret;
+
+	for (unsigned i = 0; i < cfg->n_listen; i++) {
+		const dv_url_t *a = &cfg->listen[i];
+
+		if (cert_user == NULL && scheme_needs_cert(a->scheme))
+			cert_user = a->text;
+		for (unsigned j = 0; j < i; j++) {
+			const dv_url_t *b = &cfg->listen[j];
+
+			if (same_addr(a, b) && (listener_sockets(a->scheme) &
+						listener_sockets(b->scheme))) {
+				dv_cfg_errf(err, err_len,
+					    "%s: %s: listener '%s' binds the "
+					    "same address as '%s'",
+					    src_of(cfg, DV_CLI_SET_LISTEN),
+					    key_of(cfg, DV_CLI_SET_LISTEN,
+						   "listen", "--listen"),
+					    a->text, b->text);
+				return DV_ECONFIG;
+			}
+		}
+	}
+	if (cert_user != NULL) {
+		ret = check_file(cfg, cfg->tls_cert, DV_CLI_SET_TLS_CERT,
+				 "tls.cert", "--tls-cert", cert_user, err,
+				 err_len);
+		if (ret != 0)
+			return ret;
+		ret = check_file(cfg, cfg->tls_key, DV_CLI_SET_TLS_KEY,
+				 "tls.key", "--tls-key", cert_user, err,
+				 err_len);
+		if (ret != 0)
+			return ret;
+	}
+	if (cfg->tls_ca[0] != '\0' && access(cfg->tls_ca, R_OK) != 0) {
+		dv_cfg_errf(err, err_len, "%s: %s: '%s': %s",
+			    src_of(cfg, DV_CLI_SET_TLS_CA),
+			    key_of(cfg, DV_CLI_SET_TLS_CA, "tls.ca", "--ca"),
+			    cfg->tls_ca, strerror(errno));
+		return DV_ECONFIG;
+	}
+
+	if (cfg->reconnect_min_ms > cfg->reconnect_max_ms) {
+		dv_cfg_errf(err, err_len,
+			    "%s: pool.reconnect-min-ms: %u is greater than "
+			    "pool.reconnect-max-ms (%u)",
+			    file, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
+		return DV_ECONFIG;
+	}
+	if (cfg->cache_min_ttl > cfg->cache_max_ttl) {
+		dv_cfg_errf(err, err_len,
+			    "%s: cache.min-ttl: %u is greater than "
+			    "cache.max-ttl (%u)",
+			    file, cfg->cache_min_ttl, cfg->cache_max_ttl);
+		return DV_ECONFIG;
+	}
+	return 0;
+}

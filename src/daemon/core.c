@@ -5,13 +5,10 @@
  */
 #include "src/daemon/core.h"
 
-#include <ev.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "src/core/cache.h"
 #include "src/core/errors.h"
@@ -20,20 +17,6 @@
 #include "src/daemon/worker.h"
 
 #define QUERY_POOL_MAX 4096 /* free objects kept per worker */
-
-uint64_t dv_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-uint32_t dv_now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint32_t)ts.tv_sec;
-}
 
 /* ---- query objects ---- */
 
@@ -220,7 +203,8 @@ static bool serve_stale(dv_query_t *q, const uint8_t *key, size_t key_len)
 	unsigned flags = 0;
 	if (!w->cache || !w->cfg || w->cfg->cache_stale_max_age_s == 0)
 		return false;
-	int n = dv_cache_lookup_stale(w->cache, key, key_len, dv_now_s(),
+	int n = dv_cache_lookup_stale(w->cache, key, key_len,
+				      dv_timers_now_s(&w->timers),
 				      w->cfg->cache_stale_max_age_s,
 				      w->scratch, sizeof(w->scratch), q->wire,
 				      &q->view, q->answer_limit, pad_for(q),
@@ -239,52 +223,14 @@ static bool serve_stale(dv_query_t *q, const uint8_t *key, size_t key_len)
  * The client response timer (RFC 8767 5): when a fetch whose key has a
  * stale answer has not completed within cache.stale-answer-timeout-ms,
  * its waiters get the stale answer and the fetch goes on to refresh the
- * cache.
- *
- * Design note: dv_fetch_t belongs to upstream.h, and fetches are also
- * made outside the core (the pool's unit tests allocate bare ones), so the
- * timer cannot live in the fetch or in a larger struct around it.  It
- * lives in a small side object, made only for fetches whose key has a
- * stale answer, found by the fetch's address in one process-wide table
- * (process-wide because a stopped worker's leftover fetches are freed
- * from the main thread).  Its lock is taken only while such objects
- * exist, so other fetches never touch it.  This is the
- * one place the core arms a libev timer, because worker.c and upstream.c
- * are not the core's to change here; what the timer decides is plain
- * code (stale_timer_cb() only serves waiters from the cache).
+ * cache.  The timer is the fetch's own (f->stale), armed through the
+ * worker's runtime (src/core/timer.h); a fetch made without it (the
+ * pool's health probes, the pool's unit tests) never arms it.
  */
-struct stale_timer {
-	ev_timer timer;
-	dv_fetch_t *fetch;
-	struct stale_timer *next;
-	bool fired; /* later waiters get the stale answer at once */
-};
-
-#define STALE_TAB_SIZE 256 /* power of two */
-static struct stale_timer *stale_tab[STALE_TAB_SIZE];
-static pthread_mutex_t stale_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned stale_live; /* objects in the table; atomic reads */
-
-static struct stale_timer **stale_slot(const dv_fetch_t *f)
+static void stale_timer_cb(dv_timer_t *t)
 {
-	uintptr_t h = (uintptr_t)f;
-	h ^= h >> 7;
-	h ^= h >> 13;
-	struct stale_timer **pp = &stale_tab[h & (STALE_TAB_SIZE - 1)];
-	while (*pp && (*pp)->fetch != f)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-static void stale_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-	(void)loop;
-	(void)revents;
-	struct stale_timer *st = t->data;
-	dv_fetch_t *f = st->fetch;
-	pthread_mutex_lock(&stale_lock);
-	st->fired = true;
-	pthread_mutex_unlock(&stale_lock);
+	dv_fetch_t *f = t->data;
+	f->stale_fired = true; /* later waiters get the stale answer at once */
 	dv_query_t *q = waiters_take(f);
 	while (q) {
 		dv_query_t *next = q->next;
@@ -294,66 +240,28 @@ static void stale_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 }
 
-/* Start the timer for `f` unless it has one.  Memory short: no timer,
- * the fetch just runs its course. */
+/* Start the timer for `f` unless it has one (running or fired).  Memory
+ * short: no timer, the fetch just runs its course. */
 static void stale_arm(dv_fetch_t *f)
 {
 	dv_worker_t *w = f->worker;
 	const dv_config_t *cfg = w->cfg;
 	if (!cfg || cfg->cache_stale_answer_timeout_ms == 0 ||
-	    cfg->cache_stale_max_age_s == 0 || !w->loop)
+	    cfg->cache_stale_max_age_s == 0 || !w->timers.ops)
 		return;
-	pthread_mutex_lock(&stale_lock);
-	struct stale_timer **pp = stale_slot(f);
-	struct stale_timer *st = NULL;
-	if (!*pp && (st = calloc(1, sizeof(*st))) != NULL) {
-		st->fetch = f;
-		*pp = st;
-		__atomic_add_fetch(&stale_live, 1, __ATOMIC_RELEASE);
+	if (f->stale.cb)
+		return;
+	dv_timer_init(&f->stale, stale_timer_cb, f);
+	if (dv_timer_arm(&w->timers, &f->stale,
+			 cfg->cache_stale_answer_timeout_ms) < 0) {
+		dv_timer_cancel(&w->timers, &f->stale);
+		f->stale.cb = NULL;
 	}
-	pthread_mutex_unlock(&stale_lock);
-	if (!st)
-		return;
-	ev_timer_init(&st->timer, stale_timer_cb,
-		      cfg->cache_stale_answer_timeout_ms / 1000.0, 0.);
-	st->timer.data = st;
-	ev_timer_start(w->loop, &st->timer);
-}
-
-static bool stale_fired(const dv_fetch_t *f)
-{
-	if (__atomic_load_n(&stale_live, __ATOMIC_ACQUIRE) == 0)
-		return false;
-	pthread_mutex_lock(&stale_lock);
-	struct stale_timer *st = *stale_slot(f);
-	bool fired = st && st->fired;
-	pthread_mutex_unlock(&stale_lock);
-	return fired;
-}
-
-static void stale_disarm(dv_fetch_t *f)
-{
-	/* only the fetch's own thread adds its object: a 0 seen here means
-	 * this fetch has none */
-	if (__atomic_load_n(&stale_live, __ATOMIC_ACQUIRE) == 0)
-		return;
-	pthread_mutex_lock(&stale_lock);
-	struct stale_timer **pp = stale_slot(f);
-	struct stale_timer *st = *pp;
-	if (st) {
-		*pp = st->next;
-		__atomic_sub_fetch(&stale_live, 1, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&stale_lock);
-	if (!st)
-		return;
-	ev_timer_stop(f->worker->loop, &st->timer);
-	free(st);
 }
 
 static void fetch_free(dv_fetch_t *f)
 {
-	stale_disarm(f);
+	dv_timer_cancel(&f->worker->timers, &f->stale);
 	dv_pool_fetch_cancel(f->worker->pool, f);
 	free(f);
 }
@@ -365,7 +273,7 @@ void dv_core_fetch_answer(dv_fetch_t *f, const uint8_t *wire, size_t len,
 	fetch_unlink(f);
 	if (w->cache)
 		(void)dv_cache_store(w->cache, f->key, f->key_len, wire, len,
-				     r, dv_now_s());
+				     r, dv_timers_now_s(&w->timers));
 	dv_query_t *q = f->waiters;
 	while (q) {
 		dv_query_t *next = q->next;
@@ -396,7 +304,7 @@ void dv_core_fetch_fail(dv_fetch_t *f, uint16_t ede, const char *text)
 	if (w->cache && w->cfg && w->cfg->cache_servfail_ttl_s && !w->draining)
 		(void)dv_cache_store_servfail(w->cache, f->key, f->key_len, ede,
 					      w->cfg->cache_servfail_ttl_s,
-					      dv_now_s());
+					      dv_timers_now_s(&w->timers));
 	/* serve-stale first (RFC 8767), SERVFAIL for the rest */
 	dv_query_t *q = waiters_take(f);
 	while (q) {
@@ -465,7 +373,7 @@ int dv_core_submit(dv_query_t *q)
 	}
 	DV_STAT_INC(&w->stats, queries);
 	const dv_config_t *cfg = w->cfg;
-	q->start_ms = dv_worker_now_ms(w);
+	q->start_ms = dv_timers_now_ms(&w->timers);
 	q->deadline_ms = q->start_ms + cfg->query_timeout_ms;
 	q->answer_limit = q->udp ? dv_wire_udp_limit(&q->view) : DV_DNS_MAX_MSG;
 
@@ -484,8 +392,9 @@ int dv_core_submit(dv_query_t *q)
 	if (w->cache) {
 		dv_cache_policy_t pol = cache_policy(cfg);
 		unsigned cflags = 0;
-		int n = dv_cache_lookup_ex(w->cache, key, key_len, dv_now_s(),
-					   &pol, w->scratch,
+		int n = dv_cache_lookup_ex(w->cache, key, key_len,
+					   dv_timers_now_s(&w->timers), &pol,
+					   w->scratch,
 					   sizeof(w->scratch), q->wire,
 					   &q->view, q->answer_limit,
 					   pad_for(q), &cflags);
@@ -522,7 +431,7 @@ int dv_core_submit(dv_query_t *q)
 	if (*pp) {
 		dv_fetch_t *f = *pp;
 		/* the upstreams are already late for this key: stale now */
-		if (has_stale && stale_fired(f) &&
+		if (has_stale && f->stale_fired &&
 		    serve_stale(q, key, key_len))
 			return 0;
 		DV_STAT_INC(&w->stats, coalesced);

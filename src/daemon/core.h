@@ -4,6 +4,7 @@
  * upstream pool.  Runs on the worker thread that received the query; shares
  * nothing with other workers but the cache.
  */
+#include "src/core/clock.h"
 #include "src/core/query.h"
 #include "src/core/wire.h"
 
@@ -24,7 +25,3 @@ int dv_core_submit(dv_query_t *q);
 void dv_core_fetch_answer(dv_fetch_t *f, const uint8_t *wire, size_t len,
 			  const dv_wire_resp_t *r);
 void dv_core_fetch_fail(dv_fetch_t *f, uint16_t ede, const char *text);
-
-/* Monotonic clock in milliseconds and seconds. */
-uint64_t dv_now_ms(void);
-uint32_t dv_now_s(void);

@@ -31,6 +31,7 @@
 #include "src/core/health.h"
 #include "src/core/query.h"
 #include "src/core/stats.h"
+#include "src/core/timer.h"
 #include "src/core/wire.h"
 
 typedef struct dv_worker dv_worker_t;
@@ -68,6 +69,10 @@ struct dv_fetch {
 	ev_timer hedge;
 	ev_timer deadline;
 	dv_attempt_t att[DV_FETCH_MAX_ATTEMPTS];
+	/* the core's: the RFC 8767 client response timer (core.c), and
+	 * whether it has fired (later waiters get the stale answer at once) */
+	dv_timer_t stale;
+	bool stale_fired;
 };
 
 /* Create the pool of worker `w` from the config (connections are opened

@@ -12,6 +12,7 @@
 #include <sys/random.h>
 
 #include "src/daemon/core.h"
+#include "src/daemon/ev_timers.h"
 #include "src/core/errors.h"
 #include "src/core/hs_limit.h"
 #include "src/core/log.h"
@@ -122,6 +123,7 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	w->shared = shared;
 	w->cache = shared->cache;
 	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+	w->timers = (dv_timers_t){.ops = &dv_ev_timer_ops, .ctx = w->loop};
 	worker_ctl_t *ctl = calloc(1, sizeof(*ctl));
 	w->async = ctl;
 	unsigned buckets = 64;

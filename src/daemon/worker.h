@@ -12,6 +12,7 @@
 #include "src/config/config.h"
 #include "src/core/query.h"
 #include "src/core/stats.h"
+#include "src/core/timer.h"
 #include "src/daemon/transport.h"
 
 struct ev_loop;
@@ -43,6 +44,8 @@ typedef struct dv_listener {
 struct dv_worker {
 	unsigned index;
 	struct ev_loop *loop;
+	/* the core's clock and timers: libev on `loop` (ev_timers.h) */
+	dv_timers_t timers;
 	pthread_t thread;
 	bool running;
 	const dv_config_t *cfg;

@@ -261,8 +261,9 @@ static void stale_arm(dv_fetch_t *f)
 
 static void fetch_free(dv_fetch_t *f)
 {
-	dv_timer_cancel(&f->worker->timers, &f->stale);
-	dv_pool_fetch_cancel(f->worker->pool, f);
+	dv_worker_t *w = f->worker;
+	dv_timer_cancel(&w->timers, &f->stale);
+	w->pool_ops->fetch_cancel(w->pool, f);
 	free(f);
 }
 
@@ -316,6 +317,37 @@ void dv_core_fetch_fail(dv_fetch_t *f, uint16_t ede, const char *text)
 	fetch_free(f);
 }
 
+/* A new fetch for `key` (hash `hash`) asking `q`'s question, linked into
+ * the coalescing table at `pp` (its empty slot), not started.  NULL when
+ * memory is short. */
+static dv_fetch_t *fetch_new(dv_worker_t *w, dv_fetch_t **pp, uint64_t hash,
+			     const uint8_t *key, size_t key_len,
+			     const dv_query_t *q)
+{
+	dv_fetch_t *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->worker = w;
+	f->hash = hash;
+	memcpy(f->key, key, key_len);
+	f->key_len = (uint16_t)key_len;
+	int ret = dv_wire_upstream_query(f->qwire, sizeof(f->qwire), 0,
+					 q->wire, &q->view);
+	dv_require(ret > 0);
+	f->qlen = (uint16_t)ret;
+	f->ede = 0xffff;
+	*pp = f;
+	w->n_fetches++;
+	return f;
+}
+
+/* Hand `f` to the pool, which answers through dv_core_fetch_answer() or
+ * dv_core_fetch_fail(), possibly before this returns (and frees f). */
+static void fetch_start(dv_worker_t *w, dv_fetch_t *f)
+{
+	w->pool_ops->fetch_start(w->pool, f);
+}
+
 /*
  * Prefetch: refresh a popular answer before it expires, through the
  * normal fetch path with no waiters (a fetch already in flight for the key
@@ -331,29 +363,41 @@ static void prefetch_start(dv_worker_t *w, const uint8_t *key,
 	dv_fetch_t **pp = fetch_slot(w, hash, key, key_len);
 	if (*pp)
 		return;
-	dv_fetch_t *f = calloc(1, sizeof(*f));
+	dv_fetch_t *f = fetch_new(w, pp, hash, key, key_len, q);
 	if (!f)
 		return;
-	f->worker = w;
-	f->hash = hash;
-	memcpy(f->key, key, key_len);
-	f->key_len = (uint16_t)key_len;
-	int ret = dv_wire_upstream_query(f->qwire, sizeof(f->qwire), 0,
-					 q->wire, &q->view);
-	dv_require(ret > 0);
-	f->qlen = (uint16_t)ret;
-	f->ede = 0xffff;
-	*pp = f;
-	w->n_fetches++;
 	DV_STAT_INC(&w->stats, prefetches);
-	dv_pool_fetch_start(w->pool, f);
+	fetch_start(w, f);
 }
 
-/* ---- submit ---- */
+/* ---- the pipeline ----
+ *
+ * A query goes through the stages in order; each either answers it (and
+ * so frees it) and returns DONE, or passes it on with what it learnt in
+ * the pipe_t.  identity -> policy -> cache -> coalescing -> upstream.
+ */
 
-int dv_core_submit(dv_query_t *q)
+typedef enum { STAGE_NEXT, STAGE_DONE } stage_t;
+
+typedef struct {
+	uint8_t key[DV_WIRE_KEY_MAX]; /* the question's cache key */
+	size_t key_len;
+	bool has_stale;   /* the cache holds a stale answer for the key */
+	uint64_t hash;    /* of the key, in the coalescing table */
+	dv_fetch_t **pp;  /* the key's place in the coalescing table */
+} pipe_t;
+
+/*
+ * Identity: what is asked, and (round 2) by whom.  Parses the message
+ * (dropping what is not a query, FORMERR/NOTIMP/BADVERS for what cannot
+ * be served), fixes the query's deadline and answer size and its cache
+ * key.  Returns DV_ESHORT or DV_ENOTQUERY when `q` was dropped (and
+ * freed), else 0 with *st saying whether `q` was answered.
+ */
+static int stage_identity(dv_query_t *q, pipe_t *p, stage_t *st)
 {
 	dv_worker_t *w = q->worker;
+	*st = STAGE_DONE;
 	int ret = dv_wire_parse_query(q->wire, q->len, &q->view);
 	switch (ret) {
 	case 0:
@@ -385,81 +429,113 @@ int dv_core_submit(dv_query_t *q)
 		reply_error(q, DV_RCODE_BADVERS, 0xffff, NULL);
 		return 0;
 	}
+	p->key_len = dv_wire_key(p->key, q->wire, &q->view);
+	*st = STAGE_NEXT;
+	return 0;
+}
 
-	uint8_t key[DV_WIRE_KEY_MAX];
-	size_t key_len = dv_wire_key(key, q->wire, &q->view);
-	bool has_stale = false;
-	if (w->cache) {
-		dv_cache_policy_t pol = cache_policy(cfg);
-		unsigned cflags = 0;
-		int n = dv_cache_lookup_ex(w->cache, key, key_len,
-					   dv_timers_now_s(&w->timers), &pol,
-					   w->scratch,
-					   sizeof(w->scratch), q->wire,
-					   &q->view, q->answer_limit,
-					   pad_for(q), &cflags);
-		if (n > 0) {
-			if (cflags & DV_CACHE_STALE) {
-				DV_STAT_INC(&w->stats, stale_served);
-			} else if (cflags & DV_CACHE_SERVFAIL) {
-				DV_STAT_INC(&w->stats, servfail_cached);
-				DV_STAT_INC(&w->stats, servfail);
-			} else {
-				DV_STAT_INC(&w->stats, cache_hits);
-			}
-			/* before finish() frees q; a fetch with no waiters
-			 * never writes the scratch buffer holding the answer */
-			if (cflags & DV_CACHE_PREFETCH)
-				prefetch_start(w, key, key_len, q);
-			finish(q, w->scratch, (size_t)n);
-			return 0;
+/* Policy: refuse, block, rate-limit or answer locally.  Nothing yet: every
+ * query passes (src/policy/ comes in round 2). */
+static stage_t stage_policy(dv_query_t *q, pipe_t *p)
+{
+	(void)q;
+	(void)p;
+	return STAGE_NEXT;
+}
+
+/* The cache: a fresh (or stale-by-policy, or SERVFAIL-marked) answer
+ * ends the query; a popular one about to expire is also prefetched. */
+static stage_t stage_cache(dv_query_t *q, pipe_t *p)
+{
+	dv_worker_t *w = q->worker;
+	if (!w->cache)
+		return STAGE_NEXT;
+	dv_cache_policy_t pol = cache_policy(w->cfg);
+	unsigned cflags = 0;
+	int n = dv_cache_lookup_ex(w->cache, p->key, p->key_len,
+				   dv_timers_now_s(&w->timers), &pol,
+				   w->scratch, sizeof(w->scratch), q->wire,
+				   &q->view, q->answer_limit, pad_for(q),
+				   &cflags);
+	if (n > 0) {
+		if (cflags & DV_CACHE_STALE) {
+			DV_STAT_INC(&w->stats, stale_served);
+		} else if (cflags & DV_CACHE_SERVFAIL) {
+			DV_STAT_INC(&w->stats, servfail_cached);
+			DV_STAT_INC(&w->stats, servfail);
+		} else {
+			DV_STAT_INC(&w->stats, cache_hits);
 		}
-		has_stale = cflags & DV_CACHE_HAS_STALE;
-		DV_STAT_INC(&w->stats, cache_misses);
+		/* before finish() frees q; a fetch with no waiters never
+		 * writes the scratch buffer holding the answer */
+		if (cflags & DV_CACHE_PREFETCH)
+			prefetch_start(w, p->key, p->key_len, q);
+		finish(q, w->scratch, (size_t)n);
+		return STAGE_DONE;
 	}
-	if (w->inflight > cfg->max_inflight) {
+	p->has_stale = cflags & DV_CACHE_HAS_STALE;
+	DV_STAT_INC(&w->stats, cache_misses);
+	return STAGE_NEXT;
+}
+
+/* Coalescing: past the worker's in-flight limit the query is refused
+ * (stale if there is one); a fetch already in flight for the key takes it
+ * as a waiter (or, when that fetch is already late, the stale answer). */
+static stage_t stage_coalesce(dv_query_t *q, pipe_t *p)
+{
+	dv_worker_t *w = q->worker;
+	if (w->inflight > w->cfg->max_inflight) {
 		DV_STAT_INC(&w->stats, overload);
-		if (has_stale && serve_stale(q, key, key_len))
-			return 0;
+		if (p->has_stale && serve_stale(q, p->key, p->key_len))
+			return STAGE_DONE;
 		reply_error(q, DV_RCODE_SERVFAIL, DV_EDE_OTHER,
 			    "dnsveil overloaded");
-		return 0;
+		return STAGE_DONE;
 	}
+	p->hash = key_hash(p->key, p->key_len);
+	p->pp = fetch_slot(w, p->hash, p->key, p->key_len);
+	dv_fetch_t *f = *p->pp;
+	if (!f)
+		return STAGE_NEXT;
+	/* the upstreams are already late for this key: stale now */
+	if (p->has_stale && f->stale_fired &&
+	    serve_stale(q, p->key, p->key_len))
+		return STAGE_DONE;
+	DV_STAT_INC(&w->stats, coalesced);
+	waiter_append(f, q);
+	if (p->has_stale)
+		stale_arm(f);
+	return STAGE_DONE;
+}
 
-	uint64_t hash = key_hash(key, key_len);
-	dv_fetch_t **pp = fetch_slot(w, hash, key, key_len);
-	if (*pp) {
-		dv_fetch_t *f = *pp;
-		/* the upstreams are already late for this key: stale now */
-		if (has_stale && f->stale_fired &&
-		    serve_stale(q, key, key_len))
-			return 0;
-		DV_STAT_INC(&w->stats, coalesced);
-		waiter_append(f, q);
-		if (has_stale)
-			stale_arm(f);
-		return 0;
-	}
-	dv_fetch_t *f = calloc(1, sizeof(*f));
+/* Upstream: a new fetch with `q` its first waiter, handed to the pool. */
+static void stage_upstream(dv_query_t *q, pipe_t *p)
+{
+	dv_worker_t *w = q->worker;
+	dv_fetch_t *f = fetch_new(w, p->pp, p->hash, p->key, p->key_len, q);
 	if (!f) {
 		reply_error(q, DV_RCODE_SERVFAIL, DV_EDE_OTHER, "out of memory");
-		return 0;
+		return;
 	}
-	f->worker = w;
-	f->hash = hash;
-	memcpy(f->key, key, key_len);
-	f->key_len = (uint16_t)key_len;
-	ret = dv_wire_upstream_query(f->qwire, sizeof(f->qwire), 0, q->wire,
-				     &q->view);
-	dv_require(ret > 0);
-	f->qlen = (uint16_t)ret;
-	f->ede = 0xffff;
 	waiter_append(f, q);
-	*pp = f;
-	w->n_fetches++;
 	/* before the start: the pool may finish (and free) f within it */
-	if (has_stale)
+	if (p->has_stale)
 		stale_arm(f);
-	dv_pool_fetch_start(w->pool, f);
+	fetch_start(w, f);
+}
+
+int dv_core_submit(dv_query_t *q)
+{
+	pipe_t p;
+	p.has_stale = false;
+	stage_t st;
+	int ret = stage_identity(q, &p, &st);
+	if (ret < 0 || st == STAGE_DONE)
+		return ret;
+	if (stage_policy(q, &p) == STAGE_DONE ||
+	    stage_cache(q, &p) == STAGE_DONE ||
+	    stage_coalesce(q, &p) == STAGE_DONE)
+		return 0;
+	stage_upstream(q, &p);
 	return 0;
 }

@@ -11,6 +11,20 @@
 typedef struct dv_fetch dv_fetch_t;
 
 /*
+ * The upstream pool as the core sees it: a table the worker gives it with
+ * the pool (struct dv_worker's pool_ops and pool), so that the core calls
+ * no pool function by name and a test can put a fake pool in its place.
+ */
+typedef struct dv_core_pool_ops {
+	/* Start resolving `f` (qwire and key filled).  The pool answers
+	 * through dv_core_fetch_answer() or dv_core_fetch_fail(), possibly
+	 * before this returns. */
+	void (*fetch_start)(void *pool, dv_fetch_t *f);
+	/* Stop every timer and attempt of `f`: the fetch is being freed. */
+	void (*fetch_cancel)(void *pool, dv_fetch_t *f);
+} dv_core_pool_ops_t;
+
+/*
  * Hand a query to the core (which takes ownership).  Returns:
  *  0            the query has been or will be answered through q->reply;
  *  DV_ESHORT,

@@ -2084,6 +2084,21 @@ void dv_pool_fetch_cancel(dv_pool_t *p, dv_fetch_t *f)
 			attempt_detach(&f->att[i]);
 }
 
+static void core_fetch_start(void *pool, dv_fetch_t *f)
+{
+	dv_pool_fetch_start(pool, f);
+}
+
+static void core_fetch_cancel(void *pool, dv_fetch_t *f)
+{
+	dv_pool_fetch_cancel(pool, f);
+}
+
+const dv_core_pool_ops_t dv_pool_core_ops = {
+	.fetch_start = core_fetch_start,
+	.fetch_cancel = core_fetch_cancel,
+};
+
 unsigned dv_pool_n_servers(const dv_pool_t *p)
 {
 	return p->n_local + p->n_fallback;

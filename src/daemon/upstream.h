@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "src/config/config.h"
+#include "src/daemon/core.h"
 #include "src/core/health.h"
 #include "src/core/query.h"
 #include "src/core/stats.h"
@@ -88,6 +89,9 @@ void dv_pool_free(dv_pool_t *p); /* closes everything; NULL is a no-op */
 void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f);
 /* Stop every timer and attempt of `f` (the fetch is being freed). */
 void dv_pool_fetch_cancel(dv_pool_t *p, dv_fetch_t *f);
+
+/* The two above, as the core calls them (core.h); `pool` a dv_pool_t. */
+extern const dv_core_pool_ops_t dv_pool_core_ops;
 
 /* Servers of the pool: local first, then fallback (the same for every
  * worker, in config order). */

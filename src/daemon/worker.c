@@ -141,6 +141,7 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	ev_async_start(w->loop, &ctl->async);
 
 	w->pool = dv_pool_new(w, cfg);
+	w->pool_ops = &dv_pool_core_ops;
 	if (!w->pool) {
 		snprintf(err, err_len, "out of memory");
 		goto fail;

@@ -52,6 +52,8 @@ struct dv_worker {
 	const dv_shared_t *shared;
 	dv_cache_t *cache; /* shared->cache */
 	dv_pool_t *pool;
+	/* how the core reaches `pool` (core.h; dv_pool_core_ops) */
+	const struct dv_core_pool_ops *pool_ops;
 	dv_stats_t stats;
 	dv_listener_t *listeners;
 	/* admission of new TLS and QUIC handshakes, all listeners of this

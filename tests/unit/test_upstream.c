@@ -372,6 +372,7 @@ static void test_udp_lost_answers_release_ids(void **state)
 	w->loop = f->loop;
 	w->cfg = f->cfg;
 	w->pool = f->pool;
+	w->pool_ops = &dv_pool_core_ops; /* what dv_worker_new sets */
 	w->fetches = calloc(1, sizeof(*w->fetches));
 	assert_non_null(w->fetches);
 	w->fetch_mask = 0;

@@ -33,9 +33,10 @@ typedef struct dv_core_pool_ops {
  */
 int dv_core_submit(dv_query_t *q);
 
-/* Upstream results for a fetch (called by the pool, exactly once each
- * fetch): the first good answer, or the failure with the EDE to report.
- * The fetch is freed before these return. */
+/* Upstream results for a fetch (called by the pool through the report
+ * the worker gave it, exactly once each fetch): the first good answer, or
+ * the failure with the EDE to report.  The fetch is freed before these
+ * return. */
 void dv_core_fetch_answer(dv_fetch_t *f, const uint8_t *wire, size_t len,
 			  const dv_wire_resp_t *r);
 void dv_core_fetch_fail(dv_fetch_t *f, uint16_t ede, const char *text);

@@ -45,6 +45,12 @@ _Static_assert(DV_MAX_HANDSHAKE_EXEMPT + DV_DOH_MAX_TRUSTED_PROXIES <=
 		       DV_HS_MAX_EXEMPT,
 	       "the limiter keeps every exempt prefix");
 
+/* Where the pool's fetches end: the core. */
+static const dv_pool_report_t core_report = {
+	.answer = dv_core_fetch_answer,
+	.fail = dv_core_fetch_fail,
+};
+
 static dv_hs_limit_t *hs_limit_new(dv_worker_t *w)
 {
 	const dv_config_t *cfg = w->cfg;
@@ -140,7 +146,7 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	ctl->async.data = w;
 	ev_async_start(w->loop, &ctl->async);
 
-	w->pool = dv_pool_new(w, cfg);
+	w->pool = dv_pool_new(w, cfg, &core_report);
 	w->pool_ops = &dv_pool_core_ops;
 	if (!w->pool) {
 		snprintf(err, err_len, "out of memory");

@@ -9,7 +9,7 @@
  * fire in the order the input says.
  *
  * src/daemon/upstream.c and src/daemon/core.c are included to reach their statics (the
- * pool's, and the core's serve-stale timers).  This file then defines every
+ * pool's, and the core's).  This file then defines every
  * public symbol of both, so the linker never pulls upstream.o or core.o out
  * of the dv_core archive (no duplicate definitions).
  *
@@ -99,6 +99,7 @@ static ssize_t fuzz_getrandom(void *buf, size_t len, unsigned int flags)
 
 #include "src/core/cache.h"
 #include "src/daemon/core.h"
+#include "src/daemon/ev_timers.h"
 #include "src/core/log.h"
 #include "src/daemon/worker.h"
 
@@ -673,21 +674,19 @@ static void op_store_stale(dv_worker_t *w, uint8_t sel)
 	DEBUG("stale answer stored for sel %02x\n", sel);
 }
 
-/* The stale-answer timer of `f`, if the core armed one. */
-static struct stale_timer *stale_of(dv_fetch_t *f)
+/* The stale-answer timer of `f`, if the core armed one (and it has not
+ * been cancelled): its libev watcher. */
+static dv_ev_timer_t *stale_of(dv_fetch_t *f)
 {
-	pthread_mutex_lock(&stale_lock);
-	struct stale_timer *st = *stale_slot(f);
-	pthread_mutex_unlock(&stale_lock);
-	return st;
+	return f->stale.impl;
 }
 
 static void op_stale_timer(dv_worker_t *w, uint8_t sel)
 {
 	dv_fetch_t *f = pick_fetch(w, sel);
-	struct stale_timer *st = f ? stale_of(f) : NULL;
+	dv_ev_timer_t *st = f ? stale_of(f) : NULL;
 	if (st)
-		fire(w->loop, &st->timer, stale_timer_cb);
+		fire(w->loop, &st->w, dv_ev_timer_cb);
 }
 
 /* ---- invariants ---- */
@@ -771,10 +770,11 @@ NO_COVERAGE static void check_all(dv_worker_t *w)
 		CHECK(n == f->n_waiters);
 		waiting += n;
 		/* a stale-answer timer runs until it fires, once */
-		struct stale_timer *st = stale_of(f);
+		dv_ev_timer_t *st = stale_of(f);
 		if (st)
-			CHECK(st->fetch == f &&
-			      st->fired == !ev_is_active(&st->timer));
+			CHECK(st->t == &f->stale &&
+			      f->stale_fired == !ev_is_active(&st->w) &&
+			      f->stale.armed == !!ev_is_active(&st->w));
 	}
 	dv_pool_t *p = w->pool;
 	for (unsigned i = 0; i < p->n_local + p->n_fallback; i++) {
@@ -916,9 +916,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(w->inflight == 0);
 	for (unsigned i = 0; i < n_clients; i++)
 		CHECK(clients[i].replies == (clients[i].accepted ? 1u : 0u));
-	/* every stale-answer timer went with its fetch (the table is
-	 * process-wide and holds what LeakSanitizer cannot see as lost) */
-	CHECK(__atomic_load_n(&stale_live, __ATOMIC_ACQUIRE) == 0);
 
 	dv_worker_free(w);
 	for (unsigned i = 0; i < n_conns; i++)

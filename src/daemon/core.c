@@ -5,13 +5,10 @@
  */
 #include "src/daemon/core.h"
 
-#include <ev.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "src/core/cache.h"
 #include "src/core/errors.h"
@@ -20,20 +17,6 @@
 #include "src/daemon/worker.h"
 
 #define QUERY_POOL_MAX 4096 /* free objects kept per worker */
-
-uint64_t dv_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-uint32_t dv_now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint32_t)ts.tv_sec;
-}
 
 /* ---- query objects ---- */
 
@@ -220,7 +203,8 @@ static bool serve_stale(dv_query_t *q, const uint8_t *key, size_t key_len)
 	unsigned flags = 0;
 	if (!w->cache || !w->cfg || w->cfg->cache_stale_max_age_s == 0)
 		return false;
-	int n = dv_cache_lookup_stale(w->cache, key, key_len, dv_now_s(),
+	int n = dv_cache_lookup_stale(w->cache, key, key_len,
+				      dv_timers_now_s(&w->timers),
 				      w->cfg->cache_stale_max_age_s,
 				      w->scratch, sizeof(w->scratch), q->wire,
 				      &q->view, q->answer_limit, pad_for(q),
@@ -239,52 +223,14 @@ static bool serve_stale(dv_query_t *q, const uint8_t *key, size_t key_len)
  * The client response timer (RFC 8767 5): when a fetch whose key has a
  * stale answer has not completed within cache.stale-answer-timeout-ms,
  * its waiters get the stale answer and the fetch goes on to refresh the
- * cache.
- *
- * Design note: dv_fetch_t belongs to upstream.h, and fetches are also
- * made outside the core (the pool's unit tests allocate bare ones), so the
- * timer cannot live in the fetch or in a larger struct around it.  It
- * lives in a small side object, made only for fetches whose key has a
- * stale answer, found by the fetch's address in one process-wide table
- * (process-wide because a stopped worker's leftover fetches are freed
- * from the main thread).  Its lock is taken only while such objects
- * exist, so other fetches never touch it.  This is the
- * one place the core arms a libev timer, because worker.c and upstream.c
- * are not the core's to change here; what the timer decides is plain
- * code (stale_timer_cb() only serves waiters from the cache).
+ * cache.  The timer is the fetch's own (f->stale), armed through the
+ * worker's runtime (src/core/timer.h); a fetch made without it (the
+ * pool's health probes, the pool's unit tests) never arms it.
  */
-struct stale_timer {
-	ev_timer timer;
-	dv_fetch_t *fetch;
-	struct stale_timer *next;
-	bool fired; /* later waiters get the stale answer at once */
-};
-
-#define STALE_TAB_SIZE 256 /* power of two */
-static struct stale_timer *stale_tab[STALE_TAB_SIZE];
-static pthread_mutex_t stale_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned stale_live; /* objects in the table; atomic reads */
-
-static struct stale_timer **stale_slot(const dv_fetch_t *f)
+static void stale_timer_cb(dv_timer_t *t)
 {
-	uintptr_t h = (uintptr_t)f;
-	h ^= h >> 7;
-	h ^= h >> 13;
-	struct stale_timer **pp = &stale_tab[h & (STALE_TAB_SIZE - 1)];
-	while (*pp && (*pp)->fetch != f)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-static void stale_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-	(void)loop;
-	(void)revents;
-	struct stale_timer *st = t->data;
-	dv_fetch_t *f = st->fetch;
-	pthread_mutex_lock(&stale_lock);
-	st->fired = true;
-	pthread_mutex_unlock(&stale_lock);
+	dv_fetch_t *f = t->data;
+	f->stale_fired = true; /* later waiters get the stale answer at once */
 	dv_query_t *q = waiters_take(f);
 	while (q) {
 		dv_query_t *next = q->next;
@@ -294,67 +240,30 @@ static void stale_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 }
 
-/* Start the timer for `f` unless it has one.  Memory short: no timer,
- * the fetch just runs its course. */
+/* Start the timer for `f` unless it has one (running or fired).  Memory
+ * short: no timer, the fetch just runs its course. */
 static void stale_arm(dv_fetch_t *f)
 {
 	dv_worker_t *w = f->worker;
 	const dv_config_t *cfg = w->cfg;
 	if (!cfg || cfg->cache_stale_answer_timeout_ms == 0 ||
-	    cfg->cache_stale_max_age_s == 0 || !w->loop)
+	    cfg->cache_stale_max_age_s == 0 || !w->timers.ops)
 		return;
-	pthread_mutex_lock(&stale_lock);
-	struct stale_timer **pp = stale_slot(f);
-	struct stale_timer *st = NULL;
-	if (!*pp && (st = calloc(1, sizeof(*st))) != NULL) {
-		st->fetch = f;
-		*pp = st;
-		__atomic_add_fetch(&stale_live, 1, __ATOMIC_RELEASE);
+	if (f->stale.cb)
+		return;
+	dv_timer_init(&f->stale, stale_timer_cb, f);
+	if (dv_timer_arm(&w->timers, &f->stale,
+			 cfg->cache_stale_answer_timeout_ms) < 0) {
+		dv_timer_cancel(&w->timers, &f->stale);
+		f->stale.cb = NULL;
 	}
-	pthread_mutex_unlock(&stale_lock);
-	if (!st)
-		return;
-	ev_timer_init(&st->timer, stale_timer_cb,
-		      cfg->cache_stale_answer_timeout_ms / 1000.0, 0.);
-	st->timer.data = st;
-	ev_timer_start(w->loop, &st->timer);
-}
-
-static bool stale_fired(const dv_fetch_t *f)
-{
-	if (__atomic_load_n(&stale_live, __ATOMIC_ACQUIRE) == 0)
-		return false;
-	pthread_mutex_lock(&stale_lock);
-	struct stale_timer *st = *stale_slot(f);
-	bool fired = st && st->fired;
-	pthread_mutex_unlock(&stale_lock);
-	return fired;
-}
-
-static void stale_disarm(dv_fetch_t *f)
-{
-	/* only the fetch's own thread adds its object: a 0 seen here means
-	 * this fetch has none */
-	if (__atomic_load_n(&stale_live, __ATOMIC_ACQUIRE) == 0)
-		return;
-	pthread_mutex_lock(&stale_lock);
-	struct stale_timer **pp = stale_slot(f);
-	struct stale_timer *st = *pp;
-	if (st) {
-		*pp = st->next;
-		__atomic_sub_fetch(&stale_live, 1, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&stale_lock);
-	if (!st)
-		return;
-	ev_timer_stop(f->worker->loop, &st->timer);
-	free(st);
 }
 
 static void fetch_free(dv_fetch_t *f)
 {
-	stale_disarm(f);
-	dv_pool_fetch_cancel(f->worker->pool, f);
+	dv_worker_t *w = f->worker;
+	dv_timer_cancel(&w->timers, &f->stale);
+	w->pool_ops->fetch_cancel(w->pool, f);
 	free(f);
 }
 
@@ -365,7 +274,7 @@ void dv_core_fetch_answer(dv_fetch_t *f, const uint8_t *wire, size_t len,
 	fetch_unlink(f);
 	if (w->cache)
 		(void)dv_cache_store(w->cache, f->key, f->key_len, wire, len,
-				     r, dv_now_s());
+				     r, dv_timers_now_s(&w->timers));
 	dv_query_t *q = f->waiters;
 	while (q) {
 		dv_query_t *next = q->next;
@@ -396,7 +305,7 @@ void dv_core_fetch_fail(dv_fetch_t *f, uint16_t ede, const char *text)
 	if (w->cache && w->cfg && w->cfg->cache_servfail_ttl_s && !w->draining)
 		(void)dv_cache_store_servfail(w->cache, f->key, f->key_len, ede,
 					      w->cfg->cache_servfail_ttl_s,
-					      dv_now_s());
+					      dv_timers_now_s(&w->timers));
 	/* serve-stale first (RFC 8767), SERVFAIL for the rest */
 	dv_query_t *q = waiters_take(f);
 	while (q) {
@@ -406,6 +315,37 @@ void dv_core_fetch_fail(dv_fetch_t *f, uint16_t ede, const char *text)
 		q = next;
 	}
 	fetch_free(f);
+}
+
+/* A new fetch for `key` (hash `hash`) asking `q`'s question, linked into
+ * the coalescing table at `pp` (its empty slot), not started.  NULL when
+ * memory is short. */
+static dv_fetch_t *fetch_new(dv_worker_t *w, dv_fetch_t **pp, uint64_t hash,
+			     const uint8_t *key, size_t key_len,
+			     const dv_query_t *q)
+{
+	dv_fetch_t *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->worker = w;
+	f->hash = hash;
+	memcpy(f->key, key, key_len);
+	f->key_len = (uint16_t)key_len;
+	int ret = dv_wire_upstream_query(f->qwire, sizeof(f->qwire), 0,
+					 q->wire, &q->view);
+	dv_require(ret > 0);
+	f->qlen = (uint16_t)ret;
+	f->ede = 0xffff;
+	*pp = f;
+	w->n_fetches++;
+	return f;
+}
+
+/* Hand `f` to the pool, which answers through dv_core_fetch_answer() or
+ * dv_core_fetch_fail(), possibly before this returns (and frees f). */
+static void fetch_start(dv_worker_t *w, dv_fetch_t *f)
+{
+	w->pool_ops->fetch_start(w->pool, f);
 }
 
 /*
@@ -423,29 +363,41 @@ static void prefetch_start(dv_worker_t *w, const uint8_t *key,
 	dv_fetch_t **pp = fetch_slot(w, hash, key, key_len);
 	if (*pp)
 		return;
-	dv_fetch_t *f = calloc(1, sizeof(*f));
+	dv_fetch_t *f = fetch_new(w, pp, hash, key, key_len, q);
 	if (!f)
 		return;
-	f->worker = w;
-	f->hash = hash;
-	memcpy(f->key, key, key_len);
-	f->key_len = (uint16_t)key_len;
-	int ret = dv_wire_upstream_query(f->qwire, sizeof(f->qwire), 0,
-					 q->wire, &q->view);
-	dv_require(ret > 0);
-	f->qlen = (uint16_t)ret;
-	f->ede = 0xffff;
-	*pp = f;
-	w->n_fetches++;
 	DV_STAT_INC(&w->stats, prefetches);
-	dv_pool_fetch_start(w->pool, f);
+	fetch_start(w, f);
 }
 
-/* ---- submit ---- */
+/* ---- the pipeline ----
+ *
+ * A query goes through the stages in order; each either answers it (and
+ * so frees it) and returns DONE, or passes it on with what it learnt in
+ * the pipe_t.  identity -> policy -> cache -> coalescing -> upstream.
+ */
 
-int dv_core_submit(dv_query_t *q)
+typedef enum { STAGE_NEXT, STAGE_DONE } stage_t;
+
+typedef struct {
+	uint8_t key[DV_WIRE_KEY_MAX]; /* the question's cache key */
+	size_t key_len;
+	bool has_stale;   /* the cache holds a stale answer for the key */
+	uint64_t hash;    /* of the key, in the coalescing table */
+	dv_fetch_t **pp;  /* the key's place in the coalescing table */
+} pipe_t;
+
+/*
+ * Identity: what is asked, and (round 2) by whom.  Parses the message
+ * (dropping what is not a query, FORMERR/NOTIMP/BADVERS for what cannot
+ * be served), fixes the query's deadline and answer size and its cache
+ * key.  Returns DV_ESHORT or DV_ENOTQUERY when `q` was dropped (and
+ * freed), else 0 with *st saying whether `q` was answered.
+ */
+static int stage_identity(dv_query_t *q, pipe_t *p, stage_t *st)
 {
 	dv_worker_t *w = q->worker;
+	*st = STAGE_DONE;
 	int ret = dv_wire_parse_query(q->wire, q->len, &q->view);
 	switch (ret) {
 	case 0:
@@ -465,7 +417,7 @@ int dv_core_submit(dv_query_t *q)
 	}
 	DV_STAT_INC(&w->stats, queries);
 	const dv_config_t *cfg = w->cfg;
-	q->start_ms = dv_worker_now_ms(w);
+	q->start_ms = dv_timers_now_ms(&w->timers);
 	q->deadline_ms = q->start_ms + cfg->query_timeout_ms;
 	q->answer_limit = q->udp ? dv_wire_udp_limit(&q->view) : DV_DNS_MAX_MSG;
 
@@ -477,80 +429,113 @@ int dv_core_submit(dv_query_t *q)
 		reply_error(q, DV_RCODE_BADVERS, 0xffff, NULL);
 		return 0;
 	}
+	p->key_len = dv_wire_key(p->key, q->wire, &q->view);
+	*st = STAGE_NEXT;
+	return 0;
+}
 
-	uint8_t key[DV_WIRE_KEY_MAX];
-	size_t key_len = dv_wire_key(key, q->wire, &q->view);
-	bool has_stale = false;
-	if (w->cache) {
-		dv_cache_policy_t pol = cache_policy(cfg);
-		unsigned cflags = 0;
-		int n = dv_cache_lookup_ex(w->cache, key, key_len, dv_now_s(),
-					   &pol, w->scratch,
-					   sizeof(w->scratch), q->wire,
-					   &q->view, q->answer_limit,
-					   pad_for(q), &cflags);
-		if (n > 0) {
-			if (cflags & DV_CACHE_STALE) {
-				DV_STAT_INC(&w->stats, stale_served);
-			} else if (cflags & DV_CACHE_SERVFAIL) {
-				DV_STAT_INC(&w->stats, servfail_cached);
-				DV_STAT_INC(&w->stats, servfail);
-			} else {
-				DV_STAT_INC(&w->stats, cache_hits);
-			}
-			/* before finish() frees q; a fetch with no waiters
-			 * never writes the scratch buffer holding the answer */
-			if (cflags & DV_CACHE_PREFETCH)
-				prefetch_start(w, key, key_len, q);
-			finish(q, w->scratch, (size_t)n);
-			return 0;
+/* Policy: refuse, block, rate-limit or answer locally.  Nothing yet: every
+ * query passes (src/policy/ comes in round 2). */
+static stage_t stage_policy(dv_query_t *q, pipe_t *p)
+{
+	(void)q;
+	(void)p;
+	return STAGE_NEXT;
+}
+
+/* The cache: a fresh (or stale-by-policy, or SERVFAIL-marked) answer
+ * ends the query; a popular one about to expire is also prefetched. */
+static stage_t stage_cache(dv_query_t *q, pipe_t *p)
+{
+	dv_worker_t *w = q->worker;
+	if (!w->cache)
+		return STAGE_NEXT;
+	dv_cache_policy_t pol = cache_policy(w->cfg);
+	unsigned cflags = 0;
+	int n = dv_cache_lookup_ex(w->cache, p->key, p->key_len,
+				   dv_timers_now_s(&w->timers), &pol,
+				   w->scratch, sizeof(w->scratch), q->wire,
+				   &q->view, q->answer_limit, pad_for(q),
+				   &cflags);
+	if (n > 0) {
+		if (cflags & DV_CACHE_STALE) {
+			DV_STAT_INC(&w->stats, stale_served);
+		} else if (cflags & DV_CACHE_SERVFAIL) {
+			DV_STAT_INC(&w->stats, servfail_cached);
+			DV_STAT_INC(&w->stats, servfail);
+		} else {
+			DV_STAT_INC(&w->stats, cache_hits);
 		}
-		has_stale = cflags & DV_CACHE_HAS_STALE;
-		DV_STAT_INC(&w->stats, cache_misses);
+		/* before finish() frees q; a fetch with no waiters never
+		 * writes the scratch buffer holding the answer */
+		if (cflags & DV_CACHE_PREFETCH)
+			prefetch_start(w, p->key, p->key_len, q);
+		finish(q, w->scratch, (size_t)n);
+		return STAGE_DONE;
 	}
-	if (w->inflight > cfg->max_inflight) {
+	p->has_stale = cflags & DV_CACHE_HAS_STALE;
+	DV_STAT_INC(&w->stats, cache_misses);
+	return STAGE_NEXT;
+}
+
+/* Coalescing: past the worker's in-flight limit the query is refused
+ * (stale if there is one); a fetch already in flight for the key takes it
+ * as a waiter (or, when that fetch is already late, the stale answer). */
+static stage_t stage_coalesce(dv_query_t *q, pipe_t *p)
+{
+	dv_worker_t *w = q->worker;
+	if (w->inflight > w->cfg->max_inflight) {
 		DV_STAT_INC(&w->stats, overload);
-		if (has_stale && serve_stale(q, key, key_len))
-			return 0;
+		if (p->has_stale && serve_stale(q, p->key, p->key_len))
+			return STAGE_DONE;
 		reply_error(q, DV_RCODE_SERVFAIL, DV_EDE_OTHER,
 			    "dnsveil overloaded");
-		return 0;
+		return STAGE_DONE;
 	}
+	p->hash = key_hash(p->key, p->key_len);
+	p->pp = fetch_slot(w, p->hash, p->key, p->key_len);
+	dv_fetch_t *f = *p->pp;
+	if (!f)
+		return STAGE_NEXT;
+	/* the upstreams are already late for this key: stale now */
+	if (p->has_stale && f->stale_fired &&
+	    serve_stale(q, p->key, p->key_len))
+		return STAGE_DONE;
+	DV_STAT_INC(&w->stats, coalesced);
+	waiter_append(f, q);
+	if (p->has_stale)
+		stale_arm(f);
+	return STAGE_DONE;
+}
 
-	uint64_t hash = key_hash(key, key_len);
-	dv_fetch_t **pp = fetch_slot(w, hash, key, key_len);
-	if (*pp) {
-		dv_fetch_t *f = *pp;
-		/* the upstreams are already late for this key: stale now */
-		if (has_stale && stale_fired(f) &&
-		    serve_stale(q, key, key_len))
-			return 0;
-		DV_STAT_INC(&w->stats, coalesced);
-		waiter_append(f, q);
-		if (has_stale)
-			stale_arm(f);
-		return 0;
-	}
-	dv_fetch_t *f = calloc(1, sizeof(*f));
+/* Upstream: a new fetch with `q` its first waiter, handed to the pool. */
+static void stage_upstream(dv_query_t *q, pipe_t *p)
+{
+	dv_worker_t *w = q->worker;
+	dv_fetch_t *f = fetch_new(w, p->pp, p->hash, p->key, p->key_len, q);
 	if (!f) {
 		reply_error(q, DV_RCODE_SERVFAIL, DV_EDE_OTHER, "out of memory");
-		return 0;
+		return;
 	}
-	f->worker = w;
-	f->hash = hash;
-	memcpy(f->key, key, key_len);
-	f->key_len = (uint16_t)key_len;
-	ret = dv_wire_upstream_query(f->qwire, sizeof(f->qwire), 0, q->wire,
-				     &q->view);
-	dv_require(ret > 0);
-	f->qlen = (uint16_t)ret;
-	f->ede = 0xffff;
 	waiter_append(f, q);
-	*pp = f;
-	w->n_fetches++;
 	/* before the start: the pool may finish (and free) f within it */
-	if (has_stale)
+	if (p->has_stale)
 		stale_arm(f);
-	dv_pool_fetch_start(w->pool, f);
+	fetch_start(w, f);
+}
+
+int dv_core_submit(dv_query_t *q)
+{
+	pipe_t p;
+	p.has_stale = false;
+	stage_t st;
+	int ret = stage_identity(q, &p, &st);
+	if (ret < 0 || st == STAGE_DONE)
+		return ret;
+	if (stage_policy(q, &p) == STAGE_DONE ||
+	    stage_cache(q, &p) == STAGE_DONE ||
+	    stage_coalesce(q, &p) == STAGE_DONE)
+		return 0;
+	stage_upstream(q, &p);
 	return 0;
 }

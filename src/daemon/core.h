@@ -4,10 +4,25 @@
  * upstream pool.  Runs on the worker thread that received the query; shares
  * nothing with other workers but the cache.
  */
+#include "src/core/clock.h"
 #include "src/core/query.h"
 #include "src/core/wire.h"
 
 typedef struct dv_fetch dv_fetch_t;
+
+/*
+ * The upstream pool as the core sees it: a table the worker gives it with
+ * the pool (struct dv_worker's pool_ops and pool), so that the core calls
+ * no pool function by name and a test can put a fake pool in its place.
+ */
+typedef struct dv_core_pool_ops {
+	/* Start resolving `f` (qwire and key filled).  The pool answers
+	 * through dv_core_fetch_answer() or dv_core_fetch_fail(), possibly
+	 * before this returns. */
+	void (*fetch_start)(void *pool, dv_fetch_t *f);
+	/* Stop every timer and attempt of `f`: the fetch is being freed. */
+	void (*fetch_cancel)(void *pool, dv_fetch_t *f);
+} dv_core_pool_ops_t;
 
 /*
  * Hand a query to the core (which takes ownership).  Returns:
@@ -18,13 +33,10 @@ typedef struct dv_fetch dv_fetch_t;
  */
 int dv_core_submit(dv_query_t *q);
 
-/* Upstream results for a fetch (called by the pool, exactly once each
- * fetch): the first good answer, or the failure with the EDE to report.
- * The fetch is freed before these return. */
+/* Upstream results for a fetch (called by the pool through the report
+ * the worker gave it, exactly once each fetch): the first good answer, or
+ * the failure with the EDE to report.  The fetch is freed before these
+ * return. */
 void dv_core_fetch_answer(dv_fetch_t *f, const uint8_t *wire, size_t len,
 			  const dv_wire_resp_t *r);
 void dv_core_fetch_fail(dv_fetch_t *f, uint16_t ede, const char *text);
-
-/* Monotonic clock in milliseconds and seconds. */
-uint64_t dv_now_ms(void);
-uint32_t dv_now_s(void);

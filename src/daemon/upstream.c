@@ -120,6 +120,7 @@ struct dv_server {
 struct dv_pool {
 	dv_worker_t *w;
 	const dv_config_t *cfg;
+	const dv_pool_report_t *report; /* where fetches end */
 	dv_server_t *servers; /* local first, then fallback */
 	unsigned n_local, n_fallback;
 	dv_tls_ctx_t *tls; /* client context; NULL without tls:// servers */
@@ -966,9 +967,8 @@ static void fetch_continue(dv_fetch_t *f, bool was_fallback)
 		if (attempts_active(f))
 			return;
 	}
-	dv_core_fetch_fail(f,
-			   f->ede != 0xffff ? f->ede : DV_EDE_NETWORK_ERROR,
-			   "no upstream could answer");
+	p->report->fail(f, f->ede != 0xffff ? f->ede : DV_EDE_NETWORK_ERROR,
+			"no upstream could answer");
 }
 
 static void attempt_fail(dv_attempt_t *a, bool timeout)
@@ -1000,16 +1000,16 @@ static void hedge_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	DV_STAT_INC(&f->worker->stats, hedged);
 	start_fallback(f);
 	if (!attempts_active(f))
-		dv_core_fetch_fail(f, DV_EDE_NETWORK_ERROR,
-				   "no upstream could answer");
+		f->worker->pool->report->fail(f, DV_EDE_NETWORK_ERROR,
+					      "no upstream could answer");
 }
 
 static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	dv_fetch_t *f = t->data;
 	DV_STAT_INC(&f->worker->stats, deadline_expired);
-	dv_core_fetch_fail(f, DV_EDE_NO_REACHABLE_AUTHORITY,
-			   "upstreams did not answer in time");
+	f->worker->pool->report->fail(f, DV_EDE_NO_REACHABLE_AUTHORITY,
+				      "upstreams did not answer in time");
 }
 
 /* ---- health probes ---- */
@@ -1127,8 +1127,8 @@ static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 	}
 	DV_STAT_INC(&p->w->stats, upstream_answers);
 	USTAT_INC(srv, won);
-	/* the fetch is freed (and every attempt detached) by the core */
-	dv_core_fetch_answer(f, wire, len, &r);
+	/* the fetch is freed (and every attempt detached) by its owner */
+	p->report->answer(f, wire, len, &r);
 }
 
 /* ---- HTTP/2 connections (https:// servers) ----
@@ -1897,13 +1897,15 @@ static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
 	return 0;
 }
 
-dv_pool_t *dv_pool_new(dv_worker_t *w, const dv_config_t *cfg)
+dv_pool_t *dv_pool_new(dv_worker_t *w, const dv_config_t *cfg,
+		       const dv_pool_report_t *report)
 {
 	dv_pool_t *p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
 	p->w = w;
 	p->cfg = cfg;
+	p->report = report;
 	p->n_local = cfg->n_upstream;
 	p->n_fallback = cfg->n_fallback;
 	for (int fb = 0; fb < 2; fb++)
@@ -2066,8 +2068,8 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 			start_fallback(f);
 		}
 		if (!attempts_active(f)) {
-			dv_core_fetch_fail(f, DV_EDE_NETWORK_ERROR,
-					   "no upstream could answer");
+			p->report->fail(f, DV_EDE_NETWORK_ERROR,
+					"no upstream could answer");
 			return;
 		}
 	} else if (p->n_fallback) {
@@ -2083,6 +2085,21 @@ void dv_pool_fetch_cancel(dv_pool_t *p, dv_fetch_t *f)
 		if (f->att[i].fetch)
 			attempt_detach(&f->att[i]);
 }
+
+static void core_fetch_start(void *pool, dv_fetch_t *f)
+{
+	dv_pool_fetch_start(pool, f);
+}
+
+static void core_fetch_cancel(void *pool, dv_fetch_t *f)
+{
+	dv_pool_fetch_cancel(pool, f);
+}
+
+const dv_core_pool_ops_t dv_pool_core_ops = {
+	.fetch_start = core_fetch_start,
+	.fetch_cancel = core_fetch_cancel,
+};
 
 unsigned dv_pool_n_servers(const dv_pool_t *p)
 {

@@ -28,9 +28,11 @@
 #include <stdint.h>
 
 #include "src/config/config.h"
+#include "src/daemon/core.h"
 #include "src/core/health.h"
 #include "src/core/query.h"
 #include "src/core/stats.h"
+#include "src/core/timer.h"
 #include "src/core/wire.h"
 
 typedef struct dv_worker dv_worker_t;
@@ -68,21 +70,41 @@ struct dv_fetch {
 	ev_timer hedge;
 	ev_timer deadline;
 	dv_attempt_t att[DV_FETCH_MAX_ATTEMPTS];
+	/* the core's: the RFC 8767 client response timer (core.c), and
+	 * whether it has fired (later waiters get the stale answer at once) */
+	dv_timer_t stale;
+	bool stale_fired;
 };
 
+/*
+ * How the pool reports the end of a fetch to the fetch's owner (the
+ * core: dv_core_fetch_answer and dv_core_fetch_fail), exactly once per
+ * fetch and never for its own health probes: the first good answer, or
+ * the failure with the EDE to report.  The owner frees the fetch (and
+ * cancels it, dv_pool_fetch_cancel) before these return.
+ */
+typedef struct dv_pool_report {
+	void (*answer)(dv_fetch_t *f, const uint8_t *wire, size_t len,
+		       const dv_wire_resp_t *r);
+	void (*fail)(dv_fetch_t *f, uint16_t ede, const char *text);
+} dv_pool_report_t;
+
 /* Create the pool of worker `w` from the config (connections are opened
- * lazily, except the local group's, which are warmed on start).  NULL on
- * allocation failure. */
-dv_pool_t *dv_pool_new(dv_worker_t *w, const dv_config_t *cfg);
+ * lazily, except the local group's, which are warmed on start), reporting
+ * through `report` (kept).  NULL on allocation failure. */
+dv_pool_t *dv_pool_new(dv_worker_t *w, const dv_config_t *cfg,
+		       const dv_pool_report_t *report);
 void dv_pool_start(dv_pool_t *p);
 void dv_pool_free(dv_pool_t *p); /* closes everything; NULL is a no-op */
 
 /* Start resolving `f` (qwire, key filled).  The pool answers through
- * dv_core_fetch_answer() or dv_core_fetch_fail(), possibly before this
- * returns. */
+ * its report (dv_pool_report_t), possibly before this returns. */
 void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f);
 /* Stop every timer and attempt of `f` (the fetch is being freed). */
 void dv_pool_fetch_cancel(dv_pool_t *p, dv_fetch_t *f);
+
+/* The two above, as the core calls them (core.h); `pool` a dv_pool_t. */
+extern const dv_core_pool_ops_t dv_pool_core_ops;
 
 /* Servers of the pool: local first, then fallback (the same for every
  * worker, in config order). */

@@ -12,6 +12,7 @@
 #include <sys/random.h>
 
 #include "src/daemon/core.h"
+#include "src/daemon/ev_timers.h"
 #include "src/core/errors.h"
 #include "src/core/hs_limit.h"
 #include "src/core/log.h"
@@ -43,6 +44,12 @@ uint64_t dv_worker_now_ms(dv_worker_t *w)
 _Static_assert(DV_MAX_HANDSHAKE_EXEMPT + DV_DOH_MAX_TRUSTED_PROXIES <=
 		       DV_HS_MAX_EXEMPT,
 	       "the limiter keeps every exempt prefix");
+
+/* Where the pool's fetches end: the core. */
+static const dv_pool_report_t core_report = {
+	.answer = dv_core_fetch_answer,
+	.fail = dv_core_fetch_fail,
+};
 
 static dv_hs_limit_t *hs_limit_new(dv_worker_t *w)
 {
@@ -122,6 +129,7 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	w->shared = shared;
 	w->cache = shared->cache;
 	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+	w->timers = (dv_timers_t){.ops = &dv_ev_timer_ops, .ctx = w->loop};
 	worker_ctl_t *ctl = calloc(1, sizeof(*ctl));
 	w->async = ctl;
 	unsigned buckets = 64;
@@ -138,7 +146,8 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	ctl->async.data = w;
 	ev_async_start(w->loop, &ctl->async);
 
-	w->pool = dv_pool_new(w, cfg);
+	w->pool = dv_pool_new(w, cfg, &core_report);
+	w->pool_ops = &dv_pool_core_ops;
 	if (!w->pool) {
 		snprintf(err, err_len, "out of memory");
 		goto fail;

@@ -12,6 +12,7 @@
 #include "src/config/config.h"
 #include "src/core/query.h"
 #include "src/core/stats.h"
+#include "src/core/timer.h"
 #include "src/daemon/transport.h"
 
 struct ev_loop;
@@ -43,12 +44,16 @@ typedef struct dv_listener {
 struct dv_worker {
 	unsigned index;
 	struct ev_loop *loop;
+	/* the core's clock and timers: libev on `loop` (ev_timers.h) */
+	dv_timers_t timers;
 	pthread_t thread;
 	bool running;
 	const dv_config_t *cfg;
 	const dv_shared_t *shared;
 	dv_cache_t *cache; /* shared->cache */
 	dv_pool_t *pool;
+	/* how the core reaches `pool` (core.h; dv_pool_core_ops) */
+	const struct dv_core_pool_ops *pool_ops;
 	dv_stats_t stats;
 	dv_listener_t *listeners;
 	/* admission of new TLS and QUIC handshakes, all listeners of this

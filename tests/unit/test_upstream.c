@@ -28,6 +28,12 @@ typedef struct {
 	dv_config_t *cfg;
 } fixture_t;
 
+/* Where fetches end, as the worker gives it to the pool: the core. */
+static const dv_pool_report_t core_report = {
+	.answer = dv_core_fetch_answer,
+	.fail = dv_core_fetch_fail,
+};
+
 static int setup(void **state)
 {
 	fixture_t *f = calloc(1, sizeof(*f));
@@ -372,11 +378,13 @@ static void test_udp_lost_answers_release_ids(void **state)
 	w->loop = f->loop;
 	w->cfg = f->cfg;
 	w->pool = f->pool;
+	w->pool_ops = &dv_pool_core_ops; /* what dv_worker_new sets */
 	w->fetches = calloc(1, sizeof(*w->fetches));
 	assert_non_null(w->fetches);
 	w->fetch_mask = 0;
 	f->pool->w = w;
 	f->pool->cfg = f->cfg;
+	f->pool->report = &core_report;
 	f->pool->servers = f->server;
 	f->pool->n_local = 1;
 	f->pool->n_fallback = 0;
@@ -524,7 +532,7 @@ static void test_pool_new(void **state)
 
 	dv_worker_t *w = calloc(1, sizeof(*w));
 	assert_non_null(w);
-	dv_pool_t *p = dv_pool_new(w, &cfg);
+	dv_pool_t *p = dv_pool_new(w, &cfg, &core_report);
 	assert_non_null(p);
 	assert_int_equal(p->n_local, 2);
 	assert_int_equal(p->n_fallback, 1);
@@ -609,7 +617,7 @@ static void test_pool_new_tls(void **state)
 
 	dv_worker_t *w = calloc(1, sizeof(*w));
 	assert_non_null(w);
-	dv_pool_t *p = dv_pool_new(w, &cfg);
+	dv_pool_t *p = dv_pool_new(w, &cfg, &core_report);
 	assert_non_null(p);
 	assert_non_null(p->tls);
 	dv_server_t *s = &p->servers[1];
@@ -626,7 +634,7 @@ static void test_pool_new_tls(void **state)
 	dv_pool_free(p);
 
 	snprintf(cfg.tls_ca, sizeof(cfg.tls_ca), "%s", bad);
-	assert_null(dv_pool_new(w, &cfg));
+	assert_null(dv_pool_new(w, &cfg, &core_report));
 
 	free(w);
 	unlink(ca);

@@ -1,0 +1,556 @@
+/*
+ * The query core's lifecycle on a fake clock, fake timers and a fake
+ * upstream pool: no loop, no socket.  The worker is a bare struct holding
+ * what the core uses (config, cache, coalescing table, counters), with the
+ * runtime of src/core/timer.h and the pool table of core.h replaced by the
+ * fakes below; the test plays the pool by calling dv_core_fetch_answer()
+ * and dv_core_fetch_fail() on the fetches the core started.
+ *
+ * Every test checks that each accepted query got exactly one reply and
+ * that nothing is left at the end: no query in flight, no fetch, no timer
+ * armed or holding runtime memory (and, in the ASan build, no leak).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/core/cache.h"
+#include "src/core/errors.h"
+#include "src/core/timer.h"
+#include "src/core/wire.h"
+#include "src/daemon/core.h"
+#include "src/daemon/upstream.h"
+#include "src/daemon/worker.h"
+
+/* ---- fake clock and timers ---- */
+
+#define MAX_TIMERS 8
+
+typedef struct {
+	uint64_t now_ms;
+	dv_timer_t *t[MAX_TIMERS]; /* holding runtime state (impl) */
+	uint64_t due[MAX_TIMERS];
+} fake_rt_t;
+
+static uint64_t fake_now_ms(void *ctx)
+{
+	return ((fake_rt_t *)ctx)->now_ms;
+}
+
+static uint32_t fake_now_s(void *ctx)
+{
+	return (uint32_t)(((fake_rt_t *)ctx)->now_ms / 1000);
+}
+
+static int fake_slot(fake_rt_t *rt, const dv_timer_t *t)
+{
+	for (int i = 0; i < MAX_TIMERS; i++)
+		if (rt->t[i] == t)
+			return i;
+	return -1;
+}
+
+static int fake_arm(void *ctx, dv_timer_t *t, uint64_t after_ms)
+{
+	fake_rt_t *rt = ctx;
+	int i = fake_slot(rt, t);
+	if (i < 0)
+		i = fake_slot(rt, NULL);
+	assert_true(i >= 0);
+	rt->t[i] = t;
+	rt->due[i] = rt->now_ms + after_ms;
+	t->impl = rt;
+	t->armed = true;
+	return 0;
+}
+
+static void fake_cancel(void *ctx, dv_timer_t *t)
+{
+	fake_rt_t *rt = ctx;
+	int i = fake_slot(rt, t);
+	if (i >= 0)
+		rt->t[i] = NULL;
+	t->impl = NULL;
+	t->armed = false;
+}
+
+static const dv_timer_ops_t fake_timer_ops = {
+	.now_ms = fake_now_ms,
+	.now_s = fake_now_s,
+	.arm = fake_arm,
+	.cancel = fake_cancel,
+};
+
+static unsigned timers_held(const fake_rt_t *rt)
+{
+	unsigned n = 0;
+	for (int i = 0; i < MAX_TIMERS; i++)
+		n += rt->t[i] != NULL;
+	return n;
+}
+
+static unsigned timers_armed(const fake_rt_t *rt)
+{
+	unsigned n = 0;
+	for (int i = 0; i < MAX_TIMERS; i++)
+		n += rt->t[i] && rt->t[i]->armed;
+	return n;
+}
+
+/* Move the clock on by `ms`, firing what falls due, in order. */
+static void advance(fake_rt_t *rt, uint64_t ms)
+{
+	uint64_t end = rt->now_ms + ms;
+	for (;;) {
+		int next = -1;
+		for (int i = 0; i < MAX_TIMERS; i++)
+			if (rt->t[i] && rt->t[i]->armed && rt->due[i] <= end &&
+			    (next < 0 || rt->due[i] < rt->due[next]))
+				next = i;
+		if (next < 0)
+			break;
+		rt->now_ms = rt->due[next];
+		dv_timer_t *t = rt->t[next];
+		t->armed = false; /* one-shot; the runtime part stays */
+		t->cb(t);
+	}
+	rt->now_ms = end;
+}
+
+/* ---- fake pool ---- */
+
+#define MAX_FETCHES 8
+
+typedef struct {
+	dv_fetch_t *live[MAX_FETCHES];
+	unsigned started, cancelled;
+} fake_pool_t;
+
+static void fake_fetch_start(void *pool, dv_fetch_t *f)
+{
+	fake_pool_t *p = pool;
+	for (int i = 0; i < MAX_FETCHES; i++) {
+		if (!p->live[i]) {
+			p->live[i] = f;
+			p->started++;
+			return;
+		}
+	}
+	fail_msg("too many fetches");
+}
+
+static void fake_fetch_cancel(void *pool, dv_fetch_t *f)
+{
+	fake_pool_t *p = pool;
+	for (int i = 0; i < MAX_FETCHES; i++) {
+		if (p->live[i] == f) {
+			p->live[i] = NULL;
+			p->cancelled++;
+			return;
+		}
+	}
+	fail_msg("cancel of a fetch the pool does not have");
+}
+
+static const dv_core_pool_ops_t fake_pool_ops = {
+	.fetch_start = fake_fetch_start,
+	.fetch_cancel = fake_fetch_cancel,
+};
+
+static unsigned fetches_live(const fake_pool_t *p)
+{
+	unsigned n = 0;
+	for (int i = 0; i < MAX_FETCHES; i++)
+		n += p->live[i] != NULL;
+	return n;
+}
+
+/* The one fetch in flight. */
+static dv_fetch_t *the_fetch(const fake_pool_t *p)
+{
+	dv_fetch_t *f = NULL;
+	for (int i = 0; i < MAX_FETCHES; i++) {
+		if (p->live[i]) {
+			assert_null(f);
+			f = p->live[i];
+		}
+	}
+	assert_non_null(f);
+	return f;
+}
+
+/* ---- clients ---- */
+
+#define MAX_CLIENTS 8
+
+typedef struct {
+	unsigned replies;
+	uint8_t wire[1024];
+	size_t len;
+} client_t;
+
+typedef struct {
+	dv_worker_t *w;
+	dv_config_t cfg;
+	fake_rt_t rt;
+	fake_pool_t pool;
+	client_t cl[MAX_CLIENTS];
+	unsigned n_cl;
+} fixture_t;
+
+static void on_reply(dv_query_t *q, const uint8_t *wire, size_t len)
+{
+	client_t *cl = q->conn;
+	assert_int_equal(cl->replies, 0); /* exactly one reply */
+	cl->replies++;
+	assert_true(len <= sizeof(cl->wire));
+	memcpy(cl->wire, wire, len);
+	cl->len = len;
+}
+
+/* A query for `name` (wire form) / `type`, id `id`, with an EDNS OPT when
+ * `edns`.  Returns its client. */
+static client_t *ask(fixture_t *fx, const char *name, size_t name_len,
+		     uint16_t type, uint16_t id, bool edns)
+{
+	uint8_t w[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 11] = {0};
+	dv_put16(w, id);
+	dv_put16(w + 2, DV_FLAG_RD);
+	dv_put16(w + 4, 1);
+	dv_put16(w + 10, edns ? 1 : 0);
+	size_t pos = DV_DNS_HDR;
+	memcpy(w + pos, name, name_len);
+	pos += name_len;
+	dv_put16(w + pos, type);
+	dv_put16(w + pos + 2, DV_CLASS_IN);
+	pos += 4;
+	if (edns) {
+		w[pos] = 0;
+		dv_put16(w + pos + 1, DV_TYPE_OPT);
+		dv_put16(w + pos + 3, 1232);
+		pos += 11;
+	}
+	assert_true(fx->n_cl < MAX_CLIENTS);
+	client_t *cl = &fx->cl[fx->n_cl++];
+	dv_query_t *q = dv_query_new(fx->w, w, pos);
+	assert_non_null(q);
+	q->reply = on_reply;
+	q->conn = cl;
+	q->transport = DV_SCHEME_TLS;
+	assert_int_equal(dv_core_submit(q), 0);
+	return cl;
+}
+
+#define WWW "\3www\7example\4test" /* + the root label */
+#define WWW_LEN 18
+#define NX "\2nx\7example\4test"
+#define NX_LEN 17
+
+/* The upstream's answer to fetch `f`: its question, then (rcode NOERROR)
+ * one A record with `ttl`, or (NXDOMAIN) a SOA in the authority section
+ * with TTL `ttl` and MINIMUM `minimum`. */
+static size_t upstream_answer(uint8_t *a, const dv_fetch_t *f,
+			      uint8_t rcode, uint32_t ttl, uint32_t minimum)
+{
+	dv_wire_query_t v;
+	assert_int_equal(dv_wire_parse_query(f->qwire, f->qlen, &v), 0);
+	size_t pos = v.question_end;
+	memcpy(a, f->qwire, pos);
+	dv_put16(a + 2, DV_FLAG_QR | DV_FLAG_RD | DV_FLAG_RA | rcode);
+	dv_put16(a + 6, rcode == DV_RCODE_NOERROR ? 1 : 0);
+	dv_put16(a + 8, rcode == DV_RCODE_NOERROR ? 0 : 1);
+	dv_put16(a + 10, 0);
+	dv_put16(a + pos, 0xc00c);
+	dv_put16(a + pos + 2,
+		 rcode == DV_RCODE_NOERROR ? DV_TYPE_A : DV_TYPE_SOA);
+	dv_put16(a + pos + 4, DV_CLASS_IN);
+	dv_put32(a + pos + 6, ttl);
+	pos += 10;
+	if (rcode == DV_RCODE_NOERROR) {
+		dv_put16(a + pos, 4);
+		memcpy(a + pos + 2, "\xc0\x00\x02\x01", 4);
+		return pos + 6;
+	}
+	/* ". . serial refresh retry expire minimum" */
+	dv_put16(a + pos, 22);
+	memset(a + pos + 2, 0, 22);
+	dv_put32(a + pos + 2 + 18, minimum);
+	return pos + 24;
+}
+
+static void pool_answers(fixture_t *fx, dv_fetch_t *f, uint8_t rcode,
+			 uint32_t ttl, uint32_t minimum)
+{
+	uint8_t a[512];
+	size_t len = upstream_answer(a, f, rcode, ttl, minimum);
+	dv_wire_resp_t r;
+	assert_int_equal(dv_wire_parse_response(a, len, &r), 0);
+	(void)fx;
+	dv_core_fetch_answer(f, a, len, &r);
+}
+
+/* What a client got. */
+static dv_wire_resp_t reply_of(const client_t *cl)
+{
+	dv_wire_resp_t r;
+	assert_int_equal(cl->replies, 1);
+	int ret = dv_wire_parse_response(cl->wire, cl->len, &r);
+	assert_true(ret == 0 || ret == DV_ELIMIT);
+	return r;
+}
+
+static uint32_t first_ttl(const client_t *cl)
+{
+	dv_wire_resp_t r = reply_of(cl);
+	assert_true(r.n_ttl >= 1);
+	return dv_get32(cl->wire + r.ttl_off[0]);
+}
+
+/* ---- set-up ---- */
+
+static int setup(void **state)
+{
+	fixture_t *fx = calloc(1, sizeof(*fx));
+	assert_non_null(fx);
+	dv_config_defaults(&fx->cfg);
+	fx->cfg.query_timeout_ms = 3000;
+	fx->cfg.cache_stale_max_age_s = 3600;
+	fx->cfg.cache_stale_answer_timeout_ms = 1800;
+	fx->cfg.cache_prefetch_hits = 0;
+	fx->rt.now_ms = 5000000; /* the cache's clock in s: not near 0 */
+
+	dv_worker_t *w = calloc(1, sizeof(*w));
+	assert_non_null(w);
+	fx->w = w;
+	w->cfg = &fx->cfg;
+	dv_cache_opts_t co = {.size_bytes = 1 << 20,
+			      .shards = 1,
+			      .min_ttl = 0,
+			      .max_ttl = 86400,
+			      .negative_max_ttl = 3600};
+	w->cache = dv_cache_new(&co);
+	assert_non_null(w->cache);
+	w->timers = (dv_timers_t){.ops = &fake_timer_ops, .ctx = &fx->rt};
+	w->pool_ops = &fake_pool_ops;
+	w->pool = (dv_pool_t *)&fx->pool;
+	w->fetches = calloc(64, sizeof(*w->fetches));
+	assert_non_null(w->fetches);
+	w->fetch_mask = 63;
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture_t *fx = *state;
+	dv_worker_t *w = fx->w;
+	/* nothing left behind */
+	assert_int_equal(w->inflight, 0);
+	assert_int_equal(w->n_fetches, 0);
+	assert_int_equal(fetches_live(&fx->pool), 0);
+	assert_int_equal(fx->pool.started, fx->pool.cancelled);
+	assert_int_equal(timers_held(&fx->rt), 0);
+	for (unsigned i = 0; i < fx->n_cl; i++)
+		assert_int_equal(fx->cl[i].replies, 1);
+	while (w->free_queries) {
+		dv_query_t *q = w->free_queries;
+		w->free_queries = q->next;
+		free(q);
+	}
+	free(w->fetches);
+	dv_cache_free(w->cache);
+	free(w);
+	free(fx);
+	return 0;
+}
+
+/* ---- tests ---- */
+
+/* A miss goes upstream; the same question later is a hit, answered at
+ * once without a fetch, its TTL lowered by the entry's age. */
+static void test_cache_hit_ttl_aged(void **state)
+{
+	fixture_t *fx = *state;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 0x1111, false);
+	assert_int_equal(a->replies, 0);
+	assert_int_equal(fx->pool.started, 1);
+	assert_int_equal(fx->w->stats.cache_misses, 1);
+	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NOERROR, 300, 0);
+	assert_int_equal(dv_get16(a->wire), 0x1111);
+	assert_int_equal(first_ttl(a), 300);
+
+	advance(&fx->rt, 100 * 1000);
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 0x2222, false);
+	assert_int_equal(b->replies, 1); /* at once */
+	assert_int_equal(fx->pool.started, 1);
+	assert_int_equal(dv_get16(b->wire), 0x2222);
+	assert_int_equal(DV_RCODE(reply_of(b).flags), DV_RCODE_NOERROR);
+	assert_int_equal(first_ttl(b), 200);
+	assert_int_equal(fx->w->stats.cache_hits, 1);
+	assert_int_equal(fx->w->stats.answers, 2);
+}
+
+/* NXDOMAIN is cached for min(SOA TTL, MINIMUM) (RFC 2308) and served from
+ * the cache, aged, while that lasts; then it goes upstream again. */
+static void test_negative_answer(void **state)
+{
+	fixture_t *fx = *state;
+	client_t *a = ask(fx, NX, NX_LEN, DV_TYPE_A, 1, false);
+	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NXDOMAIN, 3600, 60);
+	assert_int_equal(DV_RCODE(reply_of(a).flags), DV_RCODE_NXDOMAIN);
+
+	advance(&fx->rt, 10 * 1000);
+	client_t *b = ask(fx, NX, NX_LEN, DV_TYPE_A, 2, false);
+	assert_int_equal(fx->pool.started, 1);
+	assert_int_equal(DV_RCODE(reply_of(b).flags), DV_RCODE_NXDOMAIN);
+	assert_int_equal(first_ttl(b), 50);
+
+	advance(&fx->rt, 51 * 1000 + 3600 * 1000); /* past the stale window */
+	client_t *c = ask(fx, NX, NX_LEN, DV_TYPE_A, 3, false);
+	assert_int_equal(c->replies, 0);
+	assert_int_equal(fx->pool.started, 2);
+	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NXDOMAIN, 3600, 60);
+	assert_int_equal(DV_RCODE(reply_of(c).flags), DV_RCODE_NXDOMAIN);
+}
+
+/* Two identical questions (ids and letter case differ) while the first is
+ * in flight share one fetch; each gets its own answer, once. */
+static void test_coalescing(void **state)
+{
+	fixture_t *fx = *state;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 0xaaaa, false);
+	client_t *b = ask(fx, "\3WwW\7example\4TEST", WWW_LEN, DV_TYPE_A,
+			  0xbbbb, false);
+	assert_int_equal(fx->pool.started, 1);
+	assert_int_equal(fx->w->stats.coalesced, 1);
+	dv_fetch_t *f = the_fetch(&fx->pool);
+	assert_int_equal(f->n_waiters, 2);
+	assert_int_equal(fx->w->inflight, 2);
+	pool_answers(fx, f, DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(dv_get16(a->wire), 0xaaaa);
+	assert_int_equal(dv_get16(b->wire), 0xbbbb);
+	assert_memory_equal(b->wire + DV_DNS_HDR, "\3WwW", 4);
+	assert_int_equal(first_ttl(a), 60);
+	assert_int_equal(first_ttl(b), 60);
+	/* a different type is another question */
+	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_AAAA, 0xcccc, false);
+	assert_int_equal(fx->pool.started, 2);
+	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(c->replies, 1);
+}
+
+/* The query deadline (the pool's timer) fails the fetch: every waiter gets
+ * SERVFAIL with EDE 22 (no reachable authority), and the failure is
+ * remembered for cache.servfail-ttl. */
+static void test_deadline_servfail_ede(void **state)
+{
+	fixture_t *fx = *state;
+	fx->cfg.cache_servfail_ttl_s = 5;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 7, true);
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 8, false);
+	advance(&fx->rt, fx->cfg.query_timeout_ms);
+	dv_core_fetch_fail(the_fetch(&fx->pool),
+			   DV_EDE_NO_REACHABLE_AUTHORITY,
+			   "upstreams did not answer in time");
+	dv_wire_resp_t r = reply_of(a);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_SERVFAIL);
+	assert_true(r.has_opt);
+	assert_int_equal(r.ede_code, DV_EDE_NO_REACHABLE_AUTHORITY);
+	r = reply_of(b); /* no EDNS: no OPT to carry the EDE */
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_SERVFAIL);
+	assert_false(r.has_opt);
+	assert_int_equal(fx->w->stats.servfail, 2);
+
+	/* the same question at once: the remembered SERVFAIL, no fetch */
+	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 9, true);
+	assert_int_equal(fx->pool.started, 1);
+	assert_int_equal(DV_RCODE(reply_of(c).flags), DV_RCODE_SERVFAIL);
+	assert_int_equal(fx->w->stats.servfail_cached, 1);
+}
+
+/* RFC 8767: an expired answer inside the stale window; the refresh is
+ * slow, so when the client response timer fires the waiter gets the stale
+ * answer (TTL 30, EDE 3), a later asker gets it at once, and the fetch
+ * goes on to refresh the cache, answering nobody. */
+static void test_stale_timer(void **state)
+{
+	fixture_t *fx = *state;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, true);
+	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(first_ttl(a), 60);
+
+	advance(&fx->rt, 120 * 1000); /* expired a minute ago */
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, true);
+	assert_int_equal(b->replies, 0);
+	assert_int_equal(fx->pool.started, 2);
+	dv_fetch_t *f = the_fetch(&fx->pool);
+	assert_int_equal(timers_armed(&fx->rt), 1);
+
+	advance(&fx->rt, fx->cfg.cache_stale_answer_timeout_ms - 1);
+	assert_int_equal(b->replies, 0);
+	advance(&fx->rt, 1);
+	dv_wire_resp_t r = reply_of(b);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_NOERROR);
+	assert_int_equal(r.ede_code, DV_EDE_STALE);
+	assert_int_equal(first_ttl(b), DV_CACHE_STALE_TTL);
+	assert_int_equal(f->n_waiters, 0);
+	assert_int_equal(timers_armed(&fx->rt), 0);
+
+	/* the upstreams are late for this key: stale at once, no new fetch
+	 * and no new timer */
+	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 3, true);
+	assert_int_equal(c->replies, 1);
+	assert_int_equal(reply_of(c).ede_code, DV_EDE_STALE);
+	assert_int_equal(fx->pool.started, 2);
+	assert_int_equal(timers_armed(&fx->rt), 0);
+	assert_int_equal(fx->w->stats.stale_served, 2);
+
+	/* the refresh lands: the cache is fresh again, nobody is answered
+	 * twice, and the fetch's timer goes with it */
+	pool_answers(fx, f, DV_RCODE_NOERROR, 300, 0);
+	client_t *d = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 4, true);
+	assert_int_equal(first_ttl(d), 300);
+	assert_int_equal(reply_of(d).ede_code, 0xffff);
+}
+
+/* An answer before the client response timer: the timer is cancelled
+ * with its fetch and never fires. */
+static void test_stale_timer_cancelled(void **state)
+{
+	fixture_t *fx = *state;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, false);
+	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(a->replies, 1);
+	advance(&fx->rt, 120 * 1000);
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, false);
+	assert_int_equal(timers_armed(&fx->rt), 1);
+	advance(&fx->rt, 100);
+	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(first_ttl(b), 60);
+	assert_int_equal(timers_held(&fx->rt), 0);
+	advance(&fx->rt, 10 * 1000);
+	assert_int_equal(b->replies, 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_cache_hit_ttl_aged, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_negative_answer, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_coalescing, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_deadline_servfail_ede,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_timer, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_stale_timer_cancelled,
+						setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

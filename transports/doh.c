@@ -1,5 +1,5 @@
 /*
- * DNS over HTTPS (RFC 8484): the DoH engine (src/proto/doh.c: HTTP/2 through
+ * DNS over HTTPS (RFC 8484): the DoH engine (src/proto/doh_engine.c: HTTP/2 through
  * nghttp2, HTTP/1.1 through http-parser) as the application protocol of a
  * stream connection.  https:// listeners run it over TLS (ALPN "h2" or
  * "http/1.1"); http:// listeners run it in the clear for use behind a

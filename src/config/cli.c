@@ -3,7 +3,7 @@
  * sets config values through the schema entries the flags name, and
  * dv_cli_usage() prints --help.
  */
-#include "src/config/config_int.h"
+#include "src/config/schema.h"
 #include "src/core/errors.h"
 
 #include <inttypes.h>

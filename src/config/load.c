@@ -7,7 +7,7 @@
  * first error ends the load, and a failed load leaves the caller's config
  * untouched (the file is parsed into a copy), which SIGHUP reload relies on.
  */
-#include "src/config/config_int.h"
+#include "src/config/schema.h"
 #include "src/core/errors.h"
 
 #include <stdarg.h>

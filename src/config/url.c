@@ -3,7 +3,7 @@
  * SCHEME://ADDRESS:PORT[/PATH][#NAME] with IP literals only, and the scheme
  * table that says which role each scheme may play.
  */
-#include "src/config/config_int.h"
+#include "src/config/schema.h"
 #include "src/core/errors.h"
 
 #include <arpa/inet.h>

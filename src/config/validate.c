@@ -4,7 +4,7 @@
  * on one socket, a minimum above its maximum), schemes this build does not
  * implement, and files that must be readable.
  */
-#include "src/config/config_int.h"
+#include "src/config/schema.h"
 #include "src/core/errors.h"
 
 #include <errno.h>

@@ -3,7 +3,7 @@
  * DNS over HTTPS client (RFC 8484): the HTTP/2 engine of one upstream
  * connection.
  *
- * A pure engine like src/proto/doh.c, its server-side twin: it consumes the bytes
+ * A pure engine like src/proto/doh_engine.c, its server-side twin: it consumes the bytes
  * the connection read (already decrypted) and renders the bytes to write
  * into the caller's buffer; it owns no socket, no timer and no clock (the
  * pool's attempt timers are the timeouts).  HTTP/2 runs on nghttp2's client

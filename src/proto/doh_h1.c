@@ -1,5 +1,5 @@
 /*
- * DoH over HTTP/1.1, through http-parser (the engine: doh.c).
+ * DoH over HTTP/1.1, through http-parser (the engine: doh_engine.c).
  *
  * Design notes.
  *
@@ -20,14 +20,14 @@
  *
  * This file touches the request only through doh_request.c's checks, and
  * the engine only through the HTTP/1.1 fields of struct dv_doh and
- * dv_doh_h1_ops (doh_int.h).
+ * dv_doh_h1_ops (doh_engine.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "src/core/errors.h"
-#include "src/proto/doh_int.h"
+#include "src/proto/doh_engine.h"
 
 enum { SL_WAIT, SL_READY };
 enum { HS_LINE, HS_NAME, HS_REST, HS_CR }; /* see h1_scan_head() */
@@ -508,7 +508,7 @@ static ssize_t h1_output(dv_doh_t *d, uint8_t *buf, size_t cap)
 	return (ssize_t)n;
 }
 
-/* ---- what doh.c calls: dv_doh_h1_ops (doh_int.h) ---- */
+/* ---- what doh_engine.c calls: dv_doh_h1_ops (doh_engine.h) ---- */
 
 static int h1_init(dv_doh_t *d)
 {

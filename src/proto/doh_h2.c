@@ -1,5 +1,5 @@
 /*
- * DoH over HTTP/2, through nghttp2's server session (the engine: doh.c).
+ * DoH over HTTP/2, through nghttp2's server session (the engine: doh_engine.c).
  *
  * Design notes.
  *
@@ -29,7 +29,7 @@
  *
  * This file touches the request only through doh_request.c's checks, and
  * the engine only through the HTTP/2 fields of struct dv_doh and
- * dv_doh_h2_ops (doh_int.h).
+ * dv_doh_h2_ops (doh_engine.h).
  */
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
@@ -37,7 +37,7 @@
 #include <string.h>
 
 #include "src/core/errors.h"
-#include "src/proto/doh_int.h"
+#include "src/proto/doh_engine.h"
 
 enum { S_RECV, S_QUERY, S_RESP, S_ORPHAN };
 
@@ -587,7 +587,7 @@ static h2s_t *h2_find_query(dv_doh_t *d, uint32_t stream)
 	return NULL;
 }
 
-/* ---- what doh.c calls: dv_doh_h2_ops (doh_int.h) ---- */
+/* ---- what doh_engine.c calls: dv_doh_h2_ops (doh_engine.h) ---- */
 
 static int h2_answer(dv_doh_t *d, uint32_t stream, unsigned status,
 		     const uint8_t *msg, size_t len, uint32_t max_age)

@@ -1,6 +1,6 @@
 /*
  * DoH: the request checks both protocols share, and the texts of the
- * engine's own answers (see doh_int.h for the order a protocol calls them
+ * engine's own answers (see doh_engine.h for the order a protocol calls them
  * in).
  *
  * Design notes.
@@ -27,7 +27,7 @@
 
 #include "src/core/errors.h"
 #include "src/core/wire.h"
-#include "src/proto/doh_int.h"
+#include "src/proto/doh_engine.h"
 
 /* ---- status reasons, error bodies ---- */
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the DoH engine (src/proto/doh.c), driven with bytes only.
+ * Unit tests for the DoH engine (src/proto/doh_engine.c), driven with bytes only.
  * HTTP/2: a real HTTP/2 implementation, nghttp2's client session, talks to
  * the engine through memory (its frames in, the engine's frames out, with
  * small output chunks so partial writes happen).  HTTP/1.1: requests are

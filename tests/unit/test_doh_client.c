@@ -1,10 +1,10 @@
 /*
  * Unit tests for the DoH client engine (src/proto/doh_client.c), driven with
  * bytes only.  Two real HTTP/2 servers talk to it through memory:
- *  - dnsveil's own DoH server engine (src/proto/doh.c): requests, answers out of
+ *  - dnsveil's own DoH server engine (src/proto/doh_engine.c): requests, answers out of
  *    order, SETTINGS_MAX_CONCURRENT_STREAMS, HTTP errors, GOAWAY (drain),
  *    cancellation;
- *  - nghttp2's server session, scripted per test, for what src/proto/doh.c never
+ *  - nghttp2's server session, scripted per test, for what src/proto/doh_engine.c never
  *    does: wrong content-type, oversized or short bodies, RST_STREAM,
  *    REFUSED_STREAM, request headers as sent.
  * Output is moved in small pieces so partial writes happen.

@@ -3,9 +3,9 @@
  *
  * Design notes.
  *
- * One struct per connection (struct dv_doh, doh_int.h), both protocols in
+ * One struct per connection (struct dv_doh, doh_engine.h), both protocols in
  * it.  The parts:
- *   doh.c          this file: the engine object and the public functions
+ *   doh_engine.c   this file: the engine object and the public functions
  *   doh_request.c  the request checks (method, path, content-type, dns
  *                  parameter, body size, the DNS header, the forwarded
  *                  address): one piece of code, fed by nghttp2's header
@@ -30,7 +30,7 @@
 #include <stdlib.h>
 
 #include "src/core/errors.h"
-#include "src/proto/doh_int.h"
+#include "src/proto/doh_engine.h"
 
 dv_doh_t *dv_doh_new(dv_doh_proto_t proto, const dv_doh_opts_t *opts,
 		     const dv_doh_cb_t *cb, void *user)

@@ -8,11 +8,11 @@
  * dv_config_print_schema() all read that table, so a key cannot be
  * validated one way in the file and another way on the command line.
  *
- * The rest of the folder reads the table through config_int.h: url.c (the
+ * The rest of the folder reads the table through schema.h: url.c (the
  * URL grammar), load.c (the YAML loader), validate.c (checks across keys)
  * and cli.c (the command line).
  */
-#include "src/config/config_int.h"
+#include "src/config/schema.h"
 #include "src/core/errors.h"
 #include "src/core/wire.h"
 
@@ -404,7 +404,7 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 
 /* The loader sizes its per-key arrays by DV_CFG_SCHEMA_MAX at compile time. */
 _Static_assert(SCHEMA_LEN <= DV_CFG_SCHEMA_MAX,
-	       "the schema outgrew DV_CFG_SCHEMA_MAX (config_int.h)");
+	       "the schema outgrew DV_CFG_SCHEMA_MAX (schema.h)");
 
 const dv_cfg_item_t *dv_cfg_schema_find(const char *section,
 					const char *key)

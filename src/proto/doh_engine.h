@@ -2,7 +2,7 @@
 /*
  * The DoH engine's insides (the engine itself is doh.h), shared by its
  * parts and by nothing else:
- *   doh.c          the engine object, the public dv_doh_* functions, and
+ *   doh_engine.c   the engine object, the public dv_doh_* functions, and
  *                  the dispatch to the protocol in use (dv_doh_ops_t)
  *   doh_request.c  the request checks both protocols share (method, path,
  *                  content-type, dns parameter, body, DNS header,
@@ -68,7 +68,7 @@ typedef struct {
 
 /*
  * What differs between HTTP/2 and HTTP/1.1, chosen once in dv_doh_new().
- * doh.c does what both share (arguments, the sticky error, the drain flag,
+ * doh_engine.c does what both share (arguments, the sticky error, the drain flag,
  * an answer's size) and then calls through this table; each entry has the
  * contract of the public function it serves (doh.h), except:
  *   init     0 or -ENOMEM; deinit frees what init and the traffic took

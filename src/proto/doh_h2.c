@@ -16,9 +16,14 @@
  * max_streams queries are in flight.  A stream that goes away while its
  * query is in flight becomes an "orphan": it keeps counting until the
  * transport answers it, so resetting streams does not buy more queries.
- * An error response sent before the request ended (413, 431, 404...) is
- * followed by RST_STREAM(NO_ERROR) so the client stops uploading
- * (RFC 9113 8.1).
+ * An error response sent before the request ended (405, 413, 415, 404...)
+ * does not reset the stream at once, although RFC 9113 8.1 allows
+ * RST_STREAM(NO_ERROR) there: curl (7.88, as Debian 12 ships it) then
+ * drops the response it has just read and fails with error 92.  The rest
+ * of the body is read and dropped instead, up to DISCARD_MAX bytes (a
+ * whole stream window and as much again); past that the stream is reset.
+ * A client that stalls in the middle of that body is held to the read
+ * timeout like one that stalls in a request.
  * Floods of CONTINUATION frames and of stream resets are bounded by
  * nghttp2's own defaults (Debian's 1.52 has both fixes backported).  Every
  * connection error ends with a GOAWAY written before the close: nghttp2
@@ -50,7 +55,13 @@ struct h2s {
 	uint8_t *owned;
 	size_t resp_len, resp_off;
 	char text[48]; /* generic error text */
+	/* answered before the request ended: the body bytes still taken and
+	 * dropped before the stream is reset (discarding) */
+	bool discarding;
+	uint32_t discard_left;
 };
+
+#define DISCARD_MAX (2 * (DV_DOH_MAX_BODY + 1))
 
 static void list_add(h2s_t **head, h2s_t *s)
 {
@@ -351,6 +362,17 @@ static int h2_data_cb(nghttp2_session *session, uint8_t flags,
 {
 	dv_doh_t *d = user;
 	h2s_t *s = h2_stream(d, stream_id);
+	if (s && s->discarding) {
+		if (len > s->discard_left) {
+			/* more than the bound: stop the upload after all */
+			s->discarding = false;
+			nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE,
+						  stream_id, NGHTTP2_NO_ERROR);
+		} else {
+			s->discard_left -= (uint32_t)len;
+		}
+		return 0;
+	}
 	if (!s || s->state != S_RECV)
 		return 0;
 	int rv = dv_doh_req_body(&s->req, (const char *)data, len);
@@ -376,11 +398,19 @@ static int h2_frame_send_cb(nghttp2_session *session,
 	     frame->hd.type == NGHTTP2_DATA) &&
 	    (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
 	    !nghttp2_session_get_stream_remote_close(session,
-						     frame->hd.stream_id))
-		/* answered before the request ended: stop the upload */
-		nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE,
-					  frame->hd.stream_id,
-					  NGHTTP2_NO_ERROR);
+						     frame->hd.stream_id)) {
+		/* answered before the request ended: read and drop the rest
+		 * of the body, within bounds (see the design note) */
+		h2s_t *s = h2_stream(d, frame->hd.stream_id);
+		if (s) {
+			s->discarding = true;
+			s->discard_left = DISCARD_MAX;
+		} else {
+			nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE,
+						  frame->hd.stream_id,
+						  NGHTTP2_NO_ERROR);
+		}
+	}
 	return 0;
 }
 
@@ -660,7 +690,7 @@ static bool h2_receiving(const dv_doh_t *d)
 	    d->fh_len)
 		return true; /* a frame cut short */
 	for (const h2s_t *s = d->live; s; s = s->next)
-		if (s->state == S_RECV)
+		if (s->state == S_RECV || s->discarding)
 			return true;
 	return false;
 }

@@ -364,6 +364,35 @@ static void update_reading(conn_t *c)
 		schedule_again(c);
 }
 
+/*
+ * Room for `room` more bytes after the output buffer's contents: what was
+ * sent already is dropped first, then the buffer doubles (starting at
+ * `first`) until it fits.  False when memory is short: the connection has
+ * been aborted.
+ */
+static bool out_reserve(conn_t *c, size_t room, size_t first)
+{
+	if (c->out_cap - c->out_len >= room)
+		return true;
+	if (c->out_off) {
+		memmove(c->out, c->out + c->out_off, out_pending(c));
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+		if (c->out_cap - c->out_len >= room)
+			return true;
+	}
+	size_t cap = c->out_cap ? c->out_cap * 2 : first;
+	while (cap - c->out_len < room)
+		cap *= 2;
+	uint8_t *o = realloc(c->out, cap);
+	if (!o) {
+		conn_abort(c, "out of memory");
+		return false;
+	}
+	out_set_cap(c, o, cap);
+	return true;
+}
+
 /* Move what the application has to send into the output buffer, up to the
  * output cap. */
 static void pump_app(conn_t *c)
@@ -375,24 +404,8 @@ static void pump_app(conn_t *c)
 	while (c->pub.state == SC_OPEN && !out_full(c, cap_bytes)) {
 		if (c->out_off && c->out_off == c->out_len)
 			c->out_off = c->out_len = 0;
-		if (c->out_cap - c->out_len < 16384) {
-			if (c->out_off) {
-				memmove(c->out, c->out + c->out_off,
-					out_pending(c));
-				c->out_len -= c->out_off;
-				c->out_off = 0;
-			}
-			if (c->out_cap - c->out_len < 16384) {
-				size_t cap = c->out_cap ? c->out_cap * 2
-							: 32768;
-				uint8_t *o = realloc(c->out, cap);
-				if (!o) {
-					conn_abort(c, "out of memory");
-					return;
-				}
-				out_set_cap(c, o, cap);
-			}
-		}
+		if (!out_reserve(c, 16384, 32768))
+			return;
 		if (!out_pending(c))
 			c->out_moved_ms = dv_now_ms();
 		ssize_t n = app->output(&c->pub, c->out + c->out_len,
@@ -512,26 +525,9 @@ static void stream_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 	}
 	/* room for the answer plus an EDNS keepalive option and padding */
 	size_t extra = q->view.edns_keepalive ? 6 + DV_PAD_BLOCK + 4 : 0;
-	size_t need = c->out_len + 2 + len + extra;
-	if (need > c->out_cap) {
-		if (c->out_off) {
-			memmove(c->out, c->out + c->out_off, out_pending(c));
-			c->out_len -= c->out_off;
-			c->out_off = 0;
-			need = c->out_len + 2 + len + extra;
-		}
-		if (need > c->out_cap) {
-			size_t cap = c->out_cap ? c->out_cap : 1024;
-			while (cap < need)
-				cap *= 2;
-			uint8_t *o = realloc(c->out, cap);
-			if (!o) {
-				conn_abort(c, "out of memory");
-				conn_maybe_free(c);
-				return;
-			}
-			out_set_cap(c, o, cap);
-		}
+	if (!out_reserve(c, 2 + len + extra, 1024)) {
+		conn_maybe_free(c);
+		return;
 	}
 	if (!out_pending(c))
 		c->out_moved_ms = dv_now_ms();

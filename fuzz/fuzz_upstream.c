@@ -442,9 +442,9 @@ static size_t make_answer(uint8_t *out, dv_uconn_t *c, uint8_t mode,
 	uslot_t *s = i == NO_SLOT ? NULL : &c->slots[i];
 	size_t n = 0;
 
-	if (s && (mode & 2) && s->att && s->att->fetch) {
+	if (s && (mode & 2) && s->att && s->att->job) {
 		/* [header from the input] [the fetch's question] [the rest] */
-		dv_fetch_t *f = s->att->fetch;
+		dv_job_t *f = s->att->job;
 		dv_wire_query_t fq;
 		CHECK(dv_wire_parse_query(f->qwire, f->qlen, &fq) == 0);
 		size_t h = len < DV_DNS_HDR ? len : DV_DNS_HDR;
@@ -714,8 +714,10 @@ NO_COVERAGE static void check_conn(dv_uconn_t *c)
 			dv_attempt_t *a = s->att;
 			CHECK(a->conn == c && a->slot == i);
 			/* a client fetch, or a health probe of the server */
-			CHECK(a->fetch && (fetch_live(a->fetch) ||
-					   a->fetch->probe == c->server));
+			CHECK(a->job && ((a->job->fetch &&
+					  fetch_live(a->job->fetch) &&
+					  a->job->fetch->pool_job == a->job) ||
+					 a->job->probe == c->server));
 			CHECK(ev_is_active(&a->timer));
 		}
 	}
@@ -744,15 +746,17 @@ NO_COVERAGE static void check_all(dv_worker_t *w)
 		/* prefetches, and fetches whose waiters were served stale,
 		 * have no waiters: they only refresh the cache */
 		CHECK(f->worker == w);
-		CHECK(ev_is_active(&f->deadline)); /* an answer will come */
+		dv_job_t *j = f->pool_job;
+		CHECK(j && j->fetch == f && !j->probe);
+		CHECK(ev_is_active(&j->deadline)); /* an answer will come */
 		unsigned active = 0;
-		for (unsigned i = 0; i < DV_FETCH_MAX_ATTEMPTS; i++) {
-			dv_attempt_t *a = &f->att[i];
-			if (!a->fetch) {
+		for (unsigned i = 0; i < DV_JOB_MAX_ATTEMPTS; i++) {
+			dv_attempt_t *a = &j->att[i];
+			if (!a->job) {
 				CHECK(a->conn == NULL);
 				continue;
 			}
-			CHECK(a->fetch == f);
+			CHECK(a->job == j);
 			active++;
 			/* in flight on a connection, its timer running */
 			CHECK(a->conn && ev_is_active(&a->timer));
@@ -852,22 +856,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 3: {
 			f = pick_fetch(w, take8(&in));
+			dv_job_t *j = f ? f->pool_job : NULL;
 			dv_attempt_t *a =
-				f ? &f->att[take8(&in) % DV_FETCH_MAX_ATTEMPTS]
+				j ? &j->att[take8(&in) % DV_JOB_MAX_ATTEMPTS]
 				  : NULL;
-			if (a && a->fetch)
+			if (a && a->job)
 				fire(w->loop, &a->timer, attempt_timeout_cb);
 			break;
 		}
 		case 4:
 			f = pick_fetch(w, take8(&in));
-			if (f)
-				fire(w->loop, &f->hedge, hedge_cb);
+			if (f && f->pool_job)
+				fire(w->loop,
+				     &((dv_job_t *)f->pool_job)->hedge,
+				     hedge_cb);
 			break;
 		case 5:
 			f = pick_fetch(w, take8(&in));
-			if (f)
-				fire(w->loop, &f->deadline, deadline_cb);
+			if (f && f->pool_job)
+				fire(w->loop,
+				     &((dv_job_t *)f->pool_job)->deadline,
+				     deadline_cb);
 			break;
 		case 6:
 			op_conn_event(&in, arg);

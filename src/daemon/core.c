@@ -335,7 +335,6 @@ static dv_fetch_t *fetch_new(dv_worker_t *w, dv_fetch_t **pp, uint64_t hash,
 					 q->wire, &q->view);
 	dv_require(ret > 0);
 	f->qlen = (uint16_t)ret;
-	f->ede = 0xffff;
 	*pp = f;
 	w->n_fetches++;
 	return f;

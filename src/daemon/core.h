@@ -6,9 +6,38 @@
  */
 #include "src/core/clock.h"
 #include "src/core/query.h"
+#include "src/core/timer.h"
 #include "src/core/wire.h"
 
+typedef struct dv_worker dv_worker_t;
 typedef struct dv_fetch dv_fetch_t;
+
+/* room for a normalized question: header, name, type and class, OPT */
+#define DV_FETCH_QWIRE_MAX (DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 11)
+
+/*
+ * One upstream question of the core (after coalescing): the queries
+ * waiting for it, and the question the pool is asked.
+ */
+struct dv_fetch {
+	dv_worker_t *worker;
+	dv_fetch_t *hnext; /* coalescing table chain */
+	uint64_t hash;
+	dv_query_t *waiters, *waiters_tail;
+	unsigned n_waiters;
+	uint8_t key[DV_WIRE_KEY_MAX];
+	uint16_t key_len;
+	/* the normalized upstream query */
+	uint8_t qwire[DV_FETCH_QWIRE_MAX];
+	uint16_t qlen;
+	/* the pool's state of this fetch (set by its fetch_start, cleared by
+	 * its fetch_cancel) */
+	void *pool_job;
+	/* the RFC 8767 client response timer (core.c), and whether it has
+	 * fired (later waiters get the stale answer at once) */
+	dv_timer_t stale;
+	bool stale_fired;
+};
 
 /*
  * The upstream pool as the core sees it: a table the worker gives it with

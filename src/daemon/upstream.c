@@ -53,6 +53,41 @@
 
 typedef enum { UC_CLOSED, UC_CONNECTING, UC_HANDSHAKE, UC_OPEN } uc_state_t;
 
+typedef struct dv_job dv_job_t;
+typedef struct dv_uconn dv_uconn_t;
+typedef struct dv_server dv_server_t;
+
+#define DV_JOB_MAX_ATTEMPTS 4
+
+/* One try of a job on one connection. */
+typedef struct {
+	dv_job_t *job; /* NULL when free */
+	dv_uconn_t *conn;
+	uint32_t slot;
+	ev_timer timer; /* per-attempt timeout */
+	bool fallback;
+} dv_attempt_t;
+
+/*
+ * The pool's side of one upstream question: a core fetch (the pool's
+ * dv_pool_fetch_start) or a health probe of one server.  Its own copy of
+ * the question, whose id each attempt patches; the paths tried, and the
+ * fetch's hedge and deadline timers.
+ */
+struct dv_job {
+	dv_pool_t *pool;
+	dv_fetch_t *fetch;  /* the core's fetch it answers; NULL for a probe */
+	dv_server_t *probe; /* the server a probe is for; NULL for a fetch */
+	uint8_t qwire[DV_FETCH_QWIRE_MAX];
+	uint16_t qlen;
+	bool fallback_started;
+	uint32_t tried_local, tried_fallback; /* servers tried (bit = index) */
+	uint16_t ede; /* best EDE seen from an upstream */
+	ev_timer hedge;
+	ev_timer deadline;
+	dv_attempt_t att[DV_JOB_MAX_ATTEMPTS];
+};
+
 typedef struct {
 	dv_attempt_t *att; /* NULL when free or abandoned */
 	uint16_t id;
@@ -64,8 +99,6 @@ typedef struct {
 	uint64_t qtag;  /* quic:// connections: the query's DoQ stream (its
 			   submission's tag), 0 when none */
 } uslot_t;
-
-typedef struct dv_server dv_server_t;
 
 struct dv_uconn {
 	dv_server_t *server;
@@ -109,7 +142,7 @@ struct dv_server {
 	size_t qsession_len;
 	dv_health_t health;
 	ev_timer probe_timer;
-	dv_fetch_t *probe; /* the probe query, at most one in flight */
+	dv_job_t *probe; /* the probe query, at most one in flight */
 	dv_ustats_t st;    /* written by the worker, read by the stats */
 	/* health.state, EWMA, p95, samples for other threads */
 	unsigned pub_state;
@@ -447,7 +480,7 @@ static void conn_fail_slots(dv_uconn_t *c)
 		slot_release(c, i);
 		if (a) {
 			a->conn = NULL;
-			if (a->fetch && !a->fetch->probe)
+			if (a->job && !a->job->probe)
 				USTAT_INC(c->server, failures);
 			attempt_fail(a, false);
 		}
@@ -749,25 +782,25 @@ static int conn_connect(dv_uconn_t *c)
 
 /* ---- attempts ---- */
 
-static dv_attempt_t *attempt_alloc(dv_fetch_t *f)
+static dv_attempt_t *attempt_alloc(dv_job_t *j)
 {
-	for (unsigned i = 0; i < DV_FETCH_MAX_ATTEMPTS; i++)
-		if (!f->att[i].fetch)
-			return &f->att[i];
+	for (unsigned i = 0; i < DV_JOB_MAX_ATTEMPTS; i++)
+		if (!j->att[i].job)
+			return &j->att[i];
 	return NULL;
 }
 
-static unsigned attempts_active(dv_fetch_t *f)
+static unsigned attempts_active(dv_job_t *j)
 {
 	unsigned n = 0;
-	for (unsigned i = 0; i < DV_FETCH_MAX_ATTEMPTS; i++)
-		n += f->att[i].fetch != NULL;
+	for (unsigned i = 0; i < DV_JOB_MAX_ATTEMPTS; i++)
+		n += j->att[i].job != NULL;
 	return n;
 }
 
 static void attempt_detach(dv_attempt_t *a)
 {
-	dv_pool_t *p = a->fetch->worker->pool;
+	dv_pool_t *p = a->job->pool;
 	ev_timer_stop(p->w->loop, &a->timer);
 	if (a->conn && !a->conn->udp) {
 		/* TCP: the answer will come unless the connection dies (which
@@ -788,14 +821,14 @@ static void attempt_detach(dv_attempt_t *a)
 		slot_release(a->conn, a->slot);
 		a->conn = NULL;
 	}
-	a->fetch = NULL;
+	a->job = NULL;
 }
 
 static void attempt_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	dv_attempt_t *a = t->data;
 	dv_uconn_t *c = a->conn;
-	DV_STAT_INC(&a->fetch->worker->stats, upstream_timeouts);
+	DV_STAT_INC(&a->job->pool->w->stats, upstream_timeouts);
 	if (c)
 		USTAT_INC(c->server, timeouts);
 	/* A TCP connection that has received nothing since this query went
@@ -841,15 +874,15 @@ static dv_uconn_t *pick_conn(dv_server_t *s, bool tcp_only)
 	return best;
 }
 
-/* Send `f` on server `s`.  Returns 0 when an attempt is in flight. */
-static int attempt_start(dv_fetch_t *f, dv_server_t *s, bool tcp_only)
+/* Send `j` on server `s`.  Returns 0 when an attempt is in flight. */
+static int attempt_start(dv_job_t *j, dv_server_t *s, bool tcp_only)
 {
 	dv_pool_t *p = s->pool;
-	dv_attempt_t *a = attempt_alloc(f);
+	dv_attempt_t *a = attempt_alloc(j);
 	if (!a)
 		return DV_ELIMIT;
 	/* a down server gets probes only */
-	if (!f->probe && !server_usable(s))
+	if (!j->probe && !server_usable(s))
 		return DV_EUPSTREAM;
 	dv_uconn_t *c = pick_conn(s, tcp_only);
 	if (!c)
@@ -858,39 +891,39 @@ static int attempt_start(dv_fetch_t *f, dv_server_t *s, bool tcp_only)
 	uint32_t slot = slot_take(c, a, now);
 	if (slot == NO_SLOT)
 		return DV_ELIMIT;
-	a->fetch = f;
+	a->job = j;
 	a->conn = c;
 	a->slot = slot;
 	a->fallback = s->fallback;
-	dv_put16(f->qwire, c->slots[slot].id);
+	dv_put16(j->qwire, c->slots[slot].id);
 	/* Nothing here may fail other attempts synchronously: callers hold
 	 * the fetch.  TCP output is written from the write watcher, which
 	 * also batches the queries of one loop iteration into one send. */
 	if (c->udp) {
-		if (send(c->fd, f->qwire, f->qlen, 0) < 0 && errno != EAGAIN) {
+		if (send(c->fd, j->qwire, j->qlen, 0) < 0 && errno != EAGAIN) {
 			slot_release(c, slot);
-			a->fetch = NULL;
+			a->job = NULL;
 			a->conn = NULL;
 			server_refused(s);
 			return DV_EUPSTREAM;
 		}
 	} else {
-		if (conn_send_query(c, slot, f->qwire, f->qlen) < 0) {
+		if (conn_send_query(c, slot, j->qwire, j->qlen) < 0) {
 			slot_release(c, slot);
-			a->fetch = NULL;
+			a->job = NULL;
 			a->conn = NULL;
 			return -ENOMEM;
 		}
 		if (c->state == UC_OPEN)
 			ev_io_start(p->w->loop, &c->wio);
 	}
-	if (f->probe)
+	if (j->probe)
 		USTAT_INC(s, probes);
 	else if (s->fallback)
 		DV_STAT_INC(&p->w->stats, fallback_queries);
 	else
 		DV_STAT_INC(&p->w->stats, upstream_queries);
-	if (!f->probe)
+	if (!j->probe)
 		USTAT_INC(s, queries);
 	ev_timer_init(&a->timer, attempt_timeout_cb,
 		      p->cfg->upstream_timeout_ms / 1000.0, 0.);
@@ -900,17 +933,17 @@ static int attempt_start(dv_fetch_t *f, dv_server_t *s, bool tcp_only)
 }
 
 /*
- * Send `f` to the best usable server of a group it has not tried yet
+ * Send `j` to the best usable server of a group it has not tried yet
  * (dv_health_pick: health, then latency); the group's first try of a
  * fetch is, for pool.explore-pct of the fetches, sent to another server
  * instead.  Returns the server that took it, or NULL.
  */
-static dv_server_t *group_next(dv_fetch_t *f, bool fallback)
+static dv_server_t *group_next(dv_job_t *j, bool fallback)
 {
-	dv_pool_t *p = f->worker->pool;
+	dv_pool_t *p = j->pool;
 	unsigned base = fallback ? p->n_local : 0;
 	unsigned n = fallback ? p->n_fallback : p->n_local;
-	uint32_t *tried = fallback ? &f->tried_fallback : &f->tried_local;
+	uint32_t *tried = fallback ? &j->tried_fallback : &j->tried_local;
 	const dv_health_t *hs[DV_MAX_URLS];
 	if (n > DV_MAX_URLS)
 		n = DV_MAX_URLS;
@@ -929,7 +962,7 @@ static dv_server_t *group_next(dv_fetch_t *f, bool fallback)
 			return NULL;
 		*tried |= UINT32_C(1) << i;
 		dv_server_t *s = &p->servers[base + (unsigned)i];
-		if (attempt_start(f, s, false) == 0) {
+		if (attempt_start(j, s, false) == 0) {
 			if (explore) {
 				DV_STAT_INC(&p->w->stats, explored);
 				p->explore_rot[fallback]++;
@@ -940,44 +973,49 @@ static dv_server_t *group_next(dv_fetch_t *f, bool fallback)
 	}
 }
 
-static void start_fallback(dv_fetch_t *f)
+static void start_fallback(dv_job_t *j)
 {
-	if (f->fallback_started)
+	if (j->fallback_started)
 		return;
-	f->fallback_started = true;
-	ev_timer_stop(f->worker->loop, &f->hedge);
-	group_next(f, true);
+	j->fallback_started = true;
+	ev_timer_stop(j->pool->w->loop, &j->hedge);
+	group_next(j, true);
 }
 
 /* After an attempt ended without a good answer: the next path, or fail. */
-static void fetch_continue(dv_fetch_t *f, bool was_fallback)
+static void fetch_continue(dv_job_t *j, bool was_fallback)
 {
-	dv_pool_t *p = f->worker->pool;
-	if (!was_fallback) {
-		if (!group_next(f, false))
-			start_fallback(f);
-	} else {
-		group_next(f, true);
+	dv_pool_t *p = j->pool;
+	if (j->probe) { /* a probe is for its one server only */
+		probe_failed(j->probe);
+		return;
 	}
-	if (attempts_active(f))
+	if (!was_fallback) {
+		if (!group_next(j, false))
+			start_fallback(j);
+	} else {
+		group_next(j, true);
+	}
+	if (attempts_active(j))
 		return;
 	/* nothing in flight and nothing left to try */
-	if (!f->fallback_started && p->n_fallback) {
-		start_fallback(f);
-		if (attempts_active(f))
+	if (!j->fallback_started && p->n_fallback) {
+		start_fallback(j);
+		if (attempts_active(j))
 			return;
 	}
-	p->report->fail(f, f->ede != 0xffff ? f->ede : DV_EDE_NETWORK_ERROR,
+	p->report->fail(j->fetch,
+			j->ede != 0xffff ? j->ede : DV_EDE_NETWORK_ERROR,
 			"no upstream could answer");
 }
 
 static void attempt_fail(dv_attempt_t *a, bool timeout)
 {
-	dv_fetch_t *f = a->fetch;
-	if (!f)
+	dv_job_t *j = a->job;
+	if (!j)
 		return;
-	if (f->probe) {
-		dv_server_t *s = f->probe;
+	if (j->probe) {
+		dv_server_t *s = j->probe;
 		attempt_detach(a);
 		probe_failed(s);
 		return;
@@ -985,30 +1023,30 @@ static void attempt_fail(dv_attempt_t *a, bool timeout)
 	bool fb = a->fallback;
 	dv_server_t *srv = a->conn ? a->conn->server : NULL;
 	bool lost_datagram = timeout && a->conn && a->conn->udp;
-	DV_STAT_INC(&f->worker->stats, upstream_failures);
+	DV_STAT_INC(&j->pool->w->stats, upstream_failures);
 	attempt_detach(a);
 	/* a UDP query or its answer may just have been lost: ask the same
 	 * server again over TCP before giving up on it */
-	if (lost_datagram && attempt_start(f, srv, true) == 0)
+	if (lost_datagram && attempt_start(j, srv, true) == 0)
 		return;
-	fetch_continue(f, fb);
+	fetch_continue(j, fb);
 }
 
 static void hedge_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	dv_fetch_t *f = t->data;
-	DV_STAT_INC(&f->worker->stats, hedged);
-	start_fallback(f);
-	if (!attempts_active(f))
-		f->worker->pool->report->fail(f, DV_EDE_NETWORK_ERROR,
+	dv_job_t *j = t->data;
+	DV_STAT_INC(&j->pool->w->stats, hedged);
+	start_fallback(j);
+	if (!attempts_active(j))
+		j->pool->report->fail(j->fetch, DV_EDE_NETWORK_ERROR,
 					      "no upstream could answer");
 }
 
 static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	dv_fetch_t *f = t->data;
-	DV_STAT_INC(&f->worker->stats, deadline_expired);
-	f->worker->pool->report->fail(f, DV_EDE_NO_REACHABLE_AUTHORITY,
+	dv_job_t *j = t->data;
+	DV_STAT_INC(&j->pool->w->stats, deadline_expired);
+	j->pool->report->fail(j->fetch, DV_EDE_NO_REACHABLE_AUTHORITY,
 				      "upstreams did not answer in time");
 }
 
@@ -1048,13 +1086,13 @@ static void probe_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	dv_server_t *s = t->data;
 	dv_pool_t *p = s->pool;
-	dv_fetch_t *f = s->probe;
+	dv_job_t *j = s->probe;
 	if (s->health.state != DV_HEALTH_DOWN || probe_in_flight(s))
 		return;
-	memcpy(f->qwire, p->probe_qwire, p->probe_qlen);
-	f->qlen = p->probe_qlen;
+	memcpy(j->qwire, p->probe_qwire, p->probe_qlen);
+	j->qlen = p->probe_qlen;
 	/* not even sent (connect refused at once): a failed probe */
-	if (attempt_start(f, s, false) != 0)
+	if (attempt_start(j, s, false) != 0)
 		probe_failed(s);
 }
 
@@ -1089,15 +1127,15 @@ static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 		server_answered(c->server, now_ms(p) - sent_ms);
 		return;
 	}
-	dv_fetch_t *f = a->fetch;
-	if (!dv_wire_question_matches(wire, len, f->qwire, f->qlen))
+	dv_job_t *j = a->job;
+	if (!dv_wire_question_matches(wire, len, j->qwire, j->qlen))
 		return; /* not ours: keep waiting for the real answer */
 	slot_release(c, i);
 	a->conn = NULL;
 	/* any answer says the server is there, and how fast */
 	dv_server_t *srv = c->server;
 	server_answered(srv, now_ms(p) - sent_ms);
-	if (f->probe) {
+	if (j->probe) {
 		attempt_detach(a);
 		probe_answered(srv);
 		return;
@@ -1112,23 +1150,23 @@ static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 	if (c->udp && (r.flags & DV_FLAG_TC)) {
 		DV_STAT_INC(&p->w->stats, upstream_tc_retries);
 		attempt_detach(a);
-		if (attempt_start(f, srv, true) == 0)
+		if (attempt_start(j, srv, true) == 0)
 			return;
-		fetch_continue(f, srv->fallback);
+		fetch_continue(j, srv->fallback);
 		return;
 	}
 	uint8_t rcode = DV_RCODE(r.flags);
 	if (rcode != DV_RCODE_NOERROR && rcode != DV_RCODE_NXDOMAIN) {
 		USTAT_INC(srv, errors);
 		if (r.ede_code != 0xffff)
-			f->ede = r.ede_code;
+			j->ede = r.ede_code;
 		attempt_fail(a, false);
 		return;
 	}
 	DV_STAT_INC(&p->w->stats, upstream_answers);
 	USTAT_INC(srv, won);
 	/* the fetch is freed (and every attempt detached) by its owner */
-	p->report->answer(f, wire, len, &r);
+	p->report->answer(j->fetch, wire, len, &r);
 }
 
 /* ---- HTTP/2 connections (https:// servers) ----
@@ -1160,11 +1198,11 @@ static void h2_slot_failed(dv_uconn_t *c, uint32_t i, bool retry,
 	dv_log_debug("worker %u: upstream %s: %s", srv->pool->w->index,
 		     srv->url.text, why);
 	if (retry) {
-		dv_fetch_t *f = a->fetch;
+		dv_job_t *j = a->job;
 		attempt_detach(a);
-		if (attempt_start(f, srv, true) == 0)
+		if (attempt_start(j, srv, true) == 0)
 			return;
-		fetch_continue(f, srv->fallback);
+		fetch_continue(j, srv->fallback);
 		return;
 	}
 	attempt_fail(a, false);
@@ -1187,10 +1225,10 @@ static void h2_answer_cb(void *user, uint32_t tag, uint8_t *msg, size_t len)
 		return;
 	uint32_t i = tag & c->mask;
 	if (s->att) {
-		dv_fetch_t *f = s->att->fetch;
+		dv_job_t *j = s->att->job;
 		/* the stream says which query this answers; the question
 		 * must still be the one asked */
-		if (!dv_wire_question_matches(msg, len, f->qwire, f->qlen)) {
+		if (!dv_wire_question_matches(msg, len, j->qwire, j->qlen)) {
 			h2_slot_failed(c, i, false,
 				       "answer to another question");
 			return;
@@ -1771,7 +1809,7 @@ static void quic_stop(dv_uconn_t *c, bool was_open)
 static int quic_send_query(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
 			   size_t len)
 {
-	uint8_t buf[sizeof(((dv_fetch_t *)0)->qwire)];
+	uint8_t buf[DV_FETCH_QWIRE_MAX];
 	if (!c->q)
 		return DV_ECLOSED;
 	if (len > sizeof(buf) || len < DV_DNS_HDR)
@@ -1859,7 +1897,7 @@ static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
 	s->probe = calloc(1, sizeof(*s->probe));
 	if (!s->probe)
 		return -ENOMEM;
-	s->probe->worker = p->w;
+	s->probe->pool = p;
 	s->probe->probe = s;
 	s->probe->ede = 0xffff;
 	/* QUIC: one connection carries every query as its own stream */
@@ -1998,8 +2036,8 @@ static void probe_destroy(dv_pool_t *p, dv_server_t *s)
 	ev_timer_stop(p->w->loop, &s->probe_timer);
 	if (!s->probe)
 		return;
-	for (unsigned i = 0; i < DV_FETCH_MAX_ATTEMPTS; i++)
-		if (s->probe->att[i].fetch)
+	for (unsigned i = 0; i < DV_JOB_MAX_ATTEMPTS; i++)
+		if (s->probe->att[i].job)
 			attempt_detach(&s->probe->att[i]);
 	free(s->probe);
 	s->probe = NULL;
@@ -2051,39 +2089,62 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 {
 	struct ev_loop *loop = p->w->loop;
 	const dv_config_t *cfg = p->cfg;
-	ev_timer_init(&f->deadline, deadline_cb, cfg->query_timeout_ms / 1000.0,
+	dv_job_t *j = calloc(1, sizeof(*j));
+	f->pool_job = j;
+	if (!j) {
+		p->report->fail(f, DV_EDE_OTHER, "out of memory");
+		return;
+	}
+	j->pool = p;
+	j->fetch = f;
+	j->ede = 0xffff;
+	memcpy(j->qwire, f->qwire, f->qlen);
+	j->qlen = f->qlen;
+	ev_timer_init(&j->deadline, deadline_cb, cfg->query_timeout_ms / 1000.0,
 		      0.);
-	f->deadline.data = f;
-	ev_timer_start(loop, &f->deadline);
-	ev_timer_init(&f->hedge, hedge_cb, cfg->hedge_delay_ms / 1000.0, 0.);
-	f->hedge.data = f;
-	dv_server_t *local = group_next(f, false);
+	j->deadline.data = j;
+	ev_timer_start(loop, &j->deadline);
+	ev_timer_init(&j->hedge, hedge_cb, cfg->hedge_delay_ms / 1000.0, 0.);
+	j->hedge.data = j;
+	dv_server_t *local = group_next(j, false);
 	if (local && p->n_fallback && cfg->hedge_delay_ms &&
 	    local->health.state == DV_HEALTH_DEGRADED) {
 		/* slow or flaky: no point waiting for the hedge delay */
 		DV_STAT_INC(&p->w->stats, fallback_degraded);
-		start_fallback(f);
+		start_fallback(j);
 	} else if (!local || (p->n_fallback && cfg->hedge_delay_ms == 0)) {
 		if (p->n_fallback) {
-			start_fallback(f);
+			start_fallback(j);
 		}
-		if (!attempts_active(f)) {
+		if (!attempts_active(j)) {
 			p->report->fail(f, DV_EDE_NETWORK_ERROR,
 					"no upstream could answer");
 			return;
 		}
 	} else if (p->n_fallback) {
-		ev_timer_start(loop, &f->hedge);
+		ev_timer_start(loop, &j->hedge);
 	}
+}
+
+/* Stop the timers and attempts of `j`, and free it. */
+static void job_free(dv_job_t *j)
+{
+	dv_pool_t *p = j->pool;
+	ev_timer_stop(p->w->loop, &j->deadline);
+	ev_timer_stop(p->w->loop, &j->hedge);
+	for (unsigned i = 0; i < DV_JOB_MAX_ATTEMPTS; i++)
+		if (j->att[i].job)
+			attempt_detach(&j->att[i]);
+	free(j);
 }
 
 void dv_pool_fetch_cancel(dv_pool_t *p, dv_fetch_t *f)
 {
-	ev_timer_stop(p->w->loop, &f->deadline);
-	ev_timer_stop(p->w->loop, &f->hedge);
-	for (unsigned i = 0; i < DV_FETCH_MAX_ATTEMPTS; i++)
-		if (f->att[i].fetch)
-			attempt_detach(&f->att[i]);
+	(void)p;
+	dv_job_t *j = f->pool_job;
+	f->pool_job = NULL;
+	if (j)
+		job_free(j);
 }
 
 static void core_fetch_start(void *pool, dv_fetch_t *f)

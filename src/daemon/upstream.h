@@ -38,43 +38,6 @@
 typedef struct dv_worker dv_worker_t;
 typedef struct dv_pool dv_pool_t;
 typedef struct dv_fetch dv_fetch_t;
-typedef struct dv_uconn dv_uconn_t;
-
-#define DV_FETCH_MAX_ATTEMPTS 4
-
-/* One try of a fetch on one connection. */
-typedef struct {
-	dv_fetch_t *fetch; /* NULL when free */
-	dv_uconn_t *conn;
-	uint32_t slot;
-	ev_timer timer; /* per-attempt timeout */
-	bool fallback;
-} dv_attempt_t;
-
-struct dv_fetch {
-	dv_worker_t *worker;
-	dv_fetch_t *hnext; /* coalescing table chain */
-	uint64_t hash;
-	dv_query_t *waiters, *waiters_tail;
-	unsigned n_waiters;
-	uint8_t key[DV_WIRE_KEY_MAX];
-	uint16_t key_len;
-	/* the normalized upstream query (id patched per attempt) */
-	uint8_t qwire[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 11];
-	uint16_t qlen;
-	bool fallback_started;
-	uint32_t tried_local, tried_fallback; /* servers tried (bit = index) */
-	struct dv_server *probe; /* a health probe of this server, not the
-				    core's: see upstream.c */
-	uint16_t ede;         /* best EDE seen from an upstream */
-	ev_timer hedge;
-	ev_timer deadline;
-	dv_attempt_t att[DV_FETCH_MAX_ATTEMPTS];
-	/* the core's: the RFC 8767 client response timer (core.c), and
-	 * whether it has fired (later waiters get the stale answer at once) */
-	dv_timer_t stale;
-	bool stale_fired;
-};
 
 /*
  * How the pool reports the end of a fetch to the fetch's owner (the

@@ -398,16 +398,23 @@ static void test_udp_lost_answers_release_ids(void **state)
 		dv_fetch_t *fe = calloc(1, sizeof(*fe));
 		assert_non_null(fe);
 		fe->worker = w;
-		fe->ede = 0xffff;
-		fe->tried_local = 1; /* the one local server: this attempt */
+		dv_job_t *j = calloc(1, sizeof(*j));
+		assert_non_null(j);
+		j->pool = f->pool;
+		j->fetch = fe;
+		fe->pool_job = j;
+		j->ede = 0xffff;
+		j->tried_local = 1; /* the one local server: this attempt */
 		w->fetches[0] = fe;
 		w->n_fetches = 1;
-		dv_attempt_t *a = &fe->att[0];
+		dv_attempt_t *a = &j->att[0];
 		uint32_t i = slot_take(c, a, now);
-		if (i == NO_SLOT)
+		if (i == NO_SLOT) {
+			free(j);
 			free(fe);
+		}
 		assert_int_not_equal(i, NO_SLOT);
-		a->fetch = fe;
+		a->job = j;
 		a->conn = c;
 		a->slot = i;
 		ev_timer_init(&a->timer, attempt_timeout_cb, 1.5, 0.);
@@ -474,7 +481,7 @@ static void test_handle_answer_question(void **state)
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(conn_init(&c, f->server, false, 8), 0);
 
-	dv_fetch_t *fe = calloc(1, sizeof(*fe));
+	dv_job_t *fe = calloc(1, sizeof(*fe));
 	assert_non_null(fe);
 	static const uint8_t q[] = {0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0,
 				    3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm',
@@ -483,7 +490,7 @@ static void test_handle_answer_question(void **state)
 	memcpy(fe->qwire, q, sizeof(q));
 	fe->qlen = sizeof(q);
 	dv_attempt_t *a = &fe->att[0];
-	a->fetch = fe;
+	a->job = fe;
 	uint32_t i = slot_take(&c, a, 1);
 	a->conn = &c;
 	a->slot = i;

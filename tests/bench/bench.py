@@ -877,10 +877,13 @@ class Dnsveil(Server):
     name = "dnsveil"
     required = True
 
-    def __init__(self, tmp, binary, upstream_port, transports, upstream_scheme="tcp"):
+    def __init__(self, tmp, binary, upstream_port, transports, upstream_scheme="tcp",
+                 name="dnsveil", required=True):
         super().__init__(tmp)
+        self.name = name
+        self.required = required
         self.binary = binary
-        self.dir = os.path.join(tmp, "dnsveil")
+        self.dir = os.path.join(tmp, name.replace(" ", "-"))
         os.makedirs(self.dir, exist_ok=True)
         self.log = os.path.join(self.dir, "stderr.log")
         listen = []
@@ -1302,7 +1305,16 @@ def run_main(args):
     up.start(cpu=LOAD_CPU)
 
     dv = Dnsveil(tmp, args.dnsveil, up.ports["dns"], dv_transports, args.dnsveil_upstream)
-    servers = [dv, Dnsdist(tmp, up.ports["dns"]), UnboundFrontend(tmp, up.ports["dns"])]
+    servers = [dv]
+    base = None
+    if args.baseline:
+        # another dnsveil build (an earlier commit) on the same upstream, in
+        # the same run: before/after figures of a change, side by side
+        base = Dnsveil(tmp, args.baseline, up.ports["dns"], dv_transports,
+                       args.dnsveil_upstream, name="dnsveil baseline", required=False)
+        servers.append(base)
+    if not args.no_peers:
+        servers += [Dnsdist(tmp, up.ports["dns"]), UnboundFrontend(tmp, up.ports["dns"])]
     for s in servers:
         log("starting %s on ports %s (CPU %d)" % (s.name, s.ports, SERVER_CPU))
         try:
@@ -1380,15 +1392,15 @@ def run_main(args):
         if not was_alive:
             notes.append("%s died during the throughput runs (status %s); log tail:\n%s" % (
                 s.name, rc, tail(s.log, 10)))
-        elif s is dv and rc != 0:
-            notes.append("dnsveil exited with status %s on SIGTERM" % rc)
+        elif s in (dv, base) and rc != 0:
+            notes.append("%s exited with status %s on SIGTERM" % (s.name, rc))
 
     # ---- memory with idle DoT connections, one fresh server at a time
     mem = {}
     if conns > 0:
         for s in servers:
             if s.failed is not None or "dot" not in s.ports or \
-                    (s is dv and not implemented["dot"][0]):
+                    (s in (dv, base) and not implemented["dot"][0]):
                 continue
             n = s.memory_connections(conns) if hasattr(s, "memory_connections") else conns
             log("memory: %s with %d idle DoT connections" % (s.name, n))
@@ -1438,7 +1450,7 @@ def run_main(args):
     def why_na(s, t, workload):
         if s.failed is not None:
             return "did not start"
-        if s is dv and not implemented[t.key][0]:
+        if s in (dv, base) and not implemented[t.key][0]:
             return implemented[t.key][1]
         if t.port not in s.ports:
             return s.na.get(t.key, "no listener")
@@ -1469,6 +1481,12 @@ def run_main(args):
                     continue
                 r = results.get((workload, t.key, s.name))
                 ratio = ""
+                if s is base and r is not None and r.qps:
+                    d = results.get((workload, t.key, dv.name))
+                    if d is not None and d.qps:
+                        rpc = (getattr(d, "per_cpu_med", 0) or 0) / (getattr(r, "per_cpu_med", 0) or 1)
+                        ratio = "dnsveil ÷ baseline: ×%.2f per CPU-s, ×%.2f answers/s" % (
+                            rpc, d.qps / r.qps)
                 if s is dv and r is not None and r.qps is not None:
                     d = results.get((workload, t.key, "dnsdist"))
                     if d is not None and d.qps:
@@ -1573,6 +1591,10 @@ def main():
     r.add_argument("--connect-timeout", type=int, default=90,
                    help="seconds to open the idle connections")
     r.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    r.add_argument("--baseline", help="another dnsveil binary (say, the commit before a "
+                   "change) measured beside --dnsveil in the same run")
+    r.add_argument("--no-peers", action="store_true",
+                   help="leave dnsdist and the Unbound frontend out (dnsveil rows only)")
     r.add_argument("--workloads", default="hit,miss", help="of hit,miss (default both)")
     r.add_argument("--transports", default=",".join(t.key for t in TRANSPORTS),
                    help="of %s (default all)" % ",".join(t.key for t in TRANSPORTS))

@@ -6,6 +6,14 @@
 # on stderr).  See tests/bench/README.md.  Run as root from anywhere.
 set -eu
 
+# --baseline-rev REV: also build commit REV (from `git archive`, into
+# build-bench-baseline/) and measure it beside the work tree's build
+baseline_rev=
+if [ "${1-}" = "--baseline-rev" ]; then
+	baseline_rev=${2:?"--baseline-rev needs a commit"}
+	shift 2
+fi
+
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
@@ -35,6 +43,18 @@ if ! cmake --build build-bench -j2 --target dnsveil-doq >&2; then
 fi
 sh certs/make-dev-cert.sh >&2
 
+baseline=
+if [ -n "$baseline_rev" ]; then
+	echo "run.sh: building $baseline_rev in build-bench-baseline/" >&2
+	rm -rf build-bench-baseline
+	mkdir -p build-bench-baseline/src
+	git archive "$baseline_rev" | tar -x -C build-bench-baseline/src
+	cmake -S build-bench-baseline/src -B build-bench-baseline/build \
+		-DCMAKE_BUILD_TYPE=Release -DDV_TESTS=OFF >/dev/null
+	cmake --build build-bench-baseline/build -j2 --target dnsveil >&2
+	baseline="--baseline $root/build-bench-baseline/build/dnsveil"
+fi
+
 # bench.py stops every process it started (by PID) on exit and on signals
 exec /usr/bin/python3 "$here/bench.py" run --dnsveil "$root/build-bench/dnsveil" \
-	--doq-client "$root/build-bench/dnsveil-doq" "$@"
+	--doq-client "$root/build-bench/dnsveil-doq" $baseline "$@"

@@ -93,9 +93,9 @@ class DohBase(h.IntegrationTest):
     def start_doh(self, extra_yaml="", limits=None, workers=None, name="doh"):
         lim = {"tcp-read-timeout-ms": READ_TIMEOUT_MS, "tcp-idle-timeout-ms": IDLE_TIMEOUT_MS}
         lim.update(limits or {})
-        d = h.Dnsveil(listen=["dns", "https", "http"],
-                      upstream=[self.ub], config=h.doh_config(limits=lim),
-                          extra_yaml=extra_yaml, workers=workers or self.workers, name=name)
+        d = h.Dnsveil(listen=["dns", "https", "http"], upstream=[self.ub],
+                      config=h.doh_config(limits=lim), extra_yaml=extra_yaml,
+                      workers=workers or self.workers, name=name)
         self._dnsveils.append(d)
         return d.start()
 
@@ -710,49 +710,80 @@ class DohConfigKeys(DohBase):
 
     def _need(self, name, forms):
         st, info = config_key_status(name, forms)
-        if st == "unknown":
-            self.skipTest("dnsveil --check-config does not know %s yet: %s" % (name, info))
+        self.assertNotEqual(st, "unknown", "dnsveil --check-config does not know %s: %s" % (
+            name, info))
         self.assertEqual(st, "ok", "dnsveil --check-config refuses %s in every form tried:\n%s"
                          % (name, info))
         return info
 
+    def request_lines(self, d, mark):
+        """(path, client, forwarded) of the DoH request debug lines after
+        offset `mark` of `d`'s stderr."""
+        return [(m.group(1), m.group(2), bool(m.group(3))) for m in d.log_lines(
+            r"doh: worker \d+: request from 127\.0\.0\.1:\d+: path (\S+), client (\S+)"
+            r"( \(forwarded\))?$", start=mark)]
+
     def test_doh_paths(self):
         snippet = self._need("doh.paths", PATHS_FORMS)
-        d = self.start_doh(extra_yaml=snippet, name="doh-paths")
+        d = self.start_doh(extra_yaml=snippet + "log-level: debug\n", name="doh-paths")
         good = h.query_wire(WEB)
         for mode in h.CURL_MODES:
             for path in ("/dns-query", "/dns-query/kids"):
                 for method in ("GET", "POST"):
                     fn = h.curl_get if method == "GET" else h.curl_post
+                    mark = len(d.stderr_text())
                     r = fn(d, mode, good, path=path)
                     self.check_curl_answer(r, mode, WEB, [WEB_ADDR], 0, "%s %s %s" % (
                         mode, method, path))
+                    # the path the query came in on, in its debug line
+                    self.assertEqual(self.request_lines(d, mark), [(path, "127.0.0.1", False)],
+                                     "%s %s %s: the request's debug line" % (mode, method, path))
             for path in ("/other", "/dns-query/kid", "/dns-query/kids/x", "/dns-query/"):
+                mark = len(d.stderr_text())
                 r = h.curl_get(d, mode, good, path=path)
                 self.assertEqual(r.status, 404, "%s GET %s: %r" % (mode, path, r))
+                self.assertEqual(self.request_lines(d, mark), [],
+                                 "%s GET %s: no query, no request line" % (mode, path))
             log("ok: %s: /dns-query and /dns-query/kids answered, /other and near misses 404"
                 % mode)
 
     def test_doh_trusted_proxies(self):
         snippet = self._need("doh.trusted-proxies", PROXY_FORMS)
-        trusted = self.start_doh(extra_yaml=snippet, name="doh-proxied")
+        trusted = self.start_doh(extra_yaml=snippet + "log-level: debug\n", name="doh-proxied")
+        untrusted = self.start_doh(extra_yaml="log-level: debug\n", name="doh-unproxied")
         good = h.query_wire(WEB)
-        headers = [("x-forwarded-for", "192.0.2.55"),
-                   ("x-forwarded-for", "198.51.100.7, 192.0.2.55"),
-                   ("forwarded", "for=192.0.2.55"),
-                   ("forwarded", 'for="[2001:db8::55]"'),
-                   ("x-forwarded-for", "not-an-address")]
-        for d, what in ((trusted, "trusted 127.0.0.1"), (self.dv, "no trusted proxies")):
+        # header, value, the client a trusted proxy's header names (None:
+        # none, the peer's own address counts)
+        headers = [("x-forwarded-for", "192.0.2.55", "192.0.2.55"),
+                   ("x-forwarded-for", "198.51.100.7, 192.0.2.55", "192.0.2.55"),
+                   ("forwarded", "for=192.0.2.55", "192.0.2.55"),
+                   ("forwarded", 'for="[2001:db8::55]"', "2001:db8::55"),
+                   ("x-forwarded-for", "not-an-address", None)]
+        for d, what in ((trusted, "trusted 127.0.0.1"), (self.dv, "no trusted proxies"),
+                        (untrusted, "no trusted proxies, debug log")):
             for mode in h.CURL_MODES:
-                for k, v in headers:
+                for k, v, client in headers:
+                    mark = len(d.stderr_text())
                     r = h.curl_get(d, mode, good, extra=("-H", "%s: %s" % (k, v)))
                     self.check_curl_answer(r, mode, WEB, [WEB_ADDR], 0, "%s, %s, %s: %s" % (
                         what, mode, k, v))
+                    if d is self.dv:
+                        continue  # (its log level is info)
+                    want = (client, True) if client and d is trusted else ("127.0.0.1", False)
+                    self.assertEqual(self.request_lines(d, mark), [("/dns-query",) + want],
+                                     "%s, %s, %s: %s: the client the request counts for" % (
+                                         what, mode, k, v))
                 # both headers, naming different addresses
+                mark = len(d.stderr_text())
                 r = h.curl_post(d, mode, good, extra=("-H", "x-forwarded-for: 192.0.2.55",
                                                        "-H", "forwarded: for=192.0.2.66"))
                 self.check_curl_answer(r, mode, WEB, [WEB_ADDR], 0, "%s, %s, conflicting "
                                        "X-Forwarded-For and Forwarded" % (what, mode))
+                if d is not self.dv:
+                    self.assertEqual(self.request_lines(d, mark),
+                                     [("/dns-query", "127.0.0.1", False)],
+                                     "%s, %s, conflicting headers: none is believed" % (
+                                         what, mode))
             self.assertTrue(d.alive())
             log("ok: %s: X-Forwarded-For / Forwarded requests answered over every protocol"
                 % what)

@@ -204,8 +204,30 @@ class DotClients(DotBase):
             s.close()
         self.assertEqual(h.a_records(m), ["192.0.2.25"], str(m))
         log("ok: queries with SNI dns.test and without SNI (IP SAN 127.0.0.1) are answered")
-        self.skipTest("the SNI name dnsveil records on each query is not observable from "
-                      "outside yet (no log line, counter or policy uses it)")
+        # the SNI each connection arrived with (what the identity stage
+        # reads) is in its handshake's debug line: the verified name, none
+        # for an IP-literal client, and a client-ID name as a device sends it
+        d = self.start_dot(config=dict(h.dot_config(), **{"log-level": "debug"}), workers=1)
+        unverified = h.client_context()
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE
+        for hostname, ctx, want in (("dns.test", None, "dns.test"),
+                                    ("127.0.0.1", None, "-"),
+                                    ("laptop-42.dns.test", unverified, "laptop-42.dns.test")):
+            mark = len(d.stderr_text())
+            s = h.tls_connect(d.tls_port, server_hostname=hostname, ctx=ctx)
+            try:
+                cport = s.getsockname()[1]
+                _, m = h.stream_query(s, h.make_query("www.example.test"))
+            finally:
+                s.close()
+            self.assertEqual(h.a_records(m), [WWW_ADDR], str(m))
+            lines = d.log_lines(r"tls: worker \d+: connection from 127\.0\.0\.1:%d: "
+                                r"sni (\S+), alpn (\S+)" % cport, start=mark)
+            self.assertEqual([x.groups() for x in lines], [(want, "dot")],
+                             "one handshake line with sni %s for a client naming %s:\n%s" % (
+                                 want, hostname, d.stderr_text()[mark:][-2000:]))
+        log("ok: the debug line of each connection names the SNI it arrived with")
 
     # ------------------------------------------------------------- 4. stubby
     def test_4_stubby_strict_profile(self):

@@ -449,6 +449,13 @@ class Dnsveil:
         except (dns.exception.Timeout, OSError, EOFError):
             return False
 
+    def log_lines(self, pattern, start=0):
+        """re.Match of every stderr line (after character offset `start`)
+        in which `pattern` is found."""
+        rx = re.compile(pattern)
+        return [m for m in (rx.search(x) for x in self.stderr_text()[start:].splitlines())
+                if m]
+
     def wait_log(self, pattern, timeout=None, start=0):
         """Wait for a regex in stderr (after character offset `start`)."""
         def found():

@@ -249,7 +249,7 @@ class HostileStream(h.IntegrationTest):
         # after all that, clients are served as before
         r = h.tcp_query(self.dv.port, "www.example.test")
         self.assertEqual(r.rcode(), dns.rcode.NOERROR)
-        self.assertTrue(self._dot_ok())
+        self.assertTrue(self.dv.serves("tls", self.dv.tls_port), "no DoT answer")
 
     # ------------------------------------------------------------ pipelining
 

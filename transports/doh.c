@@ -12,11 +12,13 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "src/proto/doh.h"
 #include "src/core/errors.h"
+#include "src/core/log.h"
 #include "src/core/netmask.h"
 #include "src/core/query.h"
 #include "src/daemon/transport.h"
@@ -31,11 +33,12 @@ typedef struct {
 	char path[1 + DV_DOH_MAX_PATHS][DV_URL_PATH_MAX];
 	const char *paths[1 + DV_DOH_MAX_PATHS];
 	unsigned n_paths;
+	dv_conn_log_t log; /* the request debug lines */
 } doh_listener_t;
 
 typedef struct {
 	dv_stream_conn_t *c;
-	const doh_listener_t *dl;
+	doh_listener_t *dl;
 	dv_doh_t *engine; /* NULL until the protocol is known (http://) */
 	bool trusted;     /* the peer is one of doh.trusted-proxies */
 } doh_conn_t;
@@ -85,11 +88,44 @@ static void set_forwarded(dv_query_t *q, const char *addr)
 	}
 }
 
+/*
+ * One debug line per request: who sent it, the path it came in on (what
+ * the identity stage reads, q->path) and the client it counts for: the
+ * address a trusted proxy forwarded, or the peer's own.
+ */
+static void log_request(doh_conn_t *dc, const char *path,
+			const char *forwarded_for)
+{
+	dv_stream_conn_t *c = dc->c;
+	unsigned dropped;
+	if (dv_log_level < DV_LOG_DEBUG ||
+	    !dv_conn_log_take(&dc->dl->log, &dropped))
+		return;
+	char peer[64], client[INET6_ADDRSTRLEN];
+	const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
+	dv_addr_format(sa, peer, sizeof(peer));
+	if (forwarded_for)
+		snprintf(client, sizeof(client), "%s", forwarded_for);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr,
+			  client, sizeof(client));
+	else
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+			  client, sizeof(client));
+	if (dropped)
+		dv_log_debug("doh: worker %u: %u more requests were not logged",
+			     c->l->w->index, dropped);
+	dv_log_debug("doh: worker %u: request from %s: path %s, client %s%s",
+		     c->l->w->index, peer, path, client,
+		     forwarded_for ? " (forwarded)" : "");
+}
+
 static void on_query(void *user, uint32_t stream, const char *path,
 		     const uint8_t *msg, size_t len, const char *forwarded_for)
 {
 	doh_conn_t *dc = user;
 	dv_stream_progress(dc->c);
+	log_request(dc, path, forwarded_for);
 	dv_query_t *q = dv_stream_query(dc->c, msg, len, doh_reply);
 	if (!q) {
 		(void)dv_doh_error(dc->engine, stream, 503);

@@ -23,7 +23,49 @@
 struct dv_tls_listener {
 	dv_tls_ctx_t *tls;
 	void *app_ctx;
+	dv_conn_log_t log; /* the handshake debug lines */
 };
+
+bool dv_conn_log_take(dv_conn_log_t *b, unsigned *dropped)
+{
+	uint64_t second = dv_now_ms() / 1000;
+	if (second != b->second) {
+		b->second = second;
+		b->n = 0;
+	}
+	if (b->n >= DV_CONN_LOG_PER_SECOND) {
+		b->dropped++;
+		return false;
+	}
+	b->n++;
+	*dropped = b->dropped;
+	b->dropped = 0;
+	return true;
+}
+
+/*
+ * One debug line per completed handshake: who, the SNI name the client
+ * sent ("-" for none: an IP-literal client), the ALPN protocol and whether
+ * the session was resumed.  The SNI is what the core's identity stage reads
+ * (q->sni), so this is where an operator (and a test) sees it.
+ */
+static void log_handshake(dv_stream_conn_t *c, bool resumed)
+{
+	dv_tls_listener_t *d = c->l->io_ctx;
+	unsigned dropped;
+	if (dv_log_level < DV_LOG_DEBUG || !dv_conn_log_take(&d->log, &dropped))
+		return;
+	char peer[64];
+	dv_addr_format((const struct sockaddr *)&c->peer, peer, sizeof(peer));
+	const char *alpn = dv_tls_alpn(c->io_state);
+	if (dropped)
+		dv_log_debug("tls: worker %u: %u more handshakes were not "
+			     "logged",
+			     c->l->w->index, dropped);
+	dv_log_debug("tls: worker %u: connection from %s: sni %s, alpn %s%s",
+		     c->l->w->index, peer, c->sni[0] ? c->sni : "-",
+		     alpn ? alpn : "-", resumed ? ", resumed" : "");
+}
 
 /*
  * Admission (src/core/hs_limit.h, the worker's): a connection is admitted at
@@ -70,6 +112,7 @@ int dv_tls_stream_handshake(dv_stream_conn_t *c)
 	const char *sni = dv_tls_sni(c->io_state);
 	if (sni)
 		snprintf(c->sni, sizeof(c->sni), "%s", sni);
+	log_handshake(c, resumed);
 	return 0;
 }
 

@@ -9,6 +9,22 @@
 
 typedef struct dv_tls_listener dv_tls_listener_t;
 
+/*
+ * A budget of debug lines for one listener (so one worker: no lock): at
+ * most DV_CONN_LOG_PER_SECOND a second, so that a flood of connections or
+ * requests cannot flood the log at debug level.  dv_conn_log_take() says
+ * whether one more line may be written now; when it may, *dropped is how
+ * many were left out since the last one (say so first).
+ */
+#define DV_CONN_LOG_PER_SECOND 100
+typedef struct {
+	uint64_t second;
+	unsigned n;
+	unsigned dropped;
+} dv_conn_log_t;
+
+bool dv_conn_log_take(dv_conn_log_t *b, unsigned *dropped);
+
 /* The io_ctx of a TLS stream listener; `app_ctx` is the transport's. */
 dv_tls_listener_t *dv_tls_listener_new(dv_worker_t *w, dv_tls_ctx_t *tls,
 					void *app_ctx);

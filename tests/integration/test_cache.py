@@ -10,8 +10,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import kdig, log  # noqa: E402
+import dvtest as h  # noqa: E402
+from dvtest import kdig, log  # noqa: E402
 
 import dns.rcode  # noqa: E402
 

@@ -10,8 +10,8 @@ import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import log  # noqa: E402
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
 
 UDP_QPS = 1000 if h.SANITIZE else 5000
 TCP_QPS = 500 if h.SANITIZE else 2000

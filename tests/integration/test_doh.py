@@ -32,11 +32,10 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import log  # noqa: E402
-import dotutil as du  # noqa: E402
-import dohutil as dh  # noqa: E402
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
 
 import dns.flags  # noqa: E402
 import dns.message  # noqa: E402
@@ -51,7 +50,7 @@ SLOW_ADDR = "192.0.2.200"
 READ_TIMEOUT_MS = 1000
 IDLE_TIMEOUT_MS = 4000
 
-du.ensure_dev_certs()
+h.ensure_dev_certs()
 
 _key_checks = {}
 
@@ -64,7 +63,7 @@ def config_key_status(name, candidates):
         outs = []
         res = None
         for snippet in candidates:
-            st, out = dh.check_config_key(snippet)
+            st, out = h.check_config_key(snippet)
             if st == "ok":
                 res = ("ok", snippet)
                 break
@@ -88,14 +87,15 @@ class DohBase(h.IntegrationTest):
         super().setUp()
         self.slow_auth = self.start_slow(delay=1.0, address=SLOW_ADDR) if self.slow else None
         self.ub = self.start_unbound(slow=self.slow_auth, log_queries=False,
-                                     extra_server_conf=dh.loopback_local_data())
+                                     extra_server_conf=h.loopback_local_data())
         self.dv = self.start_doh()
 
     def start_doh(self, extra_yaml="", limits=None, workers=None, name="doh"):
         lim = {"tcp-read-timeout-ms": READ_TIMEOUT_MS, "tcp-idle-timeout-ms": IDLE_TIMEOUT_MS}
         lim.update(limits or {})
-        d = dh.DohDnsveil(upstream=[self.ub], config=dh.doh_config(limits=lim),
-                          extra_yaml=extra_yaml, workers=workers or self.workers, name=name)
+        d = h.Dnsveil(listen=["dns", "https", "http"], upstream=[self.ub],
+                      config=h.doh_config(limits=lim), extra_yaml=extra_yaml,
+                      workers=workers or self.workers, name=name)
         self._dnsveils.append(d)
         return d.start()
 
@@ -118,9 +118,9 @@ class DohBase(h.IntegrationTest):
         self.assertEqual(m.question[0].name.to_text().lower(), qname.lower().rstrip(".") + ".",
                          "%s:\n%s" % (what, m))
         if want is not None:
-            self.assertEqual(dh.a_records(m), want, "%s:\n%s" % (what, m))
-        age = dh.max_age(headers.get("cache-control"))
-        ttl = dh.min_ttl(m)
+            self.assertEqual(h.a_records(m), want, "%s:\n%s" % (what, m))
+        age = h.max_age(headers.get("cache-control"))
+        ttl = h.min_ttl(m)
         self.assertIsNotNone(age, "%s: no cache-control max-age: %s" % (what, headers))
         if ttl is not None:
             self.assertEqual(age, ttl, "%s: cache-control %s, smallest TTL in the answer %d" % (
@@ -135,7 +135,7 @@ class DohBase(h.IntegrationTest):
 
     def check_curl_answer(self, r, mode, qname, want, qid, what):
         self.assertEqual(r.rc, 0, "%s: %r" % (what, r))
-        self.assertEqual(r.version, dh.CURL_MODES[mode][2], "%s: HTTP version: %r" % (what, r))
+        self.assertEqual(r.version, h.CURL_MODES[mode][2], "%s: HTTP version: %r" % (what, r))
         return self.check_answer(r.status, r.headers, r.body, qname, want, qid,
                                  "%s (%r)" % (what, r))
 
@@ -144,12 +144,12 @@ class DohBase(h.IntegrationTest):
         dv = dv or self.dv
         self.assertTrue(dv.alive(), "dnsveil died after %s (exit %s):\n%s" % (
             what, dv.proc.returncode, h.tail(dv.stderr_path)))
-        r = dh.curl_get(dv, mode, dh.query_wire(WEB))
+        r = h.curl_get(dv, mode, h.query_wire(WEB))
         self.check_curl_answer(r, mode, WEB, [WEB_ADDR], 0, "good GET (%s) after %s" % (
             mode, what))
 
     def h2_good(self, c, what):
-        sid = c.request("GET", wire=dh.query_wire(WEB))
+        sid = c.request("GET", wire=h.query_wire(WEB))
         st = c.wait([sid])[0]
         self.check_answer(st.status, st.headers, st.body, WEB, [WEB_ADDR], 0,
                           "good GET on the same HTTP/2 connection after %s: %r" % (what, st))
@@ -162,10 +162,10 @@ class DohClients(DohBase):
     # ------------------------------------------------------------- 1. curl --doh-url
     def test_01_curl_doh_url_fetches_page(self):
         marker = "dnsveil-doh-curl-%s" % h.unique_label("m")
-        page = dh.PageServer(marker).start()
+        page = h.PageServer(marker).start()
         self.addCleanup(page.stop)
         st0 = self.dv.stats()
-        r = dh.curl("--doh-url", self.dv.url(True), page.url(WEB))
+        r = h.curl("--doh-url", self.dv.url(True), page.url(WEB))
         st1 = self.dv.stats()
         log("curl --doh-url %s %s: rc %d, status %s, dnsveil queries +%d" % (
             self.dv.url(True), page.url(WEB), r.rc, r.status, st1["queries"] - st0["queries"]))
@@ -177,7 +177,7 @@ class DohClients(DohBase):
         log("ok: curl --doh-url resolved %s through dnsveil and fetched the page" % WEB)
 
         # a DoH URL with a host name: the certificate name is checked
-        r = dh.curl("--doh-url", "https://dns.test:%d/dns-query" % self.dv.https_port,
+        r = h.curl("--doh-url", "https://dns.test:%d/dns-query" % self.dv.https_port,
                     "--resolve", "dns.test:%d:127.0.0.1" % self.dv.https_port,
                     page.url("web2.example.test"))
         self.assertEqual((r.rc, r.status), (0, 200), repr(r))
@@ -188,33 +188,33 @@ class DohClients(DohBase):
     # ------------------------------------------------------------- 2. curl GET/POST
     def test_02_curl_get_post_every_protocol(self):
         i = 0
-        for mode in dh.CURL_MODES:
+        for mode in h.CURL_MODES:
             for method in ("GET", "POST"):
                 i += 1
                 name = "h%d.example.test" % (100 + i)
                 want = [h.host_addr(100 + i)]
                 for qid in (0, 0xBEEF):
-                    wire = dh.query_wire(name, qid=qid)
-                    r = (dh.curl_get if method == "GET" else dh.curl_post)(self.dv, mode, wire)
+                    wire = h.query_wire(name, qid=qid)
+                    r = (h.curl_get if method == "GET" else h.curl_post)(self.dv, mode, wire)
                     _, age = self.check_curl_answer(r, mode, name, want, qid, "%s %s id %d" % (
                         mode, method, qid))
                 log("ok: %-13s %-4s -> 200 HTTP/%s application/dns-message, content-length, "
                     "max-age=%d, ids 0 and 0xbeef" % (mode, method, r.version, age))
         # a cached answer: max-age follows the aged TTL (still equal to it)
         time.sleep(1.1)
-        r = dh.curl_get(self.dv, "https-h2", dh.query_wire("h101.example.test"))
+        r = h.curl_get(self.dv, "https-h2", h.query_wire("h101.example.test"))
         _, age = self.check_curl_answer(r, "https-h2", "h101.example.test",
                                         [h.host_addr(101)], 0, "cached GET")
         self.assertLess(age, 300, "a cached answer a second later must have an aged TTL")
         # padding in the dns parameter is tolerated
-        wire = dh.query_wire("h7.example.test")
+        wire = h.query_wire("h7.example.test")
         if len(wire) % 3 == 0:
-            wire = dh.query_wire("h77.example.test")
-        r = dh.curl("--http2", self.dv.url(True) + "?dns=" + dh.b64url(wire, pad=True))
+            wire = h.query_wire("h77.example.test")
+        r = h.curl("--http2", self.dv.url(True) + "?dns=" + h.b64url(wire, pad=True))
         self.check_curl_answer(r, "https-h2", dns.message.from_wire(wire).question[0].name
                                .to_text(), None, 0, "GET with '=' padding")
         # a negative answer: max-age <= the SOA negative TTL
-        r = dh.curl_get(self.dv, "https-http1.1", dh.query_wire("nope.example.test"))
+        r = h.curl_get(self.dv, "https-http1.1", h.query_wire("nope.example.test"))
         self.assertEqual(r.rc, 0, repr(r))
         _, age = self.check_answer(r.status, r.headers, r.body, "nope.example.test", [], 0,
                                    "NXDOMAIN (%r)" % r, rcode="NXDOMAIN")
@@ -226,13 +226,13 @@ class DohClients(DohBase):
         for extra in ((), ("+https-get",)):
             what = "kdig +https=/dns-query %s" % " ".join(extra)
             r = h.kdig(port, WEB, "A", "+https=/dns-query", *extra,
-                       "+tls-ca=%s" % dh.CA, "+tls-hostname=dns.test")
+                       "+tls-ca=%s" % h.CA, "+tls-hostname=dns.test")
             self.assertEqual(r.rc, 0, "%s: %r" % (what, r))
             self.assertEqual(r.status, "NOERROR", "%s: %r" % (what, r))
             self.assertEqual([x[3] for x in r.records()], [WEB_ADDR], "%s: %r" % (what, r))
             self.assertNotIn("WARNING", r.stderr, "%s: %r" % (what, r))
             log("ok: %s +tls-ca +tls-hostname=dns.test -> %s" % (what, WEB_ADDR))
-        r = h.kdig(port, WEB, "A", "+https=/dns-query", "+tls-ca=%s" % dh.CA,
+        r = h.kdig(port, WEB, "A", "+https=/dns-query", "+tls-ca=%s" % h.CA,
                    "+tls-hostname=wrong.test")
         self.assertEqual(r.messages, [], "kdig with the wrong name must not get an answer: %r"
                          % r)
@@ -242,9 +242,9 @@ class DohClients(DohBase):
     def test_04_dnspython_https(self):
         for post in (True, False):
             q = h.make_query(WEB)
-            m = dns.query.https(q, self.dv.url(True), post=post, verify=dh.CA,
+            m = dns.query.https(q, self.dv.url(True), post=post, verify=h.CA,
                                 timeout=h.scaled(5))
-            self.assertEqual((m.id, dns.rcode.to_text(m.rcode()), dh.a_records(m)),
+            self.assertEqual((m.id, dns.rcode.to_text(m.rcode()), h.a_records(m)),
                              (q.id, "NOERROR", [WEB_ADDR]), str(m))
             log("ok: dns.query.https(%s, verify=certs/ca.pem) -> %s (httpx, HTTP/2: %s)" % (
                 "POST" if post else "GET", WEB_ADDR, getattr(dns.query, "_have_http2", "?")))
@@ -277,12 +277,12 @@ class DohClients(DohBase):
         self.addCleanup(shutil.rmtree, d, True)
         body = os.path.join(d, "body.bin")
         with open(body, "wb") as f:
-            f.write(dh.query_wire("www.example.test"))
+            f.write(h.query_wire("www.example.test"))
         runs = [(self.dv.url(True), ("-n", "2000", "-c", "4", "-m", "10"), "h2"),
                 (self.dv.url(False), ("-n", "2000", "-c", "4", "-m", "10"), "h2c"),
                 (self.dv.url(True), ("-n", "2000", "-c", "1", "-m", "100"), "h2")]
         for url, opts, proto in runs:
-            res, out = dh.run_h2load(url, body, *opts)
+            res, out = h.run_h2load(url, body, *opts)
             log("h2load %s %s: %s" % (" ".join(opts), url, res))
             self.assertEqual(res.get("proto"), proto, out)
             self.assertEqual(res.get("succeeded"), 2000, "h2load %s %s:\n%s" % (
@@ -303,19 +303,19 @@ class DohErrors(DohBase):
         body instead of resetting the stream at once, which made curl 7.88
         drop the response (error 92) in most tries (before: 7, 2, 1 and 0
         of 20 seen)."""
-        good = dh.query_wire(WEB)
+        good = h.query_wire(WEB)
         tries = 20
         for mode in ("https-h2", "h2c"):
-            tls, flag, _ = dh.CURL_MODES[mode]
+            tls, flag, _ = h.CURL_MODES[mode]
             cases = [
-                ("PUT with a body", lambda: dh.curl(
+                ("PUT with a body", lambda: h.curl(
                     flag, "-X", "PUT", "-H", "content-type: application/dns-message",
                     "--data-binary", "@" + self.body_file(good), self.dv.url(tls)), 405),
-                ("POST text/plain", lambda: dh.curl_post(self.dv, mode, good,
+                ("POST text/plain", lambda: h.curl_post(self.dv, mode, good,
                                                          content_type="text/plain"), 415),
-                ("POST to an unknown path", lambda: dh.curl_post(self.dv, mode, good,
+                ("POST to an unknown path", lambda: h.curl_post(self.dv, mode, good,
                                                                  path="/other"), 404),
-                ("POST of 70 KB", lambda: dh.curl_post(self.dv, mode, b"\0" * 70000), 413),
+                ("POST of 70 KB", lambda: h.curl_post(self.dv, mode, b"\0" * 70000), 413),
             ]
             for what, run, want in cases:
                 seen, last = 0, None
@@ -340,33 +340,33 @@ class DohErrors(DohBase):
     def _curl_error_cases(self, mode):
         """(description, curl result, expected status) for the cases curl
         can send in this mode."""
-        tls, flag, _ = dh.CURL_MODES[mode]
+        tls, flag, _ = h.CURL_MODES[mode]
         url = self.dv.url(tls)
-        good = dh.query_wire(WEB)
+        good = h.query_wire(WEB)
         resp = h.make_query(WEB)
         resp.flags |= dns.flags.QR
         cases = [
-            ("missing dns parameter", lambda: dh.curl(flag, url), 400),
-            ("empty dns parameter", lambda: dh.curl(flag, url + "?dns="), 400),
-            ("invalid base64url", lambda: dh.curl(flag, url + "?dns=%21%21%21%24%24"), 400),
+            ("missing dns parameter", lambda: h.curl(flag, url), 400),
+            ("empty dns parameter", lambda: h.curl(flag, url + "?dns="), 400),
+            ("invalid base64url", lambda: h.curl(flag, url + "?dns=%21%21%21%24%24"), 400),
             ("dns parameter shorter than a header",
-             lambda: dh.curl(flag, url + "?dns=" + dh.b64url(b"\0\1\2\3\4")), 400),
-            ("POST body of 5 bytes", lambda: dh.curl_post(self.dv, mode, b"hello"), 400),
+             lambda: h.curl(flag, url + "?dns=" + h.b64url(b"\0\1\2\3\4")), 400),
+            ("POST body of 5 bytes", lambda: h.curl_post(self.dv, mode, b"hello"), 400),
             ("POST of a DNS response (QR set)",
-             lambda: dh.curl_post(self.dv, mode, resp.to_wire()), 400),
-            ("unknown path", lambda: dh.curl_get(self.dv, mode, good, path="/other"), 404),
-            ("PUT", lambda: dh.curl(flag, "-X", "PUT", url + "?dns=" + dh.b64url(good)), 405),
-            ("DELETE", lambda: dh.curl(flag, "-X", "DELETE",
-                                       url + "?dns=" + dh.b64url(good)), 405),
-            ("20 KB header", lambda: dh.curl(flag, "-H", "x-big: " + "a" * 20000,
-                                             url + "?dns=" + dh.b64url(good)), 431),
+             lambda: h.curl_post(self.dv, mode, resp.to_wire()), 400),
+            ("unknown path", lambda: h.curl_get(self.dv, mode, good, path="/other"), 404),
+            ("PUT", lambda: h.curl(flag, "-X", "PUT", url + "?dns=" + h.b64url(good)), 405),
+            ("DELETE", lambda: h.curl(flag, "-X", "DELETE",
+                                       url + "?dns=" + h.b64url(good)), 405),
+            ("20 KB header", lambda: h.curl(flag, "-H", "x-big: " + "a" * 20000,
+                                             url + "?dns=" + h.b64url(good)), 431),
         ]
         if flag == "--http1.1":
             cases += [
                 ("POST body of 70000 bytes",
-                 lambda: dh.curl_post(self.dv, mode, b"\0" * 70000), 413),
+                 lambda: h.curl_post(self.dv, mode, b"\0" * 70000), 413),
                 ("POST with content-type text/plain",
-                 lambda: dh.curl_post(self.dv, mode, good, content_type="text/plain"), 415),
+                 lambda: h.curl_post(self.dv, mode, good, content_type="text/plain"), 415),
             ]
         return cases
 
@@ -407,10 +407,10 @@ class DohErrors(DohBase):
         """413 and 415 over HTTP/2 (TLS and h2c) with python3-h2: the
         error answer, then RST_STREAM(NO_ERROR) when the body is still
         open, and the same connection answers a good request after."""
-        good = dh.query_wire(WEB)
+        good = h.query_wire(WEB)
         for tls in (True, False):
             proto = "h2" if tls else "h2c"
-            c = dh.H2Client(self.dv.https_port if tls else self.dv.http_port, tls=tls)
+            c = h.H2Client(self.dv.https_port if tls else self.dv.http_port, tls=tls)
             self.addCleanup(c.close)
             # content-type text/plain
             sid = c.request("POST", wire=good, content_type="text/plain")
@@ -447,17 +447,17 @@ class DohErrors(DohBase):
         self.assert_good("https-h2", "HTTP/2 413/415")
 
     def test_errors_505_raw(self):
-        good = dh.query_wire(WEB)
+        good = h.query_wire(WEB)
         for tls in (False, True):
             port = self.dv.https_port if tls else self.dv.http_port
-            s = dh.connect(port, tls)
+            s = h.http_connect(port, tls)
             try:
                 s.sendall(("GET /dns-query?dns=%s HTTP/3.7\r\nHost: dns.test\r\n\r\n" %
-                           dh.b64url(good)).encode())
-                data, how, secs = dh.read_until_closed(s, h.scaled(5))
+                           h.b64url(good)).encode())
+                data, how, secs = h.read_until_closed(s, h.scaled(5))
             finally:
                 s.close()
-            st, hdrs, body = dh.parse_http1(data)
+            st, hdrs, body = h.parse_http1(data)
             self.assertEqual(st, 505, "HTTP/3.7 request line over %s: got %r (%s)" % (
                 "TLS" if tls else "plain", data[:300], how))
             self.assertTrue(body.startswith(b"505"), repr(data))
@@ -466,8 +466,8 @@ class DohErrors(DohBase):
                 "TLS" if tls else "plain", body.strip()))
             self.assert_good("https-http1.1" if tls else "http-http1.1", "505")
         # a good raw HTTP/1.0 request still works and closes
-        st, hdrs, body = dh.http1_request(self.dv.http_port, False,
-                                          dh.get_request(good).replace(b"HTTP/1.1", b"HTTP/1.0"))
+        st, hdrs, body = h.http1_request(self.dv.http_port, False,
+                                          h.get_request(good).replace(b"HTTP/1.1", b"HTTP/1.0"))
         self.check_answer(st, hdrs, body, WEB, [WEB_ADDR], 0, "raw HTTP/1.0 GET")
 
     # ------------------------------------------------------------- slow clients
@@ -475,12 +475,12 @@ class DohErrors(DohBase):
         """Headers one byte every 200 ms, over plain HTTP/1.1 and TLS at
         once: each cut off by tcp-read-timeout-ms (1000) while good clients
         are served."""
-        good = dh.query_wire(WEB)
-        req = dh.get_request(good, extra_headers=[("X-Slow", "a" * 200)], close=False)
+        good = h.query_wire(WEB)
+        req = h.get_request(good, extra_headers=[("X-Slow", "a" * 200)], close=False)
         limit = h.scaled(READ_TIMEOUT_MS / 1000.0 * 2.5 + 1)
         conns = []
         for tls in (False, True):
-            s = dh.connect(self.dv.https_port if tls else self.dv.http_port, tls)
+            s = h.http_connect(self.dv.https_port if tls else self.dv.http_port, tls)
             self.addCleanup(s.close)
             conns.append({"tls": tls, "sock": s, "sent": 0, "how": None, "secs": None,
                           "got": b""})
@@ -501,7 +501,7 @@ class DohErrors(DohBase):
             time.sleep(0.2)
             for x in open_:
                 if x["how"] is None:
-                    got, how, _ = dh.read_until_closed(x["sock"], 0.001)
+                    got, how, _ = h.read_until_closed(x["sock"], 0.001)
                     x["got"] += got
                     if how != "timeout":
                         x["how"], x["secs"] = how, time.monotonic() - t0
@@ -532,20 +532,20 @@ class DohErrors(DohBase):
         connection kept busy with PINGs.  Each connection must be closed by
         a timeout (read or idle); a busy well-behaved connection is served
         all along."""
-        good = dh.query_wire(WEB)
+        good = h.query_wire(WEB)
         limit = h.scaled((READ_TIMEOUT_MS + IDLE_TIMEOUT_MS) / 1000.0 + 2)
-        other = dh.H2Client(self.dv.https_port, tls=True)
+        other = h.H2Client(self.dv.https_port, tls=True)
         self.addCleanup(other.close)
         hostile = []
         for variant, tls in (("open stream", True), ("open stream", False),
                              ("partial frame", True), ("partial frame", False),
                              ("open stream + PINGs", True)):
-            c = dh.H2Client(self.dv.https_port if tls else self.dv.http_port, tls=tls)
+            c = h.H2Client(self.dv.https_port if tls else self.dv.http_port, tls=tls)
             self.addCleanup(c.close)
             c.pump(lambda c=c: c.remote_settings, h.scaled(2))
             if variant == "partial frame":
                 c.conn.send_headers(1, [(":method", "POST"), (":scheme", "https"),
-                                        (":authority", "dns.test"), (":path", dh.PATH),
+                                        (":authority", "dns.test"), (":path", h.PATH),
                                         ("content-type", "application/dns-message")])
                 c.flush()
                 c.sock.sendall(b"\x00\x00\x64\x00\x00\x00\x00\x00\x01" + b"\0" * 10)
@@ -603,7 +603,7 @@ class DohStreams(DohBase):
         """100 streams on one connection, the first for a name the slow
         authority answers after 1 s: all answered, the 99 fast ones before
         the slow one."""
-        c = dh.H2Client(self.dv.https_port, tls=True)
+        c = h.H2Client(self.dv.https_port, tls=True)
         self.addCleanup(c.close)
         c.pump(lambda: c.remote_settings, h.scaled(2))
         mcs = c.remote_settings.get(int(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS))
@@ -611,12 +611,12 @@ class DohStreams(DohBase):
         self.assertEqual(mcs, 100, "SETTINGS_MAX_CONCURRENT_STREAMS: %s" % c.remote_settings)
         slow_name = h.unique_label("s") + ".slow.example.test"
         t0 = time.monotonic()
-        slow = c.request("GET", wire=dh.query_wire(slow_name))
+        slow = c.request("GET", wire=h.query_wire(slow_name))
         fast = {}
         for i in range(99):
             name = "h%d.example.test" % (300 + i)
             method = "GET" if i % 2 else "POST"
-            fast[c.request(method, wire=dh.query_wire(name, qid=i + 1))] = (name, i + 1)
+            fast[c.request(method, wire=h.query_wire(name, qid=i + 1))] = (name, i + 1)
         sts = c.wait([slow] + list(fast), h.scaled(10))
         for st in sts[1:]:
             name, qid = fast[st.sid]
@@ -639,19 +639,19 @@ class DohStreams(DohBase):
         stream in flight (a slow name) is still answered, an idle HTTP/1.1
         keep-alive connection is closed, and dnsveil exits 0."""
         d = self.dv
-        c = dh.H2Client(d.https_port, tls=True)
+        c = h.H2Client(d.https_port, tls=True)
         self.addCleanup(c.close)
-        c2 = dh.H2Client(d.http_port, tls=False)
+        c2 = h.H2Client(d.http_port, tls=False)
         self.addCleanup(c2.close)
         for x in (c, c2):
             self.h2_good(x, "connect")
-        k = dh.connect(d.https_port, True)
+        k = h.http_connect(d.https_port, True)
         self.addCleanup(k.close)
-        k.sendall(dh.get_request(dh.query_wire(WEB), close=False))
+        k.sendall(h.get_request(h.query_wire(WEB), close=False))
         k.settimeout(h.scaled(5))
         first = b""
-        while b"\r\n\r\n" not in first or dh.parse_http1(first)[0] is None or \
-                len(dh.parse_http1(first)[2]) < int(dh.parse_http1(first)[1].get(
+        while b"\r\n\r\n" not in first or h.parse_http1(first)[0] is None or \
+                len(h.parse_http1(first)[2]) < int(h.parse_http1(first)[1].get(
                     "content-length", 0)):
             chunk = k.recv(4096)
             if not chunk:
@@ -659,17 +659,17 @@ class DohStreams(DohBase):
             first += chunk
             if len(first) > 65536:
                 break
-        self.assertEqual(dh.parse_http1(first)[0], 200, repr(first))
+        self.assertEqual(h.parse_http1(first)[0], 200, repr(first))
 
         slow_name = h.unique_label("g") + ".slow.example.test"
-        sid = c.request("GET", wire=dh.query_wire(slow_name))
+        sid = c.request("GET", wire=h.query_wire(slow_name))
         time.sleep(0.3)  # dnsveil has it in flight (the authority waits 1 s)
         t0 = time.monotonic()
         d.proc.send_signal(15)
         c.pump(lambda: c.goaway is not None and c.streams[sid].done and c.closed,
                h.scaled(10))
         c2.pump(lambda: c2.goaway is not None and c2.closed, h.scaled(5))
-        data, how, _ = dh.read_until_closed(k, h.scaled(5))
+        data, how, _ = h.read_until_closed(k, h.scaled(5))
         try:
             rc = d.proc.wait(timeout=h.scaled(10))
         except Exception:  # noqa: BLE001
@@ -710,49 +710,80 @@ class DohConfigKeys(DohBase):
 
     def _need(self, name, forms):
         st, info = config_key_status(name, forms)
-        if st == "unknown":
-            self.skipTest("dnsveil --check-config does not know %s yet: %s" % (name, info))
+        self.assertNotEqual(st, "unknown", "dnsveil --check-config does not know %s: %s" % (
+            name, info))
         self.assertEqual(st, "ok", "dnsveil --check-config refuses %s in every form tried:\n%s"
                          % (name, info))
         return info
 
+    def request_lines(self, d, mark):
+        """(path, client, forwarded) of the DoH request debug lines after
+        offset `mark` of `d`'s stderr."""
+        return [(m.group(1), m.group(2), bool(m.group(3))) for m in d.log_lines(
+            r"doh: worker \d+: request from 127\.0\.0\.1:\d+: path (\S+), client (\S+)"
+            r"( \(forwarded\))?$", start=mark)]
+
     def test_doh_paths(self):
         snippet = self._need("doh.paths", PATHS_FORMS)
-        d = self.start_doh(extra_yaml=snippet, name="doh-paths")
-        good = dh.query_wire(WEB)
-        for mode in dh.CURL_MODES:
+        d = self.start_doh(extra_yaml=snippet + "log-level: debug\n", name="doh-paths")
+        good = h.query_wire(WEB)
+        for mode in h.CURL_MODES:
             for path in ("/dns-query", "/dns-query/kids"):
                 for method in ("GET", "POST"):
-                    fn = dh.curl_get if method == "GET" else dh.curl_post
+                    fn = h.curl_get if method == "GET" else h.curl_post
+                    mark = len(d.stderr_text())
                     r = fn(d, mode, good, path=path)
                     self.check_curl_answer(r, mode, WEB, [WEB_ADDR], 0, "%s %s %s" % (
                         mode, method, path))
+                    # the path the query came in on, in its debug line
+                    self.assertEqual(self.request_lines(d, mark), [(path, "127.0.0.1", False)],
+                                     "%s %s %s: the request's debug line" % (mode, method, path))
             for path in ("/other", "/dns-query/kid", "/dns-query/kids/x", "/dns-query/"):
-                r = dh.curl_get(d, mode, good, path=path)
+                mark = len(d.stderr_text())
+                r = h.curl_get(d, mode, good, path=path)
                 self.assertEqual(r.status, 404, "%s GET %s: %r" % (mode, path, r))
+                self.assertEqual(self.request_lines(d, mark), [],
+                                 "%s GET %s: no query, no request line" % (mode, path))
             log("ok: %s: /dns-query and /dns-query/kids answered, /other and near misses 404"
                 % mode)
 
     def test_doh_trusted_proxies(self):
         snippet = self._need("doh.trusted-proxies", PROXY_FORMS)
-        trusted = self.start_doh(extra_yaml=snippet, name="doh-proxied")
-        good = dh.query_wire(WEB)
-        headers = [("x-forwarded-for", "192.0.2.55"),
-                   ("x-forwarded-for", "198.51.100.7, 192.0.2.55"),
-                   ("forwarded", "for=192.0.2.55"),
-                   ("forwarded", 'for="[2001:db8::55]"'),
-                   ("x-forwarded-for", "not-an-address")]
-        for d, what in ((trusted, "trusted 127.0.0.1"), (self.dv, "no trusted proxies")):
-            for mode in dh.CURL_MODES:
-                for k, v in headers:
-                    r = dh.curl_get(d, mode, good, extra=("-H", "%s: %s" % (k, v)))
+        trusted = self.start_doh(extra_yaml=snippet + "log-level: debug\n", name="doh-proxied")
+        untrusted = self.start_doh(extra_yaml="log-level: debug\n", name="doh-unproxied")
+        good = h.query_wire(WEB)
+        # header, value, the client a trusted proxy's header names (None:
+        # none, the peer's own address counts)
+        headers = [("x-forwarded-for", "192.0.2.55", "192.0.2.55"),
+                   ("x-forwarded-for", "198.51.100.7, 192.0.2.55", "192.0.2.55"),
+                   ("forwarded", "for=192.0.2.55", "192.0.2.55"),
+                   ("forwarded", 'for="[2001:db8::55]"', "2001:db8::55"),
+                   ("x-forwarded-for", "not-an-address", None)]
+        for d, what in ((trusted, "trusted 127.0.0.1"), (self.dv, "no trusted proxies"),
+                        (untrusted, "no trusted proxies, debug log")):
+            for mode in h.CURL_MODES:
+                for k, v, client in headers:
+                    mark = len(d.stderr_text())
+                    r = h.curl_get(d, mode, good, extra=("-H", "%s: %s" % (k, v)))
                     self.check_curl_answer(r, mode, WEB, [WEB_ADDR], 0, "%s, %s, %s: %s" % (
                         what, mode, k, v))
+                    if d is self.dv:
+                        continue  # (its log level is info)
+                    want = (client, True) if client and d is trusted else ("127.0.0.1", False)
+                    self.assertEqual(self.request_lines(d, mark), [("/dns-query",) + want],
+                                     "%s, %s, %s: %s: the client the request counts for" % (
+                                         what, mode, k, v))
                 # both headers, naming different addresses
-                r = dh.curl_post(d, mode, good, extra=("-H", "x-forwarded-for: 192.0.2.55",
+                mark = len(d.stderr_text())
+                r = h.curl_post(d, mode, good, extra=("-H", "x-forwarded-for: 192.0.2.55",
                                                        "-H", "forwarded: for=192.0.2.66"))
                 self.check_curl_answer(r, mode, WEB, [WEB_ADDR], 0, "%s, %s, conflicting "
                                        "X-Forwarded-For and Forwarded" % (what, mode))
+                if d is not self.dv:
+                    self.assertEqual(self.request_lines(d, mark),
+                                     [("/dns-query", "127.0.0.1", False)],
+                                     "%s, %s, conflicting headers: none is believed" % (
+                                         what, mode))
             self.assertTrue(d.alive())
             log("ok: %s: X-Forwarded-For / Forwarded requests answered over every protocol"
                 % what)

@@ -33,11 +33,10 @@ import ssl
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import log  # noqa: E402
-import dotutil as du  # noqa: E402
-import dohutil as dh  # noqa: E402
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
 
 import h2.config  # noqa: E402
 import h2.connection  # noqa: E402
@@ -45,7 +44,7 @@ import hpack  # noqa: E402
 from hyperframe.frame import (ContinuationFrame, HeadersFrame, PingFrame,  # noqa: E402
                               SettingsFrame)
 
-du.ensure_dev_certs()
+h.ensure_dev_certs()
 
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x2, 0xb
 CONTROL_NAME = "www.example.test"
@@ -113,7 +112,7 @@ def client_preface():
 
 
 def query_path():
-    return "/dns-query?dns=" + dh.b64url(dh.query_wire(CONTROL_NAME))
+    return "/dns-query?dns=" + h.b64url(h.query_wire(CONTROL_NAME))
 
 
 # ---------------------------------------------------------------- raw HTTP/2 peer
@@ -125,10 +124,10 @@ class RawH2:
     with its own HPACK decoder), and how the connection ended."""
 
     def __init__(self, port, tls=False, timeout=5.0):
-        self.sock = du.tcp_connect(port, timeout=timeout)
+        self.sock = h.tcp_connect(port, timeout=timeout)
         if tls:
-            self.sock = dh.tls_context(("h2",)).wrap_socket(self.sock,
-                                                            server_hostname=du.AUTH_NAME)
+            self.sock = h.client_context(alpn=("h2",)).wrap_socket(self.sock,
+                                                            server_hostname=h.AUTH_NAME)
         self.sock.setblocking(False)
         self.rx = b""
         self.dec = hpack.Decoder()
@@ -290,13 +289,6 @@ def attacker(port, deadline, rate, refs, max_conns, out):
         out.put(None)
 
 
-def percentile(xs, p):
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
-
-
 class Control:
     """Sequential UDP and DoH (h2 over TLS) queries for a cached name,
     with their latencies."""
@@ -307,8 +299,8 @@ class Control:
         self.dv = dv
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.connect(("127.0.0.1", dv.port))
-        self.doh = dh.H2Client(dv.https_port, tls=True)
-        self.wire = dh.query_wire(CONTROL_NAME)
+        self.doh = h.H2Client(dv.https_port, tls=True)
+        self.wire = h.query_wire(CONTROL_NAME)
         self.qid = 0
         self.lost = 0
 
@@ -341,7 +333,7 @@ class Control:
             # query counts as a timeout, the next one reconnects
             self.lost += 1
             self.doh.close()
-            self.doh = dh.H2Client(self.dv.https_port, tls=True)
+            self.doh = h.H2Client(self.dv.https_port, tls=True)
             return self.TIMEOUT
         sid = self.doh.request("GET", wire=self.wire)
         st = self.doh.wait([sid], self.TIMEOUT)[0]
@@ -382,7 +374,8 @@ class HpackBomb(h.IntegrationTest):
         # the default timeouts: a control connection must not be cut off
         # by the short ones the other DoH tests use
         lim = {"tcp-read-timeout-ms": 5000, "tcp-idle-timeout-ms": 10000}
-        self.dv = dh.DohDnsveil(upstream=[self.ub], config=dh.doh_config(limits=lim), workers=1,
+        self.dv = h.Dnsveil(listen=["dns", "https", "http"],
+                            upstream=[self.ub], config=h.doh_config(limits=lim), workers=1,
                                 name="doh-bomb")
         self._dnsveils.append(self.dv)
         self.dv.start()
@@ -393,7 +386,7 @@ class HpackBomb(h.IntegrationTest):
             ctl.measure(0.5)                                  # warm: cached, connected
             q_udp, q_doh = ctl.measure(h.scaled(2.0))
             log("quiet: %d UDP, %d DoH queries; p99 UDP %s, DoH %s" % (
-                len(q_udp), len(q_doh), ms(percentile(q_udp, 99)), ms(percentile(q_doh, 99))))
+                len(q_udp), len(q_doh), ms(h.percentile(q_udp, 99)), ms(h.percentile(q_doh, 99))))
 
             ctx = multiprocessing.get_context("fork")
             out = ctx.Queue()
@@ -442,7 +435,7 @@ class HpackBomb(h.IntegrationTest):
             unclosed = [c for c in conns if c["closed"] is None and c["goaway"] is None
                         and not (c["interrupted"] and c["t_goaway_or_close"] < bound_close)]
             closes = [c["t_goaway_or_close"] for c in conns if not c["interrupted"]] or [0.0]
-            p99 = {k: percentile(v, 99) for k, v in
+            p99 = {k: h.percentile(v, 99) for k, v in
                    (("q_udp", q_udp), ("q_doh", q_doh), ("a_udp", a_udp), ("a_doh", a_doh))}
             log("attack: %d connections, %.1f MB sent, %d header blocks standing for %.1f GB "
                 "of header fields (%.0fx what was sent); %d answered; GOAWAY codes %s; "
@@ -450,7 +443,7 @@ class HpackBomb(h.IntegrationTest):
                 "deadline, %d never closed" % (
                     len(conns), sent / 1e6, sum(c["blocks"] for c in conns), represented / 1e9,
                     represented / max(1, sent), answered, goaways, max(closes),
-                    percentile(closes, 50), sum(1 for c in conns if c["interrupted"]),
+                    h.percentile(closes, 50), sum(1 for c in conns if c["interrupted"]),
                     len(unclosed)))
             log("control under attack: %d UDP, %d DoH queries; p99 UDP %s (quiet %s), "
                 "DoH %s (quiet %s); DoH connection lost %d times" % (
@@ -483,7 +476,8 @@ class H2ConnectionErrors(h.IntegrationTest):
     def setUp(self):
         super().setUp()
         self.ub = self.start_unbound(log_queries=False)
-        self.dv = dh.DohDnsveil(upstream=[self.ub], config=dh.doh_config(), workers=1,
+        self.dv = h.Dnsveil(listen=["dns", "https", "http"],
+                            upstream=[self.ub], config=h.doh_config(), workers=1,
                                 name="doh-goaway")
         self._dnsveils.append(self.dv)
         self.dv.start()
@@ -523,9 +517,9 @@ class H2ConnectionErrors(h.IntegrationTest):
         return c
 
     def _healthy(self):
-        c = dh.H2Client(self.dv.https_port, tls=True)
+        c = h.H2Client(self.dv.https_port, tls=True)
         try:
-            sid = c.request("GET", wire=dh.query_wire(CONTROL_NAME))
+            sid = c.request("GET", wire=h.query_wire(CONTROL_NAME))
             st = c.wait([sid], h.scaled(5))[0]
             self.assertEqual(st.status, 200, repr(st))
         finally:
@@ -590,22 +584,23 @@ class Http1Strict(h.IntegrationTest):
     def setUp(self):
         super().setUp()
         self.ub = self.start_unbound(log_queries=False)
-        self.dv = dh.DohDnsveil(upstream=[self.ub], config=dh.doh_config(), name="doh-h1")
+        self.dv = h.Dnsveil(listen=["dns", "https", "http"],
+                            upstream=[self.ub], config=h.doh_config(), name="doh-h1")
         self._dnsveils.append(self.dv)
         self.dv.start()
 
     def _exchange(self, tls, raw):
         port = self.dv.https_port if tls else self.dv.http_port
-        s = dh.connect(port, tls, timeout=h.scaled(5))
+        s = h.http_connect(port, tls, timeout=h.scaled(5))
         try:
             s.sendall(raw)
-            return dh.read_until_closed(s, h.scaled(5))
+            return h.read_until_closed(s, h.scaled(5))
         finally:
             s.close()
 
     def test_rfc9112_violations(self):
-        wire = dh.query_wire(CONTROL_NAME)
-        b64 = dh.b64url(wire)
+        wire = h.query_wire(CONTROL_NAME)
+        b64 = h.b64url(wire)
         get = "GET /dns-query?dns=%s HTTP/1.1" % b64
         smuggled = ("GET /dns-query?dns=%s HTTP/1.1\r\nHost: dns.test\r\n\r\n" % b64).encode()
         cases = [
@@ -632,7 +627,7 @@ class Http1Strict(h.IntegrationTest):
             proto = "https" if tls else "http"
             for what, raw, reason in cases:
                 data, how, secs = self._exchange(tls, raw)
-                st, hdrs, body = dh.parse_http1(data)
+                st, hdrs, body = h.parse_http1(data)
                 log("%s over %s: %s %r, then %s after %.3f s" % (
                     what, proto, st, body.decode(errors="replace").strip(), how, secs))
                 self.assertEqual(st, 400, "%s over %s: %r" % (what, proto, data[:300]))
@@ -648,7 +643,7 @@ class Http1Strict(h.IntegrationTest):
                      b"Content-Type: application/dns-message\r\nConnection: close\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(wire)) + wire]
             for raw in good:
-                st, hdrs, body = dh.parse_http1(self._exchange(tls, raw)[0])
+                st, hdrs, body = h.parse_http1(self._exchange(tls, raw)[0])
                 self.assertEqual(st, 200, "%r -> %s %r" % (raw[:80], st, body[:100]))
         log("ok: RFC 9112 violations are 400 and end the connection, over https and http")
 

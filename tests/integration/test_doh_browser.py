@@ -26,18 +26,17 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import log  # noqa: E402
-import dotutil as du  # noqa: E402
-import dohutil as dh  # noqa: E402
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 CERTUTIL = shutil.which("certutil", path="/usr/bin:/bin") or "certutil"
 UNSHARE = shutil.which("unshare", path="/usr/bin:/bin") or "unshare"
 ETC_CHROMIUM = "/etc/chromium"
 
-du.ensure_dev_certs()
+h.ensure_dev_certs()
 
 
 class Chromium:
@@ -61,7 +60,7 @@ class Chromium:
         os.makedirs(nss)
         os.makedirs(self.profile)
         for args in (["-N", "--empty-password"],
-                     ["-A", "-n", "dnsveil-test-ca", "-t", "C,,", "-i", dh.CA]):
+                     ["-A", "-n", "dnsveil-test-ca", "-t", "C,,", "-i", h.CA]):
             r = subprocess.run([CERTUTIL] + args + ["-d", "sql:" + nss], stdin=subprocess.DEVNULL,
                                capture_output=True, text=True, timeout=30)
             if r.returncode != 0:
@@ -115,12 +114,13 @@ class DohBrowser(h.IntegrationTest):
         if missing or not os.path.isdir(ETC_CHROMIUM):
             self.fail("missing %s: apt-get install chromium libnss3-tools util-linux (TEST_DEPS "
                       "in .ci/setup)" % (missing or ETC_CHROMIUM))
-        self.ub = self.start_unbound(extra_server_conf=dh.loopback_local_data())
-        self.dv = dh.DohDnsveil(upstream=[self.ub], config=dh.doh_config(), name="doh-browser")
+        self.ub = self.start_unbound(extra_server_conf=h.loopback_local_data())
+        self.dv = h.Dnsveil(listen=["dns", "https", "http"],
+                            upstream=[self.ub], config=h.doh_config(), name="doh-browser")
         self._dnsveils.append(self.dv)
         self.dv.start()
         self.marker = "dnsveil-doh-browser-%s" % h.unique_label("m")
-        self.page = dh.PageServer(self.marker).start()
+        self.page = h.PageServer(self.marker).start()
         self.addCleanup(self.page.stop)
 
     def _chromium(self):

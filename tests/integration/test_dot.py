@@ -22,11 +22,12 @@ import struct
 import sys
 import tempfile
 import time
+import unittest
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import log  # noqa: E402
-import dotutil as du  # noqa: E402
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
 
 import dns.edns  # noqa: E402
 import dns.message  # noqa: E402
@@ -37,7 +38,7 @@ WWW_ADDR = "192.0.2.1"
 IDLE_MS = 12300          # edns-tcp-keepalive must answer IDLE_MS / 100 = 123
 PAD_BLOCK = 468          # RFC 8467 response block
 
-du.ensure_dev_certs()
+h.ensure_dev_certs()
 
 
 class DotBase(h.IntegrationTest):
@@ -49,11 +50,11 @@ class DotBase(h.IntegrationTest):
     def setUp(self):
         super().setUp()
         self.ub = self.start_unbound(log_queries=False)
-        self.dv = self.start_dot(config=du.dot_config(limits=dict(
+        self.dv = self.start_dot(config=h.dot_config(limits=dict(
             {"tcp-idle-timeout-ms": IDLE_MS}, **self.limits)))
 
     def start_dot(self, config, workers=None):
-        d = du.DotDnsveil(upstream=[self.ub], config=config,
+        d = h.Dnsveil(listen=["dns", "tls"], upstream=[self.ub], config=config,
                           workers=workers or self.workers, name="dot")
         self._dnsveils.append(d)
         return d.start()
@@ -70,7 +71,7 @@ class DotBase(h.IntegrationTest):
             return h.wait_for(grown, timeout or h.scaled(5), interval=0.2,
                               what="stats %s to grow by %d" % (key, at_least))
         except AssertionError as e:
-            self.fail("%s; stats delta: %s" % (e, du.stat_delta(before, self.stats())))
+            self.fail("%s; stats delta: %s" % (e, h.stat_delta(before, self.stats())))
 
     def assert_dot_healthy(self, what, dv=None):
         """The process is alive and a well-behaved, verifying kdig +tls
@@ -78,8 +79,8 @@ class DotBase(h.IntegrationTest):
         dv = dv or self.dv
         self.assertTrue(dv.alive(), "dnsveil died after %s (exit %s):\n%s" % (
             what, dv.proc.returncode, h.tail(dv.stderr_path)))
-        r = du.kdig_tls(dv.tls_port, [WWW])
-        self.assertEqual(du.kdig_answers(r), [("www.example.test.", [WWW_ADDR])],
+        r = h.kdig_tls(dv.tls_port, [WWW])
+        self.assertEqual(h.kdig_answers(r), [("www.example.test.", [WWW_ADDR])],
                          "a verifying kdig +tls client after %s: %r\ndnsveil stderr:\n%s" % (
                              what, r, h.tail(dv.stderr_path)))
         log("ok: dnsveil alive and a verifying kdig +tls gets %s after %s" % (WWW_ADDR, what))
@@ -92,15 +93,15 @@ class DotClients(DotBase):
     # ------------------------------------------------------------- 1. kdig
     def test_1_kdig_verified_wrong_name_keepopen(self):
         port = self.dv.tls_port
-        r = du.kdig_tls(port, [WWW, ("h42.example.test", "A")])
+        r = h.kdig_tls(port, [WWW, ("h42.example.test", "A")])
         self.assertEqual(r.rc, 0, "kdig +tls +tls-ca +tls-hostname=dns.test failed: %r" % r)
-        self.assertEqual(du.kdig_answers(r), [("www.example.test.", [WWW_ADDR]),
+        self.assertEqual(h.kdig_answers(r), [("www.example.test.", [WWW_ADDR]),
                                               ("h42.example.test.", [h.host_addr(42)])],
                          "kdig +tls verified answers: %r" % r)
         log("ok: kdig +tls +tls-ca=certs/ca.pem +tls-hostname=dns.test answers %s" % WWW_ADDR)
 
         st0 = self.stats()
-        r = du.kdig_tls(port, [WWW], hostname="wrong.test")
+        r = h.kdig_tls(port, [WWW], hostname="wrong.test")
         st1 = self.stats()
         log("kdig +tls-hostname=wrong.test: rc %s, stderr: %s" % (r.rc, r.stderr.strip()))
         self.assertEqual(r.messages, [], "kdig with +tls-hostname=wrong.test must not get an "
@@ -118,11 +119,11 @@ class DotClients(DotBase):
                 ("h1.example.test.", [h.host_addr(1)]), ("h2.example.test.", [h.host_addr(2)]),
                 ("alias.example.test.", [WWW_ADDR])]
         st0 = self.stats()
-        r = du.kdig_tls(port, names, "+keepopen")
+        r = h.kdig_tls(port, names, "+keepopen")
         st1 = self.stats()
-        d = du.stat_delta(st0, st1, ["tcp_connections", "tls_handshakes", "queries"])
+        d = h.stat_delta(st0, st1, ["tcp_connections", "tls_handshakes", "queries"])
         log("kdig +keepopen with %d questions: dnsveil stats delta %s" % (len(names), d))
-        self.assertEqual(du.kdig_answers(r), want, "kdig +keepopen answers: %r" % r)
+        self.assertEqual(h.kdig_answers(r), want, "kdig +keepopen answers: %r" % r)
         self.assertEqual(d["tcp_connections"], 1, "kdig +keepopen with %d questions must use one "
                          "connection; tcp_connections grew by %d" % (len(names),
                                                                      d["tcp_connections"]))
@@ -133,9 +134,9 @@ class DotClients(DotBase):
     # ------------------------------------------------------------- 2. openssl
     def test_2_openssl_chain_alpn_versions(self):
         port = self.dv.tls_port
-        rc, out = du.s_client(port, "-showcerts", "-CAfile", du.CA, "-verify_return_error",
+        rc, out = h.s_client(port, "-showcerts", "-CAfile", h.CA, "-verify_return_error",
                               "-alpn", "dot")
-        certs = du.pem_certs(out)
+        certs = h.pem_certs(out)
         subjects = re.findall(r"^\s*(\d) s:(.*)$", out, re.M)
         log("s_client -showcerts: rc %d, %d certificates: %s" % (rc, len(certs), subjects))
         self.assertEqual(rc, 0, "s_client with -CAfile certs/ca.pem -verify_return_error:\n" + out)
@@ -151,14 +152,14 @@ class DotClients(DotBase):
 
         # ALPN is optional: no ALPN, or one we do not speak, still connects
         for alpn in (None, "h2"):
-            args = ["-CAfile", du.CA, "-verify_return_error"] + (["-alpn", alpn] if alpn else [])
-            rc, out = du.s_client(port, *args)
+            args = ["-CAfile", h.CA, "-verify_return_error"] + (["-alpn", alpn] if alpn else [])
+            rc, out = h.s_client(port, *args)
             self.assertEqual(rc, 0, "s_client %s:\n%s" % (args, out))
             self.assertIn("No ALPN negotiated", out, "ALPN %s:\n%s" % (alpn, out))
         log("ok: clients without ALPN or offering only h2 connect with no ALPN chosen")
 
         # TLS 1.1 refused by the server (SECLEVEL=0 so that OpenSSL really offers it)
-        rc, out = du.s_client(port, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-CAfile", du.CA)
+        rc, out = h.s_client(port, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-CAfile", h.CA)
         log("s_client -tls1_1: rc %d, %s" % (rc, "; ".join(
             x for x in out.splitlines() if "alert" in x or "Protocol" in x or "New," in x)))
         self.assertNotRegex(out, r"New, TLSv1\.1", "TLS 1.1 was accepted:\n" + out)
@@ -167,7 +168,7 @@ class DotClients(DotBase):
         log("ok: TLS 1.1 refused (protocol version alert)")
 
         for flag, ver in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
-            rc, out = du.s_client(port, flag, "-CAfile", du.CA, "-verify_return_error",
+            rc, out = h.s_client(port, flag, "-CAfile", h.CA, "-verify_return_error",
                                   "-alpn", "dot")
             self.assertEqual(rc, 0, "s_client %s:\n%s" % (flag, out))
             self.assertIn("New, %s" % ver, out, "%s not negotiated:\n%s" % (ver, out))
@@ -175,42 +176,64 @@ class DotClients(DotBase):
             self.assertIn("ALPN protocol: dot", out)
         # and DNS really flows over each version (Python ssl pinned to it)
         for ver in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
-            ctx = du.client_context(min_version=ver, max_version=ver)
-            s = du.tls_connect(port, ctx=ctx)
+            ctx = h.client_context(min_version=ver, max_version=ver)
+            s = h.tls_connect(port, ctx=ctx)
             try:
                 self.assertEqual(s.version(), ver.name.replace("v1_", "v1."))
                 self.assertEqual(s.selected_alpn_protocol(), "dot")
-                _, m = du.query(s, h.make_query("www.example.test", qid=0x1234))
+                _, m = h.stream_query(s, h.make_query("www.example.test", qid=0x1234))
             finally:
                 s.close()
-            self.assertEqual((m.id, du.a_records(m)), (0x1234, [WWW_ADDR]), str(m))
+            self.assertEqual((m.id, h.a_records(m)), (0x1234, [WWW_ADDR]), str(m))
         log("ok: TLS 1.2 and 1.3 handshake, verify, ALPN dot and answer queries")
 
     # ------------------------------------------------------------- 3. SNI
     def test_3_sni(self):
         port = self.dv.tls_port
         # with SNI dns.test (name verified)
-        s = du.tls_connect(port)
+        s = h.tls_connect(port)
         try:
-            _, m = du.query(s, h.make_query("www.example.test"))
+            _, m = h.stream_query(s, h.make_query("www.example.test"))
         finally:
             s.close()
-        self.assertEqual(du.a_records(m), [WWW_ADDR], str(m))
+        self.assertEqual(h.a_records(m), [WWW_ADDR], str(m))
         # without SNI: an IP-literal client verifies the IP SAN, sends no SNI
-        s = du.tls_connect(port, server_hostname="127.0.0.1")
+        s = h.tls_connect(port, server_hostname="127.0.0.1")
         try:
-            _, m = du.query(s, h.make_query("mail.example.test"))
+            _, m = h.stream_query(s, h.make_query("mail.example.test"))
         finally:
             s.close()
-        self.assertEqual(du.a_records(m), ["192.0.2.25"], str(m))
+        self.assertEqual(h.a_records(m), ["192.0.2.25"], str(m))
         log("ok: queries with SNI dns.test and without SNI (IP SAN 127.0.0.1) are answered")
-        self.skipTest("the SNI name dnsveil records on each query is not observable from "
-                      "outside yet (no log line, counter or policy uses it)")
+        # the SNI each connection arrived with (what the identity stage
+        # reads) is in its handshake's debug line: the verified name, none
+        # for an IP-literal client, and a client-ID name as a device sends it
+        d = self.start_dot(config=dict(h.dot_config(), **{"log-level": "debug"}), workers=1)
+        unverified = h.client_context()
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE
+        for hostname, ctx, want in (("dns.test", None, "dns.test"),
+                                    ("127.0.0.1", None, "-"),
+                                    ("laptop-42.dns.test", unverified, "laptop-42.dns.test")):
+            mark = len(d.stderr_text())
+            s = h.tls_connect(d.tls_port, server_hostname=hostname, ctx=ctx)
+            try:
+                cport = s.getsockname()[1]
+                _, m = h.stream_query(s, h.make_query("www.example.test"))
+            finally:
+                s.close()
+            self.assertEqual(h.a_records(m), [WWW_ADDR], str(m))
+            lines = d.log_lines(r"tls: worker \d+: connection from 127\.0\.0\.1:%d: "
+                                r"sni (\S+), alpn (\S+)" % cport, start=mark)
+            self.assertEqual([x.groups() for x in lines], [(want, "dot")],
+                             "one handshake line with sni %s for a client naming %s:\n%s" % (
+                                 want, hostname, d.stderr_text()[mark:][-2000:]))
+        log("ok: the debug line of each connection names the SNI it arrived with")
 
     # ------------------------------------------------------------- 4. stubby
     def test_4_stubby_strict_profile(self):
         st0 = self.stats()
-        stub = du.Stubby(self.dv.tls_port)
+        stub = h.Stubby(self.dv.tls_port)
         try:
             stub.start()
             r = h.kdig(stub.port, "www.example.test", "A", timeout=h.scaled(5))
@@ -231,7 +254,7 @@ class DotClients(DotBase):
             "dnsveil and relayed the answers")
 
         # the same stub with the wrong authentication name must refuse the server
-        stub = du.Stubby(self.dv.tls_port, auth_name="wrong.test")
+        stub = h.Stubby(self.dv.tls_port, auth_name="wrong.test")
         try:
             stub.start()
             r = h.kdig(stub.port, "www.example.test", "A", timeout=h.scaled(5))
@@ -258,7 +281,7 @@ class DotClients(DotBase):
         res, out = h.dnsperf(self.dv.tls_port, qfile, "-m", "dot", "-c", "20", "-l", str(secs),
                              "-Q", str(qps), "-t", "5")
         st1 = self.stats()
-        d = du.stat_delta(st0, st1, ["queries", "answers", "tcp_connections", "tls_handshakes",
+        d = h.stat_delta(st0, st1, ["queries", "answers", "tcp_connections", "tls_handshakes",
                                      "tls_failed", "servfail", "tcp_errors"])
         log(out)
         log("dnsperf -m dot -c 20 -l %d -Q %d: sent %s, completed %s, lost %s, %s qps, "
@@ -283,7 +306,7 @@ class DotClients(DotBase):
         sess = os.path.join(self.dv.dir, "sess-%s.pem" % flag.strip("-"))
         st0 = self.stats()
         # keep stdin open a moment so that TLS 1.3 NewSessionTickets arrive
-        rc, out = du.s_client(port, flag, "-CAfile", du.CA, "-verify_return_error",
+        rc, out = h.s_client(port, flag, "-CAfile", h.CA, "-verify_return_error",
                               "-sess_out", sess, hold=1.0)
         self.assertEqual(rc, 0, out)
         self.assertIn("New, %s" % ver, out, out)
@@ -294,7 +317,7 @@ class DotClients(DotBase):
                         "s_client wrote no session to %s:\n%s" % (sess, out))
         results = []
         for _ in range(n):
-            rc, out = du.s_client(port, flag, "-CAfile", du.CA, "-verify_return_error",
+            rc, out = h.s_client(port, flag, "-CAfile", h.CA, "-verify_return_error",
                                   "-sess_in", sess, hold=0.3)
             m = re.search(r"^(New|Reused), (\S+),", out, re.M)
             results.append(m.group(1) if m else "?")
@@ -304,7 +327,7 @@ class DotClients(DotBase):
                                 len(results), n, ver, results, out))
         # s_client may exit before dnsveil has read its last flight
         st1 = self.wait_stat(st0, "tls_handshakes", n + 1)
-        d = du.stat_delta(st0, st1, ["tls_handshakes", "tls_resumed", "tls_failed"])
+        d = h.stat_delta(st0, st1, ["tls_handshakes", "tls_resumed", "tls_failed"])
         log("%s: %d connections with -sess_in: %s; dnsveil delta %s" % (ver, n, results, d))
         self.assertEqual(d["tls_resumed"], n, "tls_resumed must count the %d resumptions: %s"
                          % (n, d))
@@ -326,7 +349,7 @@ class DotClients(DotBase):
     # ------------------------------------------------------------- 9. EDNS
     def _padded_check(self, s, name, rdtype, options, what):
         q = dns.message.make_query(name, rdtype, use_edns=0, options=options)
-        raw, m = du.query(s, q)
+        raw, m = h.stream_query(s, q)
         codes = [int(o.otype) for o in m.options]
         log("%s %s %s: answer %d bytes (%s), options %s" % (what, name, rdtype, len(raw),
                                                             dns.rcode.to_text(m.rcode()), codes))
@@ -338,7 +361,7 @@ class DotClients(DotBase):
         return raw, m
 
     def test_9_edns_padding_and_keepalive(self):
-        s = du.tls_connect(self.dv.tls_port)
+        s = h.tls_connect(self.dv.tls_port)
         try:
             pad_empty = [dns.edns.GenericOption(12, b"")]
             fresh = h.unique_label("pad") + ".wild.example.test"
@@ -352,9 +375,9 @@ class DotClients(DotBase):
             # a query padded the RFC 8467 way (to 128) by dnspython
             q = dns.message.make_query("mail.example.test", "A", use_edns=0, pad=128)
             self.assertEqual(len(q.to_wire()) % 128, 0)
-            raw, m = du.query(s, q)
+            raw, m = h.stream_query(s, q)
             self.assertEqual(len(raw) % PAD_BLOCK, 0, "answer %d bytes" % len(raw))
-            self.assertEqual(du.a_records(m), ["192.0.2.25"])
+            self.assertEqual(h.a_records(m), ["192.0.2.25"])
             log("ok: padded queries get answers padded to a multiple of %d" % PAD_BLOCK)
 
             # edns-tcp-keepalive: our idle timeout in units of 100 ms
@@ -364,7 +387,7 @@ class DotClients(DotBase):
                                    dns.edns.GenericOption(12, b"")], True)):
                 for name, t in (("www.example.test", "A"), ("big.example.test", "TXT")):
                     q = dns.message.make_query(name, t, use_edns=0, options=opts)
-                    raw, m = du.query(s, q)
+                    raw, m = h.stream_query(s, q)
                     ka = [o for o in m.options if int(o.otype) == 11]
                     log("keepalive%s %s: %d bytes, options %s, keepalive %s" % (
                         " + padding" if padded else "", name, len(raw),
@@ -402,7 +425,7 @@ class DotIdleConnections(DotBase):
               "tcp-idle-timeout-ms": 300000}
 
     def setUp(self):
-        self.nofile = du.raise_nofile(65536)   # inherited by dnsveil
+        self.nofile = h.raise_nofile(65536)   # inherited by dnsveil
         super().setUp()
 
     def _open_many(self, n, batch=200, threads=32):
@@ -410,7 +433,7 @@ class DotIdleConnections(DotBase):
         deadline = time.monotonic() + h.scaled(90)
 
         def one(_):
-            return du.tls_connect(self.dv.tls_port, timeout=h.scaled(20))
+            return h.tls_connect(self.dv.tls_port, timeout=h.scaled(20))
         with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as ex:
             while len(conns) < n and time.monotonic() < deadline and len(errors) < 20:
                 k = min(batch, n - len(conns))
@@ -429,12 +452,12 @@ class DotIdleConnections(DotBase):
         warm, errs = self._open_many(100, batch=100)
         self.assertEqual(errs, [])
         for s in warm[:5]:
-            du.query(s, h.make_query("www.example.test"))
+            h.stream_query(s, h.make_query("www.example.test"))
         for s in warm:
             s.close()
         time.sleep(0.5)
         st0 = self.stats()
-        rss0 = du.rss_bytes(self.dv.pid)
+        rss0 = h.rss_bytes(self.dv.pid)
         t0 = time.monotonic()
         conns, errors = self._open_many(n)
         dt = time.monotonic() - t0
@@ -444,12 +467,12 @@ class DotIdleConnections(DotBase):
             self.assertEqual(len(conns), n, "only %d of %d connections opened in time" % (
                 len(conns), n))
             time.sleep(1.0)
-            rss1 = du.rss_bytes(self.dv.pid)
+            rss1 = h.rss_bytes(self.dv.pid)
             per = (rss1 - rss0) / float(n)
             log("%d idle TLS connections opened in %.1fs; dnsveil RSS %.1f MiB -> %.1f MiB: "
                 "%.0f bytes per idle connection" % (n, dt, rss0 / 2**20, rss1 / 2**20, per))
             st1 = self.stats()
-            d = du.stat_delta(st0, st1, ["tcp_connections", "tls_handshakes", "tcp_refused",
+            d = h.stat_delta(st0, st1, ["tcp_connections", "tls_handshakes", "tcp_refused",
                                          "tcp_idle_closed", "tcp_errors", "tls_failed"])
             log("stats delta: %s" % d)
             self.assertEqual(d["tls_handshakes"], n, d)
@@ -467,7 +490,7 @@ class DotIdleConnections(DotBase):
             st_b = self.stats()
             # whose loss it was: dnsveil's own count of queries received and
             # answers sent over the run
-            served = du.stat_delta(st_a, st_b, ["queries", "answers", "servfail", "tcp_errors",
+            served = h.stat_delta(st_a, st_b, ["queries", "answers", "servfail", "tcp_errors",
                                                 "tls_failed", "upstream_failures",
                                                 "upstream_timeouts", "deadline_expired"])
             out += "\ndnsveil over the run: %s" % served
@@ -478,14 +501,14 @@ class DotIdleConnections(DotBase):
             self.assertGreater(res.get("completed", 0), 0, out)
             self.assertEqual(res.get("lost"), 0, "queries lost with idle connections held:\n"
                              + out)
-            r = du.kdig_tls(self.dv.tls_port, [WWW])
-            self.assertEqual(du.kdig_answers(r), [("www.example.test.", [WWW_ADDR])], repr(r))
+            r = h.kdig_tls(self.dv.tls_port, [WWW])
+            self.assertEqual(h.kdig_answers(r), [("www.example.test.", [WWW_ADDR])], repr(r))
 
             # the idle connections are really held: a sample still answers
             step = max(1, n // 20)
             for i in range(0, n, step):
-                _, m = du.query(conns[i], h.make_query("h%d.example.test" % (i % 1000)))
-                self.assertEqual(du.a_records(m), [h.host_addr(i % 1000)],
+                _, m = h.stream_query(conns[i], h.make_query("h%d.example.test" % (i % 1000)))
+                self.assertEqual(h.a_records(m), [h.host_addr(i % 1000)],
                                  "idle connection %d: %s" % (i, m))
             log("ok: %d sampled idle connections still answer" % len(range(0, n, step)))
 
@@ -500,6 +523,34 @@ class DotIdleConnections(DotBase):
                 except OSError:
                     pass
         self.assert_dot_healthy("closing %d idle connections" % n)
+
+    #: ../shared/TARGETS.md: RSS per idle DoT connection, 1,000 held, at most
+    #: 16 KiB (dnsdist 21-23 KiB; dnsveil 65.8 KiB when it was written)
+    TARGET_IDLE_BYTES = 16 * 1024
+
+    @unittest.expectedFailure  # until the target is met: then drop this marker
+    def test_7_idle_memory_target(self):
+        """1,000 idle TLS connections held cost at most 16 KiB of RSS each
+        (the target; test_7_idle_connections keeps the regression bound)."""
+        n = 1000
+        warm, errs = self._open_many(100, batch=100)
+        self.assertEqual(errs, [])
+        for s in warm:
+            s.close()
+        time.sleep(0.5)
+        rss0 = h.rss_bytes(self.dv.pid)
+        conns, errors = self._open_many(n)
+        try:
+            self.assertEqual((len(conns), errors), (n, []))
+            time.sleep(1.0)
+            per = (h.rss_bytes(self.dv.pid) - rss0) / float(n)
+            log("%d idle TLS connections: %.0f bytes each (target %d)" % (
+                n, per, self.TARGET_IDLE_BYTES))
+            self.assertLessEqual(per, self.TARGET_IDLE_BYTES,
+                                 "RSS per idle TLS connection (target, TARGETS.md)")
+        finally:
+            for s in conns:
+                s.close()
 
 
 # ====================================================================== bad input
@@ -519,7 +570,7 @@ class DotBadInput(DotBase):
               "tls-handshake-burst": CAP, "handshake-pressure": 0}
 
     def _expect_closed(self, sock, what, within, at_least=0.0):
-        dt, how, got = du.wait_closed(sock, within + 2.0)
+        dt, how, got = h.wait_closed(sock, within + 2.0)
         log("%s: connection ended after %.2fs (%s), %d bytes received" % (what, dt, how,
                                                                           len(got)))
         self.assertNotEqual(how, "timeout", "%s: dnsveil kept the connection open for %.1fs "
@@ -532,7 +583,7 @@ class DotBadInput(DotBase):
 
     def _raw_garbage(self, payload, what):
         st0 = self.stats()
-        s = du.tcp_connect(self.dv.tls_port)
+        s = h.tcp_connect(self.dv.tls_port)
         try:
             s.sendall(payload)
             _, _, got = self._expect_closed(s, what, h.scaled(3))
@@ -542,7 +593,7 @@ class DotBadInput(DotBase):
         self.assertTrue(got == b"" or got[:1] == b"\x15",
                         "%s: unexpected bytes from the TLS port: %r" % (what, got[:40]))
         st1 = self.stats()
-        d = du.stat_delta(st0, st1, ["tls_failed", "tcp_errors", "queries"])
+        d = h.stat_delta(st0, st1, ["tls_failed", "tcp_errors", "queries"])
         log("%s: stats delta %s" % (what, d))
         self.assertGreaterEqual(d["tls_failed"] + d["tcp_errors"], 1,
                                 "%s: neither tls_failed nor tcp_errors counted: %s" % (what, d))
@@ -559,28 +610,28 @@ class DotBadInput(DotBase):
 
     def test_truncated_length_prefix(self):
         st0 = self.stats()
-        s = du.tls_connect(self.dv.tls_port)
-        _, m = du.query(s, h.make_query("www.example.test"))
-        self.assertEqual(du.a_records(m), [WWW_ADDR])
+        s = h.tls_connect(self.dv.tls_port)
+        _, m = h.stream_query(s, h.make_query("www.example.test"))
+        self.assertEqual(h.a_records(m), [WWW_ADDR])
         s.sendall(b"\x00")
         s.close()
         st1 = self.wait_stat(st0, "tcp_errors")
-        log("1 byte of a length prefix then close: stats delta %s" % du.stat_delta(
+        log("1 byte of a length prefix then close: stats delta %s" % h.stat_delta(
             st0, st1, ["tcp_errors", "queries", "tcp_idle_closed"]))
         self.assert_dot_healthy("a truncated length prefix")
 
     def test_zero_length_message(self):
         st0 = self.stats()
-        s = du.tls_connect(self.dv.tls_port)
+        s = h.tls_connect(self.dv.tls_port)
         try:
-            _, m = du.query(s, h.make_query("www.example.test"))
-            self.assertEqual(du.a_records(m), [WWW_ADDR])
+            _, m = h.stream_query(s, h.make_query("www.example.test"))
+            self.assertEqual(h.a_records(m), [WWW_ADDR])
             s.sendall(b"\x00\x00")
             self._expect_closed(s, "zero-length message (0x0000)", h.scaled(1.0))
         finally:
             s.close()
         st1 = self.stats()
-        d = du.stat_delta(st0, st1, ["tcp_errors", "tcp_idle_closed", "queries", "formerr"])
+        d = h.stat_delta(st0, st1, ["tcp_errors", "tcp_idle_closed", "queries", "formerr"])
         log("zero-length message: stats delta %s" % d)
         self.assertGreaterEqual(d["tcp_errors"], 1, d)
         self.assertEqual(d["tcp_idle_closed"], 0, d)
@@ -588,7 +639,7 @@ class DotBadInput(DotBase):
 
     def test_oversized_length_slow_body(self):
         st0 = self.stats()
-        s = du.tls_connect(self.dv.tls_port)
+        s = h.tls_connect(self.dv.tls_port)
         t0 = time.monotonic()
         how = "timeout"
         sent = 0
@@ -625,7 +676,7 @@ class DotBadInput(DotBase):
         self.assertLess(dt, self.READ_MS / 1000.0 + h.scaled(1.0),
                         "closed after %.2fs, not at the read timeout (%d ms)" % (dt, self.READ_MS))
         st1 = self.stats()
-        d = du.stat_delta(st0, st1, ["tcp_errors", "tcp_idle_closed", "queries"])
+        d = h.stat_delta(st0, st1, ["tcp_errors", "tcp_idle_closed", "queries"])
         log("stats delta %s" % d)
         self.assertGreaterEqual(d["tcp_errors"], 1, d)
         self.assertEqual(d["tcp_idle_closed"] + d["queries"], 0, d)
@@ -633,14 +684,14 @@ class DotBadInput(DotBase):
 
     def test_idle_after_handshake(self):
         st0 = self.stats()
-        s = du.tls_connect(self.dv.tls_port)
+        s = h.tls_connect(self.dv.tls_port)
         try:
             self._expect_closed(s, "handshake then silence", self.IDLE_BAD_MS / 1000.0 +
                                 h.scaled(1.0), at_least=self.IDLE_BAD_MS / 1000.0 * 0.9)
         finally:
             s.close()
         st1 = self.stats()
-        d = du.stat_delta(st0, st1, ["tcp_idle_closed", "tcp_errors", "tls_handshakes"])
+        d = h.stat_delta(st0, st1, ["tcp_idle_closed", "tcp_errors", "tls_handshakes"])
         log("stats delta %s" % d)
         self.assertEqual(d["tcp_idle_closed"], 1, "tcp_idle_closed must count the idle close: "
                          "%s" % d)
@@ -649,27 +700,27 @@ class DotBadInput(DotBase):
     def test_handshake_never_finishes(self):
         # TCP connect and silence
         st0 = self.stats()
-        s = du.tcp_connect(self.dv.tls_port)
+        s = h.tcp_connect(self.dv.tls_port)
         try:
             self._expect_closed(s, "TCP connect, no ClientHello", self.HS_MS / 1000.0 +
                                 h.scaled(1.0), at_least=self.HS_MS / 1000.0 * 0.9)
         finally:
             s.close()
         st1 = self.stats()
-        d1 = du.stat_delta(st0, st1, ["tls_failed", "tcp_errors", "tcp_idle_closed"])
+        d1 = h.stat_delta(st0, st1, ["tls_failed", "tcp_errors", "tcp_idle_closed"])
         log("no ClientHello: stats delta %s" % d1)
 
         # a ClientHello trickled one byte every 100 ms: the deadline counts
         # from the accept, not from the last byte
         inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        obj = du.default_context().wrap_bio(inc, out, server_hostname=du.AUTH_NAME)
+        obj = h.default_context().wrap_bio(inc, out, server_hostname=h.AUTH_NAME)
         try:
             obj.do_handshake()
         except ssl.SSLWantReadError:
             pass
         hello = out.read()
         self.assertGreater(len(hello), 50)
-        s = du.tcp_connect(self.dv.tls_port)
+        s = h.tcp_connect(self.dv.tls_port)
         t0 = time.monotonic()
         how = "timeout"
         try:
@@ -698,7 +749,7 @@ class DotBadInput(DotBase):
         self.assertNotEqual(how, "timeout", "a trickled handshake was kept for %.1fs" % dt)
         self.assertLess(dt, self.HS_MS / 1000.0 + h.scaled(1.0), "closed after %.2fs" % dt)
         st2 = self.stats()
-        d2 = du.stat_delta(st1, st2, ["tls_failed", "tcp_errors", "tcp_idle_closed"])
+        d2 = h.stat_delta(st1, st2, ["tls_failed", "tcp_errors", "tcp_idle_closed"])
         log("trickled ClientHello: stats delta %s" % d2)
         for what, d in (("silent", d1), ("trickled", d2)):
             self.assertEqual(d["tcp_idle_closed"], 0, "%s handshake: %s" % (what, d))
@@ -719,14 +770,14 @@ class DotBadInput(DotBase):
         q = h.make_query("big.example.test", "TXT").to_wire()
         frame = struct.pack("!H", len(q)) + q
         # warm the cache and the code path
-        s = du.tls_connect(self.dv.tls_port)
-        _, m = du.query(s, h.make_query("big.example.test", "TXT"))
+        s = h.tls_connect(self.dv.tls_port)
+        _, m = h.stream_query(s, h.make_query("big.example.test", "TXT"))
         self.assertGreater(len(m.to_wire()), 3000)
         s.close()
         time.sleep(0.3)
         st0 = self.stats()
-        rss0 = du.rss_bytes(self.dv.pid)
-        s = du.tls_connect(self.dv.tls_port, rcvbuf=65536)
+        rss0 = h.rss_bytes(self.dv.pid)
+        s = h.tls_connect(self.dv.tls_port, rcvbuf=65536)
         sent = 0
         t0 = time.monotonic()
         try:
@@ -739,12 +790,12 @@ class DotBadInput(DotBase):
                     break
                 sent += 100
             time.sleep(1.0)
-            rss1 = du.rss_bytes(self.dv.pid)
+            rss1 = h.rss_bytes(self.dv.pid)
             st1 = self.stats()
             alive_during = self.dv.alive()
         finally:
             s.close()
-        d = du.stat_delta(st0, st1, ["queries", "answers", "tcp_errors"])
+        d = h.stat_delta(st0, st1, ["queries", "answers", "tcp_errors"])
         growth = rss1 - rss0
         log("sent %d queries for a ~3.1 KB answer each in %.1fs without reading; dnsveil "
             "accepted %d; RSS %.1f MiB -> %.1f MiB (+%.0f KiB)" % (
@@ -761,22 +812,22 @@ class DotBadInput(DotBase):
 
     def test_handshake_flood(self):
         # an established client, before the flood
-        est = du.tls_connect(self.dv.tls_port)
+        est = h.tls_connect(self.dv.tls_port)
         try:
-            _, m = du.query(est, h.make_query("www.example.test"))
-            self.assertEqual(du.a_records(m), [WWW_ADDR])
+            _, m = h.stream_query(est, h.make_query("www.example.test"))
+            self.assertEqual(h.a_records(m), [WWW_ADDR])
             time.sleep(1.1)        # a fresh per-second budget
             st0 = self.stats()
             flood = 200
             socks = []
             t0 = time.monotonic()
             for _ in range(flood):
-                socks.append(du.tcp_connect(self.dv.tls_port, timeout=h.scaled(5)))
+                socks.append(h.tcp_connect(self.dv.tls_port, timeout=h.scaled(5)))
             t_conn = time.monotonic() - t0
 
             def hs(sock):
                 try:
-                    t = du.default_context().wrap_socket(sock, server_hostname=du.AUTH_NAME)
+                    t = h.default_context().wrap_socket(sock, server_hostname=h.AUTH_NAME)
                     t.close()
                     return True
                 except (OSError, ssl.SSLError):
@@ -789,19 +840,19 @@ class DotBadInput(DotBase):
             # and another address is not affected by 127.0.0.1's budget
             answers = 0
             for i in range(5):
-                _, m = du.query(est, h.make_query("h%d.example.test" % i))
-                self.assertEqual(du.a_records(m), [h.host_addr(i)], str(m))
+                _, m = h.stream_query(est, h.make_query("h%d.example.test" % i))
+                self.assertEqual(h.a_records(m), [h.host_addr(i)], str(m))
                 answers += 1
-            other = du.tls_connect(self.dv.tls_port, source="127.0.0.2")
+            other = h.tls_connect(self.dv.tls_port, source="127.0.0.2")
             try:
-                _, m = du.query(other, h.make_query("mail.example.test"))
+                _, m = h.stream_query(other, h.make_query("mail.example.test"))
             finally:
                 other.close()
-            self.assertEqual(du.a_records(m), ["192.0.2.25"])
+            self.assertEqual(h.a_records(m), ["192.0.2.25"])
             st1 = self.stats()
         finally:
             est.close()
-        d = du.stat_delta(st0, st1, ["tls_rate_limited", "tls_handshakes", "tcp_refused",
+        d = h.stat_delta(st0, st1, ["tls_rate_limited", "tls_handshakes", "tcp_refused",
                                      "tcp_connections", "tls_failed"])
         # each worker allows a burst of ceil(CAP / workers) and as many
         # again per second: CAP * (t_all + 1) <= CAP * (int(t_all) + 2)
@@ -839,10 +890,10 @@ class DotReload(DotBase):
                         else shutil.rmtree(self.pki, ignore_errors=True))
         self.cert = os.path.join(self.pki, "cert.pem")
         self.key = os.path.join(self.pki, "key.pem")
-        shutil.copy(du.CERT, self.cert)
-        shutil.copy(du.KEY, self.key)
+        shutil.copy(h.CERT, self.cert)
+        shutil.copy(h.KEY, self.key)
         self.ub = self.start_unbound(log_queries=False)
-        self.dv = self.start_dot(config=du.dot_config(cert=self.cert, key=self.key))
+        self.dv = self.start_dot(config=h.dot_config(cert=self.cert, key=self.key))
 
     def _replace(self, path, data):
         tmp = path + ".new"
@@ -860,7 +911,7 @@ class DotReload(DotBase):
         return m
 
     def _peer(self, cafile):
-        rc, out = du.s_client(self.dv.tls_port, "-showcerts", "-CAfile", cafile,
+        rc, out = h.s_client(self.dv.tls_port, "-showcerts", "-CAfile", cafile,
                               "-verify_return_error")
         subj = re.findall(r"^\s*(\d) s:(.*)$", out, re.M)
         iss = re.findall(r"^\s*i:(.*)$", out, re.M)
@@ -868,18 +919,18 @@ class DotReload(DotBase):
 
     def test_10_sighup_reload(self):
         port = self.dv.tls_port
-        old = du.tls_connect(port)
+        old = h.tls_connect(port)
         try:
-            _, m = du.query(old, h.make_query("www.example.test"))
-            self.assertEqual(du.a_records(m), [WWW_ADDR])
-            rc, out, subj, iss = self._peer(du.CA)
+            _, m = h.stream_query(old, h.make_query("www.example.test"))
+            self.assertEqual(h.a_records(m), [WWW_ADDR])
+            rc, out, subj, iss = self._peer(h.CA)
             self.assertEqual(rc, 0, out)
             log("before: subject %s, issuer %s" % (subj, iss[:1]))
 
-            ca2 = du.make_ca(self.pki, "ca2", "dnsveil second test CA")
-            chain2, key2 = du.make_leaf(self.pki, "leaf2", "ca2")
-            self._replace(self.cert, du.read_text(chain2))
-            self._replace(self.key, du.read_text(key2))
+            ca2 = h.make_ca(self.pki, "ca2", "dnsveil second test CA")
+            chain2, key2 = h.make_leaf(self.pki, "leaf2", "ca2")
+            self._replace(self.cert, h.read_text(chain2))
+            self._replace(self.key, h.read_text(key2))
             self._hup(r"TLS certificate .* reloaded|TLS reload refused")
             self.assertNotIn("TLS reload refused", self.dv.stderr_text(),
                              "a valid new pair was refused")
@@ -889,23 +940,23 @@ class DotReload(DotBase):
             self.assertEqual(rc, 0, "new connections must verify with the second CA:\n" + out)
             self.assertTrue(iss and "dnsveil second test CA" in iss[0],
                             "new connection's leaf issuer: %s\n%s" % (iss, out))
-            self.assertEqual(len(du.pem_certs(out)), 2, "the new chain is sent whole")
-            rc, out, _, _ = self._peer(du.CA)
+            self.assertEqual(len(h.pem_certs(out)), 2, "the new chain is sent whole")
+            rc, out, _, _ = self._peer(h.CA)
             self.assertNotEqual(rc, 0, "the first CA must no longer verify new connections:\n"
                                 + out)
-            ctx2 = du.client_context(cafile=ca2)
-            s = du.tls_connect(port, ctx=ctx2)
+            ctx2 = h.client_context(cafile=ca2)
+            s = h.tls_connect(port, ctx=ctx2)
             try:
-                _, m = du.query(s, h.make_query("mail.example.test"))
+                _, m = h.stream_query(s, h.make_query("mail.example.test"))
             finally:
                 s.close()
-            self.assertEqual(du.a_records(m), ["192.0.2.25"])
-            r = du.kdig_tls(port, [WWW], ca=ca2)
-            self.assertEqual(du.kdig_answers(r), [("www.example.test.", [WWW_ADDR])], repr(r))
+            self.assertEqual(h.a_records(m), ["192.0.2.25"])
+            r = h.kdig_tls(port, [WWW], ca=ca2)
+            self.assertEqual(h.kdig_answers(r), [("www.example.test.", [WWW_ADDR])], repr(r))
             log("ok: after SIGHUP new connections get the second certificate")
 
-            _, m = du.query(old, h.make_query("h5.example.test"))
-            self.assertEqual(du.a_records(m), [h.host_addr(5)],
+            _, m = h.stream_query(old, h.make_query("h5.example.test"))
+            self.assertEqual(h.a_records(m), [h.host_addr(5)],
                              "the connection opened before the reload: %s" % m)
             log("ok: the connection opened before the reload still answers")
 
@@ -919,10 +970,10 @@ class DotReload(DotBase):
             self.assertEqual(rc, 0, "after a refused reload new connections must still get the "
                              "second certificate:\n" + out)
             self.assertTrue(iss and "dnsveil second test CA" in iss[0], iss)
-            r = du.kdig_tls(port, [WWW], ca=ca2)
-            self.assertEqual(du.kdig_answers(r), [("www.example.test.", [WWW_ADDR])], repr(r))
-            _, m = du.query(old, h.make_query("h6.example.test"))
-            self.assertEqual(du.a_records(m), [h.host_addr(6)])
+            r = h.kdig_tls(port, [WWW], ca=ca2)
+            self.assertEqual(h.kdig_answers(r), [("www.example.test.", [WWW_ADDR])], repr(r))
+            _, m = h.stream_query(old, h.make_query("h6.example.test"))
+            self.assertEqual(h.a_records(m), [h.host_addr(6)])
             log("ok: a reload with a garbage key is refused; new connections keep the second "
                 "certificate, the old connection still answers")
         finally:
@@ -933,15 +984,15 @@ class DotReload(DotBase):
         refused like a garbage one (tls.h: "on failure the old certificate
         stays in service"): accepting it would make every new handshake
         fail its CertificateVerify."""
-        ca2 = du.make_ca(self.pki, "ca2", "dnsveil second test CA")
-        chain2, key2 = du.make_leaf(self.pki, "leaf2", "ca2")
-        self._replace(self.cert, du.read_text(chain2))
-        self._replace(self.key, du.read_text(key2))
+        ca2 = h.make_ca(self.pki, "ca2", "dnsveil second test CA")
+        chain2, key2 = h.make_leaf(self.pki, "leaf2", "ca2")
+        self._replace(self.cert, h.read_text(chain2))
+        self._replace(self.key, h.read_text(key2))
         self._hup(r"TLS certificate .* reloaded|TLS reload refused")
         rc, out, subj, iss = self._peer(ca2)
         self.assertEqual(rc, 0, out)
         # the key of the first (dev) certificate with the second certificate
-        self._replace(self.key, du.read_text(du.KEY))
+        self._replace(self.key, h.read_text(h.KEY))
         off = len(self.dv.stderr_text())
         self._hup(r"TLS reload refused|TLS certificate .* reloaded")
         logged = self.dv.stderr_text()[off:]
@@ -954,8 +1005,8 @@ class DotReload(DotBase):
         self.assertEqual(rc, 0, "after a refused reload new connections must still work:\n"
                          + out)
         self.assertTrue(iss and "dnsveil second test CA" in iss[0], iss)
-        r = du.kdig_tls(self.dv.tls_port, [WWW], ca=ca2)
-        self.assertEqual(du.kdig_answers(r), [("www.example.test.", [WWW_ADDR])], repr(r))
+        r = h.kdig_tls(self.dv.tls_port, [WWW], ca=ca2)
+        self.assertEqual(h.kdig_answers(r), [("www.example.test.", [WWW_ADDR])], repr(r))
         log("ok: a mismatched key is refused and the second certificate stays in service")
 
 

@@ -16,8 +16,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import kdig, log  # noqa: E402
+import dvtest as h  # noqa: E402
+from dvtest import kdig, log  # noqa: E402
 
 import dns.exception  # noqa: E402
 import dns.query  # noqa: E402
@@ -26,35 +26,14 @@ import dns.rcode  # noqa: E402
 CLIENT_TIMEOUT = h.scaled(5.0)
 
 
-def fallback_config(**pool):
-    p = {"hedge-delay-ms": 200, "query-timeout-ms": 3000, "timeout-ms": 1500,
-         "connections": 2, "reconnect-min-ms": 50, "reconnect-max-ms": 1000}
-    p.update(pool)
-    return h.base_config(pool=p)
+class Fallback(h.WhoamiChecks, h.IntegrationTest):
 
-
-class Fallback(h.IntegrationTest):
-
-    def whoami(self, d, tcp=False, timeout=CLIENT_TIMEOUT):
-        name = h.unique_label("w") + ".whoami.example.test"
-        t0 = time.monotonic()
-        q = h.tcp_query if tcp else h.udp_query
-        m = q(d.port, name, "TXT", timeout=timeout)
-        return m, time.monotonic() - t0
-
-    def assert_whoami(self, d, want, n=5, what=""):
-        for i in range(n):
-            m, dt = self.whoami(d, tcp=bool(i % 2))
-            self.assertEqual(m.rcode(), dns.rcode.NOERROR, "%s: rcode %s" % (
-                what, dns.rcode.to_text(m.rcode())))
-            self.assertEqual(h.txt_value(m), want, "%s: answer from %r, expected %r" % (
-                what, h.txt_value(m), want))
-        log("ok: %d queries answered by %s %s" % (n, want, what))
+    whoami_n = 5
 
     def test_failover_and_recovery(self):
         local = self.start_unbound(whoami="local")
         fb = self.start_unbound(whoami="fallback")
-        d = self.start_dnsveil(upstream=[local], fallback=[fb], config=fallback_config())
+        d = self.start_dnsveil(upstream=[local], fallback=[fb], config=h.pool_config())
 
         self.assert_whoami(d, "local", what="with both up")
         r = kdig(d.port, h.unique_label("k") + ".whoami.example.test", "TXT")
@@ -66,7 +45,7 @@ class Fallback(h.IntegrationTest):
         worst = 0.0
         for i in range(6):
             try:
-                m, dt = self.whoami(d, tcp=bool(i % 2))
+                m, dt = self.whoami_timed(d, tcp=bool(i % 2))
             except dns.exception.Timeout:
                 self.fail("query %d after killing the local upstream timed out (%.1fs)" % (
                     i, CLIENT_TIMEOUT))
@@ -88,7 +67,7 @@ class Fallback(h.IntegrationTest):
         t0 = time.monotonic()
 
         def back_to_local():
-            m, _ = self.whoami(d)
+            m, _ = self.whoami_timed(d)
             return h.txt_value(m) == "local"
         h.wait_for(back_to_local, h.scaled(20), interval=0.2,
                    what="answers to come from the restarted local Unbound again")
@@ -130,7 +109,7 @@ class Fallback(h.IntegrationTest):
 
         # and it recovers when an upstream comes back
         fb.start()
-        h.wait_for(lambda: h.txt_value(self.whoami(d)[0]) == "fallback", h.scaled(20),
+        h.wait_for(lambda: h.txt_value(self.whoami_timed(d)[0]) == "fallback", h.scaled(20),
                    interval=0.2, what="answers from the restarted fallback")
         log("ok: recovered with only the fallback restarted")
 
@@ -141,7 +120,7 @@ class Fallback(h.IntegrationTest):
         fast_fb = self.start_slow(delay=0.0, address="192.0.2.201")
         local = self.start_unbound(whoami="local", slow=slow_local)
         fb = self.start_unbound(whoami="fallback", slow=fast_fb)
-        d = self.start_dnsveil(upstream=[local], fallback=[fb], config=fallback_config(
+        d = self.start_dnsveil(upstream=[local], fallback=[fb], config=h.pool_config(
             **{"hedge-delay-ms": 200, "timeout-ms": 3000, "query-timeout-ms": 5000}))
         st0 = d.stats()
         for i in range(3):
@@ -169,7 +148,7 @@ class Fallback(h.IntegrationTest):
         SERVFAIL."""
         local = self.start_unbound(whoami="local")
         fb = self.start_unbound(whoami="fallback")
-        d = self.start_dnsveil(upstream=[local], fallback=[fb], config=fallback_config())
+        d = self.start_dnsveil(upstream=[local], fallback=[fb], config=h.pool_config())
         duration = 7.0
         nthreads = 2 if h.SANITIZE else 6
         stop = threading.Event()

@@ -30,11 +30,10 @@ import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import log  # noqa: E402
-import dotutil as du  # noqa: E402
-import test_doq as tq  # noqa: E402  (DoqDnsveil, Doq, doq_binary)
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
 
 WWW = "www.example.test"
 WWW_ADDR = "192.0.2.1"
@@ -45,13 +44,6 @@ CROWD_WITHIN = h.scaled(10)
 RETRY_S = 1.0
 
 
-def percentile(xs, p):
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
-
-
 def source_socket(src):
     """A non-blocking TCP socket bound to `src` (port chosen at connect)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -59,10 +51,6 @@ def source_socket(src):
     s.bind((src, 0))
     s.setblocking(False)
     return s
-
-
-def stat_delta(before, after, keys):
-    return {k: after.get(k, 0) - before.get(k, 0) for k in keys}
 
 
 def cpu_seconds(pid):
@@ -103,7 +91,7 @@ def crowd_child(a):
     s after the start.  Non-blocking ssl sockets on one selector (OpenSSL
     does the work; little Python per step).  Prints {"served": [seconds],
     "failed": n, "attempts": n, "refused": n, "errors": {...}}."""
-    ctx = du.client_context()
+    ctx = h.client_context()
     wire = h.make_query(WWW).to_wire()
     frame = struct.pack("!H", len(wire)) + wire
     qid = wire[:2]
@@ -146,7 +134,7 @@ def crowd_child(a):
                 return
             sel.unregister(sock)
             del conns[sock]
-            ss = ctx.wrap_socket(sock, server_hostname=du.AUTH_NAME,
+            ss = ctx.wrap_socket(sock, server_hostname=h.AUTH_NAME,
                                  do_handshake_on_connect=False)
             c[1] = "handshake"
             conns[ss] = c
@@ -207,7 +195,7 @@ def client_hello():
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["dot"])
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname=du.AUTH_NAME)
+    obj = ctx.wrap_bio(inc, out, server_hostname=h.AUTH_NAME)
     try:
         obj.do_handshake()
     except ssl.SSLWantReadError:
@@ -310,12 +298,12 @@ class Control:
                 return
             t0 = time.monotonic()
             try:
-                s = du.tls_connect(self.port, timeout=h.scaled(5), source=src)
+                s = h.tls_connect(self.port, timeout=h.scaled(5), source=src)
                 try:
-                    _, m = du.query(s, h.make_query("h%d.example.test" % (i % 1000)))
+                    _, m = h.stream_query(s, h.make_query("h%d.example.test" % (i % 1000)))
                 finally:
                     s.close()
-                if du.a_records(m) != [h.host_addr(i % 1000)]:
+                if h.a_records(m) != [h.host_addr(i % 1000)]:
                     raise AssertionError("wrong answer %s" % m)
                 self.times.append(time.monotonic() - t0)
             except (OSError, ssl.SSLError, AssertionError, EOFError) as e:
@@ -342,8 +330,8 @@ class Control:
         n = len(self.times) + len(self.fails)
         return {"n": n, "ok": len(self.times),
                 "rate": len(self.times) / n if n else 0.0,
-                "p50_ms": percentile(self.times, 50) * 1000,
-                "p99_ms": percentile(self.times, 99) * 1000}
+                "p50_ms": h.percentile(self.times, 50) * 1000,
+                "p99_ms": h.percentile(self.times, 99) * 1000}
 
 
 class HandshakeBase(h.IntegrationTest):
@@ -351,15 +339,15 @@ class HandshakeBase(h.IntegrationTest):
 
     def setUp(self):
         super().setUp()
-        du.raise_nofile(65536)
+        h.raise_nofile(65536)
         self.ub = self.start_unbound(log_queries=False)
 
     def stats(self, dv):
         return dv.stats()
 
     def start_dot(self, limits=None):
-        d = du.DotDnsveil(upstream=[self.ub], workers=self.workers,
-                          config=du.dot_config(limits=limits), name="hs")
+        d = h.Dnsveil(listen=["dns", "tls"], upstream=[self.ub], workers=self.workers,
+                          config=h.dot_config(limits=limits), name="hs")
         self._dnsveils.append(d)
         return d.start()
 
@@ -386,14 +374,14 @@ class Crowd(HandshakeBase):
         for r in res:
             for k, v in r["errors"].items():
                 errors[k] = errors.get(k, 0) + v
-        d = stat_delta(st0, st1, ["tls_handshakes", "tls_rate_limited", "hs_pressure",
+        d = h.stat_delta(st0, st1, ["tls_handshakes", "tls_rate_limited", "hs_pressure",
                                      "tcp_refused", "tls_failed", "answers"])
         last = served[-1] if served else float("nan")
         log("crowd: %d devices behind 127.0.0.1, %d workers: %d served, the last after "
             "%.2fs (p50 %.2fs, p90 %.2fs); %d attempts, %d refused or broken %s; "
             "%d never served; dnsveil: %s, %.2f CPU-s" % (
-                CROWD, self.workers, len(served), last, percentile(served, 50),
-                percentile(served, 90), attempts, refused, errors, failed, d, cpu))
+                CROWD, self.workers, len(served), last, h.percentile(served, 50),
+                h.percentile(served, 90), attempts, refused, errors, failed, d, cpu))
         self.assertEqual(failed, 0, "%d of %d devices were never served" % (failed, CROWD))
         self.assertEqual(len(served), CROWD)
         self.assertLessEqual(last, CROWD_WITHIN,
@@ -439,7 +427,7 @@ class Flood(HandshakeBase):
         for r in result.get("flood", []):
             for k, v in r.items():
                 fl[k] = fl.get(k, 0) + v
-        d = stat_delta(st0, st1, ["tls_handshakes", "tls_rate_limited", "hs_pressure",
+        d = h.stat_delta(st0, st1, ["tls_handshakes", "tls_rate_limited", "hs_pressure",
                                      "tcp_refused", "tls_failed", "tcp_connections"])
         s = during.summary()
         log("flood from 127.0.0.2 for %.0fs: %s (%.0f attempts/s, %.0f served/s); dnsveil "
@@ -484,8 +472,8 @@ class QuicFlood(HandshakeBase):
     DOQ = {"max-handshakes-per-address": 1024}
 
     def start_doq(self):
-        d = tq.DoqDnsveil(upstream=[self.ub], workers=self.workers,
-                          config=tq.doq_config(doq=self.DOQ, limits=self.LIMITS),
+        d = h.Dnsveil(listen=["dns", "quic"], upstream=[self.ub], workers=self.workers,
+                          config=h.doq_config(doq=self.DOQ, limits=self.LIMITS),
                           name="hs-doq")
         self._dnsveils.append(d)
         return d.start()
@@ -514,8 +502,8 @@ class QuicFlood(HandshakeBase):
     def test_quic_flood_from_one_address(self):
         dv = self.start_doq()
         times, q, a = self.control(dv, time.monotonic() + h.scaled(3), 30)
-        quiet = {"ok": a, "n": q, "p50_ms": percentile(times, 50) * 1000,
-                 "p99_ms": percentile(times, 99) * 1000}
+        quiet = {"ok": a, "n": q, "p50_ms": h.percentile(times, 50) * 1000,
+                 "p99_ms": h.percentile(times, 99) * 1000}
         log("quiet: %s" % quiet)
         st0 = dv.stats()
         end = time.monotonic() + self.DURATION
@@ -525,7 +513,7 @@ class QuicFlood(HandshakeBase):
 
         def flooder():
             while time.monotonic() < end:
-                cmd = [tq.doq_binary(), "-k", "-q", "--json", "--bind", "127.0.0.2",
+                cmd = [h.doq_binary(), "-k", "-q", "--json", "--bind", "127.0.0.2",
                        "-K", str(self.FLOOD_CONNS), "-t", "2",
                        "127.0.0.1:%d" % dv.quic_port, WWW]
                 p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -560,10 +548,10 @@ class QuicFlood(HandshakeBase):
                         p.kill()
                         p.wait()
         st1 = dv.stats()
-        d = stat_delta(st0, st1, ["doq_connections", "doq_handshakes", "doq_rate_limited",
+        d = h.stat_delta(st0, st1, ["doq_connections", "doq_handshakes", "doq_rate_limited",
                                   "doq_refused", "doq_retries", "hs_pressure", "doq_resumed"])
         during = {"ok": a, "n": q, "rate": a / q if q else 0.0,
-                  "p50_ms": percentile(times, 50) * 1000, "p99_ms": percentile(times, 99) * 1000}
+                  "p50_ms": h.percentile(times, 50) * 1000, "p99_ms": h.percentile(times, 99) * 1000}
         log("QUIC flood from 127.0.0.2 for %.0fs: %s (%.0f handshakes answered/s); dnsveil %s"
             % (self.DURATION, flood, flood["answers"] / self.DURATION, d))
         log("new QUIC clients from 127.0.0.3: quiet p50 %.1f ms p99 %.1f ms; during the flood "
@@ -586,5 +574,4 @@ if __name__ == "__main__":
     elif len(sys.argv) == 3 and sys.argv[1] == "--flood":
         flood_child(json.loads(sys.argv[2]))
     else:
-        import unittest
-        unittest.main(verbosity=2)
+        h.main()

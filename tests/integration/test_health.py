@@ -24,7 +24,6 @@ import atexit
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,36 +32,24 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import log  # noqa: E402
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
 
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 import dns.rcode  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DELAYLINE = os.path.join(HERE, "delayline.py")
 IP = shutil.which("ip", path="/usr/sbin:/usr/bin:/sbin:/bin") or "ip"
 TC = shutil.which("tc", path="/usr/sbin:/usr/bin:/sbin:/bin") or "tc"
 
 
 def health_config(**pool):
-    p = {"hedge-delay-ms": 200, "query-timeout-ms": 3000, "timeout-ms": 1500,
-         "connections": 2, "reconnect-min-ms": 50, "reconnect-max-ms": 500}
-    p.update(pool)
-    return h.base_config(pool=p)
-
-
-def upstream(st, url):
-    """The entry of `url` in the stats line's upstreams array."""
-    for u in st.get("upstreams", []):
-        if u["url"] == url:
-            return u
-    raise AssertionError("no upstream %s in the stats line: %s" % (url, st.get("upstreams")))
+    """h.pool_config() with reconnects capped at 500 ms."""
+    return h.pool_config(**dict({"reconnect-max-ms": 500}, **pool))
 
 
 def delta(a, b, url, key):
-    return upstream(b, url)[key] - upstream(a, url)[key]
+    return h.upstream_stats(b, url)[key] - h.upstream_stats(a, url)[key]
 
 
 def names_file(path, n, prefix):
@@ -71,40 +58,12 @@ def names_file(path, n, prefix):
             f.write("%s-%d.whoami.example.test TXT\n" % (prefix, i))
 
 
-def whoami(d, timeout=None):
-    name = h.unique_label("w") + ".whoami.example.test"
-    m = h.udp_query(d.port, name, "TXT", timeout=timeout or h.scaled(5))
-    return m
-
-
 def run(cmd, check=True):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     if check and r.returncode != 0:
         raise AssertionError("%s: exit %d: %s%s" % (" ".join(cmd), r.returncode, r.stdout,
                                                     r.stderr))
     return r
-
-
-class DelayLine:
-    """delayline.py as a process of ours (optionally inside a netns)."""
-
-    def __init__(self, listen, lport, target, tport, delay_ms, netns=None):
-        cmd = [sys.executable, DELAYLINE, listen, str(lport), target, str(tport),
-               str(delay_ms)]
-        if netns:
-            cmd = [IP, "netns", "exec", netns] + cmd
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL, text=True)
-        line = self.proc.stdout.readline()
-        if line.strip() != "ready":
-            self.stop()
-            raise AssertionError("delayline did not start: %r" % line)
-
-    def fast(self):
-        self.proc.send_signal(signal.SIGUSR1)
-
-    def stop(self):
-        h._terminate(self.proc, signal.SIGTERM, 5.0)
 
 
 class NetnsUnbound(h.Unbound):
@@ -123,7 +82,7 @@ class NetnsUnbound(h.Unbound):
         logf.close()
 
         def ready():
-            if not h._pid_alive(self.proc):
+            if not h.pid_alive(self.proc):
                 raise AssertionError("unbound in %s exited:\n%s" % (self.netns, h.tail(self.log)))
             r = subprocess.run([IP, "netns", "exec", self.netns, h.KDIG, "@127.0.0.1", "-p",
                                 str(self.port), "www.example.test", "A", "+short", "+timeout=1",
@@ -219,7 +178,7 @@ def netns_usable():
     return None
 
 
-class Health(h.IntegrationTest):
+class Health(h.WhoamiChecks, h.IntegrationTest):
 
     def test_kill_and_restart_under_dnsperf(self):
         local = self.start_unbound(whoami="local")
@@ -249,7 +208,7 @@ class Health(h.IntegrationTest):
         log("restarted the local Unbound")
 
         def local_up():
-            u = upstream(d.stats(), lu)
+            u = h.upstream_stats(d.stats(), lu)
             return u["workers_up"] == 2 and u["state"] == "up"
         h.wait_for(local_up, h.scaled(5), interval=0.1, what="the local upstream to be up")
         log("local up again in every worker %.2fs after its restart" % (
@@ -270,7 +229,7 @@ class Health(h.IntegrationTest):
                          "restarted:\n%s" % result["out"])
         self.assertEqual(res.get("noerror"), completed, res)
 
-        down = upstream(st_down, lu)
+        down = h.upstream_stats(st_down, lu)
         log("local while killed: %s" % {k: down[k] for k in (
             "state", "workers_down", "went_down", "probes", "failures", "connect_failures")})
         self.assertEqual(down["state"], "down", down)
@@ -293,19 +252,19 @@ class Health(h.IntegrationTest):
         d = self.start_dnsveil(upstream=[local], fallback=[fb], config=health_config(
             **{"reconnect-max-ms": 400}))
         lu = local.url()
-        self.assertEqual(h.txt_value(whoami(d)), "local")
+        self.assertEqual(h.txt_value(self.whoami(d)), "local")
         local.kill()
 
         # client traffic finds it dead (in both workers)
         def both_down():
             for _ in range(4):
-                self.assertEqual(h.txt_value(whoami(d)), "fallback")
-            return upstream(d.stats(), lu)["workers_down"] == 2
+                self.assertEqual(h.txt_value(self.whoami(d)), "fallback")
+            return h.upstream_stats(d.stats(), lu)["workers_down"] == 2
         h.wait_for(both_down, h.scaled(10), interval=0.05, what="local down in both workers")
         st0 = d.stats()
         time.sleep(1.5)
         st1 = d.stats()
-        u0, u1 = upstream(st0, lu), upstream(st1, lu)
+        u0, u1 = h.upstream_stats(st0, lu), h.upstream_stats(st1, lu)
         log("while down: probes %d -> %d, answered %d" % (u0["probes"], u1["probes"],
                                                            u1["probe_answers"]))
         self.assertGreaterEqual(u1["probes"] - u0["probes"], 2, "no periodic probes: %s" % u1)
@@ -315,11 +274,11 @@ class Health(h.IntegrationTest):
         local.start()
         t0 = time.monotonic()
         # no client query from here on: only probes can bring it back
-        h.wait_for(lambda: upstream(d.stats(), lu)["workers_up"] == 2, h.scaled(5),
+        h.wait_for(lambda: h.upstream_stats(d.stats(), lu)["workers_up"] == 2, h.scaled(5),
                    interval=0.1, what="probes to bring the local server back")
         dt = time.monotonic() - t0
         st2 = d.stats()
-        u2 = upstream(st2, lu)
+        u2 = h.upstream_stats(st2, lu)
         log("back after %.2fs: %s" % (dt, {k: u2[k] for k in (
             "state", "probes", "probe_answers", "queries")}))
         self.assertEqual(u2["queries"], u1["queries"], "client queries reached it meanwhile")
@@ -327,14 +286,14 @@ class Health(h.IntegrationTest):
         self.assertLess(dt, h.scaled(2.0), "probes every <= 400 ms took %.2fs" % dt)
         # fail-back: the very next queries go to it
         for _ in range(6):
-            self.assertEqual(h.txt_value(whoami(d)), "local")
+            self.assertEqual(h.txt_value(self.whoami(d)), "local")
         log("ok: probed back without client traffic, then answering at once")
 
     def test_faster_local_server_chosen(self):
         slow = self.start_unbound(whoami="slowlocal")
         fast = self.start_unbound(whoami="fastlocal")
         dport = h.free_port()
-        line = DelayLine("127.0.0.1", dport, "127.0.0.1", slow.port, 60)
+        line = h.DelayLine("127.0.0.1", dport, "127.0.0.1", slow.port, 60)
         self.addCleanup(line.stop)
         slow_url = "tcp://127.0.0.1:%d" % dport
         # the slow one first in config order: only latency can demote it
@@ -344,10 +303,10 @@ class Health(h.IntegrationTest):
         st0 = d.stats()
         n = int(400 / h.SCALE)
         for i in range(n):
-            who = h.txt_value(whoami(d))
+            who = h.txt_value(self.whoami(d))
             counts[who] = counts.get(who, 0) + 1
         st1 = d.stats()
-        us, uf = upstream(st1, slow_url), upstream(st1, fast.url())
+        us, uf = h.upstream_stats(st1, slow_url), h.upstream_stats(st1, fast.url())
         log("%d queries: %s; EWMA slow %.1f ms, fast %.1f ms; explored %d" % (
             n, counts, us["latency_ewma_ms"], uf["latency_ewma_ms"],
             st1["explored"] - st0["explored"]))
@@ -359,9 +318,9 @@ class Health(h.IntegrationTest):
         log("ok: the faster server answers %d of %d" % (counts["fastlocal"], n))
 
     def test_slowed_local_loses_traffic_to_fallback(self):
+        # (root and ip(8) are what CI has: .ci/setup installs iproute2)
         why = netns_usable()
-        if why:
-            self.skipTest("network namespaces unusable here (%s)" % why)
+        self.assertIsNone(why, "network namespaces unusable here (%s)" % why)
         ns = Netns()
         self.addCleanup(ns.remove)
         netem = ns.add_delay(150)
@@ -378,14 +337,14 @@ class Health(h.IntegrationTest):
             url = "tcp://%s:%d" % (ns.ns_addr, uport)
         else:
             dport = h.free_port()
-            line = DelayLine(ns.ns_addr, dport, "127.0.0.1", uport, 150, netns=ns.name)
+            line = h.DelayLine(ns.ns_addr, dport, "127.0.0.1", uport, 150, netns=ns.name)
             self.addCleanup(line.stop)
             url = "tcp://%s:%d" % (ns.ns_addr, dport)
         fb = self.start_unbound(whoami="fallback")
         d = self.start_dnsveil(upstream=[url], fallback=[fb], config=health_config(
             **{"slow-p95-ms": 100, "timeout-ms": 2000}))
         t0 = time.monotonic()
-        m = whoami(d)
+        m = self.whoami(d)
         log("first query answered by %s in %.3fs" % (h.txt_value(m), time.monotonic() - t0))
         # fresh names for each run of dnsperf: nothing from the cache
         qf = []
@@ -399,7 +358,7 @@ class Health(h.IntegrationTest):
         st1 = d.stats()
         lw, fw = delta(st0, st1, url, "won"), delta(st0, st1, fb.url(), "won")
         share = fw / max(lw + fw, 1)
-        ul = upstream(st1, url)
+        ul = h.upstream_stats(st1, url)
         log("slowed link (%s): %s; answered by local %d, fallback %d: fallback share %.3f; "
             "local p95 %d ms, state %s; fallback_degraded %d" % (
                 "netem" if netem else "delay line", res, lw, fw, share, ul["latency_p95_ms"],
@@ -426,7 +385,7 @@ class Health(h.IntegrationTest):
         # wait for it, bounded, feeding fresh names)
         deadline = time.monotonic() + h.scaled(15)
         extra = 0
-        while upstream(d.stats(), url)["state"] != "up" and time.monotonic() < deadline:
+        while h.upstream_stats(d.stats(), url)["state"] != "up" and time.monotonic() < deadline:
             more = os.path.join(d.dir, "more%d.txt" % extra)
             names_file(more, 1000, h.unique_label("more%d-" % extra))
             h.dnsperf(d.port, more, "-l", "1", "-Q", rate, "-c", "2", "-t", "5")
@@ -436,7 +395,7 @@ class Health(h.IntegrationTest):
         res, out = h.dnsperf(d.port, qf[2], "-l", "2", "-Q", rate, "-c", "2", "-t", "5")
         st3 = d.stats()
         lw, fw = delta(st2, st3, url, "won"), delta(st2, st3, fb.url(), "won")
-        ul = upstream(st3, url)
+        ul = h.upstream_stats(st3, url)
         log("after: answered by local %d, fallback %d; local p95 %d ms, state %s; "
             "fallback_degraded %d, hedged %d" % (
                 lw, fw, ul["latency_p95_ms"], ul["state"],
@@ -492,19 +451,19 @@ class Health(h.IntegrationTest):
         d = self.start_dnsveil(upstream=[local], fallback=[], config=health_config(
             **{"idle-timeout-ms": 300}))
         lu = local.url()
-        self.assertEqual(h.txt_value(whoami(d)), "local")
+        self.assertEqual(h.txt_value(self.whoami(d)), "local")
         st0 = d.stats()
 
         def all_closed():
-            u = upstream(d.stats(), lu)
+            u = h.upstream_stats(d.stats(), lu)
             return u["idle_closed"] >= 4 and u["idle_closed"] == u["connects"]
         h.wait_for(all_closed, h.scaled(5), interval=0.1,
                    what="every connection (at least the 4 warm ones) to close idle")
         st1 = d.stats()
         for _ in range(4):
-            self.assertEqual(h.txt_value(whoami(d)), "local")
+            self.assertEqual(h.txt_value(self.whoami(d)), "local")
         st2 = d.stats()
-        u1, u2 = upstream(st1, lu), upstream(st2, lu)
+        u1, u2 = h.upstream_stats(st1, lu), h.upstream_stats(st2, lu)
         log("idle_closed %d, connects %d -> %d, state %s" % (
             u1["idle_closed"], u1["connects"], u2["connects"], u2["state"]))
         self.assertGreater(u2["connects"], u1["connects"], "no connection reopened")

@@ -27,9 +27,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import log  # noqa: E402
-import dotutil as du  # noqa: E402
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
 
 import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
@@ -137,27 +136,15 @@ def read_answers(sock, want, timeout):
 class HostileStream(h.IntegrationTest):
 
     def _start(self, workers=2, limits=None, extra_listen=(), **kw):
-        du.ensure_dev_certs()
+        h.ensure_dev_certs()
         self.ub = self.start_unbound()
-        self.tls_port = h.free_port()
-        self.http_port = h.free_port()
-        listen = ["dns://127.0.0.1:{port}", "tls://127.0.0.1:%d" % self.tls_port,
-                  "http://127.0.0.1:%d/dns-query" % self.http_port] + list(extra_listen)
-        cfg = du.dot_config(limits=limits, **kw)
+        listen = ["dns", "tls", "http"] + list(extra_listen)
+        cfg = h.dot_config(limits=limits, **kw)
+        # (the harness waits until the TLS and HTTP listeners serve too)
         self.dv = self.start_dnsveil(upstream=[self.ub], config=cfg, listen=listen,
                                      workers=workers)
-        # the TLS listener is up when a handshake and a query go through
-        h.wait_for(lambda: self._dot_ok(), h.scaled(10), interval=0.1,
-                   what="a DoT answer on %d" % self.tls_port)
+        self.tls_port, self.http_port = self.dv.tls_port, self.dv.http_port
         return self.dv
-
-    def _dot_ok(self):
-        s = du.tls_connect(self.tls_port, timeout=2.0)
-        try:
-            du.query(s, h.make_query("www.example.test"))
-            return True
-        finally:
-            s.close()
 
     # ------------------------------------------------------------ memory
 
@@ -171,7 +158,7 @@ class HostileStream(h.IntegrationTest):
         worker_cap = 8 * 2**20
         self._start(limits={"worker-max-output": "8M", "tcp-write-timeout-ms": 8000,
                             "tcp-idle-timeout-ms": 30000, "tls-handshakes-per-ip": 0})
-        du.raise_nofile(4096)
+        h.raise_nofile(4096)
         # cache the big answer
         r = h.tcp_query(self.dv.port, "big.example.test", "TXT")
         self.assertGreater(len(r.to_wire()), 3000)
@@ -185,9 +172,9 @@ class HostileStream(h.IntegrationTest):
         def attacker(kind):
             try:
                 if kind == "tcp":
-                    s = du.tcp_connect(self.dv.port, rcvbuf=16384)
+                    s = h.tcp_connect(self.dv.port, rcvbuf=16384)
                 else:
-                    s = du.tls_connect(self.tls_port, rcvbuf=16384)
+                    s = h.tls_connect(self.tls_port, rcvbuf=16384)
             except OSError as e:
                 log("attacker %s could not connect: %r" % (kind, e))
                 return
@@ -219,7 +206,7 @@ class HostileStream(h.IntegrationTest):
 
             # the write timeout closes them all, without their help
             def all_closed():
-                d = du.stat_delta(st0, self.dv.stats(), ["tcp_write_timeouts"])
+                d = h.stat_delta(st0, self.dv.stats(), ["tcp_write_timeouts"])
                 return d["tcp_write_timeouts"] >= 2 * n_conns
             h.wait_for(all_closed, h.scaled(20), interval=0.5,
                        what="the write timeout to close the clients that never read")
@@ -227,8 +214,8 @@ class HostileStream(h.IntegrationTest):
         finally:
             for s in socks:
                 s.close()
-        d = du.stat_delta(st0, st1, ["queries", "answers", "cache_hits"])
-        d2 = du.stat_delta(st0, st2, ["tcp_write_timeouts", "tcp_errors"])
+        d = h.stat_delta(st0, st1, ["queries", "answers", "cache_hits"])
+        d2 = h.stat_delta(st0, st2, ["tcp_write_timeouts", "tcp_errors"])
         growth = rss1 - rss0
         log("%d TCP + %d DoT clients each sent up to %d queries for a ~3.1 KB answer and "
             "never read: dnsveil took %d queries, RSS %.1f MiB -> %.1f MiB (+%.1f MiB); "
@@ -262,7 +249,7 @@ class HostileStream(h.IntegrationTest):
         # after all that, clients are served as before
         r = h.tcp_query(self.dv.port, "www.example.test")
         self.assertEqual(r.rcode(), dns.rcode.NOERROR)
-        self.assertTrue(self._dot_ok())
+        self.assertTrue(self.dv.serves("tls", self.dv.tls_port), "no DoT answer")
 
     # ------------------------------------------------------------ pipelining
 
@@ -282,8 +269,8 @@ class HostileStream(h.IntegrationTest):
         n = 5000
         tag = h.unique_label("p")
         for kind in ("tcp", "dot"):
-            s = (du.tcp_connect(self.dv.port, timeout=h.scaled(10)) if kind == "tcp"
-                 else du.tls_connect(self.tls_port, timeout=h.scaled(10)))
+            s = (h.tcp_connect(self.dv.port, timeout=h.scaled(10)) if kind == "tcp"
+                 else h.tls_connect(self.tls_port, timeout=h.scaled(10)))
             try:
                 got, secs = self._pipeline_unique(s, n, tag + kind)
             finally:
@@ -304,7 +291,7 @@ class HostileStream(h.IntegrationTest):
         b64 = base64.urlsafe_b64encode(q).rstrip(b"=").decode()
         req = ("GET /dns-query?dns=%s HTTP/1.1\r\nHost: dns.test\r\n"
                "Accept: application/dns-message\r\n\r\n" % b64).encode()
-        s = du.tcp_connect(self.http_port, timeout=h.scaled(10))
+        s = h.tcp_connect(self.http_port, timeout=h.scaled(10))
         got = 0
         t0 = time.monotonic()
         try:
@@ -356,7 +343,7 @@ class HostileStream(h.IntegrationTest):
         quiet = udp_latencies(self.dv.port, 200, gap=0.002)
         stop = threading.Event()
         counts = {"sent": 0, "read": 0}
-        s = du.tcp_connect(self.dv.port, timeout=2.0)
+        s = h.tcp_connect(self.dv.port, timeout=2.0)
         blob = frame("www.example.test") * 20000
 
         def writer():
@@ -420,30 +407,30 @@ class HostileStream(h.IntegrationTest):
         try:
             # the oldest: 5 from 127.0.0.4, then 35 from 127.0.0.2
             for i in range(5):
-                s = du.tcp_connect(self.dv.port, source="127.0.0.4")
-                du.query(s, h.make_query("www.example.test"))
+                s = h.tcp_connect(self.dv.port, source="127.0.0.4")
+                h.stream_query(s, h.make_query("www.example.test"))
                 few.append(s)
             for i in range(35):
-                s = du.tcp_connect(self.dv.port, source="127.0.0.2")
-                du.query(s, h.make_query("www.example.test"))
+                s = h.tcp_connect(self.dv.port, source="127.0.0.2")
+                h.stream_query(s, h.make_query("www.example.test"))
                 many.append(s)
             time.sleep(0.2)
             # new clients from a third address, each must be served (and
             # stays connected, so each one needs room)
             for i in range(10):
-                s = du.tcp_connect(self.dv.port, source="127.0.0.3")
+                s = h.tcp_connect(self.dv.port, source="127.0.0.3")
                 new.append(s)
-                _, m = du.query(s, h.make_query("h%d.example.test" % i))
+                _, m = h.stream_query(s, h.make_query("h%d.example.test" % i))
                 self.assertEqual(m.rcode(), dns.rcode.NOERROR)
             # the 5 connections of the small address are still there
             for s in few:
-                _, m = du.query(s, h.make_query("www.example.test"))
+                _, m = h.stream_query(s, h.make_query("www.example.test"))
                 self.assertEqual(m.rcode(), dns.rcode.NOERROR)
             st1 = self.dv.stats()
         finally:
             for s in few + many + new:
                 s.close()
-        d = du.stat_delta(st0, st1, ["tcp_evicted", "tcp_refused"])
+        d = h.stat_delta(st0, st1, ["tcp_evicted", "tcp_refused"])
         log("40 idle connections held, 10 new clients: %s" % d)
         self.assertGreaterEqual(d["tcp_evicted"], 10)
         self.assertEqual(d["tcp_refused"], 0)
@@ -464,7 +451,7 @@ class HostileStream(h.IntegrationTest):
         try:
             for i in range(120):
                 try:
-                    socks.append(du.tcp_connect(dv.port, timeout=1.0))
+                    socks.append(h.tcp_connect(dv.port, timeout=1.0))
                 except OSError:
                     break
             time.sleep(1.0)
@@ -511,5 +498,4 @@ class HostileStream(h.IntegrationTest):
 
 
 if __name__ == "__main__":
-    import unittest
-    unittest.main(verbosity=2)
+    h.main()

@@ -17,8 +17,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import log  # noqa: E402
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
 
 import dns.flags  # noqa: E402
 import dns.message  # noqa: E402
@@ -87,7 +87,7 @@ class Malformed(h.IntegrationTest):
             s.settimeout(timeout or h.scaled(2))
             s.sendall(struct.pack("!H", len(payload)) + payload if framed else payload)
             try:
-                return h.tcp_recv_msg(s)
+                return h.recv_msg(s)
             except (socket.timeout, ConnectionError, OSError):
                 return None
         finally:
@@ -171,10 +171,10 @@ class Malformed(h.IntegrationTest):
         # the query is answered
         s = socket.create_connection(("127.0.0.1", self.dv.port), timeout=h.scaled(3))
         q2 = h.make_query("mail.example.test", "A", qid=0x5151)
-        h.tcp_send_msg(s, wire)
-        h.tcp_send_msg(s, q2.to_wire())
+        h.send_msg(s, wire)
+        h.send_msg(s, q2.to_wire())
         try:
-            got = dns.message.from_wire(h.tcp_recv_msg(s))
+            got = dns.message.from_wire(h.recv_msg(s))
             self.assertEqual(got.id, 0x5151, "TCP: answer to the QR=1 message: %s" % got)
             self.assertEqual([x[3] for x in h.rrset_texts(got)], ["192.0.2.25"])
             log("ok: TCP response dropped, following query answered on the same connection")
@@ -290,8 +290,8 @@ class Malformed(h.IntegrationTest):
         # an active connection is not closed while it keeps sending
         c = socket.create_connection(("127.0.0.1", self.dv.port), timeout=h.scaled(3))
         for i in range(4):
-            h.tcp_send_msg(c, h.make_query("www.example.test", qid=i).to_wire())
-            self.assertEqual(dns.message.from_wire(h.tcp_recv_msg(c)).id, i)
+            h.send_msg(c, h.make_query("www.example.test", qid=i).to_wire())
+            self.assertEqual(dns.message.from_wire(h.recv_msg(c)).id, i)
             time.sleep(0.4)
         c.close()
         log("ok: a busy connection outlived the idle timeout")

@@ -13,8 +13,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from harness import log  # noqa: E402
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
 
 import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
@@ -44,11 +44,11 @@ class Pipelining(h.IntegrationTest):
             q_slow = h.make_query(slow_name, "A", qid=0x1111)
             q_fast = h.make_query("www.example.test", "A", qid=0x2222)
             t0 = time.monotonic()
-            h.tcp_send_msg(s, q_slow.to_wire())
-            h.tcp_send_msg(s, q_fast.to_wire())
-            first = dns.message.from_wire(h.tcp_recv_msg(s))
+            h.send_msg(s, q_slow.to_wire())
+            h.send_msg(s, q_fast.to_wire())
+            first = dns.message.from_wire(h.recv_msg(s))
             t1 = time.monotonic() - t0
-            second = dns.message.from_wire(h.tcp_recv_msg(s))
+            second = dns.message.from_wire(h.recv_msg(s))
             t2 = time.monotonic() - t0
         finally:
             s.close()
@@ -79,7 +79,7 @@ class Pipelining(h.IntegrationTest):
         try:
             s.sendall(b"".join(wires))
             while len(answers) < len(names):
-                m = dns.message.from_wire(h.tcp_recv_msg(s))
+                m = dns.message.from_wire(h.recv_msg(s))
                 self.assertNotIn(m.id, answers, "two answers with id %d" % m.id)
                 answers[m.id] = m
         except (OSError, ConnectionError) as e:
@@ -127,7 +127,7 @@ class Pipelining(h.IntegrationTest):
                 for w in (h.make_query(n, "A", qid=100 + i).to_wire()
                           for i, n in enumerate(names))))
             while len(order) < len(names):
-                m = dns.message.from_wire(h.tcp_recv_msg(s))
+                m = dns.message.from_wire(h.recv_msg(s))
                 order.append(m)
         finally:
             s.close()

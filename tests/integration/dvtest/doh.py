@@ -1,15 +1,7 @@
-#!/usr/bin/python3
-"""Helpers for the DNS-over-HTTPS integration tests (test_doh.py,
-test_doh_browser.py).
-
-Builds on harness.py and dotutil.py (imported, never changed): a dnsveil
-with an https:// and an http:// DoH listener next to its plain dns:// one
-(the harness waits for the plain port), Unbound serving extra test-zone
-names that point at 127.0.0.1 (so a page served on loopback can be reached
-by name through DoH only), a small HTTP page server, and clients: curl, a
-raw HTTP/1.1 socket, and an HTTP/2 client on python3-h2 (TLS with ALPN h2,
-or h2c with prior knowledge).  Everything stays on loopback.
-"""
+"""DNS over HTTPS on the client side: DoH requests on a raw HTTP/1.1
+socket, curl, an HTTP/2 client on python3-h2 (TLS with ALPN h2, or h2c with
+prior knowledge), h2load, and a small page server on loopback (for the
+browser test).  Everything stays on loopback."""
 
 import base64
 import http.server
@@ -24,18 +16,17 @@ import tempfile
 import threading
 import time
 
-
-import harness as h
-from harness import log
-import dotutil as du
-
 import h2.config  # python3-h2
 import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
 
-CA, CERT, KEY, AUTH_NAME = du.CA, du.CERT, du.KEY, du.AUTH_NAME
+from .env import free_port, log, scaled
+from .tls import AUTH_NAME, CA, client_context, read_until_closed, tcp_connect
+from .wire import make_query
+
+
 PATH = "/dns-query"
 CURL = shutil.which("curl", path="/usr/bin:/bin") or "curl"
 H2LOAD = shutil.which("h2load", path="/usr/bin:/bin") or "h2load"
@@ -49,7 +40,7 @@ LOCAL_TTL = 300
 
 
 def loopback_local_data(names=LOOPBACK_NAMES, addr="127.0.0.1"):
-    """extra_server_conf for harness.Unbound: the names as A records."""
+    """extra_server_conf for Unbound: the names as A records."""
     return "\n".join('  local-data: "%s. %d IN A %s"' % (n, LOCAL_TTL, addr) for n in names)
 
 
@@ -59,11 +50,7 @@ def b64url(wire, pad=False):
 
 
 def query_wire(name, rdtype="A", qid=0, **kw):
-    return h.make_query(name, rdtype, qid=qid, **kw).to_wire()
-
-
-def a_records(msg):
-    return [x[3] for x in h.rrset_texts(msg) if x[1] == "A"]
+    return make_query(name, rdtype, qid=qid, **kw).to_wire()
 
 
 def min_ttl(msg):
@@ -77,99 +64,13 @@ def max_age(cache_control):
     return int(m.group(1)) if m else None
 
 
-# ---------------------------------------------------------------- dnsveil
-
-def doh_config(limits=None, **sections):
-    """harness.base_config() plus tls and the limits the DoH tests use: a
-    1 s read timeout (a started request must complete), a 4 s idle
-    timeout, and no per-address handshake cap (curl makes one connection
-    per run)."""
-    cfg = du.dot_config(limits=dict({"tcp-read-timeout-ms": 1000,
-                                     "tcp-idle-timeout-ms": 4000,
-                                     "tls-handshakes-per-ip": 0}, **(limits or {})),
-                        **sections)
-    return cfg
-
-
-class DohDnsveil(h.Dnsveil):
-    """A Dnsveil listening on dns://127.0.0.1:{port} (what the harness
-    polls), https://127.0.0.1:{https_port}/dns-query and
-    http://127.0.0.1:{http_port}/dns-query.  `extra_yaml` is appended to the
-    generated configuration verbatim (for keys harness.to_yaml cannot
-    render, e.g. lists inside a section)."""
-
-    def __init__(self, upstream=(), config=None, extra_yaml="", path=PATH, **kw):
-        self.https_port = h.free_port()
-        self.http_port = h.free_port()
-        self.path = path
-        listen = ["dns://127.0.0.1:{port}",
-                  "https://127.0.0.1:%d%s" % (self.https_port, path),
-                  "http://127.0.0.1:%d%s" % (self.http_port, path)]
-        super().__init__(upstream=upstream, config=config, listen=listen, **kw)
-        if extra_yaml:
-            with open(self.conf_path, "a") as f:
-                f.write(extra_yaml.rstrip("\n") + "\n")
-
-    def url(self, tls=True, path=None):
-        return "%s://127.0.0.1:%d%s" % ("https" if tls else "http",
-                                        self.https_port if tls else self.http_port,
-                                        path or self.path)
-
-    def start(self, timeout=None):
-        super().start(timeout)
-
-        def ready():
-            for tls in (True, False):
-                st, _, _ = http1_request(self.https_port if tls else self.http_port, tls,
-                                         get_request(query_wire("example.test", "SOA"),
-                                                     path=self.path),
-                                         timeout=1.0)
-                if st != 200:
-                    return False
-            return True
-        try:
-            h.wait_for(ready, h.scaled(10), interval=0.1,
-                       what="DoH GET 200 on https:%d and http:%d" % (self.https_port,
-                                                                   self.http_port))
-        except AssertionError as e:
-            raise AssertionError("%s\nstderr:\n%s" % (e, h.tail(self.stderr_path)))
-        return self
-
-
-def check_config_key(snippet):
-    """Does `dnsveil --check-config` accept a configuration with an https
-    listener plus `snippet` (YAML)?  Returns ("ok", out), ("unknown", out)
-    when it says the key is unknown, or ("rejected", out) otherwise."""
-    d = tempfile.mkdtemp(prefix="dv-doh-checkcfg-")
-    try:
-        p = os.path.join(d, "c.yaml")
-        with open(p, "w") as f:
-            f.write(h.to_yaml({"listen": ["https://127.0.0.1:1/dns-query"],
-                               "upstream": ["tcp://127.0.0.1:2"], "fallback": [],
-                               "tls": {"cert": CERT, "key": KEY}}))
-            f.write(snippet.rstrip("\n") + "\n")
-        r = h.run_dnsveil(["--check-config", "-c", p])
-        out = (r.stdout + r.stderr).strip()
-        if r.returncode == 0:
-            return "ok", out
-        if re.search(r"unknown key", out):
-            return "unknown", out
-        return "rejected", out
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 # ---------------------------------------------------------------- HTTP/1.1 raw
 
-def tls_context(alpn=("h2",)):
-    return du.client_context(alpn=alpn)
-
-
-def connect(port, tls, alpn=("http/1.1",), timeout=None):
-    s = du.tcp_connect(port, timeout=timeout)
+def http_connect(port, tls, alpn=("http/1.1",), timeout=None):
+    s = tcp_connect(port, timeout=timeout)
     if tls:
         try:
-            s = tls_context(alpn).wrap_socket(s, server_hostname=AUTH_NAME)
+            s = client_context(alpn=alpn).wrap_socket(s, server_hostname=AUTH_NAME)
         except BaseException:
             s.close()
             raise
@@ -201,36 +102,13 @@ def parse_http1(data):
     return int(m.group(1)), hdrs, rest[:n]
 
 
-def read_until_closed(s, timeout):
-    """Everything the peer sends until it closes, or until `timeout`.
-    Returns (bytes, 'eof'|'reset'|'timeout'|'tls error', seconds)."""
-    t0 = time.monotonic()
-    got = b""
-    while True:
-        left = t0 + timeout - time.monotonic()
-        if left <= 0:
-            return got, "timeout", time.monotonic() - t0
-        s.settimeout(left)
-        try:
-            d = s.recv(65536)
-        except socket.timeout:
-            return got, "timeout", time.monotonic() - t0
-        except ssl.SSLError:
-            return got, "tls error", time.monotonic() - t0
-        except ConnectionError:
-            return got, "reset", time.monotonic() - t0
-        if not d:
-            return got, "eof", time.monotonic() - t0
-        got += d
-
-
 def http1_request(port, tls, raw, timeout=None):
     """Send raw bytes (a whole request with Connection: close) on a fresh
     connection; returns (status, headers, body) of the response."""
-    s = connect(port, tls, timeout=timeout)
+    s = http_connect(port, tls, timeout=timeout)
     try:
         s.sendall(raw)
-        data, _, _ = read_until_closed(s, timeout or h.scaled(5))
+        data, _, _ = read_until_closed(s, timeout or scaled(5))
     finally:
         s.close()
     return parse_http1(data)
@@ -255,7 +133,7 @@ class CurlResult:
 def curl(*args, timeout=None):
     """curl -sS with the test CA; returns a CurlResult (status, HTTP
     version, headers of the last response, body bytes)."""
-    t = timeout or h.scaled(10)
+    t = timeout or scaled(10)
     d = tempfile.mkdtemp(prefix="dv-curl-")
     try:
         hf, bf = os.path.join(d, "h"), os.path.join(d, "b")
@@ -338,10 +216,10 @@ class H2Client:
 
     def __init__(self, port, tls=True, timeout=None):
         self.tls = tls
-        self.sock = du.tcp_connect(port, timeout=timeout)
+        self.sock = tcp_connect(port, timeout=timeout)
         if tls:
             try:
-                self.sock = tls_context(("h2",)).wrap_socket(self.sock,
+                self.sock = client_context(alpn=("h2",)).wrap_socket(self.sock,
                                                              server_hostname=AUTH_NAME)
             except BaseException:
                 self.sock.close()
@@ -427,7 +305,7 @@ class H2Client:
     def pump(self, until=None, timeout=None):
         """Read and handle frames until until() is true, the connection is
         closed, or `timeout` passes.  Returns until()'s value (or None)."""
-        deadline = time.monotonic() + (timeout if timeout is not None else h.scaled(5))
+        deadline = time.monotonic() + (timeout if timeout is not None else scaled(5))
         while True:
             if until is not None:
                 v = until()
@@ -527,7 +405,7 @@ class H2Client:
         """Send `body` on stream `sid` as flow control allows (waiting for
         WINDOW_UPDATEs), until sent, stop() is true, or the stream is done.
         Returns the number of bytes sent."""
-        deadline = time.monotonic() + (timeout or h.scaled(5))
+        deadline = time.monotonic() + (timeout or scaled(5))
         sent = 0
         st = self.streams[sid]
         while sent < len(body) and time.monotonic() < deadline:
@@ -563,7 +441,7 @@ class PageServer:
 
     def __init__(self, marker):
         self.marker = marker
-        self.port = h.free_port()
+        self.port = free_port()
         self.hosts = []
         outer = self
 
@@ -608,7 +486,7 @@ def run_h2load(url, body_path, *opts, timeout=None):
                                    url]
     log("running: " + " ".join(cmd))
     r = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                       timeout=timeout or h.scaled(60))
+                       timeout=timeout or scaled(60))
     out = r.stdout + r.stderr
     res = {"rc": r.returncode}
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "

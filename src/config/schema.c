@@ -357,7 +357,7 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	UINT("pool", "degraded-failures", degraded_failures, 0, 16, "4",
 	     "failed or timed-out attempts among a server's last 16 that "
 	     "mark it degraded; 0 = never"),
-	UINT("pool", "slow-p95-ms", slow_p95_ms, 0, 60000, "0",
+	UINT("pool", "slow-p95-ms", slow_p95_ms, 0, 60000, "250",
 	     "a local server whose p95 answer latency is above this is "
 	     "degraded: its queries also go to the fallback at once; "
 	     "0 = off"),

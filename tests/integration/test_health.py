@@ -317,6 +317,38 @@ class Health(h.WhoamiChecks, h.IntegrationTest):
         self.assertLess(uf["latency_ewma_ms"], 20, uf)
         log("ok: the faster server answers %d of %d" % (counts["fastlocal"], n))
 
+    def test_slow_local_demoted_by_default(self):
+        """A local resolver that is alive but 300 ms slow must not make every
+        cache miss wait the hedge delay: with the default pool.slow-p95-ms
+        its p95 demotes it to degraded, and misses go to the fallback at
+        once (with slow-p95-ms off, the p50 was the hedge delay, 200 ms)."""
+        slow = self.start_unbound(whoami="slowlocal")
+        dport = h.free_port()
+        line = h.DelayLine("127.0.0.1", dport, "127.0.0.1", slow.port, 300)
+        self.addCleanup(line.stop)
+        url = "tcp://127.0.0.1:%d" % dport
+        fb = self.start_unbound(whoami="fallback")
+        # the defaults of the pool but the reconnect cap (health_config)
+        d = self.start_dnsveil(upstream=[url], fallback=[fb], workers=1,
+                               config=health_config())
+        # the samples that show the p95 (late answers count too)
+        for _ in range(12):
+            self.whoami(d)
+        h.wait_for(lambda: h.upstream_stats(d.stats(), url)["state"] == "degraded",
+                   h.scaled(10), interval=0.2, what="the 300 ms local resolver degraded")
+        times, who = [], {}
+        for _ in range(40):
+            t0 = time.monotonic()
+            w = h.txt_value(self.whoami(d))
+            times.append(time.monotonic() - t0)
+            who[w] = who.get(w, 0) + 1
+        p50 = h.percentile(times, 50)
+        log("degraded by default: p50 %.1f ms, p90 %.1f ms over %d misses; answered by %s" % (
+            1000 * p50, 1000 * h.percentile(times, 90), len(times), who))
+        self.assertLess(p50, 0.1 * h.SCALE,
+                        "misses still wait for the hedge delay: p50 %.0f ms" % (1000 * p50))
+        self.assertGreater(who.get("fallback", 0), 30, who)
+
     def test_slowed_local_loses_traffic_to_fallback(self):
         # (root and ip(8) are what CI has: .ci/setup installs iproute2)
         why = netns_usable()

@@ -266,6 +266,8 @@ static size_t make_query(uint8_t *w, const char *name, size_t name_len,
 		w[pos] = 0;
 		dv_put16(w + pos + 1, DV_TYPE_OPT);
 		dv_put16(w + pos + 3, 1232);
+		dv_put32(w + pos + 5, 0); /* version 0, no DO */
+		dv_put16(w + pos + 9, 0); /* no options */
 		pos += 11;
 	}
 	return pos;
@@ -575,6 +577,209 @@ static void test_stale_timer_cancelled(void **state)
 	assert_int_equal(b->replies, 1);
 }
 
+/* The rcode of the one reply `cl` got (the header's four bits). */
+static unsigned rcode_of(const client_t *cl)
+{
+	assert_int_equal(cl->replies, 1);
+	assert_true(cl->len >= DV_DNS_HDR);
+	return cl->wire[3] & 0xfu;
+}
+
+/* Identity: what is not a query is dropped without an answer (and
+ * counted); what cannot be served gets its one error answer at once.
+ * Nothing of this reaches the pool. */
+static void test_identity_errors(void **state)
+{
+	fixture_t *fx = *state;
+	uint8_t q[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 11];
+	uint8_t m[sizeof(q)];
+	size_t len = make_query(q, WWW, WWW_LEN, DV_TYPE_A, 0x4242, true);
+
+	client_t *cl = new_client(fx);
+	cl->dropped = true;
+	assert_int_equal(submit(fx, cl, q, DV_DNS_HDR - 1), DV_ESHORT);
+	assert_int_equal(fx->stats.dropped_short, 1);
+
+	memcpy(m, q, len); /* a response */
+	dv_put16(m + 2, DV_FLAG_QR | DV_FLAG_RD);
+	cl = new_client(fx);
+	cl->dropped = true;
+	assert_int_equal(submit(fx, cl, m, len), DV_ENOTQUERY);
+	assert_int_equal(fx->stats.dropped_response, 1);
+
+	memcpy(m, q, len); /* two questions announced, one there */
+	dv_put16(m + 4, 2);
+	cl = new_client(fx);
+	assert_int_equal(submit(fx, cl, m, len), 0);
+	assert_int_equal(rcode_of(cl), DV_RCODE_FORMERR);
+	assert_int_equal(dv_get16(cl->wire), 0x4242);
+	assert_int_equal(fx->stats.formerr, 1);
+
+	memcpy(m, q, len); /* opcode STATUS */
+	dv_put16(m + 2, (2u << 11) | DV_FLAG_RD);
+	cl = new_client(fx);
+	assert_int_equal(submit(fx, cl, m, len), 0);
+	assert_int_equal(rcode_of(cl), DV_RCODE_NOTIMP);
+	assert_int_equal(fx->stats.notimp, 1);
+
+	memcpy(m, q, len); /* EDNS version 1 (the OPT's TTL, second byte) */
+	m[len - 11 + 6] = 1;
+	cl = new_client(fx);
+	assert_int_equal(submit(fx, cl, m, len), 0);
+	dv_wire_resp_t r = reply_of(cl);
+	assert_true(r.has_opt);
+	assert_int_equal(fx->stats.badvers, 1);
+
+	assert_int_equal(fx->stats.queries, 3);
+	assert_int_equal(fx->pool.started, 0);
+	assert_int_equal(fx->c->inflight, 0);
+}
+
+/* A pool that ends a fetch inside fetch_start (it has no path to send
+ * on, or answers at once): the query still gets exactly one reply, and
+ * the fetch is gone before submit returns. */
+static void test_pool_ends_fetch_at_once(void **state)
+{
+	fixture_t *fx = *state;
+	fx->pool.mode = POOL_FAIL_AT_ONCE;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, true);
+	dv_wire_resp_t r = reply_of(a);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_SERVFAIL);
+	assert_int_equal(r.ede_code, DV_EDE_NETWORK_ERROR);
+	assert_int_equal(fx->c->n_fetches, 0);
+	assert_int_equal(fx->c->inflight, 0);
+
+	fx->pool.mode = POOL_ANSWER_AT_ONCE;
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, false);
+	assert_int_equal(first_ttl(b), 60);
+	assert_int_equal(fx->c->n_fetches, 0);
+	fx->pool.mode = POOL_KEEP;
+	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 3, false);
+	assert_int_equal(first_ttl(c), 60); /* from the cache */
+	assert_int_equal(fx->pool.started, 2);
+}
+
+/* RFC 8767 without the client response timer: when the upstreams fail,
+ * a waiter whose answer is stale (inside the window) gets it (EDE 3, TTL
+ * 30) instead of SERVFAIL; one without gets SERVFAIL. */
+static void test_failure_serves_stale(void **state)
+{
+	fixture_t *fx = *state;
+	fx->c->conf.stale_answer_timeout_ms = 0;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, true);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(a->replies, 1);
+
+	advance(&fx->rt, 120 * 1000);
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, true);
+	assert_int_equal(b->replies, 0);
+	assert_int_equal(timers_held(&fx->rt), 0); /* no timer: it is off */
+	dv_core_fetch_fail(the_fetch(&fx->pool), DV_EDE_NO_REACHABLE_AUTHORITY,
+			   "upstreams did not answer in time");
+	dv_wire_resp_t r = reply_of(b);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_NOERROR);
+	assert_int_equal(r.ede_code, DV_EDE_STALE);
+	assert_int_equal(first_ttl(b), DV_CACHE_STALE_TTL);
+	assert_int_equal(fx->stats.stale_served, 1);
+
+	client_t *c = ask(fx, NX, NX_LEN, DV_TYPE_A, 3, true);
+	dv_core_fetch_fail(the_fetch(&fx->pool), DV_EDE_NO_REACHABLE_AUTHORITY,
+			   "upstreams did not answer in time");
+	r = reply_of(c);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_SERVFAIL);
+	assert_int_equal(r.ede_code, DV_EDE_NO_REACHABLE_AUTHORITY);
+}
+
+/* Past the core's in-flight limit a query is answered at once: with its
+ * stale answer if it has one, else SERVFAIL ("dnsveil overloaded"); the
+ * query in flight is not disturbed. */
+static void test_overload(void **state)
+{
+	fixture_t *fx = *state;
+	fx->c->conf.max_inflight = 1;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, true);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(a->replies, 1);
+	advance(&fx->rt, 120 * 1000);
+
+	client_t *b = ask(fx, NX, NX_LEN, DV_TYPE_A, 2, true);
+	assert_int_equal(b->replies, 0);
+	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 3, true);
+	assert_int_equal(reply_of(c).ede_code, DV_EDE_STALE);
+	client_t *d = ask(fx, NX, NX_LEN, DV_TYPE_AAAA, 4, true);
+	dv_wire_resp_t r = reply_of(d);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_SERVFAIL);
+	assert_int_equal(r.ede_code, DV_EDE_OTHER);
+	assert_int_equal(fx->stats.overload, 2);
+	assert_int_equal(fx->pool.started, 2);
+
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NXDOMAIN, 300, 300);
+	assert_int_equal(DV_RCODE(reply_of(b).flags), DV_RCODE_NXDOMAIN);
+}
+
+/* Prefetch: a popular answer in the last part of its life is served from
+ * the cache and refreshed, once, by a fetch nobody waits for; the
+ * refresh lands in the cache. */
+static void test_prefetch(void **state)
+{
+	fixture_t *fx = *state;
+	fx->c->conf.prefetch_hits = 1;
+	fx->c->conf.prefetch_window_pct = 10;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, false);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 100, 0);
+	assert_int_equal(a->replies, 1);
+
+	advance(&fx->rt, 50 * 1000); /* popular, but not late in its life */
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, false);
+	assert_int_equal(first_ttl(b), 50);
+	assert_int_equal(fx->pool.started, 1);
+
+	advance(&fx->rt, 45 * 1000); /* in its last 10 % */
+	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 3, false);
+	assert_int_equal(first_ttl(c), 5);
+	assert_int_equal(fx->pool.started, 2);
+	assert_int_equal(fx->stats.prefetches, 1);
+	dv_fetch_t *f = the_fetch(&fx->pool);
+	assert_int_equal(f->n_waiters, 0);
+
+	client_t *d = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 4, false);
+	assert_int_equal(first_ttl(d), 5); /* handed out for prefetch once */
+	assert_int_equal(fx->pool.started, 2);
+
+	pool_answers(f, DV_RCODE_NOERROR, 300, 0);
+	client_t *e = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 5, false);
+	assert_int_equal(first_ttl(e), 300);
+	assert_int_equal(fx->stats.cache_hits, 4);
+}
+
+/* Shutdown: dv_core_fail_all() gives every waiting query its one reply
+ * (SERVFAIL, EDE 0), and while the core drains failures are not
+ * remembered, so the same question goes upstream again. */
+static void test_fail_all_draining(void **state)
+{
+	fixture_t *fx = *state;
+	fx->c->conf.servfail_ttl_s = 5;
+	fx->c->draining = true;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, true);
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, false);
+	client_t *c = ask(fx, NX, NX_LEN, DV_TYPE_A, 3, true);
+	assert_int_equal(fx->pool.started, 2);
+	dv_core_fail_all(fx->c, DV_EDE_OTHER, "dnsveil is shutting down");
+	dv_wire_resp_t r = reply_of(a);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_SERVFAIL);
+	assert_int_equal(r.ede_code, DV_EDE_OTHER);
+	assert_int_equal(rcode_of(b), DV_RCODE_SERVFAIL);
+	assert_int_equal(rcode_of(c), DV_RCODE_SERVFAIL);
+	assert_int_equal(fx->c->n_fetches, 0);
+	assert_int_equal(fx->stats.servfail, 3);
+
+	client_t *d = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 4, false);
+	assert_int_equal(d->replies, 0);
+	assert_int_equal(fx->pool.started, 3);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(first_ttl(d), 60);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -590,6 +795,16 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_stale_timer_cancelled,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_errors, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_pool_ends_fetch_at_once,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_serves_stale,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fail_all_draining, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -384,8 +384,8 @@ static uint64_t progress(const waiter_t *wt, const dv_worker_t *w,
 	MIX(st->answers);
 	MIX(st->upstream_answers);
 	MIX(st->upstream_failures);
-	MIX(w->inflight);
-	MIX(w->n_fetches);
+	MIX(w->core.inflight);
+	MIX(w->core.n_fetches);
 	MIX(l->n_conns);
 	for (const conn_t *c = l->conns; c; c = c->next) {
 		MIX(c->pub.state);
@@ -471,8 +471,8 @@ static void stall_report(const dv_worker_t *w, const listener_t *l,
 			c->pub.state, c->eof, c->reading, c->inflight,
 			c->in_len, out_pending(c), c->busy,
 			ev_is_active(&c->rio), ev_is_active(&c->wio));
-	fprintf(stderr, "worker inflight %u, fetches %u\n", w->inflight,
-		w->n_fetches);
+	fprintf(stderr, "worker inflight %u, fetches %u\n", w->core.inflight,
+		w->core.n_fetches);
 }
 
 /* ---- one input ---- */
@@ -617,16 +617,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint64_t idle = dv_now_ms() - since;
 		if (idle >= STALL_MS)
 			break;
-		if (w->n_fetches && idle >= DEADLINE_MS) {
+		if (w->core.n_fetches && idle >= DEADLINE_MS) {
 			deadline = true;
-			for (unsigned i = 0; i <= w->fetch_mask; i++)
-				while (w->fetches[i])
-					dv_core_fetch_fail(w->fetches[i],
-							   DV_EDE_OTHER,
-							   "fuzz: deadline");
+			dv_core_fail_all(&w->core, DV_EDE_OTHER,
+					 "fuzz: deadline");
 		} else {
 			waiter_run(&wt, false,
-				   (w->n_fetches ? DEADLINE_MS : STALL_MS) -
+				   (w->core.n_fetches ? DEADLINE_MS
+						      : STALL_MS) -
 					   idle);
 		}
 		uint64_t p = progress(&wt, w, l, off);
@@ -647,7 +645,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		stall_report(w, l, dv_now_ms() - since);
 	CHECK(l->n_conns == 0);
 	CHECK(rx.eof);
-	CHECK(w->inflight == 0);
+	CHECK(w->core.inflight == 0);
 
 	size_t n_want = expected_ids(payload, plen, want);
 	size_t n_got = answer_ids(rx.buf, rx.len, got);

@@ -8,10 +8,10 @@
  * through the framing of tcp_read_cb(), and timers and connection events
  * fire in the order the input says.
  *
- * src/daemon/upstream.c and src/daemon/core.c are included to reach their statics (the
- * pool's, and the core's).  This file then defines every
- * public symbol of both, so the linker never pulls upstream.o or core.o out
- * of the dv_core archive (no duplicate definitions).
+ * src/daemon/upstream.c is included to reach the pool's statics.  This
+ * file then defines every public symbol of it, so the linker never pulls
+ * upstream.o out of the dv_daemon archive (no duplicate definitions); the
+ * core (src/core/core.c) is linked from dv_core as the daemon links it.
  *
  * No upstream is real and the loop never runs, so everything is
  * synchronous and an input replays alone:
@@ -68,8 +68,9 @@
  * The pool draws slot indices and id bits from getrandom(); here they come
  * from a generator reset for every input, so the same input picks the same
  * slots and ids and a crash replays exactly.  The core's coalescing-table
- * seed comes from it too (once, at start-up), so the order in which the
- * input's fetch numbers find fetches is the same in every process.
+ * seed is fixed for the same reason (set after dv_worker_new, while the
+ * table is empty), so the order in which the input's fetch numbers find
+ * fetches is the same in every process.
  */
 static uint64_t rng_state;
 static ssize_t fuzz_getrandom(void *buf, size_t len, unsigned int flags)
@@ -86,7 +87,6 @@ static ssize_t fuzz_getrandom(void *buf, size_t len, unsigned int flags)
 }
 #define getrandom fuzz_getrandom
 #include "src/daemon/upstream.c"
-#include "src/daemon/core.c"
 #undef getrandom
 
 #include <arpa/inet.h>
@@ -98,7 +98,7 @@ static ssize_t fuzz_getrandom(void *buf, size_t len, unsigned int flags)
 #include <unistd.h>
 
 #include "src/core/cache.h"
-#include "src/daemon/core.h"
+#include "src/core/core.h"
 #include "src/daemon/ev_timers.h"
 #include "src/core/log.h"
 #include "src/daemon/worker.h"
@@ -410,8 +410,8 @@ static unsigned n_fetches_seen;
 NO_COVERAGE static void list_fetches(dv_worker_t *w)
 {
 	n_fetches_seen = 0;
-	for (unsigned i = 0; i <= w->fetch_mask; i++)
-		for (dv_fetch_t *f = w->fetches[i]; f; f = f->hnext)
+	for (unsigned i = 0; i <= w->core.fetch_mask; i++)
+		for (dv_fetch_t *f = w->core.fetches[i]; f; f = f->hnext)
 			if (n_fetches_seen < MAX_FETCHES)
 				fetches[n_fetches_seen++] = f;
 }
@@ -625,7 +625,7 @@ static void op_store_stale(dv_worker_t *w, uint8_t sel)
 {
 	static uint8_t q[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 15];
 	static uint8_t a[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 12 + 22];
-	if (!w->cache)
+	if (!w->core.cache)
 		return;
 	size_t ql = build_query(q, 0, sel, false);
 	dv_wire_query_t v;
@@ -669,7 +669,7 @@ static void op_store_stale(dv_worker_t *w, uint8_t sel)
 	dv_wire_resp_t r;
 	CHECK(dv_wire_parse_response(a, pos, &r) == 0);
 	/* the age wraps like the cache's clock: fine early after boot */
-	CHECK(dv_cache_store(w->cache, key, kl, a, pos, &r,
+	CHECK(dv_cache_store(w->core.cache, key, kl, a, pos, &r,
 			     dv_now_s() - 120) == 0);
 	DEBUG("stale answer stored for sel %02x\n", sel);
 }
@@ -739,13 +739,14 @@ NO_COVERAGE static void check_conn(dv_uconn_t *c)
 NO_COVERAGE static void check_all(dv_worker_t *w)
 {
 	list_fetches(w);
-	CHECK(n_fetches_seen == w->n_fetches || n_fetches_seen == MAX_FETCHES);
+	CHECK(n_fetches_seen == w->core.n_fetches ||
+	      n_fetches_seen == MAX_FETCHES);
 	unsigned waiting = 0;
 	for (unsigned k = 0; k < n_fetches_seen; k++) {
 		dv_fetch_t *f = fetches[k];
 		/* prefetches, and fetches whose waiters were served stale,
 		 * have no waiters: they only refresh the cache */
-		CHECK(f->worker == w);
+		CHECK(f->core == &w->core);
 		dv_job_t *j = f->pool_job;
 		CHECK(j && j->fetch == f && !j->probe);
 		CHECK(ev_is_active(&j->deadline)); /* an answer will come */
@@ -792,7 +793,7 @@ NO_COVERAGE static void check_all(dv_worker_t *w)
 	unsigned open = 0;
 	for (unsigned i = 0; i < n_clients; i++)
 		open += clients[i].accepted && clients[i].replies == 0;
-	CHECK(open == w->inflight);
+	CHECK(open == w->core.inflight);
 	if (n_fetches_seen < MAX_FETCHES)
 		CHECK(waiting == open);
 }
@@ -836,6 +837,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256];
 	dv_worker_t *w = dv_worker_new(0, &cfg, &shared, err, sizeof(err));
 	CHECK(w);
+	/* what the core's seed was when it came from fuzz_getrandom, whose
+	 * generator starts at 0 (and stays there) before the first input */
+	w->core.conf.hash_seed = 0;
 	list_conns(w->pool);
 	n_clients = 0;
 	drain_fd(udp_fake);
@@ -917,12 +921,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* the end: whatever is still in flight fails, once */
 	list_fetches(w);
-	while (w->n_fetches) {
+	while (w->core.n_fetches) {
 		list_fetches(w);
 		CHECK(n_fetches_seen > 0);
 		dv_core_fetch_fail(fetches[0], DV_EDE_OTHER, "fuzz: the end");
 	}
-	CHECK(w->inflight == 0);
+	CHECK(w->core.inflight == 0);
 	for (unsigned i = 0; i < n_clients; i++)
 		CHECK(clients[i].replies == (clients[i].accepted ? 1u : 0u));
 

@@ -44,7 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "src/daemon/core.h"
+#include "src/core/core.h"
 #include "src/proto/doq_frame.h"
 #include "src/core/errors.h"
 #include "src/core/hs_limit.h"

@@ -43,7 +43,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "src/daemon/core.h"
+#include "src/core/core.h"
 #include "src/core/errors.h"
 #include "src/core/log.h"
 #include "src/daemon/worker.h"

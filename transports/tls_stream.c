@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/daemon/core.h"
+#include "src/core/core.h"
 #include "src/core/errors.h"
 #include "src/core/hs_limit.h"
 #include "src/core/log.h"

@@ -4,9 +4,10 @@
  * it to the core.  The transport fills the "who asked" fields and the reply
  * hook; the core parses, decides and answers through the hook exactly once.
  *
- * Memory: objects come from a per-worker free list (plain malloc/free with
- * DV_NOPOOL so ASan sees each one); messages up to DV_QUERY_INLINE bytes
- * live inside the object, larger ones get their own allocation.
+ * Memory: objects come from their core's free list (core.h:
+ * dv_core_query_new; plain malloc/free with DV_NOPOOL so ASan sees each
+ * one); messages up to DV_QUERY_INLINE bytes live inside the object,
+ * larger ones get their own allocation.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,7 +20,7 @@
 #define DV_QUERY_INLINE 512
 #define DV_PAD_BLOCK 468 /* RFC 8467 recommended response block */
 
-typedef struct dv_worker dv_worker_t;
+typedef struct dv_core dv_core_t;
 typedef struct dv_query dv_query_t;
 
 /*
@@ -31,8 +32,8 @@ typedef struct dv_query dv_query_t;
 typedef void (*dv_reply_fn)(dv_query_t *q, const uint8_t *wire, size_t len);
 
 struct dv_query {
+	dv_core_t *core; /* its core (set when the object is made) */
 	/* filled by the transport */
-	dv_worker_t *worker;
 	dv_reply_fn reply;
 	void *conn;        /* the transport's connection or listener */
 	uint64_t conn_tag; /* the transport's own (stream id, ...) */
@@ -56,10 +57,6 @@ struct dv_query {
 	uint8_t inline_buf[DV_QUERY_INLINE];
 };
 
-/*
- * Take a query object from worker `w`'s pool holding a copy of `wire`.
- * Returns NULL when the message is over 65535 bytes or memory is short.
- */
-dv_query_t *dv_query_new(dv_worker_t *w, const uint8_t *wire, size_t len);
-/* Give the object back (NULL is a no-op). */
+/* Give the object back to its core (NULL is a no-op).  Objects are made
+ * by dv_core_query_new() (core.h), or by the worker's dv_query_new(). */
 void dv_query_free(dv_query_t *q);

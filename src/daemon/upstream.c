@@ -42,7 +42,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "src/daemon/core.h"
+#include "src/core/core.h"
 #include "src/proto/doh_client.h"
 #include "src/proto/doq_client.h"
 #include "src/core/errors.h"

@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #include "src/config/config.h"
-#include "src/daemon/core.h"
+#include "src/core/core.h"
 #include "src/core/health.h"
 #include "src/core/query.h"
 #include "src/core/stats.h"

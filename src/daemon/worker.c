@@ -11,7 +11,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "src/daemon/core.h"
+#include "src/core/clock.h"
+#include "src/core/core.h"
 #include "src/daemon/ev_timers.h"
 #include "src/core/errors.h"
 #include "src/core/hs_limit.h"
@@ -26,6 +27,11 @@ typedef struct {
 	ev_timer drain_timer;
 	uint64_t drain_deadline_ms;
 } worker_ctl_t;
+
+dv_query_t *dv_query_new(dv_worker_t *w, const uint8_t *wire, size_t len)
+{
+	return dv_core_query_new(&w->core, wire, len);
+}
 
 uint64_t dv_worker_now_ms(dv_worker_t *w)
 {
@@ -50,6 +56,28 @@ static const dv_pool_report_t core_report = {
 	.answer = dv_core_fetch_answer,
 	.fail = dv_core_fetch_fail,
 };
+
+/* The worker's core: what it takes from the config, the loop's timers,
+ * the shared cache, the worker's counters.  0 or -ENOMEM. */
+static int core_init(dv_worker_t *w)
+{
+	const dv_config_t *cfg = w->cfg;
+	dv_core_conf_t conf = {
+		.max_inflight = cfg->max_inflight,
+		.query_timeout_ms = cfg->query_timeout_ms,
+		.stale_max_age_s = cfg->cache_stale_max_age_s,
+		.stale_answer_timeout_ms = cfg->cache_stale_answer_timeout_ms,
+		.servfail_ttl_s = cfg->cache_servfail_ttl_s,
+		.prefetch_hits = cfg->cache_prefetch_hits,
+		.prefetch_window_pct = cfg->cache_prefetch_window_pct,
+	};
+	if (getrandom(&conf.hash_seed, sizeof(conf.hash_seed), 0) !=
+	    sizeof(conf.hash_seed))
+		conf.hash_seed = dv_now_ms() ^ (uint64_t)(uintptr_t)w;
+	dv_timers_t timers = {.ops = &dv_ev_timer_ops, .ctx = w->loop};
+	return dv_core_init(&w->core, &conf, &timers, w->shared->cache,
+			    &w->stats);
+}
 
 static dv_hs_limit_t *hs_limit_new(dv_worker_t *w)
 {
@@ -86,11 +114,11 @@ static void drain_check_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	dv_worker_t *w = t->data;
 	worker_ctl_t *ctl = w->async;
-	if (w->inflight == 0 || dv_now_ms() >= ctl->drain_deadline_ms) {
-		if (w->inflight)
+	if (w->core.inflight == 0 || dv_now_ms() >= ctl->drain_deadline_ms) {
+		if (w->core.inflight)
 			dv_log_warn("worker %u: drain deadline reached with %u "
 				    "queries in flight",
-				    w->index, w->inflight);
+				    w->index, w->core.inflight);
 		ev_break(loop, EVBREAK_ALL);
 	}
 }
@@ -104,8 +132,8 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}
-	if (cmd == CMD_DRAIN && !w->draining) {
-		w->draining = true;
+	if (cmd == CMD_DRAIN && !w->core.draining) {
+		w->core.draining = true;
 		stop_listeners(w);
 		ctl->drain_deadline_ms =
 			dv_now_ms() + w->cfg->query_timeout_ms + 500;
@@ -127,18 +155,12 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	w->index = index;
 	w->cfg = cfg;
 	w->shared = shared;
-	w->cache = shared->cache;
 	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-	w->timers = (dv_timers_t){.ops = &dv_ev_timer_ops, .ctx = w->loop};
 	worker_ctl_t *ctl = calloc(1, sizeof(*ctl));
 	w->async = ctl;
-	unsigned buckets = 64;
-	while (buckets < cfg->max_inflight && buckets < (1u << 20))
-		buckets <<= 1;
-	w->fetches = calloc(buckets, sizeof(*w->fetches));
-	w->fetch_mask = buckets - 1;
+	int core_ret = core_init(w);
 	w->hs_limit = hs_limit_new(w);
-	if (!w->loop || !ctl || !w->fetches || !w->hs_limit) {
+	if (!w->loop || !ctl || core_ret < 0 || !w->hs_limit) {
 		snprintf(err, err_len, "out of memory");
 		goto fail;
 	}
@@ -147,7 +169,7 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	ev_async_start(w->loop, &ctl->async);
 
 	w->pool = dv_pool_new(w, cfg, &core_report);
-	w->pool_ops = &dv_pool_core_ops;
+	dv_core_set_pool(&w->core, w->pool, &dv_pool_core_ops);
 	if (!w->pool) {
 		snprintf(err, err_len, "out of memory");
 		goto fail;
@@ -224,21 +246,13 @@ void dv_worker_join(dv_worker_t *w)
 	w->running = false;
 }
 
-/* Answer whatever is still waiting (the drain deadline passed): every
- * accepted query gets its one reply. */
-static void fail_pending(dv_worker_t *w)
-{
-	for (unsigned i = 0; w->fetches && i <= w->fetch_mask; i++)
-		while (w->fetches[i])
-			dv_core_fetch_fail(w->fetches[i], DV_EDE_OTHER,
-					   "dnsveil is shutting down");
-}
-
 void dv_worker_free(dv_worker_t *w)
 {
 	if (!w)
 		return;
-	fail_pending(w);
+	/* answer whatever is still waiting (the drain deadline passed):
+	 * every accepted query gets its one reply */
+	dv_core_fail_all(&w->core, DV_EDE_OTHER, "dnsveil is shutting down");
 	dv_listener_t *l = w->listeners;
 	while (l) {
 		dv_listener_t *next = l->next;
@@ -254,12 +268,7 @@ void dv_worker_free(dv_worker_t *w)
 		ev_timer_stop(w->loop, &ctl->drain_timer);
 	}
 	free(ctl);
-	free(w->fetches);
-	while (w->free_queries) {
-		dv_query_t *q = w->free_queries;
-		w->free_queries = q->next;
-		free(q);
-	}
+	dv_core_deinit(&w->core);
 	if (w->loop)
 		ev_loop_destroy(w->loop);
 	free(w);

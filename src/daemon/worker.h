@@ -1,8 +1,9 @@
 #pragma once
 /*
  * A worker: one thread, one libev loop, its own listening sockets
- * (SO_REUSEPORT), its own upstream connections, query pool, coalescing
- * table and counters.  The only thing workers share is the cache.
+ * (SO_REUSEPORT), its own upstream connections, its own query core
+ * (src/core/core.h: query pool, coalescing table) and counters.  The
+ * only thing workers share is the cache.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -10,14 +11,13 @@
 
 #include "src/core/cache.h"
 #include "src/config/config.h"
+#include "src/core/core.h"
 #include "src/core/query.h"
 #include "src/core/stats.h"
-#include "src/core/timer.h"
 #include "src/daemon/transport.h"
 
 struct ev_loop;
 typedef struct dv_pool dv_pool_t;
-typedef struct dv_fetch dv_fetch_t;
 typedef struct dv_hs_limit dv_hs_limit_t;
 
 typedef struct dv_tls_ctx dv_tls_ctx_t;
@@ -44,42 +44,30 @@ typedef struct dv_listener {
 struct dv_worker {
 	unsigned index;
 	struct ev_loop *loop;
-	/* the core's clock and timers: libev on `loop` (ev_timers.h) */
-	dv_timers_t timers;
 	pthread_t thread;
 	bool running;
 	const dv_config_t *cfg;
 	const dv_shared_t *shared;
-	dv_cache_t *cache; /* shared->cache */
 	dv_pool_t *pool;
-	/* how the core reaches `pool` (core.h; dv_pool_core_ops) */
-	const struct dv_core_pool_ops *pool_ops;
 	dv_stats_t stats;
 	dv_listener_t *listeners;
 	/* admission of new TLS and QUIC handshakes, all listeners of this
 	 * worker together (src/core/hs_limit.h) */
 	dv_hs_limit_t *hs_limit;
 
-	/* query objects */
-	dv_query_t *free_queries;
-	unsigned n_free_queries;
-	unsigned inflight; /* accepted and not yet answered */
 	/* answer bytes buffered by the stream connections (their output
 	 * buffers), against limits.worker-max-output */
 	uint64_t stream_out_bytes;
 
-	/* upstream fetches in flight, by cache key (coalescing) */
-	dv_fetch_t **fetches;
-	unsigned fetch_mask;
-	unsigned n_fetches;
-
 	/* commands from the main thread (drain, stop) */
 	void *async; /* ev_async, opaque here */
 	int command;
-	bool draining;
 
-	/* the answer being built; big enough for any DNS message */
-	uint8_t scratch[DV_DNS_MAX_MSG + 1];
+	/* the query core: its timers are libev on `loop` (ev_timers.h), its
+	 * pool `pool`, its counters `stats`, its cache shared->cache; it
+	 * holds the queries in flight (core.inflight) and the draining
+	 * flag */
+	dv_core_t core;
 };
 
 /* Create worker `index` with its loop, pool and listeners.  Returns NULL
@@ -94,6 +82,13 @@ void dv_worker_drain(dv_worker_t *w);
 void dv_worker_stop(dv_worker_t *w);
 void dv_worker_join(dv_worker_t *w);
 void dv_worker_free(dv_worker_t *w);
+
+/*
+ * Take a query object from worker `w`'s core holding a copy of `wire`
+ * (dv_core_query_new), for the transports.  Returns NULL when the message
+ * is over 65535 bytes or memory is short.
+ */
+dv_query_t *dv_query_new(dv_worker_t *w, const uint8_t *wire, size_t len);
 
 /* Current loop time in ms (monotonic-ish; libev's cached "now"). */
 uint64_t dv_worker_now_ms(dv_worker_t *w);

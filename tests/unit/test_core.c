@@ -1,10 +1,12 @@
 /*
  * The query core's lifecycle on a fake clock, fake timers and a fake
- * upstream pool: no loop, no socket.  The worker is a bare struct holding
- * what the core uses (config, cache, coalescing table, counters), with the
- * runtime of src/core/timer.h and the pool table of core.h replaced by the
- * fakes below; the test plays the pool by calling dv_core_fetch_answer()
- * and dv_core_fetch_fail() on the fetches the core started.
+ * upstream pool: no loop, no socket, no worker and no config (this test
+ * links only dv_core).  The core is set up as a worker sets it up
+ * (dv_core_init, dv_core_set_pool) with the runtime of src/core/timer.h
+ * and the pool table of core.h replaced by the fakes below; the test
+ * plays the pool by calling dv_core_fetch_answer() and
+ * dv_core_fetch_fail() on the fetches the core started (or, in "at once"
+ * mode, from inside fetch_start, as a pool that fails before it sends).
  *
  * Every test checks that each accepted query got exactly one reply and
  * that nothing is left at the end: no query in flight, no fetch, no timer
@@ -19,12 +21,11 @@
 #include <string.h>
 
 #include "src/core/cache.h"
+#include "src/core/core.h"
 #include "src/core/errors.h"
+#include "src/core/stats.h"
 #include "src/core/timer.h"
 #include "src/core/wire.h"
-#include "src/daemon/core.h"
-#include "src/daemon/upstream.h"
-#include "src/daemon/worker.h"
 
 /* ---- fake clock and timers ---- */
 
@@ -125,10 +126,18 @@ static void advance(fake_rt_t *rt, uint64_t ms)
 
 #define MAX_FETCHES 8
 
+/* What the fake pool does inside fetch_start: keep the fetch for the
+ * test to answer, or end it before fetch_start returns. */
+typedef enum { POOL_KEEP, POOL_FAIL_AT_ONCE, POOL_ANSWER_AT_ONCE } pool_mode_t;
+
 typedef struct {
 	dv_fetch_t *live[MAX_FETCHES];
 	unsigned started, cancelled;
+	pool_mode_t mode;
 } fake_pool_t;
+
+static void pool_answers(dv_fetch_t *f, uint8_t rcode, uint32_t ttl,
+			 uint32_t minimum);
 
 static void fake_fetch_start(void *pool, dv_fetch_t *f)
 {
@@ -137,6 +146,11 @@ static void fake_fetch_start(void *pool, dv_fetch_t *f)
 		if (!p->live[i]) {
 			p->live[i] = f;
 			p->started++;
+			if (p->mode == POOL_FAIL_AT_ONCE)
+				dv_core_fetch_fail(f, DV_EDE_NETWORK_ERROR,
+						   "no upstream reachable");
+			else if (p->mode == POOL_ANSWER_AT_ONCE)
+				pool_answers(f, DV_RCODE_NOERROR, 60, 0);
 			return;
 		}
 	}
@@ -189,13 +203,15 @@ static dv_fetch_t *the_fetch(const fake_pool_t *p)
 
 typedef struct {
 	unsigned replies;
+	bool dropped; /* the core dropped its query: no reply */
 	uint8_t wire[1024];
 	size_t len;
 } client_t;
 
 typedef struct {
-	dv_worker_t *w;
-	dv_config_t cfg;
+	dv_core_t *c; /* on the heap: the scratch buffer is 64 KiB */
+	dv_stats_t stats;
+	dv_cache_t *cache;
 	fake_rt_t rt;
 	fake_pool_t pool;
 	client_t cl[MAX_CLIENTS];
@@ -212,12 +228,30 @@ static void on_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 	cl->len = len;
 }
 
-/* A query for `name` (wire form) / `type`, id `id`, with an EDNS OPT when
- * `edns`.  Returns its client. */
-static client_t *ask(fixture_t *fx, const char *name, size_t name_len,
-		     uint16_t type, uint16_t id, bool edns)
+/* Hand `wire` to the core as client `cl`'s query; what submit says. */
+static int submit(fixture_t *fx, client_t *cl, const uint8_t *wire,
+		  size_t len)
 {
-	uint8_t w[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 11] = {0};
+	dv_query_t *q = dv_core_query_new(fx->c, wire, len);
+	assert_non_null(q);
+	q->reply = on_reply;
+	q->conn = cl;
+	q->transport = DV_SCHEME_TLS;
+	return dv_core_submit(q);
+}
+
+static client_t *new_client(fixture_t *fx)
+{
+	assert_true(fx->n_cl < MAX_CLIENTS);
+	return &fx->cl[fx->n_cl++];
+}
+
+/* A query for `name` (wire form) / `type`, id `id`, with an EDNS OPT when
+ * `edns`, into `w`; its length. */
+static size_t make_query(uint8_t *w, const char *name, size_t name_len,
+			 uint16_t type, uint16_t id, bool edns)
+{
+	memset(w, 0, DV_DNS_HDR);
 	dv_put16(w, id);
 	dv_put16(w + 2, DV_FLAG_RD);
 	dv_put16(w + 4, 1);
@@ -232,16 +266,21 @@ static client_t *ask(fixture_t *fx, const char *name, size_t name_len,
 		w[pos] = 0;
 		dv_put16(w + pos + 1, DV_TYPE_OPT);
 		dv_put16(w + pos + 3, 1232);
+		dv_put32(w + pos + 5, 0); /* version 0, no DO */
+		dv_put16(w + pos + 9, 0); /* no options */
 		pos += 11;
 	}
-	assert_true(fx->n_cl < MAX_CLIENTS);
-	client_t *cl = &fx->cl[fx->n_cl++];
-	dv_query_t *q = dv_query_new(fx->w, w, pos);
-	assert_non_null(q);
-	q->reply = on_reply;
-	q->conn = cl;
-	q->transport = DV_SCHEME_TLS;
-	assert_int_equal(dv_core_submit(q), 0);
+	return pos;
+}
+
+/* That query, asked by a new client.  Returns the client. */
+static client_t *ask(fixture_t *fx, const char *name, size_t name_len,
+		     uint16_t type, uint16_t id, bool edns)
+{
+	uint8_t w[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 11] = {0};
+	size_t len = make_query(w, name, name_len, type, id, edns);
+	client_t *cl = new_client(fx);
+	assert_int_equal(submit(fx, cl, w, len), 0);
 	return cl;
 }
 
@@ -282,14 +321,13 @@ static size_t upstream_answer(uint8_t *a, const dv_fetch_t *f,
 	return pos + 24;
 }
 
-static void pool_answers(fixture_t *fx, dv_fetch_t *f, uint8_t rcode,
-			 uint32_t ttl, uint32_t minimum)
+static void pool_answers(dv_fetch_t *f, uint8_t rcode, uint32_t ttl,
+			 uint32_t minimum)
 {
 	uint8_t a[512];
 	size_t len = upstream_answer(a, f, rcode, ttl, minimum);
 	dv_wire_resp_t r;
 	assert_int_equal(dv_wire_parse_response(a, len, &r), 0);
-	(void)fx;
 	dv_core_fetch_answer(f, a, len, &r);
 }
 
@@ -316,30 +354,33 @@ static int setup(void **state)
 {
 	fixture_t *fx = calloc(1, sizeof(*fx));
 	assert_non_null(fx);
-	dv_config_defaults(&fx->cfg);
-	fx->cfg.query_timeout_ms = 3000;
-	fx->cfg.cache_stale_max_age_s = 3600;
-	fx->cfg.cache_stale_answer_timeout_ms = 1800;
-	fx->cfg.cache_prefetch_hits = 0;
 	fx->rt.now_ms = 5000000; /* the cache's clock in s: not near 0 */
-
-	dv_worker_t *w = calloc(1, sizeof(*w));
-	assert_non_null(w);
-	fx->w = w;
-	w->cfg = &fx->cfg;
 	dv_cache_opts_t co = {.size_bytes = 1 << 20,
 			      .shards = 1,
 			      .min_ttl = 0,
 			      .max_ttl = 86400,
 			      .negative_max_ttl = 3600};
-	w->cache = dv_cache_new(&co);
-	assert_non_null(w->cache);
-	w->timers = (dv_timers_t){.ops = &fake_timer_ops, .ctx = &fx->rt};
-	w->pool_ops = &fake_pool_ops;
-	w->pool = (dv_pool_t *)&fx->pool;
-	w->fetches = calloc(64, sizeof(*w->fetches));
-	assert_non_null(w->fetches);
-	w->fetch_mask = 63;
+	fx->cache = dv_cache_new(&co);
+	assert_non_null(fx->cache);
+	/* as the worker fills it from the config defaults, with serve-stale
+	 * on and no prefetch */
+	dv_core_conf_t conf = {
+		.max_inflight = 64,
+		.query_timeout_ms = 3000,
+		.stale_max_age_s = 3600,
+		.stale_answer_timeout_ms = 1800,
+		.servfail_ttl_s = 0,
+		.prefetch_hits = 0,
+		.prefetch_window_pct = 10,
+		.hash_seed = 0x5eed,
+	};
+	dv_timers_t rt = {.ops = &fake_timer_ops, .ctx = &fx->rt};
+	fx->c = malloc(sizeof(*fx->c));
+	assert_non_null(fx->c);
+	assert_int_equal(dv_core_init(fx->c, &conf, &rt, fx->cache,
+				      &fx->stats),
+			 0);
+	dv_core_set_pool(fx->c, &fx->pool, &fake_pool_ops);
 	*state = fx;
 	return 0;
 }
@@ -347,23 +388,23 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fixture_t *fx = *state;
-	dv_worker_t *w = fx->w;
+	dv_core_t *c = fx->c;
 	/* nothing left behind */
-	assert_int_equal(w->inflight, 0);
-	assert_int_equal(w->n_fetches, 0);
+	assert_int_equal(c->inflight, 0);
+	assert_int_equal(c->n_fetches, 0);
 	assert_int_equal(fetches_live(&fx->pool), 0);
 	assert_int_equal(fx->pool.started, fx->pool.cancelled);
 	assert_int_equal(timers_held(&fx->rt), 0);
 	for (unsigned i = 0; i < fx->n_cl; i++)
-		assert_int_equal(fx->cl[i].replies, 1);
-	while (w->free_queries) {
-		dv_query_t *q = w->free_queries;
-		w->free_queries = q->next;
-		free(q);
-	}
-	free(w->fetches);
-	dv_cache_free(w->cache);
-	free(w);
+		assert_int_equal(fx->cl[i].replies, fx->cl[i].dropped ? 0 : 1);
+	/* every query the core answered was counted as an answer */
+	unsigned answered = 0;
+	for (unsigned i = 0; i < fx->n_cl; i++)
+		answered += fx->cl[i].replies;
+	assert_int_equal(fx->stats.answers, answered);
+	dv_core_deinit(c);
+	free(c);
+	dv_cache_free(fx->cache);
 	free(fx);
 	return 0;
 }
@@ -378,8 +419,8 @@ static void test_cache_hit_ttl_aged(void **state)
 	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 0x1111, false);
 	assert_int_equal(a->replies, 0);
 	assert_int_equal(fx->pool.started, 1);
-	assert_int_equal(fx->w->stats.cache_misses, 1);
-	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NOERROR, 300, 0);
+	assert_int_equal(fx->stats.cache_misses, 1);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 300, 0);
 	assert_int_equal(dv_get16(a->wire), 0x1111);
 	assert_int_equal(first_ttl(a), 300);
 
@@ -390,8 +431,8 @@ static void test_cache_hit_ttl_aged(void **state)
 	assert_int_equal(dv_get16(b->wire), 0x2222);
 	assert_int_equal(DV_RCODE(reply_of(b).flags), DV_RCODE_NOERROR);
 	assert_int_equal(first_ttl(b), 200);
-	assert_int_equal(fx->w->stats.cache_hits, 1);
-	assert_int_equal(fx->w->stats.answers, 2);
+	assert_int_equal(fx->stats.cache_hits, 1);
+	assert_int_equal(fx->stats.answers, 2);
 }
 
 /* NXDOMAIN is cached for min(SOA TTL, MINIMUM) (RFC 2308) and served from
@@ -400,7 +441,7 @@ static void test_negative_answer(void **state)
 {
 	fixture_t *fx = *state;
 	client_t *a = ask(fx, NX, NX_LEN, DV_TYPE_A, 1, false);
-	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NXDOMAIN, 3600, 60);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NXDOMAIN, 3600, 60);
 	assert_int_equal(DV_RCODE(reply_of(a).flags), DV_RCODE_NXDOMAIN);
 
 	advance(&fx->rt, 10 * 1000);
@@ -413,7 +454,7 @@ static void test_negative_answer(void **state)
 	client_t *c = ask(fx, NX, NX_LEN, DV_TYPE_A, 3, false);
 	assert_int_equal(c->replies, 0);
 	assert_int_equal(fx->pool.started, 2);
-	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NXDOMAIN, 3600, 60);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NXDOMAIN, 3600, 60);
 	assert_int_equal(DV_RCODE(reply_of(c).flags), DV_RCODE_NXDOMAIN);
 }
 
@@ -426,11 +467,11 @@ static void test_coalescing(void **state)
 	client_t *b = ask(fx, "\3WwW\7example\4TEST", WWW_LEN, DV_TYPE_A,
 			  0xbbbb, false);
 	assert_int_equal(fx->pool.started, 1);
-	assert_int_equal(fx->w->stats.coalesced, 1);
+	assert_int_equal(fx->stats.coalesced, 1);
 	dv_fetch_t *f = the_fetch(&fx->pool);
 	assert_int_equal(f->n_waiters, 2);
-	assert_int_equal(fx->w->inflight, 2);
-	pool_answers(fx, f, DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(fx->c->inflight, 2);
+	pool_answers(f, DV_RCODE_NOERROR, 60, 0);
 	assert_int_equal(dv_get16(a->wire), 0xaaaa);
 	assert_int_equal(dv_get16(b->wire), 0xbbbb);
 	assert_memory_equal(b->wire + DV_DNS_HDR, "\3WwW", 4);
@@ -439,7 +480,7 @@ static void test_coalescing(void **state)
 	/* a different type is another question */
 	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_AAAA, 0xcccc, false);
 	assert_int_equal(fx->pool.started, 2);
-	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
 	assert_int_equal(c->replies, 1);
 }
 
@@ -449,10 +490,10 @@ static void test_coalescing(void **state)
 static void test_deadline_servfail_ede(void **state)
 {
 	fixture_t *fx = *state;
-	fx->cfg.cache_servfail_ttl_s = 5;
+	fx->c->conf.servfail_ttl_s = 5;
 	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 7, true);
 	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 8, false);
-	advance(&fx->rt, fx->cfg.query_timeout_ms);
+	advance(&fx->rt, fx->c->conf.query_timeout_ms);
 	dv_core_fetch_fail(the_fetch(&fx->pool),
 			   DV_EDE_NO_REACHABLE_AUTHORITY,
 			   "upstreams did not answer in time");
@@ -463,13 +504,13 @@ static void test_deadline_servfail_ede(void **state)
 	r = reply_of(b); /* no EDNS: no OPT to carry the EDE */
 	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_SERVFAIL);
 	assert_false(r.has_opt);
-	assert_int_equal(fx->w->stats.servfail, 2);
+	assert_int_equal(fx->stats.servfail, 2);
 
 	/* the same question at once: the remembered SERVFAIL, no fetch */
 	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 9, true);
 	assert_int_equal(fx->pool.started, 1);
 	assert_int_equal(DV_RCODE(reply_of(c).flags), DV_RCODE_SERVFAIL);
-	assert_int_equal(fx->w->stats.servfail_cached, 1);
+	assert_int_equal(fx->stats.servfail_cached, 1);
 }
 
 /* RFC 8767: an expired answer inside the stale window; the refresh is
@@ -480,7 +521,7 @@ static void test_stale_timer(void **state)
 {
 	fixture_t *fx = *state;
 	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, true);
-	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
 	assert_int_equal(first_ttl(a), 60);
 
 	advance(&fx->rt, 120 * 1000); /* expired a minute ago */
@@ -490,7 +531,7 @@ static void test_stale_timer(void **state)
 	dv_fetch_t *f = the_fetch(&fx->pool);
 	assert_int_equal(timers_armed(&fx->rt), 1);
 
-	advance(&fx->rt, fx->cfg.cache_stale_answer_timeout_ms - 1);
+	advance(&fx->rt, fx->c->conf.stale_answer_timeout_ms - 1);
 	assert_int_equal(b->replies, 0);
 	advance(&fx->rt, 1);
 	dv_wire_resp_t r = reply_of(b);
@@ -507,11 +548,11 @@ static void test_stale_timer(void **state)
 	assert_int_equal(reply_of(c).ede_code, DV_EDE_STALE);
 	assert_int_equal(fx->pool.started, 2);
 	assert_int_equal(timers_armed(&fx->rt), 0);
-	assert_int_equal(fx->w->stats.stale_served, 2);
+	assert_int_equal(fx->stats.stale_served, 2);
 
 	/* the refresh lands: the cache is fresh again, nobody is answered
 	 * twice, and the fetch's timer goes with it */
-	pool_answers(fx, f, DV_RCODE_NOERROR, 300, 0);
+	pool_answers(f, DV_RCODE_NOERROR, 300, 0);
 	client_t *d = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 4, true);
 	assert_int_equal(first_ttl(d), 300);
 	assert_int_equal(reply_of(d).ede_code, 0xffff);
@@ -523,17 +564,220 @@ static void test_stale_timer_cancelled(void **state)
 {
 	fixture_t *fx = *state;
 	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, false);
-	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
 	assert_int_equal(a->replies, 1);
 	advance(&fx->rt, 120 * 1000);
 	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, false);
 	assert_int_equal(timers_armed(&fx->rt), 1);
 	advance(&fx->rt, 100);
-	pool_answers(fx, the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
 	assert_int_equal(first_ttl(b), 60);
 	assert_int_equal(timers_held(&fx->rt), 0);
 	advance(&fx->rt, 10 * 1000);
 	assert_int_equal(b->replies, 1);
+}
+
+/* The rcode of the one reply `cl` got (the header's four bits). */
+static unsigned rcode_of(const client_t *cl)
+{
+	assert_int_equal(cl->replies, 1);
+	assert_true(cl->len >= DV_DNS_HDR);
+	return cl->wire[3] & 0xfu;
+}
+
+/* Identity: what is not a query is dropped without an answer (and
+ * counted); what cannot be served gets its one error answer at once.
+ * Nothing of this reaches the pool. */
+static void test_identity_errors(void **state)
+{
+	fixture_t *fx = *state;
+	uint8_t q[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 11];
+	uint8_t m[sizeof(q)];
+	size_t len = make_query(q, WWW, WWW_LEN, DV_TYPE_A, 0x4242, true);
+
+	client_t *cl = new_client(fx);
+	cl->dropped = true;
+	assert_int_equal(submit(fx, cl, q, DV_DNS_HDR - 1), DV_ESHORT);
+	assert_int_equal(fx->stats.dropped_short, 1);
+
+	memcpy(m, q, len); /* a response */
+	dv_put16(m + 2, DV_FLAG_QR | DV_FLAG_RD);
+	cl = new_client(fx);
+	cl->dropped = true;
+	assert_int_equal(submit(fx, cl, m, len), DV_ENOTQUERY);
+	assert_int_equal(fx->stats.dropped_response, 1);
+
+	memcpy(m, q, len); /* two questions announced, one there */
+	dv_put16(m + 4, 2);
+	cl = new_client(fx);
+	assert_int_equal(submit(fx, cl, m, len), 0);
+	assert_int_equal(rcode_of(cl), DV_RCODE_FORMERR);
+	assert_int_equal(dv_get16(cl->wire), 0x4242);
+	assert_int_equal(fx->stats.formerr, 1);
+
+	memcpy(m, q, len); /* opcode STATUS */
+	dv_put16(m + 2, (2u << 11) | DV_FLAG_RD);
+	cl = new_client(fx);
+	assert_int_equal(submit(fx, cl, m, len), 0);
+	assert_int_equal(rcode_of(cl), DV_RCODE_NOTIMP);
+	assert_int_equal(fx->stats.notimp, 1);
+
+	memcpy(m, q, len); /* EDNS version 1 (the OPT's TTL, second byte) */
+	m[len - 11 + 6] = 1;
+	cl = new_client(fx);
+	assert_int_equal(submit(fx, cl, m, len), 0);
+	dv_wire_resp_t r = reply_of(cl);
+	assert_true(r.has_opt);
+	assert_int_equal(fx->stats.badvers, 1);
+
+	assert_int_equal(fx->stats.queries, 3);
+	assert_int_equal(fx->pool.started, 0);
+	assert_int_equal(fx->c->inflight, 0);
+}
+
+/* A pool that ends a fetch inside fetch_start (it has no path to send
+ * on, or answers at once): the query still gets exactly one reply, and
+ * the fetch is gone before submit returns. */
+static void test_pool_ends_fetch_at_once(void **state)
+{
+	fixture_t *fx = *state;
+	fx->pool.mode = POOL_FAIL_AT_ONCE;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, true);
+	dv_wire_resp_t r = reply_of(a);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_SERVFAIL);
+	assert_int_equal(r.ede_code, DV_EDE_NETWORK_ERROR);
+	assert_int_equal(fx->c->n_fetches, 0);
+	assert_int_equal(fx->c->inflight, 0);
+
+	fx->pool.mode = POOL_ANSWER_AT_ONCE;
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, false);
+	assert_int_equal(first_ttl(b), 60);
+	assert_int_equal(fx->c->n_fetches, 0);
+	fx->pool.mode = POOL_KEEP;
+	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 3, false);
+	assert_int_equal(first_ttl(c), 60); /* from the cache */
+	assert_int_equal(fx->pool.started, 2);
+}
+
+/* RFC 8767 without the client response timer: when the upstreams fail,
+ * a waiter whose answer is stale (inside the window) gets it (EDE 3, TTL
+ * 30) instead of SERVFAIL; one without gets SERVFAIL. */
+static void test_failure_serves_stale(void **state)
+{
+	fixture_t *fx = *state;
+	fx->c->conf.stale_answer_timeout_ms = 0;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, true);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(a->replies, 1);
+
+	advance(&fx->rt, 120 * 1000);
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, true);
+	assert_int_equal(b->replies, 0);
+	assert_int_equal(timers_held(&fx->rt), 0); /* no timer: it is off */
+	dv_core_fetch_fail(the_fetch(&fx->pool), DV_EDE_NO_REACHABLE_AUTHORITY,
+			   "upstreams did not answer in time");
+	dv_wire_resp_t r = reply_of(b);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_NOERROR);
+	assert_int_equal(r.ede_code, DV_EDE_STALE);
+	assert_int_equal(first_ttl(b), DV_CACHE_STALE_TTL);
+	assert_int_equal(fx->stats.stale_served, 1);
+
+	client_t *c = ask(fx, NX, NX_LEN, DV_TYPE_A, 3, true);
+	dv_core_fetch_fail(the_fetch(&fx->pool), DV_EDE_NO_REACHABLE_AUTHORITY,
+			   "upstreams did not answer in time");
+	r = reply_of(c);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_SERVFAIL);
+	assert_int_equal(r.ede_code, DV_EDE_NO_REACHABLE_AUTHORITY);
+}
+
+/* Past the core's in-flight limit a query is answered at once: with its
+ * stale answer if it has one, else SERVFAIL ("dnsveil overloaded"); the
+ * query in flight is not disturbed. */
+static void test_overload(void **state)
+{
+	fixture_t *fx = *state;
+	fx->c->conf.max_inflight = 1;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, true);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(a->replies, 1);
+	advance(&fx->rt, 120 * 1000);
+
+	client_t *b = ask(fx, NX, NX_LEN, DV_TYPE_A, 2, true);
+	assert_int_equal(b->replies, 0);
+	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 3, true);
+	assert_int_equal(reply_of(c).ede_code, DV_EDE_STALE);
+	client_t *d = ask(fx, NX, NX_LEN, DV_TYPE_AAAA, 4, true);
+	dv_wire_resp_t r = reply_of(d);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_SERVFAIL);
+	assert_int_equal(r.ede_code, DV_EDE_OTHER);
+	assert_int_equal(fx->stats.overload, 2);
+	assert_int_equal(fx->pool.started, 2);
+
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NXDOMAIN, 300, 300);
+	assert_int_equal(DV_RCODE(reply_of(b).flags), DV_RCODE_NXDOMAIN);
+}
+
+/* Prefetch: a popular answer in the last part of its life is served from
+ * the cache and refreshed, once, by a fetch nobody waits for; the
+ * refresh lands in the cache. */
+static void test_prefetch(void **state)
+{
+	fixture_t *fx = *state;
+	fx->c->conf.prefetch_hits = 1;
+	fx->c->conf.prefetch_window_pct = 10;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, false);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 100, 0);
+	assert_int_equal(a->replies, 1);
+
+	advance(&fx->rt, 50 * 1000); /* popular, but not late in its life */
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, false);
+	assert_int_equal(first_ttl(b), 50);
+	assert_int_equal(fx->pool.started, 1);
+
+	advance(&fx->rt, 45 * 1000); /* in its last 10 % */
+	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 3, false);
+	assert_int_equal(first_ttl(c), 5);
+	assert_int_equal(fx->pool.started, 2);
+	assert_int_equal(fx->stats.prefetches, 1);
+	dv_fetch_t *f = the_fetch(&fx->pool);
+	assert_int_equal(f->n_waiters, 0);
+
+	client_t *d = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 4, false);
+	assert_int_equal(first_ttl(d), 5); /* handed out for prefetch once */
+	assert_int_equal(fx->pool.started, 2);
+
+	pool_answers(f, DV_RCODE_NOERROR, 300, 0);
+	client_t *e = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 5, false);
+	assert_int_equal(first_ttl(e), 300);
+	assert_int_equal(fx->stats.cache_hits, 4);
+}
+
+/* Shutdown: dv_core_fail_all() gives every waiting query its one reply
+ * (SERVFAIL, EDE 0), and while the core drains failures are not
+ * remembered, so the same question goes upstream again. */
+static void test_fail_all_draining(void **state)
+{
+	fixture_t *fx = *state;
+	fx->c->conf.servfail_ttl_s = 5;
+	fx->c->draining = true;
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 1, true);
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, false);
+	client_t *c = ask(fx, NX, NX_LEN, DV_TYPE_A, 3, true);
+	assert_int_equal(fx->pool.started, 2);
+	dv_core_fail_all(fx->c, DV_EDE_OTHER, "dnsveil is shutting down");
+	dv_wire_resp_t r = reply_of(a);
+	assert_int_equal(DV_RCODE(r.flags), DV_RCODE_SERVFAIL);
+	assert_int_equal(r.ede_code, DV_EDE_OTHER);
+	assert_int_equal(rcode_of(b), DV_RCODE_SERVFAIL);
+	assert_int_equal(rcode_of(c), DV_RCODE_SERVFAIL);
+	assert_int_equal(fx->c->n_fetches, 0);
+	assert_int_equal(fx->stats.servfail, 3);
+
+	client_t *d = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 4, false);
+	assert_int_equal(d->replies, 0);
+	assert_int_equal(fx->pool.started, 3);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(first_ttl(d), 60);
 }
 
 int main(void)
@@ -551,6 +795,16 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_stale_timer_cancelled,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_errors, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_pool_ends_fetch_at_once,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_serves_stale,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fail_all_draining, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

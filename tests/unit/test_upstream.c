@@ -54,7 +54,7 @@ static int teardown(void **state)
 	free(f->scratch[0]);
 	free(f->scratch[1]);
 	if (f->w)
-		free(f->w->fetches);
+		dv_core_deinit(&f->w->core);
 	free(f->w);
 	free(f->cfg);
 	if (f->loop)
@@ -378,10 +378,13 @@ static void test_udp_lost_answers_release_ids(void **state)
 	w->loop = f->loop;
 	w->cfg = f->cfg;
 	w->pool = f->pool;
-	w->pool_ops = &dv_pool_core_ops; /* what dv_worker_new sets */
-	w->fetches = calloc(1, sizeof(*w->fetches));
-	assert_non_null(w->fetches);
-	w->fetch_mask = 0;
+	/* the core as dv_worker_new sets it up, without timers */
+	dv_core_conf_t conf = {.max_inflight = 1,
+			       .query_timeout_ms = f->cfg->query_timeout_ms};
+	dv_timers_t no_timers = {0};
+	assert_int_equal(
+		dv_core_init(&w->core, &conf, &no_timers, NULL, &w->stats), 0);
+	dv_core_set_pool(&w->core, f->pool, &dv_pool_core_ops);
 	f->pool->w = w;
 	f->pool->cfg = f->cfg;
 	f->pool->report = &core_report;
@@ -397,7 +400,7 @@ static void test_udp_lost_answers_release_ids(void **state)
 		uint64_t now = 1000 + (uint64_t)k * 60000;
 		dv_fetch_t *fe = calloc(1, sizeof(*fe));
 		assert_non_null(fe);
-		fe->worker = w;
+		fe->core = &w->core;
 		dv_job_t *j = calloc(1, sizeof(*j));
 		assert_non_null(j);
 		j->pool = f->pool;
@@ -405,8 +408,9 @@ static void test_udp_lost_answers_release_ids(void **state)
 		fe->pool_job = j;
 		j->ede = 0xffff;
 		j->tried_local = 1; /* the one local server: this attempt */
-		w->fetches[0] = fe;
-		w->n_fetches = 1;
+		fe->hash = 0; /* bucket 0 of the core's table */
+		w->core.fetches[0] = fe;
+		w->core.n_fetches = 1;
 		dv_attempt_t *a = &j->att[0];
 		uint32_t i = slot_take(c, a, now);
 		if (i == NO_SLOT) {
@@ -421,7 +425,7 @@ static void test_udp_lost_answers_release_ids(void **state)
 		a->timer.data = a;
 		/* no answer: the attempt times out, the fetch fails */
 		attempt_timeout_cb(f->loop, &a->timer, EV_TIMER);
-		assert_null(w->fetches[0]);
+		assert_null(w->core.fetches[0]);
 		assert_int_equal(w->stats.upstream_timeouts, k + 1);
 	}
 }

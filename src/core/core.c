@@ -1,35 +1,36 @@
 /*
- * The query lifecycle: validate, answer from the cache, coalesce identical
- * questions, hand the rest to the upstream pool, and deliver exactly one
- * answer per accepted query.
+ * The query core: the query lifecycle as a pipeline of stages (see "the
+ * pipeline" below: identity, policy, cache, coalescing, upstream), the
+ * fetches the upstream pool resolves for it, serve-stale, and exactly
+ * one answer per accepted query.  No I/O: time and timers come through
+ * c->timers, the pool through c->pool_ops, answers leave through each
+ * query's reply hook.
  */
-#include "src/daemon/core.h"
+#include "src/core/core.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "src/core/cache.h"
 #include "src/core/errors.h"
 #include "src/core/log.h"
-#include "src/daemon/upstream.h"
-#include "src/daemon/worker.h"
 
-#define QUERY_POOL_MAX 4096 /* free objects kept per worker */
+#define QUERY_POOL_MAX 4096 /* free objects kept per core */
 
 /* ---- query objects ---- */
 
-dv_query_t *dv_query_new(dv_worker_t *w, const uint8_t *wire, size_t len)
+dv_query_t *dv_core_query_new(dv_core_t *c, const uint8_t *wire, size_t len)
 {
 	if (len > DV_DNS_MAX_MSG)
 		return NULL;
 	dv_query_t *q = NULL;
 #ifndef DV_NOPOOL
-	if (w->free_queries) {
-		q = w->free_queries;
-		w->free_queries = q->next;
-		w->n_free_queries--;
+	if (c->free_queries) {
+		q = c->free_queries;
+		c->free_queries = q->next;
+		c->n_free_queries--;
 	}
 #endif
 	if (!q) {
@@ -38,7 +39,7 @@ dv_query_t *dv_query_new(dv_worker_t *w, const uint8_t *wire, size_t len)
 			return NULL;
 	}
 	memset(q, 0, offsetof(dv_query_t, inline_buf));
-	q->worker = w;
+	q->core = c;
 	if (len <= DV_QUERY_INLINE) {
 		q->wire = q->inline_buf;
 	} else {
@@ -50,7 +51,7 @@ dv_query_t *dv_query_new(dv_worker_t *w, const uint8_t *wire, size_t len)
 	}
 	memcpy(q->wire, wire, len);
 	q->len = (uint16_t)len;
-	w->inflight++;
+	c->inflight++;
 	return q;
 }
 
@@ -58,29 +59,78 @@ void dv_query_free(dv_query_t *q)
 {
 	if (!q)
 		return;
-	dv_worker_t *w = q->worker;
+	dv_core_t *c = q->core;
 	if (q->wire != q->inline_buf)
 		free(q->wire);
-	w->inflight--;
+	c->inflight--;
 #ifndef DV_NOPOOL
-	if (w->n_free_queries < QUERY_POOL_MAX) {
-		q->next = w->free_queries;
-		w->free_queries = q;
-		w->n_free_queries++;
+	if (c->n_free_queries < QUERY_POOL_MAX) {
+		q->next = c->free_queries;
+		c->free_queries = q;
+		c->n_free_queries++;
 		return;
 	}
 #endif
 	free(q);
 }
 
+/* ---- the core object ---- */
+
+int dv_core_init(dv_core_t *c, const dv_core_conf_t *conf,
+		 const dv_timers_t *timers, dv_cache_t *cache,
+		 dv_stats_t *stats)
+{
+	memset(c, 0, offsetof(dv_core_t, scratch));
+	c->conf = *conf;
+	c->timers = *timers;
+	c->cache = cache;
+	c->stats = stats;
+	/* about one bucket per query the core may hold */
+	unsigned buckets = 64;
+	while (buckets < conf->max_inflight && buckets < (1u << 20))
+		buckets <<= 1;
+	c->fetches = calloc(buckets, sizeof(*c->fetches));
+	if (!c->fetches)
+		return -ENOMEM;
+	c->fetch_mask = buckets - 1;
+	return 0;
+}
+
+void dv_core_set_pool(dv_core_t *c, void *pool,
+		      const dv_core_pool_ops_t *ops)
+{
+	c->pool = pool;
+	c->pool_ops = ops;
+}
+
+void dv_core_fail_all(dv_core_t *c, uint16_t ede, const char *text)
+{
+	for (unsigned i = 0; c->fetches && i <= c->fetch_mask; i++)
+		while (c->fetches[i])
+			dv_core_fetch_fail(c->fetches[i], ede, text);
+}
+
+void dv_core_deinit(dv_core_t *c)
+{
+	dv_require(c->n_fetches == 0);
+	free(c->fetches);
+	c->fetches = NULL;
+	while (c->free_queries) {
+		dv_query_t *q = c->free_queries;
+		c->free_queries = q->next;
+		free(q);
+	}
+	c->n_free_queries = 0;
+}
+
 /* ---- answering ---- */
 
 static void finish(dv_query_t *q, const uint8_t *wire, size_t len)
 {
-	dv_worker_t *w = q->worker;
-	DV_STAT_INC(&w->stats, answers);
+	dv_core_t *c = q->core;
+	DV_STAT_INC(c->stats, answers);
 	if (q->udp && len >= 4 && (wire[2] & 0x02))
-		DV_STAT_INC(&w->stats, truncated);
+		DV_STAT_INC(c->stats, truncated);
 	q->reply(q, wire, len);
 	dv_query_free(q);
 }
@@ -93,54 +143,46 @@ static unsigned pad_for(const dv_query_t *q)
 static void reply_error(dv_query_t *q, uint8_t rcode, uint16_t ede,
 			const char *text)
 {
-	dv_worker_t *w = q->worker;
-	int len = dv_wire_error(w->scratch, sizeof(w->scratch), q->wire,
+	dv_core_t *c = q->core;
+	int len = dv_wire_error(c->scratch, sizeof(c->scratch), q->wire,
 				&q->view, rcode, ede, text, pad_for(q));
 	dv_require(len > 0); /* the scratch buffer fits any error answer */
 	switch (rcode) {
 	case DV_RCODE_FORMERR:
-		DV_STAT_INC(&w->stats, formerr);
+		DV_STAT_INC(c->stats, formerr);
 		break;
 	case DV_RCODE_NOTIMP:
-		DV_STAT_INC(&w->stats, notimp);
+		DV_STAT_INC(c->stats, notimp);
 		break;
 	case DV_RCODE_SERVFAIL:
-		DV_STAT_INC(&w->stats, servfail);
+		DV_STAT_INC(c->stats, servfail);
 		break;
 	case DV_RCODE_REFUSED:
-		DV_STAT_INC(&w->stats, refused);
+		DV_STAT_INC(c->stats, refused);
 		break;
 	default:
-		DV_STAT_INC(&w->stats, badvers);
+		DV_STAT_INC(c->stats, badvers);
 		break;
 	}
-	finish(q, w->scratch, (size_t)len);
+	finish(q, c->scratch, (size_t)len);
 }
 
 /* ---- coalescing table ---- */
 
-/* Seeded per process so a client cannot aim many questions at one chain
- * of the coalescing table. */
-static uint64_t hash_seed;
-
-__attribute__((constructor)) static void hash_seed_init(void)
+/* FNV-1a, seeded (conf.hash_seed, random in the daemon) so a client
+ * cannot aim many questions at one chain of the coalescing table. */
+static uint64_t key_hash(const dv_core_t *c, const uint8_t *key, size_t len)
 {
-	if (getrandom(&hash_seed, sizeof(hash_seed), 0) != sizeof(hash_seed))
-		hash_seed = dv_now_ms();
-}
-
-static uint64_t key_hash(const uint8_t *key, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ULL ^ hash_seed;
+	uint64_t h = 0xcbf29ce484222325ULL ^ c->conf.hash_seed;
 	for (size_t i = 0; i < len; i++)
 		h = (h ^ key[i]) * 0x100000001b3ULL;
 	return h ^ (h >> 29);
 }
 
-static dv_fetch_t **fetch_slot(dv_worker_t *w, uint64_t hash,
+static dv_fetch_t **fetch_slot(dv_core_t *c, uint64_t hash,
 			       const uint8_t *key, size_t key_len)
 {
-	dv_fetch_t **pp = &w->fetches[hash & w->fetch_mask];
+	dv_fetch_t **pp = &c->fetches[hash & c->fetch_mask];
 	while (*pp) {
 		dv_fetch_t *f = *pp;
 		if (f->hash == hash && f->key_len == key_len &&
@@ -153,11 +195,11 @@ static dv_fetch_t **fetch_slot(dv_worker_t *w, uint64_t hash,
 
 static void fetch_unlink(dv_fetch_t *f)
 {
-	dv_worker_t *w = f->worker;
-	dv_fetch_t **pp = fetch_slot(w, f->hash, f->key, f->key_len);
+	dv_core_t *c = f->core;
+	dv_fetch_t **pp = fetch_slot(c, f->hash, f->key, f->key_len);
 	dv_require(*pp == f);
 	*pp = f->hnext;
-	w->n_fetches--;
+	c->n_fetches--;
 }
 
 /* ---- waiters ---- */
@@ -184,12 +226,12 @@ static dv_query_t *waiters_take(dv_fetch_t *f)
 
 /* ---- serve-stale (RFC 8767) ---- */
 
-static dv_cache_policy_t cache_policy(const dv_config_t *cfg)
+static dv_cache_policy_t cache_policy(const dv_core_conf_t *conf)
 {
 	return (dv_cache_policy_t){
-		.stale_max_age = cfg->cache_stale_max_age_s,
-		.prefetch_hits = cfg->cache_prefetch_hits,
-		.prefetch_window_pct = cfg->cache_prefetch_window_pct,
+		.stale_max_age = conf->stale_max_age_s,
+		.prefetch_hits = conf->prefetch_hits,
+		.prefetch_window_pct = conf->prefetch_window_pct,
 	};
 }
 
@@ -199,23 +241,23 @@ static dv_cache_policy_t cache_policy(const dv_config_t *cfg)
  */
 static bool serve_stale(dv_query_t *q, const uint8_t *key, size_t key_len)
 {
-	dv_worker_t *w = q->worker;
+	dv_core_t *c = q->core;
 	unsigned flags = 0;
-	if (!w->cache || !w->cfg || w->cfg->cache_stale_max_age_s == 0)
+	if (!c->cache || c->conf.stale_max_age_s == 0)
 		return false;
-	int n = dv_cache_lookup_stale(w->cache, key, key_len,
-				      dv_timers_now_s(&w->timers),
-				      w->cfg->cache_stale_max_age_s,
-				      w->scratch, sizeof(w->scratch), q->wire,
+	int n = dv_cache_lookup_stale(c->cache, key, key_len,
+				      dv_timers_now_s(&c->timers),
+				      c->conf.stale_max_age_s,
+				      c->scratch, sizeof(c->scratch), q->wire,
 				      &q->view, q->answer_limit, pad_for(q),
 				      &flags);
 	if (n <= 0)
 		return false;
 	if (flags & DV_CACHE_STALE)
-		DV_STAT_INC(&w->stats, stale_served);
+		DV_STAT_INC(c->stats, stale_served);
 	else
-		DV_STAT_INC(&w->stats, cache_hits); /* refreshed meanwhile */
-	finish(q, w->scratch, (size_t)n);
+		DV_STAT_INC(c->stats, cache_hits); /* refreshed meanwhile */
+	finish(q, c->scratch, (size_t)n);
 	return true;
 }
 
@@ -244,46 +286,46 @@ static void stale_timer_cb(dv_timer_t *t)
  * short: no timer, the fetch just runs its course. */
 static void stale_arm(dv_fetch_t *f)
 {
-	dv_worker_t *w = f->worker;
-	const dv_config_t *cfg = w->cfg;
-	if (!cfg || cfg->cache_stale_answer_timeout_ms == 0 ||
-	    cfg->cache_stale_max_age_s == 0 || !w->timers.ops)
+	dv_core_t *c = f->core;
+	const dv_core_conf_t *conf = &c->conf;
+	if (conf->stale_answer_timeout_ms == 0 ||
+	    conf->stale_max_age_s == 0 || !c->timers.ops)
 		return;
 	if (f->stale.cb)
 		return;
 	dv_timer_init(&f->stale, stale_timer_cb, f);
-	if (dv_timer_arm(&w->timers, &f->stale,
-			 cfg->cache_stale_answer_timeout_ms) < 0) {
-		dv_timer_cancel(&w->timers, &f->stale);
+	if (dv_timer_arm(&c->timers, &f->stale,
+			 conf->stale_answer_timeout_ms) < 0) {
+		dv_timer_cancel(&c->timers, &f->stale);
 		f->stale.cb = NULL;
 	}
 }
 
 static void fetch_free(dv_fetch_t *f)
 {
-	dv_worker_t *w = f->worker;
-	dv_timer_cancel(&w->timers, &f->stale);
-	w->pool_ops->fetch_cancel(w->pool, f);
+	dv_core_t *c = f->core;
+	dv_timer_cancel(&c->timers, &f->stale);
+	c->pool_ops->fetch_cancel(c->pool, f);
 	free(f);
 }
 
 void dv_core_fetch_answer(dv_fetch_t *f, const uint8_t *wire, size_t len,
 			  const dv_wire_resp_t *r)
 {
-	dv_worker_t *w = f->worker;
+	dv_core_t *c = f->core;
 	fetch_unlink(f);
-	if (w->cache)
-		(void)dv_cache_store(w->cache, f->key, f->key_len, wire, len,
-				     r, dv_timers_now_s(&w->timers));
+	if (c->cache)
+		(void)dv_cache_store(c->cache, f->key, f->key_len, wire, len,
+				     r, dv_timers_now_s(&c->timers));
 	dv_query_t *q = f->waiters;
 	while (q) {
 		dv_query_t *next = q->next;
-		int n = dv_wire_answer(w->scratch, sizeof(w->scratch), wire,
+		int n = dv_wire_answer(c->scratch, sizeof(c->scratch), wire,
 				       len, r, q->wire, &q->view, 0,
 				       q->answer_limit, 0xffff, NULL,
 				       pad_for(q));
 		if (n > 0)
-			finish(q, w->scratch, (size_t)n);
+			finish(q, c->scratch, (size_t)n);
 		else
 			reply_error(q, DV_RCODE_SERVFAIL, DV_EDE_OTHER,
 				    "unusable upstream answer");
@@ -294,7 +336,7 @@ void dv_core_fetch_answer(dv_fetch_t *f, const uint8_t *wire, size_t len,
 
 void dv_core_fetch_fail(dv_fetch_t *f, uint16_t ede, const char *text)
 {
-	dv_worker_t *w = f->worker;
+	dv_core_t *c = f->core;
 	fetch_unlink(f);
 	/*
 	 * Remember the failure briefly so a broken name does not hammer the
@@ -302,10 +344,10 @@ void dv_core_fetch_fail(dv_fetch_t *f, uint16_t ede, const char *text)
 	 * answering: a client that asks again at once may reach another
 	 * worker, which must find the mark.
 	 */
-	if (w->cache && w->cfg && w->cfg->cache_servfail_ttl_s && !w->draining)
-		(void)dv_cache_store_servfail(w->cache, f->key, f->key_len, ede,
-					      w->cfg->cache_servfail_ttl_s,
-					      dv_timers_now_s(&w->timers));
+	if (c->cache && c->conf.servfail_ttl_s && !c->draining)
+		(void)dv_cache_store_servfail(c->cache, f->key, f->key_len, ede,
+					      c->conf.servfail_ttl_s,
+					      dv_timers_now_s(&c->timers));
 	/* serve-stale first (RFC 8767), SERVFAIL for the rest */
 	dv_query_t *q = waiters_take(f);
 	while (q) {
@@ -320,14 +362,14 @@ void dv_core_fetch_fail(dv_fetch_t *f, uint16_t ede, const char *text)
 /* A new fetch for `key` (hash `hash`) asking `q`'s question, linked into
  * the coalescing table at `pp` (its empty slot), not started.  NULL when
  * memory is short. */
-static dv_fetch_t *fetch_new(dv_worker_t *w, dv_fetch_t **pp, uint64_t hash,
+static dv_fetch_t *fetch_new(dv_core_t *c, dv_fetch_t **pp, uint64_t hash,
 			     const uint8_t *key, size_t key_len,
 			     const dv_query_t *q)
 {
 	dv_fetch_t *f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
-	f->worker = w;
+	f->core = c;
 	f->hash = hash;
 	memcpy(f->key, key, key_len);
 	f->key_len = (uint16_t)key_len;
@@ -336,15 +378,15 @@ static dv_fetch_t *fetch_new(dv_worker_t *w, dv_fetch_t **pp, uint64_t hash,
 	dv_require(ret > 0);
 	f->qlen = (uint16_t)ret;
 	*pp = f;
-	w->n_fetches++;
+	c->n_fetches++;
 	return f;
 }
 
 /* Hand `f` to the pool, which answers through dv_core_fetch_answer() or
  * dv_core_fetch_fail(), possibly before this returns (and frees f). */
-static void fetch_start(dv_worker_t *w, dv_fetch_t *f)
+static void fetch_start(dv_core_t *c, dv_fetch_t *f)
 {
-	w->pool_ops->fetch_start(w->pool, f);
+	c->pool_ops->fetch_start(c->pool, f);
 }
 
 /*
@@ -353,30 +395,40 @@ static void fetch_start(dv_worker_t *w, dv_fetch_t *f)
  * does it; queries that miss meanwhile join this one).  `q` supplies the
  * question; it is not kept.
  */
-static void prefetch_start(dv_worker_t *w, const uint8_t *key,
+static void prefetch_start(dv_core_t *c, const uint8_t *key,
 			   size_t key_len, const dv_query_t *q)
 {
-	if (w->n_fetches >= w->cfg->max_inflight)
+	if (c->n_fetches >= c->conf.max_inflight)
 		return; /* busy: the entry just expires */
-	uint64_t hash = key_hash(key, key_len);
-	dv_fetch_t **pp = fetch_slot(w, hash, key, key_len);
+	uint64_t hash = key_hash(c, key, key_len);
+	dv_fetch_t **pp = fetch_slot(c, hash, key, key_len);
 	if (*pp)
 		return;
-	dv_fetch_t *f = fetch_new(w, pp, hash, key, key_len, q);
+	dv_fetch_t *f = fetch_new(c, pp, hash, key, key_len, q);
 	if (!f)
 		return;
-	DV_STAT_INC(&w->stats, prefetches);
-	fetch_start(w, f);
+	DV_STAT_INC(c->stats, prefetches);
+	fetch_start(c, f);
 }
 
 /* ---- the pipeline ----
  *
- * A query goes through the stages in order; each either answers it (and
- * so frees it) and returns DONE, or passes it on with what it learnt in
- * the pipe_t.  identity -> policy -> cache -> coalescing -> upstream.
+ * A query goes through the stages of `stages` below, in order:
+ *
+ *   identity    parse and validate; who asks (round 2: the client's group)
+ *   policy      refuse, block, rate-limit, answer locally (empty for now)
+ *   cache       fresh, stale-by-policy or SERVFAIL-marked answers; prefetch
+ *   coalescing  the in-flight limit; join a fetch in flight for the key
+ *   upstream    a new fetch for the key, handed to the pool
+ *
+ * Each stage answers the query (and so frees it) or makes it the waiter
+ * of a fetch and returns STAGE_DONE, drops it (freed, unanswered: only
+ * identity, for what is not a DNS query) and returns STAGE_DROP with the
+ * reason in p->drop, or passes it on with what it learnt in the pipe_t
+ * (STAGE_NEXT).  The last stage takes every query.
  */
 
-typedef enum { STAGE_NEXT, STAGE_DONE } stage_t;
+typedef enum { STAGE_NEXT, STAGE_DONE, STAGE_DROP } stage_t;
 
 typedef struct {
 	uint8_t key[DV_WIRE_KEY_MAX]; /* the question's cache key */
@@ -384,55 +436,55 @@ typedef struct {
 	bool has_stale;   /* the cache holds a stale answer for the key */
 	uint64_t hash;    /* of the key, in the coalescing table */
 	dv_fetch_t **pp;  /* the key's place in the coalescing table */
+	int drop;         /* STAGE_DROP: DV_ESHORT or DV_ENOTQUERY */
 } pipe_t;
+
+typedef stage_t (*stage_fn)(dv_query_t *q, pipe_t *p);
 
 /*
  * Identity: what is asked, and (round 2) by whom.  Parses the message
  * (dropping what is not a query, FORMERR/NOTIMP/BADVERS for what cannot
  * be served), fixes the query's deadline and answer size and its cache
- * key.  Returns DV_ESHORT or DV_ENOTQUERY when `q` was dropped (and
- * freed), else 0 with *st saying whether `q` was answered.
+ * key.
  */
-static int stage_identity(dv_query_t *q, pipe_t *p, stage_t *st)
+static stage_t stage_identity(dv_query_t *q, pipe_t *p)
 {
-	dv_worker_t *w = q->worker;
-	*st = STAGE_DONE;
+	dv_core_t *c = q->core;
 	int ret = dv_wire_parse_query(q->wire, q->len, &q->view);
 	switch (ret) {
 	case 0:
 		break;
 	case DV_ESHORT:
-		DV_STAT_INC(&w->stats, dropped_short);
+		DV_STAT_INC(c->stats, dropped_short);
 		dv_query_free(q);
-		return ret;
+		p->drop = ret;
+		return STAGE_DROP;
 	case DV_ENOTQUERY:
-		DV_STAT_INC(&w->stats, dropped_response);
+		DV_STAT_INC(c->stats, dropped_response);
 		dv_query_free(q);
-		return ret;
+		p->drop = ret;
+		return STAGE_DROP;
 	default: /* DV_EQDCOUNT, DV_EMALFORMED: the header is readable */
-		DV_STAT_INC(&w->stats, queries);
+		DV_STAT_INC(c->stats, queries);
 		reply_error(q, DV_RCODE_FORMERR, 0xffff, NULL);
-		return 0;
+		return STAGE_DONE;
 	}
-	DV_STAT_INC(&w->stats, queries);
-	const dv_config_t *cfg = w->cfg;
-	q->start_ms = dv_timers_now_ms(&w->timers);
-	q->deadline_ms = q->start_ms + cfg->query_timeout_ms;
+	DV_STAT_INC(c->stats, queries);
+	q->start_ms = dv_timers_now_ms(&c->timers);
+	q->deadline_ms = q->start_ms + c->conf.query_timeout_ms;
 	q->answer_limit = q->udp ? dv_wire_udp_limit(&q->view) : DV_DNS_MAX_MSG;
 
 	if (DV_OPCODE(q->view.flags) != 0) {
 		reply_error(q, DV_RCODE_NOTIMP, 0xffff, NULL);
-		return 0;
+		return STAGE_DONE;
 	}
 	if (q->view.has_opt && q->view.edns_version != 0) {
 		reply_error(q, DV_RCODE_BADVERS, 0xffff, NULL);
-		return 0;
+		return STAGE_DONE;
 	}
 	p->key_len = dv_wire_key(p->key, q->wire, &q->view);
-	*st = STAGE_NEXT;
-	return 0;
+	return STAGE_NEXT;
 }
-
 /* Policy: refuse, block, rate-limit or answer locally.  Nothing yet: every
  * query passes (src/policy/ comes in round 2). */
 static stage_t stage_policy(dv_query_t *q, pipe_t *p)
@@ -446,53 +498,53 @@ static stage_t stage_policy(dv_query_t *q, pipe_t *p)
  * ends the query; a popular one about to expire is also prefetched. */
 static stage_t stage_cache(dv_query_t *q, pipe_t *p)
 {
-	dv_worker_t *w = q->worker;
-	if (!w->cache)
+	dv_core_t *c = q->core;
+	if (!c->cache)
 		return STAGE_NEXT;
-	dv_cache_policy_t pol = cache_policy(w->cfg);
+	dv_cache_policy_t pol = cache_policy(&c->conf);
 	unsigned cflags = 0;
-	int n = dv_cache_lookup_ex(w->cache, p->key, p->key_len,
-				   dv_timers_now_s(&w->timers), &pol,
-				   w->scratch, sizeof(w->scratch), q->wire,
+	int n = dv_cache_lookup_ex(c->cache, p->key, p->key_len,
+				   dv_timers_now_s(&c->timers), &pol,
+				   c->scratch, sizeof(c->scratch), q->wire,
 				   &q->view, q->answer_limit, pad_for(q),
 				   &cflags);
 	if (n > 0) {
 		if (cflags & DV_CACHE_STALE) {
-			DV_STAT_INC(&w->stats, stale_served);
+			DV_STAT_INC(c->stats, stale_served);
 		} else if (cflags & DV_CACHE_SERVFAIL) {
-			DV_STAT_INC(&w->stats, servfail_cached);
-			DV_STAT_INC(&w->stats, servfail);
+			DV_STAT_INC(c->stats, servfail_cached);
+			DV_STAT_INC(c->stats, servfail);
 		} else {
-			DV_STAT_INC(&w->stats, cache_hits);
+			DV_STAT_INC(c->stats, cache_hits);
 		}
 		/* before finish() frees q; a fetch with no waiters never
 		 * writes the scratch buffer holding the answer */
 		if (cflags & DV_CACHE_PREFETCH)
-			prefetch_start(w, p->key, p->key_len, q);
-		finish(q, w->scratch, (size_t)n);
+			prefetch_start(c, p->key, p->key_len, q);
+		finish(q, c->scratch, (size_t)n);
 		return STAGE_DONE;
 	}
 	p->has_stale = cflags & DV_CACHE_HAS_STALE;
-	DV_STAT_INC(&w->stats, cache_misses);
+	DV_STAT_INC(c->stats, cache_misses);
 	return STAGE_NEXT;
 }
 
-/* Coalescing: past the worker's in-flight limit the query is refused
+/* Coalescing: past the core's in-flight limit the query is refused
  * (stale if there is one); a fetch already in flight for the key takes it
  * as a waiter (or, when that fetch is already late, the stale answer). */
 static stage_t stage_coalesce(dv_query_t *q, pipe_t *p)
 {
-	dv_worker_t *w = q->worker;
-	if (w->inflight > w->cfg->max_inflight) {
-		DV_STAT_INC(&w->stats, overload);
+	dv_core_t *c = q->core;
+	if (c->inflight > c->conf.max_inflight) {
+		DV_STAT_INC(c->stats, overload);
 		if (p->has_stale && serve_stale(q, p->key, p->key_len))
 			return STAGE_DONE;
 		reply_error(q, DV_RCODE_SERVFAIL, DV_EDE_OTHER,
 			    "dnsveil overloaded");
 		return STAGE_DONE;
 	}
-	p->hash = key_hash(p->key, p->key_len);
-	p->pp = fetch_slot(w, p->hash, p->key, p->key_len);
+	p->hash = key_hash(c, p->key, p->key_len);
+	p->pp = fetch_slot(c, p->hash, p->key, p->key_len);
 	dv_fetch_t *f = *p->pp;
 	if (!f)
 		return STAGE_NEXT;
@@ -500,7 +552,7 @@ static stage_t stage_coalesce(dv_query_t *q, pipe_t *p)
 	if (p->has_stale && f->stale_fired &&
 	    serve_stale(q, p->key, p->key_len))
 		return STAGE_DONE;
-	DV_STAT_INC(&w->stats, coalesced);
+	DV_STAT_INC(c->stats, coalesced);
 	waiter_append(f, q);
 	if (p->has_stale)
 		stale_arm(f);
@@ -508,33 +560,38 @@ static stage_t stage_coalesce(dv_query_t *q, pipe_t *p)
 }
 
 /* Upstream: a new fetch with `q` its first waiter, handed to the pool. */
-static void stage_upstream(dv_query_t *q, pipe_t *p)
+static stage_t stage_upstream(dv_query_t *q, pipe_t *p)
 {
-	dv_worker_t *w = q->worker;
-	dv_fetch_t *f = fetch_new(w, p->pp, p->hash, p->key, p->key_len, q);
+	dv_core_t *c = q->core;
+	dv_fetch_t *f = fetch_new(c, p->pp, p->hash, p->key, p->key_len, q);
 	if (!f) {
 		reply_error(q, DV_RCODE_SERVFAIL, DV_EDE_OTHER, "out of memory");
-		return;
+		return STAGE_DONE;
 	}
 	waiter_append(f, q);
 	/* before the start: the pool may finish (and free) f within it */
 	if (p->has_stale)
 		stale_arm(f);
-	fetch_start(w, f);
+	fetch_start(c, f);
+	return STAGE_DONE;
 }
+
+/* The pipeline, in order (see its note above). */
+static const stage_fn stages[] = {
+	stage_identity, stage_policy, stage_cache, stage_coalesce,
+	stage_upstream,
+};
 
 int dv_core_submit(dv_query_t *q)
 {
 	pipe_t p;
 	p.has_stale = false;
-	stage_t st;
-	int ret = stage_identity(q, &p, &st);
-	if (ret < 0 || st == STAGE_DONE)
-		return ret;
-	if (stage_policy(q, &p) == STAGE_DONE ||
-	    stage_cache(q, &p) == STAGE_DONE ||
-	    stage_coalesce(q, &p) == STAGE_DONE)
-		return 0;
-	stage_upstream(q, &p);
-	return 0;
+	p.drop = 0;
+	stage_t st = STAGE_NEXT;
+	for (size_t i = 0; st == STAGE_NEXT; i++) {
+		/* the last stage takes every query */
+		dv_require(i < sizeof(stages) / sizeof(stages[0]));
+		st = stages[i](q, &p);
+	}
+	return st == STAGE_DROP ? p.drop : 0;
 }

@@ -8,7 +8,7 @@
  * through the framing of tcp_read_cb(), and timers and connection events
  * fire in the order the input says.
  *
- * src/daemon/upstream.c and src/daemon/core.c are included to reach their statics (the
+ * src/upstream/pool.c and src/daemon/core.c are included to reach their statics (the
  * pool's, and the core's).  This file then defines every
  * public symbol of both, so the linker never pulls upstream.o or core.o out
  * of the dv_core archive (no duplicate definitions).
@@ -85,7 +85,9 @@ static ssize_t fuzz_getrandom(void *buf, size_t len, unsigned int flags)
 	return (ssize_t)len;
 }
 #define getrandom fuzz_getrandom
-#include "src/daemon/upstream.c"
+#include "src/upstream/pool.c"
+#include "src/daemon/upstream.h"
+#include "src/daemon/worker.h"
 #include "src/daemon/core.c"
 #undef getrandom
 
@@ -508,7 +510,7 @@ static bool is_unix(int fd)
 static bool own_tcp(conn_ref_t *r)
 {
 	dv_uconn_t *c = r->c;
-	struct ev_loop *loop = c->server->pool->w->loop;
+	struct ev_loop *loop = c->server->pool->loop;
 	if (c->udp || c->state == UC_CLOSED)
 		return false;
 	if (r->peer >= 0 && c->fd == r->mine && is_unix(c->fd))
@@ -556,7 +558,7 @@ static void op_stream(cur_t *in)
 	ssize_t sent = send(r->peer, bytes, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (sent <= 0 && len > 0)
 		return;
-	tcp_read_cb(c->server->pool->w->loop, &c->rio, EV_READ);
+	tcp_read_cb(c->server->pool->loop, &c->rio, EV_READ);
 }
 
 static void op_conn_event(cur_t *in, uint8_t arg)
@@ -565,7 +567,7 @@ static void op_conn_event(cur_t *in, uint8_t arg)
 	if (!r)
 		return;
 	dv_uconn_t *c = r->c;
-	struct ev_loop *loop = c->server->pool->w->loop;
+	struct ev_loop *loop = c->server->pool->loop;
 	DEBUG("event %u on conn %u (state %d, %u busy)\n", arg & 3,
 	      (unsigned)(r - conns), c->state, c->busy);
 	switch (arg & 3) {

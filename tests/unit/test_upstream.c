@@ -1,5 +1,5 @@
 /*
- * Unit tests for the upstream pool's id rewriting (src/daemon/upstream.c): the
+ * Unit tests for the upstream pool's id rewriting (src/upstream/pool.c): the
  * slot table of a connection, the ids it hands out and how answers find
  * their slot.  The .c is included to reach its statics; since this file
  * then defines every public symbol of upstream.c itself, the linker never
@@ -7,7 +7,9 @@
  * event loop runs: conn_init only records the server pointer, and
  * handle_answer does not touch the worker for answers it ignores.
  */
-#include "src/daemon/upstream.c"
+#include "src/upstream/pool.c"
+#include "src/daemon/upstream.h"
+#include "src/daemon/worker.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -382,7 +384,8 @@ static void test_udp_lost_answers_release_ids(void **state)
 	w->fetches = calloc(1, sizeof(*w->fetches));
 	assert_non_null(w->fetches);
 	w->fetch_mask = 0;
-	f->pool->w = w;
+	f->pool->loop = w->loop;
+	f->pool->stats = &w->stats;
 	f->pool->cfg = f->cfg;
 	f->pool->report = &core_report;
 	f->pool->servers = f->server;

@@ -32,8 +32,9 @@
  * asked first, its traffic comes back at once.  The tick also closes
  * connections idle for pool.idle-timeout-ms; they reopen on demand.
  */
-#include "src/daemon/upstream.h"
+#include "src/upstream/pool.h"
 
+#include <ev.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "src/core/clock.h"
 #include "src/daemon/core.h"
 #include "src/proto/doh_client.h"
 #include "src/proto/doq_client.h"
@@ -49,7 +51,6 @@
 #include "src/core/log.h"
 #include "src/tls/quic_tls.h"
 #include "src/tls/tls.h"
-#include "src/daemon/worker.h"
 
 typedef enum { UC_CLOSED, UC_CONNECTING, UC_HANDSHAKE, UC_OPEN } uc_state_t;
 
@@ -151,7 +152,9 @@ struct dv_server {
 };
 
 struct dv_pool {
-	dv_worker_t *w;
+	struct ev_loop *loop;
+	dv_stats_t *stats; /* the worker's */
+	unsigned index;    /* the worker's, for the logs */
 	const dv_config_t *cfg;
 	const dv_pool_report_t *report; /* where fetches end */
 	dv_server_t *servers; /* local first, then fallback */
@@ -194,7 +197,7 @@ static void probe_failed(dv_server_t *s);
 
 static uint64_t now_ms(dv_pool_t *p)
 {
-	return dv_worker_now_ms(p->w);
+	return dv_now_ms();
 }
 
 /* ---- slots: id rewriting ---- */
@@ -305,7 +308,7 @@ static void conn_flush(dv_uconn_t *c);
  * the length of that write is kept in tls_retry. */
 static void conn_flush_tls(dv_uconn_t *c)
 {
-	struct ev_loop *loop = c->server->pool->w->loop;
+	struct ev_loop *loop = c->server->pool->loop;
 	while (c->out_off < c->out_len || h2_fill(c)) {
 		size_t len = c->tls_retry ? c->tls_retry
 					  : c->out_len - c->out_off;
@@ -344,7 +347,7 @@ static void conn_flush(dv_uconn_t *c)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				ev_io_start(c->server->pool->w->loop, &c->wio);
+				ev_io_start(c->server->pool->loop, &c->wio);
 				return;
 			}
 			conn_close(c, true, strerror(errno));
@@ -353,7 +356,7 @@ static void conn_flush(dv_uconn_t *c)
 		c->out_off += (size_t)n;
 	}
 	c->out_off = c->out_len = 0;
-	ev_io_stop(c->server->pool->w->loop, &c->wio);
+	ev_io_stop(c->server->pool->loop, &c->wio);
 }
 
 static int conn_queue(dv_uconn_t *c, const uint8_t *msg, size_t len)
@@ -413,24 +416,24 @@ static void server_state(dv_server_t *s, dv_health_state_t old)
 		s->backoff_ms = p->cfg->reconnect_min_ms;
 		dv_log_warn("worker %u: upstream %s is down, probing it in "
 			    "%u ms",
-			    p->w->index, s->url.text, s->backoff_ms);
+			    p->index, s->url.text, s->backoff_ms);
 		probe_schedule(s);
 		break;
 	case DV_HEALTH_DEGRADED:
 		USTAT_INC(s, went_degraded);
 		dv_log_info("worker %u: upstream %s is degraded (p95 %u ms, "
 			    "%u of the last 16 attempts failed)",
-			    p->w->index, s->url.text, h->p95_ms,
+			    p->index, s->url.text, h->p95_ms,
 			    (unsigned)__builtin_popcount(h->window));
 		break;
 	default:
 		if (old == DV_HEALTH_DOWN)
 			dv_log_info("worker %u: upstream %s is back",
-				    p->w->index, s->url.text);
+				    p->index, s->url.text);
 		else
 			dv_log_info("worker %u: upstream %s is up again (p95 "
 				    "%u ms)",
-				    p->w->index, s->url.text, h->p95_ms);
+				    p->index, s->url.text, h->p95_ms);
 		break;
 	}
 }
@@ -506,8 +509,8 @@ static void conn_close(dv_uconn_t *c, bool failure, const char *why)
 	if (c->state == UC_CLOSED)
 		return;
 	bool was_open = c->state == UC_OPEN;
-	ev_io_stop(p->w->loop, &c->rio);
-	ev_io_stop(p->w->loop, &c->wio);
+	ev_io_stop(p->loop, &c->rio);
+	ev_io_stop(p->loop, &c->wio);
 	if (c->tls) {
 		if (was_open)
 			tls_keep_session(c);
@@ -524,7 +527,7 @@ static void conn_close(dv_uconn_t *c, bool failure, const char *why)
 	c->in_len = 0;
 	if (failure || c->busy) {
 		dv_log_debug("worker %u: upstream %s: connection closed: %s",
-			     p->w->index, c->server->url.text, why);
+			     p->index, c->server->url.text, why);
 		/* a UDP socket fails on ICMP unreachable: nobody there */
 		if (!was_open || c->udp)
 			server_refused(c->server);
@@ -549,7 +552,7 @@ static ssize_t conn_recv(dv_uconn_t *c, size_t room, const char **why)
 		if (n == DV_TLS_WANT_READ)
 			return -EAGAIN;
 		if (n == DV_TLS_WANT_WRITE) {
-			ev_io_start(c->server->pool->w->loop, &c->wio);
+			ev_io_start(c->server->pool->loop, &c->wio);
 			return -EAGAIN;
 		}
 		if (n == DV_TLS_EOF)
@@ -634,7 +637,7 @@ static void tcp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 /* The connection is usable: queries queued meanwhile go out now. */
 static void conn_opened(dv_uconn_t *c)
 {
-	struct ev_loop *loop = c->server->pool->w->loop;
+	struct ev_loop *loop = c->server->pool->loop;
 	c->state = UC_OPEN;
 	c->last_rx_ms = now_ms(c->server->pool);
 	ev_io_start(loop, &c->rio);
@@ -647,12 +650,12 @@ static void conn_opened(dv_uconn_t *c)
 static void handshake_step(dv_uconn_t *c)
 {
 	dv_server_t *s = c->server;
-	struct ev_loop *loop = s->pool->w->loop;
+	struct ev_loop *loop = s->pool->loop;
 	int ret = dv_tls_connect(c->tls);
 	if (ret == 0) {
-		DV_STAT_INC(&s->pool->w->stats, tls_handshakes);
+		DV_STAT_INC(s->pool->stats, tls_handshakes);
 		if (dv_tls_resumed(c->tls))
-			DV_STAT_INC(&s->pool->w->stats, tls_resumed);
+			DV_STAT_INC(s->pool->stats, tls_resumed);
 		if (!h2_alpn_ok(c))
 			return;
 		conn_opened(c);
@@ -668,7 +671,7 @@ static void handshake_step(dv_uconn_t *c)
 		ev_io_start(loop, &c->wio);
 		return;
 	}
-	DV_STAT_INC(&s->pool->w->stats, tls_failed);
+	DV_STAT_INC(s->pool->stats, tls_failed);
 	char why[DV_URL_NAME_MAX + 256];
 	if (dv_tls_cert_error(ret))
 		snprintf(why, sizeof(why),
@@ -680,7 +683,7 @@ static void handshake_step(dv_uconn_t *c)
 			 dv_tls_error(c->tls, ret));
 	/* once per outage, not once per connection attempt */
 	if (server_usable(s))
-		dv_log_warn("worker %u: upstream %s: %s", s->pool->w->index,
+		dv_log_warn("worker %u: upstream %s: %s", s->pool->index,
 			    s->url.text, why);
 	/* a session the server no longer likes must not be offered again */
 	dv_tls_session_free(s->session);
@@ -759,12 +762,12 @@ static int conn_connect(dv_uconn_t *c)
 	c->fd = fd;
 	ev_io_set(&c->rio, fd, EV_READ);
 	ev_io_set(&c->wio, fd, EV_WRITE);
-	DV_STAT_INC(&p->w->stats, upstream_connects);
+	DV_STAT_INC(p->stats, upstream_connects);
 	USTAT_INC(s, connects);
 	if (c->udp) {
 		c->state = UC_OPEN;
 		c->last_rx_ms = now_ms(p);
-		ev_io_start(p->w->loop, &c->rio);
+		ev_io_start(p->loop, &c->rio);
 	} else if (ret == 0) {
 		/* connected at once (loopback): a TLS handshake starts now; a
 		 * failure closes the connection, which the caller sees as
@@ -775,7 +778,7 @@ static int conn_connect(dv_uconn_t *c)
 			return DV_EUPSTREAM;
 	} else {
 		c->state = UC_CONNECTING;
-		ev_io_start(p->w->loop, &c->wio);
+		ev_io_start(p->loop, &c->wio);
 	}
 	return 0;
 }
@@ -801,7 +804,7 @@ static unsigned attempts_active(dv_job_t *j)
 static void attempt_detach(dv_attempt_t *a)
 {
 	dv_pool_t *p = a->job->pool;
-	ev_timer_stop(p->w->loop, &a->timer);
+	ev_timer_stop(p->loop, &a->timer);
 	if (a->conn && !a->conn->udp) {
 		/* TCP: the answer will come unless the connection dies (which
 		 * releases every id) or the server dropped the query (the
@@ -828,7 +831,7 @@ static void attempt_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	dv_attempt_t *a = t->data;
 	dv_uconn_t *c = a->conn;
-	DV_STAT_INC(&a->job->pool->w->stats, upstream_timeouts);
+	DV_STAT_INC(a->job->pool->stats, upstream_timeouts);
 	if (c)
 		USTAT_INC(c->server, timeouts);
 	/* A TCP connection that has received nothing since this query went
@@ -915,20 +918,20 @@ static int attempt_start(dv_job_t *j, dv_server_t *s, bool tcp_only)
 			return -ENOMEM;
 		}
 		if (c->state == UC_OPEN)
-			ev_io_start(p->w->loop, &c->wio);
+			ev_io_start(p->loop, &c->wio);
 	}
 	if (j->probe)
 		USTAT_INC(s, probes);
 	else if (s->fallback)
-		DV_STAT_INC(&p->w->stats, fallback_queries);
+		DV_STAT_INC(p->stats, fallback_queries);
 	else
-		DV_STAT_INC(&p->w->stats, upstream_queries);
+		DV_STAT_INC(p->stats, upstream_queries);
 	if (!j->probe)
 		USTAT_INC(s, queries);
 	ev_timer_init(&a->timer, attempt_timeout_cb,
 		      p->cfg->upstream_timeout_ms / 1000.0, 0.);
 	a->timer.data = a;
-	ev_timer_start(p->w->loop, &a->timer);
+	ev_timer_start(p->loop, &a->timer);
 	return 0;
 }
 
@@ -964,7 +967,7 @@ static dv_server_t *group_next(dv_job_t *j, bool fallback)
 		dv_server_t *s = &p->servers[base + (unsigned)i];
 		if (attempt_start(j, s, false) == 0) {
 			if (explore) {
-				DV_STAT_INC(&p->w->stats, explored);
+				DV_STAT_INC(p->stats, explored);
 				p->explore_rot[fallback]++;
 			}
 			return s;
@@ -978,7 +981,7 @@ static void start_fallback(dv_job_t *j)
 	if (j->fallback_started)
 		return;
 	j->fallback_started = true;
-	ev_timer_stop(j->pool->w->loop, &j->hedge);
+	ev_timer_stop(j->pool->loop, &j->hedge);
 	group_next(j, true);
 }
 
@@ -1023,7 +1026,7 @@ static void attempt_fail(dv_attempt_t *a, bool timeout)
 	bool fb = a->fallback;
 	dv_server_t *srv = a->conn ? a->conn->server : NULL;
 	bool lost_datagram = timeout && a->conn && a->conn->udp;
-	DV_STAT_INC(&j->pool->w->stats, upstream_failures);
+	DV_STAT_INC(j->pool->stats, upstream_failures);
 	attempt_detach(a);
 	/* a UDP query or its answer may just have been lost: ask the same
 	 * server again over TCP before giving up on it */
@@ -1035,7 +1038,7 @@ static void attempt_fail(dv_attempt_t *a, bool timeout)
 static void hedge_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	dv_job_t *j = t->data;
-	DV_STAT_INC(&j->pool->w->stats, hedged);
+	DV_STAT_INC(j->pool->stats, hedged);
 	start_fallback(j);
 	if (!attempts_active(j))
 		j->pool->report->fail(j->fetch, DV_EDE_NETWORK_ERROR,
@@ -1045,7 +1048,7 @@ static void hedge_cb(struct ev_loop *loop, ev_timer *t, int revents)
 static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	dv_job_t *j = t->data;
-	DV_STAT_INC(&j->pool->w->stats, deadline_expired);
+	DV_STAT_INC(j->pool->stats, deadline_expired);
 	j->pool->report->fail(j->fetch, DV_EDE_NO_REACHABLE_AUTHORITY,
 				      "upstreams did not answer in time");
 }
@@ -1074,7 +1077,7 @@ static void probe_failed(dv_server_t *s)
  * flight or due already). */
 static void probe_schedule(dv_server_t *s)
 {
-	struct ev_loop *loop = s->pool->w->loop;
+	struct ev_loop *loop = s->pool->loop;
 	if (s->health.state != DV_HEALTH_DOWN || !s->probe || !loop ||
 	    probe_in_flight(s) || ev_is_active(&s->probe_timer))
 		return;
@@ -1101,7 +1104,7 @@ static void probe_answered(dv_server_t *s)
 {
 	dv_health_state_t old = s->health.state;
 	USTAT_INC(s, probe_answers);
-	ev_timer_stop(s->pool->w->loop, &s->probe_timer);
+	ev_timer_stop(s->pool->loop, &s->probe_timer);
 	s->backoff_ms = 0;
 	dv_health_up(&s->health, server_hconf(s));
 	server_state(s, old);
@@ -1148,7 +1151,7 @@ static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 		return;
 	}
 	if (c->udp && (r.flags & DV_FLAG_TC)) {
-		DV_STAT_INC(&p->w->stats, upstream_tc_retries);
+		DV_STAT_INC(p->stats, upstream_tc_retries);
 		attempt_detach(a);
 		if (attempt_start(j, srv, true) == 0)
 			return;
@@ -1163,7 +1166,7 @@ static void handle_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 		attempt_fail(a, false);
 		return;
 	}
-	DV_STAT_INC(&p->w->stats, upstream_answers);
+	DV_STAT_INC(p->stats, upstream_answers);
 	USTAT_INC(srv, won);
 	/* the fetch is freed (and every attempt detached) by its owner */
 	p->report->answer(j->fetch, wire, len, &r);
@@ -1195,7 +1198,7 @@ static void h2_slot_failed(dv_uconn_t *c, uint32_t i, bool retry,
 	if (!a)
 		return;
 	a->conn = NULL;
-	dv_log_debug("worker %u: upstream %s: %s", srv->pool->w->index,
+	dv_log_debug("worker %u: upstream %s: %s", srv->pool->index,
 		     srv->url.text, why);
 	if (retry) {
 		dv_job_t *j = a->job;
@@ -1341,7 +1344,7 @@ static void h2_cancel(dv_uconn_t *c, int32_t stream)
 		return;
 	dv_doh_client_cancel(c->h2, stream);
 	if (c->state == UC_OPEN && !c->h2_in)
-		ev_io_start(c->server->pool->w->loop, &c->wio);
+		ev_io_start(c->server->pool->loop, &c->wio);
 }
 
 /* TLS is up: an https:// server must have chosen h2.  False (and the
@@ -1357,7 +1360,7 @@ static bool h2_alpn_ok(dv_uconn_t *c)
 	if (s->health.state != DV_HEALTH_DOWN)
 		dv_log_warn("worker %u: upstream %s: the server did not accept "
 			    "HTTP/2 (ALPN h2)",
-			    s->pool->w->index, s->url.text);
+			    s->pool->index, s->url.text);
 	conn_close(c, true, "no ALPN h2");
 	return false;
 }
@@ -1480,7 +1483,7 @@ static void quic_end_cb(void *app, void *query, int64_t stream_id,
 	dv_server_t *srv = c->server;
 	dv_log_debug("worker %u: upstream %s: stream %lld ended without an "
 		     "answer (%s, code %llu)",
-		     srv->pool->w->index, srv->url.text, (long long)stream_id,
+		     srv->pool->index, srv->url.text, (long long)stream_id,
 		     dv_doq_end_name(res->how),
 		     (unsigned long long)res->app_code);
 	attempt_fail(a, res->how == DV_DOQ_END_TIMEOUT);
@@ -1495,9 +1498,9 @@ static void quic_handshake_cb(void *app, uint64_t now)
 	dv_pool_t *p = c->server->pool;
 	dv_doq_stats_t st;
 	dv_doq_client_stats(c->q, &st);
-	DV_STAT_INC(&p->w->stats, doq_handshakes);
+	DV_STAT_INC(p->stats, doq_handshakes);
 	if (st.resumed)
-		DV_STAT_INC(&p->w->stats, doq_resumed);
+		DV_STAT_INC(p->stats, doq_resumed);
 	c->state = UC_OPEN;
 	c->last_rx_ms = now_ms(p);
 }
@@ -1584,7 +1587,7 @@ static void quic_ended(dv_uconn_t *c)
 		snprintf(why, sizeof(why), "QUIC handshake failed: %s", detail);
 	/* once per outage, not once per connection attempt */
 	if (server_usable(s))
-		dv_log_warn("worker %u: upstream %s: %s", s->pool->w->index,
+		dv_log_warn("worker %u: upstream %s: %s", s->pool->index,
 			    s->url.text, why);
 	/* a session the server no longer likes must not be offered again */
 	s->qsession_len = 0;
@@ -1604,7 +1607,7 @@ static int quic_send(dv_uconn_t *c)
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			ev_io_start(c->server->pool->w->loop, &c->wio);
+			ev_io_start(c->server->pool->loop, &c->wio);
 			return 0;
 		}
 		/* ENOBUFS and the like: a lost datagram, QUIC retransmits */
@@ -1621,7 +1624,7 @@ static int quic_send(dv_uconn_t *c)
  * expiry.  Closes the connection when the engine has ended it. */
 static void quic_flush(dv_uconn_t *c)
 {
-	struct ev_loop *loop = c->server->pool->w->loop;
+	struct ev_loop *loop = c->server->pool->loop;
 	ev_io_stop(loop, &c->wio);
 	/* a datagram held back by a full socket buffer goes first */
 	int sent = c->out_len ? quic_send(c) : 1;
@@ -1756,7 +1759,7 @@ static int quic_connect(dv_uconn_t *c)
 	c->q = dv_doq_client_new(&qc, &quic_callbacks, c, path, quic_now(),
 				 err, sizeof(err));
 	if (!c->q) {
-		dv_log_warn("worker %u: upstream %s: %s", p->w->index,
+		dv_log_warn("worker %u: upstream %s: %s", p->index,
 			    s->url.text, err);
 		s->qsession_len = 0; /* maybe it did not like the session */
 		ret = -ENOMEM;
@@ -1765,12 +1768,12 @@ static int quic_connect(dv_uconn_t *c)
 	c->fd = fd;
 	ev_io_set(&c->rio, fd, EV_READ);
 	ev_io_set(&c->wio, fd, EV_WRITE);
-	DV_STAT_INC(&p->w->stats, upstream_connects);
+	DV_STAT_INC(p->stats, upstream_connects);
 	USTAT_INC(s, connects);
 	c->state = UC_HANDSHAKE;
 	c->tls_saved = false;
 	c->last_rx_ms = now_ms(p);
-	ev_io_start(p->w->loop, &c->rio);
+	ev_io_start(p->loop, &c->rio);
 	quic_flush(c); /* the Initial */
 	return c->state == UC_CLOSED ? DV_EUPSTREAM : 0;
 
@@ -1789,7 +1792,7 @@ static void quic_stop(dv_uconn_t *c, bool was_open)
 	dv_doq_client_t *q = c->q;
 	if (!q)
 		return;
-	ev_timer_stop(c->server->pool->w->loop, &c->qtimer);
+	ev_timer_stop(c->server->pool->loop, &c->qtimer);
 	if (was_open)
 		quic_keep_session(c);
 	c->q = NULL; /* its callbacks are ignored from now on */
@@ -1935,13 +1938,15 @@ static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
 	return 0;
 }
 
-dv_pool_t *dv_pool_new(dv_worker_t *w, const dv_config_t *cfg,
-		       const dv_pool_report_t *report)
+dv_pool_t *dv_pool_create(const dv_pool_env_t *env, const dv_config_t *cfg,
+			  const dv_pool_report_t *report)
 {
 	dv_pool_t *p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
-	p->w = w;
+	p->loop = env->loop;
+	p->stats = env->stats;
+	p->index = env->index;
 	p->cfg = cfg;
 	p->report = report;
 	p->n_local = cfg->n_upstream;
@@ -2015,7 +2020,7 @@ void dv_pool_start(dv_pool_t *p)
 	if (every < 0.05)
 		every = 0.05;
 	p->tick.repeat = every;
-	ev_timer_again(p->w->loop, &p->tick);
+	ev_timer_again(p->loop, &p->tick);
 
 	/* warm the local resolver connections */
 	for (unsigned i = 0; i < p->n_local; i++) {
@@ -2033,7 +2038,7 @@ void dv_pool_start(dv_pool_t *p)
 /* Stop the probe of `s` and free it (the pool is going). */
 static void probe_destroy(dv_pool_t *p, dv_server_t *s)
 {
-	ev_timer_stop(p->w->loop, &s->probe_timer);
+	ev_timer_stop(p->loop, &s->probe_timer);
 	if (!s->probe)
 		return;
 	for (unsigned i = 0; i < DV_JOB_MAX_ATTEMPTS; i++)
@@ -2051,8 +2056,8 @@ static void conn_destroy(dv_pool_t *p, dv_uconn_t *c)
 	dv_tls_free(c->tls);
 	c->tls = NULL;
 	if (c->fd >= 0) {
-		ev_io_stop(p->w->loop, &c->rio);
-		ev_io_stop(p->w->loop, &c->wio);
+		ev_io_stop(p->loop, &c->rio);
+		ev_io_stop(p->loop, &c->wio);
 		close(c->fd);
 	}
 	conn_deinit(c);
@@ -2062,7 +2067,7 @@ void dv_pool_free(dv_pool_t *p)
 {
 	if (!p)
 		return;
-	ev_timer_stop(p->w->loop, &p->tick);
+	ev_timer_stop(p->loop, &p->tick);
 	/* probes first: detaching an attempt touches its connection */
 	for (unsigned i = 0; p->servers && i < p->n_local + p->n_fallback;
 	     i++)
@@ -2087,7 +2092,7 @@ void dv_pool_free(dv_pool_t *p)
 
 void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 {
-	struct ev_loop *loop = p->w->loop;
+	struct ev_loop *loop = p->loop;
 	const dv_config_t *cfg = p->cfg;
 	dv_job_t *j = calloc(1, sizeof(*j));
 	f->pool_job = j;
@@ -2110,7 +2115,7 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 	if (local && p->n_fallback && cfg->hedge_delay_ms &&
 	    local->health.state == DV_HEALTH_DEGRADED) {
 		/* slow or flaky: no point waiting for the hedge delay */
-		DV_STAT_INC(&p->w->stats, fallback_degraded);
+		DV_STAT_INC(p->stats, fallback_degraded);
 		start_fallback(j);
 	} else if (!local || (p->n_fallback && cfg->hedge_delay_ms == 0)) {
 		if (p->n_fallback) {
@@ -2130,8 +2135,8 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 static void job_free(dv_job_t *j)
 {
 	dv_pool_t *p = j->pool;
-	ev_timer_stop(p->w->loop, &j->deadline);
-	ev_timer_stop(p->w->loop, &j->hedge);
+	ev_timer_stop(p->loop, &j->deadline);
+	ev_timer_stop(p->loop, &j->hedge);
 	for (unsigned i = 0; i < DV_JOB_MAX_ATTEMPTS; i++)
 		if (j->att[i].job)
 			attempt_detach(&j->att[i]);
@@ -2157,7 +2162,7 @@ static void core_fetch_cancel(void *pool, dv_fetch_t *f)
 	dv_pool_fetch_cancel(pool, f);
 }
 
-const dv_core_pool_ops_t dv_pool_core_ops = {
+const struct dv_core_pool_ops dv_pool_core_ops = {
 	.fetch_start = core_fetch_start,
 	.fetch_cancel = core_fetch_cancel,
 };

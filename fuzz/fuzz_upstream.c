@@ -4,14 +4,16 @@
  * queries through the real core (dv_query_new + dv_core_submit), which
  * creates fetches that the pool sends over its connections; the input then
  * plays the upstreams: answers (raw, or with the id of a query in flight,
- * or with its question spliced in) go into handle_answer(), TCP bytes go
- * through the framing of tcp_read_cb(), and timers and connection events
- * fire in the order the input says.
+ * or with its question spliced in) go into dv_uconn_answer(), TCP bytes go
+ * through the framing of stream_read_cb(), and timers and connection
+ * events fire in the order the input says.
  *
- * src/daemon/upstream.c is included to reach the pool's statics.  This
- * file then defines every public symbol of it, so the linker never pulls
- * upstream.o out of the dv_daemon archive (no duplicate definitions); the
- * core (src/core/core.c) is linked from dv_core as the daemon links it.
+ * The pool (src/upstream/server.c, pool.c) and its udp:// and tcp://
+ * connection modules (conn_udp.c, conn_stream.c) are included to reach
+ * their statics.  This file then defines every public symbol of them, so
+ * the linker never pulls their objects out of the dv_upstream archive (no
+ * duplicate definitions); the other modules come from the archive, unused.
+ * The core (src/core/core.c) is linked from dv_core as the daemon links it.
  *
  * No upstream is real and the loop never runs, so everything is
  * synchronous and an input replays alone:
@@ -19,7 +21,7 @@
  *    is drained and never answers by itself;
  *  - tcp:// servers point at a TCP port of ours that is bound but not
  *    listening: connects stay "in progress" and fail with ECONNREFUSED when
- *    the input completes them (tcp_write_cb), unless the input first swaps
+ *    the input completes them (stream_write_cb), unless the input first swaps
  *    the connection's socket for one end of a socketpair it holds;
  *  - timer callbacks are called directly (after ev_timer_stop, as libev
  *    does for a one-shot timer);
@@ -38,14 +40,14 @@
  *   0 query   [sel] [id hi] : a client query (sel: name, type, DO, CD,
  *                             EDNS, UDP; op bit 3: padded, bit 4: raw:
  *                             [len] [bytes] as the query instead)
- *   1 answer  [conn] [mode] [len hi] [len lo] [bytes] : handle_answer()
+ *   1 answer  [conn] [mode] [len hi] [len lo] [bytes] : dv_uconn_answer()
  *   2 stream  [conn] [mode] [len hi] [len lo] [bytes] : into the TCP
- *                             connection's socket, then tcp_read_cb()
+ *                             connection's socket, then stream_read_cb()
  *   3 attempt timeout [fetch] [attempt]
  *   4 hedge timer     [fetch]
  *   5 deadline timer  [fetch]
  *   6 connection event [conn] : op bits 3-4: close (bit 5: as failure),
- *                             connect completes (tcp_write_cb), a UDP
+ *                             connect completes (stream_write_cb), a UDP
  *                             answer through recv ([mode] [len] [bytes]),
  *                             the write watcher fires (bit 5: the upstream
  *                             closes its side of a socketpair instead)
@@ -86,7 +88,12 @@ static ssize_t fuzz_getrandom(void *buf, size_t len, unsigned int flags)
 	return (ssize_t)len;
 }
 #define getrandom fuzz_getrandom
-#include "src/daemon/upstream.c"
+#include "src/upstream/server.c"
+#include "src/upstream/pool.c"
+#include "src/upstream/conn_udp.c"
+#include "src/upstream/conn_stream.c"
+#include "src/daemon/upstream.h"
+#include "src/daemon/worker.h"
 #undef getrandom
 
 #include <arpa/inet.h>
@@ -390,12 +397,12 @@ static void list_conns(dv_pool_t *p)
 	n_conns = 0;
 	for (unsigned i = 0; i < p->n_local + p->n_fallback; i++) {
 		dv_server_t *s = &p->servers[i];
-		if (s->udp && n_conns < MAX_CONNS)
+		if (s->front && n_conns < MAX_CONNS)
 			conns[n_conns++] =
-				(conn_ref_t){.c = s->udp, .peer = -1, .mine = -1};
-		for (unsigned j = 0; j < s->n_tcp && n_conns < MAX_CONNS; j++)
+				(conn_ref_t){.c = s->front, .peer = -1, .mine = -1};
+		for (unsigned j = 0; j < s->n_conns && n_conns < MAX_CONNS; j++)
 			conns[n_conns++] = (conn_ref_t){
-				.c = &s->tcp[j], .peer = -1, .mine = -1};
+				.c = s->conns[j], .peer = -1, .mine = -1};
 	}
 }
 
@@ -482,9 +489,9 @@ static void op_answer(cur_t *in)
 		return;
 	size_t n = make_answer(answer_buf, r->c, mode, src, len);
 	DEBUG("answer on conn %u (%s, %u busy): id %04x, %zu bytes\n",
-	      (unsigned)(r - conns), r->c->udp ? "udp" : "tcp", r->c->busy,
+	      (unsigned)(r - conns), r->c->ops->lossy ? "udp" : "tcp", r->c->busy,
 	      n >= 2 ? dv_get16(answer_buf) : 0, n);
-	handle_answer(r->c, answer_buf, n);
+	dv_uconn_answer(r->c, answer_buf, n);
 }
 
 static void drain_fd(int fd)
@@ -508,8 +515,8 @@ static bool is_unix(int fd)
 static bool own_tcp(conn_ref_t *r)
 {
 	dv_uconn_t *c = r->c;
-	struct ev_loop *loop = c->server->pool->w->loop;
-	if (c->udp || c->state == UC_CLOSED)
+	struct ev_loop *loop = c->server->pool->loop;
+	if (c->ops->lossy || c->state == UC_CLOSED)
 		return false;
 	if (r->peer >= 0 && c->fd == r->mine && is_unix(c->fd))
 		return c->state == UC_OPEN;
@@ -528,7 +535,7 @@ static bool own_tcp(conn_ref_t *r)
 	r->mine = sv[0];
 	r->peer = sv[1];
 	c->state = UC_CONNECTING;
-	tcp_write_cb(loop, &c->wio, EV_WRITE); /* connected: flushes */
+	stream_write_cb(loop, &c->wio, EV_WRITE); /* connected: flushes */
 	return c->state == UC_OPEN;
 }
 
@@ -556,7 +563,7 @@ static void op_stream(cur_t *in)
 	ssize_t sent = send(r->peer, bytes, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (sent <= 0 && len > 0)
 		return;
-	tcp_read_cb(c->server->pool->w->loop, &c->rio, EV_READ);
+	stream_read_cb(c->server->pool->loop, &c->rio, EV_READ);
 }
 
 static void op_conn_event(cur_t *in, uint8_t arg)
@@ -565,24 +572,24 @@ static void op_conn_event(cur_t *in, uint8_t arg)
 	if (!r)
 		return;
 	dv_uconn_t *c = r->c;
-	struct ev_loop *loop = c->server->pool->w->loop;
+	struct ev_loop *loop = c->server->pool->loop;
 	DEBUG("event %u on conn %u (state %d, %u busy)\n", arg & 3,
 	      (unsigned)(r - conns), c->state, c->busy);
 	switch (arg & 3) {
 	case 0: /* as the pool's own callers do: with queries on it, a
 		 * close is a failure */
-		conn_close(c, (arg & 4) || c->busy > 0, "fuzz");
+		dv_uconn_close(c, (arg & 4) || c->busy > 0, "fuzz");
 		break;
 	case 1: /* the connect completes (refused, unless ours) */
-		if (!c->udp && c->state == UC_CONNECTING)
-			tcp_write_cb(loop, &c->wio, EV_WRITE);
+		if (!c->ops->lossy && c->state == UC_CONNECTING)
+			stream_write_cb(loop, &c->wio, EV_WRITE);
 		break;
 	case 2: { /* a datagram through the real receive path */
 		uint8_t mode = take8(in);
 		size_t want = take8(in);
 		const uint8_t *src;
 		size_t len = take_bytes(in, want, &src);
-		if (!c->udp || c->state != UC_OPEN)
+		if (!c->ops->lossy || c->state != UC_OPEN)
 			break;
 		size_t n = make_answer(answer_buf, c, mode, src, len);
 		struct sockaddr_storage ss;
@@ -595,15 +602,15 @@ static void op_conn_event(cur_t *in, uint8_t arg)
 		break;
 	}
 	default:
-		if (c->udp || c->state != UC_OPEN)
+		if (c->ops->lossy || c->state != UC_OPEN)
 			break;
 		if ((arg & 4) && r->peer >= 0 && c->fd == r->mine &&
 		    is_unix(c->fd)) {
 			/* the upstream closes its side */
 			shutdown(r->peer, SHUT_WR);
-			tcp_read_cb(loop, &c->rio, EV_READ);
+			stream_read_cb(loop, &c->rio, EV_READ);
 		} else { /* the write watcher fires */
-			tcp_write_cb(loop, &c->wio, EV_WRITE);
+			stream_write_cb(loop, &c->wio, EV_WRITE);
 		}
 		break;
 	}
@@ -784,10 +791,10 @@ NO_COVERAGE static void check_all(dv_worker_t *w)
 	dv_pool_t *p = w->pool;
 	for (unsigned i = 0; i < p->n_local + p->n_fallback; i++) {
 		dv_server_t *s = &p->servers[i];
-		if (s->udp)
-			check_conn(s->udp);
-		for (unsigned j = 0; j < s->n_tcp; j++)
-			check_conn(&s->tcp[j]);
+		if (s->front)
+			check_conn(s->front);
+		for (unsigned j = 0; j < s->n_conns; j++)
+			check_conn(s->conns[j]);
 	}
 	/* every accepted query without its reply waits on a fetch */
 	unsigned open = 0;
@@ -902,7 +909,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				     i++)
 					fire(w->loop,
 					     &w->pool->servers[i].probe_timer,
-					     probe_cb);
+					     dv_uprobe_timer_cb);
 				if ((arg & 7) != 3)
 					fire(w->loop, &w->pool->tick, tick_cb);
 				break;
@@ -915,7 +922,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_all(w);
 		for (unsigned i = 0; debug && i < n_conns; i++)
 			DEBUG("    conn %u: %s state %d fd %d busy %u\n", i,
-			      conns[i].c->udp ? "udp" : "tcp", conns[i].c->state,
+			      conns[i].c->ops->lossy ? "udp" : "tcp", conns[i].c->state,
 			      conns[i].c->fd, conns[i].c->busy);
 	}
 

@@ -4,7 +4,7 @@
  * estimator (EWMA and p95 of the recent answers) and the up / degraded /
  * down state machine, driven by the server's own answers, failures and
  * timeouts.  Pure code: it takes outcomes and times, returns states; the
- * pool (upstream.c) does the I/O, the probes and the timers.
+ * pool (src/upstream/) does the I/O, the probes and the timers.
  *
  *   UP        answers come; the default.
  *   DEGRADED  still used, but ranked after UP servers of its group, and a

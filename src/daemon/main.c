@@ -24,14 +24,13 @@
 #include "src/daemon/transport.h"
 #include "src/daemon/upstream.h"
 #include "src/daemon/worker.h"
+#include "src/upstream/registry.h"
 
 static void implemented(bool *listen, bool *upstream)
 {
 	for (int s = 0; s < DV_SCHEME_COUNT; s++) {
 		listen[s] = dv_transport_find((dv_scheme_t)s, 0) != NULL;
-		upstream[s] = s == DV_SCHEME_UDP || s == DV_SCHEME_TCP ||
-			      s == DV_SCHEME_TLS || s == DV_SCHEME_HTTPS ||
-			      s == DV_SCHEME_QUIC;
+		upstream[s] = dv_upstream_scheme_known((dv_scheme_t)s);
 	}
 }
 
@@ -108,16 +107,14 @@ static bool has_listener(const dv_config_t *cfg, dv_scheme_t scheme)
 }
 
 /* tls:// and https:// upstreams need the TLS library; each worker's pool
- * builds its own client context (upstream.c). */
+ * builds its own client context (src/upstream/conn_stream.c). */
 static bool has_tls_upstream(const dv_config_t *cfg)
 {
 	for (unsigned i = 0; i < cfg->n_upstream; i++)
-		if (cfg->upstream[i].scheme == DV_SCHEME_TLS ||
-		    cfg->upstream[i].scheme == DV_SCHEME_HTTPS)
+		if (dv_upstream_scheme_tls(cfg->upstream[i].scheme))
 			return true;
 	for (unsigned i = 0; i < cfg->n_fallback; i++)
-		if (cfg->fallback[i].scheme == DV_SCHEME_TLS ||
-		    cfg->fallback[i].scheme == DV_SCHEME_HTTPS)
+		if (dv_upstream_scheme_tls(cfg->fallback[i].scheme))
 			return true;
 	return false;
 }

@@ -1,82 +1,13 @@
 #pragma once
 /*
- * The upstream pool of one worker: the local resolver group and the fallback
- * group, each a list of servers; per server a few persistent TCP connections
- * carrying many queries at once (RFC 7766 pipelining, answers matched out of
- * order by id and question) and, for udp:// servers, a connected UDP socket
- * whose truncated answers are retried over TCP.
- *
- * A fetch is one upstream question (after coalescing).  It is sent to the
- * local group first; when the local group has failed, or has not answered
- * within the hedge delay, the same question also goes to the fallback group;
- * the first good answer wins, and when every path has failed or the query
- * deadline passes, the core answers SERVFAIL with an EDE.
- *
- * Within a group the server is chosen by health and latency (health.h):
- * UP before DEGRADED, then the lowest EWMA of answer latency, with a few
- * percent of fetches sent to another server of the group to keep
- * measuring it (pool.explore-pct).  A DOWN server gets no fetch, only
- * probes; a local server that is DEGRADED sends its fetches to the
- * fallback group at once.
- *
- * Ids: each connection has a table of slots (its in-flight limit); a query's
- * id is the slot index in the low bits and random bits above, so clients'
- * ids never collide and a late answer is recognised by (id, question).
+ * The worker's upstream pool (src/upstream/pool.h), made from the worker:
+ * its loop, its counters and its index (worker_pool.c).
  */
-#include <ev.h>
-#include <stdbool.h>
-#include <stdint.h>
-
 #include "src/config/config.h"
-#include "src/core/core.h"
-#include "src/core/health.h"
-#include "src/core/query.h"
-#include "src/core/stats.h"
-#include "src/core/timer.h"
-#include "src/core/wire.h"
+#include "src/upstream/pool.h"
 
 typedef struct dv_worker dv_worker_t;
-typedef struct dv_pool dv_pool_t;
-typedef struct dv_fetch dv_fetch_t;
 
-/*
- * How the pool reports the end of a fetch to the fetch's owner (the
- * core: dv_core_fetch_answer and dv_core_fetch_fail), exactly once per
- * fetch and never for its own health probes: the first good answer, or
- * the failure with the EDE to report.  The owner frees the fetch (and
- * cancels it, dv_pool_fetch_cancel) before these return.
- */
-typedef struct dv_pool_report {
-	void (*answer)(dv_fetch_t *f, const uint8_t *wire, size_t len,
-		       const dv_wire_resp_t *r);
-	void (*fail)(dv_fetch_t *f, uint16_t ede, const char *text);
-} dv_pool_report_t;
-
-/* Create the pool of worker `w` from the config (connections are opened
- * lazily, except the local group's, which are warmed on start), reporting
- * through `report` (kept).  NULL on allocation failure. */
+/* dv_pool_create() with the environment of worker `w`. */
 dv_pool_t *dv_pool_new(dv_worker_t *w, const dv_config_t *cfg,
 		       const dv_pool_report_t *report);
-void dv_pool_start(dv_pool_t *p);
-void dv_pool_free(dv_pool_t *p); /* closes everything; NULL is a no-op */
-
-/* Start resolving `f` (qwire, key filled).  The pool answers through
- * its report (dv_pool_report_t), possibly before this returns. */
-void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f);
-/* Stop every timer and attempt of `f` (the fetch is being freed). */
-void dv_pool_fetch_cancel(dv_pool_t *p, dv_fetch_t *f);
-
-/* The two above, as the core calls them (core.h); `pool` a dv_pool_t. */
-extern const dv_core_pool_ops_t dv_pool_core_ops;
-
-/* Servers of the pool: local first, then fallback (the same for every
- * worker, in config order). */
-unsigned dv_pool_n_servers(const dv_pool_t *p);
-/* Add what this worker knows of server `i` into `u` (counters summed,
- * the state counted; url and group set; EWMA and p95 as in stats.h, with
- * `u->ewma_us` a running sum until dv_pool_stats_finish()).  Reads the
- * worker's values with relaxed atomic loads: any thread may call it. */
-void dv_pool_stats_add(const dv_pool_t *p, unsigned i,
-		       dv_upstream_stats_t *u);
-/* Turn the sums of dv_pool_stats_add() into the merged view. */
-void dv_pool_stats_finish(dv_upstream_stats_t *u);

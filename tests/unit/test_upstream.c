@@ -1,13 +1,20 @@
 /*
- * Unit tests for the upstream pool's id rewriting (src/daemon/upstream.c): the
- * slot table of a connection, the ids it hands out and how answers find
- * their slot.  The .c is included to reach its statics; since this file
- * then defines every public symbol of upstream.c itself, the linker never
- * pulls upstream.o out of the dv_core archive.  No socket is opened and no
- * event loop runs: conn_init only records the server pointer, and
- * handle_answer does not touch the worker for answers it ignores.
+ * Unit tests for the upstream pool's id rewriting (src/upstream/server.c
+ * and pool.c): the slot table of a connection, the ids it hands out and
+ * how answers find their slot.  The two .c files are included to reach
+ * their statics; since this file then defines every public symbol of
+ * server.o and pool.o itself, the linker never pulls them out of the
+ * dv_upstream archive (the connection modules come from it).  No socket
+ * is opened and no event loop runs: dv_uconn_init only records the server
+ * pointer, and dv_uconn_answer does not touch the worker for answers it
+ * ignores.
  */
-#include "src/daemon/upstream.c"
+#include "src/upstream/server.c"
+#include "src/upstream/pool.c"
+#include "src/daemon/upstream.h"
+#include "src/daemon/worker.h"
+#include "src/tls/tls.h"
+#include "src/upstream/conn_stream.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -50,7 +57,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fixture_t *f = *state;
-	conn_deinit(&f->c);
+	dv_uconn_deinit(&f->c);
 	free(f->scratch[0]);
 	free(f->scratch[1]);
 	if (f->w)
@@ -99,34 +106,40 @@ static void test_conn_init_sizes(void **state)
 		     {70000, 65536}, {UINT32_MAX, 65536}};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		dv_uconn_t c;
-		memset(&c, 0xa5, sizeof(c)); /* conn_init must set what counts */
-		c.out = NULL;
-		c.in = NULL;
-		assert_int_equal(conn_init(&c, f->server, false, cases[k].max),
+		memset(&c, 0xa5, sizeof(c)); /* dv_uconn_init must set what
+						counts */
+		assert_int_equal(dv_uconn_init(&c, &dv_uconn_tcp_ops,
+					       f->server, cases[k].max),
 				 0);
 		assert_ptr_equal(c.server, f->server);
-		assert_false(c.udp);
+		assert_ptr_equal(c.ops, &dv_uconn_tcp_ops);
 		assert_int_equal(c.state, UC_CLOSED);
 		assert_int_equal(c.fd, -1);
 		assert_int_equal(c.n_slots, cases[k].slots);
 		assert_int_equal(c.mask, cases[k].slots - 1);
 		assert_int_equal(c.n_slots & c.mask, 0); /* a power of two */
-		assert_non_null(c.in);
 		assert_int_equal(c.free_head, 0);
-		c.busy = 0; /* callers hand conn_init zeroed memory */
+		c.busy = 0; /* callers hand dv_uconn_init zeroed memory */
 		check_free_list(&c, c.n_slots);
-		conn_deinit(&c);
+		dv_uconn_deinit(&c);
 	}
 
-	/* UDP: no TCP input buffer */
-	dv_uconn_t u;
-	memset(&u, 0, sizeof(u));
-	assert_int_equal(conn_init(&u, f->server, true, 65536), 0);
-	assert_true(u.udp);
-	assert_null(u.in);
-	assert_int_equal(u.n_slots, 65536);
-	assert_int_equal(u.mask, 0xffff);
-	conn_deinit(&u);
+	/* TCP, made by its module: an input buffer for the framing */
+	dv_uconn_t *t = dv_uconn_tcp_ops.create(f->server, 100);
+	assert_non_null(t);
+	assert_false(t->ops->lossy);
+	assert_non_null(((dv_ustream_t *)t)->in);
+	assert_int_equal(t->n_slots, 128);
+	check_free_list(t, 128);
+	t->ops->destroy(t);
+
+	/* UDP: lossy, no input buffer of its own */
+	dv_uconn_t *u = dv_uconn_udp_ops.create(f->server, 65536);
+	assert_non_null(u);
+	assert_true(u->ops->lossy);
+	assert_int_equal(u->n_slots, 65536);
+	assert_int_equal(u->mask, 0xffff);
+	u->ops->destroy(u);
 }
 
 static void test_slot_take_all(void **state)
@@ -135,14 +148,14 @@ static void test_slot_take_all(void **state)
 	dv_uconn_t c;
 	dv_attempt_t att[64];
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(conn_init(&c, f->server, false, 64), 0);
+	assert_int_equal(dv_uconn_init(&c, &dv_uconn_tcp_ops, f->server, 64), 0);
 	assert_int_equal(c.mask, 63);
 
 	uint8_t seen_slot[64] = {0};
 	uint8_t *seen_id = calloc(65536, 1);
 	assert_non_null(seen_id);
 	for (unsigned k = 0; k < 64; k++) {
-		uint32_t i = slot_take(&c, &att[k], 1000 + k);
+		uint32_t i = dv_uslot_take(&c, &att[k], 1000 + k);
 		assert_true(i < 64);
 		assert_false(seen_slot[i]);
 		seen_slot[i] = 1;
@@ -157,28 +170,28 @@ static void test_slot_take_all(void **state)
 	}
 	/* the table is full */
 	assert_int_equal(c.free_head, NO_SLOT);
-	assert_int_equal(slot_take(&c, &att[0], 0), NO_SLOT);
-	assert_int_equal(slot_take(&c, &att[0], 0), NO_SLOT);
+	assert_int_equal(dv_uslot_take(&c, &att[0], 0), NO_SLOT);
+	assert_int_equal(dv_uslot_take(&c, &att[0], 0), NO_SLOT);
 	assert_int_equal(c.busy, 64);
 
 	/* release one, the next take reuses it (with a fresh id) */
-	slot_release(&c, 17);
+	dv_uslot_release(&c, 17);
 	assert_false(c.slots[17].busy);
 	assert_null(c.slots[17].att);
 	assert_int_equal(c.busy, 63);
-	uint32_t i = slot_take(&c, &att[1], 5);
+	uint32_t i = dv_uslot_take(&c, &att[1], 5);
 	assert_int_equal(i, 17);
 	assert_int_equal(c.slots[17].id & 63, 17);
 	assert_ptr_equal(c.slots[17].att, &att[1]);
-	assert_int_equal(slot_take(&c, &att[0], 0), NO_SLOT);
+	assert_int_equal(dv_uslot_take(&c, &att[0], 0), NO_SLOT);
 
 	/* release everything: all back on the free list */
 	for (uint32_t k = 0; k < 64; k++)
-		slot_release(&c, k);
+		dv_uslot_release(&c, k);
 	assert_int_equal(c.busy, 0);
 	check_free_list(&c, 64);
 	free(seen_id);
-	conn_deinit(&c);
+	dv_uconn_deinit(&c);
 }
 
 /* A tiny deterministic PRNG for the access pattern (not for ids). */
@@ -197,7 +210,7 @@ static void test_slot_ids_distinct_in_flight(void **state)
 	dv_uconn_t c;
 	dv_attempt_t a;
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(conn_init(&c, f->server, false, 1000), 0);
+	assert_int_equal(dv_uconn_init(&c, &dv_uconn_tcp_ops, f->server, 1000), 0);
 	assert_int_equal(c.n_slots, 1024);
 
 	uint32_t *inflight = calloc(c.n_slots, sizeof(*inflight));
@@ -208,7 +221,7 @@ static void test_slot_ids_distinct_in_flight(void **state)
 	for (unsigned step = 0; step < 200000; step++) {
 		bool take = n == 0 || (n < c.n_slots && xorshift(&rng) % 3 != 0);
 		if (take) {
-			uint32_t i = slot_take(&c, &a, step);
+			uint32_t i = dv_uslot_take(&c, &a, step);
 			assert_int_not_equal(i, NO_SLOT);
 			uint16_t id = c.slots[i].id;
 			assert_int_equal(id & c.mask, i);
@@ -221,22 +234,22 @@ static void test_slot_ids_distinct_in_flight(void **state)
 			uint32_t i = inflight[k];
 			inflight[k] = inflight[--n];
 			id_users[c.slots[i].id]--;
-			slot_release(&c, i);
+			dv_uslot_release(&c, i);
 		}
 		assert_int_equal(c.busy, n);
 	}
 	/* fill up to the limit: exactly n_slots distinct ids at once */
 	while (n < c.n_slots) {
-		uint32_t i = slot_take(&c, &a, 0);
+		uint32_t i = dv_uslot_take(&c, &a, 0);
 		assert_int_not_equal(i, NO_SLOT);
 		assert_int_equal(id_users[c.slots[i].id], 0);
 		id_users[c.slots[i].id]++;
 		inflight[n++] = i;
 	}
-	assert_int_equal(slot_take(&c, &a, 0), NO_SLOT);
+	assert_int_equal(dv_uslot_take(&c, &a, 0), NO_SLOT);
 	free(inflight);
 	free(id_users);
-	conn_deinit(&c);
+	dv_uconn_deinit(&c);
 }
 
 static void test_slot_random_high_bits(void **state)
@@ -245,7 +258,7 @@ static void test_slot_random_high_bits(void **state)
 	dv_uconn_t c;
 	dv_attempt_t a;
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(conn_init(&c, f->server, false, 64), 0);
+	assert_int_equal(dv_uconn_init(&c, &dv_uconn_tcp_ops, f->server, 64), 0);
 
 	uint8_t *seen_high = calloc(1024, 1); /* 16 - 6 bits */
 	assert_non_null(seen_high);
@@ -253,7 +266,7 @@ static void test_slot_random_high_bits(void **state)
 	uint16_t prev = 0;
 	unsigned same_as_prev = 0;
 	for (unsigned k = 0; k < 1000; k++) {
-		uint32_t i = slot_take(&c, &a, 42); /* same "now" every time */
+		uint32_t i = dv_uslot_take(&c, &a, 42); /* same "now" every time */
 		assert_int_not_equal(i, NO_SLOT);
 		uint16_t id = c.slots[i].id;
 		assert_int_equal(id & 63, i);
@@ -261,7 +274,7 @@ static void test_slot_random_high_bits(void **state)
 			distinct++;
 		same_as_prev += k > 0 && id == prev;
 		prev = id;
-		slot_release(&c, i);
+		dv_uslot_release(&c, i);
 	}
 	assert_true(distinct > 1);
 	/* 10 random bits over 1000 draws: expect ~630 distinct values; a
@@ -269,7 +282,7 @@ static void test_slot_random_high_bits(void **state)
 	assert_true(distinct > 300);
 	assert_true(same_as_prev < 50);
 	free(seen_high);
-	conn_deinit(&c);
+	dv_uconn_deinit(&c);
 }
 
 /*
@@ -285,19 +298,19 @@ static void test_udp_ids_unpredictable(void **state)
 	fixture_t *f = *state;
 	dv_uconn_t *c = &f->c;
 	dv_attempt_t a;
-	assert_int_equal(conn_init(c, f->server, true, 65536), 0);
+	assert_int_equal(dv_uconn_init(c, &dv_uconn_udp_ops, f->server, 65536), 0);
 
 	uint8_t *seen = f->scratch[0] = calloc(65536, 1);
 	assert_non_null(seen);
 	unsigned distinct = 0;
 	for (unsigned k = 0; k < 1000; k++) {
-		uint32_t i = slot_take(c, &a, 42);
+		uint32_t i = dv_uslot_take(c, &a, 42);
 		assert_int_not_equal(i, NO_SLOT);
 		uint16_t id = c->slots[i].id;
 		assert_int_equal(id & c->mask, i);
 		if (!seen[id]++)
 			distinct++;
-		slot_release(c, i);
+		dv_uslot_release(c, i);
 	}
 	/* one query at a time, 1000 times: the id must not repeat much */
 	assert_true(distinct > 900);
@@ -306,7 +319,7 @@ static void test_udp_ids_unpredictable(void **state)
 	uint16_t ids[16];
 	unsigned consecutive = 0;
 	for (unsigned k = 0; k < 16; k++) {
-		uint32_t i = slot_take(c, &a, 42);
+		uint32_t i = dv_uslot_take(c, &a, 42);
 		ids[k] = c->slots[i].id;
 		consecutive += k > 0 && ids[k] == (uint16_t)(ids[k - 1] + 1);
 	}
@@ -320,15 +333,15 @@ static void test_slot_random_index(void **state)
 	fixture_t *f = *state;
 	dv_uconn_t *c = &f->c;
 	dv_attempt_t a;
-	assert_int_equal(conn_init(c, f->server, false, 64), 0);
+	assert_int_equal(dv_uconn_init(c, &dv_uconn_tcp_ops, f->server, 64), 0);
 	uint8_t seen[64] = {0};
 	unsigned distinct = 0;
 	for (unsigned k = 0; k < 1000; k++) {
-		uint32_t i = slot_take(c, &a, 42);
+		uint32_t i = dv_uslot_take(c, &a, 42);
 		assert_true(i < 64);
 		if (!seen[i]++)
 			distinct++;
-		slot_release(c, i);
+		dv_uslot_release(c, i);
 		check_free_list(c, 64);
 	}
 	assert_true(distinct > 32);
@@ -337,12 +350,12 @@ static void test_slot_random_index(void **state)
 	 * stays consistent in both directions */
 	uint32_t held[32], rng = 99;
 	for (unsigned k = 0; k < 32; k++)
-		held[k] = slot_take(c, &a, k);
+		held[k] = dv_uslot_take(c, &a, k);
 	check_free_list(c, 32);
 	for (unsigned round = 0; round < 2000; round++) {
 		uint32_t k = xorshift(&rng) % 32;
-		slot_release(c, held[k]);
-		held[k] = slot_take(c, &a, round);
+		dv_uslot_release(c, held[k]);
+		held[k] = dv_uslot_take(c, &a, round);
 		assert_int_not_equal(held[k], NO_SLOT);
 	}
 	check_free_list(c, 32);
@@ -385,15 +398,16 @@ static void test_udp_lost_answers_release_ids(void **state)
 	assert_int_equal(
 		dv_core_init(&w->core, &conf, &no_timers, NULL, &w->stats), 0);
 	dv_core_set_pool(&w->core, f->pool, &dv_pool_core_ops);
-	f->pool->w = w;
+	f->pool->loop = w->loop;
+	f->pool->stats = &w->stats;
 	f->pool->cfg = f->cfg;
 	f->pool->report = &core_report;
 	f->pool->servers = f->server;
 	f->pool->n_local = 1;
 	f->pool->n_fallback = 0;
 	dv_uconn_t *c = &f->c;
-	assert_int_equal(conn_init(c, f->server, true, 4), 0);
-	f->server->udp = c;
+	assert_int_equal(dv_uconn_init(c, &dv_uconn_udp_ops, f->server, 4), 0);
+	f->server->front = c;
 	c->state = UC_OPEN; /* fd stays -1: nothing is sent */
 
 	for (unsigned k = 0; k < 3 * c->n_slots; k++) {
@@ -412,7 +426,7 @@ static void test_udp_lost_answers_release_ids(void **state)
 		w->core.fetches[0] = fe;
 		w->core.n_fetches = 1;
 		dv_attempt_t *a = &j->att[0];
-		uint32_t i = slot_take(c, a, now);
+		uint32_t i = dv_uslot_take(c, a, now);
 		if (i == NO_SLOT) {
 			free(j);
 			free(fe);
@@ -436,11 +450,11 @@ static void test_handle_answer_ids(void **state)
 	fixture_t *f = *state;
 	dv_uconn_t c;
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(conn_init(&c, f->server, false, 64), 0);
+	assert_int_equal(dv_uconn_init(&c, &dv_uconn_tcp_ops, f->server, 64), 0);
 
 	/* the slot of an abandoned attempt (its fetch finished elsewhere) */
 	dv_attempt_t a;
-	uint32_t i = slot_take(&c, &a, 1);
+	uint32_t i = dv_uslot_take(&c, &a, 1);
 	uint16_t id = c.slots[i].id;
 	c.slots[i].att = NULL; /* what attempt_detach() does */
 
@@ -451,30 +465,30 @@ static void test_handle_answer_ids(void **state)
 	dv_put16(ans + 2, DV_FLAG_QR);
 	dv_put16(ans + 4, 1);
 	memcpy(ans + 12, "\3www\7example\3com\0\0\1\0\1", 21);
-	handle_answer(&c, ans, sizeof(ans));
+	dv_uconn_answer(&c, ans, sizeof(ans));
 	assert_true(c.slots[i].busy); /* wrong id: ignored */
 	assert_int_equal(c.busy, 1);
 
-	handle_answer(&c, ans, DV_DNS_HDR - 1); /* too short: ignored */
+	dv_uconn_answer(&c, ans, DV_DNS_HDR - 1); /* too short: ignored */
 	dv_put16(ans, id);
-	handle_answer(&c, ans, DV_DNS_HDR - 1);
+	dv_uconn_answer(&c, ans, DV_DNS_HDR - 1);
 	assert_true(c.slots[i].busy);
 
-	handle_answer(&c, ans, sizeof(ans)); /* the late answer: id freed */
+	dv_uconn_answer(&c, ans, sizeof(ans)); /* the late answer: id freed */
 	assert_false(c.slots[i].busy);
 	assert_int_equal(c.busy, 0);
 	check_free_list(&c, 64);
 
 	/* a second copy of it finds the slot free: ignored */
-	handle_answer(&c, ans, sizeof(ans));
+	dv_uconn_answer(&c, ans, sizeof(ans));
 	assert_int_equal(c.busy, 0);
 	check_free_list(&c, 64);
 
 	/* an id whose slot was never taken */
 	dv_put16(ans, 5);
-	handle_answer(&c, ans, sizeof(ans));
+	dv_uconn_answer(&c, ans, sizeof(ans));
 	assert_int_equal(c.busy, 0);
-	conn_deinit(&c);
+	dv_uconn_deinit(&c);
 }
 
 /* An answer with the right id but another question keeps the slot. */
@@ -483,7 +497,7 @@ static void test_handle_answer_question(void **state)
 	fixture_t *f = *state;
 	dv_uconn_t c;
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(conn_init(&c, f->server, false, 8), 0);
+	assert_int_equal(dv_uconn_init(&c, &dv_uconn_tcp_ops, f->server, 8), 0);
 
 	dv_job_t *fe = calloc(1, sizeof(*fe));
 	assert_non_null(fe);
@@ -495,7 +509,7 @@ static void test_handle_answer_question(void **state)
 	fe->qlen = sizeof(q);
 	dv_attempt_t *a = &fe->att[0];
 	a->job = fe;
-	uint32_t i = slot_take(&c, a, 1);
+	uint32_t i = dv_uslot_take(&c, a, 1);
 	a->conn = &c;
 	a->slot = i;
 	uint16_t id = c.slots[i].id;
@@ -506,19 +520,19 @@ static void test_handle_answer_question(void **state)
 	dv_put16(ans, id);
 	dv_put16(ans + 2, DV_FLAG_QR | DV_FLAG_RD | DV_FLAG_RA);
 	ans[sizeof(ans) - 3] = 28; /* AAAA instead of A */
-	handle_answer(&c, ans, sizeof(ans));
+	dv_uconn_answer(&c, ans, sizeof(ans));
 	assert_true(c.slots[i].busy);
 	assert_ptr_equal(c.slots[i].att, a);
 	assert_ptr_equal(a->conn, &c);
 
 	ans[sizeof(ans) - 3] = 1;
 	ans[14] = 'x'; /* "wxw.example.com" */
-	handle_answer(&c, ans, sizeof(ans));
+	dv_uconn_answer(&c, ans, sizeof(ans));
 	assert_true(c.slots[i].busy);
 	assert_ptr_equal(a->conn, &c);
 
 	free(fe);
-	conn_deinit(&c);
+	dv_uconn_deinit(&c);
 }
 
 /* dv_pool_new builds every server's connections from the config. */
@@ -551,22 +565,23 @@ static void test_pool_new(void **state)
 		dv_server_t *s = &p->servers[k];
 		assert_ptr_equal(s->pool, p);
 		assert_int_equal(s->fallback, k == 2);
-		assert_int_equal(s->n_tcp, 3);
-		for (unsigned j = 0; j < s->n_tcp; j++) {
-			assert_int_equal(s->tcp[j].n_slots, 128);
-			assert_int_equal(s->tcp[j].state, UC_CLOSED);
-			assert_ptr_equal(s->tcp[j].server, s);
-			check_free_list(&s->tcp[j], 128);
+		assert_int_equal(s->n_conns, 3);
+		for (unsigned j = 0; j < s->n_conns; j++) {
+			assert_ptr_equal(s->conns[j]->ops, &dv_uconn_tcp_ops);
+			assert_int_equal(s->conns[j]->n_slots, 128);
+			assert_int_equal(s->conns[j]->state, UC_CLOSED);
+			assert_ptr_equal(s->conns[j]->server, s);
+			check_free_list(s->conns[j], 128);
 		}
-		assert_null(s->session);
+		assert_null(s->priv);
 		if (k == 1) {
-			assert_non_null(s->udp);
-			assert_true(s->udp->udp);
+			assert_non_null(s->front);
+			assert_true(s->front->ops->lossy);
 			/* UDP ids come from a table as big as pool.max-inflight:
 			 * random slot + random high bits */
-			assert_int_equal(s->udp->n_slots, 128);
+			assert_int_equal(s->front->n_slots, 128);
 		} else {
-			assert_null(s->udp);
+			assert_null(s->front);
 		}
 	}
 	assert_null(p->tls); /* no tls:// server, no TLS context */
@@ -634,13 +649,16 @@ static void test_pool_new_tls(void **state)
 	dv_server_t *s = &p->servers[1];
 	assert_int_equal(s->url.scheme, DV_SCHEME_TLS);
 	assert_string_equal(s->url.name, "dns.test");
-	assert_null(s->udp);
-	assert_null(s->session);
-	for (unsigned j = 0; j < s->n_tcp; j++) {
-		assert_int_equal(s->tcp[j].state, UC_CLOSED);
-		assert_null(s->tcp[j].tls);
-		assert_int_equal(s->tcp[j].tls_retry, 0);
-		check_free_list(&s->tcp[j], 64);
+	assert_null(s->front);
+	assert_null(s->priv);
+	for (unsigned j = 0; j < s->n_conns; j++) {
+		dv_ustream_t *sc = (dv_ustream_t *)s->conns[j];
+		assert_ptr_equal(sc->c.ops, &dv_uconn_tls_ops);
+		assert_true(sc->use_tls);
+		assert_int_equal(sc->c.state, UC_CLOSED);
+		assert_null(sc->tls);
+		assert_int_equal(sc->tls_retry, 0);
+		check_free_list(&sc->c, 64);
 	}
 	dv_pool_free(p);
 

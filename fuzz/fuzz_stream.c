@@ -67,6 +67,7 @@
 #include "transports/do53_tcp.c"
 #include "transports/sock.c"
 #include "transports/stream.c"
+#include "transports/stream_dns.c"
 
 #include <arpa/inet.h>
 #include <dirent.h>

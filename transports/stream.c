@@ -116,6 +116,12 @@ static dv_worker_t *W(conn_t *c)
 	return c->pub.l->w;
 }
 
+/* The application on top of the stream (DNS framing, DoH's HTTP). */
+static const dv_stream_app_t *APP(const conn_t *c)
+{
+	return c->pub.l->io->app;
+}
+
 static void list_unlink(listener_t *l, conn_t *c)
 {
 	if (c->prev)
@@ -198,8 +204,8 @@ static void conn_close(conn_t *c)
 	ev_io_stop(loop, &c->rio);
 	ev_io_stop(loop, &c->wio);
 	ev_timer_stop(loop, &c->timer);
-	const dv_stream_app_t *app = c->pub.l->io->app;
-	if (app && c->pub.app_state)
+	const dv_stream_app_t *app = APP(c);
+	if (app->close && c->pub.app_state)
 		app->close(&c->pub);
 	c->pub.app_state = NULL;
 	if (c->pub.l->io->close)
@@ -237,11 +243,13 @@ static bool out_full(const conn_t *c, size_t cap)
 /* Complete input not handed on yet (it waits for in-flight room). */
 static bool input_waiting(const conn_t *c)
 {
+	const dv_stream_app_t *app = APP(c);
 	if (!c->in_len || c->app_failed || L((conn_t *)c)->stopped)
 		return false;
-	if (c->pub.l->io->app)
-		return !c->app_stuck;
-	return c->in_len >= 2 && c->in_len >= 2 + (size_t)dv_get16(c->in);
+	if (app->input_ready)
+		return app->input_ready((dv_stream_conn_t *)&c->pub, c->in,
+					c->in_len);
+	return !c->app_stuck;
 }
 
 /* Run the connection again on the next loop iteration. */
@@ -261,10 +269,10 @@ static void schedule_again(conn_t *c)
  * nothing left to answer or send. */
 static bool conn_finished(const conn_t *c)
 {
-	const dv_stream_app_t *app = c->pub.l->io->app;
+	const dv_stream_app_t *app = APP(c);
 	if (out_pending(c) || input_waiting(c))
 		return false;
-	if (app && c->pub.app_state &&
+	if (app->want_close && c->pub.app_state &&
 	    app->want_close((dv_stream_conn_t *)&c->pub))
 		return true;
 	return (c->eof || L((conn_t *)c)->stopped || c->app_failed) &&
@@ -283,7 +291,7 @@ static bool conn_finished(const conn_t *c)
 static void conn_finish(conn_t *c)
 {
 	struct ev_loop *loop = W(c)->loop;
-	if (!c->pub.l->io->app || c->eof) {
+	if (!APP(c)->linger || c->eof) {
 		conn_close(c);
 		return;
 	}
@@ -334,20 +342,17 @@ static void update_reading(conn_t *c)
 			return;
 	}
 	bool want;
-	const dv_stream_app_t *app = c->pub.l->io->app;
+	const dv_stream_app_t *app = APP(c);
 	/* stop at the high marks, resume at half */
 	size_t out_cap = c->reading ? cfg->tcp_max_output_bytes
 				    : cfg->tcp_max_output_bytes / 2;
-	if (c->eof || L(c)->stopped || c->app_failed)
+	if (c->eof || L(c)->stopped || c->app_failed || !c->pub.app_state)
 		want = false;
-	else if (app && c->pub.app_state)
-		want = app->want_input(&c->pub) && !out_full(c, out_cap);
-	else if (c->reading)
-		want = c->inflight < cfg->tcp_max_inflight &&
-		       !out_full(c, out_cap);
+	else if (app->want_read)
+		want = app->want_read(&c->pub, c->reading);
 	else
-		want = c->inflight <= cfg->tcp_max_inflight / 2 &&
-		       !out_full(c, out_cap + 1);
+		want = (!app->want_input || app->want_input(&c->pub)) &&
+		       !out_full(c, out_cap);
 	if (want && !c->reading) {
 		c->reading = true;
 		ev_io_start(loop, &c->rio);
@@ -393,13 +398,29 @@ static bool out_reserve(conn_t *c, size_t room, size_t first)
 	return true;
 }
 
+uint8_t *dv_stream_out_reserve(dv_stream_conn_t *pc, size_t room,
+			       size_t first)
+{
+	conn_t *c = (conn_t *)pc;
+	if (!out_reserve(c, room, first))
+		return NULL;
+	if (!out_pending(c))
+		c->out_moved_ms = dv_now_ms();
+	return c->out + c->out_len;
+}
+
+void dv_stream_out_commit(dv_stream_conn_t *pc, size_t len)
+{
+	((conn_t *)pc)->out_len += len;
+}
+
 /* Move what the application has to send into the output buffer, up to the
  * output cap. */
 static void pump_app(conn_t *c)
 {
-	const dv_stream_app_t *app = c->pub.l->io->app;
+	const dv_stream_app_t *app = APP(c);
 	size_t cap_bytes = W(c)->cfg->tcp_max_output_bytes;
-	if (!app || !c->pub.app_state)
+	if (!app->output || !c->pub.app_state)
 		return;
 	while (c->pub.state == SC_OPEN && !out_full(c, cap_bytes)) {
 		if (c->out_off && c->out_off == c->out_len)
@@ -450,12 +471,6 @@ static void flush_out(conn_t *c)
 	ev_io_stop(loop, &c->wio);
 	if (c->pub.state == SC_OPEN && conn_finished(c))
 		conn_finish(c);
-}
-
-static uint16_t keepalive_100ms(const dv_config_t *cfg)
-{
-	unsigned v = cfg->tcp_idle_timeout_ms / 100;
-	return v > 0xffff ? 0xffff : (uint16_t)v;
 }
 
 bool dv_stream_reply_begin(dv_stream_conn_t *pc)
@@ -516,103 +531,51 @@ int dv_stream_submit(dv_stream_conn_t *pc, dv_query_t *q)
 	return ret;
 }
 
-static void stream_reply(dv_query_t *q, const uint8_t *wire, size_t len)
+bool dv_stream_under(const dv_stream_conn_t *pc, unsigned inflight,
+		     size_t out)
 {
-	conn_t *c = q->conn;
-	if (!dv_stream_reply_begin(&c->pub)) {
-		conn_maybe_free(c);
-		return;
-	}
-	/* room for the answer plus an EDNS keepalive option and padding */
-	size_t extra = q->view.edns_keepalive ? 6 + DV_PAD_BLOCK + 4 : 0;
-	if (!out_reserve(c, 2 + len + extra, 1024)) {
-		conn_maybe_free(c);
-		return;
-	}
-	if (!out_pending(c))
-		c->out_moved_ms = dv_now_ms();
-	uint8_t *msg = c->out + c->out_len + 2;
-	memcpy(msg, wire, len);
-	if (q->view.edns_keepalive) {
-		/* RFC 7828: answer with the idle timeout we apply */
-		int n = dv_wire_add_keepalive(
-			msg, len, len + extra, keepalive_100ms(W(c)->cfg),
-			q->view.edns_padding ? q->pad_block : 0);
-		if (n > 0)
-			len = (size_t)n;
-	}
-	dv_put16(c->out + c->out_len, (uint16_t)len);
-	c->out_len += 2 + len;
-	dv_stream_reply_end(&c->pub);
+	const conn_t *c = (const conn_t *)pc;
+	return c->pub.state == SC_OPEN && !L((conn_t *)c)->stopped &&
+	       c->inflight < inflight && !out_full(c, out);
 }
 
-/* Hand every complete message in the input buffer to the core, as long as
- * the connection is under its limits. */
+void dv_stream_abort(dv_stream_conn_t *pc, const char *why)
+{
+	conn_abort((conn_t *)pc, why);
+}
+
+/* Offer what was read to the application (as long as it wants input). */
 static void process_input(conn_t *c)
 {
-	dv_worker_t *w = W(c);
-	const dv_config_t *cfg = w->cfg;
-	const dv_stream_io_t *io = c->pub.l->io;
-	size_t off = 0;
-	if (io->app) {
-		if (c->pub.state != SC_OPEN || c->app_failed || !c->in_len ||
-		    !c->pub.app_state || !io->app->want_input(&c->pub))
-			return;
-		ssize_t n = io->app->input(&c->pub, c->in, c->in_len);
-		if (c->pub.state != SC_OPEN)
-			return;
-		if (n < 0) {
-			/* answer what is in flight, send the error, close */
-			c->app_failed = true;
-			c->in_len = 0;
-			c->msg_start_ms = 0;
-			update_reading(c);
-			return;
-		}
-		if (n > 0) {
-			memmove(c->in, c->in + n, c->in_len - (size_t)n);
-			c->in_len -= (size_t)n;
-		}
-		/* nothing taken although it wanted input: only more bytes
-		 * can help (never spin on the same buffer) */
-		c->app_stuck = n == 0 && c->in_len;
-		/* the read timeout runs from the first byte of a request that
-		 * is not complete, wherever its bytes are buffered */
-		bool partial = c->in_len || (io->app->receiving &&
-					     io->app->receiving(&c->pub));
-		if (!partial)
-			c->msg_start_ms = 0;
-		else if (!c->msg_start_ms)
-			c->msg_start_ms = dv_now_ms();
+	const dv_stream_app_t *app = APP(c);
+	if (c->pub.state != SC_OPEN || c->app_failed || !c->in_len ||
+	    !c->pub.app_state || (app->want_input && !app->want_input(&c->pub)))
+		return;
+	ssize_t n = app->input(&c->pub, c->in, c->in_len);
+	if (c->pub.state != SC_OPEN)
+		return;
+	if (n < 0) {
+		/* answer what is in flight, send the error, close */
+		c->app_failed = true;
+		c->in_len = 0;
+		c->msg_start_ms = 0;
+		update_reading(c);
 		return;
 	}
-	while (c->pub.state == SC_OPEN && !L(c)->stopped &&
-	       c->inflight < cfg->tcp_max_inflight &&
-	       !out_full(c, cfg->tcp_max_output_bytes) &&
-	       c->in_len - off >= 2) {
-		size_t mlen = dv_get16(c->in + off);
-		if (c->in_len - off < 2 + mlen)
-			break;
-		if (mlen == 0 && io->encrypted) {
-			/* RFC 7858 framing broken: no DNS message is empty */
-			conn_abort(c, "zero-length message");
-			return;
-		}
-		dv_query_t *q = dv_stream_query(&c->pub, c->in + off + 2, mlen,
-						stream_reply);
-		off += 2 + mlen;
-		if (!q) {
-			conn_abort(c, "out of memory");
-			break;
-		}
-		(void)dv_stream_submit(&c->pub, q);
+	if (n > 0) {
+		memmove(c->in, c->in + n, c->in_len - (size_t)n);
+		c->in_len -= (size_t)n;
 	}
-	if (off) {
-		memmove(c->in, c->in + off, c->in_len - off);
-		c->in_len -= off;
-		/* what is left is a message that has just started */
-		c->msg_start_ms = c->in_len ? dv_now_ms() : 0;
-	}
+	/* nothing taken although it wanted input: only more bytes can help
+	 * (never spin on the same buffer) */
+	c->app_stuck = n == 0 && c->in_len;
+	/* the read timeout runs from the first byte of a request that is not
+	 * complete, wherever its bytes are buffered */
+	bool partial = c->in_len || (app->receiving && app->receiving(&c->pub));
+	if (!partial)
+		c->msg_start_ms = 0;
+	else if (!c->msg_start_ms)
+		c->msg_start_ms = dv_now_ms();
 }
 
 /* Arm the one timer for the state the connection is in. */
@@ -680,8 +643,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static bool app_open(conn_t *c)
 {
-	const dv_stream_app_t *app = c->pub.l->io->app;
-	if (app && app->open(&c->pub) < 0) {
+	if (APP(c)->open(&c->pub) < 0) {
 		conn_abort(c, "cannot start the application protocol");
 		return false;
 	}
@@ -720,14 +682,18 @@ static bool do_handshake(conn_t *c)
 static void conn_read(conn_t *c)
 {
 	const dv_stream_io_t *io = c->pub.l->io;
+	const dv_stream_app_t *app = APP(c);
 	int rounds;
 	for (rounds = 0; rounds < READ_ROUNDS && c->pub.state == SC_OPEN &&
 			 c->reading;
 	     rounds++) {
 		/* room for at least the message being received */
 		size_t need = c->in_len + 2048;
-		if (c->in_len >= 2 && 2 + (size_t)dv_get16(c->in) > need)
-			need = 2 + (size_t)dv_get16(c->in);
+		if (app->input_need) {
+			size_t n = app->input_need(&c->pub, c->in, c->in_len);
+			if (n > need)
+				need = n;
+		}
 		if (need > 2 + DV_DNS_MAX_MSG)
 			need = 2 + DV_DNS_MAX_MSG;
 		if (c->in_cap < need) {
@@ -767,15 +733,11 @@ static void conn_read(conn_t *c)
 			conn_abort(c, "read failed");
 			return;
 		}
-		if (c->in_len == 0 && !io->app)
-			c->msg_start_ms = dv_now_ms();
 		c->in_len += (size_t)n;
 		c->app_stuck = false;
 		c->last_ms = dv_now_ms();
 		conn_touch(c);
 		process_input(c);
-		if (c->in_len && !c->msg_start_ms && !io->app)
-			c->msg_start_ms = c->last_ms;
 	}
 	/* The round budget ran out with data possibly still buffered (in
 	 * the socket the loop will see it; inside TLS it would not): the
@@ -1047,6 +1009,8 @@ ssize_t dv_stream_plain_write(dv_stream_conn_t *c, const void *buf,
 int dv_stream_listen(dv_worker_t *w, const dv_url_t *url,
 		     const dv_stream_io_t *io, void *io_ctx, void **state)
 {
+	if (!io->app)
+		return -EINVAL; /* every stream carries an application */
 	listener_t *l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
@@ -1095,7 +1059,7 @@ void dv_stream_stop(dv_worker_t *w, void *state)
 		/* busy: answers given synchronously below must not free the
 		 * connection (or its application state) under us */
 		c->busy++;
-		if (c->pub.state == SC_OPEN && app && c->pub.app_state)
+		if (c->pub.state == SC_OPEN && app->drain && c->pub.app_state)
 			app->drain(&c->pub);
 		update_reading(c);
 		flush_out(c);

@@ -68,6 +68,7 @@
 #include "transports/sock.c"
 #include "transports/stream.c"
 #include "transports/stream_dns.c"
+#include "transports/stream_listen.c"
 
 #include <arpa/inet.h>
 #include <dirent.h>

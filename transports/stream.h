@@ -1,11 +1,13 @@
 #pragma once
 /*
- * DNS over a byte stream (RFC 1035 4.2.2, RFC 7766, RFC 7858): the
- * connection machinery shared by Do53 TCP and DoT.  A stream transport is an
- * I/O ops table (plain socket or TLS) plus a registration; framing, the
- * in-flight bound, backpressure, timeouts (handshake, read, idle), EDNS
- * keepalive (RFC 7828) and padding (RFC 8467, encrypted transports only)
- * live here once.
+ * Requests over a byte stream: the connection machinery shared by Do53
+ * TCP, DoT and DoH.  A stream transport is an I/O ops table (plain socket
+ * or TLS) with an application on top (DNS length-prefixed framing, RFC 1035
+ * 4.2.2, RFC 7766, RFC 7858, or DoH's HTTP) plus a registration;
+ * backpressure, timeouts (handshake, read, write, idle) and the listener's
+ * limits live here once (stream.c, stream_listen.c), DNS framing, the
+ * in-flight bound, EDNS keepalive (RFC 7828) and padding (RFC 8467,
+ * encrypted transports only) in stream_dns.c.
  */
 #include <stdbool.h>
 #include <stdint.h>

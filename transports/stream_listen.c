@@ -200,8 +200,7 @@ void dv_stream_close(dv_worker_t *w, void *state)
 	}
 	ev_timer_stop(w->loop, &l->accept_timer);
 	ev_timer_stop(w->loop, &l->again_timer);
-	while (l->conns) {
+	while (l->conns)
 		dv_stream_conn_destroy(l->conns);
-	}
 	free(l);
 }

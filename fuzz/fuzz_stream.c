@@ -1,10 +1,10 @@
 /*
- * DNS over a byte stream (transports/stream.c through the plain Do53 TCP
- * ops of transports/do53_tcp.c): arbitrary bytes written by a real client
- * socket, split at points the input chooses, into a real worker's TCP
- * listener on 127.0.0.1; framing (process_input), reading (conn_read),
- * answering (stream_reply), backpressure and the end of a connection all
- * run as in the daemon.
+ * DNS over a byte stream (transports/stream.c with its DNS application,
+ * stream_dns.c, through the plain Do53 TCP ops of transports/do53_tcp.c):
+ * arbitrary bytes written by a real client socket, split at points the
+ * input chooses, into a real worker's TCP listener on 127.0.0.1; framing
+ * (dns_input), reading (conn_read), answering (dns_reply), backpressure
+ * and the end of a connection all run as in the daemon.
  *
  * The .c files are included to reach the connection structs (this file is
  * linked with dv_core only, never with dv_transports, so nothing is
@@ -67,6 +67,8 @@
 #include "transports/do53_tcp.c"
 #include "transports/sock.c"
 #include "transports/stream.c"
+#include "transports/stream_dns.c"
+#include "transports/stream_listen.c"
 
 #include <arpa/inet.h>
 #include <dirent.h>

@@ -10,6 +10,7 @@
 
 static const dv_stream_io_t plain_io = {
 	.scheme = DV_SCHEME_TCP,
+	.app = &dv_stream_dns_app,
 	.read = dv_stream_plain_read,
 	.write = dv_stream_plain_write,
 };

@@ -240,6 +240,8 @@ static const dv_stream_app_t doh_app = {
 	.drain = app_drain,
 	.close = app_close,
 	.receiving = app_receiving,
+	/* an HTTP error may end the connection while the request still comes */
+	.linger = true,
 };
 
 static const dv_stream_io_t https_io = {

@@ -10,6 +10,7 @@
 static const dv_stream_io_t dot_io = {
 	.scheme = DV_SCHEME_TLS,
 	.encrypted = true,
+	.app = &dv_stream_dns_app,
 	.open = dv_tls_stream_open,
 	.handshake = dv_tls_stream_handshake,
 	.read = dv_tls_stream_read,

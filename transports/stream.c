@@ -1,19 +1,22 @@
 /*
- * DNS over a byte stream: the connection machinery of Do53 TCP and DoT.
+ * A byte stream connection: the machinery of Do53 TCP, DoT and DoH, under
+ * an application that makes requests of the bytes (DNS length-prefixed
+ * framing, transports/stream_dns.c, or DoH's HTTP engine).  Accepting and
+ * the listener's limits are in stream_listen.c.
  *
  * Each answer is written as soon as the core has it (so out of order,
- * RFC 7766 6.2.1.1).  Reading stops while a connection has
- * limits.tcp-max-inflight queries in flight or more than
- * limits.tcp-max-output-bytes unsent, and resumes at half of each: a client
- * that never reads costs at most its in-flight answers plus that cap.  The
- * check runs before every message is handed on, because a cache hit is
- * answered at once and never counts as in flight.  All connections of a
- * worker together may buffer limits.worker-max-output; over it, a
- * connection that has unsent output takes no more input until that is sent
- * (one that has none still may, so a client that reads is never stopped by
- * the others).  Whenever a connection can take input again, what is
- * already buffered (in our buffer or inside TLS) is processed without
- * waiting for new bytes.
+ * RFC 7766 6.2.1.1).  Under DNS framing, reading stops while a connection
+ * has limits.tcp-max-inflight queries in flight or more than
+ * limits.tcp-max-output-bytes unsent, and resumes at half of each: a
+ * client that never reads costs at most its in-flight answers plus that
+ * cap (the DNS application checks before every message, dv_stream_under(),
+ * because a cache hit is answered at once and never counts as in flight).
+ * All connections of a worker together may buffer
+ * limits.worker-max-output; over it, a connection that has unsent output
+ * takes no more input until that is sent (one that has none still may, so
+ * a client that reads is never stopped by the others).  Whenever a connection can take input
+ * again, what is already buffered (in our buffer or inside TLS) is
+ * processed without waiting for new bytes.
  *
  * One timer per connection enforces, by state: the handshake timeout, the
  * read timeout of a message that has started to arrive, the write timeout
@@ -23,16 +26,13 @@
  * Fairness: one callback reads at most READ_ROUNDS times; a connection
  * with more to do goes on the listener's `again` list, run from a zero
  * timer on the next loop iteration, after the loop has polled every other
- * socket and timer.  At tcp-max-connections the least recently active idle
- * connection (preferring an address that holds many) is closed for a new
- * one.  When accept() finds no file descriptor, accepting pauses and backs
- * off instead of spinning on a readable listener.
+ * socket and timer.
  *
  * Lifetime: a closed connection keeps its struct until its last in-flight
  * query has been answered (that answer is discarded), and it is never freed
  * inside its own callbacks (`busy` guards them).
  */
-#include "transports/stream.h"
+#include "transports/stream_conn.h"
 
 #include <ev.h>
 #include <netinet/in.h>
@@ -47,59 +47,11 @@
 #include "src/core/errors.h"
 #include "src/core/log.h"
 #include "src/daemon/worker.h"
-#include "transports/sock.h"
-
-typedef struct listener listener_t;
-
-typedef struct conn {
-	dv_stream_conn_t pub; /* first: the transport sees only this */
-	ev_io rio, wio;
-	ev_timer timer;
-	unsigned inflight;
-	unsigned busy;      /* inside one of our callbacks */
-	bool reading;       /* read watcher should run */
-	bool eof;           /* client closed its side */
-	bool write_blocked; /* the I/O layer wants to write first */
-	bool app_failed;    /* the application refused more input */
-	bool again;         /* on the listener's again list */
-	bool app_stuck;     /* the application took none of a non-empty
-			       buffer: wait for more bytes */
-	uint64_t accepted_ms, last_ms, msg_start_ms, linger_until_ms;
-	uint64_t out_moved_ms; /* unsent output last started or moved */
-	uint8_t *in;
-	size_t in_len, in_cap;
-	uint8_t *out;
-	size_t out_len, out_off, out_cap;
-	struct conn *prev, *next; /* most recently active first */
-	struct conn *again_next;
-} conn_t;
-
-struct listener {
-	dv_stream_listener_t pub;
-	int fd;
-	ev_io io;
-	bool stopped;
-	unsigned n_conns;
-	conn_t *conns, *tail;
-	/* connections with buffered work: `again` waits for the next loop
-	 * iteration, `again_run` is the batch being run */
-	conn_t *again, *again_run;
-	ev_timer again_timer;
-	/* accept() out of file descriptors: paused, retried after backoff */
-	ev_timer accept_timer;
-	unsigned backoff_ms;
-	uint64_t accept_logged_ms;
-};
 
 #define IN_INITIAL 2048
 #define READ_ROUNDS 16
 /* an output buffer larger than this is given back once it is empty */
 #define OUT_KEEP 65536
-/* idle connections looked at, from the least recently active, to evict */
-#define EVICT_SCAN 64
-#define ACCEPT_BACKOFF_MIN_MS 10
-#define ACCEPT_BACKOFF_MAX_MS 1000
-#define ACCEPT_LOG_EVERY_MS 10000
 
 static void conn_close(conn_t *c);
 static void process_input(conn_t *c);
@@ -114,6 +66,12 @@ static listener_t *L(conn_t *c)
 static dv_worker_t *W(conn_t *c)
 {
 	return c->pub.l->w;
+}
+
+/* The application on top of the stream (DNS framing, DoH's HTTP). */
+static const dv_stream_app_t *APP(const conn_t *c)
+{
+	return c->pub.l->io->app;
 }
 
 static void list_unlink(listener_t *l, conn_t *c)
@@ -198,8 +156,8 @@ static void conn_close(conn_t *c)
 	ev_io_stop(loop, &c->rio);
 	ev_io_stop(loop, &c->wio);
 	ev_timer_stop(loop, &c->timer);
-	const dv_stream_app_t *app = c->pub.l->io->app;
-	if (app && c->pub.app_state)
+	const dv_stream_app_t *app = APP(c);
+	if (app->close && c->pub.app_state)
 		app->close(&c->pub);
 	c->pub.app_state = NULL;
 	if (c->pub.l->io->close)
@@ -237,11 +195,13 @@ static bool out_full(const conn_t *c, size_t cap)
 /* Complete input not handed on yet (it waits for in-flight room). */
 static bool input_waiting(const conn_t *c)
 {
+	const dv_stream_app_t *app = APP(c);
 	if (!c->in_len || c->app_failed || L((conn_t *)c)->stopped)
 		return false;
-	if (c->pub.l->io->app)
-		return !c->app_stuck;
-	return c->in_len >= 2 && c->in_len >= 2 + (size_t)dv_get16(c->in);
+	if (app->input_ready)
+		return app->input_ready((dv_stream_conn_t *)&c->pub, c->in,
+					c->in_len);
+	return !c->app_stuck;
 }
 
 /* Run the connection again on the next loop iteration. */
@@ -261,10 +221,10 @@ static void schedule_again(conn_t *c)
  * nothing left to answer or send. */
 static bool conn_finished(const conn_t *c)
 {
-	const dv_stream_app_t *app = c->pub.l->io->app;
+	const dv_stream_app_t *app = APP(c);
 	if (out_pending(c) || input_waiting(c))
 		return false;
-	if (app && c->pub.app_state &&
+	if (app->want_close && c->pub.app_state &&
 	    app->want_close((dv_stream_conn_t *)&c->pub))
 		return true;
 	return (c->eof || L((conn_t *)c)->stopped || c->app_failed) &&
@@ -283,7 +243,7 @@ static bool conn_finished(const conn_t *c)
 static void conn_finish(conn_t *c)
 {
 	struct ev_loop *loop = W(c)->loop;
-	if (!c->pub.l->io->app || c->eof) {
+	if (!APP(c)->linger || c->eof) {
 		conn_close(c);
 		return;
 	}
@@ -334,20 +294,17 @@ static void update_reading(conn_t *c)
 			return;
 	}
 	bool want;
-	const dv_stream_app_t *app = c->pub.l->io->app;
+	const dv_stream_app_t *app = APP(c);
 	/* stop at the high marks, resume at half */
 	size_t out_cap = c->reading ? cfg->tcp_max_output_bytes
 				    : cfg->tcp_max_output_bytes / 2;
-	if (c->eof || L(c)->stopped || c->app_failed)
+	if (c->eof || L(c)->stopped || c->app_failed || !c->pub.app_state)
 		want = false;
-	else if (app && c->pub.app_state)
-		want = app->want_input(&c->pub) && !out_full(c, out_cap);
-	else if (c->reading)
-		want = c->inflight < cfg->tcp_max_inflight &&
-		       !out_full(c, out_cap);
+	else if (app->want_read)
+		want = app->want_read(&c->pub, c->reading);
 	else
-		want = c->inflight <= cfg->tcp_max_inflight / 2 &&
-		       !out_full(c, out_cap + 1);
+		want = (!app->want_input || app->want_input(&c->pub)) &&
+		       !out_full(c, out_cap);
 	if (want && !c->reading) {
 		c->reading = true;
 		ev_io_start(loop, &c->rio);
@@ -393,13 +350,29 @@ static bool out_reserve(conn_t *c, size_t room, size_t first)
 	return true;
 }
 
+uint8_t *dv_stream_out_reserve(dv_stream_conn_t *pc, size_t room,
+			       size_t first)
+{
+	conn_t *c = (conn_t *)pc;
+	if (!out_reserve(c, room, first))
+		return NULL;
+	if (!out_pending(c))
+		c->out_moved_ms = dv_now_ms();
+	return c->out + c->out_len;
+}
+
+void dv_stream_out_commit(dv_stream_conn_t *pc, size_t len)
+{
+	((conn_t *)pc)->out_len += len;
+}
+
 /* Move what the application has to send into the output buffer, up to the
  * output cap. */
 static void pump_app(conn_t *c)
 {
-	const dv_stream_app_t *app = c->pub.l->io->app;
+	const dv_stream_app_t *app = APP(c);
 	size_t cap_bytes = W(c)->cfg->tcp_max_output_bytes;
-	if (!app || !c->pub.app_state)
+	if (!app->output || !c->pub.app_state)
 		return;
 	while (c->pub.state == SC_OPEN && !out_full(c, cap_bytes)) {
 		if (c->out_off && c->out_off == c->out_len)
@@ -450,12 +423,6 @@ static void flush_out(conn_t *c)
 	ev_io_stop(loop, &c->wio);
 	if (c->pub.state == SC_OPEN && conn_finished(c))
 		conn_finish(c);
-}
-
-static uint16_t keepalive_100ms(const dv_config_t *cfg)
-{
-	unsigned v = cfg->tcp_idle_timeout_ms / 100;
-	return v > 0xffff ? 0xffff : (uint16_t)v;
 }
 
 bool dv_stream_reply_begin(dv_stream_conn_t *pc)
@@ -516,103 +483,51 @@ int dv_stream_submit(dv_stream_conn_t *pc, dv_query_t *q)
 	return ret;
 }
 
-static void stream_reply(dv_query_t *q, const uint8_t *wire, size_t len)
+bool dv_stream_under(const dv_stream_conn_t *pc, unsigned inflight,
+		     size_t out)
 {
-	conn_t *c = q->conn;
-	if (!dv_stream_reply_begin(&c->pub)) {
-		conn_maybe_free(c);
-		return;
-	}
-	/* room for the answer plus an EDNS keepalive option and padding */
-	size_t extra = q->view.edns_keepalive ? 6 + DV_PAD_BLOCK + 4 : 0;
-	if (!out_reserve(c, 2 + len + extra, 1024)) {
-		conn_maybe_free(c);
-		return;
-	}
-	if (!out_pending(c))
-		c->out_moved_ms = dv_now_ms();
-	uint8_t *msg = c->out + c->out_len + 2;
-	memcpy(msg, wire, len);
-	if (q->view.edns_keepalive) {
-		/* RFC 7828: answer with the idle timeout we apply */
-		int n = dv_wire_add_keepalive(
-			msg, len, len + extra, keepalive_100ms(W(c)->cfg),
-			q->view.edns_padding ? q->pad_block : 0);
-		if (n > 0)
-			len = (size_t)n;
-	}
-	dv_put16(c->out + c->out_len, (uint16_t)len);
-	c->out_len += 2 + len;
-	dv_stream_reply_end(&c->pub);
+	const conn_t *c = (const conn_t *)pc;
+	return c->pub.state == SC_OPEN && !L((conn_t *)c)->stopped &&
+	       c->inflight < inflight && !out_full(c, out);
 }
 
-/* Hand every complete message in the input buffer to the core, as long as
- * the connection is under its limits. */
+void dv_stream_abort(dv_stream_conn_t *pc, const char *why)
+{
+	conn_abort((conn_t *)pc, why);
+}
+
+/* Offer what was read to the application (as long as it wants input). */
 static void process_input(conn_t *c)
 {
-	dv_worker_t *w = W(c);
-	const dv_config_t *cfg = w->cfg;
-	const dv_stream_io_t *io = c->pub.l->io;
-	size_t off = 0;
-	if (io->app) {
-		if (c->pub.state != SC_OPEN || c->app_failed || !c->in_len ||
-		    !c->pub.app_state || !io->app->want_input(&c->pub))
-			return;
-		ssize_t n = io->app->input(&c->pub, c->in, c->in_len);
-		if (c->pub.state != SC_OPEN)
-			return;
-		if (n < 0) {
-			/* answer what is in flight, send the error, close */
-			c->app_failed = true;
-			c->in_len = 0;
-			c->msg_start_ms = 0;
-			update_reading(c);
-			return;
-		}
-		if (n > 0) {
-			memmove(c->in, c->in + n, c->in_len - (size_t)n);
-			c->in_len -= (size_t)n;
-		}
-		/* nothing taken although it wanted input: only more bytes
-		 * can help (never spin on the same buffer) */
-		c->app_stuck = n == 0 && c->in_len;
-		/* the read timeout runs from the first byte of a request that
-		 * is not complete, wherever its bytes are buffered */
-		bool partial = c->in_len || (io->app->receiving &&
-					     io->app->receiving(&c->pub));
-		if (!partial)
-			c->msg_start_ms = 0;
-		else if (!c->msg_start_ms)
-			c->msg_start_ms = dv_now_ms();
+	const dv_stream_app_t *app = APP(c);
+	if (c->pub.state != SC_OPEN || c->app_failed || !c->in_len ||
+	    !c->pub.app_state || (app->want_input && !app->want_input(&c->pub)))
+		return;
+	ssize_t n = app->input(&c->pub, c->in, c->in_len);
+	if (c->pub.state != SC_OPEN)
+		return;
+	if (n < 0) {
+		/* answer what is in flight, send the error, close */
+		c->app_failed = true;
+		c->in_len = 0;
+		c->msg_start_ms = 0;
+		update_reading(c);
 		return;
 	}
-	while (c->pub.state == SC_OPEN && !L(c)->stopped &&
-	       c->inflight < cfg->tcp_max_inflight &&
-	       !out_full(c, cfg->tcp_max_output_bytes) &&
-	       c->in_len - off >= 2) {
-		size_t mlen = dv_get16(c->in + off);
-		if (c->in_len - off < 2 + mlen)
-			break;
-		if (mlen == 0 && io->encrypted) {
-			/* RFC 7858 framing broken: no DNS message is empty */
-			conn_abort(c, "zero-length message");
-			return;
-		}
-		dv_query_t *q = dv_stream_query(&c->pub, c->in + off + 2, mlen,
-						stream_reply);
-		off += 2 + mlen;
-		if (!q) {
-			conn_abort(c, "out of memory");
-			break;
-		}
-		(void)dv_stream_submit(&c->pub, q);
+	if (n > 0) {
+		memmove(c->in, c->in + n, c->in_len - (size_t)n);
+		c->in_len -= (size_t)n;
 	}
-	if (off) {
-		memmove(c->in, c->in + off, c->in_len - off);
-		c->in_len -= off;
-		/* what is left is a message that has just started */
-		c->msg_start_ms = c->in_len ? dv_now_ms() : 0;
-	}
+	/* nothing taken although it wanted input: only more bytes can help
+	 * (never spin on the same buffer) */
+	c->app_stuck = n == 0 && c->in_len;
+	/* the read timeout runs from the first byte of a request that is not
+	 * complete, wherever its bytes are buffered */
+	bool partial = c->in_len || (app->receiving && app->receiving(&c->pub));
+	if (!partial)
+		c->msg_start_ms = 0;
+	else if (!c->msg_start_ms)
+		c->msg_start_ms = dv_now_ms();
 }
 
 /* Arm the one timer for the state the connection is in. */
@@ -680,8 +595,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static bool app_open(conn_t *c)
 {
-	const dv_stream_app_t *app = c->pub.l->io->app;
-	if (app && app->open(&c->pub) < 0) {
+	if (APP(c)->open(&c->pub) < 0) {
 		conn_abort(c, "cannot start the application protocol");
 		return false;
 	}
@@ -720,14 +634,18 @@ static bool do_handshake(conn_t *c)
 static void conn_read(conn_t *c)
 {
 	const dv_stream_io_t *io = c->pub.l->io;
+	const dv_stream_app_t *app = APP(c);
 	int rounds;
 	for (rounds = 0; rounds < READ_ROUNDS && c->pub.state == SC_OPEN &&
 			 c->reading;
 	     rounds++) {
 		/* room for at least the message being received */
 		size_t need = c->in_len + 2048;
-		if (c->in_len >= 2 && 2 + (size_t)dv_get16(c->in) > need)
-			need = 2 + (size_t)dv_get16(c->in);
+		if (app->input_need) {
+			size_t n = app->input_need(&c->pub, c->in, c->in_len);
+			if (n > need)
+				need = n;
+		}
 		if (need > 2 + DV_DNS_MAX_MSG)
 			need = 2 + DV_DNS_MAX_MSG;
 		if (c->in_cap < need) {
@@ -767,15 +685,11 @@ static void conn_read(conn_t *c)
 			conn_abort(c, "read failed");
 			return;
 		}
-		if (c->in_len == 0 && !io->app)
-			c->msg_start_ms = dv_now_ms();
 		c->in_len += (size_t)n;
 		c->app_stuck = false;
 		c->last_ms = dv_now_ms();
 		conn_touch(c);
 		process_input(c);
-		if (c->in_len && !c->msg_start_ms && !io->app)
-			c->msg_start_ms = c->last_ms;
 	}
 	/* The round budget ran out with data possibly still buffered (in
 	 * the socket the loop will see it; inside TLS it would not): the
@@ -801,7 +715,7 @@ static void after_io(conn_t *c)
 
 /* Connections that had more to do than one turn allowed, or that can take
  * input again with some already buffered. */
-static void again_cb(struct ev_loop *loop, ev_timer *t, int revents)
+void dv_stream_again_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	listener_t *l = t->data;
 	(void)loop;
@@ -859,158 +773,89 @@ static void write_cb(struct ev_loop *loop, ev_io *io, int revents)
 	after_io(c);
 }
 
-static bool same_addr(const struct sockaddr_storage *a,
-		      const struct sockaddr_storage *b)
+void dv_stream_conn_start(listener_t *l, int fd,
+			  const struct sockaddr_storage *peer,
+			  socklen_t plen)
 {
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET6)
-		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-			      &((const struct sockaddr_in6 *)b)->sin6_addr,
-			      16) == 0;
-	return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-	       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	dv_worker_t *w = l->pub.w;
+	struct ev_loop *loop = w->loop;
+	const dv_stream_io_t *sio = l->pub.io;
+	conn_t *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->pub.l = &l->pub;
+	c->pub.fd = fd;
+	c->pub.peer = *peer;
+	c->pub.peer_len = plen;
+	if (sio->open && sio->open(&l->pub, &c->pub) < 0) {
+		DV_STAT_INC(&w->stats, tcp_refused);
+		close(fd);
+		free(c);
+		return;
+	}
+	c->pub.state = sio->handshake ? SC_HANDSHAKE : SC_OPEN;
+	c->accepted_ms = c->last_ms = dv_now_ms();
+	list_push_front(l, c);
+	l->n_conns++;
+	DV_STAT_INC(&w->stats, tcp_connections);
+	ev_io_init(&c->rio, read_cb, fd, EV_READ);
+	ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
+	c->rio.data = c->wio.data = c;
+	ev_init(&c->timer, timer_cb);
+	c->timer.data = c;
+	timer_arm(c);
+	c->reading = c->pub.state == SC_OPEN;
+	ev_io_start(loop, &c->rio);
+	if (c->pub.state == SC_OPEN) {
+		c->busy++;
+		if (app_open(c))
+			flush_out(c); /* e.g. the HTTP/2 SETTINGS */
+		c->busy--;
+		conn_maybe_free(c);
+	}
 }
 
-static bool conn_idle(const conn_t *c)
+bool dv_stream_conn_idle(const conn_t *c)
 {
 	return c->pub.state == SC_OPEN && !c->busy && !c->inflight &&
 	       !out_pending(c) && !c->in_len && !c->msg_start_ms;
 }
 
-/*
- * The listener is full: close the least recently active idle connection
- * to make room.  Of the EVICT_SCAN idle connections least recently active,
- * the one whose address holds the most of them goes (so a host parking
- * many idle connections loses them first), the oldest on a tie.  False
- * when none is idle.
- */
-static bool evict_idle(listener_t *l)
+
+void dv_stream_conn_evict(conn_t *c)
 {
-	conn_t *cand[EVICT_SCAN];
-	unsigned n = 0, seen = 0;
-	for (conn_t *c = l->tail; c && n < EVICT_SCAN && seen < 4 * EVICT_SCAN;
-	     c = c->prev, seen++)
-		if (conn_idle(c))
-			cand[n++] = c;
-	if (!n)
-		return false;
-	unsigned best = 0, best_same = 0;
-	for (unsigned i = 0; i < n; i++) {
-		unsigned same = 0;
-		for (unsigned j = 0; j < n; j++)
-			same += same_addr(&cand[i]->pub.peer, &cand[j]->pub.peer);
-		if (same > best_same) {
-			best = i;
-			best_same = same;
-		}
-	}
-	conn_t *c = cand[best];
-	DV_STAT_INC(&l->pub.w->stats, tcp_evicted);
-	dv_log_debug("stream connection evicted: idle at "
-		     "tcp-max-connections");
 	conn_close(c);
 	conn_maybe_free(c);
-	return true;
 }
 
-static void accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+void dv_stream_conn_drain(conn_t *c)
 {
-	listener_t *l = t->data;
-	(void)revents;
-	if (!l->stopped)
-		ev_io_start(loop, &l->io);
+	if (c->pub.state == SC_HANDSHAKE)
+		conn_close(c);
+	const dv_stream_app_t *app = APP(c);
+	/* busy: answers given synchronously below must not free the
+	 * connection (or its application state) under us */
+	c->busy++;
+	if (c->pub.state == SC_OPEN && app->drain && c->pub.app_state)
+		app->drain(&c->pub);
+	update_reading(c);
+	flush_out(c);
+	if (c->pub.state == SC_OPEN && conn_finished(c))
+		conn_finish(c);
+	c->busy--;
+	conn_maybe_free(c);
 }
 
-/* accept() found no file descriptor.  The connection stays in the kernel's
- * backlog and the listener stays readable, so retrying at once would spin:
- * pause accepting, retry after a backoff that doubles while it lasts. */
-static void accept_pause(listener_t *l, int err)
+void dv_stream_conn_destroy(conn_t *c)
 {
-	dv_worker_t *w = l->pub.w;
-	struct ev_loop *loop = w->loop;
-	uint64_t now = dv_now_ms();
-	l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2
-				      : ACCEPT_BACKOFF_MIN_MS;
-	if (l->backoff_ms > ACCEPT_BACKOFF_MAX_MS)
-		l->backoff_ms = ACCEPT_BACKOFF_MAX_MS;
-	DV_STAT_INC(&w->stats, tcp_accept_paused);
-	if (!l->accept_logged_ms ||
-	    now >= l->accept_logged_ms + ACCEPT_LOG_EVERY_MS) {
-		l->accept_logged_ms = now;
-		dv_log_warn("worker %u: cannot accept a connection: %s (%u "
-			    "open on this listener); accepting pauses for %u "
-			    "ms (raise the open-files limit, or lower "
-			    "limits.tcp-max-connections)",
-			    w->index, strerror(err), l->n_conns,
-			    l->backoff_ms);
-	}
-	ev_io_stop(loop, &l->io);
-	ev_timer_set(&l->accept_timer, l->backoff_ms / 1000.0, 0.);
-	ev_timer_start(loop, &l->accept_timer);
-}
-
-static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-	listener_t *l = io->data;
-	dv_worker_t *w = l->pub.w;
-	const dv_stream_io_t *sio = l->pub.io;
-	for (int i = 0; i < 64; i++) {
-		struct sockaddr_storage peer;
-		socklen_t plen = sizeof(peer);
-		int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM)
-				accept_pause(l, errno);
-			return; /* EAGAIN, or a connection that vanished */
-		}
-		l->backoff_ms = 0;
-		if (l->n_conns >= w->cfg->tcp_max_connections &&
-		    !evict_idle(l)) {
-			DV_STAT_INC(&w->stats, tcp_refused);
-			close(fd);
-			continue;
-		}
-		conn_t *c = calloc(1, sizeof(*c));
-		if (!c) {
-			close(fd);
-			continue;
-		}
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		c->pub.l = &l->pub;
-		c->pub.fd = fd;
-		c->pub.peer = peer;
-		c->pub.peer_len = plen;
-		if (sio->open && sio->open(&l->pub, &c->pub) < 0) {
-			DV_STAT_INC(&w->stats, tcp_refused);
-			close(fd);
-			free(c);
-			continue;
-		}
-		c->pub.state = sio->handshake ? SC_HANDSHAKE : SC_OPEN;
-		c->accepted_ms = c->last_ms = dv_now_ms();
-		list_push_front(l, c);
-		l->n_conns++;
-		DV_STAT_INC(&w->stats, tcp_connections);
-		ev_io_init(&c->rio, read_cb, fd, EV_READ);
-		ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
-		c->rio.data = c->wio.data = c;
-		ev_init(&c->timer, timer_cb);
-		c->timer.data = c;
-		timer_arm(c);
-		c->reading = c->pub.state == SC_OPEN;
-		ev_io_start(loop, &c->rio);
-		if (c->pub.state == SC_OPEN) {
-			c->busy++;
-			if (app_open(c))
-				flush_out(c); /* e.g. the HTTP/2 SETTINGS */
-			c->busy--;
-			conn_maybe_free(c);
-		}
-	}
+	conn_close(c);
+	c->inflight = 0; /* every query was answered before this */
+	c->busy = 0;
+	conn_free(c);
 }
 
 ssize_t dv_stream_plain_read(dv_stream_conn_t *c, void *buf, size_t len)
@@ -1044,84 +889,3 @@ ssize_t dv_stream_plain_write(dv_stream_conn_t *c, const void *buf,
 	}
 }
 
-int dv_stream_listen(dv_worker_t *w, const dv_url_t *url,
-		     const dv_stream_io_t *io, void *io_ctx, void **state)
-{
-	listener_t *l = calloc(1, sizeof(*l));
-	if (!l)
-		return -ENOMEM;
-	int fd = dv_sock_listen(url, SOCK_STREAM, 1024);
-	if (fd < 0) {
-		free(l);
-		return fd;
-	}
-	l->pub.w = w;
-	l->pub.io = io;
-	l->pub.io_ctx = io_ctx;
-	l->fd = fd;
-	ev_io_init(&l->io, accept_cb, fd, EV_READ);
-	l->io.data = l;
-	ev_timer_init(&l->again_timer, again_cb, 0., 0.);
-	l->again_timer.data = l;
-	ev_timer_init(&l->accept_timer, accept_resume_cb, 0., 0.);
-	l->accept_timer.data = l;
-	ev_io_start(w->loop, &l->io);
-	*state = l;
-	return 0;
-}
-
-void *dv_stream_io_ctx(void *state)
-{
-	return ((listener_t *)state)->pub.io_ctx;
-}
-
-void dv_stream_stop(dv_worker_t *w, void *state)
-{
-	listener_t *l = state;
-	if (l->stopped)
-		return;
-	l->stopped = true;
-	ev_io_stop(w->loop, &l->io);
-	ev_timer_stop(w->loop, &l->accept_timer);
-	close(l->fd);
-	l->fd = -1;
-	/* idle connections go now, busy ones when their answers are out */
-	conn_t *c = l->conns;
-	while (c) {
-		conn_t *next = c->next;
-		if (c->pub.state == SC_HANDSHAKE)
-			conn_close(c);
-		const dv_stream_app_t *app = l->pub.io->app;
-		/* busy: answers given synchronously below must not free the
-		 * connection (or its application state) under us */
-		c->busy++;
-		if (c->pub.state == SC_OPEN && app && c->pub.app_state)
-			app->drain(&c->pub);
-		update_reading(c);
-		flush_out(c);
-		if (c->pub.state == SC_OPEN && conn_finished(c))
-			conn_finish(c);
-		c->busy--;
-		conn_maybe_free(c);
-		c = next;
-	}
-}
-
-void dv_stream_close(dv_worker_t *w, void *state)
-{
-	listener_t *l = state;
-	if (l->fd >= 0) {
-		ev_io_stop(w->loop, &l->io);
-		close(l->fd);
-	}
-	ev_timer_stop(w->loop, &l->accept_timer);
-	ev_timer_stop(w->loop, &l->again_timer);
-	while (l->conns) {
-		conn_t *c = l->conns;
-		conn_close(c);
-		c->inflight = 0; /* every query was answered before this */
-		c->busy = 0;
-		conn_free(c);
-	}
-	free(l);
-}

@@ -1,11 +1,13 @@
 #pragma once
 /*
- * DNS over a byte stream (RFC 1035 4.2.2, RFC 7766, RFC 7858): the
- * connection machinery shared by Do53 TCP and DoT.  A stream transport is an
- * I/O ops table (plain socket or TLS) plus a registration; framing, the
- * in-flight bound, backpressure, timeouts (handshake, read, idle), EDNS
- * keepalive (RFC 7828) and padding (RFC 8467, encrypted transports only)
- * live here once.
+ * Requests over a byte stream: the connection machinery shared by Do53
+ * TCP, DoT and DoH.  A stream transport is an I/O ops table (plain socket
+ * or TLS) with an application on top (DNS length-prefixed framing, RFC 1035
+ * 4.2.2, RFC 7766, RFC 7858, or DoH's HTTP) plus a registration;
+ * backpressure, timeouts (handshake, read, write, idle) and the listener's
+ * limits live here once (stream.c, stream_listen.c), DNS framing, the
+ * in-flight bound, EDNS keepalive (RFC 7828) and padding (RFC 8467,
+ * encrypted transports only) in stream_dns.c.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,34 +22,68 @@ typedef struct dv_stream_conn dv_stream_conn_t;
 typedef struct dv_stream_listener dv_stream_listener_t;
 
 /*
- * An application protocol on top of the stream (DoH's HTTP engine).  Without
- * one, the stream carries DNS messages with a 2-byte length prefix.  The
- * application submits queries with dv_stream_query()/dv_stream_submit() and
- * frames their answers itself; its reply hooks bracket their work with
- * dv_stream_reply_begin()/dv_stream_reply_end().
+ * An application protocol on top of the stream: DNS messages with a 2-byte
+ * length prefix (dv_stream_dns_app, transports/stream_dns.c) for Do53 TCP
+ * and DoT, DoH's HTTP engine for DoH.  The application submits queries
+ * with dv_stream_query()/dv_stream_submit() and frames their answers
+ * itself; its reply hooks bracket their work with
+ * dv_stream_reply_begin()/dv_stream_reply_end().  Fields marked optional
+ * may be NULL (false for `linger`).
  */
 typedef struct {
-	/* after the handshake (or at accept): set up c->app_state */
+	/* after the handshake (or at accept): set up c->app_state, which
+	 * must be non-NULL once this succeeds */
 	int (*open)(dv_stream_conn_t *c);
 	/* consume read bytes: how many were taken (the rest is offered again
 	 * when want_input), or a negative error: read no more, flush, and
 	 * close when want_close */
 	ssize_t (*input)(dv_stream_conn_t *c, const uint8_t *data, size_t len);
-	/* bytes to send now into buf: > 0, 0 (nothing), or an error */
+	/* bytes to send now into buf: > 0, 0 (nothing), or an error.
+	 * Optional: an application may instead write into the output buffer
+	 * (dv_stream_out_reserve) when its answers come. */
 	ssize_t (*output)(dv_stream_conn_t *c, uint8_t *buf, size_t cap);
+	/* input may be offered now.  Optional (always). */
 	bool (*want_input)(dv_stream_conn_t *c);
+	/* Optional: the application is done with the connection. */
 	bool (*want_close)(dv_stream_conn_t *c);
+	/* Optional: the listener drains (answer what is in flight, take no
+	 * new requests). */
 	void (*drain)(dv_stream_conn_t *c);
-	void (*close)(dv_stream_conn_t *c); /* free c->app_state */
+	/* Optional: free c->app_state. */
+	void (*close)(dv_stream_conn_t *c);
 	/* a request has started and is not complete (its bytes may sit inside
 	 * the application): limits.tcp-read-timeout-ms runs.  Optional. */
 	bool (*receiving)(dv_stream_conn_t *c);
+	/* Whether the socket should be read: `reading` says whether it is
+	 * now (so a bound can stop at a high mark and resume lower).
+	 * Optional: want_input, and unsent output under
+	 * limits.tcp-max-output-bytes (under half of it to resume). */
+	bool (*want_read)(dv_stream_conn_t *c, bool reading);
+	/* The unread input `in` holds a request that can be taken as soon
+	 * as the connection is under its limits, without more bytes.
+	 * Optional: unless the last input() took nothing of it. */
+	bool (*input_ready)(dv_stream_conn_t *c, const uint8_t *in,
+			    size_t len);
+	/* How many bytes the input buffer must hold for the request at the
+	 * front of `in` to be whole (a read buffer is sized to that, at most
+	 * the largest DNS frame).  Optional: no more than a read. */
+	size_t (*input_need)(dv_stream_conn_t *c, const uint8_t *in,
+			     size_t len);
+	/* Finished while the client may still be sending (an HTTP error that
+	 * closes the connection, a request body refused): shut our side down
+	 * and read and drop for a moment before closing, so that the client
+	 * is not reset before it has read our last response.  Else the
+	 * connection closes at once. */
+	bool linger;
 } dv_stream_app_t;
+
+/* DNS length-prefixed framing (RFC 1035 4.2.2, RFC 7766, RFC 7858). */
+extern const dv_stream_app_t dv_stream_dns_app;
 
 typedef struct {
 	dv_scheme_t scheme;
 	bool encrypted; /* pad answers to padded queries */
-	const dv_stream_app_t *app; /* NULL: DNS length-prefixed framing */
+	const dv_stream_app_t *app; /* e.g. &dv_stream_dns_app */
 	/* Set up a newly accepted connection (c->fd, c->peer are set).  A
 	 * negative return refuses it (closed at once, counted). */
 	int (*open)(dv_stream_listener_t *l, dv_stream_conn_t *c);
@@ -112,6 +148,25 @@ void dv_stream_reply_end(dv_stream_conn_t *c);
 /* The application completed a request on `c`: the read timeout starts
  * again with the next one. */
 void dv_stream_progress(dv_stream_conn_t *c);
+
+/* `c` is open, its listener is not draining, fewer than `inflight` of its
+ * queries are in flight and fewer than `out` bytes of its output unsent
+ * (and, while the worker's buffers are over limits.worker-max-output,
+ * none). */
+bool dv_stream_under(const dv_stream_conn_t *c, unsigned inflight,
+		     size_t out);
+/* The peer broke the protocol (or memory is short): close `c` at once,
+ * counted as a stream error; `why` is logged (debug). */
+void dv_stream_abort(dv_stream_conn_t *c, const char *why);
+/*
+ * For an application that writes its output itself: where to write
+ * `room` more bytes at the end of c's output buffer (a new buffer is
+ * `first` bytes or more), to be committed with dv_stream_out_commit().
+ * NULL when memory is short: `c` has been aborted.
+ */
+uint8_t *dv_stream_out_reserve(dv_stream_conn_t *c, size_t room,
+			       size_t first);
+void dv_stream_out_commit(dv_stream_conn_t *c, size_t len);
 
 /* The io functions of a plain (unencrypted) socket. */
 ssize_t dv_stream_plain_read(dv_stream_conn_t *c, void *buf, size_t len);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "src/core/wire.h"
+#include "src/proto/dns_framer.h"
 
 const char *dv_doq_error_name(uint64_t code)
 {
@@ -28,9 +29,22 @@ uint64_t dv_doq_now(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static size_t expected(const dv_doq_frame_t *f)
+/* Room for `need` bytes in f->buf: doubling from 512, at most a frame. */
+static int reserve(dv_doq_frame_t *f, size_t need)
 {
-	return f->len >= 2 ? 2u + dv_get16(f->buf) : DV_DOQ_MSG_MAX;
+	if (need <= f->cap)
+		return 0;
+	size_t cap = f->cap ? f->cap : 512;
+	while (cap < need)
+		cap *= 2;
+	if (cap > DV_DOQ_MSG_MAX)
+		cap = DV_DOQ_MSG_MAX;
+	uint8_t *p = realloc(f->buf, cap);
+	if (!p)
+		return DV_DOQ_ENOMEM;
+	f->buf = p;
+	f->cap = cap;
+	return 0;
 }
 
 int dv_doq_frame_feed(dv_doq_frame_t *f, const uint8_t *data, size_t len,
@@ -49,38 +63,28 @@ int dv_doq_frame_feed(dv_doq_frame_t *f, const uint8_t *data, size_t len,
 		return DV_DOQ_DONE;
 	}
 	if (len) {
-		/* never more than one message: the length, once known, caps
-		 * the stream (before it is known, the largest message does) */
-		size_t need = f->len + len;
-		size_t want = DV_DOQ_MSG_MAX;
-		if (f->len >= 2) {
-			want = expected(f);
-		} else if (need >= 2) {
-			uint8_t hi = f->len ? f->buf[0] : data[0];
-			uint8_t lo = f->len ? data[0] : data[1];
-			want = 2u + (size_t)(hi << 8 | lo);
-		}
-		if (need > want) {
+		/* never more than one message: the length, once its prefix
+		 * is in, caps the stream (before, the largest frame does) */
+		uint8_t prefix[DV_DNS_FRAME_PREFIX];
+		size_t have = 0;
+		for (; have < DV_DNS_FRAME_PREFIX && have < f->len + len; have++)
+			prefix[have] = have < f->len ? f->buf[have]
+						     : data[have - f->len];
+		size_t want = have < DV_DNS_FRAME_PREFIX
+				      ? DV_DOQ_MSG_MAX
+				      : dv_dns_framer_need(prefix, have);
+		if (f->len + len > want) {
 			*why = "more than one message on a stream";
 			return DV_DOQ_EPROTO;
 		}
-		if (need > f->cap) {
-			size_t cap = f->cap ? f->cap : 512;
-			while (cap < need)
-				cap *= 2;
-			if (cap > DV_DOQ_MSG_MAX)
-				cap = DV_DOQ_MSG_MAX;
-			uint8_t *p = realloc(f->buf, cap);
-			if (!p)
-				return DV_DOQ_ENOMEM;
-			f->buf = p;
-			f->cap = cap;
-		}
+		if (reserve(f, f->len + len) < 0)
+			return DV_DOQ_ENOMEM;
 		memcpy(f->buf + f->len, data, len);
 		f->len += len;
 	}
 	f->fin = fin;
-	if (f->len >= 2 && f->len == expected(f)) {
+	if (f->len >= DV_DNS_FRAME_PREFIX &&
+	    f->len == dv_dns_framer_need(f->buf, f->len)) {
 		f->complete = true;
 		return DV_DOQ_COMPLETE;
 	}

@@ -4,6 +4,7 @@
  * is driven with, and the stream framing (§4.2): what one client-initiated stream may
  * carry, checked as its bytes arrive in any pieces.  A stream carries
  * exactly one 2-byte length and that many bytes of DNS message, then FIN.
+ * The length prefix is read by the DNS stream framer (dns_framer.h).
  * Pure: no sockets, no QUIC; transports/doq.c feeds it ngtcp2's stream
  * data, the fuzz target feeds it arbitrary splits.
  */

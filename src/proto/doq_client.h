@@ -29,6 +29,9 @@ typedef struct dv_doq_client dv_doq_client_t;
  * buf; returns buf */
 const char *dv_doq_transport_error_name(uint64_t code, char *buf,
 					size_t cap);
+/* The name of TLS alert `alert` ("bad_certificate"...) as the client
+ * reports a failed handshake; "alert" for one it does not name */
+const char *dv_doq_alert_name(uint8_t alert);
 
 /* How a query ended (on_end).  X(name, text) */
 #define DV_DOQ_ENDS(X)                                                       \

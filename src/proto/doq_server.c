@@ -868,12 +868,8 @@ doq_conn_t *dv_doq_sconn_new(dv_doq_server_t *srv, const ngtcp2_pkt_hd *hd,
 	} else {
 		params.original_dcid = hd->dcid;
 	}
-	ngtcp2_path np = {
-		.local = {.addr = (ngtcp2_sockaddr *)&c->local,
-			  .addrlen = c->local_len},
-		.remote = {.addr = (ngtcp2_sockaddr *)&c->peer,
-			   .addrlen = c->peer_len},
-	};
+	ngtcp2_path np;
+	dv_quic_path_to_ngtcp2(&np, path); /* ngtcp2 copies it */
 	ngtcp2_callbacks callbacks;
 	server_callbacks(&callbacks);
 	if (ngtcp2_conn_server_new(&c->q.conn, &hd->scid, &scid, &np,

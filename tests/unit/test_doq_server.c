@@ -59,6 +59,7 @@ typedef struct {
 	uint64_t now;
 	dv_quic_path_t spath, cpath;
 	FILE *seed; /* DV_DOQ_SERVER_SEEDS */
+	dv_doq_server_retry_t retry;
 	uint64_t seed_at;
 } pair_t;
 
@@ -228,6 +229,7 @@ static void pair_init(pair_t *p, dv_doq_server_retry_t retry)
 		.retry = retry,
 		.stats = &p->st,
 	};
+	p->retry = retry;
 	p->srv = dv_doq_server_new(&cfg, &server_cb, p);
 	assert_non_null(p->srv);
 	dv_doq_config_t ccfg = {
@@ -240,18 +242,22 @@ static void pair_init(pair_t *p, dv_doq_server_retry_t retry)
 	p->c = dv_doq_client_new(&ccfg, &client_cb, p, &p->cpath, p->now, err,
 				 sizeof(err));
 	assert_non_null(p->c);
+}
+
+/* With DV_DOQ_SERVER_SEEDS, what the client sends goes to DIR/`name` */
+static void pair_seed(pair_t *p, const char *name)
+{
 	const char *dir = getenv("DV_DOQ_SERVER_SEEDS");
-	if (dir && *dir) {
-		char path[512];
-		snprintf(path, sizeof(path), "%s/handshake_retry%d.bin", dir,
-			 (int)retry);
-		p->seed = fopen(path, "wb");
-		/* fuzz_doq_server: flags, then (ms since the last, length,
-		 * datagram) records; flags: the retry policy */
-		if (p->seed)
-			fputc((int)retry, p->seed);
-		p->seed_at = p->now;
-	}
+	if (!dir || !*dir)
+		return;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	p->seed = fopen(path, "wb");
+	/* fuzz_doq_server: flags (the retry policy, answers held), then
+	 * (ms since the last, length, datagram) records */
+	if (p->seed)
+		fputc((int)p->retry, p->seed);
+	p->seed_at = p->now;
 }
 
 static void pair_free(pair_t *p)
@@ -351,6 +357,7 @@ static void test_round_trip(void **state)
 	(void)state;
 	pair_t p;
 	pair_init(&p, DV_DOQ_SERVER_RETRY_NEVER);
+	pair_seed(&p, "round_trip.bin");
 	submit(&p, 0);
 	run_until(&p, one_query);
 	assert_int_equal(p.n_held, 1);
@@ -382,6 +389,7 @@ static void test_retry(void **state)
 	(void)state;
 	pair_t p;
 	pair_init(&p, DV_DOQ_SERVER_RETRY_ALWAYS);
+	pair_seed(&p, "retry.bin");
 	p.answer_at_once = true;
 	submit(&p, 0);
 	run_until(&p, one_end);

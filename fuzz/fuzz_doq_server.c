@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz/quic_test_cert.h"
+#include "fuzz/quic_test.h"
 #include "src/proto/doq_server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -200,41 +200,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		DV_DOQ_SERVER_RETRY_NEVER, DV_DOQ_SERVER_RETRY_NEVER};
 	f.at_once = flags & 4;
 	f.now = 1000 * MS;
-	if (flags & 8) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&f.path.remote;
-		struct sockaddr_in6 *l = (struct sockaddr_in6 *)&f.path.local;
-		a->sin6_family = l->sin6_family = AF_INET6;
-		a->sin6_addr.s6_addr[15] = l->sin6_addr.s6_addr[15] = 1;
-		a->sin6_port = htons(40000);
-		l->sin6_port = htons(853);
-		f.path.remote_len = f.path.local_len = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)&f.path.remote;
-		struct sockaddr_in *l = (struct sockaddr_in *)&f.path.local;
-		a->sin_family = l->sin_family = AF_INET;
-		a->sin_addr.s_addr = l->sin_addr.s_addr = htonl(0x7f000001);
-		a->sin_port = htons(40000);
-		l->sin_port = htons(853);
-		f.path.remote_len = f.path.local_len = sizeof(*a);
-	}
+	dv_test_server_path(&f.path, flags & 8);
 	dv_stats_t st;
 	memset(&st, 0, sizeof(st));
-	dv_doq_server_config_t cfg = {
-		.tls = tls,
-		.secret = secret,
-		.secret_len = sizeof(secret),
-		.worker = 1,
-		.max_connections = 4,
-		.max_handshakes = 3,
-		.max_handshakes_per_address = 2,
-		.max_streams = 4,
-		.idle_timeout_ms = 30000,
-		.handshake_timeout_ms = 5000,
-		.read_timeout_ms = 2000,
-		.token_lifetime_s = 3600,
-		.retry = retry[flags & 3],
-		.stats = &st,
-	};
+	dv_doq_server_config_t cfg;
+	dv_test_server_config(&cfg, tls, &st, secret, sizeof(secret), 8,
+			      retry[flags & 3]);
 	dv_doq_server_t *srv = dv_doq_server_new(&cfg, &cb, &f);
 	if (!srv)
 		return 0;

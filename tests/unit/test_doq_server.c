@@ -20,7 +20,7 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 
-#include "fuzz/quic_test_cert.h"
+#include "fuzz/quic_test.h"
 #include "src/core/errors.h"
 #include "src/core/wire.h"
 #include "src/proto/doq_client.h"
@@ -191,44 +191,19 @@ static const dv_doq_callbacks_t client_cb = {
 
 /* ---- the pair ---- */
 
-static void set_addr(struct sockaddr_storage *ss, socklen_t *len,
-		     uint16_t port)
-{
-	struct sockaddr_in *in = (struct sockaddr_in *)ss;
-	memset(ss, 0, sizeof(*ss));
-	in->sin_family = AF_INET;
-	in->sin_addr.s_addr = htonl(0x7f000001);
-	in->sin_port = htons(port);
-	*len = sizeof(*in);
-}
-
 static void pair_init(pair_t *p, dv_doq_server_retry_t retry)
 {
 	memset(p, 0, sizeof(*p));
 	p->now = 1000 * MS;
 	p->timer_at = UINT64_MAX;
-	set_addr(&p->spath.local, &p->spath.local_len, 853);
-	set_addr(&p->spath.remote, &p->spath.remote_len, 40000);
+	dv_test_server_path(&p->spath, false);
 	p->cpath.local = p->spath.remote;
 	p->cpath.local_len = p->spath.remote_len;
 	p->cpath.remote = p->spath.local;
 	p->cpath.remote_len = p->spath.local_len;
-	dv_doq_server_config_t cfg = {
-		.tls = server_tls,
-		.secret = secret,
-		.secret_len = sizeof(secret),
-		.worker = 3,
-		.max_connections = 16,
-		.max_handshakes = 8,
-		.max_handshakes_per_address = 4,
-		.max_streams = 8,
-		.idle_timeout_ms = 30000,
-		.handshake_timeout_ms = 5000,
-		.read_timeout_ms = 5000,
-		.token_lifetime_s = 3600,
-		.retry = retry,
-		.stats = &p->st,
-	};
+	dv_doq_server_config_t cfg;
+	dv_test_server_config(&cfg, server_tls, &p->st, secret, sizeof(secret),
+			      16, retry);
 	p->retry = retry;
 	p->srv = dv_doq_server_new(&cfg, &server_cb, p);
 	assert_non_null(p->srv);

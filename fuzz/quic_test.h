@@ -1,6 +1,9 @@
 #pragma once
 /*
- * A throwaway certificate for driving the DoQ server engine without the
+ * What the DoQ server engine's unit test and fuzz target share: loopback
+ * paths, one server configuration, and a throwaway certificate.
+ *
+ * The certificate lets them drive the DoQ server engine without the
  * files certs/make-dev-cert.sh makes (the fuzz replay and the unit test
  * run in any checkout): a fresh ECDSA P-256 key and a self-signed
  * certificate for "dns.test", written as PEM into a new directory under
@@ -13,8 +16,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <netinet/in.h>
+
+#include "src/proto/doq_server.h"
 
 #define DV_TEST_CERT_NAME "dns.test"
 
@@ -89,4 +96,57 @@ static void dv_test_cert_remove(const char *dir, const char *cert,
 	unlink(cert);
 	unlink(key);
 	rmdir(dir);
+}
+
+/* ::1 or 127.0.0.1, port `port`, into `ss`. */
+static void dv_test_loopback(struct sockaddr_storage *ss, socklen_t *len,
+			     uint16_t port, bool v6)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (v6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_addr.s6_addr[15] = 1;
+		a->sin6_port = htons(port);
+		*len = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)ss;
+		a->sin_family = AF_INET;
+		a->sin_addr.s_addr = htonl(0x7f000001);
+		a->sin_port = htons(port);
+		*len = sizeof(*a);
+	}
+}
+
+/* A server path: the client at port 40000, the server at 853. */
+static void dv_test_server_path(dv_quic_path_t *p, bool v6)
+{
+	memset(p, 0, sizeof(*p));
+	dv_test_loopback(&p->local, &p->local_len, 853, v6);
+	dv_test_loopback(&p->remote, &p->remote_len, 40000, v6);
+}
+
+/* A server of `max_connections` (half of them for handshakes, a quarter
+ * per address), counting into `st`, with `secret`. */
+static void dv_test_server_config(dv_doq_server_config_t *cfg,
+				  dv_quic_tls_ctx_t *tls, dv_stats_t *st,
+				  const uint8_t *secret, size_t secret_len,
+				  unsigned max_connections,
+				  dv_doq_server_retry_t retry)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->tls = tls;
+	cfg->secret = secret;
+	cfg->secret_len = secret_len;
+	cfg->worker = 1;
+	cfg->max_connections = max_connections;
+	cfg->max_handshakes = max_connections / 2;
+	cfg->max_handshakes_per_address = max_connections / 4;
+	cfg->max_streams = 8;
+	cfg->idle_timeout_ms = 30000;
+	cfg->handshake_timeout_ms = 5000;
+	cfg->read_timeout_ms = 2000;
+	cfg->token_lifetime_s = 3600;
+	cfg->retry = retry;
+	cfg->stats = st;
 }

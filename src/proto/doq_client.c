@@ -15,20 +15,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 
 #include "src/core/errors.h"
-#include "src/tls/quic_tls.h"
 #include "src/core/wire.h"
+#include "src/proto/quic.h"
+#include "src/tls/quic_tls.h"
 
 #define RX_MAX (2 * (2 + DV_DNS_MAX_MSG)) /* keep at most two messages */
-#define SESSION_MAGIC "DVDOQ1"
-#define SESSION_MAGIC_LEN 6
-#define N_EARLY_PARAMS 8
 
 typedef enum { L_NONE, L_PENDING, L_ACTIVE, L_ENDED } list_id_t;
 
@@ -43,11 +40,9 @@ struct stream {
 	stream_t *sprev, *snext; /* on sendq */
 	list_id_t list;
 	bool on_sendq;
-	int64_t id;
+	dv_quic_out_t out; /* the query's bytes, the stream's id */
 	void *query;
-	uint8_t *data;
-	size_t len, sent;
-	bool fin, fin_sent;
+	bool fin_sent;
 	bool early;
 	uint64_t deadline, reset_after, reset_at, opened;
 	uint8_t *rx;
@@ -58,9 +53,7 @@ struct stream {
 typedef enum { C_HANDSHAKE, C_OPEN, C_CLOSING, C_CLOSED } conn_state_t;
 
 struct dv_doq_client {
-	ngtcp2_crypto_conn_ref ref;
-	ngtcp2_conn *conn;
-	dv_quic_tls_t *tls;
+	dv_quic_conn_t q;
 	dv_doq_callbacks_t cb;
 	void *app;
 	conn_state_t state;
@@ -73,81 +66,13 @@ struct dv_doq_client {
 	list_t pending, active, ended;
 	stream_t *sq_head, *sq_tail;
 	unsigned n_reset;          /* active streams with a reset_at */
+	uint64_t now;              /* of dv_doq_client_write */
 	dv_doq_stats_t st;
 	dv_doq_close_t ci;
 	uint8_t *token;
 	size_t token_len;
 	bool debug;
 };
-
-/* ---- names ---- */
-
-const char *dv_doq_end_name(dv_doq_end_t end)
-{
-	static const char *const names[] = {
-#define DV_DOQ_END_TEXT(name, text) [DV_DOQ_END_##name] = text,
-		DV_DOQ_ENDS(DV_DOQ_END_TEXT)
-#undef DV_DOQ_END_TEXT
-	};
-	if ((unsigned)end >= sizeof(names) / sizeof(names[0]))
-		return "?";
-	return names[end];
-}
-
-/* TLS alerts (RFC 8446 §6) a QUIC handshake commonly ends with */
-static const char *alert_name(uint8_t a)
-{
-	switch (a) {
-	case 40: return "handshake_failure";
-	case 42: return "bad_certificate";
-	case 43: return "unsupported_certificate";
-	case 44: return "certificate_revoked";
-	case 45: return "certificate_expired";
-	case 46: return "certificate_unknown";
-	case 47: return "illegal_parameter";
-	case 48: return "unknown_ca";
-	case 50: return "decode_error";
-	case 51: return "decrypt_error";
-	case 70: return "protocol_version";
-	case 80: return "internal_error";
-	case 109: return "missing_extension";
-	case 112: return "unrecognized_name";
-	case 116: return "certificate_required";
-	case 120: return "no_application_protocol";
-	default: return "alert";
-	}
-}
-
-const char *dv_doq_transport_error_name(uint64_t code, char *buf, size_t cap)
-{
-	static const char *const names[] = {
-		"NO_ERROR",
-		"INTERNAL_ERROR",
-		"CONNECTION_REFUSED",
-		"FLOW_CONTROL_ERROR",
-		"STREAM_LIMIT_ERROR",
-		"STREAM_STATE_ERROR",
-		"FINAL_SIZE_ERROR",
-		"FRAME_ENCODING_ERROR",
-		"TRANSPORT_PARAMETER_ERROR",
-		"CONNECTION_ID_LIMIT_ERROR",
-		"PROTOCOL_VIOLATION",
-		"INVALID_TOKEN",
-		"APPLICATION_ERROR",
-		"CRYPTO_BUFFER_EXCEEDED",
-		"KEY_UPDATE_ERROR",
-		"AEAD_LIMIT_REACHED",
-		"NO_VIABLE_PATH",
-	};
-	if (code < sizeof(names) / sizeof(names[0]))
-		snprintf(buf, cap, "%s", names[code]);
-	else if (code >= 0x100 && code <= 0x1ff)
-		snprintf(buf, cap, "CRYPTO_ERROR(0x%x %s)", (unsigned)code,
-			 alert_name((uint8_t)(code - 0x100)));
-	else
-		snprintf(buf, cap, "0x%llx", (unsigned long long)code);
-	return buf;
-}
 
 /* ---- lists ---- */
 
@@ -241,7 +166,7 @@ static void sendq_remove(dv_doq_client_t *c, stream_t *s)
 
 static void stream_free(stream_t *s)
 {
-	free(s->data);
+	free((uint8_t *)s->out.data);
 	free(s->rx);
 	free(s);
 }
@@ -265,8 +190,8 @@ static void stream_end(dv_doq_client_t *c, stream_t *s, dv_doq_end_t how,
 	s->res.how = how;
 	s->res.trailing = s->rx_len;
 	if (c->cb.on_end)
-		c->cb.on_end(c->app, s->query, s->id, &s->res, now);
-	if (s->id < 0 || ngtcp2_done)
+		c->cb.on_end(c->app, s->query, s->out.id, &s->res, now);
+	if (s->out.id < 0 || ngtcp2_done)
 		stream_free(s);
 	else
 		list_push(&c->ended, s, L_ENDED);
@@ -288,32 +213,13 @@ static void end_all(dv_doq_client_t *c, uint64_t now)
 
 /* ---- ngtcp2 callbacks ---- */
 
-static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref)
-{
-	dv_doq_client_t *c = ref->user_data;
-	return c->conn;
-}
-
-static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *rctx)
-{
-	(void)rctx;
-	while (len) {
-		ssize_t n = getrandom(dest, len, 0);
-		if (n <= 0)
-			continue; /* EINTR; getrandom does not fail otherwise */
-		dest += n;
-		len -= (size_t)n;
-	}
-}
-
 static int get_new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token,
 			  size_t cidlen, void *user_data)
 {
 	(void)conn;
 	(void)user_data;
-	rand_cb(cid->data, cidlen, NULL);
-	cid->datalen = cidlen;
-	rand_cb(token, NGTCP2_STATELESS_RESET_TOKENLEN, NULL);
+	dv_quic_cid_new(cid, cidlen, -1);
+	dv_quic_rand(token, NGTCP2_STATELESS_RESET_TOKENLEN);
 	return 0;
 }
 
@@ -324,9 +230,9 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *user_data)
 	c->state = C_OPEN;
 	c->st.handshake_done = true;
 	c->st.handshake_ns = now - c->start;
-	c->st.resumed = dv_quic_tls_resumed(c->tls);
+	c->st.resumed = dv_quic_tls_resumed(c->q.tls);
 	c->st.early_accepted =
-		c->early_tp_set && dv_quic_tls_early_data_accepted(c->tls);
+		c->early_tp_set && dv_quic_tls_early_data_accepted(c->q.tls);
 	/* GnuTLS tells about a rejected 0-RTT only now: ngtcp2 then drops
 	 * the early streams and early_data_rejected_cb queues them again */
 	if (c->early_tp_set && !c->st.early_accepted) {
@@ -351,8 +257,8 @@ static int early_data_rejected_cb(ngtcp2_conn *conn, void *user_data)
 			c->n_reset--;
 		list_remove(c, s);
 		sendq_remove(c, s);
-		s->id = -1;
-		s->sent = 0;
+		s->out.id = -1;
+		s->out.sent = 0;
 		s->fin_sent = false;
 		s->reset_at = 0;
 		s->rx_len = 0;
@@ -387,7 +293,7 @@ static void deliver(dv_doq_client_t *c, stream_t *s, uint64_t now)
 			break;
 		s->res.messages++;
 		if (c->cb.on_message)
-			c->cb.on_message(c->app, s->query, s->id,
+			c->cb.on_message(c->app, s->query, s->out.id,
 					 s->rx + off + 2, n, s->opened, now);
 		off += 2 + n;
 	}
@@ -542,15 +448,6 @@ static void log_cb(void *user_data, const char *fmt, ...)
 
 /* ---- the connection ---- */
 
-static void path_to_ngtcp2(ngtcp2_path *np, const dv_doq_path_t *p)
-{
-	np->local.addr = (struct sockaddr *)&p->local;
-	np->local.addrlen = p->local_len;
-	np->remote.addr = (struct sockaddr *)&p->remote;
-	np->remote.addrlen = p->remote_len;
-	np->user_data = p->ctx;
-}
-
 static void set_early_params(ngtcp2_transport_params *tp,
 			     const dv_doq_early_params_t *p)
 {
@@ -571,32 +468,20 @@ dv_doq_client_t *dv_doq_client_new(const dv_doq_config_t *cfg,
 				   const dv_doq_path_t *path, uint64_t now,
 				   char *err, size_t err_len)
 {
-	static const ngtcp2_callbacks callbacks = {
-		.client_initial = ngtcp2_crypto_client_initial_cb,
-		.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
-		.handshake_completed = handshake_completed_cb,
-		.encrypt = ngtcp2_crypto_encrypt_cb,
-		.decrypt = ngtcp2_crypto_decrypt_cb,
-		.hp_mask = ngtcp2_crypto_hp_mask_cb,
-		.recv_stream_data = recv_stream_data_cb,
-		.stream_close = stream_close_cb,
-		.recv_retry = recv_retry_cb,
-		.extend_max_local_streams_bidi = extend_max_streams_cb,
-		.rand = rand_cb,
-		.get_new_connection_id = get_new_cid_cb,
-		.update_key = ngtcp2_crypto_update_key_cb,
-		.stream_reset = stream_reset_cb,
-		.path_validation = path_validation_cb,
-		.recv_new_token = recv_new_token_cb,
-		.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb,
-		.delete_crypto_cipher_ctx =
-			ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
-		.get_path_challenge_data =
-			ngtcp2_crypto_get_path_challenge_data_cb,
-		.version_negotiation = ngtcp2_crypto_version_negotiation_cb,
-		.recv_tx_key = recv_tx_key_cb,
-		.early_data_rejected = early_data_rejected_cb,
-	};
+	ngtcp2_callbacks callbacks;
+	dv_quic_callbacks_init(&callbacks);
+	callbacks.client_initial = ngtcp2_crypto_client_initial_cb;
+	callbacks.handshake_completed = handshake_completed_cb;
+	callbacks.recv_stream_data = recv_stream_data_cb;
+	callbacks.stream_close = stream_close_cb;
+	callbacks.recv_retry = recv_retry_cb;
+	callbacks.extend_max_local_streams_bidi = extend_max_streams_cb;
+	callbacks.get_new_connection_id = get_new_cid_cb;
+	callbacks.stream_reset = stream_reset_cb;
+	callbacks.path_validation = path_validation_cb;
+	callbacks.recv_new_token = recv_new_token_cb;
+	callbacks.recv_tx_key = recv_tx_key_cb;
+	callbacks.early_data_rejected = early_data_rejected_cb;
 	const uint8_t *tls_sess = NULL;
 	size_t tls_sess_len = 0;
 	dv_doq_early_params_t early;
@@ -622,43 +507,35 @@ dv_doq_client_t *dv_doq_client_new(const dv_doq_config_t *cfg,
 	c->timeout = cfg->query_timeout ? cfg->query_timeout
 					: 5 * NGTCP2_SECONDS;
 	c->path = *path;
-	c->ref.get_conn = get_conn;
-	c->ref.user_data = c;
+	dv_quic_conn_init(&c->q, c);
 	c->debug = cfg->debug;
 	ngtcp2_connection_close_error_default(&c->lerr);
 
 	ngtcp2_cid dcid, scid;
-	dcid.datalen = 16;
-	rand_cb(dcid.data, dcid.datalen, NULL);
-	scid.datalen = 16;
-	rand_cb(scid.data, scid.datalen, NULL);
+	dv_quic_cid_new(&dcid, 16, -1);
+	dv_quic_cid_new(&scid, 16, -1);
 
 	ngtcp2_settings settings;
-	ngtcp2_settings_default(&settings);
-	settings.initial_ts = now;
+	dv_quic_settings_init(&settings, now,
+			      cfg->handshake_timeout ? cfg->handshake_timeout
+						     : 10 * NGTCP2_SECONDS);
 	settings.log_printf = cfg->debug ? log_cb : NULL;
-	settings.handshake_timeout = cfg->handshake_timeout
-					     ? cfg->handshake_timeout
-					     : 10 * NGTCP2_SECONDS;
 	if (cfg->token && cfg->token_len) {
 		settings.token.base = (uint8_t *)cfg->token; /* ngtcp2 copies */
 		settings.token.len = cfg->token_len;
 	}
 
 	ngtcp2_transport_params params;
-	ngtcp2_transport_params_default(&params);
+	dv_quic_params_init(&params, cfg->idle_timeout ? cfg->idle_timeout
+						       : 30 * NGTCP2_SECONDS);
 	/* DoQ servers open no streams; answers are at most 64 KiB each */
 	params.initial_max_streams_bidi = 0;
-	params.initial_max_streams_uni = 0;
 	params.initial_max_stream_data_bidi_local = 128 * 1024;
 	params.initial_max_data = 4 * 1024 * 1024;
-	params.max_idle_timeout = cfg->idle_timeout ? cfg->idle_timeout
-						    : 30 * NGTCP2_SECONDS;
-	params.active_connection_id_limit = 4;
 
 	ngtcp2_path np;
-	path_to_ngtcp2(&np, &c->path);
-	int rv = ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &np,
+	dv_quic_path_to_ngtcp2(&np, &c->path);
+	int rv = ngtcp2_conn_client_new(&c->q.conn, &dcid, &scid, &np,
 					NGTCP2_PROTO_VER_V1, &callbacks,
 					&settings, &params, NULL, c);
 	if (rv != 0) {
@@ -666,15 +543,15 @@ dv_doq_client_t *dv_doq_client_new(const dv_doq_config_t *cfg,
 			 ngtcp2_strerror(rv));
 		goto fail;
 	}
-	c->tls = dv_quic_tls_client_new(cfg->tls, &c->ref, cfg->name,
-					tls_sess, tls_sess_len, err, err_len);
-	if (!c->tls)
+	if (dv_quic_conn_set_tls(&c->q, dv_quic_tls_client_new(
+						cfg->tls, &c->q.ref, cfg->name,
+						tls_sess, tls_sess_len, err,
+						err_len)) != 0)
 		goto fail;
-	ngtcp2_conn_set_tls_native_handle(c->conn, dv_quic_tls_native(c->tls));
 	if (have_early) {
 		ngtcp2_transport_params tp;
 		set_early_params(&tp, &early);
-		ngtcp2_conn_set_early_remote_transport_params(c->conn, &tp);
+		ngtcp2_conn_set_early_remote_transport_params(c->q.conn, &tp);
 		c->early_tp_set = true;
 	}
 	return c;
@@ -695,9 +572,7 @@ void dv_doq_client_free(dv_doq_client_t *c)
 			stream_free(s);
 		}
 	}
-	if (c->conn)
-		ngtcp2_conn_del(c->conn);
-	dv_quic_tls_free(c->tls);
+	dv_quic_conn_release(&c->q);
 	free(c->token);
 	free(c);
 }
@@ -714,20 +589,21 @@ int dv_doq_client_submit(dv_doq_client_t *c, const uint8_t *data,
 	if (!s)
 		return -ENOMEM;
 	size_t n = flags & DV_DOQ_RAW ? len : len + 2;
-	s->data = malloc(n ? n : 1);
-	if (!s->data) {
+	uint8_t *out = malloc(n ? n : 1);
+	if (!out) {
 		free(s);
 		return -ENOMEM;
 	}
 	if (flags & DV_DOQ_RAW) {
-		memcpy(s->data, data, len);
+		memcpy(out, data, len);
 	} else {
-		dv_put16(s->data, (uint16_t)len);
-		memcpy(s->data + 2, data, len);
+		dv_put16(out, (uint16_t)len);
+		memcpy(out + 2, data, len);
 	}
-	s->len = n;
-	s->fin = !(flags & DV_DOQ_NO_FIN);
-	s->id = -1;
+	s->out.data = out;
+	s->out.len = n;
+	s->out.fin = !(flags & DV_DOQ_NO_FIN);
+	s->out.id = -1;
 	s->query = query;
 	s->reset_after = reset_after;
 	s->deadline = dv_doq_now() + c->timeout;
@@ -741,13 +617,13 @@ static int open_streams(dv_doq_client_t *c, uint64_t now)
 	if (!c->st.handshake_done && !c->early_tp_set)
 		return 0;
 	while (c->pending.head) {
-		if (ngtcp2_conn_get_streams_bidi_left(c->conn) == 0) {
+		if (ngtcp2_conn_get_streams_bidi_left(c->q.conn) == 0) {
 			c->st.credit_waits = true;
 			return 0;
 		}
 		stream_t *s = c->pending.head;
 		int64_t id;
-		int rv = ngtcp2_conn_open_bidi_stream(c->conn, &id, s);
+		int rv = ngtcp2_conn_open_bidi_stream(c->q.conn, &id, s);
 		if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
 			c->st.credit_waits = true;
 			return 0;
@@ -755,7 +631,7 @@ static int open_streams(dv_doq_client_t *c, uint64_t now)
 		if (rv != 0)
 			return rv;
 		list_remove(c, s);
-		s->id = id;
+		s->out.id = id;
 		s->opened = now;
 		s->early = !c->st.handshake_done;
 		if (s->early)
@@ -770,7 +646,7 @@ static int open_streams(dv_doq_client_t *c, uint64_t now)
 static void set_closed_from_ngtcp2(dv_doq_client_t *c)
 {
 	ngtcp2_connection_close_error ce;
-	ngtcp2_conn_get_connection_close_error(c->conn, &ce);
+	ngtcp2_conn_get_connection_close_error(c->q.conn, &ce);
 	c->ci.closed = true;
 	c->ci.code = ce.error_code;
 	c->ci.application =
@@ -799,20 +675,15 @@ static int fail_conn(dv_doq_client_t *c, int rv, uint64_t now)
 		c->ci.idle = true;
 	} else {
 		c->ci.closed = true;
+		uint8_t alert = dv_quic_liberr(c->q.conn, rv, &c->lerr);
 		if (rv == NGTCP2_ERR_CRYPTO) {
-			uint8_t alert = ngtcp2_conn_get_tls_alert(c->conn);
 			c->ci.tls_alert = alert;
 			snprintf(c->ci.local_error, sizeof(c->ci.local_error),
 				 "TLS handshake failed: %s (alert %u)",
-				 alert_name(alert), alert);
-			ngtcp2_connection_close_error_set_transport_error_tls_alert(
-				&c->lerr, ngtcp2_conn_get_tls_alert(c->conn),
-				NULL, 0);
+				 dv_doq_alert_name(alert), alert);
 		} else {
 			snprintf(c->ci.local_error, sizeof(c->ci.local_error),
 				 "%s", ngtcp2_strerror(rv));
-			ngtcp2_connection_close_error_set_transport_error_liberr(
-				&c->lerr, rv, NULL, 0);
 		}
 		/* a peer's CONNECTION_CLOSE seen before (in the closing
 		 * period), otherwise ours goes out with the next write */
@@ -830,9 +701,9 @@ int dv_doq_client_read(dv_doq_client_t *c, const dv_doq_path_t *path,
 	if (c->state == C_CLOSED)
 		return DV_ECLOSED;
 	ngtcp2_path np;
-	path_to_ngtcp2(&np, path);
+	dv_quic_path_to_ngtcp2(&np, path);
 	ngtcp2_pkt_info pi = {0};
-	int rv = ngtcp2_conn_read_pkt(c->conn, &np, &pi, pkt, len, now);
+	int rv = ngtcp2_conn_read_pkt(c->q.conn, &np, &pi, pkt, len, now);
 	if (rv == 0 || rv == NGTCP2_ERR_DISCARD_PKT)
 		return 0;
 	return fail_conn(c, rv, now);
@@ -842,14 +713,14 @@ int dv_doq_client_expire(dv_doq_client_t *c, uint64_t now)
 {
 	if (c->state == C_CLOSED)
 		return DV_ECLOSED;
-	int rv = ngtcp2_conn_handle_expiry(c->conn, now);
+	int rv = ngtcp2_conn_handle_expiry(c->q.conn, now);
 	if (rv != 0)
 		return fail_conn(c, rv, now);
 	while (c->pending.head && c->pending.head->deadline <= now)
 		stream_end(c, c->pending.head, DV_DOQ_END_TIMEOUT, true, now);
 	while (c->active.head && c->active.head->deadline <= now) {
 		stream_t *s = c->active.head;
-		ngtcp2_conn_shutdown_stream(c->conn, s->id,
+		ngtcp2_conn_shutdown_stream(c->q.conn, s->out.id,
 					    DV_DOQ_REQUEST_CANCELLED);
 		stream_end(c, s, DV_DOQ_END_TIMEOUT, false, now);
 	}
@@ -858,7 +729,7 @@ int dv_doq_client_expire(dv_doq_client_t *c, uint64_t now)
 		for (stream_t *s = c->active.head; s; s = s->next) {
 			if (!s->reset_at || s->reset_at > now)
 				continue;
-			ngtcp2_conn_shutdown_stream(c->conn, s->id,
+			ngtcp2_conn_shutdown_stream(c->q.conn, s->out.id,
 						    DV_DOQ_REQUEST_CANCELLED);
 			s->res.cancelled = true;
 			s->reset_at = 0;
@@ -872,7 +743,7 @@ uint64_t dv_doq_client_expiry(dv_doq_client_t *c)
 {
 	if (c->state == C_CLOSED)
 		return c->want_close_pkt ? 0 : UINT64_MAX;
-	uint64_t t = ngtcp2_conn_get_expiry(c->conn);
+	uint64_t t = ngtcp2_conn_get_expiry(c->q.conn);
 	if (c->pending.head && c->pending.head->deadline < t)
 		t = c->pending.head->deadline;
 	if (c->active.head && c->active.head->deadline < t)
@@ -885,18 +756,51 @@ uint64_t dv_doq_client_expiry(dv_doq_client_t *c)
 	return t;
 }
 
+#define OUT_STREAM(o) ((stream_t *)((char *)(o) - offsetof(stream_t, out)))
+
+static dv_quic_out_t *sendq_next(void *arg, dv_quic_out_t *o)
+{
+	dv_doq_client_t *c = arg;
+	stream_t *s = o ? OUT_STREAM(o)->snext : c->sq_head;
+	return s ? &s->out : NULL;
+}
+
+static void sendq_done(void *arg, dv_quic_out_t *o)
+{
+	dv_doq_client_t *c = arg;
+	stream_t *s = OUT_STREAM(o);
+	s->fin_sent = s->out.fin;
+	if (s->reset_after && !s->res.cancelled && !s->reset_at) {
+		/* counted from the query's sending */
+		s->reset_at = c->now + s->reset_after;
+		c->n_reset++;
+	}
+	sendq_remove(c, s);
+}
+
+/* flow control keeps it queued; a shut or unknown stream leaves */
+static void sendq_blocked(void *arg, dv_quic_out_t *o, bool gone)
+{
+	if (gone)
+		sendq_remove(arg, OUT_STREAM(o));
+}
+
+static const dv_quic_sendq_t sendq = {
+	.next = sendq_next,
+	.done = sendq_done,
+	.blocked = sendq_blocked,
+};
+
 int dv_doq_client_write(dv_doq_client_t *c, uint8_t *buf, size_t cap,
 			void **path_ctx, uint64_t now)
 {
 	ngtcp2_path_storage ps;
-	ngtcp2_path_storage_zero(&ps);
-	ngtcp2_pkt_info pi;
 	if (c->state == C_CLOSED) {
 		if (!c->want_close_pkt)
 			return DV_ECLOSED;
 		c->want_close_pkt = false;
-		ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
-			c->conn, &ps.path, &pi, buf, cap, &c->lerr, now);
+		ngtcp2_ssize n = dv_quic_write_close(c->q.conn, &ps, buf, cap,
+						     &c->lerr, now);
 		if (n <= 0)
 			return DV_ECLOSED;
 		*path_ctx = ps.path.user_data;
@@ -905,64 +809,17 @@ int dv_doq_client_write(dv_doq_client_t *c, uint8_t *buf, size_t cap,
 	int rv = open_streams(c, now);
 	if (rv != 0)
 		return fail_conn(c, rv, now);
+	c->now = now; /* for sendq_done */
 
-	stream_t *s = c->sq_head;
-	for (;;) {
-		ngtcp2_vec vec = {0};
-		size_t nvec = 0;
-		int64_t sid = -1;
-		uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
-		if (s) {
-			sid = s->id;
-			vec.base = s->data + s->sent;
-			vec.len = s->len - s->sent;
-			nvec = 1;
-			if (s->fin)
-				flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
-		}
-		ngtcp2_ssize ndata = -1;
-		ngtcp2_ssize n = ngtcp2_conn_writev_stream(
-			c->conn, &ps.path, &pi, buf, cap, &ndata, flags, sid,
-			&vec, nvec, now);
-		if (s && ndata >= 0) {
-			s->sent += (size_t)ndata;
-			if (s->sent == s->len) { /* with the FIN, if asked */
-				s->fin_sent = s->fin;
-				if (s->reset_after && !s->res.cancelled &&
-				    !s->reset_at) {
-					/* counted from the query's sending */
-					s->reset_at = now + s->reset_after;
-					c->n_reset++;
-				}
-				stream_t *next = s->snext;
-				sendq_remove(c, s);
-				s = next;
-			}
-		}
-		if (n == NGTCP2_ERR_WRITE_MORE)
-			continue;
-		if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED ||
-		    n == NGTCP2_ERR_STREAM_SHUT_WR ||
-		    n == NGTCP2_ERR_STREAM_NOT_FOUND) {
-			stream_t *next = s ? s->snext : NULL;
-			if (s && n != NGTCP2_ERR_STREAM_DATA_BLOCKED)
-				sendq_remove(c, s);
-			s = next;
-			continue;
-		}
-		if (n < 0)
-			return fail_conn(c, (int)n, now);
-		if (n == 0) {
-			/* Pacing before the first RTT sample would use
-			 * ngtcp2's 333 ms initial RTT and hold the client
-			 * Finished (and the first queries) back ~25 ms. */
-			if (c->st.handshake_done)
-				ngtcp2_conn_update_pkt_tx_time(c->conn, now);
-			return 0;
-		}
-		*path_ctx = ps.path.user_data;
-		return (int)n;
+	ngtcp2_ssize n = dv_quic_write(c->q.conn, &ps, buf, cap, now, &sendq, c);
+	if (n < 0)
+		return fail_conn(c, (int)n, now);
+	if (n == 0) {
+		dv_quic_update_tx_time(c->q.conn, now);
+		return 0;
 	}
+	*path_ctx = ps.path.user_data;
+	return (int)n;
 }
 
 int dv_doq_client_close(dv_doq_client_t *c, uint64_t app_code, uint8_t *buf,
@@ -973,17 +830,14 @@ int dv_doq_client_close(dv_doq_client_t *c, uint64_t app_code, uint8_t *buf,
 	c->state = C_CLOSED;
 	end_all(c, now);
 	c->ci.closed = true;
-	if (ngtcp2_conn_is_in_closing_period(c->conn) ||
-	    ngtcp2_conn_is_in_draining_period(c->conn))
+	if (ngtcp2_conn_is_in_closing_period(c->q.conn) ||
+	    ngtcp2_conn_is_in_draining_period(c->q.conn))
 		return 0;
 	ngtcp2_connection_close_error ce;
 	ngtcp2_connection_close_error_set_application_error(&ce, app_code,
 							   NULL, 0);
 	ngtcp2_path_storage ps;
-	ngtcp2_path_storage_zero(&ps);
-	ngtcp2_pkt_info pi;
-	ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
-		c->conn, &ps.path, &pi, buf, cap, &ce, now);
+	ngtcp2_ssize n = dv_quic_write_close(c->q.conn, &ps, buf, cap, &ce, now);
 	if (n <= 0)
 		return 0;
 	*path_ctx = ps.path.user_data;
@@ -997,8 +851,8 @@ int dv_doq_client_migrate(dv_doq_client_t *c, const dv_doq_path_t *path,
 		return -EINVAL;
 	c->path2 = *path;
 	ngtcp2_path np;
-	path_to_ngtcp2(&np, &c->path2);
-	int rv = ngtcp2_conn_initiate_immediate_migration(c->conn, &np, now);
+	dv_quic_path_to_ngtcp2(&np, &c->path2);
+	int rv = ngtcp2_conn_initiate_immediate_migration(c->q.conn, &np, now);
 	if (rv == NGTCP2_ERR_INVALID_STATE)
 		return DV_ENOTIMPL;
 	if (rv == NGTCP2_ERR_CONN_ID_BLOCKED)
@@ -1036,7 +890,7 @@ void dv_doq_client_close_info(const dv_doq_client_t *c, dv_doq_close_t *ci)
 
 bool dv_doq_client_has_ticket(dv_doq_client_t *c)
 {
-	return dv_quic_tls_ticket_received(c->tls);
+	return dv_quic_tls_ticket_received(c->q.tls);
 }
 
 const uint8_t *dv_doq_client_token(const dv_doq_client_t *c, size_t *len)
@@ -1048,11 +902,11 @@ const uint8_t *dv_doq_client_token(const dv_doq_client_t *c, size_t *len)
 int dv_doq_client_session_save(dv_doq_client_t *c, uint8_t *buf, size_t cap)
 {
 	const ngtcp2_transport_params *tp =
-		ngtcp2_conn_get_remote_transport_params(c->conn);
+		ngtcp2_conn_get_remote_transport_params(c->q.conn);
 	if (!tp || !c->st.handshake_done)
 		return 0;
 	uint8_t tls[DV_QUIC_SESSION_MAX];
-	int n = dv_quic_tls_session_save(c->tls, tls, sizeof(tls));
+	int n = dv_quic_tls_session_save(c->q.tls, tls, sizeof(tls));
 	if (n <= 0)
 		return n < 0 ? DV_ESPACE : 0;
 	dv_doq_early_params_t p = {
@@ -1068,199 +922,4 @@ int dv_doq_client_session_save(dv_doq_client_t *c, uint8_t *buf, size_t cap)
 		.max_datagram_frame_size = tp->max_datagram_frame_size,
 	};
 	return dv_doq_session_encode(buf, cap, tls, (size_t)n, &p);
-}
-
-/* ---- pure helpers ---- */
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-int dv_doq_session_encode(uint8_t *buf, size_t cap, const uint8_t *tls,
-			  size_t tls_len, const dv_doq_early_params_t *p)
-{
-	size_t need = SESSION_MAGIC_LEN + 2 + tls_len + 8 * N_EARLY_PARAMS;
-	if (tls_len > 0xffff || need > cap)
-		return DV_ESPACE;
-	uint8_t *w = buf;
-	memcpy(w, SESSION_MAGIC, SESSION_MAGIC_LEN);
-	w += SESSION_MAGIC_LEN;
-	dv_put16(w, (uint16_t)tls_len);
-	w += 2;
-	memcpy(w, tls, tls_len);
-	w += tls_len;
-	const uint64_t v[N_EARLY_PARAMS] = {
-		p->max_streams_bidi,
-		p->max_streams_uni,
-		p->max_stream_data_bidi_local,
-		p->max_stream_data_bidi_remote,
-		p->max_stream_data_uni,
-		p->max_data,
-		p->active_connection_id_limit,
-		p->max_datagram_frame_size,
-	};
-	for (unsigned i = 0; i < N_EARLY_PARAMS; i++, w += 8)
-		put64(w, v[i]);
-	return (int)need;
-}
-
-int dv_doq_session_decode(const uint8_t *buf, size_t len,
-			  const uint8_t **tls, size_t *tls_len,
-			  dv_doq_early_params_t *p)
-{
-	if (len < SESSION_MAGIC_LEN + 2 ||
-	    memcmp(buf, SESSION_MAGIC, SESSION_MAGIC_LEN) != 0)
-		return DV_EMALFORMED;
-	size_t n = dv_get16(buf + SESSION_MAGIC_LEN);
-	if (n == 0 || len != SESSION_MAGIC_LEN + 2 + n + 8 * N_EARLY_PARAMS)
-		return DV_EMALFORMED;
-	*tls = buf + SESSION_MAGIC_LEN + 2;
-	*tls_len = n;
-	const uint8_t *r = *tls + n;
-	uint64_t v[N_EARLY_PARAMS];
-	for (unsigned i = 0; i < N_EARLY_PARAMS; i++, r += 8)
-		v[i] = get64(r);
-	p->max_streams_bidi = v[0];
-	p->max_streams_uni = v[1];
-	p->max_stream_data_bidi_local = v[2];
-	p->max_stream_data_bidi_remote = v[3];
-	p->max_stream_data_uni = v[4];
-	p->max_data = v[5];
-	p->active_connection_id_limit = v[6];
-	p->max_datagram_frame_size = v[7];
-	return 0;
-}
-
-/* Text name to uncompressed wire form; returns its length or
- * DV_EMALFORMED.  Accepts "." (the root), a trailing dot, and the
- * \DDD and \X escapes of presentation format. */
-static int name_to_wire(uint8_t *out, const char *name)
-{
-	if (strcmp(name, ".") == 0) {
-		out[0] = 0;
-		return 1;
-	}
-	size_t o = 0;
-	const char *p = name;
-	if (!*p)
-		return DV_EMALFORMED;
-	while (*p) {
-		size_t lab = o++, l = 0;
-		for (; *p && *p != '.'; p++) {
-			unsigned ch = (unsigned char)*p;
-			if (*p == '\\') {
-				if (p[1] >= '0' && p[1] <= '9' && p[2] >= '0' &&
-				    p[2] <= '9' && p[3] >= '0' && p[3] <= '9') {
-					ch = (unsigned)(p[1] - '0') * 100 +
-					     (unsigned)(p[2] - '0') * 10 +
-					     (unsigned)(p[3] - '0');
-					p += 3;
-				} else if (p[1]) {
-					ch = (unsigned char)*++p;
-				} else {
-					return DV_EMALFORMED;
-				}
-				if (ch > 255)
-					return DV_EMALFORMED;
-			}
-			/* 63 per label; 255 in all with the root label */
-			if (l == 63 || o + 1 >= DV_DNS_MAX_NAME)
-				return DV_EMALFORMED;
-			out[o++] = (uint8_t)ch;
-			l++;
-		}
-		if (l == 0)
-			return DV_EMALFORMED; /* "a..b", ".a" */
-		out[lab] = (uint8_t)l;
-		if (*p == '.')
-			p++;
-	}
-	out[o++] = 0;
-	return (int)o;
-}
-
-#define PAD_BLOCK 128
-
-int dv_doq_build_query(uint8_t *buf, size_t cap, const char *name,
-		       uint16_t qtype, uint16_t id, bool pad)
-{
-	uint8_t qname[DV_DNS_MAX_NAME + 1];
-	int nl = name_to_wire(qname, name);
-	if (nl < 0)
-		return nl;
-	size_t len = DV_DNS_HDR + (size_t)nl + 4 + 11;
-	size_t padlen = 0;
-	if (pad) {
-		size_t with_opt = len + 4; /* option code and length */
-		padlen = (PAD_BLOCK - with_opt % PAD_BLOCK) % PAD_BLOCK;
-		len = with_opt + padlen;
-	}
-	if (len > cap)
-		return DV_ESPACE;
-	memset(buf, 0, len);
-	dv_put16(buf, id);
-	dv_put16(buf + 2, DV_FLAG_RD);
-	dv_put16(buf + 4, 1);  /* QDCOUNT */
-	dv_put16(buf + 10, 1); /* ARCOUNT: the OPT */
-	size_t o = DV_DNS_HDR;
-	memcpy(buf + o, qname, (size_t)nl);
-	o += (size_t)nl;
-	dv_put16(buf + o, qtype);
-	dv_put16(buf + o + 2, DV_CLASS_IN);
-	o += 4;
-	buf[o++] = 0; /* root owner */
-	dv_put16(buf + o, DV_TYPE_OPT);
-	dv_put16(buf + o + 2, DV_EDNS_DEFAULT_UDP);
-	o += 8; /* class, then TTL: ext-rcode 0, version 0, flags 0 */
-	dv_put16(buf + o, (uint16_t)(pad ? 4 + padlen : 0));
-	o += 2;
-	if (pad) {
-		dv_put16(buf + o, DV_EDNS_PADDING);
-		dv_put16(buf + o + 2, (uint16_t)padlen);
-		o += 4 + padlen; /* zeros */
-	}
-	return (int)o;
-}
-
-int dv_doq_frame_write(uint8_t *buf, size_t cap, const uint8_t *msg,
-		       size_t len)
-{
-	if (len > 0xffff || len + 2 > cap)
-		return DV_ESPACE;
-	dv_put16(buf, (uint16_t)len);
-	memcpy(buf + 2, msg, len);
-	return (int)(len + 2);
-}
-
-int dv_doq_padding_len(const uint8_t *msg, size_t len)
-{
-	dv_wire_resp_t r;
-	int rv = dv_wire_parse_response(msg, len, &r);
-	if ((rv != 0 && rv != DV_ELIMIT) || !r.has_opt)
-		return -1;
-	/* OPT: root owner (1), type, class, TTL, RDLENGTH, RDATA */
-	size_t off = (size_t)r.opt_start + 11, end = r.opt_end;
-	int total = -1;
-	while (off + 4 <= end) {
-		uint16_t code = dv_get16(msg + off);
-		uint16_t olen = dv_get16(msg + off + 2);
-		if (off + 4 + olen > end)
-			return -1;
-		if (code == DV_EDNS_PADDING)
-			total = (total < 0 ? 0 : total) + olen;
-		off += 4 + (size_t)olen;
-	}
-	return total;
 }

@@ -21,14 +21,17 @@
 #include <sys/socket.h>
 
 #include "src/proto/doq_frame.h"
+#include "src/proto/quic.h"
 
 typedef struct dv_doq_client dv_doq_client_t;
-typedef struct dv_quic_tls_ctx dv_quic_tls_ctx_t;
 
 /* QUIC transport error name ("NO_ERROR", "CRYPTO_ERROR(0x178)"...) into
  * buf; returns buf */
 const char *dv_doq_transport_error_name(uint64_t code, char *buf,
 					size_t cap);
+/* The name of TLS alert `alert` ("bad_certificate"...) as the client
+ * reports a failed handshake; "alert" for one it does not name */
+const char *dv_doq_alert_name(uint8_t alert);
 
 /* How a query ended (on_end).  X(name, text) */
 #define DV_DOQ_ENDS(X)                                                       \
@@ -69,11 +72,7 @@ typedef struct {
 } dv_doq_callbacks_t;
 
 /* One network path: addresses plus the caller's handle (its socket). */
-typedef struct {
-	struct sockaddr_storage local, remote;
-	socklen_t local_len, remote_len;
-	void *ctx;
-} dv_doq_path_t;
+typedef dv_quic_path_t dv_doq_path_t;
 
 typedef struct {
 	dv_quic_tls_ctx_t *tls;      /* client context (ALPN "doq") */

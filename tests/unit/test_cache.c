@@ -530,6 +530,105 @@ static void test_negative_soa(void **state)
 	dv_cache_free(c);
 }
 
+/*
+ * The answer a client gets on a miss (built from the upstream response,
+ * then dv_cache_clamp_answer()) is byte for byte the one the first hit
+ * gives: the TTLs, and so a DoH max-age, agree (RFC 8484 5.1).
+ */
+static void check_first_equals_hit(dv_cache_t *c, const tq_t *q,
+				   const ta_t *a)
+{
+	static uint8_t first[ANS_MAX];
+	int n = dv_wire_answer(first, sizeof(first), a->wire, a->len, &a->r,
+			       q->wire, &q->q, 0, sizeof(out), 0xffff, NULL,
+			       0);
+	assert_true(n > 0);
+	assert_int_equal(dv_cache_clamp_answer(c, first, (size_t)n), 0);
+	assert_int_equal(store(c, q, a, 50), 0);
+	assert_int_equal(lookup(c, q, 50), n);
+	assert_memory_equal(first, out, (size_t)n);
+}
+
+static void test_clamp_answer(void **state)
+{
+	/* min-ttl 30, max-ttl 300, negative-max-ttl 3600 */
+	dv_cache_t *c = new_cache(1 << 20, 4, 30, 300, 3600);
+	tq_t q, qa;
+	ta_t *a;
+	ldns_pkt *p;
+
+	(void)state;
+	make_query(&q, "nx.example.test.", LDNS_RR_TYPE_A, 7, Q_EDNS);
+	make_query(&qa, "www.example.test.", LDNS_RR_TYPE_A, 8, 0);
+
+	/* NXDOMAIN, SOA TTL and MINIMUM 10800: max-ttl caps it too */
+	a = answer_nx(LDNS_RCODE_NXDOMAIN, 10800, 10800);
+	check_first_equals_hit(c, &q, a);
+	p = served(lookup(c, &q, 50));
+	assert_int_equal(section_ttl(p, LDNS_SECTION_AUTHORITY, 0), 300);
+	ldns_pkt_free(p);
+	free(a);
+	/* NODATA with a SOA under the caps: as sent (min-ttl does not
+	 * raise a negative answer) */
+	a = answer_nx(LDNS_RCODE_NOERROR, 900, 20);
+	check_first_equals_hit(c, &q, a);
+	p = served(lookup(c, &q, 50));
+	assert_int_equal(section_ttl(p, LDNS_SECTION_AUTHORITY, 0), 20);
+	ldns_pkt_free(p);
+	free(a);
+	/* positive over max-ttl: 300; under min-ttl: 30 */
+	a = answer_a("www.example.test.", "192.0.2.1", 86400);
+	check_first_equals_hit(c, &qa, a);
+	p = served(lookup(c, &qa, 50));
+	assert_int_equal(section_ttl(p, LDNS_SECTION_ANSWER, 0), 300);
+	ldns_pkt_free(p);
+	free(a);
+	a = answer_a("www.example.test.", "192.0.2.1", 5);
+	check_first_equals_hit(c, &qa, a);
+	p = served(lookup(c, &qa, 50));
+	assert_int_equal(section_ttl(p, LDNS_SECTION_ANSWER, 0), 30);
+	ldns_pkt_free(p);
+	free(a);
+	/* a TTL with the top bit set is 0 (RFC 2181 8), then min-ttl */
+	a = answer_a("www.example.test.", "192.0.2.1", 0x80000001u);
+	check_first_equals_hit(c, &qa, a);
+	free(a);
+
+	/* other rcodes are left alone */
+	static uint8_t msg[ANS_MAX];
+	static const char *const sf_rrs[] = {
+		"an:www.example.test. 86400 IN A 192.0.2.1", NULL};
+	a = malloc(sizeof(*a));
+	assert_non_null(a);
+	make_answer(a, "www.example.test.", LDNS_RR_TYPE_A,
+		    LDNS_RCODE_SERVFAIL, 0, sf_rrs);
+	assert_int_equal(a->parse_ret, 0);
+	memcpy(msg, a->wire, a->len);
+	assert_int_equal(dv_cache_clamp_answer(c, msg, a->len), DV_ELIMIT);
+	assert_memory_equal(msg, a->wire, a->len);
+	/* and what does not parse */
+	assert_int_equal(dv_cache_clamp_answer(c, msg, 11), DV_EMALFORMED);
+	assert_int_equal(dv_cache_clamp_answer(NULL, msg, a->len), -EINVAL);
+	free(a);
+	dv_cache_free(c);
+
+	/* the defaults: max-ttl 86400, negative-max-ttl 3600 */
+	c = new_cache(1 << 20, 1, 0, 86400, 3600);
+	a = answer_nx(LDNS_RCODE_NXDOMAIN, 10800, 10800);
+	check_first_equals_hit(c, &q, a);
+	p = served(lookup(c, &q, 50));
+	assert_int_equal(section_ttl(p, LDNS_SECTION_AUTHORITY, 0), 3600);
+	ldns_pkt_free(p);
+	free(a);
+	/* a 86400 answer is not touched */
+	a = answer_a("www.example.test.", "192.0.2.1", 86400);
+	memcpy(msg, a->wire, a->len);
+	assert_int_equal(dv_cache_clamp_answer(c, msg, a->len), 0);
+	assert_memory_equal(msg, a->wire, a->len);
+	free(a);
+	dv_cache_free(c);
+}
+
 static void test_negative_without_soa(void **state)
 {
 	dv_cache_t *c = new_cache(1 << 20, 4, 0, 86400, 3600);
@@ -1465,6 +1564,7 @@ int main(void)
 		cmocka_unit_test(test_too_many_records),
 		cmocka_unit_test(test_do_cd_distinct_keys),
 		cmocka_unit_test(test_ad_one_entry),
+		cmocka_unit_test(test_clamp_answer),
 		cmocka_unit_test(test_opt_cut_client_edns),
 		cmocka_unit_test(test_opt_not_last),
 		cmocka_unit_test(test_truncation),

@@ -304,10 +304,14 @@ static void check_hit(const answer_t *a, const uint8_t *qw,
 	size_t full = a->stored_len +
 		      (q->has_opt ? opt_len(a->stored_len, pad) : 0);
 	bool trunc = full > limit;
+	/* AD only for a client that set AD or DO (RFC 6840 5.8) */
+	bool ad_ok = q->edns_do || (q->flags & DV_FLAG_AD);
 	uint16_t want_flags =
 		(uint16_t)((a->r.flags & ~(DV_FLAG_RD | DV_FLAG_CD)) |
 			   (q->flags & (DV_FLAG_RD | DV_FLAG_CD)) | DV_FLAG_QR |
 			   (trunc ? DV_FLAG_TC : 0));
+	if (!ad_ok)
+		want_flags &= (uint16_t)~DV_FLAG_AD;
 	CHECK(ro.flags == want_flags);
 	CHECK(ro.has_opt == q->has_opt);
 	if (q->has_opt) {

@@ -30,7 +30,7 @@ static const uint8_t question[] = {
 /* An upstream answer to www.example.test/A (two A records, OPT last), the
  * answer given when the input is read as a client query. */
 static const uint8_t upstream_answer[] = {
-	0, 2, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 1,
+	0, 2, 0x81, 0xa0, /* QR RD RA AD */ 0, 1, 0, 2, 0, 0, 0, 1,
 	3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 4, 't', 'e',
 	's', 't', 0, 0, 1, 0, 1,
 	0xc0, 12, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 1,
@@ -114,6 +114,10 @@ static void as_query(const uint8_t *data, size_t size, uint8_t *out,
 	dv_wire_query_t uq;
 	CHECK(dv_wire_parse_query(up, (size_t)n, &uq) == 0);
 	CHECK(uq.has_opt && uq.edns_do == q.edns_do && uq.qtype == q.qtype);
+	/* AD always asked upstream; given only to a client that takes it
+	 * (RFC 6840 5.7, 5.8) */
+	CHECK(uq.flags & DV_FLAG_AD);
+	bool ad_ok = q.edns_do || (q.flags & DV_FLAG_AD);
 	uint8_t ukey[DV_WIRE_KEY_MAX];
 	CHECK(dv_wire_key(ukey, up, &uq) == klen);
 	CHECK(memcmp(ukey, key, klen) == 0);
@@ -129,6 +133,7 @@ static void as_query(const uint8_t *data, size_t size, uint8_t *out,
 	if (n > 0) {
 		check_answer(out, n, limit, q.has_opt, 0);
 		CHECK(dv_get16(out) == q.id);
+		CHECK(ad_ok || !(dv_get16(out + 2) & DV_FLAG_AD));
 	}
 }
 

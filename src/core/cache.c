@@ -410,6 +410,64 @@ static inline uint32_t clamp_ttl(uint32_t t, uint32_t lo, uint32_t hi)
 }
 
 /*
+ * Clamp every TTL of the message `data` (parsed into `r`, all of its TTLs
+ * in r->ttl_off) in place the way the cache keeps it, and return the
+ * smallest: the answer's lifetime (UINT32_MAX when it has no record).
+ * Positive answers: each TTL to [min_ttl, max_ttl].  Negative answers
+ * (RFC 2308 5) live min(SOA TTL, SOA MINIMUM), which the parser gives as
+ * neg_ttl, capped by negative_max_ttl and no longer than any record in it
+ * (a CNAME before an NXDOMAIN); min_ttl does not raise that
+ * (negative_max_ttl is the knob for negatives), and every TTL, the SOA's
+ * in particular, is lowered to it so that no client is told to keep any
+ * part of the answer longer than the cache does.
+ */
+static uint32_t clamp_ttls(const dv_cache_t *c, uint8_t *data,
+			   const dv_wire_resp_t *r)
+{
+	uint32_t lifetime = UINT32_MAX;
+	for (unsigned i = 0; i < r->n_ttl; i++) {
+		uint8_t *p = data + r->ttl_off[i];
+		uint32_t t = clamp_ttl(dv_get32(p), c->min_ttl, c->max_ttl);
+		dv_put32(p, t);
+		if (t < lifetime)
+			lifetime = t;
+	}
+	if (!r->negative || r->neg_ttl == UINT32_MAX)
+		return lifetime;
+	uint32_t neg = r->neg_ttl > TTL_MAX_VALID ? 0 : r->neg_ttl;
+	if (neg > c->negative_max_ttl)
+		neg = c->negative_max_ttl;
+	if (neg < lifetime)
+		lifetime = neg;
+	for (unsigned i = 0; i < r->n_ttl; i++) {
+		uint8_t *p = data + r->ttl_off[i];
+		if (dv_get32(p) > lifetime)
+			dv_put32(p, lifetime);
+	}
+	return lifetime;
+}
+
+int dv_cache_clamp_answer(const dv_cache_t *c, uint8_t *msg, size_t len)
+{
+	dv_wire_resp_t r;
+	int ret;
+
+	if (c == NULL || msg == NULL)
+		return -EINVAL;
+	ret = dv_wire_parse_response(msg, len, &r);
+	if (ret == DV_ELIMIT)
+		return ret; /* too many records to reach every TTL */
+	if (ret != 0)
+		return DV_EMALFORMED;
+	if (DV_OPCODE(r.flags) != 0 ||
+	    (DV_RCODE(r.flags) != DV_RCODE_NOERROR &&
+	     DV_RCODE(r.flags) != DV_RCODE_NXDOMAIN))
+		return DV_ELIMIT;
+	(void)clamp_ttls(c, msg, &r);
+	return 0;
+}
+
+/*
  * Is the upstream's OPT something we can cut out and forget?  It must be
  * the last record (records after it could hold compression pointers into
  * the bytes behind it, and upstreams always put it last anyway), have the
@@ -494,40 +552,10 @@ static int entry_build(dv_cache_t *c, const uint8_t *key, size_t key_len,
 	     DV_RCODE(sr.flags) != DV_RCODE_NXDOMAIN))
 		goto fail_entry;
 
-	/* clamp in place; positive answers live as long as the smallest TTL */
-	lifetime = UINT32_MAX;
-	for (unsigned i = 0; i < sr.n_ttl; i++) {
-		uint8_t *p = data + sr.ttl_off[i];
-		uint32_t t = clamp_ttl(dv_get32(p), c->min_ttl, c->max_ttl);
-		dv_put32(p, t);
-		if (t < lifetime)
-			lifetime = t;
-	}
-
-	if (sr.negative) {
-		/*
-		 * RFC 2308 5: a negative answer lives min(SOA TTL, SOA
-		 * MINIMUM), which the parser gives as neg_ttl, capped by our
-		 * negative maximum, and no longer than any record in it (a
-		 * CNAME before an NXDOMAIN); without a SOA it is not cached.
-		 * min_ttl does not raise it (negative_max_ttl is the knob for
-		 * negatives).  Every TTL in the copy, the SOA's in particular,
-		 * is lowered to it so that no client is told to keep any part
-		 * of the answer longer than we do.
-		 */
-		if (sr.neg_ttl == UINT32_MAX)
-			goto fail_entry;
-		uint32_t neg = sr.neg_ttl > TTL_MAX_VALID ? 0 : sr.neg_ttl;
-		if (neg > c->negative_max_ttl)
-			neg = c->negative_max_ttl;
-		if (neg < lifetime)
-			lifetime = neg;
-		for (unsigned i = 0; i < sr.n_ttl; i++) {
-			uint8_t *p = data + sr.ttl_off[i];
-			if (dv_get32(p) > lifetime)
-				dv_put32(p, lifetime);
-		}
-	}
+	/* a negative answer without a SOA is not cached (RFC 2308 5) */
+	if (sr.negative && sr.neg_ttl == UINT32_MAX)
+		goto fail_entry;
+	lifetime = clamp_ttls(c, data, &sr);
 	if (lifetime == 0 || lifetime == UINT32_MAX)
 		goto fail_entry;
 

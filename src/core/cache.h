@@ -75,6 +75,17 @@ int dv_cache_store(dv_cache_t *c, const uint8_t *key, size_t key_len,
 		   uint32_t now_s);
 
 /*
+ * Clamp the TTLs of `msg` (`len` bytes), an answer built for a client from
+ * an upstream response (dv_wire_answer()), in place the way
+ * dv_cache_store() clamps what it keeps: so the answer a client gets on a
+ * miss tells it what later hits will (and the DoH max-age, taken from the
+ * answer's TTLs, agrees on both).  Only NOERROR and NXDOMAIN answers are
+ * touched.  Returns 0, DV_ELIMIT (other rcode or opcode, or more records
+ * than DV_WIRE_MAX_TTLS: left as they are), DV_EMALFORMED, -EINVAL.
+ */
+int dv_cache_clamp_answer(const dv_cache_t *c, uint8_t *msg, size_t len);
+
+/*
  * Look up `key` at time `now_s`.  On a hit, writes the client's answer into
  * `dst` with dv_wire_answer() (client id and question case, TTLs lowered by
  * the entry's age, the client's OPT, truncation to `limit`, padding to

@@ -437,6 +437,12 @@ static int put_opt(uint8_t *dst, size_t cap, size_t pos, bool do_bit,
 	return (int)(pos + need);
 }
 
+/* Does the client take the AD bit (RFC 6840 5.7, 5.8)? */
+static bool wants_ad(const dv_wire_query_t *q)
+{
+	return q->edns_do || (q->flags & DV_FLAG_AD);
+}
+
 int dv_wire_answer(uint8_t *dst, size_t cap, const uint8_t *src, size_t len,
 		   const dv_wire_resp_t *r, const uint8_t *q_wire,
 		   const dv_wire_query_t *q, uint32_t age, size_t limit,
@@ -458,6 +464,13 @@ int dv_wire_answer(uint8_t *dst, size_t cap, const uint8_t *src, size_t len,
 	uint16_t flags = (uint16_t)((r->flags & ~(DV_FLAG_RD | DV_FLAG_CD)) |
 				    (q->flags & (DV_FLAG_RD | DV_FLAG_CD)) |
 				    DV_FLAG_QR);
+	/*
+	 * RFC 6840 5.8: AD only for a client that asked for it with AD or
+	 * DO.  The upstream is always asked with AD, and one cache entry
+	 * serves both kinds of client (see dv_wire_key()).
+	 */
+	if (!wants_ad(q))
+		flags &= (uint16_t)~DV_FLAG_AD;
 	dv_put16(dst + 2, flags);
 	if (r->has_opt)
 		dv_put16(dst + 10, (uint16_t)(r->arcount - 1));
@@ -549,8 +562,15 @@ int dv_wire_upstream_query(uint8_t *dst, size_t cap, uint16_t id,
 	size_t need = (size_t)q->question_end + 11;
 	if (need > cap || q->question_end <= DV_DNS_HDR)
 		return DV_ESPACE;
+	/*
+	 * AD always (RFC 6840 5.7: we understand it): the fetch and the cache
+	 * entry are shared by the clients that asked AD and those that did
+	 * not, and dv_wire_answer() clears the bit for those that did not,
+	 * so the cache is not split by a bit only the header carries.
+	 */
 	dv_put16(dst, id);
-	dv_put16(dst + 2, (uint16_t)(DV_FLAG_RD | (q->flags & DV_FLAG_CD)));
+	dv_put16(dst + 2, (uint16_t)(DV_FLAG_RD | DV_FLAG_AD |
+				     (q->flags & DV_FLAG_CD)));
 	dv_put16(dst + 4, 1);
 	dv_put16(dst + 6, 0);
 	dv_put16(dst + 8, 0);
@@ -572,6 +592,10 @@ size_t dv_wire_key(uint8_t *key, const uint8_t *q_wire,
 		key[i] = lower(q_wire[DV_DNS_HDR + i]);
 	dv_put16(key + n, q->qtype);
 	dv_put16(key + n + 2, q->qclass);
+	/*
+	 * Not AD: the answers to AD and to no AD differ only in the header's
+	 * AD bit, which dv_wire_answer() sets per client (RFC 6840 5.8).
+	 */
 	key[n + 4] = (uint8_t)((q->edns_do ? 2 : 0) |
 			       ((q->flags & DV_FLAG_CD) ? 1 : 0));
 	return n + 5;

@@ -181,7 +181,9 @@ bool dv_wire_question_matches(const uint8_t *r_wire, size_t r_len,
  * `src` (whose OPT, if any, is at [opt_start, opt_end) per `r`; it is cut
  * out) for the client query `q_wire`/`q`:
  *  - id and the question bytes (letter case) come from the client query;
- *  - RD and CD are the client's; the other flags and the rcode are src's;
+ *  - RD and CD are the client's; the other flags and the rcode are src's,
+ *    except AD, which is cleared unless the client set AD or DO (RFC 6840
+ *    5.8);
  *  - when the client sent EDNS, an OPT is appended: UDP size 1232, DO as the
  *    client's, an EDE option if `ede_code` != 0xffff (with `ede_text`), and
  *    padding to a multiple of `pad_block` when `pad_block` != 0 (RFC 8467);
@@ -210,8 +212,11 @@ int dv_wire_error(uint8_t *dst, size_t cap, const uint8_t *q_wire,
 
 /*
  * Write the normalized query dnsveil sends upstream: the given id, RD=1,
- * the client's CD, its question with the name lowercased, and an OPT with
- * UDP size 1232 and the client's DO bit.  Returns the length or DV_ESPACE.
+ * AD=1 (RFC 6840 5.7, whatever the client set: dv_wire_answer() gives AD
+ * only to clients that asked), the client's CD, its question with the
+ * name lowercased, and an OPT with UDP size 1232 and the client's DO bit.
+ * The result depends only on what dv_wire_key() keeps.  Returns the
+ * length or DV_ESPACE.
  */
 int dv_wire_upstream_query(uint8_t *dst, size_t cap, uint16_t id,
 			   const uint8_t *q_wire, const dv_wire_query_t *q);
@@ -226,7 +231,9 @@ int dv_wire_name_from_text(uint8_t *dst, size_t cap, const char *text);
 
 /*
  * Cache key of a query: lowercased QNAME, QTYPE, QCLASS, and the DO and CD
- * bits.  Writes at most DV_WIRE_KEY_MAX bytes, returns the length.
+ * bits; not AD (the answers differ only in the AD bit, which
+ * dv_wire_answer() sets per client).  Writes at most DV_WIRE_KEY_MAX
+ * bytes, returns the length.
  */
 #define DV_WIRE_KEY_MAX (DV_DNS_MAX_NAME + 5)
 size_t dv_wire_key(uint8_t *key, const uint8_t *q_wire,

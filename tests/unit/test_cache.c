@@ -22,7 +22,7 @@
 
 /* ---- building messages ---- */
 
-enum { Q_EDNS = 1, Q_DO = 2, Q_CD = 4 };
+enum { Q_EDNS = 1, Q_DO = 2, Q_CD = 4, Q_AD = 8 };
 
 typedef struct {
 	uint8_t wire[512];
@@ -44,6 +44,7 @@ static void make_query(tq_t *t, const char *name, ldns_rr_type type,
 			 LDNS_STATUS_OK);
 	ldns_pkt_set_id(p, id);
 	ldns_pkt_set_cd(p, (flags & Q_CD) != 0);
+	ldns_pkt_set_ad(p, (flags & Q_AD) != 0);
 	if (flags & Q_EDNS) {
 		ldns_pkt_set_edns_udp_size(p, 4096);
 		ldns_pkt_set_edns_do(p, (flags & Q_DO) != 0);
@@ -59,7 +60,7 @@ static void make_query(tq_t *t, const char *name, ldns_rr_type type,
 	t->key_len = dv_wire_key(t->key, t->wire, &t->q);
 }
 
-enum { A_TC = 1, A_EDNS = 2, A_AA = 4 };
+enum { A_TC = 1, A_EDNS = 2, A_AA = 4, A_AD = 8 };
 
 #define ANS_MAX 16384
 typedef struct {
@@ -89,6 +90,7 @@ static void make_answer(ta_t *a, const char *qname, ldns_rr_type qtype,
 	ldns_pkt_set_ra(p, true);
 	ldns_pkt_set_aa(p, (flags & A_AA) != 0);
 	ldns_pkt_set_tc(p, (flags & A_TC) != 0);
+	ldns_pkt_set_ad(p, (flags & A_AD) != 0);
 	ldns_pkt_set_rcode(p, rcode);
 	snprintf(qstr, sizeof(qstr), "%s IN %s", qname,
 		 qtype == LDNS_RR_TYPE_AAAA  ? "AAAA"
@@ -528,6 +530,105 @@ static void test_negative_soa(void **state)
 	dv_cache_free(c);
 }
 
+/*
+ * The answer a client gets on a miss (built from the upstream response,
+ * then dv_cache_clamp_answer()) is byte for byte the one the first hit
+ * gives: the TTLs, and so a DoH max-age, agree (RFC 8484 5.1).
+ */
+static void check_first_equals_hit(dv_cache_t *c, const tq_t *q,
+				   const ta_t *a)
+{
+	static uint8_t first[ANS_MAX];
+	int n = dv_wire_answer(first, sizeof(first), a->wire, a->len, &a->r,
+			       q->wire, &q->q, 0, sizeof(out), 0xffff, NULL,
+			       0);
+	assert_true(n > 0);
+	assert_int_equal(dv_cache_clamp_answer(c, first, (size_t)n), 0);
+	assert_int_equal(store(c, q, a, 50), 0);
+	assert_int_equal(lookup(c, q, 50), n);
+	assert_memory_equal(first, out, (size_t)n);
+}
+
+static void test_clamp_answer(void **state)
+{
+	/* min-ttl 30, max-ttl 300, negative-max-ttl 3600 */
+	dv_cache_t *c = new_cache(1 << 20, 4, 30, 300, 3600);
+	tq_t q, qa;
+	ta_t *a;
+	ldns_pkt *p;
+
+	(void)state;
+	make_query(&q, "nx.example.test.", LDNS_RR_TYPE_A, 7, Q_EDNS);
+	make_query(&qa, "www.example.test.", LDNS_RR_TYPE_A, 8, 0);
+
+	/* NXDOMAIN, SOA TTL and MINIMUM 10800: max-ttl caps it too */
+	a = answer_nx(LDNS_RCODE_NXDOMAIN, 10800, 10800);
+	check_first_equals_hit(c, &q, a);
+	p = served(lookup(c, &q, 50));
+	assert_int_equal(section_ttl(p, LDNS_SECTION_AUTHORITY, 0), 300);
+	ldns_pkt_free(p);
+	free(a);
+	/* NODATA with a SOA under the caps: as sent (min-ttl does not
+	 * raise a negative answer) */
+	a = answer_nx(LDNS_RCODE_NOERROR, 900, 20);
+	check_first_equals_hit(c, &q, a);
+	p = served(lookup(c, &q, 50));
+	assert_int_equal(section_ttl(p, LDNS_SECTION_AUTHORITY, 0), 20);
+	ldns_pkt_free(p);
+	free(a);
+	/* positive over max-ttl: 300; under min-ttl: 30 */
+	a = answer_a("www.example.test.", "192.0.2.1", 86400);
+	check_first_equals_hit(c, &qa, a);
+	p = served(lookup(c, &qa, 50));
+	assert_int_equal(section_ttl(p, LDNS_SECTION_ANSWER, 0), 300);
+	ldns_pkt_free(p);
+	free(a);
+	a = answer_a("www.example.test.", "192.0.2.1", 5);
+	check_first_equals_hit(c, &qa, a);
+	p = served(lookup(c, &qa, 50));
+	assert_int_equal(section_ttl(p, LDNS_SECTION_ANSWER, 0), 30);
+	ldns_pkt_free(p);
+	free(a);
+	/* a TTL with the top bit set is 0 (RFC 2181 8), then min-ttl */
+	a = answer_a("www.example.test.", "192.0.2.1", 0x80000001u);
+	check_first_equals_hit(c, &qa, a);
+	free(a);
+
+	/* other rcodes are left alone */
+	static uint8_t msg[ANS_MAX];
+	static const char *const sf_rrs[] = {
+		"an:www.example.test. 86400 IN A 192.0.2.1", NULL};
+	a = malloc(sizeof(*a));
+	assert_non_null(a);
+	make_answer(a, "www.example.test.", LDNS_RR_TYPE_A,
+		    LDNS_RCODE_SERVFAIL, 0, sf_rrs);
+	assert_int_equal(a->parse_ret, 0);
+	memcpy(msg, a->wire, a->len);
+	assert_int_equal(dv_cache_clamp_answer(c, msg, a->len), DV_ELIMIT);
+	assert_memory_equal(msg, a->wire, a->len);
+	/* and what does not parse */
+	assert_int_equal(dv_cache_clamp_answer(c, msg, 11), DV_EMALFORMED);
+	assert_int_equal(dv_cache_clamp_answer(NULL, msg, a->len), -EINVAL);
+	free(a);
+	dv_cache_free(c);
+
+	/* the defaults: max-ttl 86400, negative-max-ttl 3600 */
+	c = new_cache(1 << 20, 1, 0, 86400, 3600);
+	a = answer_nx(LDNS_RCODE_NXDOMAIN, 10800, 10800);
+	check_first_equals_hit(c, &q, a);
+	p = served(lookup(c, &q, 50));
+	assert_int_equal(section_ttl(p, LDNS_SECTION_AUTHORITY, 0), 3600);
+	ldns_pkt_free(p);
+	free(a);
+	/* a 86400 answer is not touched */
+	a = answer_a("www.example.test.", "192.0.2.1", 86400);
+	memcpy(msg, a->wire, a->len);
+	assert_int_equal(dv_cache_clamp_answer(c, msg, a->len), 0);
+	assert_memory_equal(msg, a->wire, a->len);
+	free(a);
+	dv_cache_free(c);
+}
+
 static void test_negative_without_soa(void **state)
 {
 	dv_cache_t *c = new_cache(1 << 20, 4, 0, 86400, 3600);
@@ -680,6 +781,60 @@ static void test_do_cd_distinct_keys(void **state)
 		assert_int_equal(ldns_pkt_cd(p), (variants[i] & Q_CD) != 0);
 		ldns_pkt_free(p);
 	}
+	dv_cache_free(c);
+}
+
+/*
+ * RFC 6840 5.7/5.8: a client that asked AD (without DO) and one that asked
+ * neither share one entry (the key has no AD bit); the validated answer
+ * keeps its AD for the first, and the second never sees it, whichever of
+ * them stored it.
+ */
+static void test_ad_one_entry(void **state)
+{
+	dv_cache_t *c = new_cache(1 << 20, 1, 0, 86400, 3600);
+	tq_t plain, ad, ad_edns, do_q;
+	ta_t *a = malloc(sizeof(*a));
+	const char *rrs[] = {"an:www.example.test. 300 IN A 192.0.2.1", NULL};
+	int n;
+
+	(void)state;
+	make_answer(a, "www.example.test.", LDNS_RR_TYPE_A, 0, A_AD | A_EDNS,
+		    rrs);
+	assert_int_equal(a->parse_ret, 0);
+	make_query(&plain, "www.example.test.", LDNS_RR_TYPE_A, 1, 0);
+	make_query(&ad, "www.example.test.", LDNS_RR_TYPE_A, 2, Q_AD);
+	make_query(&ad_edns, "www.example.test.", LDNS_RR_TYPE_A, 3,
+		   Q_AD | Q_EDNS);
+	make_query(&do_q, "www.example.test.", LDNS_RR_TYPE_A, 4,
+		   Q_EDNS | Q_DO);
+	assert_int_equal(plain.key_len, ad.key_len);
+	assert_memory_equal(plain.key, ad.key, ad.key_len);
+	assert_memory_equal(plain.key, ad_edns.key, ad.key_len);
+
+	for (unsigned round = 0; round < 2; round++) {
+		/* stored for the AD client, then for the plain one */
+		assert_int_equal(store(c, round ? &plain : &ad, a, 0), 0);
+		n = lookup(c, &ad, 1);
+		assert_true(n > 0);
+		assert_true(dv_get16(out + 2) & DV_FLAG_AD);
+		n = lookup(c, &ad_edns, 1);
+		assert_true(n > 0);
+		assert_true(dv_get16(out + 2) & DV_FLAG_AD);
+		n = lookup(c, &plain, 1);
+		assert_true(n > 0);
+		assert_false(dv_get16(out + 2) & DV_FLAG_AD);
+		ldns_pkt *p = served(n);
+		assert_int_equal(first_a(p), 0xc0000201);
+		ldns_pkt_free(p);
+	}
+	/* DO keeps its own entry, with AD */
+	assert_int_equal(lookup(c, &do_q, 1), DV_ENOTFOUND);
+	assert_int_equal(store(c, &do_q, a, 0), 0);
+	n = lookup(c, &do_q, 1);
+	assert_true(n > 0);
+	assert_true(dv_get16(out + 2) & DV_FLAG_AD);
+	free(a);
 	dv_cache_free(c);
 }
 
@@ -1408,6 +1563,8 @@ int main(void)
 		cmocka_unit_test(test_uncacheable),
 		cmocka_unit_test(test_too_many_records),
 		cmocka_unit_test(test_do_cd_distinct_keys),
+		cmocka_unit_test(test_ad_one_entry),
+		cmocka_unit_test(test_clamp_answer),
 		cmocka_unit_test(test_opt_cut_client_edns),
 		cmocka_unit_test(test_opt_not_last),
 		cmocka_unit_test(test_truncation),

@@ -143,6 +143,7 @@ enum {
 	O_KEEPALIVE = 32,
 	O_COOKIE = 64,
 	O_EDE = 128,
+	O_AD = 256,
 };
 
 static void add_edns(ldns_pkt *p, unsigned o, uint16_t udp, uint8_t version)
@@ -192,6 +193,7 @@ static void mkq_v(msg_t *m, const char *name, ldns_rr_type type, uint16_t id,
 			 LDNS_STATUS_OK);
 	ldns_pkt_set_id(p, id);
 	ldns_pkt_set_cd(p, (o & O_CD) != 0);
+	ldns_pkt_set_ad(p, (o & O_AD) != 0);
 	if (o & O_EDNS)
 		add_edns(p, o, udp, version);
 	to_wire(m, p);
@@ -1318,6 +1320,59 @@ static void test_answer_basic(void **state)
 	ldns_pkt_free(p);
 }
 
+/*
+ * RFC 6840 5.8: the upstream's AD reaches a client that set AD (with or
+ * without EDNS) or DO, and no other.
+ */
+static void test_answer_ad(void **state)
+{
+	static ans_t a;
+	static const struct {
+		unsigned o;
+		bool ad;
+	} cases[] = {
+		{0, false},
+		{O_EDNS, false},
+		{O_CD, false},
+		{O_EDNS | O_CD | O_NORD, false},
+		{O_AD, true},
+		{O_EDNS | O_AD, true},
+		{O_AD | O_CD, true},
+		{O_EDNS | O_DO, true},
+		{O_EDNS | O_DO | O_AD, true},
+		{O_EDNS | O_DO | O_CD, true},
+	};
+	(void)state;
+	/* mkr() sets AD, as a validating resolver does */
+	mkr(&a.r, "www.example.com", LDNS_RR_TYPE_A, 9, 0, O_EDNS, chain_rrs);
+	assert_int_equal(a.r.ret, 0);
+	assert_true(a.r.r.flags & DV_FLAG_AD);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		mkq(&a.q, "www.example.com", LDNS_RR_TYPE_A, 3, cases[i].o);
+		/* fresh and aged (from the cache) alike, and truncated */
+		for (unsigned k = 0; k < 3; k++) {
+			int n = dv_wire_answer(a.out, sizeof(a.out), a.r.w,
+					       a.r.len, &a.r.r, a.q.w, &a.q.q,
+					       k == 1 ? 10 : 0,
+					       k == 2 ? 40 : 65535, 0xffff,
+					       NULL, 0);
+			assert_true(n > 0);
+			uint16_t flags = dv_get16(a.out + 2);
+			assert_int_equal((flags & DV_FLAG_AD) != 0,
+					 cases[i].ad);
+			assert_int_equal((flags & DV_FLAG_TC) != 0, k == 2);
+		}
+	}
+	/* and never added where the upstream did not set it */
+	a.r.w[3] &= (uint8_t)~DV_FLAG_AD;
+	assert_int_equal(dv_wire_parse_response(a.r.w, a.r.len, &a.r.r), 0);
+	mkq(&a.q, "www.example.com", LDNS_RR_TYPE_A, 3, O_EDNS | O_DO | O_AD);
+	int n = dv_wire_answer(a.out, sizeof(a.out), a.r.w, a.r.len, &a.r.r,
+			       a.q.w, &a.q.q, 0, 65535, 0xffff, NULL, 0);
+	assert_true(n > 0);
+	assert_false(dv_get16(a.out + 2) & DV_FLAG_AD);
+}
+
 static void test_answer_aging(void **state)
 {
 	static ans_t a;
@@ -1777,7 +1832,8 @@ static void test_upstream_query(void **state)
 	int n = dv_wire_upstream_query(out, sizeof(out), 0xbeef, m.w, &m.q);
 	assert_int_equal((size_t)n, m.q.question_end + 11u);
 	assert_int_equal(dv_get16(out), 0xbeef);
-	assert_int_equal(dv_get16(out + 2), DV_FLAG_RD | DV_FLAG_CD);
+	/* AD always asked (RFC 6840 5.7) */
+	assert_int_equal(dv_get16(out + 2), DV_FLAG_RD | DV_FLAG_AD | DV_FLAG_CD);
 	assert_memory_equal(out + 12, "\3www\7example\3com\0\0\x1c\0\1", 21);
 	assert_int_equal(dv_get16(out + 4), 1);
 	assert_int_equal(dv_get16(out + 6), 0);
@@ -1801,17 +1857,32 @@ static void test_upstream_query(void **state)
 	assert_int_equal(dv_wire_parse_query(out, (size_t)n, &q2), 0);
 	assert_true(q2.has_opt);
 
-	/* no EDNS from the client: still an OPT, DO clear, CD clear */
+	/* no EDNS from the client: still an OPT, DO clear, CD clear, AD
+	 * asked (whoever asks for the answer later may take it) */
 	mkq(&m, "example.com", LDNS_RR_TYPE_A, 0x2222, 0);
 	n = dv_wire_upstream_query(out, sizeof(out), 7, m.w, &m.q);
 	assert_int_equal((size_t)n, m.q.question_end + 11u);
-	assert_int_equal(dv_get16(out + 2), DV_FLAG_RD);
+	assert_int_equal(dv_get16(out + 2), DV_FLAG_RD | DV_FLAG_AD);
 	p = ldns_parse(out, (size_t)n);
 	assert_true(ldns_pkt_edns(p));
 	assert_false(ldns_pkt_edns_do(p));
 	assert_false(ldns_pkt_cd(p));
+	assert_true(ldns_pkt_ad(p));
 	assert_int_equal(ldns_pkt_edns_udp_size(p), 1232);
 	ldns_pkt_free(p);
+
+	/* AD alone (RFC 6840 5.7): forwarded, without DO; with CD too */
+	mkq(&m, "example.com", LDNS_RR_TYPE_A, 0x2223, O_AD);
+	n = dv_wire_upstream_query(out, sizeof(out), 7, m.w, &m.q);
+	assert_int_equal(dv_get16(out + 2), DV_FLAG_RD | DV_FLAG_AD);
+	p = ldns_parse(out, (size_t)n);
+	assert_true(ldns_pkt_ad(p));
+	assert_false(ldns_pkt_edns_do(p));
+	ldns_pkt_free(p);
+	mkq(&m, "example.com", LDNS_RR_TYPE_A, 0x2224, O_EDNS | O_AD | O_CD);
+	n = dv_wire_upstream_query(out, sizeof(out), 7, m.w, &m.q);
+	assert_int_equal(dv_get16(out + 2),
+			 DV_FLAG_RD | DV_FLAG_AD | DV_FLAG_CD);
 
 	/* the longest name fits the fetch buffer exactly */
 	buf_t b;
@@ -1863,6 +1934,33 @@ static void test_key(void **state)
 	assert_memory_not_equal(kb, kdo, la);
 	assert_memory_not_equal(kb, kcd, la);
 	assert_memory_not_equal(kdo, kcd, la);
+	/* AD does not: the answers differ only in the AD bit, which
+	 * dv_wire_answer() sets per client (test_answer_ad) */
+	uint8_t kad[DV_WIRE_KEY_MAX];
+	mkq(&b, "www.example.com", LDNS_RR_TYPE_A, 2, O_AD);
+	dv_wire_key(kad, b.w, &b.q);
+	assert_memory_equal(kad, ka, la);
+	mkq(&b, "www.example.com", LDNS_RR_TYPE_A, 2, O_AD | O_CD);
+	lb = dv_wire_key(kb, b.w, &b.q);
+	assert_memory_equal(kb, kcd, la);
+	mkq(&b, "www.example.com", LDNS_RR_TYPE_A, 2, O_EDNS | O_DO | O_AD);
+	lb = dv_wire_key(kb, b.w, &b.q);
+	assert_memory_equal(kb, kdo, la);
+	/* the query sent upstream has the client's key (a shared fetch) */
+	static const unsigned upq[] = {0, O_EDNS, O_AD, O_CD | O_AD,
+				       O_EDNS | O_DO, O_EDNS | O_DO | O_AD,
+				       O_EDNS | O_DO | O_CD};
+	for (size_t i = 0; i < sizeof(upq) / sizeof(upq[0]); i++) {
+		uint8_t up[DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 11];
+		dv_wire_query_t uq;
+		mkq(&b, "www.example.com", LDNS_RR_TYPE_A, 2, upq[i]);
+		lb = dv_wire_key(kb, b.w, &b.q);
+		int n = dv_wire_upstream_query(up, sizeof(up), 5, b.w, &b.q);
+		assert_true(n > 0);
+		assert_int_equal(dv_wire_parse_query(up, (size_t)n, &uq), 0);
+		assert_int_equal(dv_wire_key(kad, up, &uq), lb);
+		assert_memory_equal(kad, kb, lb);
+	}
 	/* type distinguishes; RD and id do not */
 	mkq(&b, "www.example.com", LDNS_RR_TYPE_AAAA, 1, 0);
 	lb = dv_wire_key(kb, b.w, &b.q);
@@ -1953,6 +2051,7 @@ int main(void)
 		cmocka_unit_test(test_resp_ttl_msb),
 		cmocka_unit_test(test_question_matches),
 		cmocka_unit_test(test_answer_basic),
+		cmocka_unit_test(test_answer_ad),
 		cmocka_unit_test(test_answer_aging),
 		cmocka_unit_test(test_answer_aging_ttl_msb),
 		cmocka_unit_test(test_answer_aging_pointer_into_ttl),

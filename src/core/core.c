@@ -325,8 +325,8 @@ void dv_core_fetch_answer(dv_fetch_t *f, const uint8_t *wire, size_t len,
 				       q->answer_limit, 0xffff, NULL,
 				       pad_for(q));
 		/* the TTLs later hits will give (and DoH's max-age with them) */
-		if (n > 0 && w->cache)
-			(void)dv_cache_clamp_answer(w->cache, w->scratch,
+		if (n > 0 && c->cache)
+			(void)dv_cache_clamp_answer(c->cache, c->scratch,
 						    (size_t)n);
 		if (n > 0)
 			finish(q, c->scratch, (size_t)n);

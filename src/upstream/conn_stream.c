@@ -23,7 +23,11 @@
 
 #include "src/core/errors.h"
 #include "src/core/log.h"
+#include "src/proto/dns_framer.h"
 #include "src/tls/tls.h"
+
+/* an upstream answer shorter than a header breaks the framing */
+static const dv_dns_framer_t answer_framer = {DV_DNS_HDR, 65535};
 
 /* ---- output ---- */
 
@@ -112,7 +116,7 @@ static int stream_queue(dv_ustream_t *sc, const uint8_t *msg, size_t len)
 			sc->out_cap = cap;
 		}
 	}
-	dv_put16(sc->out + sc->out_len, (uint16_t)len);
+	dv_dns_frame_prefix(sc->out + sc->out_len, len);
 	memcpy(sc->out + sc->out_len + 2, msg, len);
 	sc->out_len += 2 + len;
 	return 0;
@@ -243,19 +247,18 @@ static void stream_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			continue; /* TLS: until WANT_READ, as below */
 		}
 		size_t off = 0;
-		while (c->state == UC_OPEN && sc->in_len - off >= 2) {
-			size_t mlen = dv_get16(sc->in + off);
-			if (mlen < DV_DNS_HDR) {
-				dv_uconn_close(c, true, "bad framing");
-				return;
-			}
-			if (sc->in_len - off < 2 + mlen)
-				break;
-			dv_uconn_answer(c, sc->in + off + 2, mlen);
-			off += 2 + mlen;
-		}
+		dv_dns_msg_t m;
+		int fr = 0;
+		while (c->state == UC_OPEN &&
+		       (fr = dv_dns_framer_next(&answer_framer, sc->in,
+						sc->in_len, &off, &m)) > 0)
+			dv_uconn_answer(c, m.msg, m.len);
 		if (c->state != UC_OPEN)
 			return;
+		if (fr < 0) {
+			dv_uconn_close(c, true, "bad framing");
+			return;
+		}
 		if (off) {
 			memmove(sc->in, sc->in + off, sc->in_len - off);
 			sc->in_len -= off;

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "src/core/errors.h"
+#include "src/core/log.h"
 #include "src/proto/doh_engine.h"
 
 enum { SL_WAIT, SL_READY };
@@ -421,8 +422,12 @@ static ssize_t h1_input(dv_doh_t *d, const uint8_t *data, size_t len)
 				h1_fatal(d, 400, T_HTTP, -EPROTO);
 			return d->err;
 		}
-		if (n == 0) /* cannot happen: no progress and no error */
-			break;
+		/* no progress and no error: http-parser broke its promise on
+		 * bytes a client chose; log it and end this connection only */
+		if (dv_fails(n != 0)) {
+			h1_fatal(d, 400, T_HTTP, -EPROTO);
+			return d->err;
+		}
 	}
 	return (ssize_t)off;
 }

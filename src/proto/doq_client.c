@@ -66,7 +66,8 @@ struct dv_doq_client {
 	list_t pending, active, ended;
 	stream_t *sq_head, *sq_tail;
 	unsigned n_reset;          /* active streams with a reset_at */
-	uint64_t now;              /* of dv_doq_client_write */
+	uint64_t now; /* the time of the caller's latest call: what ngtcp2's
+		       * callbacks run at (the engine reads no clock) */
 	dv_doq_stats_t st;
 	dv_doq_close_t ci;
 	uint8_t *token;
@@ -226,7 +227,7 @@ static int get_new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token,
 static int handshake_completed_cb(ngtcp2_conn *conn, void *user_data)
 {
 	dv_doq_client_t *c = user_data;
-	uint64_t now = dv_doq_now();
+	uint64_t now = c->now;
 	c->state = C_OPEN;
 	c->st.handshake_done = true;
 	c->st.handshake_ns = now - c->start;
@@ -315,7 +316,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags,
 	ngtcp2_conn_extend_max_offset(conn, len);
 	if (!s || s->list != L_ACTIVE)
 		return 0;
-	uint64_t now = dv_doq_now();
+	uint64_t now = c->now;
 	if (len) {
 		if (s->rx_len + len > s->rx_cap) {
 			size_t cap = s->rx_cap ? s->rx_cap : 512;
@@ -353,7 +354,7 @@ static int stream_reset_cb(ngtcp2_conn *conn, int64_t stream_id,
 	if (!s || s->list != L_ACTIVE)
 		return 0;
 	s->res.app_code = app_error_code;
-	stream_end(c, s, DV_DOQ_END_RESET, false, dv_doq_now());
+	stream_end(c, s, DV_DOQ_END_RESET, false, c->now);
 	return 0;
 }
 
@@ -375,7 +376,7 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags,
 			   (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET)
 				   ? DV_DOQ_END_RESET
 				   : DV_DOQ_END_FIN,
-			   true, dv_doq_now());
+			   true, c->now);
 		return 0;
 	}
 	stream_end(c, s, DV_DOQ_END_FIN, true, 0); /* frees an ended one */
@@ -504,6 +505,7 @@ dv_doq_client_t *dv_doq_client_new(const dv_doq_config_t *cfg,
 	c->cb = *cb;
 	c->app = app;
 	c->start = now;
+	c->now = now;
 	c->timeout = cfg->query_timeout ? cfg->query_timeout
 					: 5 * NGTCP2_SECONDS;
 	c->path = *path;
@@ -579,8 +581,9 @@ void dv_doq_client_free(dv_doq_client_t *c)
 
 int dv_doq_client_submit(dv_doq_client_t *c, const uint8_t *data,
 			 size_t len, unsigned flags, uint64_t reset_after,
-			 void *query)
+			 void *query, uint64_t now)
 {
+	c->now = now;
 	if (c->state >= C_CLOSING)
 		return DV_ECLOSED;
 	if (!(flags & DV_DOQ_RAW) && len > DV_DNS_MAX_MSG)
@@ -606,7 +609,7 @@ int dv_doq_client_submit(dv_doq_client_t *c, const uint8_t *data,
 	s->out.id = -1;
 	s->query = query;
 	s->reset_after = reset_after;
-	s->deadline = dv_doq_now() + c->timeout;
+	s->deadline = now + c->timeout;
 	list_push(&c->pending, s, L_PENDING);
 	return 0;
 }
@@ -698,6 +701,7 @@ static int fail_conn(dv_doq_client_t *c, int rv, uint64_t now)
 int dv_doq_client_read(dv_doq_client_t *c, const dv_doq_path_t *path,
 		       const uint8_t *pkt, size_t len, uint64_t now)
 {
+	c->now = now;
 	if (c->state == C_CLOSED)
 		return DV_ECLOSED;
 	ngtcp2_path np;
@@ -711,6 +715,7 @@ int dv_doq_client_read(dv_doq_client_t *c, const dv_doq_path_t *path,
 
 int dv_doq_client_expire(dv_doq_client_t *c, uint64_t now)
 {
+	c->now = now;
 	if (c->state == C_CLOSED)
 		return DV_ECLOSED;
 	int rv = ngtcp2_conn_handle_expiry(c->q.conn, now);
@@ -825,6 +830,7 @@ int dv_doq_client_write(dv_doq_client_t *c, uint8_t *buf, size_t cap,
 int dv_doq_client_close(dv_doq_client_t *c, uint64_t app_code, uint8_t *buf,
 			size_t cap, void **path_ctx, uint64_t now)
 {
+	c->now = now;
 	if (c->state == C_CLOSED)
 		return 0;
 	c->state = C_CLOSED;
@@ -847,6 +853,7 @@ int dv_doq_client_close(dv_doq_client_t *c, uint64_t app_code, uint8_t *buf,
 int dv_doq_client_migrate(dv_doq_client_t *c, const dv_doq_path_t *path,
 			  uint64_t now)
 {
+	c->now = now;
 	if (c->state != C_OPEN)
 		return -EINVAL;
 	c->path2 = *path;

@@ -145,12 +145,12 @@ void dv_doq_client_free(dv_doq_client_t *c);
  * DOQ_REQUEST_CANCELLED (RESET_STREAM + STOP_SENDING) that long after its
  * bytes were sent; the query then ends with the server's reaction (its
  * RESET_STREAM, FIN, or the deadline) and res->cancelled set.  `query` is the
- * caller's handle for the callbacks.  Returns 0, -ENOMEM, -EINVAL
- * (too long) or DV_ECLOSED.
+ * caller's handle for the callbacks; its deadline runs from `now`.
+ * Returns 0, -ENOMEM, -EINVAL (too long) or DV_ECLOSED.
  */
 int dv_doq_client_submit(dv_doq_client_t *c, const uint8_t *data,
 			 size_t len, unsigned flags, uint64_t reset_after,
-			 void *query);
+			 void *query, uint64_t now);
 
 /* A received datagram on `path`.  Returns 0, or DV_ECLOSED when the
  * connection is over (see dv_doq_client_close_info). */

@@ -455,7 +455,7 @@ static int quic_send_query(quic_conn_t *c, uint32_t slot, const uint8_t *msg,
 	uslot_t *s = &c->c.slots[slot];
 	uint64_t tag = (++c->qseq << 16) | s->id;
 	int ret = dv_doq_client_submit(c->q, buf, len, 0, 0,
-				       (void *)(uintptr_t)tag);
+				       (void *)(uintptr_t)tag, quic_now());
 	if (ret < 0)
 		return ret;
 	c->tag[slot] = tag;

@@ -537,7 +537,7 @@ static void test_engine_offline(void **state)
 	int n = dv_doq_build_query(q, sizeof(q), "a.test", 1, 0, false);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(dv_doq_client_submit(c, q, (size_t)n, 0, 0,
-						      NULL),
+						      NULL, now),
 				 0);
 	assert_int_equal(dv_doq_client_outstanding(c), 3);
 
@@ -568,13 +568,14 @@ static void test_engine_offline(void **state)
 	assert_int_equal(dv_doq_client_outstanding(c), 0);
 
 	/* one more, ended by the close */
-	assert_int_equal(dv_doq_client_submit(c, q, (size_t)n, 0, 0, NULL), 0);
+	assert_int_equal(dv_doq_client_submit(c, q, (size_t)n, 0, 0, NULL, t),
+			 0);
 	len = dv_doq_client_close(c, DV_DOQ_NO_ERROR, pkt, sizeof(pkt), &pctx,
 				  t);
 	assert_int_equal(seen.ends, 4);
 	assert_int_equal(seen.how[3], DV_DOQ_END_CONN_CLOSED);
 	assert_true(dv_doq_client_is_closed(c));
-	assert_int_equal(dv_doq_client_submit(c, q, (size_t)n, 0, 0, NULL),
+	assert_int_equal(dv_doq_client_submit(c, q, (size_t)n, 0, 0, NULL, t),
 			 DV_ECLOSED);
 	uint8_t sess[DV_DOQ_SESSION_MAX];
 	assert_int_equal(dv_doq_client_session_save(c, sess, sizeof(sess)), 0);
@@ -618,7 +619,8 @@ static void test_engine_handshake_timeout(void **state)
 	assert_non_null(c);
 	uint8_t q[512];
 	int n = dv_doq_build_query(q, sizeof(q), "a.test", 1, 0, false);
-	assert_int_equal(dv_doq_client_submit(c, q, (size_t)n, 0, 0, NULL), 0);
+	assert_int_equal(dv_doq_client_submit(c, q, (size_t)n, 0, 0, NULL, now),
+			 0);
 	uint8_t pkt[2048];
 	void *pctx;
 	assert_true(dv_doq_client_write(c, pkt, sizeof(pkt), &pctx, now) > 0);

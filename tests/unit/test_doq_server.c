@@ -312,7 +312,8 @@ static void submit(pair_t *p, uint16_t id)
 	int n = dv_doq_build_query(q, sizeof(q), "www.example.test", 1, id,
 				   true);
 	assert_true(n > 0);
-	assert_int_equal(dv_doq_client_submit(p->c, q, (size_t)n, 0, 0, NULL),
+	assert_int_equal(dv_doq_client_submit(p->c, q, (size_t)n, 0, 0, NULL,
+					      p->now),
 			 0);
 }
 

@@ -978,7 +978,7 @@ static void submit_more(conn_t *cn, uint64_t now)
 			}
 		}
 		if (dv_doq_client_submit(cn->c, data, dlen, p->flags, reset,
-					 sl) != 0) {
+					 sl, dv_doq_now()) != 0) {
 			sl->in_use = false;
 			return;
 		}

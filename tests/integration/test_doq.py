@@ -652,11 +652,13 @@ class DoqDrain(DoqBase):
                        upstream=[ub], workers=1, config=h.doq_config(), name="doq-drain")
         self._dnsveils.append(dv)
         dv.start()
+        # the readiness check already opened a stream: wait for one more
+        streams0 = dv.stats()["doq_streams"]
         out = {}
         t = threading.Thread(target=lambda: out.setdefault("r", dv.doq(
             "--hold", str(h.scaled(5)), "-t", str(h.scaled(5)), names=("d1.%s" % h.SLOW_ZONE, "A"))))
         t.start()
-        h.wait_for(lambda: dv.stats()["doq_streams"] >= 1, h.scaled(5), what="the query in flight")
+        h.wait_for(lambda: dv.stats()["doq_streams"] > streams0, h.scaled(5), what="the query in flight")
         self.assertEqual(dv.stop(), 0)
         t.join()
         r = out["r"]

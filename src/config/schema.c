@@ -239,7 +239,7 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	       "empty = system store"),
 
 	UINT("limits", "tcp-max-connections", tcp_max_connections, 1, 1000000,
-	     "1024", "client TCP/TLS connections per worker"),
+	     "10000", "client TCP/TLS connections per worker"),
 	UINT("limits", "tcp-max-inflight", tcp_max_inflight, 1, 65535, "128",
 	     "queries in flight on one client connection before reading "
 	     "from it stops"),

@@ -209,5 +209,57 @@ class Do53(h.IntegrationTest):
             time.monotonic() - t0))
 
 
+class Do53Fleet(h.IntegrationTest):
+    """A fleet's idle connections with the default limits: one worker holds
+    10,000 (TARGETS.md: >= 10,000 idle connections per worker by default)."""
+
+    N = 10000
+
+    def test_default_holds_10000_idle_connections(self):
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.assertGreaterEqual(hard, self.N + 1000, "this test needs %d descriptors" % (self.N + 1000))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        ub = self.start_unbound()
+        # the default tcp-max-connections; only the idle timeout is long
+        # enough for the connections to be opened one by one
+        dv = self.start_dnsveil(upstream=[ub], workers=1, listen=["dns"],
+                                config=h.base_config(limits={"tcp-idle-timeout-ms": 600000}))
+        self.assertNotIn("open-files limit", dv.stderr_text(),
+                         "a 1-worker default start warns about its open-files limit")
+        st0 = dv.stats()
+        rss0 = h.rss_bytes(dv.pid)
+        conns = []
+        try:
+            deadline = time.monotonic() + h.scaled(120)
+            for i in range(self.N):
+                self.assertLess(time.monotonic(), deadline, "opened only %d connections" % i)
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                # ten source addresses: the connections never use up one
+                # address's ephemeral ports
+                s.bind(("127.0.0.%d" % (10 + i % 10), 0))
+                s.settimeout(h.scaled(10))
+                s.connect(("127.0.0.1", dv.port))
+                conns.append(s)
+            h.wait_for(lambda: dv.stats()["tcp_connections"] - st0["tcp_connections"] >= self.N,
+                       h.scaled(30), what="dnsveil to accept every connection")
+            per = (h.rss_bytes(dv.pid) - rss0) / float(self.N)
+            d = h.stat_delta(st0, dv.stats(), ["tcp_evicted", "tcp_refused", "tcp_idle_closed",
+                                               "tcp_accept_paused"])
+            self.assertEqual(d, {"tcp_evicted": 0, "tcp_refused": 0, "tcp_idle_closed": 0,
+                                 "tcp_accept_paused": 0}, d)
+            # the first and the last connection are both still served
+            for s in (conns[0], conns[-1]):
+                q = dns.message.make_query("www.example.test", "A")
+                h.send_msg(s, q.to_wire())
+                r = dns.message.from_wire(h.recv_msg(s))
+                self.assertEqual(r.rcode(), dns.rcode.NOERROR, r)
+            log("ok: 1 worker with the default limits holds %d idle TCP connections "
+                "(%.0f bytes of RSS each), the first and the last still answered" % (self.N, per))
+        finally:
+            for s in conns:
+                s.close()
+
+
 if __name__ == "__main__":
     h.main()

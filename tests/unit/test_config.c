@@ -123,7 +123,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg->tls_cert, "");
 	assert_string_equal(cfg->tls_key, "");
 	assert_string_equal(cfg->tls_ca, "");
-	assert_int_equal(cfg->tcp_max_connections, 1024);
+	assert_int_equal(cfg->tcp_max_connections, 10000);
 	assert_int_equal(cfg->tcp_max_inflight, 128);
 	assert_int_equal(cfg->tcp_idle_timeout_ms, 10000);
 	assert_int_equal(cfg->tcp_max_output_bytes, 262144);
@@ -196,7 +196,7 @@ static void test_print_schema(void **state)
 	line_of(out, "limits.tcp-max-connections", line, sizeof(line));
 	assert_contains(line, " uint ");
 	assert_contains(line, "[1..1000000");
-	assert_contains(line, " 1024 ");
+	assert_contains(line, " 10000 ");
 	line_of(out, "cache.size", line, sizeof(line));
 	assert_contains(line, " size ");
 	assert_contains(line, "[0..64G");

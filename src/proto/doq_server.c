@@ -508,10 +508,10 @@ static void conn_write(doq_conn_t *c)
 	dv_doq_server_t *srv = c->srv;
 	if (c->state != QC_OPEN)
 		return;
-	if (c->mute) { /* until it idles out */
+	if (c->mute) /* until it idles out */
 		conn_timer_update(c);
+	if (c->mute)
 		return;
-	}
 	if (c->have_ccerr) {
 		dv_doq_sconn_close(c);
 		return;
@@ -632,7 +632,7 @@ static int recv_stream_data_cb(ngtcp2_conn *qc, uint32_t flags,
 		return NGTCP2_ERR_CALLBACK_FAILURE;
 	}
 	if (!s && dv_doq_sconn_over_limit(c, stream_id))
-		return 0;
+		return 0; /* cfg.max_unfinished: silenced */
 	if (!s) {
 		s = stream_new(c, stream_id);
 		if (!s) {
@@ -681,13 +681,9 @@ static int stream_close_cb(ngtcp2_conn *qc, uint32_t flags,
 	(void)app_error_code;
 	doq_conn_t *c = user_data;
 	doq_stream_t *s = stream_user_data;
-	uint64_t cap = c->srv->cfg.max_streams_total;
 	if (ngtcp2_is_bidi_stream(stream_id) &&
-	    !ngtcp2_conn_is_local_stream(qc, stream_id) &&
-	    (!cap || c->credit < cap)) {
-		ngtcp2_conn_extend_max_streams_bidi(qc, 1); /* credit back */
-		c->credit++;
-	}
+	    !ngtcp2_conn_is_local_stream(qc, stream_id))
+		dv_doq_sconn_credit_back(c);
 	if (!s)
 		return 0;
 	if (s->submitted && !s->answered)

@@ -131,6 +131,8 @@ void dv_doq_sconn_app_error(doq_conn_t *c, uint64_t code, const char *reason);
 /* Whether a new stream `id` of `c` goes past cfg.max_unfinished (then
  * `c` is muted). */
 bool dv_doq_sconn_over_limit(doq_conn_t *c, int64_t id);
+/* A client stream closed: its credit back, within cfg.max_streams_total. */
+void dv_doq_sconn_credit_back(doq_conn_t *c);
 
 /* doq_server_accept.c */
 int dv_doq_cid_add(doq_conn_t *c, const uint8_t *d, size_t len);

@@ -34,3 +34,12 @@ bool dv_doq_sconn_over_limit(doq_conn_t *c, int64_t id)
 				      "max_unfinished");
 	return true;
 }
+
+void dv_doq_sconn_credit_back(doq_conn_t *c)
+{
+	uint64_t cap = c->srv->cfg.max_streams_total;
+	if (cap && c->credit >= cap)
+		return;
+	ngtcp2_conn_extend_max_streams_bidi(c->q.conn, 1);
+	c->credit++;
+}

@@ -179,7 +179,6 @@ static int eng_query(void *app, dv_doq_sconn_t *c, dv_doq_sstream_t *s,
 	(void)stream_id;
 	if (len < DV_DNS_HDR || len > DV_DNS_MAX_MSG)
 		return DV_EMALFORMED;
-	DV_STAT_INC(&g.st, doq_streams);
 	if (!g.have_upstream) {
 		answer_static(s, msg, len);
 		return 0;

@@ -144,6 +144,7 @@ typedef struct {
 	unsigned reconnect_min_ms;      /* backoff for upstream reconnects */
 	unsigned reconnect_max_ms;
 	unsigned upstream_idle_timeout_ms; /* idle upstream conns; 0 = never */
+	unsigned upstream_doq_max_streams; /* quic:// streams per conn; 0 = any */
 	unsigned down_after_failures;   /* consecutive failures -> down */
 	unsigned degraded_failures;     /* failures of the last 16 -> degraded */
 	unsigned slow_p95_ms;           /* local p95 above -> degraded; 0 off */

@@ -350,6 +350,13 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "60000",
 	     "close an upstream connection idle this long (reopened on "
 	     "demand); 0 = keep it open"),
+	UINT("pool", "doq-max-streams", upstream_doq_max_streams, 0, 65535,
+	     "0",
+	     "quic:// upstreams: at most this many streams per QUIC "
+	     "connection from the oldest unanswered one (knotd drops a "
+	     "connection past 10); more open another connection; 0 = as "
+	     "the server's credit allows, lowered on its own when a "
+	     "connection goes silent"),
 	UINT("pool", "down-after-failures", down_after_failures, 0, 1000, "3",
 	     "consecutive failed or timed-out attempts that mark a server "
 	     "down (a refused connection does at once); 0 = only refused "

@@ -35,6 +35,8 @@
 	X(upstream_failures, "failed upstream attempts")                     \
 	X(upstream_timeouts, "upstream attempts that timed out")             \
 	X(upstream_tc_retries, "UDP upstream answers with TC retried on TCP") \
+	X(upstream_retries,                                                   \
+	  "upstream queries sent again after their connection died")         \
 	X(upstream_connects, "upstream connections opened")                  \
 	X(fallback_queries, "queries sent to fallback upstreams")            \
 	X(hedged, "queries that reached the hedge delay")                    \

@@ -25,55 +25,7 @@
 #include "src/proto/quic.h"
 #include "src/tls/quic_tls.h"
 
-#define RX_MAX (2 * (2 + DV_DNS_MAX_MSG)) /* keep at most two messages */
-
-typedef enum { L_NONE, L_PENDING, L_ACTIVE, L_ENDED } list_id_t;
-
-typedef struct stream stream_t;
-typedef struct {
-	stream_t *head, *tail;
-	unsigned n;
-} list_t;
-
-struct stream {
-	stream_t *prev, *next;   /* on one of the lists */
-	stream_t *sprev, *snext; /* on sendq */
-	list_id_t list;
-	bool on_sendq;
-	dv_quic_out_t out; /* the query's bytes, the stream's id */
-	void *query;
-	bool fin_sent;
-	bool early;
-	uint64_t deadline, reset_after, reset_at, opened;
-	uint8_t *rx;
-	size_t rx_len, rx_cap;
-	dv_doq_result_t res;
-};
-
-typedef enum { C_HANDSHAKE, C_OPEN, C_CLOSING, C_CLOSED } conn_state_t;
-
-struct dv_doq_client {
-	dv_quic_conn_t q;
-	dv_doq_callbacks_t cb;
-	void *app;
-	conn_state_t state;
-	bool early_tp_set;
-	bool early_key;
-	bool want_close_pkt;                /* a local error to send */
-	ngtcp2_connection_close_error lerr; /* ... this one */
-	uint64_t start, timeout;
-	dv_doq_path_t path, path2; /* the first path, a migrated one */
-	list_t pending, active, ended;
-	stream_t *sq_head, *sq_tail;
-	unsigned n_reset;          /* active streams with a reset_at */
-	uint64_t now; /* the time of the caller's latest call: what ngtcp2's
-		       * callbacks run at (the engine reads no clock) */
-	dv_doq_stats_t st;
-	dv_doq_close_t ci;
-	uint8_t *token;
-	size_t token_len;
-	bool debug;
-};
+#include "src/proto/doq_client_int.h"
 
 /* ---- lists ---- */
 
@@ -186,6 +138,8 @@ static void stream_end(dv_doq_client_t *c, stream_t *s, dv_doq_end_t how,
 	}
 	if (s->list == L_ACTIVE && s->reset_at)
 		c->n_reset--;
+	if (s->list == L_ACTIVE && c->active.n == 1)
+		c->last_end = now;
 	list_remove(c, s);
 	sendq_remove(c, s);
 	s->res.how = how;
@@ -230,6 +184,8 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *user_data)
 	uint64_t now = c->now;
 	c->state = C_OPEN;
 	c->st.handshake_done = true;
+	c->credit0 = ngtcp2_conn_get_streams_bidi_left(conn) +
+		     c->st.streams_opened;
 	c->st.handshake_ns = now - c->start;
 	c->st.resumed = dv_quic_tls_resumed(c->q.tls);
 	c->st.early_accepted =
@@ -508,6 +464,9 @@ dv_doq_client_t *dv_doq_client_new(const dv_doq_config_t *cfg,
 	c->now = now;
 	c->timeout = cfg->query_timeout ? cfg->query_timeout
 					: 5 * NGTCP2_SECONDS;
+	c->max_window = cfg->max_window;
+	c->silent_ptos = cfg->silent_ptos;
+	c->credit0 = UINT64_MAX;
 	c->path = *path;
 	dv_quic_conn_init(&c->q, c);
 	c->debug = cfg->debug;
@@ -584,7 +543,7 @@ int dv_doq_client_submit(dv_doq_client_t *c, const uint8_t *data,
 			 void *query, uint64_t now)
 {
 	c->now = now;
-	if (c->state >= C_CLOSING)
+	if (c->state >= C_CLOSING || c->spent)
 		return DV_ECLOSED;
 	if (!(flags & DV_DOQ_RAW) && len > DV_DNS_MAX_MSG)
 		return -EINVAL;
@@ -610,6 +569,7 @@ int dv_doq_client_submit(dv_doq_client_t *c, const uint8_t *data,
 	s->query = query;
 	s->reset_after = reset_after;
 	s->deadline = now + c->timeout;
+	s->submitted = now;
 	list_push(&c->pending, s, L_PENDING);
 	return 0;
 }
@@ -622,6 +582,11 @@ static int open_streams(dv_doq_client_t *c, uint64_t now)
 	while (c->pending.head) {
 		if (ngtcp2_conn_get_streams_bidi_left(c->q.conn) == 0) {
 			c->st.credit_waits = true;
+			return 0;
+		}
+		if (c->max_window && c->active.head &&
+		    c->st.streams_opened - c->active.head->seq >= c->max_window) {
+			c->st.window_waits = true;
 			return 0;
 		}
 		stream_t *s = c->pending.head;
@@ -639,7 +604,7 @@ static int open_streams(dv_doq_client_t *c, uint64_t now)
 		s->early = !c->st.handshake_done;
 		if (s->early)
 			c->st.early_queries++;
-		c->st.streams_opened++;
+		s->seq = c->st.streams_opened++;
 		list_push(&c->active, s, L_ACTIVE);
 		sendq_add(c, s);
 	}
@@ -698,6 +663,35 @@ static int fail_conn(dv_doq_client_t *c, int rv, uint64_t now)
 	return DV_ECLOSED;
 }
 
+/* Queries wait for credit the server may never give: every stream has
+ * ended and the credit is used up.  When that has lasted two probe
+ * timeouts (our ACKs reached the server; a server that gives credit back
+ * would have), returns the time it does, else 0. */
+static uint64_t spent_at(dv_doq_client_t *c)
+{
+	if (!c->pending.head || c->active.head || !c->st.handshake_done ||
+	    c->spent || ngtcp2_conn_get_streams_bidi_left(c->q.conn) > 0)
+		return 0;
+	uint64_t t = c->last_end ? c->last_end : c->pending.head->submitted;
+	return t + 2 * ngtcp2_conn_get_pto(c->q.conn);
+}
+
+/* The server acknowledged nothing through `ptos` probe timeouts while
+ * queries were on streams: it is gone, or it dropped the connection
+ * without a word (knotd does, past its stream limit).  End the
+ * connection now, without a CONNECTION_CLOSE (nobody would read it). */
+static int fail_silent(dv_doq_client_t *c, unsigned ptos, uint64_t now)
+{
+	c->ci.closed = true;
+	c->ci.silent = true;
+	snprintf(c->ci.local_error, sizeof(c->ci.local_error),
+		 "the server went silent (%u probe timeouts unacknowledged)",
+		 ptos);
+	c->state = C_CLOSED;
+	end_all(c, now);
+	return DV_ECLOSED;
+}
+
 int dv_doq_client_read(dv_doq_client_t *c, const dv_doq_path_t *path,
 		       const uint8_t *pkt, size_t len, uint64_t now)
 {
@@ -721,8 +715,21 @@ int dv_doq_client_expire(dv_doq_client_t *c, uint64_t now)
 	int rv = ngtcp2_conn_handle_expiry(c->q.conn, now);
 	if (rv != 0)
 		return fail_conn(c, rv, now);
+	if (c->silent_ptos && c->active.head && c->st.handshake_done) {
+		ngtcp2_conn_stat cs;
+		ngtcp2_conn_get_conn_stat(c->q.conn, &cs);
+		if (cs.pto_count >= c->silent_ptos)
+			return fail_silent(c, (unsigned)cs.pto_count, now);
+	}
 	while (c->pending.head && c->pending.head->deadline <= now)
 		stream_end(c, c->pending.head, DV_DOQ_END_TIMEOUT, true, now);
+	uint64_t spent = spent_at(c);
+	if (spent && spent <= now) {
+		c->spent = true;
+		while (c->pending.head)
+			stream_end(c, c->pending.head, DV_DOQ_END_NO_CREDIT,
+				   true, now);
+	}
 	while (c->active.head && c->active.head->deadline <= now) {
 		stream_t *s = c->active.head;
 		ngtcp2_conn_shutdown_stream(c->q.conn, s->out.id,
@@ -751,6 +758,9 @@ uint64_t dv_doq_client_expiry(dv_doq_client_t *c)
 	uint64_t t = ngtcp2_conn_get_expiry(c->q.conn);
 	if (c->pending.head && c->pending.head->deadline < t)
 		t = c->pending.head->deadline;
+	uint64_t spent = spent_at(c);
+	if (spent && spent < t)
+		t = spent;
 	if (c->active.head && c->active.head->deadline < t)
 		t = c->active.head->deadline;
 	if (c->n_reset) {
@@ -888,6 +898,25 @@ unsigned dv_doq_client_outstanding(const dv_doq_client_t *c)
 void dv_doq_client_stats(const dv_doq_client_t *c, dv_doq_stats_t *st)
 {
 	*st = c->st;
+}
+
+void dv_doq_client_load(dv_doq_client_t *c, dv_doq_load_t *ld)
+{
+	memset(ld, 0, sizeof(*ld));
+	ld->pending = c->pending.n;
+	ld->active = c->active.n;
+	ld->opened = c->st.streams_opened;
+	if (c->active.head)
+		ld->window = c->st.streams_opened - c->active.head->seq;
+	if (c->pending.head && c->now > c->pending.head->submitted)
+		ld->waiting = c->now - c->pending.head->submitted;
+	if (c->state == C_CLOSED || !c->st.handshake_done)
+		return;
+	ld->credit = ngtcp2_conn_get_streams_bidi_left(c->q.conn) +
+		     c->st.streams_opened;
+	ld->grown = ld->credit > c->credit0;
+	ld->pto = ngtcp2_conn_get_pto(c->q.conn);
+	ld->spent = c->spent;
 }
 
 void dv_doq_client_close_info(const dv_doq_client_t *c, dv_doq_close_t *ci)

@@ -14,6 +14,12 @@
  * while the server's stream credit allows (ngtcp2_conn_get_streams_bidi_
  * left), so any number can be submitted; the caller bounds how many are
  * in flight.  Every submitted query ends in exactly one on_end callback.
+ *
+ * A server may stop granting streams (knotd never raises its first 1,024):
+ * when every stream has ended, the credit is used up and two probe
+ * timeouts pass without a MAX_STREAMS, the connection is spent: the
+ * queries still waiting end with DV_DOQ_END_NO_CREDIT (the server never
+ * saw them: send them on another connection) and submit refuses more.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,7 +44,9 @@ const char *dv_doq_alert_name(uint8_t alert);
 	X(FIN, "fin")                   /* server finished the stream */      \
 	X(RESET, "stream_reset")        /* server reset it (app_code) */      \
 	X(TIMEOUT, "timeout")           /* no end before the deadline */      \
-	X(CONN_CLOSED, "connection_closed") /* the connection ended first */
+	X(CONN_CLOSED, "connection_closed") /* the connection ended first */ \
+	X(NO_CREDIT, "no_credit")       /* never got a stream: the server \
+					   stopped granting them */
 
 typedef enum {
 #define DV_DOQ_END_ENUM(name, text) DV_DOQ_END_##name,
@@ -85,6 +93,15 @@ typedef struct {
 	uint64_t query_timeout;      /* ns, from the stream's opening */
 	uint64_t handshake_timeout;  /* ns */
 	uint64_t idle_timeout;       /* ns, our max_idle_timeout */
+	/* At most this many streams from the oldest unanswered one to the
+	 * newest (a server such as knotd drops a connection that goes
+	 * past its limit); 0: only the server's stream credit bounds them */
+	unsigned max_window;
+	/* The server is taken for gone when this many probe timeouts (PTO)
+	 * in a row get no acknowledgement while queries are on streams:
+	 * the connection ends (DV_ECLOSED, close info `silent`) rather than
+	 * waiting for the idle timeout; 0: never */
+	unsigned silent_ptos;
 	bool debug;                  /* ngtcp2's log on stderr */
 } dv_doq_config_t;
 
@@ -108,7 +125,22 @@ typedef struct {
 	bool migrated;
 	bool path_validated;         /* the new path answered PATH_CHALLENGE */
 	bool path_failed;            /* ... or did not */
+	bool window_waits;           /* held back by max_window at least once */
 } dv_doq_stats_t;
+
+/* How loaded the connection is now (dv_doq_client_load) */
+typedef struct {
+	unsigned pending;  /* submitted, waiting for a stream */
+	unsigned active;   /* on a stream, not ended */
+	uint64_t window;   /* streams from the oldest active one to the
+			      newest (0: none active) */
+	uint64_t opened;   /* streams opened in the connection's life */
+	uint64_t credit;   /* streams the server allows in total so far */
+	bool grown;        /* the server has raised its credit (MAX_STREAMS) */
+	uint64_t waiting;  /* ns the oldest pending query has waited */
+	uint64_t pto;      /* ns, the connection's probe timeout now */
+	bool spent;        /* the credit stopped: no new query is taken */
+} dv_doq_load_t;
 
 /* How the connection ended */
 typedef struct {
@@ -119,6 +151,7 @@ typedef struct {
 	uint64_t code;
 	char reason[128];
 	char local_error[160]; /* our side's failure, if any */
+	bool silent;           /* silent_ptos probe timeouts unacknowledged */
 	uint8_t tls_alert;     /* the alert our TLS raised (handshake
 				  failed here, e.g. 42 bad_certificate); 0:
 				  none */
@@ -186,6 +219,8 @@ bool dv_doq_client_is_closed(const dv_doq_client_t *c);
 /* Queries submitted and not ended yet */
 unsigned dv_doq_client_outstanding(const dv_doq_client_t *c);
 void dv_doq_client_stats(const dv_doq_client_t *c, dv_doq_stats_t *st);
+/* Its load now (the time is that of the caller's latest call). */
+void dv_doq_client_load(dv_doq_client_t *c, dv_doq_load_t *ld);
 void dv_doq_client_close_info(const dv_doq_client_t *c, dv_doq_close_t *ci);
 
 /* Whether the server sent a session ticket (something to save). */

@@ -508,6 +508,10 @@ static void conn_write(doq_conn_t *c)
 	dv_doq_server_t *srv = c->srv;
 	if (c->state != QC_OPEN)
 		return;
+	if (c->mute) /* until it idles out */
+		conn_timer_update(c);
+	if (c->mute)
+		return;
 	if (c->have_ccerr) {
 		dv_doq_sconn_close(c);
 		return;
@@ -627,6 +631,8 @@ static int recv_stream_data_cb(ngtcp2_conn *qc, uint32_t flags,
 		conn_protocol_error(c, "query on a non-client bidi stream");
 		return NGTCP2_ERR_CALLBACK_FAILURE;
 	}
+	if (!s && dv_doq_sconn_over_limit(c, stream_id))
+		return 0; /* cfg.max_unfinished: silenced */
 	if (!s) {
 		s = stream_new(c, stream_id);
 		if (!s) {
@@ -677,7 +683,7 @@ static int stream_close_cb(ngtcp2_conn *qc, uint32_t flags,
 	doq_stream_t *s = stream_user_data;
 	if (ngtcp2_is_bidi_stream(stream_id) &&
 	    !ngtcp2_conn_is_local_stream(qc, stream_id))
-		ngtcp2_conn_extend_max_streams_bidi(qc, 1); /* credit back */
+		dv_doq_sconn_credit_back(c);
 	if (!s)
 		return 0;
 	if (s->submitted && !s->answered)
@@ -849,7 +855,10 @@ doq_conn_t *dv_doq_sconn_new(dv_doq_server_t *srv, const ngtcp2_pkt_hd *hd,
 	ngtcp2_transport_params params;
 	dv_quic_params_init(&params,
 			    cfg->idle_timeout_ms * NGTCP2_MILLISECONDS);
-	params.initial_max_streams_bidi = cfg->max_streams;
+	c->credit = cfg->max_streams;
+	if (cfg->max_streams_total && c->credit > cfg->max_streams_total)
+		c->credit = cfg->max_streams_total;
+	params.initial_max_streams_bidi = c->credit;
 	params.initial_max_stream_data_bidi_remote = DV_DOQ_MSG_MAX;
 	params.initial_max_stream_data_bidi_local = 0;
 	params.initial_max_stream_data_uni = 0;
@@ -901,6 +910,8 @@ fail:
 void dv_doq_sconn_read(doq_conn_t *c, const dv_quic_path_t *path,
 		       const uint8_t *data, size_t len)
 {
+	if (c->mute)
+		return; /* as if it were gone (max_unfinished) */
 	ngtcp2_path np;
 	dv_quic_path_to_ngtcp2(&np, path);
 	ngtcp2_pkt_info pi = {0};

@@ -64,6 +64,17 @@ typedef struct {
 	uint64_t read_timeout_ms;      /* a started query must be whole by */
 	uint64_t token_lifetime_s;     /* NEW_TOKEN tokens */
 	dv_doq_server_retry_t retry;
+	/* Limits some servers impose (Knot DNS 3.4's knotd: 10 and 1,024),
+	 * for test servers that stand in for them; 0 = off, and the daemon
+	 * leaves them off.  max_unfinished: a new stream whose id is that
+	 * many streams or more past the oldest unfinished one (its answer
+	 * not yet acknowledged) silences the connection: the stream is not
+	 * taken and nothing more is sent or answered on it until it idles
+	 * out, as knotd drops such a connection without a CONNECTION_CLOSE.
+	 * max_streams_total: the stream credit (MAX_STREAMS) never grows
+	 * past this many streams in the connection's life. */
+	unsigned max_unfinished;
+	uint64_t max_streams_total;
 	dv_hs_limit_t *hs_limit; /* the worker's handshake admission */
 	dv_stats_t *stats;       /* the doq_* counters */
 	size_t conn_user_size;   /* bytes of dv_doq_sconn_user() */

@@ -61,6 +61,8 @@ struct dv_doq_sconn {
 	doq_stream_t *rd_head, *rd_tail;
 	doq_stream_t *streams;
 	bool in_callback; /* inside ngtcp2: writing must wait */
+	bool mute;        /* max_unfinished exceeded: silent until idle */
+	uint64_t credit;  /* streams the client may open in total so far */
 	unsigned tx_pkts;  /* datagrams sent */
 	bool buried;       /* on the server's graveyard */
 	bool closing;      /* counted in the server's n_closing */
@@ -124,6 +126,13 @@ void dv_doq_sconn_maybe_free(doq_conn_t *c);
 void dv_doq_sconn_link_head(doq_conn_t *c);
 void dv_doq_sconn_touch(doq_conn_t *c);
 void dv_doq_sconn_app_error(doq_conn_t *c, uint64_t code, const char *reason);
+
+/* doq_server_limits.c */
+/* Whether a new stream `id` of `c` goes past cfg.max_unfinished (then
+ * `c` is muted). */
+bool dv_doq_sconn_over_limit(doq_conn_t *c, int64_t id);
+/* A client stream closed: its credit back, within cfg.max_streams_total. */
+void dv_doq_sconn_credit_back(doq_conn_t *c);
 
 /* doq_server_accept.c */
 int dv_doq_cid_add(doq_conn_t *c, const uint8_t *d, size_t len);

@@ -1,9 +1,28 @@
 /*
  * quic:// upstreams (DoQ, RFC 9250).
  *
- * One connection per server (DoQ gives each query its own stream, so one
- * connection carries them all; the engine queues what the server's stream
- * credit does not allow yet).  quic_connect makes the connected UDP
+ * One connection per server normally (DoQ gives each query its own stream,
+ * so one connection carries them all; the engine queues what the server's
+ * stream credit does not allow yet), up to QUIC_CONNS when servers limit
+ * their streams: knotd (Knot DNS 3.4) drops a connection, without a word,
+ * as soon as a stream is 10 past its oldest unfinished one, and never
+ * raises its first credit of 1,024 streams.  So a connection is crowded
+ * (the pool opens another for new queries) when its streams reach the
+ * window (pool.doq-max-streams, or the one learnt below), or when queries
+ * have waited four probe timeouts for credit the server has never
+ * raised; and it is spent (draining, closed once its last answer is in)
+ * when the engine finds the credit stopped: its waiting queries, which
+ * the server never saw, go to another connection at once.
+ *
+ * A connection whose server acknowledges nothing for three probe
+ * timeouts while queries are out went silent (the engine ends it): its
+ * queries are sent again at once on a fresh connection while their
+ * deadline allows, and no health failure is counted for it (the retries
+ * find out whether the server is there).  As such a silence is what a
+ * server's stream limit looks like, the worker then keeps its connections
+ * to that server under half the window that went silent, and lets the
+ * window grow back by one after every 8 windows answered, never to the
+ * size that went silent.  quic_connect makes the connected UDP
  * socket and the engine at once and starts the handshake (HANDSHAKE);
  * queries submitted meanwhile wait inside the engine, which opens their
  * streams once the handshake completes (OPEN, from on_handshake).  Every
@@ -40,6 +59,8 @@
 #include "src/upstream/uconn.h"
 
 #define QUIC_PKT_MAX 1500 /* >= ngtcp2's largest UDP payload (1452) */
+#define QUIC_CONNS 4      /* connections per server and worker, at most */
+#define QUIC_SILENT_PTOS 3
 
 typedef struct {
 	dv_uconn_t c; /* first */
@@ -53,13 +74,27 @@ typedef struct {
 	uint64_t qseq;   /* submissions, for the slots' tags */
 	uint64_t *tag;   /* per slot: its submission's tag, 0 when none */
 	bool saved;      /* session kept for the server's next connection */
+	unsigned gen;    /* connections made: tells a new engine from the old */
+	unsigned window; /* the engine's max_window (0: none) */
+	uint64_t win_max; /* the widest its streams have been */
 } quic_conn_t;
 
-/* The server's last DoQ session (s->priv), for resumption. */
+/* What a worker keeps of a quic:// server (s->priv): the last DoQ session,
+ * for resumption, and the stream window it has learnt. */
 typedef struct {
 	size_t len;
 	uint8_t buf[DV_DOQ_SESSION_MAX];
+	unsigned window;    /* 0: none learnt */
+	uint64_t silent_at; /* the window that last went silent */
+	uint64_t answered;  /* answers since the window last changed */
 } quic_session_t;
+
+static quic_session_t *quic_priv(dv_server_t *s)
+{
+	if (!s->priv)
+		s->priv = calloc(1, sizeof(quic_session_t));
+	return s->priv;
+}
 
 static uint64_t quic_now(void)
 {
@@ -92,6 +127,12 @@ static void quic_message_cb(void *app, void *query, int64_t stream_id,
 	/* the id on the wire is 0: give the answer its slot's, and match it
 	 * like any other (a wrong question is left to on_end) */
 	dv_pool_t *p = c->c.server->pool;
+	quic_session_t *qs = c->c.server->priv;
+	if (qs && qs->window && ++qs->answered >= 8u * qs->window) {
+		qs->answered = 0;
+		if (qs->window + 1 < qs->silent_at)
+			qs->window++;
+	}
 	memcpy(p->answer, msg, len);
 	dv_put16(p->answer, s->id);
 	dv_uconn_answer(&c->c, p->answer, len);
@@ -110,6 +151,10 @@ static void quic_end_cb(void *app, void *query, int64_t stream_id,
 	if (!s)
 		return; /* answered (or released) already */
 	dv_server_t *srv = c->c.server;
+	if (res->how == DV_DOQ_END_NO_CREDIT) { /* never seen by the server */
+		dv_uslot_retry(&c->c, (uint32_t)(s - c->c.slots));
+		return;
+	}
 	if (s->att) /* not an orphan (whose fetch ended elsewhere) */
 		dv_log_debug("worker %u: upstream %s: stream %lld ended "
 			     "without an answer (%s, code %llu)",
@@ -167,14 +212,34 @@ static void quic_keep_session(quic_conn_t *c)
 	dv_server_t *s = c->c.server;
 	if (!dv_doq_client_has_ticket(c->q))
 		return;
-	if (!s->priv && !(s->priv = calloc(1, sizeof(quic_session_t))))
+	quic_session_t *qs = quic_priv(s);
+	if (!qs)
 		return; /* resumption is an optimization */
-	quic_session_t *qs = s->priv;
 	int n = dv_doq_client_session_save(c->q, qs->buf, sizeof(qs->buf));
 	if (n > 0) {
 		qs->len = (size_t)n;
 		c->saved = true;
 	}
+}
+
+/* The connection went silent with its streams win_max wide: keep the
+ * server's next connections under half that. */
+static void quic_learn(quic_conn_t *c)
+{
+	dv_server_t *s = c->c.server;
+	quic_session_t *qs = quic_priv(s);
+	if (!qs || c->win_max < 2)
+		return;
+	unsigned w = (unsigned)(c->win_max / 2);
+	if (qs->window && qs->window <= w)
+		w = qs->window > 1 ? qs->window - 1 : 1;
+	qs->window = w;
+	qs->silent_at = c->win_max;
+	qs->answered = 0;
+	dv_log_info("worker %u: upstream %s: a QUIC connection went silent "
+		    "with %llu streams open; at most %u per connection now",
+		    s->pool->index, s->url.text,
+		    (unsigned long long)c->win_max, w);
 }
 
 /* The engine ended the connection by itself: say why and close. */
@@ -199,6 +264,11 @@ static void quic_ended(quic_conn_t *c)
 							       sizeof(code)),
 			 ci.reason[0] ? ": " : "", ci.reason);
 	char why[sizeof(detail) + DV_URL_NAME_MAX + 64];
+	if (c->c.state == UC_OPEN && ci.silent) {
+		quic_learn(c);
+		dv_uconn_close_retry(&c->c, detail);
+		return;
+	}
 	if (c->c.state == UC_OPEN) {
 		bool clean = ci.idle || (ci.by_peer && ci.application &&
 					 ci.code == DV_DOQ_NO_ERROR);
@@ -282,6 +352,14 @@ static void quic_flush(quic_conn_t *c)
 	}
 	if (sent < 0 || !c->q)
 		return;
+	dv_doq_load_t ld;
+	dv_doq_client_load(c->q, &ld);
+	if (ld.window > c->win_max)
+		c->win_max = ld.window;
+	if (ld.spent && c->c.busy == 0) {
+		dv_uconn_close(&c->c, false, "stream credit used up");
+		return;
+	}
 	uint64_t t = dv_doq_client_expiry(c->q), now = quic_now();
 	ev_timer_stop(loop, &c->qtimer);
 	if (t == UINT64_MAX)
@@ -315,8 +393,9 @@ static void quic_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		if (ret < 0) {
 			/* the CONNECTION_CLOSE it may want to send first */
+			unsigned gen = c->gen;
 			quic_flush(c);
-			if (c->q)
+			if (c->q && c->gen == gen)
 				quic_ended(c);
 			return;
 		}
@@ -346,8 +425,9 @@ static void quic_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	int ret = dv_doq_client_expire(q, quic_now());
 	if (quic_closed_inside(c, q))
 		return;
+	unsigned gen = c->gen;
 	quic_flush(c);
-	if (ret < 0 && c->q)
+	if (ret < 0 && c->q && c->gen == gen)
 		quic_ended(c);
 }
 
@@ -360,6 +440,9 @@ static int quic_connect(quic_conn_t *c)
 	const dv_config_t *cfg = p->cfg;
 	const quic_session_t *qs = s->priv;
 	int ret;
+	unsigned window = cfg->upstream_doq_max_streams;
+	if (qs && qs->window && (!window || qs->window < window))
+		window = qs->window;
 	int fd = socket(s->url.addr.ss_family,
 			SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -387,6 +470,8 @@ static int quic_connect(quic_conn_t *c)
 					? ((uint64_t)cfg->upstream_idle_timeout_ms +
 					   1000) * 1000000u
 					: 0,
+		.max_window = window,
+		.silent_ptos = QUIC_SILENT_PTOS,
 	};
 	char err[256];
 	c->q = dv_doq_client_new(&qc, &quic_callbacks, c, path, quic_now(),
@@ -399,6 +484,9 @@ static int quic_connect(quic_conn_t *c)
 		ret = -ENOMEM;
 		goto fail;
 	}
+	c->gen++;
+	c->window = window;
+	c->win_max = 0;
 	c->c.fd = fd;
 	ev_io_set(&c->c.rio, fd, EV_READ);
 	ev_io_set(&c->c.wio, fd, EV_WRITE);
@@ -500,6 +588,31 @@ static bool quic_op_writing(const dv_uconn_t *c)
 	return ((const quic_conn_t *)c)->out_len != 0;
 }
 
+/* Another connection would serve new queries sooner (see the top). */
+static bool quic_op_crowded(dv_uconn_t *c)
+{
+	quic_conn_t *qc = quic_of(c);
+	if (!qc->q)
+		return false;
+	dv_doq_load_t ld;
+	dv_doq_client_load(qc->q, &ld);
+	if (qc->window && ld.window + ld.pending >= qc->window)
+		return true;
+	return ld.pending && !ld.grown && ld.credit &&
+	       ld.opened >= ld.credit && ld.waiting >= 4 * ld.pto;
+}
+
+/* Spent: its server gives no more streams. */
+static bool quic_op_draining(dv_uconn_t *c)
+{
+	quic_conn_t *qc = quic_of(c);
+	if (!qc->q)
+		return false;
+	dv_doq_load_t ld;
+	dv_doq_client_load(qc->q, &ld);
+	return ld.spent;
+}
+
 static void quic_op_destroy(dv_uconn_t *c)
 {
 	quic_conn_t *qc = quic_of(c);
@@ -542,7 +655,10 @@ static void quic_server_deinit(dv_server_t *s)
 static dv_uconn_t *quic_create(dv_server_t *s, unsigned max);
 
 const dv_uconn_ops_t dv_uconn_quic_ops = {
-	.conns = 1, /* one connection carries every query as its own stream */
+	/* one connection carries every query as its own stream, unless the
+	 * server limits them (crowded) */
+	.conns = QUIC_CONNS,
+	.warm = 1,
 	.pool_init = quic_pool_init,
 	.pool_deinit = quic_pool_deinit,
 	.server_deinit = quic_server_deinit,
@@ -552,6 +668,8 @@ const dv_uconn_ops_t dv_uconn_quic_ops = {
 	.submit = quic_op_submit,
 	.release = quic_op_release,
 	.stop = quic_op_stop,
+	.crowded = quic_op_crowded,
+	.draining = quic_op_draining,
 	.writing = quic_op_writing,
 };
 

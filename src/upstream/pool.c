@@ -453,6 +453,29 @@ void dv_uslot_retry(dv_uconn_t *c, uint32_t i)
 	fetch_continue(j, srv->fallback);
 }
 
+#define JOB_MAX_RETRIES 8
+
+void dv_uattempt_retry(dv_attempt_t *a, dv_server_t *srv)
+{
+	dv_job_t *j = a->job;
+	if (!j)
+		return;
+	dv_pool_t *p = j->pool;
+	double left = j->probe ? 0. : ev_timer_remaining(p->loop, &j->deadline);
+	/* time for at least a quarter of an attempt (and its handshake) */
+	if (j->probe || j->retries >= JOB_MAX_RETRIES ||
+	    left * 4000. < p->cfg->upstream_timeout_ms) {
+		dv_uattempt_fail(a, false);
+		return;
+	}
+	j->retries++;
+	DV_STAT_INC(p->stats, upstream_retries);
+	dv_uattempt_detach(a);
+	if (attempt_start(j, srv, true) == 0)
+		return;
+	fetch_continue(j, srv->fallback);
+}
+
 bool dv_uslot_asks(const dv_uconn_t *c, uint32_t i, const uint8_t *msg,
 		   size_t len)
 {

@@ -258,6 +258,34 @@ void dv_uconn_close(dv_uconn_t *c, bool failure, const char *why)
 
 
 
+void dv_uconn_close_retry(dv_uconn_t *c, const char *why)
+{
+	if (c->state == UC_CLOSED)
+		return;
+	dv_server_t *srv = c->server;
+	/* take the attempts off first: the retries may reopen `c` itself */
+	unsigned n = 0, cap = c->busy;
+	dv_attempt_t **v = cap ? calloc(cap, sizeof(*v)) : NULL;
+	for (uint32_t i = 0; i < c->n_slots && c->busy; i++) {
+		uslot_t *s = &c->slots[i];
+		if (!s->busy)
+			continue;
+		dv_attempt_t *a = s->att;
+		dv_uslot_release(c, i);
+		if (!a)
+			continue;
+		a->conn = NULL;
+		if (v && n < cap)
+			v[n++] = a;
+		else
+			dv_uattempt_fail(a, false); /* no memory to keep it */
+	}
+	dv_uconn_close(c, false, why);
+	for (unsigned i = 0; i < n; i++)
+		dv_uattempt_retry(v[i], srv);
+	free(v);
+}
+
 /* ---- the pool ---- */
 
 /* Release the orphaned ids of `c` older than `max_age_ms`: their answers

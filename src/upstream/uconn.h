@@ -68,6 +68,7 @@ struct dv_job {
 	uint8_t qwire[DV_UQUERY_MAX];
 	uint16_t qlen;
 	bool fallback_started;
+	uint8_t retries; /* attempts sent again after their connection died */
 	uint32_t tried_local, tried_fallback; /* servers tried (bit = index) */
 	uint16_t ede; /* best EDE seen from an upstream */
 	ev_timer hedge;
@@ -234,6 +235,12 @@ void dv_uconn_connects(dv_uconn_t *c);
  * refused server; an open one lost with `failure` a failure), and every
  * attempt it carried fails.  `why` is logged (debug). */
 void dv_uconn_close(dv_uconn_t *c, bool failure, const char *why);
+/* Close `c`, which died under its queries without their fault (e.g. a
+ * server that went silent): no health failure is counted, and each
+ * attempt it carried is sent again at once on the server's other (or a
+ * fresh) connection while its fetch's deadline leaves time for it, else
+ * fails. */
+void dv_uconn_close_retry(dv_uconn_t *c, const char *why);
 /* An answer read on `c`: matched by id (and question) to its slot. */
 void dv_uconn_answer(dv_uconn_t *c, const uint8_t *wire, size_t len);
 
@@ -263,6 +270,10 @@ bool dv_userver_usable(const dv_server_t *s);
 void dv_uattempt_fail(dv_attempt_t *a, bool timeout);
 /* Stop attempt `a` (its job goes on, or is being freed). */
 void dv_uattempt_detach(dv_attempt_t *a);
+/* Attempt `a` (already off its connection, on server `s`) is sent again
+ * on `s` (dv_uconn_close_retry), or fails when its fetch has no time
+ * left for it or was retried too often. */
+void dv_uattempt_retry(dv_attempt_t *a, dv_server_t *s);
 /* `s` answered a query `ms` after it went out; a probe of it was
  * answered (it is back). */
 void dv_userver_answered(dv_server_t *s, uint64_t ms);

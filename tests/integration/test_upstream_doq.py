@@ -23,6 +23,12 @@ says what arrived over DoQ (doq_connections, doq_streams, doq_resumed).
   queries fail fast with an EDE, and probes bring it back when B returns.
 - As the fallback: with the local (plain TCP) upstream dead, the quic://
   fallback answers.
+- Against a server with knotd's stream limits (doq-limit-server: a stream
+  10 past the oldest unfinished one silences the connection, as Knot DNS
+  3.4 drops it without a word; the credit stays at 1,024 streams per
+  connection), dnsperf with 500 queries outstanding through A, without
+  any setting for it: at least 99% NOERROR, none lost, the server never
+  marked down; A opens replacement connections and learns the window.
 
 Unbound serves `*.whoami.example.test TXT` saying who it is, so every
 query can use a fresh, uncacheable name."""
@@ -220,6 +226,56 @@ class UpstreamDoq(h.WhoamiChecks, h.IntegrationTest):
         self.assertGreaterEqual(h.upstream_stats(st, quic_url(b))["won"], 6, st)
         self.assertGreaterEqual(b.stats()["doq_streams"] - s0, 6)
         log("ok: with the local upstream dead the quic:// fallback answers")
+
+    def knot_like_load(self, seconds, outstanding, **pool):
+        """dnsperf through A (one worker, no cache hits: every name is new)
+        to a doq-limit-server with knotd's limits in front of Unbound.
+        Returns (dnsperf numbers, A's stats, the server's stats)."""
+        ub = self.start_unbound(log_queries=False)
+        srv = h.DoqLimitServer(ub, max_unfinished=10, max_streams=1024,
+                               max_streams_total=1024)
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        a = self.start_a(upstream=[srv.url()], workers=1, **pool)
+        qfile = os.path.join(a.dir, "queries.txt")
+        with open(qfile, "w") as f:
+            for i in range(200000):
+                f.write("k%d.wild.example.test A\n" % i)
+        res, out = h.dnsperf(a.port, qfile, "-c", "1", "-q", str(outstanding),
+                             "-l", str(seconds), "-t", "5",
+                             timeout=seconds + 60)
+        self.assertEqual(res["rc"], 0, out)
+        st = a.stats()
+        u = h.upstream_stats(st, srv.url())
+        sst = srv.stats()
+        sent = res.get("sent", 0)
+        ok = res.get("noerror", 0)
+        log("dnsperf -q %d -l %d through A to a knotd-like DoQ server: sent %d, NOERROR %d "
+            "(%.2f%%), SERVFAIL %d (%.2f%%), lost %d (%.2f%%), %.0f qps; upstream went down %d "
+            "times, %d connects, %d retried; server: %s" % (
+                outstanding, seconds, sent, ok, 100.0 * ok / max(sent, 1),
+                res.get("servfail", 0), 100.0 * res.get("servfail", 0) / max(sent, 1),
+                res.get("lost", 0), 100.0 * res.get("lost", 0) / max(sent, 1), res.get("qps", 0),
+                u["went_down"], u["connects"], st.get("upstream_retries", 0), sst))
+        return res, out, u, sst
+
+    def test_knot_like_stream_limits(self):
+        """knotd's limits (10 unfinished streams, 1,024 per connection)
+        must not turn load into SERVFAILs: A keeps its windows under the
+        limit it learns, replaces spent connections, and retries the
+        queries of a connection that went silent."""
+        seconds = 5 if h.SANITIZE else 10
+        outstanding = 200 if h.SANITIZE else 500
+        res, out, u, sst = self.knot_like_load(seconds, outstanding)
+        sent = res.get("sent", 0)
+        self.assertGreater(sent, 1000, out)
+        self.assertGreaterEqual(res.get("noerror", 0), 0.99 * sent,
+                                "fewer than 99%% NOERROR:\n%s" % out)
+        self.assertEqual(res.get("lost", 0), 0, out)
+        self.assertEqual(u["went_down"], 0, "the upstream flapped down: %s" % u)
+        # both limits were met, so the test proves what it says
+        self.assertGreaterEqual(sst["connections"], 2, sst)
+        log("ok: knotd's stream limits cost no answers")
 
 
 if __name__ == "__main__":

@@ -442,6 +442,69 @@ class DelayLine:
 CLIENT_TIMEOUT = scaled(5.0)
 
 
+class DoqLimitServer:
+    """doq-limit-server (tests/tools/doq_limit_server.c, built next to
+    $DNSVEIL): a DoQ server from dnsveil's own server engine that forwards
+    every query to `upstream` (an Unbound) over UDP and imposes knotd's
+    stream limits: `max_unfinished` streams past the oldest unfinished one
+    silence the connection (Knot DNS 3.4 drops it without a
+    CONNECTION_CLOSE), and the stream credit never grows past
+    `max_streams_total`.  It serves certs/dev-cert.pem (dns.test)."""
+
+    def __init__(self, upstream, max_unfinished=10, max_streams=1024,
+                 max_streams_total=1024, idle_timeout_ms=30000):
+        from .daemon import dnsveil_binary  # noqa: late: daemon imports us
+        self.binary = os.environ.get("DV_DOQ_LIMIT_SERVER") or os.path.join(
+            os.path.dirname(dnsveil_binary()), "doq-limit-server")
+        if not os.path.isfile(self.binary):
+            raise AssertionError("%s missing (built next to dnsveil)" % self.binary)
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="dv-doqlimit-")
+        self.out = os.path.join(self.dir, "stdout")
+        ensure_dev_certs()
+        self.args = [self.binary, "--listen", "127.0.0.1:%d" % self.port,
+                     "--cert", CERT, "--key", KEY, "--upstream", upstream.addr,
+                     "--max-unfinished", str(max_unfinished),
+                     "--max-streams", str(max_streams),
+                     "--max-streams-total", str(max_streams_total),
+                     "--idle-timeout-ms", str(idle_timeout_ms)]
+        self.proc = None
+
+    def url(self, name="dns.test"):
+        return "quic://127.0.0.1:%d#%s" % (self.port, name)
+
+    def start(self):
+        f = open(self.out, "ab")
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=f,
+                                     stderr=subprocess.STDOUT)
+        f.close()
+        wait_for(lambda: "ready" in open(self.out, errors="replace").read()
+                 or not pid_alive(self.proc), scaled(10), what="doq-limit-server ready")
+        if not pid_alive(self.proc):
+            raise AssertionError("doq-limit-server exited:\n%s" % tail(self.out))
+        log("doq-limit-server on 127.0.0.1:%d: %s" % (self.port, " ".join(self.args[7:])))
+        return self
+
+    def stats(self):
+        """Its counters (SIGUSR1): connections, streams, silenced."""
+        import json
+        n = open(self.out, errors="replace").read().count("doq-limit-server-stats")
+        self.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: open(self.out, errors="replace").read().count(
+            "doq-limit-server-stats") > n, scaled(5), what="doq-limit-server stats")
+        line = [x for x in open(self.out, errors="replace").read().splitlines()
+                if x.startswith("doq-limit-server-stats")][-1]
+        return json.loads(line.split(" ", 1)[1])
+
+    def stop(self):
+        terminate(self.proc, signal.SIGTERM, 5.0)
+
+    def cleanup(self, keep=False):
+        self.stop()
+        if not keep and not KEEP_TMP:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class WhoamiChecks:
     """Mixin for IntegrationTest classes whose resolvers say who they are
     (`*.whoami.example.test TXT`)."""

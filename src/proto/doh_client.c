@@ -565,8 +565,8 @@ ssize_t dv_doh_client_output(dv_doh_client_t *cl, uint8_t *buf, size_t cap)
 
 bool dv_doh_client_want_write(const dv_doh_client_t *cl)
 {
-	return !cl->dead &&
-	       (cl->stage_len || cl->send_rv || nghttp2_session_want_write(cl->h2));
+	return !cl->dead && (cl->stage_len || cl->send_rv ||
+			     nghttp2_session_want_write(cl->h2));
 }
 
 bool dv_doh_client_draining(const dv_doh_client_t *cl)

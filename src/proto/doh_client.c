@@ -8,6 +8,13 @@
  * request moves to the `done` list; the callbacks run from there once
  * nghttp2 has returned, so no callback ever runs inside nghttp2 and the
  * caller may submit or cancel from them.
+ *
+ * Frame order: a request's HEADERS and its DATA (the query, END_STREAM)
+ * are rendered together, into the `stage` buffer, as it is submitted; so
+ * the server has each request whole before the next one begins.  Left to
+ * itself nghttp2 sends every pending HEADERS before any DATA, and a
+ * server that assembles one request at a time (Knot Resolver 5) answers
+ * the streams that open while another is incomplete with REFUSED_STREAM.
  */
 #include "src/proto/doh_client.h"
 
@@ -25,6 +32,9 @@
 #define CONN_WINDOW (1 << 20)
 /* Header list a response may carry (SETTINGS_MAX_HEADER_LIST_SIZE). */
 #define MAX_HEADER_LIST 16384
+/* Bytes rendered ahead of dv_doh_client_output() (see Frame order): a
+ * burst of queries; beyond it nghttp2 keeps the frames and orders them. */
+#define STAGE_CAP (64 * 1024)
 /* Stream ids are 31 bits and never reused: near the end, drain. */
 #define LAST_STREAM_ID (INT32_MAX - 2)
 
@@ -58,8 +68,9 @@ struct dv_doh_client {
 	bool ids_out;               /* no stream id left */
 	bool dead;                  /* connection error */
 	char why_dead[64];
-	uint8_t *obuf;              /* dv_doh_client_output()'s buffer */
-	size_t ocap, olen;
+	uint8_t *stage;             /* rendered, not yet output */
+	size_t stage_len;
+	int send_rv;                /* nghttp2_session_send() failed */
 	size_t alen, plen;
 	char authority[256];
 	char path[256];
@@ -158,14 +169,23 @@ static ssize_t send_cb(nghttp2_session *session, const uint8_t *data,
 		       size_t length, int flags, void *user)
 {
 	dv_doh_client_t *cl = user;
-	size_t n = cl->obuf ? cl->ocap - cl->olen : 0;
+	size_t n = STAGE_CAP - cl->stage_len;
 	if (n == 0)
 		return NGHTTP2_ERR_WOULDBLOCK;
 	if (n > length)
 		n = length;
-	memcpy(cl->obuf + cl->olen, data, n);
-	cl->olen += n;
+	memcpy(cl->stage + cl->stage_len, data, n);
+	cl->stage_len += n;
 	return (ssize_t)n;
+}
+
+/* Render what nghttp2 has to send into the stage (as much as fits).  A
+ * fatal nghttp2 error is kept for dv_doh_client_output() to report. */
+static void render(dv_doh_client_t *cl)
+{
+	if (cl->dead || cl->send_rv)
+		return;
+	cl->send_rv = nghttp2_session_send(cl->h2);
 }
 
 static ssize_t body_read_cb(nghttp2_session *session, int32_t stream_id,
@@ -367,6 +387,9 @@ dv_doh_client_t *dv_doh_client_new(const char *authority, const char *path,
 	dv_doh_client_t *cl = calloc(1, sizeof(*cl));
 	if (!cl)
 		return NULL;
+	cl->stage = malloc(STAGE_CAP);
+	if (!cl->stage)
+		goto fail;
 	memcpy(cl->authority, authority, alen + 1);
 	memcpy(cl->path, path, plen + 1);
 	cl->alen = alen;
@@ -423,6 +446,7 @@ void dv_doh_client_free(dv_doh_client_t *cl)
 		cl->done = r->next;
 		req_free(r);
 	}
+	free(cl->stage);
 	free(cl);
 }
 
@@ -473,6 +497,8 @@ int32_t dv_doh_client_submit(dv_doh_client_t *cl, uint32_t tag,
 		cl->ids_out = true;
 	list_add(&cl->live, r);
 	cl->inflight++;
+	/* its HEADERS and DATA now, before the next request's HEADERS */
+	render(cl);
 	return id;
 }
 
@@ -521,24 +547,26 @@ ssize_t dv_doh_client_output(dv_doh_client_t *cl, uint8_t *buf, size_t cap)
 {
 	if (cl->dead)
 		return 0;
-	cl->obuf = buf;
-	cl->ocap = cap;
-	cl->olen = 0;
-	int rv = nghttp2_session_send(cl->h2);
-	cl->obuf = NULL;
+	render(cl);
+	int rv = cl->send_rv;
 	if (rv != 0) {
 		fail_all(cl, "HTTP/2 connection error");
 		deliver(cl);
 		return rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : -EPROTO;
 	}
+	size_t n = cl->stage_len < cap ? cl->stage_len : cap;
+	memcpy(buf, cl->stage, n);
+	memmove(cl->stage, cl->stage + n, cl->stage_len - n);
+	cl->stage_len -= n;
 	/* requests refused as they were about to be sent (after GOAWAY) */
 	deliver(cl);
-	return (ssize_t)cl->olen;
+	return (ssize_t)n;
 }
 
 bool dv_doh_client_want_write(const dv_doh_client_t *cl)
 {
-	return !cl->dead && nghttp2_session_want_write(cl->h2);
+	return !cl->dead && (cl->stage_len || cl->send_rv ||
+			     nghttp2_session_want_write(cl->h2));
 }
 
 bool dv_doh_client_draining(const dv_doh_client_t *cl)
@@ -550,7 +578,7 @@ bool dv_doh_client_want_close(const dv_doh_client_t *cl)
 {
 	if (cl->dead)
 		return true;
-	if (nghttp2_session_want_write(cl->h2))
+	if (cl->stage_len || nghttp2_session_want_write(cl->h2))
 		return false;
 	if (!nghttp2_session_want_read(cl->h2))
 		return true;

@@ -31,8 +31,8 @@ class Fallback(h.WhoamiChecks, h.IntegrationTest):
     whoami_n = 5
 
     def test_failover_and_recovery(self):
-        local = self.start_unbound(whoami="local")
-        fb = self.start_unbound(whoami="fallback")
+        local = self.start_resolver(whoami="local")
+        fb = self.start_resolver(whoami="fallback")
         d = self.start_dnsveil(upstream=[local], fallback=[fb], config=h.pool_config())
 
         self.assert_whoami(d, "local", what="with both up")
@@ -118,8 +118,8 @@ class Fallback(h.WhoamiChecks, h.IntegrationTest):
         answers it at once: after hedge-delay-ms the fallback's answer wins."""
         slow_local = self.start_slow(delay=1.5)
         fast_fb = self.start_slow(delay=0.0, address="192.0.2.201")
-        local = self.start_unbound(whoami="local", slow=slow_local)
-        fb = self.start_unbound(whoami="fallback", slow=fast_fb)
+        local = self.start_resolver(whoami="local", slow=slow_local)
+        fb = self.start_resolver(whoami="fallback", slow=fast_fb)
         d = self.start_dnsveil(upstream=[local], fallback=[fb], config=h.pool_config(
             **{"hedge-delay-ms": 200, "timeout-ms": 3000, "query-timeout-ms": 5000}))
         st0 = d.stats()
@@ -146,8 +146,8 @@ class Fallback(h.WhoamiChecks, h.IntegrationTest):
         """TARGETS.md availability: with the local resolver killed for a few
         seconds under a load of unique names, no query is lost and none gets
         SERVFAIL."""
-        local = self.start_unbound(whoami="local")
-        fb = self.start_unbound(whoami="fallback")
+        local = self.start_resolver(whoami="local")
+        fb = self.start_resolver(whoami="fallback")
         d = self.start_dnsveil(upstream=[local], fallback=[fb], config=h.pool_config())
         duration = 7.0
         nthreads = 2 if h.SANITIZE else 6

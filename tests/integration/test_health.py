@@ -66,44 +66,6 @@ def run(cmd, check=True):
     return r
 
 
-class NetnsUnbound(h.Unbound):
-    """An Unbound of ours inside network namespace `netns` (127.0.0.1 there
-    is the namespace's own loopback)."""
-
-    def __init__(self, netns, **kw):
-        self.netns = netns
-        super().__init__(**kw)
-
-    def start(self, timeout=15.0):
-        logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([IP, "netns", "exec", self.netns, h.UNBOUND, "-d", "-c",
-                                      self.conf], stdin=subprocess.DEVNULL, stdout=logf,
-                                     stderr=logf, cwd=self.dir)
-        logf.close()
-
-        def ready():
-            if not h.pid_alive(self.proc):
-                raise AssertionError("unbound in %s exited:\n%s" % (self.netns, h.tail(self.log)))
-            r = subprocess.run([IP, "netns", "exec", self.netns, h.KDIG, "@127.0.0.1", "-p",
-                                str(self.port), "www.example.test", "A", "+short", "+timeout=1",
-                                "+retry=0"], capture_output=True, text=True, timeout=10)
-            return "192.0.2.1" in r.stdout
-        try:
-            h.wait_for(ready, timeout, interval=0.1, what="unbound in netns %s" % self.netns)
-        except AssertionError:
-            self.kill()
-            raise
-        return self
-
-    def control(self, *args):
-        r = subprocess.run([IP, "netns", "exec", self.netns, h.UNBOUND_CONTROL, "-c",
-                            self.conf] + list(args), capture_output=True, text=True, timeout=10)
-        if r.returncode != 0:
-            raise AssertionError("unbound-control %s failed: %s %s" % (" ".join(args), r.stdout,
-                                                                      r.stderr))
-        return r.stdout
-
-
 class Netns:
     """A network namespace and a veth pair to it, with a /30 out of
     198.51.100.0/24 (TEST-NET-2, documentation only) that nothing on this
@@ -181,8 +143,8 @@ def netns_usable():
 class Health(h.WhoamiChecks, h.IntegrationTest):
 
     def test_kill_and_restart_under_dnsperf(self):
-        local = self.start_unbound(whoami="local")
-        fb = self.start_unbound(whoami="fallback")
+        local = self.start_resolver(whoami="local")
+        fb = self.start_resolver(whoami="fallback")
         d = self.start_dnsveil(upstream=[local], fallback=[fb], config=health_config())
         lu, fu = local.url(), fb.url()
         qf = os.path.join(d.dir, "names.txt")
@@ -243,12 +205,12 @@ class Health(h.WhoamiChecks, h.IntegrationTest):
         log("after the restart: local answered %d, fallback %d" % (lw, fw))
         self.assertGreater(lw, rate, "traffic did not return to the local resolver")
         self.assertLess(fw, lw / 20 + 5, "the fallback still answers after the local is back")
-        self.assertGreater(local.num_queries(), lw / 2, "Unbound's own count disagrees")
+        self.assertGreater(local.num_queries(), lw / 2, "the resolver's own count disagrees")
         log("ok: no loss, no SERVFAIL, fallback while down, local again once back")
 
     def test_down_server_probed_back(self):
-        local = self.start_unbound(whoami="local")
-        fb = self.start_unbound(whoami="fallback")
+        local = self.start_resolver(whoami="local")
+        fb = self.start_resolver(whoami="fallback")
         d = self.start_dnsveil(upstream=[local], fallback=[fb], config=health_config(
             **{"reconnect-max-ms": 400}))
         lu = local.url()
@@ -290,8 +252,8 @@ class Health(h.WhoamiChecks, h.IntegrationTest):
         log("ok: probed back without client traffic, then answering at once")
 
     def test_faster_local_server_chosen(self):
-        slow = self.start_unbound(whoami="slowlocal")
-        fast = self.start_unbound(whoami="fastlocal")
+        slow = self.start_resolver(whoami="slowlocal")
+        fast = self.start_resolver(whoami="fastlocal")
         dport = h.free_port()
         line = h.DelayLine("127.0.0.1", dport, "127.0.0.1", slow.port, 60)
         self.addCleanup(line.stop)
@@ -322,12 +284,12 @@ class Health(h.WhoamiChecks, h.IntegrationTest):
         cache miss wait the hedge delay: with the default pool.slow-p95-ms
         its p95 demotes it to degraded, and misses go to the fallback at
         once (with slow-p95-ms off, the p50 was the hedge delay, 200 ms)."""
-        slow = self.start_unbound(whoami="slowlocal")
+        slow = self.start_resolver(whoami="slowlocal")
         dport = h.free_port()
         line = h.DelayLine("127.0.0.1", dport, "127.0.0.1", slow.port, 300)
         self.addCleanup(line.stop)
         url = "tcp://127.0.0.1:%d" % dport
-        fb = self.start_unbound(whoami="fallback")
+        fb = self.start_resolver(whoami="fallback")
         # the defaults of the pool but the reconnect cap (health_config)
         d = self.start_dnsveil(upstream=[url], fallback=[fb], workers=1,
                                config=health_config())
@@ -356,12 +318,16 @@ class Health(h.WhoamiChecks, h.IntegrationTest):
         ns = Netns()
         self.addCleanup(ns.remove)
         netem = ns.add_delay(150)
-        # with netem Unbound also listens on the namespace's veth address
-        # (same port); without, the delay line does, in front of it
-        extra = ("  interface: %s\n  access-control: 198.51.100.0/24 allow\n" % ns.ns_addr
-                 if netem else "")
-        local = NetnsUnbound(ns.name, whoami="slowlocal", extra_server_conf=extra,
-                             name="netns")
+        # with netem the resolver also listens on the namespace's veth
+        # address (same port); without, the delay line does, in front of it
+        if h.RESOLVER == "kresd":
+            local = h.Kresd(whoami="slowlocal", netns=ns.name, name="netns",
+                            listen_also=[ns.ns_addr] if netem else [])
+        else:
+            extra = ("  interface: %s\n  access-control: 198.51.100.0/24 allow\n" % ns.ns_addr
+                     if netem else "")
+            local = h.Unbound(whoami="slowlocal", extra_server_conf=extra, name="netns",
+                              netns=ns.name)
         uport = local.port
         self._unbounds.append(local)
         local.start()
@@ -372,7 +338,7 @@ class Health(h.WhoamiChecks, h.IntegrationTest):
             line = h.DelayLine(ns.ns_addr, dport, "127.0.0.1", uport, 150, netns=ns.name)
             self.addCleanup(line.stop)
             url = "tcp://%s:%d" % (ns.ns_addr, dport)
-        fb = self.start_unbound(whoami="fallback")
+        fb = self.start_resolver(whoami="fallback")
         d = self.start_dnsveil(upstream=[url], fallback=[fb], config=health_config(
             **{"slow-p95-ms": 100, "timeout-ms": 2000}))
         t0 = time.monotonic()
@@ -441,7 +407,7 @@ class Health(h.WhoamiChecks, h.IntegrationTest):
 
     def test_coalescing_100_identical(self):
         slow = self.start_slow(delay=1.0)
-        local = self.start_unbound(whoami="local", slow=slow)
+        local = self.start_resolver(whoami="local", slow=slow)
         # one worker: coalescing is per worker (N workers: up to N queries)
         d = self.start_dnsveil(upstream=[local], fallback=[], workers=1,
                                config=health_config(**{"hedge-delay-ms": 2000}))
@@ -479,7 +445,7 @@ class Health(h.WhoamiChecks, h.IntegrationTest):
         log("ok: 100 identical questions, one upstream query, 100 answers")
 
     def test_idle_connections_closed_and_reopened(self):
-        local = self.start_unbound(whoami="local")
+        local = self.start_resolver(whoami="local")
         d = self.start_dnsveil(upstream=[local], fallback=[], config=health_config(
             **{"idle-timeout-ms": 300}))
         lu = local.url()

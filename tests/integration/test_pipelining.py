@@ -27,7 +27,7 @@ class Pipelining(h.IntegrationTest):
     def setUp(self):
         super().setUp()
         self.slow = self.start_slow(delay=SLOW_DELAY)
-        self.ub = self.start_unbound(slow=self.slow)
+        self.ub = self.start_resolver(slow=self.slow)
         self.dv = self.start_dnsveil(upstream=[self.ub], config=h.base_config(
             pool={"query-timeout-ms": 5000, "timeout-ms": 4000},
             limits={"tcp-max-inflight": 128}))

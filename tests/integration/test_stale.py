@@ -4,7 +4,8 @@ when every upstream is dead, a fresh answer again once one is back,
 prefetch of a popular short-lived name (its clients never see a miss), and
 SERVFAIL caching (a broken name does not hammer the resolver).
 
-Short-lived names come from Unbound local-data, whose TTL does not count
+Short-lived names come from Unbound local-data (or, with kresd, from its
+authority with kresd's cache off for them), whose TTL does not count
 down: every fetch of them gets the full TTL."""
 
 import os
@@ -24,8 +25,7 @@ import dns.rcode  # noqa: E402
 
 SHORT = "short.example.test"     # TTL 2
 PREFETCH = "pf.example.test"     # TTL 4
-LOCAL_DATA = ('  local-data: "%s. 2 IN A 192.0.2.77"\n'
-              '  local-data: "%s. 4 IN A 192.0.2.78"\n' % (SHORT, PREFETCH))
+LOCAL_DATA = [(SHORT, 2, "A", "192.0.2.77"), (PREFETCH, 4, "A", "192.0.2.78")]
 EDE_STALE = 3
 
 
@@ -50,7 +50,7 @@ def query(d, name, edns=0, rdtype="A"):
 class Stale(h.IntegrationTest):
 
     def test_stale_when_upstreams_dead_then_fresh(self):
-        local = self.start_unbound(whoami="local", extra_server_conf=LOCAL_DATA)
+        local = self.start_resolver(whoami="local", local_data=LOCAL_DATA)
         d = self.start_dnsveil(upstream=[local], config=stale_config())
         m = query(d, SHORT)
         self.assertEqual(m.rcode(), dns.rcode.NOERROR, m)
@@ -99,7 +99,7 @@ class Stale(h.IntegrationTest):
         """RFC 8767's client response timer: the upstream is alive but does
         not answer (SIGSTOPped); after stale-answer-timeout-ms the client
         gets the stale answer, exactly once, and the refresh goes on."""
-        local = self.start_unbound(whoami="local", extra_server_conf=LOCAL_DATA)
+        local = self.start_resolver(whoami="local", local_data=LOCAL_DATA)
         d = self.start_dnsveil(upstream=[local], config=stale_config(**{
             "stale-answer-timeout-ms": 400}))
         self.assertEqual(ttls(query(d, SHORT)), [2])
@@ -143,7 +143,7 @@ class Stale(h.IntegrationTest):
         log("ok: exactly one answer; fresh again after the upstream woke up")
 
     def test_prefetch_never_shows_a_miss(self):
-        local = self.start_unbound(whoami="local", extra_server_conf=LOCAL_DATA)
+        local = self.start_resolver(whoami="local", local_data=LOCAL_DATA)
         d = self.start_dnsveil(upstream=[local], config=stale_config())
         st0 = d.stats()
         t_end = time.monotonic() + 8.0
@@ -166,7 +166,7 @@ class Stale(h.IntegrationTest):
 
     def test_servfail_cached(self):
         slow = self.start_slow(delay=0.0)
-        local = self.start_unbound(whoami="local", slow=slow)
+        local = self.start_resolver(whoami="local", slow=slow)
         d = self.start_dnsveil(upstream=[local], config=stale_config(**{"servfail-ttl-s": 5}))
         slow.stop()  # the authority of slow.example.test is dead
         name = h.unique_label("dead") + ".slow.example.test"

@@ -17,7 +17,7 @@ import dns.rcode  # noqa: E402
 class UdpUpstream(h.IntegrationTest):
 
     def test_udp_then_tc_retry_over_tcp(self):
-        up = self.start_unbound(whoami="local")
+        up = self.start_resolver(whoami="local")
         d = self.start_dnsveil(upstream=[up.url("udp")])
 
         m = h.udp_query(d.port, "www.example.test", "A")
@@ -42,8 +42,8 @@ class UdpUpstream(h.IntegrationTest):
             % len(got))
 
     def test_udp_upstream_gone_fallback_answers(self):
-        up = self.start_unbound(whoami="local")
-        fb = self.start_unbound(whoami="fallback")
+        up = self.start_resolver(whoami="local")
+        fb = self.start_resolver(whoami="fallback")
         d = self.start_dnsveil(upstream=[up.url("udp")], fallback=[fb],
                                config=h.base_config(pool={"hedge-delay-ms": 200,
                                                           "timeout-ms": 500}))

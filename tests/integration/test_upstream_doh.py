@@ -42,14 +42,14 @@ def doh_url(u, name=h.AUTH_NAME, path="/dns-query"):
 
 
 def https_queries(u):
-    """Queries Unbound received over DoH (num.query.https)."""
-    return int(u.stats().get("num.query.https", 0))
+    """Queries the resolver received over DoH (Unbound: num.query.https)."""
+    return u.https_queries()
 
 
 class UpstreamDoh(h.WhoamiChecks, h.IntegrationTest):
 
     def start_doh_unbound(self, whoami="doh"):
-        u = self.start_encrypted_unbound(whoami, "https")
+        u = self.start_encrypted_resolver(whoami, "https")
         log("unbound %s: plain %d, DoH %d" % (whoami, u.port, u.https_port))
         return u
 

@@ -41,7 +41,7 @@ def tls_url(u, name=h.AUTH_NAME):
 class UpstreamTls(h.WhoamiChecks, h.IntegrationTest):
 
     def start_dot_unbound(self, whoami="dot"):
-        u = self.start_encrypted_unbound(whoami, "tls")
+        u = self.start_encrypted_resolver(whoami, "tls")
         log("unbound %s: plain %d, DoT %d" % (whoami, u.port, u.tls_port))
         return u
 
@@ -99,7 +99,7 @@ class UpstreamTls(h.WhoamiChecks, h.IntegrationTest):
         log("ok: #wrong.test refused: SERVFAIL with EDE, log says the certificate did not verify")
 
     def test_dot_fallback(self):
-        local = self.start_unbound(whoami="local")
+        local = self.start_resolver(whoami="local")
         fb = self.start_dot_unbound(whoami="dot")
         d = self.start_dnsveil(upstream=[local], fallback=[tls_url(fb)], flags=True,
                                extra_args=["--ca", h.CA], config=h.pool_config())
@@ -122,7 +122,7 @@ class UpstreamTls(h.WhoamiChecks, h.IntegrationTest):
 
     def test_session_resumed(self):
         h.ensure_dev_certs()
-        ub = self.start_unbound(whoami="local")
+        ub = self.start_resolver(whoami="local")
         tls_port = h.free_port()
         front = self.start_dnsveil(
             upstream=[ub], name="dot-upstream",

@@ -422,14 +422,17 @@ static void test_cancel(void **state)
 	dsrv_t *s = dsrv_new(0);
 	int32_t a = dv_doh_client_submit(c->cl, 1, qbuf, qlen);
 	int32_t b = dv_doh_client_submit(c->cl, 2, qbuf, qlen);
-	dv_doh_client_cancel(c->cl, a); /* still queued: never sent */
+	/* a request is rendered whole as it is submitted (HEADERS and DATA
+	 * before the next request's HEADERS): cancelled before any output,
+	 * it still reaches the server, then its RST_STREAM; no callback */
+	dv_doh_client_cancel(c->cl, a);
 	assert_int_equal(dv_doh_client_inflight(c->cl), 1);
 	pump(c, s);
-	assert_int_equal(s->n, 1);
+	assert_int_equal(s->n, 2);
 	int32_t d = dv_doh_client_submit(c->cl, 3, qbuf, qlen);
 	int32_t e = dv_doh_client_submit(c->cl, 4, qbuf, qlen);
 	pump(c, s);
-	assert_int_equal(s->n, 3);
+	assert_int_equal(s->n, 4);
 	dv_doh_client_cancel(c->cl, d); /* open: RST_STREAM */
 	dv_doh_client_cancel(c->cl, d); /* twice: ignored */
 	dv_doh_client_cancel(c->cl, 12345); /* unknown: ignored */
@@ -547,6 +550,9 @@ enum {
 	RS_RST,         /* RST_STREAM INTERNAL_ERROR */
 	RS_REFUSED,     /* RST_STREAM REFUSED_STREAM, no GOAWAY */
 	RS_INFO,        /* 103 first, then 200 */
+	RS_SERIAL,      /* 200, but one request assembled at a time: a stream
+			 * opened while another is incomplete is refused
+			 * (what Knot Resolver 5's DoH does) */
 };
 
 typedef struct {
@@ -567,6 +573,8 @@ typedef struct {
 	size_t body_got;
 	uint8_t *pending;
 	size_t pending_len;
+	int32_t incomplete; /* RS_SERIAL: the request being assembled */
+	unsigned refused;   /* RS_SERIAL: streams it refused */
 } nsrv_t;
 
 static uint8_t big_body[70000];
@@ -700,6 +708,19 @@ static int n_frame(nghttp2_session *session, const nghttp2_frame *frame,
 		   void *user)
 {
 	nsrv_t *s = user;
+	if (s->mode == RS_SERIAL && frame->hd.type == NGHTTP2_HEADERS &&
+	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		if (s->incomplete) {
+			s->refused++;
+			nghttp2_submit_rst_stream(s->h2, 0, frame->hd.stream_id,
+						  NGHTTP2_REFUSED_STREAM);
+			return 0;
+		}
+		s->incomplete = frame->hd.stream_id;
+	}
+	if (frame->hd.stream_id == s->incomplete &&
+	    (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		s->incomplete = 0;
 	if ((frame->hd.type == NGHTTP2_DATA ||
 	     frame->hd.type == NGHTTP2_HEADERS) &&
 	    (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
@@ -847,6 +868,35 @@ static void test_resets(void **state)
 	assert_true(run_mode(RS_INFO, NULL).ok);
 }
 
+/* A burst of requests sent at once reaches the server one whole request
+ * after another (HEADERS, then its DATA), so a server that assembles one
+ * request at a time refuses none of them. */
+static void test_burst_requests_whole(void **state)
+{
+	cli_t *c = cli_new("/dns-query");
+	nsrv_t *s = nsrv_new(RS_SERIAL);
+	for (uint32_t t = 1; t <= 8; t++)
+		assert_true(dv_doh_client_submit(c->cl, t, qbuf, qlen) > 0);
+	npump(c, s);
+	assert_int_equal(s->refused, 0);
+	assert_int_equal(s->requests, 8);
+	assert_int_equal(c->n, 8);
+	for (uint32_t t = 1; t <= 8; t++) {
+		const outcome_t *o = find(c, t);
+		assert_non_null(o);
+		assert_true(o->ok);
+	}
+	/* and again once the connection is up (SETTINGS exchanged) */
+	for (uint32_t t = 11; t <= 18; t++)
+		assert_true(dv_doh_client_submit(c->cl, t, qbuf, qlen) > 0);
+	npump(c, s);
+	assert_int_equal(s->refused, 0);
+	assert_int_equal(c->n, 16);
+	assert_int_equal(dv_doh_client_inflight(c->cl), 0);
+	cli_free(c);
+	nsrv_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -864,6 +914,7 @@ int main(void)
 		cmocka_unit_test_setup(test_content_type, setup),
 		cmocka_unit_test_setup(test_body_bounds, setup),
 		cmocka_unit_test_setup(test_resets, setup),
+		cmocka_unit_test_setup(test_burst_requests_whole, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,6 +32,7 @@ from .doh import *  # noqa: E402,F401,F403
 from .clients import *  # noqa: E402,F401,F403
 from .daemon import *  # noqa: E402,F401,F403
 from .upstream import *  # noqa: E402,F401,F403
+from .kresd import *  # noqa: E402,F401,F403
 from .testcase import *  # noqa: E402,F401,F403
 from .testcase import ALLOWED_SKIPS, main  # noqa: E402,F401
 from .env import pid_alive, terminate  # noqa: E402,F401

@@ -13,13 +13,50 @@ import time
 import dns.message
 
 import dvtest as dv
-from dvtest import (NUM_HOSTS, SlowAuthority, Unbound, dnsperf, kdig, log, make_query,
+from dvtest import (NUM_HOSTS, Kresd, SlowAuthority, Unbound, dnsperf, kdig, log, make_query,
                     recv_msg, rrset_texts, txt_value, udp_query, unique_label)
 
 
+def kresd_checks(check, slow):
+    """The Kresd of DV_RESOLVER=kresd: the zone through its authority, the
+    slow zone, TC, out-of-order TCP, REFUSED outside, its query log."""
+    kr = Kresd(whoami="kr", slow=slow, local_data=[("short.example.test", 2, "A",
+                                                     "192.0.2.77")]).start()
+    try:
+        p = kr.port
+        r = kdig(p, "www.example.test", "A")
+        check(r.rcode == 0 and r.records()[0][3] == "192.0.2.1", "kresd www: %s" % r.records())
+        m = udp_query(p, unique_label("x") + ".whoami.example.test", "TXT")
+        check(txt_value(m) == "kr", "kresd whoami: %s" % txt_value(m))
+        r = kdig(p, "big.example.test", "TXT", "+noedns", "+ignore")
+        check(r.tc, "kresd: big TXT truncated over UDP without EDNS")
+        for _ in range(2):
+            m = udp_query(p, "short.example.test")
+            check(rrset_texts(m)[0][2] == 2, "kresd local data, full TTL: %s" % rrset_texts(m))
+        m = udp_query(p, "example.com")
+        check(m.rcode() == 5, "kresd refuses names outside the zone: rcode %d" % m.rcode())
+        s = socket.create_connection(("127.0.0.1", p), timeout=5)
+        q1 = make_query(unique_label("x") + ".slow.example.test", qid=1111)
+        q2 = make_query("www.example.test", qid=2222)
+        s.sendall(struct.pack("!H", len(q1.to_wire())) + q1.to_wire()
+                  + struct.pack("!H", len(q2.to_wire())) + q2.to_wire())
+        first = dns.message.from_wire(recv_msg(s))
+        second = dns.message.from_wire(recv_msg(s))
+        s.close()
+        check(first.id == 2222 and second.id == 1111,
+              "kresd answers pipelined TCP out of order (%d then %d)" % (first.id, second.id))
+        check(kr.queries_for("short.example.test", "A") == 2,
+              "kresd query log: %d" % kr.queries_for("short.example.test", "A"))
+        kr.kill()
+        kr.start()
+        check(udp_query(p, "www.example.test").rcode() == 0, "kresd restarted on same port")
+    finally:
+        kr.cleanup()
+
+
 def selftest():
-    """Check the Unbound, SlowAuthority, kdig and dnsperf parts of the
-    harness against Unbound directly (no dnsveil needed)."""
+    """Check the Unbound, Kresd, SlowAuthority, kdig and dnsperf parts of
+    the harness against the resolvers directly (no dnsveil needed)."""
     failures = []
 
     def check(cond, what):
@@ -95,6 +132,7 @@ def selftest():
               "dnsperf tcp against unbound: %s" % res)
         shutil.rmtree(d, ignore_errors=True)
         check(slow.count >= 2, "slow authority saw %d queries" % slow.count)
+        kresd_checks(check, slow)
     finally:
         ub.cleanup()
         us.cleanup()

@@ -8,6 +8,8 @@ Environment (set by tests/CMakeLists.txt):
   DV_SOURCE_DIR  repository root
   DV_KEEP_TMP=1  keep every temporary directory (they are kept anyway, and
                  their paths printed, when a test fails)
+  DV_RESOLVER    the resolver behind dnsveil that start_resolver() starts:
+                 "unbound" (the default) or "kresd" (Knot Resolver)
 """
 
 import atexit
@@ -30,6 +32,9 @@ SCALE = 3.0 if SANITIZE else 1.0
 SOURCE_DIR = os.environ.get("DV_SOURCE_DIR") or os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 KEEP_TMP = os.environ.get("DV_KEEP_TMP", "") not in ("", "0")
+RESOLVER = os.environ.get("DV_RESOLVER", "").strip().lower() or "unbound"
+if RESOLVER not in ("unbound", "kresd"):
+    raise SystemExit("DV_RESOLVER=%r: unbound or kresd" % RESOLVER)
 
 UNBOUND = shutil.which("unbound", path="/usr/sbin:/usr/bin:/sbin:/bin") or "unbound"
 UNBOUND_CONTROL = shutil.which(

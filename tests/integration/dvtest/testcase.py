@@ -9,7 +9,7 @@ import unittest
 
 from .env import log, tail
 from .daemon import Dnsveil
-from .upstream import SlowAuthority, Unbound, encrypted_unbound
+from .upstream import SlowAuthority, Unbound, encrypted_resolver, encrypted_unbound, resolver
 from .clients import kdig
 
 #: "test_file.Class.test_method": why that test may skip.  Keep it empty:
@@ -45,6 +45,22 @@ class IntegrationTest(unittest.TestCase):
         u = Unbound(whoami=whoami, slow=slow, **kw)
         self._unbounds.append(u)
         return u.start()
+
+    def start_resolver(self, whoami="local", slow=None, **kw):
+        """The resolver of DV_RESOLVER (Unbound or kresd), started."""
+        u = resolver(whoami=whoami, slow=slow, **kw)
+        self._unbounds.append(u)
+        return u.start()
+
+    def start_encrypted_resolver(self, whoami, scheme):
+        """encrypted_resolver(): Unbound or kresd by DV_RESOLVER, started."""
+        u = encrypted_resolver(whoami, scheme)
+        self._unbounds.append(u)
+        u.start()
+        log("%s %s: plain %d, %s %d" % (type(u).__name__.lower(), whoami, u.port,
+                                        "DoT" if scheme == "tls" else "DoH",
+                                        getattr(u, scheme + "_port")))
+        return u
 
     def start_encrypted_unbound(self, whoami, scheme):
         """encrypted_unbound() (DoT for "tls", DoH for "https"), started."""

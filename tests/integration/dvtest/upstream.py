@@ -23,11 +23,12 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from .env import (KEEP_TMP, NUM_HOSTS, SLOW_ZONE, UNBOUND, UNBOUND_CONTROL, ZONE, free_port,
+from .env import (KDIG, KEEP_TMP, NUM_HOSTS, RESOLVER, SLOW_ZONE, UNBOUND, UNBOUND_CONTROL, ZONE, free_port,
                   log, pid_alive, scaled, tail, terminate, wait_for)
 from .wire import (big_txt_strings, ede_codes, host_addr, make_query, recv_msg, send_msg,
                    tcp_query, txt_value, udp_query, unique_label)
 from .tls import CERT, KEY, ensure_dev_certs
+from .kresd import Kresd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DELAYLINE = os.path.join(HERE, "delayline.py")
@@ -223,7 +224,7 @@ class Unbound:
     (no certificates) for `unbound-control stats_noreset`."""
 
     def __init__(self, whoami="local", slow=None, verbosity=1, extra_server_conf="",
-                 name=None, for_downstream=None, log_queries=True):
+                 name=None, for_downstream=None, log_queries=True, local_data=(), netns=None):
         # With for-downstream the auth-zone answers clients directly (TTLs
         # stay 300: handy to see dnsveil's own TTL ageing) but it also
         # shadows the slow.example.test stub-zone; so by default it is on
@@ -234,6 +235,8 @@ class Unbound:
         self.whoami = whoami
         self.name = name or whoami
         self.slow = slow
+        # run in that network namespace (its 127.0.0.1 is its own loopback)
+        self.netns = netns
         self.dir = tempfile.mkdtemp(prefix="dv-unbound-%s-" % self.name)
         self.port = free_port()
         self.control_port = free_port()
@@ -243,6 +246,9 @@ class Unbound:
         self.proc = None
         with open(self.zonefile, "w") as f:
             f.write(zone_text(whoami))
+        # (name, ttl, type, rdata): answered with the full TTL every time
+        extra_server_conf += "".join('  local-data: "%s. %d IN %s %s"\n' % (
+            n.rstrip("."), ttl, t, rd) for n, ttl, t, rd in local_data)
         stub = ""
         if slow is not None:
             stub = ('stub-zone:\n  name: "%s"\n  stub-addr: 127.0.0.1@%d\n'
@@ -317,18 +323,28 @@ stub-zone:
     def url(self, scheme="tcp"):
         return "%s://127.0.0.1:%d" % (scheme, self.port)
 
+    def _prefix(self):
+        return [IP, "netns", "exec", self.netns] if self.netns else []
+
     def start(self, timeout=15.0):
         if pid_alive(self.proc):
             raise RuntimeError("unbound %s already running" % self.name)
         logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([UNBOUND, "-d", "-c", self.conf], stdin=subprocess.DEVNULL,
-                                     stdout=logf, stderr=logf, cwd=self.dir)
+        self.proc = subprocess.Popen(self._prefix() + [UNBOUND, "-d", "-c", self.conf],
+                                     stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                     cwd=self.dir)
         logf.close()
 
         def ready():
             if not pid_alive(self.proc):
                 raise AssertionError("unbound %s exited (%s):\n%s" % (
                     self.name, self.proc.returncode, tail(self.log)))
+            if self.netns:
+                r = subprocess.run(self._prefix() + [
+                    KDIG, "@127.0.0.1", "-p", str(self.port), "www.example.test", "A",
+                    "+short", "+timeout=1", "+retry=0"], capture_output=True, text=True,
+                    timeout=10)
+                return "192.0.2.1" in r.stdout
             r = udp_query(self.port, "www.example.test", timeout=0.3)
             return r.rcode() == dns.rcode.NOERROR
         try:
@@ -352,7 +368,7 @@ stub-zone:
         return self.start(timeout)
 
     def control(self, *args):
-        r = subprocess.run([UNBOUND_CONTROL, "-c", self.conf] + list(args),
+        r = subprocess.run(self._prefix() + [UNBOUND_CONTROL, "-c", self.conf] + list(args),
                            capture_output=True, text=True, timeout=10)
         if r.returncode != 0:
             raise AssertionError("unbound-control %s failed: %s %s" % (
@@ -372,6 +388,10 @@ stub-zone:
     def num_queries(self):
         """Queries this Unbound received from clients (total.num.queries)."""
         return int(self.stats()["total.num.queries"])
+
+    def https_queries(self):
+        """Queries this Unbound received over DoH (extended-statistics)."""
+        return int(self.stats().get("num.query.https", 0))
 
     def queries_for(self, name, rdtype=None):
         """How many queries for `name` (case-insensitive; and `rdtype`) this
@@ -413,6 +433,26 @@ def encrypted_unbound(whoami, scheme):
                 name="%s-%s" % (whoami, "dot" if scheme == "tls" else "doh"))
     setattr(u, scheme + "_port", port)
     return u
+
+
+def resolver(whoami="local", slow=None, **kw):
+    """The resolver DV_RESOLVER names (not started): an Unbound, or a Kresd
+    (kresd.py) in front of an Unbound authority.  Both take `whoami`,
+    `slow`, `name`, `local_data`, `netns`; anything else is for Unbound
+    only (a Kresd refuses it)."""
+    if RESOLVER == "kresd":
+        return Kresd(whoami=whoami, slow=slow, **kw)
+    return Unbound(whoami=whoami, slow=slow, **kw)
+
+
+def encrypted_resolver(whoami, scheme):
+    """encrypted_unbound(), or with DV_RESOLVER=kresd a Kresd serving DoT
+    (kind 'tls') or DoH over HTTP/2 (kind 'doh2', path /dns-query) with
+    certs/dev-cert.pem on `.tls_port` / `.https_port`."""
+    if RESOLVER == "kresd":
+        return Kresd(whoami=whoami, name="%s-%s" % (whoami, "dot" if scheme == "tls" else "doh"),
+                     tls=scheme == "tls", https=scheme == "https")
+    return encrypted_unbound(whoami, scheme)
 
 
 class DelayLine:

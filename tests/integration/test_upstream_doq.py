@@ -57,6 +57,14 @@ def quic_url(b, name=h.AUTH_NAME):
     return "quic://127.0.0.1:%d#%s" % (b.quic_port, name)
 
 
+
+def udp_rcvbuf_errors():
+    """The kernel's count of UDP datagrams dropped for a full receive
+    buffer (/proc/net/snmp Udp RcvbufErrors; the whole machine's)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
 class UpstreamDoq(h.WhoamiChecks, h.IntegrationTest):
 
     def start_b(self, ub, quic_port=None, workers=2):
@@ -241,9 +249,11 @@ class UpstreamDoq(h.WhoamiChecks, h.IntegrationTest):
         with open(qfile, "w") as f:
             for i in range(200000):
                 f.write("k%d.wild.example.test A\n" % i)
+        drops0 = udp_rcvbuf_errors()
         res, out = h.dnsperf(a.port, qfile, "-c", "1", "-q", str(outstanding),
                              "-l", str(seconds), "-t", "5",
                              timeout=seconds + 60)
+        res["kernel_drops"] = udp_rcvbuf_errors() - drops0
         self.assertEqual(res["rc"], 0, out)
         st = a.stats()
         u = h.upstream_stats(st, srv.url())
@@ -252,12 +262,14 @@ class UpstreamDoq(h.WhoamiChecks, h.IntegrationTest):
         ok = res.get("noerror", 0)
         log("dnsperf -q %d -l %d through A to a knotd-like DoQ server: sent %d, NOERROR %d "
             "(%.2f%%), SERVFAIL %d (%.2f%%), lost %d (%.2f%%), %.0f qps; upstream went down %d "
-            "times, %d connects, %d retried; server: %s" % (
+            "times, %d connects, %d retried; server: %s; A received %d queries and sent %d "
+            "answers; kernel UDP receive-buffer drops %d" % (
                 outstanding, seconds, sent, ok, 100.0 * ok / max(sent, 1),
                 res.get("servfail", 0), 100.0 * res.get("servfail", 0) / max(sent, 1),
                 res.get("lost", 0), 100.0 * res.get("lost", 0) / max(sent, 1), res.get("qps", 0),
-                u["went_down"], u["connects"], st.get("upstream_retries", 0), sst))
-        return res, out, u, sst
+                u["went_down"], u["connects"], st.get("upstream_retries", 0), sst,
+                st["queries"], st["answers"], res["kernel_drops"]))
+        return res, out, u, sst, st
 
     def test_knot_like_stream_limits(self):
         """knotd's limits (10 unfinished streams, 1,024 per connection)
@@ -266,12 +278,19 @@ class UpstreamDoq(h.WhoamiChecks, h.IntegrationTest):
         queries of a connection that went silent."""
         seconds = 5 if h.SANITIZE else 10
         outstanding = 200 if h.SANITIZE else 500
-        res, out, u, sst = self.knot_like_load(seconds, outstanding)
+        res, out, u, sst, st = self.knot_like_load(seconds, outstanding)
         sent = res.get("sent", 0)
         self.assertGreater(sent, 1000, out)
         self.assertGreaterEqual(res.get("noerror", 0), 0.99 * sent,
                                 "fewer than 99%% NOERROR:\n%s" % out)
-        self.assertEqual(res.get("lost", 0), 0, out)
+        # A answers every query it reads (SERVFAIL at the latest, at its
+        # 3 s deadline, well inside dnsperf's 5 s); dnsperf may still lose
+        # a few on a loaded machine when a UDP socket's receive buffer
+        # overflows (dnsperf's or A's listener): the kernel counts those
+        self.assertEqual(st["answers"], st["queries"], "A left queries unanswered: %s" % out)
+        self.assertLessEqual(res.get("lost", 0), res["kernel_drops"],
+                             "queries lost beyond the kernel's UDP receive-buffer drops "
+                             "(%d): %s" % (res["kernel_drops"], out))
         self.assertEqual(u["went_down"], 0, "the upstream flapped down: %s" % u)
         # both limits were met, so the test proves what it says
         self.assertGreaterEqual(sst["connections"], 2, sst)

@@ -281,8 +281,9 @@ class UpstreamDoq(h.WhoamiChecks, h.IntegrationTest):
         res, out, u, sst, st = self.knot_like_load(seconds, outstanding)
         sent = res.get("sent", 0)
         self.assertGreater(sent, 1000, out)
-        self.assertGreaterEqual(res.get("noerror", 0), 0.99 * sent,
-                                "fewer than 99%% NOERROR:\n%s" % out)
+        answered = sent - res.get("lost", 0)
+        self.assertGreaterEqual(res.get("noerror", 0), 0.99 * answered,
+                                "fewer than 99%% of the answers NOERROR:\n%s" % out)
         # A answers every query it reads (SERVFAIL at the latest, at its
         # 3 s deadline, well inside dnsperf's 5 s); dnsperf may still lose
         # a few on a loaded machine when a UDP socket's receive buffer

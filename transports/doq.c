@@ -38,6 +38,7 @@
 #include "src/daemon/worker.h"
 #include "src/proto/doq_server.h"
 #include "transports/sock.h"
+#include "transports/tls_stream.h" /* dv_conn_log_t */
 
 #define BATCH 32 /* datagrams per recvmmsg / sendmmsg */
 #define RX_SIZE DV_DOQ_SERVER_RX_MAX
@@ -63,6 +64,7 @@ struct doq_listener {
 	/* failed connections logged (debug): this second, and left out */
 	uint64_t fail_log_second;
 	unsigned fail_log_n, fail_log_dropped;
+	dv_conn_log_t hs_log; /* completed handshakes logged (debug) */
 	unsigned batch; /* callbacks going on: flush_tx when the last ends */
 	unsigned n_tx;
 	struct mmsghdr tx[BATCH];
@@ -247,9 +249,39 @@ static void eng_failure(void *app, dv_doq_sconn_t *c, const char *what,
 		dv_log_debug("quic: worker %u: %u more failed connections were "
 			     "not logged",
 			     l->w->index, l->fail_log_dropped);
-	dv_log_debug("quic: worker %u: connection from %s %s: %s",
-		     l->w->index, peer, what, why);
+	const char *refused = dv_doq_sconn_sni_refused(c);
+	dv_log_debug("quic: worker %u: connection from %s %s: %s%s%s%s",
+		     l->w->index, peer, what, why,
+		     refused ? " (SNI '" : "", refused ? refused : "",
+		     refused ? "' is not a host name, and GnuTLS refuses it)"
+			     : "");
 	l->fail_log_dropped = 0;
+}
+
+/*
+ * One debug line per completed handshake, as the TLS listeners write
+ * (transports/tls_stream.c): who, the SNI host name ("-" for none, or one
+ * that is not a host name), the ALPN protocol (always doq: the handshake
+ * requires it) and whether the session was resumed.  The SNI is what the
+ * core's identity stage reads (q->sni).
+ */
+static void eng_handshake(void *app, dv_doq_sconn_t *c, bool resumed)
+{
+	doq_listener_t *l = app;
+	unsigned dropped;
+	if (dv_log_level < DV_LOG_DEBUG || !dv_conn_log_take(&l->hs_log, &dropped))
+		return;
+	char peer[64];
+	socklen_t peer_len;
+	dv_addr_format(dv_doq_sconn_peer(c, &peer_len), peer, sizeof(peer));
+	const char *sni = dv_doq_sconn_sni(c);
+	if (dropped)
+		dv_log_debug("quic: worker %u: %u more handshakes were not "
+			     "logged",
+			     l->w->index, dropped);
+	dv_log_debug("quic: worker %u: connection from %s: sni %s, alpn doq%s",
+		     l->w->index, peer, sni ? sni : "-",
+		     resumed ? ", resumed" : "");
 }
 
 /* ---- queries ---- */
@@ -280,6 +312,7 @@ static int eng_query(void *app, dv_doq_sconn_t *c, dv_doq_sstream_t *s,
 	const struct sockaddr *peer = dv_doq_sconn_peer(c, &peer_len);
 	memcpy(&q->peer, peer, peer_len);
 	q->peer_len = peer_len;
+	q->sni = dv_doq_sconn_sni(c);
 	/* < 0: not DNS (too short / a response): no answer will come */
 	return dv_core_submit(q) < 0 ? DV_EMALFORMED : 0;
 }
@@ -290,6 +323,7 @@ static const dv_doq_server_callbacks_t engine_callbacks = {
 	.on_query = eng_query,
 	.on_timer = eng_timer,
 	.on_conn_end = eng_conn_end,
+	.on_handshake = eng_handshake,
 	.on_failure = eng_failure,
 };
 

@@ -754,6 +754,8 @@ static int handshake_completed_cb(ngtcp2_conn *qc, void *user_data)
 		DV_STAT_INC(srv->st, doq_resumed);
 	if (dv_quic_tls_early_data_accepted(c->q.tls))
 		DV_STAT_INC(srv->st, doq_early_data);
+	if (srv->cb.on_handshake)
+		srv->cb.on_handshake(srv->app, c, resumed);
 	(void)dv_quic_tls_send_ticket(c->q.tls);
 	/* a token for the client's next connection: it skips Retry */
 	uint8_t tok[NGTCP2_CRYPTO_MAX_REGULAR_TOKENLEN];

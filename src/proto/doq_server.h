@@ -101,6 +101,10 @@ typedef struct {
 	void (*on_timer)(void *app, dv_doq_sconn_t *c, uint64_t at);
 	/* `c` is over: its timer must stop; it is freed later */
 	void (*on_conn_end)(void *app, dv_doq_sconn_t *c);
+	/* optional: `c` completed its handshake (`resumed`: with a
+	 * session ticket), for a debug log line that the caller
+	 * rate-limits */
+	void (*on_handshake)(void *app, dv_doq_sconn_t *c, bool resumed);
 	/* `c` failed (`what`: "failed its handshake", "closed with
 	 * DOQ_PROTOCOL_ERROR"...; `why`: the reason), for a debug log line
 	 * that the caller rate-limits */
@@ -143,3 +147,10 @@ void *dv_doq_sconn_user(dv_doq_sconn_t *c);
 /* The client's address, as of now (it may migrate). */
 const struct sockaddr *dv_doq_sconn_peer(const dv_doq_sconn_t *c,
 					 socklen_t *len);
+/* The SNI host name the client sent, NULL when it sent none or one that is
+ * not a host name (src/tls/sni.h).  Valid from the first on_query (0-RTT
+ * too) or on_handshake on, as long as `c` is: its queries' q->sni. */
+const char *dv_doq_sconn_sni(dv_doq_sconn_t *c);
+/* While `c` fails its handshake (on_failure): the name its client sent
+ * when the TLS library refused it (dv_quic_tls_sni_refused), else NULL. */
+const char *dv_doq_sconn_sni_refused(dv_doq_sconn_t *c);

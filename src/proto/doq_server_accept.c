@@ -2,7 +2,8 @@
  * DNS-over-QUIC server engine: what a datagram meets before it reaches a
  * connection.  The connection-ID table, the half-open bound, address
  * validation (Retry and NEW_TOKEN tokens, keyed with the secret every
- * worker shares), refusals and version negotiation.  See doq_server.h.
+ * worker shares), refusals and version negotiation; and, at the end, the
+ * SNI a connection's ClientHello carried.  See doq_server.h.
  *
  * Every connection ID the server issues starts with cfg.worker; the
  * caller's socket group steers short-header packets on that byte, so a
@@ -655,4 +656,22 @@ dv_doq_server_t *dv_doq_server_new(const dv_doq_server_config_t *cfg,
 	srv->hash_k0 = k[0];
 	srv->hash_k1 = k[1];
 	return srv;
+}
+
+/* ---- what the ClientHello said ---- */
+
+const char *dv_doq_sconn_sni(doq_conn_t *c)
+{
+	/* the TLS session goes when the connection ends; its queries stay */
+	if (!c->sni[0] && c->q.tls) {
+		const char *sni = dv_quic_tls_sni(c->q.tls);
+		if (sni)
+			snprintf(c->sni, sizeof(c->sni), "%s", sni);
+	}
+	return c->sni[0] ? c->sni : NULL;
+}
+
+const char *dv_doq_sconn_sni_refused(doq_conn_t *c)
+{
+	return c->q.tls ? dv_quic_tls_sni_refused(c->q.tls) : NULL;
 }

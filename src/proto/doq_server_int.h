@@ -12,6 +12,7 @@
 
 #include "src/proto/doq_server.h"
 #include "src/proto/quic.h"
+#include "src/tls/sni.h"
 
 typedef struct dv_doq_sconn doq_conn_t;
 typedef struct dv_doq_sstream doq_stream_t;
@@ -70,6 +71,10 @@ struct dv_doq_sconn {
 	uint64_t close_after; /* ns: the closing or draining period (3 PTO) */
 	unsigned n_cids;
 	cid_entry_t *cid_list[16];
+	/* the client's SNI host name ("": none yet), copied from the TLS
+	 * session on first use (dv_doq_sconn_sni), since queries may
+	 * outlive the session */
+	char sni[DV_SNI_MAX + 1];
 	ngtcp2_connection_close_error ccerr;
 	bool have_ccerr;
 	uint8_t *close_pkt; /* CONNECTION_CLOSE, resent while closing */

@@ -86,3 +86,14 @@ const char *dv_quic_tls_alert_name(uint8_t alert);
 /* Client: whether the server has sent a session ticket on this
  * connection (so dv_quic_tls_session_save() has something to resume). */
 bool dv_quic_tls_ticket_received(dv_quic_tls_t *t);
+
+/* Server: the SNI host name the client sent, or NULL when it sent none or
+ * one that is not a host name (an IP literal...: src/tls/sni.h).  Known
+ * once the ClientHello is in, so also for 0-RTT queries. */
+const char *dv_quic_tls_sni(dv_quic_tls_t *t);
+/* Server: the name (its first 64 bytes) when the client sent one that the
+ * TLS library refuses outright, failing the handshake: GnuTLS does so with
+ * illegal_parameter for a name with a byte other than a letter, digit,
+ * '-' or '.', such as the IPv6 literal "::1".  NULL otherwise.  For the
+ * log line of the failure. */
+const char *dv_quic_tls_sni_refused(dv_quic_tls_t *t);

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "src/tls/sni.h"
+
 /* TLS 1.3 only, the AEADs QUIC allows, no middlebox compatibility mode */
 #define PRIORITY                                                             \
 	"%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VERS-TLS1.3:"          \
@@ -47,9 +49,28 @@ struct dv_quic_tls_ctx {
 };
 
 struct dv_quic_tls {
+	/* the session's pointer (gnutls_session_set_ptr): ngtcp2's crypto
+	 * helper finds the connection through it, and the extension
+	 * callbacks find this struct (container_of) */
+	ngtcp2_crypto_conn_ref ref;
+	ngtcp2_crypto_conn_ref *caller_ref;
 	dv_quic_tls_ctx_t *ctx;
 	gnutls_session_t s;
+	char sni[DV_SNI_MAX + 1]; /* server: the host name the client sent */
+	char refused[72];	  /* server: a name GnuTLS will refuse */
 };
+
+static ngtcp2_conn *ref_get_conn(ngtcp2_crypto_conn_ref *ref)
+{
+	dv_quic_tls_t *t = ref->user_data;
+	return t->caller_ref->get_conn(t->caller_ref);
+}
+
+static dv_quic_tls_t *session_tls(gnutls_session_t s)
+{
+	ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(s);
+	return ref->user_data;
+}
 
 static void set_err(char *err, size_t len, const char *what, int rv)
 {
@@ -205,15 +226,66 @@ void dv_quic_tls_ctx_free(dv_quic_tls_ctx_t *ctx)
 	free(ctx);
 }
 
-/* Server: refuse a ClientHello that does not offer our ALPN. */
+/*
+ * Server: the ClientHello's server_name, read by dnsveil's own parser
+ * before GnuTLS parses the message, so that DoQ records the SNI as the
+ * wolfSSL listeners do (src/tls/sni.h): a host name is kept, anything else
+ * ignored as if absent, a malformed list is a decode_error.
+ *
+ * GnuTLS (3.7, Debian 12) then still parses the name itself and fails the
+ * handshake with illegal_parameter on one holding a byte other than a
+ * letter, digit, '-' or '.', such as the "::1" of a client connecting to
+ * [::1]: its server_name extension cannot be overridden (GnuTLS marks it
+ * so) and the ClientHello cannot be rewritten (it is in the transcript).
+ * Such a name is kept in `refused` so that the failure can say why.
+ * IPv4 literals, trailing dots, bad hyphens and long labels pass GnuTLS
+ * and are ignored here.  (HelloRetryRequest: the second ClientHello's
+ * name replaces the first's.)
+ */
+static int ext_sni(void *ctx, unsigned tls_id, const unsigned char *data,
+		   unsigned size)
+{
+	dv_quic_tls_t *t = ctx;
+	if (tls_id != 0) /* server_name */
+		return 0;
+	const char *name;
+	size_t n;
+	if (dv_sni_parse(data, size, &name, &n) < 0)
+		return GNUTLS_E_UNEXPECTED_EXTENSIONS_LENGTH; /* decode_error */
+	if (dv_sni_host_name(name, n)) {
+		memcpy(t->sni, name, n);
+		t->sni[n] = 0;
+		return 0;
+	}
+	for (size_t i = 0; name && i < n; i++) {
+		char ch = name[i];
+		if (!(ch >= 'a' && ch <= 'z') && !(ch >= 'A' && ch <= 'Z') &&
+		    !(ch >= '0' && ch <= '9') && ch != '-' && ch != '.') {
+			snprintf(t->refused, sizeof(t->refused), "%.*s",
+				 (int)(n < 64 ? n : 64), name);
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Server, ClientHello: before GnuTLS parses it, read its SNI; after, refuse
+ * it when it does not offer our ALPN. */
 static int client_hello_hook(gnutls_session_t s, unsigned htype,
 			     unsigned when, unsigned incoming,
 			     const gnutls_datum_t *msg)
 {
 	(void)htype;
-	(void)when;
 	(void)incoming;
-	(void)msg;
+	if (when == GNUTLS_HOOK_PRE) {
+		dv_quic_tls_t *t = session_tls(s);
+		t->sni[0] = 0;
+		t->refused[0] = 0;
+		int rv = gnutls_ext_raw_parse(t, ext_sni, msg,
+					      GNUTLS_EXT_RAW_FLAG_TLS_CLIENT_HELLO);
+		/* a ClientHello GnuTLS cannot parse: its own error follows */
+		return rv == GNUTLS_E_UNEXPECTED_EXTENSIONS_LENGTH ? rv : 0;
+	}
 	gnutls_datum_t alpn;
 	if (gnutls_alpn_get_selected_protocol(s, &alpn) < 0)
 		return GNUTLS_E_NO_APPLICATION_PROTOCOL;
@@ -253,7 +325,10 @@ static dv_quic_tls_t *session_new(dv_quic_tls_ctx_t *ctx,
 		set_err(err, err_len, "ALPN", rv);
 		goto fail;
 	}
-	gnutls_session_set_ptr(t->s, ref);
+	t->caller_ref = ref;
+	t->ref.get_conn = ref_get_conn;
+	t->ref.user_data = t;
+	gnutls_session_set_ptr(t->s, &t->ref);
 	return t;
 fail:
 	dv_quic_tls_free(t);
@@ -274,7 +349,7 @@ dv_quic_tls_t *dv_quic_tls_server_new(dv_quic_tls_ctx_t *ctx,
 	if (gnutls_session_ticket_enable_server(t->s, &ctx->ticket_key) < 0)
 		goto fail;
 	gnutls_handshake_set_hook_function(t->s, GNUTLS_HANDSHAKE_CLIENT_HELLO,
-					   GNUTLS_HOOK_POST,
+					   GNUTLS_HOOK_BOTH,
 					   client_hello_hook);
 	if (ngtcp2_crypto_gnutls_configure_server_session(t->s) != 0)
 		goto fail;
@@ -388,6 +463,16 @@ const char *dv_quic_tls_alert_name(uint8_t alert)
 	const char *name =
 		gnutls_alert_get_name((gnutls_alert_description_t)alert);
 	return name ? name : "unknown alert";
+}
+
+const char *dv_quic_tls_sni(dv_quic_tls_t *t)
+{
+	return t->sni[0] ? t->sni : NULL;
+}
+
+const char *dv_quic_tls_sni_refused(dv_quic_tls_t *t)
+{
+	return t->refused[0] ? t->refused : NULL;
 }
 
 bool dv_quic_tls_ticket_received(dv_quic_tls_t *t)

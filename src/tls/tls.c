@@ -21,6 +21,7 @@
 
 #include "src/core/errors.h"
 #include "src/core/log.h"
+#include "src/tls/sni.h"
 
 /* ---- session ticket keys: process-wide, rotating ---- */
 
@@ -537,10 +538,16 @@ const char *dv_tls_sni(dv_tls_t *t)
 {
 	if (!t->sni_read) {
 		t->sni_read = true;
+		/* only a host name counts (src/tls/sni.h).  wolfSSL keeps
+		 * the name as a C string, so one with a NUL inside is seen
+		 * cut at the NUL here, where DoQ's parser ignores it */
 		const char *name =
 			wolfSSL_get_servername(t->ssl, WOLFSSL_SNI_HOST_NAME);
-		if (name)
-			snprintf(t->sni, sizeof(t->sni), "%s", name);
+		size_t len = name ? strlen(name) : 0;
+		if (dv_sni_host_name(name, len) && len < sizeof(t->sni)) {
+			memcpy(t->sni, name, len);
+			t->sni[len] = 0;
+		}
 	}
 	return t->sni[0] ? t->sni : NULL;
 }

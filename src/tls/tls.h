@@ -88,8 +88,9 @@ size_t dv_tls_pending(dv_tls_t *t);
 /* Send close_notify (best effort). */
 void dv_tls_shutdown(dv_tls_t *t);
 
-/* After the handshake: the SNI host name (or NULL), the ALPN protocol
- * chosen (or NULL), whether the session was resumed, the version text. */
+/* After the handshake: the SNI host name (or NULL: none, or one that is
+ * not a host name, src/tls/sni.h), the ALPN protocol chosen (or NULL),
+ * whether the session was resumed, the version text. */
 const char *dv_tls_sni(dv_tls_t *t);
 const char *dv_tls_alpn(dv_tls_t *t);
 bool dv_tls_resumed(dv_tls_t *t);

@@ -52,6 +52,18 @@ static int load_config(int argc, char **argv, const dv_cli_t *cli,
 	return 0;
 }
 
+static void warn_check(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "dnsveil: warning: %s\n", msg);
+}
+
+static void warn_log(void *arg, const char *msg)
+{
+	(void)arg;
+	dv_log_warn("%s", msg);
+}
+
 static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache)
 {
 	dv_stats_t sum;
@@ -260,6 +272,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (cli.check_config) {
+		dv_config_warnings(&cfg, warn_check, NULL);
 		/* the certificate and key as the listeners will load them: a
 		 * file that does not parse or a key that does not match fails
 		 * here, not at start-up */
@@ -276,6 +289,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	dv_log_level = cfg.log_level;
+	dv_config_warnings(&cfg, warn_log, NULL);
 
 	sigset_t sigs;
 	sigemptyset(&sigs);

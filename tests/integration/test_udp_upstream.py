@@ -223,10 +223,11 @@ class UdpUpstreamHardening(h.IntegrationTest):
         self.assertGreaterEqual(len(ports), 25, "source ports: %s" % ports)
         self.assertGreaterEqual(len(set(ids)), 28, "ids: %s" % ids)
         # 30 random 16-bit ids span far more than a few thousand values,
-        # and hardly any two in a row are near each other
+        # and hardly any two in a row are near each other (0.2 such pairs
+        # expected; 4 or more: 1 in 10,000)
         self.assertGreater(max(ids) - min(ids), 16384, "ids: %s" % ids)
         near = sum(1 for a, b in zip(ids, ids[1:]) if abs(a - b) < 256)
-        self.assertLessEqual(near, 2, "ids close to the one before: %s" % ids)
+        self.assertLessEqual(near, 3, "ids close to the one before: %s" % ids)
 
     def test_answer_from_another_port_is_not_taken(self):
         obs = self.start_observer()

@@ -18,7 +18,8 @@
  * No upstream is real and the loop never runs, so everything is
  * synchronous and an input replays alone:
  *  - udp:// servers point at a UDP socket of ours (so sends succeed); it
- *    is drained and never answers by itself;
+ *    is drained and never answers by itself; each query has a socket of
+ *    its own, and answers are read on the socket of a slot;
  *  - tcp:// servers point at a TCP port of ours that is bound but not
  *    listening: connects stay "in progress" and fail with ECONNREFUSED when
  *    the input completes them (stream_write_cb), unless the input first swaps
@@ -41,6 +42,7 @@
  *                             EDNS, UDP; op bit 3: padded, bit 4: raw:
  *                             [len] [bytes] as the query instead)
  *   1 answer  [conn] [mode] [len hi] [len lo] [bytes] : dv_uconn_answer()
+ *                             (udp://: dv_uslot_answer() for the slot)
  *   2 stream  [conn] [mode] [len hi] [len lo] [bytes] : into the TCP
  *                             connection's socket, then stream_read_cb()
  *   3 attempt timeout [fetch] [attempt]
@@ -67,9 +69,10 @@
 #include <sys/types.h>
 
 /*
- * The pool draws slot indices and id bits from getrandom(); here they come
- * from a generator reset for every input, so the same input picks the same
- * slots and ids and a crash replays exactly.  The core's coalescing-table
+ * The pool seeds the generator of its slot indices and ids (rand.h) from
+ * getrandom(); here the seed comes from a generator reset for every input,
+ * so the same input picks the same slots and ids and a crash replays
+ * exactly.  The core's coalescing-table
  * seed is fixed for the same reason (set after dv_worker_new, while the
  * table is empty), so the order in which the input's fetch numbers find
  * fetches is the same in every process.
@@ -441,11 +444,14 @@ NO_COVERAGE static uint32_t busy_slot(dv_uconn_t *c, unsigned nth)
 	return NO_SLOT;
 }
 
-/* An answer for connection `c` from the input's bytes, as `mode` says. */
+/* An answer for connection `c` from the input's bytes, as `mode` says;
+ * *slot: the busy slot it was made for, else one `mode` names (udp://
+ * reads answers per slot). */
 static size_t make_answer(uint8_t *out, dv_uconn_t *c, uint8_t mode,
-			  const uint8_t *src, size_t len)
+			  const uint8_t *src, size_t len, uint32_t *slot)
 {
 	uint32_t i = (mode & 3) ? busy_slot(c, mode >> 2) : NO_SLOT;
+	*slot = i != NO_SLOT ? i : (uint32_t)(mode >> 2) & c->mask;
 	uslot_t *s = i == NO_SLOT ? NULL : &c->slots[i];
 	size_t n = 0;
 
@@ -487,11 +493,15 @@ static void op_answer(cur_t *in)
 	size_t len = take_bytes(in, want, &src);
 	if (!r)
 		return;
-	size_t n = make_answer(answer_buf, r->c, mode, src, len);
+	uint32_t slot;
+	size_t n = make_answer(answer_buf, r->c, mode, src, len, &slot);
 	DEBUG("answer on conn %u (%s, %u busy): id %04x, %zu bytes\n",
 	      (unsigned)(r - conns), r->c->ops->lossy ? "udp" : "tcp", r->c->busy,
 	      n >= 2 ? dv_get16(answer_buf) : 0, n);
-	dv_uconn_answer(r->c, answer_buf, n);
+	if (r->c->ops->slot_sockets) /* as read on that slot's socket */
+		dv_uslot_answer(r->c, slot, answer_buf, n);
+	else
+		dv_uconn_answer(r->c, answer_buf, n);
 }
 
 static void drain_fd(int fd)
@@ -553,7 +563,9 @@ static void op_stream(cur_t *in)
 	const uint8_t *bytes = src;
 	if (mode & 3) {
 		/* one framed answer built like op 1's */
-		size_t n = make_answer(answer_buf + 2, c, mode, src, len);
+		uint32_t slot;
+		size_t n = make_answer(answer_buf + 2, c, mode, src, len,
+				       &slot);
 		dv_put16(answer_buf, (uint16_t)n);
 		bytes = answer_buf;
 		len = n + 2;
@@ -584,21 +596,26 @@ static void op_conn_event(cur_t *in, uint8_t arg)
 		if (!c->ops->lossy && c->state == UC_CONNECTING)
 			stream_write_cb(loop, &c->wio, EV_WRITE);
 		break;
-	case 2: { /* a datagram through the real receive path */
+	case 2: { /* a datagram through the real receive path: from the
+		   * server's address to the socket of a slot */
 		uint8_t mode = take8(in);
 		size_t want = take8(in);
 		const uint8_t *src;
 		size_t len = take_bytes(in, want, &src);
 		if (!c->ops->lossy || c->state != UC_OPEN)
 			break;
-		size_t n = make_answer(answer_buf, c, mode, src, len);
+		uint32_t slot;
+		size_t n = make_answer(answer_buf, c, mode, src, len, &slot);
+		udp_sock_t *k = &((udp_conn_t *)c)->socks[slot];
+		if (k->fd < 0)
+			break;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		CHECK(getsockname(c->fd, (struct sockaddr *)&ss, &sl) == 0);
+		CHECK(getsockname(k->fd, (struct sockaddr *)&ss, &sl) == 0);
 		if (sendto(udp_fake, answer_buf, n, 0,
 			   (struct sockaddr *)&ss, sl) < 0)
 			break;
-		udp_read_cb(loop, &c->rio, EV_READ);
+		udp_read_cb(loop, &k->rio, EV_READ);
 		break;
 	}
 	default:
@@ -716,7 +733,8 @@ NO_COVERAGE static void check_conn(dv_uconn_t *c)
 			continue;
 		}
 		busy++;
-		CHECK((s->id & c->mask) == i);
+		if (!c->ops->slot_sockets)
+			CHECK((s->id & c->mask) == i);
 		if (s->att) {
 			dv_attempt_t *a = s->att;
 			CHECK(a->conn == c && a->slot == i);
@@ -740,7 +758,10 @@ NO_COVERAGE static void check_conn(dv_uconn_t *c)
 	if (c->state == UC_CLOSED)
 		CHECK(c->fd == -1 && c->busy == 0);
 	else
-		CHECK(c->fd >= 0);
+		CHECK(c->fd >= 0 || c->ops->slot_sockets);
+	/* udp://: a socket exactly for each query in flight */
+	for (uint32_t i = 0; c->ops->slot_sockets && i < c->n_slots; i++)
+		CHECK(c->slots[i].busy == (((udp_conn_t *)c)->socks[i].fd >= 0));
 }
 
 NO_COVERAGE static void check_all(dv_worker_t *w)

@@ -419,6 +419,13 @@ def upstream_seeds():
         op(OP_DEADLINE) + b"\x00" + up_answer(0, 1, good)
     s["udp_recv_path.bin"] = bytes([0x01]) + up_query(0x40) + \
         up_conn(0, 2, extra=bytes([3, len(good)]) + good)
+    # udp:// reads per query socket: a datagram with the wrong id (dropped,
+    # the socket keeps waiting), then the answer, on the same socket
+    s["udp_recv_wrong_then_right.bin"] = bytes([0x03]) + up_query(0x40) + \
+        up_query(0x41, 1) + \
+        up_conn(0, 2, extra=bytes([2, len(good)]) + good) + \
+        up_conn(0, 2, extra=bytes([3, len(good)]) + good) + \
+        up_conn(0, 2, extra=bytes([3 | (1 << 2), len(good)]) + good)
     s["hedge_to_fallback.bin"] = bytes([0x81]) + up_query(0x40) + \
         op(OP_HEDGE) + b"\x00" + up_answer(2, 3, good)
     s["hedge_zero.bin"] = bytes([0x89]) + up_query(0x41)

@@ -194,6 +194,19 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
 		       const bool *upstream_implemented, char *err,
 		       size_t err_len);
 
+/* Whether the address of `url` is this host's or a private network's:
+ * loopback (127.0.0.0/8, ::1), RFC 1918, RFC 6598 (100.64.0.0/10),
+ * link-local (169.254.0.0/16, fe80::/10) and fc00::/7. */
+bool dv_url_is_local(const dv_url_t *url);
+
+/* What a valid config should still be warned about at start-up (nothing is
+ * refused): udp:// and tcp:// upstreams and fallbacks outside local
+ * networks (dv_url_is_local), whose answers an off-path attacker can
+ * spoof.  Calls `warn` with one line per warning; returns how many. */
+unsigned dv_config_warnings(const dv_config_t *cfg,
+			    void (*warn)(void *arg, const char *msg),
+			    void *arg);
+
 /* Command line. */
 typedef struct {
 	const char *config_path; /* -c FILE, NULL = none given */

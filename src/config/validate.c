@@ -8,8 +8,11 @@
 #include "src/core/errors.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "src/core/netmask.h"
 
 /* Listener schemes that need tls.cert and tls.key. */
 static bool scheme_needs_cert(dv_scheme_t s)
@@ -201,4 +204,56 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
 		return DV_ECONFIG;
 	}
 	return 0;
+}
+
+bool dv_url_is_local(const dv_url_t *url)
+{
+	static const char *const local[] = {
+		"127.0.0.0/8",	  "10.0.0.0/8", "172.16.0.0/12",
+		"192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+		"::1/128",	  "fc00::/7",	"fe80::/10",
+	};
+	for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+		dv_netmask_t m;
+		char why[64];
+		if (dv_netmask_parse(local[i], &m, why, sizeof(why)) == 0 &&
+		    dv_netmask_match(&m, (const struct sockaddr *)&url->addr))
+			return true;
+	}
+	return false;
+}
+
+/* udp:// and tcp:// carry DNS in the clear: an answer from across networks
+ * can be forged by anyone on the path, and off the path by guessing ports
+ * and ids, and what is forged lands in the shared cache. */
+static unsigned warn_plain(const dv_url_t *list, unsigned n, const char *what,
+			   void (*warn)(void *arg, const char *msg), void *arg)
+{
+	unsigned count = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const dv_url_t *u = &list[i];
+		if ((u->scheme != DV_SCHEME_UDP && u->scheme != DV_SCHEME_TCP) ||
+		    dv_url_is_local(u))
+			continue;
+		char msg[768];
+		snprintf(msg, sizeof(msg),
+			 "%s '%s' is outside loopback and private networks: "
+			 "its answers are not authenticated and can be "
+			 "spoofed off-path into the cache; use tls://, "
+			 "https:// or quic:// for a resolver across networks",
+			 what, u->text);
+		warn(arg, msg);
+		count++;
+	}
+	return count;
+}
+
+unsigned dv_config_warnings(const dv_config_t *cfg,
+			    void (*warn)(void *arg, const char *msg),
+			    void *arg)
+{
+	return warn_plain(cfg->upstream, cfg->n_upstream, "upstream", warn,
+			  arg) +
+	       warn_plain(cfg->fallback, cfg->n_fallback, "fallback", warn,
+			  arg);
 }

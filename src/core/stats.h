@@ -38,6 +38,8 @@
 	X(upstream_retries,                                                   \
 	  "upstream queries sent again after their connection died")         \
 	X(upstream_connects, "upstream connections opened")                  \
+	X(upstream_dropped,                                                  \
+	  "upstream answers dropped: id unknown or another question")        \
 	X(fallback_queries, "queries sent to fallback upstreams")            \
 	X(hedged, "queries that reached the hedge delay")                    \
 	X(fallback_degraded,                                                 \
@@ -109,6 +111,7 @@ typedef struct {
 	X(answers, "answers received (any rcode, late ones too)")            \
 	X(won, "answers that answered the query (first good answer)")        \
 	X(late, "answers that came after the query was answered elsewhere")  \
+	X(dropped, "answers dropped: id unknown or another question")        \
 	X(errors, "answers with an rcode other than NOERROR or NXDOMAIN")    \
 	X(failures, "attempts ended by a lost or refused connection")        \
 	X(timeouts, "attempts that timed out")                               \

@@ -52,6 +52,18 @@ static int load_config(int argc, char **argv, const dv_cli_t *cli,
 	return 0;
 }
 
+static void warn_check(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "dnsveil: warning: %s\n", msg);
+}
+
+static void warn_log(void *arg, const char *msg)
+{
+	(void)arg;
+	dv_log_warn("%s", msg);
+}
+
 static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache)
 {
 	dv_stats_t sum;
@@ -214,18 +226,31 @@ static void raise_nofile(const dv_config_t *cfg, unsigned workers)
 		if (s != DV_SCHEME_UDP && s != DV_SCHEME_QUIC)
 			streams++;
 	}
+	/* a udp:// server holds a socket per query in flight, up to its id
+	 * table (pool.max-inflight rounded up to a power of two) */
+	unsigned udp = 0;
+	for (unsigned i = 0; i < cfg->n_upstream; i++)
+		udp += cfg->upstream[i].scheme == DV_SCHEME_UDP;
+	for (unsigned i = 0; i < cfg->n_fallback; i++)
+		udp += cfg->fallback[i].scheme == DV_SCHEME_UDP;
+	uint64_t udp_slots = 1;
+	while (udp_slots < cfg->upstream_max_inflight && udp_slots < 65536)
+		udp_slots <<= 1;
 	/* listeners, upstream connections, the loop's own descriptors */
 	uint64_t need = (uint64_t)workers * streams * cfg->tcp_max_connections +
+			(uint64_t)workers * udp * udp_slots +
 			(uint64_t)workers * (2 * cfg->n_listen + 64) + 64;
 	if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
 		dv_log_warn("open-files limit %llu is below the %llu that %u "
-			    "workers x %u TCP/TLS listeners x "
-			    "limits.tcp-max-connections %u need: new "
-			    "connections will wait when it runs out (raise "
-			    "LimitNOFILE / ulimit -n)",
+			    "workers x (%u TCP/TLS listeners x "
+			    "limits.tcp-max-connections %u + %u udp:// "
+			    "upstreams x pool.max-inflight %u) need: new "
+			    "connections and udp:// queries will wait or fail "
+			    "when it runs out (raise LimitNOFILE / ulimit -n)",
 			    (unsigned long long)rl.rlim_cur,
 			    (unsigned long long)need, workers, streams,
-			    cfg->tcp_max_connections);
+			    cfg->tcp_max_connections, udp,
+			    cfg->upstream_max_inflight);
 }
 
 static unsigned cpu_count(void)
@@ -260,6 +285,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (cli.check_config) {
+		dv_config_warnings(&cfg, warn_check, NULL);
 		/* the certificate and key as the listeners will load them: a
 		 * file that does not parse or a key that does not match fails
 		 * here, not at start-up */
@@ -276,6 +302,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	dv_log_level = cfg.log_level;
+	dv_config_warnings(&cfg, warn_log, NULL);
 
 	sigset_t sigs;
 	sigemptyset(&sigs);

@@ -363,16 +363,32 @@ static void probe_answered(dv_server_t *s)
 
 /* ---- answers ---- */
 
+/* An answer that is for no query in flight (a late answer to an id since
+ * released, a spoofing attempt, a confused server): dropped, counted. */
+static void answer_dropped(dv_uconn_t *c)
+{
+	DV_STAT_INC(c->server->pool->stats, upstream_dropped);
+	USTAT_INC(c->server, dropped);
+}
+
 void dv_uconn_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 {
-	dv_pool_t *p = c->server->pool;
 	if (len < DV_DNS_HDR)
 		return;
-	uint16_t id = dv_get16(wire);
-	uint32_t i = id & c->mask;
+	dv_uslot_answer(c, dv_get16(wire) & c->mask, wire, len);
+}
+
+void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
+		     size_t len)
+{
+	dv_pool_t *p = c->server->pool;
+	if (len < DV_DNS_HDR || i >= c->n_slots)
+		return;
 	uslot_t *s = &c->slots[i];
-	if (!s->busy || s->id != id)
-		return; /* late or unknown: ignored */
+	if (!s->busy || s->id != dv_get16(wire)) {
+		answer_dropped(c);
+		return;
+	}
 	uint64_t sent_ms = s->sent_ms;
 	dv_attempt_t *a = s->att;
 	if (!a) { /* abandoned (the fetch finished elsewhere) */
@@ -382,8 +398,11 @@ void dv_uconn_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 		return;
 	}
 	dv_job_t *j = a->job;
-	if (!dv_wire_question_matches(wire, len, j->qwire, j->qlen))
-		return; /* not ours: keep waiting for the real answer */
+	if (!dv_wire_question_matches(wire, len, j->qwire, j->qlen)) {
+		/* not ours: keep waiting for the real answer */
+		answer_dropped(c);
+		return;
+	}
 	dv_uslot_release(c, i);
 	a->conn = NULL;
 	/* any answer says the server is there, and how fast */

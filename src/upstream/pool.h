@@ -4,8 +4,8 @@
  * group, each a list of servers; per server a few persistent connections
  * carrying many queries at once (tcp:// and tls://: RFC 7766 pipelining,
  * answers matched out of order by id and question; https://: HTTP/2
- * streams; quic://: DoQ streams) and, for udp:// servers, a connected UDP
- * socket whose truncated answers are retried over TCP.  Each protocol is a
+ * streams; quic://: DoQ streams) and, for udp:// servers, a UDP socket per
+ * query (conn_udp.c) whose truncated answers are retried over TCP.  Each protocol is a
  * connection module behind an ops table (uconn.h), found by its URL scheme
  * in the registry (registry.h).
  *
@@ -24,7 +24,9 @@
  *
  * Ids: each connection has a table of slots (its in-flight limit); a query's
  * id is the slot index in the low bits and random bits above, so clients'
- * ids never collide and a late answer is recognised by (id, question).
+ * ids never collide and a late answer is recognised by (id, question).  On
+ * udp://, where each slot has its own socket, all 16 bits are random and an
+ * answer is recognised by (socket, id, question).
  */
 #include <stdbool.h>
 #include <stdint.h>

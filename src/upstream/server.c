@@ -13,6 +13,7 @@
 
 #include "src/core/errors.h"
 #include "src/core/log.h"
+#include "src/core/rand.h"
 #include "src/upstream/uconn.h"
 
 /* ---- slots: id rewriting ---- */
@@ -66,27 +67,50 @@ static void free_unlink(dv_uconn_t *c, uint32_t i)
 		c->slots[s->next_free].prev_free = s->prev_free;
 }
 
+uint32_t dv_upool_rand(dv_pool_t *p)
+{
+	if (!p->rng.seeded) {
+		uint8_t seed[DV_RAND_SEED];
+		ssize_t n;
+		do
+			n = getrandom(seed, sizeof(seed), 0);
+		while (n < 0 && errno == EINTR);
+		dv_require(n == (ssize_t)sizeof(seed));
+		dv_rand_seed(&p->rng, seed);
+		memset(seed, 0, sizeof(seed));
+	}
+	return dv_rand_u32(&p->rng);
+}
+
 /*
- * Reserve an id.  The slot is chosen at random when that one is free (the
- * usual case: tables are mostly empty), else the head of the free list, and
- * the bits above the slot index are random: so every id bit is random while
- * the table has room, and an answer still finds its slot in O(1).
+ * Reserve an id.  On a connection whose slots have sockets of their own
+ * (udp://: the socket names the slot), all 16 bits of the id are random
+ * and independent of the slot, so an off-path attacker must guess the
+ * whole id and the socket's port.  Elsewhere (TCP, TLS, HTTP/2, QUIC,
+ * where nobody off-path can inject) the id finds its slot in O(1): the
+ * slot is chosen at random when that one is free (the usual case: tables
+ * are mostly empty), else the head of the free list, and the bits above
+ * the slot index are random.
  */
 uint32_t dv_uslot_take(dv_uconn_t *c, dv_attempt_t *a, uint64_t now)
 {
 	if (c->free_head == NO_SLOT)
 		return NO_SLOT;
-	uint16_t rnd;
-	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-		rnd = (uint16_t)(now * 2654435761u);
-	uint32_t i = rnd & c->mask;
-	if (c->slots[i].busy)
+	uint32_t rnd = dv_upool_rand(c->server->pool);
+	uint32_t i;
+	uint16_t id;
+	if (c->ops->slot_sockets) {
 		i = c->free_head;
+		id = (uint16_t)rnd;
+	} else {
+		i = (rnd >> 16) & c->mask;
+		if (c->slots[i].busy)
+			i = c->free_head;
+		id = (uint16_t)((rnd & ~c->mask) | i);
+	}
 	free_unlink(c, i);
 	uslot_t *s = &c->slots[i];
-	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-		rnd = (uint16_t)(now * 40503u);
-	s->id = (uint16_t)((rnd & ~c->mask) | i);
+	s->id = id;
 	s->att = a;
 	s->busy = true;
 	s->sent_ms = now;
@@ -241,7 +265,8 @@ void dv_uconn_close(dv_uconn_t *c, bool failure, const char *why)
 	ev_io_stop(p->loop, &c->rio);
 	ev_io_stop(p->loop, &c->wio);
 	c->ops->stop(c, was_open);
-	close(c->fd);
+	if (c->fd >= 0) /* udp:// has sockets per slot only */
+		close(c->fd);
 	c->fd = -1;
 	c->state = UC_CLOSED;
 	if (failure || c->busy) {

@@ -26,6 +26,7 @@
 #include "src/config/config.h"
 #include "src/core/clock.h"
 #include "src/core/health.h"
+#include "src/core/rand.h"
 #include "src/core/scheme.h"
 #include "src/core/stats.h"
 #include "src/core/wire.h"
@@ -110,6 +111,10 @@ struct dv_uconn_ops {
 	 * truncated answer is retried on the server's other connections, and
 	 * a socket error means nobody is there. */
 	bool lossy;
+	/* Each id has a socket of its own (udp://), which says which slot an
+	 * answer is for: the module hands answers to dv_uslot_answer(), and
+	 * all 16 bits of the id are random instead of naming the slot. */
+	bool slot_sockets;
 	/* connections per server (0: pool.connections), and how many of a
 	 * local server's are opened at start (0: all) */
 	unsigned conns, warm;
@@ -205,6 +210,7 @@ struct dv_pool {
 	dv_health_conf_t hconf[2]; /* [fallback]: slow-p95 is local only */
 	unsigned explore_n[2], explore_rot[2]; /* per group [fallback] */
 	ev_timer tick; /* idle connections, orphaned ids */
+	dv_rand_t rng; /* ids and slot choice (dv_upool_rand) */
 	uint8_t probe_qwire[DV_DNS_HDR + DV_DNS_MAX_NAME + 4];
 	uint16_t probe_qlen;
 	/* scratch for the modules: a datagram read, and an answer being
@@ -241,8 +247,17 @@ void dv_uconn_close(dv_uconn_t *c, bool failure, const char *why);
  * fresh) connection while its fetch's deadline leaves time for it, else
  * fails. */
 void dv_uconn_close_retry(dv_uconn_t *c, const char *why);
-/* An answer read on `c`: matched by id (and question) to its slot. */
+/* An answer read on `c`: matched by id (and question) to its slot; one
+ * that matches no query in flight is dropped and counted (dropped). */
 void dv_uconn_answer(dv_uconn_t *c, const uint8_t *wire, size_t len);
+/* An answer read on slot `i`'s own socket (ops->slot_sockets): taken only
+ * when the slot is busy with the same id and the question asked. */
+void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
+		     size_t len);
+
+/* 32 random bits from the pool's generator (seeded from the kernel on
+ * first use; aborts when the kernel has no random bytes to give). */
+uint32_t dv_upool_rand(dv_pool_t *p);
 
 /* Reserve an id for attempt `a` (NO_SLOT when full); release it. */
 uint32_t dv_uslot_take(dv_uconn_t *c, dv_attempt_t *a, uint64_t now);

@@ -1,17 +1,158 @@
 #!/usr/bin/python3
 """A udp:// upstream: answers come over UDP, a truncated upstream answer is
 asked again over TCP (the client gets the whole answer), and the fallback
-takes over when the UDP upstream is gone."""
+takes over when the UDP upstream is gone.
+
+Hard to poison: an observer upstream (a small responder here, standing in
+for what an off-path attacker would have to guess) sees each query from a
+port of its own with a random id; an answer from another port, or with the
+right id but another question, does not reach the client; udp:// and
+tcp:// upstreams outside local networks are warned about at start-up."""
 
 import os
+import socket
 import sys
+import tempfile
+import threading
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dvtest as h  # noqa: E402
 from dvtest import log  # noqa: E402
 
+import dns.flags  # noqa: E402
+import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
+import dns.rdatatype  # noqa: E402
+import dns.rrset  # noqa: E402
+
+REAL = "192.0.2.10"     # what the observer answers
+FORGED = "198.51.100.66"  # what a forged answer says
+
+
+class Observer:
+    """A UDP (and TCP, for the pool's stream connections) responder on
+    127.0.0.1 that answers every question with REAL (A, TTL 300; other types
+    NODATA) and records (source port, id, name) of each UDP query.  Names
+    starting with "spoof-" first get a forged answer (FORGED, the right id
+    and question) sent from another socket of ours to the query's source;
+    names starting with "wrongq-" first get one from the right socket with
+    the right id but another name.  The real answer follows `delay` s
+    later."""
+
+    def __init__(self, delay=0.3):
+        self.delay = delay
+        self.port = h.free_port()
+        self.queries = []  # (port, id, name)
+        self.forged_sent = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", self.port))
+        self.udp.settimeout(0.2)
+        self.other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.other.bind(("127.0.0.1", 0))
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(16)
+        self.tcp.settimeout(0.2)
+        for target in (self._udp_loop, self._tcp_loop):
+            threading.Thread(target=target, daemon=True).start()
+
+    def url(self, scheme="udp"):
+        return "%s://127.0.0.1:%d" % (scheme, self.port)
+
+    def response(self, q, name=None, address=REAL):
+        if name is not None:  # the same id, another question
+            other = dns.message.make_query(name, "A")
+            other.id = q.id
+            q = other
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.RA
+        if q.question[0].rdtype == dns.rdatatype.A:
+            r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN", "A",
+                                                address))
+        return r.to_wire()
+
+    def _udp_loop(self):
+        while not self._stop.is_set():
+            try:
+                wire, peer = self.udp.recvfrom(65535)
+                q = dns.message.from_wire(wire)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            except Exception:  # noqa: BLE001 - not DNS: ignore
+                continue
+            if not q.question:
+                continue
+            label = q.question[0].name.labels[0].decode().lower()
+            with self._lock:
+                self.queries.append((peer[1], q.id, q.question[0].name.to_text().lower()))
+            later = 0
+            try:
+                if label.startswith("spoof-"):
+                    self.other.sendto(self.response(q, address=FORGED), peer)
+                    self.forged_sent += 1
+                    later = self.delay
+                elif label.startswith("wrongq-"):
+                    self.udp.sendto(self.response(q, name="other.example.test",
+                                                  address=FORGED), peer)
+                    self.forged_sent += 1
+                    later = self.delay
+            except OSError:
+                pass
+            real = self.response(q)  # (A or NODATA: nothing here can fail)
+            if later:
+                t = threading.Timer(later, self._send, (real, peer))
+                t.daemon = True
+                t.start()
+            else:
+                self._send(real, peer)
+
+    def _send(self, wire, peer):
+        if self._stop.is_set():
+            return
+        try:
+            self.udp.sendto(wire, peer)
+        except OSError:
+            pass
+
+    def _tcp_loop(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.tcp.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._tcp_conn, args=(conn,), daemon=True).start()
+
+    def _tcp_conn(self, conn):
+        conn.settimeout(30)
+        with conn:
+            while not self._stop.is_set():
+                try:
+                    q = dns.message.from_wire(h.recv_msg(conn))
+                    h.send_msg(conn, self.response(q))
+                except Exception:  # noqa: BLE001 - closed or not DNS
+                    return
+
+    def seen(self, names):
+        """(port, id) of the UDP queries for `names` (lowercase, with the
+        final dot)."""
+        with self._lock:
+            return [(p, i) for p, i, n in self.queries if n in names]
+
+    def stop(self):
+        self._stop.set()
+        for s in (self.udp, self.other, self.tcp):
+            try:
+                s.close()
+            except OSError:
+                pass
 
 
 class UdpUpstream(h.IntegrationTest):
@@ -56,6 +197,108 @@ class UdpUpstream(h.IntegrationTest):
             self.assertEqual(m.rcode(), dns.rcode.NOERROR)
             self.assertEqual(h.txt_value(m), "fallback")
         log("ok: udp:// upstream killed, the fallback answered 5 of 5")
+
+
+class UdpUpstreamHardening(h.IntegrationTest):
+
+    def start_observer(self):
+        obs = Observer(delay=h.scaled(0.3))
+        self.addCleanup(obs.stop)
+        return obs
+
+    def test_queries_from_random_ports_with_random_ids(self):
+        obs = self.start_observer()
+        d = self.start_dnsveil(upstream=[obs.url()])
+        names = ["%s.example.test." % h.unique_label("p%02d-" % i) for i in range(30)]
+        for n in names:
+            m = h.udp_query(d.port, n, "A")
+            self.assertEqual([r[3] for r in h.rrset_texts(m)], [REAL], n)
+        seen = obs.seen(set(names))
+        self.assertEqual(len(seen), 30, "one UDP query per cache-missing name: %s" % seen)
+        ports = sorted({p for p, _ in seen})
+        ids = [i for _, i in seen]
+        log("30 cache-missing queries: %d distinct source ports (%d..%d), "
+            "%d distinct ids (%d..%d)" % (len(ports), ports[0], ports[-1],
+                                          len(set(ids)), min(ids), max(ids)))
+        self.assertGreaterEqual(len(ports), 25, "source ports: %s" % ports)
+        self.assertGreaterEqual(len(set(ids)), 28, "ids: %s" % ids)
+        # 30 random 16-bit ids span far more than a few thousand values,
+        # and hardly any two in a row are near each other (0.2 such pairs
+        # expected; 4 or more: 1 in 10,000)
+        self.assertGreater(max(ids) - min(ids), 16384, "ids: %s" % ids)
+        near = sum(1 for a, b in zip(ids, ids[1:]) if abs(a - b) < 256)
+        self.assertLessEqual(near, 3, "ids close to the one before: %s" % ids)
+
+    def test_answer_from_another_port_is_not_taken(self):
+        obs = self.start_observer()
+        d = self.start_dnsveil(upstream=[obs.url()])
+        for k in range(3):
+            name = "spoof-%s.example.test" % h.unique_label("s%d-" % k)
+            m = h.udp_query(d.port, name, "A", timeout=h.scaled(5))
+            self.assertEqual(m.rcode(), dns.rcode.NOERROR)
+            self.assertEqual([r[3] for r in h.rrset_texts(m)], [REAL],
+                             "%s: the real answer, not the one from another port" % name)
+        self.assertEqual(obs.forged_sent, 3, "a forged answer went out before each real one")
+        log("ok: 3 answers forged from another port (right id and question) "
+            "ignored; the client got the real answer %s" % REAL)
+
+    def test_answer_to_another_question_is_dropped(self):
+        obs = self.start_observer()
+        d = self.start_dnsveil(upstream=[obs.url()])
+        s0 = d.stats()
+        for k in range(3):
+            name = "wrongq-%s.example.test" % h.unique_label("q%d-" % k)
+            m = h.udp_query(d.port, name, "A", timeout=h.scaled(5))
+            self.assertEqual(m.rcode(), dns.rcode.NOERROR)
+            self.assertEqual([r[3] for r in h.rrset_texts(m)], [REAL], name)
+        s1 = d.stats()
+        self.assertEqual(obs.forged_sent, 3)
+        self.assertEqual(s1["upstream_dropped"] - s0["upstream_dropped"], 3,
+                         "each answer with the right id and another question "
+                         "dropped and counted")
+        up = [u for u in s1["upstreams"] if u["url"] == obs.url()]
+        self.assertEqual(len(up), 1, s1["upstreams"])
+        self.assertGreaterEqual(up[0]["dropped"], 3, up[0])
+        log("ok: 3 answers with the right id and another question dropped "
+            "(upstream_dropped +3); the client got the real answer")
+
+    def test_warning_for_plain_upstreams_outside_local_networks(self):
+        # --check-config: 192.0.2.1 (a documentation address, never
+        # contacted) is warned about, loopback and private ones are not
+        tmp = tempfile.TemporaryDirectory(prefix="dv-warn-")
+        self.addCleanup(tmp.cleanup)
+        conf = os.path.join(tmp.name, "warn.yaml")
+        with open(conf, "w") as f:
+            f.write('listen: ["dns://127.0.0.1:%d"]\n'
+                    'upstream: ["udp://127.0.0.1:5335", "tcp://[::1]:5335", '
+                    '"udp://[fd00:db8::1]:53"]\n'
+                    'fallback: ["udp://192.0.2.1:53", "tcp://[2001:db8::53]:53", '
+                    '"tls://198.51.100.1:853#dns.example"]\n' % h.free_port())
+        r = h.run_dnsveil(["--check-config", "-c", conf])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        warned = [ln for ln in r.stderr.splitlines() if "warning" in ln]
+        self.assertEqual(len(warned), 2, r.stderr)
+        self.assertIn("'udp://192.0.2.1:53'", warned[0])
+        self.assertIn("'tcp://[2001:db8::53]:53'", warned[1])
+        for w in warned:
+            self.assertIn("spoofed off-path", w)
+            self.assertIn("tls://, https:// or quic://", w)
+        self.assertNotIn("127.0.0.1:5335", r.stderr)
+        self.assertNotIn("fd00", r.stderr)
+        self.assertNotIn("198.51.100.1", r.stderr)
+
+        # at start-up: udp://192.0.2.1 as a fallback that is never reached
+        # (the local observer answers at once, the hedge delay is long)
+        obs = self.start_observer()
+        d = self.start_dnsveil(upstream=[obs.url()], fallback=["udp://192.0.2.1:53"],
+                               config=h.base_config(pool={"hedge-delay-ms": 2500}))
+        d.wait_log(r"warn.*fallback 'udp://192\.0\.2\.1:53' is outside loopback "
+                   r"and private networks.*spoofed off-path")
+        self.assertEqual(d.log_lines(r"upstream 'udp://127\.0\.0\.1"), [])
+        s = d.stats()
+        self.assertEqual(s["fallback_queries"], 0, "the fallback was never asked")
+        log("ok: udp://192.0.2.1 warned about (--check-config and start-up), "
+            "udp://127.0.0.1 and private addresses not")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ typedef struct {
 	dv_pool_t *pool;
 	dv_server_t *server;
 	dv_uconn_t c;
+	dv_uconn_t *made; /* by a module's create, destroyed by teardown */
+	dv_stats_t stats; /* the pool's counters */
 	void *scratch[2];
 	/* for the tests that run a fetch through the real core */
 	struct ev_loop *loop;
@@ -50,6 +52,7 @@ static int setup(void **state)
 	assert_non_null(f->pool);
 	assert_non_null(f->server);
 	f->server->pool = f->pool;
+	f->pool->stats = &f->stats;
 	*state = f;
 	return 0;
 }
@@ -58,6 +61,8 @@ static int teardown(void **state)
 {
 	fixture_t *f = *state;
 	dv_uconn_deinit(&f->c);
+	if (f->made)
+		f->made->ops->destroy(f->made);
 	free(f->scratch[0]);
 	free(f->scratch[1]);
 	if (f->w)
@@ -286,44 +291,53 @@ static void test_slot_random_high_bits(void **state)
 }
 
 /*
- * One connected UDP socket per server and worker keeps its source port for
- * life, so the 16-bit id is all that stands between an off-path attacker
- * who can trigger a query and a spoofed answer from a udp:// upstream
- * (which may be a public resolver given as --fallback udp://...).  Even a
- * table with no bits above the slot index (65536 slots) must not hand out
- * predictable ids: a LIFO free list alone gives the same id every time.
+ * A udp:// query may be answered by anyone who can send a datagram to
+ * dnsveil's port with the right id: every one of the 16 id bits must be
+ * random, not the slot index (which a burst of queries fills in a
+ * predictable order).  Each slot has its own socket (slot_sockets), which
+ * says whose answer it is, so the id need not name the slot: even a small
+ * table hands out ids spread over all 65,536 values, and a burst gets no
+ * consecutive or repeated ids.
  */
 static void test_udp_ids_unpredictable(void **state)
 {
 	fixture_t *f = *state;
-	dv_uconn_t *c = &f->c;
 	dv_attempt_t a;
-	assert_int_equal(dv_uconn_init(c, &dv_uconn_udp_ops, f->server, 65536), 0);
+	dv_uconn_t *c = f->made = dv_uconn_udp_ops.create(f->server, 8);
+	assert_non_null(c);
+	assert_true(c->ops->slot_sockets);
 
 	uint8_t *seen = f->scratch[0] = calloc(65536, 1);
 	assert_non_null(seen);
-	unsigned distinct = 0;
+	unsigned distinct = 0, high = 0, low_is_slot = 0;
 	for (unsigned k = 0; k < 1000; k++) {
 		uint32_t i = dv_uslot_take(c, &a, 42);
 		assert_int_not_equal(i, NO_SLOT);
 		uint16_t id = c->slots[i].id;
-		assert_int_equal(id & c->mask, i);
 		if (!seen[id]++)
 			distinct++;
+		high += id >= 0x8000;
+		low_is_slot += (id & c->mask) == i;
 		dv_uslot_release(c, i);
 	}
-	/* one query at a time, 1000 times: the id must not repeat much */
-	assert_true(distinct > 900);
+	/* one query at a time, 1000 times: ~992 distinct of 65,536 */
+	assert_true(distinct > 980);
+	/* the top bit set about half the time (sd ~16) */
+	assert_in_range(high, 400, 600);
+	/* the low bits do not name the slot (1 in 8 by chance: ~125) */
+	assert_true(low_is_slot < 250);
 
-	/* nor may a burst of queries get consecutive ids */
-	uint16_t ids[16];
-	unsigned consecutive = 0;
-	for (unsigned k = 0; k < 16; k++) {
+	/* nor may a burst of queries get consecutive or repeated ids */
+	uint16_t ids[8];
+	unsigned close_ids = 0;
+	for (unsigned k = 0; k < 8; k++) {
 		uint32_t i = dv_uslot_take(c, &a, 42);
+		assert_int_not_equal(i, NO_SLOT);
 		ids[k] = c->slots[i].id;
-		consecutive += k > 0 && ids[k] == (uint16_t)(ids[k - 1] + 1);
+		for (unsigned j = 0; j < k; j++)
+			close_ids += (uint16_t)(ids[k] - ids[j] + 16) < 32;
 	}
-	assert_true(consecutive < 8);
+	assert_true(close_ids < 2);
 }
 
 /* The slot itself is drawn at random while the table has room, so that
@@ -405,8 +419,8 @@ static void test_udp_lost_answers_release_ids(void **state)
 	f->pool->servers = f->server;
 	f->pool->n_local = 1;
 	f->pool->n_fallback = 0;
-	dv_uconn_t *c = &f->c;
-	assert_int_equal(dv_uconn_init(c, &dv_uconn_udp_ops, f->server, 4), 0);
+	dv_uconn_t *c = f->made = dv_uconn_udp_ops.create(f->server, 4);
+	assert_non_null(c);
 	f->server->front = c;
 	c->state = UC_OPEN; /* fd stays -1: nothing is sent */
 
@@ -466,8 +480,10 @@ static void test_handle_answer_ids(void **state)
 	dv_put16(ans + 4, 1);
 	memcpy(ans + 12, "\3www\7example\3com\0\0\1\0\1", 21);
 	dv_uconn_answer(&c, ans, sizeof(ans));
-	assert_true(c.slots[i].busy); /* wrong id: ignored */
+	assert_true(c.slots[i].busy); /* wrong id: dropped, counted */
 	assert_int_equal(c.busy, 1);
+	assert_int_equal(f->stats.upstream_dropped, 1);
+	assert_int_equal(f->server->st.dropped, 1);
 
 	dv_uconn_answer(&c, ans, DV_DNS_HDR - 1); /* too short: ignored */
 	dv_put16(ans, id);
@@ -524,15 +540,83 @@ static void test_handle_answer_question(void **state)
 	assert_true(c.slots[i].busy);
 	assert_ptr_equal(c.slots[i].att, a);
 	assert_ptr_equal(a->conn, &c);
+	assert_int_equal(f->stats.upstream_dropped, 1);
 
 	ans[sizeof(ans) - 3] = 1;
 	ans[14] = 'x'; /* "wxw.example.com" */
 	dv_uconn_answer(&c, ans, sizeof(ans));
 	assert_true(c.slots[i].busy);
 	assert_ptr_equal(a->conn, &c);
+	assert_int_equal(f->stats.upstream_dropped, 2);
+	assert_int_equal(f->server->st.dropped, 2);
 
 	free(fe);
 	dv_uconn_deinit(&c);
+}
+
+/*
+ * udp://: an answer is read on its slot's own socket and handed over with
+ * the slot (dv_uslot_answer); the id must be the slot's whole random id and
+ * the question the one asked (letter case aside), else it is dropped and
+ * counted and the query keeps waiting for the real answer.
+ */
+static void test_udp_slot_answer(void **state)
+{
+	fixture_t *f = *state;
+	dv_uconn_t *c = f->made = dv_uconn_udp_ops.create(f->server, 8);
+	assert_non_null(c);
+	dv_job_t *j = f->scratch[0] = calloc(1, sizeof(*j));
+	assert_non_null(j);
+	static const uint8_t q[] = {0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+				    3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm',
+				    'p', 'l', 'e', 4, 't', 'e', 's', 't', 0,
+				    0, 1, 0, 1};
+	memcpy(j->qwire, q, sizeof(q));
+	j->qlen = sizeof(q);
+	dv_attempt_t *a = &j->att[0];
+	a->job = j;
+	uint32_t i = dv_uslot_take(c, a, 1);
+	assert_int_not_equal(i, NO_SLOT);
+	a->conn = c;
+	a->slot = i;
+	uint16_t id = c->slots[i].id;
+	dv_put16(j->qwire, id);
+
+	uint8_t ans[sizeof(q)];
+	memcpy(ans, q, sizeof(q));
+	dv_put16(ans + 2, DV_FLAG_QR | DV_FLAG_RD | DV_FLAG_RA);
+	unsigned dropped = 0;
+	/* every other id, on the right socket */
+	for (uint32_t k = 1; k < 65536; k += 257) {
+		dv_put16(ans, (uint16_t)(id ^ k));
+		dv_uslot_answer(c, i, ans, sizeof(ans));
+		dropped++;
+		assert_true(c->slots[i].busy);
+		assert_ptr_equal(c->slots[i].att, a);
+	}
+	assert_int_equal(f->stats.upstream_dropped, dropped);
+	/* the right id on another slot's socket (that slot is free) */
+	dv_put16(ans, id);
+	dv_uslot_answer(c, (i + 1) & c->mask, ans, sizeof(ans));
+	assert_int_equal(f->stats.upstream_dropped, ++dropped);
+	/* the right id and socket, another name or type */
+	ans[14] = 'x';
+	dv_uslot_answer(c, i, ans, sizeof(ans));
+	assert_int_equal(f->stats.upstream_dropped, ++dropped);
+	ans[14] = 'w';
+	ans[sizeof(ans) - 3] = 28;
+	dv_uslot_answer(c, i, ans, sizeof(ans));
+	assert_int_equal(f->stats.upstream_dropped, ++dropped);
+	ans[sizeof(ans) - 3] = 1;
+	assert_true(c->slots[i].busy);
+	assert_ptr_equal(a->conn, c);
+	assert_int_equal(f->server->st.dropped, dropped);
+	/* letter case does not matter: "WwW.example.test" is the question */
+	ans[13] = 'W';
+	ans[15] = 'W';
+	assert_true(dv_uslot_asks(c, i, ans, sizeof(ans)));
+	dv_uslot_release(c, i);
+	assert_false(c->slots[i].busy);
 }
 
 /* dv_pool_new builds every server's connections from the config. */
@@ -577,8 +661,8 @@ static void test_pool_new(void **state)
 		if (k == 1) {
 			assert_non_null(s->front);
 			assert_true(s->front->ops->lossy);
-			/* UDP ids come from a table as big as pool.max-inflight:
-			 * random slot + random high bits */
+			/* UDP: a table as big as pool.max-inflight, a socket
+			 * and a random 16-bit id per slot */
 			assert_int_equal(s->front->n_slots, 128);
 		} else {
 			assert_null(s->front);
@@ -696,6 +780,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_udp_ids_unpredictable,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_udp_slot_answer, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_slot_random_index, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(

@@ -91,12 +91,14 @@ struct net {
 	/* how long the server holds the answer to stream `id` */
 	uint64_t (*hold)(int64_t id);
 	char failure[160];
+	uint64_t sconn_ended; /* when the server ended its connection */
 	bool silenced;
 	uint64_t silenced_at;
 	unsigned tx_after_silence; /* datagrams the server sent since */
 	/* the network */
 	wire_t to_server, to_client;
 	bool drop; /* from the server's silence on, nothing gets through */
+	bool reach_server; /* ... except to the server, if set */
 	dv_quic_path_t spath, cpath;
 	/* the client */
 	dv_doq_client_t *c;
@@ -207,6 +209,7 @@ static void s_conn_end(void *app, dv_doq_sconn_t *c)
 		n->sconn = NULL;
 		n->stimer = UINT64_MAX;
 	}
+	n->sconn_ended = n->now;
 }
 
 static void s_failure(void *app, dv_doq_sconn_t *c, const char *what,
@@ -284,11 +287,13 @@ typedef struct {
 	unsigned max_window; /* the client's */
 	unsigned silent_ptos;
 	uint64_t query_timeout;
+	bool reach_server; /* net_t.reach_server */
 } setup_t;
 
 static void net_init(net_t *n, const setup_t *su)
 {
 	memset(n, 0, sizeof(*n));
+	n->reach_server = su->reach_server;
 	n->now = 1000 * MSEC;
 	n->stimer = UINT64_MAX;
 	dv_test_server_path(&n->spath, false);
@@ -383,8 +388,8 @@ static void client_flush(net_t *n)
 	while ((len = dv_doq_client_write(n->c, buf, sizeof(buf), &ctx,
 					  n->now)) > 0) {
 		n->last_tx = n->now;
-		wire_push(&n->to_server, n->drop, buf, (size_t)len,
-			  n->now + LAT);
+		wire_push(&n->to_server, n->drop && !n->reach_server, buf,
+			  (size_t)len, n->now + LAT);
 	}
 }
 
@@ -462,6 +467,11 @@ static bool run(net_t *n, bool (*done)(net_t *n), uint64_t until)
 static bool all_ended(net_t *n)
 {
 	return n->ends == n->nq;
+}
+
+static bool server_ended(net_t *n)
+{
+	return n->sconn_ended != 0;
 }
 
 static void check_answered(net_t *n, unsigned from, unsigned to)
@@ -694,10 +704,11 @@ static void test_window_within_limit(void **state)
  * stream silences the server, and from then on nothing gets through.
  * Runs until every query ended; the probe timeout as the server fell
  * silent goes to `pto`, when the client last sent before to `sent`. */
-static void past_limit(net_t *n, unsigned silent_ptos, uint64_t *pto,
-		       uint64_t *sent)
+static void past_limit(net_t *n, unsigned silent_ptos, bool reach_server,
+		       uint64_t *pto, uint64_t *sent)
 {
-	setup_t su = { .max_streams = 64,
+	setup_t su = { .reach_server = reach_server,
+		       .max_streams = 64,
 		       .max_unfinished = 4,
 		       .max_window = 8,
 		       .silent_ptos = silent_ptos,
@@ -732,7 +743,7 @@ static void test_window_past_limit_silent(void **state)
 	(void)state;
 	net_t n;
 	uint64_t pto, sent;
-	past_limit(&n, 3, &pto, &sent);
+	past_limit(&n, 3, false, &pto, &sent);
 	/* the 16 end with the connection, none answered, none timed out
 	 * (conn_quic sends them again on a fresh connection for that): at
 	 * the third probe timeout, each twice as long as the one before */
@@ -754,15 +765,25 @@ static void test_window_past_limit_silent(void **state)
 	net_free(&n);
 
 	/* silent_ptos counts them: with 2, sooner */
-	past_limit(&n, 2, &pto, &sent);
+	past_limit(&n, 2, false, &pto, &sent);
 	for (unsigned i = 2; i < 18; i++) {
 		assert_int_equal(n.q[i].how, DV_DOQ_END_CONN_CLOSED);
 		assert_int_equal(n.q[i].at, sent + (1 + 2) * pto);
 	}
 	net_free(&n);
 
+	/* a silenced connection reads nothing more: the client's probes
+	 * (delivered this time) do not keep it, it idles out 30 s after
+	 * the last datagram it took */
+	past_limit(&n, 3, true, &pto, &sent);
+	assert_true(n.to_server.dropped == 0 && n.sconn);
+	uint64_t silenced_at = n.silenced_at;
+	assert_true(run(&n, server_ended, n.now + 60000 * MSEC));
+	assert_int_equal(n.sconn_ended, silenced_at + 30000 * MSEC);
+	net_free(&n);
+
 	/* and with 0 the queries wait for their deadline */
-	past_limit(&n, 0, &pto, &sent);
+	past_limit(&n, 0, false, &pto, &sent);
 	for (unsigned i = 2; i < 18; i++) {
 		assert_int_equal(n.q[i].how, DV_DOQ_END_TIMEOUT);
 		assert_true(n.q[i].at > sent + 1900 * MSEC);
@@ -815,10 +836,12 @@ static void test_limits_off(void **state)
 	limits_run(&n, 0, 10);
 	assert_true(n.silenced);
 	net_free(&n);
-	limits_run(&n, 8, 0);
-	check_answered(&n, 0, 8);
-	for (unsigned i = 8; i < 48; i++)
+	/* a total under max_streams (8) is the first credit too */
+	limits_run(&n, 6, 0);
+	check_answered(&n, 0, 6);
+	for (unsigned i = 6; i < 48; i++)
 		assert_int_equal(n.q[i].how, DV_DOQ_END_NO_CREDIT);
+	assert_int_equal(n.n_queries, 6);
 	net_free(&n);
 }
 

@@ -15,7 +15,8 @@
  *    and ends NO_CREDIT two probe timeouts (PTO) after the last stream
  *    ended;
  *  - the client's stream window (max_window): within it, a server with a
- *    larger max_unfinished answers everything; past it, the server falls
+ *    larger max_unfinished answers everything (it counts a stream until
+ *    the ACK of its answer arrives, as knotd does); past it, the server falls
  *    silent and the client gives the connection up after silent_ptos
  *    PTOs, its queries ending CONN_CLOSED with close info `silent` (what
  *    conn_quic retries on a fresh connection);
@@ -671,7 +672,9 @@ static uint64_t hold_every_5th(int64_t id)
 	return (id / 4) % 5 == 0 ? 20 * MSEC : 0;
 }
 
-/* Within the window the server's limit is never reached. */
+/* Within the window the server's limit is never reached: the server
+ * counts a stream until the ACK of its answer arrives, so the client
+ * must not let a new stream out ahead of that ACK. */
 static void test_window_within_limit(void **state)
 {
 	(void)state;

@@ -493,6 +493,13 @@ dv_doq_client_t *dv_doq_client_new(const dv_doq_config_t *cfg,
 	params.initial_max_streams_bidi = 0;
 	params.initial_max_stream_data_bidi_local = 128 * 1024;
 	params.initial_max_data = 4 * 1024 * 1024;
+	/* A server such as knotd counts a stream until the ACK of its answer
+	 * arrives, and max_window opens the next stream as soon as the
+	 * answer is in: ngtcp2 would send that ACK up to max_ack_delay
+	 * later (min(it, smoothed RTT / 8)), after the new stream.  With 0
+	 * the ACK leads the very packet that opens it. */
+	if (cfg->max_window)
+		params.max_ack_delay = 0;
 
 	ngtcp2_path np;
 	dv_quic_path_to_ngtcp2(&np, &c->path);

@@ -95,7 +95,9 @@ typedef struct {
 	uint64_t idle_timeout;       /* ns, our max_idle_timeout */
 	/* At most this many streams from the oldest unanswered one to the
 	 * newest (a server such as knotd drops a connection that goes
-	 * past its limit); 0: only the server's stream credit bounds them */
+	 * past its limit); 0: only the server's stream credit bounds them.
+	 * With a window, answers are acknowledged at once (max_ack_delay
+	 * 0): knotd counts a stream until the ACK of its answer arrives */
 	unsigned max_window;
 	/* The server is taken for gone when this many probe timeouts (PTO)
 	 * in a row get no acknowledgement while queries are on streams:

@@ -76,7 +76,8 @@ import json, socket, struct, sys, time
 port, n, gap, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 q = bytes.fromhex(sys.argv[5])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(2.0)
+lost = float(sys.argv[6])
+s.settimeout(lost)
 out = []
 end = time.monotonic() + limit
 for i in range(n):
@@ -90,10 +91,15 @@ for i in range(n):
             pass
         out.append(time.monotonic() - t0)
     except socket.timeout:
-        out.append(2.0)
+        out.append(lost)
     time.sleep(gap)
 print(json.dumps(out))
 """
+
+
+# a control query unanswered this long counts as lost (the sanitizer build
+# runs every query several times slower: scaled like every other timeout)
+LOST_S = h.scaled(2.0)
 
 
 def udp_latencies_apart(port, n, gap, limit):
@@ -104,7 +110,8 @@ def udp_latencies_apart(port, n, gap, limit):
     import subprocess
     q = h.make_query("www.example.test", "A", qid=0).to_wire()
     p = subprocess.Popen(["/usr/bin/python3", "-c", _LATENCY_SCRIPT, str(port), str(n),
-                          str(gap), str(limit), q.hex()], stdout=subprocess.PIPE)
+                          str(gap), str(limit), q.hex(), str(LOST_S)],
+                         stdout=subprocess.PIPE)
     p.result = lambda: json.loads(p.communicate(timeout=limit + 30)[0])
     return p
 
@@ -238,7 +245,7 @@ class HostileStream(h.IntegrationTest):
                         "dnsveil kept reading from clients that never read")
         # the burst itself is real work (360 MB of answers into the kernel
         # on 2 CPUs shared with the attackers): answered, not stalled
-        self.assertEqual(sum(1 for x in burst if x >= 2.0), 0, "control queries lost")
+        self.assertEqual(sum(1 for x in burst if x >= LOST_S), 0, "control queries lost")
         self.assertLess(sorted(burst)[len(burst) // 2], 0.01 * h.SCALE)
         self.assertGreaterEqual(len(held), 100)
         # (a floor for this shared, 2-CPU machine: a quiet p99 is noise)

@@ -121,7 +121,8 @@ static void log_request(doh_conn_t *dc, const char *path,
 }
 
 static void on_query(void *user, uint32_t stream, const char *path,
-		     const uint8_t *msg, size_t len, const char *forwarded_for)
+		     const char *client_id, const uint8_t *msg, size_t len,
+		     const char *forwarded_for)
 {
 	doh_conn_t *dc = user;
 	dv_stream_progress(dc->c);
@@ -133,6 +134,7 @@ static void on_query(void *user, uint32_t stream, const char *path,
 	}
 	q->conn_tag = stream;
 	q->path = path;
+	q->client_id = client_id; /* the engine's, valid during the submit */
 	if (forwarded_for)
 		set_forwarded(q, forwarded_for);
 	if (dv_stream_submit(dc->c, q) < 0)

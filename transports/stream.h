@@ -125,6 +125,7 @@ struct dv_stream_listener {
 	dv_worker_t *w;
 	const dv_stream_io_t *io;
 	void *io_ctx; /* the transport's listener state */
+	uint8_t listener; /* its queries' q->listener (dv_worker_listener) */
 };
 
 typedef struct dv_query dv_query_t;

@@ -111,7 +111,9 @@ typedef struct {
 	unsigned blocked_ttl;
 	/* filled by the loader from the names above */
 	uint32_t block_mask, allow_mask; /* bit i: lists[i] */
-	unsigned line; /* of the group's name, for messages */
+	/* lines of the group's name and of its block:, allow: and action:
+	 * keys, for messages */
+	unsigned line, block_line, allow_line, action_line;
 } dv_cfg_group_t;
 
 /* clients: - {id | cidr | listener, group}; first match wins */

@@ -40,6 +40,17 @@ bool dv_load_policy_key(const char *k)
 	return false;
 }
 
+/* Where a group's keys whose values are checked after the load were. */
+static void group_line(dv_cfg_group_t *g, const char *k, unsigned line)
+{
+	if (strcmp(k, "block") == 0)
+		g->block_line = line;
+	else if (strcmp(k, "allow") == 0)
+		g->allow_line = line;
+	else if (strcmp(k, "action") == 0)
+		g->action_line = line;
+}
+
 /* One entry's mapping (MAPPING_START consumed), into `elem`; `prefix`
  * names its keys in messages ("lists.ads"). */
 static int load_entry(loader_t *l, dv_cfg_sub_t sub, void *elem,
@@ -88,6 +99,8 @@ static int load_entry(loader_t *l, dv_cfg_sub_t sub, void *elem,
 			ret = dv_load_fail(l, &key, name, "duplicate key");
 		else
 			ret = dv_load_value(l, it, elem, name, &val);
+		if (ret == 0 && sub == DV_CFG_SUB_GROUP)
+			group_line(elem, k, (unsigned)key.start_mark.line + 1);
 		seen |= bit;
 		yaml_event_delete(&val);
 		yaml_event_delete(&key);

@@ -277,8 +277,8 @@ static int find_group(const dv_config_t *cfg, const char *name)
 /* The names of one of a group's `block`/`allow` as a mask of lists. */
 static int resolve_lists(const dv_config_t *cfg, const dv_cfg_group_t *g,
 			 const dv_cfg_name_t *names, unsigned n,
-			 const char *key, uint32_t *mask, char *err,
-			 size_t err_len)
+			 const char *key, unsigned line, uint32_t *mask,
+			 char *err, size_t err_len)
 {
 	*mask = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -287,7 +287,8 @@ static int resolve_lists(const dv_config_t *cfg, const dv_cfg_group_t *g,
 			dv_cfg_errf(err, err_len,
 				    "%s:%u: groups.%s.%s: unknown list '%s' (not "
 				    "under lists:)",
-				    cfg->source, g->line, g->name, key, names[i]);
+				    cfg->source, line ? line : g->line, g->name,
+				    key, names[i]);
 			return DV_ECONFIG;
 		}
 		*mask |= 1u << li;
@@ -315,9 +316,9 @@ int dv_cfg_policy_resolve(dv_config_t *cfg, char *err, size_t err_len)
 	for (unsigned i = 0; i < cfg->n_groups; i++) {
 		dv_cfg_group_t *g = &cfg->groups[i];
 		if (resolve_lists(cfg, g, g->block, g->n_block, "block",
-				  &g->block_mask, err, err_len) ||
+				  g->block_line, &g->block_mask, err, err_len) ||
 		    resolve_lists(cfg, g, g->allow, g->n_allow, "allow",
-				  &g->allow_mask, err, err_len))
+				  g->allow_line, &g->allow_mask, err, err_len))
 			return DV_ECONFIG;
 		/* a keyword stands alone; addresses may be many */
 		for (unsigned k = 0; k < g->n_action; k++) {
@@ -327,7 +328,10 @@ int dv_cfg_policy_resolve(dv_config_t *cfg, char *err, size_t err_len)
 					    "%s:%u: groups.%s.action: '%s' "
 					    "cannot be mixed with other "
 					    "actions",
-					    cfg->source, g->line, g->name,
+					    cfg->source,
+					    g->action_line ? g->action_line
+							   : g->line,
+					    g->name,
 					    action_words[g->action[k].kind]);
 				return DV_ECONFIG;
 			}

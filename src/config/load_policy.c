@@ -22,15 +22,15 @@ static const struct {
 	const char *key;
 	unsigned bit;
 } tables[] = {
-	{"lists", SEEN_LISTS},
-	{"groups", SEEN_GROUPS},
-	{"clients", SEEN_CLIENTS},
-	{"internal", SEEN_INTERNAL},
+	{ "lists", SEEN_LISTS },
+	{ "groups", SEEN_GROUPS },
+	{ "clients", SEEN_CLIENTS },
+	{ "internal", SEEN_INTERNAL },
 };
 
 /* keys of the design (issue 13) that come in later releases */
-static const char *const later_group_keys[] = {"records", "upstream",
-					       "rate-limit-qps", NULL};
+static const char *const later_group_keys[] = { "records", "upstream",
+						"rate-limit-qps", NULL };
 
 bool dv_load_policy_key(const char *k)
 {
@@ -171,8 +171,9 @@ static int load_named(loader_t *l, const yaml_event_t *val, const char *key)
 			}
 		}
 		if (ret == 0) {
-			memset(elem, 0, lists ? sizeof(dv_cfg_list_t)
-					      : sizeof(dv_cfg_group_t));
+			memset(elem, 0,
+			       lists ? sizeof(dv_cfg_list_t)
+				     : sizeof(dv_cfg_group_t));
 			dv_cfg_sub_defaults(sub, elem);
 			snprintf(elem_name, DV_POLICY_NAME_MAX, "%s", name);
 			if (!lists)

@@ -16,12 +16,11 @@
 #include "src/policy/policy_int.h"
 
 #define DV_EDE_BLOCKED 15 /* RFC 8914 4.16 */
-#define ANSWER_TMP 1024      /* question + 8 AAAA + an SOA */
+#define ANSWER_TMP 1024 /* question + 8 AAAA + an SOA */
 
 /* One record owned by the name at `ptr` (a compression pointer). */
-static size_t put_rr(uint8_t *p, uint16_t ptr, uint16_t type,
-		     uint16_t qclass, uint32_t ttl, const uint8_t *rdata,
-		     uint16_t rdlen)
+static size_t put_rr(uint8_t *p, uint16_t ptr, uint16_t type, uint16_t qclass,
+		     uint32_t ttl, const uint8_t *rdata, uint16_t rdlen)
 {
 	dv_put16(p, (uint16_t)(0xc000 | ptr));
 	dv_put16(p + 2, type);
@@ -72,14 +71,13 @@ int dv_policy_blocked_answer(uint8_t *buf, size_t cap, const dv_query_t *q,
 		 * and RNAME, the TTL as MINIMUM */
 		uint8_t soa[2 + 20];
 		soa[0] = soa[1] = 0;
-		dv_put32(soa + 2, 1);       /* serial */
-		dv_put32(soa + 6, 3600);    /* refresh */
-		dv_put32(soa + 10, 600);    /* retry */
-		dv_put32(soa + 14, 86400);  /* expire */
+		dv_put32(soa + 2, 1); /* serial */
+		dv_put32(soa + 6, 3600); /* refresh */
+		dv_put32(soa + 10, 600); /* retry */
+		dv_put32(soa + 14, 86400); /* expire */
 		dv_put32(soa + 18, g->ttl); /* minimum */
 		pos += put_rr(tmp + pos, (uint16_t)(DV_DNS_HDR + suffix_off),
-			      DV_TYPE_SOA, v->qclass, g->ttl, soa,
-			      sizeof(soa));
+			      DV_TYPE_SOA, v->qclass, g->ttl, soa, sizeof(soa));
 		ns = 1;
 	}
 	dv_put16(tmp, v->id);

@@ -55,10 +55,19 @@ static char *token(char **p, char *end, size_t *len)
 static bool hosts_own_name(const char *n, size_t len)
 {
 	static const char *const own[] = {
-		"localhost", "localhost.localdomain", "local", "broadcasthost",
-		"ip6-localhost", "ip6-loopback", "ip6-localnet",
-		"ip6-mcastprefix", "ip6-allnodes", "ip6-allrouters",
-		"ip6-allhosts", "0.0.0.0", NULL,
+		"localhost",
+		"localhost.localdomain",
+		"local",
+		"broadcasthost",
+		"ip6-localhost",
+		"ip6-loopback",
+		"ip6-localnet",
+		"ip6-mcastprefix",
+		"ip6-allnodes",
+		"ip6-allrouters",
+		"ip6-allhosts",
+		"0.0.0.0",
+		NULL,
 	};
 	for (unsigned i = 0; own[i]; i++)
 		if (strlen(own[i]) == len && memcmp(own[i], n, len) == 0)
@@ -66,8 +75,8 @@ static bool hosts_own_name(const char *n, size_t len)
 	return false;
 }
 
-static int parse_hosts(char *line, size_t len, dv_list_add_fn add,
-		       void *ctx, dv_list_stats_t *st)
+static int parse_hosts(char *line, size_t len, dv_list_add_fn add, void *ctx,
+		       dv_list_stats_t *st)
 {
 	char *p = line, *end = line + len, addr[INET6_ADDRSTRLEN + 1];
 	uint8_t bin[16];
@@ -106,8 +115,8 @@ bad:
 	return 0;
 }
 
-static int parse_domains(char *line, size_t len, dv_list_add_fn add,
-			 void *ctx, dv_list_stats_t *st)
+static int parse_domains(char *line, size_t len, dv_list_add_fn add, void *ctx,
+			 dv_list_stats_t *st)
 {
 	char *p = line, *end = line + len;
 	size_t n = 0, extra;
@@ -127,8 +136,8 @@ static int parse_domains(char *line, size_t len, dv_list_add_fn add,
 	return ret;
 }
 
-static int parse_adblock(char *line, size_t len, dv_list_add_fn add,
-			 void *ctx, dv_list_stats_t *st)
+static int parse_adblock(char *line, size_t len, dv_list_add_fn add, void *ctx,
+			 dv_list_stats_t *st)
 {
 	bool except = false;
 	if (line[0] == '[') /* "[Adblock Plus 2.0]" */
@@ -172,8 +181,8 @@ static int parse_adblock(char *line, size_t len, dv_list_add_fn add,
 	return ret;
 }
 
-int dv_list_parse_line(unsigned fmt, char *line, size_t len,
-		       dv_list_add_fn add, void *ctx, dv_list_stats_t *st)
+int dv_list_parse_line(unsigned fmt, char *line, size_t len, dv_list_add_fn add,
+		       void *ctx, dv_list_stats_t *st)
 {
 	st->lines++;
 	/* adblock's '#' starts cosmetic rules ("example.com##.ad"), not
@@ -207,7 +216,8 @@ int dv_list_parse_buffer(unsigned fmt, const char *buf, size_t len,
 			st->bad++;
 		} else {
 			memcpy(line, buf + pos, n);
-			int ret = dv_list_parse_line(fmt, line, n, add, ctx, st);
+			int ret =
+				dv_list_parse_line(fmt, line, n, add, ctx, st);
 			if (ret)
 				return ret;
 		}

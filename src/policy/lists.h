@@ -21,11 +21,11 @@
 #include "src/config/config.h"
 
 typedef struct {
-	uint64_t lines;      /* read */
-	uint64_t rules;      /* names added (a hosts line may add several) */
+	uint64_t lines; /* read */
+	uint64_t rules; /* names added (a hosts line may add several) */
 	uint64_t exceptions; /* of those, adblock exceptions */
-	uint64_t bad;        /* lines nothing could be made of */
-	uint64_t skipped;    /* rule kinds or names left out on purpose */
+	uint64_t bad; /* lines nothing could be made of */
+	uint64_t skipped; /* rule kinds or names left out on purpose */
 } dv_list_stats_t;
 
 /* Takes one rule: `name` (`len` bytes, normalized: dv_suffix_normalize),
@@ -38,8 +38,8 @@ typedef int (*dv_list_add_fn)(void *ctx, const char *name, size_t len,
  * of format `fmt` (dv_list_format_t), counting it in `st` and handing its
  * rules to `add`.  Returns 0 or the first error `add` returned.
  */
-int dv_list_parse_line(unsigned fmt, char *line, size_t len,
-		       dv_list_add_fn add, void *ctx, dv_list_stats_t *st);
+int dv_list_parse_line(unsigned fmt, char *line, size_t len, dv_list_add_fn add,
+		       void *ctx, dv_list_stats_t *st);
 
 /* The same for every line of `buf` (`len` bytes; "\n" or "\r\n" line
  * ends; lines longer than 4 KiB are bad).  Does not change `buf`. */

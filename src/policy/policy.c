@@ -87,7 +87,7 @@ int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 		list_t *l = &p->lists[p->n_lists++];
 		snprintf(l->name, sizeof(l->name), "%s", cl->name);
 		snprintf(l->source, sizeof(l->source), "%s", cl->source);
-		add_ctx_t a = {.set = p->set, .list = i};
+		add_ctx_t a = { .set = p->set, .list = i };
 		int ret = dv_list_parse_file(cl->format, cl->source, add_rule,
 					     &a, &l->st);
 		if (ret < 0) {
@@ -167,8 +167,8 @@ void dv_policy_worker_free(dv_policy_worker_t *w)
 /* ---- deciding ---- */
 
 typedef enum { D_PASS, D_ALLOW, D_BLOCK, D_REFUSE } decision_t;
-static const char *const decision_names[] = {"pass", "allowed", "blocked",
-					     "refused"};
+static const char *const decision_names[] = { "pass", "allowed", "blocked",
+					      "refused" };
 
 /* The query's client ID into `buf`, or NULL. */
 static const char *client_id(const dv_policy_t *p, const dv_query_t *q,
@@ -243,15 +243,14 @@ static void log_decision(dv_policy_worker_t *w, const dv_query_t *q,
 		inet_ntop(AF_INET6,
 			  &((const struct sockaddr_in6 *)sa)->sin6_addr, addr,
 			  sizeof(addr));
-	dv_log_debug("policy: client %s id %s group %s: %s %s%s%s",
-		     addr, id ? id : "-", g ? g->name : "-",
-		     decision_names[d], name[0] ? name : ".",
-		     list >= 0 ? " list " : "",
+	dv_log_debug("policy: client %s id %s group %s: %s %s%s%s", addr,
+		     id ? id : "-", g ? g->name : "-", decision_names[d],
+		     name[0] ? name : ".", list >= 0 ? " list " : "",
 		     list >= 0 ? w->p->lists[list].name : "");
 }
 
-static int decide(void *policy, const dv_query_t *q, uint8_t *buf,
-		  size_t cap, unsigned pad_block)
+static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
+		  unsigned pad_block)
 {
 	dv_policy_worker_t *w = policy;
 	const dv_policy_t *p = w->p;
@@ -276,8 +275,8 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf,
 	const group_t *g = &p->groups[gi];
 	CTR_INC(w->group_ctr[gi][GC_QUERIES]);
 	dv_suffix_hit_t hit;
-	if (!g->lists || !dv_suffix_lookup(p->set, name, (size_t)n, g->lists,
-					   &hit)) {
+	if (!g->lists ||
+	    !dv_suffix_lookup(p->set, name, (size_t)n, g->lists, &hit)) {
 		if (logging)
 			log_decision(w, q, id, g, D_PASS, name, -1);
 		return 0;
@@ -306,16 +305,16 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf,
 	return len;
 }
 
-const dv_core_policy_ops_t dv_policy_core_ops = {.decide = decide};
+const dv_core_policy_ops_t dv_policy_core_ops = { .decide = decide };
 
 /* ---- counters ---- */
 
 void dv_policy_stats_json(FILE *f, const dv_policy_t *p,
 			  dv_policy_worker_t *const *w, unsigned n)
 {
-	uint64_t gsum[DV_POLICY_MAX_GROUPS][GC_N] = {{0}};
-	uint64_t lsum[DV_POLICY_MAX_LISTS][LC_N] = {{0}};
-	uint64_t lq[DV_POLICY_MAX_LISTS] = {0};
+	uint64_t gsum[DV_POLICY_MAX_GROUPS][GC_N] = { { 0 } };
+	uint64_t lsum[DV_POLICY_MAX_LISTS][LC_N] = { { 0 } };
+	uint64_t lq[DV_POLICY_MAX_LISTS] = { 0 };
 	uint64_t refused = 0;
 	for (unsigned k = 0; k < n; k++) {
 		if (!w[k])
@@ -333,21 +332,24 @@ void dv_policy_stats_json(FILE *f, const dv_policy_t *p,
 		for (unsigned l = 0; l < p->n_lists; l++)
 			if (p->groups[g].lists & (1u << l))
 				lq[l] += gsum[g][GC_QUERIES];
-	fprintf(f, ",\"policy\":{\"refused_unknown_id\":%" PRIu64
-		   ",\"groups\":{", refused);
+	fprintf(f,
+		",\"policy\":{\"refused_unknown_id\":%" PRIu64 ",\"groups\":{",
+		refused);
 	for (unsigned g = 0; g < p->n_groups; g++)
-		fprintf(f, "%s\"%s\":{\"queries\":%" PRIu64 ",\"blocked\":%"
-			   PRIu64 ",\"allowed\":%" PRIu64 "}",
+		fprintf(f,
+			"%s\"%s\":{\"queries\":%" PRIu64 ",\"blocked\":%" PRIu64
+			",\"allowed\":%" PRIu64 "}",
 			g ? "," : "", p->groups[g].name, gsum[g][GC_QUERIES],
 			gsum[g][GC_BLOCKED], gsum[g][GC_ALLOWED]);
 	fputs("},\"lists\":{", f);
 	for (unsigned l = 0; l < p->n_lists; l++) {
 		const list_t *li = &p->lists[l];
-		fprintf(f, "%s\"%s\":{\"queries\":%" PRIu64 ",\"blocked\":%"
-			   PRIu64 ",\"allowed\":%" PRIu64 ",\"rules\":%"
-			   PRIu64 ",\"exceptions\":%" PRIu64
-			   ",\"bad_lines\":%" PRIu64 ",\"skipped\":%" PRIu64
-			   "}",
+		fprintf(f,
+			"%s\"%s\":{\"queries\":%" PRIu64 ",\"blocked\":%" PRIu64
+			",\"allowed\":%" PRIu64 ",\"rules\":%" PRIu64 ",\"excep"
+								      "tions\":"
+								      "%" PRIu64
+			",\"bad_lines\":%" PRIu64 ",\"skipped\":%" PRIu64 "}",
 			l ? "," : "", li->name, lq[l], lsum[l][LC_BLOCKED],
 			lsum[l][LC_ALLOWED], li->st.rules, li->st.exceptions,
 			li->st.bad, li->st.skipped);

@@ -13,8 +13,8 @@
 typedef struct {
 	char name[DV_POLICY_NAME_MAX];
 	uint32_t block, allow; /* list masks */
-	uint32_t lists;        /* block | allow: the lists that count */
-	uint8_t action;        /* dv_action_t */
+	uint32_t lists; /* block | allow: the lists that count */
+	uint8_t action; /* dv_action_t */
 	uint8_t n_v4, n_v6;
 	uint8_t v4[DV_POLICY_MAX_ACTION][4];
 	uint8_t v6[DV_POLICY_MAX_ACTION][16];

@@ -8,8 +8,8 @@
 #include <string.h>
 
 typedef struct {
-	uint32_t hash;   /* the top bits of the name's hash */
-	uint32_t off;    /* of its length byte in the arena */
+	uint32_t hash; /* the top bits of the name's hash */
+	uint32_t off; /* of its length byte in the arena */
 	uint32_t block;
 	uint32_t except;
 } entry_t;
@@ -17,7 +17,7 @@ typedef struct {
 struct dv_suffix_set {
 	uint64_t seed;
 	uint32_t *slots; /* entry index + 1; 0 = empty */
-	uint32_t mask;   /* slots - 1 */
+	uint32_t mask; /* slots - 1 */
 	entry_t *entries;
 	uint32_t n, cap;
 	char *names; /* a length byte, then the text, per name */
@@ -71,8 +71,8 @@ void dv_suffix_free(dv_suffix_set_t *s)
 	free(s);
 }
 
-static bool entry_is(const dv_suffix_set_t *s, const entry_t *e,
-		     uint32_t h32, const char *name, size_t len)
+static bool entry_is(const dv_suffix_set_t *s, const entry_t *e, uint32_t h32,
+		     const char *name, size_t len)
 {
 	const char *t = s->names + e->off;
 	return e->hash == h32 && (uint8_t)t[0] == len &&
@@ -182,8 +182,8 @@ void dv_suffix_seal(dv_suffix_set_t *s)
 	}
 }
 
-bool dv_suffix_lookup(const dv_suffix_set_t *s, const char *name,
-		      size_t len, uint32_t lists, dv_suffix_hit_t *hit)
+bool dv_suffix_lookup(const dv_suffix_set_t *s, const char *name, size_t len,
+		      uint32_t lists, dv_suffix_hit_t *hit)
 {
 	uint64_t hashes[DV_SUFFIX_MAX_LABELS + 1];
 	uint16_t offs[DV_SUFFIX_MAX_LABELS + 1];
@@ -202,8 +202,8 @@ bool dv_suffix_lookup(const dv_suffix_set_t *s, const char *name,
 	}
 	/* the most specific first */
 	while (n-- > 0) {
-		uint32_t *slot = find_slot(s, hashes[n], name + offs[n],
-					   len - offs[n]);
+		uint32_t *slot =
+			find_slot(s, hashes[n], name + offs[n], len - offs[n]);
 		if (!*slot)
 			continue;
 		const entry_t *e = &s->entries[*slot - 1];

@@ -26,7 +26,7 @@ typedef struct dv_suffix_set dv_suffix_set_t;
 
 /* What a lookup found: the most specific suffix with a rule that counts. */
 typedef struct {
-	uint32_t block;  /* lists with a plain rule for the suffix */
+	uint32_t block; /* lists with a plain rule for the suffix */
 	uint32_t except; /* lists with an exception ("@@||name^") for it */
 	uint16_t offset; /* where the suffix starts in the looked-up name */
 } dv_suffix_hit_t;
@@ -52,8 +52,8 @@ void dv_suffix_seal(dv_suffix_set_t *s);
  * trailing dot, as dv_suffix_query_name() writes it), the most specific
  * first, and return true with the first whose masks meet `lists` in *hit.
  */
-bool dv_suffix_lookup(const dv_suffix_set_t *s, const char *name,
-		      size_t len, uint32_t lists, dv_suffix_hit_t *hit);
+bool dv_suffix_lookup(const dv_suffix_set_t *s, const char *name, size_t len,
+		      uint32_t lists, dv_suffix_hit_t *hit);
 
 /* Names held, and the bytes the set takes. */
 size_t dv_suffix_count(const dv_suffix_set_t *s);

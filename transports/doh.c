@@ -137,6 +137,8 @@ static void on_query(void *user, uint32_t stream, const char *path,
 	q->conn_tag = stream;
 	q->path = path;
 	q->client_id = client_id; /* the engine's, valid during the submit */
+	/* the ID and a proxy's client may change from request to request */
+	q->ident_memo = NULL;
 	if (forwarded_for)
 		set_forwarded(q, forwarded_for);
 	if (dv_stream_submit(dc->c, q) < 0)

@@ -49,6 +49,11 @@ struct dv_query {
 	/* 1 + the index in the config's `listen` list of the listener the
 	 * query came in on; 0 when the transport does not say (DoQ) */
 	uint8_t listener;
+	/* where the policy may remember who asked for the connection's next
+	 * queries (0: not worked out yet), when everything the identity is
+	 * made of (peer, SNI, listener) is the connection's own; NULL: every
+	 * query is worked out afresh (UDP, DoH) */
+	uint16_t *ident_memo;
 	bool udp;             /* answer size limited by the client's EDNS */
 	unsigned pad_block;   /* pad answers to padded queries (encrypted) */
 

@@ -24,6 +24,7 @@
 #include "src/policy/policy_int.h"
 
 #define LOG_PER_SECOND 100
+#define MEMO_REFUSED 0xffff /* q->ident_memo: an unknown client ID */
 
 /* Only the owning worker writes its counters; the main thread reads them
  * for the stats line (as src/core/stats.h's). */
@@ -255,15 +256,25 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 	dv_policy_worker_t *w = policy;
 	const dv_policy_t *p = w->p;
 	char idbuf[DV_IDENT_MAX + 1], name[DV_SUFFIX_NAME_MAX + 2];
-	const char *id = client_id(p, q, idbuf);
 	bool logging = dv_log_level >= DV_LOG_DEBUG;
+	uint16_t memo = q->ident_memo ? *q->ident_memo : 0;
+	const char *id = !memo || logging ? client_id(p, q, idbuf) : NULL;
 	int n = dv_suffix_query_name(q->wire + DV_DNS_HDR, q->view.qname_len,
 				     name);
 	if (n < 0)
 		return 0; /* the parse took it: cannot happen */
 	name[n] = '\0';
 
-	if (p->clients_only && id && !id_known(p, id)) {
+	/* who asks: worked out once per connection where the transport
+	 * keeps a memo (a stream's peer, SNI and listener do not change) */
+	if (!memo) {
+		memo = p->clients_only && id && !id_known(p, id)
+			       ? MEMO_REFUSED
+			       : (uint16_t)(group_of(p, q, id) + 1);
+		if (q->ident_memo)
+			*q->ident_memo = memo;
+	}
+	if (memo == MEMO_REFUSED) {
 		CTR_INC(w->refused_unknown_id);
 		if (logging)
 			log_decision(w, q, id, NULL, D_REFUSE, name, -1);
@@ -271,7 +282,7 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 				     DV_RCODE_REFUSED, DV_EDE_PROHIBITED,
 				     "unknown client ID", pad_block);
 	}
-	unsigned gi = group_of(p, q, id);
+	unsigned gi = memo - 1u;
 	const group_t *g = &p->groups[gi];
 	CTR_INC(w->group_ctr[gi][GC_QUERIES]);
 	dv_suffix_hit_t hit;

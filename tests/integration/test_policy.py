@@ -239,6 +239,16 @@ policy:
         # and back: the kid still gets the null address
         r = self.dot("KID-1.dns.test", "h6.example.test")
         self.assertEqual([x[3] for x in r.records()], ["0.0.0.0"], r)
+        # several queries on one connection (worked out once per
+        # connection): each the kids' answer
+        before = self.dv.stats()
+        r = h.kdig_tls(self.dv.tls_port, [("h6.example.test", "A"), ("h1.example.test", "A"),
+                                          ("h7.example.test", "A")],
+                       "+edns", "+keepopen", "+tls-sni=kid-1.dns.test")
+        self.assertEqual(h.kdig_answers(r), [("h6.example.test.", ["0.0.0.0"]),
+                                             ("h1.example.test.", ["0.0.0.0"]),
+                                             ("h7.example.test.", [h.host_addr(7)])], r)
+        self.assertEqual(self.dv.stats()["tls_handshakes"] - before["tls_handshakes"], 1)
         # a known exact ID: default group
         r = self.dot("laptop-42.dns.test", "h6.example.test")
         self.assertEqual([x[3] for x in r.records()], [h.host_addr(6)], r)

@@ -335,6 +335,8 @@ typedef struct {
 } ans_t;
 
 /* Run one query through the hook; false when it passes. */
+static uint16_t *memo; /* the connection's, for ask() */
+
 static bool ask(dv_policy_worker_t *pw, const char *qname, uint16_t qtype,
 		const char *peer, const char *sni, const char *client_id,
 		uint8_t listener, ans_t *a)
@@ -365,6 +367,7 @@ static bool ask(dv_policy_worker_t *pw, const char *qname, uint16_t qtype,
 	q.sni = sni;
 	q.client_id = client_id;
 	q.listener = listener;
+	q.ident_memo = memo;
 	struct sockaddr_in *in4 = (struct sockaddr_in *)&q.peer;
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&q.peer;
 	if (inet_pton(AF_INET, peer, &in4->sin_addr) == 1) {
@@ -487,13 +490,33 @@ static void test_decisions(void **state)
 	assert_int_equal(a.an, 0);
 	assert_int_equal(a.ns, 1);
 
+	/* a connection's memo: worked out once, then kept (the SNI of a
+	 * connection does not change; this shows the memo is what decides) */
+	uint16_t conn_memo = 0;
+	memo = &conn_memo;
+	assert_true(ask(w, "ads.example", DV_TYPE_A, lo, "kid-1.dns.test", NULL,
+			1, &a));
+	assert_int_equal(a.an, 1); /* kids: null */
+	assert_int_not_equal(conn_memo, 0);
+	assert_true(ask(w, "ads.example", DV_TYPE_A, lo, "dns.test", NULL, 1,
+			&a));
+	assert_int_equal(a.an, 1); /* still the kids' answer */
+	conn_memo = 0;
+	assert_true(ask(w, "ads.example", DV_TYPE_A, lo, "stranger.dns.test",
+			NULL, 1, &a));
+	assert_int_equal(a.rcode, DV_RCODE_REFUSED);
+	assert_true(ask(w, "other.example", DV_TYPE_A, lo, "dns.test", NULL, 1,
+			&a));
+	assert_int_equal(a.rcode, DV_RCODE_REFUSED); /* remembered */
+	memo = NULL;
+
 	/* the counters */
 	char *json = NULL;
 	size_t jlen = 0;
 	FILE *f = open_memstream(&json, &jlen);
 	dv_policy_stats_json(f, p, &w, 1);
 	fclose(f);
-	assert_non_null(strstr(json, "\"refused_unknown_id\":1"));
+	assert_non_null(strstr(json, "\"refused_unknown_id\":3"));
 	assert_non_null(strstr(json, "\"default\":{\"queries\":10,\"blocked\":3,"
 				     "\"allowed\":3}"));
 	assert_non_null(strstr(json, "\"ads\":{\"queries\":"));

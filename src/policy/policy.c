@@ -5,8 +5,9 @@
  * A decision: the client ID (the DoH path's, or the first label of the
  * TLS SNI before one of policy.server-names); with policy.clients-only an
  * ID no clients: id pattern matches is refused; the group of the first
- * clients: entry whose keys all match (else "default"); and, when the
- * group has lists, the most specific suffix of the name asked that one of
+ * clients: entry whose keys all match (else "default") -- these two
+ * worked out once per connection where the transport keeps a memo
+ * (q->ident_memo); and, when the group has lists, the most specific suffix of the name asked that one of
  * them has a rule for.  There an allow rule (a rule of an allow: list, or
  * an adblock exception of a block: list) wins over a block rule; a name
  * without a rule of its own follows its parent.

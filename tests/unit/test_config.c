@@ -1721,6 +1721,13 @@ static void test_policy_example(void **state)
 	assert_int_equal(cfg->n_server_names, 1);
 	assert_string_equal(cfg->server_names[0], "dns.test");
 
+	/* "~" stays YAML's null: no action, the default */
+	dv_config_defaults(cfg);
+	assert_int_equal(load_text(cfg, "groups:\n  kids: { action: ~ }\n",
+				   path, sizeof(path), err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg->groups[0].n_action, 0);
+
 	/* groups without a default get one, empty */
 	dv_config_defaults(cfg);
 	const char *yaml = "groups:\n  kids: { action: nodata }\n";

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The policy (README "Policy"): device identity, groups and block/allow
 lists, through real clients: kdig over DoT with the client ID in the TLS
-SNI (+tls-sni=kid-1.dns.test against a certificate for *.dns.test), curl
+SNI (+tls-sni=kid-1.dns.test against a certificate for *.dns.test),
+dnsveil-doq over DoQ likewise (--name kid-1.dns.test), curl
 as a DoH client with the ID in the path (--doh-url .../dns-query/kid-1 and
 raw DoH GETs), kdig over DoH, and Do53 clients told apart by the source
 address they bind (kdig -b, dnspython source=).
@@ -105,7 +106,7 @@ policy:
 """ % (files["ads"], files["adb"], files["okay"], files["adult"], guest_url)
         cfg = h.doh_config()
         cfg["log-level"] = "debug"
-        self.dv = h.Dnsveil(listen=["dns", "tls", "https", guest_url], upstream=[self.ub],
+        self.dv = h.Dnsveil(listen=["dns", "tls", "https", "quic", guest_url], upstream=[self.ub],
                             config=cfg, extra_yaml=extra, name="policy")
         self._dnsveils.append(self.dv)
         self.dv.start()
@@ -259,6 +260,25 @@ policy:
                        "+tls-sni=stranger.dns.test", "+nojson")
         self.assertIn("EDE: 18 (Prohibited)", t.stdout, t)
         self.assertEqual(self.dv.stats()["policy"]["refused_unknown_id"], 2)
+        self.dv.wait_log(r"policy: client 127\.0\.0\.1 id kid-1 group kids: blocked "
+                         r"h6\.example\.test list adult")
+
+    def test_doq_client_id_in_sni(self):
+        """dnsveil-doq with --name kid-1.dns.test (the SNI; the certificate
+        covers *.dns.test): the kids group over DoQ too; the bare server
+        name is the default group; an unknown ID is refused."""
+        def ask(sni, name):
+            r = self.dv.doq("--name", sni, "--ca", h.CA, trust=False, names=(name, "A"))
+            self.assertEqual(len(r.answers), 1, r)
+            return r.answers[0]
+        a = ask("kid-1.dns.test", "h6.example.test")
+        self.assertEqual(a["rcode"], "NOERROR", a)
+        self.assertEqual([x.split()[-1] for x in a["answers"]], ["0.0.0.0"], a)
+        self.assertEqual(a["answers"][0].split()[1], "60", a)
+        a = ask("dns.test", "h6.example.test")
+        self.assertEqual([x.split()[-1] for x in a["answers"]], [h.host_addr(6)], a)
+        a = ask("stranger.dns.test", "h6.example.test")
+        self.assertEqual(a["rcode"], "REFUSED", a)
         self.dv.wait_log(r"policy: client 127\.0\.0\.1 id kid-1 group kids: blocked "
                          r"h6\.example\.test list adult")
 

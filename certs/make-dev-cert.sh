@@ -5,11 +5,13 @@
 #   DIR/ca.pem        a fresh CA certificate (EC P-256; its key is discarded)
 #   DIR/dev-key.pem   the leaf's private key (EC P-256, mode 600)
 #   DIR/dev-cert.pem  the leaf certificate for dns.test, then the CA (chain,
-#                     leaf first); SANs DNS:dns.test, DNS:localhost,
-#                     IP:127.0.0.1, IP:::1; valid 90 days (browsers refuse
-#                     more than 398)
+#                     leaf first); SANs DNS:dns.test, DNS:*.dns.test (the
+#                     policy's client IDs in the SNI: kid-1.dns.test),
+#                     DNS:localhost, IP:127.0.0.1, IP:::1; valid 90 days
+#                     (browsers refuse more than 398)
 # DIR defaults to the directory of this script (certs/).  Does nothing when
-# dev-cert.pem and dev-key.pem already exist: delete them to start over.
+# dev-cert.pem and dev-key.pem already exist and the certificate has the
+# wildcard name: delete them to start over.
 # Never commit the results (.gitignore lists certs/*.pem).
 set -eu
 
@@ -20,7 +22,9 @@ fi
 dir=${1:-$(cd "$(dirname "$0")" && pwd)}
 days=90
 
-if [ -s "$dir/dev-cert.pem" ] && [ -s "$dir/dev-key.pem" ]; then
+if [ -s "$dir/dev-cert.pem" ] && [ -s "$dir/dev-key.pem" ] &&
+	openssl x509 -in "$dir/dev-cert.pem" -noout -ext subjectAltName \
+		2>/dev/null | grep -q '\*\.dns\.test'; then
 	echo "$dir/dev-cert.pem and $dir/dev-key.pem exist: nothing to do"
 	exit 0
 fi
@@ -54,7 +58,7 @@ cat >"$tmp/leaf.ext" <<'EOF'
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
-subjectAltName=DNS:dns.test,DNS:localhost,IP:127.0.0.1,IP:::1
+subjectAltName=DNS:dns.test,DNS:*.dns.test,DNS:localhost,IP:127.0.0.1,IP:::1
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid
 EOF

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/core/ident.h"
 #include "src/proto/doh.h"
 #include "src/core/errors.h"
 #include "src/core/wire.h"
@@ -92,10 +93,11 @@ static void answer_pending(fz_t *f)
 }
 
 static void on_query(void *user, uint32_t stream, const char *path,
-		     const uint8_t *msg, size_t len, const char *fwd)
+		     const char *client_id, const uint8_t *msg, size_t len, const char *fwd)
 {
 	fz_t *f = user;
 	CHECK(path == paths[0] || path == paths[1]);
+	CHECK(!client_id || dv_ident_label_ok(client_id, strlen(client_id)));
 	CHECK(len >= DV_DNS_HDR && len <= DV_DNS_MAX_MSG);
 	CHECK(!(dv_get16(msg + 2) & DV_FLAG_QR));
 	CHECK(dv_get16(msg + 4) == 1);

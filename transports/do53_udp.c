@@ -27,6 +27,7 @@ typedef struct {
 	int fd;
 	ev_io io;
 	bool batching;
+	uint8_t listener; /* q->listener of its queries */
 	unsigned n_tx;
 	struct mmsghdr rx[BATCH];
 	struct iovec rx_iov[BATCH];
@@ -98,6 +99,7 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 			q->reply = udp_reply;
 			q->conn = l;
 			q->transport = DV_SCHEME_UDP;
+			q->listener = l->listener;
 			q->udp = true;
 			memcpy(&q->peer, &l->rx_addr[i], h->msg_namelen);
 			q->peer_len = h->msg_namelen;
@@ -122,6 +124,7 @@ static int udp_listen(dv_worker_t *w, const dv_url_t *url, void **state)
 	}
 	l->w = w;
 	l->fd = fd;
+	l->listener = dv_worker_listener(w, url);
 	for (unsigned i = 0; i < BATCH; i++) {
 		l->rx_iov[i].iov_base = l->rx_buf[i];
 		l->rx_iov[i].iov_len = RX_SIZE;

@@ -90,11 +90,12 @@ static void set_forwarded(dv_query_t *q, const char *addr)
 
 /*
  * One debug line per request: who sent it, the path it came in on (what
- * the identity stage reads, q->path) and the client it counts for: the
- * address a trusted proxy forwarded, or the peer's own.
+ * the policy reads: q->path, and the client ID after it, q->client_id) and
+ * the client it counts for: the address a trusted proxy forwarded, or the
+ * peer's own.
  */
 static void log_request(doh_conn_t *dc, const char *path,
-			const char *forwarded_for)
+			const char *client_id, const char *forwarded_for)
 {
 	dv_stream_conn_t *c = dc->c;
 	unsigned dropped;
@@ -115,17 +116,19 @@ static void log_request(doh_conn_t *dc, const char *path,
 	if (dropped)
 		dv_log_debug("doh: worker %u: %u more requests were not logged",
 			     c->l->w->index, dropped);
-	dv_log_debug("doh: worker %u: request from %s: path %s, client %s%s",
-		     c->l->w->index, peer, path, client,
+	dv_log_debug("doh: worker %u: request from %s: path %s%s%s, client %s%s",
+		     c->l->w->index, peer, path, client_id ? "/" : "",
+		     client_id ? client_id : "", client,
 		     forwarded_for ? " (forwarded)" : "");
 }
 
 static void on_query(void *user, uint32_t stream, const char *path,
-		     const uint8_t *msg, size_t len, const char *forwarded_for)
+		     const char *client_id, const uint8_t *msg, size_t len,
+		     const char *forwarded_for)
 {
 	doh_conn_t *dc = user;
 	dv_stream_progress(dc->c);
-	log_request(dc, path, forwarded_for);
+	log_request(dc, path, client_id, forwarded_for);
 	dv_query_t *q = dv_stream_query(dc->c, msg, len, doh_reply);
 	if (!q) {
 		(void)dv_doh_error(dc->engine, stream, 503);
@@ -133,6 +136,9 @@ static void on_query(void *user, uint32_t stream, const char *path,
 	}
 	q->conn_tag = stream;
 	q->path = path;
+	q->client_id = client_id; /* the engine's, valid during the submit */
+	/* the ID and a proxy's client may change from request to request */
+	q->ident_memo = NULL;
 	if (forwarded_for)
 		set_forwarded(q, forwarded_for);
 	if (dv_stream_submit(dc->c, q) < 0)

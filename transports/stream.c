@@ -466,6 +466,8 @@ dv_query_t *dv_stream_query(dv_stream_conn_t *pc, const uint8_t *wire,
 	q->reply = reply;
 	q->conn = c;
 	q->transport = io->scheme;
+	q->listener = c->pub.l->listener;
+	q->ident_memo = &c->pub.ident_memo;
 	q->sni = c->pub.sni[0] ? c->pub.sni : NULL;
 	q->pad_block = io->encrypted ? DV_PAD_BLOCK : 0;
 	memcpy(&q->peer, &c->pub.peer, c->pub.peer_len);

@@ -114,6 +114,8 @@ struct dv_stream_conn {
 	socklen_t peer_len;
 	void *io_state;  /* the transport's (e.g. dv_tls_t) */
 	char sni[256]; /* set by the transport after its handshake */
+	/* the policy's memo of who this connection is (q->ident_memo) */
+	uint16_t ident_memo;
 	void *app_state;
 	/* closed because the peer misbehaved or stopped reading: no goodbye
 	 * (a TLS close_notify) is owed, and none could be sent behind a write
@@ -125,6 +127,7 @@ struct dv_stream_listener {
 	dv_worker_t *w;
 	const dv_stream_io_t *io;
 	void *io_ctx; /* the transport's listener state */
+	uint8_t listener; /* its queries' q->listener (dv_worker_listener) */
 };
 
 typedef struct dv_query dv_query_t;

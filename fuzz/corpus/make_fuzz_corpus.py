@@ -235,6 +235,33 @@ def config_seeds():
     s = {}
     with open(os.path.join(ROOT, "conf", "dnsveil.yaml"), "rb") as f:
         s["dnsveil.yaml"] = f.read()
+    with open(os.path.join(ROOT, "conf", "policy-example.yaml"), "rb") as f:
+        s["policy-example.yaml"] = f.read()
+    # the policy's tables: flow and block style, and what load_policy.c
+    # and schema_policy.c refuse
+    s["policy_tables.yaml"] = """lists:
+  a: { source: /l/a.txt, format: hosts, refresh-s: 10 }
+  b:
+    source: /l/b.txt
+    format: adblock
+groups:
+  default: { block: [a, b], allow: [], action: null, blocked-ttl: 5 }
+  g2:
+    block: [b]
+    allow: a
+    action: [192.0.2.1, "2001:db8::1"]
+  g3: ~
+clients:
+  - { id: "k?d-*", group: g2 }
+  - { cidr: [192.0.2.0/24, "2001:db8::/32"], listener: "udp://127.0.0.1:53", group: g3 }
+  - group: default
+policy: { server-names: [dns.test, Other.Example.], clients-only: true }
+"""
+    s["policy_bad_refs.yaml"] = ("lists: { a: { source: /x } }\n"
+                                 "groups: { g: { block: [a, z] } }\n"
+                                 "clients: [ { id: x, group: nope } ]\n")
+    s["policy_bad_shapes.yaml"] = ("lists: [a, b]\ngroups: { g: [1] }\n"
+                                   "clients: { id: x }\ninternal: [corp.example]\n")
     s["empty.yaml"] = ""
     s["null_doc.yaml"] = "~\n"
     s["minimal.yaml"] = ('listen: "dns://127.0.0.1:53"\n'

@@ -58,6 +58,76 @@ typedef enum {
 } dv_doq_retry_t;
 
 
+/* ---- the policy: lists, groups, clients (README "Policy") ---- */
+#define DV_POLICY_NAME_MAX 64     /* list and group names, client IDs */
+#define DV_POLICY_MAX_LISTS 32    /* bits of a list mask */
+#define DV_POLICY_MAX_GROUPS 32
+#define DV_POLICY_GROUP_LISTS 16  /* names under one block: or allow: */
+#define DV_POLICY_MAX_ACTION 8    /* addresses of one action */
+#define DV_POLICY_MAX_CLIENTS 256
+#define DV_POLICY_CLIENT_CIDRS 8
+#define DV_POLICY_MAX_SERVER_NAMES 8
+
+typedef enum {
+	DV_LIST_HOSTS,   /* "0.0.0.0 name name..." */
+	DV_LIST_DOMAINS, /* one name a line */
+	DV_LIST_ADBLOCK, /* "||name^", "@@||name^" */
+} dv_list_format_t;
+
+/* lists: NAME: {source, format, refresh-s} */
+typedef struct {
+	char name[DV_POLICY_NAME_MAX];
+	char source[512]; /* a file path (URLs come later) */
+	unsigned format;  /* dv_list_format_t */
+	unsigned refresh_s;
+} dv_cfg_list_t;
+
+typedef enum {
+	DV_ACTION_NXDOMAIN,
+	DV_ACTION_NODATA,
+	DV_ACTION_REFUSED,
+	DV_ACTION_NULL,      /* 0.0.0.0 / :: */
+	DV_ACTION_ADDRESSES, /* the given addresses */
+} dv_action_t;
+
+/* One item of a group's `action:`: a keyword or an address. */
+typedef struct {
+	uint8_t kind;   /* dv_action_t; DV_ACTION_ADDRESSES: an address */
+	uint8_t family; /* AF_INET or AF_INET6 for an address */
+	uint8_t addr[16];
+} dv_cfg_action_t;
+
+typedef char dv_cfg_name_t[DV_POLICY_NAME_MAX];
+
+/* groups: NAME: {block, allow, action, blocked-ttl} */
+typedef struct {
+	char name[DV_POLICY_NAME_MAX];
+	dv_cfg_name_t block[DV_POLICY_GROUP_LISTS];
+	unsigned n_block;
+	dv_cfg_name_t allow[DV_POLICY_GROUP_LISTS];
+	unsigned n_allow;
+	dv_cfg_action_t action[DV_POLICY_MAX_ACTION];
+	unsigned n_action;
+	unsigned blocked_ttl;
+	/* filled by the loader from the names above */
+	uint32_t block_mask, allow_mask; /* bit i: lists[i] */
+	/* lines of the group's name and of its block:, allow: and action:
+	 * keys, for messages */
+	unsigned line, block_line, allow_line, action_line;
+} dv_cfg_group_t;
+
+/* clients: - {id | cidr | listener, group}; first match wins */
+typedef struct {
+	char id[DV_POLICY_NAME_MAX]; /* glob pattern; "" = any */
+	dv_netmask_t cidr[DV_POLICY_CLIENT_CIDRS];
+	unsigned n_cidr;             /* 0 = any address */
+	char listener[DV_URL_NAME_MAX]; /* a `listen` URL as given; "" = any */
+	char group[DV_POLICY_NAME_MAX];
+	/* filled by the loader */
+	unsigned group_index; /* in groups */
+	unsigned line;        /* of the entry, for messages */
+} dv_cfg_client_t;
+
 /* Bits of dv_config_t.cli_set: which values the command line gave, so that
  * dv_config_validate() can name the flag rather than the file. */
 enum {
@@ -162,6 +232,19 @@ typedef struct {
 	unsigned cache_servfail_ttl_s;          /* 0 = failures not cached */
 	unsigned cache_prefetch_hits;           /* 0 = no prefetch */
 	unsigned cache_prefetch_window_pct;
+
+	/* lists:, groups:, clients:, policy: */
+	dv_cfg_list_t lists[DV_POLICY_MAX_LISTS];
+	unsigned n_lists;
+	dv_cfg_group_t groups[DV_POLICY_MAX_GROUPS];
+	unsigned n_groups;
+	dv_cfg_client_t clients[DV_POLICY_MAX_CLIENTS];
+	unsigned n_clients;
+	/* policy.server-names: the ID in a TLS SNI is its first label
+	 * before one of these */
+	char server_names[DV_POLICY_MAX_SERVER_NAMES][256];
+	unsigned n_server_names;
+	unsigned clients_only; /* 0/1: unknown client IDs are refused */
 
 	/* where the values came from, for messages */
 	char source[512]; /* config file path, or "" for built-in defaults */

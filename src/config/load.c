@@ -7,6 +7,7 @@
  * first error ends the load, and a failed load leaves the caller's config
  * untouched (the file is parsed into a copy), which SIGHUP reload relies on.
  */
+#include "src/config/load.h"
 #include "src/config/schema.h"
 #include "src/core/errors.h"
 
@@ -15,30 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <yaml.h>
 
 /* A config file is a few KiB; anything bigger is the wrong file. */
 #define CONFIG_FILE_MAX (1024 * 1024)
 
-typedef struct {
-	yaml_parser_t parser;
-	const char *path;
-	const unsigned char *buf;
-	size_t len;
-	dv_config_t *cfg;
-	char *err;
-	size_t err_len;
-	bool seen[DV_CFG_SCHEMA_MAX]; /* by index in dv_cfg_schema[] */
-	const char *sections_seen[DV_CFG_SCHEMA_MAX];
-	size_t n_sections_seen;
-} loader_t;
 
 static unsigned mark_line(const yaml_mark_t *m)
 {
 	return (unsigned)m->line + 1;
 }
 
-static const char *event_kind(const yaml_event_t *ev)
+const char *dv_load_kind(const yaml_event_t *ev)
 {
 	switch (ev->type) {
 	case YAML_SEQUENCE_START_EVENT:
@@ -55,7 +43,7 @@ static const char *event_kind(const yaml_event_t *ev)
 }
 
 /* A plain "", "~" or "null": YAML's way of writing "no value". */
-static bool scalar_is_null(const yaml_event_t *ev)
+bool dv_load_is_null(const yaml_event_t *ev)
 {
 	const char *v = (const char *)ev->data.scalar.value;
 
@@ -66,7 +54,7 @@ static bool scalar_is_null(const yaml_event_t *ev)
 }
 
 /* Pull the next event; a libyaml error becomes "FILE:LINE: syntax error". */
-static int next_event(loader_t *l, yaml_event_t *ev)
+int dv_load_next(loader_t *l, yaml_event_t *ev)
 {
 	yaml_parser_t *p = &l->parser;
 	unsigned line, cline;
@@ -111,10 +99,7 @@ static int next_event(loader_t *l, yaml_event_t *ev)
 }
 
 /* Error at an event: "FILE:LINE: NAME: reason". */
-static int fail_at(loader_t *l, const yaml_event_t *ev, const char *name,
-		   const char *fmt, ...) DV_PRINTF(4, 5);
-
-static int fail_at(loader_t *l, const yaml_event_t *ev, const char *name,
+int dv_load_fail(loader_t *l, const yaml_event_t *ev, const char *name,
 		   const char *fmt, ...)
 {
 	char why[512];
@@ -129,72 +114,76 @@ static int fail_at(loader_t *l, const yaml_event_t *ev, const char *name,
 }
 
 /* The scalar's text, refusing embedded NULs that would cut it short. */
-static int scalar_text(loader_t *l, const yaml_event_t *ev, const char *name,
+int dv_load_text(loader_t *l, const yaml_event_t *ev, const char *name,
 		       const char **text)
 {
 	const char *v = (const char *)ev->data.scalar.value;
 
 	if (strlen(v) != ev->data.scalar.length)
-		return fail_at(l, ev, name, "contains a NUL character");
+		return dv_load_fail(l, ev, name, "contains a NUL character");
 	*text = v;
 	return 0;
 }
 
 /* One scalar value for `it`: "FILE:LINE: KEY: 'VALUE': reason" on error. */
-static int load_scalar(loader_t *l, const dv_cfg_item_t *it, const char *name,
-		       const yaml_event_t *ev)
+static int load_scalar(loader_t *l, const dv_cfg_item_t *it, void *base,
+		       const char *name, const yaml_event_t *ev)
 {
 	char why[384];
 	const char *v = NULL;
 	int ret;
 
-	ret = scalar_text(l, ev, name, &v);
+	ret = dv_load_text(l, ev, name, &v);
 	if (ret != 0)
 		return ret;
-	if (dv_cfg_item_set(it, l->cfg, v, why, sizeof(why)) != 0)
-		return fail_at(l, ev, name, "'%.200s': %s", v, why);
+	if (dv_cfg_item_set(it, base, v, why, sizeof(why)) != 0)
+		return dv_load_fail(l, ev, name, "'%.200s': %s", v, why);
 	return 0;
 }
 
-/* The value of one key; `ev` is its first event (owned by the caller). */
-static int load_value(loader_t *l, const dv_cfg_item_t *it,
-		      const yaml_event_t *ev)
+int dv_load_value(loader_t *l, const dv_cfg_item_t *it, void *base,
+		  const char *item_name, const yaml_event_t *ev)
 {
 	yaml_event_t item;
-	char name[64];
+	char name[160];
 	int ret;
 
-	dv_cfg_item_name(it, name, sizeof(name));
+	if (item_name)
+		snprintf(name, sizeof(name), "%s", item_name);
+	else
+		dv_cfg_item_name(it, name, sizeof(name));
 	if (ev->type == YAML_ALIAS_EVENT)
-		return fail_at(l, ev, name, "aliases are not supported");
+		return dv_load_fail(l, ev, name, "aliases are not supported");
 
 	if (it->type != DV_CFG_LIST) {
 		if (ev->type != YAML_SCALAR_EVENT)
-			return fail_at(l, ev, name, "expected a %s, got %s",
+			return dv_load_fail(l, ev, name, "expected a %s, got %s",
 				       it->type == DV_CFG_STRING ? "string"
 							    : "scalar",
-				       event_kind(ev));
-		if (scalar_is_null(ev)) {
+				       dv_load_kind(ev));
+		if (dv_load_is_null(ev)) {
 			if (it->type != DV_CFG_STRING)
-				return fail_at(l, ev, name, "missing value");
-			((char *)dv_cfg_item_ptr(it, l->cfg))[0] = '\0';
+				return dv_load_fail(l, ev, name, "missing value");
+			((char *)dv_cfg_item_ptr(it, base))[0] = '\0';
 			return 0;
 		}
-		return load_scalar(l, it, name, ev);
+		return load_scalar(l, it, base, name, ev);
 	}
 
 	/* A list replaces whatever the list held. */
-	dv_cfg_item_clear(it, l->cfg);
+	dv_cfg_item_clear(it, base);
 	if (ev->type == YAML_SCALAR_EVENT) { /* one item, or null = none */
-		if (scalar_is_null(ev))
+		if (dv_load_is_null(ev) &&
+		    !(it->list->null_is_word &&
+		      strcmp((const char *)ev->data.scalar.value, "null") == 0))
 			return 0;
-		return load_scalar(l, it, name, ev);
+		return load_scalar(l, it, base, name, ev);
 	}
 	if (ev->type != YAML_SEQUENCE_START_EVENT)
-		return fail_at(l, ev, name, "expected a list of %s, got %s",
-			       it->list->many, event_kind(ev));
+		return dv_load_fail(l, ev, name, "expected a list of %s, got %s",
+			       it->list->many, dv_load_kind(ev));
 	for (;;) {
-		ret = next_event(l, &item);
+		ret = dv_load_next(l, &item);
 		if (ret != 0)
 			return ret;
 		if (item.type == YAML_SEQUENCE_END_EVENT) {
@@ -202,10 +191,10 @@ static int load_value(loader_t *l, const dv_cfg_item_t *it,
 			return 0;
 		}
 		if (item.type != YAML_SCALAR_EVENT)
-			ret = fail_at(l, &item, name, "expected %s, got %s",
-				      it->list->one, event_kind(&item));
+			ret = dv_load_fail(l, &item, name, "expected %s, got %s",
+				      it->list->one, dv_load_kind(&item));
 		else
-			ret = load_scalar(l, it, name, &item);
+			ret = load_scalar(l, it, base, name, &item);
 		yaml_event_delete(&item);
 		if (ret != 0)
 			return ret;
@@ -220,15 +209,15 @@ static int load_section(loader_t *l, const yaml_event_t *key,
 {
 	for (size_t i = 0; i < l->n_sections_seen; i++) {
 		if (l->sections_seen[i] == section)
-			return fail_at(l, key, section, "duplicate key");
+			return dv_load_fail(l, key, section, "duplicate key");
 	}
 	l->sections_seen[l->n_sections_seen++] = section;
 	if (val->type == YAML_MAPPING_START_EVENT)
 		return load_mapping(l, section);
-	if (val->type == YAML_SCALAR_EVENT && scalar_is_null(val))
+	if (val->type == YAML_SCALAR_EVENT && dv_load_is_null(val))
 		return 0; /* "tls:" with nothing under it */
-	return fail_at(l, val, section, "expected a mapping of keys, got %s",
-		       event_kind(val));
+	return dv_load_fail(l, val, section, "expected a mapping of keys, got %s",
+		       dv_load_kind(val));
 }
 
 /*
@@ -244,7 +233,7 @@ static int load_mapping(loader_t *l, const char *section)
 	int ret;
 
 	for (;;) {
-		ret = next_event(l, &key);
+		ret = dv_load_next(l, &key);
 		if (ret != 0)
 			return ret;
 		if (key.type == YAML_MAPPING_END_EVENT) {
@@ -252,34 +241,36 @@ static int load_mapping(loader_t *l, const char *section)
 			return 0;
 		}
 		if (key.type != YAML_SCALAR_EVENT) {
-			ret = fail_at(l, &key, section ? section : "(top level)",
+			ret = dv_load_fail(l, &key, section ? section : "(top level)",
 				      "keys must be plain strings, got %s",
-				      event_kind(&key));
+				      dv_load_kind(&key));
 			goto done_key;
 		}
 		k = (const char *)key.data.scalar.value;
 		snprintf(name, sizeof(name), "%s%s%.100s", section ? section : "",
 			 section ? "." : "", k);
 		if (strlen(k) != key.data.scalar.length) {
-			ret = fail_at(l, &key, name,
+			ret = dv_load_fail(l, &key, name,
 				      "key contains a NUL character");
 			goto done_key;
 		}
 
-		ret = next_event(l, &val);
+		ret = dv_load_next(l, &val);
 		if (ret != 0)
 			goto done_key;
 		it = dv_cfg_schema_find(section, k);
 		sec = section == NULL ? dv_cfg_find_section(k) : NULL;
 		if (it != NULL && l->seen[it - dv_cfg_schema]) {
-			ret = fail_at(l, &key, name, "duplicate key");
+			ret = dv_load_fail(l, &key, name, "duplicate key");
 		} else if (it != NULL) {
 			l->seen[it - dv_cfg_schema] = true;
-			ret = load_value(l, it, &val);
+			ret = dv_load_value(l, it, l->cfg, NULL, &val);
 		} else if (sec != NULL) {
 			ret = load_section(l, &key, &val, sec);
+		} else if (section == NULL && dv_load_policy_key(k)) {
+			ret = dv_load_policy(l, &key, &val);
 		} else {
-			ret = fail_at(l, &key, name, "unknown key");
+			ret = dv_load_fail(l, &key, name, "unknown key");
 		}
 		yaml_event_delete(&val);
 done_key:
@@ -295,12 +286,12 @@ static int load_stream(loader_t *l)
 	yaml_event_t ev;
 	int ret;
 
-	ret = next_event(l, &ev); /* STREAM_START */
+	ret = dv_load_next(l, &ev); /* STREAM_START */
 	if (ret != 0)
 		return ret;
 	yaml_event_delete(&ev);
 
-	ret = next_event(l, &ev);
+	ret = dv_load_next(l, &ev);
 	if (ret != 0)
 		return ret;
 	if (ev.type == YAML_STREAM_END_EVENT) { /* empty file: all defaults */
@@ -309,29 +300,29 @@ static int load_stream(loader_t *l)
 	}
 	yaml_event_delete(&ev); /* DOCUMENT_START */
 
-	ret = next_event(l, &ev);
+	ret = dv_load_next(l, &ev);
 	if (ret != 0)
 		return ret;
 	if (ev.type == YAML_MAPPING_START_EVENT)
 		ret = load_mapping(l, NULL);
-	else if (!(ev.type == YAML_SCALAR_EVENT && scalar_is_null(&ev)))
-		ret = fail_at(l, &ev, "(top level)",
+	else if (!(ev.type == YAML_SCALAR_EVENT && dv_load_is_null(&ev)))
+		ret = dv_load_fail(l, &ev, "(top level)",
 			      "expected a mapping of keys, got %s",
-			      event_kind(&ev));
+			      dv_load_kind(&ev));
 	yaml_event_delete(&ev);
 	if (ret != 0)
 		return ret;
 
-	ret = next_event(l, &ev); /* DOCUMENT_END */
+	ret = dv_load_next(l, &ev); /* DOCUMENT_END */
 	if (ret != 0)
 		return ret;
 	yaml_event_delete(&ev);
 
-	ret = next_event(l, &ev);
+	ret = dv_load_next(l, &ev);
 	if (ret != 0)
 		return ret;
 	if (ev.type != YAML_STREAM_END_EVENT)
-		ret = fail_at(l, &ev, "(top level)",
+		ret = dv_load_fail(l, &ev, "(top level)",
 			      "only one YAML document is allowed");
 	yaml_event_delete(&ev);
 	return ret;
@@ -375,6 +366,8 @@ int dv_config_load_buffer(dv_config_t *cfg, const char *name,
 	yaml_parser_set_input_string(&l->parser, data, len);
 
 	ret = load_stream(l);
+	if (ret == 0)
+		ret = dv_cfg_policy_resolve(tmp, err, err_len);
 	if (ret == 0)
 		memcpy(cfg, tmp, sizeof(*cfg));
 

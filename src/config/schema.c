@@ -101,7 +101,7 @@ static int parse_http_path(const char *text, void *elem, char *why,
 	return 0;
 }
 
-static int parse_netmask(const char *text, void *elem, char *why,
+int dv_cfg_parse_netmask(const char *text, void *elem, char *why,
 			 size_t why_len)
 {
 	return dv_netmask_parse(text, elem, why, why_len);
@@ -122,6 +122,33 @@ static int check_dns_name(const char *text, char *why, size_t why_len)
 	return 0;
 }
 
+/* A server name for policy.server-names: a DNS name, stored lowercased
+ * without the trailing dot. */
+static int parse_server_name(const char *text, void *elem, char *why,
+			     size_t why_len)
+{
+	char *out = elem;
+	size_t n = strlen(text);
+	if (check_dns_name(text, why, why_len) != 0)
+		return DV_ECONFIG;
+	if (n > 0 && text[n - 1] == '.')
+		n--;
+	if (n == 0 || n >= 256) {
+		dv_cfg_errf(why, why_len, "the root is no server name");
+		return DV_ECONFIG;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)(text[i] >= 'A' && text[i] <= 'Z' ? text[i] + 32
+								 : text[i]);
+	out[n] = '\0';
+	return 0;
+}
+
+static const dv_cfg_list_kind_t server_names = {
+	.type_name = "names", .one = "a DNS name", .many = "names",
+	.unique = true, .parse = parse_server_name,
+};
+
 static const dv_cfg_list_kind_t listen_urls = {
 	.type_name = "urls", .one = "a URL", .many = "URLs",
 	.parse = parse_listen_url,
@@ -136,13 +163,14 @@ static const dv_cfg_list_kind_t http_paths = {
 };
 static const dv_cfg_list_kind_t netmasks = {
 	.type_name = "prefixes", .one = "an IP address or prefix",
-	.many = "prefixes", .unique = true, .parse = parse_netmask,
+	.many = "prefixes", .unique = true, .parse = dv_cfg_parse_netmask,
 };
 
 /* The largest list element (dv_cfg_item_set() parses into a buffer this
  * big). */
 #define LIST_ELEM_MAX sizeof(dv_url_t)
 typedef char path_elem_t[DV_URL_PATH_MAX];
+typedef char server_name_t[256];
 
 static const char *const log_levels[] = {
 	[DV_LOG_ERROR] = "error",
@@ -158,6 +186,7 @@ static const char *const doq_retry_modes[] = {
 	NULL,
 };
 static const char *const doq_booleans[] = {"false", "true", NULL};
+static const char *const booleans[] = {"false", "true", NULL};
 
 /*
  * FIELD() is offsetof() plus a compile-time type check: comparing pointers
@@ -375,6 +404,16 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	STRING_CHECKED("pool", "probe-name", probe_name, ".", check_dns_name,
 		       "name the probes of a down server ask for (type NS)"),
 
+	LIST("policy", "server-names", server_names, server_name_t,
+	     n_server_names, server_names,
+	     "the names of the TLS certificate (e.g. dns.example for a "
+	     "*.dns.example certificate): an SNI of one label more, "
+	     "{id}.dns.example, carries the client ID {id} (DoT, DoQ); the "
+	     "bare name carries none"),
+	ENUM("policy", "clients-only", clients_only, booleans, "false",
+	     "refuse (REFUSED, EDE 18) a query whose client ID (DoH path or "
+	     "SNI) no clients: id entry matches"),
+
 	SIZE("cache", "size", cache_size_bytes, 0, 64 * GIB, "64M",
 	     "memory for cached answers (K, M, G = KiB, MiB, GiB); "
 	     "0 disables the cache"),
@@ -417,8 +456,14 @@ _Static_assert(SCHEMA_LEN <= DV_CFG_SCHEMA_MAX,
 const dv_cfg_item_t *dv_cfg_schema_find(const char *section,
 					const char *key)
 {
-	for (size_t i = 0; i < SCHEMA_LEN; i++) {
-		const dv_cfg_item_t *it = &dv_cfg_schema[i];
+	return dv_cfg_find_in(dv_cfg_schema, SCHEMA_LEN, section, key);
+}
+
+const dv_cfg_item_t *dv_cfg_find_in(const dv_cfg_item_t *items, size_t n,
+				    const char *section, const char *key)
+{
+	for (size_t i = 0; i < n; i++) {
+		const dv_cfg_item_t *it = &items[i];
 
 		if ((section == NULL) != (it->section == NULL))
 			continue;
@@ -675,12 +720,21 @@ void dv_config_defaults(dv_config_t *cfg)
 
 void dv_config_print_schema(FILE *out)
 {
+	size_t n_policy = 0;
+	while (dv_cfg_policy_schema[n_policy].key)
+		n_policy++;
+	dv_cfg_print_items(out, dv_cfg_schema, SCHEMA_LEN);
+	dv_cfg_print_items(out, dv_cfg_policy_schema, n_policy);
+}
+
+void dv_cfg_print_items(FILE *out, const dv_cfg_item_t *items, size_t n_items)
+{
 	int w_name = 0, w_type = 0, w_range = 0, w_def = 0;
 	char name[64], range[64], brange[68], def[32];
 
 	for (int pass = 0; pass < 2; pass++) {
-		for (size_t i = 0; i < SCHEMA_LEN; i++) {
-			const dv_cfg_item_t *it = &dv_cfg_schema[i];
+		for (size_t i = 0; i < n_items; i++) {
+			const dv_cfg_item_t *it = &items[i];
 			int n;
 
 			dv_cfg_item_name(it, name, sizeof(name));

@@ -16,6 +16,12 @@
 void dv_cfg_errf(char *err, size_t err_len, const char *fmt, ...)
 	DV_PRINTF(3, 4);
 
+/* A dv_cfg_list_kind_t parse for IP prefixes (dv_netmask_t). */
+int dv_cfg_parse_netmask(const char *text, void *elem, char *why,
+			 size_t why_len);
+/* A policy list or group name: letters, digits, '-', '_'; 1..63. */
+int dv_cfg_check_name(const char *text, char *why, size_t why_len);
+
 /* Copy a NUL-terminated string into a fixed field; false if it does not fit. */
 bool dv_cfg_copy_str(char *dst, size_t dst_len, const char *src);
 
@@ -43,15 +49,31 @@ typedef struct {
 	const char *one;       /* "a URL": "expected a URL, got a list" */
 	const char *many;      /* "URLs": "too many URLs (at most 32)" */
 	bool unique;           /* an item equal to one before it is dropped */
+	/* a plain `null` is the word "null" (an item), not "no value":
+	 * groups.NAME.action: null */
+	bool null_is_word;
 	/* Parse `text` into `elem`, a zeroed element of the array (equal
 	 * items must come out byte for byte equal).  0, or DV_ECONFIG with
 	 * the reason (not naming the key or the value) in `why`. */
 	int (*parse)(const char *text, void *elem, char *why, size_t why_len);
 } dv_cfg_list_kind_t;
 
+/*
+ * Where an item's field lives: dv_config_t itself, or one element of the
+ * policy's tables (an entry of lists:, groups: or clients:), whose items
+ * are set through dv_cfg_item_set() with the element as its base.
+ */
+typedef enum {
+	DV_CFG_SUB_NONE,   /* dv_config_t */
+	DV_CFG_SUB_LIST,   /* dv_cfg_list_t: lists.NAME.KEY */
+	DV_CFG_SUB_GROUP,  /* dv_cfg_group_t: groups.NAME.KEY */
+	DV_CFG_SUB_CLIENT, /* dv_cfg_client_t: clients[].KEY */
+} dv_cfg_sub_t;
+
 /* One key of the schema.  "STRING", "LIST" etc. below are DV_CFG_*. */
 typedef struct {
 	const char *section; /* NULL: top level */
+	dv_cfg_sub_t sub;    /* the struct `offset` is in */
 	const char *key;
 	dv_cfg_type_t type;
 	size_t offset; /* of the field in dv_config_t */
@@ -78,6 +100,26 @@ typedef struct {
 /* Every key, in --help-config order (config.c). */
 extern const dv_cfg_item_t dv_cfg_schema[];
 
+/* The keys of the policy's table entries (schema_policy.c), ended by an
+ * entry with a NULL key; printed by --help-config after the rest. */
+extern const dv_cfg_item_t dv_cfg_policy_schema[];
+
+/* The key `key` of a `sub` table entry, or NULL. */
+const dv_cfg_item_t *dv_cfg_sub_find(dv_cfg_sub_t sub, const char *key);
+
+/* Fill a new `sub` table entry `elem` (zeroed) with its keys' defaults. */
+void dv_cfg_sub_defaults(dv_cfg_sub_t sub, void *elem);
+
+/* Checks across the policy's keys once the file is read: every list a
+ * group names and every group a client names exists (their masks and
+ * indices are filled in); a group "default" exists (added when the file
+ * has none but has other policy keys).  0 or DV_ECONFIG with
+ * "FILE: KEY: reason" in `err`. */
+int dv_cfg_policy_resolve(dv_config_t *cfg, char *err, size_t err_len);
+
+/* The entry for `section`.`key` (section NULL: top level), or NULL. */
+const dv_cfg_item_t *dv_cfg_find_in(const dv_cfg_item_t *items, size_t n,
+				    const char *section, const char *key);
 /* The entry for `section`.`key` (section NULL: top level), or NULL. */
 const dv_cfg_item_t *dv_cfg_schema_find(const char *section,
 					const char *key);
@@ -89,8 +131,12 @@ const char *dv_cfg_find_section(const char *name);
 /* "section.key" or "key", for messages. */
 void dv_cfg_item_name(const dv_cfg_item_t *it, char *buf, size_t len);
 
-/* The field of `cfg` that `it` fills. */
+/* The field of `cfg` that `it` fills (for a policy table key: `cfg` is
+ * the table entry, cast). */
 void *dv_cfg_item_ptr(const dv_cfg_item_t *it, dv_config_t *cfg);
+
+/* Print one table of items for --help-config (schema.c). */
+void dv_cfg_print_items(FILE *out, const dv_cfg_item_t *items, size_t n);
 
 /*
  * Set one value from its text (a YAML scalar or a flag's argument).  For

@@ -106,6 +106,36 @@ static int check_file(const dv_config_t *cfg, const char *path,
 	return 0;
 }
 
+/* The policy's files are readable, its listeners are listeners (the
+ * command line may have replaced the file's). */
+static int check_policy(const dv_config_t *cfg, char *err, size_t err_len)
+{
+	for (unsigned i = 0; i < cfg->n_lists; i++) {
+		const dv_cfg_list_t *l = &cfg->lists[i];
+		if (access(l->source, R_OK) != 0) {
+			dv_cfg_errf(err, err_len,
+				    "%s: lists.%s.source: '%s': %s",
+				    cfg->source, l->name, l->source,
+				    strerror(errno));
+			return DV_ECONFIG;
+		}
+	}
+	for (unsigned i = 0; i < cfg->n_clients; i++) {
+		const dv_cfg_client_t *c = &cfg->clients[i];
+		bool found = c->listener[0] == '\0';
+		for (unsigned k = 0; !found && k < cfg->n_listen; k++)
+			found = strcmp(cfg->listen[k].text, c->listener) == 0;
+		if (!found) {
+			dv_cfg_errf(err, err_len,
+				    "%s:%u: clients.listener: '%s' is not one "
+				    "of the listen URLs",
+				    cfg->source, c->line, c->listener);
+			return DV_ECONFIG;
+		}
+	}
+	return 0;
+}
+
 int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
 		       const bool *upstream_implemented, char *err,
 		       size_t err_len)
@@ -196,6 +226,9 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
 			    file, cfg->reconnect_min_ms, cfg->reconnect_max_ms);
 		return DV_ECONFIG;
 	}
+	ret = check_policy(cfg, err, err_len);
+	if (ret != 0)
+		return ret;
 	if (cfg->cache_min_ttl > cfg->cache_max_ttl) {
 		dv_cfg_errf(err, err_len,
 			    "%s: cache.min-ttl: %u is greater than "

@@ -103,6 +103,13 @@ void dv_core_set_pool(dv_core_t *c, void *pool,
 	c->pool_ops = ops;
 }
 
+void dv_core_set_policy(dv_core_t *c, void *policy,
+			const dv_core_policy_ops_t *ops)
+{
+	c->policy = policy;
+	c->policy_ops = ops;
+}
+
 void dv_core_fail_all(dv_core_t *c, uint16_t ede, const char *text)
 {
 	for (unsigned i = 0; c->fetches && i <= c->fetch_mask; i++)
@@ -420,7 +427,8 @@ static void prefetch_start(dv_core_t *c, const uint8_t *key,
  * A query goes through the stages of `stages` below, in order:
  *
  *   identity    parse and validate; who asks (round 2: the client's group)
- *   policy      refuse, block, rate-limit, answer locally (empty for now)
+ *   policy      refuse, block (src/policy/ through an ops table); later
+ *               rate-limit, answer locally
  *   cache       fresh, stale-by-policy or SERVFAIL-marked answers; prefetch
  *   coalescing  the in-flight limit; join a fetch in flight for the key
  *   upstream    a new fetch for the key, handed to the pool
@@ -489,13 +497,23 @@ static stage_t stage_identity(dv_query_t *q, pipe_t *p)
 	p->key_len = dv_wire_key(p->key, q->wire, &q->view);
 	return STAGE_NEXT;
 }
-/* Policy: refuse, block, rate-limit or answer locally.  Nothing yet: every
- * query passes (src/policy/ comes in round 2). */
+/* Policy: refuse or block (src/policy/, through c->policy_ops), before
+ * the cache: a blocked answer is made here for this client and never
+ * stored in the shared cache. */
 static stage_t stage_policy(dv_query_t *q, pipe_t *p)
 {
-	(void)q;
+	dv_core_t *c = q->core;
 	(void)p;
-	return STAGE_NEXT;
+	if (!c->policy_ops)
+		return STAGE_NEXT;
+	int n = c->policy_ops->decide(c->policy, q, c->scratch,
+				      sizeof(c->scratch), pad_for(q));
+	if (n <= 0)
+		return STAGE_NEXT;
+	if (DV_RCODE(dv_get16(c->scratch + 2)) == DV_RCODE_REFUSED)
+		DV_STAT_INC(c->stats, refused);
+	finish(q, c->scratch, (size_t)n);
+	return STAGE_DONE;
 }
 
 /* The cache: a fresh (or stale-by-policy, or SERVFAIL-marked) answer

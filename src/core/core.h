@@ -72,6 +72,22 @@ typedef struct dv_core_pool_ops {
 } dv_core_pool_ops_t;
 
 /*
+ * The policy as the core sees it (dv_core_set_policy): one call, made in
+ * the policy stage for each parsed query, before the cache.  The core
+ * includes nothing of src/policy/; the worker plugs the policy in, as it
+ * does the pool, and a test can plug in its own.
+ */
+typedef struct dv_core_policy_ops {
+	/* Decide for `q` (parsed: q->view, the question is valid).  Returns
+	 * 0 to let the query go on to the cache and the upstreams, or the
+	 * length of the whole answer it wrote into `buf` (`cap` bytes,
+	 * padded to `pad_block` when not 0, within q->answer_limit), which
+	 * the core sends as it is.  Must not allocate or keep `q`. */
+	int (*decide)(void *policy, const dv_query_t *q, uint8_t *buf,
+		      size_t cap, unsigned pad_block);
+} dv_core_policy_ops_t;
+
+/*
  * What the core takes from the configuration (the worker copies it from
  * dv_config_t; the config does not change while a worker runs).
  */
@@ -98,6 +114,9 @@ struct dv_core {
 	/* the upstream pool and how to reach it (dv_core_set_pool) */
 	void *pool;
 	const dv_core_pool_ops_t *pool_ops;
+	/* the policy (dv_core_set_policy); ops NULL: every query passes */
+	void *policy;
+	const dv_core_policy_ops_t *policy_ops;
 	dv_stats_t *stats; /* the owner's counters */
 
 	/* query objects */
@@ -130,6 +149,10 @@ int dv_core_init(dv_core_t *c, const dv_core_conf_t *conf,
 /* The upstream pool `pool`, reached through `ops` (both kept). */
 void dv_core_set_pool(dv_core_t *c, void *pool,
 		      const dv_core_pool_ops_t *ops);
+/* The policy `policy`, reached through `ops` (both kept; NULL ops: no
+ * policy).  Before the first query. */
+void dv_core_set_policy(dv_core_t *c, void *policy,
+			const dv_core_policy_ops_t *ops);
 /* Fail every fetch in flight with `ede`/`text` (shutdown): every query
  * still waiting gets its one reply (stale, or SERVFAIL). */
 void dv_core_fail_all(dv_core_t *c, uint16_t ede, const char *text);

@@ -42,6 +42,18 @@ struct dv_query {
 	socklen_t peer_len;
 	const char *sni;      /* TLS SNI, NULL if none */
 	const char *path;     /* DoH path, NULL if none */
+	/* DoH: the client ID of the request path ("/dns-query/{id}"),
+	 * NULL if none; valid only until dv_core_submit() returns (the
+	 * policy stage reads it within the submit) */
+	const char *client_id;
+	/* 1 + the index in the config's `listen` list of the listener the
+	 * query came in on; 0 when the transport does not say (DoQ) */
+	uint8_t listener;
+	/* where the policy may remember who asked for the connection's next
+	 * queries (0: not worked out yet), when everything the identity is
+	 * made of (peer, SNI, listener) is the connection's own; NULL: every
+	 * query is worked out afresh (UDP, DoH) */
+	uint16_t *ident_memo;
 	bool udp;             /* answer size limited by the client's EDNS */
 	unsigned pad_block;   /* pad answers to padded queries (encrypted) */
 

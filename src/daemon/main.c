@@ -18,6 +18,7 @@
 #include "src/config/config.h"
 #include "src/core/errors.h"
 #include "src/core/log.h"
+#include "src/policy/policy.h"
 #include "src/tls/quic_tls.h"
 #include "src/core/stats.h"
 #include "src/tls/tls.h"
@@ -64,7 +65,8 @@ static void warn_log(void *arg, const char *msg)
 	dv_log_warn("%s", msg);
 }
 
-static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache)
+static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache,
+			const dv_policy_t *policy)
 {
 	dv_stats_t sum;
 	memset(&sum, 0, sizeof(sum));
@@ -103,6 +105,16 @@ static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache)
 		dv_upstream_stats_json(f, ups, n_up);
 		fputc('}', f);
 		free(ups);
+	}
+	dv_policy_worker_t **pw = policy ? calloc(n ? n : 1, sizeof(*pw))
+					 : NULL;
+	if (pw) {
+		for (unsigned i = 0; i < n; i++)
+			pw[i] = workers[i]->policy;
+		fseek(f, -1, SEEK_CUR); /* reopen the JSON object */
+		dv_policy_stats_json(f, policy, pw, n);
+		fputc('}', f);
+		free(pw);
 	}
 	fputc('\n', f);
 	fclose(f);
@@ -297,6 +309,16 @@ int main(int argc, char **argv)
 			fprintf(stderr, "dnsveil: %s\n", err);
 			return 1;
 		}
+		/* the lists as the daemon will load them: bad lines counted */
+		dv_policy_t *pol = NULL;
+		dv_log_level = cfg.log_level;
+		if (dv_policy_new(&cfg, 0, &pol, err, sizeof(err)) != 0) {
+			fprintf(stderr, "dnsveil: %s\n", err);
+			return 1;
+		}
+		if (pol)
+			dv_policy_log_lists(pol);
+		dv_policy_free(pol);
 		printf("dnsveil: configuration OK (%s)\n",
 		       cli.config_path ? cli.config_path : "command line");
 		return 0;
@@ -331,6 +353,7 @@ int main(int argc, char **argv)
 
 	unsigned n = cfg.workers ? cfg.workers : cpu_count();
 	raise_nofile(&cfg, n);
+	dv_policy_t *policy = NULL;
 	dv_shared_t shared = {.cache = cache, .n_workers = n};
 	dv_worker_t **workers = calloc(n, sizeof(*workers));
 	int rc = 1;
@@ -338,6 +361,17 @@ int main(int argc, char **argv)
 	bool tls_ready = false;
 	if (!workers)
 		goto out;
+	uint64_t policy_seed;
+	if (getrandom(&policy_seed, sizeof(policy_seed), 0) !=
+	    sizeof(policy_seed))
+		policy_seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
+	if (dv_policy_new(&cfg, policy_seed, &policy, err, sizeof(err)) != 0) {
+		dv_log_error("%s", err);
+		goto out;
+	}
+	if (policy)
+		dv_policy_log_lists(policy);
+	shared.policy = policy;
 	if (tls_open(&cfg, &shared, &tls_ready, err, sizeof(err)) != 0) {
 		dv_log_error("%s", err);
 		goto out;
@@ -371,7 +405,7 @@ int main(int argc, char **argv)
 		if (sig < 0)
 			continue;
 		if (sig == SIGUSR1) {
-			print_stats(workers, n, cache);
+			print_stats(workers, n, cache, policy);
 			continue;
 		}
 		if (sig == SIGHUP) {
@@ -386,8 +420,9 @@ int main(int argc, char **argv)
 			}
 			reload_tls(&shared, &next);
 			dv_log_info("SIGHUP: configuration checked; "
-				    "listeners, upstreams and limits "
-				    "take effect on restart");
+				    "listeners, upstreams, limits and the "
+				    "policy (groups, clients, lists) take "
+				    "effect on restart");
 			continue;
 		}
 		dv_log_info("%s: draining", strsignal(sig));
@@ -397,7 +432,7 @@ int main(int argc, char **argv)
 		dv_worker_drain(workers[i]);
 	for (unsigned i = 0; i < started; i++)
 		dv_worker_join(workers[i]);
-	print_stats(workers, n, cache);
+	print_stats(workers, n, cache, policy);
 	rc = 0;
 out:
 	for (unsigned i = 0; i < started; i++) {
@@ -408,6 +443,7 @@ out:
 		dv_worker_free(workers[i]);
 	free(workers);
 	tls_close(&shared, tls_ready);
+	dv_policy_free(policy);
 	dv_cache_free(cache);
 	if (rc == 0)
 		dv_log_info("stopped");

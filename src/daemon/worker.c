@@ -17,6 +17,7 @@
 #include "src/core/errors.h"
 #include "src/core/hs_limit.h"
 #include "src/core/log.h"
+#include "src/policy/policy.h"
 #include "src/tls/tls.h"
 #include "src/daemon/upstream.h"
 
@@ -31,6 +32,15 @@ typedef struct {
 dv_query_t *dv_query_new(dv_worker_t *w, const uint8_t *wire, size_t len)
 {
 	return dv_core_query_new(&w->core, wire, len);
+}
+
+uint8_t dv_worker_listener(const dv_worker_t *w, const dv_url_t *url)
+{
+	const dv_config_t *cfg = w->cfg;
+	for (unsigned i = 0; i < cfg->n_listen && i < 255; i++)
+		if (url == &cfg->listen[i])
+			return (uint8_t)(i + 1);
+	return 0;
 }
 
 uint64_t dv_worker_now_ms(dv_worker_t *w)
@@ -168,6 +178,14 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	ctl->async.data = w;
 	ev_async_start(w->loop, &ctl->async);
 
+	if (shared->policy) {
+		w->policy = dv_policy_worker_new(shared->policy);
+		if (!w->policy) {
+			snprintf(err, err_len, "out of memory");
+			goto fail;
+		}
+		dv_core_set_policy(&w->core, w->policy, &dv_policy_core_ops);
+	}
 	w->pool = dv_pool_new(w, cfg, &core_report);
 	dv_core_set_pool(&w->core, w->pool, &dv_pool_core_ops);
 	if (!w->pool) {
@@ -269,6 +287,7 @@ void dv_worker_free(dv_worker_t *w)
 	}
 	free(ctl);
 	dv_core_deinit(&w->core);
+	dv_policy_worker_free(w->policy);
 	if (w->loop)
 		ev_loop_destroy(w->loop);
 	free(w);

@@ -21,11 +21,15 @@ typedef struct dv_pool dv_pool_t;
 typedef struct dv_hs_limit dv_hs_limit_t;
 
 typedef struct dv_tls_ctx dv_tls_ctx_t;
+typedef struct dv_policy dv_policy_t;
+typedef struct dv_policy_worker dv_policy_worker_t;
 typedef struct dv_quic_tls_ctx dv_quic_tls_ctx_t;
 
 /* What all workers share, made by main. */
 typedef struct {
 	dv_cache_t *cache;     /* may be NULL */
+	/* groups, clients and lists, read-only; NULL: no policy */
+	const dv_policy_t *policy;
 	dv_tls_ctx_t *tls_dot; /* ALPN "dot"; NULL without tls:// listeners */
 	dv_tls_ctx_t *tls_doh; /* ALPN "h2", "http/1.1"; NULL without https:// */
 	dv_quic_tls_ctx_t *tls_doq; /* ALPN "doq"; NULL without quic:// */
@@ -50,6 +54,9 @@ struct dv_worker {
 	const dv_shared_t *shared;
 	dv_pool_t *pool;
 	dv_stats_t stats;
+	/* this worker's use of shared->policy (its counters); NULL when
+	 * there is none */
+	dv_policy_worker_t *policy;
 	dv_listener_t *listeners;
 	/* admission of new TLS and QUIC handshakes, all listeners of this
 	 * worker together (src/core/hs_limit.h) */
@@ -89,6 +96,11 @@ void dv_worker_free(dv_worker_t *w);
  * is over 65535 bytes or memory is short.
  */
 dv_query_t *dv_query_new(dv_worker_t *w, const uint8_t *wire, size_t len);
+
+/* What a listener opened for `url` writes in its queries' q->listener:
+ * 1 + the index of `url` in the worker's config `listen` list (what the
+ * policy's `clients: - listener:` entries match), 0 if it is not one. */
+uint8_t dv_worker_listener(const dv_worker_t *w, const dv_url_t *url);
 
 /* Current loop time in ms (monotonic-ish; libev's cached "now"). */
 uint64_t dv_worker_now_ms(dv_worker_t *w);

@@ -18,7 +18,8 @@
  *        (which includes, RFC 9112 5.1, 5.2 and 2.2: whitespace between a
  *        field name and its colon or inside the name, obs-fold, a line of
  *        the head not ended by CRLF)
- *   404  path not one of opts->paths (exact match, query string excluded)
+ *   404  path not one of opts->paths (exact match, query string excluded),
+ *        nor one of them + "/" + a client ID (one DNS label)
  *   405  any method but GET and POST, HEAD (no body) and OPTIONS too
  *        (with "allow: GET, POST")
  *   413  a body (POST or not) over 65535 bytes, as soon as it is exceeded
@@ -113,14 +114,16 @@ typedef struct {
 	/*
 	 * One complete, valid DoH request.  `msg` is the DNS message (GET:
 	 * the decoded dns parameter, POST: the body), `path` is the matching
-	 * opts->paths entry, `forwarded_for` the client address the trusted
+	 * opts->paths entry, `client_id` the client ID the request path
+	 * carried after it ("/dns-query/{id}": one DNS label, lowercased) or
+	 * NULL, `forwarded_for` the client address the trusted
 	 * proxy reported (canonical inet_ntop text), or NULL.  All of them
 	 * are valid only during the call: the engine owns nothing after it.
 	 * `stream` identifies the request for dv_doh_answer/dv_doh_error
 	 * (HTTP/2 stream id; HTTP/1 request number, from 1).
 	 */
 	void (*query)(void *user, uint32_t stream, const char *path,
-		      const uint8_t *msg, size_t len,
+		      const char *client_id, const uint8_t *msg, size_t len,
 		      const char *forwarded_for);
 } dv_doh_cb_t;
 

@@ -24,6 +24,7 @@
  * type must be complete here; http-parser is a single plain header */
 #include <http_parser.h>
 
+#include "src/core/ident.h"
 #include "src/proto/doh.h"
 
 /* nghttp2 stays behind doh_h2.c (same typedef as nghttp2.h's) */
@@ -56,6 +57,8 @@ typedef struct {
 	bool cl_known;       /* HTTP/2 content-length (HTTP/1: the parser's) */
 	uint64_t cl;
 	const char *path;    /* the opts->paths entry matched */
+	/* the client ID after it ("/dns-query/{id}"), "" if none */
+	char client_id[DV_IDENT_MAX + 1];
 	size_t query_off, query_len; /* query string within target */
 	char *target;
 	size_t target_len, target_cap;

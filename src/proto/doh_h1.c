@@ -253,7 +253,9 @@ static int h1_on_message_complete(http_parser *p)
 		s->state = SL_WAIT;
 		d->outstanding++;
 		/* may answer at once (or drain): `s` is not used after */
-		d->cb.query(d->user, id, r->path, msg, len, fwd);
+		d->cb.query(d->user, id, r->path,
+			    r->client_id[0] ? r->client_id : NULL, msg, len,
+			    fwd);
 	}
 	if (r->body_cap > 4096) { /* a large POST: don't keep its buffer */
 		free(r->body);

@@ -208,7 +208,9 @@ static void h2_request_end(dv_doh_t *d, h2s_t *s)
 	const char *fwd = dv_doh_forwarded_for(d, &s->req, fbuf);
 	s->state = S_QUERY;
 	d->outstanding++;
-	d->cb.query(d->user, (uint32_t)s->id, s->req.path, msg, len, fwd);
+	d->cb.query(d->user, (uint32_t)s->id, s->req.path,
+		    s->req.client_id[0] ? s->req.client_id : NULL, msg, len,
+		    fwd);
 	/* the request is no longer needed, whatever the callback did */
 	dv_doh_req_free(&s->req);
 }

@@ -6,8 +6,8 @@
  * Design notes.
  *
  * One piece of code judges a request, whichever protocol brought it: the
- * method, the path (exact match against opts->paths, the query string
- * excluded), the content-type of a POST, the body size, the base64url dns
+ * method, the path (exact match against opts->paths, or one of them
+ * followed by "/" and a client ID; the query string excluded), the content-type of a POST, the body size, the base64url dns
  * parameter of a GET, the DNS header (12 bytes, QR clear, QDCOUNT 1) and
  * the address a trusted proxy reported.  It is fed by nghttp2's header
  * callbacks (doh_h2.c, one req_t per stream) or by http-parser's (doh_h1.c,
@@ -26,6 +26,7 @@
 #include <strings.h>
 
 #include "src/core/errors.h"
+#include "src/core/ident.h"
 #include "src/core/wire.h"
 #include "src/proto/doh_engine.h"
 
@@ -384,6 +385,11 @@ void dv_doh_req_head_done(const dv_doh_t *d, req_t *r, bool cl_known,
 	for (unsigned i = 0; i < d->opts.n_paths && !r->path; i++)
 		if (strlen(d->opts.paths[i]) == plen &&
 		    memcmp(d->opts.paths[i], path, plen) == 0)
+			r->path = d->opts.paths[i];
+	/* "{served path}/{client ID}": the ID is one DNS label */
+	for (unsigned i = 0; i < d->opts.n_paths && !r->path; i++)
+		if (dv_ident_from_path(path, plen, d->opts.paths[i],
+				       r->client_id))
 			r->path = d->opts.paths[i];
 	if (!r->path) {
 		dv_doh_req_fail(r, 404, T_404);

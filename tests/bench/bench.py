@@ -374,6 +374,31 @@ def write_hit_queries(path):
             f.write("h%d.bench.test A\n" % i)
 
 
+def write_policy_list(path, count):
+    """A block list in domains format: `count` names b{i}.blocked.test, a
+    comment and two bad lines (counted, skipped)."""
+    with open(path, "w") as f:
+        f.write("# bench block list\n")
+        for i in range(count):
+            f.write("b%d.blocked.test\n" % i)
+        f.write("bad..line\nalso bad\n")
+
+
+def policy_note(notes, dv, base, count):
+    """What loading the list cost: dnsveil's own line (names, bytes, ms)
+    and the RSS of the instance with the list beside the one without."""
+    line = ""
+    for ln in open(dv.log, errors="replace"):
+        if "policy:" in ln and "loaded in" in ln:
+            line = ln.split("info: ", 1)[-1].strip()
+    with_kib = proc_rss_kib(dv.pid) if dv.alive() else 0
+    without_kib = proc_rss_kib(base.pid) if base is not None and base.alive() else 0
+    notes.append("policy: a %d-name block list (--policy-list): %s; RSS %.1f MiB with it, "
+                 "%.1f MiB without (the baseline rows: the same binary, no policy)" % (
+                     count, line or "no load line in the log",
+                     with_kib / 1024.0, without_kib / 1024.0))
+
+
 def write_miss_queries(path, count):
     """`count` names new to every cache: m<random>.bench.test, answered by
     the upstream's wildcard."""
@@ -878,7 +903,7 @@ class Dnsveil(Server):
     required = True
 
     def __init__(self, tmp, binary, upstream_port, transports, upstream_scheme="tcp",
-                 name="dnsveil", required=True):
+                 name="dnsveil", required=True, policy_list=None):
         super().__init__(tmp)
         self.name = name
         self.required = required
@@ -895,6 +920,15 @@ class Dnsveil(Server):
                            LISTEN=json.dumps(listen), UPSTREAM_PORT=upstream_port,
                            UPSTREAM_SCHEME=upstream_scheme,
                            CERT=CERT, KEY=KEY)
+        if policy_list:
+            # the generated list blocked for every client (the default
+            # group); info level for the line saying what loading it took
+            with open(self.conf) as f:
+                text = f.read().replace("log-level: warn", "log-level: info")
+            text += ("lists:\n  bench: { source: %s, format: domains }\n"
+                     "groups:\n  default: { block: [bench] }\n" % json.dumps(policy_list))
+            with open(self.conf, "w") as f:
+                f.write(text)
 
     def command(self, memory_test):
         return [self.binary, "-c", self.conf]
@@ -1304,10 +1338,21 @@ def run_main(args):
     log("starting the upstream Unbound on port %d (CPU %d)" % (up.ports["dns"], LOAD_CPU))
     up.start(cpu=LOAD_CPU)
 
-    dv = Dnsveil(tmp, args.dnsveil, up.ports["dns"], dv_transports, args.dnsveil_upstream)
+    policy_list = None
+    if args.policy_list:
+        # --policy-list N: dnsveil with a block list of N names for every
+        # client, beside the same binary without one (the baseline rows)
+        policy_list = os.path.join(tmp, "blocked.list")
+        write_policy_list(policy_list, args.policy_list)
+    dv = Dnsveil(tmp, args.dnsveil, up.ports["dns"], dv_transports, args.dnsveil_upstream,
+                 policy_list=policy_list)
     servers = [dv]
     base = None
-    if args.baseline:
+    if policy_list:
+        base = Dnsveil(tmp, args.baseline or args.dnsveil, up.ports["dns"], dv_transports,
+                       args.dnsveil_upstream, name="dnsveil baseline", required=False)
+        servers.append(base)
+    elif args.baseline:
         # another dnsveil build (an earlier commit) on the same upstream, in
         # the same run: before/after figures of a change, side by side
         base = Dnsveil(tmp, args.baseline, up.ports["dns"], dv_transports,
@@ -1326,6 +1371,8 @@ def run_main(args):
             if s.required:
                 raise
     live = [s for s in servers if s.failed is None]
+    if policy_list:
+        policy_note(notes, dv, base, args.policy_list)
 
     results = {}        # (workload, transport key, server name) -> Result
     miss_count = args.miss_names or (1000000 if args.quick else 1500000)
@@ -1593,6 +1640,10 @@ def main():
     r.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     r.add_argument("--baseline", help="another dnsveil binary (say, the commit before a "
                    "change) measured beside --dnsveil in the same run")
+    r.add_argument("--policy-list", type=int, metavar="N",
+                   help="load a generated block list of N names (b{i}.blocked.test) into "
+                        "dnsveil's default group and measure the same binary without it as "
+                        "the baseline (the issue-13 target: 1000000)")
     r.add_argument("--no-peers", action="store_true",
                    help="leave dnsdist and the Unbound frontend out (dnsveil rows only)")
     r.add_argument("--workloads", default="hit,miss", help="of hit,miss (default both)")

@@ -738,14 +738,23 @@ class DohConfigKeys(DohBase):
                     # the path the query came in on, in its debug line
                     self.assertEqual(self.request_lines(d, mark), [(path, "127.0.0.1", False)],
                                      "%s %s %s: the request's debug line" % (mode, method, path))
-            for path in ("/other", "/dns-query/kid", "/dns-query/kids/x", "/dns-query/"):
+            # a served path + "/" + one DNS label carries a client ID (the
+            # policy's, README "Policy"): answered, the ID in the line
+            for path in ("/dns-query/kid", "/dns-query/kids/x"):
+                mark = len(d.stderr_text())
+                r = h.curl_get(d, mode, good, path=path)
+                self.check_curl_answer(r, mode, WEB, [WEB_ADDR], 0, "%s GET %s" % (mode, path))
+                self.assertEqual(self.request_lines(d, mark), [(path, "127.0.0.1", False)],
+                                 "%s GET %s: the request's debug line" % (mode, path))
+            for path in ("/other", "/dns-query/", "/dns-queryx", "/dns-query/kids/x/y",
+                         "/dns-query/not_a_label", "/dns-query/-x"):
                 mark = len(d.stderr_text())
                 r = h.curl_get(d, mode, good, path=path)
                 self.assertEqual(r.status, 404, "%s GET %s: %r" % (mode, path, r))
                 self.assertEqual(self.request_lines(d, mark), [],
                                  "%s GET %s: no query, no request line" % (mode, path))
-            log("ok: %s: /dns-query and /dns-query/kids answered, /other and near misses 404"
-                % mode)
+            log("ok: %s: /dns-query and /dns-query/kids answered, with a client ID too; "
+                "/other and near misses 404" % mode)
 
     def test_doh_trusted_proxies(self):
         snippet = self._need("doh.trusted-proxies", PROXY_FORMS)

@@ -456,6 +456,41 @@ typedef struct {
 } load_case_t;
 
 static const load_case_t load_errors[] = {
+	/* the policy's tables */
+	{ "lists:\n  ads: { source: /x, format: rpz }\n", 2, "lists.ads.format",
+	  "expected one of hosts, domains, adblock" },
+	{ "lists:\n  ads: { source: \"https://x/l.txt\" }\n", 2,
+	  "lists.ads.source", "URL sources are not supported yet" },
+	{ "lists:\n  ads: { format: hosts }\n", 2, "lists.ads",
+	  "source: is missing" },
+	{ "lists:\n  ads: { source: /a }\n  ads: { source: /b }\n", 3,
+	  "lists.ads", "duplicate name" },
+	{ "lists:\n  a.b: { source: /a }\n", 2, "lists.a.b",
+	  "letters, digits" },
+	{ "lists:\n  ads: { source: /a, color: red }\n", 2,
+	  "lists.ads.color", "unknown key" },
+	{ "groups:\n  kids:\n    block: [nope]\n", 3, "groups.kids.block",
+	  "unknown list 'nope'" },
+	{ "groups:\n  kids:\n    action: [null, 192.0.2.1]\n", 3,
+	  "groups.kids.action", "cannot be mixed" },
+	{ "groups:\n  kids:\n    action: blackhole\n", 3,
+	  "groups.kids.action", "expected nxdomain, nodata, refused, null" },
+	{ "groups:\n  kids:\n    records: []\n", 3, "groups.kids.records",
+	  "not supported yet" },
+	{ "groups:\n  kids:\n    blocked-ttl: 100000\n", 3,
+	  "groups.kids.blocked-ttl", "out of range" },
+	{ "internal: [corp.example]\n", 1, "internal", "not supported yet" },
+	{ "clients:\n  - { id: \"kid_1\", group: default }\n", 2,
+	  "clients.id", "a client ID" },
+	{ "clients:\n  - { cidr: 10.0.0.0/33, group: default }\n", 2,
+	  "clients.cidr", "prefix" },
+	{ "clients:\n  - { id: kid-1 }\n", 2, "clients", "group: is missing" },
+	{ "clients:\n  - { id: kid-1, group: nope }\n", 2, "clients.group",
+	  "unknown group 'nope'" },
+	{ "clients: { id: kid-1 }\n", 1, "clients",
+	  "expected a list of mappings" },
+	{ "policy:\n  server-names: [\"a..b\"]\n", 2, "policy.server-names",
+	  "not a DNS name" },
 	/* unknown keys */
 	{ "workers: 2\nlog-level: debug\nbogus: 1\n", 3, "bogus",
 	  "unknown key" },
@@ -1647,6 +1682,65 @@ static void test_cli_usage(void **state)
 /* ------------------------------------------------------------------ */
 /* conf/dnsveil.yaml                                                   */
 
+/* The commented policy example loads, with every table in place. */
+static void test_policy_example(void **state)
+{
+	dv_config_t *cfg = cfg_new();
+	char path[1024], err[512];
+
+	dv_config_defaults(cfg);
+	source_path("conf/policy-example.yaml", path, sizeof(path));
+	if (dv_config_load(cfg, path, err, sizeof(err)) != 0) {
+		print_error("%s\n", err);
+		fail();
+	}
+	assert_int_equal(cfg->n_lists, 3);
+	assert_string_equal(cfg->lists[1].name, "adult");
+	assert_int_equal(cfg->lists[1].format, DV_LIST_ADBLOCK);
+	assert_int_equal(cfg->lists[2].format, DV_LIST_DOMAINS);
+	assert_int_equal(cfg->n_groups, 4);
+	const dv_cfg_group_t *def = &cfg->groups[0], *kids = &cfg->groups[1];
+	assert_string_equal(def->name, "default");
+	assert_int_equal(def->block_mask, 1u);
+	assert_int_equal(def->allow_mask, 4u);
+	assert_int_equal(def->blocked_ttl, 300);
+	assert_int_equal(kids->block_mask, 3u);
+	/* a plain YAML null is the word: the null action */
+	assert_int_equal(kids->n_action, 1);
+	assert_int_equal(kids->action[0].kind, DV_ACTION_NULL);
+	assert_int_equal(cfg->groups[2].n_action, 2);
+	assert_int_equal(cfg->groups[2].action[1].kind, DV_ACTION_ADDRESSES);
+	assert_int_equal(cfg->groups[2].action[1].family, AF_INET6);
+	assert_int_equal(cfg->groups[3].action[0].kind, DV_ACTION_REFUSED);
+	assert_int_equal(cfg->n_clients, 4);
+	assert_string_equal(cfg->clients[0].id, "kid-*");
+	assert_int_equal(cfg->clients[0].group_index, 1);
+	assert_int_equal(cfg->clients[2].n_cidr, 2);
+	assert_int_equal(cfg->clients[2].group_index, 2);
+	assert_string_equal(cfg->clients[3].listener, "dns://127.0.0.1:53");
+	assert_int_equal(cfg->n_server_names, 1);
+	assert_string_equal(cfg->server_names[0], "dns.test");
+
+	/* "~" stays YAML's null: no action, the default */
+	dv_config_defaults(cfg);
+	assert_int_equal(load_text(cfg, "groups:\n  kids: { action: ~ }\n",
+				   path, sizeof(path), err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg->groups[0].n_action, 0);
+
+	/* groups without a default get one, empty */
+	dv_config_defaults(cfg);
+	const char *yaml = "groups:\n  kids: { action: nodata }\n";
+	assert_int_equal(load_text(cfg, yaml, path, sizeof(path), err,
+				   sizeof(err)),
+			 0);
+	assert_int_equal(cfg->n_groups, 2);
+	assert_string_equal(cfg->groups[1].name, "default");
+	assert_int_equal(cfg->groups[1].n_action, 0);
+	assert_int_equal(cfg->groups[0].action[0].kind, DV_ACTION_NODATA);
+	free(cfg);
+}
+
 static void test_default_conf_file(void **state)
 {
 	dv_config_t *cfg = cfg_new(), *def = cfg_new();
@@ -1700,17 +1794,32 @@ static void test_default_conf_file(void **state)
 	len = fread(conf + 1, 1, 65534, f);
 	fclose(f);
 	assert_true(len > 0);
+	/* the keys of the policy's tables are shown in its example */
+	char *example = calloc(1, 65536);
+	assert_non_null(example);
+	source_path("conf/policy-example.yaml", path, sizeof(path));
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_true(fread(example, 1, 65535, f) > 0);
+	fclose(f);
 	schema = capture(dv_config_print_schema);
 	for (const char *p = schema; *p != '\0';) {
 		size_t n = strcspn(p, " ");
 		const char *dot = memchr(p, '.', n);
 
-		if (dot != NULL)
+		const char *last = p + n;
+		while (last > p && last[-1] != '.')
+			last--;
+		if (memmem(p, n, "NAME.", 5) || memmem(p, n, "[].", 3))
+			/* a policy table's key: in the example file */
+			snprintf(key, sizeof(key), " %.*s:",
+				 (int)(n - (size_t)(last - p)), last);
+		else if (dot != NULL)
 			snprintf(key, sizeof(key), "\n  %.*s:",
 				 (int)(n - (size_t)(dot + 1 - p)), dot + 1);
 		else
 			snprintf(key, sizeof(key), "\n%.*s:", (int)n, p);
-		assert_contains(conf, key);
+		assert_contains(key[0] == ' ' ? example : conf, key);
 		p = strchr(p, '\n');
 		if (p == NULL)
 			break;
@@ -1718,6 +1827,7 @@ static void test_default_conf_file(void **state)
 	}
 	free(schema);
 	free(conf);
+	free(example);
 	free(cfg);
 	free(def);
 }
@@ -1754,6 +1864,7 @@ int main(void)
 		cmocka_unit_test(test_cli_apply_errors),
 		cmocka_unit_test(test_cli_usage),
 		cmocka_unit_test(test_default_conf_file),
+		cmocka_unit_test(test_policy_example),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

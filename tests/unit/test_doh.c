@@ -33,6 +33,7 @@ typedef struct {
 	size_t len;
 	bool has_fwd;
 	char fwd[64];
+	char cid[64]; /* the client ID, "" if none */
 } seen_t;
 
 typedef struct {
@@ -46,13 +47,15 @@ typedef struct {
 } srv_t;
 
 static void on_query(void *user, uint32_t stream, const char *path,
-		     const uint8_t *msg, size_t len, const char *fwd)
+		     const char *client_id, const uint8_t *msg, size_t len,
+		     const char *fwd)
 {
 	srv_t *s = user;
 	assert_true(s->nq < sizeof(s->q) / sizeof(s->q[0]));
 	seen_t *q = &s->q[s->nq++];
 	q->stream = stream;
 	q->path = path;
+	snprintf(q->cid, sizeof(q->cid), "%s", client_id ? client_id : "");
 	assert_true(len <= sizeof(q->msg));
 	memcpy(q->msg, msg, len);
 	q->len = len;
@@ -620,6 +623,42 @@ static void test_h2_id0_paths_params(void **state)
 	pump(s, c);
 	expect_200(c, id1, a, sizeof(a), 5);
 	expect_200(c, id2, a, sizeof(a), 5);
+	cli_free(c);
+	srv_free(s);
+}
+
+/* A client ID after a served path ("/dns-query/{id}") is reported
+ * lowercased with the path it follows; a segment that is no DNS label is
+ * no DoH service (404). */
+static void test_h2_client_id_path(void **state)
+{
+	srv_t *s = srv_new(DV_DOH_H2);
+	cli_t *c = cli_new(0);
+	uint8_t q[512];
+	size_t l = make_query(q, sizeof(q), 0, "kids.example.");
+	int32_t a = cli_post(c, "/dns-query/Kid-1", ct_dns, q, l, false);
+	int32_t b = cli_post(c, "/dns-query/kids/laptop-42", ct_dns, q, l,
+			     false);
+	int32_t e = cli_post(c, "/dns-query/kids", ct_dns, q, l, false);
+	int32_t bad1 = cli_post(c, "/dns-query/bad_id", ct_dns, q, l, false);
+	int32_t bad2 = cli_post(c, "/dns-query/-x", ct_dns, q, l, false);
+	int32_t bad3 = cli_post(c, "/dns-query/a/b/c", ct_dns, q, l, false);
+	int32_t bad4 = cli_post(c, "/dns-query/", ct_dns, q, l, false);
+	pump(s, c);
+	assert_int_equal(s->nq, 3);
+	seen_t *sa = find_seen(s, (uint32_t)a);
+	assert_ptr_equal(sa->path, paths[0]);
+	assert_string_equal(sa->cid, "kid-1");
+	seen_t *sb = find_seen(s, (uint32_t)b);
+	assert_ptr_equal(sb->path, paths[1]);
+	assert_string_equal(sb->cid, "laptop-42");
+	seen_t *se = find_seen(s, (uint32_t)e);
+	assert_ptr_equal(se->path, paths[1]);
+	assert_string_equal(se->cid, "");
+	expect_status(c, bad1, 404);
+	expect_status(c, bad2, 404);
+	expect_status(c, bad3, 404);
+	expect_status(c, bad4, 404);
 	cli_free(c);
 	srv_free(s);
 }
@@ -2497,6 +2536,7 @@ int main(void)
 		cmocka_unit_test(test_h1_byte_by_byte),
 		cmocka_unit_test(test_h1_expect_continue),
 		cmocka_unit_test(test_h1_forwarded),
+		cmocka_unit_test(test_h2_client_id_path),
 		cmocka_unit_test(test_h1_large_answer),
 		cmocka_unit_test(test_h1_transport_error),
 		cmocka_unit_test(test_h1_queue_wraps),

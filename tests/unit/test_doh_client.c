@@ -147,8 +147,10 @@ typedef struct {
 static const char *const dpaths[] = {"/dns-query"};
 
 static void on_query(void *user, uint32_t stream, const char *path,
-		     const uint8_t *msg, size_t len, const char *fwd)
+		     const char *client_id, const uint8_t *msg, size_t len,
+		     const char *fwd)
 {
+	(void)client_id;
 	dsrv_t *s = user;
 	assert_true(s->n < 512);
 	assert_int_equal(len, qlen);

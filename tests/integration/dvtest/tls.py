@@ -23,8 +23,12 @@ OPENSSL = shutil.which("openssl", path="/usr/bin:/bin") or "openssl"
 
 def ensure_dev_certs():
     """certs/ca.pem, dev-cert.pem, dev-key.pem (made by the repository's
-    script when missing; it does nothing when they exist)."""
-    if not (os.path.isfile(CERT) and os.path.isfile(KEY) and os.path.isfile(CA)):
+    script when missing or when the certificate lacks *.dns.test, the
+    policy's client-ID names; it does nothing otherwise)."""
+    if not (os.path.isfile(CERT) and os.path.isfile(KEY) and os.path.isfile(CA)) \
+            or b"*.dns.test" not in subprocess.run(
+                [OPENSSL, "x509", "-in", CERT, "-noout", "-ext", "subjectAltName"],
+                capture_output=True, timeout=30).stdout:
         subprocess.run(["sh", os.path.join(CERTS_DIR, "make-dev-cert.sh")], check=True,
                        capture_output=True, timeout=60)
     for p in (CA, CERT, KEY):
@@ -145,7 +149,7 @@ def make_ca(d, name, cn):
 
 
 def make_leaf(d, name, ca_name, cn="dns.test",
-              sans="DNS:dns.test,DNS:localhost,IP:127.0.0.1,IP:::1"):
+              sans="DNS:dns.test,DNS:*.dns.test,DNS:localhost,IP:127.0.0.1,IP:::1"):
     """A leaf signed by d/ca_name: d/name-key.pem and d/name-chain.pem
     (leaf then CA).  Returns (chain path, key path)."""
     key = os.path.join(d, name + "-key.pem")

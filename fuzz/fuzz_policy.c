@@ -1,0 +1,176 @@
+/*
+ * Fuzz target: the policy's parsers.  The first byte picks what the rest
+ * of the input is:
+ *
+ *   0, 1, 2  a list file of format hosts, domains, adblock: parsed into a
+ *            suffix set (the rules of line i go to list i % 4); then every
+ *            rule is looked up again, as a name and as a subdomain of
+ *            itself, and every line of the input is looked up as a query
+ *            name;
+ *   3        client IDs: "PATTERN\nID\nSERVER" — the glob match, the ID of
+ *            a DoH path "/dns-query/ID" and of the SNI "ID" for SERVER;
+ *   4        the rest as a wire name: dv_suffix_query_name().
+ *
+ * Checks besides memory errors: every added rule is found again with its
+ * list and at offset 0 (as itself) or after "x." (as a subdomain); the
+ * text of a query name keeps its length and offsets; an extracted ID is a
+ * valid lowercase label; a pattern equal to its ID matches it.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/core/ident.h"
+#include "src/policy/lists.h"
+#include "src/policy/suffix.h"
+
+#define CHECK(c)                                                             \
+	do {                                                                 \
+		if (!(c)) {                                                  \
+			fprintf(stderr, "check failed: %s\n", #c);          \
+			abort();                                             \
+		}                                                            \
+	} while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+typedef struct {
+	dv_suffix_set_t *set;
+	unsigned line;
+	char names[64][DV_SUFFIX_NAME_MAX + 1];
+	unsigned list[64];
+	bool except[64];
+	unsigned n;
+} ctx_t;
+
+static int add(void *vctx, const char *name, size_t len, bool except)
+{
+	ctx_t *c = vctx;
+	unsigned list = c->n % 4;
+	CHECK(len > 0 && len <= DV_SUFFIX_NAME_MAX);
+	if (dv_suffix_add(c->set, name, len, list, except) != 0)
+		return -1;
+	if (c->n < 64) {
+		memcpy(c->names[c->n], name, len);
+		c->names[c->n][len] = '\0';
+		c->list[c->n] = list;
+		c->except[c->n] = except;
+	}
+	c->n++;
+	return 0;
+}
+
+static void lists(unsigned fmt, const char *text, size_t len)
+{
+	static ctx_t c;
+	memset(&c, 0, sizeof(c));
+	c.set = dv_suffix_new(len);
+	CHECK(c.set);
+	dv_list_stats_t st = {0};
+	if (dv_list_parse_buffer(fmt, text, len, add, &c, &st) != 0)
+		goto out;
+	CHECK(st.rules == c.n && st.exceptions <= st.rules);
+	CHECK(dv_suffix_count(c.set) <= c.n);
+	dv_suffix_seal(c.set);
+	for (unsigned i = 0; i < c.n && i < 64; i++) {
+		dv_suffix_hit_t hit;
+		uint32_t bit = 1u << c.list[i];
+		size_t n = strlen(c.names[i]);
+		CHECK(dv_suffix_lookup(c.set, c.names[i], n, bit, &hit));
+		CHECK(hit.offset == 0);
+		CHECK((c.except[i] ? hit.except : hit.block) & bit);
+		char sub[DV_SUFFIX_NAME_MAX + 3];
+		if (n + 2 <= DV_SUFFIX_NAME_MAX) {
+			snprintf(sub, sizeof(sub), "x.%s", c.names[i]);
+			CHECK(dv_suffix_lookup(c.set, sub, n + 2, bit, &hit));
+			CHECK(hit.offset <= 2);
+		}
+	}
+	/* every line as a query name: only what the set holds is found */
+	for (size_t pos = 0; pos < len;) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - text - pos) : len - pos;
+		dv_suffix_hit_t hit;
+		if (n <= DV_SUFFIX_NAME_MAX &&
+		    dv_suffix_lookup(c.set, text + pos, n, 0xf, &hit))
+			CHECK(hit.offset < n && (hit.block | hit.except));
+		pos += n + 1;
+	}
+out:
+	dv_suffix_free(c.set);
+}
+
+static void idents(const char *text, size_t len)
+{
+	char buf[1024], id[DV_IDENT_MAX + 1], path[1100];
+	if (len >= sizeof(buf))
+		return;
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	if (strlen(buf) != len)
+		return;
+	char *pat = buf, *cand = strchr(pat, '\n'), *server = NULL;
+	if (!cand)
+		return;
+	*cand++ = '\0';
+	server = strchr(cand, '\n');
+	if (server)
+		*server++ = '\0';
+	(void)dv_ident_glob(pat, cand);
+	if (strcmp(pat, cand) == 0)
+		CHECK(dv_ident_glob(pat, cand));
+	snprintf(path, sizeof(path), "/dns-query/%s", cand);
+	size_t n = dv_ident_from_path(path, strlen(path), "/dns-query", id);
+	if (n) {
+		CHECK(n == strlen(id) && dv_ident_label_ok(id, n));
+		for (size_t i = 0; i < n; i++)
+			CHECK(!(id[i] >= 'A' && id[i] <= 'Z'));
+		CHECK(dv_ident_glob(cand, id));
+	}
+	if (server) {
+		n = dv_ident_from_sni(cand, server, id);
+		if (n)
+			CHECK(n == strlen(id) && dv_ident_label_ok(id, n));
+	}
+}
+
+static void wire_name(const uint8_t *w, size_t len)
+{
+	char out[DV_SUFFIX_NAME_MAX + 2];
+	int n = dv_suffix_query_name(w, len, out);
+	if (n <= 0)
+		return;
+	/* a label starting at text offset i starts at wire offset i */
+	size_t pos = 0;
+	while (w[pos]) {
+		CHECK(pos == 0 || out[pos - 1] == '.');
+		pos += 1u + w[pos];
+	}
+	CHECK((size_t)n == pos - 1);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	const char *text = (const char *)data + 1;
+	switch (data[0] % 5) {
+	case 0:
+		lists(DV_LIST_HOSTS, text, size - 1);
+		break;
+	case 1:
+		lists(DV_LIST_DOMAINS, text, size - 1);
+		break;
+	case 2:
+		lists(DV_LIST_ADBLOCK, text, size - 1);
+		break;
+	case 3:
+		idents(text, size - 1);
+		break;
+	default:
+		wire_name(data + 1, size - 1);
+		break;
+	}
+	return 0;
+}

@@ -1,0 +1,353 @@
+/*
+ * Configuration: the keys of the policy's tables (README "Policy").
+ *
+ * lists:, groups: and clients: hold entries that are mappings themselves
+ * (lists.NAME.source, groups.NAME.block, clients[].id), so their keys are
+ * declared here, against the entry's struct, and the loader
+ * (load_policy.c) sets them through dv_cfg_item_set() with the entry as
+ * the base.  Names (a group's lists, a client's group) are resolved once
+ * the whole file is read, so the file may name a list before declaring it.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "src/config/schema.h"
+#include "src/core/errors.h"
+#include "src/core/ident.h"
+#include "src/core/log.h"
+
+/* list and group names: what a YAML key can hold and a log can show */
+static int parse_name(const char *text, void *elem, char *why,
+		      size_t why_len)
+{
+	size_t n = strlen(text);
+	if (n == 0 || n >= DV_POLICY_NAME_MAX) {
+		dv_cfg_errf(why, why_len, "a name has 1..%d characters",
+			    DV_POLICY_NAME_MAX - 1);
+		return DV_ECONFIG;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = text[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+			dv_cfg_errf(why, why_len,
+				    "a name has letters, digits, '-' and '_' "
+				    "only");
+			return DV_ECONFIG;
+		}
+	}
+	memcpy(elem, text, n + 1);
+	return 0;
+}
+
+int dv_cfg_check_name(const char *text, char *why, size_t why_len)
+{
+	char buf[DV_POLICY_NAME_MAX];
+	return parse_name(text, buf, why, why_len);
+}
+
+static const char *const action_words[] = {
+	[DV_ACTION_NXDOMAIN] = "nxdomain",
+	[DV_ACTION_NODATA] = "nodata",
+	[DV_ACTION_REFUSED] = "refused",
+	[DV_ACTION_NULL] = "null",
+};
+
+/* One item of `action:`: a keyword, or an IPv4 or IPv6 address. */
+static int parse_action(const char *text, void *elem, char *why,
+			size_t why_len)
+{
+	dv_cfg_action_t *a = elem;
+	for (unsigned i = 0; i < sizeof(action_words) / sizeof(*action_words);
+	     i++) {
+		if (strcmp(text, action_words[i]) == 0) {
+			a->kind = (uint8_t)i;
+			return 0;
+		}
+	}
+	a->kind = DV_ACTION_ADDRESSES;
+	if (inet_pton(AF_INET, text, a->addr) == 1) {
+		a->family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, text, a->addr) == 1) {
+		a->family = AF_INET6;
+		return 0;
+	}
+	dv_cfg_errf(why, why_len,
+		    "expected nxdomain, nodata, refused, null or IP "
+		    "addresses");
+	return DV_ECONFIG;
+}
+
+/* clients[].id: a client ID, or a pattern of one with '*' and '?' */
+static int check_id_pattern(const char *text, char *why, size_t why_len)
+{
+	size_t n = strlen(text);
+	for (size_t i = 0; i < n; i++) {
+		char c = text[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '*' ||
+		      c == '?')) {
+			dv_cfg_errf(why, why_len,
+				    "a client ID (letters, digits, '-') or a "
+				    "pattern of one with '*' and '?'");
+			return DV_ECONFIG;
+		}
+	}
+	if (n == 0 || n > DV_IDENT_MAX) {
+		dv_cfg_errf(why, why_len, "1..%d characters", DV_IDENT_MAX);
+		return DV_ECONFIG;
+	}
+	return 0;
+}
+
+/* lists.NAME.source: a file; http(s):// sources come with list refresh */
+static int check_source(const char *text, char *why, size_t why_len)
+{
+	if (strncmp(text, "http://", 7) == 0 ||
+	    strncmp(text, "https://", 8) == 0) {
+		dv_cfg_errf(why, why_len,
+			    "URL sources are not supported yet: give a file "
+			    "path (fetch the list with a cron job or a "
+			    "systemd timer)");
+		return DV_ECONFIG;
+	}
+	if (text[0] == '\0') {
+		dv_cfg_errf(why, why_len, "a file path is needed");
+		return DV_ECONFIG;
+	}
+	return 0;
+}
+
+static int check_group_name(const char *text, char *why, size_t why_len)
+{
+	return dv_cfg_check_name(text, why, why_len);
+}
+
+static const dv_cfg_list_kind_t list_names = {
+	.type_name = "names", .one = "a list name", .many = "list names",
+	.unique = true, .parse = parse_name,
+};
+static const dv_cfg_list_kind_t actions = {
+	.type_name = "action", .one = "an action or an address",
+	.many = "addresses", .null_is_word = true, .parse = parse_action,
+};
+static const dv_cfg_list_kind_t netmasks = {
+	.type_name = "prefixes", .one = "an IP address or prefix",
+	.many = "prefixes", .unique = true, .parse = dv_cfg_parse_netmask,
+};
+
+static const char *const list_formats[] = {
+	[DV_LIST_HOSTS] = "hosts",
+	[DV_LIST_DOMAINS] = "domains",
+	[DV_LIST_ADBLOCK] = "adblock",
+	NULL,
+};
+
+/* Type-checked offsets into an entry struct, as FIELD() in schema.c. */
+#define SUB_MEMBER(T, f) (((T *)0)->f)
+#define SUB_FIELD(T, f, ctype)                                               \
+	(offsetof(T, f) + 0 * sizeof(&SUB_MEMBER(T, f) == (ctype *)0))
+#define SUB_ARRAY(T, f, ctype)                                               \
+	(offsetof(T, f) + 0 * sizeof(&SUB_MEMBER(T, f)[0] == (ctype *)0))
+#define SUB_ITEM(S, sec, k, t, off)                                          \
+	.section = sec, .sub = S, .key = k, .type = t, .offset = off
+
+#define L_STR(k, f, chk, dc)                                                 \
+	{ SUB_ITEM(DV_CFG_SUB_LIST, "lists.NAME", k, DV_CFG_STRING,             \
+		   SUB_ARRAY(dv_cfg_list_t, f, char)),                          \
+	  .aux = sizeof(SUB_MEMBER(dv_cfg_list_t, f)),                       \
+	  .max = sizeof(SUB_MEMBER(dv_cfg_list_t, f)) - 1, .def = "",          \
+	  .check = chk, .doc = dc }
+
+const dv_cfg_item_t dv_cfg_policy_schema[] = {
+	L_STR("source", source, check_source,
+	      "the list's file (read at start; http(s):// URLs are not "
+	      "supported yet)"),
+	{ SUB_ITEM(DV_CFG_SUB_LIST, "lists.NAME", "format", DV_CFG_ENUM,
+		   SUB_FIELD(dv_cfg_list_t, format, unsigned)),
+	  .names = list_formats, .def = "domains",
+	  .doc = "hosts (\"0.0.0.0 name...\"), domains (a name a line) or "
+		 "adblock (\"||name^\", \"@@||name^\" exceptions); a rule "
+		 "covers the name and its subdomains" },
+	{ SUB_ITEM(DV_CFG_SUB_LIST, "lists.NAME", "refresh-s", DV_CFG_UINT,
+		   SUB_FIELD(dv_cfg_list_t, refresh_s, unsigned)),
+	  .min = 0, .max = 604800, .def = "0",
+	  .doc = "reserved for URL sources: files are read at start only" },
+
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "block", DV_CFG_LIST,
+		   SUB_ARRAY(dv_cfg_group_t, block, dv_cfg_name_t)),
+	  .aux = SUB_FIELD(dv_cfg_group_t, n_block, unsigned),
+	  .elem_size = sizeof(dv_cfg_name_t), .list = &list_names,
+	  .max = DV_POLICY_GROUP_LISTS,
+	  .doc = "lists whose names (and their subdomains) the group's "
+		 "clients do not get" },
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "allow", DV_CFG_LIST,
+		   SUB_ARRAY(dv_cfg_group_t, allow, dv_cfg_name_t)),
+	  .aux = SUB_FIELD(dv_cfg_group_t, n_allow, unsigned),
+	  .elem_size = sizeof(dv_cfg_name_t), .list = &list_names,
+	  .max = DV_POLICY_GROUP_LISTS,
+	  .doc = "lists whose names are never blocked for the group (a "
+		 "more specific block rule still blocks a subdomain)" },
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "action", DV_CFG_LIST,
+		   SUB_ARRAY(dv_cfg_group_t, action, dv_cfg_action_t)),
+	  .aux = SUB_FIELD(dv_cfg_group_t, n_action, unsigned),
+	  .elem_size = sizeof(dv_cfg_action_t), .list = &actions,
+	  .max = DV_POLICY_MAX_ACTION,
+	  .doc = "what a blocked query gets: nxdomain (empty: the default), "
+		 "nodata, refused, null (0.0.0.0 / ::) or IP addresses; EDE "
+		 "15 names the list" },
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "blocked-ttl", DV_CFG_UINT,
+		   SUB_FIELD(dv_cfg_group_t, blocked_ttl, unsigned)),
+	  .min = 0, .max = 86400, .def = "300",
+	  .doc = "TTL of blocked answers (records, and the SOA of "
+		 "NXDOMAIN/NODATA)" },
+
+	{ SUB_ITEM(DV_CFG_SUB_CLIENT, "clients[]", "id", DV_CFG_STRING,
+		   SUB_ARRAY(dv_cfg_client_t, id, char)),
+	  .aux = sizeof(SUB_MEMBER(dv_cfg_client_t, id)),
+	  .max = DV_IDENT_MAX, .def = "", .check = check_id_pattern,
+	  .doc = "client ID from the DoH path or the TLS SNI, exact or a "
+		 "pattern (\"kid-*\")" },
+	{ SUB_ITEM(DV_CFG_SUB_CLIENT, "clients[]", "cidr", DV_CFG_LIST,
+		   SUB_ARRAY(dv_cfg_client_t, cidr, dv_netmask_t)),
+	  .aux = SUB_FIELD(dv_cfg_client_t, n_cidr, unsigned),
+	  .elem_size = sizeof(dv_netmask_t), .list = &netmasks,
+	  .max = DV_POLICY_CLIENT_CIDRS,
+	  .doc = "client addresses or prefixes (after doh.trusted-proxies)" },
+	{ SUB_ITEM(DV_CFG_SUB_CLIENT, "clients[]", "listener", DV_CFG_STRING,
+		   SUB_ARRAY(dv_cfg_client_t, listener, char)),
+	  .aux = sizeof(SUB_MEMBER(dv_cfg_client_t, listener)),
+	  .max = sizeof(SUB_MEMBER(dv_cfg_client_t, listener)) - 1, .def = "",
+	  .doc = "a listen URL exactly as given there (not DoQ yet)" },
+	{ SUB_ITEM(DV_CFG_SUB_CLIENT, "clients[]", "group", DV_CFG_STRING,
+		   SUB_ARRAY(dv_cfg_client_t, group, char)),
+	  .aux = sizeof(SUB_MEMBER(dv_cfg_client_t, group)),
+	  .max = DV_POLICY_NAME_MAX - 1, .def = "", .check = check_group_name,
+	  .doc = "the group of the clients this entry matches (all its keys "
+		 "must match; the first entry that does wins, else the "
+		 "group default)" },
+	{ .key = NULL },
+};
+
+#define POLICY_LEN (sizeof(dv_cfg_policy_schema) / sizeof(*dv_cfg_policy_schema) - 1)
+
+const dv_cfg_item_t *dv_cfg_sub_find(dv_cfg_sub_t sub, const char *key)
+{
+	for (size_t i = 0; i < POLICY_LEN; i++)
+		if (dv_cfg_policy_schema[i].sub == sub &&
+		    strcmp(dv_cfg_policy_schema[i].key, key) == 0)
+			return &dv_cfg_policy_schema[i];
+	return NULL;
+}
+
+void dv_cfg_sub_defaults(dv_cfg_sub_t sub, void *elem)
+{
+	char why[128];
+	for (size_t i = 0; i < POLICY_LEN; i++) {
+		const dv_cfg_item_t *it = &dv_cfg_policy_schema[i];
+		/* "" is the zeroed entry's value already (and no valid
+		 * source or group name) */
+		if (it->sub != sub || !it->def || !it->def[0])
+			continue;
+		/* the defaults are the schema's own: never refused */
+		dv_require(dv_cfg_item_set(it, (dv_config_t *)elem, it->def,
+					   why, sizeof(why)) == 0);
+	}
+}
+
+static int find_list(const dv_config_t *cfg, const char *name)
+{
+	for (unsigned i = 0; i < cfg->n_lists; i++)
+		if (strcmp(cfg->lists[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int find_group(const dv_config_t *cfg, const char *name)
+{
+	for (unsigned i = 0; i < cfg->n_groups; i++)
+		if (strcmp(cfg->groups[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The names of one of a group's `block`/`allow` as a mask of lists. */
+static int resolve_lists(const dv_config_t *cfg, const dv_cfg_group_t *g,
+			 const dv_cfg_name_t *names, unsigned n,
+			 const char *key, unsigned line, uint32_t *mask,
+			 char *err, size_t err_len)
+{
+	*mask = 0;
+	for (unsigned i = 0; i < n; i++) {
+		int li = find_list(cfg, names[i]);
+		if (li < 0) {
+			dv_cfg_errf(err, err_len,
+				    "%s:%u: groups.%s.%s: unknown list '%s' (not "
+				    "under lists:)",
+				    cfg->source, line ? line : g->line, g->name,
+				    key, names[i]);
+			return DV_ECONFIG;
+		}
+		*mask |= 1u << li;
+	}
+	return 0;
+}
+
+int dv_cfg_policy_resolve(dv_config_t *cfg, char *err, size_t err_len)
+{
+	if (cfg->n_groups == 0 && cfg->n_clients == 0 && cfg->n_lists == 0)
+		return 0;
+	if (find_group(cfg, "default") < 0) {
+		if (cfg->n_groups >= DV_POLICY_MAX_GROUPS) {
+			dv_cfg_errf(err, err_len,
+				    "%s: groups: no room for the group "
+				    "default (at most %d groups)",
+				    cfg->source, DV_POLICY_MAX_GROUPS);
+			return DV_ECONFIG;
+		}
+		dv_cfg_group_t *g = &cfg->groups[cfg->n_groups++];
+		memset(g, 0, sizeof(*g));
+		dv_cfg_sub_defaults(DV_CFG_SUB_GROUP, g);
+		snprintf(g->name, sizeof(g->name), "default");
+	}
+	for (unsigned i = 0; i < cfg->n_groups; i++) {
+		dv_cfg_group_t *g = &cfg->groups[i];
+		if (resolve_lists(cfg, g, g->block, g->n_block, "block",
+				  g->block_line, &g->block_mask, err, err_len) ||
+		    resolve_lists(cfg, g, g->allow, g->n_allow, "allow",
+				  g->allow_line, &g->allow_mask, err, err_len))
+			return DV_ECONFIG;
+		/* a keyword stands alone; addresses may be many */
+		for (unsigned k = 0; k < g->n_action; k++) {
+			if (g->action[k].kind != DV_ACTION_ADDRESSES &&
+			    g->n_action > 1) {
+				dv_cfg_errf(err, err_len,
+					    "%s:%u: groups.%s.action: '%s' "
+					    "cannot be mixed with other "
+					    "actions",
+					    cfg->source,
+					    g->action_line ? g->action_line
+							   : g->line,
+					    g->name,
+					    action_words[g->action[k].kind]);
+				return DV_ECONFIG;
+			}
+		}
+	}
+	for (unsigned i = 0; i < cfg->n_clients; i++) {
+		dv_cfg_client_t *c = &cfg->clients[i];
+		int gi = find_group(cfg, c->group);
+		if (gi < 0) {
+			dv_cfg_errf(err, err_len,
+				    "%s:%u: clients.group: unknown group '%s' "
+				    "(not under groups:)",
+				    cfg->source, c->line, c->group);
+			return DV_ECONFIG;
+		}
+		c->group_index = (unsigned)gi;
+	}
+	return 0;
+}

@@ -1,0 +1,370 @@
+/*
+ * The policy: built from the config at start, then the decision the core
+ * asks for each query (policy.h).
+ *
+ * A decision: the client ID (the DoH path's, or the first label of the
+ * TLS SNI before one of policy.server-names); with policy.clients-only an
+ * ID no clients: id pattern matches is refused; the group of the first
+ * clients: entry whose keys all match (else "default") -- these two
+ * worked out once per connection where the transport keeps a memo
+ * (q->ident_memo); and, when the group has lists, the most specific suffix of the name asked that one of
+ * them has a rule for.  There an allow rule (a rule of an allow: list, or
+ * an adblock exception of a block: list) wins over a block rule; a name
+ * without a rule of its own follows its parent.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "src/core/errors.h"
+#include "src/core/ident.h"
+#include "src/core/log.h"
+#include "src/policy/policy_int.h"
+
+#define LOG_PER_SECOND 100
+#define MEMO_REFUSED 0xffff /* q->ident_memo: an unknown client ID */
+
+/* Only the owning worker writes its counters; the main thread reads them
+ * for the stats line (as src/core/stats.h's). */
+#define CTR_INC(x) __atomic_store_n(&(x), (x) + 1, __ATOMIC_RELAXED)
+#define CTR_GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- building ---- */
+
+typedef struct {
+	dv_suffix_set_t *set;
+	unsigned list;
+} add_ctx_t;
+
+static int add_rule(void *ctx, const char *name, size_t len, bool except)
+{
+	add_ctx_t *a = ctx;
+	return dv_suffix_add(a->set, name, len, a->list, except);
+}
+
+static void build_group(group_t *g, const dv_cfg_group_t *cg)
+{
+	snprintf(g->name, sizeof(g->name), "%s", cg->name);
+	g->block = cg->block_mask;
+	g->allow = cg->allow_mask;
+	g->lists = g->block | g->allow;
+	g->ttl = cg->blocked_ttl;
+	g->action = cg->n_action ? cg->action[0].kind : DV_ACTION_NXDOMAIN;
+	for (unsigned i = 0; i < cg->n_action; i++) {
+		const dv_cfg_action_t *a = &cg->action[i];
+		if (a->kind != DV_ACTION_ADDRESSES)
+			continue;
+		if (a->family == AF_INET)
+			memcpy(g->v4[g->n_v4++], a->addr, 4);
+		else
+			memcpy(g->v6[g->n_v6++], a->addr, 16);
+	}
+}
+
+int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
+		  char *err, size_t err_len)
+{
+	*out = NULL;
+	if (cfg->n_lists == 0 && cfg->n_groups == 0 && cfg->n_clients == 0)
+		return 0;
+	uint64_t t0 = mono_ms();
+	dv_policy_t *p = calloc(1, sizeof(*p));
+	if (!p || !(p->set = dv_suffix_new(seed))) {
+		free(p);
+		snprintf(err, err_len, "policy: out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < cfg->n_lists; i++) {
+		const dv_cfg_list_t *cl = &cfg->lists[i];
+		list_t *l = &p->lists[p->n_lists++];
+		snprintf(l->name, sizeof(l->name), "%s", cl->name);
+		snprintf(l->source, sizeof(l->source), "%s", cl->source);
+		add_ctx_t a = { .set = p->set, .list = i };
+		int ret = dv_list_parse_file(cl->format, cl->source, add_rule,
+					     &a, &l->st);
+		if (ret < 0) {
+			snprintf(err, err_len, "lists.%s.source: '%s': %s",
+				 cl->name, cl->source, dv_strerror(ret));
+			dv_policy_free(p);
+			return ret;
+		}
+	}
+	dv_suffix_seal(p->set);
+	for (unsigned i = 0; i < cfg->n_groups; i++) {
+		build_group(&p->groups[i], &cfg->groups[i]);
+		if (strcmp(cfg->groups[i].name, "default") == 0)
+			p->default_group = i;
+	}
+	p->n_groups = cfg->n_groups;
+	for (unsigned i = 0; i < cfg->n_clients; i++) {
+		const dv_cfg_client_t *cc = &cfg->clients[i];
+		client_t *c = &p->clients[i];
+		snprintf(c->id, sizeof(c->id), "%s", cc->id);
+		p->any_id_client |= cc->id[0] != '\0';
+		memcpy(c->cidr, cc->cidr, sizeof(c->cidr));
+		c->n_cidr = cc->n_cidr;
+		for (unsigned k = 0; cc->listener[0] && k < cfg->n_listen; k++)
+			if (strcmp(cfg->listen[k].text, cc->listener) == 0) {
+				c->listener = (uint8_t)(k + 1);
+				break;
+			}
+		c->group = cc->group_index;
+	}
+	p->n_clients = cfg->n_clients;
+	memcpy(p->server_names, cfg->server_names, sizeof(p->server_names));
+	p->n_server_names = cfg->n_server_names;
+	p->clients_only = cfg->clients_only != 0;
+	p->load_ms = mono_ms() - t0;
+	*out = p;
+	return 0;
+}
+
+void dv_policy_free(dv_policy_t *p)
+{
+	if (!p)
+		return;
+	dv_suffix_free(p->set);
+	free(p);
+}
+
+void dv_policy_log_lists(const dv_policy_t *p)
+{
+	for (unsigned i = 0; i < p->n_lists; i++) {
+		const list_t *l = &p->lists[i];
+		dv_log_info("policy: list %s (%s): %" PRIu64 " rules (%" PRIu64
+			    " exceptions), %" PRIu64 " bad lines, %" PRIu64
+			    " skipped, of %" PRIu64 " lines",
+			    l->name, l->source, l->st.rules, l->st.exceptions,
+			    l->st.bad, l->st.skipped, l->st.lines);
+	}
+	dv_log_info("policy: %zu names in %zu KiB, loaded in %" PRIu64
+		    " ms; %u groups, %u clients entries",
+		    dv_suffix_count(p->set), dv_suffix_bytes(p->set) / 1024,
+		    p->load_ms, p->n_groups, p->n_clients);
+}
+
+dv_policy_worker_t *dv_policy_worker_new(const dv_policy_t *p)
+{
+	dv_policy_worker_t *w = calloc(1, sizeof(*w));
+	if (w)
+		w->p = p;
+	return w;
+}
+
+void dv_policy_worker_free(dv_policy_worker_t *w)
+{
+	free(w);
+}
+
+/* ---- deciding ---- */
+
+typedef enum { D_PASS, D_ALLOW, D_BLOCK, D_REFUSE } decision_t;
+static const char *const decision_names[] = { "pass", "allowed", "blocked",
+					      "refused" };
+
+/* The query's client ID into `buf`, or NULL. */
+static const char *client_id(const dv_policy_t *p, const dv_query_t *q,
+			     char *buf)
+{
+	if (q->client_id)
+		return q->client_id;
+	if (!q->sni)
+		return NULL;
+	for (unsigned i = 0; i < p->n_server_names; i++)
+		if (dv_ident_from_sni(q->sni, p->server_names[i], buf))
+			return buf;
+	return NULL;
+}
+
+static bool id_known(const dv_policy_t *p, const char *id)
+{
+	for (unsigned i = 0; i < p->n_clients; i++)
+		if (p->clients[i].id[0] && dv_ident_glob(p->clients[i].id, id))
+			return true;
+	return false;
+}
+
+static unsigned group_of(const dv_policy_t *p, const dv_query_t *q,
+			 const char *id)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&q->peer;
+	for (unsigned i = 0; i < p->n_clients; i++) {
+		const client_t *c = &p->clients[i];
+		if (c->id[0] && !(id && dv_ident_glob(c->id, id)))
+			continue;
+		if (c->n_cidr && !dv_netmask_match_any(c->cidr, c->n_cidr, sa))
+			continue;
+		if (c->listener && c->listener != q->listener)
+			continue;
+		return c->group;
+	}
+	return p->default_group;
+}
+
+static unsigned lowest_bit(uint32_t m)
+{
+	return (unsigned)__builtin_ctz(m);
+}
+
+/* The debug line of one decision, within the worker's budget. */
+static void log_decision(dv_policy_worker_t *w, const dv_query_t *q,
+			 const char *id, const group_t *g, decision_t d,
+			 const char *name, int list)
+{
+	uint64_t second = q->start_ms / 1000;
+	if (second != w->log_second) {
+		w->log_second = second;
+		w->log_n = 0;
+	}
+	if (w->log_n >= LOG_PER_SECOND) {
+		w->log_dropped++;
+		return;
+	}
+	w->log_n++;
+	if (w->log_dropped) {
+		dv_log_debug("policy: %u more decisions were not logged",
+			     w->log_dropped);
+		w->log_dropped = 0;
+	}
+	char addr[INET6_ADDRSTRLEN] = "?";
+	const struct sockaddr *sa = (const struct sockaddr *)&q->peer;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+			  addr, sizeof(addr));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)sa)->sin6_addr, addr,
+			  sizeof(addr));
+	dv_log_debug("policy: client %s id %s group %s: %s %s%s%s", addr,
+		     id ? id : "-", g ? g->name : "-", decision_names[d],
+		     name[0] ? name : ".", list >= 0 ? " list " : "",
+		     list >= 0 ? w->p->lists[list].name : "");
+}
+
+static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
+		  unsigned pad_block)
+{
+	dv_policy_worker_t *w = policy;
+	const dv_policy_t *p = w->p;
+	char idbuf[DV_IDENT_MAX + 1], name[DV_SUFFIX_NAME_MAX + 2];
+	bool logging = dv_log_level >= DV_LOG_DEBUG;
+	uint16_t memo = q->ident_memo ? *q->ident_memo : 0;
+	const char *id = !memo || logging ? client_id(p, q, idbuf) : NULL;
+	int n = dv_suffix_query_name(q->wire + DV_DNS_HDR, q->view.qname_len,
+				     name);
+	if (n < 0)
+		return 0; /* the parse took it: cannot happen */
+	name[n] = '\0';
+
+	/* who asks: worked out once per connection where the transport
+	 * keeps a memo (a stream's peer, SNI and listener do not change) */
+	if (!memo) {
+		memo = p->clients_only && id && !id_known(p, id)
+			       ? MEMO_REFUSED
+			       : (uint16_t)(group_of(p, q, id) + 1);
+		if (q->ident_memo)
+			*q->ident_memo = memo;
+	}
+	if (memo == MEMO_REFUSED) {
+		CTR_INC(w->refused_unknown_id);
+		if (logging)
+			log_decision(w, q, id, NULL, D_REFUSE, name, -1);
+		return dv_wire_error(buf, cap, q->wire, &q->view,
+				     DV_RCODE_REFUSED, DV_EDE_PROHIBITED,
+				     "unknown client ID", pad_block);
+	}
+	unsigned gi = memo - 1u;
+	const group_t *g = &p->groups[gi];
+	CTR_INC(w->group_ctr[gi][GC_QUERIES]);
+	dv_suffix_hit_t hit;
+	if (!g->lists ||
+	    !dv_suffix_lookup(p->set, name, (size_t)n, g->lists, &hit)) {
+		if (logging)
+			log_decision(w, q, id, g, D_PASS, name, -1);
+		return 0;
+	}
+	uint32_t allow = ((hit.block | hit.except) & g->allow) |
+			 (hit.except & g->block);
+	if (allow) {
+		unsigned li = lowest_bit(allow);
+		CTR_INC(w->group_ctr[gi][GC_ALLOWED]);
+		CTR_INC(w->list_ctr[li][LC_ALLOWED]);
+		if (logging)
+			log_decision(w, q, id, g, D_ALLOW, name, (int)li);
+		return 0;
+	}
+	unsigned li = lowest_bit(hit.block & g->block);
+	CTR_INC(w->group_ctr[gi][GC_BLOCKED]);
+	CTR_INC(w->list_ctr[li][LC_BLOCKED]);
+	if (logging)
+		log_decision(w, q, id, g, D_BLOCK, name, (int)li);
+	int len = dv_policy_blocked_answer(buf, cap, q, g, hit.offset,
+					   p->lists[li].name, pad_block);
+	if (len < 0) /* cannot happen with the core's buffer: refuse */
+		return dv_wire_error(buf, cap, q->wire, &q->view,
+				     DV_RCODE_REFUSED, DV_EDE_PROHIBITED,
+				     "blocked", pad_block);
+	return len;
+}
+
+const dv_core_policy_ops_t dv_policy_core_ops = { .decide = decide };
+
+/* ---- counters ---- */
+
+void dv_policy_stats_json(FILE *f, const dv_policy_t *p,
+			  dv_policy_worker_t *const *w, unsigned n)
+{
+	uint64_t gsum[DV_POLICY_MAX_GROUPS][GC_N] = { { 0 } };
+	uint64_t lsum[DV_POLICY_MAX_LISTS][LC_N] = { { 0 } };
+	uint64_t lq[DV_POLICY_MAX_LISTS] = { 0 };
+	uint64_t refused = 0;
+	for (unsigned k = 0; k < n; k++) {
+		if (!w[k])
+			continue;
+		refused += CTR_GET(w[k]->refused_unknown_id);
+		for (unsigned g = 0; g < p->n_groups; g++)
+			for (unsigned c = 0; c < GC_N; c++)
+				gsum[g][c] += CTR_GET(w[k]->group_ctr[g][c]);
+		for (unsigned l = 0; l < p->n_lists; l++)
+			for (unsigned c = 0; c < LC_N; c++)
+				lsum[l][c] += CTR_GET(w[k]->list_ctr[l][c]);
+	}
+	/* a list's queries: those of the groups that use it */
+	for (unsigned g = 0; g < p->n_groups; g++)
+		for (unsigned l = 0; l < p->n_lists; l++)
+			if (p->groups[g].lists & (1u << l))
+				lq[l] += gsum[g][GC_QUERIES];
+	fprintf(f,
+		",\"policy\":{\"refused_unknown_id\":%" PRIu64 ",\"groups\":{",
+		refused);
+	for (unsigned g = 0; g < p->n_groups; g++)
+		fprintf(f,
+			"%s\"%s\":{\"queries\":%" PRIu64 ",\"blocked\":%" PRIu64
+			",\"allowed\":%" PRIu64 "}",
+			g ? "," : "", p->groups[g].name, gsum[g][GC_QUERIES],
+			gsum[g][GC_BLOCKED], gsum[g][GC_ALLOWED]);
+	fputs("},\"lists\":{", f);
+	for (unsigned l = 0; l < p->n_lists; l++) {
+		const list_t *li = &p->lists[l];
+		fprintf(f,
+			"%s\"%s\":{\"queries\":%" PRIu64 ",\"blocked\":%" PRIu64
+			",\"allowed\":%" PRIu64 ",\"rules\":%" PRIu64 ",\"excep"
+								      "tions\":"
+								      "%" PRIu64
+			",\"bad_lines\":%" PRIu64 ",\"skipped\":%" PRIu64 "}",
+			l ? "," : "", li->name, lq[l], lsum[l][LC_BLOCKED],
+			lsum[l][LC_ALLOWED], li->st.rules, li->st.exceptions,
+			li->st.bad, li->st.skipped);
+	}
+	fputs("}}", f);
+}

@@ -1,0 +1,76 @@
+#pragma once
+/*
+ * Private to src/policy/: the compiled policy the files of the folder
+ * share (policy.c builds and decides, answer.c writes answers).
+ */
+#include "src/config/config.h"
+#include "src/core/netmask.h"
+#include "src/core/query.h"
+#include "src/policy/lists.h"
+#include "src/policy/policy.h"
+#include "src/policy/suffix.h"
+
+typedef struct {
+	char name[DV_POLICY_NAME_MAX];
+	uint32_t block, allow; /* list masks */
+	uint32_t lists; /* block | allow: the lists that count */
+	uint8_t action; /* dv_action_t */
+	uint8_t n_v4, n_v6;
+	uint8_t v4[DV_POLICY_MAX_ACTION][4];
+	uint8_t v6[DV_POLICY_MAX_ACTION][16];
+	uint32_t ttl;
+} group_t;
+
+typedef struct {
+	char id[DV_POLICY_NAME_MAX]; /* pattern; "" = any */
+	dv_netmask_t cidr[DV_POLICY_CLIENT_CIDRS];
+	unsigned n_cidr;
+	uint8_t listener; /* q->listener to match; 0 = any */
+	unsigned group;
+} client_t;
+
+typedef struct {
+	char name[DV_POLICY_NAME_MAX];
+	char source[512];
+	dv_list_stats_t st;
+} list_t;
+
+struct dv_policy {
+	dv_suffix_set_t *set;
+	group_t groups[DV_POLICY_MAX_GROUPS];
+	unsigned n_groups;
+	unsigned default_group;
+	client_t clients[DV_POLICY_MAX_CLIENTS];
+	unsigned n_clients;
+	bool any_id_client; /* some entry matches by ID */
+	char server_names[DV_POLICY_MAX_SERVER_NAMES][256];
+	unsigned n_server_names;
+	bool clients_only;
+	list_t lists[DV_POLICY_MAX_LISTS];
+	unsigned n_lists;
+	uint64_t load_ms;
+};
+
+/* Counters of a group, of a list. */
+enum { GC_QUERIES, GC_BLOCKED, GC_ALLOWED, GC_N };
+enum { LC_BLOCKED, LC_ALLOWED, LC_N };
+
+struct dv_policy_worker {
+	const dv_policy_t *p;
+	uint64_t group_ctr[DV_POLICY_MAX_GROUPS][GC_N];
+	uint64_t list_ctr[DV_POLICY_MAX_LISTS][LC_N];
+	uint64_t refused_unknown_id;
+	/* the decision debug lines: at most LOG_PER_SECOND a second */
+	uint64_t log_second;
+	unsigned log_n, log_dropped;
+};
+
+/*
+ * The answer to `q` blocked for group `g` by list `list` (its rule for
+ * the suffix at text offset `suffix_off` of the question name), per the
+ * group's action, with EDE 15 naming the list when the client sent EDNS.
+ * Returns the length written into `buf`, or a negative error.
+ */
+int dv_policy_blocked_answer(uint8_t *buf, size_t cap, const dv_query_t *q,
+			     const group_t *g, unsigned suffix_off,
+			     const char *list, unsigned pad_block);

@@ -58,6 +58,7 @@ struct doq_listener {
 	dv_doq_server_t *srv;
 	int fd;
 	ev_io rio;
+	uint8_t listener; /* q->listener of its queries */
 	bool wildcard; /* bound to 0.0.0.0 / ::: local address per packet */
 	struct sockaddr_storage local;
 	socklen_t local_len;
@@ -313,6 +314,7 @@ static int eng_query(void *app, dv_doq_sconn_t *c, dv_doq_sstream_t *s,
 	memcpy(&q->peer, peer, peer_len);
 	q->peer_len = peer_len;
 	q->sni = dv_doq_sconn_sni(c);
+	q->listener = l->listener;
 	/* < 0: not DNS (too short / a response): no answer will come */
 	return dv_core_submit(q) < 0 ? DV_EMALFORMED : 0;
 }
@@ -470,6 +472,7 @@ static int doq_listen(dv_worker_t *w, const dv_url_t *url, void **state)
 	}
 	l->w = w;
 	l->fd = fd;
+	l->listener = dv_worker_listener(w, url);
 	memcpy(&l->local, &url->addr, url->addr_len);
 	l->local_len = url->addr_len;
 	l->wildcard = is_wildcard(&url->addr);

@@ -76,6 +76,8 @@ class Policy(h.IntegrationTest):
                 f.write(text)
         self.guest_port = h.free_port()
         guest_url = "udp://127.0.0.1:%d" % self.guest_port
+        self.guest_quic_port = h.free_port()
+        guest_quic = "quic://127.0.0.1:%d" % self.guest_quic_port
         extra = """lists:
   ads: { source: %s, format: hosts }
   adb: { source: %s, format: adblock }
@@ -100,13 +102,14 @@ clients:
   - { cidr: 127.0.0.2, group: lab }
   - { cidr: [127.0.0.3/32], group: nodata }
   - { listener: "%s", group: guests }
+  - { listener: "%s", group: guests }
 policy:
   server-names: [dns.test]
   clients-only: true
-""" % (files["ads"], files["adb"], files["okay"], files["adult"], guest_url)
+""" % (files["ads"], files["adb"], files["okay"], files["adult"], guest_url, guest_quic)
         cfg = h.doh_config()
         cfg["log-level"] = "debug"
-        self.dv = h.Dnsveil(listen=["dns", "tls", "https", "quic", guest_url], upstream=[self.ub],
+        self.dv = h.Dnsveil(listen=["dns", "tls", "https", "quic", guest_url, guest_quic], upstream=[self.ub],
                             config=cfg, extra_yaml=extra, name="policy")
         self._dnsveils.append(self.dv)
         self.dv.start()
@@ -279,6 +282,13 @@ policy:
         self.assertEqual([x.split()[-1] for x in a["answers"]], [h.host_addr(6)], a)
         a = ask("stranger.dns.test", "h6.example.test")
         self.assertEqual(a["rcode"], "REFUSED", a)
+        # a DoQ listener a clients: entry names: its group (guests: REFUSED)
+        r = h.Doq(self.guest_quic_port, ("--name", "dns.test", "--ca", h.CA), trust=False,
+                  names=("h2.example.test", "A"))
+        self.assertEqual([a["rcode"] for a in r.answers], ["REFUSED"], r)
+        r = h.Doq(self.guest_quic_port, ("--name", "dns.test", "--ca", h.CA), trust=False,
+                  names=("h7.example.test", "A"))
+        self.assertEqual([a["rcode"] for a in r.answers], ["NOERROR"], r)
         self.dv.wait_log(r"policy: client 127\.0\.0\.1 id kid-1 group kids: blocked "
                          r"h6\.example\.test list adult")
 

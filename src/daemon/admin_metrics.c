@@ -311,6 +311,14 @@ static void server_families(FILE *f, const dv_upstream_stats_t *ups,
 		server_label(f, &ups[i]);
 		fprintf(f, "} %.3f\n", ups[i].p95_ms / 1e3);
 	}
+	head(f, "server_latency_samples", "gauge",
+	     "latency samples the EWMA and p95 rest on (summed over the "
+	     "workers)");
+	for (unsigned i = 0; i < n; i++) {
+		fputs("dnsveil_server_latency_samples{", f);
+		server_label(f, &ups[i]);
+		fprintf(f, "} %" PRIu64 "\n", ups[i].samples);
+	}
 }
 
 void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,

@@ -57,6 +57,7 @@ struct dv_admin {
 	ev_io lio[DV_ADMIN_MAX_LISTEN];
 	unsigned n_fds;
 	bool accepting;
+	ev_timer resume; /* accepting again after EMFILE and the like */
 	admin_conn_t *conns;
 	unsigned n_conns;
 	bool started, draining; /* set by main, read here (atomics) */
@@ -355,8 +356,16 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		socklen_t plen = sizeof(peer);
 		int fd = accept4(w->fd, (struct sockaddr *)&peer, &plen,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE ||
+			       errno == ENOBUFS || errno == ENOMEM)) {
+			/* the client stays in the backlog: try again in a
+			 * moment rather than spin on a readable socket */
+			listen_watch(a, false);
+			ev_timer_start(loop, &a->resume);
+			return;
+		}
 		if (fd < 0)
-			return; /* EAGAIN, or an error the next turn retries */
+			return; /* EAGAIN, or a client that went away */
 		admin_conn_t *c = calloc(1, sizeof(*c));
 		if (!c) {
 			close(fd);
@@ -392,6 +401,15 @@ static void stop_cb(struct ev_loop *loop, ev_async *w, int revents)
 	(void)w;
 	(void)revents;
 	ev_break(loop, EVBREAK_ALL);
+}
+
+static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	dv_admin_t *a = t->data;
+	if (a->n_conns < a->view.cfg->admin_max_connections)
+		listen_watch(a, true);
 }
 
 static void *admin_main(void *arg)
@@ -436,6 +454,8 @@ dv_admin_t *dv_admin_new(const dv_admin_view_t *view, char *err,
 	}
 	ev_async_init(&a->stop, stop_cb);
 	ev_async_start(a->loop, &a->stop);
+	ev_timer_init(&a->resume, resume_cb, 0.1, 0.);
+	a->resume.data = a;
 	const dv_config_t *cfg = view->cfg;
 	for (unsigned i = 0; i < cfg->n_admin_listen; i++) {
 		int fd = bind_one(&cfg->admin_listen[i]);
@@ -489,6 +509,7 @@ void dv_admin_free(dv_admin_t *a)
 		conn_free(a->conns);
 	if (a->loop) {
 		listen_watch(a, false);
+		ev_timer_stop(a->loop, &a->resume);
 		ev_async_stop(a->loop, &a->stop);
 		ev_loop_destroy(a->loop);
 	}

@@ -127,20 +127,20 @@ static int parse_admin_url(const char *text, void *elem, char *why,
 			   size_t why_len)
 {
 	char buf[sizeof(((dv_url_t *)0)->text)];
-	const char *hier = strstr(text, "://");
-	if (hier && !strchr(hier + 3, '/') &&
+	if (strncmp(text, "http://", 7) != 0) {
+		dv_cfg_errf(why, why_len,
+			    "the admin listener is plain HTTP: http://"
+			    "ADDRESS:PORT");
+		return DV_ECONFIG;
+	}
+	/* http:// listeners need a path in dv_url_parse(): give it "/" */
+	if (!strchr(text + 7, '/') &&
 	    (size_t)snprintf(buf, sizeof(buf), "%s/", text) < sizeof(buf))
 		text = buf;
 	int ret = dv_url_parse(text, DV_URL_LISTEN, elem, why, why_len);
 	if (ret != 0)
 		return ret;
 	dv_url_t *u = elem;
-	if (u->scheme != DV_SCHEME_HTTP) {
-		dv_cfg_errf(why, why_len,
-			    "the admin listener is plain HTTP: http://"
-			    "ADDRESS:PORT");
-		return DV_ECONFIG;
-	}
 	if (strcmp(u->path, "/") != 0) {
 		dv_cfg_errf(why, why_len,
 			    "takes no path (it serves /metrics, /healthz and "

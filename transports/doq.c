@@ -219,6 +219,8 @@ static void eng_conn_end(void *app, dv_doq_sconn_t *c)
 	conn_user_t *u = dv_doq_sconn_user(c);
 	if (u->l)
 		ev_timer_stop(l->w->loop, &u->timer);
+	/* every connection the engine counted in doq_connections ends here */
+	DV_METRIC_INC(&l->w->core.metrics.conn_closed[DV_SCHEME_QUIC]);
 }
 
 /*

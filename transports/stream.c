@@ -135,6 +135,7 @@ static void conn_free(conn_t *c)
 		again_remove(&l->again_run, c);
 	}
 	l->n_conns--;
+	DV_METRIC_INC(&W(c)->core.metrics.conn_closed[l->pub.io->scheme]);
 	free(c->in);
 	free(c->out);
 	out_set_cap(c, NULL, 0);
@@ -804,6 +805,7 @@ void dv_stream_conn_start(listener_t *l, int fd,
 	list_push_front(l, c);
 	l->n_conns++;
 	DV_STAT_INC(&w->stats, tcp_connections);
+	DV_METRIC_INC(&w->core.metrics.conn_accepted[sio->scheme]);
 	ev_io_init(&c->rio, read_cb, fd, EV_READ);
 	ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
 	c->rio.data = c->wio.data = c;

@@ -308,6 +308,11 @@ pool:
   query-timeout-ms: 60000
   reconnect-min-ms: 1
   reconnect-max-ms: 600000
+admin:
+  listen: ["http://127.0.0.1:9153", "http://[::1]:9153/"]
+  allow: [192.0.2.0/24, "::1"]
+  max-connections: 1
+  timeout-ms: 100
 cache:
   size: 64G
   shards: 4096
@@ -315,6 +320,8 @@ cache:
   max-ttl: 604800
   negative-max-ttl: 0
 """
+    s["admin_bad.yaml"] = ("admin:\n  listen: [\"https://127.0.0.1:9153\", "
+                           "\"http://127.0.0.1:9153/metrics\", http://localhost:1]\n")
     s["sizes.yaml"] = "cache:\n  size: 0\n  shards: 1\n"
     s["size_k.yaml"] = "cache: {size: 512k, shards: 3}\n"
     s["size_overflow.yaml"] = "cache:\n  size: 99999999999999999999G\n"

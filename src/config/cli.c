@@ -47,6 +47,10 @@ static const opt_t options[] = {
 	  "CA bundle for upstream certificates (default: system)" },
 	{ "--workers", NULL, OPT_SET, NULL, "workers", DV_CLI_SET_WORKERS, "N",
 	  "worker threads; 0 = one per CPU" },
+	{ "--admin", NULL, OPT_SET, "admin", "listen", DV_CLI_SET_ADMIN,
+	  "URL",
+	  "serve /metrics, /healthz and /readyz on URL "
+	  "(http://127.0.0.1:9153); repeatable" },
 	{ "--check-config", NULL, OPT_CHECK_CONFIG, NULL, NULL, 0, NULL,
 	  "load and validate the configuration, then exit" },
 	{ "--help-config", NULL, OPT_HELP_CONFIG, NULL, NULL, 0, NULL,

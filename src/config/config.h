@@ -50,6 +50,8 @@ void dv_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 #define DV_DOH_MAX_PATHS 16            /* doh.paths */
 #define DV_DOH_MAX_TRUSTED_PROXIES 32  /* doh.trusted-proxies */
 #define DV_MAX_HANDSHAKE_EXEMPT 32     /* limits.handshake-exempt */
+#define DV_ADMIN_MAX_LISTEN 4          /* admin.listen */
+#define DV_ADMIN_MAX_ALLOW 32          /* admin.allow */
 
 typedef enum {
 	DV_DOQ_RETRY_ALWAYS,
@@ -138,6 +140,7 @@ enum {
 	DV_CLI_SET_TLS_KEY = 1u << 4,
 	DV_CLI_SET_TLS_CA = 1u << 5,
 	DV_CLI_SET_WORKERS = 1u << 6,
+	DV_CLI_SET_ADMIN = 1u << 7,
 };
 
 typedef struct {
@@ -203,6 +206,15 @@ typedef struct {
 	unsigned doh_max_streams;      /* HTTP/2 concurrent streams, HTTP/1.1
 					  pipelined requests, per connection */
 	unsigned doh_max_header_bytes; /* request target + headers; more: 431 */
+
+	/* admin: the HTTP listener for /metrics, /healthz, /readyz (none:
+	 * off); the client addresses it serves (none: loopback only) */
+	dv_url_t admin_listen[DV_ADMIN_MAX_LISTEN];
+	unsigned n_admin_listen;
+	dv_netmask_t admin_allow[DV_ADMIN_MAX_ALLOW];
+	unsigned n_admin_allow;
+	unsigned admin_max_connections; /* open at once */
+	unsigned admin_timeout_ms;      /* request read + answer written */
 
 	/* upstream: */
 	unsigned upstream_connections;  /* TCP conns per server per worker */

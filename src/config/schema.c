@@ -149,6 +149,38 @@ static const dv_cfg_list_kind_t server_names = {
 	.unique = true, .parse = parse_server_name,
 };
 
+/* admin.listen: http://ADDRESS:PORT, the path (if any) only "/". */
+static int parse_admin_url(const char *text, void *elem, char *why,
+			   size_t why_len)
+{
+	char buf[sizeof(((dv_url_t *)0)->text)];
+	if (strncmp(text, "http://", 7) != 0) {
+		dv_cfg_errf(why, why_len,
+			    "the admin listener is plain HTTP: http://"
+			    "ADDRESS:PORT");
+		return DV_ECONFIG;
+	}
+	/* http:// listeners need a path in dv_url_parse(): give it "/" */
+	if (!strchr(text + 7, '/') &&
+	    (size_t)snprintf(buf, sizeof(buf), "%s/", text) < sizeof(buf))
+		text = buf;
+	int ret = dv_url_parse(text, DV_URL_LISTEN, elem, why, why_len);
+	if (ret != 0)
+		return ret;
+	dv_url_t *u = elem;
+	if (strcmp(u->path, "/") != 0) {
+		dv_cfg_errf(why, why_len,
+			    "takes no path (it serves /metrics, /healthz and "
+			    "/readyz)");
+		return DV_ECONFIG;
+	}
+	return 0;
+}
+
+static const dv_cfg_list_kind_t admin_urls = {
+	.type_name = "urls", .one = "a URL", .many = "URLs", .unique = true,
+	.parse = parse_admin_url,
+};
 static const dv_cfg_list_kind_t listen_urls = {
 	.type_name = "urls", .one = "a URL", .many = "URLs",
 	.parse = parse_listen_url,
@@ -360,6 +392,21 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "431 (HTTP/2: a stream reset if more fields follow); also "
 	     "bounds the header bytes an HTTP/2 connection may make us "
 	     "decode"),
+
+	URLS("admin", "listen", admin_listen, n_admin_listen, admin_urls,
+	     "HTTP/1.1 admin listener (http://ADDRESS:PORT, e.g. "
+	     "http://127.0.0.1:9153) serving /metrics (Prometheus), /healthz "
+	     "and /readyz on a thread of its own; empty = off"),
+	LIST("admin", "allow", admin_allow, dv_netmask_t, n_admin_allow,
+	     netmasks,
+	     "client addresses or prefixes the admin listener serves (others "
+	     "get 403); empty = loopback only (127.0.0.0/8, ::1)"),
+	UINT("admin", "max-connections", admin_max_connections, 1, 1024, "16",
+	     "admin connections open at once; more wait in the kernel's "
+	     "backlog"),
+	UINT("admin", "timeout-ms", admin_timeout_ms, 100, 60000, "5000",
+	     "an admin connection must send its request and take the answer "
+	     "within this, or it is closed"),
 
 	UINT("pool", "connections", upstream_connections, 1, 64, "2",
 	     "TCP connections to each upstream server, per worker"),

@@ -132,14 +132,35 @@ void dv_core_deinit(dv_core_t *c)
 
 /* ---- answering ---- */
 
-static void finish(dv_query_t *q, const uint8_t *wire, size_t len)
+/* The answer's metrics: by transport and rcode `rc`, and its latency by
+ * where it came from. */
+static void count_answer(dv_query_t *q, dv_rc_t rc)
 {
 	dv_core_t *c = q->core;
+	dv_metrics_t *m = &c->metrics;
+	unsigned t = q->transport < DV_SCHEME_COUNT ? q->transport : 0;
+	unsigned src = q->source < DV_SRC_COUNT ? q->source : DV_SRC_LOCAL;
+	DV_METRIC_INC(&m->answers[t][rc]);
+	uint64_t now = dv_timers_now_us(&c->timers);
+	dv_lat_observe(&m->latency[t][src],
+		       now > q->start_us ? now - q->start_us : 0);
+}
+
+static void finish_rc(dv_query_t *q, const uint8_t *wire, size_t len,
+		      dv_rc_t rc)
+{
+	dv_core_t *c = q->core;
+	count_answer(q, rc);
 	DV_STAT_INC(c->stats, answers);
 	if (q->udp && len >= 4 && (wire[2] & 0x02))
 		DV_STAT_INC(c->stats, truncated);
 	q->reply(q, wire, len);
 	dv_query_free(q);
+}
+
+static void finish(dv_query_t *q, const uint8_t *wire, size_t len)
+{
+	finish_rc(q, wire, len, len >= 4 ? dv_rc_of(wire[3] & 0x0f) : DV_RC_OTHER);
 }
 
 static unsigned pad_for(const dv_query_t *q)
@@ -169,7 +190,8 @@ static void reply_error(dv_query_t *q, uint8_t rcode, uint16_t ede,
 		break;
 	default:
 		DV_STAT_INC(c->stats, badvers);
-		break;
+		finish_rc(q, c->scratch, (size_t)len, DV_RC_BADVERS);
+		return;
 	}
 	finish(q, c->scratch, (size_t)len);
 }
@@ -213,6 +235,7 @@ static void fetch_unlink(dv_fetch_t *f)
 
 static void waiter_append(dv_fetch_t *f, dv_query_t *q)
 {
+	q->source = DV_SRC_UPSTREAM;
 	q->next = NULL;
 	if (f->waiters)
 		f->waiters_tail->next = q;
@@ -260,6 +283,8 @@ static bool serve_stale(dv_query_t *q, const uint8_t *key, size_t key_len)
 				      &flags);
 	if (n <= 0)
 		return false;
+	if (q->source == DV_SRC_LOCAL)
+		q->source = DV_SRC_CACHE;
 	if (flags & DV_CACHE_STALE)
 		DV_STAT_INC(c->stats, stale_served);
 	else
@@ -462,6 +487,9 @@ typedef stage_t (*stage_fn)(dv_query_t *q, pipe_t *p);
 static stage_t stage_identity(dv_query_t *q, pipe_t *p)
 {
 	dv_core_t *c = q->core;
+	dv_metrics_t *m = &c->metrics;
+	unsigned t = q->transport < DV_SCHEME_COUNT ? q->transport : 0;
+	q->start_us = dv_timers_now_us(&c->timers);
 	int ret = dv_wire_parse_query(q->wire, q->len, &q->view);
 	switch (ret) {
 	case 0:
@@ -478,11 +506,17 @@ static stage_t stage_identity(dv_query_t *q, pipe_t *p)
 		return STAGE_DROP;
 	default: /* DV_EQDCOUNT, DV_EMALFORMED: the header is readable */
 		DV_STAT_INC(c->stats, queries);
+		DV_METRIC_INC(&m->queries[t]);
 		reply_error(q, DV_RCODE_FORMERR, 0xffff, NULL);
 		return STAGE_DONE;
 	}
 	DV_STAT_INC(c->stats, queries);
-	q->start_ms = dv_timers_now_ms(&c->timers);
+	DV_METRIC_INC(&m->queries[t]);
+	if (q->view.has_opt)
+		dv_edns_observe(&m->edns_size, q->view.edns_udp_size);
+	else
+		DV_METRIC_INC(&m->no_edns);
+	q->start_ms = q->start_us / 1000;
 	q->deadline_ms = q->start_ms + c->conf.query_timeout_ms;
 	q->answer_limit = q->udp ? dv_wire_udp_limit(&q->view) : DV_DNS_MAX_MSG;
 
@@ -539,6 +573,7 @@ static stage_t stage_cache(dv_query_t *q, pipe_t *p)
 		} else {
 			DV_STAT_INC(c->stats, cache_hits);
 		}
+		q->source = DV_SRC_CACHE;
 		/* before finish() frees q; a fetch with no waiters never
 		 * writes the scratch buffer holding the answer */
 		if (cflags & DV_CACHE_PREFETCH)

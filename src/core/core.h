@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "src/core/cache.h"
+#include "src/core/metrics.h"
 /* not used here: the header has always brought the clocks to the files
  * that include it (transports/stream.c); to go once those include it */
 #include "src/core/clock.h"
@@ -118,6 +119,9 @@ struct dv_core {
 	void *policy;
 	const dv_core_policy_ops_t *policy_ops;
 	dv_stats_t *stats; /* the owner's counters */
+	/* by transport, rcode and source, histograms (src/core/metrics.h);
+	 * written here, read by the admin listener's thread */
+	dv_metrics_t metrics;
 
 	/* query objects */
 	dv_query_t *free_queries;

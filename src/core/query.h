@@ -58,7 +58,9 @@ struct dv_query {
 	unsigned pad_block;   /* pad answers to padded queries (encrypted) */
 
 	/* filled by the core */
+	uint64_t start_us; /* when the core took it (the metrics' latency) */
 	uint64_t start_ms;
+	uint8_t source;    /* dv_src_t: where its answer comes from */
 	uint64_t deadline_ms;
 	size_t answer_limit;
 	dv_wire_query_t view;

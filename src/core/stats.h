@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "src/core/health.h"
+#include "src/core/metrics.h"
 
 /* X(name, help) */
 #define DV_STATS(X)                                                          \
@@ -145,6 +146,7 @@ typedef struct {
 	unsigned ewma_n;  /* workers with samples (while summing) */
 	uint32_t p95_ms;
 	uint64_t samples;
+	dv_lat_hist_t latency; /* answers' latency (measured in ms) */
 } dv_upstream_stats_t;
 
 /* out += in, reading `in` with relaxed atomic loads. */

@@ -28,6 +28,9 @@ struct dv_timer {
 typedef struct dv_timer_ops {
 	/* The monotonic clock in milliseconds. */
 	uint64_t (*now_ms)(void *ctx);
+	/* Optional: the same clock in microseconds, for the latency
+	 * histograms (NULL: now_ms x 1000). */
+	uint64_t (*now_us)(void *ctx);
 	/* The cache's clock: monotonic seconds (src/core/cache.h). */
 	uint32_t (*now_s)(void *ctx);
 	/* Arm `t` to fire once, `after_ms` from now (re-arming one that is
@@ -56,6 +59,13 @@ static inline void dv_timer_init(dv_timer_t *t, dv_timer_cb cb, void *data)
 static inline uint64_t dv_timers_now_ms(const dv_timers_t *rt)
 {
 	return rt->ops->now_ms(rt->ctx);
+}
+
+static inline uint64_t dv_timers_now_us(const dv_timers_t *rt)
+{
+	if (rt->ops->now_us)
+		return rt->ops->now_us(rt->ctx);
+	return rt->ops->now_ms(rt->ctx) * 1000;
 }
 
 static inline uint32_t dv_timers_now_s(const dv_timers_t *rt)

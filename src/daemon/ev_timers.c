@@ -26,6 +26,12 @@ static uint64_t ev_now_ms(void *ctx)
 	return dv_now_ms();
 }
 
+static uint64_t ev_now_us(void *ctx)
+{
+	(void)ctx;
+	return dv_now_us();
+}
+
 static uint32_t ev_now_s(void *ctx)
 {
 	(void)ctx;
@@ -66,6 +72,7 @@ static void ev_cancel(void *ctx, dv_timer_t *t)
 
 const dv_timer_ops_t dv_ev_timer_ops = {
 	.now_ms = ev_now_ms,
+	.now_us = ev_now_us,
 	.now_s = ev_now_s,
 	.arm = ev_arm,
 	.cancel = ev_cancel,

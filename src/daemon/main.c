@@ -4,7 +4,9 @@
  * Signals are blocked in every thread and taken synchronously by the main
  * thread (sigwaitinfo): SIGTERM/SIGINT drain and exit 0, SIGUSR1 writes the
  * counters as one `dnsveil-stats {JSON}` line to stderr, SIGHUP re-reads
- * and checks the config file and says what it would change.
+ * and checks the config file and says what it would change.  With admin:
+ * listeners, a thread of its own serves /metrics, /healthz and /readyz
+ * (src/daemon/admin.h); SIGTERM makes /readyz fail before the drain.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include "src/tls/quic_tls.h"
 #include "src/core/stats.h"
 #include "src/tls/tls.h"
+#include "src/daemon/admin.h"
 #include "src/daemon/transport.h"
 #include "src/daemon/upstream.h"
 #include "src/daemon/worker.h"
@@ -359,6 +362,7 @@ int main(int argc, char **argv)
 	int rc = 1;
 	unsigned started = 0;
 	bool tls_ready = false;
+	dv_admin_t *admin = NULL;
 	if (!workers)
 		goto out;
 	uint64_t policy_seed;
@@ -383,6 +387,25 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (cfg.n_admin_listen) {
+		dv_admin_view_t view = {
+			.cfg = &cfg,
+			.workers = workers,
+			.n_workers = n,
+			.cache = cache,
+		};
+		admin = dv_admin_new(&view, err, sizeof(err));
+		if (!admin) {
+			dv_log_error("%s", err);
+			goto out;
+		}
+		int ret = dv_admin_start(admin);
+		if (ret) {
+			dv_log_error("cannot start the admin listener: %s",
+				     dv_strerror(ret));
+			goto out;
+		}
+	}
 	for (; started < n; started++) {
 		int ret = dv_worker_start(workers[started]);
 		if (ret) {
@@ -397,6 +420,9 @@ int main(int argc, char **argv)
 		dv_log_info("upstream %s", cfg.upstream[i].text);
 	for (unsigned i = 0; i < cfg.n_fallback; i++)
 		dv_log_info("fallback %s", cfg.fallback[i].text);
+	for (unsigned i = 0; i < cfg.n_admin_listen; i++)
+		dv_log_info("admin listener on %s", cfg.admin_listen[i].text);
+	dv_admin_set_started(admin);
 	dv_log_info("dnsveil %s ready, %u workers", DV_VERSION, n);
 
 	for (;;) {
@@ -425,6 +451,7 @@ int main(int argc, char **argv)
 				    "effect on restart");
 			continue;
 		}
+		dv_admin_set_draining(admin);
 		dv_log_info("%s: draining", strsignal(sig));
 		break;
 	}
@@ -439,6 +466,7 @@ out:
 		dv_worker_stop(workers[i]);
 		dv_worker_join(workers[i]);
 	}
+	dv_admin_free(admin); /* before the workers it reads */
 	for (unsigned i = 0; workers && i < n; i++)
 		dv_worker_free(workers[i]);
 	free(workers);

@@ -25,6 +25,7 @@ enum { CMD_NONE, CMD_DRAIN, CMD_STOP };
 
 typedef struct {
 	ev_async async;
+	ev_timer heartbeat;
 	ev_timer drain_timer;
 	uint64_t drain_deadline_ms;
 } worker_ctl_t;
@@ -120,6 +121,15 @@ static void stop_listeners(dv_worker_t *w)
 			l->transport->stop(w, l->state);
 }
 
+/* The loop turns: say so to /healthz. */
+static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	dv_worker_t *w = t->data;
+	__atomic_store_n(&w->heartbeat_ms, dv_now_ms(), __ATOMIC_RELAXED);
+}
+
 static void drain_check_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	dv_worker_t *w = t->data;
@@ -177,6 +187,9 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	ev_async_init(&ctl->async, async_cb);
 	ctl->async.data = w;
 	ev_async_start(w->loop, &ctl->async);
+	ev_timer_init(&ctl->heartbeat, heartbeat_cb, 1., 1.);
+	ctl->heartbeat.data = w;
+	ev_timer_start(w->loop, &ctl->heartbeat);
 
 	if (shared->policy) {
 		w->policy = dv_policy_worker_new(shared->policy);
@@ -223,6 +236,7 @@ fail:
 static void *worker_main(void *arg)
 {
 	dv_worker_t *w = arg;
+	__atomic_store_n(&w->heartbeat_ms, dv_now_ms(), __ATOMIC_RELAXED);
 	dv_pool_start(w->pool);
 	/* runs until a stop or drain command breaks it (the async watcher
 	 * keeps the loop alive) */
@@ -283,6 +297,7 @@ void dv_worker_free(dv_worker_t *w)
 	worker_ctl_t *ctl = w->async;
 	if (ctl && w->loop) {
 		ev_async_stop(w->loop, &ctl->async);
+		ev_timer_stop(w->loop, &ctl->heartbeat);
 		ev_timer_stop(w->loop, &ctl->drain_timer);
 	}
 	free(ctl);

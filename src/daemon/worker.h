@@ -66,6 +66,10 @@ struct dv_worker {
 	 * buffers), against limits.worker-max-output */
 	uint64_t stream_out_bytes;
 
+	/* dv_now_ms() when the loop last turned (a 1 s timer stamps it);
+	 * read by the admin listener's /healthz */
+	uint64_t heartbeat_ms;
+
 	/* commands from the main thread (drain, stop) */
 	void *async; /* ev_async, opaque here */
 	int command;

@@ -216,6 +216,7 @@ void dv_userver_answered(dv_server_t *s, uint64_t ms)
 {
 	dv_health_state_t old = s->health.state;
 	USTAT_INC(s, answers);
+	dv_lat_observe(&s->latency, ms * 1000);
 	dv_health_answer(&s->health, ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms,
 			 server_hconf(s));
 	server_state(s, old);
@@ -535,6 +536,7 @@ void dv_pool_stats_add(const dv_pool_t *p, unsigned i,
 	u->url = s->url.text;
 	u->fallback = s->fallback;
 	dv_stats_sum_upstream(&u->st, &s->st);
+	dv_lat_hist_sum(&u->latency, &s->latency);
 	unsigned state = __atomic_load_n(&s->pub_state, __ATOMIC_RELAXED);
 	if (state >= DV_HEALTH_STATE_COUNT)
 		state = DV_HEALTH_UP;

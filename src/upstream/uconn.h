@@ -189,6 +189,7 @@ struct dv_server {
 	ev_timer probe_timer;
 	dv_job_t *probe; /* the probe query, at most one in flight */
 	dv_ustats_t st;  /* written by the worker, read by the stats */
+	dv_lat_hist_t latency; /* of its answers; as `st` */
 	/* health.state, EWMA, p95, samples for other threads */
 	unsigned pub_state;
 	uint64_t pub_ewma_us;

@@ -898,12 +898,38 @@ class Upstream(Server):
         return [UNBOUND, "-d", "-c", self.conf]
 
 
+SCRAPES = {"ok": 0, "failed": 0, "bytes": 0, "error": ""}
+
+
+def start_scraper(port):
+    """GET /metrics on dnsveil's admin listener every second, as a
+    Prometheus would, in a daemon thread of this script (CPU LOAD_CPU)
+    until the script ends; the counts go into the report."""
+    import threading
+    import urllib.request
+
+    def loop():
+        while True:
+            t0 = time.monotonic()
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                            timeout=5) as r:
+                    SCRAPES["bytes"] = len(r.read())
+                SCRAPES["ok"] += 1
+            except Exception as e:  # noqa: BLE001 - counted
+                SCRAPES["failed"] += 1
+                SCRAPES["error"] = repr(e)
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+    threading.Thread(target=loop, daemon=True).start()
+    log("scraping http://127.0.0.1:%d/metrics every second" % port)
+
+
 class Dnsveil(Server):
     name = "dnsveil"
     required = True
 
     def __init__(self, tmp, binary, upstream_port, transports, upstream_scheme="tcp",
-                 name="dnsveil", required=True, policy_list=None):
+                 name="dnsveil", required=True, policy_list=None, admin_port=None):
         super().__init__(tmp)
         self.name = name
         self.required = required
@@ -929,6 +955,10 @@ class Dnsveil(Server):
                      "groups:\n  default: { block: [bench] }\n" % json.dumps(policy_list))
             with open(self.conf, "w") as f:
                 f.write(text)
+        self.admin_port = admin_port
+        if admin_port:
+            with open(self.conf, "a") as f:
+                f.write("admin:\n  listen: [\"http://127.0.0.1:%d\"]\n" % admin_port)
 
     def command(self, memory_test):
         return [self.binary, "-c", self.conf]
@@ -1345,7 +1375,8 @@ def run_main(args):
         policy_list = os.path.join(tmp, "blocked.list")
         write_policy_list(policy_list, args.policy_list)
     dv = Dnsveil(tmp, args.dnsveil, up.ports["dns"], dv_transports, args.dnsveil_upstream,
-                 policy_list=policy_list)
+                 policy_list=policy_list,
+                 admin_port=free_port() if args.admin_scrape else None)
     servers = [dv]
     base = None
     if policy_list:
@@ -1373,6 +1404,8 @@ def run_main(args):
     live = [s for s in servers if s.failed is None]
     if policy_list:
         policy_note(notes, dv, base, args.policy_list)
+    if dv.admin_port and dv.failed is None:
+        start_scraper(dv.admin_port)
 
     results = {}        # (workload, transport key, server name) -> Result
     miss_count = args.miss_names or (1000000 if args.quick else 1500000)
@@ -1615,6 +1648,10 @@ def run_main(args):
     for line in doq_vs_dot:
         out.append("- DoQ vs DoT, %s" % line)
     out.append("- load average at the end: %s" % open("/proc/loadavg").read().split()[0])
+    if dv.admin_port:
+        out.append("- %s: /metrics scraped every second: %d scrapes, %d failed%s, %d bytes each" % (
+            dv.name, SCRAPES["ok"], SCRAPES["failed"],
+            " (last: %s)" % SCRAPES["error"] if SCRAPES["failed"] else "", SCRAPES["bytes"]))
     for n in notes + start_failures:
         out.append("- note: " + n.replace("\n", " ").strip())
     print("\n".join(out), flush=True)
@@ -1644,6 +1681,10 @@ def main():
                    help="load a generated block list of N names (b{i}.blocked.test) into "
                         "dnsveil's default group and measure the same binary without it as "
                         "the baseline (the issue-13 target: 1000000)")
+    r.add_argument("--admin-scrape", action="store_true",
+                   help="give the dnsveil under test (not the baseline) an admin listener "
+                        "and GET its /metrics every second for the whole run (the cost "
+                        "of metrics; pair with --baseline for the same binary without)")
     r.add_argument("--no-peers", action="store_true",
                    help="leave dnsdist and the Unbound frontend out (dnsveil rows only)")
     r.add_argument("--workloads", default="hit,miss", help="of hit,miss (default both)")

@@ -727,6 +727,53 @@ static void test_load_too_many_urls(void **state)
 }
 
 /* doh.paths and doh.trusted-proxies: bounds, duplicates, replacement. */
+/* admin.listen: http://ADDRESS:PORT with no path (or "/"); the rest of
+ * the admin section's defaults. */
+static void test_load_admin(void **state)
+{
+	(void)state;
+	dv_config_t *cfg = cfg_new();
+	char path[64], err[512];
+
+	assert_int_equal(cfg->n_admin_listen, 0); /* off by default */
+	assert_int_equal(cfg->n_admin_allow, 0);  /* loopback only */
+	assert_int_equal(cfg->admin_max_connections, 16);
+	assert_int_equal(cfg->admin_timeout_ms, 5000);
+	assert_int_equal(
+		load_text(cfg,
+			  "admin:\n  listen: [\"http://127.0.0.1:9153\", "
+			  "\"http://[::1]:9153/\"]\n  allow: [192.0.2.0/24]\n",
+			  path, sizeof(path), err, sizeof(err)),
+		0);
+	assert_int_equal(cfg->n_admin_listen, 2);
+	assert_int_equal(cfg->admin_listen[0].scheme, DV_SCHEME_HTTP);
+	assert_string_equal(cfg->admin_listen[0].path, "/");
+	assert_addr(&cfg->admin_listen[0], "127.0.0.1:9153");
+	assert_addr(&cfg->admin_listen[1], "[::1]:9153");
+	assert_int_equal(cfg->n_admin_allow, 1);
+
+	static const struct {
+		const char *url, *why;
+	} bad[] = {
+		{"https://127.0.0.1:9153", "plain HTTP"},
+		{"udp://127.0.0.1:9153", "plain HTTP"},
+		{"http://127.0.0.1:9153/metrics", "takes no path"},
+		{"http://localhost:9153", "localhost"},
+		{"http://127.0.0.1", "port"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char yaml[256];
+		snprintf(yaml, sizeof(yaml), "admin:\n  listen: \"%s\"\n",
+			 bad[i].url);
+		assert_int_equal(load_text(cfg, yaml, path, sizeof(path), err,
+					   sizeof(err)),
+				 DV_ECONFIG);
+		assert_contains(err, "admin.listen");
+		assert_contains(err, bad[i].why);
+	}
+	free(cfg);
+}
+
 static void test_load_doh_lists(void **state)
 {
 	dv_config_t *cfg = cfg_new();
@@ -1845,6 +1892,7 @@ int main(void)
 		cmocka_unit_test(test_load_too_long_string),
 		cmocka_unit_test(test_load_too_many_urls),
 		cmocka_unit_test(test_load_doh_lists),
+		cmocka_unit_test(test_load_admin),
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_load_buffer),
 		cmocka_unit_test(test_sizes),

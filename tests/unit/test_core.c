@@ -435,6 +435,53 @@ static void test_cache_hit_ttl_aged(void **state)
 	assert_int_equal(fx->stats.answers, 2);
 }
 
+/* The metrics (src/core/metrics.h): queries and answers by transport and
+ * rcode, answer latency by source on the runtime's clock, EDNS sizes. */
+static void test_metrics(void **state)
+{
+	fixture_t *fx = *state;
+	const dv_metrics_t *m = &fx->c->metrics;
+	const unsigned T = DV_SCHEME_TLS; /* what submit() says */
+	client_t *a = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 0x1111, true);
+	advance(&fx->rt, 30); /* the upstream takes 30 ms */
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 300, 0);
+	assert_int_equal(a->replies, 1);
+	client_t *b = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 0x2222, false);
+	assert_int_equal(b->replies, 1);
+	client_t *n = ask(fx, NX, NX_LEN, DV_TYPE_A, 0x3333, true);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NXDOMAIN, 300, 0);
+	assert_int_equal(n->replies, 1);
+
+	assert_int_equal(m->queries[T], 3);
+	assert_int_equal(m->queries[DV_SCHEME_UDP], 0);
+	assert_int_equal(m->answers[T][DV_RC_NOERROR], 2);
+	assert_int_equal(m->answers[T][DV_RC_NXDOMAIN], 1);
+	/* 30 ms: above the 25 ms bound, inside the 50 ms one */
+	const dv_lat_hist_t *up = &m->latency[T][DV_SRC_UPSTREAM];
+	assert_int_equal(dv_lat_hist_count(up), 2);
+	assert_int_equal(dv_lat_bounds_us[8], 50000);
+	assert_int_equal(up->bucket[8], 1);
+	assert_int_equal(up->bucket[0], 1);
+	assert_int_equal(up->sum, 30000);
+	const dv_lat_hist_t *hit = &m->latency[T][DV_SRC_CACHE];
+	assert_int_equal(dv_lat_hist_count(hit), 1);
+	assert_int_equal(hit->bucket[0], 1);
+	assert_int_equal(dv_lat_hist_count(&m->latency[T][DV_SRC_LOCAL]), 0);
+	assert_int_equal(m->no_edns, 1);
+	uint64_t edns = 0;
+	for (unsigned i = 0; i <= DV_EDNS_NBOUNDS; i++)
+		edns += m->edns_size.bucket[i];
+	assert_int_equal(edns, 2);
+
+	/* summing two workers' metrics */
+	dv_metrics_t sum;
+	memset(&sum, 0, sizeof(sum));
+	dv_metrics_sum(&sum, m);
+	dv_metrics_sum(&sum, m);
+	assert_int_equal(sum.answers[T][DV_RC_NOERROR], 4);
+	assert_int_equal(sum.latency[T][DV_SRC_UPSTREAM].sum, 60000);
+}
+
 /* NXDOMAIN is cached for min(SOA TTL, MINIMUM) (RFC 2308) and served from
  * the cache, aged, while that lasts; then it goes upstream again. */
 static void test_negative_answer(void **state)
@@ -633,6 +680,14 @@ static void test_identity_errors(void **state)
 	assert_int_equal(fx->stats.queries, 3);
 	assert_int_equal(fx->pool.started, 0);
 	assert_int_equal(fx->c->inflight, 0);
+	/* answered at once, each under its rcode */
+	const dv_metrics_t *mt = &fx->c->metrics;
+	assert_int_equal(mt->queries[DV_SCHEME_TLS], 3);
+	assert_int_equal(mt->answers[DV_SCHEME_TLS][DV_RC_FORMERR], 1);
+	assert_int_equal(mt->answers[DV_SCHEME_TLS][DV_RC_NOTIMP], 1);
+	assert_int_equal(mt->answers[DV_SCHEME_TLS][DV_RC_BADVERS], 1);
+	assert_int_equal(
+		dv_lat_hist_count(&mt->latency[DV_SCHEME_TLS][DV_SRC_LOCAL]), 3);
 }
 
 /* A pool that ends a fetch inside fetch_start (it has no path to send
@@ -783,6 +838,7 @@ static void test_fail_all_draining(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_hit_ttl_aged, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_negative_answer, setup,

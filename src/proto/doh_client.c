@@ -63,7 +63,7 @@ struct dv_doh_client {
 	void *user;
 	req_t *live;                /* submitted, stream not closed yet */
 	req_t *done, *done_tail;    /* closed, callback pending (FIFO) */
-	unsigned inflight;          /* live and not cancelled */
+	unsigned inflight;          /* not cancelled, callback not run yet */
 	bool goaway;                /* GOAWAY received */
 	bool ids_out;               /* no stream id left */
 	bool dead;                  /* connection error */
@@ -71,6 +71,8 @@ struct dv_doh_client {
 	uint8_t *stage;             /* rendered, not yet output */
 	size_t stage_len;
 	int send_rv;                /* nghttp2_session_send() failed */
+	bool in_submit;             /* rendering inside dv_doh_client_submit */
+	bool fail_pending;          /* broken there: failed at the next output */
 	size_t alen, plen;
 	char authority[256];
 	char path[256];
@@ -134,6 +136,7 @@ static void deliver(dv_doh_client_t *cl)
 		if (!cl->done)
 			cl->done_tail = NULL;
 		if (!r->cancelled) {
+			cl->inflight--;
 			if (r->why)
 				cl->cb.failed(cl->user, r->tag, r->retry,
 					      r->why);
@@ -153,7 +156,6 @@ static void fail_all(dv_doh_client_t *cl, const char *why)
 		req_t *r = cl->live;
 		list_del(&cl->live, r);
 		if (!r->cancelled) {
-			cl->inflight--;
 			r->why = why;
 		}
 		/* nghttp2 may still hold it as user data; it is never
@@ -328,7 +330,11 @@ static int frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame,
 		snprintf(cl->why_dead, sizeof(cl->why_dead),
 			 "HTTP/2 connection error: %s",
 			 nghttp2_http2_strerror(frame->goaway.error_code));
-		fail_all(cl, cl->why_dead);
+		/* submit runs no callback: its caller holds other requests */
+		if (cl->in_submit)
+			cl->fail_pending = true;
+		else
+			fail_all(cl, cl->why_dead);
 	}
 	return 0;
 }
@@ -345,7 +351,6 @@ static int stream_close_cb(nghttp2_session *session, int32_t stream_id,
 		req_free(r);
 		return 0;
 	}
-	cl->inflight--;
 	if (r->why) {
 		/* judged here already */
 	} else if (error_code == NGHTTP2_REFUSED_STREAM) {
@@ -498,7 +503,9 @@ int32_t dv_doh_client_submit(dv_doh_client_t *cl, uint32_t tag,
 	list_add(&cl->live, r);
 	cl->inflight++;
 	/* its HEADERS and DATA now, before the next request's HEADERS */
+	cl->in_submit = true;
 	render(cl);
+	cl->in_submit = false;
 	return id;
 }
 
@@ -518,9 +525,9 @@ void dv_doh_client_cancel(dv_doh_client_t *cl, int32_t stream)
 	if (!r || r->cancelled)
 		return;
 	r->cancelled = true;
+	cl->inflight--;
 	if (!r->live)
 		return; /* ended, callback pending: now it has none */
-	cl->inflight--;
 	/* a queued request is dropped unsent; an open stream is reset and
 	 * its req_t freed when nghttp2 closes it */
 	if (!cl->dead)
@@ -554,6 +561,8 @@ ssize_t dv_doh_client_output(dv_doh_client_t *cl, uint8_t *buf, size_t cap)
 		deliver(cl);
 		return rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : -EPROTO;
 	}
+	if (cl->fail_pending && !cl->dead)
+		fail_all(cl, cl->why_dead); /* its GOAWAY still goes out */
 	size_t n = cl->stage_len < cap ? cl->stage_len : cap;
 	memcpy(buf, cl->stage, n);
 	memmove(cl->stage, cl->stage + n, cl->stage_len - n);
@@ -571,7 +580,7 @@ bool dv_doh_client_want_write(const dv_doh_client_t *cl)
 
 bool dv_doh_client_draining(const dv_doh_client_t *cl)
 {
-	return cl->dead || cl->goaway || cl->ids_out;
+	return cl->dead || cl->fail_pending || cl->goaway || cl->ids_out;
 }
 
 bool dv_doh_client_want_close(const dv_doh_client_t *cl)

@@ -125,6 +125,6 @@ bool dv_doh_client_broken(const dv_doh_client_t *cl);
  * arrive; at most UINT32_MAX). */
 uint32_t dv_doh_client_max_streams(const dv_doh_client_t *cl);
 
-/* Requests submitted that have not ended (queued or on the wire,
- * cancelled ones not counted). */
+/* Requests submitted whose callback has not run yet (queued, on the wire,
+ * or ended with the callback pending; cancelled ones not counted). */
 unsigned dv_doh_client_inflight(const dv_doh_client_t *cl);

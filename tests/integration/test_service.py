@@ -11,7 +11,11 @@ service manager with a Unix datagram socket of its own:
     also when the new file is refused;
   - SIGTERM: STOPPING=1, then exit 0;
   - an abstract socket address (@name) works as well as a path;
-  - without NOTIFY_SOCKET nothing changes (every other test file).
+  - without NOTIFY_SOCKET nothing changes (every other test file);
+  - as PID 1 of its own PID namespace (what a container runtime does with
+    the image's ENTRYPOINT), SIGHUP and SIGTERM still reach it: the kernel
+    drops signals to a namespace's init that have no handler, unless they
+    are blocked, and dnsveil blocks them and takes them with sigwaitinfo.
 
 The unit file itself (conf/dnsveil.service) is checked with
 systemd-analyze in test_install.py."""
@@ -20,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -164,6 +169,59 @@ class SdNotify(h.IntegrationTest):
                          "nothing on the abstract socket %s" % m.address)
         self.reload_cycle(m, d)
         log("ok: READY=1, RELOADING=1 and READY=1 on abstract socket %s" % m.address)
+
+
+class PidOne(h.IntegrationTest):
+
+    def test_signals_as_pid_1(self):
+        u = self.start_unbound()
+        d = h.Dnsveil(upstream=[u])  # its config and port; started here
+        self.addCleanup(d.cleanup)
+        env = dict(os.environ)
+        if h.SANITIZE:
+            env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        with open(d.stderr_path, "ab") as err:
+            proc = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", d.bin] +
+                                    d.args, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                    cwd=d.dir, env=env)
+
+        def cleanup():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        self.addCleanup(cleanup)
+
+        def child():
+            try:
+                with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
+                    pids = f.read().split()
+            except OSError:
+                return None
+            return int(pids[0]) if pids else None
+        def answers():
+            self.assertIsNone(proc.poll(), "exited:\n%s" % h.tail(d.stderr_path))
+            try:
+                return h.udp_query(d.port, "www.example.test", timeout=0.5).rcode() == 0
+            except Exception:
+                return False
+        h.wait_for(lambda: child() is not None and answers(), h.scaled(15),
+                   what="dnsveil under unshare --pid to answer")
+        pid = child()
+        with open("/proc/%d/status" % pid) as f:
+            nspid = [x for x in f.read().splitlines() if x.startswith("NSpid:")][0].split()
+        self.assertEqual(nspid[-1], "1", "dnsveil is not PID 1 in its namespace: %s" % nspid)
+        os.kill(pid, signal.SIGHUP)
+        d.wait_log("SIGHUP: configuration checked")
+        self.assertEqual(h.udp_query(d.port, "www.example.test").rcode(), 0)
+        os.kill(pid, signal.SIGTERM)
+        rc = proc.wait(h.scaled(10))
+        self.assertEqual(rc, 0, "exit code of PID 1 after SIGTERM:\n%s" % h.tail(d.stderr_path))
+        d.wait_log("draining")
+        with open(d.stderr_path, errors="replace") as f:
+            reports = h.sanitizer_reports(f.read())
+        self.assertEqual(reports, [], "sanitizer reports")
+        log("ok: as PID 1 (NSpid %s): SIGHUP reloaded, SIGTERM drained, exit 0" % " ".join(
+            nspid[1:]))
 
 
 if __name__ == "__main__":

@@ -417,6 +417,10 @@ class Kubernetes(h.IntegrationTest):
         for c in dep["spec"]["template"]["spec"]["containers"]:
             self.assertIn("cpu", c["resources"]["requests"], "HPA on CPU needs requests: " +
                           c["name"])
+            if c["name"] == "dnsveil":
+                # a worker per requested CPU (workers: 0 would be one per
+                # CPU of the node)
+                self.assertEqual(self.cfg["workers"], int(c["resources"]["requests"]["cpu"]))
         pdb = self.one("PodDisruptionBudget")
         self.assertEqual(pdb["spec"]["selector"]["matchLabels"], svc["spec"]["selector"])
         log("ok: Service %s -> named container ports of the same protocol; HPA -> Deployment "

@@ -47,7 +47,9 @@ EXPECTED = {
     # /etc for the /usr prefix (GNUInstallDirs); never overwritten
     "etc/dnsveil/dnsveil.yaml",
 } | {"usr/share/doc/dnsveil/examples/kubernetes/" + f
-     for f in os.listdir(os.path.join(SRC, "conf", "kubernetes")) if f.endswith(".yaml")}
+     for f in (os.listdir(os.path.join(SRC, "conf", "kubernetes"))
+               if os.path.isdir(os.path.join(SRC, "conf", "kubernetes")) else ())
+     if f.endswith(".yaml")}
 
 # what the unit's hardening rests on (README "Installing and running as a service")
 UNIT_MUST = [

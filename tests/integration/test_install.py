@@ -2,15 +2,17 @@
 """`cmake --install` of the build under test into a temporary DESTDIR, as a
 package build does (prefix /usr), and what it installs:
 
-  - the exact file list: dnsveil (sbin), dnsveil-doq (bin), dnsveil(8), the
-    examples, /etc/dnsveil/dnsveil.yaml, the systemd unit and sysusers file;
+  - the exact file list: dnsveil (sbin), dnsveil-doq (bin), dnsveil(8) and
+    dnsveil-doq(1), the examples, /etc/dnsveil/dnsveil.yaml, the systemd
+    unit and sysusers file;
   - the installed binary runs --version and --check-config on the installed
     configuration and on every installed example (the TLS ones with the test
     certificates put in); dnsveil-doq runs;
   - a second install keeps an edited /etc/dnsveil/dnsveil.yaml;
-  - the man page: `mandoc -T lint` clean, `man -l` renders it, `lexgrog`
-    finds its NAME line, and it names every option of --help and every key
-    of --help-config (it is generated from them at build time);
+  - the man pages: `mandoc -T lint` clean, `man -l` renders them, `lexgrog`
+    finds their NAME lines; dnsveil(8) names every option of --help and
+    every key of --help-config, dnsveil-doq(1) has an entry for every
+    option of its --help (they are generated from them at build time);
   - the unit: `systemd-analyze verify` with no complaint (its ExecStart and
     the man page it names resolved inside the DESTDIR) and `systemd-analyze
     security --offline=yes` at most 2.0 (measured: 1.5), with the
@@ -36,6 +38,7 @@ EXPECTED = {
     "usr/sbin/dnsveil",
     "usr/bin/dnsveil-doq",
     "usr/share/man/man8/dnsveil.8",
+    "usr/share/man/man1/dnsveil-doq.1",
     "usr/share/doc/dnsveil/examples/dnsveil.yaml",
     "usr/share/doc/dnsveil/examples/policy-example.yaml",
     "usr/share/doc/dnsveil/examples/container.yaml",
@@ -187,6 +190,28 @@ class Install(h.IntegrationTest):
             self.assertIn(o, text, "%s is not in the man page" % o)
         log("ok: dnsveil(8): mandoc lint clean, lexgrog, man -l; %d options and %d config "
             "keys, all in it" % (len(opts), len(keys)))
+
+    def test_man_page_doq(self):
+        page = self.path("usr/share/man/man1/dnsveil-doq.1")
+        r = run(["mandoc", "-T", "lint", "-W", "warning", page])
+        self.assertEqual((r.returncode, r.stdout + r.stderr), (0, ""), "mandoc -T lint")
+        r = run(["lexgrog", page])
+        self.assertIn("dnsveil-doq - DNS-over-QUIC", r.stdout)
+        r = run(["man", "-l", page], env=dict(os.environ, MANWIDTH="200", PAGER="cat"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        text = r.stdout
+        for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS",
+                        "EXAMPLES", "SEE ALSO"):
+            self.assertRegex(text, r"(?m)^%s$" % section, "section %s missing" % section)
+        # every option of --help is a list entry of its own
+        r = run([self.path("usr/bin/dnsveil-doq"), "--help"])
+        opts = re.findall(r"(?m)^  (?:    )?((?:-[A-Za-z], )?--?[A-Za-z0-9-]+)", r.stdout + r.stderr)
+        self.assertGreater(len(opts), 25)
+        for o in opts:
+            self.assertRegex(text, r"(?m)^ {7}%s\b" % re.escape(o),
+                             "%s is not an entry of dnsveil-doq(1)" % o)
+        log("ok: dnsveil-doq(1): mandoc lint clean, lexgrog, man -l; %d options, each an "
+            "entry" % len(opts))
 
     def unit_in_dest(self):
         """The installed unit with its paths inside the DESTDIR (what it

@@ -208,7 +208,7 @@ void dv_cli_usage(FILE *out)
 	      "[--fallback URL]...\n"
 	      "        [--tls-cert FILE] [--tls-key FILE] [--ca FILE] "
 	      "[--workers N]\n"
-	      "        [--check-config] [--version] [--help]\n"
+	      "        [--admin URL]... [--check-config] [--version] [--help]\n"
 	      "\n"
 	      "Encrypted DNS frontend: serves DNS over HTTPS, TLS, QUIC and "
 	      "plain DNS,\n"

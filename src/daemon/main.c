@@ -7,6 +7,8 @@
  * and checks the config file and says what it would change.  With admin:
  * listeners, a thread of its own serves /metrics, /healthz and /readyz
  * (src/daemon/admin.h); SIGTERM makes /readyz fail before the drain.
+ * Under a service manager, READY/RELOADING/STOPPING go to $NOTIFY_SOCKET
+ * (src/daemon/sd_notify.h).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +27,7 @@
 #include "src/core/stats.h"
 #include "src/tls/tls.h"
 #include "src/daemon/admin.h"
+#include "src/daemon/sd_notify.h"
 #include "src/daemon/transport.h"
 #include "src/daemon/upstream.h"
 #include "src/daemon/worker.h"
@@ -268,6 +271,17 @@ static void raise_nofile(const dv_config_t *cfg, unsigned workers)
 			    cfg->upstream_max_inflight);
 }
 
+/* Tells the service manager (systemd Type=notify) what dnsveil is doing;
+ * nothing without $NOTIFY_SOCKET.  A failure is logged, never fatal: the
+ * manager then times the start or reload out on its own. */
+static void notify(const char *state)
+{
+	int ret = strcmp(state, "RELOADING=1") == 0 ? dv_sd_notify_reloading()
+						   : dv_sd_notify(state);
+	if (ret)
+		dv_log_warn("sd_notify %s: %s", state, dv_strerror(ret));
+}
+
 static unsigned cpu_count(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -424,6 +438,7 @@ int main(int argc, char **argv)
 		dv_log_info("admin listener on %s", cfg.admin_listen[i].text);
 	dv_admin_set_started(admin);
 	dv_log_info("dnsveil %s ready, %u workers", DV_VERSION, n);
+	notify("READY=1");
 
 	for (;;) {
 		siginfo_t si;
@@ -436,12 +451,14 @@ int main(int argc, char **argv)
 		}
 		if (sig == SIGHUP) {
 			static dv_config_t next;
+			notify("RELOADING=1");
 			if (load_config(argc, argv, &cli, &next, err,
 					sizeof(err)) != 0) {
 				dv_log_error("SIGHUP: configuration refused, "
 					     "the running one stays in force: "
 					     "%s",
 					     err);
+				notify("READY=1");
 				continue;
 			}
 			reload_tls(&shared, &next);
@@ -449,8 +466,10 @@ int main(int argc, char **argv)
 				    "listeners, upstreams, limits and the "
 				    "policy (groups, clients, lists) take "
 				    "effect on restart");
+			notify("READY=1");
 			continue;
 		}
+		notify("STOPPING=1");
 		dv_admin_set_draining(admin);
 		dv_log_info("%s: draining", strsignal(sig));
 		break;

@@ -1701,8 +1701,8 @@ static void test_cli_usage(void **state)
 	static const char *const flags[] = {
 		"-c, --config FILE", "--listen URL", "--upstream URL",
 		"--fallback URL", "--tls-cert FILE", "--tls-key FILE",
-		"--ca FILE", "--workers N", "--check-config", "--help-config",
-		"--version", "-h, --help",
+		"--ca FILE", "--workers N", "--admin URL", "--check-config",
+		"--help-config", "--version", "-h, --help",
 	};
 	char *out = capture(dv_cli_usage);
 
@@ -1711,7 +1711,8 @@ static void test_cli_usage(void **state)
 		      "[--fallback URL]...\n"
 		      "        [--tls-cert FILE] [--tls-key FILE] [--ca FILE] "
 		      "[--workers N]\n"
-		      "        [--check-config] [--version] [--help]\n");
+		      "        [--admin URL]... [--check-config] [--version] "
+		      "[--help]\n");
 	for (size_t i = 0; i < ARRAY_LEN(flags); i++)
 		assert_contains(out, flags[i]);
 	assert_contains(out, "Flags override the config file.");

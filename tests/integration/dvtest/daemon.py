@@ -245,8 +245,10 @@ class Dnsveil:
 
     def __init__(self, upstream=(), fallback=(), config=None, listen=None, workers=None,
                  extra_args=(), flags=False, ipv6=False, name="dnsveil", port=None,
-                 raw_args=None, extra_yaml="", path=PATH, quic_port=None, ready=True):
+                 raw_args=None, extra_yaml="", path=PATH, quic_port=None, ready=True,
+                 env=None):
         self.bin = dnsveil_binary()
+        self.extra_env = dict(env or {})  # set in the process's environment
         self.name = name
         self.dir = tempfile.mkdtemp(prefix="dv-%s-" % name)
         self.port = port or free_port(ipv6=ipv6)
@@ -358,6 +360,7 @@ class Dnsveil:
         timeout = timeout or scaled(15)
         errf = open(self.stderr_path, "ab")
         env = dict(os.environ)
+        env.update(self.extra_env)
         if SANITIZE:
             env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
             env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")

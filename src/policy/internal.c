@@ -76,7 +76,7 @@ int dv_policy_internal_build(dv_policy_t *p, const dv_config_t *cfg,
 	for (unsigned i = 0; i < cfg->n_records && !ret; i++) {
 		const dv_cfg_record_t *r = &cfg->records[i];
 		char name[DV_SUFFIX_NAME_MAX + 2];
-		int n = dv_suffix_query_name(r->owner, r->owner_len, name);
+		int n = dv_records_owner_text(r, name);
 		const char *s = name;
 		if (n >= 2 && name[0] == '*' && name[1] == '.') {
 			s += 2;

@@ -112,6 +112,21 @@ static int node_get(dv_records_t *t, unsigned group, const char *name,
 	return (int)(t->n_nodes - 1);
 }
 
+int dv_records_owner_text(const dv_cfg_record_t *r, char *out)
+{
+	int len = dv_suffix_query_name(r->owner, r->owner_len, out);
+	/* the query-name text has no '*' (it stands for itself there):
+	 * the wildcard label is put back */
+	if (len > 0 && r->owner[0] == 1 && r->owner[1] == '*')
+		out[0] = '*';
+	return len;
+}
+
+static int owner_text(const dv_cfg_record_t *r, char *out)
+{
+	return dv_records_owner_text(r, out);
+}
+
 dv_records_t *dv_records_new(const dv_config_t *cfg, uint64_t seed)
 {
 	dv_records_t *t = calloc(1, sizeof(*t));
@@ -153,7 +168,7 @@ dv_records_t *dv_records_new(const dv_config_t *cfg, uint64_t seed)
 	/* nodes: owners, then their ancestors as empty non-terminals */
 	for (unsigned i = 0; i < n; i++) {
 		const dv_cfg_record_t *r = &cfg->records[i];
-		int len = dv_suffix_query_name(r->owner, r->owner_len, buf);
+		int len = owner_text(r, buf);
 		if (len < 0)
 			goto fail;
 		owner[i] = node_get(t, r->group, buf, (size_t)len);

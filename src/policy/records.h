@@ -64,6 +64,10 @@ int dv_records_answer(const dv_records_t *t, unsigned group,
 		      size_t cap, uint8_t *tmp, size_t tmp_cap,
 		      unsigned pad_block);
 
+/* The owner of `r` as text (dv_suffix_query_name()'s, `out` as large),
+ * a wildcard's first label "*"; the length, or -1. */
+int dv_records_owner_text(const dv_cfg_record_t *r, char *out);
+
 /* Nodes (names with records and empty non-terminals), records, bytes. */
 size_t dv_records_nodes(const dv_records_t *t);
 size_t dv_records_count(const dv_records_t *t);

@@ -561,10 +561,10 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 	ev_timer_start(loop, &j->deadline);
 	ev_timer_init(&j->hedge, hedge_cb, cfg->hedge_delay_ms / 1000.0, 0.);
 	j->hedge.data = j;
+	/* (an internal name goes the same way: start_fallback() keeps it
+	 * from the fallback group and counts it) */
 	dv_server_t *local = group_next(j, false);
-	if (local && j->local_only) {
-		/* an internal name: no hedge, the local group only */
-	} else if (local && p->n_fallback && cfg->hedge_delay_ms &&
+	if (local && p->n_fallback && cfg->hedge_delay_ms &&
 	    local->health.state == DV_HEALTH_DEGRADED) {
 		/* slow or flaky: no point waiting for the hedge delay */
 		DV_STAT_INC(p->stats, fallback_degraded);

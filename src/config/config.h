@@ -72,6 +72,7 @@ typedef enum {
 #define DV_POLICY_MAX_RECORDS 1024     /* records: lines, all groups */
 #define DV_POLICY_RECORD_BYTES 65536   /* their rdata, all groups */
 #define DV_POLICY_MAX_INTERNAL 64      /* internal: names */
+#define DV_RECORD_DEFAULT_TTL 300      /* of a records: line without one */
 
 typedef enum {
 	DV_LIST_HOSTS,   /* "0.0.0.0 name name..." */

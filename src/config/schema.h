@@ -117,9 +117,6 @@ void dv_cfg_sub_defaults(dv_cfg_sub_t sub, void *elem);
  * "FILE: KEY: reason" in `err`. */
 int dv_cfg_policy_resolve(dv_config_t *cfg, char *err, size_t err_len);
 
-/* The TTL of a record line that gives none. */
-#define DV_RECORD_DEFAULT_TTL 300
-
 /*
  * Parse one line of groups.NAME.records (zone-file syntax: an absolute
  * owner, optional TTL and class IN, a type records.c serves, its data)

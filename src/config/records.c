@@ -60,9 +60,8 @@ int dv_cfg_record_parse(dv_config_t *cfg, unsigned group, unsigned line,
 			    text);
 		return DV_ECONFIG;
 	}
-	ldns_status st =
-		ldns_rr_new_frm_str(&rr, text, DV_RECORD_DEFAULT_TTL, NULL,
-				    NULL);
+	ldns_status st = ldns_rr_new_frm_str(&rr, text, DV_RECORD_DEFAULT_TTL,
+					     NULL, NULL);
 	if (st != LDNS_STATUS_OK) {
 		dv_cfg_errf(why, why_len, "'%.80s': %s", text,
 			    ldns_get_errorstr_by_id(st));
@@ -120,15 +119,15 @@ int dv_cfg_record_parse(dv_config_t *cfg, unsigned group, unsigned line,
 	memset(r, 0, sizeof(*r));
 	for (size_t i = 0; i < olen; i++)
 		r->owner[i] = (uint8_t)(o[i] >= 'A' && o[i] <= 'Z' ? o[i] + 32
-								  : o[i]);
+								   : o[i]);
 	r->owner_len = (uint16_t)olen;
 	r->type = type;
 	r->rclass = LDNS_RR_CLASS_IN;
 	r->ttl = ldns_rr_ttl(rr);
 	r->rdlen = (uint16_t)rdlen;
 	r->rdata_off = cfg->record_data_len;
-	memcpy(cfg->record_data + cfg->record_data_len,
-	       ldns_buffer_begin(buf), rdlen);
+	memcpy(cfg->record_data + cfg->record_data_len, ldns_buffer_begin(buf),
+	       rdlen);
 	cfg->record_data_len += (uint32_t)rdlen;
 	r->group = (uint8_t)group;
 	r->line = line;

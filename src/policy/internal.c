@@ -22,15 +22,24 @@
  * until dnsveil answers its DDR names itself.
  */
 static const char *const special_use[] = {
-	"local", "home.arpa", "internal", "resolver.arpa",
-	"10.in-addr.arpa", "168.192.in-addr.arpa", "254.169.in-addr.arpa",
-	"2.0.192.in-addr.arpa", "100.51.198.in-addr.arpa",
+	"local",
+	"home.arpa",
+	"internal",
+	"resolver.arpa",
+	"10.in-addr.arpa",
+	"168.192.in-addr.arpa",
+	"254.169.in-addr.arpa",
+	"2.0.192.in-addr.arpa",
+	"100.51.198.in-addr.arpa",
 	"113.0.203.in-addr.arpa",
-	"c.f.ip6.arpa", "d.f.ip6.arpa",                 /* fc00::/7 */
-	"8.e.f.ip6.arpa", "9.e.f.ip6.arpa", "a.e.f.ip6.arpa",
-	"b.e.f.ip6.arpa",                               /* fe80::/10 */
-	"8.b.d.0.1.0.0.2.ip6.arpa",                     /* 2001:db8::/32 */
-	"0.f.f.f.3.ip6.arpa",                           /* 3fff::/20 */
+	"c.f.ip6.arpa",
+	"d.f.ip6.arpa", /* fc00::/7 */
+	"8.e.f.ip6.arpa",
+	"9.e.f.ip6.arpa",
+	"a.e.f.ip6.arpa",
+	"b.e.f.ip6.arpa", /* fe80::/10 */
+	"8.b.d.0.1.0.0.2.ip6.arpa", /* 2001:db8::/32 */
+	"0.f.f.f.3.ip6.arpa", /* 3fff::/20 */
 };
 
 static int add(dv_suffix_set_t *s, const char *name, unsigned bit)
@@ -95,6 +104,5 @@ bool dv_policy_internal(const dv_policy_t *p, const char *name, size_t len)
 {
 	dv_suffix_hit_t hit;
 	return p->internal &&
-	       dv_suffix_lookup(p->internal, name, len, p->internal_mask,
-				&hit);
+	       dv_suffix_lookup(p->internal, name, len, p->internal_mask, &hit);
 }

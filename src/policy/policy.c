@@ -421,3 +421,30 @@ void dv_policy_stats_json(FILE *f, const dv_policy_t *p,
 	}
 	fputs("}}", f);
 }
+
+unsigned dv_policy_n_groups(const dv_policy_t *p)
+{
+	return p ? p->n_groups : 0;
+}
+
+const char *dv_policy_group_name(const dv_policy_t *p, unsigned g)
+{
+	return p->groups[g].name;
+}
+
+void dv_policy_group_counts(const dv_policy_t *p, unsigned g,
+			    dv_policy_worker_t *const *w, unsigned n,
+			    dv_policy_group_counts_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (g >= p->n_groups)
+		return;
+	for (unsigned k = 0; k < n; k++) {
+		if (!w[k])
+			continue;
+		out->queries += CTR_GET(w[k]->group_ctr[g][GC_QUERIES]);
+		out->blocked += CTR_GET(w[k]->group_ctr[g][GC_BLOCKED]);
+		out->allowed += CTR_GET(w[k]->group_ctr[g][GC_ALLOWED]);
+		out->local += CTR_GET(w[k]->group_ctr[g][GC_LOCAL]);
+	}
+}

@@ -25,8 +25,8 @@ typedef struct {
 	uint16_t name_len;
 	uint8_t group;
 	uint32_t first, n; /* its records: recs[first .. first + n) */
-	int32_t wild;      /* the node "*.NAME" of the same group, or -1 */
-	uint32_t min_ttl;  /* the smallest TTL of its records */
+	int32_t wild; /* the node "*.NAME" of the same group, or -1 */
+	uint32_t min_ttl; /* the smallest TTL of its records */
 } node_t;
 
 struct dv_records {
@@ -301,8 +301,8 @@ typedef struct {
 	bool full;
 } out_t;
 
-static void put_rr(out_t *o, uint16_t owner_ptr, uint16_t type,
-		   uint32_t ttl, const uint8_t *rdata, uint16_t rdlen)
+static void put_rr(out_t *o, uint16_t owner_ptr, uint16_t type, uint32_t ttl,
+		   const uint8_t *rdata, uint16_t rdlen)
 {
 	if (o->full || o->pos + 12u + rdlen > o->cap) {
 		o->full = true;
@@ -383,8 +383,8 @@ int dv_records_answer(const dv_records_t *t, unsigned group,
 		if (o.full || hop + 1 >= DV_RECORDS_MAX_CHASE)
 			break;
 		char name[DV_SUFFIX_NAME_MAX + 2];
-		int len = rdata_name(t->rdata + cname->rdata_off,
-				     cname->rdlen, name);
+		int len = rdata_name(t->rdata + cname->rdata_off, cname->rdlen,
+				     name);
 		if (len <= 0)
 			break;
 		dv_records_hit_t next =
@@ -400,9 +400,9 @@ int dv_records_answer(const dv_records_t *t, unsigned group,
 		ns = 0;
 	}
 	dv_put16(tmp, v->id);
-	dv_put16(tmp + 2, (uint16_t)(DV_FLAG_QR | (v->flags & 0x7800) |
-				     DV_FLAG_AA | DV_FLAG_RA |
-				     (tc ? DV_FLAG_TC : 0)));
+	dv_put16(tmp + 2,
+		 (uint16_t)(DV_FLAG_QR | (v->flags & 0x7800) | DV_FLAG_AA |
+			    DV_FLAG_RA | (tc ? DV_FLAG_TC : 0)));
 	dv_put16(tmp + 4, 1);
 	dv_put16(tmp + 6, an);
 	dv_put16(tmp + 8, ns);

@@ -31,6 +31,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dvtest as h  # noqa: E402
 from dvtest import log  # noqa: E402
+from dvtest.doh import b64url, curl  # noqa: E402
 
 import dns.flags  # noqa: E402
 import dns.message  # noqa: E402
@@ -82,7 +83,8 @@ class LocalRecords(h.IntegrationTest):
         self.fb = self.start_unbound("fallback", log_queries=True)
         cfg = h.doh_config()
         cfg["log-level"] = "debug"
-        self.dv = h.Dnsveil(listen=["dns", "tls"], upstream=[self.local], fallback=[self.fb],
+        self.dv = h.Dnsveil(listen=["dns", "tls", "https"], upstream=[self.local],
+                            fallback=[self.fb],
                             config=cfg, extra_yaml=RECORDS, name="local")
         self._dnsveils.append(self.dv)
         self.dv.start()
@@ -142,6 +144,18 @@ class LocalRecords(h.IntegrationTest):
         self.assertEqual(h.kdig_answers(r), [("intranet.corp.example.", ["192.0.2.20"]),
                                              ("a.lab.corp.example.", [])], r)
         self.assertEqual(r.messages[1].get("RCODE"), dns.rcode.REFUSED, r)
+        # DoH: the kids ID in the path (curl), and kdig's DoH client with
+        # none (the default group)
+        wire = h.make_query("intranet.corp.example", "A").to_wire()
+        r = curl("--http2", "https://127.0.0.1:%d/dns-query/kid-2?dns=%s" % (
+            dv.ports["https"], b64url(wire)))
+        self.assertEqual(r.status, 200, r)
+        m = dns.message.from_wire(r.body)
+        self.assertTrue(m.flags & dns.flags.AA, m)
+        self.assertEqual([x[3] for x in texts(m)], ["192.0.2.20"], m)
+        r = h.kdig_tls(dv.ports["https"], [("alias.corp.example", "A")], "+https")
+        self.assertEqual([x[3] for x in r.records()],
+                         ["intranet.corp.example.", "192.0.2.10"], r)
         # and the default group's answer is still its own (no bleed)
         m = ask(dv, "intranet.corp.example", "A")
         self.assertEqual([x[3] for x in texts(m)], ["192.0.2.10"])
@@ -157,8 +171,8 @@ class LocalRecords(h.IntegrationTest):
             self.assertGreaterEqual(self.local.queries_for(name), 1, name)
             self.assertEqual(self.fb.queries_for(name), 0, name)
         st = dv.stats()
-        self.assertEqual(st["policy"]["groups"]["default"]["local"], 14, st["policy"])
-        self.assertEqual(st["policy"]["groups"]["kids"]["local"], 1, st["policy"])
+        self.assertEqual(st["policy"]["groups"]["default"]["local"], 15, st["policy"])
+        self.assertEqual(st["policy"]["groups"]["kids"]["local"], 2, st["policy"])
         self.assertGreaterEqual(st["upstream_refused_final"], 3, st)
         dv.wait_log(r"policy: client 127\.0\.0\.1 id kid-1 group kids: local "
                     r"intranet\.corp\.example")

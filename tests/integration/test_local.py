@@ -83,9 +83,11 @@ class LocalRecords(h.IntegrationTest):
         self.fb = self.start_unbound("fallback", log_queries=True)
         cfg = h.doh_config()
         cfg["log-level"] = "debug"
+        self.admin_port = h.free_port()
+        admin = 'admin:\n  listen: ["http://127.0.0.1:%d"]\n' % self.admin_port
         self.dv = h.Dnsveil(listen=["dns", "tls", "https"], upstream=[self.local],
                             fallback=[self.fb],
-                            config=cfg, extra_yaml=RECORDS, name="local")
+                            config=cfg, extra_yaml=RECORDS + admin, name="local")
         self._dnsveils.append(self.dv)
         self.dv.start()
 
@@ -174,6 +176,14 @@ class LocalRecords(h.IntegrationTest):
         self.assertEqual(st["policy"]["groups"]["default"]["local"], 15, st["policy"])
         self.assertEqual(st["policy"]["groups"]["kids"]["local"], 2, st["policy"])
         self.assertGreaterEqual(st["upstream_refused_final"], 3, st)
+        # /metrics: the same counters by group
+        r = curl("http://127.0.0.1:%d/metrics" % self.admin_port)
+        self.assertEqual(r.status, 200, r)
+        text = r.body.decode()
+        self.assertIn('dnsveil_policy_local_total{group="default"} 15\n', text)
+        self.assertIn('dnsveil_policy_local_total{group="kids"} 2\n', text)
+        self.assertIn('dnsveil_policy_queries_total{group="kids"} 3\n', text)
+        self.assertRegex(text, r"\ndnsveil_upstream_refused_final_total [1-9]")
         dv.wait_log(r"policy: client 127\.0\.0\.1 id kid-1 group kids: local "
                     r"intranet\.corp\.example")
         log("ok: local records, wildcards, CNAMEs, NODATA and two groups; no upstream "

@@ -3,18 +3,21 @@
 "Policy": "Local records", "Internal names"), through real parts: the
 dnsveil binary, a real Unbound as the local resolver (its query log on)
 and a second real Unbound as the public fallback (log-queries: yes, so
-that what reached it can be read back), dnspython over UDP and kdig over
-DoT with the client ID in the TLS SNI.
+that what reached it can be read back), dnspython over UDP, kdig over
+DoT with the client ID in the TLS SNI and over DoH, curl with the ID in
+the DoH path.
 
 - Records of a group are answered by dnsveil itself, authoritatively (AA),
   by type, with CNAMEs followed through the local data, a CNAME to a name
   outside it answered alone, NODATA with a SOA, RFC 4592 wildcards (and
   their closest encloser rule); another group gets its own records for
-  the same name; neither resolver ever sees these names.
+  the same name; neither resolver ever sees these names; the stats line
+  and /metrics count the local answers by group.
 - An internal name never reaches the fallback: while the local resolver is
   slow (a 1 s authority behind it), the local answer comes after 1 s
   instead of the fallback's NXDOMAIN after the hedge delay (shown against
-  a dnsveil without internal:); while it is dead, the client gets
+  a dnsveil without internal:), or SERVFAIL with EDE 22 at the query
+  deadline when that is shorter; while it is dead, the client gets
   SERVFAIL with EDE 22; the special-use names likewise.
 - A REFUSED from the local resolver is the client's answer; with
   pool.refused-is-final: false the fallback answers.
@@ -237,6 +240,19 @@ class InternalNames(h.IntegrationTest):
         self.assertEqual(st["fallback_queries"], 0, st)
         # a public name still goes to both after the hedge delay as before
         self.assertEqual(ask(dv, "www.example.test").rcode(), dns.rcode.NOERROR)
+
+        # slower than the query deadline: SERVFAIL with EDE 22 saying so,
+        # still nothing at the fallback
+        short = self.dnsveil("deadline", "internal: [slow.example.test]\n"
+                             "pool:\n  query-timeout-ms: 400\n")
+        name = h.unique_label("t") + ".slow.example.test"
+        m = ask(short, name)
+        self.assertEqual(m.rcode(), dns.rcode.SERVFAIL, m)
+        self.assertEqual(h.ede_codes(m), [EDE_NO_REACHABLE_AUTHORITY], m)
+        self.assertIn("internal name: the local upstreams did not answer in time",
+                      [getattr(o, "text", "") for o in m.options][0], m)
+        self.assertEqual(self.fb.queries_for(name), 0, name)
+        self.assertGreaterEqual(short.stats()["internal_kept"], 1)
 
     def test_internal_name_dead_local(self):
         """Dead local resolver: SERVFAIL with EDE 22 for internal and

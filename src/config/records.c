@@ -41,6 +41,19 @@ static bool owner_absolute(const char *text)
 	return end > text && end[-1] == '.';
 }
 
+/* Wire names of `len` bytes equal, ASCII case folded. */
+static bool same_name(const uint8_t *a, const uint8_t *b, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		uint8_t x = a[i], y = b[i];
+		x = (uint8_t)(x >= 'A' && x <= 'Z' ? x + 32 : x);
+		y = (uint8_t)(y >= 'A' && y <= 'Z' ? y + 32 : y);
+		if (x != y)
+			return false;
+	}
+	return true;
+}
+
 int dv_cfg_record_parse(dv_config_t *cfg, unsigned group, unsigned line,
 			const char *text, char *why, size_t why_len)
 {
@@ -115,6 +128,29 @@ int dv_cfg_record_parse(dv_config_t *cfg, unsigned group, unsigned line,
 			    "records take more than %d bytes of data",
 			    DV_POLICY_RECORD_BYTES);
 		goto out;
+	}
+	/* against the group's records so far: a duplicate is dropped (an
+	 * RRset holds a record once, RFC 2181 5); a CNAME stands alone at
+	 * its name (RFC 1034 3.6.2) */
+	const uint8_t *rd = ldns_buffer_begin(buf);
+	for (unsigned i = 0; i < cfg->n_records; i++) {
+		const dv_cfg_record_t *o2 = &cfg->records[i];
+		if (o2->group != group || o2->owner_len != olen ||
+		    !same_name(o2->owner, o, olen))
+			continue;
+		if (o2->type == type && o2->rdlen == rdlen &&
+		    memcmp(cfg->record_data + o2->rdata_off, rd, rdlen) == 0) {
+			ret = 0;
+			goto out;
+		}
+		if (o2->type == LDNS_RR_TYPE_CNAME ||
+		    type == LDNS_RR_TYPE_CNAME) {
+			dv_cfg_errf(why, why_len,
+				    "'%.80s': a name with a CNAME has no other "
+				    "records (line %u)",
+				    text, o2->line);
+			goto out;
+		}
 	}
 	memset(r, 0, sizeof(*r));
 	for (size_t i = 0; i < olen; i++)

@@ -482,6 +482,13 @@ static const load_case_t load_errors[] = {
 	  "groups.kids.records", "type NS is not served locally" },
 	{ "groups:\n  kids:\n    records: [\"x. IN A 192.0.2\"]\n", 3,
 	  "groups.kids.records", "could not parse" },
+	{ "groups:\n  kids:\n    records:\n      - \"x. 1 IN A 192.0.2.1\"\n"
+	  "      - \"X. 1 IN CNAME y.\"\n", 5,
+	  "groups.kids.records", "a name with a CNAME has no other records "
+	  "(line 4)" },
+	{ "groups:\n  kids:\n    records:\n      - \"x. 1 IN CNAME z.\"\n"
+	  "      - \"x. 1 IN CNAME y.\"\n", 5,
+	  "groups.kids.records", "a name with a CNAME" },
 	{ "groups:\n  kids:\n    records: { a: 1 }\n", 3,
 	  "groups.kids.records", "expected a list of zone-file lines" },
 	{ "groups:\n  kids:\n    blocked-ttl: 100000\n", 3,

@@ -552,6 +552,7 @@ static const char records_yaml[] =
 	"    records:\n"
 	"      - \"intranet.corp.example. 300 IN A 192.0.2.10\"\n"
 	"      - \"Intranet.Corp.Example. 60 IN TXT hi\"\n"
+	"      - \"intranet.corp.example. 300 IN A 192.0.2.10\"\n"
 	"      - \"alias.corp.example. 30 IN CNAME intranet.corp.example.\"\n"
 	"      - \"loop.corp.example. 30 IN CNAME loop.corp.example.\"\n"
 	"      - \"*.lab.corp.example. 20 IN A 192.0.2.30\"\n"
@@ -559,6 +560,8 @@ static const char records_yaml[] =
 	"      - \"printer.home.test. IN AAAA 2001:db8::5\"\n"
 	"  kids:\n"
 	"    records: \"intranet.corp.example. 300 IN A 192.0.2.20\"\n"
+	"  other:\n"
+	"    records: [\"a.b. IN CNAME c.d.\", \"a.b. IN CNAME c.d.\"]\n"
 	"clients:\n"
 	"  - { id: \"kid-*\", group: kids }\n";
 
@@ -596,8 +599,10 @@ static void test_local_records(void **state)
 		print_error("%s\n", err);
 		fail();
 	}
-	assert_int_equal(cfg->n_records, 8);
+	/* a duplicate is dropped: in a group, not across groups */
+	assert_int_equal(cfg->n_records, 9);
 	assert_int_equal(cfg->records[1].line, 10);
+	assert_int_equal(cfg->records[2].line, 12);
 	assert_int_equal(cfg->records[6].ttl, DV_RECORD_DEFAULT_TTL);
 	dv_policy_t *p = NULL;
 	assert_int_equal(dv_policy_new(cfg, 11, &p, err, sizeof(err)), 0);
@@ -630,7 +635,7 @@ static void test_local_records(void **state)
 	assert_int_equal(rlook(0, "other.sub.lab.corp.example").node, -1);
 	/* no bleed: kids has no wildcard */
 	assert_int_equal(rlook(1, "a.lab.corp.example").node, -1);
-	assert_int_equal(dv_records_count(t), 8);
+	assert_int_equal(dv_records_count(t), 9);
 	dv_records_free(t);
 
 	/* answers through the hook */

@@ -55,8 +55,8 @@ static void group_line(dv_cfg_group_t *g, const char *k, unsigned line)
 
 /* groups.NAME.records: a list of zone-file lines (or one), each parsed
  * now so that a bad one is an error at its own line. */
-static int load_records(loader_t *l, const yaml_event_t *val,
-			dv_cfg_group_t *g, const char *name)
+static int load_records(loader_t *l, const yaml_event_t *val, dv_cfg_group_t *g,
+			const char *name)
 {
 	dv_config_t *cfg = l->cfg;
 	unsigned gi = (unsigned)(g - cfg->groups);
@@ -71,14 +71,15 @@ static int load_records(loader_t *l, const yaml_event_t *val,
 		ret = dv_load_text(l, val, name, &text);
 		if (ret == 0 &&
 		    dv_cfg_record_parse(cfg, gi,
-					(unsigned)val->start_mark.line + 1, text,
-					why, sizeof(why)) != 0)
+					(unsigned)val->start_mark.line + 1,
+					text, why, sizeof(why)) != 0)
 			ret = dv_load_fail(l, val, name, "%s", why);
 		return ret;
 	}
 	if (val->type != YAML_SEQUENCE_START_EVENT)
 		return dv_load_fail(l, val, name,
-				    "expected a list of zone-file lines, got %s",
+				    "expected a list of zone-file lines, got "
+				    "%s",
 				    dv_load_kind(val));
 	for (;;) {
 		ret = dv_load_next(l, &ev);

@@ -158,18 +158,17 @@ void dv_policy_log_lists(const dv_policy_t *p)
 			    l->name, l->source, l->st.rules, l->st.exceptions,
 			    l->st.bad, l->st.skipped, l->st.lines);
 	}
-	dv_log_info("policy: %zu names in %zu KiB, loaded in %" PRIu64
-		    " ms; %u groups, %u clients entries; %zu local records "
-		    "(%zu names); internal names%s%s%s",
-		    dv_suffix_count(p->set), dv_suffix_bytes(p->set) / 1024,
-		    p->load_ms, p->n_groups, p->n_clients,
-		    dv_records_count(p->records), dv_records_nodes(p->records),
-		    p->internal_mask & 1u << INTERNAL_CONFIG ? " internal:" : "",
-		    p->internal_mask & 1u << INTERNAL_SPECIAL_USE
-			    ? " special-use"
-			    : "",
-		    p->internal_mask & 1u << INTERNAL_RECORDS ? " records"
-							     : "");
+	dv_log_info(
+		"policy: %zu names in %zu KiB, loaded in %" PRIu64
+		" ms; %u groups, %u clients entries; %zu local records "
+		"(%zu names); internal names%s%s%s",
+		dv_suffix_count(p->set), dv_suffix_bytes(p->set) / 1024,
+		p->load_ms, p->n_groups, p->n_clients,
+		dv_records_count(p->records), dv_records_nodes(p->records),
+		p->internal_mask & 1u << INTERNAL_CONFIG ? " internal:" : "",
+		p->internal_mask & 1u << INTERNAL_SPECIAL_USE ? " special-use"
+							      : "",
+		p->internal_mask & 1u << INTERNAL_RECORDS ? " records" : "");
 }
 
 dv_policy_worker_t *dv_policy_worker_new(const dv_policy_t *p)
@@ -312,8 +311,8 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 		dv_records_hit_t rh =
 			dv_records_lookup(p->records, gi, name, (size_t)n);
 		int len = rh.node < 0 ? 0
-				      : dv_records_answer(p->records, gi, rh,
-							  q, buf, cap, w->tmp,
+				      : dv_records_answer(p->records, gi, rh, q,
+							  buf, cap, w->tmp,
 							  sizeof(w->tmp),
 							  pad_block);
 		if (len > 0) {

@@ -324,12 +324,11 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	dv_job_t *j = t->data;
 	DV_STAT_INC(j->pool->stats, deadline_expired);
-	j->pool->report->fail(j->fetch, DV_EDE_NO_REACHABLE_AUTHORITY,
-			      j->local_only
-				      ? "internal name: the local upstreams did "
-					"not answer in time (the fallback is "
-					"not asked)"
-				      : "upstreams did not answer in time");
+	const char *why = j->local_only ? "internal name: the local upstreams "
+					  "did not answer in time (the "
+					  "fallback is not asked)"
+					: "upstreams did not answer in time";
+	j->pool->report->fail(j->fetch, DV_EDE_NO_REACHABLE_AUTHORITY, why);
 }
 
 /* ---- health probes ---- */

@@ -521,8 +521,9 @@ static void test_decisions(void **state)
 	dv_policy_stats_json(f, p, &w, 1);
 	fclose(f);
 	assert_non_null(strstr(json, "\"refused_unknown_id\":3"));
-	assert_non_null(strstr(json, "\"default\":{\"queries\":10,\"blocked\":3,"
-				     "\"allowed\":3,\"local\":0}"));
+	assert_non_null(strstr(json, "\"default\":{\"queries\":10,"
+				     "\"blocked\":3,\"allowed\":3,"
+				     "\"local\":0}"));
 	assert_non_null(strstr(json, "\"ads\":{\"queries\":"));
 	assert_non_null(strstr(json, "\"bad_lines\":1"));
 	free(json);
@@ -537,7 +538,6 @@ static void test_decisions(void **state)
 	}
 	rmdir(dir);
 }
-
 
 /* ---- local records, internal names ---- */
 
@@ -595,7 +595,8 @@ static void test_local_records(void **state)
 	assert_non_null(cfg);
 	dv_config_defaults(cfg);
 	if (dv_config_load_buffer(cfg, "r.yaml", records_yaml,
-				  strlen(records_yaml), err, sizeof(err)) != 0) {
+				  strlen(records_yaml), err,
+				  sizeof(err)) != 0) {
 		print_error("%s\n", err);
 		fail();
 	}
@@ -649,30 +650,30 @@ static void test_local_records(void **state)
 	assert_int_equal(a.ttl, 300);
 	assert_memory_equal(a.rdata, ((uint8_t[]){ 192, 0, 2, 10 }), 4);
 	assert_int_equal(a.ede, 0xffff);
-	assert_true(ask(w, "INTRANET.corp.example", DV_TYPE_TXT, lo, NULL,
-			NULL, 0, &a));
+	assert_true(ask(w, "INTRANET.corp.example", DV_TYPE_TXT, lo, NULL, NULL,
+			0, &a));
 	assert_int_equal(a.an, 1);
 	assert_memory_equal(a.rdata, "\x02hi", 3);
 	/* NODATA: the SOA's TTL is the name's smallest */
-	assert_true(ask(w, "intranet.corp.example", 15 /* MX */, lo, NULL,
-			NULL, 0, &a));
+	assert_true(ask(w, "intranet.corp.example", 15 /* MX */, lo, NULL, NULL,
+			0, &a));
 	assert_int_equal(a.rcode, DV_RCODE_NOERROR);
 	assert_int_equal(a.an, 0);
 	assert_int_equal(a.ns, 1);
 	assert_int_equal(a.ttl, 60);
 	/* a CNAME and its target; a loop ends at the chase limit */
-	assert_true(ask(w, "alias.corp.example", DV_TYPE_A, lo, NULL, NULL, 0,
-			&a));
+	assert_true(
+		ask(w, "alias.corp.example", DV_TYPE_A, lo, NULL, NULL, 0, &a));
 	assert_int_equal(a.an, 2);
 	assert_int_equal(a.ttl, 30);
-	assert_true(ask(w, "loop.corp.example", DV_TYPE_A, lo, NULL, NULL, 0,
-			&a));
+	assert_true(
+		ask(w, "loop.corp.example", DV_TYPE_A, lo, NULL, NULL, 0, &a));
 	assert_int_equal(a.an, DV_RECORDS_MAX_CHASE);
-	assert_true(ask(w, "q.lab.corp.example", DV_TYPE_A, lo, NULL, NULL, 0,
-			&a));
+	assert_true(
+		ask(w, "q.lab.corp.example", DV_TYPE_A, lo, NULL, NULL, 0, &a));
 	assert_memory_equal(a.rdata, ((uint8_t[]){ 192, 0, 2, 30 }), 4);
-	assert_false(ask(w, "lab.corp.example", DV_TYPE_A, lo, NULL, NULL, 0,
-			 &a));
+	assert_false(
+		ask(w, "lab.corp.example", DV_TYPE_A, lo, NULL, NULL, 0, &a));
 	/* the kids group: its own record */
 	assert_true(ask(w, "intranet.corp.example", DV_TYPE_A, lo,
 			"kid-1.dns.test", NULL, 0, &a));

@@ -262,6 +262,32 @@ policy: { server-names: [dns.test, Other.Example.], clients-only: true }
                                  "clients: [ { id: x, group: nope } ]\n")
     s["policy_bad_shapes.yaml"] = ("lists: [a, b]\ngroups: { g: [1] }\n"
                                    "clients: { id: x }\ninternal: [corp.example]\n")
+    # local records (ldns parses each line at load) and internal names
+    s["policy_records.yaml"] = """internal: [corp.example, "Lab.Corp.Example."]
+policy: { internal-special-use: false, internal-records: true }
+pool: { refused-is-final: false }
+groups:
+  default:
+    records:
+      - "intranet.corp.example. 300 IN A 192.0.2.10"
+      - "Intranet.corp.example. IN AAAA 2001:db8::10"
+      - "intranet.corp.example. 300 IN A 192.0.2.10"
+      - "*.lab.corp.example. 30 IN TXT \\"a b\\" c"
+      - "svc.corp.example. 300 IN HTTPS 1 . alpn=h2 port=8443 ipv4hint=192.0.2.11"
+      - "_ldap._tcp.corp.example. 300 IN SRV 0 5 389 dc1.corp.example."
+      - "alias.corp.example. 60 IN CNAME intranet.corp.example."
+  kids: { records: "intranet.corp.example. 300 IN A 192.0.2.20" }
+"""
+    s["policy_records_bad.yaml"] = """groups:
+  default:
+    records:
+      - "alias.corp.example. 60 IN CNAME intranet.corp.example."
+      - "alias.corp.example. 60 IN A 192.0.2.1"
+      - "rel 300 IN A 192.0.2.1"
+      - "x. 300 IN NS y."
+      - "a*.x. 300 IN A 192.0.2.1"
+internal: ["."]
+"""
     s["empty.yaml"] = ""
     s["null_doc.yaml"] = "~\n"
     s["minimal.yaml"] = ('listen: "dns://127.0.0.1:53"\n'

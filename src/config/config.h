@@ -69,6 +69,10 @@ typedef enum {
 #define DV_POLICY_MAX_CLIENTS 256
 #define DV_POLICY_CLIENT_CIDRS 8
 #define DV_POLICY_MAX_SERVER_NAMES 8
+#define DV_POLICY_MAX_RECORDS 1024     /* records: lines, all groups */
+#define DV_POLICY_RECORD_BYTES 65536   /* their rdata, all groups */
+#define DV_POLICY_MAX_INTERNAL 64      /* internal: names */
+#define DV_RECORD_DEFAULT_TTL 300      /* of a records: line without one */
 
 typedef enum {
 	DV_LIST_HOSTS,   /* "0.0.0.0 name name..." */
@@ -117,6 +121,18 @@ typedef struct {
 	 * keys, for messages */
 	unsigned line, block_line, allow_line, action_line;
 } dv_cfg_group_t;
+
+/* One line of a group's `records:` (zone-file syntax), parsed at load. */
+typedef struct {
+	uint8_t owner[256]; /* wire form, lowercased */
+	uint16_t owner_len;
+	uint16_t type, rclass;
+	uint16_t rdlen;
+	uint32_t ttl;
+	uint32_t rdata_off; /* in dv_config_t.record_data */
+	uint8_t group;      /* index in groups */
+	unsigned line;      /* of the line, for messages */
+} dv_cfg_record_t;
 
 /* clients: - {id | cidr | listener, group}; first match wins */
 typedef struct {
@@ -232,6 +248,7 @@ typedef struct {
 	unsigned slow_p95_ms;           /* local p95 above -> degraded; 0 off */
 	unsigned explore_pct;           /* fetches sent to a non-best server */
 	char probe_name[256];           /* probes of a down server: NAME NS */
+	unsigned refused_is_final;      /* 0/1: a local REFUSED is the answer */
 
 	/* cache: */
 	uint64_t cache_size_bytes; /* 0 disables the cache */
@@ -257,6 +274,18 @@ typedef struct {
 	char server_names[DV_POLICY_MAX_SERVER_NAMES][256];
 	unsigned n_server_names;
 	unsigned clients_only; /* 0/1: unknown client IDs are refused */
+	/* groups.NAME.records: every group's, in file order */
+	dv_cfg_record_t records[DV_POLICY_MAX_RECORDS];
+	unsigned n_records;
+	uint8_t record_data[DV_POLICY_RECORD_BYTES];
+	uint32_t record_data_len;
+	/* internal: names (lowercased text, no final dot) sent only to the
+	 * local resolvers; and whether the special-use names and the
+	 * names of local records are too */
+	char internal[DV_POLICY_MAX_INTERNAL][256];
+	unsigned n_internal;
+	unsigned internal_special_use; /* 0/1 */
+	unsigned internal_records;     /* 0/1 */
 
 	/* where the values came from, for messages */
 	char source[512]; /* config file path, or "" for built-in defaults */

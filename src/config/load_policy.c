@@ -5,6 +5,9 @@
  *   groups:  { NAME: { block: [LIST...], action: null, ... }, ... }
  *   clients: [ { id: "kid-*", group: NAME }, { cidr: PREFIX, ... }, ... ]
  *
+ * (internal: is a plain key of the schema.)  A group's records: are
+ * parsed line by line here (records.c), into the config's record table.
+ *
  * An entry's keys are the schema's (schema_policy.c), set into the entry
  * through dv_load_value().  Keys of the issue's design that this release
  * does not implement yet are refused by name, so that a config written
@@ -16,7 +19,7 @@
 #include "src/config/load.h"
 #include "src/core/errors.h"
 
-enum { SEEN_LISTS = 1, SEEN_GROUPS = 2, SEEN_CLIENTS = 4, SEEN_INTERNAL = 8 };
+enum { SEEN_LISTS = 1, SEEN_GROUPS = 2, SEEN_CLIENTS = 4 };
 
 static const struct {
 	const char *key;
@@ -25,12 +28,11 @@ static const struct {
 	{ "lists", SEEN_LISTS },
 	{ "groups", SEEN_GROUPS },
 	{ "clients", SEEN_CLIENTS },
-	{ "internal", SEEN_INTERNAL },
 };
 
 /* keys of the design (issue 13) that come in later releases */
-static const char *const later_group_keys[] = { "records", "upstream",
-						"rate-limit-qps", NULL };
+static const char *const later_group_keys[] = { "upstream", "rate-limit-qps",
+						NULL };
 
 bool dv_load_policy_key(const char *k)
 {
@@ -49,6 +51,59 @@ static void group_line(dv_cfg_group_t *g, const char *k, unsigned line)
 		g->allow_line = line;
 	else if (strcmp(k, "action") == 0)
 		g->action_line = line;
+}
+
+/* groups.NAME.records: a list of zone-file lines (or one), each parsed
+ * now so that a bad one is an error at its own line. */
+static int load_records(loader_t *l, const yaml_event_t *val, dv_cfg_group_t *g,
+			const char *name)
+{
+	dv_config_t *cfg = l->cfg;
+	unsigned gi = (unsigned)(g - cfg->groups);
+	char why[256];
+	yaml_event_t ev;
+	const char *text;
+	int ret;
+
+	if (val->type == YAML_SCALAR_EVENT) {
+		if (dv_load_is_null(val))
+			return 0;
+		ret = dv_load_text(l, val, name, &text);
+		if (ret == 0 &&
+		    dv_cfg_record_parse(cfg, gi,
+					(unsigned)val->start_mark.line + 1,
+					text, why, sizeof(why)) != 0)
+			ret = dv_load_fail(l, val, name, "%s", why);
+		return ret;
+	}
+	if (val->type != YAML_SEQUENCE_START_EVENT)
+		return dv_load_fail(l, val, name,
+				    "expected a list of zone-file lines, got "
+				    "%s",
+				    dv_load_kind(val));
+	for (;;) {
+		ret = dv_load_next(l, &ev);
+		if (ret != 0)
+			return ret;
+		if (ev.type == YAML_SEQUENCE_END_EVENT) {
+			yaml_event_delete(&ev);
+			return 0;
+		}
+		if (ev.type != YAML_SCALAR_EVENT)
+			ret = dv_load_fail(l, &ev, name,
+					   "expected a zone-file line, got %s",
+					   dv_load_kind(&ev));
+		else
+			ret = dv_load_text(l, &ev, name, &text);
+		if (ret == 0 &&
+		    dv_cfg_record_parse(cfg, gi,
+					(unsigned)ev.start_mark.line + 1, text,
+					why, sizeof(why)) != 0)
+			ret = dv_load_fail(l, &ev, name, "%s", why);
+		yaml_event_delete(&ev);
+		if (ret != 0)
+			return ret;
+	}
 }
 
 /* One entry's mapping (MAPPING_START consumed), into `elem`; `prefix`
@@ -97,6 +152,8 @@ static int load_entry(loader_t *l, dv_cfg_sub_t sub, void *elem,
 			ret = dv_load_fail(l, &key, name, "unknown key");
 		else if (seen & bit)
 			ret = dv_load_fail(l, &key, name, "duplicate key");
+		else if (sub == DV_CFG_SUB_GROUP && strcmp(k, "records") == 0)
+			ret = load_records(l, &val, elem, name);
 		else
 			ret = dv_load_value(l, it, elem, name, &val);
 		if (ret == 0 && sub == DV_CFG_SUB_GROUP)
@@ -122,6 +179,10 @@ static int load_named(loader_t *l, const yaml_event_t *val, const char *key)
 	int ret;
 
 	*n = 0;
+	if (!lists) {
+		cfg->n_records = 0;
+		cfg->record_data_len = 0;
+	}
 	if (val->type == YAML_SCALAR_EVENT && dv_load_is_null(val))
 		return 0;
 	if (val->type != YAML_MAPPING_START_EVENT)
@@ -264,10 +325,6 @@ int dv_load_policy(loader_t *l, const yaml_event_t *key,
 	if (l->policy_seen & bit)
 		return dv_load_fail(l, key, k, "duplicate key");
 	l->policy_seen |= bit;
-	if (bit == SEEN_INTERNAL)
-		return dv_load_fail(l, key, k,
-				    "not supported yet by this release of "
-				    "dnsveil");
 	if (bit == SEEN_CLIENTS)
 		return load_clients(l, val);
 	return load_named(l, val, k);

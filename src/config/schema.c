@@ -144,6 +144,25 @@ static int parse_server_name(const char *text, void *elem, char *why,
 	return 0;
 }
 
+/* internal: a DNS name under which every name is internal (not the
+ * root, which would keep every name from the fallback) */
+static int parse_internal_name(const char *text, void *elem, char *why,
+			       size_t why_len)
+{
+	if (parse_server_name(text, elem, why, why_len) == 0)
+		return 0;
+	if (check_dns_name(text, why, why_len) == 0)
+		dv_cfg_errf(why, why_len,
+			    "the root cannot be internal (no name would "
+			    "ever reach the fallback): name a domain");
+	return DV_ECONFIG;
+}
+
+static const dv_cfg_list_kind_t internal_names = {
+	.type_name = "names", .one = "a DNS name", .many = "names",
+	.unique = true, .parse = parse_internal_name,
+};
+
 static const dv_cfg_list_kind_t server_names = {
 	.type_name = "names", .one = "a DNS name", .many = "names",
 	.unique = true, .parse = parse_server_name,
@@ -450,6 +469,16 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "of its group, to keep measuring it"),
 	STRING_CHECKED("pool", "probe-name", probe_name, ".", check_dns_name,
 		       "name the probes of a down server ask for (type NS)"),
+	ENUM("pool", "refused-is-final", refused_is_final, booleans, "true",
+	     "a REFUSED answer from a local upstream is the client's answer "
+	     "(the local resolver's policy stands) instead of a failure "
+	     "that is asked again of the fallback"),
+
+	LIST(NULL, "internal", internal, server_name_t, n_internal,
+	     internal_names,
+	     "names whose queries (and their subdomains') go only to the "
+	     "local upstreams, never to the fallback: SERVFAIL (EDE 22) "
+	     "when the local group cannot answer"),
 
 	LIST("policy", "server-names", server_names, server_name_t,
 	     n_server_names, server_names,
@@ -460,6 +489,14 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	ENUM("policy", "clients-only", clients_only, booleans, "false",
 	     "refuse (REFUSED, EDE 18) a query whose client ID (DoH path or "
 	     "SNI) no clients: id entry matches"),
+	ENUM("policy", "internal-special-use", internal_special_use, booleans,
+	     "true",
+	     "the special-use names (local, home.arpa, internal, "
+	     "resolver.arpa, the reverse zones of private, link-local, "
+	     "shared and documentation addresses) are internal too"),
+	ENUM("policy", "internal-records", internal_records, booleans, "true",
+	     "the owner names of every group's records: (and their "
+	     "subdomains) are internal too"),
 
 	SIZE("cache", "size", cache_size_bytes, 0, 64 * GIB, "64M",
 	     "memory for cached answers (K, M, G = KiB, MiB, GiB); "

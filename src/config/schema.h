@@ -117,6 +117,16 @@ void dv_cfg_sub_defaults(dv_cfg_sub_t sub, void *elem);
  * "FILE: KEY: reason" in `err`. */
 int dv_cfg_policy_resolve(dv_config_t *cfg, char *err, size_t err_len);
 
+/*
+ * Parse one line of groups.NAME.records (zone-file syntax: an absolute
+ * owner, optional TTL and class IN, a type records.c serves, its data)
+ * and append it to cfg->records for group `group`, found at `line`.
+ * 0, or DV_ECONFIG / -ENOMEM with the reason (quoting the line, not
+ * naming the key) in `why`.
+ */
+int dv_cfg_record_parse(dv_config_t *cfg, unsigned group, unsigned line,
+			const char *text, char *why, size_t why_len);
+
 /* The entry for `section`.`key` (section NULL: top level), or NULL. */
 const dv_cfg_item_t *dv_cfg_find_in(const dv_cfg_item_t *items, size_t n,
 				    const char *section, const char *key);

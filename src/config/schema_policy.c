@@ -139,6 +139,22 @@ static const dv_cfg_list_kind_t netmasks = {
 	.many = "prefixes", .unique = true, .parse = dv_cfg_parse_netmask,
 };
 
+/* groups.NAME.records: loaded line by line by load_policy.c (records.c
+ * parses each); the kind only names it for --help-config */
+static int parse_record_never(const char *text, void *elem, char *why,
+			      size_t why_len)
+{
+	(void)text;
+	(void)elem;
+	dv_cfg_errf(why, why_len, "records are loaded by load_policy.c");
+	return DV_ECONFIG;
+}
+
+static const dv_cfg_list_kind_t record_lines = {
+	.type_name = "records", .one = "a zone-file line", .many = "records",
+	.parse = parse_record_never,
+};
+
 static const char *const list_formats[] = {
 	[DV_LIST_HOSTS] = "hosts",
 	[DV_LIST_DOMAINS] = "domains",
@@ -204,6 +220,13 @@ const dv_cfg_item_t dv_cfg_policy_schema[] = {
 	  .min = 0, .max = 86400, .def = "300",
 	  .doc = "TTL of blocked answers (records, and the SOA of "
 		 "NXDOMAIN/NODATA)" },
+
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "records", DV_CFG_LIST, 0),
+	  .list = &record_lines, .max = DV_POLICY_MAX_RECORDS,
+	  .doc = "zone-file lines (\"host.corp.example. 300 IN A "
+		 "192.0.2.10\"; A, AAAA, CNAME, TXT, SRV, PTR, MX, HTTPS, "
+		 "SVCB; \"*.NAME\" wildcards) the group's clients get "
+		 "answered locally, authoritatively" },
 
 	{ SUB_ITEM(DV_CFG_SUB_CLIENT, "clients[]", "id", DV_CFG_STRING,
 		   SUB_ARRAY(dv_cfg_client_t, id, char)),

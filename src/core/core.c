@@ -413,6 +413,8 @@ static dv_fetch_t *fetch_new(dv_core_t *c, dv_fetch_t **pp, uint64_t hash,
 					 q->wire, &q->view);
 	dv_require(ret > 0);
 	f->qlen = (uint16_t)ret;
+	f->local_only = c->policy_ops && c->policy_ops->local_only &&
+			c->policy_ops->local_only(c->policy, q);
 	*pp = f;
 	c->n_fetches++;
 	return f;

@@ -56,6 +56,9 @@ struct dv_fetch {
 	 * fired (later waiters get the stale answer at once) */
 	dv_timer_t stale;
 	bool stale_fired;
+	/* an internal name (the policy's local_only): the pool asks only
+	 * its local group, never the fallback */
+	bool local_only;
 };
 
 /*
@@ -86,6 +89,11 @@ typedef struct dv_core_policy_ops {
 	 * the core sends as it is.  Must not allocate or keep `q`. */
 	int (*decide)(void *policy, const dv_query_t *q, uint8_t *buf,
 		      size_t cap, unsigned pad_block);
+	/* Optional: whether the upstream question of `q` (asked when the
+	 * cache could not answer it) is an internal name, which only the
+	 * local upstreams may be asked (dv_fetch_t.local_only).  Must not
+	 * allocate or keep `q`. */
+	bool (*local_only)(void *policy, const dv_query_t *q);
 } dv_core_policy_ops_t;
 
 /*

@@ -47,6 +47,10 @@
 	  "queries also sent to the fallback at once: local was degraded")   \
 	X(explored, "queries sent to a server other than its group's best")  \
 	X(deadline_expired, "queries that hit the query timeout")            \
+	X(internal_kept,                                                     \
+	  "internal-name queries kept from the fallback group")             \
+	X(upstream_refused_final,                                            \
+	  "REFUSED answers of local upstreams passed on as final")          \
 	X(tcp_connections, "client TCP connections accepted")                \
 	X(tcp_refused, "client TCP connections refused (limit)")             \
 	X(tcp_idle_closed, "client TCP connections closed idle")             \

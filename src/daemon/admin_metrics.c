@@ -20,6 +20,7 @@
 #include "src/daemon/admin.h"
 #include "src/daemon/upstream.h"
 #include "src/daemon/worker.h"
+#include "src/policy/policy.h"
 #include "src/upstream/pool.h"
 
 static void head(FILE *f, const char *name, const char *type,
@@ -321,6 +322,46 @@ static void server_families(FILE *f, const dv_upstream_stats_t *ups,
 	}
 }
 
+/* The policy's groups: queries, blocked, allowed and local answers, by
+ * group (the families are always declared; their samples need a policy
+ * with groups). */
+static void policy_families(FILE *f, const dv_admin_view_t *v)
+{
+	static const struct {
+		const char *name, *help;
+	} fam[] = {
+		{ "policy_queries_total", "queries of the policy group" },
+		{ "policy_blocked_total", "queries a block list of the group "
+					  "answered" },
+		{ "policy_allowed_total", "queries an allow rule let through "
+					  "for the group" },
+		{ "policy_local_total", "queries answered from the group's "
+					"local records" },
+	};
+	const dv_policy_t *p = v->n_workers ? v->workers[0]->shared->policy
+					    : NULL;
+	unsigned ng = dv_policy_n_groups(p);
+	dv_policy_worker_t *pw[256];
+	unsigned n = v->n_workers < 256 ? v->n_workers : 256;
+	for (unsigned k = 0; k < n; k++)
+		pw[k] = v->workers[k]->policy;
+	dv_policy_group_counts_t c[DV_POLICY_MAX_GROUPS];
+	for (unsigned g = 0; g < ng && g < DV_POLICY_MAX_GROUPS; g++)
+		dv_policy_group_counts(p, g, pw, n, &c[g]);
+	for (unsigned i = 0; i < sizeof(fam) / sizeof(*fam); i++) {
+		head(f, fam[i].name, "counter", fam[i].help);
+		for (unsigned g = 0; g < ng && g < DV_POLICY_MAX_GROUPS; g++) {
+			uint64_t x = i == 0   ? c[g].queries
+				     : i == 1 ? c[g].blocked
+				     : i == 2 ? c[g].allowed
+					      : c[g].local;
+			fprintf(f, "dnsveil_%s{group=\"", fam[i].name);
+			label_value(f, dv_policy_group_name(p, g));
+			fprintf(f, "\"} %" PRIu64 "\n", x);
+		}
+	}
+}
+
 void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 		      const dv_admin_stats_t *ast)
 {
@@ -372,6 +413,7 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 			(uint64_t)cs.expired);
 	}
 	server_families(f, ups, n_up);
+	policy_families(f, v);
 
 	static const char *const paths[] = {"/metrics", "/healthz", "/readyz",
 					    "other"};

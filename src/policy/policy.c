@@ -75,7 +75,10 @@ int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 		  char *err, size_t err_len)
 {
 	*out = NULL;
-	if (cfg->n_lists == 0 && cfg->n_groups == 0 && cfg->n_clients == 0)
+	bool internal = cfg->n_fallback &&
+			(cfg->n_internal || cfg->internal_special_use);
+	if (cfg->n_lists == 0 && cfg->n_groups == 0 && cfg->n_clients == 0 &&
+	    !internal)
 		return 0;
 	uint64_t t0 = mono_ms();
 	dv_policy_t *p = calloc(1, sizeof(*p));
@@ -100,6 +103,12 @@ int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 		}
 	}
 	dv_suffix_seal(p->set);
+	if ((cfg->n_records && !(p->records = dv_records_new(cfg, seed))) ||
+	    dv_policy_internal_build(p, cfg, seed) != 0) {
+		snprintf(err, err_len, "policy: out of memory");
+		dv_policy_free(p);
+		return -ENOMEM;
+	}
 	for (unsigned i = 0; i < cfg->n_groups; i++) {
 		build_group(&p->groups[i], &cfg->groups[i]);
 		if (strcmp(cfg->groups[i].name, "default") == 0)
@@ -134,6 +143,8 @@ void dv_policy_free(dv_policy_t *p)
 	if (!p)
 		return;
 	dv_suffix_free(p->set);
+	dv_suffix_free(p->internal);
+	dv_records_free(p->records);
 	free(p);
 }
 
@@ -147,10 +158,17 @@ void dv_policy_log_lists(const dv_policy_t *p)
 			    l->name, l->source, l->st.rules, l->st.exceptions,
 			    l->st.bad, l->st.skipped, l->st.lines);
 	}
-	dv_log_info("policy: %zu names in %zu KiB, loaded in %" PRIu64
-		    " ms; %u groups, %u clients entries",
-		    dv_suffix_count(p->set), dv_suffix_bytes(p->set) / 1024,
-		    p->load_ms, p->n_groups, p->n_clients);
+	dv_log_info(
+		"policy: %zu names in %zu KiB, loaded in %" PRIu64
+		" ms; %u groups, %u clients entries; %zu local records "
+		"(%zu names); internal names%s%s%s",
+		dv_suffix_count(p->set), dv_suffix_bytes(p->set) / 1024,
+		p->load_ms, p->n_groups, p->n_clients,
+		dv_records_count(p->records), dv_records_nodes(p->records),
+		p->internal_mask & 1u << INTERNAL_CONFIG ? " internal:" : "",
+		p->internal_mask & 1u << INTERNAL_SPECIAL_USE ? " special-use"
+							      : "",
+		p->internal_mask & 1u << INTERNAL_RECORDS ? " records" : "");
 }
 
 dv_policy_worker_t *dv_policy_worker_new(const dv_policy_t *p)
@@ -168,9 +186,9 @@ void dv_policy_worker_free(dv_policy_worker_t *w)
 
 /* ---- deciding ---- */
 
-typedef enum { D_PASS, D_ALLOW, D_BLOCK, D_REFUSE } decision_t;
+typedef enum { D_PASS, D_ALLOW, D_BLOCK, D_REFUSE, D_LOCAL } decision_t;
 static const char *const decision_names[] = { "pass", "allowed", "blocked",
-					      "refused" };
+					      "refused", "local" };
 
 /* The query's client ID into `buf`, or NULL. */
 static const char *client_id(const dv_policy_t *p, const dv_query_t *q,
@@ -256,6 +274,8 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 {
 	dv_policy_worker_t *w = policy;
 	const dv_policy_t *p = w->p;
+	if (p->n_groups == 0) /* internal names only */
+		return 0;
 	char idbuf[DV_IDENT_MAX + 1], name[DV_SUFFIX_NAME_MAX + 2];
 	bool logging = dv_log_level >= DV_LOG_DEBUG;
 	uint16_t memo = q->ident_memo ? *q->ident_memo : 0;
@@ -286,6 +306,22 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 	unsigned gi = memo - 1u;
 	const group_t *g = &p->groups[gi];
 	CTR_INC(w->group_ctr[gi][GC_QUERIES]);
+	/* the group's own records come before its lists */
+	if (dv_records_group_has(p->records, gi)) {
+		dv_records_hit_t rh =
+			dv_records_lookup(p->records, gi, name, (size_t)n);
+		int len = rh.node < 0 ? 0
+				      : dv_records_answer(p->records, gi, rh, q,
+							  buf, cap, w->tmp,
+							  sizeof(w->tmp),
+							  pad_block);
+		if (len > 0) {
+			CTR_INC(w->group_ctr[gi][GC_LOCAL]);
+			if (logging)
+				log_decision(w, q, id, g, D_LOCAL, name, -1);
+			return len;
+		}
+	}
 	dv_suffix_hit_t hit;
 	if (!g->lists ||
 	    !dv_suffix_lookup(p->set, name, (size_t)n, g->lists, &hit)) {
@@ -317,7 +353,22 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 	return len;
 }
 
-const dv_core_policy_ops_t dv_policy_core_ops = { .decide = decide };
+static bool local_only(void *policy, const dv_query_t *q)
+{
+	dv_policy_worker_t *w = policy;
+	const dv_policy_t *p = w->p;
+	if (!p->internal)
+		return false;
+	char name[DV_SUFFIX_NAME_MAX + 2];
+	int n = dv_suffix_query_name(q->wire + DV_DNS_HDR, q->view.qname_len,
+				     name);
+	return n > 0 && dv_policy_internal(p, name, (size_t)n);
+}
+
+const dv_core_policy_ops_t dv_policy_core_ops = {
+	.decide = decide,
+	.local_only = local_only,
+};
 
 /* ---- counters ---- */
 
@@ -350,9 +401,10 @@ void dv_policy_stats_json(FILE *f, const dv_policy_t *p,
 	for (unsigned g = 0; g < p->n_groups; g++)
 		fprintf(f,
 			"%s\"%s\":{\"queries\":%" PRIu64 ",\"blocked\":%" PRIu64
-			",\"allowed\":%" PRIu64 "}",
+			",\"allowed\":%" PRIu64 ",\"local\":%" PRIu64 "}",
 			g ? "," : "", p->groups[g].name, gsum[g][GC_QUERIES],
-			gsum[g][GC_BLOCKED], gsum[g][GC_ALLOWED]);
+			gsum[g][GC_BLOCKED], gsum[g][GC_ALLOWED],
+			gsum[g][GC_LOCAL]);
 	fputs("},\"lists\":{", f);
 	for (unsigned l = 0; l < p->n_lists; l++) {
 		const list_t *li = &p->lists[l];
@@ -367,4 +419,31 @@ void dv_policy_stats_json(FILE *f, const dv_policy_t *p,
 			li->st.bad, li->st.skipped);
 	}
 	fputs("}}", f);
+}
+
+unsigned dv_policy_n_groups(const dv_policy_t *p)
+{
+	return p ? p->n_groups : 0;
+}
+
+const char *dv_policy_group_name(const dv_policy_t *p, unsigned g)
+{
+	return p->groups[g].name;
+}
+
+void dv_policy_group_counts(const dv_policy_t *p, unsigned g,
+			    dv_policy_worker_t *const *w, unsigned n,
+			    dv_policy_group_counts_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (g >= p->n_groups)
+		return;
+	for (unsigned k = 0; k < n; k++) {
+		if (!w[k])
+			continue;
+		out->queries += CTR_GET(w[k]->group_ctr[g][GC_QUERIES]);
+		out->blocked += CTR_GET(w[k]->group_ctr[g][GC_BLOCKED]);
+		out->allowed += CTR_GET(w[k]->group_ctr[g][GC_ALLOWED]);
+		out->local += CTR_GET(w[k]->group_ctr[g][GC_LOCAL]);
+	}
 }

@@ -55,3 +55,17 @@ extern const dv_core_policy_ops_t dv_policy_core_ops;
  */
 void dv_policy_stats_json(FILE *f, const dv_policy_t *p,
 			  dv_policy_worker_t *const *w, unsigned n);
+
+/* The per-group counters of dv_policy_group_counts(). */
+typedef struct {
+	uint64_t queries, blocked, allowed, local;
+} dv_policy_group_counts_t;
+
+/* Groups of `p` (0 for NULL), and the name of group `g`. */
+unsigned dv_policy_n_groups(const dv_policy_t *p);
+const char *dv_policy_group_name(const dv_policy_t *p, unsigned g);
+/* Group `g`'s counters summed over `n` workers (NULL entries skipped);
+ * relaxed loads: any thread may call it. */
+void dv_policy_group_counts(const dv_policy_t *p, unsigned g,
+			    dv_policy_worker_t *const *w, unsigned n,
+			    dv_policy_group_counts_t *out);

@@ -8,6 +8,7 @@
 #include "src/core/query.h"
 #include "src/policy/lists.h"
 #include "src/policy/policy.h"
+#include "src/policy/records.h"
 #include "src/policy/suffix.h"
 
 typedef struct {
@@ -49,10 +50,19 @@ struct dv_policy {
 	list_t lists[DV_POLICY_MAX_LISTS];
 	unsigned n_lists;
 	uint64_t load_ms;
+	/* groups' local records (NULL: none) */
+	dv_records_t *records;
+	/* internal names: bit INTERNAL_* of the suffix set `internal`
+	 * (NULL: none); `internal_mask` the bits that count */
+	dv_suffix_set_t *internal;
+	uint32_t internal_mask;
 };
 
+/* The sources of internal names (bits of dv_policy_t.internal). */
+enum { INTERNAL_CONFIG, INTERNAL_SPECIAL_USE, INTERNAL_RECORDS };
+
 /* Counters of a group, of a list. */
-enum { GC_QUERIES, GC_BLOCKED, GC_ALLOWED, GC_N };
+enum { GC_QUERIES, GC_BLOCKED, GC_ALLOWED, GC_LOCAL, GC_N };
 enum { LC_BLOCKED, LC_ALLOWED, LC_N };
 
 struct dv_policy_worker {
@@ -63,6 +73,8 @@ struct dv_policy_worker {
 	/* the decision debug lines: at most LOG_PER_SECOND a second */
 	uint64_t log_second;
 	unsigned log_n, log_dropped;
+	/* a local answer before dv_wire_answer() makes it the client's */
+	uint8_t tmp[DV_DNS_MAX_MSG];
 };
 
 /*
@@ -74,3 +86,11 @@ struct dv_policy_worker {
 int dv_policy_blocked_answer(uint8_t *buf, size_t cap, const dv_query_t *q,
 			     const group_t *g, unsigned suffix_off,
 			     const char *list, unsigned pad_block);
+
+/* Build p->internal from the config's internal:, the special-use names
+ * and the records' names, as policy.internal-* say (internal.c).  0 or
+ * -ENOMEM. */
+int dv_policy_internal_build(dv_policy_t *p, const dv_config_t *cfg,
+			     uint64_t seed);
+/* Whether `name` (text as dv_suffix_query_name() writes it) is internal. */
+bool dv_policy_internal(const dv_policy_t *p, const char *name, size_t len);

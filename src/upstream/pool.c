@@ -234,7 +234,32 @@ static void start_fallback(dv_job_t *j)
 		return;
 	j->fallback_started = true;
 	ev_timer_stop(j->pool->loop, &j->hedge);
+	if (j->local_only) {
+		/* an internal name: the local group's answer or SERVFAIL */
+		if (j->pool->n_fallback && !j->kept) {
+			j->kept = true;
+			DV_STAT_INC(j->pool->stats, internal_kept);
+		}
+		return;
+	}
 	group_next(j, true);
+}
+
+/* Every path of `j` has failed: SERVFAIL with the EDE. */
+static void fetch_failed(dv_job_t *j)
+{
+	if (j->local_only)
+		j->pool->report->fail(j->fetch,
+				      j->ede != 0xffff
+					      ? j->ede
+					      : DV_EDE_NO_REACHABLE_AUTHORITY,
+				      "internal name: no local upstream could "
+				      "answer (the fallback is not asked)");
+	else
+		j->pool->report->fail(j->fetch,
+				      j->ede != 0xffff ? j->ede
+						       : DV_EDE_NETWORK_ERROR,
+				      "no upstream could answer");
 }
 
 /* After an attempt ended without a good answer: the next path, or fail. */
@@ -259,9 +284,7 @@ static void fetch_continue(dv_job_t *j, bool was_fallback)
 		if (attempts_active(j))
 			return;
 	}
-	p->report->fail(j->fetch,
-			j->ede != 0xffff ? j->ede : DV_EDE_NETWORK_ERROR,
-			"no upstream could answer");
+	fetch_failed(j);
 }
 
 void dv_uattempt_fail(dv_attempt_t *a, bool timeout)
@@ -294,16 +317,18 @@ static void hedge_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	DV_STAT_INC(j->pool->stats, hedged);
 	start_fallback(j);
 	if (!attempts_active(j))
-		j->pool->report->fail(j->fetch, DV_EDE_NETWORK_ERROR,
-					      "no upstream could answer");
+		fetch_failed(j);
 }
 
 static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	dv_job_t *j = t->data;
 	DV_STAT_INC(j->pool->stats, deadline_expired);
-	j->pool->report->fail(j->fetch, DV_EDE_NO_REACHABLE_AUTHORITY,
-				      "upstreams did not answer in time");
+	const char *why = j->local_only ? "internal name: the local upstreams "
+					  "did not answer in time (the "
+					  "fallback is not asked)"
+					: "upstreams did not answer in time";
+	j->pool->report->fail(j->fetch, DV_EDE_NO_REACHABLE_AUTHORITY, why);
 }
 
 /* ---- health probes ---- */
@@ -431,7 +456,13 @@ void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
 		return;
 	}
 	uint8_t rcode = DV_RCODE(r.flags);
-	if (rcode != DV_RCODE_NOERROR && rcode != DV_RCODE_NXDOMAIN) {
+	/* the local resolver's REFUSED is its policy: final, unless
+	 * pool.refused-is-final is off */
+	bool final = rcode == DV_RCODE_REFUSED && !srv->fallback &&
+		     p->cfg->refused_is_final;
+	if (final)
+		DV_STAT_INC(p->stats, upstream_refused_final);
+	if (rcode != DV_RCODE_NOERROR && rcode != DV_RCODE_NXDOMAIN && !final) {
 		USTAT_INC(srv, errors);
 		if (r.ede_code != 0xffff)
 			j->ede = r.ede_code;
@@ -520,6 +551,7 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 	j->pool = p;
 	j->fetch = f;
 	j->ede = 0xffff;
+	j->local_only = f->local_only;
 	memcpy(j->qwire, f->qwire, f->qlen);
 	j->qlen = f->qlen;
 	ev_timer_init(&j->deadline, deadline_cb, cfg->query_timeout_ms / 1000.0,
@@ -528,6 +560,8 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 	ev_timer_start(loop, &j->deadline);
 	ev_timer_init(&j->hedge, hedge_cb, cfg->hedge_delay_ms / 1000.0, 0.);
 	j->hedge.data = j;
+	/* (an internal name goes the same way: start_fallback() keeps it
+	 * from the fallback group and counts it) */
 	dv_server_t *local = group_next(j, false);
 	if (local && p->n_fallback && cfg->hedge_delay_ms &&
 	    local->health.state == DV_HEALTH_DEGRADED) {
@@ -539,8 +573,7 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 			start_fallback(j);
 		}
 		if (!attempts_active(j)) {
-			p->report->fail(f, DV_EDE_NETWORK_ERROR,
-					"no upstream could answer");
+			fetch_failed(j);
 			return;
 		}
 	} else if (p->n_fallback) {

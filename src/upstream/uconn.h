@@ -69,6 +69,8 @@ struct dv_job {
 	uint8_t qwire[DV_UQUERY_MAX];
 	uint16_t qlen;
 	bool fallback_started;
+	bool local_only; /* an internal name: never to the fallback group */
+	bool kept;       /* local_only and the fallback would have been asked */
 	uint8_t retries; /* attempts sent again after their connection died */
 	uint32_t tried_local, tried_fallback; /* servers tried (bit = index) */
 	uint16_t ede; /* best EDE seen from an upstream */

@@ -475,11 +475,28 @@ static const load_case_t load_errors[] = {
 	  "groups.kids.action", "cannot be mixed" },
 	{ "groups:\n  kids:\n    action: blackhole\n", 3,
 	  "groups.kids.action", "expected nxdomain, nodata, refused, null" },
-	{ "groups:\n  kids:\n    records: []\n", 3, "groups.kids.records",
-	  "not supported yet" },
+	{ "groups:\n  kids:\n    records: [\"x 300 IN A 192.0.2.1\"]\n", 3,
+	  "groups.kids.records", "the owner name must be absolute" },
+	{ "groups:\n  kids:\n    records:\n      - \"x. 1 IN A 192.0.2.1\"\n"
+	  "      - \"x. 1 IN NS y.\"\n", 5,
+	  "groups.kids.records", "type NS is not served locally" },
+	{ "groups:\n  kids:\n    records: [\"x. IN A 192.0.2\"]\n", 3,
+	  "groups.kids.records", "could not parse" },
+	{ "groups:\n  kids:\n    records:\n      - \"x. 1 IN A 192.0.2.1\"\n"
+	  "      - \"X. 1 IN CNAME y.\"\n", 5,
+	  "groups.kids.records", "a name with a CNAME has no other records "
+	  "(line 4)" },
+	{ "groups:\n  kids:\n    records:\n      - \"x. 1 IN CNAME z.\"\n"
+	  "      - \"x. 1 IN CNAME y.\"\n", 5,
+	  "groups.kids.records", "a name with a CNAME" },
+	{ "groups:\n  kids:\n    records: { a: 1 }\n", 3,
+	  "groups.kids.records", "expected a list of zone-file lines" },
 	{ "groups:\n  kids:\n    blocked-ttl: 100000\n", 3,
 	  "groups.kids.blocked-ttl", "out of range" },
-	{ "internal: [corp.example]\n", 1, "internal", "not supported yet" },
+	{ "internal: [\".\"]\n", 1, "internal", "the root cannot be internal" },
+	{ "internal: [\"a..b\"]\n", 1, "internal", "not a DNS name" },
+	{ "pool:\n  refused-is-final: maybe\n", 2, "pool.refused-is-final",
+	  "" },
 	{ "clients:\n  - { id: \"kid_1\", group: default }\n", 2,
 	  "clients.id", "a client ID" },
 	{ "clients:\n  - { cidr: 10.0.0.0/33, group: default }\n", 2,
@@ -1768,6 +1785,18 @@ static void test_policy_example(void **state)
 	assert_string_equal(cfg->clients[3].listener, "dns://127.0.0.1:53");
 	assert_int_equal(cfg->n_server_names, 1);
 	assert_string_equal(cfg->server_names[0], "dns.test");
+	assert_int_equal(cfg->n_internal, 1);
+	assert_string_equal(cfg->internal[0], "corp.example");
+	assert_int_equal(cfg->n_records, 8);
+	assert_int_equal(cfg->records[7].group, 1);
+	assert_int_equal(cfg->records[7].type, 1);
+	assert_int_equal(cfg->records[2].type, 5); /* CNAME */
+	/* wire form, lowercased: 8intranet4corp7example0 */
+	assert_int_equal(cfg->records[0].owner_len, 23);
+	assert_memory_equal(cfg->records[0].owner, "\x08" "intranet" "\x04" "corp", 14);
+	assert_int_equal(cfg->records[0].rdlen, 4);
+	assert_memory_equal(cfg->record_data + cfg->records[0].rdata_off,
+			    ((uint8_t[]){ 192, 0, 2, 10 }), 4);
 
 	/* "~" stays YAML's null: no action, the default */
 	dv_config_defaults(cfg);

@@ -3,7 +3,9 @@
  * TLS SNI, glob patterns), the suffix set, the list parsers of every
  * format and their counters, and whole decisions through the policy's
  * core hook on hand-made queries (groups by ID, address and listener;
- * allow beating block; subdomains; each action and its EDE).
+ * allow beating block; subdomains; each action and its EDE); local
+ * records (the table, wildcards and their closest encloser, answers by
+ * type, CNAMEs, NODATA, groups kept apart) and internal names.
  * Documentation addresses only.
  */
 #include <setjmp.h>
@@ -27,6 +29,7 @@
 #include "src/core/wire.h"
 #include "src/policy/lists.h"
 #include "src/policy/policy.h"
+#include "src/policy/records.h"
 #include "src/policy/suffix.h"
 
 /* ---- client IDs ---- */
@@ -395,7 +398,8 @@ static bool ask(dv_policy_worker_t *pw, const char *qname, uint16_t qtype,
 		size_t p = r.question_end + 2;
 		uint16_t rdlen = dv_get16(buf + p + 8);
 		a->ttl = dv_get32(buf + p + 4);
-		memcpy(a->rdata, buf + p + 10, rdlen);
+		memcpy(a->rdata, buf + p + 10,
+		       rdlen < sizeof(a->rdata) ? rdlen : sizeof(a->rdata));
 	} else if (r.nscount) {
 		a->ttl = dv_get32(buf + r.question_end + 6);
 	}
@@ -517,8 +521,9 @@ static void test_decisions(void **state)
 	dv_policy_stats_json(f, p, &w, 1);
 	fclose(f);
 	assert_non_null(strstr(json, "\"refused_unknown_id\":3"));
-	assert_non_null(strstr(json, "\"default\":{\"queries\":10,\"blocked\":3,"
-				     "\"allowed\":3}"));
+	assert_non_null(strstr(json, "\"default\":{\"queries\":10,"
+				     "\"blocked\":3,\"allowed\":3,"
+				     "\"local\":0}"));
 	assert_non_null(strstr(json, "\"ads\":{\"queries\":"));
 	assert_non_null(strstr(json, "\"bad_lines\":1"));
 	free(json);
@@ -534,6 +539,183 @@ static void test_decisions(void **state)
 	rmdir(dir);
 }
 
+/* ---- local records, internal names ---- */
+
+static const char records_yaml[] =
+	"listen: [\"udp://127.0.0.1:5353\"]\n"
+	"upstream: [\"udp://127.0.0.1:53\"]\n"
+	"fallback: [\"udp://127.0.0.1:54\"]\n"
+	"internal: [Corp.Example.]\n"
+	"policy: { server-names: [dns.test] }\n"
+	"groups:\n"
+	"  default:\n"
+	"    records:\n"
+	"      - \"intranet.corp.example. 300 IN A 192.0.2.10\"\n"
+	"      - \"Intranet.Corp.Example. 60 IN TXT hi\"\n"
+	"      - \"intranet.corp.example. 300 IN A 192.0.2.10\"\n"
+	"      - \"alias.corp.example. 30 IN CNAME intranet.corp.example.\"\n"
+	"      - \"loop.corp.example. 30 IN CNAME loop.corp.example.\"\n"
+	"      - \"*.lab.corp.example. 20 IN A 192.0.2.30\"\n"
+	"      - \"host.sub.lab.corp.example. 20 IN A 192.0.2.31\"\n"
+	"      - \"printer.home.test. IN AAAA 2001:db8::5\"\n"
+	"  kids:\n"
+	"    records: \"intranet.corp.example. 300 IN A 192.0.2.20\"\n"
+	"  other:\n"
+	"    records: [\"a.b. IN CNAME c.d.\", \"a.b. IN CNAME c.d.\"]\n"
+	"clients:\n"
+	"  - { id: \"kid-*\", group: kids }\n";
+
+static const dv_records_t *test_records;
+
+static dv_records_hit_t rlook(unsigned g, const char *name)
+{
+	return dv_records_lookup(test_records, g, name, strlen(name));
+}
+
+static bool internal_name(dv_policy_worker_t *w, const char *qname)
+{
+	static dv_query_t q;
+	memset(&q, 0, sizeof(q));
+	q.wire = q.inline_buf;
+	memset(q.wire, 0, DV_DNS_HDR);
+	dv_put16(q.wire + 4, 1);
+	int n = dv_wire_name_from_text(q.wire + DV_DNS_HDR, 300, qname);
+	assert_true(n > 0);
+	dv_put16(q.wire + DV_DNS_HDR + n, DV_TYPE_A);
+	dv_put16(q.wire + DV_DNS_HDR + n + 2, DV_CLASS_IN);
+	q.len = (uint16_t)(DV_DNS_HDR + n + 4);
+	assert_int_equal(dv_wire_parse_query(q.wire, q.len, &q.view), 0);
+	return dv_policy_core_ops.local_only(w, &q);
+}
+
+static void test_local_records(void **state)
+{
+	dv_config_t *cfg = calloc(1, sizeof(*cfg));
+	char err[512];
+	assert_non_null(cfg);
+	dv_config_defaults(cfg);
+	if (dv_config_load_buffer(cfg, "r.yaml", records_yaml,
+				  strlen(records_yaml), err,
+				  sizeof(err)) != 0) {
+		print_error("%s\n", err);
+		fail();
+	}
+	/* a duplicate is dropped: in a group, not across groups */
+	assert_int_equal(cfg->n_records, 9);
+	assert_int_equal(cfg->records[1].line, 10);
+	assert_int_equal(cfg->records[2].line, 12);
+	assert_int_equal(cfg->records[6].ttl, DV_RECORD_DEFAULT_TTL);
+	dv_policy_t *p = NULL;
+	assert_int_equal(dv_policy_new(cfg, 11, &p, err, sizeof(err)), 0);
+	dv_policy_worker_t *w = dv_policy_worker_new(p);
+	/* the table, through a second one built from the same config */
+	dv_records_t *t = dv_records_new(cfg, 3);
+	assert_non_null(t);
+	test_records = t;
+	assert_true(dv_records_group_has(t, 0));
+	dv_records_hit_t h = rlook(0, "intranet.corp.example");
+	assert_true(h.node >= 0 && !h.wildcard);
+	/* case was folded at load: both lines are one node */
+	assert_int_equal(rlook(1, "intranet.corp.example").node >= 0, 1);
+	assert_true(rlook(0, "intranet.corp.example").node !=
+		    rlook(1, "intranet.corp.example").node);
+	/* empty non-terminals and unknown names have no answer */
+	assert_int_equal(rlook(0, "corp.example").node, -1);
+	assert_int_equal(rlook(0, "lab.corp.example").node, -1);
+	assert_int_equal(rlook(0, "sub.lab.corp.example").node, -1);
+	assert_int_equal(rlook(0, "nope.corp.example").node, -1);
+	assert_int_equal(rlook(0, "example").node, -1);
+	/* wildcards: any depth below their closest encloser, not below a
+	 * name that exists (RFC 4592 3.3.1) */
+	h = rlook(0, "a.lab.corp.example");
+	assert_true(h.node >= 0 && h.wildcard);
+	h = rlook(0, "x.y.lab.corp.example");
+	assert_true(h.node >= 0 && h.wildcard);
+	h = rlook(0, "host.sub.lab.corp.example");
+	assert_true(h.node >= 0 && !h.wildcard);
+	assert_int_equal(rlook(0, "other.sub.lab.corp.example").node, -1);
+	/* no bleed: kids has no wildcard */
+	assert_int_equal(rlook(1, "a.lab.corp.example").node, -1);
+	assert_int_equal(dv_records_count(t), 9);
+	dv_records_free(t);
+
+	/* answers through the hook */
+	ans_t a;
+	const char *lo = "127.0.0.1";
+	memo = NULL;
+	assert_true(ask(w, "intranet.corp.example", DV_TYPE_A, lo, NULL, NULL,
+			0, &a));
+	assert_int_equal(a.rcode, DV_RCODE_NOERROR);
+	assert_int_equal(a.an, 1);
+	assert_int_equal(a.ttl, 300);
+	assert_memory_equal(a.rdata, ((uint8_t[]){ 192, 0, 2, 10 }), 4);
+	assert_int_equal(a.ede, 0xffff);
+	assert_true(ask(w, "INTRANET.corp.example", DV_TYPE_TXT, lo, NULL, NULL,
+			0, &a));
+	assert_int_equal(a.an, 1);
+	assert_memory_equal(a.rdata, "\x02hi", 3);
+	/* NODATA: the SOA's TTL is the name's smallest */
+	assert_true(ask(w, "intranet.corp.example", 15 /* MX */, lo, NULL, NULL,
+			0, &a));
+	assert_int_equal(a.rcode, DV_RCODE_NOERROR);
+	assert_int_equal(a.an, 0);
+	assert_int_equal(a.ns, 1);
+	assert_int_equal(a.ttl, 60);
+	/* a CNAME and its target; a loop ends at the chase limit */
+	assert_true(
+		ask(w, "alias.corp.example", DV_TYPE_A, lo, NULL, NULL, 0, &a));
+	assert_int_equal(a.an, 2);
+	assert_int_equal(a.ttl, 30);
+	assert_true(
+		ask(w, "loop.corp.example", DV_TYPE_A, lo, NULL, NULL, 0, &a));
+	assert_int_equal(a.an, DV_RECORDS_MAX_CHASE);
+	assert_true(
+		ask(w, "q.lab.corp.example", DV_TYPE_A, lo, NULL, NULL, 0, &a));
+	assert_memory_equal(a.rdata, ((uint8_t[]){ 192, 0, 2, 30 }), 4);
+	assert_false(
+		ask(w, "lab.corp.example", DV_TYPE_A, lo, NULL, NULL, 0, &a));
+	/* the kids group: its own record */
+	assert_true(ask(w, "intranet.corp.example", DV_TYPE_A, lo,
+			"kid-1.dns.test", NULL, 0, &a));
+	assert_memory_equal(a.rdata, ((uint8_t[]){ 192, 0, 2, 20 }), 4);
+	assert_false(ask(w, "a.lab.corp.example", DV_TYPE_A, lo,
+			 "kid-1.dns.test", NULL, 0, &a));
+
+	/* internal names: internal:, the records' names, special-use */
+	assert_true(internal_name(w, "x.corp.example"));
+	assert_true(internal_name(w, "CORP.example"));
+	assert_true(internal_name(w, "printer.home.test"));
+	assert_true(internal_name(w, "a.b.home.arpa"));
+	assert_true(internal_name(w, "nas.local"));
+	assert_true(internal_name(w, "5.1.20.172.in-addr.arpa"));
+	assert_true(internal_name(w, "1.1.100.100.in-addr.arpa"));
+	assert_true(internal_name(w, "2.0.192.in-addr.arpa"));
+	assert_false(internal_name(w, "1.15.172.in-addr.arpa"));
+	assert_false(internal_name(w, "1.1.1.1.in-addr.arpa"));
+	assert_false(internal_name(w, "home.test"));
+	assert_false(internal_name(w, "example.com"));
+	assert_false(internal_name(w, "corp.example.com"));
+	dv_policy_worker_free(w);
+	dv_policy_free(p);
+
+	/* without a fallback there is nothing to keep them from; with
+	 * internal-special-use off only the configured names are */
+	cfg->internal_special_use = 0;
+	assert_int_equal(dv_policy_new(cfg, 11, &p, err, sizeof(err)), 0);
+	w = dv_policy_worker_new(p);
+	assert_true(internal_name(w, "x.corp.example"));
+	assert_false(internal_name(w, "nas.local"));
+	dv_policy_worker_free(w);
+	dv_policy_free(p);
+	cfg->n_fallback = 0;
+	assert_int_equal(dv_policy_new(cfg, 11, &p, err, sizeof(err)), 0);
+	w = dv_policy_worker_new(p);
+	assert_false(internal_name(w, "x.corp.example"));
+	dv_policy_worker_free(w);
+	dv_policy_free(p);
+	free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -542,6 +724,7 @@ int main(void)
 		cmocka_unit_test(test_normalize_and_query_name),
 		cmocka_unit_test(test_lists),
 		cmocka_unit_test(test_decisions),
+		cmocka_unit_test(test_local_records),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,14 +74,17 @@ typedef enum {
 	DV_LIST_HOSTS,   /* "0.0.0.0 name name..." */
 	DV_LIST_DOMAINS, /* one name a line */
 	DV_LIST_ADBLOCK, /* "||name^", "@@||name^" */
+	DV_LIST_RPZ,     /* a response policy zone's QNAME triggers */
 } dv_list_format_t;
 
-/* lists: NAME: {source, format, refresh-s} */
+/* lists: NAME: {source, format, refresh-s, max-bytes, timeout-ms} */
 typedef struct {
 	char name[DV_POLICY_NAME_MAX];
-	char source[512]; /* a file path (URLs come later) */
+	char source[512]; /* a file path or an http(s):// URL */
 	unsigned format;  /* dv_list_format_t */
-	unsigned refresh_s;
+	unsigned refresh_s; /* 0: read at start only */
+	uint64_t max_bytes; /* a URL's body; larger: the old copy stays */
+	unsigned timeout_ms; /* a URL's whole transfer */
 } dv_cfg_list_t;
 
 typedef enum {
@@ -257,6 +260,8 @@ typedef struct {
 	char server_names[DV_POLICY_MAX_SERVER_NAMES][256];
 	unsigned n_server_names;
 	unsigned clients_only; /* 0/1: unknown client IDs are refused */
+	/* policy.cache-dir: the last good copy of each URL list */
+	char policy_cache_dir[256];
 
 	/* where the values came from, for messages */
 	char source[512]; /* config file path, or "" for built-in defaults */

@@ -460,6 +460,10 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	ENUM("policy", "clients-only", clients_only, booleans, "false",
 	     "refuse (REFUSED, EDE 18) a query whose client ID (DoH path or "
 	     "SNI) no clients: id entry matches"),
+	STRING("policy", "cache-dir", policy_cache_dir, "/var/lib/dnsveil/lists",
+	       "where the last good copy of each http(s):// list is kept "
+	       "(NAME.list and NAME.meta), so that a restart with the list's "
+	       "server down still blocks"),
 
 	SIZE("cache", "size", cache_size_bytes, 0, 64 * GIB, "64M",
 	     "memory for cached answers (K, M, G = KiB, MiB, GiB); "

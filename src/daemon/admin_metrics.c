@@ -20,6 +20,7 @@
 #include "src/daemon/admin.h"
 #include "src/daemon/upstream.h"
 #include "src/daemon/worker.h"
+#include "src/policy/policy.h"
 #include "src/upstream/pool.h"
 
 static void head(FILE *f, const char *name, const char *type,
@@ -321,6 +322,72 @@ static void server_families(FILE *f, const dv_upstream_stats_t *ups,
 	}
 }
 
+/*
+ * The policy's families: per group and per list (names from the config).
+ * The heads are written without a policy too, so that the families
+ * exposed do not depend on the config (README lists them all).
+ */
+static void policy_families(FILE *f, const dv_admin_view_t *v)
+{
+	dv_policy_sums_t *s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	if (v->policy) {
+		dv_policy_worker_t *pw[256] = { NULL };
+		unsigned n = v->n_workers < 256 ? v->n_workers : 256;
+		for (unsigned k = 0; k < n; k++)
+			pw[k] = v->workers[k]->policy;
+		dv_policy_sum(v->policy, pw, n, s);
+	}
+	head(f, "policy_refused_unknown_id_total", "counter",
+	     "queries refused for a client ID no clients: entry names "
+	     "(policy.clients-only)");
+	fprintf(f, "dnsveil_policy_refused_unknown_id_total %" PRIu64 "\n",
+		s->refused_unknown_id);
+#define GROUP_FAMILY(field, help)                                            \
+	head(f, "policy_group_" #field "_total", "counter", help);            \
+	for (unsigned g = 0; g < s->n_groups; g++) {                          \
+		fputs("dnsveil_policy_group_" #field "_total{group=\"", f);    \
+		label_value(f, s->groups[g].name);                            \
+		fprintf(f, "\"} %" PRIu64 "\n", s->groups[g].field);          \
+	}
+	GROUP_FAMILY(queries, "queries of the group's clients")
+	GROUP_FAMILY(blocked, "queries of the group blocked by a list")
+	GROUP_FAMILY(allowed, "queries of the group an allow rule let pass")
+#undef GROUP_FAMILY
+#define LIST_FAMILY(fam, field, type, help)                                  \
+	head(f, "policy_list_" fam, type, help);                             \
+	for (unsigned l = 0; l < s->n_lists; l++) {                          \
+		fputs("dnsveil_policy_list_" fam "{list=\"", f);             \
+		label_value(f, s->lists[l].name);                            \
+		fprintf(f, "\"} %" PRIu64 "\n", s->lists[l].field);          \
+	}
+	LIST_FAMILY("queries_total", queries, "counter",
+		    "queries of the groups that use the list")
+	LIST_FAMILY("blocked_total", blocked, "counter",
+		    "queries the list blocked")
+	LIST_FAMILY("allowed_total", allowed, "counter",
+		    "queries a rule of the list let pass")
+	LIST_FAMILY("entries", entries, "gauge",
+		    "rules in the copy of the list in use")
+	LIST_FAMILY("bad_lines", bad_lines, "gauge",
+		    "lines of the copy in use nothing could be made of "
+		    "(skipped)")
+	LIST_FAMILY("loads_total", loads, "counter",
+		    "copies of the list parsed (at start and by refreshes)")
+	LIST_FAMILY("unchanged_total", unchanged, "counter",
+		    "refreshes that found the list unchanged (HTTP 304, or "
+		    "the same file size and time): no parse, no swap")
+	LIST_FAMILY("refresh_failures_total", failures, "counter",
+		    "fetches or reads of the list that failed or were too "
+		    "big (the last good copy stayed)")
+	LIST_FAMILY("last_refresh_timestamp_seconds", last_ok_s, "gauge",
+		    "when the list was last fetched or read successfully "
+		    "(seconds since the epoch)")
+#undef LIST_FAMILY
+	free(s);
+}
+
 void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 		      const dv_admin_stats_t *ast)
 {
@@ -372,6 +439,7 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 			(uint64_t)cs.expired);
 	}
 	server_families(f, ups, n_up);
+	policy_families(f, v);
 
 	static const char *const paths[] = {"/metrics", "/healthz", "/readyz",
 					    "other"};

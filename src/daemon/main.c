@@ -393,6 +393,7 @@ int main(int argc, char **argv)
 			.workers = workers,
 			.n_workers = n,
 			.cache = cache,
+			.policy = policy,
 		};
 		admin = dv_admin_new(&view, err, sizeof(err));
 		if (!admin) {
@@ -422,6 +423,13 @@ int main(int argc, char **argv)
 		dv_log_info("fallback %s", cfg.fallback[i].text);
 	for (unsigned i = 0; i < cfg.n_admin_listen; i++)
 		dv_log_info("admin listener on %s", cfg.admin_listen[i].text);
+	if (policy) {
+		int ret = dv_policy_start_refresh(policy);
+		if (ret)
+			dv_log_error("cannot start the list refresher: %s; "
+				     "lists stay as loaded",
+				     dv_strerror(ret));
+	}
 	dv_admin_set_started(admin);
 	dv_log_info("dnsveil %s ready, %u workers", DV_VERSION, n);
 

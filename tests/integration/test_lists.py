@@ -1,0 +1,373 @@
+#!/usr/bin/python3
+"""Lists from http(s) URLs and files, refreshed off the query path (README
+"Policy", "Lists from URLs and their refresh").
+
+A local HTTP server of the test's own (Python's http.server on loopback)
+serves a list with an ETag and a Last-Modified, answers 304 to a matching
+If-None-Match, and can be told to fail (500) or to send a body over the
+list's max-bytes.  One Unbound (zone example.test: h0..h999) answers what
+passes.  dnsveil's counters are read from /metrics (curl, as Prometheus
+would) and blocked names asked with dnspython over UDP.
+
+Shown: a 304 costs no parse (loads stay, unchanged counts); a new body
+is swapped in and blocks at once; bad lines are counted; a failing or
+oversized refresh keeps the last good copy and is counted; a restart with
+the server down uses the copy kept on disk, and with no copy starts with
+the list empty (and a warning) rather than not at all; a file list is
+read again when it changes; and queries flowing while the list is swapped
+again and again all get their right answer, none fails."""
+
+import email.utils
+import hashlib
+import http.server
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
+from dvtest.doh import curl  # noqa: E402
+
+import dns.message  # noqa: E402
+import dns.query  # noqa: E402
+import dns.rcode  # noqa: E402
+
+MAX_BYTES = 64 * 1024
+
+
+class ListServer:
+    """An HTTP/1.1 server on 127.0.0.1 serving one list at /list.txt.
+
+    mode: "ok" (200 with ETag and Last-Modified, 304 to a matching
+    If-None-Match or a not older If-Modified-Since), "fail" (500) or
+    "big" (a 200 body of `big` bytes, no Content-Length: chunked, so that
+    only counting the body can stop it).  Every request is logged as
+    (If-None-Match, If-Modified-Since, status)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.mode = "ok"
+        self.big = 4 * MAX_BYTES
+        self.requests = []
+        self.set_body(b"")
+        srv = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                inm = self.headers.get("If-None-Match")
+                ims = self.headers.get("If-Modified-Since")
+                with srv.lock:
+                    mode, body, etag, lm = srv.mode, srv.body, srv.etag, srv.last_modified
+                if mode == "fail":
+                    status = 500
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif mode == "big":
+                    status = 200
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    chunk = b"0.0.0.0 x.example.test\n" * 1000
+                    sent = 0
+                    try:
+                        while sent < srv.big:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                            sent += len(chunk)
+                        self.wfile.write(b"0\r\n\r\n")
+                    except OSError:
+                        pass  # dnsveil hung up at its max-bytes
+                elif inm == etag or (not inm and ims == lm):
+                    status = 304
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.end_headers()
+                else:
+                    status = 200
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("ETag", etag)
+                    self.send_header("Last-Modified", lm)
+                    self.end_headers()
+                    self.wfile.write(body)
+                with srv.lock:
+                    srv.requests.append((inm, ims, status))
+
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                    super().handle_error(request, client_address)
+
+        self.port = h.free_port()
+        self.httpd = Server(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/list.txt" % self.port
+
+    def set_body(self, body):
+        with self.lock:
+            self.body = body
+            self.etag = '"%s"' % hashlib.sha256(body).hexdigest()[:16]
+            self.last_modified = email.utils.formatdate(time.time(), usegmt=True)
+
+    def set_mode(self, mode):
+        with self.lock:
+            self.mode = mode
+
+    def count(self, status=None, inm=False):
+        with self.lock:
+            return sum(1 for r in self.requests
+                       if (status is None or r[2] == status) and (not inm or r[0]))
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def hosts(names, bad=()):
+    text = "# a hosts list\n" + "".join("0.0.0.0 %s\n" % n for n in names)
+    return (text + "".join("%s\n" % b for b in bad)).encode()
+
+
+def metrics(port):
+    r = curl("http://127.0.0.1:%d/metrics" % port)
+    assert r.status == 200, r
+    out = {}
+    for line in r.body.decode().splitlines():
+        m = re.match(r'^(dnsveil_policy_[a-z_]+)\{(?:list|group)="([^"]*)"\} (\S+)$', line)
+        if m:
+            out[(m.group(1), m.group(2))] = float(m.group(3))
+    return out
+
+
+class Lists(h.IntegrationTest):
+
+    def setUp(self):
+        super().setUp()
+        self.ub = self.start_unbound(log_queries=False)
+        self.tmp = tempfile.mkdtemp(prefix="dv-lists-")
+        self.cache_dir = os.path.join(self.tmp, "cache")
+        self.file_list = os.path.join(self.tmp, "local.txt")
+        with open(self.file_list, "w") as f:
+            f.write("h20.example.test\n")
+        self.srv = ListServer()
+        self.addCleanup(self.srv.stop)
+        self.srv.set_body(hosts(["h1.example.test", "h2.example.test"],
+                                bad=["not-an-address h3.example.test", "0.0.0.0 bad..name"]))
+
+    def tearDown(self):
+        super().tearDown()
+        subprocess.run(["rm", "-rf", self.tmp])
+
+    def start(self, url=None, cache_dir=None, refresh=1, name="lists", max_bytes=MAX_BYTES):
+        self.admin_port = h.free_port()
+        extra = """lists:
+  ads: { source: "%s", format: hosts, refresh-s: %d, max-bytes: %d, timeout-ms: 3000 }
+  local: { source: %s, format: domains, refresh-s: %d }
+groups:
+  default: { block: [ads, local] }
+policy:
+  cache-dir: %s
+admin:
+  listen: ["http://127.0.0.1:%d"]
+""" % (url or self.srv.url, refresh, max_bytes, self.file_list, refresh,
+            cache_dir or self.cache_dir, self.admin_port)
+        dv = h.Dnsveil(upstream=[self.ub], config=h.base_config(), extra_yaml=extra, name=name)
+        self._dnsveils.append(dv)
+        dv.start()
+        return dv
+
+    def rcode(self, dv, name):
+        q = h.make_query(name, "A")
+        return dns.query.udp(q, "127.0.0.1", port=dv.port, timeout=h.scaled(3)).rcode()
+
+    def m(self, fam, list_="ads"):
+        return metrics(self.admin_port).get((fam, list_), 0)
+
+    def test_etag_304_new_copy_and_bad_lines(self):
+        t0 = time.time()
+        dv = self.start()
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
+        self.assertEqual(self.rcode(dv, "www.h2.example.test"), dns.rcode.NXDOMAIN)
+        self.assertEqual(self.rcode(dv, "h5.example.test"), dns.rcode.NOERROR)
+        m = metrics(self.admin_port)
+        self.assertEqual(m[("dnsveil_policy_list_entries", "ads")], 2)
+        self.assertEqual(m[("dnsveil_policy_list_bad_lines", "ads")], 2)
+        self.assertEqual(m[("dnsveil_policy_list_loads_total", "ads")], 1)
+        self.assertGreaterEqual(m[("dnsveil_policy_list_last_refresh_timestamp_seconds", "ads")],
+                                int(t0))
+        self.assertEqual(m[("dnsveil_policy_list_entries", "local")], 1)
+        log("ok: at start 2 rules, 2 bad lines counted, h1 and a subdomain of h2 blocked")
+
+        # refresh-s 1: conditional requests answered 304 cost no parse
+        h.wait_for(lambda: self.srv.count(304) >= 2, h.scaled(10), what="two 304s")
+        h.wait_for(lambda: self.m("dnsveil_policy_list_unchanged_total") >= 2, h.scaled(5),
+                   what="304s counted")
+        self.assertEqual(self.m("dnsveil_policy_list_loads_total"), 1)
+        self.assertEqual(self.srv.count(200), 1)
+        log("ok: %d conditional requests answered 304, the list parsed once" %
+            self.srv.count(304))
+
+        # a new body: fetched, parsed and swapped in
+        self.srv.set_body(hosts(["h2.example.test", "h7.example.test"]))
+        h.wait_for(lambda: self.rcode(dv, "h7.example.test") == dns.rcode.NXDOMAIN,
+                   h.scaled(10), what="h7 blocked after the refresh")
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NOERROR)
+        self.assertEqual(self.rcode(dv, "h2.example.test"), dns.rcode.NXDOMAIN)
+        m = metrics(self.admin_port)
+        self.assertEqual(m[("dnsveil_policy_list_loads_total", "ads")], 2)
+        self.assertEqual(m[("dnsveil_policy_list_bad_lines", "ads")], 0)
+        self.assertEqual(m[("dnsveil_policy_list_refresh_failures_total", "ads")], 0)
+        self.assertGreaterEqual(m[("dnsveil_policy_group_blocked_total", "default")], 4)
+        self.assertGreaterEqual(m[("dnsveil_policy_list_blocked_total", "ads")], 4)
+        dv.wait_log(r"policy: list ads \(http://127\.0\.0\.1:\d+/list\.txt\): 2 rules")
+        log("ok: a new body swapped in: h7 blocked, h1 passes, loads 2")
+
+    def test_failure_and_oversize_keep_the_last_good_copy(self):
+        dv = self.start()
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
+        self.srv.set_body(hosts(["h9.example.test"]))  # new, but never served
+        self.srv.set_mode("fail")
+        h.wait_for(lambda: self.m("dnsveil_policy_list_refresh_failures_total") >= 2,
+                   h.scaled(10), what="failed refreshes counted")
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
+        self.assertEqual(self.m("dnsveil_policy_list_loads_total"), 1)
+        self.assertEqual(self.m("dnsveil_policy_list_entries"), 2)
+        dv.wait_log(r"policy: list ads: fetching .* failed \(HTTP status 500\); the last good "
+                    r"copy stays")
+        log("ok: HTTP 500 refreshes counted, the last good copy still blocks")
+
+        fails = self.m("dnsveil_policy_list_refresh_failures_total")
+        self.srv.set_mode("big")
+        h.wait_for(lambda: self.m("dnsveil_policy_list_refresh_failures_total") >= fails + 2,
+                   h.scaled(10), what="oversized refreshes counted")
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
+        self.assertEqual(self.rcode(dv, "h5.example.test"), dns.rcode.NOERROR)
+        self.assertEqual(self.m("dnsveil_policy_list_loads_total"), 1)
+        dv.wait_log(r"policy: list ads: fetching .* failed \(the body is over %d bytes\)" %
+                    MAX_BYTES)
+        with open(os.path.join(self.cache_dir, "ads.list"), "rb") as f:
+            self.assertIn(b"h1.example.test", f.read())
+        log("ok: bodies over max-bytes cut off and counted; the copy in use and on disk stays")
+
+        self.srv.set_mode("ok")
+        h.wait_for(lambda: self.rcode(dv, "h9.example.test") == dns.rcode.NXDOMAIN,
+                   h.scaled(10), what="h9 blocked once the server is back")
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NOERROR)
+        log("ok: the server back, its new list is swapped in")
+
+    def test_restart_with_the_server_down(self):
+        dv = self.start()
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
+        self.stop_dnsveil(dv)
+        self.srv.stop()
+        dead = "http://127.0.0.1:%d/list.txt" % self.srv.port
+
+        dv = self.start(url=dead, name="lists-restart")
+        dv.wait_log(r"policy: list ads: using the copy kept in ")
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
+        self.assertEqual(self.rcode(dv, "h5.example.test"), dns.rcode.NOERROR)
+        self.assertEqual(self.m("dnsveil_policy_list_entries"), 2)
+        self.assertGreaterEqual(self.m("dnsveil_policy_list_refresh_failures_total"), 1)
+        log("ok: restarted with the list server down: the copy on disk blocks h1")
+        self.stop_dnsveil(dv)
+
+        dv = self.start(url=dead, cache_dir=os.path.join(self.tmp, "empty"), name="lists-empty")
+        dv.wait_log(r"policy: list ads: no copy kept in .*: the list is empty until a fetch "
+                    r"succeeds")
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NOERROR)
+        self.assertEqual(self.rcode(dv, "h20.example.test"), dns.rcode.NXDOMAIN)
+        self.assertEqual(self.m("dnsveil_policy_list_entries"), 0)
+        log("ok: no server and no copy: dnsveil starts, the list empty, the others block")
+
+    def test_file_list_read_again_when_it_changes(self):
+        dv = self.start()
+        self.assertEqual(self.rcode(dv, "h20.example.test"), dns.rcode.NXDOMAIN)
+        self.assertEqual(self.rcode(dv, "h21.example.test"), dns.rcode.NOERROR)
+        h.wait_for(lambda: self.m("dnsveil_policy_list_unchanged_total", "local") >= 1,
+                   h.scaled(5), what="an unchanged file counted")
+        self.assertEqual(self.m("dnsveil_policy_list_loads_total", "local"), 1)
+        tmp = self.file_list + ".new"
+        with open(tmp, "w") as f:
+            f.write("h21.example.test\nbad line\n")
+        os.rename(tmp, self.file_list)
+        h.wait_for(lambda: self.rcode(dv, "h21.example.test") == dns.rcode.NXDOMAIN,
+                   h.scaled(10), what="h21 blocked after the file changed")
+        self.assertEqual(self.rcode(dv, "h20.example.test"), dns.rcode.NOERROR)
+        self.assertEqual(self.m("dnsveil_policy_list_bad_lines", "local"), 1)
+        # the URL list, parsed again with it from its copy, still blocks
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
+        os.unlink(self.file_list)
+        h.wait_for(lambda: self.m("dnsveil_policy_list_refresh_failures_total", "local") >= 1,
+                   h.scaled(5), what="a vanished file counted")
+        self.assertEqual(self.rcode(dv, "h21.example.test"), dns.rcode.NXDOMAIN)
+        log("ok: a changed file is read again; a vanished one keeps the copy in use")
+
+    def test_swaps_while_queries_flow(self):
+        """Two versions of a 20,000-name list alternate every second while
+        a client asks without pause: every answer is the right one for a
+        name both versions block, one neither does, and none fails."""
+        base = ["n%d.blocked.test" % i for i in range(20000)]
+        a = hosts(base + ["h1.example.test"])
+        b = hosts(base + ["h2.example.test"])
+        self.srv.set_body(a)
+        dv = self.start(max_bytes=4 << 20)
+        stop = threading.Event()
+        seen = {"queries": 0, "wrong": [], "errors": 0}
+
+        def ask():
+            names = [("n5.blocked.test", dns.rcode.NXDOMAIN),
+                     ("h5.example.test", dns.rcode.NOERROR)]
+            i = 0
+            deadline = time.monotonic() + h.scaled(60)
+            while not stop.is_set() and i < 200000 and time.monotonic() < deadline:
+                name, want = names[i % 2]
+                i += 1
+                try:
+                    got = self.rcode(dv, name)
+                except Exception:  # noqa: BLE001 - counted
+                    seen["errors"] += 1
+                    continue
+                seen["queries"] += 1
+                if got != want:
+                    seen["wrong"].append((name, got))
+
+        t = threading.Thread(target=ask)
+        t.start()
+        try:
+            for k in range(6):
+                loads = self.m("dnsveil_policy_list_loads_total")
+                self.srv.set_body(b if k % 2 == 0 else a)
+                h.wait_for(lambda: self.m("dnsveil_policy_list_loads_total") > loads,
+                           h.scaled(10), what="swap %d" % (k + 1))
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(self.m("dnsveil_policy_list_loads_total"), 7)
+        self.assertEqual(self.m("dnsveil_policy_list_entries"), 20001)
+        self.assertEqual(seen["errors"], 0, seen)
+        self.assertEqual(seen["wrong"], [], seen)
+        self.assertGreater(seen["queries"], 100)
+        log("ok: 6 swaps of a 20,001-name list while %d queries flowed: none failed, none "
+            "wrong" % seen["queries"])
+
+
+if __name__ == "__main__":
+    h.main()

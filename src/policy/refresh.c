@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -418,6 +419,14 @@ static void *refresher(void *arg)
 {
 	dv_policy_t *p = arg;
 	policy_rt_t *rt = p->rt;
+	/* the workers come first: on a machine with as many workers as
+	 * cores, a parse at the same weight takes a worker's time slices
+	 * (p99 of cache hits from 0.25 to 7.6 ms while a 100,000-name list
+	 * was rebuilt again and again, on 2 cores) */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 19) != 0)
+		dv_log_debug("policy: the list refresher keeps its priority: "
+			     "%s",
+			     strerror(errno));
 	pthread_mutex_lock(&rt->lock);
 	while (!rt->stop) {
 		uint64_t now = mono_ms(), next = UINT64_MAX;

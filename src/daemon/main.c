@@ -312,9 +312,12 @@ int main(int argc, char **argv)
 			fprintf(stderr, "dnsveil: %s\n", err);
 			return 1;
 		}
-		/* the lists as the daemon will load them: bad lines counted */
+		/* the lists as the daemon will load them: bad lines counted
+		 * (URL lists from their copies on disk: a check fetches
+		 * nothing) */
 		dv_policy_t *pol = NULL;
 		dv_log_level = cfg.log_level;
+		dv_policy_no_fetch = true;
 		if (dv_policy_new(&cfg, 0, &pol, err, sizeof(err)) != 0) {
 			fprintf(stderr, "dnsveil: %s\n", err);
 			return 1;

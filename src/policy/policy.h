@@ -36,6 +36,10 @@ int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 		  char *err, size_t err_len);
 void dv_policy_free(dv_policy_t *p);
 
+/* Set by --check-config before dv_policy_new: URL lists are not fetched,
+ * only their copies in policy.cache-dir read (none: empty, a warning). */
+extern bool dv_policy_no_fetch;
+
 /* One info line per list: rules, exceptions, bad and skipped lines, and
  * the names held, the memory and the time the load took. */
 void dv_policy_log_lists(const dv_policy_t *p);

@@ -241,6 +241,64 @@ static void log_decision(dv_policy_worker_t *w, const dv_query_t *q,
 		     list >= 0 ? w->p->lists[list].name : "");
 }
 
+/*
+ * The group's RPZ lists, in list order: the first whose triggers match
+ * `name` decides with its own action (rpz.h); in an allow: list, or with
+ * rpz-passthru, the name is allowed.  *matched false: none matched.
+ */
+static int rpz_decide(dv_policy_worker_t *w, const dv_query_t *q,
+		      const char *id, unsigned gi, const char *name, size_t n,
+		      uint8_t *buf, size_t cap, unsigned pad_block,
+		      bool *matched)
+{
+	const dv_policy_t *p = w->p;
+	const group_t *g = &p->groups[gi];
+	bool logging = dv_log_level >= DV_LOG_DEBUG;
+	for (uint32_t m = g->lists & p->rpz_mask; m; m &= m - 1) {
+		unsigned li = lowest_bit(m), off = 0;
+		const dv_rpz_t *z = w->snap->rpz[li];
+		const dv_rpz_action_t *a =
+			z ? dv_rpz_lookup(z, name, n, &off) : NULL;
+		if (!a)
+			continue;
+		*matched = true;
+		if (a->kind == DV_RPZ_PASSTHRU || (g->allow & (1u << li))) {
+			CTR_INC(w->group_ctr[gi][GC_ALLOWED]);
+			CTR_INC(w->list_ctr[li][LC_ALLOWED]);
+			if (logging)
+				log_decision(w, q, id, g, D_ALLOW, name,
+					     (int)li);
+			return 0;
+		}
+		CTR_INC(w->group_ctr[gi][GC_BLOCKED]);
+		CTR_INC(w->list_ctr[li][LC_BLOCKED]);
+		if (logging)
+			log_decision(w, q, id, g, D_BLOCK, name, (int)li);
+		group_t rg = *g; /* the zone's action and TTL */
+		rg.ttl = a->ttl;
+		rg.action = a->kind == DV_RPZ_NXDOMAIN ? DV_ACTION_NXDOMAIN
+			    : a->kind == DV_RPZ_NODATA ? DV_ACTION_NODATA
+						       : DV_ACTION_ADDRESSES;
+		const uint8_t *v4, *v6;
+		dv_rpz_addrs(z, a, &v4, &v6);
+		rg.n_v4 = a->n_v4;
+		rg.n_v6 = a->n_v6;
+		if (a->n_v4)
+			memcpy(rg.v4, v4, (size_t)a->n_v4 * 4);
+		if (a->n_v6)
+			memcpy(rg.v6, v6, (size_t)a->n_v6 * 16);
+		int len = dv_policy_blocked_answer(buf, cap, q, &rg, off,
+						   p->lists[li].name, pad_block);
+		if (len < 0) /* cannot happen with the core's buffer */
+			return dv_wire_error(buf, cap, q->wire, &q->view,
+					     DV_RCODE_REFUSED,
+					     DV_EDE_PROHIBITED, "blocked",
+					     pad_block);
+		return len;
+	}
+	return 0;
+}
+
 static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 		  unsigned pad_block)
 {
@@ -279,14 +337,24 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 	dv_suffix_hit_t hit;
 	if (g->lists && !w->snap) /* a query outside the loop's turn */
 		dv_policy_worker_enter(w);
-	if (!g->lists ||
-	    !dv_suffix_lookup(w->snap->set, name, (size_t)n, g->lists, &hit)) {
+	bool found = g->lists && dv_suffix_lookup(w->snap->set, name,
+						  (size_t)n, g->lists, &hit);
+	uint32_t allow = found ? ((hit.block | hit.except) & g->allow) |
+					 (hit.except & g->block)
+			       : 0;
+	/* RPZ lists after the allow rules, before the other block lists */
+	if (!allow && (g->lists & p->rpz_mask)) {
+		bool matched = false;
+		int len = rpz_decide(w, q, id, gi, name, (size_t)n, buf, cap,
+				     pad_block, &matched);
+		if (matched)
+			return len;
+	}
+	if (!found) {
 		if (logging)
 			log_decision(w, q, id, g, D_PASS, name, -1);
 		return 0;
 	}
-	uint32_t allow = ((hit.block | hit.except) & g->allow) |
-			 (hit.except & g->block);
 	if (allow) {
 		unsigned li = lowest_bit(allow);
 		CTR_INC(w->group_ctr[gi][GC_ALLOWED]);

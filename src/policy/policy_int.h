@@ -8,6 +8,7 @@
 #include "src/core/query.h"
 #include "src/policy/lists.h"
 #include "src/policy/policy.h"
+#include "src/policy/rpz.h"
 #include "src/policy/suffix.h"
 
 typedef struct {
@@ -53,9 +54,11 @@ typedef struct {
 	uint64_t due_ms;
 } list_t;
 
-/* What a refresh replaces at once: every list's rules in one set. */
+/* What a refresh replaces at once: every list's rules in one set, and
+ * each RPZ list's triggers in a zone of its own. */
 typedef struct {
 	dv_suffix_set_t *set;
+	dv_rpz_t *rpz[DV_POLICY_MAX_LISTS]; /* NULL: not an RPZ list */
 } snap_t;
 
 typedef struct policy_rt policy_rt_t; /* refresh.c: thread, workers */
@@ -66,6 +69,7 @@ struct dv_policy {
 	snap_t *snap;
 	policy_rt_t *rt;
 	uint64_t seed;
+	uint32_t rpz_mask; /* the lists of format rpz */
 	char cache_dir[256];
 	group_t groups[DV_POLICY_MAX_GROUPS];
 	unsigned n_groups;

@@ -72,6 +72,8 @@ static void snap_free(snap_t *s)
 	if (!s)
 		return;
 	dv_suffix_free(s->set);
+	for (unsigned i = 0; i < DV_POLICY_MAX_LISTS; i++)
+		dv_rpz_free(s->rpz[i]);
 	free(s);
 }
 
@@ -189,7 +191,14 @@ static int snap_build(const dv_policy_t *p, snap_t **out,
 		list_path(p, l, path, sizeof(path));
 		memset(&st[i], 0, sizeof(st[i]));
 		add_ctx_t a = { .set = s->set, .list = i };
-		ret = dv_list_parse_file(l->format, path, add_rule, &a, &st[i]);
+		if (l->format == DV_LIST_RPZ)
+			ret = (s->rpz[i] = dv_rpz_new(p->seed))
+				      ? dv_rpz_parse_file(s->rpz[i], path,
+							  &st[i])
+				      : -ENOMEM;
+		else
+			ret = dv_list_parse_file(l->format, path, add_rule, &a,
+						 &st[i]);
 		if (ret == -ENOENT && l->url)
 			ret = 0;
 		if (ret < 0) {
@@ -496,6 +505,8 @@ int dv_policy_lists_load(dv_policy_t *p, const dv_config_t *cfg, char *err,
 		snprintf(l->name, sizeof(l->name), "%s", cl->name);
 		snprintf(l->source, sizeof(l->source), "%s", cl->source);
 		l->format = cl->format;
+		if (l->format == DV_LIST_RPZ)
+			p->rpz_mask |= 1u << i;
 		l->url = strncmp(cl->source, "http://", 7) == 0 ||
 			 strncmp(cl->source, "https://", 8) == 0;
 		l->refresh_s = cl->refresh_s;

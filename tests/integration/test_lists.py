@@ -369,5 +369,121 @@ admin:
             "wrong" % seen["queries"])
 
 
+RPZ = """$TTL 60
+$ORIGIN rpz.test.
+@ IN SOA localhost. root.localhost. 1 3600 600 86400 60
+  IN NS localhost.
+h1.example.test CNAME .
+h2.example.test CNAME *.
+*.wild.example.test CNAME .
+ok.wild.example.test CNAME rpz-passthru.
+h4.example.test 120 A 192.0.2.44
+h4.example.test 120 AAAA 2001:db8::44
+h4.example.test 120 A 192.0.2.45
+32.1.2.0.192.rpz-ip CNAME .
+ns.example.test.rpz-nsdname CNAME .
+h6.example.test CNAME rpz-drop.
+h7.example.test TXT "local data of a kind not served"
+h8.example.test CNAME www.example.test.
+outside.example. CNAME .
+this is not a record
+"""
+
+
+class Rpz(h.IntegrationTest):
+    """An RPZ list next to a plain block list, asked with kdig."""
+
+    def setUp(self):
+        super().setUp()
+        self.ub = self.start_unbound(log_queries=False)
+        self.tmp = tempfile.mkdtemp(prefix="dv-rpz-")
+        rpz = os.path.join(self.tmp, "rpz.zone")
+        with open(rpz, "w") as f:
+            f.write(RPZ)
+        plain = os.path.join(self.tmp, "plain.txt")
+        with open(plain, "w") as f:
+            f.write("ok.wild.example.test\nh9.example.test\n")
+        self.admin_port = h.free_port()
+        extra = """lists:
+  rpz: { source: %s, format: rpz }
+  plain: { source: %s, format: domains }
+groups:
+  default: { block: [plain, rpz], blocked-ttl: 300 }
+admin:
+  listen: ["http://127.0.0.1:%d"]
+""" % (rpz, plain, self.admin_port)
+        self.dv = h.Dnsveil(upstream=[self.ub], config=h.base_config(), extra_yaml=extra,
+                            name="rpz")
+        self._dnsveils.append(self.dv)
+        self.dv.start()
+
+    def tearDown(self):
+        super().tearDown()
+        subprocess.run(["rm", "-rf", self.tmp])
+
+    def kdig(self, name, rdtype="A"):
+        r = h.kdig(self.dv.port, name, rdtype)
+        log("kdig %s %s: %s %s" % (name, rdtype, r.status, r.records() + r.records("authority")))
+        return r
+
+    def ede(self, name, rdtype="A"):
+        q = h.make_query(name, rdtype)
+        q.use_edns(0, 0, 1232)
+        r = dns.query.udp(q, "127.0.0.1", port=self.dv.port, timeout=h.scaled(3))
+        return [(o.code, o.text) for o in r.options if o.otype == 15]
+
+    def test_actions(self):
+        r = self.kdig("h1.example.test")
+        self.assertEqual(r.status, "NXDOMAIN")
+        self.assertEqual([(x[0], x[1], x[2]) for x in r.records("authority")],
+                         [("h1.example.test.", "SOA", 60)])
+        self.assertEqual(self.ede("h1.example.test"), [(15, "blocked by list rpz")])
+        # an exact trigger: not its subdomains
+        self.assertEqual(self.kdig("www.h1.example.test").status, "NXDOMAIN")  # upstream's
+        self.assertEqual(self.ede("www.h1.example.test"), [])
+        r = self.kdig("h2.example.test")
+        self.assertEqual((r.status, r.records()), ("NOERROR", []))
+        self.assertEqual(r.records("authority")[0][1], "SOA")
+        log("ok: CNAME . gives NXDOMAIN (TTL 60 from the zone, EDE 15), CNAME *. NODATA; an "
+            "exact trigger leaves the subdomains alone")
+
+        r = self.kdig("x.wild.example.test")
+        self.assertEqual(r.status, "NXDOMAIN")
+        self.assertEqual(r.records("authority")[0][0], "wild.example.test.")
+        self.assertEqual(self.kdig("a.b.wild.example.test").status, "NXDOMAIN")
+        r = self.kdig("ok.wild.example.test")  # passthru beats the plain list's rule
+        self.assertEqual((r.status, r.records()),
+                         ("NOERROR", [("ok.wild.example.test.", "A", 300, "192.0.2.99")]))
+        self.assertEqual(self.ede("ok.wild.example.test"), [])
+        log("ok: *.wild blocks the names below it; rpz-passthru lets ok.wild through although "
+            "the plain list blocks it")
+
+        r = self.kdig("h4.example.test")
+        self.assertEqual(r.status, "NOERROR")
+        self.assertEqual(sorted(r.records()), [("h4.example.test.", "A", 120, "192.0.2.44"),
+                                               ("h4.example.test.", "A", 120, "192.0.2.45")])
+        r = self.kdig("h4.example.test", "AAAA")
+        self.assertEqual(r.records(), [("h4.example.test.", "AAAA", 120, "2001:db8::44")])
+        r = self.kdig("h4.example.test", "MX")
+        self.assertEqual((r.status, r.records()), ("NOERROR", []))
+        log("ok: local data answers A and AAAA with the zone's records and TTL, NODATA for MX")
+
+        for name in ("h6.example.test", "h7.example.test", "h8.example.test"):
+            r = self.kdig(name)
+            self.assertEqual((r.status, len(r.records())), ("NOERROR", 1), name)  # upstream's
+        self.assertEqual(self.kdig("h9.example.test").status, "NXDOMAIN")  # the plain list
+        self.assertEqual(self.ede("h9.example.test"), [(15, "blocked by list plain")])
+        m = metrics(self.admin_port)
+        self.assertEqual(m[("dnsveil_policy_list_entries", "rpz")], 5)  # h4: one trigger
+        # rpz-ip, rpz-nsdname, rpz-drop, TXT, CNAME to a name
+        self.dv.wait_log(r"policy: list rpz \(.*\): 5 rules \(0 exceptions\), 2 bad lines, 5 "
+                         r"skipped")
+        self.assertEqual(m[("dnsveil_policy_list_bad_lines", "rpz")], 2)
+        self.assertGreaterEqual(m[("dnsveil_policy_list_blocked_total", "rpz")], 8)
+        self.assertGreaterEqual(m[("dnsveil_policy_list_allowed_total", "rpz")], 2)
+        log("ok: other triggers and actions skipped (5), a bad line and a name outside the "
+            "zone counted (2); the plain list still blocks its names")
+
+
 if __name__ == "__main__":
     h.main()

@@ -14,6 +14,7 @@ typedef struct {
 	FILE *f;
 	uint64_t bytes, max;
 	bool too_big;
+	const bool *stop;
 	dv_fetch_validators_t got;
 } xfer_t;
 
@@ -25,6 +26,18 @@ int dv_fetch_global_init(void)
 void dv_fetch_global_cleanup(void)
 {
 	curl_global_cleanup();
+}
+
+/* curl's progress callback: non-zero aborts the transfer */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	const xfer_t *x = arg;
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return x->stop && __atomic_load_n(x->stop, __ATOMIC_RELAXED);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
@@ -77,13 +90,13 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 }
 
 int dv_fetch(const char *url, const char *path, uint64_t max_bytes,
-	     unsigned timeout_ms, dv_fetch_validators_t *v, char *why,
-	     size_t why_len)
+	     unsigned timeout_ms, const bool *stop, dv_fetch_validators_t *v,
+	     char *why, size_t why_len)
 {
 	int ret = -EIO;
 	char line[320];
 	struct curl_slist *hdrs = NULL;
-	xfer_t x = { .max = max_bytes };
+	xfer_t x = { .max = max_bytes, .stop = stop };
 	snprintf(why, why_len, "out of memory");
 	CURL *c = curl_easy_init();
 	if (!c)
@@ -119,6 +132,9 @@ int dv_fetch(const char *url, const char *path, uint64_t max_bytes,
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 	CURLcode rc = curl_easy_perform(c);
 	long status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -126,6 +142,9 @@ int dv_fetch(const char *url, const char *path, uint64_t max_bytes,
 		ret = -EFBIG;
 		snprintf(why, why_len, "the body is over %llu bytes",
 			 (unsigned long long)max_bytes);
+	} else if (rc == CURLE_ABORTED_BY_CALLBACK) {
+		ret = -ECANCELED;
+		snprintf(why, why_len, "dnsveil is stopping");
 	} else if (rc == CURLE_OPERATION_TIMEDOUT) {
 		ret = -ETIMEDOUT;
 		snprintf(why, why_len, "%s", curl_easy_strerror(rc));

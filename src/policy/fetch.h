@@ -4,6 +4,7 @@
  * a file, at most `max_bytes` of it, within `timeout_ms`.  Only this file
  * of dnsveil includes curl.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,10 +26,11 @@ void dv_fetch_global_cleanup(void);
  * GET `url` with If-None-Match / If-Modified-Since from `v` (where set),
  * writing the body to `path` (created or truncated) and, on a 200, the
  * response's validators into `v`.  Returns DV_FETCH_NEW, DV_FETCH_SAME,
- * -EFBIG (the body is over `max_bytes`: aborted), -ETIMEDOUT, or -EIO
- * with the reason (an HTTP status, curl's message) in `why`.  On an
- * error `path` may hold part of a body: the caller removes it.
+ * -EFBIG (the body is over `max_bytes`: aborted), -ETIMEDOUT, -ECANCELED
+ * (*stop became true: dnsveil is stopping), or -EIO with the reason (an
+ * HTTP status, curl's message) in `why`.  On an error `path` may hold
+ * part of a body: the caller removes it.  `stop` may be NULL.
  */
 int dv_fetch(const char *url, const char *path, uint64_t max_bytes,
-	     unsigned timeout_ms, dv_fetch_validators_t *v, char *why,
-	     size_t why_len);
+	     unsigned timeout_ms, const bool *stop, dv_fetch_validators_t *v,
+	     char *why, size_t why_len);

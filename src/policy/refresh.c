@@ -30,6 +30,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,8 +228,8 @@ static int refresh_url(const dv_policy_t *p, list_t *l)
 	snprintf(v.etag, sizeof(v.etag), "%s", l->etag);
 	snprintf(v.last_modified, sizeof(v.last_modified), "%s",
 		 l->last_modified);
-	int ret = dv_fetch(l->source, tmp, l->max_bytes, l->timeout_ms, &v, why,
-			   sizeof(why));
+	int ret = dv_fetch(l->source, tmp, l->max_bytes, l->timeout_ms,
+			   &p->rt->stop, &v, why, sizeof(why));
 	if (ret == DV_FETCH_SAME) {
 		unlink(tmp);
 		return R_SAME;
@@ -418,6 +419,11 @@ static void refresh_due(dv_policy_t *p, uint64_t now)
 		    mono_ms() - t0);
 	if (synchronize(p)) {
 		snap_free(old);
+		/* give the old set's pages back: glibc keeps freed heap
+		 * memory of this thread's arena otherwise, and a 1,000,000-
+		 * name list left RSS at 144 MiB instead of 57 after a few
+		 * refreshes */
+		malloc_trim(0);
 		return;
 	}
 	pthread_mutex_lock(&rt->lock);
@@ -592,7 +598,8 @@ void dv_policy_rt_free(dv_policy_t *p)
 	}
 	if (rt->running) {
 		pthread_mutex_lock(&rt->lock);
-		rt->stop = true;
+		/* atomic: a fetch's progress callback reads it unlocked */
+		__atomic_store_n(&rt->stop, true, __ATOMIC_RELAXED);
 		pthread_cond_signal(&rt->cond);
 		pthread_mutex_unlock(&rt->lock);
 		pthread_join(rt->thread, NULL);

@@ -135,8 +135,16 @@ static void meta_read(const dv_policy_t *p, list_t *l)
 				 "%.63s", line + 14);
 	}
 	fclose(f);
-	/* validators of another URL's copy, or of no copy, ask for a 304
-	 * that would leave the list without its rules */
+	/* the copy of another URL (the source was changed) is not this
+	 * list's: dropped.  Validators of no copy would ask for a 304 that
+	 * leaves the list without its rules. */
+	if (!same_url) {
+		dv_log_info("policy: list %s: dropping %s, a copy of another "
+			    "URL",
+			    l->name, copy);
+		unlink(copy);
+		unlink(path);
+	}
 	if (!same_url || access(copy, R_OK) != 0)
 		l->etag[0] = l->last_modified[0] = '\0';
 }
@@ -584,8 +592,20 @@ int dv_policy_lists_load(dv_policy_t *p, const dv_config_t *cfg, char *err,
 
 void dv_policy_list_read(const dv_policy_t *p, unsigned i, list_t *out)
 {
+	const list_t *l = &p->lists[i];
+	memset(out, 0, sizeof(*out));
+	/* the config part never changes; the counters change under the
+	 * lock; the rest is the refresher's alone */
+	memcpy(out->name, l->name, sizeof(out->name));
+	memcpy(out->source, l->source, sizeof(out->source));
+	out->format = l->format;
+	out->url = l->url;
 	pthread_mutex_lock(&p->rt->lock);
-	*out = p->lists[i];
+	out->st = l->st;
+	out->loads = l->loads;
+	out->unchanged = l->unchanged;
+	out->failures = l->failures;
+	out->last_ok_s = l->last_ok_s;
 	pthread_mutex_unlock(&p->rt->lock);
 }
 

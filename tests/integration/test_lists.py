@@ -296,6 +296,14 @@ admin:
         self.assertEqual(self.rcode(dv, "h20.example.test"), dns.rcode.NXDOMAIN)
         self.assertEqual(self.m("dnsveil_policy_list_entries"), 0)
         log("ok: no server and no copy: dnsveil starts, the list empty, the others block")
+        self.stop_dnsveil(dv)
+
+        # the source changed to another URL: the copy of the old one is dropped
+        dv = self.start(url="http://127.0.0.1:%d/other.txt" % self.srv.port, name="lists-moved")
+        dv.wait_log(r"policy: list ads: dropping .*/ads\.list, a copy of another URL")
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NOERROR)
+        self.assertFalse(os.path.exists(os.path.join(self.cache_dir, "ads.list")))
+        log("ok: a new URL does not use the old URL's copy")
 
     def test_file_list_read_again_when_it_changes(self):
         dv = self.start()

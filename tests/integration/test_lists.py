@@ -54,6 +54,8 @@ class ListServer:
     def __init__(self):
         self.lock = threading.Lock()
         self.mode = "ok"
+        self.send_etag = True
+        self.unstall = threading.Event()
         self.big = 4 * MAX_BYTES
         self.requests = []
         self.set_body(b"")
@@ -70,6 +72,15 @@ class ListServer:
                 ims = self.headers.get("If-Modified-Since")
                 with srv.lock:
                     mode, body, etag, lm = srv.mode, srv.body, srv.etag, srv.last_modified
+                    if not srv.send_etag:
+                        etag = None
+                if mode == "slow":  # the head, then nothing until told (at most 20 s)
+                    status = 200
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    srv.unstall.wait(20)
+                    return
                 if mode == "fail":
                     status = 500
                     self.send_response(500)
@@ -89,17 +100,19 @@ class ListServer:
                         self.wfile.write(b"0\r\n\r\n")
                     except OSError:
                         pass  # dnsveil hung up at its max-bytes
-                elif inm == etag or (not inm and ims == lm):
+                elif (etag and inm == etag) or (not inm and ims == lm):
                     status = 304
                     self.send_response(304)
-                    self.send_header("ETag", etag)
+                    if etag:
+                        self.send_header("ETag", etag)
                     self.end_headers()
                 else:
                     status = 200
                     self.send_response(200)
                     self.send_header("Content-Type", "text/plain")
                     self.send_header("Content-Length", str(len(body)))
-                    self.send_header("ETag", etag)
+                    if etag:
+                        self.send_header("ETag", etag)
                     self.send_header("Last-Modified", lm)
                     self.end_headers()
                     self.wfile.write(body)
@@ -137,6 +150,7 @@ class ListServer:
                        if (status is None or r[2] == status) and (not inm or r[0]))
 
     def stop(self):
+        self.unstall.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -240,6 +254,22 @@ admin:
         dv.wait_log(r"policy: list ads \(http://127\.0\.0\.1:\d+/list\.txt\): 2 rules")
         log("ok: a new body swapped in: h7 blocked, h1 passes, loads 2")
 
+    def test_last_modified_only(self):
+        """A server without ETags: If-Modified-Since gets the 304."""
+        self.srv.send_etag = False
+        dv = self.start()
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
+        h.wait_for(lambda: self.srv.count(304) >= 2, h.scaled(10), what="two 304s")
+        with self.srv.lock:
+            self.assertTrue(all(r[0] is None for r in self.srv.requests))
+            self.assertTrue(all(r[1] == self.srv.last_modified
+                                for r in self.srv.requests if r[2] == 304))
+        h.wait_for(lambda: self.m("dnsveil_policy_list_unchanged_total") >= 2, h.scaled(5),
+                   what="304s counted")
+        self.assertEqual(self.m("dnsveil_policy_list_loads_total"), 1)
+        log("ok: without an ETag, If-Modified-Since with the Last-Modified got %d 304s, one "
+            "parse" % self.srv.count(304))
+
     def test_failure_and_oversize_keep_the_last_good_copy(self):
         dv = self.start()
         self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
@@ -266,6 +296,15 @@ admin:
         with open(os.path.join(self.cache_dir, "ads.list"), "rb") as f:
             self.assertIn(b"h1.example.test", f.read())
         log("ok: bodies over max-bytes cut off and counted; the copy in use and on disk stays")
+
+        fails = self.m("dnsveil_policy_list_refresh_failures_total")
+        self.srv.set_mode("slow")  # a head, then a body that never comes
+        h.wait_for(lambda: self.m("dnsveil_policy_list_refresh_failures_total") > fails,
+                   h.scaled(15), what="a timed-out refresh counted")
+        dv.wait_log(r"policy: list ads: fetching .* failed \(Timeout was reached\)")
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
+        self.srv.unstall.set()
+        log("ok: a fetch over timeout-ms fails and is counted; the copy in use stays")
 
         self.srv.set_mode("ok")
         h.wait_for(lambda: self.rcode(dv, "h9.example.test") == dns.rcode.NXDOMAIN,

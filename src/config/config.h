@@ -262,6 +262,8 @@ typedef struct {
 	unsigned clients_only; /* 0/1: unknown client IDs are refused */
 	/* policy.cache-dir: the last good copy of each URL list */
 	char policy_cache_dir[256];
+	/* policy.ca: CA bundle for https:// lists; "" = system store */
+	char policy_ca[512];
 
 	/* where the values came from, for messages */
 	char source[512]; /* config file path, or "" for built-in defaults */

@@ -464,6 +464,9 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	       "where the last good copy of each http(s):// list is kept "
 	       "(NAME.list and NAME.meta), so that a restart with the list's "
 	       "server down still blocks"),
+	STRING("policy", "ca", policy_ca, "",
+	       "CA bundle (PEM) that the certificates of https:// list "
+	       "servers are checked against; empty = system store"),
 
 	SIZE("cache", "size", cache_size_bytes, 0, 64 * GIB, "64M",
 	     "memory for cached answers (K, M, G = KiB, MiB, GiB); "

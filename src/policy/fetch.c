@@ -89,9 +89,9 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
-int dv_fetch(const char *url, const char *path, uint64_t max_bytes,
-	     unsigned timeout_ms, const bool *stop, dv_fetch_validators_t *v,
-	     char *why, size_t why_len)
+int dv_fetch(const char *url, const char *path, const char *ca,
+	     uint64_t max_bytes, unsigned timeout_ms, const bool *stop,
+	     dv_fetch_validators_t *v, char *why, size_t why_len)
 {
 	int ret = -EIO;
 	char line[320];
@@ -117,6 +117,8 @@ int dv_fetch(const char *url, const char *path, uint64_t max_bytes,
 		hdrs = curl_slist_append(hdrs, line);
 	}
 	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (ca && ca[0])
+		curl_easy_setopt(c, CURLOPT_CAINFO, ca);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);

@@ -29,8 +29,9 @@ void dv_fetch_global_cleanup(void);
  * -EFBIG (the body is over `max_bytes`: aborted), -ETIMEDOUT, -ECANCELED
  * (*stop became true: dnsveil is stopping), or -EIO with the reason (an
  * HTTP status, curl's message) in `why`.  On an error `path` may hold
- * part of a body: the caller removes it.  `stop` may be NULL.
+ * part of a body: the caller removes it.  `stop` may be NULL; `ca`, a
+ * CA bundle for https://, may be NULL or "" (the system store).
  */
-int dv_fetch(const char *url, const char *path, uint64_t max_bytes,
-	     unsigned timeout_ms, const bool *stop, dv_fetch_validators_t *v,
-	     char *why, size_t why_len);
+int dv_fetch(const char *url, const char *path, const char *ca,
+	     uint64_t max_bytes, unsigned timeout_ms, const bool *stop,
+	     dv_fetch_validators_t *v, char *why, size_t why_len);

@@ -71,6 +71,7 @@ struct dv_policy {
 	uint64_t seed;
 	uint32_t rpz_mask; /* the lists of format rpz */
 	char cache_dir[256];
+	char ca[512]; /* policy.ca */
 	group_t groups[DV_POLICY_MAX_GROUPS];
 	unsigned n_groups;
 	unsigned default_group;

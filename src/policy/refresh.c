@@ -237,7 +237,7 @@ static int refresh_url(const dv_policy_t *p, list_t *l)
 	snprintf(v.etag, sizeof(v.etag), "%s", l->etag);
 	snprintf(v.last_modified, sizeof(v.last_modified), "%s",
 		 l->last_modified);
-	int ret = dv_fetch(l->source, tmp, l->max_bytes, l->timeout_ms,
+	int ret = dv_fetch(l->source, tmp, p->ca, l->max_bytes, l->timeout_ms,
 			   &p->rt->stop, &v, why, sizeof(why));
 	if (ret == DV_FETCH_SAME) {
 		unlink(tmp);
@@ -516,6 +516,7 @@ int dv_policy_lists_load(dv_policy_t *p, const dv_config_t *cfg, char *err,
 	p->rt = rt;
 	snprintf(p->cache_dir, sizeof(p->cache_dir), "%s",
 		 cfg->policy_cache_dir);
+	snprintf(p->ca, sizeof(p->ca), "%s", cfg->policy_ca);
 	uint64_t now = mono_ms();
 	bool dir_made = false;
 	for (unsigned i = 0; i < cfg->n_lists; i++) {

@@ -22,6 +22,7 @@ import hashlib
 import http.server
 import os
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -51,8 +52,9 @@ class ListServer:
     only counting the body can stop it).  Every request is logged as
     (If-None-Match, If-Modified-Since, status)."""
 
-    def __init__(self):
+    def __init__(self, tls=False):
         self.lock = threading.Lock()
+        self.tls = tls
         self.mode = "ok"
         self.send_etag = True
         self.unstall = threading.Event()
@@ -126,13 +128,17 @@ class ListServer:
 
         self.port = h.free_port()
         self.httpd = Server(("127.0.0.1", self.port), Handler)
+        if tls:  # the test certificate (127.0.0.1 among its names)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(h.CERT, h.KEY)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d/list.txt" % self.port
+        return "%s://127.0.0.1:%d/list.txt" % ("https" if self.tls else "http", self.port)
 
     def set_body(self, body):
         with self.lock:
@@ -190,7 +196,8 @@ class Lists(h.IntegrationTest):
         super().tearDown()
         subprocess.run(["rm", "-rf", self.tmp])
 
-    def start(self, url=None, cache_dir=None, refresh=1, name="lists", max_bytes=MAX_BYTES):
+    def start(self, url=None, cache_dir=None, refresh=1, name="lists", max_bytes=MAX_BYTES,
+              ca=""):
         self.admin_port = h.free_port()
         extra = """lists:
   ads: { source: "%s", format: hosts, refresh-s: %d, max-bytes: %d, timeout-ms: 3000 }
@@ -199,10 +206,11 @@ groups:
   default: { block: [ads, local] }
 policy:
   cache-dir: %s
+  ca: "%s"
 admin:
   listen: ["http://127.0.0.1:%d"]
 """ % (url or self.srv.url, refresh, max_bytes, self.file_list, refresh,
-            cache_dir or self.cache_dir, self.admin_port)
+            cache_dir or self.cache_dir, ca, self.admin_port)
         dv = h.Dnsveil(upstream=[self.ub], config=h.base_config(), extra_yaml=extra, name=name)
         self._dnsveils.append(dv)
         dv.start()
@@ -253,6 +261,29 @@ admin:
         self.assertGreaterEqual(m[("dnsveil_policy_list_blocked_total", "ads")], 4)
         dv.wait_log(r"policy: list ads \(http://127\.0\.0\.1:\d+/list\.txt\): 2 rules")
         log("ok: a new body swapped in: h7 blocked, h1 passes, loads 2")
+
+    def test_https_checked_against_policy_ca(self):
+        """An https:// list from a server with the test certificate: with
+        policy.ca the test CA, fetched and refreshed (304s); with the
+        system store, the certificate is refused and the list is empty."""
+        tls = ListServer(tls=True)
+        self.addCleanup(tls.stop)
+        tls.set_body(hosts(["h1.example.test"]))
+        dv = self.start(url=tls.url, ca=h.CA)
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
+        h.wait_for(lambda: tls.count(304) >= 1, h.scaled(10), what="a 304 over TLS")
+        self.assertEqual(self.m("dnsveil_policy_list_loads_total"), 1)
+        self.assertEqual(self.m("dnsveil_policy_list_refresh_failures_total"), 0)
+        log("ok: https:// list checked against policy.ca: fetched, then 304s")
+        self.stop_dnsveil(dv)
+
+        dv = self.start(url=tls.url, cache_dir=os.path.join(self.tmp, "untrusted"),
+                        name="lists-untrusted")
+        dv.wait_log(r"policy: list ads: fetching https://.* failed \((SSL peer certificate|"
+                    r"Peer certificate|SSL certificate problem)")
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NOERROR)
+        self.assertGreaterEqual(self.m("dnsveil_policy_list_refresh_failures_total"), 1)
+        log("ok: with the system store the test certificate is refused: no list")
 
     def test_last_modified_only(self):
         """A server without ETags: If-Modified-Since gets the 304."""

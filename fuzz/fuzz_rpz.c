@@ -17,12 +17,12 @@
 #include "src/policy/rpz.h"
 #include "src/policy/suffix.h"
 
-#define CHECK(c)                                                             \
-	do {                                                                 \
-		if (!(c)) {                                                  \
-			fprintf(stderr, "check failed: %s\n", #c);          \
-			abort();                                             \
-		}                                                            \
+#define CHECK(c)                                                               \
+	do {                                                                   \
+		if (!(c)) {                                                    \
+			fprintf(stderr, "check failed: %s\n", #c);             \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -36,7 +36,8 @@ static void check_lookup(const dv_rpz_t *z, const char *name, size_t n)
 	CHECK(off < n);
 	CHECK(off == 0 || name[off - 1] == '.');
 	CHECK(a->kind > DV_RPZ_NONE && a->kind <= DV_RPZ_DATA);
-	CHECK(a->n_v4 <= DV_POLICY_MAX_ACTION && a->n_v6 <= DV_POLICY_MAX_ACTION);
+	CHECK(a->n_v4 <= DV_POLICY_MAX_ACTION &&
+	      a->n_v6 <= DV_POLICY_MAX_ACTION);
 	if (a->kind != DV_RPZ_DATA)
 		CHECK(a->n_v4 == 0 && a->n_v6 == 0);
 	else

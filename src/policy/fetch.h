@@ -9,13 +9,13 @@
 #include <stdint.h>
 
 typedef enum {
-	DV_FETCH_NEW = 0,  /* 200: the body is in the file, validators set */
+	DV_FETCH_NEW = 0, /* 200: the body is in the file, validators set */
 	DV_FETCH_SAME = 1, /* 304: nothing written, nothing to parse */
 } dv_fetch_result_t;
 
 typedef struct {
-	char etag[256];          /* ETag, as sent */
-	char last_modified[64];  /* Last-Modified, as sent */
+	char etag[256]; /* ETag, as sent */
+	char last_modified[64]; /* Last-Modified, as sent */
 } dv_fetch_validators_t;
 
 /* Once, before any thread runs (curl_global_init). 0 or -EIO. */

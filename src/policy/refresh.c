@@ -249,7 +249,8 @@ static int refresh_url(const dv_policy_t *p, list_t *l)
 	}
 	if (ret < 0) {
 		unlink(tmp);
-		dv_log_warn("policy: list %s: fetching %s failed (%s); the last "
+		dv_log_warn("policy: list %s: fetching %s failed (%s); the "
+			    "last "
 			    "good copy stays",
 			    l->name, l->source, why);
 		return ret;
@@ -274,8 +275,8 @@ static int refresh_file(list_t *l)
 			    l->name, l->source, dv_strerror(ret));
 		return ret;
 	}
-	int64_t mt = (int64_t)sb.st_mtim.tv_sec * 1000000000 +
-		     sb.st_mtim.tv_nsec;
+	int64_t mt =
+		(int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
 	if ((int64_t)sb.st_size == l->size && mt == l->mtime_ns)
 		return R_SAME;
 	l->size = (int64_t)sb.st_size;
@@ -343,9 +344,10 @@ static bool synchronize(dv_policy_t *p)
 	static uint64_t seen[MAX_WORKERS];
 	pthread_mutex_lock(&rt->lock);
 	for (unsigned i = 0; i < MAX_WORKERS; i++)
-		seen[i] = rt->workers[i] ? __atomic_load_n(&rt->workers[i]->turn,
-							   __ATOMIC_SEQ_CST)
-					 : 0;
+		seen[i] = rt->workers[i]
+				  ? __atomic_load_n(&rt->workers[i]->turn,
+						    __ATOMIC_SEQ_CST)
+				  : 0;
 	pthread_mutex_unlock(&rt->lock);
 	for (unsigned i = 0; i < MAX_WORKERS; i++) {
 		if (!(seen[i] & 1))
@@ -422,8 +424,9 @@ static void refresh_due(dv_policy_t *p, uint64_t now)
 		}
 	}
 	pthread_mutex_unlock(&rt->lock);
-	dv_log_info("policy: %zu names in %zu KiB, built in %" PRIu64
-		    " ms and swapped in",
+	dv_log_info("policy: %zu names in %zu KiB, built in %" PRIu64 " ms and "
+								      "swapped "
+								      "in",
 		    dv_suffix_count(s->set), dv_suffix_bytes(s->set) / 1024,
 		    mono_ms() - t0);
 	if (synchronize(p)) {
@@ -468,8 +471,8 @@ static void *refresher(void *arg)
 				next = now + 3600 * 1000;
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
-			uint64_t ns = (uint64_t)ts.tv_nsec +
-				      (next - now) * 1000000;
+			uint64_t ns =
+				(uint64_t)ts.tv_nsec + (next - now) * 1000000;
 			ts.tv_sec += (time_t)(ns / 1000000000);
 			ts.tv_nsec = (long)(ns % 1000000000);
 			pthread_cond_timedwait(&rt->cond, &rt->lock, &ts);
@@ -537,9 +540,9 @@ int dv_policy_lists_load(dv_policy_t *p, const dv_config_t *cfg, char *err,
 			struct stat sb;
 			if (stat(l->source, &sb) == 0) {
 				l->size = (int64_t)sb.st_size;
-				l->mtime_ns =
-					(int64_t)sb.st_mtim.tv_sec * 1000000000 +
-					sb.st_mtim.tv_nsec;
+				l->mtime_ns = (int64_t)sb.st_mtim.tv_sec *
+						      1000000000 +
+					      sb.st_mtim.tv_nsec;
 			}
 			l->last_ok_s = (uint64_t)time(NULL);
 			continue;

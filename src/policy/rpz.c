@@ -81,7 +81,8 @@ static int add_addr(dv_rpz_t *z, dv_rpz_action_t *a, const uint8_t *addr,
 	bool six = len == 16;
 	uint8_t *n = six ? &a->n_v6 : &a->n_v4;
 	uint32_t *first = six ? &a->v6 : &a->v4;
-	uint32_t *count = six ? &z->n6 : &z->n4, *cap = six ? &z->cap6 : &z->cap4;
+	uint32_t *count = six ? &z->n6 : &z->n4,
+		 *cap = six ? &z->cap6 : &z->cap4;
 	void **arr = six ? (void **)&z->v6 : (void **)&z->v4;
 	if (*n >= DV_POLICY_MAX_ACTION)
 		return -ENOSPC;
@@ -100,8 +101,8 @@ static int add_addr(dv_rpz_t *z, dv_rpz_action_t *a, const uint8_t *addr,
 	}
 	uint8_t *base = *arr;
 	if (!at_end) {
-		memmove(base + (size_t)*count * len, base + (size_t)*first * len,
-			(size_t)*n * len);
+		memmove(base + (size_t)*count * len,
+			base + (size_t)*first * len, (size_t)*n * len);
 		*first = *count;
 		*count += *n;
 	}
@@ -244,8 +245,8 @@ int dv_rpz_parse(dv_rpz_t *z, FILE *f, dv_list_stats_t *st)
 		long before = ftell(f);
 		int line_before = line;
 		ldns_rr *rr = NULL;
-		ldns_status s =
-			ldns_rr_new_frm_fp_l(&rr, f, &ttl, &origin, &prev, &line);
+		ldns_status s = ldns_rr_new_frm_fp_l(&rr, f, &ttl, &origin,
+						     &prev, &line);
 		st->lines += line > line_before ? (uint64_t)(line - line_before)
 						: 1;
 		switch (s) {

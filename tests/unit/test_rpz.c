@@ -39,8 +39,8 @@ static const char ZONE[] =
 	"h7.example.test TXT \"text\"\n"
 	"h8.example.test CNAME www.example.test.\n"
 	"h1.example.test A 192.0.2.9\n" /* a second action: bad */
-	"outside.example. CNAME .\n"   /* outside the apex: bad */
-	"this is not a record\n";      /* bad */
+	"outside.example. CNAME .\n" /* outside the apex: bad */
+	"this is not a record\n"; /* bad */
 
 static dv_rpz_t *parse(const char *text, dv_list_stats_t *st)
 {
@@ -134,8 +134,9 @@ static void test_local_data(void **state)
 	dv_rpz_addrs(z, a, &v4, &v6);
 	/* 192.0.2.55 (h5) came between h4's two: they stay together */
 	static const uint8_t want4[] = { 192, 0, 2, 44, 192, 0, 2, 45 };
-	static const uint8_t want6[] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0,
-					 0,    0,    0,    0,    0, 0, 0, 0x44 };
+	static const uint8_t want6[] = {
+		0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x44
+	};
 	assert_memory_equal(v4, want4, 8);
 	assert_memory_equal(v6, want6, 16);
 	a = look(z, "h5.example.test", &off);
@@ -151,9 +152,10 @@ static void test_address_cap_and_no_soa(void **state)
 {
 	(void)state;
 	char zone[4096];
-	size_t n = (size_t)snprintf(zone, sizeof(zone),
-				    "a.rpz.test. 60 IN CNAME .\n" /* no SOA yet */
-				    "rpz.test. 60 IN SOA a. b. 1 2 3 4 5\n");
+	size_t n =
+		(size_t)snprintf(zone, sizeof(zone),
+				 "a.rpz.test. 60 IN CNAME .\n" /* no SOA yet */
+				 "rpz.test. 60 IN SOA a. b. 1 2 3 4 5\n");
 	for (int i = 0; i < 10; i++)
 		n += (size_t)snprintf(zone + n, sizeof(zone) - n,
 				      "many.rpz.test. 60 IN A 192.0.2.%d\n",

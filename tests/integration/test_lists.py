@@ -22,6 +22,7 @@ import hashlib
 import http.server
 import os
 import re
+import shutil
 import ssl
 import subprocess
 import sys
@@ -41,6 +42,7 @@ import dns.query  # noqa: E402
 import dns.rcode  # noqa: E402
 
 MAX_BYTES = 64 * 1024
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 class ListServer:
@@ -236,7 +238,13 @@ admin:
         self.assertGreaterEqual(m[("dnsveil_policy_list_last_refresh_timestamp_seconds", "ads")],
                                 int(t0))
         self.assertEqual(m[("dnsveil_policy_list_entries", "local")], 1)
-        log("ok: at start 2 rules, 2 bad lines counted, h1 and a subdomain of h2 blocked")
+        self.assertEqual(m[("dnsveil_policy_group_blocked_total", "default")], 2)
+        text = curl("http://127.0.0.1:%d/metrics" % self.admin_port).body.decode()
+        r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout.strip(), r.stderr.strip()), (0, "", ""), r)
+        log("ok: at start 2 rules, 2 bad lines counted, h1 and a subdomain of h2 blocked; "
+            "promtool check metrics passes with the policy's series")
 
         # refresh-s 1: conditional requests answered 304 cost no parse
         h.wait_for(lambda: self.srv.count(304) >= 2, h.scaled(10), what="two 304s")

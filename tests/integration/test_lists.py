@@ -9,13 +9,16 @@ list's max-bytes.  One Unbound (zone example.test: h0..h999) answers what
 passes.  dnsveil's counters are read from /metrics (curl, as Prometheus
 would) and blocked names asked with dnspython over UDP.
 
-Shown: a 304 costs no parse (loads stay, unchanged counts); a new body
-is swapped in and blocks at once; bad lines are counted; a failing or
-oversized refresh keeps the last good copy and is counted; a restart with
-the server down uses the copy kept on disk, and with no copy starts with
-the list empty (and a warning) rather than not at all; a file list is
-read again when it changes; and queries flowing while the list is swapped
-again and again all get their right answer, none fails."""
+Shown: a 304 costs no parse (loads stay, unchanged counts), by ETag and
+by Last-Modified alone; a new body is swapped in and blocks at once; bad
+lines are counted; a failing (500), oversized or stalled (timeout-ms)
+refresh keeps the last good copy and is counted; a restart with the server
+down uses the copy kept on disk, with no copy starts with the list empty
+(and a warning) rather than not at all, and a changed URL does not use the
+old one's copy; an https:// list is checked against policy.ca; a file list
+is read again when it changes; queries flowing while the list is swapped
+again and again all get their right answer, none fails; and an RPZ list's
+actions, asked with kdig (class Rpz)."""
 
 import email.utils
 import hashlib

@@ -192,7 +192,7 @@ const dv_cfg_item_t dv_cfg_policy_schema[] = {
 	  .min = 0, .max = 604800, .def = "86400",
 	  .doc = "how often a URL is fetched again (a conditional request) "
 		 "or a file is checked for a new size or modification time "
-		 "and read again; 0: read at start only" },
+		 "and read again; 0: at start and on SIGHUP only" },
 	{ SUB_ITEM(DV_CFG_SUB_LIST, "lists.NAME", "max-bytes", DV_CFG_SIZE,
 		   SUB_FIELD(dv_cfg_list_t, max_bytes, uint64_t)),
 	  .min = 1024, .max = 1024ULL * 1024 * 1024, .def = "64M",

@@ -460,6 +460,11 @@ int main(int argc, char **argv)
 				    "listeners, upstreams, limits and the "
 				    "policy (groups, clients, lists) take "
 				    "effect on restart");
+			if (policy) {
+				dv_log_info("SIGHUP: fetching and reading "
+					    "every list again");
+				dv_policy_refresh_now(policy);
+			}
 			continue;
 		}
 		dv_admin_set_draining(admin);

@@ -50,6 +50,10 @@ void dv_policy_log_lists(const dv_policy_t *p);
  */
 int dv_policy_start_refresh(dv_policy_t *p);
 
+/* Have the refresher fetch or check every list now, those without a
+ * refresh-s too (SIGHUP); it returns at once. */
+void dv_policy_refresh_now(dv_policy_t *p);
+
 /* A worker's use of `p` (kept): its counters.  NULL: out of memory. */
 dv_policy_worker_t *dv_policy_worker_new(const dv_policy_t *p);
 void dv_policy_worker_free(dv_policy_worker_t *w);

@@ -55,6 +55,7 @@ struct policy_rt {
 	pthread_cond_t cond; /* on CLOCK_MONOTONIC: stop */
 	pthread_t thread;
 	bool running, stop, curl;
+	bool now; /* dv_policy_refresh_now: every list due at once */
 	dv_policy_worker_t *workers[MAX_WORKERS];
 	/* snapshots not freed because the refresher stopped while a worker
 	 * might have held them: freed with the policy */
@@ -373,7 +374,9 @@ static bool synchronize(dv_policy_t *p)
 
 /* ---- the refresher ---- */
 
-static void refresh_due(dv_policy_t *p, uint64_t now)
+/* The lists due at `now` (every one with `all`): fetched or checked, and
+ * when one has a new copy, a new snapshot built and swapped in. */
+static void refresh_due(dv_policy_t *p, uint64_t now, bool all)
 {
 	policy_rt_t *rt = p->rt;
 	int res[DV_POLICY_MAX_LISTS];
@@ -381,9 +384,10 @@ static void refresh_due(dv_policy_t *p, uint64_t now)
 	for (unsigned i = 0; i < p->n_lists; i++) {
 		list_t *l = &p->lists[i];
 		res[i] = -1;
-		if (!l->refresh_s || l->due_ms > now)
+		if (!all && (!l->refresh_s || l->due_ms > now))
 			continue;
-		l->due_ms = now + (uint64_t)l->refresh_s * 1000;
+		if (l->refresh_s)
+			l->due_ms = now + (uint64_t)l->refresh_s * 1000;
 		res[i] = l->url ? refresh_url(p, l) : refresh_file(l);
 		pthread_mutex_lock(&rt->lock);
 		if (res[i] < 0)
@@ -466,7 +470,9 @@ static void *refresher(void *arg)
 		for (unsigned i = 0; i < p->n_lists; i++)
 			if (p->lists[i].refresh_s && p->lists[i].due_ms < next)
 				next = p->lists[i].due_ms;
-		if (next > now) {
+		bool all = rt->now;
+		rt->now = false;
+		if (next > now && !all) {
 			if (next == UINT64_MAX)
 				next = now + 3600 * 1000;
 			struct timespec ts;
@@ -479,7 +485,7 @@ static void *refresher(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&rt->lock);
-		refresh_due(p, now);
+		refresh_due(p, now, all);
 		pthread_mutex_lock(&rt->lock);
 	}
 	pthread_mutex_unlock(&rt->lock);
@@ -488,16 +494,23 @@ static void *refresher(void *arg)
 
 int dv_policy_start_refresh(dv_policy_t *p)
 {
-	bool any = false;
-	for (unsigned i = 0; i < p->n_lists; i++)
-		any |= p->lists[i].refresh_s != 0;
-	if (!any || p->rt->running)
+	/* with lists, even none with a refresh-s: dv_policy_refresh_now */
+	if (p->n_lists == 0 || p->rt->running)
 		return 0;
 	int ret = pthread_create(&p->rt->thread, NULL, refresher, p);
 	if (ret)
 		return -ret;
 	p->rt->running = true;
 	return 0;
+}
+
+void dv_policy_refresh_now(dv_policy_t *p)
+{
+	policy_rt_t *rt = p->rt;
+	pthread_mutex_lock(&rt->lock);
+	rt->now = true;
+	pthread_cond_signal(&rt->cond);
+	pthread_mutex_unlock(&rt->lock);
 }
 
 /* ---- start and end ---- */

@@ -26,6 +26,7 @@ import http.server
 import os
 import re
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -408,6 +409,26 @@ admin:
                    h.scaled(5), what="a vanished file counted")
         self.assertEqual(self.rcode(dv, "h21.example.test"), dns.rcode.NXDOMAIN)
         log("ok: a changed file is read again; a vanished one keeps the copy in use")
+
+    def test_sighup_reads_every_list_again(self):
+        """refresh-s 0: read at start only, until a SIGHUP."""
+        dv = self.start(refresh=0)
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NXDOMAIN)
+        self.srv.set_body(hosts(["h7.example.test"]))
+        with open(self.file_list, "w") as f:
+            f.write("h21.example.test\n")
+        requests = self.srv.count()
+        self.assertEqual(requests, 1)
+        os.kill(dv.pid, signal.SIGHUP)
+        h.wait_for(lambda: self.rcode(dv, "h7.example.test") == dns.rcode.NXDOMAIN and
+                   self.rcode(dv, "h21.example.test") == dns.rcode.NXDOMAIN,
+                   h.scaled(10), what="both lists read again after SIGHUP")
+        self.assertEqual(self.rcode(dv, "h1.example.test"), dns.rcode.NOERROR)
+        self.assertEqual(self.srv.count(), 2)
+        self.assertIsNotNone(self.srv.requests[-1][0])  # conditional: If-None-Match
+        dv.wait_log(r"SIGHUP: fetching and reading every list again")
+        log("ok: with refresh-s 0 the lists stay as read at start; SIGHUP fetches the URL "
+            "(one request) and reads the file again")
 
     def test_swaps_while_queries_flow(self):
         """Two versions of a 20,000-name list alternate every second while

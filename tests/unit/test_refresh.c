@@ -22,7 +22,7 @@ static void refresh_now(dv_policy_t *p)
 {
 	for (unsigned i = 0; i < p->n_lists; i++)
 		p->lists[i].due_ms = 0;
-	refresh_due(p, mono_ms());
+	refresh_due(p, mono_ms(), false);
 }
 
 static char dir[64];

@@ -78,14 +78,17 @@ typedef enum {
 	DV_LIST_HOSTS,   /* "0.0.0.0 name name..." */
 	DV_LIST_DOMAINS, /* one name a line */
 	DV_LIST_ADBLOCK, /* "||name^", "@@||name^" */
+	DV_LIST_RPZ,     /* a response policy zone's QNAME triggers */
 } dv_list_format_t;
 
-/* lists: NAME: {source, format, refresh-s} */
+/* lists: NAME: {source, format, refresh-s, max-bytes, timeout-ms} */
 typedef struct {
 	char name[DV_POLICY_NAME_MAX];
-	char source[512]; /* a file path (URLs come later) */
+	char source[512]; /* a file path or an http(s):// URL */
 	unsigned format;  /* dv_list_format_t */
-	unsigned refresh_s;
+	unsigned refresh_s; /* 0: read at start only */
+	uint64_t max_bytes; /* a URL's body; larger: the old copy stays */
+	unsigned timeout_ms; /* a URL's whole transfer */
 } dv_cfg_list_t;
 
 typedef enum {
@@ -286,6 +289,10 @@ typedef struct {
 	unsigned n_internal;
 	unsigned internal_special_use; /* 0/1 */
 	unsigned internal_records;     /* 0/1 */
+	/* policy.cache-dir: the last good copy of each URL list */
+	char policy_cache_dir[256];
+	/* policy.ca: CA bundle for https:// lists; "" = system store */
+	char policy_ca[512];
 
 	/* where the values came from, for messages */
 	char source[512]; /* config file path, or "" for built-in defaults */

@@ -497,6 +497,13 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	ENUM("policy", "internal-records", internal_records, booleans, "true",
 	     "the owner names of every group's records: (and their "
 	     "subdomains) are internal too"),
+	STRING("policy", "cache-dir", policy_cache_dir, "/var/lib/dnsveil/lists",
+	       "where the last good copy of each http(s):// list is kept "
+	       "(NAME.list and NAME.meta), so that a restart with the list's "
+	       "server down still blocks"),
+	STRING("policy", "ca", policy_ca, "",
+	       "CA bundle (PEM) that the certificates of https:// list "
+	       "servers are checked against; empty = system store"),
 
 	SIZE("cache", "size", cache_size_bytes, 0, 64 * GIB, "64M",
 	     "memory for cached answers (K, M, G = KiB, MiB, GiB); "

@@ -103,19 +103,31 @@ static int check_id_pattern(const char *text, char *why, size_t why_len)
 	return 0;
 }
 
-/* lists.NAME.source: a file; http(s):// sources come with list refresh */
+/* lists.NAME.source: a file, or an http(s):// URL with a host */
 static int check_source(const char *text, char *why, size_t why_len)
 {
-	if (strncmp(text, "http://", 7) == 0 ||
-	    strncmp(text, "https://", 8) == 0) {
+	const char *host = strncmp(text, "http://", 7) == 0    ? text + 7
+			   : strncmp(text, "https://", 8) == 0 ? text + 8
+							       : NULL;
+	if (host && (host[0] == '\0' || host[0] == '/')) {
+		dv_cfg_errf(why, why_len, "a URL needs a host");
+		return DV_ECONFIG;
+	}
+	for (const char *c = text; host && *c; c++) {
+		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+			dv_cfg_errf(why, why_len,
+				    "a URL has no spaces or control "
+				    "characters");
+			return DV_ECONFIG;
+		}
+	}
+	if (!host && strstr(text, "://")) {
 		dv_cfg_errf(why, why_len,
-			    "URL sources are not supported yet: give a file "
-			    "path (fetch the list with a cron job or a "
-			    "systemd timer)");
+			    "a file path, or an http:// or https:// URL");
 		return DV_ECONFIG;
 	}
 	if (text[0] == '\0') {
-		dv_cfg_errf(why, why_len, "a file path is needed");
+		dv_cfg_errf(why, why_len, "a file path or URL is needed");
 		return DV_ECONFIG;
 	}
 	return 0;
@@ -159,6 +171,7 @@ static const char *const list_formats[] = {
 	[DV_LIST_HOSTS] = "hosts",
 	[DV_LIST_DOMAINS] = "domains",
 	[DV_LIST_ADBLOCK] = "adblock",
+	[DV_LIST_RPZ] = "rpz",
 	NULL,
 };
 
@@ -180,18 +193,32 @@ static const char *const list_formats[] = {
 
 const dv_cfg_item_t dv_cfg_policy_schema[] = {
 	L_STR("source", source, check_source,
-	      "the list's file (read at start; http(s):// URLs are not "
-	      "supported yet)"),
+	      "the list's file, or an http:// or https:// URL (fetched with "
+	      "conditional requests; the last good copy kept under "
+	      "policy.cache-dir)"),
 	{ SUB_ITEM(DV_CFG_SUB_LIST, "lists.NAME", "format", DV_CFG_ENUM,
 		   SUB_FIELD(dv_cfg_list_t, format, unsigned)),
 	  .names = list_formats, .def = "domains",
-	  .doc = "hosts (\"0.0.0.0 name...\"), domains (a name a line) or "
-		 "adblock (\"||name^\", \"@@||name^\" exceptions); a rule "
-		 "covers the name and its subdomains" },
+	  .doc = "hosts (\"0.0.0.0 name...\"), domains (a name a line), "
+		 "adblock (\"||name^\", \"@@||name^\" exceptions; a rule "
+		 "covers the name and its subdomains) or rpz (a response "
+		 "policy zone: QNAME triggers, exact or \"*.name\")" },
 	{ SUB_ITEM(DV_CFG_SUB_LIST, "lists.NAME", "refresh-s", DV_CFG_UINT,
 		   SUB_FIELD(dv_cfg_list_t, refresh_s, unsigned)),
-	  .min = 0, .max = 604800, .def = "0",
-	  .doc = "reserved for URL sources: files are read at start only" },
+	  .min = 0, .max = 604800, .def = "86400",
+	  .doc = "how often a URL is fetched again (a conditional request) "
+		 "or a file is checked for a new size or modification time "
+		 "and read again; 0: at start and on SIGHUP only" },
+	{ SUB_ITEM(DV_CFG_SUB_LIST, "lists.NAME", "max-bytes", DV_CFG_SIZE,
+		   SUB_FIELD(dv_cfg_list_t, max_bytes, uint64_t)),
+	  .min = 1024, .max = 1024ULL * 1024 * 1024, .def = "64M",
+	  .doc = "the largest body a URL may send (K, M, G); a larger one "
+		 "is cut off and the last good copy stays" },
+	{ SUB_ITEM(DV_CFG_SUB_LIST, "lists.NAME", "timeout-ms", DV_CFG_UINT,
+		   SUB_FIELD(dv_cfg_list_t, timeout_ms, unsigned)),
+	  .min = 100, .max = 600000, .def = "30000",
+	  .doc = "the longest a URL's fetch may take, connection included; "
+		 "a slower one fails and the last good copy stays" },
 
 	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "block", DV_CFG_LIST,
 		   SUB_ARRAY(dv_cfg_group_t, block, dv_cfg_name_t)),

@@ -106,13 +106,16 @@ static int check_file(const dv_config_t *cfg, const char *path,
 	return 0;
 }
 
-/* The policy's files are readable, its listeners are listeners (the
- * command line may have replaced the file's). */
+/* The policy's files are readable (a URL is fetched when the policy is
+ * built), its listeners are listeners (the command line may have
+ * replaced the file's). */
 static int check_policy(const dv_config_t *cfg, char *err, size_t err_len)
 {
 	for (unsigned i = 0; i < cfg->n_lists; i++) {
 		const dv_cfg_list_t *l = &cfg->lists[i];
-		if (access(l->source, R_OK) != 0) {
+		bool url = strncmp(l->source, "http://", 7) == 0 ||
+			   strncmp(l->source, "https://", 8) == 0;
+		if (!url && access(l->source, R_OK) != 0) {
 			dv_cfg_errf(err, err_len,
 				    "%s: lists.%s.source: '%s': %s",
 				    cfg->source, l->name, l->source,

@@ -26,6 +26,7 @@
 
 typedef struct dv_worker dv_worker_t;
 typedef struct dv_admin dv_admin_t;
+typedef struct dv_policy dv_policy_t;
 
 /* A worker whose heartbeat is older than this fails /healthz. */
 #define DV_ADMIN_STALL_MS 5000
@@ -36,6 +37,7 @@ typedef struct {
 	dv_worker_t *const *workers;
 	unsigned n_workers;
 	dv_cache_t *cache; /* may be NULL */
+	const dv_policy_t *policy; /* NULL: no policy */
 } dv_admin_view_t;
 
 /* The admin listener's own counters (its thread writes them). */

@@ -322,44 +322,72 @@ static void server_families(FILE *f, const dv_upstream_stats_t *ups,
 	}
 }
 
-/* The policy's groups: queries, blocked, allowed and local answers, by
- * group (the families are always declared; their samples need a policy
- * with groups). */
+/*
+ * The policy's families: per group and per list (names from the config).
+ * The heads are written without a policy too, so that the families
+ * exposed do not depend on the config (README lists them all).
+ */
 static void policy_families(FILE *f, const dv_admin_view_t *v)
 {
-	static const struct {
-		const char *name, *help;
-	} fam[] = {
-		{ "policy_queries_total", "queries of the policy group" },
-		{ "policy_blocked_total", "queries a block list of the group "
-					  "answered" },
-		{ "policy_allowed_total", "queries an allow rule let through "
-					  "for the group" },
-		{ "policy_local_total", "queries answered from the group's "
-					"local records" },
-	};
-	const dv_policy_t *p = v->n_workers ? v->workers[0]->shared->policy
-					    : NULL;
-	unsigned ng = dv_policy_n_groups(p);
-	dv_policy_worker_t *pw[256];
-	unsigned n = v->n_workers < 256 ? v->n_workers : 256;
-	for (unsigned k = 0; k < n; k++)
-		pw[k] = v->workers[k]->policy;
-	dv_policy_group_counts_t c[DV_POLICY_MAX_GROUPS];
-	for (unsigned g = 0; g < ng && g < DV_POLICY_MAX_GROUPS; g++)
-		dv_policy_group_counts(p, g, pw, n, &c[g]);
-	for (unsigned i = 0; i < sizeof(fam) / sizeof(*fam); i++) {
-		head(f, fam[i].name, "counter", fam[i].help);
-		for (unsigned g = 0; g < ng && g < DV_POLICY_MAX_GROUPS; g++) {
-			uint64_t x = i == 0   ? c[g].queries
-				     : i == 1 ? c[g].blocked
-				     : i == 2 ? c[g].allowed
-					      : c[g].local;
-			fprintf(f, "dnsveil_%s{group=\"", fam[i].name);
-			label_value(f, dv_policy_group_name(p, g));
-			fprintf(f, "\"} %" PRIu64 "\n", x);
-		}
+	dv_policy_sums_t *s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	if (v->policy) {
+		dv_policy_worker_t *pw[256] = { NULL };
+		unsigned n = v->n_workers < 256 ? v->n_workers : 256;
+		for (unsigned k = 0; k < n; k++)
+			pw[k] = v->workers[k]->policy;
+		dv_policy_sum(v->policy, pw, n, s);
 	}
+	head(f, "policy_refused_unknown_id_total", "counter",
+	     "queries refused for a client ID no clients: entry names "
+	     "(policy.clients-only)");
+	fprintf(f, "dnsveil_policy_refused_unknown_id_total %" PRIu64 "\n",
+		s->refused_unknown_id);
+#define GROUP_FAMILY(field, help)                                            \
+	head(f, "policy_group_" #field "_total", "counter", help);            \
+	for (unsigned g = 0; g < s->n_groups; g++) {                          \
+		fputs("dnsveil_policy_group_" #field "_total{group=\"", f);    \
+		label_value(f, s->groups[g].name);                            \
+		fprintf(f, "\"} %" PRIu64 "\n", s->groups[g].field);          \
+	}
+	GROUP_FAMILY(queries, "queries of the group's clients")
+	GROUP_FAMILY(blocked, "queries of the group blocked by a list")
+	GROUP_FAMILY(allowed, "queries of the group an allow rule let pass")
+	GROUP_FAMILY(local, "queries of the group answered from its local "
+			    "records")
+#undef GROUP_FAMILY
+#define LIST_FAMILY(fam, field, type, help)                                  \
+	head(f, "policy_list_" fam, type, help);                             \
+	for (unsigned l = 0; l < s->n_lists; l++) {                          \
+		fputs("dnsveil_policy_list_" fam "{list=\"", f);             \
+		label_value(f, s->lists[l].name);                            \
+		fprintf(f, "\"} %" PRIu64 "\n", s->lists[l].field);          \
+	}
+	LIST_FAMILY("queries_total", queries, "counter",
+		    "queries of the groups that use the list")
+	LIST_FAMILY("blocked_total", blocked, "counter",
+		    "queries the list blocked")
+	LIST_FAMILY("allowed_total", allowed, "counter",
+		    "queries a rule of the list let pass")
+	LIST_FAMILY("entries", entries, "gauge",
+		    "rules in the copy of the list in use")
+	LIST_FAMILY("bad_lines", bad_lines, "gauge",
+		    "lines of the copy in use nothing could be made of "
+		    "(skipped)")
+	LIST_FAMILY("loads_total", loads, "counter",
+		    "copies of the list parsed (at start and by refreshes)")
+	LIST_FAMILY("unchanged_total", unchanged, "counter",
+		    "refreshes that found the list unchanged (HTTP 304, or "
+		    "the same file size and time): no parse, no swap")
+	LIST_FAMILY("refresh_failures_total", failures, "counter",
+		    "fetches or reads of the list that failed or were too "
+		    "big (the last good copy stayed)")
+	LIST_FAMILY("last_refresh_timestamp_seconds", last_ok_s, "gauge",
+		    "when the list was last fetched or read successfully "
+		    "(seconds since the epoch)")
+#undef LIST_FAMILY
+	free(s);
 }
 
 void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,

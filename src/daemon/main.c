@@ -326,9 +326,12 @@ int main(int argc, char **argv)
 			fprintf(stderr, "dnsveil: %s\n", err);
 			return 1;
 		}
-		/* the lists as the daemon will load them: bad lines counted */
+		/* the lists as the daemon will load them: bad lines counted
+		 * (URL lists from their copies on disk: a check fetches
+		 * nothing) */
 		dv_policy_t *pol = NULL;
 		dv_log_level = cfg.log_level;
+		dv_policy_no_fetch = true;
 		if (dv_policy_new(&cfg, 0, &pol, err, sizeof(err)) != 0) {
 			fprintf(stderr, "dnsveil: %s\n", err);
 			return 1;
@@ -407,6 +410,7 @@ int main(int argc, char **argv)
 			.workers = workers,
 			.n_workers = n,
 			.cache = cache,
+			.policy = policy,
 		};
 		admin = dv_admin_new(&view, err, sizeof(err));
 		if (!admin) {
@@ -436,6 +440,13 @@ int main(int argc, char **argv)
 		dv_log_info("fallback %s", cfg.fallback[i].text);
 	for (unsigned i = 0; i < cfg.n_admin_listen; i++)
 		dv_log_info("admin listener on %s", cfg.admin_listen[i].text);
+	if (policy) {
+		int ret = dv_policy_start_refresh(policy);
+		if (ret)
+			dv_log_error("cannot start the list refresher: %s; "
+				     "lists stay as loaded",
+				     dv_strerror(ret));
+	}
 	dv_admin_set_started(admin);
 	dv_log_info("dnsveil %s ready, %u workers", DV_VERSION, n);
 	notify("READY=1");
@@ -466,6 +477,11 @@ int main(int argc, char **argv)
 				    "listeners, upstreams, limits and the "
 				    "policy (groups, clients, lists) take "
 				    "effect on restart");
+			if (policy) {
+				dv_log_info("SIGHUP: fetching and reading "
+					    "every list again");
+				dv_policy_refresh_now(policy);
+			}
 			notify("READY=1");
 			continue;
 		}

@@ -28,7 +28,24 @@ typedef struct {
 	ev_timer heartbeat;
 	ev_timer drain_timer;
 	uint64_t drain_deadline_ms;
+	/* a loop turn for the policy's list snapshots (policy.h) */
+	ev_check turn_begin;
+	ev_prepare turn_end;
 } worker_ctl_t;
+
+static void turn_begin_cb(struct ev_loop *loop, ev_check *c, int revents)
+{
+	(void)loop;
+	(void)revents;
+	dv_policy_worker_enter(((dv_worker_t *)c->data)->policy);
+}
+
+static void turn_end_cb(struct ev_loop *loop, ev_prepare *c, int revents)
+{
+	(void)loop;
+	(void)revents;
+	dv_policy_worker_leave(((dv_worker_t *)c->data)->policy);
+}
 
 dv_query_t *dv_query_new(dv_worker_t *w, const uint8_t *wire, size_t len)
 {
@@ -198,6 +215,16 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 			goto fail;
 		}
 		dv_core_set_policy(&w->core, w->policy, &dv_policy_core_ops);
+		/* the turn begins before any other watcher of the loop's
+		 * wake-up runs and ends after every other prepare */
+		ev_check_init(&ctl->turn_begin, turn_begin_cb);
+		ev_set_priority(&ctl->turn_begin, EV_MAXPRI);
+		ctl->turn_begin.data = w;
+		ev_check_start(w->loop, &ctl->turn_begin);
+		ev_prepare_init(&ctl->turn_end, turn_end_cb);
+		ev_set_priority(&ctl->turn_end, EV_MINPRI);
+		ctl->turn_end.data = w;
+		ev_prepare_start(w->loop, &ctl->turn_end);
 	}
 	w->pool = dv_pool_new(w, cfg, &core_report);
 	dv_core_set_pool(&w->core, w->pool, &dv_pool_core_ops);
@@ -299,6 +326,8 @@ void dv_worker_free(dv_worker_t *w)
 		ev_async_stop(w->loop, &ctl->async);
 		ev_timer_stop(w->loop, &ctl->heartbeat);
 		ev_timer_stop(w->loop, &ctl->drain_timer);
+		ev_check_stop(w->loop, &ctl->turn_begin);
+		ev_prepare_stop(w->loop, &ctl->turn_end);
 	}
 	free(ctl);
 	dv_core_deinit(&w->core);

@@ -41,17 +41,6 @@ static uint64_t mono_ms(void)
 
 /* ---- building ---- */
 
-typedef struct {
-	dv_suffix_set_t *set;
-	unsigned list;
-} add_ctx_t;
-
-static int add_rule(void *ctx, const char *name, size_t len, bool except)
-{
-	add_ctx_t *a = ctx;
-	return dv_suffix_add(a->set, name, len, a->list, except);
-}
-
 static void build_group(group_t *g, const dv_cfg_group_t *cg)
 {
 	snprintf(g->name, sizeof(g->name), "%s", cg->name);
@@ -82,27 +71,16 @@ int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 		return 0;
 	uint64_t t0 = mono_ms();
 	dv_policy_t *p = calloc(1, sizeof(*p));
-	if (!p || !(p->set = dv_suffix_new(seed))) {
-		free(p);
+	if (!p) {
 		snprintf(err, err_len, "policy: out of memory");
 		return -ENOMEM;
 	}
-	for (unsigned i = 0; i < cfg->n_lists; i++) {
-		const dv_cfg_list_t *cl = &cfg->lists[i];
-		list_t *l = &p->lists[p->n_lists++];
-		snprintf(l->name, sizeof(l->name), "%s", cl->name);
-		snprintf(l->source, sizeof(l->source), "%s", cl->source);
-		add_ctx_t a = { .set = p->set, .list = i };
-		int ret = dv_list_parse_file(cl->format, cl->source, add_rule,
-					     &a, &l->st);
-		if (ret < 0) {
-			snprintf(err, err_len, "lists.%s.source: '%s': %s",
-				 cl->name, cl->source, dv_strerror(ret));
-			dv_policy_free(p);
-			return ret;
-		}
+	p->seed = seed;
+	int ret = dv_policy_lists_load(p, cfg, err, err_len); /* refresh.c */
+	if (ret < 0) {
+		dv_policy_free(p);
+		return ret;
 	}
-	dv_suffix_seal(p->set);
 	if ((cfg->n_records && !(p->records = dv_records_new(cfg, seed))) ||
 	    dv_policy_internal_build(p, cfg, seed) != 0) {
 		snprintf(err, err_len, "policy: out of memory");
@@ -142,7 +120,7 @@ void dv_policy_free(dv_policy_t *p)
 {
 	if (!p)
 		return;
-	dv_suffix_free(p->set);
+	dv_policy_rt_free(p);
 	dv_suffix_free(p->internal);
 	dv_records_free(p->records);
 	free(p);
@@ -151,18 +129,21 @@ void dv_policy_free(dv_policy_t *p)
 void dv_policy_log_lists(const dv_policy_t *p)
 {
 	for (unsigned i = 0; i < p->n_lists; i++) {
-		const list_t *l = &p->lists[i];
+		list_t l;
+		dv_policy_list_read(p, i, &l);
 		dv_log_info("policy: list %s (%s): %" PRIu64 " rules (%" PRIu64
 			    " exceptions), %" PRIu64 " bad lines, %" PRIu64
 			    " skipped, of %" PRIu64 " lines",
-			    l->name, l->source, l->st.rules, l->st.exceptions,
-			    l->st.bad, l->st.skipped, l->st.lines);
+			    l.name, l.source, l.st.rules, l.st.exceptions,
+			    l.st.bad, l.st.skipped, l.st.lines);
 	}
+	/* at start, before any refresh: the snapshot is the first one */
 	dv_log_info(
 		"policy: %zu names in %zu KiB, loaded in %" PRIu64
 		" ms; %u groups, %u clients entries; %zu local records "
 		"(%zu names); internal names%s%s%s",
-		dv_suffix_count(p->set), dv_suffix_bytes(p->set) / 1024,
+		dv_suffix_count(p->snap->set),
+		dv_suffix_bytes(p->snap->set) / 1024,
 		p->load_ms, p->n_groups, p->n_clients,
 		dv_records_count(p->records), dv_records_nodes(p->records),
 		p->internal_mask & 1u << INTERNAL_CONFIG ? " internal:" : "",
@@ -174,13 +155,22 @@ void dv_policy_log_lists(const dv_policy_t *p)
 dv_policy_worker_t *dv_policy_worker_new(const dv_policy_t *p)
 {
 	dv_policy_worker_t *w = calloc(1, sizeof(*w));
-	if (w)
-		w->p = p;
+	if (!w)
+		return NULL;
+	w->p = p;
+	if (dv_policy_rt_register(p, w) < 0) {
+		free(w);
+		return NULL;
+	}
 	return w;
 }
 
 void dv_policy_worker_free(dv_policy_worker_t *w)
 {
+	if (!w)
+		return;
+	dv_policy_worker_leave(w);
+	dv_policy_rt_unregister(w->p, w);
 	free(w);
 }
 
@@ -269,6 +259,64 @@ static void log_decision(dv_policy_worker_t *w, const dv_query_t *q,
 		     list >= 0 ? w->p->lists[list].name : "");
 }
 
+/*
+ * The group's RPZ lists, in list order: the first whose triggers match
+ * `name` decides with its own action (rpz.h); in an allow: list, or with
+ * rpz-passthru, the name is allowed.  *matched false: none matched.
+ */
+static int rpz_decide(dv_policy_worker_t *w, const dv_query_t *q,
+		      const char *id, unsigned gi, const char *name, size_t n,
+		      uint8_t *buf, size_t cap, unsigned pad_block,
+		      bool *matched)
+{
+	const dv_policy_t *p = w->p;
+	const group_t *g = &p->groups[gi];
+	bool logging = dv_log_level >= DV_LOG_DEBUG;
+	for (uint32_t m = g->lists & p->rpz_mask; m; m &= m - 1) {
+		unsigned li = lowest_bit(m), off = 0;
+		const dv_rpz_t *z = w->snap->rpz[li];
+		const dv_rpz_action_t *a =
+			z ? dv_rpz_lookup(z, name, n, &off) : NULL;
+		if (!a)
+			continue;
+		*matched = true;
+		if (a->kind == DV_RPZ_PASSTHRU || (g->allow & (1u << li))) {
+			CTR_INC(w->group_ctr[gi][GC_ALLOWED]);
+			CTR_INC(w->list_ctr[li][LC_ALLOWED]);
+			if (logging)
+				log_decision(w, q, id, g, D_ALLOW, name,
+					     (int)li);
+			return 0;
+		}
+		CTR_INC(w->group_ctr[gi][GC_BLOCKED]);
+		CTR_INC(w->list_ctr[li][LC_BLOCKED]);
+		if (logging)
+			log_decision(w, q, id, g, D_BLOCK, name, (int)li);
+		group_t rg = *g; /* the zone's action and TTL */
+		rg.ttl = a->ttl;
+		rg.action = a->kind == DV_RPZ_NXDOMAIN ? DV_ACTION_NXDOMAIN
+			    : a->kind == DV_RPZ_NODATA ? DV_ACTION_NODATA
+						       : DV_ACTION_ADDRESSES;
+		const uint8_t *v4, *v6;
+		dv_rpz_addrs(z, a, &v4, &v6);
+		rg.n_v4 = a->n_v4;
+		rg.n_v6 = a->n_v6;
+		if (a->n_v4)
+			memcpy(rg.v4, v4, (size_t)a->n_v4 * 4);
+		if (a->n_v6)
+			memcpy(rg.v6, v6, (size_t)a->n_v6 * 16);
+		int len = dv_policy_blocked_answer(buf, cap, q, &rg, off,
+						   p->lists[li].name, pad_block);
+		if (len < 0) /* cannot happen with the core's buffer */
+			return dv_wire_error(buf, cap, q->wire, &q->view,
+					     DV_RCODE_REFUSED,
+					     DV_EDE_PROHIBITED, "blocked",
+					     pad_block);
+		return len;
+	}
+	return 0;
+}
+
 static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 		  unsigned pad_block)
 {
@@ -323,14 +371,26 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 		}
 	}
 	dv_suffix_hit_t hit;
-	if (!g->lists ||
-	    !dv_suffix_lookup(p->set, name, (size_t)n, g->lists, &hit)) {
+	if (g->lists && !w->snap) /* a query outside the loop's turn */
+		dv_policy_worker_enter(w);
+	bool found = g->lists && dv_suffix_lookup(w->snap->set, name,
+						  (size_t)n, g->lists, &hit);
+	uint32_t allow = found ? ((hit.block | hit.except) & g->allow) |
+					 (hit.except & g->block)
+			       : 0;
+	/* RPZ lists after the allow rules, before the other block lists */
+	if (!allow && (g->lists & p->rpz_mask)) {
+		bool matched = false;
+		int len = rpz_decide(w, q, id, gi, name, (size_t)n, buf, cap,
+				     pad_block, &matched);
+		if (matched)
+			return len;
+	}
+	if (!found) {
 		if (logging)
 			log_decision(w, q, id, g, D_PASS, name, -1);
 		return 0;
 	}
-	uint32_t allow = ((hit.block | hit.except) & g->allow) |
-			 (hit.except & g->block);
 	if (allow) {
 		unsigned li = lowest_bit(allow);
 		CTR_INC(w->group_ctr[gi][GC_ALLOWED]);
@@ -372,78 +432,83 @@ const dv_core_policy_ops_t dv_policy_core_ops = {
 
 /* ---- counters ---- */
 
+void dv_policy_sum(const dv_policy_t *p, dv_policy_worker_t *const *w,
+		   unsigned n, dv_policy_sums_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->n_groups = p->n_groups;
+	out->n_lists = p->n_lists;
+	for (unsigned k = 0; k < n; k++) {
+		if (!w[k])
+			continue;
+		out->refused_unknown_id += CTR_GET(w[k]->refused_unknown_id);
+		for (unsigned g = 0; g < p->n_groups; g++) {
+			dv_policy_group_sum_t *s = &out->groups[g];
+			s->queries += CTR_GET(w[k]->group_ctr[g][GC_QUERIES]);
+			s->blocked += CTR_GET(w[k]->group_ctr[g][GC_BLOCKED]);
+			s->allowed += CTR_GET(w[k]->group_ctr[g][GC_ALLOWED]);
+			s->local += CTR_GET(w[k]->group_ctr[g][GC_LOCAL]);
+		}
+		for (unsigned l = 0; l < p->n_lists; l++) {
+			dv_policy_list_sum_t *s = &out->lists[l];
+			s->blocked += CTR_GET(w[k]->list_ctr[l][LC_BLOCKED]);
+			s->allowed += CTR_GET(w[k]->list_ctr[l][LC_ALLOWED]);
+		}
+	}
+	for (unsigned g = 0; g < p->n_groups; g++)
+		out->groups[g].name = p->groups[g].name;
+	for (unsigned l = 0; l < p->n_lists; l++) {
+		dv_policy_list_sum_t *s = &out->lists[l];
+		list_t li;
+		dv_policy_list_read(p, l, &li);
+		s->name = p->lists[l].name;
+		/* a list's queries: those of the groups that use it */
+		for (unsigned g = 0; g < p->n_groups; g++)
+			if (p->groups[g].lists & (1u << l))
+				s->queries += out->groups[g].queries;
+		s->entries = li.st.rules;
+		s->exceptions = li.st.exceptions;
+		s->bad_lines = li.st.bad;
+		s->skipped = li.st.skipped;
+		s->loads = li.loads;
+		s->unchanged = li.unchanged;
+		s->failures = li.failures;
+		s->last_ok_s = li.last_ok_s;
+	}
+}
+
 void dv_policy_stats_json(FILE *f, const dv_policy_t *p,
 			  dv_policy_worker_t *const *w, unsigned n)
 {
-	uint64_t gsum[DV_POLICY_MAX_GROUPS][GC_N] = { { 0 } };
-	uint64_t lsum[DV_POLICY_MAX_LISTS][LC_N] = { { 0 } };
-	uint64_t lq[DV_POLICY_MAX_LISTS] = { 0 };
-	uint64_t refused = 0;
-	for (unsigned k = 0; k < n; k++) {
-		if (!w[k])
-			continue;
-		refused += CTR_GET(w[k]->refused_unknown_id);
-		for (unsigned g = 0; g < p->n_groups; g++)
-			for (unsigned c = 0; c < GC_N; c++)
-				gsum[g][c] += CTR_GET(w[k]->group_ctr[g][c]);
-		for (unsigned l = 0; l < p->n_lists; l++)
-			for (unsigned c = 0; c < LC_N; c++)
-				lsum[l][c] += CTR_GET(w[k]->list_ctr[l][c]);
-	}
-	/* a list's queries: those of the groups that use it */
-	for (unsigned g = 0; g < p->n_groups; g++)
-		for (unsigned l = 0; l < p->n_lists; l++)
-			if (p->groups[g].lists & (1u << l))
-				lq[l] += gsum[g][GC_QUERIES];
+	dv_policy_sums_t *s = malloc(sizeof(*s));
+	if (!s)
+		return;
+	dv_policy_sum(p, w, n, s);
 	fprintf(f,
 		",\"policy\":{\"refused_unknown_id\":%" PRIu64 ",\"groups\":{",
-		refused);
-	for (unsigned g = 0; g < p->n_groups; g++)
+		s->refused_unknown_id);
+	for (unsigned g = 0; g < s->n_groups; g++)
 		fprintf(f,
 			"%s\"%s\":{\"queries\":%" PRIu64 ",\"blocked\":%" PRIu64
 			",\"allowed\":%" PRIu64 ",\"local\":%" PRIu64 "}",
-			g ? "," : "", p->groups[g].name, gsum[g][GC_QUERIES],
-			gsum[g][GC_BLOCKED], gsum[g][GC_ALLOWED],
-			gsum[g][GC_LOCAL]);
+			g ? "," : "", s->groups[g].name, s->groups[g].queries,
+			s->groups[g].blocked, s->groups[g].allowed,
+			s->groups[g].local);
 	fputs("},\"lists\":{", f);
-	for (unsigned l = 0; l < p->n_lists; l++) {
-		const list_t *li = &p->lists[l];
+	for (unsigned l = 0; l < s->n_lists; l++) {
+		const dv_policy_list_sum_t *li = &s->lists[l];
 		fprintf(f,
 			"%s\"%s\":{\"queries\":%" PRIu64 ",\"blocked\":%" PRIu64
-			",\"allowed\":%" PRIu64 ",\"rules\":%" PRIu64 ",\"excep"
-								      "tions\":"
-								      "%" PRIu64
-			",\"bad_lines\":%" PRIu64 ",\"skipped\":%" PRIu64 "}",
-			l ? "," : "", li->name, lq[l], lsum[l][LC_BLOCKED],
-			lsum[l][LC_ALLOWED], li->st.rules, li->st.exceptions,
-			li->st.bad, li->st.skipped);
+			",\"allowed\":%" PRIu64 ",\"rules\":%" PRIu64
+			",\"exceptions\":%" PRIu64 ",\"bad_lines\":%" PRIu64
+			",\"skipped\":%" PRIu64 ",\"loads\":%" PRIu64
+			",\"unchanged\":%" PRIu64 ",\"refresh_failures\":%" PRIu64
+			"}",
+			l ? "," : "", li->name, li->queries, li->blocked,
+			li->allowed, li->entries, li->exceptions, li->bad_lines,
+			li->skipped, li->loads, li->unchanged, li->failures);
 	}
 	fputs("}}", f);
+	free(s);
 }
 
-unsigned dv_policy_n_groups(const dv_policy_t *p)
-{
-	return p ? p->n_groups : 0;
-}
-
-const char *dv_policy_group_name(const dv_policy_t *p, unsigned g)
-{
-	return p->groups[g].name;
-}
-
-void dv_policy_group_counts(const dv_policy_t *p, unsigned g,
-			    dv_policy_worker_t *const *w, unsigned n,
-			    dv_policy_group_counts_t *out)
-{
-	memset(out, 0, sizeof(*out));
-	if (g >= p->n_groups)
-		return;
-	for (unsigned k = 0; k < n; k++) {
-		if (!w[k])
-			continue;
-		out->queries += CTR_GET(w[k]->group_ctr[g][GC_QUERIES]);
-		out->blocked += CTR_GET(w[k]->group_ctr[g][GC_BLOCKED]);
-		out->allowed += CTR_GET(w[k]->group_ctr[g][GC_ALLOWED]);
-		out->local += CTR_GET(w[k]->group_ctr[g][GC_LOCAL]);
-	}
-}

@@ -36,36 +36,72 @@ int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 		  char *err, size_t err_len);
 void dv_policy_free(dv_policy_t *p);
 
+/* Set by --check-config before dv_policy_new: URL lists are not fetched,
+ * only their copies in policy.cache-dir read (none: empty, a warning). */
+extern bool dv_policy_no_fetch;
+
 /* One info line per list: rules, exceptions, bad and skipped lines, and
  * the names held, the memory and the time the load took. */
 void dv_policy_log_lists(const dv_policy_t *p);
+
+/*
+ * Start the thread that refreshes the lists with a refresh-s (after the
+ * workers exist; dv_policy_free stops it).  0 or -errno.
+ */
+int dv_policy_start_refresh(dv_policy_t *p);
+
+/* Have the refresher fetch or check every list now, those without a
+ * refresh-s too (SIGHUP); it returns at once. */
+void dv_policy_refresh_now(dv_policy_t *p);
 
 /* A worker's use of `p` (kept): its counters.  NULL: out of memory. */
 dv_policy_worker_t *dv_policy_worker_new(const dv_policy_t *p);
 void dv_policy_worker_free(dv_policy_worker_t *w);
 
+/*
+ * A worker's loop turn: call _enter when the loop wakes, before any query
+ * of the turn, and _leave before it sleeps.  Between the two the worker
+ * holds one snapshot of the lists; a refresh frees the old one only when
+ * every worker has left the turn that held it (refresh.c).
+ */
+void dv_policy_worker_enter(dv_policy_worker_t *w);
+void dv_policy_worker_leave(dv_policy_worker_t *w);
+
 /* The core's hook (core.h); its `policy` is a dv_policy_worker_t. */
 extern const dv_core_policy_ops_t dv_policy_core_ops;
+
+/* The counters summed over the workers, for /metrics. */
+typedef struct {
+	const char *name;
+	uint64_t queries, blocked, allowed, local;
+} dv_policy_group_sum_t;
+
+typedef struct {
+	const char *name;
+	uint64_t queries, blocked, allowed; /* queries: of groups using it */
+	uint64_t entries, exceptions, bad_lines, skipped; /* copy in use */
+	uint64_t loads, unchanged, failures; /* copies parsed, 304s, fails */
+	uint64_t last_ok_s; /* last good fetch or read, epoch seconds */
+} dv_policy_list_sum_t;
+
+typedef struct {
+	uint64_t refused_unknown_id;
+	unsigned n_groups, n_lists;
+	dv_policy_group_sum_t groups[DV_POLICY_MAX_GROUPS];
+	dv_policy_list_sum_t lists[DV_POLICY_MAX_LISTS];
+} dv_policy_sums_t;
+
+/* Sum `n` workers' counters (NULL ones skipped) and the lists' state
+ * into `out`.  Takes the refresher's lock briefly. */
+void dv_policy_sum(const dv_policy_t *p, dv_policy_worker_t *const *w,
+		   unsigned n, dv_policy_sums_t *out);
 
 /*
  * Write the policy counters summed over `n` workers as JSON members to go
  * inside the stats object: ,"policy":{"refused_unknown_id":N,"groups":
- * {NAME:{"queries":N,"blocked":N,"allowed":N}...},"lists":{NAME:{...,
+ * {NAME:{"queries":N,"blocked":N,"allowed":N,"local":N}...},"lists":{NAME:{...,
  * "rules":N,"bad_lines":N,"skipped":N}...}} (starting with the comma).
  */
 void dv_policy_stats_json(FILE *f, const dv_policy_t *p,
 			  dv_policy_worker_t *const *w, unsigned n);
 
-/* The per-group counters of dv_policy_group_counts(). */
-typedef struct {
-	uint64_t queries, blocked, allowed, local;
-} dv_policy_group_counts_t;
-
-/* Groups of `p` (0 for NULL), and the name of group `g`. */
-unsigned dv_policy_n_groups(const dv_policy_t *p);
-const char *dv_policy_group_name(const dv_policy_t *p, unsigned g);
-/* Group `g`'s counters summed over `n` workers (NULL entries skipped);
- * relaxed loads: any thread may call it. */
-void dv_policy_group_counts(const dv_policy_t *p, unsigned g,
-			    dv_policy_worker_t *const *w, unsigned n,
-			    dv_policy_group_counts_t *out);

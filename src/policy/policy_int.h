@@ -9,6 +9,7 @@
 #include "src/policy/lists.h"
 #include "src/policy/policy.h"
 #include "src/policy/records.h"
+#include "src/policy/rpz.h"
 #include "src/policy/suffix.h"
 
 typedef struct {
@@ -30,14 +31,48 @@ typedef struct {
 	unsigned group;
 } client_t;
 
+/*
+ * A list.  The name and the config part never change; the rest belongs to
+ * the refresher (refresh.c), which writes it under rt->lock, and the
+ * stats readers take the lock too.
+ */
 typedef struct {
 	char name[DV_POLICY_NAME_MAX];
 	char source[512];
-	dv_list_stats_t st;
+	unsigned format; /* dv_list_format_t */
+	bool url;
+	unsigned refresh_s;
+	uint64_t max_bytes;
+	unsigned timeout_ms;
+	dv_list_stats_t st; /* of the copy in use */
+	uint64_t loads; /* copies parsed (at start and by refreshes) */
+	uint64_t unchanged; /* refreshes that found nothing new (304) */
+	uint64_t failures; /* refreshes or start fetches that failed */
+	uint64_t last_ok_s; /* the last good fetch or read, epoch seconds */
+	/* the refresher's own: what the copy in use came from */
+	int64_t size, mtime_ns; /* a file's */
+	char etag[256], last_modified[64]; /* a URL's validators */
+	uint64_t due_ms;
 } list_t;
 
-struct dv_policy {
+/* What a refresh replaces at once: every list's rules in one set, and
+ * each RPZ list's triggers in a zone of its own. */
+typedef struct {
 	dv_suffix_set_t *set;
+	dv_rpz_t *rpz[DV_POLICY_MAX_LISTS]; /* NULL: not an RPZ list */
+} snap_t;
+
+typedef struct policy_rt policy_rt_t; /* refresh.c: thread, workers */
+
+struct dv_policy {
+	/* the snapshot in use: loaded by workers once per loop turn
+	 * (dv_policy_worker_enter), replaced by the refresher */
+	snap_t *snap;
+	policy_rt_t *rt;
+	uint64_t seed;
+	uint32_t rpz_mask; /* the lists of format rpz */
+	char cache_dir[256];
+	char ca[512]; /* policy.ca */
 	group_t groups[DV_POLICY_MAX_GROUPS];
 	unsigned n_groups;
 	unsigned default_group;
@@ -67,6 +102,10 @@ enum { LC_BLOCKED, LC_ALLOWED, LC_N };
 
 struct dv_policy_worker {
 	const dv_policy_t *p;
+	/* the snapshot this loop turn reads (NULL between turns), and the
+	 * turn counter the refresher watches: odd while in a turn */
+	const snap_t *snap;
+	uint64_t turn;
 	uint64_t group_ctr[DV_POLICY_MAX_GROUPS][GC_N];
 	uint64_t list_ctr[DV_POLICY_MAX_LISTS][LC_N];
 	uint64_t refused_unknown_id;
@@ -76,6 +115,18 @@ struct dv_policy_worker {
 	/* a local answer before dv_wire_answer() makes it the client's */
 	uint8_t tmp[DV_DNS_MAX_MSG];
 };
+
+/* refresh.c: read every list (fetching URLs) into p->snap at start;
+ * 0 or a negative error with a message in `err`. */
+int dv_policy_lists_load(dv_policy_t *p, const dv_config_t *cfg, char *err,
+			 size_t err_len);
+/* refresh.c: register and unregister a worker with the refresher; free
+ * the runtime part (the thread stopped, the snapshots). */
+int dv_policy_rt_register(const dv_policy_t *p, dv_policy_worker_t *w);
+void dv_policy_rt_unregister(const dv_policy_t *p, dv_policy_worker_t *w);
+void dv_policy_rt_free(dv_policy_t *p);
+/* refresh.c: copy a list's refresh state under the lock. */
+void dv_policy_list_read(const dv_policy_t *p, unsigned i, list_t *out);
 
 /*
  * The answer to `q` blocked for group `g` by list `list` (its rule for

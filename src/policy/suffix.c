@@ -164,6 +164,15 @@ int dv_suffix_add(dv_suffix_set_t *s, const char *name, size_t len,
 	return 0;
 }
 
+int64_t dv_suffix_index(const dv_suffix_set_t *s, const char *name,
+			size_t len)
+{
+	if (len == 0 || len > DV_SUFFIX_NAME_MAX)
+		return -1;
+	uint32_t *slot = find_slot(s, name_hash(s->seed, name, len), name, len);
+	return *slot ? (int64_t)*slot - 1 : -1;
+}
+
 void dv_suffix_seal(dv_suffix_set_t *s)
 {
 	if (s->n && s->n < s->cap) {
@@ -211,6 +220,7 @@ bool dv_suffix_lookup(const dv_suffix_set_t *s, const char *name, size_t len,
 			hit->block = e->block;
 			hit->except = e->except;
 			hit->offset = offs[n];
+			hit->entry = *slot - 1;
 			return true;
 		}
 	}

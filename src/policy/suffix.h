@@ -29,6 +29,7 @@ typedef struct {
 	uint32_t block; /* lists with a plain rule for the suffix */
 	uint32_t except; /* lists with an exception ("@@||name^") for it */
 	uint16_t offset; /* where the suffix starts in the looked-up name */
+	uint32_t entry; /* the suffix's index (dv_suffix_index) */
 } dv_suffix_hit_t;
 
 /* An empty set whose hashes are keyed by `seed`.  NULL: out of memory. */
@@ -43,6 +44,11 @@ void dv_suffix_free(dv_suffix_set_t *s);
  */
 int dv_suffix_add(dv_suffix_set_t *s, const char *name, size_t len,
 		  unsigned list, bool except);
+
+/* The index (0..count-1, in the order names were first added) of
+ * `name`, or -1 when the set does not hold it. */
+int64_t dv_suffix_index(const dv_suffix_set_t *s, const char *name,
+			size_t len);
 
 /* Trim the arrays to what they hold (after the last add). */
 void dv_suffix_seal(dv_suffix_set_t *s);

@@ -183,9 +183,9 @@ class LocalRecords(h.IntegrationTest):
         r = curl("http://127.0.0.1:%d/metrics" % self.admin_port)
         self.assertEqual(r.status, 200, r)
         text = r.body.decode()
-        self.assertIn('dnsveil_policy_local_total{group="default"} 15\n', text)
-        self.assertIn('dnsveil_policy_local_total{group="kids"} 2\n', text)
-        self.assertIn('dnsveil_policy_queries_total{group="kids"} 3\n', text)
+        self.assertIn('dnsveil_policy_group_local_total{group="default"} 15\n', text)
+        self.assertIn('dnsveil_policy_group_local_total{group="kids"} 2\n', text)
+        self.assertIn('dnsveil_policy_group_queries_total{group="kids"} 3\n', text)
         self.assertRegex(text, r"\ndnsveil_upstream_refused_final_total [1-9]")
         dv.wait_log(r"policy: client 127\.0\.0\.1 id kid-1 group kids: local "
                     r"intranet\.corp\.example")

@@ -360,10 +360,15 @@ class PolicyConfig(h.IntegrationTest):
                              "groups:\n  kids:\n    block: [l, nope]\n")
         self.assertEqual(rc, 1, out)
         self.assertIn("FILE:8: groups.kids.block: unknown list 'nope'", out)
-        rc, out = self.check("lists:\n  l: { source: \"https://lists.example/l.txt\" }\n")
+        rc, out = self.check("lists:\n  l: { source: \"ftp://lists.example/l.txt\" }\n")
         self.assertEqual(rc, 1, out)
-        self.assertIn("FILE:5: lists.l.source: 'https://lists.example/l.txt': URL sources "
-                      "are not supported yet", out)
+        self.assertIn("FILE:5: lists.l.source: 'ftp://lists.example/l.txt': a file path, or an "
+                      "http:// or https:// URL", out)
+        # a URL is not fetched by a check: its copy on disk is read, none here
+        rc, out = self.check("lists:\n  l: { source: \"https://lists.example/l.txt\" }\n"
+                             "policy: { cache-dir: @DIR@/cache }\n")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("policy: list l: no copy kept in", out)
         rc, out = self.check("clients:\n  - { id: kid-1, group: kids }\n")
         self.assertEqual(rc, 1, out)
         self.assertIn("FILE:5: clients.group: unknown group 'kids'", out)

@@ -457,10 +457,14 @@ typedef struct {
 
 static const load_case_t load_errors[] = {
 	/* the policy's tables */
-	{ "lists:\n  ads: { source: /x, format: rpz }\n", 2, "lists.ads.format",
+	{ "lists:\n  ads: { source: /x, format: regex }\n", 2, "lists.ads.format",
 	  "expected one of hosts, domains, adblock" },
-	{ "lists:\n  ads: { source: \"https://x/l.txt\" }\n", 2,
-	  "lists.ads.source", "URL sources are not supported yet" },
+	{ "lists:\n  ads: { source: \"https:///l.txt\" }\n", 2,
+	  "lists.ads.source", "a URL needs a host" },
+	{ "lists:\n  ads: { source: \"ftp://x/l.txt\" }\n", 2,
+	  "lists.ads.source", "a file path, or an http:// or https:// URL" },
+	{ "lists:\n  ads: { source: /x, max-bytes: 10 }\n", 2,
+	  "lists.ads.max-bytes", "" },
 	{ "lists:\n  ads: { format: hosts }\n", 2, "lists.ads",
 	  "source: is missing" },
 	{ "lists:\n  ads: { source: /a }\n  ads: { source: /b }\n", 3,

@@ -25,6 +25,8 @@
 #include "src/core/stats.h"
 #include "src/tls/tls.h"
 #include "src/daemon/admin.h"
+#include "src/daemon/dnstap.h"
+#include "src/daemon/querylog.h"
 #include "src/daemon/transport.h"
 #include "src/daemon/upstream.h"
 #include "src/daemon/worker.h"
@@ -315,6 +317,7 @@ int main(int argc, char **argv)
 		/* the lists as the daemon will load them: bad lines counted */
 		dv_policy_t *pol = NULL;
 		dv_log_level = cfg.log_level;
+		dv_log_format = (dv_log_format_t)cfg.log_format;
 		if (dv_policy_new(&cfg, 0, &pol, err, sizeof(err)) != 0) {
 			fprintf(stderr, "dnsveil: %s\n", err);
 			return 1;
@@ -327,6 +330,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	dv_log_level = cfg.log_level;
+	dv_log_format = (dv_log_format_t)cfg.log_format;
 	dv_config_warnings(&cfg, warn_log, NULL);
 
 	sigset_t sigs;
@@ -376,6 +380,15 @@ int main(int argc, char **argv)
 	if (policy)
 		dv_policy_log_lists(policy);
 	shared.policy = policy;
+	if (dv_qlog_new(&cfg, n, &shared.qlog, err, sizeof(err)) != 0 ||
+	    dv_dnstap_new(&cfg, n, &shared.dnstap, err, sizeof(err)) != 0) {
+		dv_log_error("%s", err);
+		goto out;
+	}
+	if (shared.qlog && dv_qlog_start(shared.qlog) != 0) {
+		dv_log_error("cannot start the query log's writer");
+		goto out;
+	}
 	if (tls_open(&cfg, &shared, &tls_ready, err, sizeof(err)) != 0) {
 		dv_log_error("%s", err);
 		goto out;
@@ -470,6 +483,9 @@ out:
 	for (unsigned i = 0; workers && i < n; i++)
 		dv_worker_free(workers[i]);
 	free(workers);
+	/* after the workers that write to them */
+	dv_qlog_free(shared.qlog);
+	dv_dnstap_free(shared.dnstap);
 	tls_close(&shared, tls_ready);
 	dv_policy_free(policy);
 	dv_cache_free(cache);

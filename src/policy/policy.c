@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -251,7 +252,7 @@ static void log_decision(dv_policy_worker_t *w, const dv_query_t *q,
 		     list >= 0 ? w->p->lists[list].name : "");
 }
 
-static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
+static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 		  unsigned pad_block)
 {
 	dv_policy_worker_t *w = policy;
@@ -259,7 +260,12 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 	char idbuf[DV_IDENT_MAX + 1], name[DV_SUFFIX_NAME_MAX + 2];
 	bool logging = dv_log_level >= DV_LOG_DEBUG;
 	uint16_t memo = q->ident_memo ? *q->ident_memo : 0;
-	const char *id = !memo || logging ? client_id(p, q, idbuf) : NULL;
+	const char *id = !memo || logging || q->log_ident
+				 ? client_id(p, q, idbuf)
+				 : NULL;
+	/* the query log's client ID (the core copied a DoH path's) */
+	if (id && q->log_ident && id != q->client_id)
+		snprintf(q->ident, sizeof(q->ident), "%s", id);
 	int n = dv_suffix_query_name(q->wire + DV_DNS_HDR, q->view.qname_len,
 				     name);
 	if (n < 0)
@@ -276,6 +282,7 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 			*q->ident_memo = memo;
 	}
 	if (memo == MEMO_REFUSED) {
+		q->verdict = DV_VERDICT_REFUSED;
 		CTR_INC(w->refused_unknown_id);
 		if (logging)
 			log_decision(w, q, id, NULL, D_REFUSE, name, -1);
@@ -285,6 +292,8 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 	}
 	unsigned gi = memo - 1u;
 	const group_t *g = &p->groups[gi];
+	q->group = g->name;
+	q->verdict = DV_VERDICT_PASS;
 	CTR_INC(w->group_ctr[gi][GC_QUERIES]);
 	dv_suffix_hit_t hit;
 	if (!g->lists ||
@@ -297,6 +306,7 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 			 (hit.except & g->block);
 	if (allow) {
 		unsigned li = lowest_bit(allow);
+		q->verdict = DV_VERDICT_ALLOWED;
 		CTR_INC(w->group_ctr[gi][GC_ALLOWED]);
 		CTR_INC(w->list_ctr[li][LC_ALLOWED]);
 		if (logging)
@@ -304,6 +314,7 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 		return 0;
 	}
 	unsigned li = lowest_bit(hit.block & g->block);
+	q->verdict = DV_VERDICT_BLOCKED;
 	CTR_INC(w->group_ctr[gi][GC_BLOCKED]);
 	CTR_INC(w->list_ctr[li][LC_BLOCKED]);
 	if (logging)

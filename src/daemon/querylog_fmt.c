@@ -96,7 +96,8 @@ void dv_qlog_entry_fill(dv_qlog_entry_t *e, const dv_query_t *q,
 }
 
 /* The name in presentation form ("example.com."), with \DDD for bytes
- * that are not printable and \. \\ for those that are special; a label
+ * that are not printable and a backslash before those that are special
+ * (. \ " ( ) ; @ $, as BIND and dnspython write them); a label
  * running past the copied bytes ends it.  `out` holds 4 * 255 + 2. */
 static size_t name_text(const uint8_t *n, size_t len, char *out)
 {
@@ -111,7 +112,7 @@ static size_t name_text(const uint8_t *n, size_t len, char *out)
 			break;
 		for (size_t k = 0; k < l; k++) {
 			uint8_t c = n[i + k];
-			if (c == '.' || c == '\\' || c == '"') {
+			if (strchr(".\\\"();@$", c) && c) {
 				out[o++] = '\\';
 				out[o++] = (char)c;
 			} else if (c <= 0x20 || c >= 0x7f) {

@@ -213,10 +213,11 @@ size_t dv_qlog_format(const dv_qlog_entry_t *e, bool json, char *out,
 	o += json_str(out + o, cap - o, e->group);
 	o += (size_t)snprintf(out + o, cap - o, ",\"name\":");
 	o += json_str(out + o, cap - o, name);
+	o += (size_t)snprintf(out + o, cap - o, ",\"type\":");
+	o += json_str(out + o, cap - o, type);
 	o += (size_t)snprintf(out + o, cap - o,
-			      ",\"type\":\"%s\",\"rcode\":\"%s\",\"source\":"
-			      "\"%s\",\"upstream\":",
-			      type, rcode_names[e->rcode & 15], source_text(e));
+			      ",\"rcode\":\"%s\",\"source\":\"%s\",\"upstream\":",
+			      rcode_names[e->rcode & 15], source_text(e));
 	o += json_str(out + o, cap - o, e->upstream);
 	o += (size_t)snprintf(out + o, cap - o,
 			      ",\"latency_ms\":%.3f,\"policy\":", ms);

@@ -428,7 +428,7 @@ class Dnstap(h.IntegrationTest):
         out = os.path.join(self.tmp, "capture.fstrm")
         self.capture = subprocess.Popen([FSTRM_CAPTURE, "-t", "protobuf:dnstap.Dnstap", "-u", sock,
                                          "-w", out], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+                                        stderr=subprocess.DEVNULL)
         h.wait_for(lambda: os.path.exists(sock), h.scaled(10), what="fstrm_capture's socket")
         dv = self.start({"socket": sock}, listen=("dns", "tls", "https", "quic"))
         self.queries(dv)

@@ -141,18 +141,34 @@ static Dnstap__SocketProtocol protocol_of(dv_scheme_t s)
 	}
 }
 
-/* Encode `frame` into a new buffer and queue it on worker `worker`'s
- * queue (which then owns the buffer); a full queue drops it. */
-static void submit(dv_dnstap_t *d, unsigned worker, const Dnstap__Dnstap *frame,
-		   dv_stats_t *st)
+/*
+ * The most a frame of ours packs to, with `wire_bytes` of DNS messages in
+ * it: each field's tag and length take at most 1 + 10 bytes; the fixed
+ * fields (type, family, protocol, an address of 16, a port, four times)
+ * and the nested message's header are well within FIXED_MAX.  Packing into
+ * a buffer this big skips protobuf-c's get_packed_size() walk, which cost
+ * as much as the packing (callgrind: ~1,700 instructions an answer).
+ */
+#define FIXED_MAX 256
+static size_t frame_max(const dv_dnstap_t *d, size_t wire_bytes)
 {
-	size_t n = dnstap__dnstap__get_packed_size(frame);
-	uint8_t *buf = malloc(n);
+	return FIXED_MAX + d->identity_len + strlen(DV_VERSION) + 8 +
+	       wire_bytes;
+}
+
+/* Encode `frame` (with `wire_bytes` of DNS messages) into a new buffer and
+ * queue it on worker `worker`'s queue (which then owns the buffer); a full
+ * queue drops it. */
+static void submit(dv_dnstap_t *d, unsigned worker, const Dnstap__Dnstap *frame,
+		   size_t wire_bytes, dv_stats_t *st)
+{
+	uint8_t *buf = malloc(frame_max(d, wire_bytes));
 	if (!buf) {
 		DV_STAT_INC(st, dnstap_dropped);
 		return;
 	}
-	dnstap__dnstap__pack(frame, buf);
+	size_t n = dnstap__dnstap__pack(frame, buf);
+	dv_require(n <= frame_max(d, wire_bytes));
 	if (fstrm_iothr_submit(d->iothr, d->queues[worker], buf, n,
 			       fstrm_free_wrapper, NULL) != fstrm_res_success) {
 		free(buf);
@@ -217,7 +233,7 @@ void dv_dnstap_answered(dv_dnstap_t *d, unsigned worker, const dv_query_t *q,
 	m.has_query_message = true;
 	m.query_message.data = q->wire;
 	m.query_message.len = q->len;
-	submit(d, worker, &frame, st);
+	submit(d, worker, &frame, q->len, st);
 
 	/* the answer as the client gets it */
 	m.type = DNSTAP__MESSAGE__TYPE__CLIENT_RESPONSE;
@@ -228,7 +244,7 @@ void dv_dnstap_answered(dv_dnstap_t *d, unsigned worker, const dv_query_t *q,
 	m.has_response_time_sec = m.has_response_time_nsec = true;
 	m.response_time_sec = (uint64_t)now.tv_sec;
 	m.response_time_nsec = (uint32_t)now.tv_nsec;
-	submit(d, worker, &frame, st);
+	submit(d, worker, &frame, len, st);
 }
 
 void dv_dnstap_free(dv_dnstap_t *d)

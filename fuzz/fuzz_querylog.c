@@ -22,7 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_json(const char *line, size_t n)
 {
-	if (n < 3 || line[0] != '{' || line[n - 1] != '\n' || line[n - 2] != '}')
+	if (n < 3 || line[0] != '{' || line[n - 1] != '\n' ||
+	    line[n - 2] != '}')
 		abort();
 	int quotes = 0;
 	for (size_t i = 0; i + 1 < n; i++) {

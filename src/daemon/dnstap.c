@@ -58,8 +58,8 @@ static struct fstrm_writer *writer_new(const dv_config_t *cfg)
 	return w;
 }
 
-int dv_dnstap_new(const dv_config_t *cfg, unsigned n_workers,
-		  dv_dnstap_t **out, char *err, size_t err_len)
+int dv_dnstap_new(const dv_config_t *cfg, unsigned n_workers, dv_dnstap_t **out,
+		  char *err, size_t err_len)
 {
 	*out = NULL;
 	if (!cfg->dnstap_socket[0] && !cfg->dnstap_file[0])
@@ -96,18 +96,18 @@ int dv_dnstap_new(const dv_config_t *cfg, unsigned n_workers,
 	}
 	struct fstrm_iothr_options *iopt = fstrm_iothr_options_init();
 	fstrm_iothr_options_set_num_input_queues(iopt, n_workers);
-	fstrm_iothr_options_set_input_queue_size(iopt,
-						 pow2_at_least(cfg->dnstap_buffer));
-	fstrm_iothr_options_set_queue_model(iopt,
-					    FSTRM_IOTHR_QUEUE_MODEL_SPSC);
+	fstrm_iothr_options_set_input_queue_size(
+		iopt, pow2_at_least(cfg->dnstap_buffer));
+	fstrm_iothr_options_set_queue_model(iopt, FSTRM_IOTHR_QUEUE_MODEL_SPSC);
 	/* a collector that comes late is found within a second */
 	fstrm_iothr_options_set_reopen_interval(iopt, 1);
 	d->iothr = fstrm_iothr_init(iopt, &w);
 	fstrm_iothr_options_destroy(&iopt);
 	if (!d->iothr) {
 		fstrm_writer_destroy(&w);
-		snprintf(err, err_len, "dnstap: cannot start libfstrm's "
-				       "I/O thread");
+		snprintf(err, err_len,
+			 "dnstap: cannot start libfstrm's "
+			 "I/O thread");
 		free(d->queues);
 		free(d);
 		return -ENOMEM;
@@ -187,8 +187,8 @@ void dv_dnstap_answered(dv_dnstap_t *d, unsigned worker, const dv_query_t *q,
 	/* the query's wall-clock time: now, less what the core took */
 	uint64_t took_ns = now_us > q->start_us ? (now_us - q->start_us) * 1000
 						: 0;
-	uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u +
-			  (uint64_t)now.tv_nsec;
+	uint64_t now_ns =
+		(uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 	uint64_t q_ns = now_ns > took_ns ? now_ns - took_ns : now_ns;
 
 	Dnstap__Message m = DNSTAP__MESSAGE__INIT;

@@ -26,8 +26,8 @@ typedef struct dv_dnstap dv_dnstap_t;
  * is not an error: libfstrm connects when it can (every second), and the
  * frames meanwhile are lost.
  */
-int dv_dnstap_new(const dv_config_t *cfg, unsigned n_workers,
-		  dv_dnstap_t **out, char *err, size_t err_len);
+int dv_dnstap_new(const dv_config_t *cfg, unsigned n_workers, dv_dnstap_t **out,
+		  char *err, size_t err_len);
 /* Worker `worker` (its thread only): queue the two messages of the answer
  * `wire` (`len` bytes) to `q`, given at `now_us` (the core's clock);
  * counts into `st`. */

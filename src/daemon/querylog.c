@@ -124,7 +124,7 @@ static void flush(dv_qlog_t *l)
 {
 	size_t off = 0;
 	while (off < l->out_len && !l->write_failed) {
-		struct pollfd pfd = {.fd = l->fd, .events = POLLOUT};
+		struct pollfd pfd = { .fd = l->fd, .events = POLLOUT };
 		int pr = poll(&pfd, 1, POLL_MS);
 		if (pr == 0) {
 			/* stopping: the rest is given up, now and later */
@@ -156,8 +156,8 @@ static unsigned drain(dv_qlog_t *l)
 		dv_ring_t *r = &l->rings[i];
 		const dv_qlog_entry_t *e;
 		while ((e = dv_ring_peek(r)) != NULL) {
-			size_t len = dv_qlog_format(e, l->json, line,
-						    sizeof(line));
+			size_t len =
+				dv_qlog_format(e, l->json, line, sizeof(line));
 			dv_ring_release(r);
 			n++;
 			if (l->out_len + len > sizeof(l->out))
@@ -178,7 +178,7 @@ static void *writer_main(void *arg)
 	dv_qlog_t *l = arg;
 	while (!stopping(l)) {
 		if (drain(l) == 0) {
-			struct timespec ts = {0, IDLE_NS};
+			struct timespec ts = { 0, IDLE_NS };
 			nanosleep(&ts, NULL);
 		}
 	}

@@ -46,22 +46,22 @@ void dv_qlog_free(dv_qlog_t *l);
 
 /* One answer as a worker hands it to the writer. */
 typedef struct {
-	uint64_t wall_us;    /* when answered, µs since the epoch */
+	uint64_t wall_us; /* when answered, µs since the epoch */
 	uint32_t latency_us; /* since the core took the query */
 	uint16_t qtype;
 	uint16_t port;
-	uint8_t rcode;      /* the header's */
-	uint8_t transport;  /* dv_scheme_t */
-	uint8_t source;     /* dv_src_t */
-	uint8_t verdict;    /* dv_verdict_t */
+	uint8_t rcode; /* the header's */
+	uint8_t transport; /* dv_scheme_t */
+	uint8_t source; /* dv_src_t */
+	uint8_t verdict; /* dv_verdict_t */
 	uint8_t stale;
-	uint8_t family;     /* AF_INET, AF_INET6, 0: not known */
+	uint8_t family; /* AF_INET, AF_INET6, 0: not known */
 	uint8_t addr[16];
-	uint8_t qname_len;  /* wire form */
+	uint8_t qname_len; /* wire form */
 	uint8_t qname[255];
 	char ident[DV_IDENT_MAX + 1]; /* "" none */
-	char group[48];               /* "" none */
-	char upstream[96];            /* "" none */
+	char group[48]; /* "" none */
+	char upstream[96]; /* "" none */
 } dv_qlog_entry_t;
 
 /* Fill `e` from an answer (what dv_qlog_answered copies). */

@@ -28,21 +28,21 @@ static const char *const verdict_names[DV_VERDICT_COUNT] = {
 };
 
 static const char *const rcode_names[16] = {
-	"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP",  "REFUSED",
+	"NOERROR",  "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP",  "REFUSED",
 	"YXDOMAIN", "YXRRSET", "NXRRSET",  "NOTAUTH",  "NOTZONE", "DSOTYPENI",
-	"RCODE12", "RCODE13", "RCODE14",  "RCODE15",
+	"RCODE12",  "RCODE13", "RCODE14",  "RCODE15",
 };
 
 static const struct {
 	uint16_t type;
 	const char *name;
 } type_names[] = {
-	{1, "A"},       {2, "NS"},      {5, "CNAME"},  {6, "SOA"},
-	{12, "PTR"},    {13, "HINFO"},  {15, "MX"},    {16, "TXT"},
-	{28, "AAAA"},   {33, "SRV"},    {35, "NAPTR"}, {39, "DNAME"},
-	{43, "DS"},     {46, "RRSIG"},  {47, "NSEC"},  {48, "DNSKEY"},
-	{50, "NSEC3"},  {52, "TLSA"},   {64, "SVCB"},  {65, "HTTPS"},
-	{99, "SPF"},    {255, "ANY"},   {257, "CAA"},
+	{ 1, "A" },	 { 2, "NS" },	  { 5, "CNAME" },  { 6, "SOA" },
+	{ 12, "PTR" },	 { 13, "HINFO" }, { 15, "MX" },	   { 16, "TXT" },
+	{ 28, "AAAA" },	 { 33, "SRV" },	  { 35, "NAPTR" }, { 39, "DNAME" },
+	{ 43, "DS" },	 { 46, "RRSIG" }, { 47, "NSEC" },  { 48, "DNSKEY" },
+	{ 50, "NSEC3" }, { 52, "TLSA" },  { 64, "SVCB" },  { 65, "HTTPS" },
+	{ 99, "SPF" },	 { 255, "ANY" },  { 257, "CAA" },
 };
 
 static void copy_str(char *dst, size_t cap, const char *src)
@@ -57,7 +57,8 @@ void dv_qlog_entry_fill(dv_qlog_entry_t *e, const dv_query_t *q,
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	e->wall_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	e->wall_us =
+		(uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 	uint64_t lat = now_us > q->start_us ? now_us - q->start_us : 0;
 	e->latency_us = lat > UINT32_MAX ? UINT32_MAX : (uint32_t)lat;
 	e->rcode = len >= 4 ? (uint8_t)(wire[3] & 0x0f) : 2;
@@ -135,8 +136,7 @@ static size_t name_text(const uint8_t *n, size_t len, char *out)
 
 static const char *type_text(uint16_t t, char *buf)
 {
-	for (size_t i = 0; i < sizeof(type_names) / sizeof(type_names[0]);
-	     i++)
+	for (size_t i = 0; i < sizeof(type_names) / sizeof(type_names[0]); i++)
 		if (type_names[i].type == t)
 			return type_names[i].name;
 	sprintf(buf, "TYPE%u", t);
@@ -145,7 +145,8 @@ static const char *type_text(uint16_t t, char *buf)
 
 static const char *source_text(const dv_qlog_entry_t *e)
 {
-	if (e->verdict == DV_VERDICT_BLOCKED || e->verdict == DV_VERDICT_REFUSED)
+	if (e->verdict == DV_VERDICT_BLOCKED ||
+	    e->verdict == DV_VERDICT_REFUSED)
 		return "policy";
 	if (e->stale)
 		return "stale";
@@ -223,7 +224,7 @@ size_t dv_qlog_format(const dv_qlog_entry_t *e, bool json, char *out,
 		      size_t cap)
 {
 	char name[4 * 255 + 2], tbuf[16], addr[INET6_ADDRSTRLEN] = "";
-	sb_t b = {.p = out, .o = 0, .cap = cap};
+	sb_t b = { .p = out, .o = 0, .cap = cap };
 	name_text(e->qname, e->qname_len, name);
 	if (e->family)
 		inet_ntop(e->family, e->addr, addr, sizeof(addr));

@@ -41,16 +41,21 @@ static void test_utf8(void **state)
 {
 	(void)state;
 	/* valid: 2, 3 and 4 bytes pass as they are */
-	CHECK("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+	CHECK("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 "
+							   "\xe2\x82\xac "
+							   "\xf0\x9f\x98\x80");
 	/* not UTF-8: each byte as \u00XX */
 	CHECK("\x80", "\\u0080");
 	CHECK("\xff\xfe", "\\u00ff\\u00fe");
-	CHECK("\xc0\x80", "\\u00c0\\u0080");             /* overlong NUL */
-	CHECK("\xe0\x80\xaf", "\\u00e0\\u0080\\u00af");  /* overlong '/' */
-	CHECK("\xed\xa0\x80", "\\u00ed\\u00a0\\u0080");  /* a surrogate */
-	CHECK("\xf4\x90\x80\x80", "\\u00f4\\u0090\\u0080\\u0080"); /* > U+10FFFF */
-	CHECK("\xe2\x82", "\\u00e2\\u0082");             /* cut short */
-	CHECK("\xc3" "A", "\\u00c3A");                   /* no continuation */
+	CHECK("\xc0\x80", "\\u00c0\\u0080"); /* overlong NUL */
+	CHECK("\xe0\x80\xaf", "\\u00e0\\u0080\\u00af"); /* overlong '/' */
+	CHECK("\xed\xa0\x80", "\\u00ed\\u00a0\\u0080"); /* a surrogate */
+	CHECK("\xf4\x90\x80\x80",
+	      "\\u00f4\\u0090\\u0080\\u0080"); /* > U+10FFFF */
+	CHECK("\xe2\x82", "\\u00e2\\u0082"); /* cut short */
+	CHECK("\xc3"
+	      "A",
+	      "\\u00c3A"); /* no continuation */
 }
 
 static void test_truncation(void **state)

@@ -21,8 +21,7 @@
 #include "src/daemon/querylog.h"
 
 /* A query object for `wire` from 192.0.2.10:5300 over `t`, parsed. */
-static void query(dv_query_t *q, const uint8_t *wire, size_t len,
-		  dv_scheme_t t)
+static void query(dv_query_t *q, const uint8_t *wire, size_t len, dv_scheme_t t)
 {
 	memset(q, 0, sizeof(*q));
 	q->wire = q->inline_buf;
@@ -41,8 +40,8 @@ static void query(dv_query_t *q, const uint8_t *wire, size_t len,
 static size_t make(uint8_t *buf, const uint8_t *name, size_t name_len,
 		   uint16_t qtype)
 {
-	static const uint8_t hdr[12] = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0,
-					0,    0,    0,    0};
+	static const uint8_t hdr[12] = { 0x12, 0x34, 0x01, 0x00, 0, 1,
+					 0,    0,    0,	   0,	 0, 0 };
 	memcpy(buf, hdr, 12);
 	memcpy(buf + 12, name, name_len);
 	buf[12 + name_len] = (uint8_t)(qtype >> 8);
@@ -55,7 +54,8 @@ static size_t make(uint8_t *buf, const uint8_t *name, size_t name_len,
 static void test_text_and_json(void **state)
 {
 	(void)state;
-	static const uint8_t name[] = "\x02h1\x07" "example\x04test";
+	static const uint8_t name[] = "\x02h1\x07"
+				      "example\x04test";
 	uint8_t wire[64], answer[64];
 	size_t len = make(wire, name, sizeof(name), 28);
 	memcpy(answer, wire, len);
@@ -76,9 +76,12 @@ static void test_text_and_json(void **state)
 	assert_int_equal(n, strlen(line));
 	const char *text = strstr(line, " query ");
 	assert_non_null(text);
-	assert_string_equal(text, " query tls 192.0.2.10#5300 h1.example.test. AAAA "
-				  "NOERROR upstream 2.500ms id=kid-1 group=kids "
-				  "policy=pass upstream=tcp://127.0.0.1:5335\n");
+	assert_string_equal(text, " query tls 192.0.2.10#5300 h1.example.test. "
+				  "AAAA "
+				  "NOERROR upstream 2.500ms id=kid-1 "
+				  "group=kids "
+				  "policy=pass "
+				  "upstream=tcp://127.0.0.1:5335\n");
 	n = dv_qlog_format(&e, true, line, sizeof(line));
 	assert_int_equal(n, strlen(line));
 	const char *json = strstr(line, "\"msg\"");
@@ -86,10 +89,13 @@ static void test_text_and_json(void **state)
 	assert_string_equal(json, "\"msg\":\"query\",\"transport\":\"tls\","
 				  "\"client\":\"192.0.2.10\",\"port\":5300,"
 				  "\"id\":\"kid-1\",\"group\":\"kids\","
-				  "\"name\":\"h1.example.test.\",\"type\":\"AAAA\","
-				  "\"rcode\":\"NOERROR\",\"source\":\"upstream\","
+				  "\"name\":\"h1.example.test.\",\"type\":"
+				  "\"AAAA\","
+				  "\"rcode\":\"NOERROR\",\"source\":"
+				  "\"upstream\","
 				  "\"upstream\":\"tcp://127.0.0.1:5335\","
-				  "\"latency_ms\":2.500,\"policy\":\"pass\"}\n");
+				  "\"latency_ms\":2.500,\"policy\":\"pass\"}"
+				  "\n");
 	assert_memory_equal(line, "{\"ts\":\"", 7);
 }
 
@@ -97,7 +103,8 @@ static void test_odd_names_and_sources(void **state)
 {
 	(void)state;
 	/* "q\"u\\o.t\x01\xff" . example; a dot inside a label */
-	static const uint8_t name[] = "\x09q\"u\\o.t\x01\xff\x07" "example";
+	static const uint8_t name[] = "\x09q\"u\\o.t\x01\xff\x07"
+				      "example";
 	uint8_t wire[64];
 	size_t len = make(wire, name, sizeof(name), 65);
 	dv_query_t q;
@@ -108,7 +115,8 @@ static void test_odd_names_and_sources(void **state)
 	dv_qlog_entry_fill(&e, &q, wire, len, 1000);
 	char line[DV_QLOG_LINE_MAX];
 	dv_qlog_format(&e, false, line, sizeof(line));
-	assert_non_null(strstr(line, " q\\\"u\\\\o\\.t\\001\\255.example. HTTPS "
+	assert_non_null(strstr(line, " q\\\"u\\\\o\\.t\\001\\255.example. "
+				     "HTTPS "
 				     "NOERROR policy 0.000ms id=- group=- "
 				     "policy=blocked upstream=-\n"));
 	dv_qlog_format(&e, true, line, sizeof(line));
@@ -127,7 +135,8 @@ static void test_formerr_and_ipv6(void **state)
 {
 	(void)state;
 	/* two questions: no question is known */
-	static const uint8_t name[] = "\x01" "a";
+	static const uint8_t name[] = "\x01"
+				      "a";
 	uint8_t wire[64];
 	size_t len = make(wire, name, sizeof(name), 1);
 	wire[5] = 2;
@@ -148,7 +157,8 @@ static void test_formerr_and_ipv6(void **state)
 	assert_non_null(strstr(line, " query quic 2001:db8::7#853 - - FORMERR "
 				     "local "));
 	dv_qlog_format(&e, true, line, sizeof(line));
-	assert_non_null(strstr(line, "\"client\":\"2001:db8::7\",\"port\":853"));
+	assert_non_null(strstr(line, "\"client\":\"2001:db8::7\",\"port\":"
+				     "853"));
 	assert_non_null(strstr(line, "\"name\":null,\"type\":null"));
 	/* a name longer than its message: cut, still a line */
 	memset(&q.view, 0, sizeof(q.view));

@@ -24,7 +24,7 @@ typedef struct dv_dnstap dv_dnstap_t;
  * neither dnstap.socket nor dnstap.file is set; -errno (and a message in
  * `err`) when the writer cannot be made.  A socket without its collector
  * is not an error: libfstrm connects when it can (every second), and the
- * frames meanwhile are lost.
+ * frames wait in the queues meanwhile (the rest are dropped and counted).
  */
 int dv_dnstap_new(const dv_config_t *cfg, unsigned n_workers, dv_dnstap_t **out,
 		  char *err, size_t err_len);

@@ -22,7 +22,8 @@
   Debian's, written by others): a CLIENT_QUERY and a CLIENT_RESPONSE for
   each query, with the names, types, client address and transport (UDP,
   TCP; DoT/DoH/DoQ checked by decoding the frames' socket_protocol with
-  dnstap-ldns -y); dnstap.file likewise;
+  Debian's dnstap -j); dnstap.file likewise; a collector started after
+  dnsveil gets the frames queued before it connected and after;
 - a collector that accepts the connection and never reads: queries are
   all answered and the frames that did not fit are counted
   (dnstap_dropped).
@@ -442,6 +443,36 @@ class Dnstap(h.IntegrationTest):
         self.capture.wait(timeout=h.scaled(10))
         quiet = self.check(out)
         log("ok: dnstap via fstrm_capture, read by dnstap-ldns:\n" + quiet)
+
+    def test_late_collector(self):
+        """dnsveil starts before its collector (a sidecar that comes up
+        later): it connects within a second of the collector's start, and
+        the frames queued meanwhile arrive too."""
+        sock = os.path.join(self.tmp, "late.sock")
+        out = os.path.join(self.tmp, "late.fstrm")
+        dv = self.start({"socket": sock})
+        self.assertEqual(h.udp_query(dv.port, "h7.example.test", "A").rcode(), dns.rcode.NOERROR)
+        self.capture = subprocess.Popen([FSTRM_CAPTURE, "-t", "protobuf:dnstap.Dnstap", "-u", sock,
+                                         "-w", out], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        h.wait_for(lambda: os.path.exists(sock), h.scaled(10), what="fstrm_capture's socket")
+        # connected: the collector's socket has an established connection
+        # (ss, iproute2)
+
+        def connected():
+            r = subprocess.run(["ss", "-xaH"], capture_output=True, text=True)
+            return any(x.split()[1] == "ESTAB" and sock in x.split() for x in r.stdout.splitlines())
+        h.wait_for(connected, h.scaled(10), what="dnsveil connected to the late collector")
+        self.assertEqual(h.udp_query(dv.port, "h8.example.test", "AAAA").rcode(), dns.rcode.NOERROR)
+        dv.stop()
+        self.capture.send_signal(signal.SIGINT)
+        self.capture.wait(timeout=h.scaled(10))
+        quiet = self.ldns(out, "-q")
+        for name, rdtype in (("h7", "A"), ("h8", "AAAA")):
+            for kind in ("CQ", "CR"):
+                self.assertRegex(quiet, re.compile(r" %s 127\.0\.0\.1 UDP \d+b \"%s\.example\.test\.\" IN %s$"
+                                                   % (kind, name, rdtype), re.M), quiet)
+        log("ok: a collector started after dnsveil got the frames queued before it and after")
 
     def test_file(self):
         """dnstap.file, read by dnstap-ldns."""

@@ -449,6 +449,8 @@ int main(int argc, char **argv)
 		}
 		if (sig == SIGHUP) {
 			static dv_config_t next;
+			/* after logrotate, whatever the config says */
+			dv_qlog_reopen(shared.qlog);
 			if (load_config(argc, argv, &cli, &next, err,
 					sizeof(err)) != 0) {
 				dv_log_error("SIGHUP: configuration refused, "

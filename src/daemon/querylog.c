@@ -37,7 +37,9 @@ struct dv_qlog {
 	unsigned *sample_count; /* per worker, its thread only */
 	pthread_t thread;
 	bool started;
-	bool stop; /* atomic */
+	bool stop;   /* atomic */
+	bool reopen; /* atomic: dv_qlog_reopen() asked */
+	char path[512];
 	/* the writer's */
 	char out[PIPE_BUF];
 	size_t out_len;
@@ -72,6 +74,7 @@ int dv_qlog_new(const dv_config_t *cfg, unsigned n_workers, dv_qlog_t **out,
 			return -e;
 		}
 		l->own_fd = true;
+		snprintf(l->path, sizeof(l->path), "%s", cfg->log_query_file);
 	}
 	l->n_rings = n_workers;
 	l->rings = calloc(n_workers, sizeof(*l->rings));
@@ -173,10 +176,39 @@ static unsigned drain(dv_qlog_t *l)
 	return n;
 }
 
+void dv_qlog_reopen(dv_qlog_t *l)
+{
+	if (l && l->own_fd)
+		__atomic_store_n(&l->reopen, true, __ATOMIC_RELEASE);
+}
+
+/* The writer's side of dv_qlog_reopen(): the new file, or the old one kept
+ * (and a line saying why).  A successful reopen also ends a failed state
+ * (a FIFO's new reader). */
+static void reopen_file(dv_qlog_t *l)
+{
+	__atomic_store_n(&l->reopen, false, __ATOMIC_RELEASE);
+	int fd = open(l->path,
+		      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK,
+		      0640);
+	if (fd < 0) {
+		dv_log_error("query log: reopening '%s': %s; still writing to "
+			     "the file opened before",
+			     l->path, strerror(errno));
+		return;
+	}
+	close(l->fd);
+	l->fd = fd;
+	l->write_failed = false;
+	dv_log_info("query log: '%s' reopened", l->path);
+}
+
 static void *writer_main(void *arg)
 {
 	dv_qlog_t *l = arg;
 	while (!stopping(l)) {
+		if (__atomic_load_n(&l->reopen, __ATOMIC_ACQUIRE))
+			reopen_file(l);
 		if (drain(l) == 0) {
 			struct timespec ts = { 0, IDLE_NS };
 			nanosleep(&ts, NULL);

@@ -38,6 +38,10 @@ int dv_qlog_start(dv_qlog_t *l);
 void dv_qlog_answered(dv_qlog_t *l, unsigned worker, const dv_query_t *q,
 		      const uint8_t *wire, size_t len, uint64_t now_us,
 		      dv_stats_t *st);
+/* Ask the writer to open log.query-file again (SIGHUP: after logrotate
+ * moved it away), before its next write; a file that cannot be opened is
+ * logged and the old one kept.  Async-signal-safe; NULL or stderr: no-op. */
+void dv_qlog_reopen(dv_qlog_t *l);
 /* Write what the rings hold, stop the writer and close the file (the
  * workers must have stopped).  NULL is a no-op. */
 void dv_qlog_free(dv_qlog_t *l);

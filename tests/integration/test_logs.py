@@ -13,6 +13,7 @@
   format has the same fields;
 - log.queries: errors logs only answers other than NOERROR and NXDOMAIN;
 - log.query-sample: N logs 1 in N answers per worker;
+- SIGHUP reopens log.query-file (logrotate moved it away);
 - a stalled query-log reader (a FIFO nobody reads) never stops answers:
   every query is answered, the entries that did not fit are counted
   (querylog_dropped, in the stats line and as
@@ -210,6 +211,24 @@ class Logs(h.IntegrationTest):
         self.assertEqual(st["querylog_entries"], 5)
         self.assertEqual(st["querylog_dropped"], 0)
         log("ok: query log: %d JSON lines, e.g. %s" % (len(recs), json.dumps(dot)))
+
+    def test_reopen_on_sighup(self):
+        """logrotate's way: the file is moved away, SIGHUP, and the next
+        lines go to a new file of the configured name."""
+        qfile = os.path.join(self.tmp, "queries.log")
+        dv = self.start(log_cfg={"format": "json", "queries": "all", "query-file": qfile})
+        self.assertEqual(self.udp(dv, "h1.example.test").rcode(), dns.rcode.NOERROR)
+        self.wait_qlog(qfile, 1, "h1's line")
+        os.rename(qfile, qfile + ".1")
+        dv.proc.send_signal(signal.SIGHUP)
+        dv.wait_log(r"query log: '%s' reopened" % re.escape(qfile))
+        self.assertEqual(self.udp(dv, "h2.example.test").rcode(), dns.rcode.NOERROR)
+        new = self.wait_qlog(qfile, 1, "h2's line in the new file")
+        self.assertEqual([r["name"] for r in new], ["h2.example.test."])
+        old = [json.loads(x)["name"] for x in read_lines(qfile + ".1")]
+        self.assertIn("h1.example.test.", old)
+        self.assertNotIn("h2.example.test.", old)
+        log("ok: SIGHUP reopened the query log: old file %d lines, new file %d" % (len(old), len(new)))
 
     def test_query_log_text_stderr(self):
         """The text format, to stderr beside the other lines."""

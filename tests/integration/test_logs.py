@@ -494,13 +494,25 @@ class Dnstap(h.IntegrationTest):
         log("ok: a collector started after dnsveil got the frames queued before it and after")
 
     def test_file(self):
-        """dnstap.file, read by dnstap-ldns."""
+        """dnstap.file, read by dnstap-ldns, with the query log on too:
+        both see every answer, DoQ's with its transport."""
         out = os.path.join(self.tmp, "dnsveil.fstrm")
-        dv = self.start({"file": out}, listen=("dns", "tls", "https", "quic"))
+        qfile = os.path.join(self.tmp, "queries.log")
+        dv = self.start({"file": out}, listen=("dns", "tls", "https", "quic"),
+                        log={"format": "json", "queries": "all", "query-file": qfile})
         self.queries(dv)
+        st = dv.stats()
         dv.stop()
         self.check(out)
-        log("ok: dnstap.file read by dnstap-ldns")
+        recs = [json.loads(x) for x in read_lines(qfile)]
+        self.assertEqual(len(recs), st["answers"])
+        self.assertEqual(st["dnstap_frames"], 2 * st["answers"])
+        mine = sorted((r["name"], r["transport"]) for r in recs if r["name"] != PROBE)
+        self.assertEqual(mine, [("h1.example.test.", "udp"), ("h2.example.test.", "tcp"),
+                                ("h3.example.test.", "tls"), ("h4.example.test.", "https"),
+                                ("h5.example.test.", "quic")])
+        log("ok: dnstap.file read by dnstap-ldns; the query log beside it has the same %d answers"
+            % len(recs))
 
     def test_stalled_collector(self):
         """A collector that accepts the connection and never reads (nor

@@ -299,9 +299,9 @@ static bool serve_stale(dv_query_t *q, const uint8_t *key, size_t key_len)
 	if (flags & DV_CACHE_STALE) {
 		q->stale = true;
 		DV_STAT_INC(c->stats, stale_served);
-	}
-	else
+	} else {
 		DV_STAT_INC(c->stats, cache_hits); /* refreshed meanwhile */
+	}
 	finish(q, c->scratch, (size_t)n);
 	return true;
 }

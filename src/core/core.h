@@ -87,7 +87,8 @@ typedef struct dv_core_policy_ops {
 	 * length of the whole answer it wrote into `buf` (`cap` bytes,
 	 * padded to `pad_block` when not 0, within q->answer_limit), which
 	 * the core sends as it is.  Sets what the logs read of its
-	 * decision (q->verdict, q->group; q->ident when q->log_ident).
+	 * decision (q->verdict, q->group, q->list; q->ident when
+	 * q->log_ident).
 	 * Must not allocate or keep `q`. */
 	int (*decide)(void *policy, dv_query_t *q, uint8_t *buf,
 		      size_t cap, unsigned pad_block);

@@ -84,6 +84,7 @@ struct dv_query {
 	uint8_t verdict;      /* dv_verdict_t, set by the policy */
 	bool stale;           /* answered stale (RFC 8767) */
 	const char *group;    /* the client's group (the policy's), NULL */
+	const char *list;     /* the list that blocked or allowed it, NULL */
 	const char *upstream; /* the upstream server that answered, NULL */
 
 	uint16_t len;

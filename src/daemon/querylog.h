@@ -64,7 +64,8 @@ typedef struct {
 	uint8_t qname_len; /* wire form */
 	uint8_t qname[255];
 	char ident[DV_IDENT_MAX + 1]; /* "" none */
-	char group[48]; /* "" none */
+	char group[DV_POLICY_NAME_MAX]; /* "" none */
+	char list[DV_POLICY_NAME_MAX]; /* "" none */
 	char upstream[96]; /* "" none */
 } dv_qlog_entry_t;
 

@@ -93,6 +93,7 @@ void dv_qlog_entry_fill(dv_qlog_entry_t *e, const dv_query_t *q,
 	}
 	copy_str(e->ident, sizeof(e->ident), q->ident);
 	copy_str(e->group, sizeof(e->group), q->group);
+	copy_str(e->list, sizeof(e->list), q->list);
 	copy_str(e->upstream, sizeof(e->upstream), q->upstream);
 }
 
@@ -267,6 +268,10 @@ size_t dv_qlog_format(const dv_qlog_entry_t *e, bool json, char *out,
 		sb_str(&b, e->group[0] ? e->group : "-");
 		sb_str(&b, " policy=");
 		sb_str(&b, verdict[0] ? verdict : "-");
+		if (e->list[0]) {
+			sb_str(&b, "/");
+			sb_str(&b, e->list);
+		}
 		sb_str(&b, " upstream=");
 		sb_str(&b, e->upstream[0] ? e->upstream : "-");
 	} else {
@@ -297,6 +302,8 @@ size_t dv_qlog_format(const dv_qlog_entry_t *e, bool json, char *out,
 		sb_uint(&b, e->latency_us % 1000, 3);
 		sb_str(&b, ",\"policy\":");
 		sb_json(&b, verdict);
+		sb_str(&b, ",\"list\":");
+		sb_json(&b, e->list);
 		sb_str(&b, "}");
 	}
 	/* the newline always fits: a line is far shorter than

@@ -307,6 +307,7 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 	if (allow) {
 		unsigned li = lowest_bit(allow);
 		q->verdict = DV_VERDICT_ALLOWED;
+		q->list = p->lists[li].name;
 		CTR_INC(w->group_ctr[gi][GC_ALLOWED]);
 		CTR_INC(w->list_ctr[li][LC_ALLOWED]);
 		if (logging)
@@ -315,6 +316,7 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 	}
 	unsigned li = lowest_bit(hit.block & g->block);
 	q->verdict = DV_VERDICT_BLOCKED;
+	q->list = p->lists[li].name;
 	CTR_INC(w->group_ctr[gi][GC_BLOCKED]);
 	CTR_INC(w->list_ctr[li][LC_BLOCKED]);
 	if (logging)

@@ -61,7 +61,7 @@ DNSTAP_GO = "/usr/bin/dnstap"  # Debian's golang-github-dnstap-golang-dnstap-cli
 PROBE = "example.test."
 
 QLOG_KEYS = ["ts", "level", "msg", "transport", "client", "port", "id", "group",
-             "name", "type", "rcode", "source", "upstream", "latency_ms", "policy"]
+             "name", "type", "rcode", "source", "upstream", "latency_ms", "policy", "list"]
 
 POLICY = """lists:
   ads: { source: %s, format: domains }
@@ -201,8 +201,9 @@ class Logs(h.IntegrationTest):
                           first["group"], first["policy"]),
                          ("NOERROR", "upstream", self.ub.url("tcp"), None, "default", "pass"))
         self.assertEqual((hit["source"], hit["upstream"]), ("cache", None))
-        self.assertEqual((blocked["rcode"], blocked["source"], blocked["policy"]),
-                         ("NXDOMAIN", "policy", "blocked"))
+        self.assertEqual((blocked["rcode"], blocked["source"], blocked["policy"], blocked["list"]),
+                         ("NXDOMAIN", "policy", "blocked", "ads"))
+        self.assertIsNone(first["list"])
         self.assertEqual((dot["id"], dot["group"], dot["rcode"], dot["source"]),
                          ("kid-1", "kids", "NOERROR", "upstream"))
         self.assertEqual((doh["id"], doh["group"], doh["rcode"]), ("kid-2", "kids", "NOERROR"))

@@ -94,7 +94,8 @@ static void test_text_and_json(void **state)
 				  "\"rcode\":\"NOERROR\",\"source\":"
 				  "\"upstream\","
 				  "\"upstream\":\"tcp://127.0.0.1:5335\","
-				  "\"latency_ms\":2.500,\"policy\":\"pass\"}"
+				  "\"latency_ms\":2.500,\"policy\":\"pass\","
+				  "\"list\":null}"
 				  "\n");
 	assert_memory_equal(line, "{\"ts\":\"", 7);
 }
@@ -111,6 +112,7 @@ static void test_odd_names_and_sources(void **state)
 	query(&q, wire, len, DV_SCHEME_UDP);
 	q.verdict = DV_VERDICT_BLOCKED;
 	q.stale = true; /* the policy's word wins */
+	q.list = "ads";
 	dv_qlog_entry_t e;
 	dv_qlog_entry_fill(&e, &q, wire, len, 1000);
 	char line[DV_QLOG_LINE_MAX];
@@ -118,17 +120,19 @@ static void test_odd_names_and_sources(void **state)
 	assert_non_null(strstr(line, " q\\\"u\\\\o\\.t\\001\\255.example. "
 				     "HTTPS "
 				     "NOERROR policy 0.000ms id=- group=- "
-				     "policy=blocked upstream=-\n"));
+				     "policy=blocked/ads upstream=-\n"));
 	dv_qlog_format(&e, true, line, sizeof(line));
 	assert_non_null(strstr(line, "\"name\":\"q\\\\\\\"u\\\\\\\\o\\\\.t"
 				     "\\\\001\\\\255.example.\""));
 	assert_non_null(strstr(line, "\"id\":null,\"group\":null"));
-	assert_non_null(strstr(line, "\"policy\":\"blocked\"}"));
+	assert_non_null(strstr(line, "\"policy\":\"blocked\",\"list\":"
+				     "\"ads\"}"));
 	q.verdict = DV_VERDICT_NONE;
+	q.list = NULL;
 	dv_qlog_entry_fill(&e, &q, wire, len, 1000);
 	dv_qlog_format(&e, true, line, sizeof(line));
 	assert_non_null(strstr(line, "\"source\":\"stale\""));
-	assert_non_null(strstr(line, "\"policy\":null}"));
+	assert_non_null(strstr(line, "\"policy\":null,\"list\":null}"));
 }
 
 static void test_formerr_and_ipv6(void **state)

@@ -165,7 +165,19 @@ enum {
 typedef struct {
 	/* top level */
 	unsigned workers; /* 0 = number of CPUs */
-	dv_log_level_t log_level;
+	dv_log_level_t log_level; /* log-level, or log.level */
+
+	/* log: */
+	unsigned log_format;       /* dv_log_format_t: text, json */
+	unsigned log_queries;      /* dv_qlog_mode_t: off, all, errors */
+	unsigned log_query_sample; /* 1 in N of the queries chosen */
+	char log_query_file[512];  /* "" = stderr */
+	unsigned log_query_buffer; /* ring entries per worker */
+
+	/* dnstap: (one of the two, or neither: off) */
+	char dnstap_socket[108]; /* a Frame Streams Unix socket to connect to */
+	char dnstap_file[512];   /* a Frame Streams file to write */
+	unsigned dnstap_buffer;  /* frames waiting per worker before drops */
 
 	dv_url_t listen[DV_MAX_URLS];
 	unsigned n_listen;

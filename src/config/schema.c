@@ -236,6 +236,14 @@ static const char *const doq_retry_modes[] = {
 	[DV_DOQ_RETRY_NEVER] = "never",
 	NULL,
 };
+static const char *const log_formats[] = {
+	[DV_LOG_TEXT] = "text",
+	[DV_LOG_JSON] = "json",
+	NULL,
+};
+/* dv_qlog_mode_t (src/daemon/querylog.h): the same order */
+static const char *const query_log_modes[] = {"off", "all", "errors", NULL};
+
 static const char *const doq_booleans[] = {"false", "true", NULL};
 static const char *const booleans[] = {"false", "true", NULL};
 
@@ -295,6 +303,32 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "0 = one per CPU"),
 	LOGLEVEL(NULL, "log-level", log_level, "info",
 		 "error, warn, info or debug"),
+	LOGLEVEL("log", "level", log_level, "info",
+		 "the same as log-level (error, warn, info or debug)"),
+	ENUM("log", "format", log_format, log_formats, "text",
+	     "text (TIME LEVEL: MESSAGE) or json (one object per line: ts, "
+	     "level, msg)"),
+	ENUM("log", "queries", log_queries, query_log_modes, "off",
+	     "the query log: off, all (every answer) or errors (answers "
+	     "other than NOERROR and NXDOMAIN)"),
+	UINT("log", "query-sample", log_query_sample, 1, 1000000, "1",
+	     "log 1 in N of the answers log.queries chooses (per worker)"),
+	STRING("log", "query-file", log_query_file, "",
+	       "the file the query log is appended to; empty = stderr"),
+	UINT("log", "query-buffer", log_query_buffer, 16, 1048576, "4096",
+	     "query-log entries waiting per worker for the writer thread; "
+	     "more are dropped and counted (querylog_dropped)"),
+	STRING("dnstap", "socket", dnstap_socket, "",
+	       "dnstap: the Frame Streams Unix socket (a collector such as "
+	       "fstrm_capture) to send CLIENT_QUERY and CLIENT_RESPONSE "
+	       "messages to; empty = off"),
+	STRING("dnstap", "file", dnstap_file, "",
+	       "dnstap: the Frame Streams file to write instead of a "
+	       "socket; empty = off"),
+	UINT("dnstap", "buffer", dnstap_buffer, 2, 16384, "8192",
+	     "dnstap frames waiting per worker (rounded up to a power of "
+	     "two); more are dropped and "
+	     "counted (dnstap_dropped)"),
 	URLS(NULL, "listen", listen, n_listen, listen_urls,
 	     "addresses to serve clients on: udp, tcp, dns (udp + tcp), "
 	     "tls, https, http, quic"),

@@ -232,6 +232,13 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
 	ret = check_policy(cfg, err, err_len);
 	if (ret != 0)
 		return ret;
+	if (cfg->dnstap_socket[0] != '\0' && cfg->dnstap_file[0] != '\0') {
+		dv_cfg_errf(err, err_len,
+			    "%s: dnstap.file: dnstap.socket is set too; "
+			    "dnstap goes to one of the two",
+			    file);
+		return DV_ECONFIG;
+	}
 	if (cfg->cache_min_ttl > cfg->cache_max_ttl) {
 		dv_cfg_errf(err, err_len,
 			    "%s: cache.min-ttl: %u is greater than "

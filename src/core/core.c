@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,7 @@ dv_query_t *dv_core_query_new(dv_core_t *c, const uint8_t *wire, size_t len)
 	}
 	memcpy(q->wire, wire, len);
 	q->len = (uint16_t)len;
+	q->ident[0] = '\0';
 	c->inflight++;
 	return q;
 }
@@ -110,6 +112,12 @@ void dv_core_set_policy(dv_core_t *c, void *policy,
 	c->policy_ops = ops;
 }
 
+void dv_core_set_log(dv_core_t *c, void *log, const dv_core_log_ops_t *ops)
+{
+	c->log = log;
+	c->log_ops = ops;
+}
+
 void dv_core_fail_all(dv_core_t *c, uint16_t ede, const char *text)
 {
 	for (unsigned i = 0; c->fetches && i <= c->fetch_mask; i++)
@@ -133,8 +141,8 @@ void dv_core_deinit(dv_core_t *c)
 /* ---- answering ---- */
 
 /* The answer's metrics: by transport and rcode `rc`, and its latency by
- * where it came from. */
-static void count_answer(dv_query_t *q, dv_rc_t rc)
+ * where it came from.  Returns the time it took (now, in µs). */
+static uint64_t count_answer(dv_query_t *q, dv_rc_t rc)
 {
 	dv_core_t *c = q->core;
 	dv_metrics_t *m = &c->metrics;
@@ -144,16 +152,19 @@ static void count_answer(dv_query_t *q, dv_rc_t rc)
 	uint64_t now = dv_timers_now_us(&c->timers);
 	dv_lat_observe(&m->latency[t][src],
 		       now > q->start_us ? now - q->start_us : 0);
+	return now;
 }
 
 static void finish_rc(dv_query_t *q, const uint8_t *wire, size_t len,
 		      dv_rc_t rc)
 {
 	dv_core_t *c = q->core;
-	count_answer(q, rc);
+	uint64_t now = count_answer(q, rc);
 	DV_STAT_INC(c->stats, answers);
 	if (q->udp && len >= 4 && (wire[2] & 0x02))
 		DV_STAT_INC(c->stats, truncated);
+	if (c->log_ops)
+		c->log_ops->answered(c->log, q, wire, len, now);
 	q->reply(q, wire, len);
 	dv_query_free(q);
 }
@@ -285,10 +296,12 @@ static bool serve_stale(dv_query_t *q, const uint8_t *key, size_t key_len)
 		return false;
 	if (q->source == DV_SRC_LOCAL)
 		q->source = DV_SRC_CACHE;
-	if (flags & DV_CACHE_STALE)
+	if (flags & DV_CACHE_STALE) {
+		q->stale = true;
 		DV_STAT_INC(c->stats, stale_served);
-	else
+	} else {
 		DV_STAT_INC(c->stats, cache_hits); /* refreshed meanwhile */
+	}
 	finish(q, c->scratch, (size_t)n);
 	return true;
 }
@@ -352,6 +365,7 @@ void dv_core_fetch_answer(dv_fetch_t *f, const uint8_t *wire, size_t len,
 	dv_query_t *q = f->waiters;
 	while (q) {
 		dv_query_t *next = q->next;
+		q->upstream = f->upstream;
 		int n = dv_wire_answer(c->scratch, sizeof(c->scratch), wire,
 				       len, r, q->wire, &q->view, 0,
 				       q->answer_limit, 0xffff, NULL,
@@ -518,6 +532,13 @@ static stage_t stage_identity(dv_query_t *q, pipe_t *p)
 		dv_edns_observe(&m->edns_size, q->view.edns_udp_size);
 	else
 		DV_METRIC_INC(&m->no_edns);
+	if (c->log_ops) {
+		/* the DoH client ID lives only as long as the submit */
+		q->log_ident = true;
+		if (q->client_id)
+			snprintf(q->ident, sizeof(q->ident), "%s",
+				 q->client_id);
+	}
 	q->start_ms = q->start_us / 1000;
 	q->deadline_ms = q->start_ms + c->conf.query_timeout_ms;
 	q->answer_limit = q->udp ? dv_wire_udp_limit(&q->view) : DV_DNS_MAX_MSG;
@@ -568,6 +589,7 @@ static stage_t stage_cache(dv_query_t *q, pipe_t *p)
 				   &cflags);
 	if (n > 0) {
 		if (cflags & DV_CACHE_STALE) {
+			q->stale = true;
 			DV_STAT_INC(c->stats, stale_served);
 		} else if (cflags & DV_CACHE_SERVFAIL) {
 			DV_STAT_INC(c->stats, servfail_cached);

@@ -52,6 +52,9 @@ struct dv_fetch {
 	/* the pool's state of this fetch (set by its fetch_start, cleared by
 	 * its fetch_cancel) */
 	void *pool_job;
+	/* the server that answered (its URL as written), for the logs: set
+	 * by the pool before dv_core_fetch_answer(); NULL: not said */
+	const char *upstream;
 	/* the RFC 8767 client response timer (core.c), and whether it has
 	 * fired (later waiters get the stale answer at once) */
 	dv_timer_t stale;
@@ -86,8 +89,11 @@ typedef struct dv_core_policy_ops {
 	 * 0 to let the query go on to the cache and the upstreams, or the
 	 * length of the whole answer it wrote into `buf` (`cap` bytes,
 	 * padded to `pad_block` when not 0, within q->answer_limit), which
-	 * the core sends as it is.  Must not allocate or keep `q`. */
-	int (*decide)(void *policy, const dv_query_t *q, uint8_t *buf,
+	 * the core sends as it is.  Sets what the logs read of its
+	 * decision (q->verdict, q->group, q->list; q->ident when
+	 * q->log_ident).
+	 * Must not allocate or keep `q`. */
+	int (*decide)(void *policy, dv_query_t *q, uint8_t *buf,
 		      size_t cap, unsigned pad_block);
 	/* Optional: whether the upstream question of `q` (asked when the
 	 * cache could not answer it) is an internal name, which only the
@@ -95,6 +101,19 @@ typedef struct dv_core_policy_ops {
 	 * allocate or keep `q`. */
 	bool (*local_only)(void *policy, const dv_query_t *q);
 } dv_core_policy_ops_t;
+
+/*
+ * The logs as the core sees them (dv_core_set_log): one call per answer,
+ * where the query log and dnstap take what they want.  NULL ops (the
+ * default) cost one predictable branch per answer.
+ */
+typedef struct dv_core_log_ops {
+	/* `q` is answered with `wire` (`len` bytes) at `now_us` (the core's
+	 * clock, as q->start_us), just before its reply hook.  Must neither
+	 * block nor keep `q` or `wire`. */
+	void (*answered)(void *log, const dv_query_t *q, const uint8_t *wire,
+			 size_t len, uint64_t now_us);
+} dv_core_log_ops_t;
 
 /*
  * What the core takes from the configuration (the worker copies it from
@@ -126,6 +145,9 @@ struct dv_core {
 	/* the policy (dv_core_set_policy); ops NULL: every query passes */
 	void *policy;
 	const dv_core_policy_ops_t *policy_ops;
+	/* the query log and dnstap (dv_core_set_log); ops NULL: none */
+	void *log;
+	const dv_core_log_ops_t *log_ops;
 	dv_stats_t *stats; /* the owner's counters */
 	/* by transport, rcode and source, histograms (src/core/metrics.h);
 	 * written here, read by the admin listener's thread */
@@ -165,6 +187,9 @@ void dv_core_set_pool(dv_core_t *c, void *pool,
  * policy).  Before the first query. */
 void dv_core_set_policy(dv_core_t *c, void *policy,
 			const dv_core_policy_ops_t *ops);
+/* The logs `log`, reached through `ops` (both kept; NULL ops: none).
+ * Before the first query. */
+void dv_core_set_log(dv_core_t *c, void *log, const dv_core_log_ops_t *ops);
 /* Fail every fetch in flight with `ede`/`text` (shutdown): every query
  * still waiting gets its one reply (stale, or SERVFAIL). */
 void dv_core_fail_all(dv_core_t *c, uint16_t ede, const char *text);

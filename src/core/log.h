@@ -1,5 +1,6 @@
 #pragma once
-/* Logging to stderr, one line per event, and the two kinds of assertion. */
+/* Logging to stderr, one line per event (text, or one JSON object per line:
+ * log.format), and the two kinds of assertion. */
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -11,6 +12,15 @@ typedef enum {
 } dv_log_level_t;
 
 extern dv_log_level_t dv_log_level;
+
+/* log.format: "text" (TIME LEVEL: MESSAGE) or "json" ({"ts": TIME,
+ * "level": LEVEL, "msg": MESSAGE}, in that order); set once at start. */
+typedef enum { DV_LOG_TEXT, DV_LOG_JSON } dv_log_format_t;
+extern dv_log_format_t dv_log_format;
+
+/* The wall-clock time as the logs write it (2026-12-05T12:00:00.123Z)
+ * into `buf` (`cap` >= 25 bytes); returns its length. */
+size_t dv_log_time(char *buf, size_t cap);
 
 void dv_log(dv_log_level_t level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "src/core/ident.h"
 #include "src/core/scheme.h"
 #include "src/core/wire.h"
 
@@ -21,6 +22,18 @@
 #define DV_PAD_BLOCK 468 /* RFC 8467 recommended response block */
 
 typedef struct dv_core dv_core_t;
+
+/* What the policy decided for a query, for the logs. */
+#define DV_VERDICTS(X)                                                       \
+	X(NONE, "")    /* no policy */                                     \
+	X(PASS, "pass")                                                      \
+	X(ALLOWED, "allowed")                                                \
+	X(BLOCKED, "blocked")                                                \
+	X(REFUSED, "refused")                                                \
+	X(LOCAL, "local") /* answered from the group's records */
+#define DV_VERDICT_ENUM(name, text) DV_VERDICT_##name,
+typedef enum { DV_VERDICTS(DV_VERDICT_ENUM) DV_VERDICT_COUNT } dv_verdict_t;
+#undef DV_VERDICT_ENUM
 typedef struct dv_query dv_query_t;
 
 /*
@@ -66,9 +79,21 @@ struct dv_query {
 	dv_wire_query_t view;
 	dv_query_t *next; /* waiters of one upstream fetch */
 
+	/* for the logs, when the core has a log hook (dv_core_set_log) */
+	bool log_ident;       /* the hook wants q->ident: the policy fills it
+			       * even when its memo spares it the work */
+	uint8_t verdict;      /* dv_verdict_t, set by the policy */
+	bool stale;           /* answered stale (RFC 8767) */
+	const char *group;    /* the client's group (the policy's), NULL */
+	const char *list;     /* the list that blocked or allowed it, NULL */
+	const char *upstream; /* the upstream server that answered, NULL */
+
 	uint16_t len;
 	uint8_t *wire;
 	uint8_t inline_buf[DV_QUERY_INLINE];
+	/* the client ID (DoH path, TLS SNI) for the logs, "" if none; set
+	 * only when log_ident (not cleared with the rest of the object) */
+	char ident[DV_IDENT_MAX + 1];
 };
 
 /* Give the object back to its core (NULL is a no-op).  Objects are made

@@ -95,7 +95,15 @@
 	X(doq_bad_packets, "UDP datagrams that were not QUIC for us")        \
 	X(doq_idle_closed, "QUIC connections closed idle")                   \
 	X(doq_closed_error, "QUIC connections closed on a transport error")  \
-	X(doq_migrations, "QUIC connections that moved to a new path")
+	X(doq_migrations, "QUIC connections that moved to a new path")      \
+	X(querylog_entries, "answers queued for the query log")             \
+	X(querylog_dropped,                                                  \
+	  "query-log entries dropped: the worker's ring was full (a slow "  \
+	  "or stalled log file)")                                            \
+	X(dnstap_frames, "dnstap frames queued for the collector")          \
+	X(dnstap_dropped,                                                    \
+	  "dnstap frames dropped: the worker's queue was full (a slow or "  \
+	  "absent collector)")
 
 typedef struct {
 #define DV_STATS_FIELD(name, help) uint64_t name;

@@ -28,6 +28,8 @@
 #include "src/tls/tls.h"
 #include "src/daemon/admin.h"
 #include "src/daemon/sd_notify.h"
+#include "src/daemon/dnstap.h"
+#include "src/daemon/querylog.h"
 #include "src/daemon/transport.h"
 #include "src/daemon/upstream.h"
 #include "src/daemon/worker.h"
@@ -332,6 +334,7 @@ int main(int argc, char **argv)
 		dv_policy_t *pol = NULL;
 		dv_log_level = cfg.log_level;
 		dv_policy_no_fetch = true;
+		dv_log_format = (dv_log_format_t)cfg.log_format;
 		if (dv_policy_new(&cfg, 0, &pol, err, sizeof(err)) != 0) {
 			fprintf(stderr, "dnsveil: %s\n", err);
 			return 1;
@@ -344,6 +347,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	dv_log_level = cfg.log_level;
+	dv_log_format = (dv_log_format_t)cfg.log_format;
 	dv_config_warnings(&cfg, warn_log, NULL);
 
 	sigset_t sigs;
@@ -393,6 +397,15 @@ int main(int argc, char **argv)
 	if (policy)
 		dv_policy_log_lists(policy);
 	shared.policy = policy;
+	if (dv_qlog_new(&cfg, n, &shared.qlog, err, sizeof(err)) != 0 ||
+	    dv_dnstap_new(&cfg, n, &shared.dnstap, err, sizeof(err)) != 0) {
+		dv_log_error("%s", err);
+		goto out;
+	}
+	if (shared.qlog && dv_qlog_start(shared.qlog) != 0) {
+		dv_log_error("cannot start the query log's writer");
+		goto out;
+	}
 	if (tls_open(&cfg, &shared, &tls_ready, err, sizeof(err)) != 0) {
 		dv_log_error("%s", err);
 		goto out;
@@ -463,6 +476,8 @@ int main(int argc, char **argv)
 		if (sig == SIGHUP) {
 			static dv_config_t next;
 			notify("RELOADING=1");
+			/* after logrotate, whatever the config says */
+			dv_qlog_reopen(shared.qlog);
 			if (load_config(argc, argv, &cli, &next, err,
 					sizeof(err)) != 0) {
 				dv_log_error("SIGHUP: configuration refused, "
@@ -505,6 +520,9 @@ out:
 	for (unsigned i = 0; workers && i < n; i++)
 		dv_worker_free(workers[i]);
 	free(workers);
+	/* after the workers that write to them */
+	dv_qlog_free(shared.qlog);
+	dv_dnstap_free(shared.dnstap);
 	tls_close(&shared, tls_ready);
 	dv_policy_free(policy);
 	dv_cache_free(cache);

@@ -13,12 +13,14 @@
 
 #include "src/core/clock.h"
 #include "src/core/core.h"
+#include "src/daemon/dnstap.h"
 #include "src/daemon/ev_timers.h"
 #include "src/core/errors.h"
 #include "src/core/hs_limit.h"
 #include "src/core/log.h"
 #include "src/policy/policy.h"
 #include "src/tls/tls.h"
+#include "src/daemon/querylog.h"
 #include "src/daemon/upstream.h"
 
 enum { CMD_NONE, CMD_DRAIN, CMD_STOP };
@@ -78,6 +80,23 @@ uint64_t dv_worker_now_ms(dv_worker_t *w)
 _Static_assert(DV_MAX_HANDSHAKE_EXEMPT + DV_DOH_MAX_TRUSTED_PROXIES <=
 		       DV_HS_MAX_EXEMPT,
 	       "the limiter keeps every exempt prefix");
+
+/* Where the core's answers go for the logs: the query log and dnstap,
+ * each with this worker's own ring or queue. */
+static void log_answered(void *arg, const dv_query_t *q, const uint8_t *wire,
+			 size_t len, uint64_t now_us)
+{
+	dv_worker_t *w = arg;
+	const dv_shared_t *sh = w->shared;
+	if (sh->qlog)
+		dv_qlog_answered(sh->qlog, w->index, q, wire, len, now_us,
+				 &w->stats);
+	if (sh->dnstap)
+		dv_dnstap_answered(sh->dnstap, w->index, q, wire, len,
+				   now_us, &w->stats);
+}
+
+static const dv_core_log_ops_t core_log_ops = {.answered = log_answered};
 
 /* Where the pool's fetches end: the core. */
 static const dv_pool_report_t core_report = {
@@ -226,6 +245,8 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 		ctl->turn_end.data = w;
 		ev_prepare_start(w->loop, &ctl->turn_end);
 	}
+	if (shared->qlog || shared->dnstap)
+		dv_core_set_log(&w->core, w, &core_log_ops);
 	w->pool = dv_pool_new(w, cfg, &core_report);
 	dv_core_set_pool(&w->core, w->pool, &dv_pool_core_ops);
 	if (!w->pool) {

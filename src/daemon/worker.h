@@ -24,6 +24,8 @@ typedef struct dv_tls_ctx dv_tls_ctx_t;
 typedef struct dv_policy dv_policy_t;
 typedef struct dv_policy_worker dv_policy_worker_t;
 typedef struct dv_quic_tls_ctx dv_quic_tls_ctx_t;
+typedef struct dv_qlog dv_qlog_t;
+typedef struct dv_dnstap dv_dnstap_t;
 
 /* What all workers share, made by main. */
 typedef struct {
@@ -37,6 +39,9 @@ typedef struct {
 	 * in every worker, so any worker can check what another issued */
 	uint8_t quic_secret[32];
 	unsigned n_workers;
+	/* the query log and dnstap; NULL: off */
+	dv_qlog_t *qlog;
+	dv_dnstap_t *dnstap;
 } dv_shared_t;
 
 typedef struct dv_listener {

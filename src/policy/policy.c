@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -264,7 +265,7 @@ static void log_decision(dv_policy_worker_t *w, const dv_query_t *q,
  * `name` decides with its own action (rpz.h); in an allow: list, or with
  * rpz-passthru, the name is allowed.  *matched false: none matched.
  */
-static int rpz_decide(dv_policy_worker_t *w, const dv_query_t *q,
+static int rpz_decide(dv_policy_worker_t *w, dv_query_t *q,
 		      const char *id, unsigned gi, const char *name, size_t n,
 		      uint8_t *buf, size_t cap, unsigned pad_block,
 		      bool *matched)
@@ -280,7 +281,9 @@ static int rpz_decide(dv_policy_worker_t *w, const dv_query_t *q,
 		if (!a)
 			continue;
 		*matched = true;
+		q->list = p->lists[li].name;
 		if (a->kind == DV_RPZ_PASSTHRU || (g->allow & (1u << li))) {
+			q->verdict = DV_VERDICT_ALLOWED;
 			CTR_INC(w->group_ctr[gi][GC_ALLOWED]);
 			CTR_INC(w->list_ctr[li][LC_ALLOWED]);
 			if (logging)
@@ -288,6 +291,7 @@ static int rpz_decide(dv_policy_worker_t *w, const dv_query_t *q,
 					     (int)li);
 			return 0;
 		}
+		q->verdict = DV_VERDICT_BLOCKED;
 		CTR_INC(w->group_ctr[gi][GC_BLOCKED]);
 		CTR_INC(w->list_ctr[li][LC_BLOCKED]);
 		if (logging)
@@ -317,7 +321,7 @@ static int rpz_decide(dv_policy_worker_t *w, const dv_query_t *q,
 	return 0;
 }
 
-static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
+static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 		  unsigned pad_block)
 {
 	dv_policy_worker_t *w = policy;
@@ -327,7 +331,12 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 	char idbuf[DV_IDENT_MAX + 1], name[DV_SUFFIX_NAME_MAX + 2];
 	bool logging = dv_log_level >= DV_LOG_DEBUG;
 	uint16_t memo = q->ident_memo ? *q->ident_memo : 0;
-	const char *id = !memo || logging ? client_id(p, q, idbuf) : NULL;
+	const char *id = !memo || logging || q->log_ident
+				 ? client_id(p, q, idbuf)
+				 : NULL;
+	/* the query log's client ID (the core copied a DoH path's) */
+	if (id && q->log_ident && id != q->client_id)
+		snprintf(q->ident, sizeof(q->ident), "%s", id);
 	int n = dv_suffix_query_name(q->wire + DV_DNS_HDR, q->view.qname_len,
 				     name);
 	if (n < 0)
@@ -344,6 +353,7 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 			*q->ident_memo = memo;
 	}
 	if (memo == MEMO_REFUSED) {
+		q->verdict = DV_VERDICT_REFUSED;
 		CTR_INC(w->refused_unknown_id);
 		if (logging)
 			log_decision(w, q, id, NULL, D_REFUSE, name, -1);
@@ -353,6 +363,8 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 	}
 	unsigned gi = memo - 1u;
 	const group_t *g = &p->groups[gi];
+	q->group = g->name;
+	q->verdict = DV_VERDICT_PASS;
 	CTR_INC(w->group_ctr[gi][GC_QUERIES]);
 	/* the group's own records come before its lists */
 	if (dv_records_group_has(p->records, gi)) {
@@ -364,6 +376,7 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 							  sizeof(w->tmp),
 							  pad_block);
 		if (len > 0) {
+			q->verdict = DV_VERDICT_LOCAL;
 			CTR_INC(w->group_ctr[gi][GC_LOCAL]);
 			if (logging)
 				log_decision(w, q, id, g, D_LOCAL, name, -1);
@@ -393,6 +406,8 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 	}
 	if (allow) {
 		unsigned li = lowest_bit(allow);
+		q->verdict = DV_VERDICT_ALLOWED;
+		q->list = p->lists[li].name;
 		CTR_INC(w->group_ctr[gi][GC_ALLOWED]);
 		CTR_INC(w->list_ctr[li][LC_ALLOWED]);
 		if (logging)
@@ -400,6 +415,8 @@ static int decide(void *policy, const dv_query_t *q, uint8_t *buf, size_t cap,
 		return 0;
 	}
 	unsigned li = lowest_bit(hit.block & g->block);
+	q->verdict = DV_VERDICT_BLOCKED;
+	q->list = p->lists[li].name;
 	CTR_INC(w->group_ctr[gi][GC_BLOCKED]);
 	CTR_INC(w->list_ctr[li][LC_BLOCKED]);
 	if (logging)

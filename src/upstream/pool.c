@@ -472,6 +472,7 @@ void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
 	DV_STAT_INC(p->stats, upstream_answers);
 	USTAT_INC(srv, won);
 	/* the fetch is freed (and every attempt detached) by its owner */
+	j->fetch->upstream = srv->url.text;
 	p->report->answer(j->fetch, wire, len, &r);
 }
 

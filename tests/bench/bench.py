@@ -929,7 +929,8 @@ class Dnsveil(Server):
     required = True
 
     def __init__(self, tmp, binary, upstream_port, transports, upstream_scheme="tcp",
-                 name="dnsveil", required=True, policy_list=None, admin_port=None):
+                 name="dnsveil", required=True, policy_list=None, admin_port=None,
+                 extra_yaml=""):
         super().__init__(tmp)
         self.name = name
         self.required = required
@@ -955,6 +956,11 @@ class Dnsveil(Server):
                      "groups:\n  default: { block: [bench] }\n" % json.dumps(policy_list))
             with open(self.conf, "w") as f:
                 f.write(text)
+        if extra_yaml:
+            # --dnsveil-yaml: more configuration for the dnsveil under
+            # test ({DIR}: its directory in the temp dir)
+            with open(self.conf, "a") as f:
+                f.write(extra_yaml.replace("{DIR}", self.dir).rstrip("\n") + "\n")
         self.admin_port = admin_port
         if admin_port:
             with open(self.conf, "a") as f:
@@ -1376,7 +1382,8 @@ def run_main(args):
         write_policy_list(policy_list, args.policy_list)
     dv = Dnsveil(tmp, args.dnsveil, up.ports["dns"], dv_transports, args.dnsveil_upstream,
                  policy_list=policy_list,
-                 admin_port=free_port() if args.admin_scrape else None)
+                 admin_port=free_port() if args.admin_scrape else None,
+                 extra_yaml=args.dnsveil_yaml)
     servers = [dv]
     base = None
     if policy_list:
@@ -1685,6 +1692,10 @@ def main():
                    help="give the dnsveil under test (not the baseline) an admin listener "
                         "and GET its /metrics every second for the whole run (the cost "
                         "of metrics; pair with --baseline for the same binary without)")
+    r.add_argument("--dnsveil-yaml", default="",
+                   help="YAML appended to the config of the dnsveil under test (not the "
+                        "baseline), {DIR} its directory: e.g. the query log or dnstap, "
+                        "measured against --baseline (the same binary without it)")
     r.add_argument("--no-peers", action="store_true",
                    help="leave dnsdist and the Unbound frontend out (dnsveil rows only)")
     r.add_argument("--workloads", default="hit,miss", help="of hit,miss (default both)")

@@ -1822,6 +1822,86 @@ static void test_policy_example(void **state)
 	free(cfg);
 }
 
+/* log: and dnstap: (README "Logs"): defaults, values, log.level as
+ * log-level's other name, and what is refused. */
+static void test_load_logs(void **state)
+{
+	(void)state;
+	dv_config_t *cfg = cfg_new();
+	char path[64], err[512];
+
+	assert_int_equal(cfg->log_format, DV_LOG_TEXT);
+	assert_int_equal(cfg->log_queries, 0); /* off */
+	assert_int_equal(cfg->log_query_sample, 1);
+	assert_string_equal(cfg->log_query_file, "");
+	assert_int_equal(cfg->log_query_buffer, 4096);
+	assert_string_equal(cfg->dnstap_socket, "");
+	assert_string_equal(cfg->dnstap_file, "");
+	assert_int_equal(cfg->dnstap_buffer, 8192);
+	assert_int_equal(
+		load_text(cfg,
+			  "listen: [\"dns://127.0.0.1:53\"]\n"
+			  "upstream: [\"tcp://127.0.0.1:5335\"]\n"
+			  "log:\n  level: debug\n  format: json\n"
+			  "  queries: errors\n  query-sample: 100\n"
+			  "  query-file: /var/log/q.log\n  query-buffer: 64\n"
+			  "dnstap:\n  socket: /run/dnstap.sock\n  buffer: 512\n",
+			  path, sizeof(path), err, sizeof(err)),
+		0);
+	assert_int_equal(cfg->log_level, DV_LOG_DEBUG);
+	assert_int_equal(cfg->log_format, DV_LOG_JSON);
+	assert_int_equal(cfg->log_queries, 2); /* errors */
+	assert_int_equal(cfg->log_query_sample, 100);
+	assert_string_equal(cfg->log_query_file, "/var/log/q.log");
+	assert_int_equal(cfg->log_query_buffer, 64);
+	assert_string_equal(cfg->dnstap_socket, "/run/dnstap.sock");
+	assert_int_equal(cfg->dnstap_buffer, 512);
+	assert_int_equal(dv_config_validate(cfg, all_impl, all_impl, err,
+					    sizeof(err)),
+			 0);
+	/* log-level still works, and the later of the two wins */
+	assert_int_equal(load_text(cfg, "log-level: warn\n", path, sizeof(path),
+				   err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg->log_level, DV_LOG_WARN);
+	assert_int_equal(load_text(cfg, "log-level: warn\nlog:\n  level: error\n",
+				   path, sizeof(path), err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg->log_level, DV_LOG_ERROR);
+
+	static const struct {
+		const char *yaml, *key;
+	} bad[] = {
+		{"log:\n  format: xml\n", "log.format"},
+		{"log:\n  queries: some\n", "log.queries"},
+		{"log:\n  query-sample: 0\n", "log.query-sample"},
+		{"log:\n  query-buffer: 8\n", "log.query-buffer"},
+		{"dnstap:\n  buffer: 20000\n", "dnstap.buffer"},
+		{"log:\n  level: loud\n", "log.level"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(load_text(cfg, bad[i].yaml, path, sizeof(path),
+					   err, sizeof(err)),
+				 DV_ECONFIG);
+		assert_contains(err, bad[i].key);
+	}
+	/* one dnstap output */
+	dv_config_t *two = cfg_new();
+	assert_int_equal(load_text(two,
+				   "listen: [\"dns://127.0.0.1:53\"]\n"
+				   "upstream: [\"tcp://127.0.0.1:5335\"]\n"
+				   "dnstap:\n  socket: /run/a.sock\n"
+				   "  file: /tmp/b.fstrm\n",
+				   path, sizeof(path), err, sizeof(err)),
+			 0);
+	assert_int_equal(dv_config_validate(two, all_impl, all_impl, err,
+					    sizeof(err)),
+			 DV_ECONFIG);
+	assert_contains(err, "dnstap.file: dnstap.socket is set too");
+	free(two);
+	free(cfg);
+}
+
 static void test_default_conf_file(void **state)
 {
 	dv_config_t *cfg = cfg_new(), *def = cfg_new();
@@ -1927,6 +2007,7 @@ int main(void)
 		cmocka_unit_test(test_load_too_many_urls),
 		cmocka_unit_test(test_load_doh_lists),
 		cmocka_unit_test(test_load_admin),
+		cmocka_unit_test(test_load_logs),
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_load_buffer),
 		cmocka_unit_test(test_sizes),

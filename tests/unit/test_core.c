@@ -835,6 +835,108 @@ static void test_fail_all_draining(void **state)
 	assert_int_equal(first_ttl(d), 60);
 }
 
+/* ---- the log hook (dv_core_set_log) ---- */
+
+typedef struct {
+	unsigned calls;
+	unsigned replies_before; /* the client's replies when it was called */
+	uint8_t source, rcode;
+	bool stale, log_ident;
+	const char *upstream;
+	char ident[DV_IDENT_MAX + 1];
+	uint64_t took_us;
+} log_rec_t;
+
+static void log_answered(void *log, const dv_query_t *q, const uint8_t *wire,
+			 size_t len, uint64_t now_us)
+{
+	log_rec_t *r = log;
+	const client_t *cl = q->conn;
+	r->calls++;
+	r->replies_before = cl->replies;
+	r->source = q->source;
+	r->stale = q->stale;
+	r->log_ident = q->log_ident;
+	r->upstream = q->upstream;
+	snprintf(r->ident, sizeof(r->ident), "%s", q->ident);
+	r->rcode = len >= 4 ? wire[3] & 0x0f : 0xff;
+	r->took_us = now_us - q->start_us;
+}
+
+static const dv_core_log_ops_t log_ops = {.answered = log_answered};
+
+/* The hook sees every answer once, before its reply, with where it came
+ * from (cache, stale, upstream and which one), the client ID copied while
+ * the transport's buffer was still there, and the time it took. */
+static void test_log_hook(void **state)
+{
+	fixture_t *fx = *state;
+	log_rec_t rec;
+	memset(&rec, 0, sizeof(rec));
+	dv_core_set_log(fx->c, &rec, &log_ops);
+
+	/* upstream, with a DoH client ID whose buffer dies with the submit */
+	uint8_t w[128];
+	size_t len = make_query(w, WWW, WWW_LEN, DV_TYPE_A, 1, true);
+	client_t *a = new_client(fx);
+	char path_id[16] = "kid-1";
+	dv_query_t *q = dv_core_query_new(fx->c, w, len);
+	assert_non_null(q);
+	q->reply = on_reply;
+	q->conn = a;
+	q->client_id = path_id;
+	assert_int_equal(dv_core_submit(q), 0);
+	memset(path_id, 'x', sizeof(path_id) - 1);
+	assert_int_equal(rec.calls, 0);
+	dv_fetch_t *f = the_fetch(&fx->pool);
+	f->upstream = "tcp://192.0.2.1:53";
+	advance(&fx->rt, 5);
+	pool_answers(f, DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(rec.calls, 1);
+	assert_int_equal(rec.replies_before, 0);
+	assert_int_equal(a->replies, 1);
+	assert_int_equal(rec.source, DV_SRC_UPSTREAM);
+	assert_false(rec.stale);
+	assert_true(rec.log_ident);
+	assert_string_equal(rec.upstream, "tcp://192.0.2.1:53");
+	assert_string_equal(rec.ident, "kid-1");
+	assert_int_equal(rec.rcode, DV_RCODE_NOERROR);
+	assert_int_equal(rec.took_us, 5000);
+
+	/* a cache hit: no upstream, no ID */
+	ask(fx, WWW, WWW_LEN, DV_TYPE_A, 2, true);
+	assert_int_equal(rec.calls, 2);
+	assert_int_equal(rec.source, DV_SRC_CACHE);
+	assert_null(rec.upstream);
+	assert_string_equal(rec.ident, "");
+	assert_int_equal(rec.took_us, 0);
+
+	/* stale: the client response timer answers from the cache */
+	advance(&fx->rt, 120 * 1000);
+	client_t *c = ask(fx, WWW, WWW_LEN, DV_TYPE_A, 3, true);
+	assert_int_equal(rec.calls, 2);
+	advance(&fx->rt, fx->c->conf.stale_answer_timeout_ms);
+	assert_int_equal(c->replies, 1);
+	assert_int_equal(rec.calls, 3);
+	assert_true(rec.stale);
+	/* it waited for the fetch (the metrics' latency class), and the
+	 * stale flag says where the answer came from */
+	assert_int_equal(rec.source, DV_SRC_UPSTREAM);
+	assert_null(rec.upstream);
+	pool_answers(the_fetch(&fx->pool), DV_RCODE_NOERROR, 60, 0);
+	assert_int_equal(rec.calls, 3); /* the refresh answers nobody */
+
+	/* FORMERR (two questions) is an answer too */
+	len = make_query(w, WWW, WWW_LEN, DV_TYPE_A, 4, false);
+	dv_put16(w + 4, 2);
+	client_t *d = new_client(fx);
+	assert_int_equal(submit(fx, d, w, len), 0);
+	assert_int_equal(rec.calls, 4);
+	assert_int_equal(rec.rcode, DV_RCODE_FORMERR);
+	assert_int_equal(rec.source, DV_SRC_LOCAL);
+	assert_int_equal(fx->stats.answers, rec.calls);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -859,6 +961,7 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_hook, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fail_all_draining, setup,
 						teardown),
 	};

@@ -1,0 +1,258 @@
+/*
+ * dnstap messages (dnstap.h), encoded with protobuf-c from the schema in
+ * dnstap.proto and handed to libfstrm's I/O thread.
+ */
+#include "src/daemon/dnstap.h"
+
+#include <errno.h>
+#include <fstrm.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dnstap.pb-c.h"
+#include "src/core/log.h"
+
+#define CONTENT_TYPE "protobuf:dnstap.Dnstap"
+
+struct dv_dnstap {
+	struct fstrm_iothr *iothr;
+	unsigned n_queues;
+	struct fstrm_iothr_queue **queues;
+	char identity[256];
+	size_t identity_len;
+};
+
+static unsigned pow2_at_least(unsigned n)
+{
+	unsigned p = FSTRM_IOTHR_INPUT_QUEUE_SIZE_MIN;
+	while (p < n && p < FSTRM_IOTHR_INPUT_QUEUE_SIZE_MAX)
+		p <<= 1;
+	return p;
+}
+
+static struct fstrm_writer *writer_new(const dv_config_t *cfg)
+{
+	struct fstrm_writer_options *wopt = fstrm_writer_options_init();
+	struct fstrm_writer *w = NULL;
+	fstrm_writer_options_add_content_type(wopt, CONTENT_TYPE,
+					      strlen(CONTENT_TYPE));
+	if (cfg->dnstap_socket[0]) {
+		struct fstrm_unix_writer_options *uopt =
+			fstrm_unix_writer_options_init();
+		fstrm_unix_writer_options_set_socket_path(uopt,
+							  cfg->dnstap_socket);
+		w = fstrm_unix_writer_init(uopt, wopt);
+		fstrm_unix_writer_options_destroy(&uopt);
+	} else {
+		struct fstrm_file_options *fopt = fstrm_file_options_init();
+		fstrm_file_options_set_file_path(fopt, cfg->dnstap_file);
+		w = fstrm_file_writer_init(fopt, wopt);
+		fstrm_file_options_destroy(&fopt);
+	}
+	fstrm_writer_options_destroy(&wopt);
+	return w;
+}
+
+int dv_dnstap_new(const dv_config_t *cfg, unsigned n_workers, dv_dnstap_t **out,
+		  char *err, size_t err_len)
+{
+	*out = NULL;
+	if (!cfg->dnstap_socket[0] && !cfg->dnstap_file[0])
+		return 0;
+	/* a file must be writable now: libfstrm would only retry */
+	if (cfg->dnstap_file[0]) {
+		FILE *f = fopen(cfg->dnstap_file, "a");
+		if (!f) {
+			int e = errno;
+			snprintf(err, err_len, "dnstap.file: '%s': %s",
+				 cfg->dnstap_file, strerror(e));
+			return -e;
+		}
+		fclose(f);
+	}
+	dv_dnstap_t *d = calloc(1, sizeof(*d));
+	if (!d)
+		goto fail_nomem;
+	d->queues = calloc(n_workers, sizeof(*d->queues));
+	if (!d->queues)
+		goto fail_nomem;
+	d->n_queues = n_workers;
+	if (gethostname(d->identity, sizeof(d->identity) - 1) != 0)
+		d->identity[0] = '\0';
+	d->identity_len = strlen(d->identity);
+
+	struct fstrm_writer *w = writer_new(cfg);
+	if (!w) {
+		snprintf(err, err_len, "dnstap: cannot make the %s writer",
+			 cfg->dnstap_socket[0] ? "socket" : "file");
+		free(d->queues);
+		free(d);
+		return -EINVAL;
+	}
+	struct fstrm_iothr_options *iopt = fstrm_iothr_options_init();
+	fstrm_iothr_options_set_num_input_queues(iopt, n_workers);
+	fstrm_iothr_options_set_input_queue_size(
+		iopt, pow2_at_least(cfg->dnstap_buffer));
+	fstrm_iothr_options_set_queue_model(iopt, FSTRM_IOTHR_QUEUE_MODEL_SPSC);
+	/* a collector that comes late is found within a second */
+	fstrm_iothr_options_set_reopen_interval(iopt, 1);
+	d->iothr = fstrm_iothr_init(iopt, &w);
+	fstrm_iothr_options_destroy(&iopt);
+	if (!d->iothr) {
+		fstrm_writer_destroy(&w);
+		snprintf(err, err_len,
+			 "dnstap: cannot start libfstrm's "
+			 "I/O thread");
+		free(d->queues);
+		free(d);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n_workers; i++)
+		d->queues[i] = fstrm_iothr_get_input_queue_idx(d->iothr, i);
+	*out = d;
+	return 0;
+fail_nomem:
+	if (d)
+		free(d->queues);
+	free(d);
+	snprintf(err, err_len, "dnstap: out of memory");
+	return -ENOMEM;
+}
+
+static Dnstap__SocketProtocol protocol_of(dv_scheme_t s)
+{
+	switch (s) {
+	case DV_SCHEME_TCP:
+		return DNSTAP__SOCKET_PROTOCOL__TCP;
+	case DV_SCHEME_TLS:
+		return DNSTAP__SOCKET_PROTOCOL__DOT;
+	case DV_SCHEME_HTTPS:
+	case DV_SCHEME_HTTP:
+		return DNSTAP__SOCKET_PROTOCOL__DOH;
+	case DV_SCHEME_QUIC:
+		return DNSTAP__SOCKET_PROTOCOL__DOQ;
+	default:
+		return DNSTAP__SOCKET_PROTOCOL__UDP;
+	}
+}
+
+/*
+ * The most a frame of ours packs to, with `wire_bytes` of DNS messages in
+ * it: each field's tag and length take at most 1 + 10 bytes; the fixed
+ * fields (type, family, protocol, an address of 16, a port, four times)
+ * and the nested message's header are well within FIXED_MAX.  Packing into
+ * a buffer this big skips protobuf-c's get_packed_size() walk, which cost
+ * as much as the packing (callgrind: ~1,700 instructions an answer).
+ */
+#define FIXED_MAX 256
+static size_t frame_max(const dv_dnstap_t *d, size_t wire_bytes)
+{
+	return FIXED_MAX + d->identity_len + strlen(DV_VERSION) + 8 +
+	       wire_bytes;
+}
+
+/* Encode `frame` (with `wire_bytes` of DNS messages) into a new buffer and
+ * queue it on worker `worker`'s queue (which then owns the buffer); a full
+ * queue drops it. */
+static void submit(dv_dnstap_t *d, unsigned worker, const Dnstap__Dnstap *frame,
+		   size_t wire_bytes, dv_stats_t *st)
+{
+	uint8_t *buf = malloc(frame_max(d, wire_bytes));
+	if (!buf) {
+		DV_STAT_INC(st, dnstap_dropped);
+		return;
+	}
+	size_t n = dnstap__dnstap__pack(frame, buf);
+	dv_require(n <= frame_max(d, wire_bytes));
+	if (fstrm_iothr_submit(d->iothr, d->queues[worker], buf, n,
+			       fstrm_free_wrapper, NULL) != fstrm_res_success) {
+		free(buf);
+		DV_STAT_INC(st, dnstap_dropped);
+		return;
+	}
+	DV_STAT_INC(st, dnstap_frames);
+}
+
+void dv_dnstap_answered(dv_dnstap_t *d, unsigned worker, const dv_query_t *q,
+			const uint8_t *wire, size_t len, uint64_t now_us,
+			dv_stats_t *st)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	/* the query's wall-clock time: now, less what the core took */
+	uint64_t took_ns = now_us > q->start_us ? (now_us - q->start_us) * 1000
+						: 0;
+	uint64_t now_ns =
+		(uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+	uint64_t q_ns = now_ns > took_ns ? now_ns - took_ns : now_ns;
+
+	Dnstap__Message m = DNSTAP__MESSAGE__INIT;
+	m.has_socket_protocol = true;
+	m.socket_protocol = protocol_of(q->transport);
+	const struct sockaddr *sa = (const struct sockaddr *)&q->peer;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)sa;
+		m.has_socket_family = true;
+		m.socket_family = DNSTAP__SOCKET_FAMILY__INET;
+		m.has_query_address = true;
+		m.query_address.data = (uint8_t *)&s4->sin_addr;
+		m.query_address.len = 4;
+		m.has_query_port = true;
+		m.query_port = ntohs(s4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+		m.has_socket_family = true;
+		m.socket_family = DNSTAP__SOCKET_FAMILY__INET6;
+		m.has_query_address = true;
+		m.query_address.data = (uint8_t *)&s6->sin6_addr;
+		m.query_address.len = 16;
+		m.has_query_port = true;
+		m.query_port = ntohs(s6->sin6_port);
+	}
+	m.has_query_time_sec = m.has_query_time_nsec = true;
+	m.query_time_sec = q_ns / 1000000000u;
+	m.query_time_nsec = (uint32_t)(q_ns % 1000000000u);
+
+	Dnstap__Dnstap frame = DNSTAP__DNSTAP__INIT;
+	frame.type = DNSTAP__DNSTAP__TYPE__MESSAGE;
+	frame.message = &m;
+	frame.has_identity = d->identity_len > 0;
+	frame.identity.data = (uint8_t *)d->identity;
+	frame.identity.len = d->identity_len;
+	frame.has_version = true;
+	frame.version.data = (uint8_t *)"dnsveil " DV_VERSION;
+	frame.version.len = strlen("dnsveil " DV_VERSION);
+
+	/* the query as the client sent it */
+	m.type = DNSTAP__MESSAGE__TYPE__CLIENT_QUERY;
+	m.has_query_message = true;
+	m.query_message.data = q->wire;
+	m.query_message.len = q->len;
+	submit(d, worker, &frame, q->len, st);
+
+	/* the answer as the client gets it */
+	m.type = DNSTAP__MESSAGE__TYPE__CLIENT_RESPONSE;
+	m.has_query_message = false;
+	m.has_response_message = true;
+	m.response_message.data = (uint8_t *)wire;
+	m.response_message.len = len;
+	m.has_response_time_sec = m.has_response_time_nsec = true;
+	m.response_time_sec = (uint64_t)now.tv_sec;
+	m.response_time_nsec = (uint32_t)now.tv_nsec;
+	submit(d, worker, &frame, len, st);
+}
+
+void dv_dnstap_free(dv_dnstap_t *d)
+{
+	if (!d)
+		return;
+	/* stops the I/O thread after it has written what is queued */
+	fstrm_iothr_destroy(&d->iothr);
+	free(d->queues);
+	free(d);
+}

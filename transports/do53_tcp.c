@@ -25,6 +25,7 @@ static const dv_transport_t do53_tcp = {
 	.schemes = (1u << DV_SCHEME_TCP) | (1u << DV_SCHEME_DNS),
 	.listen = tcp_listen,
 	.stop = dv_stream_stop,
+	.open_conns = dv_stream_open_conns,
 	.close = dv_stream_close,
 };
 DV_TRANSPORT_REGISTER(do53_tcp)

@@ -27,6 +27,7 @@ typedef struct {
 	int fd;
 	ev_io io;
 	bool batching;
+	bool stopped; /* drain: no longer read */
 	uint8_t listener; /* q->listener of its queries */
 	unsigned n_tx;
 	struct mmsghdr rx[BATCH];
@@ -143,17 +144,33 @@ static int udp_listen(dv_worker_t *w, const dv_url_t *url, void **state)
 	return 0;
 }
 
+/*
+ * Drain: the datagrams already in the socket's queue reached dnsveil
+ * before it stopped, so they are read and answered (up to 4 x 256 of
+ * them); then reading stops.  The socket stays open for the answers of
+ * the queries in flight and closes when the worker's drain ends: from
+ * then on a query gets an ICMP port unreachable (once every worker has
+ * closed its socket of the SO_REUSEPORT group).  What arrives in between
+ * is counted at close (drain_udp_unanswered), not answered.
+ */
 static void udp_stop(dv_worker_t *w, void *state)
 {
 	udp_listener_t *l = state;
-	/* stop taking queries; the socket stays open for pending answers */
+	for (int i = 0; i < 4; i++)
+		udp_read_cb(w->loop, &l->io, EV_READ);
 	ev_io_stop(w->loop, &l->io);
+	l->stopped = true;
 }
 
 static void udp_close(dv_worker_t *w, void *state)
 {
 	udp_listener_t *l = state;
 	ev_io_stop(w->loop, &l->io);
+	if (l->stopped) {
+		uint8_t buf[1];
+		while (recv(l->fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+			DV_STAT_INC(&w->stats, drain_udp_unanswered);
+	}
 	close(l->fd);
 	free(l);
 }

@@ -332,6 +332,7 @@ static const dv_transport_t doh_tls = {
 	.schemes = 1u << DV_SCHEME_HTTPS,
 	.listen = https_listen,
 	.stop = dv_stream_stop,
+	.open_conns = dv_stream_open_conns,
 	.close = https_close,
 };
 DV_TRANSPORT_REGISTER(doh_tls)
@@ -341,6 +342,7 @@ static const dv_transport_t doh_plain = {
 	.schemes = 1u << DV_SCHEME_HTTP,
 	.listen = http_listen,
 	.stop = dv_stream_stop,
+	.open_conns = dv_stream_open_conns,
 	.close = http_close,
 };
 DV_TRANSPORT_REGISTER(doh_plain)

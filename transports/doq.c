@@ -519,6 +519,12 @@ static void doq_stop(dv_worker_t *w, void *state)
 	batch_end(l);
 }
 
+static unsigned doq_open_conns(dv_worker_t *w, void *state)
+{
+	(void)w;
+	return dv_doq_server_open_conns(((doq_listener_t *)state)->srv);
+}
+
 static void doq_close(dv_worker_t *w, void *state)
 {
 	doq_listener_t *l = state;
@@ -534,6 +540,7 @@ static const dv_transport_t doq = {
 	.schemes = 1u << DV_SCHEME_QUIC,
 	.listen = doq_listen,
 	.stop = doq_stop,
+	.open_conns = doq_open_conns,
 	.close = doq_close,
 };
 DV_TRANSPORT_REGISTER(doq)

@@ -35,6 +35,7 @@ static const dv_transport_t dot = {
 	.schemes = 1u << DV_SCHEME_TLS,
 	.listen = dot_listen,
 	.stop = dv_stream_stop,
+	.open_conns = dv_stream_open_conns,
 	.close = dot_close,
 };
 DV_TRANSPORT_REGISTER(dot)

@@ -179,6 +179,8 @@ ssize_t dv_stream_plain_write(dv_stream_conn_t *c, const void *buf,
 int dv_stream_listen(dv_worker_t *w, const dv_url_t *url,
 		     const dv_stream_io_t *io, void *io_ctx, void **state);
 void dv_stream_stop(dv_worker_t *w, void *state);
+/* Connections of the listener not yet closed (lingering ones count). */
+unsigned dv_stream_open_conns(dv_worker_t *w, void *state);
 void dv_stream_close(dv_worker_t *w, void *state);
 /* The transport's io_ctx of a listener state from dv_stream_listen. */
 void *dv_stream_io_ctx(void *state);

@@ -192,6 +192,12 @@ void dv_stream_stop(dv_worker_t *w, void *state)
 	}
 }
 
+unsigned dv_stream_open_conns(dv_worker_t *w, void *state)
+{
+	(void)w;
+	return ((listener_t *)state)->n_conns;
+}
+
 void dv_stream_close(dv_worker_t *w, void *state)
 {
 	listener_t *l = state;

@@ -339,6 +339,11 @@ admin:
   allow: [192.0.2.0/24, "::1"]
   max-connections: 1
   timeout-ms: 100
+drain:
+  delay-ms: 600000
+  timeout-ms: 100
+user: nobody
+group: "65534"
 cache:
   size: 64G
   shards: 4096
@@ -348,6 +353,8 @@ cache:
 """
     s["admin_bad.yaml"] = ("admin:\n  listen: [\"https://127.0.0.1:9153\", "
                            "\"http://127.0.0.1:9153/metrics\", http://localhost:1]\n")
+    s["drain_bad.yaml"] = ("drain: {delay-ms: -1, timeout-ms: 99}\nuser: \"-x\"\n"
+                           "group: \"a b\"\n")
     s["sizes.yaml"] = "cache:\n  size: 0\n  shards: 1\n"
     s["size_k.yaml"] = "cache: {size: 512k, shards: 3}\n"
     s["size_overflow.yaml"] = "cache:\n  size: 99999999999999999999G\n"

@@ -51,6 +51,11 @@ static const opt_t options[] = {
 	  "URL",
 	  "serve /metrics, /healthz and /readyz on URL "
 	  "(http://127.0.0.1:9153); repeatable" },
+	{ "--user", NULL, OPT_SET, NULL, "user", DV_CLI_SET_USER, "NAME",
+	  "once every listener is bound, run as user NAME (name or number) "
+	  "with no capability left" },
+	{ "--group", NULL, OPT_SET, NULL, "group", DV_CLI_SET_GROUP, "NAME",
+	  "with --user: run as group NAME (default: the user's own)" },
 	{ "--check-config", NULL, OPT_CHECK_CONFIG, NULL, NULL, 0, NULL,
 	  "load and validate the configuration, then exit" },
 	{ "--help-config", NULL, OPT_HELP_CONFIG, NULL, NULL, 0, NULL,
@@ -208,7 +213,8 @@ void dv_cli_usage(FILE *out)
 	      "[--fallback URL]...\n"
 	      "        [--tls-cert FILE] [--tls-key FILE] [--ca FILE] "
 	      "[--workers N]\n"
-	      "        [--admin URL]... [--check-config] [--version] [--help]\n"
+	      "        [--admin URL]... [--user NAME [--group NAME]]\n"
+	      "        [--check-config] [--version] [--help]\n"
 	      "\n"
 	      "Encrypted DNS frontend: serves DNS over HTTPS, TLS, QUIC and "
 	      "plain DNS,\n"

@@ -160,6 +160,8 @@ enum {
 	DV_CLI_SET_TLS_CA = 1u << 5,
 	DV_CLI_SET_WORKERS = 1u << 6,
 	DV_CLI_SET_ADMIN = 1u << 7,
+	DV_CLI_SET_USER = 1u << 8,
+	DV_CLI_SET_GROUP = 1u << 9,
 };
 
 typedef struct {
@@ -246,6 +248,14 @@ typedef struct {
 	unsigned n_admin_allow;
 	unsigned admin_max_connections; /* open at once */
 	unsigned admin_timeout_ms;      /* request read + answer written */
+
+	/* drain: what SIGTERM does (src/daemon/stop.c) */
+	unsigned drain_delay_ms;   /* keep serving this long (lameduck) */
+	unsigned drain_timeout_ms; /* then finish within this, or cut */
+
+	/* user:, group: to run as once every listener is bound ("": stay) */
+	char user[64];
+	char group[64];
 
 	/* upstream: */
 	unsigned upstream_connections;  /* TCP conns per server per worker */

@@ -122,6 +122,35 @@ static int check_dns_name(const char *text, char *why, size_t why_len)
 	return 0;
 }
 
+/* user:, group: a name as useradd takes it ([a-z_][a-z0-9_.-]*, a '$'
+ * at the end) or a number; whether it exists is checked at start and by
+ * --check-config (src/daemon/privileges.c), not here. */
+static int check_account(const char *text, char *why, size_t why_len)
+{
+	if (!*text)
+		return 0;
+	bool digits = true;
+	for (const char *p = text; *p; p++) {
+		char c = *p;
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+			  (c == '-' && p != text) || (c == '$' && !p[1]);
+		if (!ok) {
+			dv_cfg_errf(why, why_len,
+				    "not a user or group name (letters, "
+				    "digits, '_', '.', '-' not first) or "
+				    "number");
+			return DV_ECONFIG;
+		}
+		digits = digits && c >= '0' && c <= '9';
+	}
+	if (digits && strlen(text) > 9) {
+		dv_cfg_errf(why, why_len, "not a user or group number");
+		return DV_ECONFIG;
+	}
+	return 0;
+}
+
 /* A server name for policy.server-names: a DNS name, stored lowercased
  * without the trailing dot. */
 static int parse_server_name(const char *text, void *elem, char *why,
@@ -460,6 +489,23 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	UINT("admin", "timeout-ms", admin_timeout_ms, 100, 60000, "5000",
 	     "an admin connection must send its request and take the answer "
 	     "within this, or it is closed"),
+
+	UINT("drain", "delay-ms", drain_delay_ms, 0, 600000, "5000",
+	     "after SIGTERM, keep serving this long with /readyz failing "
+	     "(lameduck: load balancers and Kubernetes stop sending), then "
+	     "stop accepting; 0 = stop at once"),
+	UINT("drain", "timeout-ms", drain_timeout_ms, 100, 600000, "10000",
+	     "after the delay, queries in flight are answered and connections "
+	     "closed within this; what is left then is cut (logged, counted) "
+	     "and dnsveil exits 0 all the same"),
+
+	STRING_CHECKED(NULL, "user", user, "", check_account,
+		       "once every listener is bound, run as this user "
+		       "(name or number; its primary group unless group: is "
+		       "set), with every capability dropped; empty = stay"),
+	STRING_CHECKED(NULL, "group", group, "", check_account,
+		       "with user:, the group to run as (name or number); "
+		       "empty = the user's primary group"),
 
 	UINT("pool", "connections", upstream_connections, 1, 64, "2",
 	     "TCP connections to each upstream server, per worker"),

@@ -103,7 +103,15 @@
 	X(dnstap_frames, "dnstap frames queued for the collector")          \
 	X(dnstap_dropped,                                                    \
 	  "dnstap frames dropped: the worker's queue was full (a slow or "  \
-	  "absent collector)")
+	  "absent collector)")                                             \
+	X(drain_cut_queries,                                                 \
+	  "queries still in flight when drain.timeout-ms ran out or a second " \
+	  "SIGTERM came (answered SERVFAIL as dnsveil stopped)")             \
+	X(drain_cut_connections,                                             \
+	  "client connections still open when the drain was cut short")     \
+	X(drain_udp_unanswered,                                              \
+	  "UDP queries that came after the listener stopped reading (drain), " \
+	  "left unanswered")
 
 typedef struct {
 #define DV_STATS_FIELD(name, help) uint64_t name;

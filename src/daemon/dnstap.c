@@ -20,6 +20,8 @@
 #define CONTENT_TYPE "protobuf:dnstap.Dnstap"
 
 struct dv_dnstap {
+	struct fstrm_writer *writer; /* until dv_dnstap_start() */
+	unsigned queue_size;
 	struct fstrm_iothr *iothr;
 	unsigned n_queues;
 	struct fstrm_iothr_queue **queues;
@@ -86,34 +88,15 @@ int dv_dnstap_new(const dv_config_t *cfg, unsigned n_workers, dv_dnstap_t **out,
 		d->identity[0] = '\0';
 	d->identity_len = strlen(d->identity);
 
-	struct fstrm_writer *w = writer_new(cfg);
-	if (!w) {
+	d->writer = writer_new(cfg);
+	if (!d->writer) {
 		snprintf(err, err_len, "dnstap: cannot make the %s writer",
 			 cfg->dnstap_socket[0] ? "socket" : "file");
 		free(d->queues);
 		free(d);
 		return -EINVAL;
 	}
-	struct fstrm_iothr_options *iopt = fstrm_iothr_options_init();
-	fstrm_iothr_options_set_num_input_queues(iopt, n_workers);
-	fstrm_iothr_options_set_input_queue_size(
-		iopt, pow2_at_least(cfg->dnstap_buffer));
-	fstrm_iothr_options_set_queue_model(iopt, FSTRM_IOTHR_QUEUE_MODEL_SPSC);
-	/* a collector that comes late is found within a second */
-	fstrm_iothr_options_set_reopen_interval(iopt, 1);
-	d->iothr = fstrm_iothr_init(iopt, &w);
-	fstrm_iothr_options_destroy(&iopt);
-	if (!d->iothr) {
-		fstrm_writer_destroy(&w);
-		snprintf(err, err_len,
-			 "dnstap: cannot start libfstrm's "
-			 "I/O thread");
-		free(d->queues);
-		free(d);
-		return -ENOMEM;
-	}
-	for (unsigned i = 0; i < n_workers; i++)
-		d->queues[i] = fstrm_iothr_get_input_queue_idx(d->iothr, i);
+	d->queue_size = pow2_at_least(cfg->dnstap_buffer);
 	*out = d;
 	return 0;
 fail_nomem:
@@ -247,12 +230,34 @@ void dv_dnstap_answered(dv_dnstap_t *d, unsigned worker, const dv_query_t *q,
 	submit(d, worker, &frame, len, st);
 }
 
+int dv_dnstap_start(dv_dnstap_t *d)
+{
+	if (!d)
+		return 0;
+	struct fstrm_iothr_options *iopt = fstrm_iothr_options_init();
+	fstrm_iothr_options_set_num_input_queues(iopt, d->n_queues);
+	fstrm_iothr_options_set_input_queue_size(iopt, d->queue_size);
+	fstrm_iothr_options_set_queue_model(iopt, FSTRM_IOTHR_QUEUE_MODEL_SPSC);
+	/* a collector that comes late is found within a second */
+	fstrm_iothr_options_set_reopen_interval(iopt, 1);
+	d->iothr = fstrm_iothr_init(iopt, &d->writer); /* takes the writer */
+	fstrm_iothr_options_destroy(&iopt);
+	if (!d->iothr)
+		return -ENOMEM;
+	for (unsigned i = 0; i < d->n_queues; i++)
+		d->queues[i] = fstrm_iothr_get_input_queue_idx(d->iothr, i);
+	return 0;
+}
+
 void dv_dnstap_free(dv_dnstap_t *d)
 {
 	if (!d)
 		return;
 	/* stops the I/O thread after it has written what is queued */
-	fstrm_iothr_destroy(&d->iothr);
+	if (d->iothr)
+		fstrm_iothr_destroy(&d->iothr);
+	if (d->writer)
+		fstrm_writer_destroy(&d->writer);
 	free(d->queues);
 	free(d);
 }

@@ -28,6 +28,10 @@ typedef struct dv_dnstap dv_dnstap_t;
  */
 int dv_dnstap_new(const dv_config_t *cfg, unsigned n_workers, dv_dnstap_t **out,
 		  char *err, size_t err_len);
+/* Start libfstrm's I/O thread (after privileges are dropped: no thread
+ * may run before), which owns the writer from then on.  0 for NULL;
+ * -ENOMEM when libfstrm cannot start it.  Answers reach it only after. */
+int dv_dnstap_start(dv_dnstap_t *d);
 /* Worker `worker` (its thread only): queue the two messages of the answer
  * `wire` (`len` bytes) to `q`, given at `now_us` (the core's clock);
  * counts into `st`. */

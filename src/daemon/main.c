@@ -2,20 +2,25 @@
  * dnsveil: command line, config, workers, signals.
  *
  * Signals are blocked in every thread and taken synchronously by the main
- * thread (sigwaitinfo): SIGTERM/SIGINT drain and exit 0, SIGUSR1 writes the
- * counters as one `dnsveil-stats {JSON}` line to stderr, SIGHUP re-reads
- * and checks the config file and says what it would change.  With admin:
- * listeners, a thread of its own serves /metrics, /healthz and /readyz
+ * thread (sigwaitinfo): SIGTERM/SIGINT drain and exit 0 (the lameduck
+ * drain, src/daemon/stop.h), SIGUSR1 writes the counters as one
+ * `dnsveil-stats {JSON}` line to stderr, SIGHUP re-reads and checks the
+ * config file and says what it would change.  With admin: listeners, a
+ * thread of its own serves /metrics, /healthz and /readyz
  * (src/daemon/admin.h); SIGTERM makes /readyz fail before the drain.
  * Under a service manager, READY/RELOADING/STOPPING go to $NOTIFY_SOCKET
  * (src/daemon/sd_notify.h).
+ * Once every socket is bound and before any thread starts, user:/group:
+ * and the capabilities are dropped (src/daemon/privileges.h).
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "src/core/cache.h"
@@ -30,6 +35,8 @@
 #include "src/daemon/sd_notify.h"
 #include "src/daemon/dnstap.h"
 #include "src/daemon/querylog.h"
+#include "src/daemon/privileges.h"
+#include "src/daemon/stop.h"
 #include "src/daemon/transport.h"
 #include "src/daemon/upstream.h"
 #include "src/daemon/worker.h"
@@ -128,6 +135,81 @@ static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache,
 	fclose(f);
 	fwrite(buf, 1, len, stderr);
 	free(buf);
+}
+
+typedef struct {
+	dv_worker_t **workers;
+	unsigned n;
+	dv_cache_t *cache;
+	const dv_policy_t *policy;
+} stats_args_t;
+
+static void stats_cb(void *arg)
+{
+	stats_args_t *a = arg;
+	print_stats(a->workers, a->n, a->cache, a->policy);
+}
+
+/* SIGTERM/SIGINT: the lameduck drain (src/daemon/stop.h). */
+static void drain(dv_worker_t **workers, unsigned started,
+		  const dv_config_t *cfg, const sigset_t *sigs,
+		  stats_args_t *stats_args, int sig)
+{
+	dv_stop_t stop = {
+		.workers = workers,
+		.n_workers = started,
+		.cfg = cfg,
+		.sigs = sigs,
+		.stats = stats_cb,
+		.stats_arg = stats_args,
+	};
+	dv_stop_drain(&stop, sig);
+}
+
+/* user:, group: and capabilities (src/daemon/privileges.h): looked up
+ * before anything is opened, dropped once every listener is bound.  0 or
+ * DV_ECONFIG with `err`. */
+static int resolve_privileges(const dv_config_t *cfg, dv_privileges_t *p,
+			      char *err, size_t err_len)
+{
+	return dv_privileges_resolve(cfg, true, p, err, err_len);
+}
+
+/* Hand `path` to user:/group: when root owns it (dnsveil made it, or
+ * it was there): threads that start after the drop write there. */
+static void give_to_user(const dv_privileges_t *p, const char *key,
+			 const char *path, bool want_dir)
+{
+	struct stat st;
+	if (!p->change || !path[0] || stat(path, &st) != 0 ||
+	    (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) ||
+	    st.st_uid != 0 || p->uid == 0)
+		return;
+	if (chown(path, p->uid, p->gid) != 0)
+		dv_log_warn("%s %s: cannot hand it to user: (%s); it may not "
+			    "be writable after privileges are dropped",
+			    key, path, strerror(errno));
+}
+
+/*
+ * Files that threads started after the drop write: the lists' copies on
+ * disk (the refresher replaces them by rename(), which needs only their
+ * directory, policy.cache-dir) and dnstap.file (libfstrm's I/O thread
+ * opens it).  The query log's file is opened before the drop.
+ */
+static int drop_privileges(const dv_config_t *cfg, const dv_privileges_t *p,
+			   char *err, size_t err_len)
+{
+	give_to_user(p, "policy.cache-dir", cfg->policy_cache_dir, true);
+	give_to_user(p, "dnstap.file", cfg->dnstap_file, false);
+	return dv_privileges_drop(p, err, err_len);
+}
+
+/* --check-config: user: and group: exist. */
+static int check_privileges(const dv_config_t *cfg, char *err, size_t err_len)
+{
+	dv_privileges_t p;
+	return dv_privileges_resolve(cfg, false, &p, err, err_len);
 }
 
 static bool has_listener(const dv_config_t *cfg, dv_scheme_t scheme)
@@ -328,6 +410,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "dnsveil: %s\n", err);
 			return 1;
 		}
+		if (check_privileges(&cfg, err, sizeof(err)) != 0) {
+			fprintf(stderr, "dnsveil: %s\n", err);
+			return 1;
+		}
 		/* the lists as the daemon will load them: bad lines counted
 		 * (URL lists from their copies on disk: a check fetches
 		 * nothing) */
@@ -349,6 +435,11 @@ int main(int argc, char **argv)
 	dv_log_level = cfg.log_level;
 	dv_log_format = (dv_log_format_t)cfg.log_format;
 	dv_config_warnings(&cfg, warn_log, NULL);
+	dv_privileges_t privs;
+	if (resolve_privileges(&cfg, &privs, err, sizeof(err)) != 0) {
+		dv_log_error("%s", err);
+		return 1;
+	}
 
 	sigset_t sigs;
 	sigemptyset(&sigs);
@@ -402,10 +493,6 @@ int main(int argc, char **argv)
 		dv_log_error("%s", err);
 		goto out;
 	}
-	if (shared.qlog && dv_qlog_start(shared.qlog) != 0) {
-		dv_log_error("cannot start the query log's writer");
-		goto out;
-	}
 	if (tls_open(&cfg, &shared, &tls_ready, err, sizeof(err)) != 0) {
 		dv_log_error("%s", err);
 		goto out;
@@ -430,6 +517,22 @@ int main(int argc, char **argv)
 			dv_log_error("%s", err);
 			goto out;
 		}
+	}
+	/* every socket and file is open: no thread runs yet (capabilities
+	 * are per thread) */
+	if (drop_privileges(&cfg, &privs, err, sizeof(err)) != 0) {
+		dv_log_error("%s", err);
+		goto out;
+	}
+	if (shared.qlog && dv_qlog_start(shared.qlog) != 0) {
+		dv_log_error("cannot start the query log's writer");
+		goto out;
+	}
+	if (dv_dnstap_start(shared.dnstap) != 0) {
+		dv_log_error("dnstap: cannot start libfstrm's I/O thread");
+		goto out;
+	}
+	if (admin) {
 		int ret = dv_admin_start(admin);
 		if (ret) {
 			dv_log_error("cannot start the admin listener: %s",
@@ -464,6 +567,7 @@ int main(int argc, char **argv)
 	dv_log_info("dnsveil %s ready, %u workers", DV_VERSION, n);
 	notify("READY=1");
 
+	stats_args_t stats_args = {workers, n, cache, policy};
 	for (;;) {
 		siginfo_t si;
 		int sig = sigwaitinfo(&sigs, &si);
@@ -502,13 +606,9 @@ int main(int argc, char **argv)
 		}
 		notify("STOPPING=1");
 		dv_admin_set_draining(admin);
-		dv_log_info("%s: draining", strsignal(sig));
+		drain(workers, started, &cfg, &sigs, &stats_args, sig);
 		break;
 	}
-	for (unsigned i = 0; i < started; i++)
-		dv_worker_drain(workers[i]);
-	for (unsigned i = 0; i < started; i++)
-		dv_worker_join(workers[i]);
 	print_stats(workers, n, cache, policy);
 	rc = 0;
 out:

@@ -26,6 +26,10 @@ typedef struct dv_transport {
 	/* Stop accepting new work (drain); established connections finish
 	 * their queries.  Worker thread.  Optional. */
 	void (*stop)(dv_worker_t *w, void *state);
+	/* After stop: client connections still open (finishing their
+	 * queries, saying goodbye); the drain ends when every listener has
+	 * none.  Worker thread.  Optional (none). */
+	unsigned (*open_conns)(dv_worker_t *w, void *state);
 	/* Close everything and free the state.  Worker thread, after its loop
 	 * has ended, or main thread if the worker never ran. */
 	void (*close)(dv_worker_t *w, void *state);

@@ -166,15 +166,43 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	__atomic_store_n(&w->heartbeat_ms, dv_now_ms(), __ATOMIC_RELAXED);
 }
 
+/* Client connections of the stopped listeners not closed yet. */
+static unsigned open_conns(dv_worker_t *w)
+{
+	unsigned n = 0;
+	for (dv_listener_t *l = w->listeners; l; l = l->next)
+		if (l->transport->open_conns)
+			n += l->transport->open_conns(w, l->state);
+	return n;
+}
+
+/* What a drain cut short: counted, and said once per worker. */
+static void count_cut(dv_worker_t *w, const char *why)
+{
+	unsigned q = w->core.inflight, c = open_conns(w);
+	DV_STAT_ADD(&w->stats, drain_cut_queries, q);
+	DV_STAT_ADD(&w->stats, drain_cut_connections, c);
+	if (q || c)
+		dv_log_warn("worker %u: %s with %u queries in flight (answered "
+			    "SERVFAIL now) and %u client connections open "
+			    "(closed now)",
+			    w->index, why, q, c);
+}
+
+/* The drain is over when every query is answered and every client
+ * connection has said goodbye (TLS close_notify, HTTP/2 GOAWAY, DoQ
+ * CONNECTION_CLOSE), or at drain.timeout-ms. */
 static void drain_check_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	dv_worker_t *w = t->data;
 	worker_ctl_t *ctl = w->async;
-	if (w->core.inflight == 0 || dv_now_ms() >= ctl->drain_deadline_ms) {
-		if (w->core.inflight)
-			dv_log_warn("worker %u: drain deadline reached with %u "
-				    "queries in flight",
-				    w->index, w->core.inflight);
+	(void)revents;
+	if (w->core.inflight == 0 && open_conns(w) == 0) {
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	if (dv_now_ms() >= ctl->drain_deadline_ms) {
+		count_cut(w, "drain.timeout-ms ran out");
 		ev_break(loop, EVBREAK_ALL);
 	}
 }
@@ -184,15 +212,16 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
 	dv_worker_t *w = a->data;
 	worker_ctl_t *ctl = w->async;
 	int cmd = __atomic_exchange_n(&w->command, CMD_NONE, __ATOMIC_ACQ_REL);
+	(void)revents;
 	if (cmd == CMD_STOP) {
+		count_cut(w, "stopped at once");
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}
 	if (cmd == CMD_DRAIN && !w->core.draining) {
 		w->core.draining = true;
+		ctl->drain_deadline_ms = dv_now_ms() + w->cfg->drain_timeout_ms;
 		stop_listeners(w);
-		ctl->drain_deadline_ms =
-			dv_now_ms() + w->cfg->query_timeout_ms + 500;
 		ev_timer_init(&ctl->drain_timer, drain_check_cb, 0., 0.02);
 		ctl->drain_timer.data = w;
 		ev_timer_again(loop, &ctl->drain_timer);
@@ -281,6 +310,27 @@ fail:
 	return NULL;
 }
 
+/*
+ * Answer whatever is still waiting (a drain that was cut short, or a stop):
+ * every accepted query gets its one reply, as far as its socket still
+ * takes it; then close the listeners and their connections.  On the
+ * worker's thread once its loop has ended (so that its sockets close, and
+ * what they count is counted, before main writes the final counters), or
+ * by dv_worker_free if it never ran.
+ */
+static void close_listeners(dv_worker_t *w)
+{
+	dv_core_fail_all(&w->core, DV_EDE_OTHER, "dnsveil is shutting down");
+	dv_listener_t *l = w->listeners;
+	while (l) {
+		dv_listener_t *next = l->next;
+		l->transport->close(w, l->state);
+		free(l);
+		l = next;
+	}
+	w->listeners = NULL;
+}
+
 static void *worker_main(void *arg)
 {
 	dv_worker_t *w = arg;
@@ -289,8 +339,10 @@ static void *worker_main(void *arg)
 	/* runs until a stop or drain command breaks it (the async watcher
 	 * keeps the loop alive) */
 	ev_run(w->loop, 0);
+	close_listeners(w);
 	if (w->shared->tls_dot || w->shared->tls_doh)
 		dv_tls_thread_exit();
+	__atomic_store_n(&w->ended, true, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -319,6 +371,11 @@ void dv_worker_stop(dv_worker_t *w)
 	ev_async_send(w->loop, &ctl->async);
 }
 
+bool dv_worker_ended(const dv_worker_t *w)
+{
+	return !w->running || __atomic_load_n(&w->ended, __ATOMIC_ACQUIRE);
+}
+
 void dv_worker_join(dv_worker_t *w)
 {
 	if (w->running)
@@ -330,16 +387,7 @@ void dv_worker_free(dv_worker_t *w)
 {
 	if (!w)
 		return;
-	/* answer whatever is still waiting (the drain deadline passed):
-	 * every accepted query gets its one reply */
-	dv_core_fail_all(&w->core, DV_EDE_OTHER, "dnsveil is shutting down");
-	dv_listener_t *l = w->listeners;
-	while (l) {
-		dv_listener_t *next = l->next;
-		l->transport->close(w, l->state);
-		free(l);
-		l = next;
-	}
+	close_listeners(w); /* if it never ran */
 	dv_pool_free(w->pool);
 	dv_hs_limit_free(w->hs_limit); /* after the listeners that use it */
 	worker_ctl_t *ctl = w->async;

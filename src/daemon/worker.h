@@ -78,6 +78,7 @@ struct dv_worker {
 	/* commands from the main thread (drain, stop) */
 	void *async; /* ev_async, opaque here */
 	int command;
+	bool ended; /* its loop has ended (set by the worker thread) */
 
 	/* the query core: its timers are libev on `loop` (ev_timers.h), its
 	 * pool `pool`, its counters `stats`, its cache shared->cache; it
@@ -97,6 +98,9 @@ int dv_worker_start(dv_worker_t *w);
 void dv_worker_drain(dv_worker_t *w);
 void dv_worker_stop(dv_worker_t *w);
 void dv_worker_join(dv_worker_t *w);
+/* The worker's thread has left its loop (or never ran): a join will not
+ * wait.  Any thread. */
+bool dv_worker_ended(const dv_worker_t *w);
 void dv_worker_free(dv_worker_t *w);
 
 /*

@@ -138,6 +138,9 @@ void dv_doq_server_answer(dv_doq_sstream_t *s, const uint8_t *wire,
 /* Drain: refuse new connections, close each established one with
  * DOQ_NO_ERROR as soon as its queries are answered. */
 void dv_doq_server_drain(dv_doq_server_t *srv, uint64_t now);
+/* Connections not yet closing: a closing one has sent its
+ * CONNECTION_CLOSE and only waits out its closing period. */
+unsigned dv_doq_server_open_conns(const dv_doq_server_t *srv);
 
 /* The server a stream's query came from, and its `app`. */
 dv_doq_server_t *dv_doq_server_of(const dv_doq_sstream_t *s);

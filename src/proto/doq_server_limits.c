@@ -43,3 +43,8 @@ void dv_doq_sconn_credit_back(doq_conn_t *c)
 	ngtcp2_conn_extend_max_streams_bidi(c->q.conn, 1);
 	c->credit++;
 }
+
+unsigned dv_doq_server_open_conns(const dv_doq_server_t *srv)
+{
+	return srv->n_conns - srv->n_closing;
+}

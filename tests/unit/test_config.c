@@ -795,6 +795,48 @@ static void test_load_admin(void **state)
 	free(cfg);
 }
 
+/* drain.delay-ms, drain.timeout-ms, user:, group: (the names are looked
+ * up at start, src/daemon/privileges.c; here only their form). */
+static void test_load_drain_user(void **state)
+{
+	(void)state;
+	dv_config_t *cfg = cfg_new();
+	char path[64], err[512];
+
+	assert_int_equal(cfg->drain_delay_ms, 5000);
+	assert_int_equal(cfg->drain_timeout_ms, 10000);
+	assert_string_equal(cfg->user, "");
+	assert_string_equal(cfg->group, "");
+	assert_int_equal(load_text(cfg,
+				   "drain: {delay-ms: 0, timeout-ms: 100}\n"
+				   "user: _dnsveil\ngroup: \"65534\"\n",
+				   path, sizeof(path), err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg->drain_delay_ms, 0);
+	assert_int_equal(cfg->drain_timeout_ms, 100);
+	assert_string_equal(cfg->user, "_dnsveil");
+	assert_string_equal(cfg->group, "65534");
+
+	static const struct {
+		const char *yaml, *why;
+	} bad[] = {
+		{"drain: {timeout-ms: 99}\n",
+		 "drain.timeout-ms: '99': out of range"},
+		{"drain: {delay-ms: 600001}\n", "drain.delay-ms: '600001'"},
+		{"user: \"-rf\"\n", "user: '-rf': not a user or group name"},
+		{"user: \"a b\"\n", "user: 'a b': not a user or group name"},
+		{"group: \"x/y\"\n", "group: 'x/y': not a user or group"},
+		{"user: \"12345678901\"\n", "not a user or group number"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(load_text(cfg, bad[i].yaml, path, sizeof(path),
+					   err, sizeof(err)),
+				 DV_ECONFIG);
+		assert_contains(err, bad[i].why);
+	}
+	free(cfg);
+}
+
 static void test_load_doh_lists(void **state)
 {
 	dv_config_t *cfg = cfg_new();
@@ -1722,8 +1764,9 @@ static void test_cli_usage(void **state)
 	static const char *const flags[] = {
 		"-c, --config FILE", "--listen URL", "--upstream URL",
 		"--fallback URL", "--tls-cert FILE", "--tls-key FILE",
-		"--ca FILE", "--workers N", "--admin URL", "--check-config",
-		"--help-config", "--version", "-h, --help",
+		"--ca FILE", "--workers N", "--admin URL", "--user NAME",
+		"--group NAME", "--check-config", "--help-config",
+		"--version", "-h, --help",
 	};
 	char *out = capture(dv_cli_usage);
 
@@ -1732,8 +1775,8 @@ static void test_cli_usage(void **state)
 		      "[--fallback URL]...\n"
 		      "        [--tls-cert FILE] [--tls-key FILE] [--ca FILE] "
 		      "[--workers N]\n"
-		      "        [--admin URL]... [--check-config] [--version] "
-		      "[--help]\n");
+		      "        [--admin URL]... [--user NAME [--group NAME]]\n"
+		      "        [--check-config] [--version] [--help]\n");
 	for (size_t i = 0; i < ARRAY_LEN(flags); i++)
 		assert_contains(out, flags[i]);
 	assert_contains(out, "Flags override the config file.");
@@ -2008,6 +2051,7 @@ int main(void)
 		cmocka_unit_test(test_load_doh_lists),
 		cmocka_unit_test(test_load_admin),
 		cmocka_unit_test(test_load_logs),
+		cmocka_unit_test(test_load_drain_user),
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_load_buffer),
 		cmocka_unit_test(test_sizes),

@@ -246,13 +246,14 @@ class Dnsveil:
     def __init__(self, upstream=(), fallback=(), config=None, listen=None, workers=None,
                  extra_args=(), flags=False, ipv6=False, name="dnsveil", port=None,
                  raw_args=None, extra_yaml="", path=PATH, quic_port=None, ready=True,
-                 env=None):
+                 env=None, host="127.0.0.1", wrapper=()):
         self.bin = dnsveil_binary()
         self.extra_env = dict(env or {})  # set in the process's environment
         self.name = name
         self.dir = tempfile.mkdtemp(prefix="dv-%s-" % name)
         self.port = port or free_port(ipv6=ipv6)
-        self.host = "127.0.0.1"
+        self.host = host  # where start() asks its readiness query
+        self.wrapper = list(wrapper)  # e.g. setpriv ... before the binary
         self.path = path
         self.stderr_path = os.path.join(self.dir, "dnsveil.stderr")
         self.conf_path = os.path.join(self.dir, "dnsveil.yaml")
@@ -315,6 +316,10 @@ class Dnsveil:
             cfg["fallback"] = self.fallback
         for k, v in (config or {}).items():
             cfg[k] = v
+        if "drain" not in cfg and not re.search(r"(?m)^drain:", extra_yaml):
+            # stop at once on SIGTERM (the default keeps serving 5 s for
+            # load balancers); test_drain sets its own
+            cfg["drain"] = {"delay-ms": 0}
         with open(self.conf_path, "w") as f:
             f.write(to_yaml(cfg))
             if extra_yaml:
@@ -368,7 +373,8 @@ class Dnsveil:
             # which would read as RSS growth in the memory-bound tests
             if "quarantine_size_mb" not in env["ASAN_OPTIONS"]:
                 env["ASAN_OPTIONS"] += ":quarantine_size_mb=8"
-        self.proc = subprocess.Popen([self.bin] + self.args, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.wrapper + [self.bin] + self.args,
+                                     stdin=subprocess.DEVNULL,
                                      stdout=errf, stderr=errf, cwd=self.dir, env=env)
         errf.close()
         log("started dnsveil pid %d: %s" % (self.proc.pid, " ".join([self.bin] + self.args)))

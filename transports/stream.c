@@ -724,8 +724,9 @@ static void conn_read(conn_t *c)
 		/* the socket is empty: asking again would only say so (a
 		 * system call); the next bytes come with the next readable
 		 * event */
-		if (c->pub.rx_drained &&
-		    !(io->pending && io->pending(&c->pub)))
+		if (c->pub.state != SC_OPEN ||
+		    (c->pub.rx_drained &&
+		     !(io->pending && io->pending(&c->pub))))
 			return;
 	}
 	/* The round budget ran out with data possibly still buffered (in

@@ -126,6 +126,19 @@ static void out_set_cap(conn_t *c, uint8_t *out, size_t cap)
 	c->out_cap = cap;
 }
 
+/* What the I/O layer holds of our output (TLS records the socket did not
+ * take) counts against the worker's budget as our own buffer does. */
+static void io_held_update(conn_t *c)
+{
+	const dv_stream_io_t *io = c->pub.l->io;
+	size_t held = io->unsent && c->pub.io_state
+			      ? io->unsent((dv_stream_conn_t *)&c->pub)
+			      : 0;
+	W(c)->stream_out_bytes += held;
+	W(c)->stream_out_bytes -= c->io_held;
+	c->io_held = held;
+}
+
 static void conn_free(conn_t *c)
 {
 	listener_t *l = L(c);
@@ -163,6 +176,7 @@ static void conn_close(conn_t *c)
 	c->pub.app_state = NULL;
 	if (c->pub.l->io->close)
 		c->pub.l->io->close(&c->pub);
+	io_held_update(c);
 	close(c->pub.fd);
 	c->pub.fd = -1;
 	c->pub.state = SC_CLOSED;
@@ -415,6 +429,7 @@ static void flush_out(conn_t *c)
 		ssize_t n = io->write(&c->pub, c->out + c->out_off,
 				      out_buffered(c));
 		if (n == DV_TLS_WANT_WRITE || n == DV_TLS_WANT_READ) {
+			io_held_update(c);
 			ev_io_start(loop, &c->wio);
 			return;
 		}
@@ -433,6 +448,7 @@ static void flush_out(conn_t *c)
 		int ret = held ? io->flush(&c->pub) : 0;
 		if (io->unsent(&c->pub) < held)
 			c->out_moved_ms = dv_now_ms();
+		io_held_update(c);
 		if (ret == DV_TLS_WANT_WRITE || ret == DV_TLS_WANT_READ) {
 			ev_io_start(loop, &c->wio);
 			return;

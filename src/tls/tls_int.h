@@ -21,6 +21,7 @@ struct dv_tls {
 	bool own_io;
 	bool hs_done;  /* the handshake has succeeded */
 	bool may_recv; /* this call may still read the socket */
+	size_t rx_max; /* and at most this much */
 	bool drained;  /* this call's read found the socket empty */
 	bool in_call;  /* records go to the worker's send buffer */
 	int sticky;    /* an EOF or error met after bytes were returned */

@@ -41,12 +41,19 @@
 #include "src/core/errors.h"
 #include "src/tls/tls_int.h"
 
-/* one read: more than the records of a full pipeline of queries */
+/* The most one read takes: more than the records of a full pipeline of
+ * queries.  A read for the caller's buffer of `len` bytes takes at most
+ * twice that (a query's record is about 22 bytes more than the query), so
+ * that what is left over for the connection to keep (while its client, say,
+ * sends and never reads, and reading stops) stays small, like the input
+ * buffer that it feeds; a handshake step reads at most one whole record. */
 #define RX_SIZE 65536
-/* plaintext per wolfSSL_write: its records (each at most 16 KiB of it, and
- * under 100 bytes of header, tag and padding) fit in TX_SIZE */
-#define TX_PLAIN 32768
-#define TX_SIZE (TX_PLAIN + 4096)
+#define RX_HANDSHAKE (16384 + 512)
+/* plaintext per wolfSSL_write: one record (with under 100 bytes of
+ * header, tag and padding), no more than wolfSSL kept of a blocked write
+ * with its own I/O */
+#define TX_PLAIN 16384
+#define TX_SIZE (TX_PLAIN + 1024)
 
 static __thread uint8_t *rx_buf, *tx_buf;
 
@@ -83,7 +90,7 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 			return WOLFSSL_CBIO_ERR_GENERAL;
 		ssize_t n;
 		do
-			n = recv(t->fd, rx_buf, RX_SIZE, 0);
+			n = recv(t->fd, rx_buf, t->rx_max, 0);
 		while (n < 0 && errno == EINTR);
 		if (n == 0)
 			return WOLFSSL_CBIO_ERR_CONN_CLOSE;
@@ -96,7 +103,7 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 				return WOLFSSL_CBIO_ERR_CONN_RST;
 			return WOLFSSL_CBIO_ERR_GENERAL;
 		}
-		t->drained = n < RX_SIZE;
+		t->drained = (size_t)n < t->rx_max;
 		t->rx = rx_buf;
 		t->rx_len = (size_t)n;
 	}
@@ -187,9 +194,12 @@ static int tx_send(dv_tls_t *t)
 }
 
 /* Start a call: feed wolfSSL what was kept, else let it read the socket
- * once when `may_recv`; its records go to the thread's send buffer. */
-static void io_begin(dv_tls_t *t, bool may_recv)
+ * once, at most `rx_max` bytes (0: not at all); its records go to the
+ * thread's send buffer. */
+static void io_begin(dv_tls_t *t, size_t rx_max)
 {
+	bool may_recv = rx_max > 0;
+	t->rx_max = rx_max > RX_SIZE ? RX_SIZE : rx_max;
 	t->drained = false;
 	if (t->rx_keep_len) {
 		t->rx = t->rx_keep;
@@ -246,7 +256,7 @@ int dv_tls_io_handshake(dv_tls_t *t)
 		return ret;
 	if (t->hs_done)
 		return 0; /* our last flight has gone out */
-	io_begin(t, true);
+	io_begin(t, RX_HANDSHAKE);
 	int r = wolfSSL_accept(t->ssl);
 	int w = io_end(t);
 	if (w < 0 && w != DV_TLS_WANT_WRITE)
@@ -266,7 +276,7 @@ ssize_t dv_tls_io_read(dv_tls_t *t, void *buf, size_t len)
 {
 	if (t->sticky)
 		return t->sticky;
-	io_begin(t, true);
+	io_begin(t, len < RX_SIZE / 2 ? 2 * len + 1024 : RX_SIZE);
 	size_t got = 0;
 	int ret = 0;
 	while (got < len) {
@@ -302,7 +312,7 @@ ssize_t dv_tls_io_write(dv_tls_t *t, const void *buf, size_t len)
 	int ret = tx_send(t);
 	if (ret < 0)
 		return ret;
-	io_begin(t, false);
+	io_begin(t, 0);
 	int n = wolfSSL_write(t->ssl, buf, len > TX_PLAIN ? TX_PLAIN : (int)len);
 	int w = io_end(t);
 	if (n <= 0)
@@ -321,7 +331,7 @@ void dv_tls_io_shutdown(dv_tls_t *t)
 {
 	/* close_notify goes after whatever is still unsent, in one send with
 	 * it (best effort: a client that stopped reading gets none) */
-	io_begin(t, false);
+	io_begin(t, 0);
 	(void)wolfSSL_shutdown(t->ssl);
 	(void)io_end(t);
 }

@@ -19,12 +19,12 @@ struct dv_tls {
 	/* our own socket I/O (server connections, tls_io.c); upstream
 	 * connections keep wolfSSL's */
 	bool own_io;
-	bool hs_done;  /* the handshake has succeeded */
+	bool hs_done; /* the handshake has succeeded */
 	bool may_recv; /* this call may still read the socket */
 	size_t rx_max; /* and at most this much */
-	bool drained;  /* this call's read found the socket empty */
-	bool in_call;  /* records go to the worker's send buffer */
-	int sticky;    /* an EOF or error met after bytes were returned */
+	bool drained; /* this call's read found the socket empty */
+	bool in_call; /* records go to the worker's send buffer */
+	int sticky; /* an EOF or error met after bytes were returned */
 	/* ciphertext being fed to wolfSSL during a call: in the worker's
 	 * receive buffer, or rx_keep */
 	const uint8_t *rx;

@@ -158,12 +158,13 @@ static int tx_send(dv_tls_t *t)
 	struct iovec iov[2];
 	int n_iov = 0;
 	if (keep)
-		iov[n_iov++] = (struct iovec){t->tx_keep + t->tx_keep_off, keep};
+		iov[n_iov++] =
+			(struct iovec){ t->tx_keep + t->tx_keep_off, keep };
 	if (t->tx_len)
-		iov[n_iov++] = (struct iovec){tx_buf, t->tx_len};
+		iov[n_iov++] = (struct iovec){ tx_buf, t->tx_len };
 	if (!n_iov)
 		return 0;
-	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n_iov };
 	ssize_t n;
 	do
 		n = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
@@ -313,7 +314,8 @@ ssize_t dv_tls_io_write(dv_tls_t *t, const void *buf, size_t len)
 	if (ret < 0)
 		return ret;
 	io_begin(t, 0);
-	int n = wolfSSL_write(t->ssl, buf, len > TX_PLAIN ? TX_PLAIN : (int)len);
+	int n = wolfSSL_write(t->ssl, buf,
+			      len > TX_PLAIN ? TX_PLAIN : (int)len);
 	int w = io_end(t);
 	if (n <= 0)
 		return dv_tls_map_error(t, n);

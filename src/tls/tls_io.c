@@ -86,6 +86,12 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 		if (!t->may_recv)
 			return WOLFSSL_CBIO_ERR_WANT_READ;
 		t->may_recv = false;
+		if (t->rx_keep) {
+			/* what was kept is all fed: read on behind it */
+			free(t->rx_keep);
+			t->rx_keep = NULL;
+			t->rx_keep_len = 0;
+		}
 		if (!rx_buf && !(rx_buf = malloc(RX_SIZE)))
 			return WOLFSSL_CBIO_ERR_GENERAL;
 		ssize_t n;
@@ -194,23 +200,17 @@ static int tx_send(dv_tls_t *t)
 	return err ? err : DV_TLS_WANT_WRITE;
 }
 
-/* Start a call: feed wolfSSL what was kept, else let it read the socket
- * once, at most `rx_max` bytes (0: not at all); its records go to the
- * thread's send buffer. */
+/* Start a call: feed wolfSSL what was kept first, then let it read the
+ * socket once, at most `rx_max` bytes (0: not at all); its records go to
+ * the thread's send buffer. */
 static void io_begin(dv_tls_t *t, size_t rx_max)
 {
 	bool may_recv = rx_max > 0;
 	t->rx_max = rx_max > RX_SIZE ? RX_SIZE : rx_max;
 	t->drained = false;
-	if (t->rx_keep_len) {
-		t->rx = t->rx_keep;
-		t->rx_len = t->rx_keep_len;
-		t->may_recv = false;
-	} else {
-		t->rx = NULL;
-		t->rx_len = 0;
-		t->may_recv = may_recv;
-	}
+	t->rx = t->rx_keep;
+	t->rx_len = t->rx_keep_len;
+	t->may_recv = may_recv;
 	if (!tx_buf)
 		tx_buf = malloc(TX_SIZE); /* NULL: records go to tx_keep */
 	t->tx_len = 0;

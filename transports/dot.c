@@ -16,6 +16,8 @@ static const dv_stream_io_t dot_io = {
 	.read = dv_tls_stream_read,
 	.write = dv_tls_stream_write,
 	.pending = dv_tls_stream_pending,
+	.flush = dv_tls_stream_flush,
+	.unsent = dv_tls_stream_unsent,
 	.close = dv_tls_stream_close,
 };
 

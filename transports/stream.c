@@ -126,6 +126,19 @@ static void out_set_cap(conn_t *c, uint8_t *out, size_t cap)
 	c->out_cap = cap;
 }
 
+/* What the I/O layer holds of our output (TLS records the socket did not
+ * take) counts against the worker's budget as our own buffer does. */
+static void io_held_update(conn_t *c)
+{
+	const dv_stream_io_t *io = c->pub.l->io;
+	size_t held = io->unsent && c->pub.io_state
+			      ? io->unsent((dv_stream_conn_t *)&c->pub)
+			      : 0;
+	W(c)->stream_out_bytes += held;
+	W(c)->stream_out_bytes -= c->io_held;
+	c->io_held = held;
+}
+
 static void conn_free(conn_t *c)
 {
 	listener_t *l = L(c);
@@ -163,6 +176,7 @@ static void conn_close(conn_t *c)
 	c->pub.app_state = NULL;
 	if (c->pub.l->io->close)
 		c->pub.l->io->close(&c->pub);
+	io_held_update(c);
 	close(c->pub.fd);
 	c->pub.fd = -1;
 	c->pub.state = SC_CLOSED;
@@ -177,9 +191,21 @@ static void conn_abort(conn_t *c, const char *why)
 	conn_close(c);
 }
 
-static size_t out_pending(const conn_t *c)
+/* Output in our buffer, not yet handed to the I/O layer. */
+static size_t out_buffered(const conn_t *c)
 {
 	return c->out_len - c->out_off;
+}
+
+/* Unsent output: in our buffer, or held by the I/O layer (TLS records the
+ * socket did not take). */
+static size_t out_pending(const conn_t *c)
+{
+	const dv_stream_io_t *io = c->pub.l->io;
+	size_t held = io->unsent && c->pub.io_state
+			      ? io->unsent((dv_stream_conn_t *)&c->pub)
+			      : 0;
+	return out_buffered(c) + held;
 }
 
 /* The connection may produce no more output for now: `cap` bytes are
@@ -333,7 +359,7 @@ static bool out_reserve(conn_t *c, size_t room, size_t first)
 	if (c->out_cap - c->out_len >= room)
 		return true;
 	if (c->out_off) {
-		memmove(c->out, c->out + c->out_off, out_pending(c));
+		memmove(c->out, c->out + c->out_off, out_buffered(c));
 		c->out_len -= c->out_off;
 		c->out_off = 0;
 		if (c->out_cap - c->out_len >= room)
@@ -399,10 +425,11 @@ static void flush_out(conn_t *c)
 	struct ev_loop *loop = W(c)->loop;
 	const dv_stream_io_t *io = c->pub.l->io;
 	pump_app(c);
-	while (c->pub.state == SC_OPEN && out_pending(c)) {
+	while (c->pub.state == SC_OPEN && out_buffered(c)) {
 		ssize_t n = io->write(&c->pub, c->out + c->out_off,
-				      out_pending(c));
+				      out_buffered(c));
 		if (n == DV_TLS_WANT_WRITE || n == DV_TLS_WANT_READ) {
+			io_held_update(c);
 			ev_io_start(loop, &c->wio);
 			return;
 		}
@@ -412,8 +439,24 @@ static void flush_out(conn_t *c)
 		}
 		c->out_off += (size_t)n;
 		c->out_moved_ms = dv_now_ms();
-		if (!out_pending(c))
+		if (!out_buffered(c))
 			pump_app(c);
+	}
+	if (c->pub.state == SC_OPEN && io->flush) {
+		/* what the I/O layer still holds (TLS records) */
+		size_t held = io->unsent(&c->pub);
+		int ret = held ? io->flush(&c->pub) : 0;
+		if (io->unsent(&c->pub) < held)
+			c->out_moved_ms = dv_now_ms();
+		io_held_update(c);
+		if (ret == DV_TLS_WANT_WRITE || ret == DV_TLS_WANT_READ) {
+			ev_io_start(loop, &c->wio);
+			return;
+		}
+		if (ret < 0) {
+			conn_abort(c, "write failed");
+			return;
+		}
 	}
 	c->out_off = c->out_len = 0;
 	if (c->out_cap > OUT_KEEP) {
@@ -671,6 +714,7 @@ static void conn_read(conn_t *c)
 			ev_io_stop(W(c)->loop, &c->rio);
 			return;
 		}
+		c->pub.rx_drained = false;
 		ssize_t n = io->read(&c->pub, c->in + c->in_len, room);
 		if (n == DV_TLS_WANT_READ)
 			return;
@@ -693,6 +737,13 @@ static void conn_read(conn_t *c)
 		c->last_ms = dv_now_ms();
 		conn_touch(c);
 		process_input(c);
+		/* the socket is empty: asking again would only say so (a
+		 * system call); the next bytes come with the next readable
+		 * event */
+		if (c->pub.state != SC_OPEN ||
+		    (c->pub.rx_drained &&
+		     !(io->pending && io->pending(&c->pub))))
+			return;
 	}
 	/* The round budget ran out with data possibly still buffered (in
 	 * the socket the loop will see it; inside TLS it would not): the
@@ -866,8 +917,10 @@ ssize_t dv_stream_plain_read(dv_stream_conn_t *c, void *buf, size_t len)
 {
 	for (;;) {
 		ssize_t n = recv(c->fd, buf, len, 0);
-		if (n > 0)
+		if (n > 0) {
+			c->rx_drained = (size_t)n < len;
 			return n;
+		}
 		if (n == 0)
 			return DV_TLS_EOF;
 		if (errno == EINTR)

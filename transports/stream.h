@@ -96,6 +96,12 @@ typedef struct {
 	ssize_t (*write)(dv_stream_conn_t *c, const void *buf, size_t len);
 	/* bytes buffered inside the I/O layer (TLS records already read) */
 	size_t (*pending)(dv_stream_conn_t *c);
+	/* Optional: send what the I/O layer holds of earlier writes (TLS
+	 * records the socket did not take): 0 when all is out,
+	 * DV_TLS_WANT_WRITE, or an error; and how many bytes that is (they
+	 * count as unsent output: backpressure, the write timeout). */
+	int (*flush)(dv_stream_conn_t *c);
+	size_t (*unsent)(dv_stream_conn_t *c);
 	/* free the I/O state (the fd is closed by the caller) */
 	void (*close)(dv_stream_conn_t *c);
 } dv_stream_io_t;
@@ -117,6 +123,10 @@ struct dv_stream_conn {
 	/* the policy's memo of who this connection is (q->ident_memo) */
 	uint16_t ident_memo;
 	void *app_state;
+	/* set by the transport's read: it emptied the socket (a short read),
+	 * so the next bytes come with the next readable event and the
+	 * stream does not read again before it */
+	bool rx_drained;
 	/* closed because the peer misbehaved or stopped reading: no goodbye
 	 * (a TLS close_notify) is owed, and none could be sent behind a write
 	 * that is still blocked */

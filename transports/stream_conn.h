@@ -34,6 +34,8 @@ typedef struct conn {
 	size_t in_len, in_cap;
 	uint8_t *out;
 	size_t out_len, out_off, out_cap;
+	size_t io_held; /* the I/O layer's unsent bytes, counted in the
+			   worker's budget */
 	struct conn *prev, *next; /* most recently active first */
 	struct conn *again_next;
 } conn_t;

@@ -118,7 +118,19 @@ int dv_tls_stream_handshake(dv_stream_conn_t *c)
 
 ssize_t dv_tls_stream_read(dv_stream_conn_t *c, void *buf, size_t len)
 {
-	return dv_tls_read(c->io_state, buf, len);
+	ssize_t n = dv_tls_read(c->io_state, buf, len);
+	c->rx_drained = dv_tls_drained(c->io_state);
+	return n;
+}
+
+int dv_tls_stream_flush(dv_stream_conn_t *c)
+{
+	return dv_tls_flush(c->io_state);
+}
+
+size_t dv_tls_stream_unsent(dv_stream_conn_t *c)
+{
+	return dv_tls_unsent(c->io_state);
 }
 
 ssize_t dv_tls_stream_write(dv_stream_conn_t *c, const void *buf, size_t len)

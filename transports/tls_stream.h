@@ -36,6 +36,8 @@ int dv_tls_stream_handshake(dv_stream_conn_t *c);
 ssize_t dv_tls_stream_read(dv_stream_conn_t *c, void *buf, size_t len);
 ssize_t dv_tls_stream_write(dv_stream_conn_t *c, const void *buf, size_t len);
 size_t dv_tls_stream_pending(dv_stream_conn_t *c);
+int dv_tls_stream_flush(dv_stream_conn_t *c);
+size_t dv_tls_stream_unsent(dv_stream_conn_t *c);
 void dv_tls_stream_close(dv_stream_conn_t *c);
 
 /* Open a TLS stream listener (its io_ctx a new dv_tls_listener_t carrying

@@ -22,6 +22,7 @@
 #include "src/core/errors.h"
 #include "src/core/log.h"
 #include "src/tls/sni.h"
+#include "src/tls/tls_int.h"
 
 /* ---- session ticket keys: process-wide, rotating ---- */
 
@@ -125,6 +126,7 @@ void dv_tls_thread_exit(void)
 {
 	/* wolfSSL's per-thread ECC fixed-point cache (FP_ECC) */
 	wc_ecc_fp_free();
+	dv_tls_io_thread_exit();
 }
 
 void dv_tls_cleanup(void)
@@ -345,18 +347,14 @@ fail:
 
 /* ---- connections ---- */
 
-struct dv_tls {
-	WOLFSSL *ssl;
-	char sni[256];
-	char alpn[32];
-	bool sni_read;
-};
 
-dv_tls_t *dv_tls_new(dv_tls_ctx_t *ctx, int fd)
+static dv_tls_t *tls_new(dv_tls_ctx_t *ctx, int fd, bool own_io)
 {
 	dv_tls_t *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
+	t->fd = fd;
+	t->own_io = own_io;
 	pthread_mutex_lock(&ctx->lock);
 	t->ssl = wolfSSL_new(ctx->ssl_ctx);
 	pthread_mutex_unlock(&ctx->lock);
@@ -364,7 +362,14 @@ dv_tls_t *dv_tls_new(dv_tls_ctx_t *ctx, int fd)
 		dv_tls_free(t);
 		return NULL;
 	}
+	if (own_io)
+		dv_tls_io_attach(t);
 	return t;
+}
+
+dv_tls_t *dv_tls_new(dv_tls_ctx_t *ctx, int fd)
+{
+	return tls_new(ctx, fd, true);
 }
 
 /*
@@ -409,7 +414,8 @@ dv_tls_t *dv_tls_connect_new(dv_tls_ctx_t *ctx, int fd, const char *name,
 		return NULL;
 	memcpy(alpn_buf, alpn, alen + 1);
 	fp_thread_register();
-	dv_tls_t *t = dv_tls_new(ctx, fd);
+	/* upstream connections keep wolfSSL's own socket I/O */
+	dv_tls_t *t = tls_new(ctx, fd, false);
 	if (!t)
 		return NULL;
 	size_t nlen = strlen(name);
@@ -445,10 +451,12 @@ void dv_tls_free(dv_tls_t *t)
 		return;
 	if (t->ssl)
 		wolfSSL_free(t->ssl);
+	free(t->rx_keep);
+	free(t->tx_keep);
 	free(t);
 }
 
-static int map_error(dv_tls_t *t, int ret)
+int dv_tls_map_error(dv_tls_t *t, int ret)
 {
 	int e = wolfSSL_get_error(t->ssl, ret);
 	switch (e) {
@@ -470,10 +478,12 @@ static int map_error(dv_tls_t *t, int ret)
 
 int dv_tls_handshake(dv_tls_t *t)
 {
+	if (t->own_io)
+		return dv_tls_io_handshake(t);
 	int ret = wolfSSL_accept(t->ssl);
 	if (ret == WOLFSSL_SUCCESS)
 		return 0;
-	return map_error(t, ret);
+	return dv_tls_map_error(t, ret);
 }
 
 int dv_tls_connect(dv_tls_t *t)
@@ -481,7 +491,7 @@ int dv_tls_connect(dv_tls_t *t)
 	int ret = wolfSSL_connect(t->ssl);
 	if (ret == WOLFSSL_SUCCESS)
 		return 0;
-	return map_error(t, ret);
+	return dv_tls_map_error(t, ret);
 }
 
 bool dv_tls_cert_error(int ret)
@@ -502,30 +512,54 @@ bool dv_tls_cert_error(int ret)
 
 ssize_t dv_tls_read(dv_tls_t *t, void *buf, size_t len)
 {
+	if (t->own_io)
+		return dv_tls_io_read(t, buf, len);
 	int n = wolfSSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX
 							    : (int)len);
 	if (n > 0)
 		return n;
-	return map_error(t, n);
+	return dv_tls_map_error(t, n);
 }
 
 ssize_t dv_tls_write(dv_tls_t *t, const void *buf, size_t len)
 {
+	if (t->own_io)
+		return dv_tls_io_write(t, buf, len);
 	int n = wolfSSL_write(t->ssl, buf, len > INT32_MAX ? INT32_MAX
 							     : (int)len);
 	if (n > 0)
 		return n;
-	return map_error(t, n);
+	return dv_tls_map_error(t, n);
 }
 
 size_t dv_tls_pending(dv_tls_t *t)
 {
 	int n = wolfSSL_pending(t->ssl);
-	return n > 0 ? (size_t)n : 0;
+	return (n > 0 ? (size_t)n : 0) + t->rx_keep_len;
+}
+
+bool dv_tls_drained(dv_tls_t *t)
+{
+	return t->own_io && t->drained;
+}
+
+int dv_tls_flush(dv_tls_t *t)
+{
+	return t->own_io ? dv_tls_io_flush(t) : 0;
+}
+
+size_t dv_tls_unsent(dv_tls_t *t)
+{
+	return t->tx_keep_len - t->tx_keep_off;
 }
 
 void dv_tls_shutdown(dv_tls_t *t)
 {
+	if (t->own_io) {
+		/* close_notify goes after whatever is still unsent */
+		dv_tls_io_shutdown(t);
+		return;
+	}
 	/* behind a record wolfSSL could not send yet, its shutdown sends from
 	 * a stale buffer (seen as a heap overflow under ASan): the peer that
 	 * stopped reading gets no close_notify */

@@ -83,8 +83,22 @@ ssize_t dv_tls_read(dv_tls_t *t, void *buf, size_t len);
 /* Write: bytes taken (> 0), DV_TLS_WANT_*, or an error.  After a WANT the
  * same buffer must be offered again. */
 ssize_t dv_tls_write(dv_tls_t *t, const void *buf, size_t len);
-/* Bytes already decrypted and waiting inside the TLS object. */
+/* Bytes waiting inside the TLS object: decrypted, or read from the socket
+ * and not decrypted yet. */
 size_t dv_tls_pending(dv_tls_t *t);
+/*
+ * Server connections read the socket at most once per call, as much as
+ * has arrived, and decrypt every whole record of it; their records leave
+ * in one send per call (src/tls/tls_io.c).  dv_tls_drained(): the last
+ * read found the socket empty, so the next bytes come with the next
+ * readable event.  dv_tls_flush(): send the records the socket did not
+ * take yet: 0 when all is out, DV_TLS_WANT_WRITE, or a negative error.
+ * dv_tls_unsent(): their size.  (Upstream connections keep wolfSSL's own
+ * I/O: never drained, nothing unsent.)
+ */
+bool dv_tls_drained(dv_tls_t *t);
+int dv_tls_flush(dv_tls_t *t);
+size_t dv_tls_unsent(dv_tls_t *t);
 /* Send close_notify (best effort). */
 void dv_tls_shutdown(dv_tls_t *t);
 

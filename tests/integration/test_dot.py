@@ -19,6 +19,7 @@ import signal
 import socket
 import ssl
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +38,8 @@ WWW = ("www.example.test", "A")
 WWW_ADDR = "192.0.2.1"
 IDLE_MS = 12300          # edns-tcp-keepalive must answer IDLE_MS / 100 = 123
 PAD_BLOCK = 468          # RFC 8467 response block
+
+STRACE = shutil.which("strace") or "/usr/bin/strace"
 
 h.ensure_dev_certs()
 
@@ -299,6 +302,59 @@ class DotClients(DotBase):
         self.assertGreaterEqual(d["answers"], res["completed"], d)
         self.assertEqual(d["servfail"], 0, d)
         log("ok: dnsperf over DoT, 0 lost")
+
+    # ------------------------------------- 5b. one read per batch of records
+    def _traced(self, pid):
+        """Every thread of `pid` is traced (strace has attached)."""
+        tasks = os.listdir("/proc/%d/task" % pid)
+        for t in tasks:
+            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                if re.search(r"^TracerPid:\s+0$", f.read(), re.M):
+                    return False
+        return bool(tasks)
+
+    def test_5b_pipelined_records_one_read(self):
+        """200 queries pipelined on one DoT connection, each its own TLS
+        record (as dnsperf and stub resolvers send them), arriving together:
+        dnsveil reads the socket once per batch, not twice per record (a
+        5-byte header, then the body: wolfSSL's own I/O did that, 2 recv
+        system calls per query).  Counted with strace on every thread."""
+        n = 200
+        pid = self.dv.proc.pid
+        s = h.tls_connect(self.dv.tls_port)
+        s.settimeout(h.scaled(5))
+        # the name is cached: no upstream traffic while counting
+        h.send_msg(s, h.make_query(*WWW, qid=1).to_wire())
+        self.assertEqual(dns.message.from_wire(h.recv_msg(s)).rcode(), dns.rcode.NOERROR)
+        trace = os.path.join(self.dv.dir, "strace.out")
+        st = subprocess.Popen([STRACE, "-f", "-qq", "-e", "trace=recvfrom,read,recvmsg",
+                               "-o", trace, "-p", str(pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            h.wait_for(lambda: self._traced(pid), h.scaled(10), interval=0.05,
+                       what="strace to attach to every thread of dnsveil")
+            # cork: the records leave together, as one pipelined burst
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            for i in range(n):
+                h.send_msg(s, h.make_query(*WWW, qid=1000 + i).to_wire())
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+            ids = set()
+            for _ in range(n):
+                r = dns.message.from_wire(h.recv_msg(s))
+                self.assertEqual(r.rcode(), dns.rcode.NOERROR)
+                self.assertIn(WWW_ADDR, r.to_text())
+                ids.add(r.id)
+        finally:
+            st.send_signal(signal.SIGINT)
+            st.wait(h.scaled(10))
+            s.close()
+        self.assertEqual(ids, set(range(1000, 1000 + n)), "every query answered once")
+        with open(trace) as f:
+            reads = [ln for ln in f if re.search(r"\b(recvfrom|read|recvmsg)\(", ln)]
+        log("%d pipelined queries, each its own TLS record: dnsveil made %d socket reads "
+            "(wolfSSL's own I/O: 2 per record and one more)" % (n, len(reads)))
+        self.assertLess(len(reads), n // 4, "socket reads for %d pipelined records:\n%s" % (
+            n, "".join(reads[:20])))
 
     # ------------------------------------------------------------- 6. resumption
     def _resume(self, flag, ver, n):

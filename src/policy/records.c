@@ -3,6 +3,7 @@
  * the answers it makes.
  */
 #include "src/policy/records.h"
+#include "src/policy/hash.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -43,25 +44,15 @@ struct dv_records {
 	uint32_t groups; /* groups with records */
 };
 
-static uint64_t fmix(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return h;
-}
 
-#define HASH_STEP(h, c) (((h) ^ (uint8_t)(c)) * 0x100000001b3ULL)
-#define HASH_FINISH(h, g) fmix((h) + 0x9e3779b97f4a7c15ULL * ((g) + 1))
+#define HASH_FINISH(h, g) dv_hash_fmix((h) + 0x9e3779b97f4a7c15ULL * ((g) + 1))
 
 static uint64_t name_hash(uint64_t seed, unsigned group, const char *name,
 			  size_t len)
 {
 	uint64_t h = 0xcbf29ce484222325ULL ^ seed;
 	for (size_t i = len; i-- > 0;)
-		h = HASH_STEP(h, name[i]);
+		h = DV_HASH_STEP(h, name[i]);
 	return HASH_FINISH(h, group);
 }
 
@@ -262,7 +253,7 @@ dv_records_hit_t dv_records_lookup(const dv_records_t *t, unsigned group,
 	unsigned k = 0;
 	uint64_t h = 0xcbf29ce484222325ULL ^ t->seed;
 	for (size_t i = len; i-- > 0;) {
-		h = HASH_STEP(h, name[i]);
+		h = DV_HASH_STEP(h, name[i]);
 		if ((i == 0 || name[i - 1] == '.') &&
 		    k < DV_SUFFIX_MAX_LABELS + 1) {
 			hs[k] = HASH_FINISH(h, group);

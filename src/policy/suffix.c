@@ -2,6 +2,7 @@
  * The suffix set (see suffix.h for its design).
  */
 #include "src/policy/suffix.h"
+#include "src/policy/hash.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -24,26 +25,15 @@ struct dv_suffix_set {
 	size_t names_len, names_cap;
 };
 
-static uint64_t fmix(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return h;
-}
-
 /* FNV-1a over the bytes from the last to the first, keyed by the seed;
- * finished by fmix() for each suffix that is looked up. */
-#define HASH_STEP(h, c) (((h) ^ (uint8_t)(c)) * 0x100000001b3ULL)
+ * finished by dv_hash_fmix() for each suffix that is looked up. */
 
 static uint64_t name_hash(uint64_t seed, const char *name, size_t len)
 {
 	uint64_t h = 0xcbf29ce484222325ULL ^ seed;
 	for (size_t i = len; i-- > 0;)
-		h = HASH_STEP(h, name[i]);
-	return fmix(h);
+		h = DV_HASH_STEP(h, name[i]);
+	return dv_hash_fmix(h);
 }
 
 dv_suffix_set_t *dv_suffix_new(uint64_t seed)
@@ -202,10 +192,10 @@ bool dv_suffix_lookup(const dv_suffix_set_t *s, const char *name, size_t len,
 	/* every suffix's hash, the shortest first */
 	uint64_t h = 0xcbf29ce484222325ULL ^ s->seed;
 	for (size_t i = len; i-- > 0;) {
-		h = HASH_STEP(h, name[i]);
+		h = DV_HASH_STEP(h, name[i]);
 		if ((i == 0 || name[i - 1] == '.') &&
 		    n < DV_SUFFIX_MAX_LABELS + 1) {
-			hashes[n] = fmix(h);
+			hashes[n] = dv_hash_fmix(h);
 			offs[n++] = (uint16_t)i;
 		}
 	}

@@ -594,8 +594,9 @@ int main(int argc, char **argv)
 			reload_tls(&shared, &next);
 			dv_log_info("SIGHUP: configuration checked; "
 				    "listeners, upstreams, limits and the "
-				    "policy (groups, clients, lists) take "
-				    "effect on restart");
+				    "policy's tables (lists:, groups:, "
+				    "clients:, records) take effect on "
+				    "restart");
 			if (policy) {
 				dv_log_info("SIGHUP: fetching and reading "
 					    "every list again");

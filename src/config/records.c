@@ -41,6 +41,48 @@ static bool owner_absolute(const char *text)
 	return end > text && end[-1] == '.';
 }
 
+static void type_refused(char *why, size_t why_len, const char *text,
+			 uint16_t type)
+{
+	char *tn = ldns_rr_type2str(type);
+	dv_cfg_errf(why, why_len,
+		    "'%.80s': type %s is not served locally (A, AAAA, CNAME, "
+		    "TXT, SRV, PTR, MX, HTTPS, SVCB)",
+		    text, tn ? tn : "?");
+	free(tn);
+}
+
+/* The type named on the line `text` (owner [TTL] [class] TYPE RDATA, TTL
+ * and class in either order), or 0 when the word there is not a type
+ * ldns knows.  It is checked before ldns reads the RDATA: the RDATA of a
+ * type never served locally is not worth parsing, and ldns 1.8's readers
+ * of some of them (CERT's algorithm) leak what they built when the value
+ * is refused. */
+static uint16_t line_type(const char *text)
+{
+	const char *p = text;
+	for (int word = 0; word < 4; word++) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		const char *end = p;
+		while (*end && *end != ' ' && *end != '\t')
+			end++;
+		if (end == p)
+			return 0;
+		char w[32];
+		size_t n = (size_t)(end - p);
+		if (word > 0 && n < sizeof(w)) {
+			memcpy(w, p, n);
+			w[n] = '\0';
+			bool ttl = w[0] >= '0' && w[0] <= '9';
+			if (!ttl && ldns_get_rr_class_by_name(w) == 0)
+				return (uint16_t)ldns_get_rr_type_by_name(w);
+		}
+		p = end;
+	}
+	return 0;
+}
+
 /* Wire names of `len` bytes equal, ASCII case folded. */
 static bool same_name(const uint8_t *a, const uint8_t *b, size_t len)
 {
@@ -73,6 +115,11 @@ int dv_cfg_record_parse(dv_config_t *cfg, unsigned group, unsigned line,
 			    text);
 		return DV_ECONFIG;
 	}
+	uint16_t named = line_type(text);
+	if (named != 0 && !type_ok(named)) {
+		type_refused(why, why_len, text, named);
+		return DV_ECONFIG;
+	}
 	ldns_status st = ldns_rr_new_frm_str(&rr, text, DV_RECORD_DEFAULT_TTL,
 					     NULL, NULL);
 	if (st != LDNS_STATUS_OK) {
@@ -82,12 +129,7 @@ int dv_cfg_record_parse(dv_config_t *cfg, unsigned group, unsigned line,
 	}
 	uint16_t type = (uint16_t)ldns_rr_get_type(rr);
 	if (!type_ok(type)) {
-		char *tn = ldns_rr_type2str(type);
-		dv_cfg_errf(why, why_len,
-			    "'%.80s': type %s is not served locally (A, "
-			    "AAAA, CNAME, TXT, SRV, PTR, MX, HTTPS, SVCB)",
-			    text, tn ? tn : "?");
-		free(tn);
+		type_refused(why, why_len, text, type);
 		goto out;
 	}
 	if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN) {

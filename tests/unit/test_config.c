@@ -484,6 +484,12 @@ static const load_case_t load_errors[] = {
 	{ "groups:\n  kids:\n    records:\n      - \"x. 1 IN A 192.0.2.1\"\n"
 	  "      - \"x. 1 IN NS y.\"\n", 5,
 	  "groups.kids.records", "type NS is not served locally" },
+	/* refused before its RDATA is read: ldns's CERT reader leaks the
+	 * algorithm it refuses (0) */
+	{ "groups:\n  kids:\n    records: [\"x. IN CERT 0 0 0 AAAA\"]\n", 3,
+	  "groups.kids.records", "type CERT is not served locally" },
+	{ "groups:\n  kids:\n    records: [\"x. 30 CH TXT hi\"]\n", 3,
+	  "groups.kids.records", "only class IN" },
 	{ "groups:\n  kids:\n    records: [\"x. IN A 192.0.2\"]\n", 3,
 	  "groups.kids.records", "could not parse" },
 	{ "groups:\n  kids:\n    records:\n      - \"x. 1 IN A 192.0.2.1\"\n"

@@ -106,14 +106,18 @@ class Chromium:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def require_chromium(test):
+    missing = [p for p in (CHROMIUM, CERTUTIL, UNSHARE) if not os.access(p, os.X_OK)]
+    if missing or not os.path.isdir(ETC_CHROMIUM):
+        test.fail("missing %s: apt-get install chromium libnss3-tools util-linux (TEST_DEPS "
+                  "in .ci/setup)" % (missing or ETC_CHROMIUM))
+
+
 class DohBrowser(h.IntegrationTest):
 
     def setUp(self):
         super().setUp()
-        missing = [p for p in (CHROMIUM, CERTUTIL, UNSHARE) if not os.access(p, os.X_OK)]
-        if missing or not os.path.isdir(ETC_CHROMIUM):
-            self.fail("missing %s: apt-get install chromium libnss3-tools util-linux (TEST_DEPS "
-                      "in .ci/setup)" % (missing or ETC_CHROMIUM))
+        require_chromium(self)
         self.ub = self.start_unbound(extra_server_conf=h.loopback_local_data())
         self.dv = h.Dnsveil(listen=["dns", "https", "http"],
                             upstream=[self.ub], config=h.doh_config(), name="doh-browser")
@@ -178,6 +182,65 @@ class DohBrowser(h.IntegrationTest):
         log("ok: with dnsveil stopped, web2.example.test does not load (secure DoH, no "
             "fallback)")
 
+
+class DohBrowserClientId(h.IntegrationTest):
+    """The enterprise way to tell managed browsers apart: the client ID in
+    the policy's DoH template (https://127.0.0.1:PORT/dns-query/kid-7).
+    kids.example.test exists only as a local record of the kids group
+    (README "Policy"): Chromium loads the page under that name only if
+    dnsveil mapped the template's ID to the group; with the bare template
+    (the default group) the name does not exist."""
+
+    def setUp(self):
+        super().setUp()
+        require_chromium(self)
+        self.ub = self.start_unbound(extra_server_conf=h.loopback_local_data())
+        extra = """groups:
+  default: {}
+  kids:
+    records:
+      - "kids.example.test. 60 IN A 127.0.0.1"
+clients:
+  - { id: "kid-*", group: kids }
+"""
+        cfg = h.doh_config()
+        cfg["log-level"] = "debug"
+        self.dv = h.Dnsveil(listen=["dns", "https"], upstream=[self.ub], config=cfg,
+                            extra_yaml=extra, name="doh-browser-id")
+        self._dnsveils.append(self.dv)
+        self.dv.start()
+        self.marker = "dnsveil-doh-browser-id-%s" % h.unique_label("m")
+        self.page = h.PageServer(self.marker).start()
+        self.addCleanup(self.page.stop)
+
+    def _run(self, template, name):
+        c = Chromium(template)
+        self.addCleanup(lambda: c.cleanup(keep=self._failure_count() > self._failures_at_start))
+        url = self.page.url(name)
+        rc, dom, err, secs = c.dump_dom(url)
+        log("chromium (template %s) --dump-dom %s: exit %s in %.1fs, page server saw %s" % (
+            template, url, rc, secs, self.page.hosts))
+        self.assertIsNotNone(rc, "chromium did not finish within its timeout; stderr tail:\n"
+                             + err[-3000:])
+        return dom, err
+
+    def test_chromium_client_id_in_template(self):
+        template = self.dv.url(True, path="/dns-query/kid-7")
+        dom, err = self._run(template, "kids.example.test")
+        self.assertIn(self.marker, dom, "kids.example.test did not load with the template %s: "
+                      "DOM:\n%s\nstderr tail:\n%s" % (template, dom[:2000], err[-3000:]))
+        st = self.dv.stats()["policy"]["groups"]
+        self.assertGreaterEqual(st["kids"]["local"], 1, st)
+        self.dv.wait_log(r"policy: client 127\.0\.0\.1 id kid-7 group kids")
+        log("ok: chromium with the template %s got the kids group's local record" % template)
+
+        # the bare template: the default group, where the name does not exist
+        hosts_before = list(self.page.hosts)
+        dom, err = self._run(self.dv.url(True), "kids.example.test")
+        self.assertNotIn(self.marker, dom, "kids.example.test loaded without the client ID")
+        self.assertEqual(self.page.hosts, hosts_before)
+        self.assertEqual(self.dv.stats()["policy"]["groups"]["kids"], st["kids"])
+        log("ok: with the bare template the name does not resolve (default group)")
 
 if __name__ == "__main__":
     h.main()

@@ -266,6 +266,34 @@ policy:
         self.dv.wait_log(r"policy: client 127\.0\.0\.1 id kid-1 group kids: blocked "
                          r"h6\.example\.test list adult")
 
+    def test_stubby_client_id_in_tls_auth_name(self):
+        """stubby, Android Private DNS's strict profile, with tls_auth_name
+        kid-3.dns.test: it verifies the wildcard certificate for that name
+        and sends it as the SNI, so the kids group answers (the null
+        address for a name on the adult list); with laptop-42.dns.test the
+        default group (the upstream's answer); with an ID no clients:
+        entry matches, REFUSED."""
+        def through(auth_name, name):
+            stub = h.Stubby(self.dv.tls_port, auth_name=auth_name)
+            try:
+                stub.start()
+                r = h.kdig(stub.port, name, "A", timeout=h.scaled(5))
+                text = stub.log_text()
+            finally:
+                stub.stop(keep=self._failure_count() > self._failures_at_start)
+            self.assertNotIn("Verify failed", text, "stubby (%s):\n%s" % (auth_name, text))
+            self.assertIn("Verify passed", text, "stubby (%s):\n%s" % (auth_name, text))
+            return r
+        r = through("kid-3.dns.test", "h6.example.test")
+        self.assertEqual((r.status, r.records()), ("NOERROR", [("h6.example.test.", "A", 60,
+                                                                "0.0.0.0")]), r)
+        r = through("laptop-42.dns.test", "h6.example.test")
+        self.assertEqual([x[3] for x in r.records()], [h.host_addr(6)], r)
+        r = through("stranger.dns.test", "h6.example.test")
+        self.assertEqual(r.status, "REFUSED", r)
+        self.dv.wait_log(r"policy: client 127\.0\.0\.1 id kid-3 group kids: blocked "
+                         r"h6\.example\.test list adult")
+
     def test_doq_client_id_in_sni(self):
         """dnsveil-doq with --name kid-1.dns.test (the SNI; the certificate
         covers *.dns.test): the kids group over DoQ too; the bare server

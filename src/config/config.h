@@ -180,6 +180,7 @@ typedef struct {
 	char dnstap_socket[108]; /* a Frame Streams Unix socket to connect to */
 	char dnstap_file[512];   /* a Frame Streams file to write */
 	unsigned dnstap_buffer;  /* frames waiting per worker before drops */
+	unsigned dnstap_resolver; /* 0/1: RESOLVER_QUERY/RESPONSE too */
 
 	dv_url_t listen[DV_MAX_URLS];
 	unsigned n_listen;

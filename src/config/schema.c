@@ -358,6 +358,9 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "dnstap frames waiting per worker (rounded up to a power of "
 	     "two); more are dropped and "
 	     "counted (dnstap_dropped)"),
+	ENUM("dnstap", "resolver", dnstap_resolver, booleans, "false",
+	     "dnstap: also send each query to an upstream and each answer "
+	     "read from one (RESOLVER_QUERY and RESOLVER_RESPONSE)"),
 	URLS(NULL, "listen", listen, n_listen, listen_urls,
 	     "addresses to serve clients on: udp, tcp, dns (udp + tcp), "
 	     "tls, https, http, quic"),

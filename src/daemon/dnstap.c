@@ -161,55 +161,97 @@ static void submit(dv_dnstap_t *d, unsigned worker, const Dnstap__Dnstap *frame,
 	DV_STAT_INC(st, dnstap_frames);
 }
 
-void dv_dnstap_answered(dv_dnstap_t *d, unsigned worker, const dv_query_t *q,
-			const uint8_t *wire, size_t len, uint64_t now_us,
-			dv_stats_t *st)
+/* `sa`'s family into `m`, and its address and port as the query's
+ * (`response` false) or the response's side. */
+static void set_address(Dnstap__Message *m, const struct sockaddr *sa,
+			bool response)
+{
+	const void *addr;
+	size_t alen;
+	uint16_t port;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)sa;
+		m->socket_family = DNSTAP__SOCKET_FAMILY__INET;
+		addr = &s4->sin_addr;
+		alen = 4;
+		port = ntohs(s4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+		m->socket_family = DNSTAP__SOCKET_FAMILY__INET6;
+		addr = &s6->sin6_addr;
+		alen = 16;
+		port = ntohs(s6->sin6_port);
+	} else {
+		return;
+	}
+	m->has_socket_family = true;
+	ProtobufCBinaryData *a = response ? &m->response_address
+					  : &m->query_address;
+	a->data = (uint8_t *)addr;
+	a->len = alen;
+	if (response) {
+		m->has_response_address = m->has_response_port = true;
+		m->response_port = port;
+	} else {
+		m->has_query_address = m->has_query_port = true;
+		m->query_port = port;
+	}
+}
+
+/* Wall-clock nanoseconds, `ago_ns` ago. */
+static uint64_t wall_ns(uint64_t ago_ns)
 {
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
-	/* the query's wall-clock time: now, less what the core took */
-	uint64_t took_ns = now_us > q->start_us ? (now_us - q->start_us) * 1000
-						: 0;
-	uint64_t now_ns =
-		(uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-	uint64_t q_ns = now_ns > took_ns ? now_ns - took_ns : now_ns;
+	uint64_t ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+	return ns > ago_ns ? ns - ago_ns : ns;
+}
 
-	Dnstap__Message m = DNSTAP__MESSAGE__INIT;
-	m.has_socket_protocol = true;
-	m.socket_protocol = protocol_of(q->transport);
-	const struct sockaddr *sa = (const struct sockaddr *)&q->peer;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const void *)sa;
-		m.has_socket_family = true;
-		m.socket_family = DNSTAP__SOCKET_FAMILY__INET;
-		m.has_query_address = true;
-		m.query_address.data = (uint8_t *)&s4->sin_addr;
-		m.query_address.len = 4;
-		m.has_query_port = true;
-		m.query_port = ntohs(s4->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)sa;
-		m.has_socket_family = true;
-		m.socket_family = DNSTAP__SOCKET_FAMILY__INET6;
-		m.has_query_address = true;
-		m.query_address.data = (uint8_t *)&s6->sin6_addr;
-		m.query_address.len = 16;
-		m.has_query_port = true;
-		m.query_port = ntohs(s6->sin6_port);
-	}
-	m.has_query_time_sec = m.has_query_time_nsec = true;
-	m.query_time_sec = q_ns / 1000000000u;
-	m.query_time_nsec = (uint32_t)(q_ns % 1000000000u);
+static void set_query_time(Dnstap__Message *m, uint64_t ns)
+{
+	m->has_query_time_sec = m->has_query_time_nsec = true;
+	m->query_time_sec = ns / 1000000000u;
+	m->query_time_nsec = (uint32_t)(ns % 1000000000u);
+}
 
+static void set_response_time(Dnstap__Message *m, uint64_t ns)
+{
+	m->has_response_time_sec = m->has_response_time_nsec = true;
+	m->response_time_sec = ns / 1000000000u;
+	m->response_time_nsec = (uint32_t)(ns % 1000000000u);
+}
+
+/* A frame around `m` with dnsveil's identity and version. */
+static Dnstap__Dnstap frame_of(const dv_dnstap_t *d, Dnstap__Message *m)
+{
 	Dnstap__Dnstap frame = DNSTAP__DNSTAP__INIT;
 	frame.type = DNSTAP__DNSTAP__TYPE__MESSAGE;
-	frame.message = &m;
+	frame.message = m;
 	frame.has_identity = d->identity_len > 0;
 	frame.identity.data = (uint8_t *)d->identity;
 	frame.identity.len = d->identity_len;
 	frame.has_version = true;
 	frame.version.data = (uint8_t *)"dnsveil " DV_VERSION;
 	frame.version.len = strlen("dnsveil " DV_VERSION);
+	return frame;
+}
+
+void dv_dnstap_answered(dv_dnstap_t *d, unsigned worker, const dv_query_t *q,
+			const uint8_t *wire, size_t len, uint64_t now_us,
+			dv_stats_t *st)
+{
+	/* the query's wall-clock time: now, less what the core took */
+	uint64_t took_ns = now_us > q->start_us ? (now_us - q->start_us) * 1000
+						: 0;
+	uint64_t now_ns = wall_ns(0);
+	uint64_t q_ns = now_ns > took_ns ? now_ns - took_ns : now_ns;
+
+	Dnstap__Message m = DNSTAP__MESSAGE__INIT;
+	m.has_socket_protocol = true;
+	m.socket_protocol = protocol_of(q->transport);
+	set_address(&m, (const struct sockaddr *)&q->peer, false);
+	set_query_time(&m, q_ns);
+	Dnstap__Dnstap frame = frame_of(d, &m);
 
 	/* the query as the client sent it */
 	m.type = DNSTAP__MESSAGE__TYPE__CLIENT_QUERY;
@@ -224,10 +266,37 @@ void dv_dnstap_answered(dv_dnstap_t *d, unsigned worker, const dv_query_t *q,
 	m.has_response_message = true;
 	m.response_message.data = (uint8_t *)wire;
 	m.response_message.len = len;
-	m.has_response_time_sec = m.has_response_time_nsec = true;
-	m.response_time_sec = (uint64_t)now.tv_sec;
-	m.response_time_nsec = (uint32_t)now.tv_nsec;
+	set_response_time(&m, now_ns);
 	submit(d, worker, &frame, len, st);
+}
+
+void dv_dnstap_resolver(dv_dnstap_t *d, unsigned worker,
+			const dv_pool_msg_t *pm, dv_stats_t *st)
+{
+	Dnstap__Message m = DNSTAP__MESSAGE__INIT;
+	m.has_socket_protocol = true;
+	m.socket_protocol = protocol_of(pm->server->scheme);
+	/* the upstream is the responder */
+	set_address(&m, (const struct sockaddr *)&pm->server->addr, true);
+	Dnstap__Dnstap frame = frame_of(d, &m);
+	if (!pm->answer) {
+		m.type = DNSTAP__MESSAGE__TYPE__RESOLVER_QUERY;
+		set_query_time(&m, wall_ns(0));
+		m.has_query_message = true;
+		m.query_message.data = (uint8_t *)pm->query;
+		m.query_message.len = pm->query_len;
+		submit(d, worker, &frame, pm->query_len, st);
+		return;
+	}
+	uint64_t now_ns = wall_ns(0);
+	m.type = DNSTAP__MESSAGE__TYPE__RESOLVER_RESPONSE;
+	set_query_time(&m, now_ns > pm->rtt_us * 1000 ? now_ns - pm->rtt_us * 1000
+						      : now_ns);
+	set_response_time(&m, now_ns);
+	m.has_response_message = true;
+	m.response_message.data = (uint8_t *)pm->answer;
+	m.response_message.len = pm->answer_len;
+	submit(d, worker, &frame, pm->answer_len, st);
 }
 
 int dv_dnstap_start(dv_dnstap_t *d)

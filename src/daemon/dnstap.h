@@ -3,7 +3,9 @@
  * dnstap (https://dnstap.info): each answer as a CLIENT_QUERY and a
  * CLIENT_RESPONSE message (the client's address and port, the transport,
  * the times and both wire messages), in Frame Streams to a collector's
- * Unix socket (dnstap.socket) or to a file (dnstap.file).
+ * Unix socket (dnstap.socket) or to a file (dnstap.file); with
+ * dnstap.resolver, each query to an upstream and each answer read from
+ * one as RESOLVER_QUERY and RESOLVER_RESPONSE.
  *
  * libfstrm's I/O thread does the writing: each worker has its own input
  * queue of dnstap.buffer frames; a frame that does not fit (a slow or
@@ -16,6 +18,7 @@
 #include "src/config/config.h"
 #include "src/core/query.h"
 #include "src/core/stats.h"
+#include "src/upstream/pool.h"
 
 typedef struct dv_dnstap dv_dnstap_t;
 
@@ -40,4 +43,9 @@ void dv_dnstap_answered(dv_dnstap_t *d, unsigned worker, const dv_query_t *q,
 			dv_stats_t *st);
 /* Send what is queued (briefly), stop the I/O thread, close.  The workers
  * must have stopped.  NULL is a no-op. */
+/* One dnstap RESOLVER_QUERY (an upstream query) or RESOLVER_RESPONSE (an
+ * answer read from an upstream), with the upstream as the responder;
+ * worker `worker`'s thread only, as above.  Sent with dnstap.resolver. */
+void dv_dnstap_resolver(dv_dnstap_t *d, unsigned worker,
+			const dv_pool_msg_t *m, dv_stats_t *st);
 void dv_dnstap_free(dv_dnstap_t *d);

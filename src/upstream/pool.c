@@ -172,6 +172,11 @@ static int attempt_start(dv_job_t *j, dv_server_t *s, bool stream_only)
 		}
 		return ret;
 	}
+	if (!j->probe && p->observe)
+		p->observe(p->observe_arg,
+			   &(dv_pool_msg_t){.server = &s->url,
+					    .query = j->qwire,
+					    .query_len = j->qlen});
 	if (j->probe)
 		USTAT_INC(s, probes);
 	else if (s->fallback)
@@ -439,6 +444,15 @@ void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
 		return;
 	}
 
+	if (p->observe)
+		p->observe(p->observe_arg,
+			   &(dv_pool_msg_t){.server = &srv->url,
+					    .query = j->qwire,
+					    .query_len = j->qlen,
+					    .answer = wire,
+					    .answer_len = len,
+					    .rtt_us = (now_ms() - sent_ms) *
+						      1000});
 	dv_wire_resp_t r;
 	int ret = dv_wire_parse_response(wire, len, &r);
 	if (ret != 0 && ret != DV_ELIMIT) {

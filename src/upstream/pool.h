@@ -54,12 +54,27 @@ typedef struct dv_pool_report {
 	void (*fail)(dv_fetch_t *f, uint16_t ede, const char *text);
 } dv_pool_report_t;
 
+/* A query the pool sent to an upstream, or an answer it received from
+ * one (for dnstap's RESOLVER_QUERY and RESOLVER_RESPONSE). */
+typedef struct dv_pool_msg {
+	const dv_url_t *server; /* its scheme and address */
+	const uint8_t *query;   /* as sent (the id is the connection's) */
+	size_t query_len;
+	const uint8_t *answer; /* NULL for a query */
+	size_t answer_len;
+	uint64_t rtt_us; /* an answer's: since its query was sent */
+} dv_pool_msg_t;
+
 /* What the pool uses of the worker it belongs to (kept by the pool): its
- * loop, its counters, and its index for the logs. */
+ * loop, its counters, its index for the logs, and optionally (NULL: none)
+ * where every query to an upstream and every answer read from one are
+ * shown (never the health probes'). */
 typedef struct dv_pool_env {
 	struct ev_loop *loop;
 	dv_stats_t *stats;
 	unsigned index;
+	void (*observe)(void *arg, const dv_pool_msg_t *m);
+	void *observe_arg;
 } dv_pool_env_t;
 
 /* Create the pool of a worker (`env`, copied) from the config (connections

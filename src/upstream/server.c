@@ -405,6 +405,8 @@ dv_pool_t *dv_pool_create(const dv_pool_env_t *env, const dv_config_t *cfg,
 	p->index = env->index;
 	p->cfg = cfg;
 	p->report = report;
+	p->observe = env->observe;
+	p->observe_arg = env->observe_arg;
 	p->n_local = cfg->n_upstream;
 	p->n_fallback = cfg->n_fallback;
 	for (int fb = 0; fb < 2; fb++)

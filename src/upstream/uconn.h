@@ -204,6 +204,8 @@ struct dv_pool {
 	unsigned index;    /* the worker's, for the logs */
 	const dv_config_t *cfg;
 	const dv_pool_report_t *report; /* where fetches end */
+	void (*observe)(void *arg, const dv_pool_msg_t *m); /* or NULL */
+	void *observe_arg;
 	dv_server_t *servers; /* local first, then fallback */
 	unsigned n_local, n_fallback;
 	/* client contexts, made by the modules that use them (pool_init):

@@ -518,6 +518,45 @@ class Dnstap(h.IntegrationTest):
         log("ok: dnstap.file read by dnstap-ldns; the query log beside it has the same %d answers"
             % len(recs))
 
+    def test_resolver_messages(self):
+        """dnstap.resolver: each query to the upstream and its answer as
+        RESOLVER_QUERY and RESOLVER_RESPONSE, with Unbound's address and
+        port as the responder and its transport (TCP here); a cache hit
+        sends none; health probes send none."""
+        out = os.path.join(self.tmp, "resolver.fstrm")
+        dv = self.start({"file": out, "resolver": "true"})
+        for _ in range(2):  # a miss, then a hit
+            self.assertEqual(h.udp_query(dv.port, "h9.example.test", "A").rcode(),
+                             dns.rcode.NOERROR)
+        st = dv.stats()
+        dv.stop()
+        quiet = self.ldns(out, "-q")
+        mine = [x.split()[2] for x in quiet.splitlines() if '"h9.example.test."' in x]
+        self.assertEqual(sorted(mine), ["CQ", "CQ", "CR", "CR", "RQ", "RR"], quiet)
+        self.assertEqual(st["dnstap_frames"],
+                         2 * st["answers"] + st["upstream_queries"] + st["upstream_answers"], st)
+        r = subprocess.run([DNSTAP_GO, "-j", "-r", out], capture_output=True, text=True,
+                           errors="replace", timeout=h.scaled(30))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = []
+        for line in r.stdout.splitlines():
+            m = json.loads(line)["message"]
+            if not m["type"].startswith("RESOLVER_"):
+                continue
+            text = m.get("query_message") or m.get("response_message")
+            if "h9.example.test." not in text:
+                continue
+            got.append((m["type"], m["response_address"], m["response_port"],
+                        m["socket_protocol"], "query_time" in m))
+            if m["type"] == "RESOLVER_RESPONSE":
+                self.assertIn(h.host_addr(9), text)
+                self.assertIn("response_time", m)
+        self.assertEqual(sorted(got), [("RESOLVER_QUERY", "127.0.0.1", self.ub.port, "TCP", True),
+                                       ("RESOLVER_RESPONSE", "127.0.0.1", self.ub.port, "TCP",
+                                        True)], r.stdout)
+        log("ok: dnstap.resolver: one RESOLVER_QUERY and RESOLVER_RESPONSE for the miss, none "
+            "for the hit:\n" + quiet)
+
     def test_stalled_collector(self):
         """A collector that accepts the connection and never reads (nor
         answers the Frame Streams handshake): every query is answered and

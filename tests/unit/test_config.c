@@ -1887,6 +1887,7 @@ static void test_load_logs(void **state)
 	assert_string_equal(cfg->dnstap_socket, "");
 	assert_string_equal(cfg->dnstap_file, "");
 	assert_int_equal(cfg->dnstap_buffer, 8192);
+	assert_int_equal(cfg->dnstap_resolver, 0);
 	assert_int_equal(
 		load_text(cfg,
 			  "listen: [\"dns://127.0.0.1:53\"]\n"
@@ -1894,7 +1895,8 @@ static void test_load_logs(void **state)
 			  "log:\n  level: debug\n  format: json\n"
 			  "  queries: errors\n  query-sample: 100\n"
 			  "  query-file: /var/log/q.log\n  query-buffer: 64\n"
-			  "dnstap:\n  socket: /run/dnstap.sock\n  buffer: 512\n",
+			  "dnstap:\n  socket: /run/dnstap.sock\n  buffer: 512\n"
+			  "  resolver: true\n",
 			  path, sizeof(path), err, sizeof(err)),
 		0);
 	assert_int_equal(cfg->log_level, DV_LOG_DEBUG);
@@ -1905,6 +1907,7 @@ static void test_load_logs(void **state)
 	assert_int_equal(cfg->log_query_buffer, 64);
 	assert_string_equal(cfg->dnstap_socket, "/run/dnstap.sock");
 	assert_int_equal(cfg->dnstap_buffer, 512);
+	assert_int_equal(cfg->dnstap_resolver, 1);
 	assert_int_equal(dv_config_validate(cfg, all_impl, all_impl, err,
 					    sizeof(err)),
 			 0);

@@ -20,6 +20,7 @@
 typedef struct dv_tls_ctx dv_tls_ctx_t;
 typedef struct dv_tls dv_tls_t;
 typedef struct WOLFSSL_SESSION dv_tls_session_t;
+typedef struct dv_keyfile dv_keyfile_t;
 
 /* Results of the I/O calls besides byte counts and negative errors:
  * DV_TLS_WANT_READ, DV_TLS_WANT_WRITE and DV_TLS_EOF, in the project's error
@@ -28,6 +29,11 @@ typedef struct WOLFSSL_SESSION dv_tls_session_t;
 
 /* Once per process. */
 int dv_tls_init(unsigned ticket_rotation_s);
+/* Session tickets from now on use the keys of `kf` (tls.ticket-key-file,
+ * src/tls/keyfile.h), which every replica shares, and rotate when the file
+ * changes; NULL goes back to random keys on ticket_rotation_s.  `kf` must
+ * outlive the TLS contexts (or this is called again with NULL). */
+void dv_tls_ticket_keyfile(dv_keyfile_t *kf);
 /* Free what the TLS library keeps per thread; call as a thread ends. */
 void dv_tls_thread_exit(void);
 /* Once per process, at exit, after every context is freed. */

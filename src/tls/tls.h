@@ -9,7 +9,9 @@
  * while established ones keep the one they started with.  Session tickets
  * are encrypted with process-wide keys (ChaCha20-Poly1305) that all workers
  * share and that rotate on a schedule (the previous key still decrypts), so
- * a returning client resumes whichever worker its new connection lands on.
+ * a returning client resumes whichever worker its new connection lands on;
+ * or, with tls.ticket-key-file, with keys from a file that every replica
+ * shares (src/tls/keyfile.h), rotated when the file changes.
  */
 #include <stdbool.h>
 #include <stddef.h>

@@ -51,10 +51,14 @@ static bool is_b64_space(uint8_t c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* The 80 bytes of the file's contents: raw, or base64.  0 or DV_ECONFIG. */
-static int decode(const uint8_t *buf, size_t len,
-		  uint8_t out[DV_KEYFILE_SIZE], char *why, size_t why_len)
+int dv_keyfile_decode(const uint8_t *buf, size_t len,
+		      uint8_t out[DV_KEYFILE_SIZE], char *why, size_t why_len)
 {
+	if (len > READ_MAX) {
+		snprintf(why, why_len, "more than %d bytes: expected %d",
+			 READ_MAX, DV_KEYFILE_SIZE);
+		return DV_ECONFIG;
+	}
 	if (len == DV_KEYFILE_SIZE) {
 		memcpy(out, buf, DV_KEYFILE_SIZE);
 		return 0;
@@ -145,7 +149,7 @@ static int read_material(const char *path, uint8_t out[DV_KEYFILE_SIZE],
 			 strerror(e));
 		return DV_ECONFIG;
 	}
-	int ret = decode(buf, len, out, why, sizeof(why));
+	int ret = dv_keyfile_decode(buf, len, out, why, sizeof(why));
 	memset(buf, 0, sizeof(buf));
 	if (ret)
 		snprintf(err, err_len, "tls.ticket-key-file: %s: %s", path,

@@ -44,6 +44,14 @@ typedef struct {
 typedef struct dv_keyfile dv_keyfile_t;
 
 /*
+ * The 80 bytes of a file's contents `buf` (raw: exactly 80 bytes; else
+ * base64 of 80 bytes, whitespace ignored) into `out`.  0, or DV_ECONFIG
+ * with the reason (without the path) in `why`.
+ */
+int dv_keyfile_decode(const uint8_t *buf, size_t len,
+		      uint8_t out[DV_KEYFILE_SIZE], char *why, size_t why_len);
+
+/*
  * Read `path` and derive its keys into `out`.  0, or DV_ECONFIG with a
  * message naming the file and what is wrong with it in `err`.
  */

@@ -134,6 +134,21 @@ class SharedKeyFile(ReplicaBase):
         log("ok: after a second replacement the first ticket no longer resumes (%s); "
             "the second still does" % got)
 
+    def test_tls12_ticket_from_a_resumes_on_b(self):
+        sess = os.path.join(self.tmp, "sess12.pem")
+        rc, out = h.s_client(self.a.tls_port, "-tls1_2", "-CAfile", h.CA,
+                             "-verify_return_error", "-sess_out", sess, hold=0.3)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("New, TLSv1.2", out, out)
+        got = []
+        for _ in range(3):
+            rc, out = h.s_client(self.b.tls_port, "-tls1_2", "-CAfile", h.CA,
+                                 "-verify_return_error", "-sess_in", sess, hold=0.3)
+            self.assertEqual(rc, 0, out)
+            got.append(re.search(r"^(New|Reused), (\S+),", out, re.M).group(1))
+        self.assertEqual(got, ["Reused"] * 3, "a TLS 1.2 ticket from A must resume on B")
+        log("ok: TLS 1.2 ticket from A resumed on B: %s" % got)
+
     def test_doq_token_from_a_skips_retry_on_b_and_rotation(self):
         tok = os.path.join(self.tmp, "tok.bin")
         r = self.doq_token(self.a, tok)

@@ -72,8 +72,8 @@ int dv_keyfile_decode(const uint8_t *buf, size_t len,
 	}
 	uint8_t raw[READ_MAX];
 	word32 raw_len = sizeof(raw);
-	if (n == 0 || Base64_Decode((const byte *)text, (word32)n, raw,
-				    &raw_len) != 0) {
+	if (n == 0 ||
+	    Base64_Decode((const byte *)text, (word32)n, raw, &raw_len) != 0) {
 		snprintf(why, why_len,
 			 "%zu bytes: expected %d random bytes, raw or base64 "
 			 "(openssl rand %d)",
@@ -94,16 +94,14 @@ static int derive_one(const uint8_t material[DV_KEYFILE_SIZE],
 		      const char *label, uint8_t *out, size_t len)
 {
 	static const char salt[] = "dnsveil ticket-key-file v1";
-	return wc_HKDF(WC_SHA256, material, DV_KEYFILE_SIZE,
-		       (const byte *)salt, sizeof(salt) - 1,
-		       (const byte *)label, (word32)strlen(label), out,
-		       (word32)len) == 0 ?
-		       0 :
-		       -EIO;
+	return wc_HKDF(WC_SHA256, material, DV_KEYFILE_SIZE, (const byte *)salt,
+		       sizeof(salt) - 1, (const byte *)label,
+		       (word32)strlen(label), out, (word32)len) == 0
+		       ? 0
+		       : -EIO;
 }
 
-static int derive(const uint8_t material[DV_KEYFILE_SIZE],
-		  dv_keyfile_keys_t *k)
+static int derive(const uint8_t material[DV_KEYFILE_SIZE], dv_keyfile_keys_t *k)
 {
 	if (derive_one(material, "tls ticket name", k->ticket_name,
 		       sizeof(k->ticket_name)) ||

@@ -29,14 +29,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DV_KEYFILE_SIZE 80      /* bytes of key material in the file */
+#define DV_KEYFILE_SIZE 80 /* bytes of key material in the file */
 #define DV_KEYFILE_QUIC_TOKEN 32 /* the DoQ token/reset secret */
 #define DV_KEYFILE_QUIC_TICKET 64 /* GnuTLS's session ticket master key */
 
 /* The keys derived from one version of the file. */
 typedef struct {
 	uint8_t ticket_name[16]; /* DoT/DoH ticket key name */
-	uint8_t ticket_key[32];  /* DoT/DoH ChaCha20-Poly1305 key */
+	uint8_t ticket_key[32]; /* DoT/DoH ChaCha20-Poly1305 key */
 	uint8_t quic_ticket[DV_KEYFILE_QUIC_TICKET];
 	uint8_t quic_token[DV_KEYFILE_QUIC_TOKEN];
 } dv_keyfile_keys_t;

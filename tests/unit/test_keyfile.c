@@ -24,8 +24,8 @@
 static char dir[64];
 static char path[128];
 
-static const char b64_chars[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst"
+				"uvwxyz0123456789+/";
 
 /* base64 of `len` bytes (a multiple of 3 for this test's 80+1 cases is not
  * needed: padding is written). */
@@ -121,17 +121,21 @@ static void test_bad_files(void **state)
 	dv_keyfile_keys_t k;
 	material(m, 3);
 	put(m, 79);
-	assert_int_equal(dv_keyfile_read(path, &k, err, sizeof(err)), DV_ECONFIG);
+	assert_int_equal(dv_keyfile_read(path, &k, err, sizeof(err)),
+			 DV_ECONFIG);
 	assert_non_null(strstr(err, "79 bytes: expected 80"));
 	assert_non_null(strstr(err, path));
 	b64(m, 81, text);
 	put(text, strlen(text));
-	assert_int_equal(dv_keyfile_read(path, &k, err, sizeof(err)), DV_ECONFIG);
+	assert_int_equal(dv_keyfile_read(path, &k, err, sizeof(err)),
+			 DV_ECONFIG);
 	assert_non_null(strstr(err, "base64 of 81 bytes"));
 	put("", 0);
-	assert_int_equal(dv_keyfile_read(path, &k, err, sizeof(err)), DV_ECONFIG);
+	assert_int_equal(dv_keyfile_read(path, &k, err, sizeof(err)),
+			 DV_ECONFIG);
 	unlink(path);
-	assert_int_equal(dv_keyfile_read(path, &k, err, sizeof(err)), DV_ECONFIG);
+	assert_int_equal(dv_keyfile_read(path, &k, err, sizeof(err)),
+			 DV_ECONFIG);
 	assert_non_null(strstr(err, "No such file"));
 	assert_null(dv_keyfile_new(path, err, sizeof(err)));
 	assert_null(dv_keyfile_new(dir, err, sizeof(err)));
@@ -217,8 +221,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_files, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_rotation, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watcher_starts_and_stops,
 						setup, teardown),
 	};

@@ -450,6 +450,7 @@ static int doq_listen(dv_worker_t *w, const dv_url_t *url, void **state)
 		.tls = w->shared->tls_doq,
 		.secret = w->shared->quic_secret,
 		.secret_len = sizeof(w->shared->quic_secret),
+		.keyfile = w->shared->keyfile,
 		.worker = w->index,
 		.max_connections = cfg->doq_max_connections,
 		.max_handshakes = cfg->doq_max_handshakes,

@@ -194,6 +194,8 @@ typedef struct {
 	char tls_key[512];
 	char tls_ca[512]; /* trust bundle for upstream certs; "" = system */
 	unsigned tls_ticket_rotation_s; /* session ticket key lifetime */
+	/* key material shared by replicas (src/tls/keyfile.h); "" = off */
+	char tls_ticket_key_file[512];
 
 	/* limits: (per worker unless said) */
 	unsigned tcp_max_connections;   /* client TCP connections per worker */

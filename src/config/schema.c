@@ -380,6 +380,13 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "3600",
 	     "lifetime of a session ticket key; the previous key is still "
 	     "accepted for as long again"),
+	STRING("tls", "ticket-key-file", tls_ticket_key_file, "",
+	       "80 random bytes (raw or base64: openssl rand 80) shared by "
+	       "every replica: DoT/DoH/DoQ session tickets and DoQ Retry "
+	       "and NEW_TOKEN tokens are keyed from it, so a client resumes "
+	       "on any replica; re-read when it changes (the previous key "
+	       "still accepted until the next change); replaces "
+	       "ticket-rotation-s; empty = random keys per process"),
 	STRING("tls", "ca", tls_ca, "",
 	       "CA bundle that upstream certificates are checked against; "
 	       "empty = system store"),

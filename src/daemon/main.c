@@ -30,6 +30,7 @@
 #include "src/policy/policy.h"
 #include "src/tls/quic_tls.h"
 #include "src/core/stats.h"
+#include "src/tls/keyfile.h"
 #include "src/tls/tls.h"
 #include "src/daemon/admin.h"
 #include "src/daemon/sd_notify.h"
@@ -243,12 +244,20 @@ static int tls_open(const dv_config_t *cfg, dv_shared_t *shared,
 	static const char *const doh_alpn[] = {"h2", "http/1.1", NULL};
 	bool dot = has_listener(cfg, DV_SCHEME_TLS);
 	bool doh = has_listener(cfg, DV_SCHEME_HTTPS);
+	/* tls.ticket-key-file: a file that does not load is a config error,
+	 * at start and in --check-config */
+	if (cfg->tls_ticket_key_file[0] &&
+	    !(shared->keyfile = dv_keyfile_new(cfg->tls_ticket_key_file, err,
+					       err_len)))
+		return DV_ECONFIG;
 	if (dot || doh || has_tls_upstream(cfg)) {
 		if (dv_tls_init(cfg->tls_ticket_rotation_s) != 0) {
 			snprintf(err, err_len, "cannot initialise TLS");
 			return DV_ECONFIG;
 		}
 		*tls_ready = true;
+		if (shared->keyfile)
+			dv_tls_ticket_keyfile(shared->keyfile);
 		if (dot && !(shared->tls_dot = dv_tls_server_new(
 				     cfg->tls_cert, cfg->tls_key, dot_alpn, err,
 				     err_len)))
@@ -269,6 +278,9 @@ static int tls_open(const dv_config_t *cfg, dv_shared_t *shared,
 			      cfg->tls_cert, cfg->tls_key, "doq",
 			      cfg->doq_early_data != 0, err, err_len)))
 			return DV_ECONFIG;
+		if (shared->keyfile)
+			dv_quic_tls_ctx_keyfile(shared->tls_doq,
+						shared->keyfile);
 	}
 	return 0;
 }
@@ -278,11 +290,14 @@ static void tls_close(dv_shared_t *shared, bool tls_ready)
 	if (tls_ready) {
 		dv_tls_ctx_free(shared->tls_dot);
 		dv_tls_ctx_free(shared->tls_doh);
+		dv_tls_ticket_keyfile(NULL);
 		dv_tls_cleanup();
 	}
 	dv_quic_tls_ctx_free(shared->tls_doq);
 	shared->tls_dot = shared->tls_doh = NULL;
 	shared->tls_doq = NULL;
+	dv_keyfile_free(shared->keyfile);
+	shared->keyfile = NULL;
 }
 
 /* New certificate and key for new connections; established ones keep the
@@ -530,6 +545,12 @@ int main(int argc, char **argv)
 	}
 	if (dv_dnstap_start(shared.dnstap) != 0) {
 		dv_log_error("dnstap: cannot start libfstrm's I/O thread");
+		goto out;
+	}
+	/* after the privileges drop: the file must stay readable to the
+	 * user dnsveil runs as, or a change is logged and ignored */
+	if (shared.keyfile && dv_keyfile_start(shared.keyfile) != 0) {
+		dv_log_error("cannot start the tls.ticket-key-file watcher");
 		goto out;
 	}
 	if (admin) {

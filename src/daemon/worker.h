@@ -24,6 +24,7 @@ typedef struct dv_tls_ctx dv_tls_ctx_t;
 typedef struct dv_policy dv_policy_t;
 typedef struct dv_policy_worker dv_policy_worker_t;
 typedef struct dv_quic_tls_ctx dv_quic_tls_ctx_t;
+typedef struct dv_keyfile dv_keyfile_t;
 typedef struct dv_qlog dv_qlog_t;
 typedef struct dv_dnstap dv_dnstap_t;
 
@@ -38,6 +39,9 @@ typedef struct {
 	/* keys QUIC address-validation tokens and stateless resets; the same
 	 * in every worker, so any worker can check what another issued */
 	uint8_t quic_secret[32];
+	/* tls.ticket-key-file: ticket keys and the QUIC secret from a file
+	 * every replica shares (src/tls/keyfile.h); NULL: off */
+	dv_keyfile_t *keyfile;
 	unsigned n_workers;
 	/* the query log and dnstap; NULL: off */
 	dv_qlog_t *qlog;

@@ -28,6 +28,7 @@
 #include "src/core/stats.h"
 #include "src/proto/doq_frame.h"
 #include "src/proto/quic.h"
+#include "src/tls/keyfile.h"
 
 typedef struct dv_doq_server dv_doq_server_t;
 typedef struct dv_doq_sconn dv_doq_sconn_t;     /* one connection */
@@ -53,6 +54,11 @@ typedef struct {
 	 * replica), so each can validate the others'; not copied */
 	const uint8_t *secret;
 	size_t secret_len;
+	/* optional (tls.ticket-key-file): the secret comes from its keys
+	 * instead, follows it when it changes, and tokens made with the
+	 * previous secret still validate until the next change; must
+	 * outlive the server */
+	dv_keyfile_t *keyfile;
 	unsigned worker;         /* first byte of every connection ID (the
 				    socket group steers on it), and logs */
 	unsigned max_connections;      /* doq.max-connections */

@@ -451,29 +451,24 @@ static bool under_load(const dv_doq_server_t *srv, const ho_addr_t *a)
 		       (uint64_t)srv->cfg.max_connections * 3;
 }
 
-/* The token of an Initial: 1 valid (Retry: *odcid set), 0 none, -1 bad. */
-static int check_token(dv_doq_server_t *srv, const ngtcp2_pkt_hd *hd,
-		       const dv_quic_path_t *path, ngtcp2_cid *odcid,
-		       bool *is_retry)
+/* A token checked with one secret: 1 valid (Retry: *odcid set), -1 bad. */
+static int check_token_with(dv_doq_server_t *srv, const ngtcp2_pkt_hd *hd,
+			    const dv_quic_path_t *path, ngtcp2_cid *odcid,
+			    const uint8_t *secret, size_t secret_len)
 {
 	const struct sockaddr *peer = (const struct sockaddr *)&path->remote;
-	*is_retry = false;
-	if (hd->token.len == 0)
-		return 0;
 	switch (hd->token.base[0]) {
 	case NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY:
-		*is_retry = true;
 		return ngtcp2_crypto_verify_retry_token(
-			       odcid, hd->token.base, hd->token.len,
-			       srv->cfg.secret, srv->cfg.secret_len,
-			       hd->version, peer, path->remote_len, &hd->dcid,
-			       RETRY_TOKEN_LIFETIME, srv->wall) == 0 ?
+			       odcid, hd->token.base, hd->token.len, secret,
+			       secret_len, hd->version, peer, path->remote_len,
+			       &hd->dcid, RETRY_TOKEN_LIFETIME, srv->wall) == 0 ?
 			       1 :
 			       -1;
 	case NGTCP2_CRYPTO_TOKEN_MAGIC_REGULAR:
 		return ngtcp2_crypto_verify_regular_token(
-			       hd->token.base, hd->token.len, srv->cfg.secret,
-			       srv->cfg.secret_len, peer, path->remote_len,
+			       hd->token.base, hd->token.len, secret,
+			       secret_len, peer, path->remote_len,
 			       srv->cfg.token_lifetime_s * NGTCP2_SECONDS,
 			       srv->wall) == 0 ?
 			       1 :
@@ -481,6 +476,41 @@ static int check_token(dv_doq_server_t *srv, const ngtcp2_pkt_hd *hd,
 	default:
 		return -1;
 	}
+}
+
+/* The token of an Initial: 1 valid (Retry: *odcid set), 0 none, -1 bad.
+ * A token made with the previous secret of the key file (another replica
+ * or this one before the file changed) is still good. */
+static int check_token(dv_doq_server_t *srv, const ngtcp2_pkt_hd *hd,
+		       const dv_quic_path_t *path, ngtcp2_cid *odcid,
+		       bool *is_retry)
+{
+	if (hd->token.len == 0) {
+		*is_retry = false;
+		return 0;
+	}
+	*is_retry = hd->token.base[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY;
+	int ok = check_token_with(srv, hd, path, odcid, srv->cfg.secret,
+				  srv->cfg.secret_len);
+	if (ok < 0 && srv->key_has_prev)
+		ok = check_token_with(srv, hd, path, odcid, srv->key_prev,
+				      sizeof(srv->key_prev));
+	return ok;
+}
+
+/* The secrets of cfg.keyfile, when it changed since the last look (an
+ * atomic load per datagram; a copy under its lock after a change). */
+static void keys_sync(dv_doq_server_t *srv)
+{
+	dv_keyfile_t *kf = srv->cfg.keyfile;
+	if (!kf || dv_keyfile_generation(kf) == srv->key_gen)
+		return;
+	dv_keyfile_keys_t cur, prev;
+	srv->key_gen = dv_keyfile_get(kf, &cur, &prev, &srv->key_has_prev);
+	memcpy(srv->key_cur, cur.quic_token, sizeof(srv->key_cur));
+	memcpy(srv->key_prev, prev.quic_token, sizeof(srv->key_prev));
+	memset(&cur, 0, sizeof(cur));
+	memset(&prev, 0, sizeof(prev));
 }
 
 /* A packet for a connection we have. */
@@ -595,6 +625,7 @@ void dv_doq_server_read(dv_doq_server_t *srv, const dv_quic_path_t *path,
 			uint64_t wall)
 {
 	srv->wall = wall;
+	keys_sync(srv);
 	dv_doq_server_enter(srv, now);
 	ngtcp2_version_cid vc;
 	int rv = ngtcp2_pkt_decode_version_cid(&vc, data, len,
@@ -627,6 +658,17 @@ dv_doq_server_t *dv_doq_server_new(const dv_doq_server_config_t *cfg,
 	if (!srv)
 		return NULL;
 	srv->cfg = *cfg;
+	if (cfg->secret_len > sizeof(srv->key_cur)) {
+		free(srv);
+		return NULL;
+	}
+	if (cfg->secret_len)
+		memcpy(srv->key_cur, cfg->secret, cfg->secret_len);
+	srv->cfg.secret = srv->key_cur;
+	if (cfg->keyfile) {
+		srv->cfg.secret_len = sizeof(srv->key_cur);
+		keys_sync(srv);
+	}
 	srv->cb = *cb;
 	srv->app = app;
 	srv->st = cfg->stats;

@@ -93,6 +93,11 @@ struct dv_doq_server {
 	unsigned depth;     /* calls going on (answers come from inside) */
 	bool draining;
 	uint64_t hash_k0, hash_k1;
+	/* the token and stateless-reset secret (cfg.secret points at
+	 * key_cur) and, after a change of cfg.keyfile, the previous one */
+	uint8_t key_cur[DV_KEYFILE_QUIC_TOKEN], key_prev[DV_KEYFILE_QUIC_TOKEN];
+	bool key_has_prev;
+	uint64_t key_gen; /* cfg.keyfile's generation of the copies */
 	cid_entry_t **buckets;
 	unsigned mask;
 	unsigned n_conns, n_handshaking;

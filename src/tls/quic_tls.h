@@ -20,6 +20,7 @@
 
 typedef struct dv_quic_tls_ctx dv_quic_tls_ctx_t;
 typedef struct dv_quic_tls dv_quic_tls_t;
+typedef struct dv_keyfile dv_keyfile_t;
 
 #define DV_QUIC_SESSION_MAX 4096 /* a saved client session (ticket) */
 
@@ -45,6 +46,14 @@ dv_quic_tls_ctx_t *dv_quic_tls_client_ctx_new(const char *ca_file,
 					      const char *alpn, char *err,
 					      size_t err_len);
 void dv_quic_tls_ctx_free(dv_quic_tls_ctx_t *ctx); /* NULL is a no-op */
+/*
+ * Server: session tickets of sessions started from now on are encrypted
+ * with the current key of `kf` (tls.ticket-key-file, shared by replicas)
+ * instead of the context's random one.  GnuTLS takes one key per session,
+ * so a ticket issued before the file changed no longer resumes after it.
+ * `kf` must outlive the context.
+ */
+void dv_quic_tls_ctx_keyfile(dv_quic_tls_ctx_t *ctx, dv_keyfile_t *kf);
 
 /* A server session for one connection.  NULL on failure. */
 dv_quic_tls_t *dv_quic_tls_server_new(dv_quic_tls_ctx_t *ctx,

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "src/tls/keyfile.h"
 #include "src/tls/sni.h"
 
 /* TLS 1.3 only, the AEADs QUIC allows, no middlebox compatibility mode */
@@ -42,6 +43,9 @@ struct dv_quic_tls_ctx {
 	 * the session, also while a handshake is only half done */
 	gnutls_priority_t prio;
 	gnutls_datum_t ticket_key;
+	/* tls.ticket-key-file: the ticket key comes from there, as it is
+	 * when each session starts (NULL: ticket_key, random) */
+	dv_keyfile_t *keyfile;
 	gnutls_anti_replay_t anti_replay;
 	char alpn[32];
 	pthread_mutex_t replay_lock;
@@ -211,6 +215,11 @@ dv_quic_tls_ctx_t *dv_quic_tls_client_ctx_new(const char *ca_file,
 	return ctx;
 }
 
+void dv_quic_tls_ctx_keyfile(dv_quic_tls_ctx_t *ctx, dv_keyfile_t *kf)
+{
+	ctx->keyfile = kf;
+}
+
 void dv_quic_tls_ctx_free(dv_quic_tls_ctx_t *ctx)
 {
 	if (!ctx)
@@ -346,7 +355,18 @@ dv_quic_tls_t *dv_quic_tls_server_new(dv_quic_tls_ctx_t *ctx,
 	dv_quic_tls_t *t = session_new(ctx, ref, flags, err, sizeof(err));
 	if (!t)
 		return NULL;
-	if (gnutls_session_ticket_enable_server(t->s, &ctx->ticket_key) < 0)
+	int rv;
+	if (ctx->keyfile) {
+		/* GnuTLS copies the key into the session */
+		dv_keyfile_keys_t k;
+		(void)dv_keyfile_get(ctx->keyfile, &k, NULL, NULL);
+		gnutls_datum_t d = {k.quic_ticket, sizeof(k.quic_ticket)};
+		rv = gnutls_session_ticket_enable_server(t->s, &d);
+		memset(&k, 0, sizeof(k));
+	} else {
+		rv = gnutls_session_ticket_enable_server(t->s, &ctx->ticket_key);
+	}
+	if (rv < 0)
 		goto fail;
 	gnutls_handshake_set_hook_function(t->s, GNUTLS_HANDSHAKE_CLIENT_HELLO,
 					   GNUTLS_HOOK_BOTH,

@@ -3,6 +3,7 @@
  */
 #include "src/tls/tls.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -21,6 +22,7 @@
 
 #include "src/core/errors.h"
 #include "src/core/log.h"
+#include "src/tls/keyfile.h"
 #include "src/tls/sni.h"
 #include "src/tls/tls_int.h"
 
@@ -37,7 +39,38 @@ static struct {
 	pthread_mutex_t lock;
 	ticket_key_t cur, prev;
 	unsigned rotation_s;
+	/* tls.ticket-key-file: the keys come from there (and rotate when
+	 * it changes) instead of from getrandom() on a schedule */
+	dv_keyfile_t *kf;
+	uint64_t kf_gen; /* of the copies in cur and prev */
 } tickets = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void ticket_key_from(ticket_key_t *k, const dv_keyfile_keys_t *fk)
+{
+	static_assert(sizeof(k->name) == sizeof(fk->ticket_name),
+		      "ticket name size");
+	static_assert(sizeof(k->key) == sizeof(fk->ticket_key),
+		      "ticket key size");
+	memcpy(k->name, fk->ticket_name, sizeof(k->name));
+	memcpy(k->key, fk->ticket_key, sizeof(k->key));
+	k->valid = true;
+}
+
+/* Caller holds tickets.lock.  The file's keys as they are now. */
+static void ticket_sync_file(void)
+{
+	if (dv_keyfile_generation(tickets.kf) == tickets.kf_gen)
+		return;
+	dv_keyfile_keys_t cur, prev;
+	bool has_prev;
+	tickets.kf_gen = dv_keyfile_get(tickets.kf, &cur, &prev, &has_prev);
+	ticket_key_from(&tickets.cur, &cur);
+	tickets.prev.valid = false;
+	if (has_prev)
+		ticket_key_from(&tickets.prev, &prev);
+	memset(&cur, 0, sizeof(cur));
+	memset(&prev, 0, sizeof(prev));
+}
 
 static int ticket_key_make(ticket_key_t *k, time_t now)
 {
@@ -52,6 +85,10 @@ static int ticket_key_make(ticket_key_t *k, time_t now)
 /* Caller holds tickets.lock. */
 static void ticket_rotate_if_due(time_t now)
 {
+	if (tickets.kf) {
+		ticket_sync_file();
+		return;
+	}
 	if (tickets.cur.valid &&
 	    now - tickets.cur.created < (time_t)tickets.rotation_s)
 		return;
@@ -81,7 +118,8 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char key_name[16],
 		k = tickets.cur;
 	} else if (tickets.prev.valid &&
 		   memcmp(key_name, tickets.prev.name, 16) == 0 &&
-		   now - tickets.prev.created < 2 * (time_t)tickets.rotation_s) {
+		   (tickets.kf || now - tickets.prev.created <
+					  2 * (time_t)tickets.rotation_s)) {
 		k = tickets.prev;
 		old = true;
 	} else {
@@ -120,6 +158,18 @@ int dv_tls_init(unsigned ticket_rotation_s)
 	ticket_rotate_if_due(time(NULL));
 	pthread_mutex_unlock(&tickets.lock);
 	return 0;
+}
+
+void dv_tls_ticket_keyfile(dv_keyfile_t *kf)
+{
+	pthread_mutex_lock(&tickets.lock);
+	tickets.kf = kf;
+	tickets.kf_gen = 0;
+	if (kf)
+		ticket_sync_file();
+	else
+		ticket_rotate_if_due(time(NULL));
+	pthread_mutex_unlock(&tickets.lock);
 }
 
 void dv_tls_thread_exit(void)

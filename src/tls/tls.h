@@ -9,7 +9,9 @@
  * while established ones keep the one they started with.  Session tickets
  * are encrypted with process-wide keys (ChaCha20-Poly1305) that all workers
  * share and that rotate on a schedule (the previous key still decrypts), so
- * a returning client resumes whichever worker its new connection lands on.
+ * a returning client resumes whichever worker its new connection lands on;
+ * or, with tls.ticket-key-file, with keys from a file that every replica
+ * shares (src/tls/keyfile.h), rotated when the file changes.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,6 +22,7 @@
 typedef struct dv_tls_ctx dv_tls_ctx_t;
 typedef struct dv_tls dv_tls_t;
 typedef struct WOLFSSL_SESSION dv_tls_session_t;
+typedef struct dv_keyfile dv_keyfile_t;
 
 /* Results of the I/O calls besides byte counts and negative errors:
  * DV_TLS_WANT_READ, DV_TLS_WANT_WRITE and DV_TLS_EOF, in the project's error
@@ -28,6 +31,11 @@ typedef struct WOLFSSL_SESSION dv_tls_session_t;
 
 /* Once per process. */
 int dv_tls_init(unsigned ticket_rotation_s);
+/* Session tickets from now on use the keys of `kf` (tls.ticket-key-file,
+ * src/tls/keyfile.h), which every replica shares, and rotate when the file
+ * changes; NULL goes back to random keys on ticket_rotation_s.  `kf` must
+ * outlive the TLS contexts (or this is called again with NULL). */
+void dv_tls_ticket_keyfile(dv_keyfile_t *kf);
 /* Free what the TLS library keeps per thread; call as a thread ends. */
 void dv_tls_thread_exit(void);
 /* Once per process, at exit, after every context is freed. */

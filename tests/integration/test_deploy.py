@@ -24,7 +24,8 @@ Kubernetes (conf/kubernetes/*.yaml, python3-yaml):
     the config's listeners (dns: UDP and TCP, tls: TCP, quic: UDP, https:
     TCP) plus the admin port, all unprivileged; the probes are /healthz and
     /readyz on the admin listener's port; the config and TLS mounts are
-    where the args and the config's tls.cert/tls.key point; non-root with
+    where the args and the config's tls.cert/tls.key point, and the
+    ticket-key Secret's where tls.ticket-key-file points; non-root with
     every capability dropped, matching the Containerfile's USER;
   - the Service maps 53/UDP, 53/TCP, 853/TCP, 853/UDP and 443/TCP to named
     container ports of the same protocol, its selector picks the pod; the
@@ -290,6 +291,19 @@ class Kubernetes(h.IntegrationTest):
         assert len(docs) == 1, "%d %s documents" % (len(docs), kind)
         return docs[0]
 
+    @classmethod
+    def secret(cls, type_):
+        docs = [d for d in cls.by_kind.get("Secret", []) if d.get("type") == type_]
+        assert len(docs) == 1, "%d Secrets of type %s" % (len(docs), type_)
+        return docs[0]
+
+    def ticket_key_file(self, tmp):
+        """A key file like the one the ticket-key Secret must hold."""
+        path = os.path.join(tmp, "ticket.key")
+        with open(path, "wb") as f:
+            f.write(os.urandom(80))
+        return path
+
     def pod_specs(self):
         return [("Deployment", self.one("Deployment")["spec"]["template"]["spec"]),
                 ("Pod", self.one("Pod")["spec"])]
@@ -309,9 +323,11 @@ class Kubernetes(h.IntegrationTest):
         kinds = {d["kind"] for r in kz["resources"] for d in self.docs[r]}
         self.assertEqual(kinds, {"ConfigMap", "Secret", "Deployment", "Service",
                                  "HorizontalPodAutoscaler", "PodDisruptionBudget"})
-        sec = self.one("Secret")
-        self.assertEqual(sec["type"], "kubernetes.io/tls")
+        self.assertEqual(len(self.by_kind["Secret"]), 2)
+        sec = self.secret("kubernetes.io/tls")
         self.assertEqual(set(sec["stringData"]), {"tls.crt", "tls.key"})
+        tk = self.secret("Opaque")
+        self.assertEqual(set(tk["stringData"]), {"ticket.key"})
         log("ok: %d documents in %d files parse, apiVersions right, kustomization complete" % (
             n, len(self.docs)))
 
@@ -320,6 +336,7 @@ class Kubernetes(h.IntegrationTest):
         self.addCleanup(shutil.rmtree, tmp, True)
         tls = self.cfg["tls"]
         text = self.cfg_text.replace(tls["cert"], h.CERT).replace(tls["key"], h.KEY)
+        text = text.replace(tls["ticket-key-file"], self.ticket_key_file(tmp))
         r = check_config(text, tmp)
         self.assertEqual(r.returncode, 0, "ConfigMap dnsveil.yaml: %s" % (r.stdout + r.stderr))
         m = re.search(r"net\.listen\('127\.0\.0\.1',\s*(\d+),\s*\{\s*kind\s*=\s*'dns'",
@@ -333,7 +350,8 @@ class Kubernetes(h.IntegrationTest):
     def test_pod_ports_probes_mounts(self):
         want = listener_ports(self.cfg)
         admin = admin_port(self.cfg)
-        sec = self.one("Secret")["metadata"]["name"]
+        sec = self.secret("kubernetes.io/tls")["metadata"]["name"]
+        tk_sec = self.secret("Opaque")["metadata"]["name"]
         cm = self.one("ConfigMap")["metadata"]["name"]
         for kind, spec in self.pod_specs():
             c = {x["name"]: x for x in spec["containers"]}
@@ -366,6 +384,15 @@ class Kubernetes(h.IntegrationTest):
                 self.assertEqual(v["secret"]["secretName"], sec)
                 self.assertIn(tname, [i["path"] for i in v["secret"]["items"]])
                 self.assertTrue(mounts[tdir].get("readOnly"))
+            # tls.ticket-key-file: a file of the ticket-key Secret's mount,
+            # a whole directory (a subPath mount never sees a new key)
+            tdir, tname = os.path.split(self.cfg["tls"]["ticket-key-file"])
+            self.assertIn(tdir, mounts, "%s: tls.ticket-key-file dir not mounted" % kind)
+            self.assertNotIn("subPath", mounts[tdir], kind)
+            self.assertTrue(mounts[tdir].get("readOnly"))
+            v = vols[mounts[tdir]["name"]]
+            self.assertEqual(v["secret"]["secretName"], tk_sec)
+            self.assertIn(tname, [i["path"] for i in v["secret"]["items"]])
             # kresd's config from the same ConfigMap
             k = c["kresd"]
             kconf = k["args"][k["args"].index("-c") + 1]
@@ -442,10 +469,11 @@ class Kubernetes(h.IntegrationTest):
         cfg["admin"]["listen"] = [swap(x) for x in cfg["admin"]["listen"]]
         cfg["upstream"] = [u.url("tcp")]
         cfg["fallback"] = []
-        cfg["tls"] = dict(cfg["tls"], cert=h.CERT, key=h.KEY)
-        cfg["workers"] = 2
         tmp = tempfile.mkdtemp(prefix="dv-k8s-run-")
         self.addCleanup(shutil.rmtree, tmp, True)
+        cfg["tls"] = dict(cfg["tls"], cert=h.CERT, key=h.KEY)
+        cfg["tls"]["ticket-key-file"] = self.ticket_key_file(tmp)
+        cfg["workers"] = 2
         path = os.path.join(tmp, "dnsveil.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(cfg, f, default_flow_style=False)

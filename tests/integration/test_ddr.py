@@ -222,6 +222,14 @@ class DdrNoIpSan(OwnCert):
         self.assertNodata(self.ask(DDR))
         self.dv.wait_log(r"ddr: dns://127\.0\.0\.1:%d: not answered there \(NODATA\): the "
                          r"certificate has no IP SAN for its address" % self.dv.port)
+        # --check-config says so too
+        r = subprocess.run([self.dv.bin, "--check-config", "-c", self.dv.conf_path],
+                           capture_output=True, text=True, timeout=60, cwd=self.dv.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stderr, r"ddr: tls://127\.0\.0\.1:%d: its address is not among the "
+                         r"certificate's IP SANs: not advertised as a hint" % self.dv.tls_port)
+        self.assertRegex(r.stderr, r"ddr: dns://127\.0\.0\.1:%d: not answered there"
+                         % self.dv.port)
         # the hints it would give are left out, by name it still works
         recs = svcb_records(self.ask("_dns.dns.test"))
         self.assertEqual(sorted(recs), [1, 2, 3])

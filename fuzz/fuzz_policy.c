@@ -9,19 +9,30 @@
  *            name;
  *   3        client IDs: "PATTERN\nID\nSERVER" — the glob match, the ID of
  *            a DoH path "/dns-query/ID" and of the SNI "ID" for SERVER;
- *   4        the rest as a wire name: dv_suffix_query_name().
+ *   4        the rest as a wire name: dv_suffix_query_name();
+ *   5        DDR: the next byte picks ddr.mode (auto, on), the listener
+ *            the query came in on, a 512-byte UDP limit and padding; the
+ *            rest is a DNS query answered by dv_ddr_answer().
  *
  * Checks besides memory errors: every added rule is found again with its
  * list and at offset 0 (as itself) or after "x." (as a subdomain); the
  * text of a query name keeps its length and offsets; an extracted ID is a
- * valid lowercase label; a pattern equal to its ID matches it.
+ * valid lowercase label; a pattern equal to its ID matches it; a DDR
+ * answer parses as a response with the query's id and question, NOERROR,
+ * within the size limit.
  */
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/config/config.h"
+#include "src/core/errors.h"
 #include "src/core/ident.h"
+#include "src/core/query.h"
+#include "src/core/wire.h"
+#include "src/policy/ddr.h"
 #include "src/policy/lists.h"
 #include "src/policy/suffix.h"
 
@@ -150,12 +161,75 @@ static void wire_name(const uint8_t *w, size_t len)
 	CHECK((size_t)n == pos - 1);
 }
 
+/* A DDR of mode `mode` for listeners of every kind, some covered by the
+ * certificate (127.0.0.1, ::1), some not, one a wildcard; built once. */
+static const dv_ddr_t *ddr_of(unsigned mode)
+{
+	static dv_ddr_t *d[2];
+	static const char *const urls[] = {
+		"dns://127.0.0.1:53",	 "tls://127.0.0.1:853",
+		"https://[::1]:443/dns-query", "quic://0.0.0.0:8853",
+		"dns://127.0.0.2:53",	 "https://127.0.0.1:8443/q",
+	};
+	if (d[mode])
+		return d[mode];
+	static dv_config_t cfg;
+	static dv_cert_names_t cert;
+	char err[256];
+	dv_config_defaults(&cfg);
+	cfg.ddr_mode = mode ? DV_DDR_ON : DV_DDR_AUTO;
+	for (unsigned i = 0; i < sizeof(urls) / sizeof(*urls); i++)
+		CHECK(dv_url_parse(urls[i], DV_URL_LISTEN,
+				   &cfg.listen[cfg.n_listen++], err,
+				   sizeof(err)) == 0);
+	cert.loaded = true;
+	snprintf(cert.dns[cert.n_dns++], sizeof(cert.dns[0]), "*.dns.test");
+	snprintf(cert.dns[cert.n_dns++], sizeof(cert.dns[0]), "dns.test");
+	cert.ip[0].family = AF_INET;
+	memcpy(cert.ip[0].addr, "\x7f\0\0\1", 4);
+	cert.ip[1].family = AF_INET6;
+	cert.ip[1].addr[15] = 1;
+	cert.n_ip = 2;
+	CHECK(dv_ddr_new(&cfg, &cert, &d[mode], err, sizeof(err)) == 0);
+	CHECK(d[mode]);
+	return d[mode];
+}
+
+static void ddr(const uint8_t *w, size_t len)
+{
+	static dv_query_t q;
+	static uint8_t wire[DV_DNS_MAX_MSG], out[DV_DNS_MAX_MSG];
+	if (len < 1 || len - 1 > sizeof(wire))
+		return;
+	const dv_ddr_t *d = ddr_of(w[0] & 1);
+	memset(&q, 0, sizeof(q));
+	memcpy(wire, w + 1, len - 1);
+	q.wire = wire;
+	q.len = (uint16_t)(len - 1);
+	if (dv_wire_parse_query(wire, len - 1, &q.view) != 0 ||
+	    !q.view.question_end)
+		return;
+	q.listener = (uint8_t)((w[0] >> 1) % 8);
+	q.answer_limit = w[0] & 0x40 ? 512 : DV_DNS_MAX_MSG;
+	int n = dv_ddr_answer(d, &q, out, sizeof(out), w[0] & 0x80 ? 468 : 0);
+	if (n <= 0)
+		return;
+	CHECK((size_t)n <= q.answer_limit);
+	dv_wire_resp_t r;
+	int ret = dv_wire_parse_response(out, (size_t)n, &r);
+	CHECK(ret == 0 || ret == DV_ELIMIT);
+	CHECK(dv_get16(out) == q.view.id);
+	CHECK((dv_get16(out + 2) & 0xf) == DV_RCODE_NOERROR);
+	CHECK(memcmp(out + DV_DNS_HDR, wire + DV_DNS_HDR,
+		     q.view.question_end - DV_DNS_HDR) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
 	const char *text = (const char *)data + 1;
-	switch (data[0] % 5) {
+	switch (data[0] % 6) {
 	case 0:
 		lists(DV_LIST_HOSTS, text, size - 1);
 		break;
@@ -168,8 +242,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 3:
 		idents(text, size - 1);
 		break;
-	default:
+	case 4:
 		wire_name(data + 1, size - 1);
+		break;
+	default:
+		ddr(data + 1, size - 1);
 		break;
 	}
 	return 0;

@@ -81,6 +81,13 @@ typedef enum {
 	DV_LIST_RPZ,     /* a response policy zone's QNAME triggers */
 } dv_list_format_t;
 
+/* ddr.mode (README "Policy", "DDR") */
+typedef enum {
+	DV_DDR_OFF,  /* resolver.arpa is passed on as any name */
+	DV_DDR_ON,   /* answered on every listener */
+	DV_DDR_AUTO, /* answered where the certificate covers the address */
+} dv_ddr_mode_t;
+
 /* lists: NAME: {source, format, refresh-s, max-bytes, timeout-ms} */
 typedef struct {
 	char name[DV_POLICY_NAME_MAX];
@@ -318,6 +325,11 @@ typedef struct {
 	char policy_cache_dir[256];
 	/* policy.ca: CA bundle for https:// lists; "" = system store */
 	char policy_ca[512];
+
+	/* ddr: DDR (RFC 9462) answers for _dns.resolver.arpa */
+	unsigned ddr_mode;         /* dv_ddr_mode_t */
+	char ddr_server_name[256]; /* "": the certificate's first DNS name */
+	unsigned ddr_ttl;
 
 	/* where the values came from, for messages */
 	char source[512]; /* config file path, or "" for built-in defaults */

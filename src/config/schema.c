@@ -275,6 +275,9 @@ static const char *const query_log_modes[] = {"off", "all", "errors", NULL};
 
 static const char *const doq_booleans[] = {"false", "true", NULL};
 static const char *const booleans[] = {"false", "true", NULL};
+static const char *const ddr_modes[] = {
+	[DV_DDR_OFF] = "off", [DV_DDR_ON] = "on", [DV_DDR_AUTO] = "auto", NULL
+};
 
 /*
  * FIELD() is offsetof() plus a compile-time type check: comparing pointers
@@ -594,6 +597,18 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	STRING("policy", "ca", policy_ca, "",
 	       "CA bundle (PEM) that the certificates of https:// list "
 	       "servers are checked against; empty = system store"),
+
+	ENUM("ddr", "mode", ddr_mode, ddr_modes, "auto",
+	     "DDR (RFC 9462): answer _dns.resolver.arpa SVCB with the "
+	     "tls/https/quic listeners: auto = on the listeners whose address "
+	     "the certificate has as an IP SAN, on = on every listener, "
+	     "off = pass resolver.arpa on like any name"),
+	STRING_CHECKED("ddr", "server-name", ddr_server_name, "",
+		       check_dns_name,
+		       "the SVCB target name; also answers _dns.NAME; empty = "
+		       "the certificate's first DNS name that is no wildcard"),
+	UINT("ddr", "ttl", ddr_ttl, 1, 86400, "300",
+	     "TTL of the DDR answers (and of the NODATA SOA)"),
 
 	SIZE("cache", "size", cache_size_bytes, 0, 64 * GIB, "64M",
 	     "memory for cached answers (K, M, G = KiB, MiB, GiB); "

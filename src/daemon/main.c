@@ -28,6 +28,7 @@
 #include "src/core/errors.h"
 #include "src/core/log.h"
 #include "src/policy/policy.h"
+#include "src/tls/cert_names.h"
 #include "src/tls/quic_tls.h"
 #include "src/core/stats.h"
 #include "src/tls/keyfile.h"
@@ -387,6 +388,19 @@ static unsigned cpu_count(void)
 	return n > 0 ? (unsigned)n : 1;
 }
 
+/* DDR's view of tls.cert: the names it checks its answers against
+ * (src/policy/ddr.h).  A file that does not load is tls_open's to
+ * report. */
+static void ddr_cert_names(const dv_config_t *cfg)
+{
+	dv_cert_names_t names = { 0 };
+	char err[256];
+	if (cfg->tls_cert[0] &&
+	    dv_tls_cert_names(cfg->tls_cert, &names, err, sizeof(err)) != 0)
+		memset(&names, 0, sizeof(names));
+	dv_policy_set_cert_names(&names);
+}
+
 int main(int argc, char **argv)
 {
 	dv_cli_t cli;
@@ -436,6 +450,7 @@ int main(int argc, char **argv)
 		dv_log_level = cfg.log_level;
 		dv_policy_no_fetch = true;
 		dv_log_format = (dv_log_format_t)cfg.log_format;
+		ddr_cert_names(&cfg);
 		if (dv_policy_new(&cfg, 0, &pol, err, sizeof(err)) != 0) {
 			fprintf(stderr, "dnsveil: %s\n", err);
 			return 1;
@@ -496,6 +511,7 @@ int main(int argc, char **argv)
 	if (getrandom(&policy_seed, sizeof(policy_seed), 0) !=
 	    sizeof(policy_seed))
 		policy_seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
+	ddr_cert_names(&cfg);
 	if (dv_policy_new(&cfg, policy_seed, &policy, err, sizeof(err)) != 0) {
 		dv_log_error("%s", err);
 		goto out;

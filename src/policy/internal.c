@@ -19,7 +19,7 @@
  * and the reverse zones of the addresses that are not public: private
  * (RFC 1918), shared (RFC 6598), link-local, unique local (RFC 4193) and
  * documentation (RFC 5737, RFC 3849, RFC 9637).  resolver.arpa is here
- * until dnsveil answers its DDR names itself.
+ * for ddr.mode off (otherwise ddr.c answers it before any upstream).
  */
 static const char *const special_use[] = {
 	"local",

@@ -61,6 +61,13 @@ static void build_group(group_t *g, const dv_cfg_group_t *cg)
 	}
 }
 
+static dv_cert_names_t cert_names;
+
+void dv_policy_set_cert_names(const dv_cert_names_t *names)
+{
+	cert_names = *names;
+}
+
 int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 		  char *err, size_t err_len)
 {
@@ -68,7 +75,7 @@ int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 	bool internal = cfg->n_fallback &&
 			(cfg->n_internal || cfg->internal_special_use);
 	if (cfg->n_lists == 0 && cfg->n_groups == 0 && cfg->n_clients == 0 &&
-	    !internal)
+	    !internal && !dv_ddr_wanted(cfg))
 		return 0;
 	uint64_t t0 = mono_ms();
 	dv_policy_t *p = calloc(1, sizeof(*p));
@@ -78,6 +85,8 @@ int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 	}
 	p->seed = seed;
 	int ret = dv_policy_lists_load(p, cfg, err, err_len); /* refresh.c */
+	if (ret == 0)
+		ret = dv_ddr_new(cfg, &cert_names, &p->ddr, err, err_len);
 	if (ret < 0) {
 		dv_policy_free(p);
 		return ret;
@@ -122,6 +131,7 @@ void dv_policy_free(dv_policy_t *p)
 	if (!p)
 		return;
 	dv_policy_rt_free(p);
+	dv_ddr_free(p->ddr);
 	dv_suffix_free(p->internal);
 	dv_records_free(p->records);
 	free(p);
@@ -151,6 +161,7 @@ void dv_policy_log_lists(const dv_policy_t *p)
 		p->internal_mask & 1u << INTERNAL_SPECIAL_USE ? " special-use"
 							      : "",
 		p->internal_mask & 1u << INTERNAL_RECORDS ? " records" : "");
+	dv_ddr_log(p->ddr);
 }
 
 dv_policy_worker_t *dv_policy_worker_new(const dv_policy_t *p)
@@ -326,7 +337,14 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 {
 	dv_policy_worker_t *w = policy;
 	const dv_policy_t *p = w->p;
-	if (p->n_groups == 0) /* internal names only */
+	if (p->ddr) { /* the same for every client */
+		int len = dv_ddr_answer(p->ddr, q, buf, cap, pad_block);
+		if (len > 0) {
+			q->verdict = DV_VERDICT_LOCAL;
+			return len;
+		}
+	}
+	if (p->n_groups == 0) /* internal names only, DDR */
 		return 0;
 	char idbuf[DV_IDENT_MAX + 1], name[DV_SUFFIX_NAME_MAX + 2];
 	bool logging = dv_log_level >= DV_LOG_DEBUG;

@@ -20,6 +20,7 @@
 #include <stdio.h>
 
 #include "src/config/config.h"
+#include "src/core/certnames.h"
 #include "src/core/core.h"
 
 typedef struct dv_policy dv_policy_t;
@@ -35,6 +36,11 @@ typedef struct dv_policy_worker dv_policy_worker_t;
 int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 		  char *err, size_t err_len);
 void dv_policy_free(dv_policy_t *p);
+
+/* The names of tls.cert, which DDR checks what it advertises against
+ * (ddr.h); main reads them through src/tls and sets them before
+ * dv_policy_new (a copy is kept).  Not set: no certificate. */
+void dv_policy_set_cert_names(const dv_cert_names_t *names);
 
 /* Set by --check-config before dv_policy_new: URL lists are not fetched,
  * only their copies in policy.cache-dir read (none: empty, a warning). */

@@ -6,6 +6,7 @@
 #include "src/config/config.h"
 #include "src/core/netmask.h"
 #include "src/core/query.h"
+#include "src/policy/ddr.h"
 #include "src/policy/lists.h"
 #include "src/policy/policy.h"
 #include "src/policy/records.h"
@@ -91,6 +92,8 @@ struct dv_policy {
 	 * (NULL: none); `internal_mask` the bits that count */
 	dv_suffix_set_t *internal;
 	uint32_t internal_mask;
+	/* DDR's answers (ddr.h; NULL: resolver.arpa is passed on) */
+	dv_ddr_t *ddr;
 };
 
 /* The sources of internal names (bits of dv_policy_t.internal). */

@@ -3,8 +3,8 @@
 through real clients: dnspython and kdig over Do53 UDP and TCP with the
 source address they bind (127.0.0.2 is denied, 127.0.0.3 and 127.0.0.4
 are rate-limited groups), DoT with the client ID in the TLS SNI (kdig
-+tls-sni and Python's ssl), DoH with the client ID in the path (curl), and
-the counters on /metrics.
++tls-sni and Python's ssl), DoH with the client ID in the path (curl),
+DoQ (dnsveil-doq --bind, --name), and the counters on /metrics.
 
 One dnsveil (one worker, so one bucket table), one Unbound, these groups:
 
@@ -71,7 +71,7 @@ admin:
 """ % (BURST, self.admin_port)
         cfg = h.doh_config()
         cfg["log-level"] = "debug"
-        self.dv = h.Dnsveil(listen=["dns", "tls", "https"], upstream=[self.ub], workers=1,
+        self.dv = h.Dnsveil(listen=["dns", "tls", "https", "quic"], upstream=[self.ub], workers=1,
                             config=cfg, extra_yaml=extra, name="acl")
         self._dnsveils.append(self.dv)
         self.dv.start()
@@ -135,10 +135,16 @@ admin:
         # kdig too, bound to the denied address
         r = h.kdig(self.dv.port, "h5.example.test", "A", "-b", "127.0.0.2")
         self.assertEqual((r.json or {}).get("RCODE"), 5, r)
-        self.assertEqual(self.metric("refused", "default"), 5)
+        # DoQ from the denied address, and from an allowed one
+        r = self.dv.doq("--bind", "127.0.0.2", names=("h7.example.test", "A"))
+        self.assertEqual([a["rcode"] for a in r.answers], ["REFUSED"], r)
+        r = self.dv.doq("--bind", "127.0.0.1", names=("h8.example.test", "A"))
+        self.assertEqual([a["rcode"] for a in r.answers], ["NOERROR"], r)
+        self.assertEqual(self.metric("refused", "default"), 6)
         self.assert_answered(self.tcp("h6.example.test", "127.0.0.1"))
-        self.assertEqual(self.metric("refused", "default"), 5)
-        log("ok: 127.0.0.2 refused with EDE 18 over UDP, TCP, DoT, DoH and kdig; 127.0.0.1 served")
+        self.assertEqual(self.metric("refused", "default"), 6)
+        log("ok: 127.0.0.2 refused with EDE 18 over UDP, TCP, DoT, DoH, kdig and DoQ; "
+            "127.0.0.1 served")
 
     def test_udp_truncated_past_burst_then_tcp(self):
         """Over UDP a client of 127.0.0.3 gets its burst, then empty
@@ -194,9 +200,10 @@ admin:
 
     def test_dot_and_doh_refused_past_limit(self):
         """A client ID's bucket: DoT with SNI limited-7.dns.test on one
-        connection, and DoH /dns-query/limited-9 by curl, get their burst
-        and then REFUSED with EDE 18 "rate limited"; another ID is not
-        held back; kdig over DoT sees REFUSED too."""
+        connection, DoH /dns-query/limited-9 by curl and DoQ with SNI
+        limited-5.dns.test get their burst and then REFUSED (with EDE 18
+        "rate limited" where the client shows it); another ID is not held
+        back; kdig over DoT sees REFUSED too."""
         s = h.tls_connect(self.dv.tls_port, server_hostname="limited-7.dns.test")
         try:
             msgs = [h.stream_query(s, h.make_query("h%d.example.test" % i, "A"))[1]
@@ -227,9 +234,24 @@ admin:
         for m in refused_doh:
             self.assert_refused(m, "rate limited")
         self.assert_answered(self.doh("/dns-query", "h70.example.test"))
+        # DoQ with the ID in the SNI: one connection, a stream a query
+        names = []
+        for i in range(BURST + 4):
+            names += ["h%d.example.test" % (80 + i), "A"]
+        t0 = time.monotonic()
+        r = self.dv.doq("--name", "limited-5.dns.test", "--ca", h.CA, trust=False,
+                        names=tuple(names))
+        elapsed = time.monotonic() - t0
+        rcodes = [a["rcode"] for a in r.answers]
+        self.assertEqual(len(rcodes), BURST + 4, r)
+        self.assertGreaterEqual(rcodes.count("NOERROR"), BURST, rcodes)
+        self.assertLessEqual(rcodes.count("NOERROR"), BURST + int(elapsed) + 1, rcodes)
+        self.assertGreaterEqual(rcodes.count("REFUSED"), 1, rcodes)
+        refused_doq = rcodes.count("REFUSED")
         self.assertGreaterEqual(self.metric("rate_limited", "limited"),
-                                len(refused) + 1 + len(refused_doh))
-        log("ok: DoT %d and DoH %d REFUSED+EDE 18 past the burst" % (len(refused), len(refused_doh)))
+                                len(refused) + 1 + len(refused_doh) + refused_doq)
+        log("ok: DoT %d, DoH %d and DoQ %d REFUSED (EDE 18) past the burst" % (
+            len(refused), len(refused_doh), refused_doq))
 
     def test_check_config(self):
         d = tempfile.mkdtemp(prefix="dv-acl-check-")

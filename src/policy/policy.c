@@ -319,10 +319,18 @@ static uint64_t rate_key(const dv_policy_t *p, const group_t *g,
 	const struct sockaddr *sa = (const struct sockaddr *)&q->peer;
 	const uint8_t *a;
 	unsigned bits, len;
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0,	0,
+					      0, 0, 0, 0, 0xff, 0xff };
 	if (sa->sa_family == AF_INET6) {
 		a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
 		bits = g->rate_v6;
 		len = 16;
+		if (memcmp(a, v4mapped, sizeof(v4mapped)) == 0) {
+			/* an IPv4 client: its /24, not all of IPv4 */
+			a += 12;
+			bits = g->rate_v4;
+			len = 4;
+		}
 	} else if (sa->sa_family == AF_INET) {
 		a = (const uint8_t *)&((const struct sockaddr_in *)sa)
 			    ->sin_addr.s_addr;

@@ -10,9 +10,9 @@
 #define MILLI 1000u
 
 typedef struct {
-	uint64_t tag;     /* the key's hash | 1; 0: free */
+	uint64_t tag; /* the key's hash | 1; 0: free */
 	uint64_t last_ms; /* last refill, and the LRU order */
-	uint64_t tokens;  /* thousandths of a query */
+	uint64_t tokens; /* thousandths of a query */
 } bucket_t;
 
 struct dv_ratelimit {
@@ -45,16 +45,16 @@ bool dv_ratelimit_take(dv_ratelimit_t *rl, uint64_t hash, uint32_t qps,
 {
 	uint64_t tag = hash | 1, full = (uint64_t)burst * MILLI;
 	/* the set from the high bits: the tag's low bit is forced */
-	bucket_t *set =
-		&rl->b[(size_t)((hash >> 32) & rl->set_mask) * DV_RATELIMIT_WAYS];
+	bucket_t *set = &rl->b[(size_t)((hash >> 32) & rl->set_mask) *
+			       DV_RATELIMIT_WAYS];
 	bucket_t *b = NULL, *victim = &set[0];
 	for (unsigned i = 0; i < DV_RATELIMIT_WAYS; i++) {
 		if (set[i].tag == tag) {
 			b = &set[i];
 			break;
 		}
-		if (set[i].tag == 0 || (victim->tag != 0 &&
-					set[i].last_ms < victim->last_ms))
+		if (set[i].tag == 0 ||
+		    (victim->tag != 0 && set[i].last_ms < victim->last_ms))
 			victim = &set[i];
 	}
 	if (!b) {

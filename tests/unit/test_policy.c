@@ -825,6 +825,14 @@ static void test_access_and_rate_limits(void **state)
 	assert_true(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL, NULL,
 			1, &a));
 
+	/* an IPv4-mapped peer (a DoH proxy's forwarded client) is its
+	 * IPv4 /24, not one /56 bucket for every IPv4 client */
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "::ffff:192.0.2.77", NULL,
+			NULL, 1, &a));
+	assert_true(a.tc);
+	assert_false(ask(w, "h1.example", DV_TYPE_A, "::ffff:192.0.4.1", NULL,
+			 NULL, 1, &a));
+
 	/* kids: 1 qps by client ID (whatever the address), dropped */
 	assert_false(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL,
 			 "kid-1", 1, &a));
@@ -854,7 +862,7 @@ static void test_access_and_rate_limits(void **state)
 	assert_non_null(kids);
 	assert_int_equal(def->refused, 1);
 	assert_int_equal(lan->refused, 2);
-	assert_int_equal(def->rate_limited, 5);
+	assert_int_equal(def->rate_limited, 6);
 	assert_int_equal(kids->rate_limited, 2);
 	assert_int_equal(lan->rate_limited, 0);
 	free(s);

@@ -55,7 +55,8 @@ static void test_burst_and_refill(void **state)
 	/* the largest rate and burst do not overflow */
 	uint64_t big = 0xfeedULL << 32;
 	assert_int_equal(take_n(rl, big, DV_RATELIMIT_MAX_QPS,
-				DV_RATELIMIT_MAX_QPS, t, 10), 10);
+				DV_RATELIMIT_MAX_QPS, t, 10),
+			 10);
 	assert_true(dv_ratelimit_take(rl, big, DV_RATELIMIT_MAX_QPS,
 				      DV_RATELIMIT_MAX_QPS,
 				      t + 365ULL * 86400 * 1000));

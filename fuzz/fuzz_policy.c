@@ -13,13 +13,19 @@
  *   5        DDR: the next byte picks ddr.mode (auto, on), the listener
  *            the query came in on, a 512-byte UDP limit and padding; the
  *            rest is a DNS query answered by dv_ddr_answer().
+ *   6        rate limits: two bytes of rate and burst (1..256), then
+ *            steps of two bytes, a key (0..7) and the milliseconds that
+ *            passed (0..255), each taking one query from the key's token
+ *            bucket in a table of one set.
  *
  * Checks besides memory errors: every added rule is found again with its
  * list and at offset 0 (as itself) or after "x." (as a subdomain); the
  * text of a query name keeps its length and offsets; an extracted ID is a
  * valid lowercase label; a pattern equal to its ID matches it; a DDR
  * answer parses as a response with the query's id and question, NOERROR,
- * within the size limit.
+ * within the size limit; no key's
+ * bucket lets through more than its burst plus the rate times the time
+ * since its first query, and a key's first query always passes.
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -34,6 +40,7 @@
 #include "src/core/wire.h"
 #include "src/policy/ddr.h"
 #include "src/policy/lists.h"
+#include "src/policy/ratelimit.h"
 #include "src/policy/suffix.h"
 
 #define CHECK(c)                                                             \
@@ -224,12 +231,36 @@ static void ddr(const uint8_t *w, size_t len)
 		     q.view.question_end - DV_DNS_HDR) == 0);
 }
 
+static void rate_limits(const uint8_t *d, size_t n)
+{
+	if (n < 2)
+		return;
+	uint32_t qps = (uint32_t)d[0] + 1, burst = (uint32_t)d[1] + 1;
+	/* eight keys in eight ways: none is ever evicted */
+	dv_ratelimit_t *rl = dv_ratelimit_new(DV_RATELIMIT_WAYS);
+	CHECK(rl);
+	uint64_t now = 1000, first[8] = { 0 }, passed[8] = { 0 };
+	for (size_t i = 2; i + 1 < n; i += 2) {
+		unsigned k = d[i] % 8;
+		now += d[i + 1];
+		if (!first[k])
+			first[k] = now;
+		bool ok = dv_ratelimit_take(rl, 0x9e3779b97f4a7c15ULL * (k + 1),
+					    qps, burst, now);
+		CHECK(ok || passed[k] > 0);
+		passed[k] += ok;
+		CHECK(passed[k] <= burst + (now - first[k]) * qps / 1000);
+	}
+	CHECK(dv_ratelimit_evictions(rl) == 0);
+	dv_ratelimit_free(rl);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
 	const char *text = (const char *)data + 1;
-	switch (data[0] % 6) {
+	switch (data[0] % 7) {
 	case 0:
 		lists(DV_LIST_HOSTS, text, size - 1);
 		break;
@@ -245,8 +276,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 4:
 		wire_name(data + 1, size - 1);
 		break;
-	default:
+	case 5:
 		ddr(data + 1, size - 1);
+		break;
+	case 6:
+		rate_limits(data + 1, size - 1);
 		break;
 	}
 	return 0;

@@ -106,6 +106,9 @@ typedef enum {
 	DV_ACTION_ADDRESSES, /* the given addresses */
 } dv_action_t;
 
+/* What a UDP query over its group's rate limit gets. */
+typedef enum { DV_RATE_TRUNCATE, DV_RATE_DROP } dv_rate_action_t;
+
 /* One item of a group's `action:`: a keyword or an address. */
 typedef struct {
 	uint8_t kind;   /* dv_action_t; DV_ACTION_ADDRESSES: an address */
@@ -125,6 +128,16 @@ typedef struct {
 	dv_cfg_action_t action[DV_POLICY_MAX_ACTION];
 	unsigned n_action;
 	unsigned blocked_ttl;
+	/* access control and rate limits (README "Access control and rate
+	 * limits"): deny-from wins, a non-empty allow-from admits only its
+	 * prefixes; rate_limit_qps 0: no limit, burst 0: the qps */
+	dv_netmask_t allow_from[DV_POLICY_CLIENT_CIDRS];
+	unsigned n_allow_from;
+	dv_netmask_t deny_from[DV_POLICY_CLIENT_CIDRS];
+	unsigned n_deny_from;
+	unsigned rate_limit_qps, rate_limit_burst;
+	unsigned rate_limit_action; /* dv_rate_action_t */
+	unsigned rate_limit_v4, rate_limit_v6; /* prefix lengths */
 	/* filled by the loader from the names above */
 	uint32_t block_mask, allow_mask; /* bit i: lists[i] */
 	/* lines of the group's name and of its block:, allow: and action:

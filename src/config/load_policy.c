@@ -31,8 +31,7 @@ static const struct {
 };
 
 /* keys of the design (issue 13) that come in later releases */
-static const char *const later_group_keys[] = { "upstream", "rate-limit-qps",
-						NULL };
+static const char *const later_group_keys[] = { "upstream", NULL };
 
 bool dv_load_policy_key(const char *k)
 {

@@ -175,6 +175,12 @@ static const char *const list_formats[] = {
 	NULL,
 };
 
+static const char *const rate_actions[] = {
+	[DV_RATE_TRUNCATE] = "truncate",
+	[DV_RATE_DROP] = "drop",
+	NULL,
+};
+
 /* Type-checked offsets into an entry struct, as FIELD() in schema.c. */
 #define SUB_MEMBER(T, f) (((T *)0)->f)
 #define SUB_FIELD(T, f, ctype)                                               \
@@ -248,6 +254,52 @@ const dv_cfg_item_t dv_cfg_policy_schema[] = {
 	  .doc = "TTL of blocked answers (records, and the SOA of "
 		 "NXDOMAIN/NODATA)" },
 
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "allow-from", DV_CFG_LIST,
+		   SUB_ARRAY(dv_cfg_group_t, allow_from, dv_netmask_t)),
+	  .aux = SUB_FIELD(dv_cfg_group_t, n_allow_from, unsigned),
+	  .elem_size = sizeof(dv_netmask_t), .list = &netmasks,
+	  .max = DV_POLICY_CLIENT_CIDRS,
+	  .doc = "client addresses or prefixes the group serves (empty: "
+		 "all); any other gets REFUSED with EDE 18 (Prohibited)" },
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "deny-from", DV_CFG_LIST,
+		   SUB_ARRAY(dv_cfg_group_t, deny_from, dv_netmask_t)),
+	  .aux = SUB_FIELD(dv_cfg_group_t, n_deny_from, unsigned),
+	  .elem_size = sizeof(dv_netmask_t), .list = &netmasks,
+	  .max = DV_POLICY_CLIENT_CIDRS,
+	  .doc = "client addresses or prefixes refused (REFUSED, EDE 18), "
+		 "even inside allow-from: a deny wins" },
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "rate-limit-qps",
+		   DV_CFG_UINT, SUB_FIELD(dv_cfg_group_t, rate_limit_qps,
+					  unsigned)),
+	  .min = 0, .max = 1000000, .def = "0",
+	  .doc = "queries a second per client ID, or per address prefix "
+		 "when there is none (token buckets per worker); 0: no "
+		 "limit" },
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "rate-limit-burst",
+		   DV_CFG_UINT, SUB_FIELD(dv_cfg_group_t, rate_limit_burst,
+					  unsigned)),
+	  .min = 0, .max = 1000000, .def = "0",
+	  .doc = "queries a client may send at once above the rate (the "
+		 "bucket's size); 0: the rate-limit-qps" },
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "rate-limit-action",
+		   DV_CFG_ENUM, SUB_FIELD(dv_cfg_group_t, rate_limit_action,
+					  unsigned)),
+	  .names = rate_actions, .def = "truncate",
+	  .doc = "what a UDP query over the limit gets: truncate (an empty "
+		 "answer with TC, so a real client asks again over TCP) or "
+		 "drop; TCP, DoT, DoH and DoQ get REFUSED with EDE 18" },
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "rate-limit-ipv4-prefix",
+		   DV_CFG_UINT, SUB_FIELD(dv_cfg_group_t, rate_limit_v4,
+					  unsigned)),
+	  .min = 8, .max = 32, .def = "24",
+	  .doc = "the IPv4 prefix that shares a bucket when the client has "
+		 "no ID" },
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "rate-limit-ipv6-prefix",
+		   DV_CFG_UINT, SUB_FIELD(dv_cfg_group_t, rate_limit_v6,
+					  unsigned)),
+	  .min = 16, .max = 128, .def = "56",
+	  .doc = "the IPv6 prefix that shares a bucket when the client has "
+		 "no ID" },
 	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "records", DV_CFG_LIST, 0),
 	  .list = &record_lines, .max = DV_POLICY_MAX_RECORDS,
 	  .doc = "zone-file lines (\"host.corp.example. 300 IN A "

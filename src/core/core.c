@@ -476,7 +476,8 @@ static void prefetch_start(dv_core_t *c, const uint8_t *key,
  *
  * Each stage answers the query (and so frees it) or makes it the waiter
  * of a fetch and returns STAGE_DONE, drops it (freed, unanswered: only
- * identity, for what is not a DNS query) and returns STAGE_DROP with the
+ * identity, for what is not a DNS query, and policy, for a UDP query
+ * over a rate limit that drops) and returns STAGE_DROP with the
  * reason in p->drop, or passes it on with what it learnt in the pipe_t
  * (STAGE_NEXT).  The last stage takes every query.
  */
@@ -489,7 +490,7 @@ typedef struct {
 	bool has_stale;   /* the cache holds a stale answer for the key */
 	uint64_t hash;    /* of the key, in the coalescing table */
 	dv_fetch_t **pp;  /* the key's place in the coalescing table */
-	int drop;         /* STAGE_DROP: DV_ESHORT or DV_ENOTQUERY */
+	int drop;         /* STAGE_DROP: DV_ESHORT, DV_ENOTQUERY, DV_ELIMIT */
 } pipe_t;
 
 typedef stage_t (*stage_fn)(dv_query_t *q, pipe_t *p);
@@ -560,11 +561,15 @@ static stage_t stage_identity(dv_query_t *q, pipe_t *p)
 static stage_t stage_policy(dv_query_t *q, pipe_t *p)
 {
 	dv_core_t *c = q->core;
-	(void)p;
 	if (!c->policy_ops)
 		return STAGE_NEXT;
 	int n = c->policy_ops->decide(c->policy, q, c->scratch,
 				      sizeof(c->scratch), pad_for(q));
+	if (n == DV_ELIMIT) { /* over a rate limit: no answer at all */
+		dv_query_free(q);
+		p->drop = n;
+		return STAGE_DROP;
+	}
 	if (n <= 0)
 		return STAGE_NEXT;
 	if (DV_RCODE(dv_get16(c->scratch + 2)) == DV_RCODE_REFUSED)

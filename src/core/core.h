@@ -91,7 +91,8 @@ typedef struct dv_core_policy_ops {
 	 * padded to `pad_block` when not 0, within q->answer_limit), which
 	 * the core sends as it is.  Sets what the logs read of its
 	 * decision (q->verdict, q->group, q->list; q->ident when
-	 * q->log_ident).
+	 * q->log_ident).  DV_ELIMIT: drop the query unanswered (a UDP
+	 * query over a rate limit with rate-limit-action: drop).
 	 * Must not allocate or keep `q`. */
 	int (*decide)(void *policy, dv_query_t *q, uint8_t *buf,
 		      size_t cap, unsigned pad_block);

@@ -30,7 +30,8 @@ typedef struct dv_core dv_core_t;
 	X(ALLOWED, "allowed")                                                \
 	X(BLOCKED, "blocked")                                                \
 	X(REFUSED, "refused")                                                \
-	X(LOCAL, "local") /* answered from the group's records */
+	X(LOCAL, "local") /* answered from the group's records */      \
+	X(LIMITED, "rate-limited")
 #define DV_VERDICT_ENUM(name, text) DV_VERDICT_##name,
 typedef enum { DV_VERDICTS(DV_VERDICT_ENUM) DV_VERDICT_COUNT } dv_verdict_t;
 #undef DV_VERDICT_ENUM

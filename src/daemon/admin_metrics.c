@@ -354,6 +354,11 @@ static void policy_families(FILE *f, const dv_admin_view_t *v)
 	GROUP_FAMILY(queries, "queries of the group's clients")
 	GROUP_FAMILY(blocked, "queries of the group blocked by a list")
 	GROUP_FAMILY(allowed, "queries of the group an allow rule let pass")
+	GROUP_FAMILY(refused, "queries of the group refused by its "
+			      "allow-from or deny-from")
+	GROUP_FAMILY(rate_limited, "queries of the group over its "
+				   "rate-limit-qps (truncated, dropped or "
+				   "refused)")
 	GROUP_FAMILY(local, "queries of the group answered from its local "
 			    "records")
 #undef GROUP_FAMILY

@@ -147,7 +147,7 @@ static const char *type_text(uint16_t t, char *buf)
 static const char *source_text(const dv_qlog_entry_t *e)
 {
 	if (e->verdict == DV_VERDICT_BLOCKED ||
-	    e->verdict == DV_VERDICT_REFUSED)
+	    e->verdict == DV_VERDICT_REFUSED || e->verdict == DV_VERDICT_LIMITED)
 		return "policy";
 	if (e->stale)
 		return "stale";

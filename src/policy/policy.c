@@ -23,6 +23,7 @@
 #include "src/core/errors.h"
 #include "src/core/ident.h"
 #include "src/core/log.h"
+#include "src/policy/hash.h"
 #include "src/policy/policy_int.h"
 
 #define LOG_PER_SECOND 100
@@ -59,6 +60,16 @@ static void build_group(group_t *g, const dv_cfg_group_t *cg)
 		else
 			memcpy(g->v6[g->n_v6++], a->addr, 16);
 	}
+	memcpy(g->allow_from, cg->allow_from, sizeof(g->allow_from));
+	memcpy(g->deny_from, cg->deny_from, sizeof(g->deny_from));
+	g->n_allow_from = (uint8_t)cg->n_allow_from;
+	g->n_deny_from = (uint8_t)cg->n_deny_from;
+	g->rate_qps = cg->rate_limit_qps;
+	g->rate_burst = cg->rate_limit_burst ? cg->rate_limit_burst
+					     : cg->rate_limit_qps;
+	g->rate_action = (uint8_t)cg->rate_limit_action;
+	g->rate_v4 = (uint8_t)cg->rate_limit_v4;
+	g->rate_v6 = (uint8_t)cg->rate_limit_v6;
 }
 
 static dv_cert_names_t cert_names;
@@ -101,6 +112,7 @@ int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 		build_group(&p->groups[i], &cfg->groups[i]);
 		if (strcmp(cfg->groups[i].name, "default") == 0)
 			p->default_group = i;
+		p->rate_limits |= p->groups[i].rate_qps != 0;
 	}
 	p->n_groups = cfg->n_groups;
 	for (unsigned i = 0; i < cfg->n_clients; i++) {
@@ -170,7 +182,12 @@ dv_policy_worker_t *dv_policy_worker_new(const dv_policy_t *p)
 	if (!w)
 		return NULL;
 	w->p = p;
+	if (p->rate_limits && !(w->rl = dv_ratelimit_new(RATE_TABLE_ENTRIES))) {
+		free(w);
+		return NULL;
+	}
 	if (dv_policy_rt_register(p, w) < 0) {
+		dv_ratelimit_free(w->rl);
 		free(w);
 		return NULL;
 	}
@@ -183,14 +200,23 @@ void dv_policy_worker_free(dv_policy_worker_t *w)
 		return;
 	dv_policy_worker_leave(w);
 	dv_policy_rt_unregister(w->p, w);
+	dv_ratelimit_free(w->rl);
 	free(w);
 }
 
 /* ---- deciding ---- */
 
-typedef enum { D_PASS, D_ALLOW, D_BLOCK, D_REFUSE, D_LOCAL } decision_t;
-static const char *const decision_names[] = { "pass", "allowed", "blocked",
-					      "refused", "local" };
+typedef enum {
+	D_PASS,
+	D_ALLOW,
+	D_BLOCK,
+	D_REFUSE,
+	D_LOCAL,
+	D_LIMITED
+} decision_t;
+static const char *const decision_names[] = { "pass",	 "allowed",
+					      "blocked", "refused",
+					      "local",	 "rate-limited" };
 
 /* The query's client ID into `buf`, or NULL. */
 static const char *client_id(const dv_policy_t *p, const dv_query_t *q,
@@ -271,6 +297,91 @@ static void log_decision(dv_policy_worker_t *w, const dv_query_t *q,
 		     list >= 0 ? w->p->lists[list].name : "");
 }
 
+/* The group's access control: deny-from wins, then a non-empty
+ * allow-from must hold the client's address. */
+static bool acl_refuses(const group_t *g, const dv_query_t *q)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&q->peer;
+	if (g->n_deny_from &&
+	    dv_netmask_match_any(g->deny_from, g->n_deny_from, sa))
+		return true;
+	return g->n_allow_from &&
+	       !dv_netmask_match_any(g->allow_from, g->n_allow_from, sa);
+}
+
+/*
+ * The hash of the bucket `q` takes in group `gi`: its client ID when it
+ * has one, else its address cut to the group's prefix.  UDP and the
+ * stream transports have buckets of their own, so that a client told to
+ * ask again over TCP (TC) is not refused there for its UDP queries.
+ */
+static uint64_t rate_key(const dv_policy_t *p, const group_t *g,
+			 unsigned gi, const dv_query_t *q, const char *id)
+{
+	uint64_t h = 0xcbf29ce484222325ULL ^ p->seed;
+	h = DV_HASH_STEP(h, gi);
+	h = DV_HASH_STEP(h, q->udp ? 'u' : 's');
+	if (id) {
+		h = DV_HASH_STEP(h, 'i');
+		for (const char *c = id; *c; c++)
+			h = DV_HASH_STEP(h, *c);
+		return dv_hash_fmix(h);
+	}
+	const struct sockaddr *sa = (const struct sockaddr *)&q->peer;
+	const uint8_t *a;
+	unsigned bits, len;
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0,	0,
+					      0, 0, 0, 0, 0xff, 0xff };
+	if (sa->sa_family == AF_INET6) {
+		a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		bits = g->rate_v6;
+		len = 16;
+		if (memcmp(a, v4mapped, sizeof(v4mapped)) == 0) {
+			/* an IPv4 client: its /24, not all of IPv4 */
+			a += 12;
+			bits = g->rate_v4;
+			len = 4;
+		}
+	} else if (sa->sa_family == AF_INET) {
+		a = (const uint8_t *)&((const struct sockaddr_in *)sa)
+			    ->sin_addr.s_addr;
+		bits = g->rate_v4;
+		len = 4;
+	} else {
+		return dv_hash_fmix(h); /* no address: one bucket */
+	}
+	h = DV_HASH_STEP(h, len);
+	for (unsigned i = 0; i < len; i++) {
+		unsigned keep = bits >= 8 * (i + 1) ? 8
+				: bits > 8 * i	    ? bits - 8 * i
+						    : 0;
+		uint8_t mask = (uint8_t)(0xff00u >> keep);
+		h = DV_HASH_STEP(h, a[i] & mask);
+	}
+	return dv_hash_fmix(h);
+}
+
+/*
+ * Over the group's rate limit: over UDP an empty answer with TC (or
+ * DV_ELIMIT: no answer, with rate-limit-action: drop), over a stream
+ * REFUSED with EDE 18 "rate limited".
+ */
+static int rate_limited_answer(const group_t *g, const dv_query_t *q,
+			       uint8_t *buf, size_t cap, unsigned pad_block)
+{
+	if (!q->udp)
+		return dv_wire_error(buf, cap, q->wire, &q->view,
+				     DV_RCODE_REFUSED, DV_EDE_PROHIBITED,
+				     "rate limited", pad_block);
+	if (g->rate_action == DV_RATE_DROP)
+		return DV_ELIMIT;
+	int len = dv_wire_error(buf, cap, q->wire, &q->view, DV_RCODE_NOERROR,
+				0xffff, NULL, pad_block);
+	if (len >= 4)
+		buf[2] |= DV_FLAG_TC >> 8;
+	return len;
+}
+
 /*
  * The group's RPZ lists, in list order: the first whose triggers match
  * `name` decides with its own action (rpz.h); in an allow: list, or with
@@ -349,6 +460,7 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 	char idbuf[DV_IDENT_MAX + 1], name[DV_SUFFIX_NAME_MAX + 2];
 	bool logging = dv_log_level >= DV_LOG_DEBUG;
 	uint16_t memo = q->ident_memo ? *q->ident_memo : 0;
+	bool memo_was_set = memo != 0;
 	const char *id = !memo || logging || q->log_ident
 				 ? client_id(p, q, idbuf)
 				 : NULL;
@@ -384,6 +496,29 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 	q->group = g->name;
 	q->verdict = DV_VERDICT_PASS;
 	CTR_INC(w->group_ctr[gi][GC_QUERIES]);
+	if ((g->n_allow_from || g->n_deny_from) && acl_refuses(g, q)) {
+		q->verdict = DV_VERDICT_REFUSED;
+		CTR_INC(w->group_ctr[gi][GC_REFUSED]);
+		if (logging)
+			log_decision(w, q, id, g, D_REFUSE, name, -1);
+		return dv_wire_error(buf, cap, q->wire, &q->view,
+				     DV_RCODE_REFUSED, DV_EDE_PROHIBITED,
+				     "access denied", pad_block);
+	}
+	if (g->rate_qps && w->rl) {
+		/* the memo may have spared the ID's work */
+		const char *rid = id || !memo_was_set ? id
+						      : client_id(p, q, idbuf);
+		uint64_t key = rate_key(p, g, gi, q, rid);
+		if (!dv_ratelimit_take(w->rl, key, g->rate_qps, g->rate_burst,
+				       q->start_ms)) {
+			q->verdict = DV_VERDICT_LIMITED;
+			CTR_INC(w->group_ctr[gi][GC_RATE_LIMITED]);
+			if (logging)
+				log_decision(w, q, rid, g, D_LIMITED, name, -1);
+			return rate_limited_answer(g, q, buf, cap, pad_block);
+		}
+	}
 	/* the group's own records come before its lists */
 	if (dv_records_group_has(p->records, gi)) {
 		dv_records_hit_t rh =
@@ -483,6 +618,9 @@ void dv_policy_sum(const dv_policy_t *p, dv_policy_worker_t *const *w,
 			s->blocked += CTR_GET(w[k]->group_ctr[g][GC_BLOCKED]);
 			s->allowed += CTR_GET(w[k]->group_ctr[g][GC_ALLOWED]);
 			s->local += CTR_GET(w[k]->group_ctr[g][GC_LOCAL]);
+			s->refused += CTR_GET(w[k]->group_ctr[g][GC_REFUSED]);
+			s->rate_limited +=
+				CTR_GET(w[k]->group_ctr[g][GC_RATE_LIMITED]);
 		}
 		for (unsigned l = 0; l < p->n_lists; l++) {
 			dv_policy_list_sum_t *s = &out->lists[l];
@@ -525,10 +663,12 @@ void dv_policy_stats_json(FILE *f, const dv_policy_t *p,
 	for (unsigned g = 0; g < s->n_groups; g++)
 		fprintf(f,
 			"%s\"%s\":{\"queries\":%" PRIu64 ",\"blocked\":%" PRIu64
-			",\"allowed\":%" PRIu64 ",\"local\":%" PRIu64 "}",
+			",\"allowed\":%" PRIu64 ",\"local\":%" PRIu64
+			",\"refused\":%" PRIu64 ",\"rate_limited\":%" PRIu64 "}",
 			g ? "," : "", s->groups[g].name, s->groups[g].queries,
 			s->groups[g].blocked, s->groups[g].allowed,
-			s->groups[g].local);
+			s->groups[g].local, s->groups[g].refused,
+			s->groups[g].rate_limited);
 	fputs("},\"lists\":{", f);
 	for (unsigned l = 0; l < s->n_lists; l++) {
 		const dv_policy_list_sum_t *li = &s->lists[l];

@@ -80,6 +80,7 @@ extern const dv_core_policy_ops_t dv_policy_core_ops;
 typedef struct {
 	const char *name;
 	uint64_t queries, blocked, allowed, local;
+	uint64_t refused, rate_limited; /* allow-from/deny-from, limits */
 } dv_policy_group_sum_t;
 
 typedef struct {
@@ -105,7 +106,8 @@ void dv_policy_sum(const dv_policy_t *p, dv_policy_worker_t *const *w,
 /*
  * Write the policy counters summed over `n` workers as JSON members to go
  * inside the stats object: ,"policy":{"refused_unknown_id":N,"groups":
- * {NAME:{"queries":N,"blocked":N,"allowed":N,"local":N}...},"lists":{NAME:{...,
+ * {NAME:{"queries":N,"blocked":N,"allowed":N,"local":N,"refused":N,
+ * "rate_limited":N}...},"lists":{NAME:{...,
  * "rules":N,"bad_lines":N,"skipped":N}...}} (starting with the comma).
  */
 void dv_policy_stats_json(FILE *f, const dv_policy_t *p,

@@ -8,6 +8,7 @@
 #include "src/core/query.h"
 #include "src/policy/ddr.h"
 #include "src/policy/lists.h"
+#include "src/policy/ratelimit.h"
 #include "src/policy/policy.h"
 #include "src/policy/records.h"
 #include "src/policy/rpz.h"
@@ -22,6 +23,14 @@ typedef struct {
 	uint8_t v4[DV_POLICY_MAX_ACTION][4];
 	uint8_t v6[DV_POLICY_MAX_ACTION][16];
 	uint32_t ttl;
+	/* access control: deny wins; no allow_from: every address */
+	dv_netmask_t allow_from[DV_POLICY_CLIENT_CIDRS];
+	dv_netmask_t deny_from[DV_POLICY_CLIENT_CIDRS];
+	uint8_t n_allow_from, n_deny_from;
+	/* rate limit (ratelimit.h); qps 0: none */
+	uint8_t rate_action; /* dv_rate_action_t */
+	uint8_t rate_v4, rate_v6; /* prefix lengths of a bucket's key */
+	uint32_t rate_qps, rate_burst;
 } group_t;
 
 typedef struct {
@@ -83,6 +92,7 @@ struct dv_policy {
 	char server_names[DV_POLICY_MAX_SERVER_NAMES][256];
 	unsigned n_server_names;
 	bool clients_only;
+	bool rate_limits; /* some group has a rate-limit-qps */
 	list_t lists[DV_POLICY_MAX_LISTS];
 	unsigned n_lists;
 	uint64_t load_ms;
@@ -100,7 +110,19 @@ struct dv_policy {
 enum { INTERNAL_CONFIG, INTERNAL_SPECIAL_USE, INTERNAL_RECORDS };
 
 /* Counters of a group, of a list. */
-enum { GC_QUERIES, GC_BLOCKED, GC_ALLOWED, GC_LOCAL, GC_N };
+enum {
+	GC_QUERIES,
+	GC_BLOCKED,
+	GC_ALLOWED,
+	GC_LOCAL,
+	GC_REFUSED, /* by allow-from / deny-from */
+	GC_RATE_LIMITED,
+	GC_N
+};
+
+/* Buckets of a worker's rate-limit table (ratelimit.h), about 1.5 MiB,
+ * made only when some group has a rate limit. */
+#define RATE_TABLE_ENTRIES 65536
 enum { LC_BLOCKED, LC_ALLOWED, LC_N };
 
 struct dv_policy_worker {
@@ -112,6 +134,7 @@ struct dv_policy_worker {
 	uint64_t group_ctr[DV_POLICY_MAX_GROUPS][GC_N];
 	uint64_t list_ctr[DV_POLICY_MAX_LISTS][LC_N];
 	uint64_t refused_unknown_id;
+	dv_ratelimit_t *rl; /* NULL: no group has a rate limit */
 	/* the decision debug lines: at most LOG_PER_SECOND a second */
 	uint64_t log_second;
 	unsigned log_n, log_dropped;

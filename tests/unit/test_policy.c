@@ -5,7 +5,9 @@
  * core hook on hand-made queries (groups by ID, address and listener;
  * allow beating block; subdomains; each action and its EDE); local
  * records (the table, wildcards and their closest encloser, answers by
- * type, CNAMEs, NODATA, groups kept apart) and internal names.
+ * type, CNAMEs, NODATA, groups kept apart), internal names, and a
+ * group's allow-from / deny-from and rate limit (TC or a drop over UDP,
+ * REFUSED over a stream; by client ID or by prefix) on the query's clock.
  * Documentation addresses only.
  */
 #include <setjmp.h>
@@ -335,10 +337,13 @@ typedef struct {
 	char ede_text[80];
 	uint8_t rdata[16];
 	uint32_t ttl;
+	bool tc, dropped;
 } ans_t;
 
 /* Run one query through the hook; false when it passes. */
 static uint16_t *memo; /* the connection's, for ask() */
+static bool ask_udp;    /* the query came over UDP */
+static uint64_t ask_ms; /* the core's clock when it came */
 
 static bool ask(dv_policy_worker_t *pw, const char *qname, uint16_t qtype,
 		const char *peer, const char *sni, const char *client_id,
@@ -371,6 +376,8 @@ static bool ask(dv_policy_worker_t *pw, const char *qname, uint16_t qtype,
 	q.client_id = client_id;
 	q.listener = listener;
 	q.ident_memo = memo;
+	q.udp = ask_udp;
+	q.start_ms = ask_ms;
 	struct sockaddr_in *in4 = (struct sockaddr_in *)&q.peer;
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&q.peer;
 	if (inet_pton(AF_INET, peer, &in4->sin_addr) == 1) {
@@ -384,6 +391,11 @@ static bool ask(dv_policy_worker_t *pw, const char *qname, uint16_t qtype,
 	int len = dv_policy_core_ops.decide(pw, &q, buf, sizeof(buf), 0);
 	if (len == 0)
 		return false;
+	memset(a, 0, sizeof(*a));
+	if (len == DV_ELIMIT) { /* no answer at all */
+		a->dropped = true;
+		return true;
+	}
 	assert_true(len > 0);
 	dv_wire_resp_t r;
 	assert_int_equal(dv_wire_parse_response(buf, (size_t)len, &r), 0);
@@ -394,6 +406,7 @@ static bool ask(dv_policy_worker_t *pw, const char *qname, uint16_t qtype,
 	a->an = r.ancount;
 	a->ns = r.nscount;
 	a->ede = r.ede_code;
+	a->tc = (r.flags & DV_FLAG_TC) != 0;
 	if (r.ancount) {
 		size_t p = r.question_end + 2;
 		uint16_t rdlen = dv_get16(buf + p + 8);
@@ -523,7 +536,8 @@ static void test_decisions(void **state)
 	assert_non_null(strstr(json, "\"refused_unknown_id\":3"));
 	assert_non_null(strstr(json, "\"default\":{\"queries\":10,"
 				     "\"blocked\":3,\"allowed\":3,"
-				     "\"local\":0}"));
+				     "\"local\":0,\"refused\":0,"
+				     "\"rate_limited\":0}"));
 	assert_non_null(strstr(json, "\"ads\":{\"queries\":"));
 	assert_non_null(strstr(json, "\"bad_lines\":1"));
 	free(json);
@@ -716,6 +730,148 @@ static void test_local_records(void **state)
 	free(cfg);
 }
 
+static void test_access_and_rate_limits(void **state)
+{
+	(void)state;
+	dv_config_t *cfg = calloc(1, sizeof(*cfg));
+	char path[512], err[512];
+	assert_non_null(cfg);
+	dv_config_defaults(cfg);
+	strcpy(dir, "/tmp/dv_policy_XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	write_file("acl.yaml",
+		   "listen: [\"udp://127.0.0.1:5353\"]\n"
+		   "upstream: [\"udp://127.0.0.1:53\"]\n"
+		   "policy: { server-names: [dns.test] }\n"
+		   "groups:\n"
+		   "  default: { deny-from: [192.0.2.66], rate-limit-qps: 2,\n"
+		   "             rate-limit-burst: 3 }\n"
+		   "  lan: { allow-from: [198.51.100.0/25],\n"
+		   "         deny-from: [198.51.100.7] }\n"
+		   "  kids: { rate-limit-qps: 1, rate-limit-action: drop }\n"
+		   "clients:\n"
+		   "  - { id: \"kid-*\", group: kids }\n"
+		   "  - { cidr: 198.51.100.0/24, group: lan }\n",
+		   path);
+	if (dv_config_load(cfg, path, err, sizeof(err)) != 0) {
+		print_error("%s\n", err);
+		fail();
+	}
+	unlink(path);
+	rmdir(dir);
+	dv_policy_t *p = NULL;
+	assert_int_equal(dv_policy_new(cfg, 3, &p, err, sizeof(err)), 0);
+	dv_policy_worker_t *w = dv_policy_worker_new(p);
+	ans_t a;
+	memo = NULL;
+	ask_udp = false;
+	ask_ms = 50000;
+
+	/* deny-from: REFUSED with EDE 18; its neighbour passes */
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "192.0.2.66", NULL, NULL,
+			1, &a));
+	assert_int_equal(a.rcode, DV_RCODE_REFUSED);
+	assert_int_equal(a.ede, DV_EDE_PROHIBITED);
+	assert_string_equal(a.ede_text, "access denied");
+	assert_false(ask(w, "h1.example", DV_TYPE_A, "192.0.2.65", NULL,
+			 NULL, 1, &a));
+	/* allow-from admits its prefix only, and a deny inside it wins */
+	assert_false(ask(w, "h1.example", DV_TYPE_A, "198.51.100.1", NULL,
+			 NULL, 1, &a));
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "198.51.100.200", NULL,
+			NULL, 1, &a));
+	assert_int_equal(a.ede, DV_EDE_PROHIBITED);
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "198.51.100.7", NULL,
+			NULL, 1, &a));
+	assert_int_equal(a.rcode, DV_RCODE_REFUSED);
+
+	/* default: 2 qps, burst 3, per /24.  Over UDP the burst passes,
+	 * then an empty answer with TC, for the whole prefix */
+	ask_udp = true;
+	ask_ms += 10000;
+	for (int i = 0; i < 3; i++)
+		assert_false(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL,
+				 NULL, 1, &a));
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL, NULL,
+			1, &a));
+	assert_true(a.tc);
+	assert_int_equal(a.rcode, DV_RCODE_NOERROR);
+	assert_int_equal(a.an, 0);
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "192.0.2.99", NULL, NULL,
+			1, &a));
+	assert_true(a.tc);
+	assert_false(ask(w, "h1.example", DV_TYPE_A, "192.0.3.1", NULL, NULL,
+			 1, &a));
+	/* the same client over a stream has a bucket of its own, and
+	 * gets REFUSED with EDE 18 past it */
+	ask_udp = false;
+	for (int i = 0; i < 3; i++)
+		assert_false(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL,
+				 NULL, 1, &a));
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL, NULL,
+			1, &a));
+	assert_false(a.tc);
+	assert_int_equal(a.rcode, DV_RCODE_REFUSED);
+	assert_int_equal(a.ede, DV_EDE_PROHIBITED);
+	assert_string_equal(a.ede_text, "rate limited");
+	/* half a second later: one more query at 2 qps */
+	ask_udp = true;
+	ask_ms += 499;
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL, NULL,
+			1, &a));
+	ask_ms += 1;
+	assert_false(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL, NULL,
+			 1, &a));
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL, NULL,
+			1, &a));
+
+	/* an IPv4-mapped peer (a DoH proxy's forwarded client) is its
+	 * IPv4 /24, not one /56 bucket for every IPv4 client */
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "::ffff:192.0.2.77", NULL,
+			NULL, 1, &a));
+	assert_true(a.tc);
+	assert_false(ask(w, "h1.example", DV_TYPE_A, "::ffff:192.0.4.1", NULL,
+			 NULL, 1, &a));
+
+	/* kids: 1 qps by client ID (whatever the address), dropped */
+	assert_false(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL,
+			 "kid-1", 1, &a));
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL, "kid-1",
+			1, &a));
+	assert_true(a.dropped);
+	assert_true(ask(w, "h1.example", DV_TYPE_A, "192.0.2.200",
+			"kid-1.dns.test", NULL, 1, &a));
+	assert_true(a.dropped);
+	assert_false(ask(w, "h1.example", DV_TYPE_A, "192.0.2.1", NULL,
+			 "kid-2", 1, &a));
+
+	dv_policy_sums_t *s = malloc(sizeof(*s));
+	dv_policy_worker_t *ws[] = { w };
+	dv_policy_sum(p, ws, 1, s);
+	const dv_policy_group_sum_t *def = NULL, *lan = NULL, *kids = NULL;
+	for (unsigned g = 0; g < s->n_groups; g++) {
+		if (strcmp(s->groups[g].name, "default") == 0)
+			def = &s->groups[g];
+		else if (strcmp(s->groups[g].name, "lan") == 0)
+			lan = &s->groups[g];
+		else if (strcmp(s->groups[g].name, "kids") == 0)
+			kids = &s->groups[g];
+	}
+	assert_non_null(def);
+	assert_non_null(lan);
+	assert_non_null(kids);
+	assert_int_equal(def->refused, 1);
+	assert_int_equal(lan->refused, 2);
+	assert_int_equal(def->rate_limited, 6);
+	assert_int_equal(kids->rate_limited, 2);
+	assert_int_equal(lan->rate_limited, 0);
+	free(s);
+	ask_udp = false;
+	dv_policy_worker_free(w);
+	dv_policy_free(p);
+	free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -725,6 +881,7 @@ int main(void)
 		cmocka_unit_test(test_lists),
 		cmocka_unit_test(test_decisions),
 		cmocka_unit_test(test_local_records),
+		cmocka_unit_test(test_access_and_rate_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -121,10 +121,10 @@ class ProxyProtocol(h.IntegrationTest):
         super().tearDown()
         subprocess.run(["rm", "-rf", self.tmp])
 
-    def start_dv(self, name, admin=False, limits=None):
+    def start_dv(self, name, admin=False, limits=None, plain=()):
         """dnsveil with a plain dns:// listener (readiness, direct clients)
         and tcp, tls and https listeners with ?proxy-protocol."""
-        ports = {s: h.free_port() for s in ("tcp", "tls", "https")}
+        ports = {s: h.free_port() for s in ("tcp", "tls", "https", "http")}
         qfile = os.path.join(self.tmp, name + ".queries.log")
         cfg = h.dot_config(limits=limits)
         cfg["log"] = {"format": "json", "queries": "all", "query-file": qfile}
@@ -135,7 +135,8 @@ class ProxyProtocol(h.IntegrationTest):
         listen = ["dns",
                   "tcp://127.0.0.1:%d?proxy-protocol" % ports["tcp"],
                   "tls://127.0.0.1:%d?proxy-protocol" % ports["tls"],
-                  "https://127.0.0.1:%d/dns-query?proxy-protocol" % ports["https"]]
+                  "https://127.0.0.1:%d/dns-query?proxy-protocol" % ports["https"],
+                  "http://127.0.0.1:%d/dns-query?proxy-protocol" % ports["http"]] + list(plain)
         dv = h.Dnsveil(listen=listen, upstream=[self.ub], config=cfg, workers=1,
                        extra_yaml=extra, name=name)
         self._dnsveils.append(dv)
@@ -219,13 +220,15 @@ class ProxyProtocol(h.IntegrationTest):
 
     def closed_fast(self, sock, limit=2.0):
         waited, how, _ = h.wait_closed(sock, h.scaled(limit))
+        sock.close()
         self.assertNotEqual(how, "timeout", "still open after %.1f s" % waited)
         return waited
 
     def test_refused_and_bad_headers(self):
         """Headers from elsewhere, no header, v1 text, truncated, late:
         closed and counted; a header on a plain listener is refused."""
-        dv = self.start_dv("ppbad", admin=True, limits={"tls-handshake-timeout-ms": 1000})
+        dv = self.start_dv("ppbad", admin=True, limits={"tls-handshake-timeout-ms": 1000},
+                           plain=("tls", "http"))
         port = dv.pp["tcp"]
         q = h.make_query("h1.example.test", "A").to_wire()
         framed = struct.pack("!H", len(q)) + q
@@ -280,12 +283,28 @@ class ProxyProtocol(h.IntegrationTest):
         self.assertEqual(dns.message.from_wire(h.recv_msg(s)).rcode(), dns.rcode.NOERROR)
         s.close()
         self.assertEqual(self.qlog(dv, 2)[-1]["client"], "127.0.0.1")
+        # DoH over plain HTTP/1.1 behind a header by hand
+        s = h.tcp_connect(dv.pp["http"])
+        s.sendall(proxy_v2("198.51.100.9", 5000) +
+                  b"GET /dns-query?dns=%s HTTP/1.1\r\nHost: dns.test\r\nConnection: close\r\n\r\n"
+                  % b64url(h.make_query("h6.example.test", "A").to_wire()).encode())
+        _, how, data = h.wait_closed(s, h.scaled(5))
+        s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:200])
+        rec = self.qlog(dv, 3)[-1]
+        self.assertEqual((rec["client"], rec["transport"], rec["name"]),
+                         ("198.51.100.9", "http", "h6.example.test."))
 
         # a PROXY header on the plain listener: refused, not held until
         # limits.tcp-read-timeout-ms
         s = h.tcp_connect(dv.port)
         s.sendall(proxy_v2("192.0.2.1", 4000) + framed)
         self.closed_fast(s)
+        # and on plain TLS and HTTP listeners: a failed handshake, a 400
+        for port in (dv.tls_port, dv.http_port):
+            s = h.tcp_connect(port)
+            s.sendall(proxy_v2("192.0.2.1", 4000) + framed)
+            self.closed_fast(s)
         self.assertTrue(dv.alive())
 
 

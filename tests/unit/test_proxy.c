@@ -28,7 +28,8 @@ static size_t make(uint8_t *out, uint8_t vc, uint8_t fam, const uint8_t *body,
 	out[13] = fam;
 	out[14] = (uint8_t)(blen >> 8);
 	out[15] = (uint8_t)blen;
-	memcpy(out + 16, body, blen);
+	if (blen)
+		memcpy(out + 16, body, blen);
 	return 16 + blen;
 }
 

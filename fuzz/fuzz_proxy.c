@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	dv_proxy_hdr_t p;
 	if (dv_proxy_v2_parse(data, have, &p) == 0 && !p.local) {
-		CHECK(p.src.ss_family == AF_INET || p.src.ss_family == AF_INET6);
+		CHECK(p.src.ss_family == AF_INET ||
+		      p.src.ss_family == AF_INET6);
 		CHECK(p.src_len > 0);
 	}
 	return 0;

@@ -37,8 +37,9 @@ static void test_inet(void **state)
 {
 	(void)state;
 	/* 192.0.2.7:40000 -> 198.51.100.1:853, then an ALPN TLV "h2" */
-	const uint8_t body[] = { 192, 0, 2, 7, 198, 51, 100, 1, 0x9c, 0x40,
-				 0x03, 0x55, 0x01, 0x00, 0x02, 'h', '2' };
+	const uint8_t body[] = { 192,  0,    2,	   7,	 198,  51,
+				 100,  1,    0x9c, 0x40, 0x03, 0x55,
+				 0x01, 0x00, 0x02, 'h',	 '2' };
 	uint8_t h[64];
 	size_t n = make(h, 0x21, 0x11, body, sizeof(body));
 	assert_int_equal(dv_proxy_v2_need(h, 5), DV_PROXY_V2_PREFIX);
@@ -113,8 +114,8 @@ static void test_refused(void **state)
 	n = make(h, 0x21, 0x21, (const uint8_t[12]){ 0 }, 12);
 	assert_int_equal(dv_proxy_v2_parse(h, n, &p), DV_EMALFORMED);
 	/* a TLV running past the end, a stray byte after the last one */
-	const uint8_t tlv_long[] = { 1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 0, 2,
-				     0x01, 0x00, 0x05, 'h' };
+	const uint8_t tlv_long[] = { 1, 2, 3, 4, 5,    6,    7,	   8,
+				     0, 1, 0, 2, 0x01, 0x00, 0x05, 'h' };
 	n = make(h, 0x21, 0x11, tlv_long, sizeof(tlv_long));
 	assert_int_equal(dv_proxy_v2_parse(h, n, &p), DV_EMALFORMED);
 	const uint8_t tlv_stray[] = { 1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 0, 2, 0x04 };

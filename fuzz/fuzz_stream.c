@@ -69,6 +69,7 @@
 #include "transports/stream.c"
 #include "transports/stream_dns.c"
 #include "transports/stream_listen.c"
+#include "transports/stream_proxy.c"
 
 #include <arpa/inet.h>
 #include <dirent.h>

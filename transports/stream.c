@@ -581,7 +581,7 @@ static void timer_arm(conn_t *c)
 {
 	const dv_config_t *cfg = W(c)->cfg;
 	uint64_t now = dv_now_ms(), due;
-	if (c->pub.state == SC_HANDSHAKE)
+	if (c->pub.state == SC_HANDSHAKE || c->pub.state == SC_PROXY)
 		due = c->accepted_ms + cfg->tls_handshake_timeout_ms;
 	else if (c->msg_start_ms)
 		due = c->msg_start_ms + cfg->tcp_read_timeout_ms;
@@ -613,9 +613,12 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		conn_maybe_free(c);
 		return;
 	}
-	if (c->pub.state == SC_HANDSHAKE) {
+	if (c->pub.state == SC_HANDSHAKE || c->pub.state == SC_PROXY) {
 		if (now >= c->accepted_ms + cfg->tls_handshake_timeout_ms) {
-			DV_STAT_INC(&W(c)->stats, tls_failed);
+			if (c->pub.state == SC_PROXY)
+				DV_STAT_INC(&W(c)->stats, proxy_header_errors);
+			else
+				DV_STAT_INC(&W(c)->stats, tls_failed);
 			conn_abort(c, "handshake timeout");
 			conn_maybe_free(c);
 			return;
@@ -790,6 +793,39 @@ void dv_stream_again_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 }
 
+/* SC_PROXY: read the header; once it is whole, the client it names is the
+ * peer, and the connection goes on as if just accepted from it (the
+ * transport's open, e.g. the per-address TLS handshake cap, sees that
+ * client).  True when the connection is open and may read. */
+static bool proxy_header(conn_t *c)
+{
+	const dv_stream_io_t *sio = c->pub.l->io;
+	const char *why = NULL;
+	int ret = dv_stream_proxy_read(c, &why);
+	if (ret == 0)
+		return false;
+	if (ret < 0) {
+		DV_STAT_INC(&W(c)->stats, proxy_header_errors);
+		conn_abort(c, why);
+		return false;
+	}
+	if (sio->open && sio->open(c->pub.l, &c->pub) < 0) {
+		DV_STAT_INC(&W(c)->stats, tcp_refused);
+		conn_abort(c, "refused by the transport");
+		return false;
+	}
+	if (sio->handshake) {
+		c->pub.state = SC_HANDSHAKE;
+		return do_handshake(c); /* the ClientHello may be here */
+	}
+	c->pub.state = SC_OPEN;
+	c->reading = true;
+	if (!app_open(c))
+		return false;
+	timer_arm(c);
+	return true;
+}
+
 static void read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	conn_t *c = io->data;
@@ -800,7 +836,8 @@ static void read_cb(struct ev_loop *loop, ev_io *io, int revents)
 		conn_maybe_free(c);
 		return;
 	}
-	if (c->pub.state == SC_HANDSHAKE && !do_handshake(c)) {
+	if ((c->pub.state == SC_PROXY && !proxy_header(c)) ||
+	    (c->pub.state == SC_HANDSHAKE && !do_handshake(c))) {
 		c->busy--;
 		conn_maybe_free(c);
 		return;
@@ -845,13 +882,23 @@ void dv_stream_conn_start(listener_t *l, int fd,
 	c->pub.fd = fd;
 	c->pub.peer = *peer;
 	c->pub.peer_len = plen;
-	if (sio->open && sio->open(&l->pub, &c->pub) < 0) {
+	if (l->proxy && !dv_stream_proxy_allowed(w->cfg, peer)) {
+		DV_STAT_INC(&w->stats, proxy_refused);
+		dv_log_debug("stream connection refused: not from "
+			     "proxy-protocol.from");
+		close(fd);
+		free(c);
+		return;
+	}
+	if (!l->proxy && sio->open && sio->open(&l->pub, &c->pub) < 0) {
 		DV_STAT_INC(&w->stats, tcp_refused);
 		close(fd);
 		free(c);
 		return;
 	}
-	c->pub.state = sio->handshake ? SC_HANDSHAKE : SC_OPEN;
+	c->pub.state = l->proxy	       ? SC_PROXY
+		       : sio->handshake ? SC_HANDSHAKE
+					: SC_OPEN;
 	c->accepted_ms = c->last_ms = dv_now_ms();
 	list_push_front(l, c);
 	l->n_conns++;
@@ -889,7 +936,7 @@ void dv_stream_conn_evict(conn_t *c)
 
 void dv_stream_conn_drain(conn_t *c)
 {
-	if (c->pub.state == SC_HANDSHAKE)
+	if (c->pub.state == SC_HANDSHAKE || c->pub.state == SC_PROXY)
 		conn_close(c);
 	const dv_stream_app_t *app = APP(c);
 	/* busy: answers given synchronously below must not free the

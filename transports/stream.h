@@ -110,7 +110,15 @@ typedef struct {
  * the client may still be sending; our side is shut down and its bytes are
  * read and dropped for a moment so that closing does not reset the
  * connection before the client has read that response. */
-typedef enum { SC_HANDSHAKE, SC_OPEN, SC_LINGER, SC_CLOSED } dv_stream_state_t;
+/* SC_PROXY: a ?proxy-protocol listener's connection whose PROXY v2 header
+ * has not been read yet (no I/O layer, no application). */
+typedef enum {
+	SC_PROXY,
+	SC_HANDSHAKE,
+	SC_OPEN,
+	SC_LINGER,
+	SC_CLOSED
+} dv_stream_state_t;
 
 struct dv_stream_conn {
 	dv_stream_listener_t *l;

@@ -55,6 +55,7 @@ struct listener {
 	ev_timer accept_timer;
 	unsigned backoff_ms;
 	uint64_t accept_logged_ms;
+	bool proxy; /* ?proxy-protocol: connections start in SC_PROXY */
 };
 
 /* Set up a connection for `fd`, accepted from `peer` (the listener has
@@ -72,5 +73,17 @@ void dv_stream_conn_evict(conn_t *c);
 void dv_stream_conn_drain(conn_t *c);
 /* The listener closes: every query has been answered; free `c`. */
 void dv_stream_conn_destroy(conn_t *c);
+/*
+ * transports/stream_proxy.c: read the PROXY v2 header of `c` (SC_PROXY)
+ * from the socket, never a byte past it.  0 while more bytes are needed,
+ * 1 when it is read (c->pub.peer is the client it names, or still the
+ * socket's peer for LOCAL), or a negative error (garbage, too long, EOF
+ * inside it, a read error) with *why set for the log.
+ */
+int dv_stream_proxy_read(conn_t *c, const char **why);
+/* Whether `peer` may send PROXY headers (proxy-protocol.from). */
+bool dv_stream_proxy_allowed(const dv_config_t *cfg,
+			     const struct sockaddr_storage *peer);
+
 /* The listener's `again` timer: run the connections with buffered work. */
 void dv_stream_again_cb(struct ev_loop *loop, ev_timer *t, int revents);

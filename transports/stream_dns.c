@@ -15,7 +15,10 @@
  *
  * A zero-length message breaks DoT framing (no DNS message is empty): the
  * connection is closed.  Over plain TCP it goes to the core, which drops
- * it as it drops any message too short to be DNS.
+ * it as it drops any message too short to be DNS.  Neither is a PROXY
+ * protocol header (a load balancer configured for it in front of a listener
+ * without ?proxy-protocol): closed at once rather than read as a 3338-byte
+ * message that never completes.
  */
 #include <string.h>
 
@@ -23,6 +26,7 @@
 #include "src/core/wire.h"
 #include "src/daemon/worker.h"
 #include "src/proto/dns_framer.h"
+#include "src/proto/proxy.h"
 #include "transports/stream.h"
 
 /* The framing rules are the connection's application state (set at
@@ -88,6 +92,14 @@ static ssize_t dns_input(dv_stream_conn_t *c, const uint8_t *data,
 	dv_dns_msg_t m;
 	while (dv_stream_under(c, cfg->tcp_max_inflight,
 			       cfg->tcp_max_output_bytes)) {
+		if (dv_proxy_v2_is_signature(data + off, len - off)) {
+			/* a load balancer's PROXY header on a listener without
+			 * ?proxy-protocol: its length prefix would make us
+			 * wait for 3338 bytes until the read timeout */
+			dv_stream_abort(c, "PROXY header on a listener "
+					   "without ?proxy-protocol");
+			return 0;
+		}
 		int r = dv_dns_framer_next(f, data, len, &off, &m);
 		if (r == 0)
 			break;

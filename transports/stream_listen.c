@@ -156,6 +156,7 @@ int dv_stream_listen(dv_worker_t *w, const dv_url_t *url,
 	l->pub.io = io;
 	l->pub.io_ctx = io_ctx;
 	l->pub.listener = dv_worker_listener(w, url);
+	l->proxy = url->proxy_protocol;
 	l->fd = fd;
 	ev_io_init(&l->io, accept_cb, fd, EV_READ);
 	l->io.data = l;

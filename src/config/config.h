@@ -29,6 +29,9 @@ typedef struct {
 	char path[DV_URL_PATH_MAX]; /* https/http: "/dns-query"; else "" */
 	char name[DV_URL_NAME_MAX]; /* "#NAME" for tls/https/quic upstreams */
 	char text[512];             /* the URL as given, for logs */
+	/* "?proxy-protocol" (tcp/tls/http/https listeners): every connection
+	 * starts with a PROXY v2 header from a `proxy-protocol.from` peer */
+	bool proxy_protocol;
 } dv_url_t;
 
 typedef enum { DV_URL_LISTEN, DV_URL_UPSTREAM } dv_url_role_t;
@@ -49,6 +52,7 @@ void dv_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 #define DV_MAX_URLS 32
 #define DV_DOH_MAX_PATHS 16            /* doh.paths */
 #define DV_DOH_MAX_TRUSTED_PROXIES 32  /* doh.trusted-proxies */
+#define DV_PROXY_MAX_FROM 32 /* proxy-protocol.from */
 #define DV_MAX_HANDSHAKE_EXEMPT 32     /* limits.handshake-exempt */
 #define DV_ADMIN_MAX_LISTEN 4          /* admin.listen */
 #define DV_ADMIN_MAX_ALLOW 32          /* admin.allow */
@@ -259,6 +263,10 @@ typedef struct {
 	 * (no duplicates) */
 	dv_netmask_t doh_trusted_proxies[DV_DOH_MAX_TRUSTED_PROXIES];
 	unsigned n_doh_trusted_proxies;
+	/* peers allowed to send a PROXY v2 header on ?proxy-protocol
+	 * listeners (no duplicates) */
+	dv_netmask_t proxy_from[DV_PROXY_MAX_FROM];
+	unsigned n_proxy_from;
 	unsigned doh_max_streams;      /* HTTP/2 concurrent streams, HTTP/1.1
 					  pipelined requests, per connection */
 	unsigned doh_max_header_bytes; /* request target + headers; more: 431 */

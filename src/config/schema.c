@@ -478,6 +478,11 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     n_doh_trusted_proxies, netmasks,
 	     "proxies (IP addresses or prefixes) whose X-Forwarded-For / "
 	     "Forwarded header names the client"),
+	LIST("proxy-protocol", "from", proxy_from, dv_netmask_t, n_proxy_from,
+	     netmasks,
+	     "load balancers (IP addresses or prefixes) that may send a "
+	     "PROXY v2 header on a ?proxy-protocol listener; others are "
+	     "closed"),
 	UINT("doh", "max-streams", doh_max_streams, 1, 1000, "100",
 	     "HTTP/2 concurrent streams and pipelined HTTP/1.1 requests "
 	     "per connection"),

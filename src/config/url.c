@@ -72,6 +72,29 @@ void dv_addr_format(const struct sockaddr *sa, char *buf, size_t len)
 /* ------------------------------------------------------------------ */
 /* URLs                                                                */
 
+/* A listener's option after '?' (cut off `rest`): "proxy-protocol", on
+ * the schemes that carry a byte stream from a load balancer. */
+static int parse_url_option(char *rest, dv_url_role_t role, dv_url_t *u,
+			    char *err, size_t err_len)
+{
+	char *opt = strchr(rest, '?');
+
+	/* anything else is left to the path's check ('?' is not allowed) */
+	if (opt == NULL || strcmp(opt + 1, "proxy-protocol") != 0)
+		return 0;
+	*opt = '\0';
+	if (role != DV_URL_LISTEN ||
+	    (u->scheme != DV_SCHEME_TCP && u->scheme != DV_SCHEME_TLS &&
+	     u->scheme != DV_SCHEME_HTTP && u->scheme != DV_SCHEME_HTTPS)) {
+		dv_cfg_errf(err, err_len,
+			    "?proxy-protocol is only for tcp://, tls://, "
+			    "http:// and https:// listeners");
+		return DV_ECONFIG;
+	}
+	u->proxy_protocol = true;
+	return 0;
+}
+
 /* A TLS name as written after '#': host-name characters only. */
 static bool valid_tls_name(const char *s)
 {
@@ -168,6 +191,8 @@ int dv_url_parse(const char *text, dv_url_role_t role, dv_url_t *url,
 	/* Split a private copy of "ADDRESS:PORT[/PATH][#NAME]". */
 	memcpy(buf, sep + 3, strlen(sep + 3) + 1);
 	rest = buf;
+	if (parse_url_option(rest, role, &u, err, err_len) < 0)
+		return DV_ECONFIG;
 	name = strchr(rest, '#');
 	if (name != NULL)
 		*name++ = '\0';

@@ -239,6 +239,17 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
 			    file);
 		return DV_ECONFIG;
 	}
+	for (unsigned i = 0; i < cfg->n_listen; i++) {
+		/* such a listener would close every connection */
+		if (cfg->listen[i].proxy_protocol && cfg->n_proxy_from == 0) {
+			dv_cfg_errf(err, err_len,
+				    "%s: proxy-protocol.from: empty, so '%s' "
+				    "would refuse every connection: name the "
+				    "load balancers",
+				    file, cfg->listen[i].text);
+			return DV_ECONFIG;
+		}
+	}
 	if (cfg->cache_min_ttl > cfg->cache_max_ttl) {
 		dv_cfg_errf(err, err_len,
 			    "%s: cache.min-ttl: %u is greater than "

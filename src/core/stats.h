@@ -61,6 +61,12 @@
 	  "idle client TCP connections closed to make room for new ones")    \
 	X(tcp_accept_paused,                                                 \
 	  "times accepting paused: no file descriptor (EMFILE/ENFILE)")      \
+	X(proxy_header_errors,                                               \
+	  "?proxy-protocol connections closed: PROXY header bad, truncated, "  \
+	  "too long or late")                                                \
+	X(proxy_refused,                                                     \
+	  "?proxy-protocol connections refused: peer not in "                 \
+	  "proxy-protocol.from")                                             \
 	X(tls_handshakes, "TLS handshakes completed")                        \
 	X(tls_resumed, "TLS handshakes that resumed a session")              \
 	X(tls_failed, "TLS handshakes that failed or timed out")             \

@@ -1132,6 +1132,48 @@ static const url_bad_t url_bad[] = {
 	{ "udp://1.2.3.4:53 ", DV_URL_LISTEN, "invalid port '53 '" },
 };
 
+/* ?proxy-protocol: a flag of tcp/tls/http/https listeners, cut from the
+ * path; anywhere else an error. */
+static void test_url_proxy_protocol(void **state)
+{
+	static const char *const good[] = {
+		"tcp://127.0.0.1:53?proxy-protocol",
+		"tls://[::1]:853?proxy-protocol",
+		"https://127.0.0.1:443/dns-query?proxy-protocol",
+		"http://127.0.0.1:80/dns-query?proxy-protocol",
+	};
+	static const char *const bad[] = {
+		"udp://127.0.0.1:53?proxy-protocol",
+		"dns://127.0.0.1:53?proxy-protocol",
+		"quic://127.0.0.1:853?proxy-protocol",
+	};
+	char err[256];
+	dv_url_t u;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+		memset(&u, 0xa5, sizeof(u));
+		assert_int_equal(dv_url_parse(good[i], DV_URL_LISTEN, &u, err,
+					      sizeof(err)),
+				 0);
+		assert_true(u.proxy_protocol);
+		assert_null(strchr(u.path, '?'));
+	}
+	assert_int_equal(dv_url_parse("tls://127.0.0.1:853", DV_URL_LISTEN,
+				      &u, err, sizeof(err)),
+			 0);
+	assert_false(u.proxy_protocol);
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		assert_int_equal(dv_url_parse(bad[i], DV_URL_LISTEN, &u, err,
+					      sizeof(err)),
+				 DV_ECONFIG);
+		assert_non_null(strstr(err, "?proxy-protocol is only for"));
+	}
+	assert_int_equal(dv_url_parse("tcp://127.0.0.1:53?proxy-protocol",
+				      DV_URL_UPSTREAM, &u, err, sizeof(err)),
+			 DV_ECONFIG);
+}
+
 static void test_url_good(void **state)
 {
 	char err[256];
@@ -2065,6 +2107,7 @@ int main(void)
 		cmocka_unit_test(test_load_buffer),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_url_good),
+		cmocka_unit_test(test_url_proxy_protocol),
 		cmocka_unit_test(test_url_port_byte_order),
 		cmocka_unit_test(test_url_bad),
 		cmocka_unit_test(test_url_lengths),

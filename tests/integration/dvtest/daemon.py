@@ -395,7 +395,8 @@ class Dnsveil:
         out = []
         for u in self.listen:
             m = re.match(r"([a-z0-9]+)://127\.0\.0\.1:(\d+)(/\S*)?$", u)
-            if m:
+            # a ?proxy-protocol listener serves only behind a load balancer
+            if m and not u.endswith("?proxy-protocol"):
                 out.append((m.group(1), int(m.group(2)), m.group(3) or PATH))
         return out
 

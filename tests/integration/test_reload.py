@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+"""Configuration reload: SIGHUP and POST /reload on the admin listener.
+
+dnsveil listens on dns://, tls:// and quic:// with a copy of the dev
+certificate, and on an admin listener; the tests rewrite its configuration
+file and reload it:
+
+- POST /reload (curl) answers 200 once the reload is done and counts it in
+  dnsveil_reload_successes_total; a file with an error is refused with
+  `FILE:LINE: KEY: reason` (500 with the same text, and in the log),
+  counted in dnsveil_reload_failures_total, and changes nothing: the log
+  level stays, DoT and DoQ keep serving the same certificate;
+- log-level: debug applied by SIGHUP shows at once (the DoT handshake line
+  that only debug writes); a changed cache: section is named as taking
+  effect on restart;
+- a new certificate and key on disk, then SIGHUP: new DoQ connections
+  (dnsveil-doq: Debian 12's kdig is built without QUIC) verify with the
+  new CA and no longer with the old one, as DoT does (test_dot.DotReload);
+  a key that does not match is refused for every listener and counted.
+"""
+
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
+
+h.ensure_dev_certs()
+
+WWW = "www.example.test"
+WWW_ADDR = "192.0.2.1"
+
+
+def metric(text, name):
+    m = re.search(r"(?m)^%s (\S+)$" % re.escape(name), text)
+    return float(m.group(1)) if m else None
+
+
+class Reload(h.IntegrationTest):
+
+    def setUp(self):
+        h.IntegrationTest.setUp(self)
+        self.pki = tempfile.mkdtemp(prefix="dv-reload-pki-")
+        self.addCleanup(lambda: None if self._failure_count() > self._failures_at_start
+                        else shutil.rmtree(self.pki, ignore_errors=True))
+        self.cert = os.path.join(self.pki, "cert.pem")
+        self.key = os.path.join(self.pki, "key.pem")
+        shutil.copy(h.CERT, self.cert)
+        shutil.copy(h.KEY, self.key)
+        self.ub = self.start_unbound(log_queries=False)
+        self.admin = h.free_port()
+        self.dv = self.start_dnsveil(
+            upstream=[self.ub], listen=["dns", "tls", "quic"],
+            config=h.dot_config(cert=self.cert, key=self.key),
+            extra_yaml="admin:\n  listen: [\"http://127.0.0.1:%d\"]\n" % self.admin)
+        with open(self.dv.conf_path) as f:
+            self.base = f.read()
+
+    # ---- helpers
+
+    def write_config(self, text):
+        tmp = self.dv.conf_path + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, self.dv.conf_path)
+
+    def replace_file(self, path, data):
+        tmp = path + ".new"
+        with open(tmp, "w") as f:
+            f.write(data)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)
+
+    def post_reload(self):
+        r = h.curl("-X", "POST", "http://127.0.0.1:%d/reload" % self.admin,
+                   timeout=h.scaled(40))
+        log("POST /reload: %s %r" % (r.status, r.body))
+        return r
+
+    def metrics(self):
+        r = h.curl("http://127.0.0.1:%d/metrics" % self.admin)
+        self.assertEqual(r.status, 200, r)
+        return r.body.decode()
+
+    def counts(self):
+        t = self.metrics()
+        return (metric(t, "dnsveil_reload_successes_total"),
+                metric(t, "dnsveil_reload_failures_total"),
+                metric(t, "dnsveil_reload_last_success_timestamp_seconds"))
+
+    def hup(self, pattern):
+        off = len(self.dv.stderr_text())
+        self.dv.proc.send_signal(signal.SIGHUP)
+        self.dv.wait_log(pattern, start=off)
+        logged = self.dv.stderr_text()[off:]
+        log("after SIGHUP, dnsveil logged:\n" + logged.strip())
+        return logged
+
+    def doq(self, ca):
+        return self.dv.doq("--name", h.AUTH_NAME, "--ca", ca, trust=False)
+
+    def assert_serves(self, ca, why):
+        r = h.kdig_tls(self.dv.tls_port, [(WWW, "A")], ca=ca)
+        self.assertEqual(h.kdig_answers(r), [(WWW + ".", [WWW_ADDR])],
+                         "DoT with %s %s: %r" % (ca, why, r))
+        d = self.doq(ca)
+        self.assertEqual((d.rc, len(d.answers)), (0, 1), "dnsveil-doq %s: %r" % (why, d))
+
+    # ---- tests
+
+    def test_post_reload_log_level_and_refusal(self):
+        ok0, fail0, ts0 = self.counts()
+        self.assertEqual((ok0, fail0), (0, 0))
+        self.assertGreater(ts0, 0, "the start is the first successful load")
+
+        r = self.post_reload()
+        self.assertEqual((r.status, r.body), (200, b"reloaded\n"), r)
+        self.assertEqual(self.counts()[:2], (1, 0))
+        log("ok: POST /reload answered 200 once reloaded, counted")
+
+        # log-level debug (and a cache cap): debug lines appear at once
+        self.assertNotRegex(self.dv.stderr_text(), r"tls: worker \d+: connection from",
+                            "no DoT handshake line before debug")
+        self.assertIn("max-ttl: 86400", self.base)
+        text = self.base.replace("max-ttl: 86400", "max-ttl: 300") + "log-level: debug\n"
+        self.write_config(text)
+        logged = self.hup(r"SIGHUP: configuration (checked and reloaded|refused)")
+        self.assertRegex(logged, r"reloaded: \S+dnsveil.yaml \(log-level debug\)")
+        self.assertRegex(logged, r"takes effect on restart: cache\b")
+        off = len(self.dv.stderr_text())
+        r = h.kdig_tls(self.dv.tls_port, [(WWW, "A")])
+        self.assertEqual(h.kdig_answers(r), [(WWW + ".", [WWW_ADDR])], repr(r))
+        self.dv.wait_log(r"tls: worker \d+: connection from 127\.0\.0\.1:\d+: sni dns\.test",
+                         start=off)
+        self.assertEqual(self.counts()[:2], (2, 0))
+        log("ok: log-level debug applied by SIGHUP (the DoT handshake line), cache named as "
+            "taking effect on restart")
+
+        # an error in the file: refused whole, nothing changes
+        bad = text.replace("log-level: debug", "log-level: info").replace(
+            "tcp-max-inflight: 128", "tcp-max-inflight: nonsense")
+        self.assertNotEqual(bad, text)
+        self.write_config(bad)
+        r = self.post_reload()
+        body = r.body.decode()
+        self.assertEqual(r.status, 500, r)
+        self.assertRegex(body, r"configuration refused, the running one stays: "
+                         r"\S+dnsveil\.yaml:\d+: limits\.tcp-max-inflight: ")
+        self.assertRegex(self.dv.stderr_text(),
+                         r"SIGHUP: configuration refused, the running one stays in force: "
+                         r"\S+dnsveil\.yaml:\d+: limits\.tcp-max-inflight: ")
+        self.assertEqual(self.counts()[:2], (2, 1))
+        off = len(self.dv.stderr_text())
+        r = h.kdig_tls(self.dv.tls_port, [(WWW, "A")])
+        self.assertEqual(h.kdig_answers(r), [(WWW + ".", [WWW_ADDR])], repr(r))
+        self.dv.wait_log(r"tls: worker \d+: connection from", start=off)
+        log("ok: a file with an error is refused (500, FILE:LINE: KEY: reason), counted, "
+            "and the debug level stays")
+
+        # a garbage key: refused before anything is applied
+        self.write_config(text)
+        self.replace_file(self.key, "this is not a PEM private key\n")
+        logged = self.hup(r"SIGHUP: configuration (checked and reloaded|refused)")
+        self.assertRegex(logged, r"configuration refused, the running one stays in force: "
+                         r"\S+dnsveil\.yaml: tls\.cert, tls\.key: TLS reload refused")
+        self.assertEqual(self.counts()[:2], (2, 2))
+        self.assert_serves(h.CA, "after a refused key")
+        log("ok: a garbage key is refused and counted; DoT and DoQ keep the certificate")
+
+    def test_doq_certificate_reload(self):
+        self.assert_serves(h.CA, "before the reload")
+        ca2 = h.make_ca(self.pki, "ca2", "dnsveil second test CA")
+        chain2, key2 = h.make_leaf(self.pki, "leaf2", "ca2")
+        self.replace_file(self.cert, h.read_text(chain2))
+        self.replace_file(self.key, h.read_text(key2))
+        logged = self.hup(r"TLS certificate .* reloaded|configuration refused")
+        self.assertRegex(logged, r"TLS certificate \S+ reloaded for DoT DoQ")
+        self.assert_serves(ca2, "after the reload")
+        d = self.doq(h.CA)
+        self.assertNotEqual(d.rc, 0, "dnsveil-doq with the first CA: %r" % d)
+        log("ok: after SIGHUP new DoQ connections get the second certificate, and the first "
+            "CA no longer verifies them")
+
+        # the key of the first certificate with the second: refused for all
+        self.replace_file(self.key, h.read_text(h.KEY))
+        logged = self.hup(r"TLS certificate .* reloaded|configuration refused")
+        self.assertRegex(logged, r"TLS reload refused")
+        self.assertEqual(self.counts()[:2], (1, 1))
+        self.assert_serves(ca2, "after a mismatched key")
+        log("ok: a mismatched key is refused; DoT and DoQ keep the second certificate")
+
+
+if __name__ == "__main__":
+    h.main()

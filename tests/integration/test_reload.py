@@ -25,6 +25,8 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
+import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -194,6 +196,61 @@ class Reload(h.IntegrationTest):
         self.assertEqual(self.counts()[:2], (1, 1))
         self.assert_serves(ca2, "after a mismatched key")
         log("ok: a mismatched key is refused; DoT and DoQ keep the second certificate")
+
+    def test_zero_lost_under_load(self):
+        """dnsperf over UDP and DoT while SIGHUP comes every 0.25 s and the
+        certificate and key on disk change between two valid pairs: not one
+        query lost or failed."""
+        qfile = os.path.join(self.dv.dir, "queries.txt")
+        with open(qfile, "w") as f:
+            for i in range(h.NUM_HOSTS):
+                f.write("h%d.example.test A\n" % i)
+        ca2 = h.make_ca(self.pki, "ca2", "dnsveil second test CA")
+        chain2, key2 = h.make_leaf(self.pki, "leaf2", "ca2")
+        pairs = [(h.read_text(chain2), h.read_text(key2)),
+                 (h.read_text(h.CERT), h.read_text(h.KEY))]
+        results = {}
+
+        def run(name, port, *opts):
+            results[name] = h.dnsperf(port, qfile, *opts)
+
+        runs = [threading.Thread(target=run, args=("UDP", self.dv.port, "-c", "4", "-l", "6",
+                                                   "-Q", "1500", "-t", "5")),
+                threading.Thread(target=run, args=("DoT", self.dv.tls_port, "-m", "dot",
+                                                   "-c", "4", "-l", "6", "-Q", "500",
+                                                   "-t", "5"))]
+        for t in runs:
+            t.start()
+        hups = 0
+        deadline = time.monotonic() + 5
+        while hups < 20 and time.monotonic() < deadline:
+            cert, key = pairs[hups % 2]
+            self.replace_file(self.cert, cert)
+            self.replace_file(self.key, key)
+            self.dv.proc.send_signal(signal.SIGHUP)
+            hups += 1
+            # the next pair goes on disk only once this reload has read
+            # the files (a half-written pair would rightly be refused)
+            h.wait_for(lambda: sum(self.counts()[:2]) >= hups, h.scaled(5),
+                       what="reload %d counted" % hups)
+            time.sleep(0.2)  # the pace of the reloads over the run
+        for t in runs:
+            t.join(h.scaled(60))
+        ok, failed, _ = self.counts()
+        log("%d SIGHUPs sent; reloads counted: %d applied, %d refused" % (hups, ok, failed))
+        self.assertEqual(failed, 0, "every reload had a valid pair")
+        self.assertGreater(ok, 0)
+        for name in ("UDP", "DoT"):
+            res, out = results[name]
+            log("%s: sent %s, completed %s, lost %s, %s qps" % (
+                name, res.get("sent"), res.get("completed"), res.get("lost"), res.get("qps")))
+            self.assertEqual(res["rc"], 0, "%s: dnsperf exited %s:\n%s" % (name, res["rc"], out))
+            self.assertGreater(res.get("completed", 0), 0, out)
+            self.assertEqual(res.get("lost"), 0, "%s: queries lost during reloads:\n%s"
+                             % (name, out))
+            self.assertEqual(res.get("noerror", 0), res["completed"],
+                             "%s: not every answer NOERROR:\n%s" % (name, out))
+        log("ok: dnsperf UDP and DoT lost nothing while %d reloads ran" % hups)
 
 
 if __name__ == "__main__":

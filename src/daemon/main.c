@@ -32,6 +32,7 @@
 #include "src/core/stats.h"
 #include "src/tls/tls.h"
 #include "src/daemon/admin.h"
+#include "src/daemon/certwatch.h"
 #include "src/daemon/sd_notify.h"
 #include "src/daemon/dnstap.h"
 #include "src/daemon/querylog.h"
@@ -428,6 +429,9 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGUSR1);
+	/* from the certificate watcher (certwatch.h) */
+	int cert_sig = SIGRTMIN + 2;
+	sigaddset(&sigs, cert_sig);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -456,6 +460,7 @@ int main(int argc, char **argv)
 	unsigned started = 0;
 	bool tls_ready = false;
 	dv_admin_t *admin = NULL;
+	dv_certwatch_t *certwatch = NULL;
 	static dv_reload_stats_t reload_stats;
 	if (!workers)
 		goto out;
@@ -559,6 +564,14 @@ int main(int argc, char **argv)
 		.tls_ready = tls_ready,
 	};
 	dv_reload_started(&reload);
+	if (shared.tls_dot || shared.tls_doh || shared.tls_doq) {
+		certwatch = dv_certwatch_new(cfg.tls_cert, cfg.tls_key,
+					     cert_sig, err, sizeof(err));
+		if (!certwatch)
+			dv_log_warn("certificate files are not watched (%s): "
+				    "renewals need SIGHUP",
+				    err);
+	}
 	for (;;) {
 		siginfo_t si;
 		int sig = sigwaitinfo(&sigs, &si);
@@ -566,6 +579,10 @@ int main(int argc, char **argv)
 			continue;
 		if (sig == SIGUSR1) {
 			print_stats(workers, n, cache, policy);
+			continue;
+		}
+		if (sig == cert_sig) {
+			dv_reload_certs(&reload);
 			continue;
 		}
 		if (sig == SIGHUP) {
@@ -590,6 +607,7 @@ int main(int argc, char **argv)
 	print_stats(workers, n, cache, policy);
 	rc = 0;
 out:
+	dv_certwatch_free(certwatch);
 	for (unsigned i = 0; i < started; i++) {
 		dv_worker_stop(workers[i]);
 		dv_worker_join(workers[i]);

@@ -59,8 +59,8 @@ fail:
 
 /* New pair for new connections of every TLS listener.  A file changed
  * between the check and now: that context keeps its pair (error). */
-static int apply_certs(const dv_reload_t *r, const dv_config_t *next, char *err,
-		       size_t err_len)
+static int apply_certs(const dv_reload_t *r, const dv_config_t *next,
+		       const char *why_now, char *err, size_t err_len)
 {
 	dv_shared_t *sh = r->shared;
 	dv_tls_ctx_t *ctxs[] = { sh->tls_dot, sh->tls_doh };
@@ -83,8 +83,8 @@ static int apply_certs(const dv_reload_t *r, const dv_config_t *next, char *err,
 		return DV_ECONFIG;
 	}
 	if (sh->tls_dot || sh->tls_doh || sh->tls_doq)
-		dv_log_info("SIGHUP: TLS certificate %s reloaded for %s%s%s",
-			    next->tls_cert, sh->tls_dot ? "DoT " : "",
+		dv_log_info("%s: TLS certificate %s reloaded for %s%s%s",
+			    why_now, next->tls_cert, sh->tls_dot ? "DoT " : "",
 			    sh->tls_doh ? "DoH " : "",
 			    sh->tls_doq ? "DoQ" : "");
 	return 0;
@@ -143,7 +143,7 @@ int dv_reload_apply(dv_reload_t *r, const dv_config_t *next, char *err,
 	dv_config_t *cur = r->running;
 	int ret = check_certs(r, next, err, err_len);
 	if (!ret)
-		ret = apply_certs(r, next, err, err_len);
+		ret = apply_certs(r, next, "SIGHUP", err, err_len);
 	if (ret) {
 		dv_reload_refused(r, err);
 		return ret;
@@ -184,6 +184,29 @@ void dv_reload_refused(dv_reload_t *r, const char *err)
 		     err);
 	__atomic_add_fetch(&r->stats->failures, 1, __ATOMIC_RELAXED);
 	dv_admin_reload_done(r->stats, false, err);
+}
+
+void dv_reload_certs(dv_reload_t *r)
+{
+	char err[1024];
+	int ret = check_certs(r, r->running, err, sizeof(err));
+	if (!ret)
+		ret = apply_certs(r, r->running,
+				  "tls.cert/tls.key changed on disk", err,
+				  sizeof(err));
+	if (ret) {
+		dv_log_error("tls.cert/tls.key changed on disk: refused, the "
+			     "certificate in service stays (the next change "
+			     "tries again): %s",
+			     err);
+		__atomic_add_fetch(&r->stats->failures, 1, __ATOMIC_RELAXED);
+		dv_admin_reload_done(r->stats, false, err);
+		return;
+	}
+	__atomic_add_fetch(&r->stats->successes, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->stats->last_success_s, (uint64_t)time(NULL),
+			 __ATOMIC_RELAXED);
+	dv_admin_reload_done(r->stats, true, NULL);
 }
 
 void dv_reload_started(dv_reload_t *r)

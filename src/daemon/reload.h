@@ -38,5 +38,9 @@ int dv_reload_apply(dv_reload_t *r, const dv_config_t *next, char *err,
 		    size_t err_len);
 /* Count and log a refused reload (`err`: why). */
 void dv_reload_refused(dv_reload_t *r, const char *err);
+/* The certificate watcher saw tls.cert or tls.key change on disk
+ * (certwatch.h): check the pair the running configuration names and load
+ * it for new connections, counted as a reload.  Main thread. */
+void dv_reload_certs(dv_reload_t *r);
 /* The configuration was loaded at start: dnsveil_reload_last_success_... */
 void dv_reload_started(dv_reload_t *r);

@@ -109,7 +109,9 @@ static const struct {
 	{ "user/group", RANGE(user, upstream_connections) },
 	{ "upstream pool and health settings",
 	  RANGE(upstream_connections, cache_size_bytes) },
-	{ "cache", RANGE(cache_size_bytes, lists) },
+	{ "cache.size/cache.shards", RANGE(cache_size_bytes, cache_min_ttl) },
+	{ "cache (stale, servfail, prefetch)",
+	  RANGE(cache_stale_max_age_s, lists) },
 	{ "lists:/groups:/clients:/policy:/records/internal:",
 	  RANGE(lists, source) },
 };
@@ -152,6 +154,14 @@ int dv_reload_apply(dv_reload_t *r, const dv_config_t *next, char *err,
 	/* the live parts, into the running configuration */
 	dv_log_level = next->log_level;
 	dv_log_format = (dv_log_format_t)next->log_format;
+	if (r->shared->cache) {
+		dv_cache_set_ttl_caps(r->shared->cache, next->cache_min_ttl,
+				      next->cache_max_ttl,
+				      next->cache_negative_max_ttl);
+		cur->cache_min_ttl = next->cache_min_ttl;
+		cur->cache_max_ttl = next->cache_max_ttl;
+		cur->cache_negative_max_ttl = next->cache_negative_max_ttl;
+	}
 	cur->log_level = next->log_level;
 	cur->log_format = next->log_format;
 	memcpy(cur->tls_cert, next->tls_cert, sizeof(cur->tls_cert));

@@ -11,8 +11,9 @@ file and reload it:
   counted in dnsveil_reload_failures_total, and changes nothing: the log
   level stays, DoT and DoQ keep serving the same certificate;
 - log-level: debug applied by SIGHUP shows at once (the DoT handshake line
-  that only debug writes); a changed cache: section is named as taking
-  effect on restart;
+  that only debug writes); cache.max-ttl caps the next fresh answer while
+  the cached ones stay; a changed cache.size is named as taking effect on
+  restart;
 - a new certificate and key on disk, then SIGHUP: new DoQ connections
   (dnsveil-doq: Debian 12's kdig is built without QUIC) verify with the
   new CA and no longer with the old one, as DoT does (test_dot.DotReload);
@@ -141,22 +142,33 @@ class Reload(h.IntegrationTest):
         self.assertEqual(self.counts()[:2], (1, 0))
         log("ok: POST /reload answered 200 once reloaded, counted")
 
-        # log-level debug (and a cache cap): debug lines appear at once
+        # log-level debug and cache.max-ttl 60 apply at once; cache.size
+        # waits for a restart (and says so)
         self.assertNotRegex(self.dv.stderr_text(), r"tls: worker \d+: connection from",
                             "no DoT handshake line before debug")
         self.assertIn("max-ttl: 86400", self.base)
-        text = self.base.replace("max-ttl: 86400", "max-ttl: 300") + "log-level: debug\n"
+        self.assertIn('size: "64M"', self.base)
+        m = h.udp_query(self.dv.port, "h11.example.test")
+        self.assertEqual(m.answer[0].ttl, 300, "the zone's TTL before the reload: %s" % m)
+        text = self.base.replace("max-ttl: 86400", "max-ttl: 60").replace(
+            'size: "64M"', 'size: "32M"') + "log-level: debug\n"
         self.write_config(text)
         logged = self.hup(r"SIGHUP: configuration (checked and reloaded|refused)")
         self.assertRegex(logged, r"reloaded: \S+dnsveil.yaml \(log-level debug\)")
-        self.assertRegex(logged, r"takes effect on restart: cache\b")
+        self.assertRegex(logged, r"takes effect on restart: cache\.size/cache\.shards$|"
+                         r"takes effect on restart: cache\.size/cache\.shards\n")
+        m = h.udp_query(self.dv.port, "h12.example.test")
+        self.assertEqual(m.answer[0].ttl, 60, "a fresh answer after max-ttl 60: %s" % m)
+        m = h.udp_query(self.dv.port, "h11.example.test")
+        self.assertGreater(m.answer[0].ttl, 60, "the cache survives: h11 keeps its TTL: %s" % m)
         off = len(self.dv.stderr_text())
         r = h.kdig_tls(self.dv.tls_port, [(WWW, "A")])
         self.assertEqual(h.kdig_answers(r), [(WWW + ".", [WWW_ADDR])], repr(r))
         self.dv.wait_log(r"tls: worker \d+: connection from 127\.0\.0\.1:\d+: sni dns\.test",
                          start=off)
         self.assertEqual(self.counts()[:2], (2, 0))
-        log("ok: log-level debug applied by SIGHUP (the DoT handshake line), cache named as "
+        log("ok: log-level debug (the DoT handshake line) and cache.max-ttl 60 (a fresh "
+            "answer's TTL; the cached one kept) applied by SIGHUP, cache.size named as "
             "taking effect on restart")
 
         # an error in the file: refused whole, nothing changes

@@ -44,7 +44,9 @@ static void check_req(const uint8_t *data, int head, const dv_admin_req_t *r)
 		CHECK(r->path[i] > 0x20 && r->path[i] < 0x7f &&
 		      r->path[i] != '?');
 	CHECK(r->method == DV_ADMIN_GET || r->method == DV_ADMIN_HEAD ||
-	      r->method == DV_ADMIN_OTHER);
+	      r->method == DV_ADMIN_POST || r->method == DV_ADMIN_OTHER);
+	if (r->method == DV_ADMIN_POST)
+		CHECK(memcmp(data, "POST ", 5) == 0);
 	if (r->method == DV_ADMIN_GET)
 		CHECK(memcmp(data, "GET ", 4) == 0);
 	if (r->method == DV_ADMIN_HEAD)

@@ -323,6 +323,18 @@ static void seed_keys(dv_cache_t *c)
 	c->sip_k1 = k[1];
 }
 
+void dv_cache_set_ttl_caps(dv_cache_t *c, uint32_t min_ttl, uint32_t max_ttl,
+			   uint32_t negative_max_ttl)
+{
+	uint32_t max = max_ttl < TTL_MAX_VALID ? max_ttl : TTL_MAX_VALID;
+	/* an inverted range is a config error; the upper bound wins */
+	uint32_t min = min_ttl < max ? min_ttl : max;
+	__atomic_store_n(&c->max_ttl, max, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->min_ttl, min, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->negative_max_ttl, negative_max_ttl,
+			 __ATOMIC_RELAXED);
+}
+
 dv_cache_t *dv_cache_new(const dv_cache_opts_t *opts)
 {
 	dv_cache_t *c;
@@ -425,9 +437,14 @@ static uint32_t clamp_ttls(const dv_cache_t *c, uint8_t *data,
 			   const dv_wire_resp_t *r)
 {
 	uint32_t lifetime = UINT32_MAX;
+	/* a reload may change them (dv_cache_set_ttl_caps) */
+	uint32_t min_ttl = __atomic_load_n(&c->min_ttl, __ATOMIC_RELAXED);
+	uint32_t max_ttl = __atomic_load_n(&c->max_ttl, __ATOMIC_RELAXED);
+	uint32_t neg_max =
+		__atomic_load_n(&c->negative_max_ttl, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < r->n_ttl; i++) {
 		uint8_t *p = data + r->ttl_off[i];
-		uint32_t t = clamp_ttl(dv_get32(p), c->min_ttl, c->max_ttl);
+		uint32_t t = clamp_ttl(dv_get32(p), min_ttl, max_ttl);
 		dv_put32(p, t);
 		if (t < lifetime)
 			lifetime = t;
@@ -435,8 +452,8 @@ static uint32_t clamp_ttls(const dv_cache_t *c, uint8_t *data,
 	if (!r->negative || r->neg_ttl == UINT32_MAX)
 		return lifetime;
 	uint32_t neg = r->neg_ttl > TTL_MAX_VALID ? 0 : r->neg_ttl;
-	if (neg > c->negative_max_ttl)
-		neg = c->negative_max_ttl;
+	if (neg > neg_max)
+		neg = neg_max;
 	if (neg < lifetime)
 		lifetime = neg;
 	for (unsigned i = 0; i < r->n_ttl; i++) {

@@ -62,6 +62,11 @@ enum {
 /* Returns NULL on allocation failure. */
 dv_cache_t *dv_cache_new(const dv_cache_opts_t *opts);
 void dv_cache_free(dv_cache_t *c); /* NULL is a no-op */
+/* New TTL caps (as in dv_cache_opts_t) for the answers stored from now on;
+ * what is stored keeps its lifetime.  Any thread (a configuration reload):
+ * the workers read the caps with relaxed loads, no lock. */
+void dv_cache_set_ttl_caps(dv_cache_t *c, uint32_t min_ttl, uint32_t max_ttl,
+			   uint32_t negative_max_ttl);
 
 /*
  * Store `wire` (an upstream response for the question in `key`, already

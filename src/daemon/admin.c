@@ -18,9 +18,11 @@
 #include <ev.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "src/core/clock.h"
@@ -211,6 +213,56 @@ static void respond_text(admin_conn_t *c, int code, const char *reason,
 		strlen(text), head_only);
 }
 
+/* Longest a POST /reload waits for the main thread's reload. */
+#define RELOAD_WAIT_MS 30000
+
+void dv_admin_reload_done(dv_reload_stats_t *r, bool ok, const char *err)
+{
+	if (!r)
+		return;
+	snprintf(r->last_error, sizeof(r->last_error), "%s", ok ? "" : err);
+	__atomic_store_n(&r->last_ok, ok, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&r->done, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * POST /reload: SIGHUP to our own process, taken by the main thread like
+ * any other (sigwaitinfo), and wait for the reload to finish.  This
+ * thread serves no query, so waiting here costs the admin listener only.
+ * Signals sent close together are one reload: whichever ends after this
+ * request read the file after it.
+ */
+static void reload(admin_conn_t *c)
+{
+	dv_reload_stats_t *r = c->a->view.reload;
+	uint64_t before = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE);
+	if (kill(getpid(), SIGHUP) != 0) {
+		respond_text(c, 500, "Internal Server Error", NULL,
+			     "cannot signal the main thread\n", false);
+		return;
+	}
+	uint64_t until = dv_now_ms() + RELOAD_WAIT_MS;
+	while (__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) == before) {
+		if (dv_now_ms() >= until) {
+			respond_text(c, 503, "Service Unavailable", NULL,
+				     "the reload did not finish in time\n",
+				     false);
+			return;
+		}
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	char text[600];
+	if (__atomic_load_n(&r->last_ok, __ATOMIC_RELAXED)) {
+		respond_text(c, 200, "OK", NULL, "reloaded\n", false);
+		return;
+	}
+	snprintf(text, sizeof(text),
+		 "configuration refused, the running one stays: %s\n",
+		 r->last_error);
+	respond_text(c, 500, "Internal Server Error", NULL, text, false);
+}
+
 static void route(admin_conn_t *c, const dv_admin_req_t *req)
 {
 	dv_admin_t *a = c->a;
@@ -218,15 +270,26 @@ static void route(admin_conn_t *c, const dv_admin_req_t *req)
 	int which = strcmp(req->path, "/metrics") == 0   ? 0
 		    : strcmp(req->path, "/healthz") == 0 ? 1
 		    : strcmp(req->path, "/readyz") == 0  ? 2
-							 : 3;
+		    : strcmp(req->path, "/reload") == 0 && a->view.reload
+			    ? 4
+			    : 3;
 	a->st.requests[which]++;
+	if (which == 4) {
+		if (req->method != DV_ADMIN_POST)
+			respond_text(c, 405, "Method Not Allowed",
+				     "Allow: POST\r\n", "POST only\n", false);
+		else
+			reload(c);
+		return;
+	}
 	if (which == 3) {
 		respond_text(c, 404, "Not Found", NULL,
-			     "not found: /metrics, /healthz, /readyz\n",
+			     "not found: /metrics, /healthz, /readyz, "
+			     "/reload\n",
 			     head_only);
 		return;
 	}
-	if (req->method == DV_ADMIN_OTHER) {
+	if (req->method == DV_ADMIN_OTHER || req->method == DV_ADMIN_POST) {
 		respond_text(c, 405, "Method Not Allowed",
 			     "Allow: GET, HEAD\r\n", "GET or HEAD only\n",
 			     false);

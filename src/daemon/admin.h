@@ -6,6 +6,9 @@
  *   /healthz  200 while every worker's loop turns, else 503
  *   /readyz   200 when the listeners are bound, an upstream is usable
  *             and dnsveil is not draining, else 503 with the reason
+ *   /reload   POST: the same reload as SIGHUP (the main thread does it);
+ *             200 once it is done, 500 with the reason when the new
+ *             configuration was refused and the running one stays
  * to the addresses of admin.allow (default: loopback).  Every connection
  * is bounded: admin.max-connections at once, DV_ADMIN_HEAD_MAX bytes of
  * request head, admin.timeout-ms for the whole exchange; one request per
@@ -31,6 +34,19 @@ typedef struct dv_policy dv_policy_t;
 /* A worker whose heartbeat is older than this fails /healthz. */
 #define DV_ADMIN_STALL_MS 5000
 
+/*
+ * Configuration reloads (SIGHUP, POST /reload): the main thread writes
+ * them, the admin thread reads them (atomics).  `done` counts the reloads
+ * finished, bumped after the rest: POST /reload waits for it to move.
+ */
+typedef struct {
+	uint64_t successes, failures;
+	uint64_t last_success_s; /* seconds since the epoch; 0: none yet */
+	uint64_t done;
+	bool last_ok;
+	char last_error[512]; /* the refusal's FILE:LINE: KEY: reason */
+} dv_reload_stats_t;
+
 /* What /metrics and the probes read. */
 typedef struct {
 	const dv_config_t *cfg;
@@ -38,11 +54,13 @@ typedef struct {
 	unsigned n_workers;
 	dv_cache_t *cache; /* may be NULL */
 	const dv_policy_t *policy; /* NULL: no policy */
+	dv_reload_stats_t *reload; /* NULL: /reload is 404 */
 } dv_admin_view_t;
 
 /* The admin listener's own counters (its thread writes them). */
 typedef struct {
-	uint64_t requests[4]; /* /metrics, /healthz, /readyz, anything else */
+	/* /metrics, /healthz, /readyz, anything else, /reload */
+	uint64_t requests[5];
 	uint64_t refused;     /* connections from outside admin.allow */
 	uint64_t bad;         /* 400, 431 and timed-out connections */
 } dv_admin_stats_t;
@@ -60,6 +78,9 @@ int dv_admin_start(dv_admin_t *a);
 void dv_admin_set_started(dv_admin_t *a);
 /* dnsveil is draining: /readyz fails from now on. */
 void dv_admin_set_draining(dv_admin_t *a);
+/* The reload's outcome for POST /reload: call after the stats in
+ * dv_reload_stats_t are written (main thread). */
+void dv_admin_reload_done(dv_reload_stats_t *r, bool ok, const char *err);
 /* Stop the thread, close everything (NULL is a no-op). */
 void dv_admin_free(dv_admin_t *a);
 

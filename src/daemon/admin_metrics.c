@@ -395,6 +395,27 @@ static void policy_families(FILE *f, const dv_admin_view_t *v)
 	free(s);
 }
 
+/* SIGHUP and POST /reload (main.c writes the counts). */
+static void reload_families(FILE *f, dv_reload_stats_t *r)
+{
+	if (!r)
+		return;
+	head(f, "reload_successes_total", "counter",
+	     "configuration reloads applied (SIGHUP, POST /reload)");
+	fprintf(f, "dnsveil_reload_successes_total %" PRIu64 "\n",
+		__atomic_load_n(&r->successes, __ATOMIC_RELAXED));
+	head(f, "reload_failures_total", "counter",
+	     "configuration reloads refused: the running one stayed");
+	fprintf(f, "dnsveil_reload_failures_total %" PRIu64 "\n",
+		__atomic_load_n(&r->failures, __ATOMIC_RELAXED));
+	head(f, "reload_last_success_timestamp_seconds", "gauge",
+	     "when the configuration was last loaded, at start or by a "
+	     "reload (seconds since the epoch)");
+	fprintf(f, "dnsveil_reload_last_success_timestamp_seconds %" PRIu64
+		   "\n",
+		__atomic_load_n(&r->last_success_s, __ATOMIC_RELAXED));
+}
+
 void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 		      const dv_admin_stats_t *ast)
 {
@@ -449,10 +470,10 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 	policy_families(f, v);
 
 	static const char *const paths[] = {"/metrics", "/healthz", "/readyz",
-					    "other"};
+					    "other", "/reload"};
 	head(f, "admin_requests_total", "counter",
 	     "requests to the admin listener, by path");
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < (v->reload ? 5 : 4); i++)
 		fprintf(f,
 			"dnsveil_admin_requests_total{path=\"%s\"} %" PRIu64
 			"\n",
@@ -464,6 +485,7 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 	     "admin connections closed on a malformed or oversized request "
 	     "or on admin.timeout-ms");
 	fprintf(f, "dnsveil_admin_bad_requests_total %" PRIu64 "\n", ast->bad);
+	reload_families(f, v->reload);
 out:
 	free(m);
 	free(ups);

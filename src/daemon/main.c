@@ -4,9 +4,9 @@
  * Signals are blocked in every thread and taken synchronously by the main
  * thread (sigwaitinfo): SIGTERM/SIGINT drain and exit 0 (the lameduck
  * drain, src/daemon/stop.h), SIGUSR1 writes the counters as one
- * `dnsveil-stats {JSON}` line to stderr, SIGHUP re-reads and checks the
- * config file and says what it would change.  With admin: listeners, a
- * thread of its own serves /metrics, /healthz and /readyz
+ * `dnsveil-stats {JSON}` line to stderr, SIGHUP (or POST /reload) reloads
+ * the config file (src/daemon/reload.h).  With admin: listeners, a
+ * thread of its own serves /metrics, /healthz, /readyz and /reload
  * (src/daemon/admin.h); SIGTERM makes /readyz fail before the drain.
  * Under a service manager, READY/RELOADING/STOPPING go to $NOTIFY_SOCKET
  * (src/daemon/sd_notify.h).
@@ -34,10 +34,12 @@
 #include "src/tls/keyfile.h"
 #include "src/tls/tls.h"
 #include "src/daemon/admin.h"
+#include "src/daemon/certwatch.h"
 #include "src/daemon/sd_notify.h"
 #include "src/daemon/dnstap.h"
 #include "src/daemon/querylog.h"
 #include "src/daemon/privileges.h"
+#include "src/daemon/reload.h"
 #include "src/daemon/stop.h"
 #include "src/daemon/transport.h"
 #include "src/daemon/upstream.h"
@@ -301,26 +303,6 @@ static void tls_close(dv_shared_t *shared, bool tls_ready)
 	shared->keyfile = NULL;
 }
 
-/* New certificate and key for new connections; established ones keep the
- * old.  A file that does not load leaves the old pair in service. */
-static void reload_tls(dv_shared_t *shared, const dv_config_t *next)
-{
-	char err[1024];
-	dv_tls_ctx_t *ctxs[] = {shared->tls_dot, shared->tls_doh};
-	for (size_t i = 0; i < sizeof(ctxs) / sizeof(ctxs[0]); i++) {
-		if (!ctxs[i])
-			continue;
-		if (dv_tls_server_reload(ctxs[i], next->tls_cert,
-					 next->tls_key, err, sizeof(err)) != 0) {
-			dv_log_error("SIGHUP: TLS reload refused, keeping the "
-				     "old certificate: %s",
-				     err);
-			return;
-		}
-	}
-	dv_log_info("SIGHUP: TLS certificate %s reloaded", next->tls_cert);
-}
-
 /*
  * Every client TCP/TLS connection is a file descriptor.  Take the hard
  * limit (the soft one is often 1024), and say at start when the configured
@@ -477,6 +459,9 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGUSR1);
+	/* from the certificate watcher (certwatch.h) */
+	int cert_sig = SIGRTMIN + 2;
+	sigaddset(&sigs, cert_sig);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -505,6 +490,8 @@ int main(int argc, char **argv)
 	unsigned started = 0;
 	bool tls_ready = false;
 	dv_admin_t *admin = NULL;
+	dv_certwatch_t *certwatch = NULL;
+	static dv_reload_stats_t reload_stats;
 	if (!workers)
 		goto out;
 	uint64_t policy_seed;
@@ -542,6 +529,7 @@ int main(int argc, char **argv)
 			.n_workers = n,
 			.cache = cache,
 			.policy = policy,
+			.reload = &reload_stats,
 		};
 		admin = dv_admin_new(&view, err, sizeof(err));
 		if (!admin) {
@@ -605,6 +593,22 @@ int main(int argc, char **argv)
 	notify("READY=1");
 
 	stats_args_t stats_args = {workers, n, cache, policy};
+	dv_reload_t reload = {
+		.running = &cfg,
+		.shared = &shared,
+		.policy = policy,
+		.stats = &reload_stats,
+		.tls_ready = tls_ready,
+	};
+	dv_reload_started(&reload);
+	if (shared.tls_dot || shared.tls_doh || shared.tls_doq) {
+		certwatch = dv_certwatch_new(cfg.tls_cert, cfg.tls_key,
+					     cert_sig, err, sizeof(err));
+		if (!certwatch)
+			dv_log_warn("certificate files are not watched (%s): "
+				    "renewals need SIGHUP",
+				    err);
+	}
 	for (;;) {
 		siginfo_t si;
 		int sig = sigwaitinfo(&sigs, &si);
@@ -614,31 +618,21 @@ int main(int argc, char **argv)
 			print_stats(workers, n, cache, policy);
 			continue;
 		}
+		if (sig == cert_sig) {
+			dv_reload_certs(&reload);
+			continue;
+		}
 		if (sig == SIGHUP) {
 			static dv_config_t next;
 			notify("RELOADING=1");
 			/* after logrotate, whatever the config says */
 			dv_qlog_reopen(shared.qlog);
 			if (load_config(argc, argv, &cli, &next, err,
-					sizeof(err)) != 0) {
-				dv_log_error("SIGHUP: configuration refused, "
-					     "the running one stays in force: "
-					     "%s",
-					     err);
-				notify("READY=1");
-				continue;
-			}
-			reload_tls(&shared, &next);
-			dv_log_info("SIGHUP: configuration checked; "
-				    "listeners, upstreams, limits and the "
-				    "policy's tables (lists:, groups:, "
-				    "clients:, records) take effect on "
-				    "restart");
-			if (policy) {
-				dv_log_info("SIGHUP: fetching and reading "
-					    "every list again");
-				dv_policy_refresh_now(policy);
-			}
+					sizeof(err)) != 0)
+				dv_reload_refused(&reload, err);
+			else
+				dv_reload_apply(&reload, &next, err,
+						sizeof(err));
 			notify("READY=1");
 			continue;
 		}
@@ -650,6 +644,7 @@ int main(int argc, char **argv)
 	print_stats(workers, n, cache, policy);
 	rc = 0;
 out:
+	dv_certwatch_free(certwatch);
 	for (unsigned i = 0; i < started; i++) {
 		dv_worker_stop(workers[i]);
 		dv_worker_join(workers[i]);

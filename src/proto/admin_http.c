@@ -74,6 +74,8 @@ static int parse_request_line(const uint8_t *l, size_t n, dv_admin_req_t *req)
 		req->method = DV_ADMIN_GET;
 	else if (mlen == 4 && memcmp(l, "HEAD", 4) == 0)
 		req->method = DV_ADMIN_HEAD;
+	else if (mlen == 4 && memcmp(l, "POST", 4) == 0)
+		req->method = DV_ADMIN_POST;
 	else
 		req->method = DV_ADMIN_OTHER;
 	size_t plen = (size_t)(sp2 - t);

@@ -14,7 +14,12 @@
 #define DV_ADMIN_HEAD_MAX 4096 /* request line + header fields */
 #define DV_ADMIN_PATH_MAX 64   /* longer paths are no path we serve */
 
-typedef enum { DV_ADMIN_GET, DV_ADMIN_HEAD, DV_ADMIN_OTHER } dv_admin_method_t;
+typedef enum {
+	DV_ADMIN_GET,
+	DV_ADMIN_HEAD,
+	DV_ADMIN_POST, /* /reload */
+	DV_ADMIN_OTHER,
+} dv_admin_method_t;
 
 typedef struct {
 	dv_admin_method_t method;

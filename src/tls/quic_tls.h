@@ -45,6 +45,14 @@ dv_quic_tls_ctx_t *dv_quic_tls_server_ctx_new(const char *cert,
 dv_quic_tls_ctx_t *dv_quic_tls_client_ctx_new(const char *ca_file,
 					      const char *alpn, char *err,
 					      size_t err_len);
+/*
+ * Server: load the certificate chain and key again (GnuTLS checks that
+ * they match) for the connections that start from now on; established
+ * ones keep the pair they began with until they end.  On failure the old
+ * pair stays in service and `err` says why.  0 or DV_ECONFIG.
+ */
+int dv_quic_tls_server_reload(dv_quic_tls_ctx_t *ctx, const char *cert,
+			      const char *key, char *err, size_t err_len);
 void dv_quic_tls_ctx_free(dv_quic_tls_ctx_t *ctx); /* NULL is a no-op */
 /*
  * Server: session tickets of sessions started from now on are encrypted

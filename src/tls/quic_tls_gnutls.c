@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "src/core/errors.h"
 #include "src/tls/keyfile.h"
 #include "src/tls/sni.h"
 
@@ -34,8 +35,20 @@ typedef struct {
 	time_t expires;
 } replay_entry_t;
 
+/* A server's certificate and key, shared by the sessions that began
+ * with it: a reload swaps in a new one and the old one goes with its
+ * last session. */
+typedef struct {
+	gnutls_certificate_credentials_t cred;
+	unsigned refs;
+} cred_ref_t;
+
 struct dv_quic_tls_ctx {
 	bool server;
+	/* server: the pair new sessions take (cred_lock guards the swap;
+	 * taken once per new connection, never per packet) */
+	cred_ref_t *srv;
+	pthread_mutex_t cred_lock;
 	bool early_data;
 	gnutls_certificate_credentials_t cred;
 	/* parsed once: gnutls_priority_set_direct() would parse PRIORITY
@@ -59,6 +72,7 @@ struct dv_quic_tls {
 	ngtcp2_crypto_conn_ref ref;
 	ngtcp2_crypto_conn_ref *caller_ref;
 	dv_quic_tls_ctx_t *ctx;
+	cred_ref_t *cred; /* server: the pair this session began with */
 	gnutls_session_t s;
 	char sni[DV_SNI_MAX + 1]; /* server: the host name the client sent */
 	char refused[72];	  /* server: a name GnuTLS will refuse */
@@ -118,6 +132,43 @@ out:
 	return ret;
 }
 
+static void cred_put(cred_ref_t *c)
+{
+	if (c && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		gnutls_certificate_free_credentials(c->cred);
+		free(c);
+	}
+}
+
+/* Server credentials from `cert` and `key`: NULL with `err` when a file
+ * does not parse or the key is not the certificate's. */
+static cred_ref_t *cred_load(const char *cert, const char *key, char *err,
+			     size_t err_len)
+{
+	cred_ref_t *c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	int rv = gnutls_certificate_allocate_credentials(&c->cred);
+	if (rv < 0) {
+		set_err(err, err_len, "certificate credentials", rv);
+		free(c);
+		return NULL;
+	}
+	c->refs = 1;
+	rv = gnutls_certificate_set_x509_key_file(c->cred, cert, key,
+						  GNUTLS_X509_FMT_PEM);
+	if (rv < 0) {
+		char what[600];
+		snprintf(what, sizeof(what), "%s / %s", cert, key);
+		set_err(err, err_len, what, rv);
+		cred_put(c);
+		return NULL;
+	}
+	return c;
+}
+
 static dv_quic_tls_ctx_t *ctx_alloc(bool server, const char *alpn, char *err,
 				    size_t err_len)
 {
@@ -134,10 +185,12 @@ static dv_quic_tls_ctx_t *ctx_alloc(bool server, const char *alpn, char *err,
 	ctx->server = server;
 	memcpy(ctx->alpn, alpn, n + 1);
 	pthread_mutex_init(&ctx->replay_lock, NULL);
+	pthread_mutex_init(&ctx->cred_lock, NULL);
 	int rv = gnutls_certificate_allocate_credentials(&ctx->cred);
 	if (rv < 0) {
 		set_err(err, err_len, "certificate credentials", rv);
 		pthread_mutex_destroy(&ctx->replay_lock);
+		pthread_mutex_destroy(&ctx->cred_lock);
 		free(ctx);
 		return NULL;
 	}
@@ -160,15 +213,10 @@ dv_quic_tls_ctx_t *dv_quic_tls_server_ctx_new(const char *cert,
 	if (!ctx)
 		return NULL;
 	ctx->early_data = early_data;
-	int rv = gnutls_certificate_set_x509_key_file(ctx->cred, cert, key,
-						      GNUTLS_X509_FMT_PEM);
-	if (rv < 0) {
-		char what[600];
-		snprintf(what, sizeof(what), "%s / %s", cert, key);
-		set_err(err, err_len, what, rv);
+	ctx->srv = cred_load(cert, key, err, err_len);
+	if (!ctx->srv)
 		goto fail;
-	}
-	rv = gnutls_session_ticket_key_generate(&ctx->ticket_key);
+	int rv = gnutls_session_ticket_key_generate(&ctx->ticket_key);
 	if (rv < 0) {
 		set_err(err, err_len, "ticket key", rv);
 		goto fail;
@@ -220,10 +268,26 @@ void dv_quic_tls_ctx_keyfile(dv_quic_tls_ctx_t *ctx, dv_keyfile_t *kf)
 	ctx->keyfile = kf;
 }
 
+int dv_quic_tls_server_reload(dv_quic_tls_ctx_t *ctx, const char *cert,
+			      const char *key, char *err, size_t err_len)
+{
+	cred_ref_t *next = cred_load(cert, key, err, err_len);
+	if (!next)
+		return DV_ECONFIG;
+	pthread_mutex_lock(&ctx->cred_lock);
+	cred_ref_t *old = ctx->srv;
+	ctx->srv = next;
+	pthread_mutex_unlock(&ctx->cred_lock);
+	cred_put(old); /* sessions that use it hold a reference */
+	return 0;
+}
+
 void dv_quic_tls_ctx_free(dv_quic_tls_ctx_t *ctx)
 {
 	if (!ctx)
 		return;
+	cred_put(ctx->srv);
+	pthread_mutex_destroy(&ctx->cred_lock);
 	if (ctx->anti_replay)
 		gnutls_anti_replay_deinit(ctx->anti_replay);
 	if (ctx->ticket_key.data)
@@ -322,7 +386,15 @@ static dv_quic_tls_t *session_new(dv_quic_tls_ctx_t *ctx,
 		set_err(err, err_len, "priority", rv);
 		goto fail;
 	}
-	rv = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, ctx->cred);
+	gnutls_certificate_credentials_t cred = ctx->cred;
+	if (ctx->server) {
+		pthread_mutex_lock(&ctx->cred_lock);
+		t->cred = ctx->srv;
+		__atomic_add_fetch(&t->cred->refs, 1, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&ctx->cred_lock);
+		cred = t->cred->cred;
+	}
+	rv = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, cred);
 	if (rv < 0) {
 		set_err(err, err_len, "credentials", rv);
 		goto fail;
@@ -430,6 +502,7 @@ void dv_quic_tls_free(dv_quic_tls_t *t)
 		return;
 	if (t->s)
 		gnutls_deinit(t->s);
+	cred_put(t->cred); /* after the session that points to it */
 	free(t);
 }
 

@@ -36,6 +36,8 @@ static void test_complete_heads(void **state)
 	/* bytes after the head (a body) are not the head's */
 	const char *post = "POST /metrics HTTP/1.1\r\nContent-Length: 2\r\n\r\nab";
 	assert_int_equal(parse(post, &r), (int)strlen(post) - 2);
+	assert_int_equal(r.method, DV_ADMIN_POST);
+	assert_int_equal(parse("PUT /reload HTTP/1.1\r\n\r\n", &r), 24);
 	assert_int_equal(r.method, DV_ADMIN_OTHER);
 
 	char lng[200] = "GET /";

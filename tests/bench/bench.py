@@ -57,6 +57,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 UNBOUND = shutil.which("unbound", path="/usr/sbin:/usr/bin") or "/usr/sbin/unbound"
 DNSDIST = shutil.which("dnsdist", path="/usr/bin:/usr/sbin") or "/usr/bin/dnsdist"
+KRESD = shutil.which("kresd", path="/usr/sbin:/usr/bin") or "/usr/sbin/kresd"
 DNSPERF = shutil.which("dnsperf", path="/usr/bin") or "/usr/bin/dnsperf"
 H2LOAD = shutil.which("h2load", path="/usr/bin") or "/usr/bin/h2load"
 CURL = shutil.which("curl", path="/usr/bin") or "/usr/bin/curl"
@@ -898,6 +899,47 @@ class Upstream(Server):
         return [UNBOUND, "-d", "-c", self.conf]
 
 
+KRESD_CONF = """-- the upstream of tests/bench with --upstream kresd: Knot Resolver as the
+-- resolver the servers under test forward to, stubbing bench.test to the
+-- authority Unbound; nothing else is resolved, nothing leaves the machine
+log_target('stderr')
+log_level('warning')
+for _, m in ipairs({'priming', 'ta_update', 'ta_signal_query', 'ta_sentinel',
+                    'detect_time_skew', 'detect_time_jump'}) do
+  modules.unload(m)
+end
+trust_anchors.remove('.')
+net.ipv6 = false
+net.listen('127.0.0.1', %(port)d, {kind = 'dns'})
+net.tcp_pipeline(4096)
+cache.open(256 * MB, 'lmdb://%(dir)s/cache')
+policy.add(policy.suffix(policy.STUB('127.0.0.1@%(auth)d'), {todname('bench.test.')}))
+policy.add(policy.all(policy.REFUSE))
+"""
+
+
+class KresdUpstream(Server):
+    """--upstream kresd: one Knot Resolver process (Debian's knot-resolver,
+    one process = one core, as kresd scales) between the servers under test
+    and the authority Unbound, which stays on CPU 1 too."""
+    name = "upstream kresd"
+    required = True
+
+    def __init__(self, tmp, auth_port):
+        super().__init__(tmp)
+        self.dir = os.path.join(tmp, "kresd")
+        os.makedirs(self.dir)
+        self.ports = {"dns": free_port()}
+        self.log = os.path.join(self.dir, "stderr.log")
+        self.conf = os.path.join(self.dir, "kresd.conf")
+        with open(self.conf, "w") as f:
+            f.write(KRESD_CONF % {"port": self.ports["dns"], "dir": self.dir,
+                                  "auth": auth_port})
+
+    def command(self, memory_test):
+        return [KRESD, "-n", "-c", self.conf, self.dir]
+
+
 SCRAPES = {"ok": 0, "failed": 0, "bytes": 0, "error": ""}
 
 
@@ -1293,7 +1335,10 @@ def machine_header(args, runs, seconds, miss_seconds):
         "- upstream: one Unbound (1 thread) serving bench.test (10,000 A records + a wildcard); "
         "dnsveil asks it over its pooled %s, dnsdist and Unbound over UDP "
         "(dnsdist: TCP for TCP/DoT clients)" % (
-            "TCP connections" if args.dnsveil_upstream == "tcp" else "UDP sockets"),
+            "TCP connections" if args.dnsveil_upstream == "tcp" else "UDP sockets")
+        + ("; with --upstream kresd every server forwards to one Knot Resolver (kresd, "
+           "on the load generator's CPU) that stubs bench.test to that Unbound"
+           if args.upstream == "kresd" else ""),
         "- all three frontends run at once (pinned to CPU %d), idle except the one being "
         "measured" % SERVER_CPU,
         "- cache-hit: 1,000 names repeated, every cache warmed first through the same "
@@ -1373,6 +1418,12 @@ def run_main(args):
     up = Upstream(tmp)
     log("starting the upstream Unbound on port %d (CPU %d)" % (up.ports["dns"], LOAD_CPU))
     up.start(cpu=LOAD_CPU)
+    if args.upstream == "kresd":
+        # the authority stays where it is; kresd becomes the upstream of
+        # every server under test (and the ceiling's target)
+        up = KresdUpstream(tmp, up.ports["dns"])
+        log("starting kresd on port %d (CPU %d)" % (up.ports["dns"], LOAD_CPU))
+        up.start(cpu=LOAD_CPU)
 
     policy_list = None
     if args.policy_list:
@@ -1549,7 +1600,7 @@ def run_main(args):
 
     for workload in workloads:
         wl = wl_label[workload]
-        out.append(row(wl, "Do53 UDP", "upstream Unbound alone (ceiling)",
+        out.append(row(wl, "Do53 UDP", "%s alone (ceiling)" % up.name,
                        results.get((workload, "ceiling", up.name))))
         for t in transports:
             nas = [(s, why_na(s, t, workload)) for s in servers]
@@ -1701,6 +1752,9 @@ def main():
     r.add_argument("--workloads", default="hit,miss", help="of hit,miss (default both)")
     r.add_argument("--transports", default=",".join(t.key for t in TRANSPORTS),
                    help="of %s (default all)" % ",".join(t.key for t in TRANSPORTS))
+    r.add_argument("--upstream", choices=("unbound", "kresd"), default="unbound",
+                   help="the resolver every server forwards to: the authority Unbound itself "
+                        "(default), or Knot Resolver (kresd) stubbing bench.test to it")
     r.add_argument("--dnsveil-upstream", choices=("tcp", "udp"), default="tcp",
                    help="how dnsveil reaches the upstream (default tcp, its recommended set-up)")
     d = sub.add_parser("dot-idle")

@@ -117,15 +117,40 @@ static ssize_t h2_read_cb(nghttp2_session *session, int32_t stream_id,
 	dv_doh_t *d = user;
 	h2s_t *s = source->ptr;
 	size_t n = s->resp_len - s->resp_off;
+	size_t room = d->obuf ? d->ocap - d->olen : 0;
 	if (n > length)
 		n = length;
-	memcpy(buf, s->resp + s->resp_off, n);
+	if (room >= 9 + n) {
+		/* the whole frame fits the caller's buffer: h2_send_data_cb
+		 * writes the body there, nghttp2 never copies it */
+		*data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+	} else {
+		memcpy(buf, s->resp + s->resp_off, n);
+	}
 	s->resp_off += n;
 	if (s->owned)
 		d->unsent -= n;
 	if (s->resp_off == s->resp_len)
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
+}
+
+/* A DATA frame whose body h2_read_cb left in the stream (NO_COPY): its
+ * header and body straight into the caller's buffer, which h2_read_cb
+ * saw had room for both (nothing is written between the two calls). */
+static int h2_send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
+			   const uint8_t *framehd, size_t length,
+			   nghttp2_data_source *source, void *user)
+{
+	dv_doh_t *d = user;
+	h2s_t *s = source->ptr;
+	if (!d->obuf || d->ocap - d->olen < 9 + length ||
+	    frame->data.padlen > 0 || length > s->resp_off)
+		return NGHTTP2_ERR_CALLBACK_FAILURE; /* cannot happen */
+	memcpy(d->obuf + d->olen, framehd, 9);
+	memcpy(d->obuf + d->olen + 9, s->resp + s->resp_off - length, length);
+	d->olen += 9 + length;
+	return 0;
 }
 
 #define NV(n, v, vl)                                                         \
@@ -467,6 +492,7 @@ static int h2_init(dv_doh_t *d)
 	if (nghttp2_option_new(&opt) != 0)
 		goto fail_opt;
 	nghttp2_session_callbacks_set_send_callback(cbs, h2_send_cb);
+	nghttp2_session_callbacks_set_send_data_callback(cbs, h2_send_data_cb);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(
 		cbs, h2_begin_headers_cb);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, h2_header_cb);

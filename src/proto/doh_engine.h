@@ -9,6 +9,8 @@
  *                  forwarded address) and the engine's own answer texts
  *   doh_h2.c       HTTP/2 through nghttp2
  *   doh_h1.c       HTTP/1.1 through http-parser
+ *   doh_pool.c     the connection's pool of freed blocks (allocation
+ *                  without malloc on the hot path)
  * Only src/proto/doh*.c include this header.  Each protocol's own types
  * (an HTTP/2 stream, an HTTP/1.1 response slot) stay in its file; the
  * engine struct only points at them.

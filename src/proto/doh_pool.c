@@ -101,8 +101,7 @@ void dv_doh_pool_free(dv_doh_pool_t *p, void *ptr)
 		return;
 	blk_t *b = hdr_of(ptr);
 	unsigned c = b->h.cls;
-	if (c == POOL_LARGE ||
-	    p->kept + POOL_HDR + class_size(c) > POOL_KEEP) {
+	if (c == POOL_LARGE || p->kept + POOL_HDR + class_size(c) > POOL_KEEP) {
 		free(b);
 		return;
 	}

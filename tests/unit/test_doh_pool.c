@@ -28,7 +28,7 @@
 static void test_bounded(void **state)
 {
 	(void)state;
-	dv_doh_pool_t p = {0};
+	dv_doh_pool_t p = { 0 };
 	enum { N = 2000 };
 	static void *v[N];
 	/* every class and some large blocks, many times the bound */
@@ -67,7 +67,7 @@ static void test_bounded(void **state)
 static void test_reuse(void **state)
 {
 	(void)state;
-	dv_doh_pool_t p = {0};
+	dv_doh_pool_t p = { 0 };
 	void *a = dv_doh_pool_alloc(&p, 100);
 	assert_non_null(a);
 	dv_doh_pool_free(&p, a);
@@ -91,13 +91,13 @@ static uint8_t expect(size_t i)
 static void test_realloc_calloc(void **state)
 {
 	(void)state;
-	dv_doh_pool_t p = {0};
+	dv_doh_pool_t p = { 0 };
 	uint8_t *a = dv_doh_pool_realloc(&p, NULL, 10);
 	assert_non_null(a);
 	for (int i = 0; i < 10; i++)
 		a[i] = (uint8_t)i;
 	/* grow through the classes into a large block, and back */
-	size_t sizes[] = {30, 64, 65, 1000, 4096, 4097, 70000, 5000, 200, 12};
+	size_t sizes[] = { 30, 64, 65, 1000, 4096, 4097, 70000, 5000, 200, 12 };
 	size_t have = 10;
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		a = dv_doh_pool_realloc(&p, a, sizes[k]);

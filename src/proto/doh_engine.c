@@ -14,6 +14,8 @@
  *                  parsed: requests arrive one after the other)
  *   doh_h2.c       HTTP/2 on nghttp2's server session
  *   doh_h1.c       HTTP/1.1 on http-parser, behind a strict head scanner
+ *   doh_pool.c     the connection's pool of freed blocks: nghttp2's
+ *                  memory, the HTTP/2 streams, the answer copies
  * Each protocol file has its own design notes.
  *
  * The protocol is chosen once, in dv_doh_new(), as an ops table

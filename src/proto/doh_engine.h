@@ -9,6 +9,8 @@
  *                  forwarded address) and the engine's own answer texts
  *   doh_h2.c       HTTP/2 through nghttp2
  *   doh_h1.c       HTTP/1.1 through http-parser
+ *   doh_pool.c     the connection's pool of freed blocks (allocation
+ *                  without malloc on the hot path)
  * Only src/proto/doh*.c include this header.  Each protocol's own types
  * (an HTTP/2 stream, an HTTP/1.1 response slot) stay in its file; the
  * engine struct only points at them.
@@ -60,6 +62,9 @@ typedef struct {
 	/* the client ID after it ("/dns-query/{id}"), "" if none */
 	char client_id[DV_IDENT_MAX + 1];
 	size_t query_off, query_len; /* query string within target */
+	/* where target and body come from: a connection's pool (HTTP/2),
+	 * or NULL for malloc (HTTP/1.1 keeps its two across requests) */
+	struct dv_doh_pool *pool;
 	char *target;
 	size_t target_len, target_cap;
 	uint8_t *body;
@@ -97,6 +102,41 @@ typedef struct {
 extern const dv_doh_ops_t dv_doh_h2_ops; /* doh_h2.c */
 extern const dv_doh_ops_t dv_doh_h1_ops; /* doh_h1.c */
 
+/*
+ * ---- a connection's pool of freed blocks (doh_pool.c) ----
+ *
+ * Blocks up to 4096 bytes, by power-of-two class; at most
+ * DV_DOH_POOL_KEEP bytes of freed blocks are kept for reuse.
+ */
+#define DV_DOH_POOL_CLASSES 8 /* 32, 64, ... 4096 bytes */
+#define DV_DOH_POOL_KEEP (16 * 1024)
+
+typedef struct dv_doh_pool {
+	void *free[DV_DOH_POOL_CLASSES];
+	size_t kept; /* bytes on the free lists, block headers included */
+} dv_doh_pool_t;
+
+void *dv_doh_pool_alloc(dv_doh_pool_t *p, size_t n);
+void *dv_doh_pool_calloc(dv_doh_pool_t *p, size_t nmemb, size_t size);
+void *dv_doh_pool_realloc(dv_doh_pool_t *p, void *ptr, size_t n);
+void dv_doh_pool_free(dv_doh_pool_t *p, void *ptr);
+/* Give every kept block back to libc. */
+void dv_doh_pool_trim(dv_doh_pool_t *p);
+
+/* Write v in decimal at buf (room for 20 digits); returns the length. */
+static inline size_t dv_doh_utoa(char *buf, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = tmp[n - 1 - i];
+	return n;
+}
+
 typedef struct h2s h2s_t;   /* an HTTP/2 stream (doh_h2.c) */
 typedef struct slot slot_t; /* an HTTP/1.1 response slot (doh_h1.c) */
 
@@ -114,6 +154,7 @@ struct dv_doh {
 
 	/* HTTP/2 */
 	nghttp2_session *h2;
+	dv_doh_pool_t pool; /* nghttp2's memory and our streams' */
 	bool dead; /* nghttp2 failed fatally: drop the connection */
 	h2s_t *live, *orphans;
 	size_t preface_left;  /* client magic bytes still to come */

@@ -78,7 +78,7 @@ static slot_t *q_push(dv_doh_t *d)
 static void q_pop(dv_doh_t *d)
 {
 	slot_t *s = q_at(d, 0);
-	free(s->body);
+	dv_doh_pool_free(&d->pool, s->body);
 	d->q_head = (d->q_head + 1) % d->q_cap;
 	d->q_len--;
 }
@@ -441,13 +441,27 @@ static void h1_render(dv_doh_t *d, const slot_t *s)
 	const char *conn = close ? "Connection: close\r\n" : "";
 	int n;
 	if (s->status == 200) {
-		n = snprintf(d->hdr, sizeof(d->hdr),
-			     "HTTP/1.1 200 OK\r\n"
-			     "Content-Type: application/dns-message\r\n"
-			     "Content-Length: %zu\r\n"
-			     "Cache-Control: max-age=%u\r\n"
-			     "%s\r\n",
-			     s->body_len, s->max_age, conn);
+		/* the hot path: put together without printf (under 170
+		 * bytes of H1_HDR_MAX) */
+		static const char a[] = "HTTP/1.1 200 OK\r\n"
+					"Content-Type: application/dns-message\r\n"
+					"Content-Length: ";
+		static const char b[] = "\r\nCache-Control: max-age=";
+		char *h = d->hdr;
+		memcpy(h, a, sizeof(a) - 1);
+		h += sizeof(a) - 1;
+		h += dv_doh_utoa(h, s->body_len);
+		memcpy(h, b, sizeof(b) - 1);
+		h += sizeof(b) - 1;
+		h += dv_doh_utoa(h, s->max_age);
+		*h++ = '\r';
+		*h++ = '\n';
+		size_t cl = strlen(conn);
+		memcpy(h, conn, cl);
+		h += cl;
+		*h++ = '\r';
+		*h++ = '\n';
+		n = (int)(h - d->hdr);
 	} else {
 		char tbuf[48];
 		const char *t = dv_doh_error_text(s->status, s->why, tbuf,
@@ -532,6 +546,7 @@ static void h1_deinit(dv_doh_t *d)
 	free(d->q);
 	free(d->hval);
 	dv_doh_req_free(&d->req);
+	dv_doh_pool_trim(&d->pool);
 }
 
 static int h1_answer(dv_doh_t *d, uint32_t stream, unsigned status,
@@ -547,7 +562,7 @@ static int h1_answer(dv_doh_t *d, uint32_t stream, unsigned status,
 		s->why = status == 500 ? T_500 : NULL;
 		return 0;
 	}
-	s->body = malloc(len ? len : 1);
+	s->body = dv_doh_pool_alloc(&d->pool, len ? len : 1);
 	if (!s->body) {
 		s->status = 500;
 		s->why = T_500;

@@ -37,7 +37,6 @@
  * dv_doh_h2_ops (doh_engine.h).
  */
 #include <nghttp2/nghttp2.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,9 +86,9 @@ static void h2s_free(dv_doh_t *d, h2s_t *s)
 {
 	if (s->owned)
 		d->unsent -= s->resp_len - s->resp_off;
-	free(s->owned);
+	dv_doh_pool_free(&d->pool, s->owned);
 	dv_doh_req_free(&s->req);
-	free(s);
+	dv_doh_pool_free(&d->pool, s);
 }
 
 static h2s_t *h2_stream(dv_doh_t *d, int32_t id)
@@ -118,15 +117,40 @@ static ssize_t h2_read_cb(nghttp2_session *session, int32_t stream_id,
 	dv_doh_t *d = user;
 	h2s_t *s = source->ptr;
 	size_t n = s->resp_len - s->resp_off;
+	size_t room = d->obuf ? d->ocap - d->olen : 0;
 	if (n > length)
 		n = length;
-	memcpy(buf, s->resp + s->resp_off, n);
+	if (room >= 9 + n) {
+		/* the whole frame fits the caller's buffer: h2_send_data_cb
+		 * writes the body there, nghttp2 never copies it */
+		*data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+	} else {
+		memcpy(buf, s->resp + s->resp_off, n);
+	}
 	s->resp_off += n;
 	if (s->owned)
 		d->unsent -= n;
 	if (s->resp_off == s->resp_len)
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
+}
+
+/* A DATA frame whose body h2_read_cb left in the stream (NO_COPY): its
+ * header and body straight into the caller's buffer, which h2_read_cb
+ * saw had room for both (nothing is written between the two calls). */
+static int h2_send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
+			   const uint8_t *framehd, size_t length,
+			   nghttp2_data_source *source, void *user)
+{
+	dv_doh_t *d = user;
+	h2s_t *s = source->ptr;
+	if (!d->obuf || d->ocap - d->olen < 9 + length ||
+	    frame->data.padlen > 0 || length > s->resp_off)
+		return NGHTTP2_ERR_CALLBACK_FAILURE; /* cannot happen */
+	memcpy(d->obuf + d->olen, framehd, 9);
+	memcpy(d->obuf + d->olen + 9, s->resp + s->resp_off - length, length);
+	d->olen += 9 + length;
+	return 0;
 }
 
 #define NV(n, v, vl)                                                         \
@@ -138,21 +162,21 @@ static ssize_t h2_read_cb(nghttp2_session *session, int32_t stream_id,
 static int h2_submit(dv_doh_t *d, h2s_t *s, unsigned status, uint32_t max_age,
 		     bool body)
 {
-	char st[8], cl[24], cc[32];
+	char st[20], cl[20], cc[8 + 20] = "max-age=";
 	nghttp2_nv nv[6];
 	size_t n = 0;
-	int stl = snprintf(st, sizeof(st), "%u", status);
-	int cll = snprintf(cl, sizeof(cl), "%zu", s->resp_len);
-	nv[n++] = NV(":status", st, (size_t)stl);
+	size_t stl = dv_doh_utoa(st, status);
+	size_t cll = dv_doh_utoa(cl, s->resp_len);
+	nv[n++] = NV(":status", st, stl);
 	if (status == 200) {
-		int ccl = snprintf(cc, sizeof(cc), "max-age=%u", max_age);
+		size_t ccl = 8 + dv_doh_utoa(cc + 8, max_age);
 		nv[n++] = NV("content-type", "application/dns-message", 23);
-		nv[n++] = NV("content-length", cl, (size_t)cll);
-		nv[n++] = NV("cache-control", cc, (size_t)ccl);
+		nv[n++] = NV("content-length", cl, cll);
+		nv[n++] = NV("cache-control", cc, ccl);
 	} else {
 		nv[n++] = NV("content-type", "text/plain; charset=utf-8", 25);
 		if (body)
-			nv[n++] = NV("content-length", cl, (size_t)cll);
+			nv[n++] = NV("content-length", cl, cll);
 		nv[n++] = NV("cache-control", "no-store", 8);
 		if (status == 405)
 			nv[n++] = NV("allow", "GET, POST", 9);
@@ -222,12 +246,13 @@ static int h2_begin_headers_cb(nghttp2_session *session,
 	if (frame->hd.type != NGHTTP2_HEADERS ||
 	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	h2s_t *s = calloc(1, sizeof(*s));
+	h2s_t *s = dv_doh_pool_calloc(&d->pool, 1, sizeof(*s));
 	if (!s)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* stream reset */
 	s->id = frame->hd.stream_id;
+	s->req.pool = &d->pool;
 	if (nghttp2_session_set_stream_user_data(session, s->id, s) != 0) {
-		free(s);
+		dv_doh_pool_free(&d->pool, s);
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
 	list_add(&d->live, s);
@@ -436,6 +461,27 @@ static int h2_stream_close_cb(nghttp2_session *session, int32_t stream_id,
 	return 0;
 }
 
+/* nghttp2 allocates through the connection's pool (doh_pool.c) */
+static void *h2_mem_malloc(size_t size, void *user)
+{
+	return dv_doh_pool_alloc(&((dv_doh_t *)user)->pool, size);
+}
+
+static void h2_mem_free(void *ptr, void *user)
+{
+	dv_doh_pool_free(&((dv_doh_t *)user)->pool, ptr);
+}
+
+static void *h2_mem_calloc(size_t nmemb, size_t size, void *user)
+{
+	return dv_doh_pool_calloc(&((dv_doh_t *)user)->pool, nmemb, size);
+}
+
+static void *h2_mem_realloc(void *ptr, size_t size, void *user)
+{
+	return dv_doh_pool_realloc(&((dv_doh_t *)user)->pool, ptr, size);
+}
+
 static int h2_init(dv_doh_t *d)
 {
 	nghttp2_session_callbacks *cbs;
@@ -446,6 +492,7 @@ static int h2_init(dv_doh_t *d)
 	if (nghttp2_option_new(&opt) != 0)
 		goto fail_opt;
 	nghttp2_session_callbacks_set_send_callback(cbs, h2_send_cb);
+	nghttp2_session_callbacks_set_send_data_callback(cbs, h2_send_data_cb);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(
 		cbs, h2_begin_headers_cb);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, h2_header_cb);
@@ -459,7 +506,13 @@ static int h2_init(dv_doh_t *d)
 		cbs, h2_stream_close_cb);
 	/* closed streams are only kept for priorities, which we ignore */
 	nghttp2_option_set_no_closed_streams(opt, 1);
-	if (nghttp2_session_server_new2(&d->h2, cbs, d, opt) != 0)
+	nghttp2_mem mem = {.mem_user_data = d,
+			   .malloc = h2_mem_malloc,
+			   .free = h2_mem_free,
+			   .calloc = h2_mem_calloc,
+			   .realloc = h2_mem_realloc};
+	/* nghttp2 keeps its own copy of `mem` */
+	if (nghttp2_session_server_new3(&d->h2, cbs, d, opt, &mem) != 0)
 		goto fail_session;
 	nghttp2_settings_entry iv[] = {
 		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, d->opts.max_streams},
@@ -635,7 +688,7 @@ static int h2_answer(dv_doh_t *d, uint32_t stream, unsigned status,
 	}
 	if (status != 200)
 		return h2_error(d, s, status, status == 500 ? T_500 : NULL);
-	s->owned = malloc(len ? len : 1);
+	s->owned = dv_doh_pool_alloc(&d->pool, len ? len : 1);
 	if (!s->owned) {
 		h2_error(d, s, 500, T_500);
 		return -ENOMEM;
@@ -661,6 +714,7 @@ static void h2_deinit(dv_doh_t *d)
 		list_del(&d->orphans, s);
 		h2s_free(d, s);
 	}
+	dv_doh_pool_trim(&d->pool);
 }
 
 static bool h2_want_close(const dv_doh_t *d)

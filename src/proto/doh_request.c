@@ -65,6 +65,24 @@ int dv_doh_grow(void *pp, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
+/* dv_doh_grow() for a request's own buffer: from its pool, if any. */
+static int req_grow(req_t *r, void *pp, size_t *cap, size_t need)
+{
+	if (!r->pool)
+		return dv_doh_grow(pp, cap, need, 1);
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 64;
+	while (c < need)
+		c *= 2;
+	void *p = dv_doh_pool_realloc(r->pool, *(void **)pp, c);
+	if (!p)
+		return -ENOMEM;
+	*(void **)pp = p;
+	*cap = c;
+	return 0;
+}
+
 static void trim(const char **s, size_t *n)
 {
 	while (*n && ows(**s)) {
@@ -255,7 +273,9 @@ void dv_doh_req_clear(req_t *r)
 	char *t = r->target;
 	uint8_t *b = r->body;
 	size_t tc = r->target_cap, bc = r->body_cap;
+	dv_doh_pool_t *pool = r->pool;
 	memset(r, 0, sizeof(*r));
+	r->pool = pool;
 	r->target = t;
 	r->target_cap = tc;
 	r->body = b;
@@ -264,8 +284,13 @@ void dv_doh_req_clear(req_t *r)
 
 void dv_doh_req_free(req_t *r)
 {
-	free(r->target);
-	free(r->body);
+	if (r->pool) {
+		dv_doh_pool_free(r->pool, r->target);
+		dv_doh_pool_free(r->pool, r->body);
+	} else {
+		free(r->target);
+		free(r->body);
+	}
 	r->target = NULL;
 	r->body = NULL;
 	r->target_cap = r->body_cap = 0;
@@ -292,7 +317,7 @@ bool dv_doh_req_count(const dv_doh_t *d, req_t *r, size_t n)
 
 int dv_doh_req_target(req_t *r, const char *s, size_t n)
 {
-	if (dv_doh_grow(&r->target, &r->target_cap, r->target_len + n + 1, 1))
+	if (req_grow(r, &r->target, &r->target_cap, r->target_len + n + 1))
 		return -ENOMEM;
 	memcpy(r->target + r->target_len, s, n);
 	r->target_len += n;
@@ -419,7 +444,7 @@ int dv_doh_req_body(req_t *r, const char *p, size_t n)
 	}
 	if (r->method != M_POST || r->status)
 		return 0;
-	if (dv_doh_grow(&r->body, &r->body_cap, r->body_len + n, 1))
+	if (req_grow(r, &r->body, &r->body_cap, r->body_len + n))
 		return -ENOMEM;
 	memcpy(r->body + r->body_len, p, n);
 	r->body_len += n;
@@ -464,7 +489,7 @@ int dv_doh_req_finish(req_t *r, const uint8_t **msg, size_t *len)
 		}
 		/* the target is under max_header_bytes <= 65535, so the
 		 * decoded message is always under 65535 bytes */
-		if (dv_doh_grow(&r->body, &r->body_cap, vlen / 4 * 3 + 3, 1))
+		if (req_grow(r, &r->body, &r->body_cap, vlen / 4 * 3 + 3))
 			return -ENOMEM;
 		ssize_t n = b64url_decode(v, vlen, r->body);
 		if (n < 0) {

@@ -21,7 +21,6 @@ import ssl
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -941,13 +940,7 @@ class DotReload(DotBase):
 
     def setUp(self):
         h.IntegrationTest.setUp(self)
-        self.pki = tempfile.mkdtemp(prefix="dv-dot-pki-")
-        self.addCleanup(lambda: None if self._failure_count() > self._failures_at_start
-                        else shutil.rmtree(self.pki, ignore_errors=True))
-        self.cert = os.path.join(self.pki, "cert.pem")
-        self.key = os.path.join(self.pki, "key.pem")
-        shutil.copy(h.CERT, self.cert)
-        shutil.copy(h.KEY, self.key)
+        self.private_pki("dv-dot-pki-")
         self.ub = self.start_unbound(log_queries=False)
         self.dv = self.start_dot(config=h.dot_config(cert=self.cert, key=self.key))
 

@@ -64,13 +64,7 @@ class Reload(h.IntegrationTest):
 
     def setUp(self):
         h.IntegrationTest.setUp(self)
-        self.pki = tempfile.mkdtemp(prefix="dv-reload-pki-")
-        self.addCleanup(lambda: None if self._failure_count() > self._failures_at_start
-                        else shutil.rmtree(self.pki, ignore_errors=True))
-        self.cert = os.path.join(self.pki, "cert.pem")
-        self.key = os.path.join(self.pki, "key.pem")
-        shutil.copy(h.CERT, self.cert)
-        shutil.copy(h.KEY, self.key)
+        self.private_pki("dv-reload-pki-")
         self.ub = self.start_unbound(log_queries=False)
         self.admin = h.free_port()
         self.dv = self.start_dnsveil(

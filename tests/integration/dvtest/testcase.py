@@ -4,13 +4,16 @@ reports the skips of the run and fails it on any skip not on the allow-list
 defect; a missing tool is installed by .ci/setup instead)."""
 
 import os
+import shutil
 import sys
+import tempfile
 import unittest
 
 from .env import log, tail
 from .daemon import Dnsveil
 from .upstream import SlowAuthority, Unbound, encrypted_resolver, encrypted_unbound, resolver
 from .clients import kdig
+from .tls import CERT, KEY
 
 #: "test_file.Class.test_method": why that test may skip.  Keep it empty:
 #: every entry is a test that proves nothing in some runs.
@@ -35,6 +38,17 @@ class IntegrationTest(unittest.TestCase):
         if res is None:
             return 0
         return len(res.failures) + len(res.errors)
+
+    def private_pki(self, prefix):
+        """A temporary copy of the test certificate and key that a test may
+        replace (self.pki, self.cert, self.key); kept when the test fails."""
+        self.pki = tempfile.mkdtemp(prefix=prefix)
+        self.addCleanup(lambda: None if self._failure_count() > self._failures_at_start
+                        else shutil.rmtree(self.pki, ignore_errors=True))
+        self.cert = os.path.join(self.pki, "cert.pem")
+        self.key = os.path.join(self.pki, "key.pem")
+        shutil.copy(CERT, self.cert)
+        shutil.copy(KEY, self.key)
 
     def start_slow(self, delay=1.0, address="192.0.2.200"):
         s = SlowAuthority(delay=delay, address=address)

@@ -5,11 +5,13 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -526,13 +528,48 @@ int dv_tls_map_error(dv_tls_t *t, int ret)
 	}
 }
 
+/*
+ * After a server handshake: give the kernel back the pages of wolfSSL's
+ * session object that hold nothing but zeros.  Debian's wolfSSL keeps
+ * the session (37.5 KiB) for the connection's life, most of it room for
+ * a peer certificate chain a server without client certificates never
+ * fills (8 of its 10 pages).  For private anonymous memory a page given
+ * back with MADV_DONTNEED reads as zeros again and is faulted in anew if
+ * written, so the object's contents do not change; only the worker that
+ * owns the connection touches it, and a page wholly inside one heap
+ * block holds no allocator data.
+ */
+static void release_zero_pages(void *p, size_t n)
+{
+	const uintptr_t page = 4096;
+	uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1);
+	uintptr_t end = ((uintptr_t)p + n) & ~(page - 1);
+	for (; a < end; a += page) {
+		const uint64_t *w = (const uint64_t *)a;
+		size_t i = 0;
+		while (i < page / 8 && w[i] == 0)
+			i++;
+		if (i == page / 8)
+			(void)madvise((void *)a, page, MADV_DONTNEED);
+	}
+}
+
+void dv_tls_handshake_done(dv_tls_t *t)
+{
+	WOLFSSL_SESSION *s = wolfSSL_get_session(t->ssl);
+	if (s)
+		release_zero_pages(s, malloc_usable_size(s));
+}
+
 int dv_tls_handshake(dv_tls_t *t)
 {
 	if (t->own_io)
 		return dv_tls_io_handshake(t);
 	int ret = wolfSSL_accept(t->ssl);
-	if (ret == WOLFSSL_SUCCESS)
+	if (ret == WOLFSSL_SUCCESS) {
+		dv_tls_handshake_done(t);
 		return 0;
+	}
 	return dv_tls_map_error(t, ret);
 }
 

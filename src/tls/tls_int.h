@@ -50,6 +50,9 @@ int dv_tls_map_error(dv_tls_t *t, int ret);
 /* tls_io.c: the I/O of a connection with own_io (see there). */
 void dv_tls_io_attach(dv_tls_t *t);
 int dv_tls_io_handshake(dv_tls_t *t);
+/* A server handshake has completed: what it no longer needs is returned
+ * (tls.c). */
+void dv_tls_handshake_done(dv_tls_t *t);
 ssize_t dv_tls_io_read(dv_tls_t *t, void *buf, size_t len);
 ssize_t dv_tls_io_write(dv_tls_t *t, const void *buf, size_t len);
 int dv_tls_io_flush(dv_tls_t *t);

@@ -264,6 +264,7 @@ int dv_tls_io_handshake(dv_tls_t *t)
 		return w;
 	if (r == WOLFSSL_SUCCESS) {
 		t->hs_done = true;
+		dv_tls_handshake_done(t);
 		return w;
 	}
 	ret = dv_tls_map_error(t, r);

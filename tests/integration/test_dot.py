@@ -567,7 +567,9 @@ class DotIdleConnections(DotBase):
                                  "idle connection %d: %s" % (i, m))
             log("ok: %d sampled idle connections still answer" % len(range(0, n, step)))
 
-            limit = 64 * 1024 * (4 if h.SANITIZE else 1)
+            # about 31 KiB measured (63 KiB before the session object's
+            # zero pages were given back after the handshake)
+            limit = 40 * 1024 * (4 if h.SANITIZE else 1)
             self.assertLess(per, limit, "RSS grew by %.0f bytes per idle TLS connection "
                             "(limit %d)" % (per, limit))
             log("ok: %d idle TLS connections cost %.0f bytes each (< %d)" % (n, per, limit))

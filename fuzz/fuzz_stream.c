@@ -62,7 +62,9 @@
  *           the client reads), 1..199 that many bytes, 200..255
  *           (n - 199) * 64 bytes
  *   the rest: the bytes the client sends (DNS messages with 2-byte length
- *           prefixes, or anything)
+ *           prefixes, or anything); an input with a PROXY v2 signature
+ *           where a message starts is skipped (the connection is closed
+ *           there on purpose; test_proxy_protocol checks that)
  */
 #include "transports/do53_tcp.c"
 #include "transports/sock.c"
@@ -412,6 +414,11 @@ static size_t expected_ids(const uint8_t *p, size_t len, uint16_t *ids)
 {
 	size_t off = 0, n = 0;
 	while (len - off >= 2) {
+		/* a PROXY v2 header where a message starts closes the
+		 * connection at once (stream_dns.c): what was sent before it
+		 * may or may not be answered, so no exact count to check */
+		if (dv_proxy_v2_is_signature(p + off, len - off))
+			return MAX_MSGS;
 		size_t m = dv_get16(p + off);
 		if (len - off - 2 < m)
 			break;

@@ -10,6 +10,14 @@
 
 #include "src/config/config.h"
 
+/* The largest list element (dv_cfg_item_set() parses into a buffer this
+ * big). */
+#define LIST_ELEM_MAX sizeof(dv_url_t)
+
+#define KIB UINT64_C(1024)
+#define MIB (KIB * KIB)
+#define GIB (KIB * MIB)
+
 #define DV_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 /* vsnprintf into `err`; nothing if `err` is NULL or `err_len` 0. */

@@ -407,8 +407,12 @@ dv_pool_t *dv_pool_create(const dv_pool_env_t *env, const dv_config_t *cfg,
 	p->report = report;
 	p->observe = env->observe;
 	p->observe_arg = env->observe_arg;
-	p->n_local = cfg->n_upstream;
-	p->n_fallback = cfg->n_fallback;
+	dv_upstream_set_t set = env->set;
+	if (!set.upstream)
+		dv_config_upstream_set(cfg, 0, &set);
+	p->n_local = set.n_upstream;
+	p->n_fallback = set.n_fallback;
+	p->set_name = set.name;
 	for (int fb = 0; fb < 2; fb++)
 		p->hconf[fb] = (dv_health_conf_t){
 			.down_after = cfg->down_after_failures,
@@ -432,11 +436,11 @@ dv_pool_t *dv_pool_create(const dv_pool_env_t *env, const dv_config_t *cfg,
 	if (!p->servers)
 		goto fail;
 	for (unsigned i = 0; i < p->n_local; i++)
-		if (server_init(p, &p->servers[i], &cfg->upstream[i], false))
+		if (server_init(p, &p->servers[i], &set.upstream[i], false))
 			goto fail;
 	for (unsigned i = 0; i < p->n_fallback; i++)
 		if (server_init(p, &p->servers[p->n_local + i],
-				&cfg->fallback[i], true))
+				&set.fallback[i], true))
 			goto fail;
 	/* what the protocols in use share per pool (client TLS contexts), in
 	 * registry order */
@@ -537,6 +541,7 @@ void dv_pool_stats_add(const dv_pool_t *p, unsigned i,
 	const dv_server_t *s = &p->servers[i];
 	u->url = s->url.text;
 	u->fallback = s->fallback;
+	u->set = p->set_name;
 	dv_stats_sum_upstream(&u->st, &s->st);
 	dv_lat_hist_sum(&u->latency, &s->latency);
 	unsigned state = __atomic_load_n(&s->pub_state, __ATOMIC_RELAXED);

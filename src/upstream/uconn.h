@@ -208,6 +208,7 @@ struct dv_pool {
 	void *observe_arg;
 	dv_server_t *servers; /* local first, then fallback */
 	unsigned n_local, n_fallback;
+	const char *set_name; /* its upstream set's; NULL: set 0 */
 	/* client contexts, made by the modules that use them (pool_init):
 	 * one per worker, so no lock is shared between workers */
 	dv_tls_ctx_t *tls;

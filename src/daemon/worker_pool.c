@@ -9,8 +9,8 @@
 #include "src/daemon/upstream.h"
 #include "src/daemon/worker.h"
 
-_Static_assert(DV_MAX_UPSTREAM_SETS <= DV_CORE_MAX_SETS,
-	       "the core reaches every upstream set");
+_Static_assert(DV_MAX_UPSTREAM_SETS <= DV_CORE_MAX_SETS, "the core reaches "
+							 "every upstream set");
 
 /* The pool's queries and answers, to dnstap (dnstap.resolver). */
 static void observe(void *arg, const dv_pool_msg_t *m)

@@ -15,6 +15,7 @@ default group the other, and each resolver's query log shows it was asked
 each name exactly once (the rest are cache hits, each in its own set)."""
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,11 +58,12 @@ def group_yaml(kids_url, extra_groups="", extra_clients=""):
 
 class PerGroup(h.IntegrationTest):
 
-    def start(self, config=None, extra_groups="", extra_clients="", admin=False):
+    def start(self, config=None, extra_groups="", extra_clients="", admin=False, extra_top=""):
         self.adult = self.start_unbound(whoami="adult", local_data=local_data(DEFAULT_ADDR))
         self.kids = self.start_unbound(whoami="kids", local_data=local_data(KIDS_ADDR))
-        extra = group_yaml(self.kids.url("tcp"), extra_groups.replace("@KIDS@", self.kids.url("tcp")),
-                           extra_clients)
+        extra_groups = extra_groups.replace("@KIDS@", self.kids.url("tcp")).replace(
+            "@ADULT@", self.adult.url("tcp"))
+        extra = extra_top + group_yaml(self.kids.url("tcp"), extra_groups, extra_clients)
         if admin:
             self.admin_port = h.free_port()
             extra += "admin:\n  listen: [\"http://127.0.0.1:%d\"]\n" % self.admin_port
@@ -215,6 +217,55 @@ class PerGroup(h.IntegrationTest):
         self.assertEqual(st["policy"]["groups"]["school"]["queries"], 1)
         self.assertEqual([u.get("set") for u in st["upstreams"]], [None, "kids"], st["upstreams"])
         log("ok: school and kids share one upstream set and its cache")
+
+    def test_fallback_and_internal_names_per_set(self):
+        """A kids set with a fallback of its own (here the adult resolver,
+        to tell them apart): with its upstream dead, an ordinary name is
+        answered by its fallback, an internal: name never reaches that
+        fallback (SERVFAIL with an EDE), while the default group, whose
+        set has no fallback, is answered by its own resolver throughout."""
+        self.start(extra_groups='    fallback: ["@ADULT@"]\n', extra_top="internal: [int.pg.example.test]\n")
+        self.kids.kill()
+        name = NAMES[0]
+        self.assertEqual(self.ask("dot", True, name), [DEFAULT_ADDR])  # the set's fallback
+        inner = "doh-kd.int.pg.example.test"
+        r = h.kdig_tls(self.dv.tls_port, [(inner, "A")], "+tls-sni=kid-1.dns.test",
+                       timeout=h.scaled(6))
+        self.assertEqual(r.json.get("RCODE"), dns.rcode.SERVFAIL, r)
+        m = dns.query.udp(h.make_query(inner, "A"), "127.0.0.1", port=self.dv.port,
+                          source="127.0.0.2", timeout=h.scaled(6))
+        self.assertEqual(m.rcode(), dns.rcode.SERVFAIL, m)
+        self.assertTrue(h.ede_codes(m), m)
+        # the default group's set: the same resolver, as its local one
+        m = dns.query.udp(h.make_query(inner, "A"), "127.0.0.1", port=self.dv.port,
+                          source="127.0.0.1", timeout=h.scaled(6))
+        self.assertEqual(m.rcode(), dns.rcode.NXDOMAIN, m)
+        h.wait_for(lambda: self.queries(self.adult, inner) >= 1, h.scaled(5),
+                   what="the default group's query in the adult resolver's log")
+        self.assertEqual(self.queries(self.adult, inner), 1,
+                         "the kids set's fallback was asked an internal name")
+        log("ok: kids' own fallback answers ordinary names, never internal ones")
+
+    def test_reload_says_restart(self):
+        """SIGHUP with a changed groups.kids.upstream: the reload goes
+        through, names groups.*.upstream/fallback among what takes effect
+        on restart, and the kids group keeps its running resolver."""
+        self.start()
+        with open(self.dv.conf_path) as f:
+            text = f.read()
+        self.assertIn(self.kids.url("tcp"), text)
+        tmp = self.dv.conf_path + ".new"
+        with open(tmp, "w") as f:
+            f.write(text.replace(self.kids.url("tcp"), self.adult.url("tcp")))
+        os.rename(tmp, self.dv.conf_path)
+        off = len(self.dv.stderr_text())
+        self.dv.proc.send_signal(signal.SIGHUP)
+        self.dv.wait_log(r"SIGHUP: configuration checked and reloaded", start=off)
+        logged = self.dv.stderr_text()[off:]
+        self.assertRegex(logged, r"takes effect on restart: groups\.\*\.upstream/fallback")
+        self.assertEqual(self.ask("dot", True, NAMES[0]), [KIDS_ADDR])
+        self.assertEqual(self.ask("dot", False, NAMES[0]), [DEFAULT_ADDR])
+        log("ok: SIGHUP names groups.*.upstream/fallback as taking effect on restart")
 
 
 class PerGroupConfig(h.IntegrationTest):

@@ -140,8 +140,10 @@ static void check_config(const dv_config_t *c)
 	IN_RANGE(sets, 1u, (unsigned)DV_MAX_UPSTREAM_SETS);
 	for (unsigned i = 0; i < c->n_groups; i++) {
 		const dv_cfg_group_t *g = &c->groups[i];
-		IN_RANGE(g->n_upstream, 0u, (unsigned)DV_POLICY_GROUP_UPSTREAMS);
-		IN_RANGE(g->n_fallback, 0u, (unsigned)DV_POLICY_GROUP_UPSTREAMS);
+		IN_RANGE(g->n_upstream, 0u,
+			 (unsigned)DV_POLICY_GROUP_UPSTREAMS);
+		IN_RANGE(g->n_fallback, 0u,
+			 (unsigned)DV_POLICY_GROUP_UPSTREAMS);
 		check_urls(g->upstream, g->n_upstream, DV_URL_UPSTREAM);
 		check_urls(g->fallback, g->n_fallback, DV_URL_UPSTREAM);
 		CHECK(g->upstream_set < sets);

@@ -868,7 +868,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* what the core's seed was when it came from fuzz_getrandom, whose
 	 * generator starts at 0 (and stays there) before the first input */
 	w->core.conf.hash_seed = 0;
-	list_conns(w->pools[0]);
+	dv_pool_t *p0 = w->pools[0]; /* the config's one upstream set */
+	list_conns(p0);
 	n_clients = 0;
 	drain_fd(udp_fake);
 
@@ -926,13 +927,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			case 5:
 				for (unsigned i = 0;
 				     (arg & 7) != 4 &&
-				     i < w->pools[0]->n_local + w->pools[0]->n_fallback;
+				     i < p0->n_local + p0->n_fallback;
 				     i++)
 					fire(w->loop,
-					     &w->pools[0]->servers[i].probe_timer,
+					     &p0->servers[i].probe_timer,
 					     dv_uprobe_timer_cb);
 				if ((arg & 7) != 3)
-					fire(w->loop, &w->pools[0]->tick, tick_cb);
+					fire(w->loop, &p0->tick, tick_cb);
 				break;
 			default:
 				dv_pool_start(w->pools[0]);

@@ -437,8 +437,7 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 	}
 	for (unsigned i = 0; i < n_up; i++) {
 		for (unsigned k = 0; k < v->n_workers; k++)
-			dv_worker_upstream_stats_add(v->workers[k], i,
-						     &ups[i]);
+			dv_worker_upstream_stats_add(v->workers[k], i, &ups[i]);
 		dv_pool_stats_finish(&ups[i]);
 	}
 	bool on[DV_SCHEME_COUNT];

@@ -6,6 +6,7 @@
  * handles a server comes from the registry (registry.c) by its scheme.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -168,26 +169,27 @@ static void server_state(dv_server_t *s, dv_health_state_t old)
 	case DV_HEALTH_DOWN:
 		USTAT_INC(s, went_down);
 		s->backoff_ms = p->cfg->reconnect_min_ms;
-		dv_log_warn("worker %u: upstream %s is down, probing it in "
+		dv_log_warn("worker %u: upstream %s%s is down, probing it in "
 			    "%u ms",
-			    p->index, s->url.text, s->backoff_ms);
+			    p->index, s->url.text, p->set_note, s->backoff_ms);
 		dv_uprobe_schedule(s);
 		break;
 	case DV_HEALTH_DEGRADED:
 		USTAT_INC(s, went_degraded);
-		dv_log_info("worker %u: upstream %s is degraded (p95 %u ms, "
-			    "%u of the last 16 attempts failed)",
-			    p->index, s->url.text, h->p95_ms,
+		dv_log_info("worker %u: upstream %s%s is degraded (p95 %u "
+			    "ms, %u of the last 16 attempts failed)",
+			    p->index, s->url.text, p->set_note, h->p95_ms,
 			    (unsigned)__builtin_popcount(h->window));
 		break;
 	default:
 		if (old == DV_HEALTH_DOWN)
-			dv_log_info("worker %u: upstream %s is back",
-				    p->index, s->url.text);
+			dv_log_info("worker %u: upstream %s%s is back",
+				    p->index, s->url.text, p->set_note);
 		else
-			dv_log_info("worker %u: upstream %s is up again (p95 "
+			dv_log_info("worker %u: upstream %s%s is up again (p95 "
 				    "%u ms)",
-				    p->index, s->url.text, h->p95_ms);
+				    p->index, s->url.text, p->set_note,
+				    h->p95_ms);
 		break;
 	}
 }
@@ -413,6 +415,9 @@ dv_pool_t *dv_pool_create(const dv_pool_env_t *env, const dv_config_t *cfg,
 	p->n_local = set.n_upstream;
 	p->n_fallback = set.n_fallback;
 	p->set_name = set.name;
+	if (set.name) /* the logs tell the sets' servers apart */
+		snprintf(p->set_note, sizeof(p->set_note), " (set %s)",
+			 set.name);
 	for (int fb = 0; fb < 2; fb++)
 		p->hconf[fb] = (dv_health_conf_t){
 			.down_after = cfg->down_after_failures,

@@ -156,12 +156,13 @@ class PerGroup(h.IntegrationTest):
                     self.assertEqual(r.json.get("RCODE"), dns.rcode.SERVFAIL, r)
                 self.assertEqual(self.ask(kind, False, name), [DEFAULT_ADDR])
         log("ok: kids SERVFAIL, default answered, over DoH, DoT and Do53")
+        self.dv.wait_log(r"upstream tcp://127\.0\.0\.1:%d \(set kids\) is down" % self.kids.port)
         body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port,
                                       timeout=h.scaled(5)).read().decode()
         kids_url = self.kids.url("tcp")
         self.assertIn('dnsveil_server_state{upstream="%s",group="local",set="kids",'
-                      'state="up"}' % kids_url, body)
-        self.assertIn('dnsveil_server_state{upstream="%s",group="local",state="up"}'
+                      'state="down"} 1' % kids_url, body)
+        self.assertIn('dnsveil_server_state{upstream="%s",group="local",state="up"} 1'
                       % self.adult.url("tcp"), body)
 
     def test_stale_and_prefetch_through_the_groups_set(self):

@@ -8,8 +8,9 @@
  * shares nothing with other workers' cores but the cache.
  *
  * The core does no I/O: it reads time and arms timers through the
- * runtime it is given (timer.h), reaches the upstream pool through a
- * table of two calls (dv_core_pool_ops_t) and answers through each
+ * runtime it is given (timer.h), reaches the upstream pools (one per
+ * upstream set, chosen by the query's group) through a table of two
+ * calls (dv_core_pool_ops_t) and answers through each
  * query's reply hook.  It knows neither the worker nor the config: the
  * worker embeds it, fills a dv_core_conf_t from the config and plugs in
  * its loop's timers and its pool.

@@ -2,8 +2,8 @@
 /*
  * The upstream pool of one worker for one upstream set (the top-level
  * upstream:/fallback:, or a group's own, config.h dv_upstream_set_t): the
- * local resolver group and the fallback group, each a list of servers; per server a few persistent connections
- * carrying many queries at once (tcp:// and tls://: RFC 7766 pipelining,
+ * local resolver group and the fallback group, each a list of servers;
+ * per server a few persistent connections carrying many queries at once (tcp:// and tls://: RFC 7766 pipelining,
  * answers matched out of order by id and question; https://: HTTP/2
  * streams; quic://: DoQ streams) and, for udp:// servers, a UDP socket per
  * query (conn_udp.c) whose truncated answers are retried over TCP.  Each protocol is a

@@ -1,14 +1,16 @@
 #pragma once
 /*
- * The upstream pool of one worker for one upstream set (the top-level
- * upstream:/fallback:, or a group's own, config.h dv_upstream_set_t): the
- * local resolver group and the fallback group, each a list of servers;
- * per server a few persistent connections carrying many queries at once (tcp:// and tls://: RFC 7766 pipelining,
+ * The upstream pool of one worker: the local resolver group and the fallback
+ * group, each a list of servers; per server a few persistent connections
+ * carrying many queries at once (tcp:// and tls://: RFC 7766 pipelining,
  * answers matched out of order by id and question; https://: HTTP/2
  * streams; quic://: DoQ streams) and, for udp:// servers, a UDP socket per
  * query (conn_udp.c) whose truncated answers are retried over TCP.  Each protocol is a
  * connection module behind an ops table (uconn.h), found by its URL scheme
  * in the registry (registry.h).
+ *
+ * A worker has one pool per upstream set (config.h dv_upstream_set_t: the
+ * top-level upstream: and fallback:, or a group's own).
  *
  * A fetch is one upstream question (after coalescing).  It is sent to the
  * local group first; when the local group has failed, or has not answered

@@ -133,6 +133,35 @@ static void check_config(const dv_config_t *c)
 	IN_RANGE(c->cache_min_ttl, 0u, 86400u);
 	IN_RANGE(c->cache_max_ttl, 0u, 604800u);
 	IN_RANGE(c->cache_negative_max_ttl, 0u, 86400u);
+	/* groups.NAME.upstream/.fallback: URLs as the top-level ones; a
+	 * group's set 0 without upstream:, else one of the numbered sets,
+	 * shared exactly by the groups with the same two lists */
+	unsigned sets = dv_config_upstream_sets(c);
+	IN_RANGE(sets, 1u, (unsigned)DV_MAX_UPSTREAM_SETS);
+	for (unsigned i = 0; i < c->n_groups; i++) {
+		const dv_cfg_group_t *g = &c->groups[i];
+		IN_RANGE(g->n_upstream, 0u,
+			 (unsigned)DV_POLICY_GROUP_UPSTREAMS);
+		IN_RANGE(g->n_fallback, 0u,
+			 (unsigned)DV_POLICY_GROUP_UPSTREAMS);
+		check_urls(g->upstream, g->n_upstream, DV_URL_UPSTREAM);
+		check_urls(g->fallback, g->n_fallback, DV_URL_UPSTREAM);
+		CHECK(g->upstream_set < sets);
+		CHECK((g->upstream_set == 0) == (g->n_upstream == 0));
+		CHECK(g->n_upstream || !g->n_fallback);
+		dv_upstream_set_t s;
+		dv_config_upstream_set(c, g->upstream_set, &s);
+		if (g->upstream_set) {
+			CHECK(s.n_upstream == g->n_upstream &&
+			      s.n_fallback == g->n_fallback);
+			for (unsigned k = 0; k < s.n_upstream; k++)
+				CHECK(strcmp(s.upstream[k].text,
+					     g->upstream[k].text) == 0);
+			for (unsigned k = 0; k < s.n_fallback; k++)
+				CHECK(strcmp(s.fallback[k].text,
+					     g->fallback[k].text) == 0);
+		}
+	}
 }
 
 /* A message names the file (or says what failed) and is terminated. */

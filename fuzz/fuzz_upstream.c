@@ -809,7 +809,7 @@ NO_COVERAGE static void check_all(dv_worker_t *w)
 			      f->stale_fired == !ev_is_active(&st->w) &&
 			      f->stale.armed == !!ev_is_active(&st->w));
 	}
-	dv_pool_t *p = w->pool;
+	dv_pool_t *p = w->pools[0];
 	for (unsigned i = 0; i < p->n_local + p->n_fallback; i++) {
 		dv_server_t *s = &p->servers[i];
 		if (s->front)
@@ -868,7 +868,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* what the core's seed was when it came from fuzz_getrandom, whose
 	 * generator starts at 0 (and stays there) before the first input */
 	w->core.conf.hash_seed = 0;
-	list_conns(w->pool);
+	dv_pool_t *p0 = w->pools[0]; /* the config's one upstream set */
+	list_conns(p0);
 	n_clients = 0;
 	drain_fd(udp_fake);
 
@@ -926,16 +927,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			case 5:
 				for (unsigned i = 0;
 				     (arg & 7) != 4 &&
-				     i < w->pool->n_local + w->pool->n_fallback;
+				     i < p0->n_local + p0->n_fallback;
 				     i++)
 					fire(w->loop,
-					     &w->pool->servers[i].probe_timer,
+					     &p0->servers[i].probe_timer,
 					     dv_uprobe_timer_cb);
 				if ((arg & 7) != 3)
-					fire(w->loop, &w->pool->tick, tick_cb);
+					fire(w->loop, &p0->tick, tick_cb);
 				break;
 			default:
-				dv_pool_start(w->pool);
+				dv_pool_start(w->pools[0]);
 				break;
 			}
 			break;

@@ -288,6 +288,22 @@ groups:
       - "a*.x. 300 IN A 192.0.2.1"
 internal: ["."]
 """
+    # groups.NAME.upstream / .fallback: identical lists share a set
+    s["policy_upstreams.yaml"] = """upstream: [tcp://127.0.0.1:5335]
+fallback: ["tls://192.0.2.53:853#dns.example"]
+groups:
+  kids: { upstream: ["tcp://127.0.0.1:5336"] }
+  school: { upstream: "tcp://127.0.0.1:5336" }
+  lab:
+    upstream: [udp://127.0.0.1:5337, "https://[::1]:8443/dns-query#dns.test"]
+    fallback: ["quic://192.0.2.54:853#dns.example"]
+  plain: { block: [] }
+clients: [ { id: "kid-*", group: kids }, { cidr: 127.0.0.2, group: lab } ]
+"""
+    s["policy_upstreams_bad.yaml"] = ("groups:\n  a: { fallback: [tcp://127.0.0.1:1] }\n"
+                                      "  b: { upstream: [ftp://127.0.0.1:1] }\n"
+                                      "  c: { upstream: [\"tls://127.0.0.1:853\"] }\n"
+                                      "  d: { upstream: {x: 1} }\n")
     s["empty.yaml"] = ""
     s["null_doc.yaml"] = "~\n"
     s["minimal.yaml"] = ('listen: "dns://127.0.0.1:53"\n'

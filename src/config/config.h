@@ -77,6 +77,11 @@ typedef enum {
 #define DV_POLICY_RECORD_BYTES 65536   /* their rdata, all groups */
 #define DV_POLICY_MAX_INTERNAL 64      /* internal: names */
 #define DV_RECORD_DEFAULT_TTL 300      /* of a records: line without one */
+#define DV_POLICY_GROUP_UPSTREAMS 8    /* groups.NAME.upstream, .fallback */
+/* upstream sets: 0 the top-level upstream:/fallback:, then one per
+ * distinct groups.NAME.upstream/fallback pair (README "Per-group
+ * upstreams") */
+#define DV_MAX_UPSTREAM_SETS (1 + DV_POLICY_MAX_GROUPS)
 
 typedef enum {
 	DV_LIST_HOSTS,   /* "0.0.0.0 name name..." */
@@ -142,11 +147,20 @@ typedef struct {
 	unsigned rate_limit_qps, rate_limit_burst;
 	unsigned rate_limit_action; /* dv_rate_action_t */
 	unsigned rate_limit_v4, rate_limit_v6; /* prefix lengths */
+	/* the group's own resolvers (upstream:, and fallback: for them);
+	 * none: the top-level upstream: and fallback: */
+	dv_url_t upstream[DV_POLICY_GROUP_UPSTREAMS];
+	unsigned n_upstream;
+	dv_url_t fallback[DV_POLICY_GROUP_UPSTREAMS];
+	unsigned n_fallback;
 	/* filled by the loader from the names above */
 	uint32_t block_mask, allow_mask; /* bit i: lists[i] */
-	/* lines of the group's name and of its block:, allow: and action:
-	 * keys, for messages */
-	unsigned line, block_line, allow_line, action_line;
+	/* its upstream set: 0 (the top-level one) without upstream:, else
+	 * 1.. , the same for groups whose two URL lists are identical */
+	unsigned upstream_set;
+	/* lines of the group's name and of its block:, allow:, action: and
+	 * fallback: keys, for messages */
+	unsigned line, block_line, allow_line, action_line, fallback_line;
 } dv_cfg_group_t;
 
 /* One line of a group's `records:` (zone-file syntax), parsed at load. */
@@ -323,6 +337,9 @@ typedef struct {
 	unsigned n_lists;
 	dv_cfg_group_t groups[DV_POLICY_MAX_GROUPS];
 	unsigned n_groups;
+	/* 1 + the distinct upstream sets of the groups (filled by the
+	 * loader; 0 in a config it has not resolved: one set) */
+	unsigned n_upstream_sets;
 	dv_cfg_client_t clients[DV_POLICY_MAX_CLIENTS];
 	unsigned n_clients;
 	/* policy.server-names: the ID in a TLS SNI is its first label
@@ -387,6 +404,22 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
  * loopback (127.0.0.0/8, ::1), RFC 1918, RFC 6598 (100.64.0.0/10),
  * link-local (169.254.0.0/16, fe80::/10) and fc00::/7. */
 bool dv_url_is_local(const dv_url_t *url);
+
+/*
+ * Upstream set `set` (0 .. dv_config_upstream_sets() - 1): its local
+ * resolvers and its fallback (set 0: the top-level upstream: and
+ * fallback:; set N: the lists of the first group that has it) and the
+ * name the logs and metrics give it (NULL for set 0, else that group's
+ * name).
+ */
+typedef struct {
+	const dv_url_t *upstream, *fallback;
+	unsigned n_upstream, n_fallback;
+	const char *name;
+} dv_upstream_set_t;
+unsigned dv_config_upstream_sets(const dv_config_t *cfg);
+void dv_config_upstream_set(const dv_config_t *cfg, unsigned set,
+			    dv_upstream_set_t *out);
 
 /* What a valid config should still be warned about at start-up (nothing is
  * refused): udp:// and tcp:// upstreams and fallbacks outside local

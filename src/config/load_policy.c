@@ -31,7 +31,7 @@ static const struct {
 };
 
 /* keys of the design (issue 13) that come in later releases */
-static const char *const later_group_keys[] = { "upstream", NULL };
+static const char *const later_group_keys[] = { NULL };
 
 bool dv_load_policy_key(const char *k)
 {
@@ -50,6 +50,8 @@ static void group_line(dv_cfg_group_t *g, const char *k, unsigned line)
 		g->allow_line = line;
 	else if (strcmp(k, "action") == 0)
 		g->action_line = line;
+	else if (strcmp(k, "fallback") == 0)
+		g->fallback_line = line;
 }
 
 /* groups.NAME.records: a list of zone-file lines (or one), each parsed

@@ -162,6 +162,19 @@ static int parse_record_never(const char *text, void *elem, char *why,
 	return DV_ECONFIG;
 }
 
+/* groups.NAME.upstream, .fallback: the grammar of the top-level
+ * upstream: (dv_url_parse) */
+static int parse_upstream_url(const char *text, void *elem, char *why,
+			      size_t why_len)
+{
+	return dv_url_parse(text, DV_URL_UPSTREAM, elem, why, why_len);
+}
+
+static const dv_cfg_list_kind_t upstream_urls = {
+	.type_name = "urls", .one = "a URL", .many = "URLs",
+	.parse = parse_upstream_url,
+};
+
 static const dv_cfg_list_kind_t record_lines = {
 	.type_name = "records", .one = "a zone-file line", .many = "records",
 	.parse = parse_record_never,
@@ -300,6 +313,23 @@ const dv_cfg_item_t dv_cfg_policy_schema[] = {
 	  .min = 16, .max = 128, .def = "56",
 	  .doc = "the IPv6 prefix that shares a bucket when the client has "
 		 "no ID" },
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "upstream", DV_CFG_LIST,
+		   SUB_ARRAY(dv_cfg_group_t, upstream, dv_url_t)),
+	  .aux = SUB_FIELD(dv_cfg_group_t, n_upstream, unsigned),
+	  .elem_size = sizeof(dv_url_t), .list = &upstream_urls,
+	  .max = DV_POLICY_GROUP_UPSTREAMS,
+	  .doc = "the group's own resolvers (URLs as for upstream:), asked "
+		 "instead of the top-level upstream: and fallback:; its "
+		 "answers are cached apart; groups with identical lists "
+		 "share one set" },
+	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "fallback", DV_CFG_LIST,
+		   SUB_ARRAY(dv_cfg_group_t, fallback, dv_url_t)),
+	  .aux = SUB_FIELD(dv_cfg_group_t, n_fallback, unsigned),
+	  .elem_size = sizeof(dv_url_t), .list = &upstream_urls,
+	  .max = DV_POLICY_GROUP_UPSTREAMS,
+	  .doc = "the fallback of the group's upstream: (as for fallback:); "
+		 "empty: none, the top-level fallback: is never asked for "
+		 "a group with its own upstream:" },
 	{ SUB_ITEM(DV_CFG_SUB_GROUP, "groups.NAME", "records", DV_CFG_LIST, 0),
 	  .list = &record_lines, .max = DV_POLICY_MAX_RECORDS,
 	  .doc = "zone-file lines (\"host.corp.example. 300 IN A "
@@ -398,6 +428,80 @@ static int resolve_lists(const dv_config_t *cfg, const dv_cfg_group_t *g,
 	return 0;
 }
 
+static bool same_urls(const dv_url_t *a, unsigned na, const dv_url_t *b,
+		      unsigned nb)
+{
+	if (na != nb)
+		return false;
+	for (unsigned i = 0; i < na; i++)
+		if (strcmp(a[i].text, b[i].text) != 0)
+			return false;
+	return true;
+}
+
+/* Number the groups' upstream sets: 0 without upstream:, else the set
+ * of the first group with the same upstream: and fallback: lists, or a
+ * new one. */
+static int resolve_upstream_sets(dv_config_t *cfg, char *err, size_t err_len)
+{
+	cfg->n_upstream_sets = 1;
+	for (unsigned i = 0; i < cfg->n_groups; i++) {
+		dv_cfg_group_t *g = &cfg->groups[i];
+		g->upstream_set = 0;
+		if (g->n_upstream == 0) {
+			if (g->n_fallback == 0)
+				continue;
+			dv_cfg_errf(err, err_len,
+				    "%s:%u: groups.%s.fallback: needs "
+				    "groups.%s.upstream (a group without one "
+				    "uses the top-level upstream: and "
+				    "fallback:)",
+				    cfg->source,
+				    g->fallback_line ? g->fallback_line
+						     : g->line,
+				    g->name, g->name);
+			return DV_ECONFIG;
+		}
+		for (unsigned k = 0; k < i && !g->upstream_set; k++) {
+			const dv_cfg_group_t *o = &cfg->groups[k];
+			if (o->upstream_set &&
+			    same_urls(g->upstream, g->n_upstream, o->upstream,
+				      o->n_upstream) &&
+			    same_urls(g->fallback, g->n_fallback, o->fallback,
+				      o->n_fallback))
+				g->upstream_set = o->upstream_set;
+		}
+		if (!g->upstream_set)
+			g->upstream_set = cfg->n_upstream_sets++;
+	}
+	return 0;
+}
+
+unsigned dv_config_upstream_sets(const dv_config_t *cfg)
+{
+	return cfg->n_upstream_sets ? cfg->n_upstream_sets : 1;
+}
+
+void dv_config_upstream_set(const dv_config_t *cfg, unsigned set,
+			    dv_upstream_set_t *out)
+{
+	*out = (dv_upstream_set_t){
+		.upstream = cfg->upstream, .n_upstream = cfg->n_upstream,
+		.fallback = cfg->fallback, .n_fallback = cfg->n_fallback,
+	};
+	for (unsigned i = 0; set && i < cfg->n_groups; i++) {
+		const dv_cfg_group_t *g = &cfg->groups[i];
+		if (g->upstream_set != set)
+			continue;
+		*out = (dv_upstream_set_t){
+			.upstream = g->upstream, .n_upstream = g->n_upstream,
+			.fallback = g->fallback, .n_fallback = g->n_fallback,
+			.name = g->name,
+		};
+		return;
+	}
+}
+
 int dv_cfg_policy_resolve(dv_config_t *cfg, char *err, size_t err_len)
 {
 	if (cfg->n_groups == 0 && cfg->n_clients == 0 && cfg->n_lists == 0)
@@ -451,5 +555,5 @@ int dv_cfg_policy_resolve(dv_config_t *cfg, char *err, size_t err_len)
 		}
 		c->group_index = (unsigned)gi;
 	}
-	return 0;
+	return resolve_upstream_sets(cfg, err, err_len);
 }

@@ -180,6 +180,22 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
 			 "fallback", upstream_implemented, err, err_len);
 	if (ret != 0)
 		return ret;
+	/* groups.NAME.upstream and .fallback: as the top-level ones */
+	for (unsigned i = 0; i < cfg->n_groups; i++) {
+		const dv_cfg_group_t *g = &cfg->groups[i];
+		char up[DV_POLICY_NAME_MAX + 20], fb[DV_POLICY_NAME_MAX + 20];
+		snprintf(up, sizeof(up), "groups.%s.upstream", g->name);
+		snprintf(fb, sizeof(fb), "groups.%s.fallback", g->name);
+		ret = check_list(cfg, g->upstream, g->n_upstream, 0, up, up,
+				 "upstream", upstream_implemented, err,
+				 err_len);
+		if (ret == 0)
+			ret = check_list(cfg, g->fallback, g->n_fallback, 0,
+					 fb, fb, "fallback",
+					 upstream_implemented, err, err_len);
+		if (ret != 0)
+			return ret;
+	}
 
 	for (unsigned i = 0; i < cfg->n_listen; i++) {
 		const dv_url_t *a = &cfg->listen[i];
@@ -306,8 +322,17 @@ unsigned dv_config_warnings(const dv_config_t *cfg,
 			    void (*warn)(void *arg, const char *msg),
 			    void *arg)
 {
-	return warn_plain(cfg->upstream, cfg->n_upstream, "upstream", warn,
-			  arg) +
-	       warn_plain(cfg->fallback, cfg->n_fallback, "fallback", warn,
-			  arg);
+	unsigned n = warn_plain(cfg->upstream, cfg->n_upstream, "upstream",
+				warn, arg) +
+		     warn_plain(cfg->fallback, cfg->n_fallback, "fallback",
+				warn, arg);
+	for (unsigned i = 0; i < cfg->n_groups; i++) {
+		const dv_cfg_group_t *g = &cfg->groups[i];
+		char up[DV_POLICY_NAME_MAX + 20], fb[DV_POLICY_NAME_MAX + 20];
+		snprintf(up, sizeof(up), "groups.%s.upstream", g->name);
+		snprintf(fb, sizeof(fb), "groups.%s.fallback", g->name);
+		n += warn_plain(g->upstream, g->n_upstream, up, warn, arg) +
+		     warn_plain(g->fallback, g->n_fallback, fb, warn, arg);
+	}
+	return n;
 }

@@ -101,7 +101,15 @@ int dv_core_init(dv_core_t *c, const dv_core_conf_t *conf,
 void dv_core_set_pool(dv_core_t *c, void *pool,
 		      const dv_core_pool_ops_t *ops)
 {
-	c->pool = pool;
+	dv_core_set_pools(c, &pool, 1, ops);
+}
+
+void dv_core_set_pools(dv_core_t *c, void *const *pools, unsigned n,
+		       const dv_core_pool_ops_t *ops)
+{
+	dv_require(n >= 1 && n <= DV_CORE_MAX_SETS);
+	memcpy(c->pools, pools, n * sizeof(*pools));
+	c->n_pools = n;
 	c->pool_ops = ops;
 }
 
@@ -350,7 +358,7 @@ static void fetch_free(dv_fetch_t *f)
 {
 	dv_core_t *c = f->core;
 	dv_timer_cancel(&c->timers, &f->stale);
-	c->pool_ops->fetch_cancel(c->pool, f);
+	c->pool_ops->fetch_cancel(c->pools[f->upstream_set], f);
 	free(f);
 }
 
@@ -429,6 +437,7 @@ static dv_fetch_t *fetch_new(dv_core_t *c, dv_fetch_t **pp, uint64_t hash,
 	f->qlen = (uint16_t)ret;
 	f->local_only = c->policy_ops && c->policy_ops->local_only &&
 			c->policy_ops->local_only(c->policy, q);
+	f->upstream_set = q->upstream_set; /* < c->n_pools: stage_policy */
 	*pp = f;
 	c->n_fetches++;
 	return f;
@@ -438,7 +447,7 @@ static dv_fetch_t *fetch_new(dv_core_t *c, dv_fetch_t **pp, uint64_t hash,
  * dv_core_fetch_fail(), possibly before this returns (and frees f). */
 static void fetch_start(dv_core_t *c, dv_fetch_t *f)
 {
-	c->pool_ops->fetch_start(c->pool, f);
+	c->pool_ops->fetch_start(c->pools[f->upstream_set], f);
 }
 
 /*
@@ -557,7 +566,10 @@ static stage_t stage_identity(dv_query_t *q, pipe_t *p)
 }
 /* Policy: refuse or block (src/policy/, through c->policy_ops), before
  * the cache: a blocked answer is made here for this client and never
- * stored in the shared cache. */
+ * stored in the shared cache.  A query that passes carries its group's
+ * upstream set (q->upstream_set), which ends its cache key: answers
+ * from different resolver sets never meet in the cache or in one
+ * coalesced fetch, and set 0 keeps the plain key. */
 static stage_t stage_policy(dv_query_t *q, pipe_t *p)
 {
 	dv_core_t *c = q->core;
@@ -570,8 +582,13 @@ static stage_t stage_policy(dv_query_t *q, pipe_t *p)
 		p->drop = n;
 		return STAGE_DROP;
 	}
-	if (n <= 0)
+	if (n <= 0) {
+		if (q->upstream_set >= c->n_pools) /* no pool: cannot be */
+			q->upstream_set = 0;
+		if (q->upstream_set)
+			p->key[p->key_len++] = q->upstream_set;
 		return STAGE_NEXT;
+	}
 	if (DV_RCODE(dv_get16(c->scratch + 2)) == DV_RCODE_REFUSED)
 		DV_STAT_INC(c->stats, refused);
 	finish(q, c->scratch, (size_t)n);

@@ -8,8 +8,9 @@
  * shares nothing with other workers' cores but the cache.
  *
  * The core does no I/O: it reads time and arms timers through the
- * runtime it is given (timer.h), reaches the upstream pool through a
- * table of two calls (dv_core_pool_ops_t) and answers through each
+ * runtime it is given (timer.h), reaches the upstream pools (one per
+ * upstream set, chosen by the query's group) through a table of two
+ * calls (dv_core_pool_ops_t) and answers through each
  * query's reply hook.  It knows neither the worker nor the config: the
  * worker embeds it, fills a dv_core_conf_t from the config and plugs in
  * its loop's timers and its pool.
@@ -30,6 +31,9 @@
 
 typedef struct dv_core dv_core_t;
 typedef struct dv_fetch dv_fetch_t;
+
+/* upstream sets a core can reach (q->upstream_set, one pool each) */
+#define DV_CORE_MAX_SETS 64
 
 /* room for a normalized question: header, name, type and class, OPT */
 #define DV_FETCH_QWIRE_MAX (DV_DNS_HDR + DV_DNS_MAX_NAME + 4 + 11)
@@ -62,6 +66,9 @@ struct dv_fetch {
 	/* an internal name (the policy's local_only): the pool asks only
 	 * its local group, never the fallback */
 	bool local_only;
+	/* the upstream set asked (the first waiter's q->upstream_set, also
+	 * the last byte of `key` when not 0): the pool of that index */
+	uint8_t upstream_set;
 };
 
 /*
@@ -140,8 +147,10 @@ struct dv_core {
 	/* the clock and timers (src/core/timer.h); ops NULL: no timers */
 	dv_timers_t timers;
 	dv_cache_t *cache; /* shared by all cores; may be NULL */
-	/* the upstream pool and how to reach it (dv_core_set_pool) */
-	void *pool;
+	/* the upstream pools, one per upstream set, and how to reach them
+	 * (dv_core_set_pool, dv_core_set_pools) */
+	void *pools[DV_CORE_MAX_SETS];
+	unsigned n_pools;
 	const dv_core_pool_ops_t *pool_ops;
 	/* the policy (dv_core_set_policy); ops NULL: every query passes */
 	void *policy;
@@ -181,9 +190,16 @@ struct dv_core {
 int dv_core_init(dv_core_t *c, const dv_core_conf_t *conf,
 		 const dv_timers_t *timers, dv_cache_t *cache,
 		 dv_stats_t *stats);
-/* The upstream pool `pool`, reached through `ops` (both kept). */
+/* The upstream pool `pool`, reached through `ops` (both kept): the
+ * only upstream set, 0. */
 void dv_core_set_pool(dv_core_t *c, void *pool,
 		      const dv_core_pool_ops_t *ops);
+/* The pools of upstream sets 0 .. n-1 (n <= DV_CORE_MAX_SETS; the array
+ * copied, the pools and `ops` kept): a fetch whose query the policy put
+ * in set i goes to pools[i], its answers cached under a key of their
+ * own.  Before the first query. */
+void dv_core_set_pools(dv_core_t *c, void *const *pools, unsigned n,
+		       const dv_core_pool_ops_t *ops);
 /* The policy `policy`, reached through `ops` (both kept; NULL ops: no
  * policy).  Before the first query. */
 void dv_core_set_policy(dv_core_t *c, void *policy,

@@ -88,6 +88,10 @@ struct dv_query {
 	const char *group;    /* the client's group (the policy's), NULL */
 	const char *list;     /* the list that blocked or allowed it, NULL */
 	const char *upstream; /* the upstream server that answered, NULL */
+	/* the upstream set of the client's group (the policy's; 0: the
+	 * top-level upstreams): which pool the core asks, and part of the
+	 * cache key */
+	uint8_t upstream_set;
 
 	uint16_t len;
 	uint8_t *wire;

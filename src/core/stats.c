@@ -52,6 +52,10 @@ void dv_upstream_stats_json(FILE *f, const dv_upstream_stats_t *u,
 		const dv_upstream_stats_t *x = &u[i];
 		fputs(i ? ",{\"url\":" : "{\"url\":", f);
 		json_string(f, x->url);
+		if (x->set) { /* a group's own upstream set */
+			fputs(",\"set\":", f);
+			json_string(f, x->set);
+		}
 		fprintf(f,
 			",\"group\":\"%s\",\"state\":\"%s\",\"workers_up\":%u,"
 			"\"workers_degraded\":%u,\"workers_down\":%u",

@@ -165,6 +165,7 @@ typedef struct {
 typedef struct {
 	const char *url;
 	bool fallback;
+	const char *set; /* the group's upstream set's name; NULL: set 0 */
 	dv_ustats_t st;
 	dv_health_state_t state;
 	unsigned n_state[DV_HEALTH_STATE_COUNT]; /* workers in each state */

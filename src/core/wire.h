@@ -235,7 +235,9 @@ int dv_wire_name_from_text(uint8_t *dst, size_t cap, const char *text);
  * dv_wire_answer() sets per client).  Writes at most DV_WIRE_KEY_MAX
  * bytes, returns the length.
  */
-#define DV_WIRE_KEY_MAX (DV_DNS_MAX_NAME + 5)
+/* (one byte more than dv_wire_key() writes: the core appends the
+ * query's upstream set when it is not 0, core.c) */
+#define DV_WIRE_KEY_MAX (DV_DNS_MAX_NAME + 6)
 size_t dv_wire_key(uint8_t *key, const uint8_t *q_wire,
 		   const dv_wire_query_t *q);
 

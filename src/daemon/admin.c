@@ -99,12 +99,12 @@ bool dv_admin_ready(const dv_admin_view_t *v, bool started, bool draining,
 		return false;
 	}
 	/* usable: up or degraded in some worker */
-	unsigned n_up = dv_pool_n_servers(v->workers[0]->pool);
+	unsigned n_up = dv_worker_n_upstreams(v->workers[0]);
 	for (unsigned i = 0; i < n_up; i++) {
 		dv_upstream_stats_t u;
 		memset(&u, 0, sizeof(u));
 		for (unsigned k = 0; k < v->n_workers; k++)
-			dv_pool_stats_add(v->workers[k]->pool, i, &u);
+			dv_worker_upstream_stats_add(v->workers[k], i, &u);
 		if (u.n_state[DV_HEALTH_UP] + u.n_state[DV_HEALTH_DEGRADED])
 			return true;
 	}

@@ -246,6 +246,11 @@ static void server_label(FILE *f, const dv_upstream_stats_t *u)
 	fputs("upstream=\"", f);
 	label_value(f, u->url);
 	fprintf(f, "\",group=\"%s\"", u->fallback ? "fallback" : "local");
+	if (u->set) { /* a group's own upstream set */
+		fputs(",set=\"", f);
+		label_value(f, u->set);
+		fputc('"', f);
+	}
 }
 
 static void server_families(FILE *f, const dv_upstream_stats_t *ups,
@@ -422,8 +427,7 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 	dv_stats_t st;
 	memset(&st, 0, sizeof(st));
 	dv_metrics_t *m = calloc(1, sizeof(*m));
-	unsigned n_up = v->n_workers ? dv_pool_n_servers(v->workers[0]->pool)
-				     : 0;
+	unsigned n_up = v->n_workers ? dv_worker_n_upstreams(v->workers[0]) : 0;
 	dv_upstream_stats_t *ups = calloc(n_up ? n_up : 1, sizeof(*ups));
 	if (!m || !ups)
 		goto out;
@@ -433,7 +437,7 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 	}
 	for (unsigned i = 0; i < n_up; i++) {
 		for (unsigned k = 0; k < v->n_workers; k++)
-			dv_pool_stats_add(v->workers[k]->pool, i, &ups[i]);
+			dv_worker_upstream_stats_add(v->workers[k], i, &ups[i]);
 		dv_pool_stats_finish(&ups[i]);
 	}
 	bool on[DV_SCHEME_COUNT];

@@ -111,12 +111,13 @@ static void print_stats(dv_worker_t **workers, unsigned n, dv_cache_t *cache,
 			(unsigned long long)cs.expired);
 	}
 	/* per upstream server, merged over the workers */
-	unsigned n_up = n ? dv_pool_n_servers(workers[0]->pool) : 0;
+	unsigned n_up = n ? dv_worker_n_upstreams(workers[0]) : 0;
 	dv_upstream_stats_t *ups = calloc(n_up ? n_up : 1, sizeof(*ups));
 	if (ups) {
 		for (unsigned i = 0; i < n_up; i++) {
 			for (unsigned k = 0; k < n; k++)
-				dv_pool_stats_add(workers[k]->pool, i, &ups[i]);
+				dv_worker_upstream_stats_add(workers[k], i,
+							     &ups[i]);
 			dv_pool_stats_finish(&ups[i]);
 		}
 		fseek(f, -1, SEEK_CUR); /* reopen the JSON object */
@@ -228,12 +229,16 @@ static bool has_listener(const dv_config_t *cfg, dv_scheme_t scheme)
  * builds its own client context (src/upstream/conn_stream.c). */
 static bool has_tls_upstream(const dv_config_t *cfg)
 {
-	for (unsigned i = 0; i < cfg->n_upstream; i++)
-		if (dv_upstream_scheme_tls(cfg->upstream[i].scheme))
-			return true;
-	for (unsigned i = 0; i < cfg->n_fallback; i++)
-		if (dv_upstream_scheme_tls(cfg->fallback[i].scheme))
-			return true;
+	for (unsigned s = 0; s < dv_config_upstream_sets(cfg); s++) {
+		dv_upstream_set_t set;
+		dv_config_upstream_set(cfg, s, &set);
+		for (unsigned i = 0; i < set.n_upstream; i++)
+			if (dv_upstream_scheme_tls(set.upstream[i].scheme))
+				return true;
+		for (unsigned i = 0; i < set.n_fallback; i++)
+			if (dv_upstream_scheme_tls(set.fallback[i].scheme))
+				return true;
+	}
 	return false;
 }
 
@@ -329,10 +334,14 @@ static void raise_nofile(const dv_config_t *cfg, unsigned workers)
 	/* a udp:// server holds a socket per query in flight, up to its id
 	 * table (pool.max-inflight rounded up to a power of two) */
 	unsigned udp = 0;
-	for (unsigned i = 0; i < cfg->n_upstream; i++)
-		udp += cfg->upstream[i].scheme == DV_SCHEME_UDP;
-	for (unsigned i = 0; i < cfg->n_fallback; i++)
-		udp += cfg->fallback[i].scheme == DV_SCHEME_UDP;
+	for (unsigned s = 0; s < dv_config_upstream_sets(cfg); s++) {
+		dv_upstream_set_t set;
+		dv_config_upstream_set(cfg, s, &set);
+		for (unsigned i = 0; i < set.n_upstream; i++)
+			udp += set.upstream[i].scheme == DV_SCHEME_UDP;
+		for (unsigned i = 0; i < set.n_fallback; i++)
+			udp += set.fallback[i].scheme == DV_SCHEME_UDP;
+	}
 	uint64_t udp_slots = 1;
 	while (udp_slots < cfg->upstream_max_inflight && udp_slots < 65536)
 		udp_slots <<= 1;
@@ -579,6 +588,16 @@ int main(int argc, char **argv)
 		dv_log_info("upstream %s", cfg.upstream[i].text);
 	for (unsigned i = 0; i < cfg.n_fallback; i++)
 		dv_log_info("fallback %s", cfg.fallback[i].text);
+	for (unsigned s = 1; s < dv_config_upstream_sets(&cfg); s++) {
+		dv_upstream_set_t set;
+		dv_config_upstream_set(&cfg, s, &set);
+		for (unsigned i = 0; i < set.n_upstream; i++)
+			dv_log_info("upstream %s (set %s)",
+				    set.upstream[i].text, set.name);
+		for (unsigned i = 0; i < set.n_fallback; i++)
+			dv_log_info("fallback %s (set %s)",
+				    set.fallback[i].text, set.name);
+	}
 	for (unsigned i = 0; i < cfg.n_admin_listen; i++)
 		dv_log_info("admin listener on %s", cfg.admin_listen[i].text);
 	if (policy) {

@@ -117,10 +117,43 @@ static const struct {
 };
 #undef RANGE
 
+/* Whether the groups' own resolvers (groups.NAME.upstream/fallback, and
+ * so the upstream sets and each worker's pools) differ: they take effect
+ * on restart, whatever else of the groups a reload applies. */
+static bool group_upstreams_changed(const dv_config_t *cur,
+				    const dv_config_t *next)
+{
+	if (dv_config_upstream_sets(cur) != dv_config_upstream_sets(next))
+		return true;
+	for (unsigned s = 1; s < dv_config_upstream_sets(cur); s++) {
+		dv_upstream_set_t a, b;
+		dv_config_upstream_set(cur, s, &a);
+		dv_config_upstream_set(next, s, &b);
+		if (a.n_upstream != b.n_upstream ||
+		    a.n_fallback != b.n_fallback ||
+		    memcmp(a.upstream, b.upstream,
+			   a.n_upstream * sizeof(*a.upstream)) != 0 ||
+		    memcmp(a.fallback, b.fallback,
+			   a.n_fallback * sizeof(*a.fallback)) != 0)
+			return true;
+	}
+	/* a group moved to another set (or named one) */
+	unsigned n = cur->n_groups < next->n_groups ? cur->n_groups
+						    : next->n_groups;
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(cur->groups[i].name, next->groups[i].name) == 0 &&
+		    cur->groups[i].upstream_set != next->groups[i].upstream_set)
+			return true;
+	return false;
+}
+
 static void say_restart(const dv_config_t *cur, const dv_config_t *next)
 {
 	char names[512] = "";
 	size_t len = 0;
+	if (group_upstreams_changed(cur, next))
+		len = (size_t)snprintf(names, sizeof(names),
+				       "groups.*.upstream/fallback");
 	for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]);
 	     i++) {
 		const char *a = (const char *)cur + restart_only[i].from;

@@ -276,9 +276,7 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	}
 	if (shared->qlog || shared->dnstap)
 		dv_core_set_log(&w->core, w, &core_log_ops);
-	w->pool = dv_pool_new(w, cfg, &core_report);
-	dv_core_set_pool(&w->core, w->pool, &dv_pool_core_ops);
-	if (!w->pool) {
+	if (dv_worker_pools_new(w, cfg, &core_report) < 0) {
 		snprintf(err, err_len, "out of memory");
 		goto fail;
 	}
@@ -335,7 +333,7 @@ static void *worker_main(void *arg)
 {
 	dv_worker_t *w = arg;
 	__atomic_store_n(&w->heartbeat_ms, dv_now_ms(), __ATOMIC_RELAXED);
-	dv_pool_start(w->pool);
+	dv_worker_pools_start(w);
 	/* runs until a stop or drain command breaks it (the async watcher
 	 * keeps the loop alive) */
 	ev_run(w->loop, 0);
@@ -388,7 +386,7 @@ void dv_worker_free(dv_worker_t *w)
 	if (!w)
 		return;
 	close_listeners(w); /* if it never ran */
-	dv_pool_free(w->pool);
+	dv_worker_pools_free(w);
 	dv_hs_limit_free(w->hs_limit); /* after the listeners that use it */
 	worker_ctl_t *ctl = w->async;
 	if (ctl && w->loop) {

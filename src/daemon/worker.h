@@ -61,7 +61,10 @@ struct dv_worker {
 	bool running;
 	const dv_config_t *cfg;
 	const dv_shared_t *shared;
-	dv_pool_t *pool;
+	/* its upstream pools, one per upstream set of the config (0: the
+	 * top-level upstream: and fallback:; upstream.h) */
+	dv_pool_t *pools[DV_MAX_UPSTREAM_SETS];
+	unsigned n_pools;
 	dv_stats_t stats;
 	/* this worker's use of shared->policy (its counters); NULL when
 	 * there is none */
@@ -85,7 +88,7 @@ struct dv_worker {
 	bool ended; /* its loop has ended (set by the worker thread) */
 
 	/* the query core: its timers are libev on `loop` (ev_timers.h), its
-	 * pool `pool`, its counters `stats`, its cache shared->cache; it
+	 * pools `pools`, its counters `stats`, its cache shared->cache; it
 	 * holds the queries in flight (core.inflight) and the draining
 	 * flag */
 	dv_core_t core;

@@ -54,8 +54,16 @@ int dv_policy_internal_build(dv_policy_t *p, const dv_config_t *cfg,
 	int ret = 0;
 
 	p->internal_mask = 0;
-	if (cfg->n_fallback == 0)
-		return 0; /* nothing to keep them from */
+	/* nothing to keep them from: no upstream set has a fallback (a
+	 * group's own upstreams are that set's local ones) */
+	bool fallback = false;
+	for (unsigned s = 0; s < dv_config_upstream_sets(cfg); s++) {
+		dv_upstream_set_t set;
+		dv_config_upstream_set(cfg, s, &set);
+		fallback |= set.n_fallback != 0;
+	}
+	if (!fallback)
+		return 0;
 	if (cfg->n_internal)
 		p->internal_mask |= 1u << INTERNAL_CONFIG;
 	if (cfg->internal_special_use)

@@ -70,6 +70,7 @@ static void build_group(group_t *g, const dv_cfg_group_t *cg)
 	g->rate_action = (uint8_t)cg->rate_limit_action;
 	g->rate_v4 = (uint8_t)cg->rate_limit_v4;
 	g->rate_v6 = (uint8_t)cg->rate_limit_v6;
+	g->upstream_set = (uint8_t)cg->upstream_set;
 }
 
 static dv_cert_names_t cert_names;
@@ -494,6 +495,7 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 	unsigned gi = memo - 1u;
 	const group_t *g = &p->groups[gi];
 	q->group = g->name;
+	q->upstream_set = g->upstream_set;
 	q->verdict = DV_VERDICT_PASS;
 	CTR_INC(w->group_ctr[gi][GC_QUERIES]);
 	if ((g->n_allow_from || g->n_deny_from) && acl_refuses(g, q)) {

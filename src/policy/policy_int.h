@@ -31,6 +31,8 @@ typedef struct {
 	uint8_t rate_action; /* dv_rate_action_t */
 	uint8_t rate_v4, rate_v6; /* prefix lengths of a bucket's key */
 	uint32_t rate_qps, rate_burst;
+	/* its upstream set (q->upstream_set; 0: the top-level one) */
+	uint8_t upstream_set;
 } group_t;
 
 typedef struct {

@@ -9,6 +9,9 @@
  * connection module behind an ops table (uconn.h), found by its URL scheme
  * in the registry (registry.h).
  *
+ * A worker has one pool per upstream set (config.h dv_upstream_set_t: the
+ * top-level upstream: and fallback:, or a group's own).
+ *
  * A fetch is one upstream question (after coalescing).  It is sent to the
  * local group first; when the local group has failed, or has not answered
  * within the hedge delay, the same question also goes to the fallback group;
@@ -75,9 +78,15 @@ typedef struct dv_pool_env {
 	unsigned index;
 	void (*observe)(void *arg, const dv_pool_msg_t *m);
 	void *observe_arg;
+	/* the upstream set the pool serves (dv_config_upstream_set: its
+	 * local and fallback URLs, kept, and its name, kept, for the stats);
+	 * set.upstream NULL: the config's top-level upstream: and
+	 * fallback: */
+	dv_upstream_set_t set;
 } dv_pool_env_t;
 
-/* Create the pool of a worker (`env`, copied) from the config (connections
+/* Create the pool of a worker (`env`, copied) for one upstream set (the
+ * env's), with the rest of its settings from the config (connections
  * are opened lazily, except the local group's, which are warmed on
  * start), reporting through `report` (kept).  NULL on allocation failure
  * or when a client TLS context cannot be made (logged). */

@@ -6,6 +6,7 @@
  * handles a server comes from the registry (registry.c) by its scheme.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -168,26 +169,27 @@ static void server_state(dv_server_t *s, dv_health_state_t old)
 	case DV_HEALTH_DOWN:
 		USTAT_INC(s, went_down);
 		s->backoff_ms = p->cfg->reconnect_min_ms;
-		dv_log_warn("worker %u: upstream %s is down, probing it in "
+		dv_log_warn("worker %u: upstream %s%s is down, probing it in "
 			    "%u ms",
-			    p->index, s->url.text, s->backoff_ms);
+			    p->index, s->url.text, p->set_note, s->backoff_ms);
 		dv_uprobe_schedule(s);
 		break;
 	case DV_HEALTH_DEGRADED:
 		USTAT_INC(s, went_degraded);
-		dv_log_info("worker %u: upstream %s is degraded (p95 %u ms, "
-			    "%u of the last 16 attempts failed)",
-			    p->index, s->url.text, h->p95_ms,
+		dv_log_info("worker %u: upstream %s%s is degraded (p95 %u "
+			    "ms, %u of the last 16 attempts failed)",
+			    p->index, s->url.text, p->set_note, h->p95_ms,
 			    (unsigned)__builtin_popcount(h->window));
 		break;
 	default:
 		if (old == DV_HEALTH_DOWN)
-			dv_log_info("worker %u: upstream %s is back",
-				    p->index, s->url.text);
+			dv_log_info("worker %u: upstream %s%s is back",
+				    p->index, s->url.text, p->set_note);
 		else
-			dv_log_info("worker %u: upstream %s is up again (p95 "
+			dv_log_info("worker %u: upstream %s%s is up again (p95 "
 				    "%u ms)",
-				    p->index, s->url.text, h->p95_ms);
+				    p->index, s->url.text, p->set_note,
+				    h->p95_ms);
 		break;
 	}
 }
@@ -407,8 +409,15 @@ dv_pool_t *dv_pool_create(const dv_pool_env_t *env, const dv_config_t *cfg,
 	p->report = report;
 	p->observe = env->observe;
 	p->observe_arg = env->observe_arg;
-	p->n_local = cfg->n_upstream;
-	p->n_fallback = cfg->n_fallback;
+	dv_upstream_set_t set = env->set;
+	if (!set.upstream)
+		dv_config_upstream_set(cfg, 0, &set);
+	p->n_local = set.n_upstream;
+	p->n_fallback = set.n_fallback;
+	p->set_name = set.name;
+	if (set.name) /* the logs tell the sets' servers apart */
+		snprintf(p->set_note, sizeof(p->set_note), " (set %s)",
+			 set.name);
 	for (int fb = 0; fb < 2; fb++)
 		p->hconf[fb] = (dv_health_conf_t){
 			.down_after = cfg->down_after_failures,
@@ -432,11 +441,11 @@ dv_pool_t *dv_pool_create(const dv_pool_env_t *env, const dv_config_t *cfg,
 	if (!p->servers)
 		goto fail;
 	for (unsigned i = 0; i < p->n_local; i++)
-		if (server_init(p, &p->servers[i], &cfg->upstream[i], false))
+		if (server_init(p, &p->servers[i], &set.upstream[i], false))
 			goto fail;
 	for (unsigned i = 0; i < p->n_fallback; i++)
 		if (server_init(p, &p->servers[p->n_local + i],
-				&cfg->fallback[i], true))
+				&set.fallback[i], true))
 			goto fail;
 	/* what the protocols in use share per pool (client TLS contexts), in
 	 * registry order */
@@ -537,6 +546,7 @@ void dv_pool_stats_add(const dv_pool_t *p, unsigned i,
 	const dv_server_t *s = &p->servers[i];
 	u->url = s->url.text;
 	u->fallback = s->fallback;
+	u->set = p->set_name;
 	dv_stats_sum_upstream(&u->st, &s->st);
 	dv_lat_hist_sum(&u->latency, &s->latency);
 	unsigned state = __atomic_load_n(&s->pub_state, __ATOMIC_RELAXED);

@@ -208,6 +208,8 @@ struct dv_pool {
 	void *observe_arg;
 	dv_server_t *servers; /* local first, then fallback */
 	unsigned n_local, n_fallback;
+	const char *set_name; /* its upstream set's; NULL: set 0 */
+	char set_note[DV_POLICY_NAME_MAX + 8]; /* " (set NAME)" or "" */
 	/* client contexts, made by the modules that use them (pool_init):
 	 * one per worker, so no lock is shared between workers */
 	dv_tls_ctx_t *tls;

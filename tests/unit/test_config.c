@@ -503,6 +503,18 @@ static const load_case_t load_errors[] = {
 	  "groups.kids.records", "expected a list of zone-file lines" },
 	{ "groups:\n  kids:\n    blocked-ttl: 100000\n", 3,
 	  "groups.kids.blocked-ttl", "out of range" },
+	{ "groups:\n  kids:\n    upstream: [\"ftp://192.0.2.1:53\"]\n", 3,
+	  "groups.kids.upstream", "unknown scheme 'ftp'" },
+	{ "groups:\n  kids:\n    upstream: [\"tls://192.0.2.1:853\"]\n", 3,
+	  "groups.kids.upstream", "#NAME" },
+	{ "groups:\n  kids:\n    upstream: [tcp://192.0.2.1:53, "
+	  "tcp://192.0.2.2:53, tcp://192.0.2.3:53, tcp://192.0.2.4:53, "
+	  "tcp://192.0.2.5:53, tcp://192.0.2.6:53, tcp://192.0.2.7:53, "
+	  "tcp://192.0.2.8:53, tcp://192.0.2.9:53]\n", 3,
+	  "groups.kids.upstream", "too many URLs" },
+	{ "groups:\n  kids:\n    block: []\n    fallback: "
+	  "[\"tcp://192.0.2.1:53\"]\n", 4,
+	  "groups.kids.fallback", "needs groups.kids.upstream" },
 	{ "internal: [\".\"]\n", 1, "internal", "the root cannot be internal" },
 	{ "internal: [\"a..b\"]\n", 1, "internal", "not a DNS name" },
 	{ "pool:\n  refused-is-final: maybe\n", 2, "pool.refused-is-final",
@@ -1839,6 +1851,75 @@ static void test_cli_usage(void **state)
 	free(out);
 }
 
+/* groups.NAME.upstream: groups with identical upstream: and fallback:
+ * lists share a set, numbered in file order after set 0 (the top-level
+ * lists); a group without upstream: is in set 0. */
+static void test_upstream_sets(void **state)
+{
+	dv_config_t *cfg = cfg_new();
+	char path[64], err[512];
+	dv_upstream_set_t set;
+
+	dv_config_defaults(cfg);
+	assert_int_equal(dv_config_upstream_sets(cfg), 1);
+	assert_int_equal(
+		load_text(cfg,
+			  "listen: [\"udp://127.0.0.1:5300\"]\n"
+			  "upstream: [\"tcp://127.0.0.1:5335\"]\n"
+			  "fallback: [\"tcp://192.0.2.53:53\"]\n"
+			  "groups:\n"
+			  "  a: { upstream: [\"tcp://127.0.0.1:5336\"] }\n"
+			  "  plain: { block: [] }\n"
+			  "  b: { upstream: [\"tcp://127.0.0.1:5336\"] }\n"
+			  "  c:\n"
+			  "    upstream: [\"tcp://127.0.0.1:5336\"]\n"
+			  "    fallback: [\"tcp://192.0.2.54:53\"]\n"
+			  "  d: { upstream: [\"tcp://127.0.0.1:5336\", "
+			  "\"udp://127.0.0.1:5337\"] }\n",
+			  path, sizeof(path), err, sizeof(err)),
+		0);
+	assert_int_equal(cfg->n_groups, 6); /* and default, added */
+	assert_int_equal(cfg->groups[0].upstream_set, 1);
+	assert_int_equal(cfg->groups[1].upstream_set, 0);
+	assert_int_equal(cfg->groups[2].upstream_set, 1);
+	assert_int_equal(cfg->groups[3].upstream_set, 2);
+	assert_int_equal(cfg->groups[4].upstream_set, 3);
+	assert_string_equal(cfg->groups[5].name, "default");
+	assert_int_equal(cfg->groups[5].upstream_set, 0);
+	assert_int_equal(dv_config_upstream_sets(cfg), 4);
+
+	dv_config_upstream_set(cfg, 0, &set);
+	assert_null(set.name);
+	assert_ptr_equal(set.upstream, cfg->upstream);
+	assert_int_equal(set.n_fallback, 1);
+	dv_config_upstream_set(cfg, 1, &set);
+	assert_string_equal(set.name, "a");
+	assert_int_equal(set.n_upstream, 1);
+	assert_int_equal(set.n_fallback, 0); /* not the top-level one */
+	dv_config_upstream_set(cfg, 2, &set);
+	assert_string_equal(set.name, "c");
+	assert_int_equal(set.n_fallback, 1);
+	assert_addr(&set.fallback[0], "192.0.2.54:53");
+	dv_config_upstream_set(cfg, 3, &set);
+	assert_string_equal(set.name, "d");
+	assert_int_equal(set.n_upstream, 2);
+	assert_int_equal(set.upstream[1].scheme, DV_SCHEME_UDP);
+	assert_int_equal(dv_config_validate(cfg, all_impl, all_impl, err,
+					    sizeof(err)),
+			 0);
+	/* a scheme this build does not serve, as for upstream: */
+	bool no_udp[DV_SCHEME_COUNT];
+	memcpy(no_udp, all_impl, sizeof(no_udp));
+	no_udp[DV_SCHEME_UDP] = false;
+	assert_int_equal(dv_config_validate(cfg, all_impl, no_udp, err,
+					    sizeof(err)),
+			 DV_ECONFIG);
+	assert_contains(err, "groups.d.upstream: upstream "
+			     "'udp://127.0.0.1:5337': scheme 'udp' is not "
+			     "implemented yet");
+	free(cfg);
+}
+
 /* ------------------------------------------------------------------ */
 /* conf/dnsveil.yaml                                                   */
 
@@ -1882,6 +1963,13 @@ static void test_policy_example(void **state)
 	assert_string_equal(cfg->server_names[0], "dns.test");
 	assert_int_equal(cfg->n_internal, 1);
 	assert_string_equal(cfg->internal[0], "corp.example");
+	/* the kids group's own resolver: upstream set 1 */
+	assert_int_equal(kids->n_upstream, 1);
+	assert_addr(&kids->upstream[0], "127.0.0.1:5336");
+	assert_int_equal(kids->n_fallback, 0);
+	assert_int_equal(kids->upstream_set, 1);
+	assert_int_equal(def->upstream_set, 0);
+	assert_int_equal(dv_config_upstream_sets(cfg), 2);
 	assert_int_equal(cfg->n_records, 8);
 	assert_int_equal(cfg->records[7].group, 1);
 	assert_int_equal(cfg->records[7].type, 1);
@@ -2124,6 +2212,7 @@ int main(void)
 		cmocka_unit_test(test_cli_usage),
 		cmocka_unit_test(test_default_conf_file),
 		cmocka_unit_test(test_policy_example),
+		cmocka_unit_test(test_upstream_sets),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

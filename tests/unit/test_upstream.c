@@ -404,7 +404,8 @@ static void test_udp_lost_answers_release_ids(void **state)
 	f->cfg->query_timeout_ms = 5000;
 	w->loop = f->loop;
 	w->cfg = f->cfg;
-	w->pool = f->pool;
+	w->pools[0] = f->pool;
+	w->n_pools = 1;
 	/* the core as dv_worker_new sets it up, without timers */
 	dv_core_conf_t conf = {.max_inflight = 1,
 			       .query_timeout_ms = f->cfg->query_timeout_ms};
@@ -619,7 +620,7 @@ static void test_udp_slot_answer(void **state)
 	assert_false(c->slots[i].busy);
 }
 
-/* dv_pool_new builds every server's connections from the config. */
+/* dv_worker_pools_new builds every server's connections from the config. */
 static void test_pool_new(void **state)
 {
 	static dv_config_t cfg;
@@ -641,8 +642,9 @@ static void test_pool_new(void **state)
 
 	dv_worker_t *w = calloc(1, sizeof(*w));
 	assert_non_null(w);
-	dv_pool_t *p = dv_pool_new(w, &cfg, &core_report);
-	assert_non_null(p);
+	assert_int_equal(dv_worker_pools_new(w, &cfg, &core_report), 0);
+	dv_pool_t *p = w->pools[0];
+	assert_int_equal(w->n_pools, 1);
 	assert_int_equal(p->n_local, 2);
 	assert_int_equal(p->n_fallback, 1);
 	for (unsigned k = 0; k < 3; k++) {
@@ -700,7 +702,7 @@ static void write_tmp(char *path, const char *text)
 
 /* A tls:// server makes the pool build a client context from tls.ca; its
  * connections start CLOSED like TCP ones, with no TLS object and no
- * session yet.  A CA file that does not load fails dv_pool_new cleanly. */
+ * session yet.  A CA file that does not load fails dv_worker_pools_new cleanly. */
 static void test_pool_new_tls(void **state)
 {
 	static dv_config_t cfg;
@@ -727,8 +729,9 @@ static void test_pool_new_tls(void **state)
 
 	dv_worker_t *w = calloc(1, sizeof(*w));
 	assert_non_null(w);
-	dv_pool_t *p = dv_pool_new(w, &cfg, &core_report);
-	assert_non_null(p);
+	assert_int_equal(dv_worker_pools_new(w, &cfg, &core_report), 0);
+	dv_pool_t *p = w->pools[0];
+	assert_int_equal(w->n_pools, 1);
 	assert_non_null(p->tls);
 	dv_server_t *s = &p->servers[1];
 	assert_int_equal(s->url.scheme, DV_SCHEME_TLS);
@@ -744,10 +747,11 @@ static void test_pool_new_tls(void **state)
 		assert_int_equal(sc->tls_retry, 0);
 		check_free_list(&sc->c, 64);
 	}
-	dv_pool_free(p);
+	dv_worker_pools_free(w);
 
 	snprintf(cfg.tls_ca, sizeof(cfg.tls_ca), "%s", bad);
-	assert_null(dv_pool_new(w, &cfg, &core_report));
+	assert_int_equal(dv_worker_pools_new(w, &cfg, &core_report), -ENOMEM);
+	assert_int_equal(w->n_pools, 0);
 
 	free(w);
 	unlink(ca);

@@ -69,6 +69,7 @@
 #include "transports/do53_tcp.c"
 #include "transports/sock.c"
 #include "transports/stream.c"
+#include "transports/stream_buf.c"
 #include "transports/stream_dns.c"
 #include "transports/stream_listen.c"
 #include "transports/stream_proxy.c"

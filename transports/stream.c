@@ -50,8 +50,6 @@
 
 #define IN_INITIAL 2048
 #define READ_ROUNDS 16
-/* an output buffer larger than this is given back once it is empty */
-#define OUT_KEEP 65536
 
 static void conn_close(conn_t *c);
 static void process_input(conn_t *c);
@@ -149,8 +147,8 @@ static void conn_free(conn_t *c)
 	}
 	l->n_conns--;
 	DV_METRIC_INC(&W(c)->core.metrics.conn_closed[l->pub.io->scheme]);
-	free(c->in);
-	free(c->out);
+	dv_stream_buf_give(c->in, c->in_cap);
+	dv_stream_buf_give(c->out, c->out_cap);
 	out_set_cap(c, NULL, 0);
 	free(c);
 }
@@ -368,7 +366,7 @@ static bool out_reserve(conn_t *c, size_t room, size_t first)
 	size_t cap = c->out_cap ? c->out_cap * 2 : first;
 	while (cap - c->out_len < room)
 		cap *= 2;
-	uint8_t *o = realloc(c->out, cap);
+	uint8_t *o = c->out ? realloc(c->out, cap) : dv_stream_buf_take(cap);
 	if (!o) {
 		conn_abort(c, "out of memory");
 		return false;
@@ -458,12 +456,10 @@ static void flush_out(conn_t *c)
 			return;
 		}
 	}
+	/* all is out: an idle connection holds no output buffer */
 	c->out_off = c->out_len = 0;
-	if (c->out_cap > OUT_KEEP) {
-		/* a burst is over: give the memory back */
-		free(c->out);
-		out_set_cap(c, NULL, 0);
-	}
+	dv_stream_buf_give(c->out, c->out_cap);
+	out_set_cap(c, NULL, 0);
 	ev_io_stop(loop, &c->wio);
 	if (c->pub.state == SC_OPEN && conn_finished(c))
 		conn_finish(c);
@@ -701,7 +697,8 @@ static void conn_read(conn_t *c)
 			size_t cap = c->in_cap ? c->in_cap : IN_INITIAL;
 			while (cap < need)
 				cap *= 2;
-			uint8_t *in = realloc(c->in, cap);
+			uint8_t *in = c->in ? realloc(c->in, cap)
+					    : dv_stream_buf_take(cap);
 			if (!in) {
 				conn_abort(c, "out of memory");
 				return;
@@ -758,6 +755,7 @@ static void conn_read(conn_t *c)
 
 static void after_io(conn_t *c)
 {
+	dv_stream_in_idle(c); /* all input taken: the buffer goes back */
 	if (c->pub.state == SC_OPEN) {
 		flush_out(c);
 		update_reading(c);

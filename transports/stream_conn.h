@@ -85,5 +85,13 @@ int dv_stream_proxy_read(conn_t *c, const char **why);
 bool dv_stream_proxy_allowed(const dv_config_t *cfg,
 			     const struct sockaddr_storage *peer);
 
+/* transports/stream_buf.c: a buffer of `cap` bytes for a connection's input
+ * or output, from the thread's cache when it has one of that size (NULL
+ * when memory is short), and one given back (NULL is fine). */
+uint8_t *dv_stream_buf_take(size_t cap);
+void dv_stream_buf_give(uint8_t *buf, size_t cap);
+/* Give the input buffer of `c` back when it holds nothing. */
+void dv_stream_in_idle(conn_t *c);
+
 /* The listener's `again` timer: run the connections with buffered work. */
 void dv_stream_again_cb(struct ev_loop *loop, ev_timer *t, int revents);

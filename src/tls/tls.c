@@ -556,6 +556,12 @@ static void release_zero_pages(void *p, size_t n)
 
 void dv_tls_handshake_done(dv_tls_t *t)
 {
+	/* Debian's wolfSSL keeps the handshake's temporary arrays (client
+	 * and server random, pre-master secret, pending message: 5.4 KiB)
+	 * for the connection's life; a server has no use for them once the
+	 * handshake is done (it asks for no renegotiation and exports no
+	 * keying material) */
+	wolfSSL_FreeArrays(t->ssl);
 	WOLFSSL_SESSION *s = wolfSSL_get_session(t->ssl);
 	if (s)
 		release_zero_pages(s, malloc_usable_size(s));

@@ -5,7 +5,7 @@ Started by tests/bench/run.sh (which builds the release binary first); see
 tests/bench/README.md.  Debian's /usr/bin/python3, standard library only.
 
   bench.py run --dnsveil BIN [--quick] [--runs N] [--seconds S] ...
-  bench.py dot-idle --port P --count N --ca FILE     (helper, used by `run`)
+  bench.py dot-idle --port P --count N --ca FILE [--alpn h2]   (helper, used by `run`)
 
 Everything runs on 127.0.0.1.  Every process started here is remembered by
 PID and stopped (SIGTERM, then SIGKILL) on exit, on error and on
@@ -1105,15 +1105,55 @@ def dnsveil_implements(binary, transport):
 
 # ------------------------------------------------------------------ idle DoT helper
 
+def h2_frame(ftype, flags, sid, payload=b""):
+    return struct.pack("!I", len(payload))[1:] + struct.pack("!BBI", ftype, flags, sid) + payload
+
+
+def h2_doh_request(q, path="/dns-query", authority="dns.test"):
+    """The client preface, an empty SETTINGS and one DoH POST on stream 1
+    (HPACK literal fields without indexing, no Huffman)."""
+    def lit(name, value):
+        name, value = name.encode(), value.encode()
+        return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+    block = b"".join(lit(n, v) for n, v in (
+        (":method", "POST"), (":scheme", "https"), (":authority", authority),
+        (":path", path), ("accept", "application/dns-message"),
+        ("content-type", "application/dns-message"), ("content-length", str(len(q)))))
+    return (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0) +
+            h2_frame(1, 0x4, 1, block) + h2_frame(0, 0x1, 1, q))
+
+
+def h2_answered(sock, buf):
+    """Consume the whole HTTP/2 frames at the front of `buf` (acknowledging
+    SETTINGS): (rest, True when stream 1 has ended, or an error string)."""
+    while len(buf) >= 9:
+        length = int.from_bytes(buf[:3], "big")
+        if len(buf) < 9 + length:
+            break
+        ftype, flags = buf[3], buf[4]
+        sid = int.from_bytes(buf[5:9], "big") & 0x7fffffff
+        buf = buf[9 + length:]
+        if ftype == 4 and not flags & 1:
+            sock.send(h2_frame(4, 1, 0))        # SETTINGS ACK: 9 bytes
+        elif ftype == 7 or (ftype == 3 and sid == 1):
+            return buf, "%s from the server" % ("GOAWAY" if ftype == 7 else "RST_STREAM")
+        elif sid == 1 and ftype in (0, 1) and flags & 1:
+            return buf, True
+    return buf, False
+
+
 def dot_idle_main(args):
     """Open `count` DoT connections (handshake verified against the CA, one
     query answered on each), report, then keep them open until stdin says
-    anything or closes (bounded by --hold seconds)."""
+    anything or closes (bounded by --hold seconds).  --alpn h2: DoH
+    connections instead, one POST answered on each."""
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
     ctx = ssl.create_default_context(cafile=args.ca)
-    ctx.set_alpn_protocols(["dot"])
+    ctx.set_alpn_protocols([args.alpn])
     q = dns_query("h1.bench.test", 0x4242)
     query = struct.pack("!H", len(q)) + q
+    if args.alpn == "h2":
+        query = h2_doh_request(dns_query("h1.bench.test", 0))
     sel = selectors.DefaultSelector()
     state = {}          # fileno -> [sock, phase, buffer]
     done = []
@@ -1154,7 +1194,7 @@ def dot_idle_main(args):
             except (ssl.SSLError, OSError) as e:
                 return fail(fd, "handshake: %s" % (getattr(e, "reason", None) or e))
             try:
-                sock.send(query)        # 33 bytes: fits any send buffer
+                sock.send(query)        # under 300 bytes: fits any send buffer
             except (ssl.SSLError, OSError) as e:
                 return fail(fd, "send: %s" % e)
             state[fd][1] = "answer"
@@ -1171,6 +1211,19 @@ def dot_idle_main(args):
             if not data:
                 return fail(fd, "closed by server")
             buf += data
+            if args.alpn == "h2":
+                try:
+                    buf, ended = h2_answered(sock, buf)
+                except (ssl.SSLError, OSError) as e:
+                    return fail(fd, "send: %s" % e)
+                state[fd][2] = buf
+                if isinstance(ended, str):
+                    return fail(fd, ended)
+                if ended:
+                    sel.unregister(sock)
+                    done.append(state.pop(fd)[0])
+                    return None
+                continue
             state[fd][2] = buf
             if len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
                 sel.unregister(sock)
@@ -1206,14 +1259,15 @@ def dot_idle_main(args):
     return 0
 
 
-def memory_test(server, count, timeout, tmp):
+def memory_test(server, count, timeout, tmp, kind="dot"):
     """(idle RSS KiB, loaded RSS KiB, established, errors) for a freshly
-    started server."""
+    started server; `kind` "doh": idle DoH (h2) connections."""
     time.sleep(1.0)
     idle = proc_rss_kib(server.pid)
     helper = subprocess.Popen(
         ["taskset", "-c", str(LOAD_CPU), sys.executable, os.path.abspath(__file__), "dot-idle",
-         "--port", str(server.ports["dot"]), "--count", str(count), "--ca", CA,
+         "--port", str(server.ports[kind]), "--count", str(count), "--ca", CA,
+         "--alpn", "h2" if kind == "doh" else "dot",
          "--timeout", str(timeout), "--hold", str(timeout + 60)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(
             os.path.join(tmp, "dot-idle.log"), "ab"), text=True,
@@ -1246,6 +1300,31 @@ def memory_test(server, count, timeout, tmp):
 
 
 # ------------------------------------------------------------------ report
+
+def memory_table(out, servers, rss_after, kind, mem):
+    """The report's table of RSS with idle `kind` connections."""
+    out.append("")
+    out.append("| server | RSS idle (fresh start) | RSS after the throughput runs | "
+               "RSS with idle %s connections | connections open | per connection |" % kind)
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for s in servers:
+        after = rss_after.get(s.name)
+        after_s = "%.1f MiB" % (after / 1024) if after else "n/a"
+        m = mem.get(s.name)
+        if m is None:
+            out.append("| %s | n/a | %s | n/a | n/a | n/a |" % (s.name, after_s))
+            continue
+        idle, loaded, est, errs, alive = m
+        per = "%.1f KiB" % ((loaded - idle) / est) if est and loaded else "n/a"
+        extra = ""
+        if errs:
+            extra = " (%s)" % ", ".join("%d %s" % (v, k) for k, v in sorted(errs.items()))
+        if not alive:
+            extra += " (server died)"
+        out.append("| %s | %.1f MiB | %s | %s | %d%s | %s |" % (
+            s.name, idle / 1024, after_s, "%.1f MiB" % (loaded / 1024) if loaded else "n/a",
+            est, extra, per))
+
 
 def fmt_qps(v):
     if v is None:
@@ -1552,6 +1631,26 @@ def run_main(args):
             finally:
                 s.stop()
 
+    # ---- memory with idle DoH connections, likewise (the Unbound frontend
+    # listens for DoT only in its memory configuration: see memory_slots)
+    mem_doh = {}
+    doh_conns = args.doh_connections if args.doh_connections is not None else 2000
+    if doh_conns > 0:
+        for s in servers:
+            if s.failed is not None or "doh" not in s.ports or isinstance(s, UnboundFrontend) \
+                    or (s in (dv, base) and not implemented["doh"][0]):
+                continue
+            log("memory: %s with %d idle DoH connections" % (s.name, doh_conns))
+            try:
+                s.start(memory_test=True)
+            except RuntimeError as e:
+                notes.append("DoH memory test: %s" % e)
+                continue
+            try:
+                mem_doh[s.name] = memory_test(s, doh_conns, args.connect_timeout, tmp, "doh")
+            finally:
+                s.stop()
+
     # ---- what the servers said
     for s in [up] + servers:
         if s.log and os.path.exists(s.log):
@@ -1656,27 +1755,8 @@ def run_main(args):
                                     fmt_ms(dot.p50_ms), fmt_ms(dot.p99_ms), rpc,
                                     r.qps / dot.qps))
                 out.append(row(wl, t.label, s.name, r, ratio))
-    out.append("")
-    out.append("| server | RSS idle (fresh start) | RSS after the throughput runs | "
-               "RSS with idle DoT connections | connections open | per connection |")
-    out.append("|---|---:|---:|---:|---:|---:|")
-    for s in servers:
-        after = rss_after.get(s.name)
-        after_s = "%.1f MiB" % (after / 1024) if after else "n/a"
-        m = mem.get(s.name)
-        if m is None:
-            out.append("| %s | n/a | %s | n/a | n/a | n/a |" % (s.name, after_s))
-            continue
-        idle, loaded, est, errs, alive = m
-        per = "%.1f KiB" % ((loaded - idle) / est) if est and loaded else "n/a"
-        extra = ""
-        if errs:
-            extra = " (%s)" % ", ".join("%d %s" % (v, k) for k, v in sorted(errs.items()))
-        if not alive:
-            extra += " (server died)"
-        out.append("| %s | %.1f MiB | %s | %s | %d%s | %s |" % (
-            s.name, idle / 1024, after_s, "%.1f MiB" % (loaded / 1024) if loaded else "n/a",
-            est, extra, per))
+    for kind, mem_kind in (("DoT", mem), ("DoH", mem_doh)):
+        memory_table(out, servers, rss_after, kind, mem_kind)
     out.append("")
     out.append("answers/s: dnsperf's queries per second (answers received). mean, p50, p99: "
                "over every answer's latency (`dnsperf -v`). lost: queries unanswered after "
@@ -1700,7 +1780,9 @@ def run_main(args):
                "names). "
                "Per connection = "
                "(RSS with the connections − RSS idle) ÷ connections; each connection made a "
-               "verified TLS 1.3 handshake and one query, then stayed idle." %
+               "verified TLS 1.3 handshake and one query (DoH: one HTTP/2 POST), then stayed "
+               "idle; the Unbound frontend's memory configuration listens for DoT only "
+               "(its DoH row says n/a)." %
                TRANSPORTS[0].runner.timeout)
     out.append("")
     for line in doq_vs_dot:
@@ -1730,6 +1812,8 @@ def main():
                    help="seconds per miss-heavy run (default 5)")
     r.add_argument("--miss-names", type=int, help="names per miss-heavy query file")
     r.add_argument("--connections", type=int, help="idle DoT connections (default 10000, 0 = skip)")
+    r.add_argument("--doh-connections", type=int,
+                   help="idle DoH (h2) connections (default 2000, 0 = skip)")
     r.add_argument("--connect-timeout", type=int, default=90,
                    help="seconds to open the idle connections")
     r.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
@@ -1764,6 +1848,8 @@ def main():
     d.add_argument("--batch", type=int, default=200)
     d.add_argument("--timeout", type=int, default=90)
     d.add_argument("--hold", type=int, default=150)
+    d.add_argument("--alpn", choices=("dot", "h2"), default="dot",
+                   help="h2: DoH connections (one POST each) instead of DoT")
     args = ap.parse_args()
     if args.cmd == "dot-idle":
         return dot_idle_main(args)

@@ -19,6 +19,7 @@ would carry none)."""
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -197,6 +198,28 @@ class Mtls(h.IntegrationTest):
         st = dv.stats()
         self.assertGreaterEqual(st["tls_failed"], 4, st)
         log("ok: require: kid-7/kid-8 served, no certificate and another CA's refused")
+
+    def test_reload(self):
+        """SIGHUP reads tls.client-ca again: a file that no longer holds a
+        certificate refuses the reload (the old CA stays: kid-7 is still
+        kids); the other CA's certificate in its place is taken, after which
+        the other CA's kid-7 is kids and the first CA's names no one."""
+        dv = self.start_dv("optional")
+        self.assertEqual(self.dot(dv, self.kid7), [KIDS])
+        with open(self.ca, "w") as f:
+            f.write("not a certificate\n")
+        dv.proc.send_signal(signal.SIGHUP)
+        dv.wait_log(r"SIGHUP: configuration refused.*tls\.client-ca: ")
+        self.assertEqual(self.dot(dv, self.kid7), [KIDS])
+        self.assertEqual(self.doq(dv, self.kid7), [KIDS])
+        shutil.copy(os.path.join(self.pki, "rogue.pem"), self.ca)
+        dv.proc.send_signal(signal.SIGHUP)
+        dv.wait_log(r"SIGHUP: TLS certificate .* reloaded")
+        for proto in (self.dot, self.doh, self.doq):
+            with self.subTest(proto=proto.__name__):
+                self.assertEqual(proto(dv, self.rogue), [KIDS])
+                self.assertEqual(proto(dv, self.kid7), [DEFAULT])
+        log("ok: reload reads tls.client-ca again; a broken file is refused")
 
     def test_check_config(self):
         """--check-config: a tls.client-ca that is missing or holds no

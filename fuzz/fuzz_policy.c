@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "src/config/config.h"
 #include "src/core/errors.h"
@@ -151,6 +152,11 @@ static void idents(const char *text, size_t len)
 		if (n)
 			CHECK(n == strlen(id) && dv_ident_label_ok(id, n));
 	}
+	/* a client certificate's name (mTLS): the bytes as they come */
+	n = dv_ident_from_cert_name(cand, strlen(cand), id);
+	if (n)
+		CHECK(n == strlen(id) && dv_ident_label_ok(id, n) &&
+		      strncasecmp(cand, id, n) == 0);
 }
 
 static void wire_name(const uint8_t *w, size_t len)

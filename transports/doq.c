@@ -265,8 +265,9 @@ static void eng_failure(void *app, dv_doq_sconn_t *c, const char *what,
  * One debug line per completed handshake, as the TLS listeners write
  * (transports/tls_stream.c): who, the SNI host name ("-" for none, or one
  * that is not a host name), the ALPN protocol (always doq: the handshake
- * requires it) and whether the session was resumed.  The SNI is what the
- * core's identity stage reads (q->sni).
+ * requires it), whether the session was resumed and the client ID of a
+ * verified client certificate.  The SNI and that ID are what the core's
+ * identity stage reads (q->sni, q->cert_id).
  */
 static void eng_handshake(void *app, dv_doq_sconn_t *c, bool resumed)
 {
@@ -282,9 +283,12 @@ static void eng_handshake(void *app, dv_doq_sconn_t *c, bool resumed)
 		dv_log_debug("quic: worker %u: %u more handshakes were not "
 			     "logged",
 			     l->w->index, dropped);
-	dv_log_debug("quic: worker %u: connection from %s: sni %s, alpn doq%s",
+	const char *cert = dv_doq_sconn_cert_id(c);
+	dv_log_debug("quic: worker %u: connection from %s: sni %s, alpn "
+		     "doq%s%s%s",
 		     l->w->index, peer, sni ? sni : "-",
-		     resumed ? ", resumed" : "");
+		     resumed ? ", resumed" : "", cert ? ", cert " : "",
+		     cert ? cert : "");
 }
 
 /* ---- queries ---- */
@@ -316,6 +320,7 @@ static int eng_query(void *app, dv_doq_sconn_t *c, dv_doq_sstream_t *s,
 	memcpy(&q->peer, peer, peer_len);
 	q->peer_len = peer_len;
 	q->sni = dv_doq_sconn_sni(c);
+	q->cert_id = dv_doq_sconn_cert_id(c);
 	q->listener = l->listener;
 	/* < 0: not DNS (too short / a response): no answer will come */
 	return dv_core_submit(q) < 0 ? DV_EMALFORMED : 0;

@@ -509,6 +509,7 @@ dv_query_t *dv_stream_query(dv_stream_conn_t *pc, const uint8_t *wire,
 	q->listener = c->pub.l->listener;
 	q->ident_memo = &c->pub.ident_memo;
 	q->sni = c->pub.sni[0] ? c->pub.sni : NULL;
+	q->cert_id = c->pub.cert_id;
 	q->pad_block = io->encrypted ? DV_PAD_BLOCK : 0;
 	memcpy(&q->peer, &c->pub.peer, c->pub.peer_len);
 	q->peer_len = c->pub.peer_len;

@@ -128,6 +128,9 @@ struct dv_stream_conn {
 	socklen_t peer_len;
 	void *io_state;  /* the transport's (e.g. dv_tls_t) */
 	char sni[256]; /* set by the transport after its handshake */
+	/* the client ID of a verified client certificate (q->cert_id), NULL
+	 * if none; the transport's, set after its handshake */
+	const char *cert_id;
 	/* the policy's memo of who this connection is (q->ident_memo) */
 	uint16_t ident_memo;
 	void *app_state;

@@ -45,9 +45,11 @@ bool dv_conn_log_take(dv_conn_log_t *b, unsigned *dropped)
 
 /*
  * One debug line per completed handshake: who, the SNI name the client
- * sent ("-" for none: an IP-literal client), the ALPN protocol and whether
- * the session was resumed.  The SNI is what the core's identity stage reads
- * (q->sni), so this is where an operator (and a test) sees it.
+ * sent ("-" for none: an IP-literal client), the ALPN protocol, whether
+ * the session was resumed and the client ID of a verified client
+ * certificate ("cert ID").  The SNI and that ID are what the core's
+ * identity stage reads (q->sni, q->cert_id), so this is where an operator
+ * (and a test) sees them.
  */
 static void log_handshake(dv_stream_conn_t *c, bool resumed)
 {
@@ -62,9 +64,12 @@ static void log_handshake(dv_stream_conn_t *c, bool resumed)
 		dv_log_debug("tls: worker %u: %u more handshakes were not "
 			     "logged",
 			     c->l->w->index, dropped);
-	dv_log_debug("tls: worker %u: connection from %s: sni %s, alpn %s%s",
+	dv_log_debug("tls: worker %u: connection from %s: sni %s, alpn "
+		     "%s%s%s%s",
 		     c->l->w->index, peer, c->sni[0] ? c->sni : "-",
-		     alpn ? alpn : "-", resumed ? ", resumed" : "");
+		     alpn ? alpn : "-", resumed ? ", resumed" : "",
+		     c->cert_id ? ", cert " : "",
+		     c->cert_id ? c->cert_id : "");
 }
 
 /*
@@ -112,6 +117,7 @@ int dv_tls_stream_handshake(dv_stream_conn_t *c)
 	const char *sni = dv_tls_sni(c->io_state);
 	if (sni)
 		snprintf(c->sni, sizeof(c->sni), "%s", sni);
+	c->cert_id = dv_tls_cert_id(c->io_state); /* lives with io_state */
 	log_handshake(c, resumed);
 	return 0;
 }
@@ -155,6 +161,7 @@ void dv_tls_stream_close(dv_stream_conn_t *c)
 		dv_tls_shutdown(c->io_state);
 	dv_tls_free(c->io_state);
 	c->io_state = NULL;
+	c->cert_id = NULL;
 }
 
 dv_tls_listener_t *dv_tls_listener_new(dv_worker_t *w, dv_tls_ctx_t *tls,

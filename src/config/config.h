@@ -63,6 +63,13 @@ typedef enum {
 	DV_DOQ_RETRY_NEVER,
 } dv_doq_retry_t;
 
+/* tls.client-cert: what a TLS listener does without a valid client
+ * certificate (with tls.client-ca set) */
+typedef enum {
+	DV_CLIENT_CERT_OPTIONAL, /* the connection goes on, with no cert ID */
+	DV_CLIENT_CERT_REQUIRE,  /* the handshake fails */
+} dv_client_cert_t;
+
 
 /* ---- the policy: lists, groups, clients (README "Policy") ---- */
 #define DV_POLICY_NAME_MAX 64     /* list and group names, client IDs */
@@ -234,6 +241,10 @@ typedef struct {
 	unsigned tls_ticket_rotation_s; /* session ticket key lifetime */
 	/* key material shared by replicas (src/tls/keyfile.h); "" = off */
 	char tls_ticket_key_file[512];
+	/* client certificates (mTLS): the CA they must chain to ("" = none
+	 * asked for) and dv_client_cert_t */
+	char tls_client_ca[512];
+	unsigned tls_client_cert;
 
 	/* limits: (per worker unless said) */
 	unsigned tcp_max_connections;   /* client TCP connections per worker */

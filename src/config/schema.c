@@ -254,6 +254,11 @@ static const char *const log_formats[] = {
 /* dv_qlog_mode_t (src/daemon/querylog.h): the same order */
 static const char *const query_log_modes[] = {"off", "all", "errors", NULL};
 
+static const char *const client_cert_modes[] = {
+	[DV_CLIENT_CERT_OPTIONAL] = "optional",
+	[DV_CLIENT_CERT_REQUIRE] = "require",
+	NULL,
+};
 static const char *const doq_booleans[] = {"false", "true", NULL};
 static const char *const booleans[] = {"false", "true", NULL};
 static const char *const ddr_modes[] = {
@@ -368,6 +373,18 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	       "on any replica; re-read when it changes (the previous key "
 	       "still accepted until the next change); replaces "
 	       "ticket-rotation-s; empty = random keys per process"),
+	STRING("tls", "client-ca", tls_client_ca, "",
+	       "PEM CA bundle that DoT, DoH and DoQ clients' certificates "
+	       "are checked against (mTLS); a verified certificate names the "
+	       "client ID (its first DNS name's first label, else its "
+	       "subject CN) and wins over the SNI's and the DoH path's; "
+	       "those listeners then issue no session tickets; empty = no "
+	       "certificate asked for"),
+	ENUM("tls", "client-cert", tls_client_cert, client_cert_modes,
+	     "optional",
+	     "with tls.client-ca: optional (a client without a valid "
+	     "certificate has no certificate ID) or require (its handshake "
+	     "fails)"),
 	STRING("tls", "ca", tls_ca, "",
 	       "CA bundle that upstream certificates are checked against; "
 	       "empty = system store"),

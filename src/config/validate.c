@@ -238,6 +238,13 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
 		return DV_ECONFIG;
 	}
 
+	if (cfg->tls_client_ca[0] != '\0' &&
+	    access(cfg->tls_client_ca, R_OK) != 0) {
+		dv_cfg_errf(err, err_len, "%s: tls.client-ca: '%s': %s",
+			    file, cfg->tls_client_ca, strerror(errno));
+		return DV_ECONFIG;
+	}
+
 	if (cfg->reconnect_min_ms > cfg->reconnect_max_ms) {
 		dv_cfg_errf(err, err_len,
 			    "%s: pool.reconnect-min-ms: %u is greater than "

@@ -543,11 +543,12 @@ static stage_t stage_identity(dv_query_t *q, pipe_t *p)
 	else
 		DV_METRIC_INC(&m->no_edns);
 	if (c->log_ops) {
-		/* the DoH client ID lives only as long as the submit */
+		/* the DoH and certificate client IDs live only as long
+		 * as the submit */
 		q->log_ident = true;
-		if (q->client_id)
-			snprintf(q->ident, sizeof(q->ident), "%s",
-				 q->client_id);
+		const char *id = q->cert_id ? q->cert_id : q->client_id;
+		if (id)
+			snprintf(q->ident, sizeof(q->ident), "%s", id);
 	}
 	q->start_ms = q->start_us / 1000;
 	q->deadline_ms = q->start_ms + c->conf.query_timeout_ms;

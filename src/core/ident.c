@@ -1,6 +1,7 @@
 /*
- * Client identities: the label check, the ID in a DoH path or a TLS SNI,
- * and the glob patterns the policy's `clients` entries match IDs with.
+ * Client identities: the label check, the ID in a DoH path, a TLS SNI or
+ * a client certificate's name, and the glob patterns the policy's
+ * `clients` entries match IDs with.
  */
 #include "src/core/ident.h"
 
@@ -64,6 +65,14 @@ size_t dv_ident_from_sni(const char *sni, const char *server, char *out)
 		if (lower(sni[idlen + 1 + i]) != lower(server[i]))
 			return 0;
 	return copy_id(sni, idlen, out);
+}
+
+size_t dv_ident_from_cert_name(const char *name, size_t len, char *out)
+{
+	size_t n = 0;
+	while (n < len && name[n] != '.')
+		n++;
+	return copy_id(name, n, out);
 }
 
 bool dv_ident_glob(const char *pattern, const char *id)

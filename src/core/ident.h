@@ -34,6 +34,16 @@ size_t dv_ident_from_path(const char *path, size_t plen, const char *served,
 size_t dv_ident_from_sni(const char *sni, const char *server, char *out);
 
 /*
+ * The client ID a verified TLS client certificate names (mTLS): `name` is
+ * its first DNS subjectAltName or, when it has none, its subject CN (`len`
+ * bytes, not NUL-terminated); the ID is its first label ("kid-7" of
+ * "kid-7.clients.example", or of a CN "kid-7").  Writes it like
+ * dv_ident_from_path() and returns its length, or 0 when that label is no
+ * valid ID (a wildcard "*", an empty name, a byte that is not LDH).
+ */
+size_t dv_ident_from_cert_name(const char *name, size_t len, char *out);
+
+/*
  * Whether the client ID `id` matches `pattern`: letters (case ignored),
  * digits and '-' match themselves, '?' one character and '*' any run of
  * characters ("kid-*", "*-laptop", "*").  No backtracking blow-up: at most

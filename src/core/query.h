@@ -60,6 +60,10 @@ struct dv_query {
 	 * NULL if none; valid only until dv_core_submit() returns (the
 	 * policy stage reads it within the submit) */
 	const char *client_id;
+	/* the client ID of the connection's verified TLS client certificate
+	 * (tls.client-ca), NULL if none; it wins over client_id and the
+	 * SNI's.  Valid only until dv_core_submit() returns, like client_id */
+	const char *cert_id;
 	/* 1 + the index in the config's `listen` list of the listener the
 	 * query came in on; 0 when the transport does not say (DoQ) */
 	uint8_t listener;

@@ -242,6 +242,28 @@ static bool has_tls_upstream(const dv_config_t *cfg)
 	return false;
 }
 
+/* tls.client-ca: every TLS listener asks for client certificates (mTLS);
+ * a CA file that does not load is a config error, at start and in
+ * --check-config. */
+static int tls_client_ca(const dv_config_t *cfg, dv_shared_t *shared, char *err,
+			 size_t err_len)
+{
+	bool require = cfg->tls_client_cert == DV_CLIENT_CERT_REQUIRE;
+	if (!cfg->tls_client_ca[0])
+		return 0;
+	if ((shared->tls_dot &&
+	     dv_tls_server_client_ca(shared->tls_dot, cfg->tls_client_ca,
+				     require, err, err_len) != 0) ||
+	    (shared->tls_doh &&
+	     dv_tls_server_client_ca(shared->tls_doh, cfg->tls_client_ca,
+				     require, err, err_len) != 0) ||
+	    (shared->tls_doq &&
+	     dv_quic_tls_server_client_ca(shared->tls_doq, cfg->tls_client_ca,
+					  require, err, err_len) != 0))
+		return DV_ECONFIG;
+	return 0;
+}
+
 /* The TLS and QUIC server contexts the listeners need, with the process-
  * wide ticket keys (*tls_ready: dv_tls_init ran).  On an error, `err`
  * names the file and what is wrong with it. */
@@ -290,7 +312,7 @@ static int tls_open(const dv_config_t *cfg, dv_shared_t *shared,
 			dv_quic_tls_ctx_keyfile(shared->tls_doq,
 						shared->keyfile);
 	}
-	return 0;
+	return tls_client_ca(cfg, shared, err, err_len);
 }
 
 static void tls_close(dv_shared_t *shared, bool tls_ready)

@@ -36,17 +36,26 @@ static int check_certs(const dv_reload_t *r, const dv_config_t *next, char *err,
 	if (!wants_tls(next))
 		return 0;
 	char why[900];
+	/* the listeners read the running tls.client-ca again with their
+	 * certificate (a new path or mode waits for a restart) */
+	const char *ca = r->running->tls_client_ca;
 	dv_quic_tls_ctx_t *q = dv_quic_tls_server_ctx_new(
 		next->tls_cert, next->tls_key, "doq", false, why, sizeof(why));
 	if (!q)
 		goto fail;
+	int ret = dv_quic_tls_server_client_ca(q, ca, false, why, sizeof(why));
 	dv_quic_tls_ctx_free(q);
+	if (ret)
+		goto fail;
 	if (r->tls_ready) {
 		dv_tls_ctx_t *t = dv_tls_server_new(
 			next->tls_cert, next->tls_key, NULL, why, sizeof(why));
 		if (!t)
 			goto fail;
+		ret = dv_tls_server_client_ca(t, ca, false, why, sizeof(why));
 		dv_tls_ctx_free(t);
+		if (ret)
+			goto fail;
 	}
 	return 0;
 fail:
@@ -101,7 +110,9 @@ static const struct {
 	{ "log.queries/log.query-*/dnstap", RANGE(log_queries, listen) },
 	{ "listen", RANGE(listen, upstream) },
 	{ "upstream/fallback", RANGE(upstream, tls_cert) },
-	{ "tls.ca/tls.ticket-rotation-s", RANGE(tls_ca, tcp_max_connections) },
+	{ "tls.ca/tls.ticket-rotation-s/tls.ticket-key-file/tls.client-ca/"
+	  "tls.client-cert",
+	  RANGE(tls_ca, tcp_max_connections) },
 	{ "limits", RANGE(tcp_max_connections, doq_max_connections) },
 	{ "doq", RANGE(doq_max_connections, doh_paths) },
 	{ "doh", RANGE(doh_paths, admin_listen) },

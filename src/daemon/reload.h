@@ -9,7 +9,9 @@
  * when everything passes applies what can change live:
  *   - log-level, log.format;
  *   - the certificate and key of every TLS listener (DoT, DoH, DoQ): new
- *     connections get the new pair, established ones keep theirs;
+ *     connections get the new pair, established ones keep theirs; the
+ *     client CA file (tls.client-ca) is read again with them (a new
+ *     tls.client-ca path or tls.client-cert mode takes a restart);
  *   - drain.delay-ms, drain.timeout-ms (read when SIGTERM comes);
  *   - the lists' contents (fetched and read again, as before).
  * Any other section that differs from the running configuration is named

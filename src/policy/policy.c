@@ -219,10 +219,14 @@ static const char *const decision_names[] = { "pass",	 "allowed",
 					      "blocked", "refused",
 					      "local",	 "rate-limited" };
 
-/* The query's client ID into `buf`, or NULL. */
+/* The query's client ID into `buf`, or NULL.  A verified client
+ * certificate's ID wins: it is proven, where a path or an SNI is only
+ * claimed. */
 static const char *client_id(const dv_policy_t *p, const dv_query_t *q,
 			     char *buf)
 {
+	if (q->cert_id)
+		return q->cert_id;
 	if (q->client_id)
 		return q->client_id;
 	if (!q->sni)
@@ -466,7 +470,7 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 				 ? client_id(p, q, idbuf)
 				 : NULL;
 	/* the query log's client ID (the core copied a DoH path's) */
-	if (id && q->log_ident && id != q->client_id)
+	if (id && q->log_ident && id != q->client_id && id != q->cert_id)
 		snprintf(q->ident, sizeof(q->ident), "%s", id);
 	int n = dv_suffix_query_name(q->wire + DV_DNS_HDR, q->view.qname_len,
 				     name);

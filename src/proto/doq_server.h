@@ -160,6 +160,10 @@ const struct sockaddr *dv_doq_sconn_peer(const dv_doq_sconn_t *c,
  * not a host name (src/tls/sni.h).  Valid from the first on_query (0-RTT
  * too) or on_handshake on, as long as `c` is: its queries' q->sni. */
 const char *dv_doq_sconn_sni(dv_doq_sconn_t *c);
+/* The client ID of the client's verified certificate (tls.client-ca), or
+ * NULL: none, or the handshake is not complete yet.  Valid while `c`'s
+ * TLS session is, so for the submit of a query (q->cert_id). */
+const char *dv_doq_sconn_cert_id(dv_doq_sconn_t *c);
 /* While `c` fails its handshake (on_failure): the name its client sent
  * when the TLS library refused it (dv_quic_tls_sni_refused), else NULL. */
 const char *dv_doq_sconn_sni_refused(dv_doq_sconn_t *c);

@@ -713,6 +713,11 @@ const char *dv_doq_sconn_sni(doq_conn_t *c)
 	return c->sni[0] ? c->sni : NULL;
 }
 
+const char *dv_doq_sconn_cert_id(doq_conn_t *c)
+{
+	return c->q.tls ? dv_quic_tls_cert_id(c->q.tls) : NULL;
+}
+
 const char *dv_doq_sconn_sni_refused(doq_conn_t *c)
 {
 	return c->q.tls ? dv_quic_tls_sni_refused(c->q.tls) : NULL;

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "src/core/errors.h"
+#include "src/core/ident.h"
 
 static void add_name(dv_cert_names_t *out, int type, const char *buf,
 		     size_t len)
@@ -80,4 +81,40 @@ fail_crt:
 fail_pem:
 	gnutls_free(pem.data);
 	return ret;
+}
+
+size_t dv_tls_cert_der_id(const uint8_t *der, size_t der_len, char *out)
+{
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t d = { (unsigned char *)der, (unsigned)der_len };
+	size_t n = 0, len;
+	char buf[256];
+
+	out[0] = '\0';
+	if (der_len == 0 || der_len > UINT32_MAX ||
+	    gnutls_x509_crt_init(&crt) < 0)
+		return 0;
+	if (gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) < 0)
+		goto out;
+	for (unsigned seq = 0;; seq++) {
+		len = sizeof(buf);
+		int type = gnutls_x509_crt_get_subject_alt_name(crt, seq, buf,
+								&len, NULL);
+		if (type == GNUTLS_E_SHORT_MEMORY_BUFFER)
+			continue; /* longer than any DNS name */
+		if (type < 0)
+			break;
+		if (type == GNUTLS_SAN_DNSNAME) {
+			/* the first DNS name decides, valid ID or not */
+			n = dv_ident_from_cert_name(buf, len, out);
+			goto out;
+		}
+	}
+	len = sizeof(buf);
+	if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0,
+					  0, buf, &len) == 0)
+		n = dv_ident_from_cert_name(buf, len, out);
+out:
+	gnutls_x509_crt_deinit(crt);
+	return n;
 }

@@ -46,6 +46,12 @@ dv_quic_tls_ctx_t *dv_quic_tls_client_ctx_new(const char *ca_file,
 					      const char *alpn, char *err,
 					      size_t err_len);
 /*
+ * Client: present the PEM chain `cert` and key `key` to a server that asks
+ * for a client certificate (mTLS).  0, or DV_ECONFIG with `err`.
+ */
+int dv_quic_tls_client_cert(dv_quic_tls_ctx_t *ctx, const char *cert,
+			    const char *key, char *err, size_t err_len);
+/*
  * Server: load the certificate chain and key again (GnuTLS checks that
  * they match) for the connections that start from now on; established
  * ones keep the pair they began with until they end.  On failure the old
@@ -62,6 +68,17 @@ void dv_quic_tls_ctx_free(dv_quic_tls_ctx_t *ctx); /* NULL is a no-op */
  * `kf` must outlive the context.
  */
 void dv_quic_tls_ctx_keyfile(dv_quic_tls_ctx_t *ctx, dv_keyfile_t *kf);
+/*
+ * Server: ask clients for a certificate that chains to the PEM bundle
+ * `ca_file` (tls.client-ca); with `require` a handshake without one that
+ * verifies fails, otherwise the client connects without a certificate ID
+ * (dv_quic_tls_cert_id()).  Such a context sends and accepts no session
+ * tickets (so no 0-RTT either): a resumed session would show no
+ * certificate.  Reloads read `ca_file` again.  Call before the first
+ * session.  0, or DV_ECONFIG with a message in `err`.
+ */
+int dv_quic_tls_server_client_ca(dv_quic_tls_ctx_t *ctx, const char *ca_file,
+				 bool require, char *err, size_t err_len);
 
 /* A server session for one connection.  NULL on failure. */
 dv_quic_tls_t *dv_quic_tls_server_new(dv_quic_tls_ctx_t *ctx,
@@ -108,6 +125,10 @@ bool dv_quic_tls_ticket_received(dv_quic_tls_t *t);
  * one that is not a host name (an IP literal...: src/tls/sni.h).  Known
  * once the ClientHello is in, so also for 0-RTT queries. */
 const char *dv_quic_tls_sni(dv_quic_tls_t *t);
+/* Server, once the handshake is complete: the client ID of the client's
+ * verified certificate (dv_tls_cert_der_id() in src/tls/cert_names.h), or
+ * NULL.  Lives as long as `t`. */
+const char *dv_quic_tls_cert_id(dv_quic_tls_t *t);
 /* Server: the name (its first 64 bytes) when the client sent one that the
  * TLS library refuses outright, failing the handshake: GnuTLS does so with
  * illegal_parameter for a name with a byte other than a letter, digit,

@@ -12,6 +12,8 @@
 #include <time.h>
 
 #include "src/core/errors.h"
+#include "src/core/ident.h"
+#include "src/tls/cert_names.h"
 #include "src/tls/keyfile.h"
 #include "src/tls/sni.h"
 
@@ -61,6 +63,9 @@ struct dv_quic_tls_ctx {
 	dv_keyfile_t *keyfile;
 	gnutls_anti_replay_t anti_replay;
 	char alpn[32];
+	/* tls.client-ca ("" none) and tls.client-cert require */
+	char client_ca[512];
+	bool client_require;
 	pthread_mutex_t replay_lock;
 	replay_entry_t replay[REPLAY_SETS][REPLAY_WAYS];
 };
@@ -76,6 +81,9 @@ struct dv_quic_tls {
 	gnutls_session_t s;
 	char sni[DV_SNI_MAX + 1]; /* server: the host name the client sent */
 	char refused[72];	  /* server: a name GnuTLS will refuse */
+	/* server: the verified client certificate's ID, once worked out */
+	bool cert_read;
+	char cert_id[DV_IDENT_MAX + 1];
 };
 
 static ngtcp2_conn *ref_get_conn(ngtcp2_crypto_conn_ref *ref)
@@ -167,6 +175,22 @@ static cred_ref_t *cred_load(const char *cert, const char *key, char *err,
 		return NULL;
 	}
 	return c;
+}
+
+/* The client CA (tls.client-ca) into server credentials. */
+static int cred_trust(cred_ref_t *c, const char *ca, char *err, size_t err_len)
+{
+	int rv = gnutls_certificate_set_x509_trust_file(c->cred, ca,
+							GNUTLS_X509_FMT_PEM);
+	if (rv > 0)
+		return 0;
+	if (rv == 0)
+		snprintf(err, err_len, "tls.client-ca: %s: no certificates",
+			 ca);
+	else
+		snprintf(err, err_len, "tls.client-ca: %s: %s", ca,
+			 gnutls_strerror(rv));
+	return DV_ECONFIG;
 }
 
 static dv_quic_tls_ctx_t *ctx_alloc(bool server, const char *alpn, char *err,
@@ -263,9 +287,37 @@ dv_quic_tls_ctx_t *dv_quic_tls_client_ctx_new(const char *ca_file,
 	return ctx;
 }
 
+int dv_quic_tls_client_cert(dv_quic_tls_ctx_t *ctx, const char *cert,
+			    const char *key, char *err, size_t err_len)
+{
+	int rv = gnutls_certificate_set_x509_key_file(ctx->cred, cert, key,
+						      GNUTLS_X509_FMT_PEM);
+	if (rv < 0) {
+		char what[600];
+		snprintf(what, sizeof(what), "%s / %s", cert, key);
+		set_err(err, err_len, what, rv);
+		return DV_ECONFIG;
+	}
+	return 0;
+}
+
 void dv_quic_tls_ctx_keyfile(dv_quic_tls_ctx_t *ctx, dv_keyfile_t *kf)
 {
 	ctx->keyfile = kf;
+}
+
+int dv_quic_tls_server_client_ca(dv_quic_tls_ctx_t *ctx, const char *ca_file,
+				 bool require, char *err, size_t err_len)
+{
+	if (strlen(ca_file) >= sizeof(ctx->client_ca)) {
+		snprintf(err, err_len, "tls.client-ca: path too long");
+		return DV_ECONFIG;
+	}
+	snprintf(ctx->client_ca, sizeof(ctx->client_ca), "%s", ca_file);
+	ctx->client_require = require;
+	if (!ca_file[0])
+		return 0;
+	return cred_trust(ctx->srv, ca_file, err, err_len);
 }
 
 int dv_quic_tls_server_reload(dv_quic_tls_ctx_t *ctx, const char *cert,
@@ -274,6 +326,11 @@ int dv_quic_tls_server_reload(dv_quic_tls_ctx_t *ctx, const char *cert,
 	cred_ref_t *next = cred_load(cert, key, err, err_len);
 	if (!next)
 		return DV_ECONFIG;
+	if (ctx->client_ca[0] &&
+	    cred_trust(next, ctx->client_ca, err, err_len) != 0) {
+		cred_put(next);
+		return DV_ECONFIG;
+	}
 	pthread_mutex_lock(&ctx->cred_lock);
 	cred_ref_t *old = ctx->srv;
 	ctx->srv = next;
@@ -427,8 +484,16 @@ dv_quic_tls_t *dv_quic_tls_server_new(dv_quic_tls_ctx_t *ctx,
 	dv_quic_tls_t *t = session_new(ctx, ref, flags, err, sizeof(err));
 	if (!t)
 		return NULL;
-	int rv;
-	if (ctx->keyfile) {
+	int rv = 0;
+	if (ctx->client_ca[0]) {
+		/* no tickets: every connection shows its certificate; under
+		 * require GnuTLS verifies it and fails the handshake */
+		gnutls_certificate_server_set_request(
+			t->s, ctx->client_require ? GNUTLS_CERT_REQUIRE
+						  : GNUTLS_CERT_REQUEST);
+		if (ctx->client_require)
+			gnutls_session_set_verify_cert(t->s, NULL, 0);
+	} else if (ctx->keyfile) {
 		/* GnuTLS copies the key into the session */
 		dv_keyfile_keys_t k;
 		(void)dv_keyfile_get(ctx->keyfile, &k, NULL, NULL);
@@ -513,6 +578,8 @@ void *dv_quic_tls_native(dv_quic_tls_t *t)
 
 int dv_quic_tls_send_ticket(dv_quic_tls_t *t)
 {
+	if (t->ctx->client_ca[0])
+		return 0; /* no resumption with client certificates */
 	int rv = gnutls_session_ticket_send(t->s, 1, 0);
 	return rv < 0 ? -1 : 0;
 }
@@ -561,6 +628,24 @@ const char *dv_quic_tls_alert_name(uint8_t alert)
 const char *dv_quic_tls_sni(dv_quic_tls_t *t)
 {
 	return t->sni[0] ? t->sni : NULL;
+}
+
+const char *dv_quic_tls_cert_id(dv_quic_tls_t *t)
+{
+	if (!t->cert_read && t->ctx->client_ca[0]) {
+		ngtcp2_conn *conn = ref_get_conn(&t->ref);
+		if (!conn || !ngtcp2_conn_get_handshake_completed(conn))
+			return NULL;
+		t->cert_read = true;
+		unsigned status = 0, n = 0;
+		const gnutls_datum_t *peers;
+		if (gnutls_certificate_verify_peers2(t->s, &status) == 0 &&
+		    status == 0 &&
+		    (peers = gnutls_certificate_get_peers(t->s, &n)) && n > 0)
+			(void)dv_tls_cert_der_id(peers[0].data, peers[0].size,
+						 t->cert_id);
+	}
+	return t->cert_id[0] ? t->cert_id : NULL;
 }
 
 const char *dv_quic_tls_sni_refused(dv_quic_tls_t *t)

@@ -24,6 +24,7 @@
 
 #include "src/core/errors.h"
 #include "src/core/log.h"
+#include "src/tls/cert_names.h"
 #include "src/tls/keyfile.h"
 #include "src/tls/sni.h"
 #include "src/tls/tls_int.h"
@@ -101,13 +102,21 @@ static void ticket_rotate_if_due(time_t now)
 	tickets.cur = next;
 }
 
+/* The ticket callback's context on contexts that ask for client
+ * certificates. */
+static const char no_resumption;
+
 static int ticket_cb(WOLFSSL *ssl, unsigned char key_name[16],
 		     unsigned char iv[16], unsigned char mac[32], int enc,
 		     unsigned char *ticket, int in_len, int *out_len,
 		     void *user)
 {
 	(void)ssl;
-	(void)user;
+	/* a context that asks for client certificates resumes nothing: a
+	 * ticket would stand in for a certificate it does not carry */
+	if (user == &no_resumption)
+		return enc ? WOLFSSL_TICKET_RET_FATAL
+			   : WOLFSSL_TICKET_RET_REJECT;
 	time_t now = time(NULL);
 	ticket_key_t k;
 	bool old = false;
@@ -194,6 +203,9 @@ void dv_tls_cleanup(void)
 struct dv_tls_ctx {
 	pthread_mutex_t lock; /* guards `ssl_ctx` swaps against wolfSSL_new */
 	WOLFSSL_CTX *ssl_ctx;
+	/* tls.client-ca ("" none) and tls.client-cert require */
+	char client_ca[512];
+	bool client_require;
 	/* ALPN protocols as length-prefixed wire strings */
 	unsigned n_alpn;
 	char alpn[ALPN_MAX][32];
@@ -271,6 +283,63 @@ out:
 	return ok;
 }
 
+/* ---- client certificates (tls.client-ca) ---- */
+
+/*
+ * Called for every certificate of the client's chain.  A chain that does
+ * not verify fails the handshake under tls.client-cert require; otherwise
+ * the connection goes on and the certificate names no one (cert_bad).
+ * The CertificateVerify signature is checked either way.
+ */
+static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+	WOLFSSL *ssl = wolfSSL_X509_STORE_CTX_get_ex_data(
+		store, wolfSSL_get_ex_data_X509_STORE_CTX_idx());
+	dv_tls_t *t = ssl ? wolfSSL_get_app_data(ssl) : NULL;
+	if (preverify)
+		return 1;
+	if (!t)
+		return 0;
+	t->cert_bad = true;
+	return t->cert_require ? 0 : 1;
+}
+
+static int client_ca_apply(const dv_tls_ctx_t *ctx, WOLFSSL_CTX *c, char *err,
+			   size_t err_len)
+{
+	if (wolfSSL_CTX_load_verify_locations(c, ctx->client_ca, NULL) !=
+	    WOLFSSL_SUCCESS) {
+		snprintf(err, err_len,
+			 "tls.client-ca: %s: cannot load the CA certificates",
+			 ctx->client_ca);
+		return DV_ECONFIG;
+	}
+	int mode = WOLFSSL_VERIFY_PEER;
+	if (ctx->client_require)
+		mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	wolfSSL_CTX_set_verify(c, mode, verify_cb);
+	/* no resumption: every connection shows its certificate */
+	(void)wolfSSL_CTX_NoTicketTLSv12(c);
+	(void)wolfSSL_CTX_no_ticket_TLSv13(c);
+	(void)wolfSSL_CTX_set_session_cache_mode(c, WOLFSSL_SESS_CACHE_OFF);
+	(void)wolfSSL_CTX_set_TicketEncCtx(c, (void *)&no_resumption);
+	return 0;
+}
+
+/* The client ID of the verified certificate the client sent, if any. */
+static void cert_id_read(dv_tls_t *t)
+{
+	if (t->cert_bad)
+		return;
+	WOLFSSL_X509_CHAIN *ch = wolfSSL_get_peer_chain(t->ssl);
+	if (!ch || wolfSSL_get_chain_count(ch) < 1)
+		return;
+	const unsigned char *der = wolfSSL_get_chain_cert(ch, 0);
+	int len = wolfSSL_get_chain_length(ch, 0);
+	if (der && len > 0)
+		(void)dv_tls_cert_der_id(der, (size_t)len, t->cert_id);
+}
+
 static WOLFSSL_CTX *ctx_build(dv_tls_ctx_t *ctx, const char *cert,
 			      const char *key, char *err, size_t err_len)
 {
@@ -304,6 +373,8 @@ static WOLFSSL_CTX *ctx_build(dv_tls_ctx_t *ctx, const char *cert,
 	wolfSSL_CTX_set_TicketHint(c, (int)tickets.rotation_s);
 	if (ctx->n_alpn)
 		wolfSSL_CTX_set_alpn_select_cb(c, alpn_select, ctx);
+	if (ctx->client_ca[0] && client_ca_apply(ctx, c, err, err_len) != 0)
+		goto fail;
 	return c;
 fail:
 	wolfSSL_CTX_free(c);
@@ -329,6 +400,20 @@ dv_tls_ctx_t *dv_tls_server_new(const char *cert, const char *key,
 		return NULL;
 	}
 	return ctx;
+}
+
+int dv_tls_server_client_ca(dv_tls_ctx_t *ctx, const char *ca_file,
+			    bool require, char *err, size_t err_len)
+{
+	if (strlen(ca_file) >= sizeof(ctx->client_ca)) {
+		snprintf(err, err_len, "tls.client-ca: path too long");
+		return DV_ECONFIG;
+	}
+	snprintf(ctx->client_ca, sizeof(ctx->client_ca), "%s", ca_file);
+	ctx->client_require = require;
+	if (!ca_file[0])
+		return 0;
+	return client_ca_apply(ctx, ctx->ssl_ctx, err, err_len);
 }
 
 int dv_tls_server_reload(dv_tls_ctx_t *ctx, const char *cert,
@@ -414,6 +499,8 @@ static dv_tls_t *tls_new(dv_tls_ctx_t *ctx, int fd, bool own_io)
 		dv_tls_free(t);
 		return NULL;
 	}
+	t->cert_require = ctx->client_require;
+	(void)wolfSSL_set_app_data(t->ssl, t); /* verify_cb finds it */
 	if (own_io)
 		dv_tls_io_attach(t);
 	return t;
@@ -556,12 +643,15 @@ static void release_zero_pages(void *p, size_t n)
 
 void dv_tls_handshake_done(dv_tls_t *t)
 {
+	cert_id_read(t);
 	/* Debian's wolfSSL keeps the handshake's temporary arrays (client
 	 * and server random, pre-master secret, pending message: 5.4 KiB)
 	 * for the connection's life; a server has no use for them once the
 	 * handshake is done (it asks for no renegotiation and exports no
 	 * keying material) */
 	wolfSSL_FreeArrays(t->ssl);
+	/* a client's certificate chain sits in the session: its pages hold
+	 * data and stay, only the all-zero ones go */
 	WOLFSSL_SESSION *s = wolfSSL_get_session(t->ssl);
 	if (s)
 		release_zero_pages(s, malloc_usable_size(s));
@@ -677,6 +767,11 @@ const char *dv_tls_sni(dv_tls_t *t)
 		}
 	}
 	return t->sni[0] ? t->sni : NULL;
+}
+
+const char *dv_tls_cert_id(dv_tls_t *t)
+{
+	return t->cert_id[0] ? t->cert_id : NULL;
 }
 
 const char *dv_tls_alpn(dv_tls_t *t)

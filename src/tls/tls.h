@@ -50,6 +50,18 @@ void dv_tls_cleanup(void);
 dv_tls_ctx_t *dv_tls_server_new(const char *cert, const char *key,
 				const char *const *alpn, char *err,
 				size_t err_len);
+/*
+ * Ask the clients of `ctx` for a certificate that chains to the PEM bundle
+ * `ca_file` (tls.client-ca); with `require` a handshake without one that
+ * verifies fails, otherwise such a client connects without a certificate
+ * ID (dv_tls_cert_id()).  A context that asks issues and honours no
+ * session tickets and keeps no session cache: a resumed session would
+ * carry no certificate, so every connection shows one.  Reloads
+ * (dv_tls_server_reload) read `ca_file` again.  Call before the first
+ * connection.  0, or DV_ECONFIG with a message in `err`.
+ */
+int dv_tls_server_client_ca(dv_tls_ctx_t *ctx, const char *ca_file,
+			    bool require, char *err, size_t err_len);
 /* Load the files again; on failure the old certificate stays in service
  * and the message says why.  Returns 0 or a negative error. */
 int dv_tls_server_reload(dv_tls_ctx_t *ctx, const char *cert,
@@ -114,6 +126,10 @@ void dv_tls_shutdown(dv_tls_t *t);
  * not a host name, src/tls/sni.h), the ALPN protocol chosen (or NULL),
  * whether the session was resumed, the version text. */
 const char *dv_tls_sni(dv_tls_t *t);
+/* After the handshake: the client ID of the client's verified certificate
+ * (src/tls/cert_names.h dv_tls_cert_der_id()), or NULL.  Lives as long as
+ * `t`. */
+const char *dv_tls_cert_id(dv_tls_t *t);
 const char *dv_tls_alpn(dv_tls_t *t);
 bool dv_tls_resumed(dv_tls_t *t);
 const char *dv_tls_version(dv_tls_t *t);

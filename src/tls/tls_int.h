@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "src/core/ident.h"
 #include "src/tls/tls.h"
 
 typedef struct WOLFSSL WOLFSSL;
@@ -41,6 +42,12 @@ struct dv_tls {
 	char sni[256];
 	char alpn[32];
 	bool sni_read;
+	/* client certificates (tls.client-ca): a certificate failed to
+	 * verify (and may not refuse the handshake: optional), and the
+	 * client ID of one that verified ("" none) */
+	bool cert_require;
+	bool cert_bad;
+	char cert_id[DV_IDENT_MAX + 1];
 };
 
 /* wolfSSL's result `ret` of a call on `t` as DV_TLS_WANT_*, DV_TLS_EOF or

@@ -20,9 +20,19 @@ addresses differ:
   never completes is closed and counted (dnsveil_proxy_header_errors_total,
   read from /metrics);
 - a PROXY header sent to a listener without the option is refused promptly
-  instead of hanging until the read timeout (issue 14)."""
+  instead of hanging until the read timeout (issue 14);
+- resumption across replicas: haproxy round-robins DoT over two dnsveil
+  processes that share tls.ticket-key-file; openssl s_client (reaching
+  that frontend from 127.0.0.2 through a relay frontend of the same
+  haproxy, since s_client cannot bind an address) gets a ticket from one
+  and resumes on the other; each replica's handshake debug line names the
+  real client, 127.0.0.2, and whether it resumed.  Without the shared file
+  (the control) the second connection does not resume.  kdig 3.2.6 makes a
+  full handshake on every connection (it resumes no session, even from one
+  server), so it shows the round-robin from 127.0.0.2 only."""
 import json
 import os
+import re
 import socket
 import ssl
 import struct
@@ -34,6 +44,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dvtest as h  # noqa: E402
+from dvtest import log  # noqa: E402
 from dvtest.doh import b64url, curl  # noqa: E402
 
 import dns.message  # noqa: E402
@@ -64,23 +75,27 @@ def proxy_v2(src, sport, dst="127.0.0.1", dport=853, tlvs=b""):
 
 class Haproxy:
     """haproxy -db with a config in its own temp dir: one TCP frontend per
-    (port, [backend servers]) with send-proxy-v2 to each server."""
+    (port, [backend servers]) with send-proxy-v2 to each server, or per
+    (port, [servers], source): no PROXY header, connecting from `source`
+    (a relay that makes a client on 127.0.0.1 arrive from another
+    address at the next frontend)."""
 
     def __init__(self, frontends):
         self.dir = tempfile.mkdtemp(prefix="dv-haproxy-")
         self.conf = os.path.join(self.dir, "haproxy.cfg")
         lines = ["global", "  maxconn 200", "defaults", "  mode tcp",
                  "  timeout connect 5s", "  timeout client 30s", "  timeout server 30s"]
-        for i, (port, servers) in enumerate(frontends):
+        for i, (port, servers, *source) in enumerate(frontends):
             lines += ["frontend f%d" % i, "  bind 127.0.0.1:%d" % port, "  default_backend b%d" % i,
                       "backend b%d" % i, "  balance roundrobin"]
-            lines += ["  server s%d 127.0.0.1:%d send-proxy-v2" % (j, p) for j, p in enumerate(servers)]
+            how = "source %s" % source[0] if source else "send-proxy-v2"
+            lines += ["  server s%d 127.0.0.1:%d %s" % (j, p, how) for j, p in enumerate(servers)]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.log = open(os.path.join(self.dir, "haproxy.log"), "wb")
         self.proc = subprocess.Popen([HAPROXY, "-db", "-f", self.conf], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        for port, _ in frontends:
+        for port, *_ in frontends:
             h.wait_for(lambda: self._listens(port), h.scaled(10), what="haproxy on %d" % port)
 
     def _listens(self, port):
@@ -121,12 +136,16 @@ class ProxyProtocol(h.IntegrationTest):
         super().tearDown()
         subprocess.run(["rm", "-rf", self.tmp])
 
-    def start_dv(self, name, admin=False, limits=None, plain=()):
+    def start_dv(self, name, admin=False, limits=None, plain=(), tls=None, debug=False):
         """dnsveil with a plain dns:// listener (readiness, direct clients)
-        and tcp, tls and https listeners with ?proxy-protocol."""
+        and tcp, tls and https listeners with ?proxy-protocol; `tls`: more
+        keys of its tls section; `debug`: log-level debug (the handshake
+        lines)."""
         ports = {s: h.free_port() for s in ("tcp", "tls", "https", "http")}
         qfile = os.path.join(self.tmp, name + ".queries.log")
-        cfg = h.dot_config(limits=limits)
+        cfg = h.dot_config(limits=limits, tls=tls)
+        if debug:
+            cfg["log-level"] = "debug"
         cfg["log"] = {"format": "json", "queries": "all", "query-file": qfile}
         extra = self.policy
         if admin:
@@ -217,6 +236,108 @@ class ProxyProtocol(h.IntegrationTest):
         for dv in (dv1, dv2):
             self.assertTrue(any(r["client"] == CLIENT and r["transport"] == "tcp"
                                 for r in self.qlog(dv, 1)), dv.name)
+
+    # a completed DoT handshake through haproxy, as each replica logs it
+    HANDSHAKE = r"tls: worker \d+: connection from %s:\d+: sni dns\.test, alpn dot(, resumed)?"
+
+    def handshakes(self, dvs, client):
+        """[(replica index, resumed)] of every DoT handshake line with
+        `client` as the peer, in each replica's log."""
+        out = []
+        for i, dv in enumerate(dvs):
+            for m in dv.log_lines(self.HANDSHAKE % re.escape(client)):
+                out.append((i, m.group(1) is not None))
+        return out
+
+    def next_handshake(self, dvs, client, seen):
+        """Wait for one more handshake line than `seen`; the new one."""
+        def more():
+            hs = self.handshakes(dvs, client)
+            return hs if len(hs) > len(seen) else None
+        hs = h.wait_for(more, h.scaled(5), what="a handshake line from %s" % client)
+        self.assertEqual(len(hs), len(seen) + 1, hs)
+        return [x for x in hs if x not in seen or hs.count(x) > seen.count(x)][0], hs
+
+    def replicas(self, shared):
+        """Two replicas (a ticket-key file shared, or random keys each)
+        behind one haproxy DoT frontend that round-robins over them."""
+        tls = None
+        if shared:
+            key = os.path.join(self.tmp, "ticket.key")
+            with open(key, "wb") as f:
+                f.write(os.urandom(80))
+            tls = {"ticket-key-file": key}
+        tag = "shared" if shared else "own"
+        dvs = [self.start_dv("rr-%s-%d" % (tag, i), tls=tls, debug=True) for i in (1, 2)]
+        front, relay = h.free_port(), h.free_port()
+        if self.haproxy:
+            self.haproxy.stop()
+        self.haproxy = Haproxy([(front, [dv.pp["tls"] for dv in dvs]),
+                                (relay, [front], CLIENT)])
+        return dvs, front, relay
+
+    def s_client_pair(self, dvs, relay):
+        """openssl s_client through haproxy (from 127.0.0.2, by the relay):
+        a ticket, then a second connection offering it.  (replica, resumed)
+        of each, and whether s_client says Reused."""
+        sess = os.path.join(self.tmp, "sess-%d.pem" % relay)
+        args = ["-tls1_3", "-CAfile", h.CA, "-verify_return_error", "-alpn", "dot"]
+        seen = self.handshakes(dvs, CLIENT)
+        rc, out = h.s_client(relay, *args, "-sess_out", sess, hold=1.0)
+        self.assertIn("Verify return code: 0 (ok)", out)
+        self.assertTrue(os.path.exists(sess), out)
+        first, seen = self.next_handshake(dvs, CLIENT, seen)
+        rc, out = h.s_client(relay, *args, "-sess_in", sess)
+        second, _ = self.next_handshake(dvs, CLIENT, seen)
+        return first, second, "Reused, TLSv1.3" in out
+
+    def kdig_pair(self, dvs, front):
+        """kdig from 127.0.0.2 through haproxy, two queries (a connection
+        each): the (replica, resumed) of each."""
+        seen = self.handshakes(dvs, CLIENT)
+        r = h.kdig_tls(front, [("h1.example.test", "A"), ("h2.example.test", "A")],
+                       "-b", CLIENT)
+        self.assertEqual(len(r.messages), 2, r)
+        def both():
+            hs = self.handshakes(dvs, CLIENT)
+            return hs if len(hs) >= len(seen) + 2 else None
+        new = h.wait_for(both, h.scaled(5), what="kdig's two handshakes")
+        for x in seen:
+            new.remove(x)
+        self.assertEqual(len(new), 2, new)
+        return new
+
+    def test_resumption_across_replicas(self):
+        """haproxy (TCP mode, send-proxy-v2, round-robin) over two dnsveil
+        processes sharing tls.ticket-key-file: openssl s_client's ticket
+        from one replica resumes on the other, and so does kdig's from
+        127.0.0.2 (the real client, through PROXY v2, in each replica's
+        handshake line).  The control without the shared file: the second
+        connection lands on the other replica and does not resume."""
+        dvs, front, relay = self.replicas(shared=True)
+        first, second, reused = self.s_client_pair(dvs, relay)
+        log("shared key: s_client first %r, second %r, reused %s" % (first, second, reused))
+        self.assertFalse(first[1])
+        self.assertNotEqual(first[0], second[0], "round-robin: the other replica")
+        self.assertTrue(second[1], "resumed on the other replica")
+        self.assertTrue(reused)
+        k = self.kdig_pair(dvs, front)
+        log("shared key: kdig from %s: %r" % (CLIENT, k))
+        self.assertEqual(sorted(i for i, _ in k), [0, 1], k)
+        recs = self.qlog(dvs[0], 1) + self.qlog(dvs[1], 1)
+        self.assertEqual(sorted((r["client"], r["transport"]) for r in recs),
+                         [(CLIENT, "tls"), (CLIENT, "tls")], recs)
+
+        for dv in dvs:
+            dv.stop()
+        dvs, front, relay = self.replicas(shared=False)
+        first, second, reused = self.s_client_pair(dvs, relay)
+        log("own keys: s_client first %r, second %r, reused %s" % (first, second, reused))
+        self.assertNotEqual(first[0], second[0], "round-robin: the other replica")
+        self.assertEqual((first[1], second[1], reused), (False, False, False))
+        k = self.kdig_pair(dvs, front)
+        log("own keys: kdig from %s: %r" % (CLIENT, k))
+        self.assertEqual(sorted(i for i, _ in k), [0, 1], k)
 
     def closed_fast(self, sock, limit=2.0):
         waited, how, _ = h.wait_closed(sock, h.scaled(limit))

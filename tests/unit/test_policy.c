@@ -76,6 +76,22 @@ static void test_ident(void **state)
 	assert_int_equal(dv_ident_from_sni("kid.other.test", "dns.test", id),
 			 0);
 
+	/* a client certificate's DNS name or CN: its first label */
+	p = "Kid-7.clients.example";
+	assert_int_equal(dv_ident_from_cert_name(p, strlen(p), id), 5);
+	assert_string_equal(id, "kid-7");
+	assert_int_equal(dv_ident_from_cert_name("kid-8", 5, id), 5);
+	assert_string_equal(id, "kid-8");
+	assert_int_equal(dv_ident_from_cert_name("kid-9.", 6, id), 5);
+	assert_int_equal(dv_ident_from_cert_name("kid-10x", 6, id), 6);
+	assert_string_equal(id, "kid-10");
+	assert_int_equal(dv_ident_from_cert_name("*.clients.example", 17, id),
+			 0);
+	assert_int_equal(dv_ident_from_cert_name(".x", 2, id), 0);
+	assert_int_equal(dv_ident_from_cert_name("", 0, id), 0);
+	assert_int_equal(dv_ident_from_cert_name("Jane Doe", 8, id), 0);
+	assert_int_equal(dv_ident_from_cert_name("a\0b", 3, id), 0);
+
 	assert_true(dv_ident_glob("kid-*", "kid-1"));
 	assert_true(dv_ident_glob("kid-*", "kid-"));
 	assert_false(dv_ident_glob("kid-*", "kid"));

@@ -51,6 +51,7 @@ typedef struct {
 	socklen_t addr_len;
 	const char *name; /* --name: SNI + verification */
 	const char *ca;
+	const char *cert, *key; /* --cert/--key: a client certificate */
 	bool insecure;
 	bool json;
 	bool quiet;
@@ -92,6 +93,8 @@ static void usage(FILE *f)
 "Security:\n"
 "  -n, --name HOST        SNI; the certificate must be valid for HOST\n"
 "      --ca FILE          trust anchors (PEM); default: the system store\n"
+"      --cert FILE        client certificate chain (PEM) for a server that\n"
+"                         asks for one (mTLS); with --key FILE, its key\n"
 "  -k, --insecure         verify nothing (required without --name)\n"
 "      --alpn PROTO       offer PROTO instead of \"doq\" (test servers)\n"
 "Output:\n"
@@ -266,6 +269,8 @@ enum {
 	O_BIND,
 	O_HALF_OPEN,
 	O_RATE,
+	O_CERT,
+	O_KEY,
 };
 
 /* Fills `o`; returns 0, or EXIT_USAGE with a message in `err`. */
@@ -275,6 +280,8 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 	static const struct option longopts[] = {
 		{"name", required_argument, NULL, 'n'},
 		{"ca", required_argument, NULL, O_CA},
+		{"cert", required_argument, NULL, O_CERT},
+		{"key", required_argument, NULL, O_KEY},
 		{"insecure", no_argument, NULL, 'k'},
 		{"alpn", required_argument, NULL, O_ALPN},
 		{"json", no_argument, NULL, 'j'},
@@ -327,6 +334,12 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 			break;
 		case O_CA:
 			o->ca = optarg;
+			break;
+		case O_CERT:
+			o->cert = optarg;
+			break;
+		case O_KEY:
+			o->key = optarg;
 			break;
 		case 'k':
 			o->insecure = true;
@@ -526,6 +539,10 @@ static int parse_args(int argc, char **argv, opts_t *o, char *err,
 		snprintf(err, err_len,
 			 "without --name nothing can be verified: give "
 			 "--name HOST or --insecure");
+		return EXIT_USAGE;
+	}
+	if (!o->cert != !o->key) {
+		snprintf(err, err_len, "--cert and --key go together");
 		return EXIT_USAGE;
 	}
 	if (o->early && !o->session_file) {
@@ -1441,12 +1458,25 @@ static void ho_readable(ho_conn_t *h, ho_count_t *k, uint64_t now,
 	ho_end(h);
 }
 
+/* The client TLS context: --ca, --alpn, and --cert/--key if given. */
+static dv_quic_tls_ctx_t *tls_ctx(const opts_t *o, char *err, size_t err_len)
+{
+	dv_quic_tls_ctx_t *t =
+		dv_quic_tls_client_ctx_new(o->ca, o->alpn, err, err_len);
+	if (t && o->cert &&
+	    dv_quic_tls_client_cert(t, o->cert, o->key, err, err_len) != 0) {
+		dv_quic_tls_ctx_free(t);
+		return NULL;
+	}
+	return t;
+}
+
 static int run_half_open(opts_t *o)
 {
 	run_t r = {.o = o};
 	char err[256];
 	ho_count_t k = {0};
-	r.tls = dv_quic_tls_client_ctx_new(o->ca, o->alpn, err, sizeof(err));
+	r.tls = tls_ctx(o, err, sizeof(err));
 	if (!r.tls) {
 		fprintf(stderr, "dnsveil-doq: %s\n", err);
 		return 1;
@@ -1577,7 +1607,7 @@ static int run(opts_t *o)
 	run_t r = {.o = o};
 	int ret = 1;
 	char err[256];
-	r.tls = dv_quic_tls_client_ctx_new(o->ca, o->alpn, err, sizeof(err));
+	r.tls = tls_ctx(o, err, sizeof(err));
 	if (!r.tls) {
 		fprintf(stderr, "dnsveil-doq: %s\n", err);
 		return 1;

@@ -149,9 +149,11 @@ def make_ca(d, name, cn):
 
 
 def make_leaf(d, name, ca_name, cn="dns.test",
-              sans="DNS:dns.test,DNS:*.dns.test,DNS:localhost,IP:127.0.0.1,IP:::1"):
+              sans="DNS:dns.test,DNS:*.dns.test,DNS:localhost,IP:127.0.0.1,IP:::1",
+              eku="serverAuth"):
     """A leaf signed by d/ca_name: d/name-key.pem and d/name-chain.pem
-    (leaf then CA).  Returns (chain path, key path)."""
+    (leaf then CA).  `eku`: clientAuth for a client certificate (mTLS);
+    `sans` None: no subjectAltName.  Returns (chain path, key path)."""
     key = os.path.join(d, name + "-key.pem")
     csr = os.path.join(d, name + ".csr")
     ext = os.path.join(d, name + ".ext")
@@ -164,8 +166,9 @@ def make_leaf(d, name, ca_name, cn="dns.test",
              "-out", csr)
     with open(ext, "w") as f:
         f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                "extendedKeyUsage=serverAuth\nsubjectAltName=%s\n"
-                "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n" % sans)
+                "extendedKeyUsage=%s\n%s"
+                "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n" % (
+                    eku, "subjectAltName=%s\n" % sans if sans else ""))
     _openssl("x509", "-req", "-sha256", "-days", "30", "-in", csr, "-CA", ca, "-CAkey", ca_key,
              "-CAcreateserial", "-CAserial", os.path.join(d, ca_name + ".srl"),
              "-extfile", ext, "-out", leaf)

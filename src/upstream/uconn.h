@@ -204,6 +204,7 @@ struct dv_pool {
 	unsigned index;    /* the worker's, for the logs */
 	const dv_config_t *cfg;
 	const dv_pool_report_t *report; /* where fetches end */
+	unsigned n_jobs; /* fetches started and not yet freed */
 	void (*observe)(void *arg, const dv_pool_msg_t *m); /* or NULL */
 	void *observe_arg;
 	dv_server_t *servers; /* local first, then fallback */

@@ -98,16 +98,24 @@ bool dv_admin_ready(const dv_admin_view_t *v, bool started, bool draining,
 		snprintf(why, why_len, "starting");
 		return false;
 	}
-	/* usable: up or degraded in some worker */
-	unsigned n_up = dv_pool_n_servers(v->workers[0]->pool);
-	for (unsigned i = 0; i < n_up; i++) {
-		dv_upstream_stats_t u;
-		memset(&u, 0, sizeof(u));
-		for (unsigned k = 0; k < v->n_workers; k++)
-			dv_pool_stats_add(v->workers[k]->pool, i, &u);
-		if (u.n_state[DV_HEALTH_UP] + u.n_state[DV_HEALTH_DEGRADED])
-			return true;
+	/* usable: up or degraded in some worker (a reload may be replacing
+	 * the pools: each worker's as it is) */
+	bool usable = false;
+	for (unsigned k = 0; k < v->n_workers && !usable; k++) {
+		dv_worker_pool_lock(v->workers[k]);
+		const dv_pool_t *p = v->workers[k]->pool;
+		for (unsigned i = 0; i < dv_pool_n_servers(p) && !usable;
+		     i++) {
+			dv_upstream_stats_t u;
+			memset(&u, 0, sizeof(u));
+			dv_pool_stats_add(p, i, &u);
+			usable = u.n_state[DV_HEALTH_UP] +
+				 u.n_state[DV_HEALTH_DEGRADED];
+		}
+		dv_worker_pool_unlock(v->workers[k]);
 	}
+	if (usable)
+		return true;
 	snprintf(why, why_len, "no usable upstream (every server is down)");
 	return false;
 }

@@ -422,6 +422,10 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 	dv_stats_t st;
 	memset(&st, 0, sizeof(st));
 	dv_metrics_t *m = calloc(1, sizeof(*m));
+	/* the pools stay while the page is written (the servers' URLs are
+	 * theirs); a reload replaces them meanwhile only after */
+	for (unsigned k = 0; k < v->n_workers; k++)
+		dv_worker_pool_lock(v->workers[k]);
 	unsigned n_up = v->n_workers ? dv_pool_n_servers(v->workers[0]->pool)
 				     : 0;
 	dv_upstream_stats_t *ups = calloc(n_up ? n_up : 1, sizeof(*ups));
@@ -433,7 +437,9 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 	}
 	for (unsigned i = 0; i < n_up; i++) {
 		for (unsigned k = 0; k < v->n_workers; k++)
-			dv_pool_stats_add(v->workers[k]->pool, i, &ups[i]);
+			if (i < dv_pool_n_servers(v->workers[k]->pool))
+				dv_pool_stats_add(v->workers[k]->pool, i,
+						  &ups[i]);
 		dv_pool_stats_finish(&ups[i]);
 	}
 	bool on[DV_SCHEME_COUNT];
@@ -487,6 +493,8 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 	fprintf(f, "dnsveil_admin_bad_requests_total %" PRIu64 "\n", ast->bad);
 	reload_families(f, v->reload);
 out:
+	for (unsigned k = 0; k < v->n_workers; k++)
+		dv_worker_pool_unlock(v->workers[k]);
 	free(m);
 	free(ups);
 }

@@ -40,6 +40,7 @@
 #include "src/daemon/querylog.h"
 #include "src/daemon/privileges.h"
 #include "src/daemon/reload.h"
+#include "src/daemon/reload_net.h"
 #include "src/daemon/stop.h"
 #include "src/daemon/transport.h"
 #include "src/daemon/upstream.h"
@@ -599,6 +600,9 @@ int main(int argc, char **argv)
 		.policy = policy,
 		.stats = &reload_stats,
 		.tls_ready = tls_ready,
+		.workers = workers,
+		.n_workers = n,
+		.tls_init = &tls_ready,
 	};
 	dv_reload_started(&reload);
 	if (shared.tls_dot || shared.tls_doh || shared.tls_doq) {
@@ -641,6 +645,8 @@ int main(int argc, char **argv)
 		drain(workers, started, &cfg, &sigs, &stats_args, sig);
 		break;
 	}
+	/* the workers hold their own references */
+	dv_reload_net_free(&reload);
 	print_stats(workers, n, cache, policy);
 	rc = 0;
 out:

@@ -442,8 +442,16 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 						  &ups[i]);
 		dv_pool_stats_finish(&ups[i]);
 	}
+	/* the listeners the workers serve now (a reload may add or remove
+	 * some; during one, the workers' union) */
 	bool on[DV_SCHEME_COUNT];
-	transports_of(v->cfg, on);
+	transports_of(v->n_workers ? v->workers[0]->cfg : v->cfg, on);
+	for (unsigned k = 1; k < v->n_workers; k++) {
+		bool w_on[DV_SCHEME_COUNT];
+		transports_of(v->workers[k]->cfg, w_on);
+		for (unsigned t = 0; t < DV_SCHEME_COUNT; t++)
+			on[t] = on[t] || w_on[t];
+	}
 
 	head(f, "build_info", "gauge", "dnsveil's version (always 1)");
 	fprintf(f, "dnsveil_build_info{version=\"%s\"} 1\n", DV_VERSION);

@@ -93,8 +93,9 @@ struct dv_worker {
 	 * over by the main thread with a reference (cfgref.h); the reference
 	 * the worker holds on cfg (NULL: the start config, which its owner
 	 * keeps); what a reload retired (listeners, pools) until it is done;
-	 * pool_lock: w->pool as other threads read it (admin), taken by the
-	 * worker only to replace or free a pool, never on the query path */
+	 * pool_lock: w->pool and w->cfg as other threads read them (admin),
+	 * taken by the worker only to replace them or free a pool, never on
+	 * the query path */
 	const dv_config_t *pending_cfg;
 	const dv_config_t *cfg_ref;
 	void *reload;
@@ -142,8 +143,8 @@ uint8_t dv_worker_listener(const dv_worker_t *w, const dv_url_t *url);
  * thread.  A config not applied yet is replaced by the newer one.
  */
 void dv_worker_reconfigure(dv_worker_t *w, const dv_config_t *cfg);
-/* Other threads reading w->pool (the admin listener's /metrics and
- * /readyz): between these, a reload does not replace or free it. */
+/* Other threads reading w->pool or w->cfg (the admin listener's /metrics
+ * and /readyz): between these, a reload does not replace or free them. */
 void dv_worker_pool_lock(dv_worker_t *w);
 void dv_worker_pool_unlock(dv_worker_t *w);
 

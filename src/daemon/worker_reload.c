@@ -283,8 +283,10 @@ void dv_worker_reload_apply(dv_worker_t *w)
 	pools_apply(w, r, old, next);
 	listeners_retire(w, r, old, next);
 	const dv_config_t *old_ref = w->cfg_ref;
+	pthread_mutex_lock(&w->pool_lock); /* the admin thread reads w->cfg */
 	w->cfg = next;
 	w->cfg_ref = next;
+	pthread_mutex_unlock(&w->pool_lock);
 	listeners_open(w, old);
 	core_apply(w, next);
 	/* nothing of the worker reads the old config now, but a pool

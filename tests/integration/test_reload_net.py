@@ -211,6 +211,9 @@ class NetReload(h.IntegrationTest):
                    extra.replace("/dns-query", "/kids") + "?dns=" + wire)
         self.assertEqual(r.status, 200, r)
         log("ok: an https:// listener added by SIGHUP, then doh.paths /kids: 404 -> 200")
+        t = h.curl("http://127.0.0.1:%d/metrics" % self.admin).body.decode()
+        self.assertEqual(metric(t, 'dnsveil_queries_total{transport="https"}'), 1, t)
+        log("ok: /metrics counts the queries of the transport the reload added")
 
 
 class NetReloadLoad(h.IntegrationTest):

@@ -2,13 +2,15 @@
 """Live reload of listeners, upstreams, limits and the doh settings (SIGHUP).
 
 dnsveil starts with two workers, one real Unbound ("one") as its upstream,
-and Do53, an extra udp:// and DoT listeners; each test rewrites its
+and Do53, an extra dns:// and DoT listeners; each test rewrites its
 configuration file and sends SIGHUP:
 
-- a tls:// listener added and the udp:// one removed: kdig reaches the new
-  one, the removed port stops answering, and a DoT connection opened
-  before the reload on the kept listener keeps answering on the same
-  socket;
+- a tls:// and a quic:// listener added (the first DoQ listener: its
+  context is made by the reload) and the extra dns:// one removed: kdig
+  and dnsveil-doq reach the new ones; the removed one closes its idle TCP
+  connection, stops answering over UDP and refuses TCP; and a DoT
+  connection opened before the reload on the kept listener keeps
+  answering on the same socket;
 - a listener that cannot be bound (a port below 1024 once dnsveil has
   dropped its capabilities; a port another process holds): the reload is
   refused with `FILE: listen: URL: cannot bind: ...` and nothing changes
@@ -82,7 +84,7 @@ class NetReload(h.IntegrationTest):
         self.udp2 = h.free_port()
         self.dv = self.start_dnsveil(
             upstream=[self.one],
-            listen=["dns", "udp://127.0.0.1:%d" % self.udp2, "tls"],
+            listen=["dns", "dns://127.0.0.1:%d" % self.udp2, "tls"],
             config=h.dot_config(cert=self.cert, key=self.key),
             extra_yaml="admin:\n  listen: [\"http://127.0.0.1:%d\"]\n" % self.admin)
         with open(self.dv.conf_path) as f:
@@ -123,13 +125,18 @@ class NetReload(h.IntegrationTest):
     # ---- tests
 
     def test_listeners_added_and_removed(self):
-        tls2 = h.free_port()
+        tls2, quic2 = h.free_port(), h.free_port()
         self.assertTrue(self.udp_answers(self.udp2))
         conn = dot_conn(self.dv.tls_port)
         self.addCleanup(conn.close)
         self.assertEqual(dot_ask(conn, WWW), [WWW_ADDR])
-        listen = [u for u in self.dv.listen if u != "udp://127.0.0.1:%d" % self.udp2]
-        listen.append("tls://127.0.0.1:%d" % tls2)
+        # an idle Do53 TCP connection on the listener that goes
+        tcp = h.tcp_connect(self.udp2)
+        self.addCleanup(tcp.close)
+        _, m = h.stream_query(tcp, h.make_query(WWW))
+        self.assertEqual(h.a_records(m), [WWW_ADDR])
+        listen = [u for u in self.dv.listen if u != "dns://127.0.0.1:%d" % self.udp2]
+        listen += ["tls://127.0.0.1:%d" % tls2, "quic://127.0.0.1:%d" % quic2]
         logged = self.hup(set_key(self.base, "listen", listen))
         self.assertRegex(logged, r"configuration checked and reloaded")
         self.assertNotRegex(logged, r"takes effect on restart")
@@ -137,13 +144,21 @@ class NetReload(h.IntegrationTest):
         r = h.kdig_tls(tls2, [(WWW, "A")])
         self.assertEqual(h.kdig_answers(r), [(WWW + ".", [WWW_ADDR])],
                          "kdig over TLS to the added listener: %r" % r)
+        d = h.Doq(quic2, ["--name", h.AUTH_NAME, "--ca", h.CA], trust=False)
+        self.assertEqual((d.rc, len(d.answers)), (0, 1),
+                         "dnsveil-doq to the added quic:// listener (the first): %r" % d)
+        took, how, _ = h.wait_closed(tcp, h.scaled(5))
+        self.assertEqual(how, "eof", "the idle TCP connection of the removed listener")
         h.wait_for(lambda: not self.udp_answers(self.udp2), h.scaled(10),
-                   what="the removed udp:// listener to stop answering")
+                   what="the removed dns:// listener to stop answering over UDP")
+        self.assertRaises(OSError, h.tcp_connect, self.udp2)
         self.assertEqual(dot_ask(conn, "mail.example.test"), ["192.0.2.25"],
                          "the DoT connection opened before the reload")
         self.assertTrue(self.udp_answers(self.dv.port), "the kept dns:// listener")
-        log("ok: tls://:%d added (kdig answered), udp://:%d removed (no answer), a DoT "
-            "connection of the kept listener answered across the reload" % (tls2, self.udp2))
+        log("ok: tls://:%d added (kdig answered), quic://:%d added (the first DoQ listener: "
+            "dnsveil-doq answered), dns://:%d removed (its idle TCP connection closed after "
+            "%.2f s, UDP unanswered, TCP refused), a DoT connection of the kept listener "
+            "answered across the reload" % (tls2, quic2, self.udp2, took))
 
         # a port below 1024 (dnsveil dropped every capability after start)
         # and a port another process holds: refused, nothing changes
@@ -165,7 +180,7 @@ class NetReload(h.IntegrationTest):
         r = h.kdig_tls(tls2, [(WWW, "A")])
         self.assertEqual(h.kdig_answers(r), [(WWW + ".", [WWW_ADDR])], repr(r))
         self.assertFalse(self.udp_answers(self.udp2),
-                         "a refused reload brought the udp:// listener back")
+                         "a refused reload brought the dns:// listener back")
         log("ok: a listener below 1024 or on a port in use refuses the reload whole")
 
     def test_upstream_changed(self):

@@ -31,7 +31,7 @@ void dv_cfgref_hold(const dv_config_t *cfg)
 
 void dv_cfgref_drop(const dv_config_t *cfg)
 {
-	if (cfg && __atomic_sub_fetch(&ref_of(cfg)->refs, 1,
-				      __ATOMIC_ACQ_REL) == 0)
+	if (cfg &&
+	    __atomic_sub_fetch(&ref_of(cfg)->refs, 1, __ATOMIC_ACQ_REL) == 0)
 		free(ref_of(cfg));
 }

@@ -90,6 +90,19 @@ static bool held(const dv_config_t *cur, const dv_url_t *u, int type)
 	return false;
 }
 
+static const char *bind_hint(int ret)
+{
+	if (ret == -EACCES)
+		return " (a port below 1024 needs CAP_NET_BIND_SERVICE, which "
+		       "dnsveil dropped after start-up: restart it to add this "
+		       "listener)";
+	if (ret == -EADDRINUSE)
+		return " (another process holds it, or a udp:// or quic:// "
+		       "listener on it that a reload removed is still "
+		       "finishing its queries: up to pool.query-timeout-ms)";
+	return "";
+}
+
 static int probe_new_listeners(const dv_config_t *cur, const dv_config_t *next,
 			       char *err, size_t err_len)
 {
@@ -107,17 +120,7 @@ static int probe_new_listeners(const dv_config_t *cur, const dv_config_t *next,
 			continue;
 		snprintf(err, err_len, "%s: listen: %s: cannot bind: %s%s",
 			 next->source[0] ? next->source : "command line",
-			 u->text, strerror(-ret),
-			 ret == -EACCES ? " (a port below 1024 needs "
-					  "CAP_NET_BIND_SERVICE, which dnsveil "
-					  "dropped after start-up: restart it "
-					  "to add this listener)"
-			 : ret == -EADDRINUSE
-				 ? " (another process holds it, or a udp:// "
-				   "or quic:// listener on it that a reload "
-				   "removed is still finishing its queries: "
-				   "up to pool.query-timeout-ms)"
-				 : "");
+			 u->text, strerror(-ret), bind_hint(ret));
 		return DV_ECONFIG;
 	}
 	return 0;
@@ -157,13 +160,13 @@ static int open_contexts(dv_reload_t *r, const dv_config_t *next, char *err,
 		if (sh->keyfile)
 			dv_tls_ticket_keyfile(sh->keyfile);
 	}
-	if (dot && !(sh->tls_dot = dv_tls_server_new(
-			     next->tls_cert, next->tls_key, dot_alpn, err,
-			     err_len)))
+	if (dot &&
+	    !(sh->tls_dot = dv_tls_server_new(next->tls_cert, next->tls_key,
+					      dot_alpn, err, err_len)))
 		return DV_ECONFIG;
-	if (doh && !(sh->tls_doh = dv_tls_server_new(
-			     next->tls_cert, next->tls_key, doh_alpn, err,
-			     err_len)))
+	if (doh &&
+	    !(sh->tls_doh = dv_tls_server_new(next->tls_cert, next->tls_key,
+					      doh_alpn, err, err_len)))
 		return DV_ECONFIG;
 	if (doq) {
 		if (getrandom(sh->quic_secret, sizeof(sh->quic_secret), 0) !=
@@ -186,8 +189,7 @@ static int open_contexts(dv_reload_t *r, const dv_config_t *next, char *err,
 int dv_reload_net_check(dv_reload_t *r, const dv_config_t *next, char *err,
 			size_t err_len)
 {
-	int ret = probe_new_listeners(dv_reload_current(r), next, err,
-				      err_len);
+	int ret = probe_new_listeners(dv_reload_current(r), next, err, err_len);
 	return ret ? ret : open_contexts(r, next, err, err_len);
 }
 

@@ -57,9 +57,9 @@ static const dv_pool_report_t core_report = {
  * worker at a time opens listeners */
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
-#define FIELDS_DIFFER(a, b, from, to)                                        \
-	(memcmp((const char *)(a) + offsetof(dv_config_t, from),             \
-		(const char *)(b) + offsetof(dv_config_t, from),             \
+#define FIELDS_DIFFER(a, b, from, to)                                          \
+	(memcmp((const char *)(a) + offsetof(dv_config_t, from),               \
+		(const char *)(b) + offsetof(dv_config_t, from),               \
 		offsetof(dv_config_t, to) - offsetof(dv_config_t, from)) != 0)
 
 /* What a pool is built from: its servers, its client TLS trust, its
@@ -330,15 +330,15 @@ void dv_worker_reload_free(dv_worker_t *w)
 		free(r);
 		w->reload = NULL;
 	}
-	dv_cfgref_drop(__atomic_exchange_n(&w->pending_cfg, NULL,
-					   __ATOMIC_ACQ_REL));
+	dv_cfgref_drop(
+		__atomic_exchange_n(&w->pending_cfg, NULL, __ATOMIC_ACQ_REL));
 }
 
 void dv_worker_reconfigure(dv_worker_t *w, const dv_config_t *cfg)
 {
 	dv_cfgref_hold(cfg);
-	dv_cfgref_drop(__atomic_exchange_n(&w->pending_cfg, cfg,
-					   __ATOMIC_ACQ_REL));
+	dv_cfgref_drop(
+		__atomic_exchange_n(&w->pending_cfg, cfg, __ATOMIC_ACQ_REL));
 	dv_worker_wake(w);
 }
 

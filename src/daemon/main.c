@@ -522,6 +522,8 @@ int main(int argc, char **argv)
 			dv_log_error("%s", err);
 			goto out;
 		}
+		if (i)
+			workers[i - 1]->reload_next = workers[i];
 	}
 	if (cfg.n_admin_listen) {
 		dv_admin_view_t view = {

@@ -13,8 +13,10 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "src/core/clock.h"
 #include "src/core/errors.h"
 #include "src/core/log.h"
 #include "src/daemon/cfgref.h"
@@ -193,6 +195,13 @@ int dv_reload_net_check(dv_reload_t *r, const dv_config_t *next, char *err,
 	return ret ? ret : open_contexts(r, next, err, err_len);
 }
 
+/* `w` serves with `c`, or serves no more */
+static bool applied(dv_worker_t *w, const dv_config_t *c)
+{
+	return __atomic_load_n(&w->applied_cfg, __ATOMIC_ACQUIRE) == c ||
+	       dv_worker_ended(w);
+}
+
 void dv_reload_net_apply(dv_reload_t *r, const dv_config_t *next)
 {
 	const dv_config_t *c = dv_cfgref_new(next);
@@ -202,10 +211,25 @@ void dv_reload_net_apply(dv_reload_t *r, const dv_config_t *next)
 			     "as they were");
 		return;
 	}
-	for (unsigned i = 0; i < r->n_workers; i++)
-		dv_worker_reconfigure(r->workers[i], c);
+	/* worker 0 hands it on to 1, and so on (worker.h reload_next) */
+	if (r->n_workers)
+		dv_worker_reconfigure(r->workers[0], c);
 	dv_cfgref_drop(r->live);
 	r->live = c;
+	/* "reloaded" (and POST /reload's 200, READY=1) once every worker
+	 * serves with it: the new listeners answer */
+	uint64_t end = dv_now_ms() + 5000;
+	for (unsigned i = 0; i < r->n_workers; i++) {
+		dv_worker_t *w = r->workers[i];
+		while (!applied(w, c) && dv_now_ms() < end) {
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
+		if (!applied(w, c))
+			dv_log_warn("SIGHUP: worker %u has not applied the "
+				    "configuration within 5 s; it will",
+				    w->index);
+	}
 }
 
 void dv_reload_net_free(dv_reload_t *r)

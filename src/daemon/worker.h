@@ -98,6 +98,15 @@ struct dv_worker {
 	 * the query path */
 	const dv_config_t *pending_cfg;
 	const dv_config_t *cfg_ref;
+	/* the worker this one hands a config to once it has applied it:
+	 * workers apply a reload one after the other in index order, so
+	 * the sockets of a new listener join their SO_REUSEPORT group in
+	 * worker order, as at start (DoQ steers packets by that order);
+	 * set by main before the workers start */
+	dv_worker_t *reload_next;
+	/* the last config this worker applied (or dropped while draining):
+	 * compared by the main thread, never read through */
+	const dv_config_t *applied_cfg;
 	void *reload;
 	pthread_mutex_t pool_lock;
 
@@ -139,8 +148,9 @@ uint8_t dv_worker_listener(const dv_worker_t *w, const dv_url_t *url);
 /*
  * Configuration reload (reload.h): hand `cfg` (a cfgref.h copy, checked,
  * every listener it adds bindable) to worker `w`, which applies it on its
- * own loop (worker_reload.c).  Takes a reference of its own.  Main
- * thread.  A config not applied yet is replaced by the newer one.
+ * own loop (worker_reload.c) and then hands it to w->reload_next.  Takes a
+ * reference of its own.  Any thread.  A config not applied yet is
+ * replaced by the newer one.
  */
 void dv_worker_reconfigure(dv_worker_t *w, const dv_config_t *cfg);
 /* Other threads reading w->pool or w->cfg (the admin listener's /metrics

@@ -20,7 +20,10 @@
  *   - the core's settings (limits.max-inflight, the query deadline,
  *     serve-stale, cached failures, prefetch): from the next query on.
  * The old config is dropped once nothing of the worker reads it: the
- * pools it built hold it until they are freed.
+ * pools it built hold it until they are freed.  Then the worker hands the
+ * config to the next one (w->reload_next): the sockets of a new listener
+ * join their SO_REUSEPORT group in worker order, which DoQ's steering of
+ * packets by connection ID relies on (transports/doq.c).
  */
 #include "src/daemon/worker_reload.h"
 
@@ -53,8 +56,9 @@ static const dv_pool_report_t core_report = {
 	.fail = dv_core_fetch_fail,
 };
 
-/* transports/sock.c keeps a table of the addresses bound so far: one
- * worker at a time opens listeners */
+/* workers apply a reload one after the other (worker.h reload_next), but
+ * one may apply the next reload while another still opens listeners of
+ * the previous: one at a time */
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define FIELDS_DIFFER(a, b, from, to)                                          \
@@ -276,6 +280,9 @@ void dv_worker_reload_apply(dv_worker_t *w)
 			dv_log_error("worker %u: reload: out of memory, the "
 				     "configuration stays",
 				     w->index);
+		if (w->reload_next)
+			dv_worker_reconfigure(w->reload_next, next);
+		__atomic_store_n(&w->applied_cfg, next, __ATOMIC_RELEASE);
 		dv_cfgref_drop(next);
 		return;
 	}
@@ -289,6 +296,10 @@ void dv_worker_reload_apply(dv_worker_t *w)
 	pthread_mutex_unlock(&w->pool_lock);
 	listeners_open(w, old);
 	core_apply(w, next);
+	/* the next worker binds its sockets of new listeners after ours */
+	if (w->reload_next)
+		dv_worker_reconfigure(w->reload_next, next);
+	__atomic_store_n(&w->applied_cfg, next, __ATOMIC_RELEASE);
 	/* nothing of the worker reads the old config now, but a pool
 	 * replaced above (which took its reference) */
 	dv_cfgref_drop(old_ref);

@@ -144,8 +144,11 @@ class NetReload(h.IntegrationTest):
         r = h.kdig_tls(tls2, [(WWW, "A")])
         self.assertEqual(h.kdig_answers(r), [(WWW + ".", [WWW_ADDR])],
                          "kdig over TLS to the added listener: %r" % r)
-        d = h.Doq(quic2, ["--name", h.AUTH_NAME, "--ca", h.CA], trust=False)
-        self.assertEqual((d.rc, len(d.answers)), (0, 1),
+        # 16 connections from as many ports: both workers take some, and
+        # each connection's packets reach the worker that holds it
+        d = h.Doq(quic2, ["--name", h.AUTH_NAME, "--ca", h.CA, "-K", "16", "-c", "4", "-C", "1"],
+                  names=[WWW, "A", "mail.example.test", "A"], trust=False)
+        self.assertEqual((d.rc, d.summary["answers"], d.summary["errors"]), (0, 128, {}),
                          "dnsveil-doq to the added quic:// listener (the first): %r" % d)
         took, how, _ = h.wait_closed(tcp, h.scaled(5))
         self.assertEqual(how, "eof", "the idle TCP connection of the removed listener")

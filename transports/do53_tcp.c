@@ -26,6 +26,7 @@ static const dv_transport_t do53_tcp = {
 	.listen = tcp_listen,
 	.stop = dv_stream_stop,
 	.open_conns = dv_stream_open_conns,
+	.update = dv_stream_update,
 	.close = dv_stream_close,
 };
 DV_TRANSPORT_REGISTER(do53_tcp)

@@ -274,11 +274,17 @@ static void udp_close(dv_worker_t *w, void *state)
 	free(l);
 }
 
+static void udp_update(dv_worker_t *w, void *state, const dv_url_t *url)
+{
+	((udp_listener_t *)state)->listener = dv_worker_listener(w, url);
+}
+
 static const dv_transport_t do53_udp = {
 	.name = "do53-udp",
 	.schemes = (1u << DV_SCHEME_UDP) | (1u << DV_SCHEME_DNS),
 	.listen = udp_listen,
 	.stop = udp_stop,
+	.update = udp_update,
 	.close = udp_close,
 };
 DV_TRANSPORT_REGISTER(do53_udp)

@@ -271,12 +271,12 @@ static const dv_stream_io_t http_io = {
 	.write = dv_stream_plain_write,
 };
 
-static doh_listener_t *listener_new(const dv_config_t *cfg,
-				    const dv_url_t *url)
+/* The URL's path and doh.paths; again on a reload (connections read
+ * them through dl->paths at each request). */
+static void listener_paths(doh_listener_t *dl, const dv_config_t *cfg,
+			   const dv_url_t *url)
 {
-	doh_listener_t *dl = calloc(1, sizeof(*dl));
-	if (!dl)
-		return NULL;
+	dl->n_paths = 0;
 	snprintf(dl->path[0], sizeof(dl->path[0]), "%s",
 		 url->path[0] ? url->path : "/dns-query");
 	dl->paths[dl->n_paths++] = dl->path[0];
@@ -289,6 +289,14 @@ static doh_listener_t *listener_new(const dv_config_t *cfg,
 		dl->paths[dl->n_paths] = dl->path[dl->n_paths];
 		dl->n_paths++;
 	}
+}
+
+static doh_listener_t *listener_new(const dv_config_t *cfg,
+				    const dv_url_t *url)
+{
+	doh_listener_t *dl = calloc(1, sizeof(*dl));
+	if (dl)
+		listener_paths(dl, cfg, url);
 	return dl;
 }
 
@@ -329,12 +337,26 @@ static void http_close(dv_worker_t *w, void *state)
 	free(dl);
 }
 
+static void https_update(dv_worker_t *w, void *state, const dv_url_t *url)
+{
+	dv_stream_update(w, state, url);
+	dv_tls_listener_t *d = dv_stream_io_ctx(state);
+	listener_paths(dv_tls_listener_app(d), w->cfg, url);
+}
+
+static void http_update(dv_worker_t *w, void *state, const dv_url_t *url)
+{
+	dv_stream_update(w, state, url);
+	listener_paths(dv_stream_io_ctx(state), w->cfg, url);
+}
+
 static const dv_transport_t doh_tls = {
 	.name = "doh",
 	.schemes = 1u << DV_SCHEME_HTTPS,
 	.listen = https_listen,
 	.stop = dv_stream_stop,
 	.open_conns = dv_stream_open_conns,
+	.update = https_update,
 	.close = https_close,
 };
 DV_TRANSPORT_REGISTER(doh_tls)
@@ -345,6 +367,7 @@ static const dv_transport_t doh_plain = {
 	.listen = http_listen,
 	.stop = dv_stream_stop,
 	.open_conns = dv_stream_open_conns,
+	.update = http_update,
 	.close = http_close,
 };
 DV_TRANSPORT_REGISTER(doh_plain)

@@ -438,20 +438,17 @@ static bool is_wildcard(const struct sockaddr_storage *ss)
 		&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
-static int doq_listen(dv_worker_t *w, const dv_url_t *url, void **state)
+/* The engine's settings from the worker's config (at creation and on a
+ * reload). */
+static dv_doq_server_config_t server_config(dv_worker_t *w)
 {
-	if (!w->shared->tls_doq)
-		return -EINVAL;
-	doq_listener_t *l = calloc(1, sizeof(*l));
-	if (!l)
-		return -ENOMEM;
 	const dv_config_t *cfg = w->cfg;
 	static const dv_doq_server_retry_t retry[] = {
 		[DV_DOQ_RETRY_ALWAYS] = DV_DOQ_SERVER_RETRY_ALWAYS,
 		[DV_DOQ_RETRY_UNDER_LOAD] = DV_DOQ_SERVER_RETRY_UNDER_LOAD,
 		[DV_DOQ_RETRY_NEVER] = DV_DOQ_SERVER_RETRY_NEVER,
 	};
-	dv_doq_server_config_t sc = {
+	return (dv_doq_server_config_t){
 		.tls = w->shared->tls_doq,
 		.secret = w->shared->quic_secret,
 		.secret_len = sizeof(w->shared->quic_secret),
@@ -471,6 +468,16 @@ static int doq_listen(dv_worker_t *w, const dv_url_t *url, void **state)
 		.stats = &w->stats,
 		.conn_user_size = sizeof(conn_user_t),
 	};
+}
+
+static int doq_listen(dv_worker_t *w, const dv_url_t *url, void **state)
+{
+	if (!w->shared->tls_doq)
+		return -EINVAL;
+	doq_listener_t *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	dv_doq_server_config_t sc = server_config(w);
 	l->srv = dv_doq_server_new(&sc, &engine_callbacks, l);
 	int fd = l->srv ? dv_sock_listen(url, SOCK_DGRAM, 0) : -ENOMEM;
 	if (fd < 0) {
@@ -531,6 +538,16 @@ static unsigned doq_open_conns(dv_worker_t *w, void *state)
 	return dv_doq_server_open_conns(((doq_listener_t *)state)->srv);
 }
 
+/* A reload kept the listener: its index, and the settings of the
+ * connections to come (dv_doq_server_set_limits). */
+static void doq_update(dv_worker_t *w, void *state, const dv_url_t *url)
+{
+	doq_listener_t *l = state;
+	dv_doq_server_config_t sc = server_config(w);
+	l->listener = dv_worker_listener(w, url);
+	dv_doq_server_set_limits(l->srv, &sc);
+}
+
 static void doq_close(dv_worker_t *w, void *state)
 {
 	doq_listener_t *l = state;
@@ -547,6 +564,7 @@ static const dv_transport_t doq = {
 	.listen = doq_listen,
 	.stop = doq_stop,
 	.open_conns = doq_open_conns,
+	.update = doq_update,
 	.close = doq_close,
 };
 DV_TRANSPORT_REGISTER(doq)

@@ -38,6 +38,7 @@ static const dv_transport_t dot = {
 	.listen = dot_listen,
 	.stop = dv_stream_stop,
 	.open_conns = dv_stream_open_conns,
+	.update = dv_stream_update,
 	.close = dot_close,
 };
 DV_TRANSPORT_REGISTER(dot)

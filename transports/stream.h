@@ -202,6 +202,8 @@ int dv_stream_listen(dv_worker_t *w, const dv_url_t *url,
 void dv_stream_stop(dv_worker_t *w, void *state);
 /* Connections of the listener not yet closed (lingering ones count). */
 unsigned dv_stream_open_conns(dv_worker_t *w, void *state);
+/* The transport's update op (a reload kept the listener): its index. */
+void dv_stream_update(dv_worker_t *w, void *state, const dv_url_t *url);
 void dv_stream_close(dv_worker_t *w, void *state);
 /* The transport's io_ctx of a listener state from dv_stream_listen. */
 void *dv_stream_io_ctx(void *state);

@@ -193,6 +193,11 @@ void dv_stream_stop(dv_worker_t *w, void *state)
 	}
 }
 
+void dv_stream_update(dv_worker_t *w, void *state, const dv_url_t *url)
+{
+	((listener_t *)state)->pub.listener = dv_worker_listener(w, url);
+}
+
 unsigned dv_stream_open_conns(dv_worker_t *w, void *state)
 {
 	(void)w;

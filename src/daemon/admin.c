@@ -98,16 +98,23 @@ bool dv_admin_ready(const dv_admin_view_t *v, bool started, bool draining,
 		snprintf(why, why_len, "starting");
 		return false;
 	}
-	/* usable: up or degraded in some worker */
-	unsigned n_up = dv_worker_n_upstreams(v->workers[0]);
-	for (unsigned i = 0; i < n_up; i++) {
-		dv_upstream_stats_t u;
-		memset(&u, 0, sizeof(u));
-		for (unsigned k = 0; k < v->n_workers; k++)
+	/* usable: up or degraded in some worker (a reload may be replacing
+	 * the pools: each worker's as it is) */
+	bool usable = false;
+	for (unsigned k = 0; k < v->n_workers && !usable; k++) {
+		dv_worker_pool_lock(v->workers[k]);
+		unsigned n_up = dv_worker_n_upstreams(v->workers[k]);
+		for (unsigned i = 0; i < n_up && !usable; i++) {
+			dv_upstream_stats_t u;
+			memset(&u, 0, sizeof(u));
 			dv_worker_upstream_stats_add(v->workers[k], i, &u);
-		if (u.n_state[DV_HEALTH_UP] + u.n_state[DV_HEALTH_DEGRADED])
-			return true;
+			usable = u.n_state[DV_HEALTH_UP] +
+				 u.n_state[DV_HEALTH_DEGRADED];
+		}
+		dv_worker_pool_unlock(v->workers[k]);
 	}
+	if (usable)
+		return true;
 	snprintf(why, why_len, "no usable upstream (every server is down)");
 	return false;
 }

@@ -427,6 +427,10 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 	dv_stats_t st;
 	memset(&st, 0, sizeof(st));
 	dv_metrics_t *m = calloc(1, sizeof(*m));
+	/* the pools stay while the page is written (the servers' URLs are
+	 * theirs); a reload replaces them meanwhile only after */
+	for (unsigned k = 0; k < v->n_workers; k++)
+		dv_worker_pool_lock(v->workers[k]);
 	unsigned n_up = v->n_workers ? dv_worker_n_upstreams(v->workers[0]) : 0;
 	dv_upstream_stats_t *ups = calloc(n_up ? n_up : 1, sizeof(*ups));
 	if (!m || !ups)
@@ -440,8 +444,16 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 			dv_worker_upstream_stats_add(v->workers[k], i, &ups[i]);
 		dv_pool_stats_finish(&ups[i]);
 	}
+	/* the listeners the workers serve now (a reload may add or remove
+	 * some; during one, the workers' union) */
 	bool on[DV_SCHEME_COUNT];
-	transports_of(v->cfg, on);
+	transports_of(v->n_workers ? v->workers[0]->cfg : v->cfg, on);
+	for (unsigned k = 1; k < v->n_workers; k++) {
+		bool w_on[DV_SCHEME_COUNT];
+		transports_of(v->workers[k]->cfg, w_on);
+		for (unsigned t = 0; t < DV_SCHEME_COUNT; t++)
+			on[t] = on[t] || w_on[t];
+	}
 
 	head(f, "build_info", "gauge", "dnsveil's version (always 1)");
 	fprintf(f, "dnsveil_build_info{version=\"%s\"} 1\n", DV_VERSION);
@@ -491,6 +503,8 @@ void dv_admin_metrics(FILE *f, const dv_admin_view_t *v,
 	fprintf(f, "dnsveil_admin_bad_requests_total %" PRIu64 "\n", ast->bad);
 	reload_families(f, v->reload);
 out:
+	for (unsigned k = 0; k < v->n_workers; k++)
+		dv_worker_pool_unlock(v->workers[k]);
 	free(m);
 	free(ups);
 }

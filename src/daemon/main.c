@@ -40,6 +40,7 @@
 #include "src/daemon/querylog.h"
 #include "src/daemon/privileges.h"
 #include "src/daemon/reload.h"
+#include "src/daemon/reload_net.h"
 #include "src/daemon/stop.h"
 #include "src/daemon/transport.h"
 #include "src/daemon/upstream.h"
@@ -552,6 +553,8 @@ int main(int argc, char **argv)
 			dv_log_error("%s", err);
 			goto out;
 		}
+		if (i)
+			workers[i - 1]->reload_next = workers[i];
 	}
 	if (cfg.n_admin_listen) {
 		dv_admin_view_t view = {
@@ -640,6 +643,9 @@ int main(int argc, char **argv)
 		.policy = policy,
 		.stats = &reload_stats,
 		.tls_ready = tls_ready,
+		.workers = workers,
+		.n_workers = n,
+		.tls_init = &tls_ready,
 	};
 	dv_reload_started(&reload);
 	if (shared.tls_dot || shared.tls_doh || shared.tls_doq) {
@@ -682,6 +688,8 @@ int main(int argc, char **argv)
 		drain(workers, started, &cfg, &sigs, &stats_args, sig);
 		break;
 	}
+	/* the workers hold their own references */
+	dv_reload_net_free(&reload);
 	print_stats(workers, n, cache, policy);
 	rc = 0;
 out:

@@ -10,6 +10,7 @@
 
 #include "src/core/errors.h"
 #include "src/core/log.h"
+#include "src/daemon/reload_net.h"
 #include "src/policy/policy.h"
 #include "src/tls/quic_tls.h"
 #include "src/tls/tls.h"
@@ -100,7 +101,11 @@ static int apply_certs(const dv_reload_t *r, const dv_config_t *next,
 }
 
 /* Sections that only a restart applies, as [from, to) field ranges of
- * dv_config_t: compared whole (both configs start from a zeroed struct). */
+ * dv_config_t: compared whole (both configs start from a zeroed struct).
+ * listen, upstream/fallback, tls.ca, limits (but the handshake admission),
+ * doq (but early data), doh, proxy-protocol.from, the pool and health
+ * settings and cache (but its size and shards) are live: worker_reload.c,
+ * transports' update op. */
 #define RANGE(a, b) offsetof(dv_config_t, a), offsetof(dv_config_t, b)
 static const struct {
 	const char *name;
@@ -108,21 +113,16 @@ static const struct {
 } restart_only[] = {
 	{ "workers", RANGE(workers, log_level) },
 	{ "log.queries/log.query-*/dnstap", RANGE(log_queries, listen) },
-	{ "listen", RANGE(listen, upstream) },
-	{ "upstream/fallback", RANGE(upstream, tls_cert) },
-	{ "tls.ca/tls.ticket-rotation-s/tls.ticket-key-file/tls.client-ca/"
+	{ "tls.ticket-rotation-s/tls.ticket-key-file/tls.client-ca/"
 	  "tls.client-cert",
-	  RANGE(tls_ca, tcp_max_connections) },
-	{ "limits", RANGE(tcp_max_connections, doq_max_connections) },
-	{ "doq", RANGE(doq_max_connections, doh_paths) },
-	{ "doh", RANGE(doh_paths, admin_listen) },
+	  RANGE(tls_ticket_rotation_s, tcp_max_connections) },
+	{ "limits.tls-handshakes-per-ip/tls-handshake-burst/"
+	  "handshake-pressure/handshake-exempt",
+	  RANGE(tls_handshakes_per_ip, doq_max_connections) },
+	{ "doq.early-data", RANGE(doq_early_data, doq_token_lifetime_s) },
 	{ "admin", RANGE(admin_listen, drain_delay_ms) },
 	{ "user/group", RANGE(user, upstream_connections) },
-	{ "upstream pool and health settings",
-	  RANGE(upstream_connections, cache_size_bytes) },
 	{ "cache.size/cache.shards", RANGE(cache_size_bytes, cache_min_ttl) },
-	{ "cache (stale, servfail, prefetch)",
-	  RANGE(cache_stale_max_age_s, lists) },
 	{ "lists:/groups:/clients:/policy:/records/internal:",
 	  RANGE(lists, source) },
 };
@@ -158,13 +158,25 @@ static bool group_upstreams_changed(const dv_config_t *cur,
 	return false;
 }
 
+/* The groups' upstream sets are numbered once, at start: the pools of a
+ * reload are built with the running numbering, so a change to them is
+ * refused whole rather than applied in part. */
+static int check_group_sets(dv_reload_t *r, const dv_config_t *next,
+			    char *err, size_t err_len)
+{
+	if (!group_upstreams_changed(dv_reload_current(r), next))
+		return 0;
+	snprintf(err, err_len,
+		 "%s: groups.*.upstream/fallback: a group's upstream set "
+		 "changed, which takes a restart",
+		 next->source[0] ? next->source : "command line");
+	return DV_ECONFIG;
+}
+
 static void say_restart(const dv_config_t *cur, const dv_config_t *next)
 {
 	char names[512] = "";
 	size_t len = 0;
-	if (group_upstreams_changed(cur, next))
-		len = (size_t)snprintf(names, sizeof(names),
-				       "groups.*.upstream/fallback");
 	for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]);
 	     i++) {
 		const char *a = (const char *)cur + restart_only[i].from;
@@ -187,14 +199,18 @@ int dv_reload_apply(dv_reload_t *r, const dv_config_t *next, char *err,
 		    size_t err_len)
 {
 	dv_config_t *cur = r->running;
-	int ret = check_certs(r, next, err, err_len);
+	int ret = check_group_sets(r, next, err, err_len);
+	if (!ret)
+		ret = dv_reload_net_check(r, next, err, err_len);
+	if (!ret)
+		ret = check_certs(r, next, err, err_len);
 	if (!ret)
 		ret = apply_certs(r, next, "SIGHUP", err, err_len);
 	if (ret) {
 		dv_reload_refused(r, err);
 		return ret;
 	}
-	say_restart(cur, next);
+	say_restart(dv_reload_current(r), next);
 	/* the live parts, into the running configuration */
 	dv_log_level = next->log_level;
 	dv_log_format = (dv_log_format_t)next->log_format;
@@ -214,6 +230,8 @@ int dv_reload_apply(dv_reload_t *r, const dv_config_t *next, char *err,
 			 __ATOMIC_RELAXED);
 	__atomic_store_n(&cur->drain_timeout_ms, next->drain_timeout_ms,
 			 __ATOMIC_RELAXED);
+	/* listeners, upstreams, limits, doh, doq, cache: to the workers */
+	dv_reload_net_apply(r, next);
 	if (r->policy) {
 		dv_log_info("SIGHUP: fetching and reading every list again");
 		dv_policy_refresh_now(r->policy);

@@ -13,7 +13,11 @@
  *     client CA file (tls.client-ca) is read again with them (a new
  *     tls.client-ca path or tls.client-cert mode takes a restart);
  *   - drain.delay-ms, drain.timeout-ms (read when SIGTERM comes);
- *   - the lists' contents (fetched and read again, as before).
+ *   - the lists' contents (fetched and read again, as before);
+ *   - listen, upstream, fallback, tls.ca, the pool, limits, doh, doq and
+ *     cache settings: checked by reload_net.c (new listeners bindable,
+ *     their TLS contexts made), then handed to every worker, which applies
+ *     them on its own loop (worker_reload.c).
  * Any other section that differs from the running configuration is named
  * in one warning line as taking effect on restart.  A refusal logs
  * `SIGHUP: configuration refused ...: FILE:LINE: KEY: reason`, changes
@@ -32,6 +36,15 @@ typedef struct {
 	dv_policy_t *policy; /* NULL: none */
 	dv_reload_stats_t *stats;
 	bool tls_ready; /* dv_tls_init ran (wolfSSL can parse the files) */
+	/* the workers a reload hands the new config to (reload_net.c);
+	 * main's tls_ready, set when a reload adds the first DoT or DoH
+	 * listener (so that main frees that context at exit) */
+	dv_worker_t **workers;
+	unsigned n_workers;
+	bool *tls_init;
+	/* the config the workers were last given (cfgref.h; NULL: the
+	 * start config, `running`) */
+	const dv_config_t *live;
 } dv_reload_t;
 
 /* Check what `next` (loaded and validated) names and apply it as above.

@@ -30,6 +30,12 @@ typedef struct dv_transport {
 	 * queries, saying goodbye); the drain ends when every listener has
 	 * none.  Worker thread.  Optional (none). */
 	unsigned (*open_conns)(dv_worker_t *w, void *state);
+	/* The listener is kept across a configuration reload (its URL is in
+	 * the new config too): w->cfg is the new config, `url` this
+	 * listener's entry in it.  Take what the listener copied from the
+	 * config at creation (its index for the policy's `listener:`, DoH
+	 * paths, DoQ settings).  Worker thread.  Optional. */
+	void (*update)(dv_worker_t *w, void *state, const dv_url_t *url);
 	/* Close everything and free the state.  Worker thread, after its loop
 	 * has ended, or main thread if the worker never ran. */
 	void (*close)(dv_worker_t *w, void *state);

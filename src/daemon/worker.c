@@ -22,6 +22,8 @@
 #include "src/tls/tls.h"
 #include "src/daemon/querylog.h"
 #include "src/daemon/upstream.h"
+#include "src/daemon/cfgref.h"
+#include "src/daemon/worker_reload.h"
 
 enum { CMD_NONE, CMD_DRAIN, CMD_STOP };
 
@@ -173,7 +175,7 @@ static unsigned open_conns(dv_worker_t *w)
 	for (dv_listener_t *l = w->listeners; l; l = l->next)
 		if (l->transport->open_conns)
 			n += l->transport->open_conns(w, l->state);
-	return n;
+	return n + dv_worker_retired_conns(w);
 }
 
 /* What a drain cut short: counted, and said once per worker. */
@@ -213,6 +215,8 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
 	worker_ctl_t *ctl = w->async;
 	int cmd = __atomic_exchange_n(&w->command, CMD_NONE, __ATOMIC_ACQ_REL);
 	(void)revents;
+	if (cmd != CMD_STOP)
+		dv_worker_reload_apply(w);
 	if (cmd == CMD_STOP) {
 		count_cut(w, "stopped at once");
 		ev_break(loop, EVBREAK_ALL);
@@ -240,6 +244,7 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 	w->index = index;
 	w->cfg = cfg;
 	w->shared = shared;
+	pthread_mutex_init(&w->pool_lock, NULL);
 	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
 	worker_ctl_t *ctl = calloc(1, sizeof(*ctl));
 	w->async = ctl;
@@ -298,6 +303,7 @@ dv_worker_t *dv_worker_new(unsigned index, const dv_config_t *cfg,
 				goto fail;
 			}
 			l->transport = t;
+			l->index = i;
 			l->next = w->listeners;
 			w->listeners = l;
 		}
@@ -327,6 +333,7 @@ static void close_listeners(dv_worker_t *w)
 		l = next;
 	}
 	w->listeners = NULL;
+	dv_worker_retired_close(w);
 }
 
 static void *worker_main(void *arg)
@@ -386,6 +393,7 @@ void dv_worker_free(dv_worker_t *w)
 	if (!w)
 		return;
 	close_listeners(w); /* if it never ran */
+	dv_worker_reload_free(w); /* the pools a reload replaced */
 	dv_worker_pools_free(w);
 	dv_hs_limit_free(w->hs_limit); /* after the listeners that use it */
 	worker_ctl_t *ctl = w->async;
@@ -401,5 +409,13 @@ void dv_worker_free(dv_worker_t *w)
 	dv_policy_worker_free(w->policy);
 	if (w->loop)
 		ev_loop_destroy(w->loop);
+	dv_cfgref_drop(w->cfg_ref);
+	pthread_mutex_destroy(&w->pool_lock);
 	free(w);
+}
+
+void dv_worker_wake(dv_worker_t *w)
+{
+	worker_ctl_t *ctl = w->async;
+	ev_async_send(w->loop, &ctl->async);
 }

@@ -52,6 +52,11 @@ typedef struct dv_listener {
 	const dv_transport_t *transport;
 	void *state;
 	struct dv_listener *next;
+	/* its URL's index in the worker's cfg->listen */
+	unsigned index;
+	/* removed by a reload: stopped at this dv_now_ms(), closed once its
+	 * connections are gone (worker_reload.c) */
+	uint64_t retired_ms;
 } dv_listener_t;
 
 struct dv_worker {
@@ -87,6 +92,27 @@ struct dv_worker {
 	int command;
 	bool ended; /* its loop has ended (set by the worker thread) */
 
+	/* configuration reloads (worker_reload.c): the next config, handed
+	 * over by the main thread with a reference (cfgref.h); the reference
+	 * the worker holds on cfg (NULL: the start config, which its owner
+	 * keeps); what a reload retired (listeners, pools) until it is done;
+	 * pool_lock: w->pools and w->cfg as other threads read them (admin),
+	 * taken by the worker only to replace them or free a pool, never on
+	 * the query path */
+	const dv_config_t *pending_cfg;
+	const dv_config_t *cfg_ref;
+	/* the worker this one hands a config to once it has applied it:
+	 * workers apply a reload one after the other in index order, so
+	 * the sockets of a new listener join their SO_REUSEPORT group in
+	 * worker order, as at start (DoQ steers packets by that order);
+	 * set by main before the workers start */
+	dv_worker_t *reload_next;
+	/* the last config this worker applied (or dropped while draining):
+	 * compared by the main thread, never read through */
+	const dv_config_t *applied_cfg;
+	void *reload;
+	pthread_mutex_t pool_lock;
+
 	/* the query core: its timers are libev on `loop` (ev_timers.h), its
 	 * pools `pools`, its counters `stats`, its cache shared->cache; it
 	 * holds the queries in flight (core.inflight) and the draining
@@ -121,6 +147,19 @@ dv_query_t *dv_query_new(dv_worker_t *w, const uint8_t *wire, size_t len);
  * 1 + the index of `url` in the worker's config `listen` list (what the
  * policy's `clients: - listener:` entries match), 0 if it is not one. */
 uint8_t dv_worker_listener(const dv_worker_t *w, const dv_url_t *url);
+
+/*
+ * Configuration reload (reload.h): hand `cfg` (a cfgref.h copy, checked,
+ * every listener it adds bindable) to worker `w`, which applies it on its
+ * own loop (worker_reload.c) and then hands it to w->reload_next.  Takes a
+ * reference of its own.  Any thread.  A config not applied yet is
+ * replaced by the newer one.
+ */
+void dv_worker_reconfigure(dv_worker_t *w, const dv_config_t *cfg);
+/* Other threads reading w->pools or w->cfg (the admin listener's /metrics
+ * and /readyz): between these, a reload does not replace or free them. */
+void dv_worker_pool_lock(dv_worker_t *w);
+void dv_worker_pool_unlock(dv_worker_t *w);
 
 /* Current loop time in ms (monotonic-ish; libev's cached "now"). */
 uint64_t dv_worker_now_ms(dv_worker_t *w);

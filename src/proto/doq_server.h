@@ -126,6 +126,12 @@ typedef struct {
 dv_doq_server_t *dv_doq_server_new(const dv_doq_server_config_t *cfg,
 				   const dv_doq_server_callbacks_t *cb,
 				   void *app);
+/* A configuration reload: connections made from now on take `cfg`'s
+ * max_connections, max_streams, idle, handshake and read timeouts, token
+ * lifetime and retry (the established keep theirs); the rest of `cfg`
+ * (the handshake caps among it) is ignored.  The server's thread. */
+void dv_doq_server_set_limits(dv_doq_server_t *srv,
+			      const dv_doq_server_config_t *cfg);
 /* Ends every connection at once, answered or not (the caller's loop is
  * over: no answer will come).  NULL is a no-op. */
 void dv_doq_server_free(dv_doq_server_t *srv);

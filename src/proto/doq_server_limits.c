@@ -48,3 +48,17 @@ unsigned dv_doq_server_open_conns(const dv_doq_server_t *srv)
 {
 	return srv->n_conns - srv->n_closing;
 }
+
+/* A reload: what new connections take from the config.  The handshake
+ * caps size the server's tables at creation and stay. */
+void dv_doq_server_set_limits(dv_doq_server_t *srv,
+			      const dv_doq_server_config_t *cfg)
+{
+	srv->cfg.max_connections = cfg->max_connections;
+	srv->cfg.max_streams = cfg->max_streams;
+	srv->cfg.idle_timeout_ms = cfg->idle_timeout_ms;
+	srv->cfg.handshake_timeout_ms = cfg->handshake_timeout_ms;
+	srv->cfg.read_timeout_ms = cfg->read_timeout_ms;
+	srv->cfg.token_lifetime_s = cfg->token_lifetime_s;
+	srv->cfg.retry = cfg->retry;
+}

@@ -564,6 +564,7 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 		return;
 	}
 	j->pool = p;
+	p->n_jobs++;
 	j->fetch = f;
 	j->ede = 0xffff;
 	j->local_only = f->local_only;
@@ -605,7 +606,18 @@ static void job_free(dv_job_t *j)
 	for (unsigned i = 0; i < DV_JOB_MAX_ATTEMPTS; i++)
 		if (j->att[i].job)
 			dv_uattempt_detach(&j->att[i]);
+	p->n_jobs--;
 	free(j);
+}
+
+unsigned dv_pool_jobs(const dv_pool_t *p)
+{
+	return p->n_jobs;
+}
+
+void dv_pool_set_config(dv_pool_t *p, const dv_config_t *cfg)
+{
+	p->cfg = cfg;
 }
 
 void dv_pool_fetch_cancel(dv_pool_t *p, dv_fetch_t *f)

@@ -101,6 +101,16 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f);
 /* Stop every timer and attempt of `f` (the fetch is being freed). */
 void dv_pool_fetch_cancel(dv_pool_t *p, dv_fetch_t *f);
 
+/* Fetches started on `p` and not yet freed: a pool replaced by a reload
+ * is freed when this is 0 (its fetches answered or cancelled; a fetch is
+ * cancelled through the pool that started it, whatever pool the core
+ * holds by then). */
+unsigned dv_pool_jobs(const dv_pool_t *p);
+/* A reload whose upstream, fallback, tls.ca and pool settings are those
+ * `p` was built from: `p` now reads `cfg` (the same values) and keeps its
+ * connections.  Worker thread. */
+void dv_pool_set_config(dv_pool_t *p, const dv_config_t *cfg);
+
 /* The two above, as the core calls them (core.h); `pool` a dv_pool_t. */
 extern const struct dv_core_pool_ops dv_pool_core_ops;
 

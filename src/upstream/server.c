@@ -414,7 +414,11 @@ dv_pool_t *dv_pool_create(const dv_pool_env_t *env, const dv_config_t *cfg,
 		dv_config_upstream_set(cfg, 0, &set);
 	p->n_local = set.n_upstream;
 	p->n_fallback = set.n_fallback;
-	p->set_name = set.name;
+	if (set.name) {
+		snprintf(p->set_name_buf, sizeof(p->set_name_buf), "%s",
+			 set.name);
+		p->set_name = p->set_name_buf;
+	}
 	if (set.name) /* the logs tell the sets' servers apart */
 		snprintf(p->set_note, sizeof(p->set_note), " (set %s)",
 			 set.name);

@@ -204,11 +204,14 @@ struct dv_pool {
 	unsigned index;    /* the worker's, for the logs */
 	const dv_config_t *cfg;
 	const dv_pool_report_t *report; /* where fetches end */
+	unsigned n_jobs; /* fetches started and not yet freed */
 	void (*observe)(void *arg, const dv_pool_msg_t *m); /* or NULL */
 	void *observe_arg;
 	dv_server_t *servers; /* local first, then fallback */
 	unsigned n_local, n_fallback;
-	const char *set_name; /* its upstream set's; NULL: set 0 */
+	const char *set_name; /* set_name_buf, or NULL: set 0 */
+	char set_name_buf[DV_POLICY_NAME_MAX]; /* its own copy: a reload frees
+						 * the config that named it */
 	char set_note[DV_POLICY_NAME_MAX + 8]; /* " (set NAME)" or "" */
 	/* client contexts, made by the modules that use them (pool_init):
 	 * one per worker, so no lock is shared between workers */

@@ -197,6 +197,20 @@ static bool app_want_input(dv_stream_conn_t *c)
 	return !dc->engine || dv_doh_want_input(dc->engine);
 }
 
+/* What the engine holds counts in the worker's output budget; while that
+ * is over, a connection whose engine can send more takes no more input. */
+static size_t app_unsent(dv_stream_conn_t *c)
+{
+	doh_conn_t *dc = c->app_state;
+	return dc->engine ? dv_doh_unsent(dc->engine) : 0;
+}
+
+static bool app_output_ready(dv_stream_conn_t *c)
+{
+	doh_conn_t *dc = c->app_state;
+	return dc->engine && dv_doh_output_ready(dc->engine);
+}
+
 static bool app_want_close(dv_stream_conn_t *c)
 {
 	doh_conn_t *dc = c->app_state;
@@ -233,6 +247,8 @@ static const dv_stream_app_t doh_app = {
 	.drain = app_drain,
 	.close = app_close,
 	.receiving = app_receiving,
+	.unsent = app_unsent,
+	.output_ready = app_output_ready,
 	/* an HTTP error may end the connection while the request still comes */
 	.linger = true,
 };

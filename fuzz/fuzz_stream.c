@@ -70,6 +70,7 @@
 #include "transports/sock.c"
 #include "transports/stream.c"
 #include "transports/stream_buf.c"
+#include "transports/stream_budget.c"
 #include "transports/stream_dns.c"
 #include "transports/stream_listen.c"
 #include "transports/stream_proxy.c"
@@ -480,7 +481,7 @@ static void stall_report(const dv_worker_t *w, const listener_t *l,
 			"inflight %u in_len %zu out_pending %zu busy %u "
 			"rio %d wio %d\n",
 			c->pub.state, c->eof, c->reading, c->inflight,
-			c->in_len, out_pending(c), c->busy,
+			c->in_len, dv_stream_out_pending(c), c->busy,
 			ev_is_active(&c->rio), ev_is_active(&c->wio));
 	fprintf(stderr, "worker inflight %u, fetches %u\n", w->core.inflight,
 		w->core.n_fetches);

@@ -22,7 +22,6 @@
 #include "src/core/netmask.h"
 #include "src/core/query.h"
 #include "src/daemon/transport.h"
-#include "src/core/wire.h"
 #include "src/daemon/worker.h"
 #include "transports/tls_stream.h"
 
@@ -45,23 +44,10 @@ typedef struct {
 
 static const dv_stream_io_t https_io, http_io;
 
-/* RFC 8484 5.1: the freshness lifetime is at most the smallest TTL of the
- * answer; negative answers are fresh for the SOA's negative TTL. */
-static uint32_t answer_max_age(const uint8_t *wire, size_t len)
-{
-	dv_wire_resp_t r;
-	int ret = dv_wire_parse_response(wire, len, &r);
-	if (ret != 0 && ret != DV_ELIMIT)
-		return 0;
-	uint8_t rcode = DV_RCODE(r.flags);
-	if (rcode != DV_RCODE_NOERROR && rcode != DV_RCODE_NXDOMAIN)
-		return 0;
-	uint32_t age = r.min_ttl;
-	if (r.negative && r.neg_ttl < age)
-		age = r.neg_ttl;
-	return age == UINT32_MAX ? 0 : age;
-}
-
+/* RFC 8484 5.1: the HTTP freshness lifetime is the answer's smallest TTL
+ * (negative answers: the SOA's), which the core hands back with the answer
+ * (q->answer_ttl, asked for with q->want_ttl): the answer is not parsed
+ * again here. */
 static void doh_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 {
 	dv_stream_conn_t *c = q->conn;
@@ -69,7 +55,7 @@ static void doh_reply(dv_query_t *q, const uint8_t *wire, size_t len)
 		doh_conn_t *dc = c->app_state;
 		if (dc && dc->engine)
 			(void)dv_doh_answer(dc->engine, (uint32_t)q->conn_tag,
-					    wire, len, answer_max_age(wire, len));
+					    wire, len, q->answer_ttl);
 	}
 	dv_stream_reply_end(c);
 }
@@ -135,6 +121,7 @@ static void on_query(void *user, uint32_t stream, const char *path,
 		return;
 	}
 	q->conn_tag = stream;
+	q->want_ttl = true;
 	q->path = path;
 	q->client_id = client_id; /* the engine's, valid during the submit */
 	/* the ID and a proxy's client may change from request to request */
@@ -210,6 +197,20 @@ static bool app_want_input(dv_stream_conn_t *c)
 	return !dc->engine || dv_doh_want_input(dc->engine);
 }
 
+/* What the engine holds counts in the worker's output budget; while that
+ * is over, a connection whose engine can send more takes no more input. */
+static size_t app_unsent(dv_stream_conn_t *c)
+{
+	doh_conn_t *dc = c->app_state;
+	return dc->engine ? dv_doh_unsent(dc->engine) : 0;
+}
+
+static bool app_output_ready(dv_stream_conn_t *c)
+{
+	doh_conn_t *dc = c->app_state;
+	return dc->engine && dv_doh_output_ready(dc->engine);
+}
+
 static bool app_want_close(dv_stream_conn_t *c)
 {
 	doh_conn_t *dc = c->app_state;
@@ -246,6 +247,8 @@ static const dv_stream_app_t doh_app = {
 	.drain = app_drain,
 	.close = app_close,
 	.receiving = app_receiving,
+	.unsent = app_unsent,
+	.output_ready = app_output_ready,
 	/* an HTTP error may end the connection while the request still comes */
 	.linger = true,
 };

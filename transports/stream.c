@@ -115,28 +115,6 @@ static void again_remove(conn_t **head, conn_t *c)
 		}
 }
 
-/* The output buffer's capacity, counted against the worker's budget. */
-static void out_set_cap(conn_t *c, uint8_t *out, size_t cap)
-{
-	W(c)->stream_out_bytes += cap;
-	W(c)->stream_out_bytes -= c->out_cap;
-	c->out = out;
-	c->out_cap = cap;
-}
-
-/* What the I/O layer holds of our output (TLS records the socket did not
- * take) counts against the worker's budget as our own buffer does. */
-static void io_held_update(conn_t *c)
-{
-	const dv_stream_io_t *io = c->pub.l->io;
-	size_t held = io->unsent && c->pub.io_state
-			      ? io->unsent((dv_stream_conn_t *)&c->pub)
-			      : 0;
-	W(c)->stream_out_bytes += held;
-	W(c)->stream_out_bytes -= c->io_held;
-	c->io_held = held;
-}
-
 static void conn_free(conn_t *c)
 {
 	listener_t *l = L(c);
@@ -149,7 +127,7 @@ static void conn_free(conn_t *c)
 	DV_METRIC_INC(&W(c)->core.metrics.conn_closed[l->pub.io->scheme]);
 	dv_stream_buf_give(c->in, c->in_cap);
 	dv_stream_buf_give(c->out, c->out_cap);
-	out_set_cap(c, NULL, 0);
+	dv_stream_out_set_cap(c, NULL, 0);
 	free(c);
 }
 
@@ -174,7 +152,7 @@ static void conn_close(conn_t *c)
 	c->pub.app_state = NULL;
 	if (c->pub.l->io->close)
 		c->pub.l->io->close(&c->pub);
-	io_held_update(c);
+	dv_stream_held_update(c);
 	close(c->pub.fd);
 	c->pub.fd = -1;
 	c->pub.state = SC_CLOSED;
@@ -187,34 +165,6 @@ static void conn_abort(conn_t *c, const char *why)
 	DV_STAT_INC(&W(c)->stats, tcp_errors);
 	c->pub.aborted = true;
 	conn_close(c);
-}
-
-/* Output in our buffer, not yet handed to the I/O layer. */
-static size_t out_buffered(const conn_t *c)
-{
-	return c->out_len - c->out_off;
-}
-
-/* Unsent output: in our buffer, or held by the I/O layer (TLS records the
- * socket did not take). */
-static size_t out_pending(const conn_t *c)
-{
-	const dv_stream_io_t *io = c->pub.l->io;
-	size_t held = io->unsent && c->pub.io_state
-			      ? io->unsent((dv_stream_conn_t *)&c->pub)
-			      : 0;
-	return out_buffered(c) + held;
-}
-
-/* The connection may produce no more output for now: `cap` bytes are
- * unsent, or the worker's buffers are over budget and some of this
- * connection's output is unsent. */
-static bool out_full(const conn_t *c, size_t cap)
-{
-	size_t p = out_pending(c);
-	const dv_worker_t *w = c->pub.l->w;
-	return p >= cap ||
-	       (p && w->stream_out_bytes >= w->cfg->worker_max_output_bytes);
 }
 
 /* Complete input not handed on yet (it waits for in-flight room). */
@@ -247,7 +197,7 @@ static void schedule_again(conn_t *c)
 static bool conn_finished(const conn_t *c)
 {
 	const dv_stream_app_t *app = APP(c);
-	if (out_pending(c) || input_waiting(c))
+	if (dv_stream_out_pending(c) || input_waiting(c))
 		return false;
 	if (app->want_close && c->pub.app_state &&
 	    app->want_close((dv_stream_conn_t *)&c->pub))
@@ -329,13 +279,16 @@ static void update_reading(conn_t *c)
 		want = app->want_read(&c->pub, c->reading);
 	else
 		want = (!app->want_input || app->want_input(&c->pub)) &&
-		       !out_full(c, out_cap);
+		       !dv_stream_out_full(c, out_cap) &&
+		       !dv_stream_input_held(c);
 	if (want && !c->reading) {
 		c->reading = true;
 		ev_io_start(loop, &c->rio);
 	} else if (!want && c->reading) {
 		c->reading = false;
 		ev_io_stop(loop, &c->rio);
+		if (dv_stream_input_held(c))
+			DV_STAT_INC(&W(c)->stats, tcp_output_paused);
 	}
 	/* complete queries may wait in our buffer, and decrypted bytes
 	 * inside the TLS layer that the socket will not signal: whenever
@@ -357,7 +310,7 @@ static bool out_reserve(conn_t *c, size_t room, size_t first)
 	if (c->out_cap - c->out_len >= room)
 		return true;
 	if (c->out_off) {
-		memmove(c->out, c->out + c->out_off, out_buffered(c));
+		memmove(c->out, c->out + c->out_off, dv_stream_out_buffered(c));
 		c->out_len -= c->out_off;
 		c->out_off = 0;
 		if (c->out_cap - c->out_len >= room)
@@ -371,7 +324,7 @@ static bool out_reserve(conn_t *c, size_t room, size_t first)
 		conn_abort(c, "out of memory");
 		return false;
 	}
-	out_set_cap(c, o, cap);
+	dv_stream_out_set_cap(c, o, cap);
 	return true;
 }
 
@@ -381,7 +334,7 @@ uint8_t *dv_stream_out_reserve(dv_stream_conn_t *pc, size_t room,
 	conn_t *c = (conn_t *)pc;
 	if (!out_reserve(c, room, first))
 		return NULL;
-	if (!out_pending(c))
+	if (!dv_stream_out_pending(c))
 		c->out_moved_ms = dv_now_ms();
 	return c->out + c->out_len;
 }
@@ -393,18 +346,18 @@ void dv_stream_out_commit(dv_stream_conn_t *pc, size_t len)
 
 /* Move what the application has to send into the output buffer, up to the
  * output cap. */
-static void pump_app(conn_t *c)
+static void pump_app_run(conn_t *c)
 {
 	const dv_stream_app_t *app = APP(c);
 	size_t cap_bytes = W(c)->cfg->tcp_max_output_bytes;
 	if (!app->output || !c->pub.app_state)
 		return;
-	while (c->pub.state == SC_OPEN && !out_full(c, cap_bytes)) {
+	while (c->pub.state == SC_OPEN && !dv_stream_out_full(c, cap_bytes)) {
 		if (c->out_off && c->out_off == c->out_len)
 			c->out_off = c->out_len = 0;
 		if (!out_reserve(c, 16384, 32768))
 			return;
-		if (!out_pending(c))
+		if (!dv_stream_out_pending(c))
 			c->out_moved_ms = dv_now_ms();
 		ssize_t n = app->output(&c->pub, c->out + c->out_len,
 					c->out_cap - c->out_len);
@@ -418,16 +371,23 @@ static void pump_app(conn_t *c)
 	}
 }
 
+/* pump_app_run(), and what the application still holds counted. */
+static void pump_app(conn_t *c)
+{
+	pump_app_run(c);
+	dv_stream_held_update(c);
+}
+
 static void flush_out(conn_t *c)
 {
 	struct ev_loop *loop = W(c)->loop;
 	const dv_stream_io_t *io = c->pub.l->io;
 	pump_app(c);
-	while (c->pub.state == SC_OPEN && out_buffered(c)) {
+	while (c->pub.state == SC_OPEN && dv_stream_out_buffered(c)) {
 		ssize_t n = io->write(&c->pub, c->out + c->out_off,
-				      out_buffered(c));
+				      dv_stream_out_buffered(c));
 		if (n == DV_TLS_WANT_WRITE || n == DV_TLS_WANT_READ) {
-			io_held_update(c);
+			dv_stream_held_update(c);
 			ev_io_start(loop, &c->wio);
 			return;
 		}
@@ -437,7 +397,7 @@ static void flush_out(conn_t *c)
 		}
 		c->out_off += (size_t)n;
 		c->out_moved_ms = dv_now_ms();
-		if (!out_buffered(c))
+		if (!dv_stream_out_buffered(c))
 			pump_app(c);
 	}
 	if (c->pub.state == SC_OPEN && io->flush) {
@@ -446,7 +406,7 @@ static void flush_out(conn_t *c)
 		int ret = held ? io->flush(&c->pub) : 0;
 		if (io->unsent(&c->pub) < held)
 			c->out_moved_ms = dv_now_ms();
-		io_held_update(c);
+		dv_stream_held_update(c);
 		if (ret == DV_TLS_WANT_WRITE || ret == DV_TLS_WANT_READ) {
 			ev_io_start(loop, &c->wio);
 			return;
@@ -459,7 +419,7 @@ static void flush_out(conn_t *c)
 	/* all is out: an idle connection holds no output buffer */
 	c->out_off = c->out_len = 0;
 	dv_stream_buf_give(c->out, c->out_cap);
-	out_set_cap(c, NULL, 0);
+	dv_stream_out_set_cap(c, NULL, 0);
 	ev_io_stop(loop, &c->wio);
 	if (c->pub.state == SC_OPEN && conn_finished(c))
 		conn_finish(c);
@@ -477,6 +437,7 @@ void dv_stream_reply_end(dv_stream_conn_t *pc)
 	conn_t *c = (conn_t *)pc;
 	if (c->pub.state == SC_OPEN) {
 		c->last_ms = dv_now_ms();
+		dv_stream_held_update(c); /* an answer the application keeps */
 		if (c->busy)
 			return; /* the running callback flushes at its end */
 		c->busy++;
@@ -531,12 +492,49 @@ bool dv_stream_under(const dv_stream_conn_t *pc, unsigned inflight,
 {
 	const conn_t *c = (const conn_t *)pc;
 	return c->pub.state == SC_OPEN && !L((conn_t *)c)->stopped &&
-	       c->inflight < inflight && !out_full(c, out);
+	       c->inflight < inflight && !dv_stream_out_full(c, out);
 }
 
 void dv_stream_abort(dv_stream_conn_t *pc, const char *why)
 {
 	conn_abort((conn_t *)pc, why);
+}
+
+/*
+ * Hand c->in to the application; how much it took, or its error
+ * (*held: it was not offered all of it because of the budget).  An
+ * application that does not check the worker's output budget itself
+ * between requests (no want_read: DoH) gets it in pieces of BUDGET_PIECE
+ * while the worker is over budget, and no more once the connection has
+ * output it could send (transports/stream_budget.c).
+ */
+#define BUDGET_PIECE 1024
+static ssize_t input_pieces(conn_t *c, bool *held)
+{
+	const dv_stream_app_t *app = APP(c);
+	size_t off = 0;
+	*held = false;
+	while (off < c->in_len) {
+		if (!app->want_read && dv_stream_input_held(c)) {
+			*held = true;
+			break;
+		}
+		size_t give = c->in_len - off;
+		bool piece = !app->want_read && W(c)->stream_out_over &&
+			     give > BUDGET_PIECE;
+		if (piece)
+			give = BUDGET_PIECE;
+		ssize_t n = app->input(&c->pub, c->in + off, give);
+		if (n < 0 || c->pub.state != SC_OPEN)
+			return n;
+		off += (size_t)n;
+		if (!piece || n == 0)
+			break;
+		dv_stream_held_update(c);
+		if (app->want_input && !app->want_input(&c->pub))
+			break;
+	}
+	return (ssize_t)off;
 }
 
 /* Offer what was read to the application (as long as it wants input). */
@@ -546,7 +544,8 @@ static void process_input(conn_t *c)
 	if (c->pub.state != SC_OPEN || c->app_failed || !c->in_len ||
 	    !c->pub.app_state || (app->want_input && !app->want_input(&c->pub)))
 		return;
-	ssize_t n = app->input(&c->pub, c->in, c->in_len);
+	bool held;
+	ssize_t n = input_pieces(c, &held);
 	if (c->pub.state != SC_OPEN)
 		return;
 	if (n < 0) {
@@ -563,7 +562,7 @@ static void process_input(conn_t *c)
 	}
 	/* nothing taken although it wanted input: only more bytes can help
 	 * (never spin on the same buffer) */
-	c->app_stuck = n == 0 && c->in_len;
+	c->app_stuck = n == 0 && c->in_len && !held;
 	/* the read timeout runs from the first byte of a request that is not
 	 * complete, wherever its bytes are buffered */
 	bool partial = c->in_len || (app->receiving && app->receiving(&c->pub));
@@ -584,7 +583,7 @@ static void timer_arm(conn_t *c)
 		due = c->msg_start_ms + cfg->tcp_read_timeout_ms;
 	else
 		due = c->last_ms + cfg->tcp_idle_timeout_ms;
-	if (c->pub.state == SC_OPEN && out_pending(c) &&
+	if (c->pub.state == SC_OPEN && dv_stream_out_pending(c) &&
 	    c->out_moved_ms + cfg->tcp_write_timeout_ms < due)
 		due = c->out_moved_ms + cfg->tcp_write_timeout_ms;
 	c->timer.repeat = due > now ? (double)(due - now) / 1000.0 : 0.001;
@@ -601,7 +600,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		conn_maybe_free(c);
 		return;
 	}
-	if (c->pub.state == SC_OPEN && out_pending(c) &&
+	if (c->pub.state == SC_OPEN && dv_stream_out_pending(c) &&
 	    now >= c->out_moved_ms + cfg->tcp_write_timeout_ms) {
 		/* the client stopped reading: what it was sent is lost
 		 * either way, and holding it costs memory */
@@ -627,14 +626,14 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 			conn_maybe_free(c);
 			return;
 		}
-	} else if (c->inflight == 0 && out_pending(c) == 0 &&
+	} else if (c->inflight == 0 && dv_stream_out_pending(c) == 0 &&
 		   now >= c->last_ms + cfg->tcp_idle_timeout_ms) {
 		DV_STAT_INC(&W(c)->stats, tcp_idle_closed);
 		conn_close(c);
 		conn_maybe_free(c);
 		return;
 	}
-	if (c->inflight || out_pending(c))
+	if (c->inflight || dv_stream_out_pending(c))
 		c->last_ms = now; /* busy is not idle */
 	timer_arm(c);
 }
@@ -858,7 +857,7 @@ static void write_cb(struct ev_loop *loop, ev_io *io, int revents)
 		conn_read(c);
 	}
 	flush_out(c);
-	if (c->pub.state == SC_OPEN && c->reading && !out_pending(c))
+	if (c->pub.state == SC_OPEN && c->reading && !dv_stream_out_pending(c))
 		conn_read(c); /* a read that wanted to write first */
 	after_io(c);
 }
@@ -923,7 +922,7 @@ void dv_stream_conn_start(listener_t *l, int fd,
 bool dv_stream_conn_idle(const conn_t *c)
 {
 	return c->pub.state == SC_OPEN && !c->busy && !c->inflight &&
-	       !out_pending(c) && !c->in_len && !c->msg_start_ms;
+	       !dv_stream_out_pending(c) && !c->in_len && !c->msg_start_ms;
 }
 
 

@@ -69,6 +69,14 @@ typedef struct {
 	 * the largest DNS frame).  Optional: no more than a read. */
 	size_t (*input_need)(dv_stream_conn_t *c, const uint8_t *in,
 			     size_t len);
+	/* Answer bytes the application holds and has not output yet
+	 * (counted in the worker's limits.worker-max-output).  Optional:
+	 * none. */
+	size_t (*unsent)(dv_stream_conn_t *c);
+	/* Whether the application has output to give without more input
+	 * from the client (while the worker is over its budget, such a
+	 * connection takes no more input).  Optional: none. */
+	bool (*output_ready)(dv_stream_conn_t *c);
 	/* Finished while the client may still be sending (an HTTP error that
 	 * closes the connection, a request body refused): shut our side down
 	 * and read and drop for a moment before closing, so that the client
@@ -176,7 +184,7 @@ void dv_stream_progress(dv_stream_conn_t *c);
 /* `c` is open, its listener is not draining, fewer than `inflight` of its
  * queries are in flight and fewer than `out` bytes of its output unsent
  * (and, while the worker's buffers are over limits.worker-max-output,
- * none). */
+ * none, the application's included). */
 bool dv_stream_under(const dv_stream_conn_t *c, unsigned inflight,
 		     size_t out);
 /* The peer broke the protocol (or memory is short): close `c` at once,

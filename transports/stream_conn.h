@@ -36,6 +36,7 @@ typedef struct conn {
 	size_t out_len, out_off, out_cap;
 	size_t io_held; /* the I/O layer's unsent bytes, counted in the
 			   worker's budget */
+	size_t app_held; /* the application's, likewise (DoH answers) */
 	struct conn *prev, *next; /* most recently active first */
 	struct conn *again_next;
 } conn_t;
@@ -92,6 +93,29 @@ uint8_t *dv_stream_buf_take(size_t cap);
 void dv_stream_buf_give(uint8_t *buf, size_t cap);
 /* Give the input buffer of `c` back when it holds nothing. */
 void dv_stream_in_idle(conn_t *c);
+
+/*
+ * transports/stream_budget.c: a connection's unsent output and the
+ * worker's budget for all of them (limits.worker-max-output).
+ */
+/* Output in our buffer, not yet handed to the I/O layer. */
+static inline size_t dv_stream_out_buffered(const conn_t *c)
+{
+	return c->out_len - c->out_off;
+}
+/* Set the output buffer (its capacity counts against the budget). */
+void dv_stream_out_set_cap(conn_t *c, uint8_t *out, size_t cap);
+/* Count again what the I/O layer and the application hold unsent. */
+void dv_stream_held_update(conn_t *c);
+/* Unsent output: in our buffer, or held by the I/O layer. */
+size_t dv_stream_out_pending(const conn_t *c);
+/* No more output for now: `cap` bytes are pending, or the worker is over
+ * its budget and some of this connection's output is pending. */
+bool dv_stream_out_full(const conn_t *c, size_t cap);
+/* No more input for now: the worker is over its budget and this
+ * connection has output pending, or output its application can give
+ * without more input (app->output_ready). */
+bool dv_stream_input_held(const conn_t *c);
 
 /* The listener's `again` timer: run the connections with buffered work. */
 void dv_stream_again_cb(struct ev_loop *loop, ev_timer *t, int revents);

@@ -406,9 +406,10 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "for this long (a client that stopped reading)"),
 	SIZE("limits", "worker-max-output", worker_max_output_bytes,
 	     64 * 1024, 64 * GIB, "32M",
-	     "buffered answer bytes of all client TCP/TLS connections of a "
-	     "worker (K, M, G = KiB, MiB, GiB); over it, a connection with "
-	     "unsent output reads no more until that is sent"),
+	     "buffered answer bytes of all client TCP/TLS/DoH connections of "
+	     "a worker (K, M, G = KiB, MiB, GiB); over it (until back under "
+	     "half), a connection with unsent output reads no more until "
+	     "that is sent"),
 	UINT("limits", "max-inflight", max_inflight, 1, 1000000, "10000",
 	     "queries in flight per worker"),
 	UINT("limits", "tcp-read-timeout-ms", tcp_read_timeout_ms, 100,

@@ -464,7 +464,8 @@ static uint32_t clamp_ttls(const dv_cache_t *c, uint8_t *data,
 	return lifetime;
 }
 
-int dv_cache_clamp_answer(const dv_cache_t *c, uint8_t *msg, size_t len)
+int dv_cache_clamp_answer(const dv_cache_t *c, uint8_t *msg, size_t len,
+			  uint32_t *out_ttl)
 {
 	dv_wire_resp_t r;
 	int ret;
@@ -480,7 +481,9 @@ int dv_cache_clamp_answer(const dv_cache_t *c, uint8_t *msg, size_t len)
 	    (DV_RCODE(r.flags) != DV_RCODE_NOERROR &&
 	     DV_RCODE(r.flags) != DV_RCODE_NXDOMAIN))
 		return DV_ELIMIT;
-	(void)clamp_ttls(c, msg, &r);
+	uint32_t lifetime = clamp_ttls(c, msg, &r);
+	if (out_ttl != NULL)
+		*out_ttl = lifetime == UINT32_MAX ? 0 : lifetime;
 	return 0;
 }
 
@@ -749,15 +752,17 @@ static inline bool entry_servfail_active(const struct entry *e,
 }
 
 /*
- * Write `e`'s answer for the client into `dst`.  Fresh (stale == false):
- * TTLs lowered by `age`.  Stale: every TTL DV_CACHE_STALE_TTL and EDE 3
- * (RFC 8767 4, RFC 8914 4.4; the EDE appears when the client sent EDNS).
- * Under the lock, no allocation.
+ * Write `e`'s answer for the client into `dst`, and its smallest TTL
+ * into `*ttl` (0 when truncated).  Fresh (stale == false): TTLs lowered
+ * by `age` (< e->lifetime).  Stale: every TTL DV_CACHE_STALE_TTL (a
+ * negative answer's freshness no longer than its lifetime, under its SOA
+ * MINIMUM) and EDE 3 (RFC 8767 4, RFC 8914 4.4; the EDE appears when the
+ * client sent EDNS).  Under the lock, no allocation.
  */
 static int entry_answer(const struct entry *e, uint32_t age, bool stale,
 			uint8_t *dst, size_t cap, const uint8_t *q_wire,
 			const dv_wire_query_t *q, size_t limit,
-			unsigned pad_block)
+			unsigned pad_block, uint32_t *ttl)
 {
 	dv_wire_resp_t resp; /* only the used part of ttl_off[] is filled */
 	int ret;
@@ -765,10 +770,19 @@ static int entry_answer(const struct entry *e, uint32_t age, bool stale,
 	memcpy(&resp, e->resp_head, RESP_HEAD_LEN);
 	memcpy((uint8_t *)&resp + RESP_OFFS_END, e->resp_tail, RESP_TAIL_LEN);
 	memcpy(resp.ttl_off, e->ttl_off, e->n_ttl * sizeof(uint16_t));
-	if (!stale)
-		return dv_wire_answer(dst, cap, entry_data((struct entry *)e),
-				      e->len, &resp, q_wire, q, age, limit,
-				      0xffff, NULL, pad_block);
+	*ttl = e->lifetime - age;
+	if (stale)
+		*ttl = resp.negative && e->lifetime < DV_CACHE_STALE_TTL
+			       ? e->lifetime
+			       : DV_CACHE_STALE_TTL;
+	if (!stale) {
+		ret = dv_wire_answer(dst, cap, entry_data((struct entry *)e),
+				     e->len, &resp, q_wire, q, age, limit,
+				     0xffff, NULL, pad_block);
+		if (ret > 0 && (dv_get16(dst + 2) & DV_FLAG_TC))
+			*ttl = 0;
+		return ret;
+	}
 	ret = dv_wire_answer(dst, cap, entry_data((struct entry *)e), e->len,
 			     &resp, q_wire, q, 0, limit, DV_EDE_STALE,
 			     "stale answer", pad_block);
@@ -782,6 +796,8 @@ static int entry_answer(const struct entry *e, uint32_t age, bool stale,
 			if ((size_t)e->ttl_off[i] + 4 <= (size_t)ret)
 				dv_put32(dst + e->ttl_off[i],
 					 DV_CACHE_STALE_TTL);
+	} else {
+		*ttl = 0;
 	}
 	return ret;
 }
@@ -790,17 +806,20 @@ int dv_cache_lookup_ex(dv_cache_t *c, const uint8_t *key, size_t key_len,
 		       uint32_t now_s, const dv_cache_policy_t *pol,
 		       uint8_t *dst, size_t cap, const uint8_t *q_wire,
 		       const dv_wire_query_t *q, size_t limit,
-		       unsigned pad_block, unsigned *out_flags)
+		       unsigned pad_block, unsigned *out_flags,
+		       uint32_t *out_ttl)
 {
 	static const dv_cache_policy_t no_policy;
 	struct entry *e, **pp;
 	struct shard *s;
-	uint32_t age;
+	uint32_t age, ttl = 0;
 	unsigned flags = 0;
 	int ret;
 
 	if (out_flags != NULL)
 		*out_flags = 0;
+	if (out_ttl != NULL)
+		*out_ttl = 0;
 	if (c == NULL || key == NULL || dst == NULL || q_wire == NULL ||
 	    q == NULL || key_len == 0 || key_len > DV_WIRE_KEY_MAX)
 		return -EINVAL;
@@ -828,7 +847,8 @@ int dv_cache_lookup_ex(dv_cache_t *c, const uint8_t *key, size_t key_len,
 			s->hits++;
 			if (stale_ok) {
 				ret = entry_answer(e, age, true, dst, cap,
-						   q_wire, q, limit, pad_block);
+						   q_wire, q, limit, pad_block,
+						   &ttl);
 				flags = DV_CACHE_STALE;
 			} else {
 				ret = dv_wire_error(dst, cap, q_wire, q,
@@ -841,6 +861,8 @@ int dv_cache_lookup_ex(dv_cache_t *c, const uint8_t *key, size_t key_len,
 			pthread_mutex_unlock(&s->lock);
 			if (out_flags != NULL)
 				*out_flags = flags;
+			if (out_ttl != NULL)
+				*out_ttl = ttl;
 			return ret;
 		}
 		s->misses++;
@@ -894,10 +916,12 @@ int dv_cache_lookup_ex(dv_cache_t *c, const uint8_t *key, size_t key_len,
 		}
 	}
 	ret = entry_answer(e, age, false, dst, cap, q_wire, q, limit,
-			   pad_block);
+			   pad_block, &ttl);
 	pthread_mutex_unlock(&s->lock);
 	if (out_flags != NULL)
 		*out_flags = flags;
+	if (out_ttl != NULL)
+		*out_ttl = ttl;
 	return ret;
 }
 
@@ -907,18 +931,19 @@ int dv_cache_lookup(dv_cache_t *c, const uint8_t *key, size_t key_len,
 		    size_t limit, unsigned pad_block)
 {
 	return dv_cache_lookup_ex(c, key, key_len, now_s, NULL, dst, cap,
-				  q_wire, q, limit, pad_block, NULL);
+				  q_wire, q, limit, pad_block, NULL, NULL);
 }
 
 int dv_cache_lookup_stale(dv_cache_t *c, const uint8_t *key, size_t key_len,
 			  uint32_t now_s, uint32_t stale_max_age,
 			  uint8_t *dst, size_t cap, const uint8_t *q_wire,
 			  const dv_wire_query_t *q, size_t limit,
-			  unsigned pad_block, unsigned *out_flags)
+			  unsigned pad_block, unsigned *out_flags,
+			  uint32_t *out_ttl)
 {
 	struct entry *e;
 	struct shard *s;
-	uint32_t age;
+	uint32_t age, ttl = 0;
 	int ret = DV_ENOTFOUND;
 
 	if (out_flags != NULL)
@@ -938,16 +963,18 @@ int dv_cache_lookup_stale(dv_cache_t *c, const uint8_t *key, size_t key_len,
 			/* refreshed meanwhile (another worker): fresh */
 			s->hits++;
 			ret = entry_answer(e, age, false, dst, cap, q_wire, q,
-					   limit, pad_block);
+					   limit, pad_block, &ttl);
 		} else if (entry_stale_ok(e, age, stale_max_age)) {
 			s->hits++;
 			ret = entry_answer(e, age, true, dst, cap, q_wire, q,
-					   limit, pad_block);
+					   limit, pad_block, &ttl);
 			if (out_flags != NULL && ret > 0)
 				*out_flags = DV_CACHE_STALE;
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (out_ttl != NULL)
+		*out_ttl = ret > 0 ? ttl : 0;
 	return ret;
 }
 

@@ -83,12 +83,15 @@ int dv_cache_store(dv_cache_t *c, const uint8_t *key, size_t key_len,
  * Clamp the TTLs of `msg` (`len` bytes), an answer built for a client from
  * an upstream response (dv_wire_answer()), in place the way
  * dv_cache_store() clamps what it keeps: so the answer a client gets on a
- * miss tells it what later hits will (and the DoH max-age, taken from the
- * answer's TTLs, agrees on both).  Only NOERROR and NXDOMAIN answers are
- * touched.  Returns 0, DV_ELIMIT (other rcode or opcode, or more records
- * than DV_WIRE_MAX_TTLS: left as they are), DV_EMALFORMED, -EINVAL.
+ * miss tells it what later hits will (and the DoH max-age agrees on
+ * both).  Only NOERROR and NXDOMAIN answers are touched.  Returns 0 with
+ * the answer's smallest TTL after clamping in `*out_ttl` (may be NULL; 0
+ * when it has no record), DV_ELIMIT (other rcode or opcode, or more
+ * records than DV_WIRE_MAX_TTLS: left as they are), DV_EMALFORMED,
+ * -EINVAL.
  */
-int dv_cache_clamp_answer(const dv_cache_t *c, uint8_t *msg, size_t len);
+int dv_cache_clamp_answer(const dv_cache_t *c, uint8_t *msg, size_t len,
+			  uint32_t *out_ttl);
 
 /*
  * Look up `key` at time `now_s`.  On a hit, writes the client's answer into
@@ -104,8 +107,12 @@ int dv_cache_lookup(dv_cache_t *c, const uint8_t *key, size_t key_len,
 		    size_t limit, unsigned pad_block);
 
 /*
- * dv_cache_lookup() with a policy (NULL = all zero) and `*out_flags`
- * (may be NULL) saying what was served:
+ * dv_cache_lookup() with a policy (NULL = all zero), `*out_flags` (may be
+ * NULL) saying what was served and `*out_ttl` (may be NULL) the smallest
+ * TTL of the answer written (what DoH gives as max-age: the entry's
+ * lifetime less its age; stale: DV_CACHE_STALE_TTL, or a negative
+ * answer's lifetime when shorter; 0 for a SERVFAIL, a truncated answer
+ * or no answer):
  *  - a fresh entry as above; DV_CACHE_PREFETCH when it has had at least
  *    prefetch_hits hits and is in the last prefetch_window_pct of its
  *    lifetime (at least its last second, never in its first): it is
@@ -122,21 +129,24 @@ int dv_cache_lookup_ex(dv_cache_t *c, const uint8_t *key, size_t key_len,
 		       uint32_t now_s, const dv_cache_policy_t *pol,
 		       uint8_t *dst, size_t cap, const uint8_t *q_wire,
 		       const dv_wire_query_t *q, size_t limit,
-		       unsigned pad_block, unsigned *out_flags);
+		       unsigned pad_block, unsigned *out_flags,
+		       uint32_t *out_ttl);
 
 /*
  * Serve-stale (RFC 8767): the answer for `key` if it expired less than
  * `stale_max_age` seconds ago, with every TTL DV_CACHE_STALE_TTL and EDE 3
  * "stale answer" (when the client sent EDNS); `*out_flags` (may be NULL)
- * gets DV_CACHE_STALE.  An entry that is fresh again (refreshed by another
- * worker) is served as by dv_cache_lookup() with no flag.  Does not remove
+ * gets DV_CACHE_STALE, `*out_ttl` (may be NULL) as dv_cache_lookup_ex()
+ * gives it.  An entry that is fresh again (refreshed by another worker)
+ * is served as by dv_cache_lookup() with no flag.  Does not remove
  * anything.  Returns the length, DV_ENOTFOUND, DV_ESPACE, -EINVAL.
  */
 int dv_cache_lookup_stale(dv_cache_t *c, const uint8_t *key, size_t key_len,
 			  uint32_t now_s, uint32_t stale_max_age,
 			  uint8_t *dst, size_t cap, const uint8_t *q_wire,
 			  const dv_wire_query_t *q, size_t limit,
-			  unsigned pad_block, unsigned *out_flags);
+			  unsigned pad_block, unsigned *out_flags,
+			  uint32_t *out_ttl);
 
 /*
  * Remember that the upstreams failed for `key` (SERVFAIL or no answer) for

@@ -182,6 +182,35 @@ static void finish(dv_query_t *q, const uint8_t *wire, size_t len)
 	finish_rc(q, wire, len, len >= 4 ? dv_rc_of(wire[3] & 0x0f) : DV_RC_OTHER);
 }
 
+/*
+ * RFC 8484 5.1: the freshness of the answer `r` describes: its smallest
+ * TTL, a negative answer's no longer than its SOA (RFC 2308: min(SOA TTL,
+ * SOA MINIMUM)); 0 for other rcodes and for an answer without records.
+ */
+static uint32_t resp_ttl(const dv_wire_resp_t *r)
+{
+	uint8_t rcode = DV_RCODE(r->flags);
+	if (rcode != DV_RCODE_NOERROR && rcode != DV_RCODE_NXDOMAIN)
+		return 0;
+	uint32_t ttl = r->min_ttl;
+	if (r->negative && r->neg_ttl < ttl)
+		ttl = r->neg_ttl;
+	return ttl == UINT32_MAX ? 0 : ttl;
+}
+
+/* The same for an answer the core did not build itself (the policy's):
+ * parsed, and only for a query whose transport wants it (DoH). */
+static void set_ttl_parsed(dv_query_t *q, const uint8_t *wire, size_t len)
+{
+	dv_wire_resp_t r;
+	q->answer_ttl = 0;
+	if (!q->want_ttl)
+		return;
+	int ret = dv_wire_parse_response(wire, len, &r);
+	if ((ret == 0 || ret == DV_ELIMIT) && !(r.flags & DV_FLAG_TC))
+		q->answer_ttl = resp_ttl(&r);
+}
+
 static unsigned pad_for(const dv_query_t *q)
 {
 	return q->view.edns_padding ? q->pad_block : 0;
@@ -194,6 +223,7 @@ static void reply_error(dv_query_t *q, uint8_t rcode, uint16_t ede,
 	int len = dv_wire_error(c->scratch, sizeof(c->scratch), q->wire,
 				&q->view, rcode, ede, text, pad_for(q));
 	dv_require(len > 0); /* the scratch buffer fits any error answer */
+	q->answer_ttl = 0;
 	switch (rcode) {
 	case DV_RCODE_FORMERR:
 		DV_STAT_INC(c->stats, formerr);
@@ -299,7 +329,7 @@ static bool serve_stale(dv_query_t *q, const uint8_t *key, size_t key_len)
 				      c->conf.stale_max_age_s,
 				      c->scratch, sizeof(c->scratch), q->wire,
 				      &q->view, q->answer_limit, pad_for(q),
-				      &flags);
+				      &flags, &q->answer_ttl);
 	if (n <= 0)
 		return false;
 	if (q->source == DV_SRC_LOCAL)
@@ -378,10 +408,15 @@ void dv_core_fetch_answer(dv_fetch_t *f, const uint8_t *wire, size_t len,
 				       len, r, q->wire, &q->view, 0,
 				       q->answer_limit, 0xffff, NULL,
 				       pad_for(q));
-		/* the TTLs later hits will give (and DoH's max-age with them) */
+		/* the TTLs later hits will give (and DoH's max-age with
+		 * them); unclamped (no cache, other rcodes, too many
+		 * records): the upstream's own */
+		q->answer_ttl = resp_ttl(r);
 		if (n > 0 && c->cache)
 			(void)dv_cache_clamp_answer(c->cache, c->scratch,
-						    (size_t)n);
+						    (size_t)n, &q->answer_ttl);
+		if (n > 0 && (dv_get16(c->scratch + 2) & DV_FLAG_TC))
+			q->answer_ttl = 0;
 		if (n > 0)
 			finish(q, c->scratch, (size_t)n);
 		else
@@ -592,6 +627,7 @@ static stage_t stage_policy(dv_query_t *q, pipe_t *p)
 	}
 	if (DV_RCODE(dv_get16(c->scratch + 2)) == DV_RCODE_REFUSED)
 		DV_STAT_INC(c->stats, refused);
+	set_ttl_parsed(q, c->scratch, (size_t)n);
 	finish(q, c->scratch, (size_t)n);
 	return STAGE_DONE;
 }
@@ -609,7 +645,7 @@ static stage_t stage_cache(dv_query_t *q, pipe_t *p)
 				   dv_timers_now_s(&c->timers), &pol,
 				   c->scratch, sizeof(c->scratch), q->wire,
 				   &q->view, q->answer_limit, pad_for(q),
-				   &cflags);
+				   &cflags, &q->answer_ttl);
 	if (n > 0) {
 		if (cflags & DV_CACHE_STALE) {
 			q->stale = true;

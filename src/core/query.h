@@ -73,6 +73,9 @@ struct dv_query {
 	 * query is worked out afresh (UDP, DoH) */
 	uint16_t *ident_memo;
 	bool udp;             /* answer size limited by the client's EDNS */
+	/* DoH: the core fills answer_ttl for every answer (for the others
+	 * only where it comes free: cache hits, upstream answers) */
+	bool want_ttl;
 	unsigned pad_block;   /* pad answers to padded queries (encrypted) */
 
 	/* filled by the core */
@@ -83,6 +86,11 @@ struct dv_query {
 	size_t answer_limit;
 	dv_wire_query_t view;
 	dv_query_t *next; /* waiters of one upstream fetch */
+	/* the answer's freshness for the reply hook (RFC 8484 5.1 max-age):
+	 * the smallest TTL it carries (a negative answer: its SOA's
+	 * lifetime, no longer than any record), 0 for an rcode other than
+	 * NOERROR/NXDOMAIN, a truncated answer or one without records */
+	uint32_t answer_ttl;
 
 	/* for the logs, when the core has a log hook (dv_core_set_log) */
 	bool log_ident;       /* the hook wants q->ident: the policy fills it

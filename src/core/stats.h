@@ -57,6 +57,14 @@
 	X(tcp_errors, "client TCP connections closed on error/bad framing")  \
 	X(tcp_write_timeouts,                                                \
 	  "client TCP connections closed: unsent output did not move")       \
+	X(tcp_output_over_budget,                                            \
+	  "times the stream connections' buffered output reached "           \
+	  "limits.worker-max-output")                                        \
+	X(tcp_output_paused,                                                 \
+	  "times a stream connection stopped taking input because its "      \
+	  "worker's buffered output was over limits.worker-max-output")      \
+	X(tcp_output_bytes,                                                  \
+	  "gauge: answer bytes buffered by client stream connections now")   \
 	X(tcp_evicted,                                                       \
 	  "idle client TCP connections closed to make room for new ones")    \
 	X(tcp_accept_paused,                                                 \

@@ -60,6 +60,7 @@ static bool flat_skipped(const char *name)
 		"doq_handshakes", "doq_resumed", "overload", "tcp_refused",
 		"tls_rate_limited", "doq_rate_limited", "doq_refused",
 		"doq_refused_address", "doq_half_open", "doq_half_open_peak",
+		"tcp_output_bytes",
 	};
 	for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
 		if (strcmp(name, skip[i]) == 0)
@@ -82,6 +83,11 @@ static void flat_counters(FILE *f, const dv_stats_t *st)
 	     "most QUIC handshakes in progress at once (per worker, summed)");
 	fprintf(f, "dnsveil_doq_half_open_peak %" PRIu64 "\n",
 		st->doq_half_open_peak);
+	head(f, "tcp_output_bytes", "gauge",
+	     "answer bytes buffered by client TCP/TLS/DoH connections now "
+	     "(per worker, summed; limits.worker-max-output)");
+	fprintf(f, "dnsveil_tcp_output_bytes %" PRIu64 "\n",
+		st->tcp_output_bytes);
 }
 
 /* Which transports carry queries: those of the configured listeners

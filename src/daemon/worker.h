@@ -82,6 +82,9 @@ struct dv_worker {
 	/* answer bytes buffered by the stream connections (their output
 	 * buffers), against limits.worker-max-output */
 	uint64_t stream_out_bytes;
+	/* over that budget: reached the limit and not yet back under half
+	 * (transports/stream_budget.c) */
+	bool stream_out_over;
 
 	/* dv_now_ms() when the loop last turned (a 1 s timer stamps it);
 	 * read by the admin listener's /healthz */

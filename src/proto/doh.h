@@ -216,3 +216,10 @@ unsigned dv_doh_inflight(const dv_doh_t *d);
 /* Response bytes the engine holds that dv_doh_output() has not returned
  * yet (answers waiting for their turn or for flow-control window). */
 size_t dv_doh_unsent(const dv_doh_t *d);
+
+/* Whether dv_doh_output() has something to return without more input
+ * from the client: HTTP/1.1, any response held (they leave as fast as the
+ * caller sends); HTTP/2, frames nghttp2 may send now (not answers stalled
+ * by the client's flow-control window, which only its WINDOW_UPDATE, that
+ * is more input, releases). */
+bool dv_doh_output_ready(const dv_doh_t *d);

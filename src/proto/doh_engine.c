@@ -144,3 +144,8 @@ size_t dv_doh_unsent(const dv_doh_t *d)
 {
 	return d->unsent;
 }
+
+bool dv_doh_output_ready(const dv_doh_t *d)
+{
+	return d->ops->output_ready(d);
+}

@@ -97,6 +97,7 @@ typedef struct {
 	bool (*want_input)(const dv_doh_t *d); /* d->err is checked first */
 	void (*drain)(dv_doh_t *d);
 	bool (*receiving)(const dv_doh_t *d);
+	bool (*output_ready)(const dv_doh_t *d);
 } dv_doh_ops_t;
 
 extern const dv_doh_ops_t dv_doh_h2_ops; /* doh_h2.c */

@@ -598,6 +598,11 @@ static bool h1_receiving(const dv_doh_t *d)
 	return d->in_message && !d->stopped;
 }
 
+static bool h1_output_ready(const dv_doh_t *d)
+{
+	return d->unsent || d->interim;
+}
+
 const dv_doh_ops_t dv_doh_h1_ops = {
 	.init = h1_init,
 	.deinit = h1_deinit,
@@ -608,4 +613,5 @@ const dv_doh_ops_t dv_doh_h1_ops = {
 	.want_input = h1_want_input,
 	.drain = h1_drain,
 	.receiving = h1_receiving,
+	.output_ready = h1_output_ready,
 };

@@ -729,6 +729,11 @@ static bool h2_want_input(const dv_doh_t *d)
 	       !h2_at_limit(d);
 }
 
+static bool h2_output_ready(const dv_doh_t *d)
+{
+	return !d->dead && nghttp2_session_want_write(d->h2);
+}
+
 static void h2_drain(dv_doh_t *d)
 {
 	if (d->dead)
@@ -761,4 +766,5 @@ const dv_doh_ops_t dv_doh_h2_ops = {
 	.want_input = h2_want_input,
 	.drain = h2_drain,
 	.receiving = h2_receiving,
+	.output_ready = h2_output_ready,
 };

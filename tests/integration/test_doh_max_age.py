@@ -8,7 +8,16 @@ MINIMUM 10800 (so its NXDOMAIN answers carry a SOA with TTL 10800) and a
 record with TTL 86400.  dnsveil runs with cache.negative-max-ttl 3600 and
 cache.max-ttl 7200: curl's DoH GETs must see max-age <= 3600 for the
 NXDOMAIN and <= 7200 for the record, equal to the smallest TTL of the DNS
-answer in the body, on the first request and on the second."""
+answer in the body, on the first request and on the second.
+
+DohMaxAgeEveryAnswer: every other kind of answer over HTTP/2 and HTTP/1.1
+(curl): a group's local record, a blocked name (NXDOMAIN with the
+blocked-ttl SOA, and REFUSED for a group whose action is refused), a
+SERVFAIL, and a stale answer (RFC 8767) while the only upstream is dead.
+max-age is the smallest TTL of a NOERROR/NXDOMAIN answer (a negative one's
+no longer than its SOA MINIMUM) and 0 for any other rcode: dnsveil takes it
+from the core with the answer, and this pins that down for every path the
+answer can take (policy, cache, upstream, stale, failure)."""
 
 import os
 import sys
@@ -134,6 +143,106 @@ class DohMaxAge(h.IntegrationTest):
         m = h.udp_query(self.dv.port, "nx2." + ZONE)
         self.assertEqual(m.rcode(), dns.rcode.NXDOMAIN, "%s" % m)
         self.assertEqual(soa_ttl(m), NEG_MAX, "first NXDOMAIN over UDP: %s" % m)
+
+
+SHORT = "short.example.test"  # TTL 2 in the resolver's local data
+BLOCKED = "ads.blocked.test"
+BLOCKED_TTL = 240
+RECORD_TTL = 123
+MODES = ("https-h2", "https-http1.1")
+
+
+def expected_age(m):
+    """RFC 8484 5.1 for the DNS answer `m`: its smallest TTL; a negative
+    answer's no longer than its SOA MINIMUM; 0 for other rcodes."""
+    if m.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return 0
+    age = h.min_ttl(m)
+    if age is None:
+        return 0
+    if m.rcode() == dns.rcode.NXDOMAIN or not m.answer:
+        for rr in m.authority:
+            if rr.rdtype == dns.rdatatype.SOA:
+                age = min(age, min(r.minimum for r in rr))
+    return age
+
+
+class DohMaxAgeEveryAnswer(h.IntegrationTest):
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="dv-max-age-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        ads = os.path.join(self.tmp, "ads.txt")
+        with open(ads, "w") as f:
+            f.write(BLOCKED + "\n")
+        self.ub = self.start_resolver(local_data=[(SHORT, 2, "A", "192.0.2.77")])
+        extra = """lists:
+  ads: { source: %s, format: domains }
+groups:
+  default:
+    block: [ads]
+    blocked-ttl: %d
+    records:
+      - "rec.corp.example. %d IN A 192.0.2.10"
+  shut:
+    block: [ads]
+    action: refused
+clients:
+  - { id: "shut-*", group: shut }
+""" % (ads, BLOCKED_TTL, RECORD_TTL)
+        cache = {"stale-max-age-s": 3600, "stale-answer-timeout-ms": 500,
+                 "servfail-ttl-s": 0}
+        pool = {"query-timeout-ms": 1500, "timeout-ms": 700, "connections": 1,
+                "reconnect-min-ms": 50, "reconnect-max-ms": 300}
+        self.dv = self.start_dnsveil(upstream=[self.ub], listen=["dns", "https"],
+                                     config=h.doh_config(cache=cache, pool=pool),
+                                     extra_yaml=extra)
+
+    def get(self, mode, name, what, path=None, rcode=None):
+        """A DoH GET through curl -v: the DNS answer, after checking that
+        its max-age is what RFC 8484 5.1 gives for it."""
+        r = h.curl_get(self.dv, mode, h.query_wire(name), path=path, extra=("-v",))
+        self.assertEqual((r.rc, r.status), (0, 200), "%s: %r" % (what, r))
+        m = dns.message.from_wire(r.body)
+        if rcode is not None:
+            self.assertEqual(m.rcode(), rcode, "%s: %s" % (what, m))
+        age = h.max_age(r.header("cache-control"))
+        self.assertEqual(age, expected_age(m), "%s: max-age %s for:\n%s" % (what, age, m))
+        log("%s: %s, max-age %d" % (what, dns.rcode.to_text(m.rcode()), age))
+        return m, age
+
+    def test_policy_answers(self):
+        for mode in MODES:
+            m, age = self.get(mode, "rec.corp.example", mode + " local record",
+                              rcode=dns.rcode.NOERROR)
+            self.assertEqual(age, RECORD_TTL)
+            m, age = self.get(mode, BLOCKED, mode + " blocked", rcode=dns.rcode.NXDOMAIN)
+            self.assertEqual(age, BLOCKED_TTL)
+            m, age = self.get(mode, BLOCKED, mode + " blocked, action refused",
+                              path=self.dv.path + "/shut-1", rcode=dns.rcode.REFUSED)
+            self.assertEqual(age, 0)
+
+    def test_stale_and_servfail(self):
+        for mode in MODES:
+            m, age = self.get(mode, SHORT, mode + " short-lived, from the upstream",
+                              rcode=dns.rcode.NOERROR)
+            self.assertLessEqual(age, 2)
+        self.ub.kill()
+        log("killed the only upstream")
+        for mode in MODES:
+            def stale():
+                r = h.curl_get(self.dv, mode, h.query_wire(SHORT))
+                if r.rc or r.status != 200:
+                    return False
+                return h.min_ttl(dns.message.from_wire(r.body)) == 30
+            h.wait_for(stale, h.scaled(15), interval=0.2,
+                       what="%s: the stale answer once %s expires" % (mode, SHORT))
+            m, age = self.get(mode, SHORT, mode + " stale", rcode=dns.rcode.NOERROR)
+            self.assertEqual(age, 30)
+            m, age = self.get(mode, h.unique_label("gone") + ".example.test",
+                              mode + " upstream dead", rcode=dns.rcode.SERVFAIL)
+            self.assertEqual(age, 0)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,13 @@ import struct
 import sys
 import threading
 import time
+import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dvtest as h  # noqa: E402
 from dvtest import log  # noqa: E402
+from dvtest.doh import b64url  # noqa: E402
 
 import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
@@ -154,6 +156,102 @@ class HostileStream(h.IntegrationTest):
         return self.dv
 
     # ------------------------------------------------------------ memory
+
+    def test_never_reading_doh_clients_bounded(self):
+        """60 HTTP/1.1 DoH clients pipeline 500 GETs each for a ~3 KB cached
+        answer and never read.  The answers DoH's engine holds count in
+        limits.worker-max-output (8 MiB here), and over it a connection that
+        could send output takes no more requests, so the process stays near
+        the budget; before, each connection held doh.max-streams (500)
+        answers outside the budget (~1.5 MB each, ~90 MB in all).  A DoH
+        client on another connection is answered promptly meanwhile, and
+        /metrics counts the budget's work."""
+        n_conns, per_conn, streams = 40, 3000, 1000
+        worker_cap = 8 * 2**20
+        admin_port = h.free_port()
+        self._start(limits={"worker-max-output": "8M", "tcp-write-timeout-ms": 60000,
+                            "tcp-idle-timeout-ms": 60000, "tcp-read-timeout-ms": 60000,
+                            "tls-handshakes-per-ip": 0},
+                    doh={"max-streams": streams},
+                    admin={"listen": "http://127.0.0.1:%d" % admin_port})
+        h.raise_nofile(4096)
+        r = h.tcp_query(self.dv.port, "big.example.test", "TXT")
+        self.assertGreater(len(r.to_wire()), 3000)
+        wire = h.make_query("big.example.test", "TXT", qid=0).to_wire()
+        req = ("GET %s?dns=%s HTTP/1.1\r\nHost: dns.test\r\n\r\n" % (
+            self.dv.path, b64url(wire))).encode()
+        blob = req * per_conn
+        rss0 = self.dv.rss_kb() * 1024
+        socks, lock = [], threading.Lock()
+
+        def attacker():
+            try:
+                s = h.tcp_connect(self.http_port, rcvbuf=16384)
+            except OSError as e:
+                log("DoH client could not connect: %r" % (e,))
+                return
+            with lock:
+                socks.append(s)
+            s.settimeout(h.scaled(5))
+            try:
+                s.sendall(blob)
+            except (socket.timeout, OSError):
+                pass  # dnsveil stopped taking requests: that is the point
+
+        threads = [threading.Thread(target=attacker, daemon=True) for _ in range(n_conns)]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(h.scaled(20))
+            self.assertEqual(len(socks), n_conns)
+            # settled: dnsveil takes no more of their requests
+            last = [None]
+
+            def settled():
+                q = self.dv.stats()["queries"]
+                done = q == last[0]
+                last[0] = q
+                return done
+            h.wait_for(settled, h.scaled(20), interval=1.0,
+                       what="dnsveil to stop taking the non-readers' requests")
+            rss1 = self.dv.rss_kb() * 1024
+            # a client that reads, on a connection of its own
+            t0 = time.monotonic()
+            c = h.curl_get(self.dv, "http-http1.1", wire)
+            took = time.monotonic() - t0
+            self.assertEqual((c.rc, c.status), (0, 200), "%r" % (c,))
+            self.assertGreater(len(c.body), 3000)
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
+                                        timeout=h.scaled(5)) as m:
+                metrics = m.read().decode()
+            self.assertTrue(self.dv.alive())
+        finally:
+            for s in socks:
+                s.close()
+        growth = rss1 - rss0
+        st = self.dv.stats()
+        log("%d DoH clients each pipelined %d GETs for a ~3.1 KB answer and never read: "
+            "%d queries taken, RSS %.1f MiB -> %.1f MiB (+%.1f MiB); a reading DoH client "
+            "answered in %.0f ms; over budget %d times, %d pauses" % (
+                n_conns, per_conn, st["queries"], rss0 / 2**20, rss1 / 2**20,
+                growth / 2**20, took * 1e3, st.get("tcp_output_over_budget", 0),
+                st.get("tcp_output_paused", 0)))
+        # two workers' budgets, plus per connection its input buffer (the
+        # requests read, up to 64 KiB), its output buffer (up to 64 KiB
+        # before an idle one is given back), one 1 KiB piece's answers
+        # (~30 KiB) and the engine's own state and malloc's slack
+        limit = 2 * worker_cap + n_conns * 256 * 1024
+        if h.SANITIZE:
+            limit *= 3
+        self.assertLess(growth, limit, "RSS grew by %.1f MiB for %d DoH clients that never "
+                        "read (bound %.1f MiB)" % (growth / 2**20, n_conns, limit / 2**20))
+        self.assertLess(took, max(1.0, 0.2 * h.SCALE),
+                        "a reading DoH client waited %.2f s" % took)
+        self.assertGreaterEqual(st.get("tcp_output_over_budget", 0), 1)
+        for name in ("dnsveil_tcp_output_over_budget_total", "dnsveil_tcp_output_paused_total",
+                     "dnsveil_tcp_output_bytes"):
+            self.assertIn("\n" + name + " ", metrics, "%s missing from /metrics" % name)
 
     def test_never_reading_clients_bounded(self):
         """50 TCP and 50 DoT clients pipeline queries for a ~3 KB cached

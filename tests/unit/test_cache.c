@@ -151,6 +151,27 @@ static int lookup(dv_cache_t *c, const tq_t *q, uint32_t now)
 			       q->wire, &q->q, sizeof(out), 0);
 }
 
+/* the smallest TTL the last lookup_pol()/lookup_stale() reported */
+static uint32_t last_ttl;
+
+static int lookup_pol(dv_cache_t *c, const tq_t *q, uint32_t now,
+		      const dv_cache_policy_t *pol, unsigned *flags)
+{
+	last_ttl = 12345;
+	return dv_cache_lookup_ex(c, q->key, q->key_len, now, pol, out,
+				  sizeof(out), q->wire, &q->q, sizeof(out), 0,
+				  flags, &last_ttl);
+}
+
+static int lookup_stale(dv_cache_t *c, const tq_t *q, uint32_t now,
+			uint32_t max_age, unsigned *flags)
+{
+	last_ttl = 12345;
+	return dv_cache_lookup_stale(c, q->key, q->key_len, now, max_age, out,
+				     sizeof(out), q->wire, &q->q, sizeof(out),
+				     0, flags, &last_ttl);
+}
+
 /* What the client got, as ldns reads it; the caller frees it. */
 static ldns_pkt *served(int len)
 {
@@ -543,10 +564,14 @@ static void check_first_equals_hit(dv_cache_t *c, const tq_t *q,
 			       q->wire, &q->q, 0, sizeof(out), 0xffff, NULL,
 			       0);
 	assert_true(n > 0);
-	assert_int_equal(dv_cache_clamp_answer(c, first, (size_t)n), 0);
+	uint32_t ttl = 0;
+	assert_int_equal(dv_cache_clamp_answer(c, first, (size_t)n, &ttl), 0);
 	assert_int_equal(store(c, q, a, 50), 0);
-	assert_int_equal(lookup(c, q, 50), n);
+	assert_int_equal(lookup_pol(c, q, 50, NULL, NULL), n);
 	assert_memory_equal(first, out, (size_t)n);
+	/* the smallest TTL: the same on the miss and on the hit */
+	assert_int_equal(ttl, last_ttl);
+	assert_true(ttl > 0);
 }
 
 static void test_clamp_answer(void **state)
@@ -604,11 +629,11 @@ static void test_clamp_answer(void **state)
 		    LDNS_RCODE_SERVFAIL, 0, sf_rrs);
 	assert_int_equal(a->parse_ret, 0);
 	memcpy(msg, a->wire, a->len);
-	assert_int_equal(dv_cache_clamp_answer(c, msg, a->len), DV_ELIMIT);
+	assert_int_equal(dv_cache_clamp_answer(c, msg, a->len, NULL), DV_ELIMIT);
 	assert_memory_equal(msg, a->wire, a->len);
 	/* and what does not parse */
-	assert_int_equal(dv_cache_clamp_answer(c, msg, 11), DV_EMALFORMED);
-	assert_int_equal(dv_cache_clamp_answer(NULL, msg, a->len), -EINVAL);
+	assert_int_equal(dv_cache_clamp_answer(c, msg, 11, NULL), DV_EMALFORMED);
+	assert_int_equal(dv_cache_clamp_answer(NULL, msg, a->len, NULL), -EINVAL);
 	free(a);
 	dv_cache_free(c);
 
@@ -623,7 +648,7 @@ static void test_clamp_answer(void **state)
 	/* a 86400 answer is not touched */
 	a = answer_a("www.example.test.", "192.0.2.1", 86400);
 	memcpy(msg, a->wire, a->len);
-	assert_int_equal(dv_cache_clamp_answer(c, msg, a->len), 0);
+	assert_int_equal(dv_cache_clamp_answer(c, msg, a->len, NULL), 0);
 	assert_memory_equal(msg, a->wire, a->len);
 	free(a);
 	dv_cache_free(c);
@@ -1321,22 +1346,6 @@ static int served_ede(ldns_pkt *p)
 	return -1;
 }
 
-static int lookup_pol(dv_cache_t *c, const tq_t *q, uint32_t now,
-		      const dv_cache_policy_t *pol, unsigned *flags)
-{
-	return dv_cache_lookup_ex(c, q->key, q->key_len, now, pol, out,
-				  sizeof(out), q->wire, &q->q, sizeof(out), 0,
-				  flags);
-}
-
-static int lookup_stale(dv_cache_t *c, const tq_t *q, uint32_t now,
-			uint32_t max_age, unsigned *flags)
-{
-	return dv_cache_lookup_stale(c, q->key, q->key_len, now, max_age, out,
-				     sizeof(out), q->wire, &q->q, sizeof(out),
-				     0, flags);
-}
-
 static void test_stale_window(void **state)
 {
 	dv_cache_t *c = new_cache(1 << 20, 4, 0, 86400, 3600);
@@ -1362,6 +1371,7 @@ static void test_stale_window(void **state)
 	n = lookup_stale(c, &qe, 130, 100, &fl);
 	assert_true(n > 0);
 	assert_int_equal(fl, 0);
+	assert_int_equal(last_ttl, 30); /* the smallest TTL, aged */
 	p = served(n);
 	assert_int_equal(section_ttl(p, LDNS_SECTION_ANSWER, 0), 30);
 	assert_int_equal(served_ede(p), -1);
@@ -1376,6 +1386,7 @@ static void test_stale_window(void **state)
 	n = lookup_stale(c, &qe, 200, 100, &fl);
 	assert_true(n > 0);
 	assert_int_equal(fl, DV_CACHE_STALE);
+	assert_int_equal(last_ttl, DV_CACHE_STALE_TTL);
 	p = served(n);
 	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
 	assert_int_equal(ldns_pkt_id(p), 2);
@@ -1398,6 +1409,7 @@ static void test_stale_window(void **state)
 	assert_true(lookup_stale(c, &q, 259, 100, &fl) > 0);
 	assert_int_equal(lookup_stale(c, &q, 260, 100, &fl), DV_ENOTFOUND);
 	assert_int_equal(fl, 0);
+	assert_int_equal(last_ttl, 0);
 	assert_int_equal(lookup_stale(c, &q, 200, 0, &fl), DV_ENOTFOUND);
 	/* past the window a lookup removes it */
 	assert_int_equal(stats(c).entries, 1);
@@ -1441,6 +1453,7 @@ static void test_servfail_entries(void **state)
 	n = lookup_pol(c, &other, 12, &pol, &fl);
 	assert_true(n > 0);
 	assert_int_equal(fl, DV_CACHE_SERVFAIL);
+	assert_int_equal(last_ttl, 0); /* no HTTP freshness for a failure */
 	p = served(n);
 	assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
 	assert_int_equal(ldns_pkt_id(p), 3);
@@ -1487,6 +1500,7 @@ static void test_servfail_entries(void **state)
 	n = lookup_pol(c, &q, 182, &pol, &fl);
 	assert_true(n > 0);
 	assert_int_equal(fl, 0);
+	assert_int_equal(last_ttl, 59);
 	p = served(n);
 	assert_int_equal(section_ttl(p, LDNS_SECTION_ANSWER, 0), 59);
 	ldns_pkt_free(p);

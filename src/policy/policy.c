@@ -521,6 +521,20 @@ static int rpz_decide(dv_policy_worker_t *w, dv_query_t *q,
 		CTR_INC(w->list_ctr[p->lists[li].slot][LC_BLOCKED]);
 		if (logging)
 			log_decision(w, q, id, g, D_BLOCK, name, (int)li);
+		if (a->kind == DV_RPZ_DATA && a->local) {
+			/* local data beyond addresses: answered as local
+			 * records are (a CNAME followed in the zone) */
+			const dv_records_t *t = dv_rpz_local(z);
+			dv_records_hit_t rh = dv_records_lookup(t, 0, name, n);
+			int len = rh.node < 0
+					  ? 0
+					  : dv_records_answer(t, 0, rh, q, buf,
+							      cap, w->tmp,
+							      sizeof(w->tmp),
+							      pad_block);
+			if (len > 0)
+				return len;
+		}
 		group_t rg = *g; /* the zone's action and TTL */
 		rg.ttl = a->ttl;
 		rg.action = a->kind == DV_RPZ_NXDOMAIN ? DV_ACTION_NXDOMAIN

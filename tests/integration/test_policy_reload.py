@@ -21,6 +21,9 @@ kept open across the reload, kdig, curl.
   while the certificate has the listener's address as an IP SAN; a new
   certificate without IP SANs (SIGHUP) turns the answer into NODATA, and
   the first one back brings it back; ddr.server-name reloads too.
+- RPZ local data of every type the local records have: kdig sees a CNAME
+  rewrite (followed into the zone's own data), TXT and MX from an RPZ
+  file.
 """
 
 import os
@@ -356,6 +359,64 @@ class DdrReload(PolicyReloadBase):
         self.assertRegex(logged, r"configuration checked and reloaded")
         self.assertEqual(self.svcb(), [("_dns.resolver.arpa.", 1, "alt.dns.test.")])
         log("ok: ddr.server-name applied by SIGHUP")
+
+
+class RpzLocalData(PolicyReloadBase):
+
+    ZONE = """$TTL 300
+@ SOA ns.rpz.example. admin.rpz.example. 1 3600 600 86400 60
+  NS ns.rpz.example.
+rewrite.example.test CNAME target.example.test.
+target.example.test A 192.0.2.77
+target.example.test TXT "rpz target"
+out.example.test CNAME %(www)s.
+txt.example.test TXT "first" "second"
+mx.example.test MX 10 mail.example.test.
+srv._tcp.example.test SRV 0 5 389 dc.example.test.
+*.wild.example.test TXT "wild"
+""" % {"www": WWW}
+
+    def test_rpz_local_data_types(self):
+        self.ub = self.start_unbound(log_queries=False)
+        zone = os.path.join(self.ub.dir, "local.rpz")
+        with open(zone, "w") as f:
+            f.write("$ORIGIN rpz.example.\n" + self.ZONE)
+        self.dv = self.start_dnsveil(
+            upstream=[self.ub], listen=["dns"],
+            extra_yaml="lists:\n  local: { source: %s, format: rpz }\n"
+                       "groups:\n  default: { block: [local] }\n" % zone)
+        self.assertNotRegex(self.dv.stderr_text(), r"list local .*[1-9]\d* skipped")
+
+        # a CNAME to a name: the rewrite, followed into the zone's data
+        r = h.kdig(self.dv.port, "rewrite.example.test", "A")
+        self.assertEqual(r.status, "NOERROR", repr(r))
+        self.assertEqual([(n, t, rd) for n, t, _ttl, rd in r.records()],
+                         [("rewrite.example.test.", "CNAME", "target.example.test."),
+                          ("target.example.test.", "A", "192.0.2.77")], repr(r))
+        r = h.kdig(self.dv.port, "rewrite.example.test", "TXT")
+        self.assertEqual([(t, rd) for _n, t, _ttl, rd in r.records()],
+                         [("CNAME", "target.example.test."), ("TXT", '"rpz target"')], repr(r))
+        # a CNAME out of the zone: answered alone (the client asks again)
+        r = h.kdig(self.dv.port, "out.example.test", "A")
+        self.assertEqual([(t, rd) for _n, t, _ttl, rd in r.records()],
+                         [("CNAME", WWW + ".")], repr(r))
+        r = h.kdig(self.dv.port, "txt.example.test", "TXT")
+        self.assertEqual([(t, rd) for _n, t, _ttl, rd in r.records()],
+                         [("TXT", '"first" "second"')], repr(r))
+        r = h.kdig(self.dv.port, "mx.example.test", "MX")
+        self.assertEqual([(t, rd) for _n, t, _ttl, rd in r.records()],
+                         [("MX", "10 mail.example.test.")], repr(r))
+        r = h.kdig(self.dv.port, "srv._tcp.example.test", "SRV")
+        self.assertEqual([(t, rd) for _n, t, _ttl, rd in r.records()],
+                         [("SRV", "0 5 389 dc.example.test.")], repr(r))
+        r = h.kdig(self.dv.port, "a.wild.example.test", "TXT")
+        self.assertEqual([(n, t, rd) for n, t, _ttl, rd in r.records()],
+                         [("a.wild.example.test.", "TXT", '"wild"')], repr(r))
+        # another type at a name with local data: NODATA
+        r = h.kdig(self.dv.port, "mx.example.test", "A")
+        self.assertEqual((r.status, r.records()), ("NOERROR", []), repr(r))
+        log("ok: RPZ local data CNAME (rewrite, followed), TXT, MX, SRV and a wildcard "
+            "answered by kdig")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@
  *   - the certificate and key of every TLS listener (DoT, DoH, DoQ): new
  *     connections get the new pair, established ones keep theirs;
  *   - drain.delay-ms, drain.timeout-ms (read when SIGTERM comes);
+ *   - the whole policy (lists, groups, clients, records, internal names,
+ *     policy.*, ddr.*), built off the query path and swapped in at once
+ *     (src/policy/policy_reload.c); DDR also after a certificate reload;
  *   - the lists' contents (fetched and read again, as before).
  * Any other section that differs from the running configuration is named
  * in one warning line as taking effect on restart.  A refusal logs

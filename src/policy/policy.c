@@ -119,8 +119,10 @@ int dv_policy_state_build(dv_policy_t *p, pstate_t *prev,
 		ret = -ENOMEM;
 	}
 	if (ret < 0) {
-		if (prev && st->snap == prev->snap)
+		if (prev && st->snap && st->snap == prev->snap) {
 			prev->own_snap = true; /* it stays prev's */
+			st->own_snap = false;
+		}
 		dv_policy_state_free(st);
 		return ret;
 	}

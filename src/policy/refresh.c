@@ -2,7 +2,9 @@
  * Lists at start and their refresh, off the query path (README "Policy").
  *
  * Design note.  Every list's rules sit in one suffix set, held by an
- * immutable snapshot (snap_t) that p->snap points to.  A refresher thread
+ * immutable snapshot (snap_t) that the state in use's snap points to
+ * (p->cur->snap; a reload swaps the whole state: policy_reload.c).  A
+ * refresher thread
  * wakes when a list is due: a file is stat()ed (a new size or modification
  * time means a new copy), a URL is fetched with If-None-Match and
  * If-Modified-Since (a 304 costs no parse and no swap).  When a list has a
@@ -11,8 +13,9 @@
  * the old snapshot once no worker can hold it.
  *
  * Reclamation is quiescent-state based, per loop turn, not per query: a
- * worker loads p->snap when its event loop wakes (dv_policy_worker_enter,
- * its turn counter made odd) and drops it before the loop sleeps
+ * worker loads p->cur and its snap when its event loop wakes
+ * (dv_policy_worker_enter, its turn counter made odd) and drops them
+ * before the loop sleeps
  * (dv_policy_worker_leave, even again).  After the swap the refresher
  * waits until each worker is between turns or has begun another one; then
  * no worker holds the old snapshot.  The turn counter's store and the

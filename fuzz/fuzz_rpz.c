@@ -7,13 +7,21 @@
  * Checks besides memory errors: the counts add up (a trigger is a rule,
  * rules <= lines); a lookup's offset is inside the name and on a label
  * boundary; an action found is one of the kinds, with addresses only for
- * local data and never more than a blocked answer holds.
+ * local data and never more than a blocked answer holds.  Local data
+ * beyond addresses (TXT, MX, a CNAME rewrite, ...) is found in the zone's
+ * local records, and its answer to a query for the name (A, TXT, MX and
+ * ANY) parses as a response to that query, with AA and NOERROR, within
+ * the limits of UDP without EDNS, with EDNS and TCP.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/core/errors.h"
+#include "src/core/query.h"
+#include "src/core/wire.h"
+#include "src/policy/records.h"
 #include "src/policy/rpz.h"
 #include "src/policy/suffix.h"
 
@@ -27,6 +35,76 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static dv_query_t q;
+static uint8_t out[DV_DNS_MAX_MSG], tmp[DV_DNS_MAX_MSG];
+
+/* A query for `name` (text, `n` bytes) and `type` into q; false when the
+ * name does not make one. */
+static bool make_query(const char *name, size_t n, uint16_t type)
+{
+	uint8_t *w = q.inline_buf;
+	size_t len = DV_DNS_HDR;
+	memset(&q, 0, sizeof(q));
+	memset(w, 0, DV_DNS_HDR);
+	w[0] = 0x12;
+	w[1] = 0x34;
+	w[2] = 0x01; /* RD */
+	w[5] = 1; /* one question */
+	for (size_t i = 0; i < n;) {
+		size_t e = i;
+		while (e < n && name[e] != '.')
+			e++;
+		if (e == i || e - i > 63 || len + 1 + (e - i) + 5 > 255 + 12)
+			return false;
+		w[len++] = (uint8_t)(e - i);
+		memcpy(w + len, name + i, e - i);
+		len += e - i;
+		i = e + 1;
+	}
+	w[len++] = 0;
+	w[len++] = (uint8_t)(type >> 8);
+	w[len++] = (uint8_t)type;
+	w[len++] = 0;
+	w[len++] = 1; /* IN */
+	if (len > DV_QUERY_INLINE)
+		return false;
+	q.wire = w;
+	q.len = (uint16_t)len;
+	return dv_wire_parse_query(q.wire, q.len, &q.view) == 0;
+}
+
+static void check_local(const dv_rpz_t *z, const char *name, size_t n)
+{
+	const dv_records_t *t = dv_rpz_local(z);
+	CHECK(t);
+	dv_records_hit_t hit = dv_records_lookup(t, 0, name, n);
+	if (hit.node < 0)
+		return; /* below a wildcard trigger whose data is elsewhere */
+	static const uint16_t types[] = { 1, 16, 15, 255 };
+	static const size_t limits[] = { 512, 1232, DV_DNS_MAX_MSG };
+	for (size_t i = 0; i < sizeof(types) / sizeof(*types); i++) {
+		if (!make_query(name, n, types[i]))
+			return;
+		for (size_t k = 0; k < sizeof(limits) / sizeof(*limits); k++) {
+			q.answer_limit = limits[k];
+			int len = dv_records_answer(t, 0, hit, &q, out,
+						    sizeof(out), tmp,
+						    sizeof(tmp), 0);
+			if (len < 0)
+				continue;
+			CHECK((size_t)len <= limits[k]);
+			dv_wire_resp_t r;
+			int ret = dv_wire_parse_response(out, (size_t)len, &r);
+			CHECK(ret == 0 || ret == DV_ELIMIT);
+			CHECK(dv_get16(out) == q.view.id);
+			CHECK(r.flags & DV_FLAG_AA);
+			CHECK(DV_RCODE(r.flags) == DV_RCODE_NOERROR);
+			CHECK(dv_wire_question_matches(out, (size_t)len, q.wire,
+						       q.len));
+		}
+	}
+}
+
 static void check_lookup(const dv_rpz_t *z, const char *name, size_t n)
 {
 	unsigned off = 0;
@@ -39,9 +117,11 @@ static void check_lookup(const dv_rpz_t *z, const char *name, size_t n)
 	CHECK(a->n_v4 <= DV_POLICY_MAX_ACTION &&
 	      a->n_v6 <= DV_POLICY_MAX_ACTION);
 	if (a->kind != DV_RPZ_DATA)
-		CHECK(a->n_v4 == 0 && a->n_v6 == 0);
+		CHECK(a->n_v4 == 0 && a->n_v6 == 0 && !a->local);
 	else
-		CHECK(a->n_v4 + a->n_v6 > 0);
+		CHECK(a->n_v4 + a->n_v6 > 0 || a->local);
+	if (a->local)
+		check_local(z, name, n);
 	const uint8_t *v4, *v6;
 	dv_rpz_addrs(z, a, &v4, &v6);
 	volatile uint8_t sink = 0;

@@ -12,6 +12,7 @@
 #include "src/core/log.h"
 #include "src/daemon/reload_net.h"
 #include "src/policy/policy.h"
+#include "src/tls/cert_names.h"
 #include "src/tls/quic_tls.h"
 #include "src/tls/tls.h"
 
@@ -123,8 +124,9 @@ static const struct {
 	{ "admin", RANGE(admin_listen, drain_delay_ms) },
 	{ "user/group", RANGE(user, upstream_connections) },
 	{ "cache.size/cache.shards", RANGE(cache_size_bytes, cache_min_ttl) },
-	{ "lists:/groups:/clients:/policy:/records/internal:",
-	  RANGE(lists, source) },
+	/* lists:, groups:, clients:, internal:, policy.*, ddr.* (up to
+	 * `source`) reload live: policy_prepare(); groups.NAME.upstream and
+	 * .fallback: check_group_sets() */
 };
 #undef RANGE
 
@@ -195,6 +197,47 @@ static void say_restart(const dv_config_t *cur, const dv_config_t *next)
 			    names);
 }
 
+/*
+ * The whole policy of `next` (groups, clients, lists, records, internal
+ * names, DDR checked against next's certificate), built off the query
+ * path without touching the one in use: *out for policy_commit() or
+ * dv_policy_reload_discard().  0 or DV_ECONFIG with `err`.
+ */
+static int policy_prepare(dv_reload_t *r, const dv_config_t *next,
+			  dv_policy_state_t **out, char *err, size_t err_len)
+{
+	*out = NULL;
+	if (!r->policy)
+		return 0;
+	dv_cert_names_t names = { 0 };
+	char why[900];
+	if (next->tls_cert[0] &&
+	    dv_tls_cert_names(next->tls_cert, &names, why, sizeof(why)) != 0)
+		memset(&names, 0, sizeof(names));
+	if (dv_policy_reload_prepare(r->policy, next, &names, out, why,
+				     sizeof(why)) != 0) {
+		snprintf(err, err_len, "%s: %s: policy reload refused",
+			 next->source[0] ? next->source : "command line", why);
+		return DV_ECONFIG;
+	}
+	return 0;
+}
+
+/* Swap the prepared policy in and keep its part of the config (the
+ * workers' next loop turns read it). */
+static void policy_commit(dv_reload_t *r, const dv_config_t *next,
+			  dv_policy_state_t *st)
+{
+	if (!st)
+		return;
+	dv_policy_reload_commit(r->policy, st);
+	if (next == r->running)
+		return;
+	size_t from = offsetof(dv_config_t, lists);
+	size_t to = offsetof(dv_config_t, source);
+	memcpy((char *)r->running + from, (const char *)next + from, to - from);
+}
+
 int dv_reload_apply(dv_reload_t *r, const dv_config_t *next, char *err,
 		    size_t err_len)
 {
@@ -204,13 +247,20 @@ int dv_reload_apply(dv_reload_t *r, const dv_config_t *next, char *err,
 		ret = dv_reload_net_check(r, next, err, err_len);
 	if (!ret)
 		ret = check_certs(r, next, err, err_len);
+	dv_policy_state_t *pol = NULL;
 	if (!ret)
+		ret = policy_prepare(r, next, &pol, err, err_len);
+	if (!ret) {
 		ret = apply_certs(r, next, "SIGHUP", err, err_len);
+		if (ret && pol)
+			dv_policy_reload_discard(r->policy, pol);
+	}
 	if (ret) {
 		dv_reload_refused(r, err);
 		return ret;
 	}
 	say_restart(dv_reload_current(r), next);
+	policy_commit(r, next, pol);
 	/* the live parts, into the running configuration */
 	dv_log_level = next->log_level;
 	dv_log_format = (dv_log_format_t)next->log_format;
@@ -232,7 +282,7 @@ int dv_reload_apply(dv_reload_t *r, const dv_config_t *next, char *err,
 			 __ATOMIC_RELAXED);
 	/* listeners, upstreams, limits, doh, doq, cache: to the workers */
 	dv_reload_net_apply(r, next);
-	if (r->policy) {
+	if (r->policy && next->n_lists) {
 		dv_log_info("SIGHUP: fetching and reading every list again");
 		dv_policy_refresh_now(r->policy);
 	}
@@ -261,11 +311,20 @@ void dv_reload_refused(dv_reload_t *r, const char *err)
 void dv_reload_certs(dv_reload_t *r)
 {
 	char err[1024];
+	dv_policy_state_t *pol = NULL;
 	int ret = check_certs(r, r->running, err, sizeof(err));
+	/* DDR follows the new certificate (its IP SANs, its first name) */
 	if (!ret)
+		ret = policy_prepare(r, r->running, &pol, err, sizeof(err));
+	if (!ret) {
 		ret = apply_certs(r, r->running,
 				  "tls.cert/tls.key changed on disk", err,
 				  sizeof(err));
+		if (ret && pol)
+			dv_policy_reload_discard(r->policy, pol);
+	}
+	if (!ret)
+		policy_commit(r, r->running, pol);
 	if (ret) {
 		dv_log_error("tls.cert/tls.key changed on disk: refused, the "
 			     "certificate in service stays (the next change "

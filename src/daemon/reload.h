@@ -13,6 +13,9 @@
  *     client CA file (tls.client-ca) is read again with them (a new
  *     tls.client-ca path or tls.client-cert mode takes a restart);
  *   - drain.delay-ms, drain.timeout-ms (read when SIGTERM comes);
+ *   - the whole policy (lists, groups, clients, records, internal names,
+ *     policy.*, ddr.*), built off the query path and swapped in at once
+ *     (src/policy/policy_reload.c); DDR also after a certificate reload;
  *   - the lists' contents (fetched and read again, as before);
  *   - listen, upstream, fallback, tls.ca, the pool, limits, doh, doq and
  *     cache settings: checked by reload_net.c (new listeners bindable,

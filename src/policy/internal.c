@@ -47,8 +47,7 @@ static int add(dv_suffix_set_t *s, const char *name, unsigned bit)
 	return dv_suffix_add(s, name, strlen(name), bit, false);
 }
 
-int dv_policy_internal_build(dv_policy_t *p, const dv_config_t *cfg,
-			     uint64_t seed)
+int dv_policy_internal_build(pstate_t *p, const dv_config_t *cfg, uint64_t seed)
 {
 	char buf[64];
 	int ret = 0;
@@ -108,7 +107,7 @@ int dv_policy_internal_build(dv_policy_t *p, const dv_config_t *cfg,
 	return ret;
 }
 
-bool dv_policy_internal(const dv_policy_t *p, const char *name, size_t len)
+bool dv_policy_internal(const pstate_t *p, const char *name, size_t len)
 {
 	dv_suffix_hit_t hit;
 	return p->internal &&

@@ -27,7 +27,7 @@
 #include "src/policy/policy_int.h"
 
 #define LOG_PER_SECOND 100
-#define MEMO_REFUSED 0xffff /* q->ident_memo: an unknown client ID */
+#define MEMO_REFUSED 0xff /* q->ident_memo low byte: an unknown client ID */
 
 /* Only the owning worker writes its counters; the main thread reads them
  * for the stats line (as src/core/stats.h's). */
@@ -80,47 +80,65 @@ void dv_policy_set_cert_names(const dv_cert_names_t *names)
 	cert_names = *names;
 }
 
-int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
-		  char *err, size_t err_len)
+/* Whether the groups of `a` and `b` limit rates alike (a bucket's key
+ * holds the group's index, so the order counts too). */
+static bool same_rate_limits(const pstate_t *a, const pstate_t *b)
+{
+	if (a->n_groups != b->n_groups)
+		return false;
+	for (unsigned i = 0; i < a->n_groups; i++) {
+		const group_t *x = &a->groups[i], *y = &b->groups[i];
+		if (strcmp(x->name, y->name) != 0 ||
+		    x->rate_qps != y->rate_qps ||
+		    x->rate_burst != y->rate_burst ||
+		    x->rate_action != y->rate_action ||
+		    x->rate_v4 != y->rate_v4 || x->rate_v6 != y->rate_v6)
+			return false;
+	}
+	return true;
+}
+
+int dv_policy_state_build(dv_policy_t *p, pstate_t *prev,
+			  const dv_config_t *cfg, const dv_cert_names_t *cert,
+			  pstate_t **out, char *err, size_t err_len)
 {
 	*out = NULL;
-	bool internal = cfg->n_fallback &&
-			(cfg->n_internal || cfg->internal_special_use);
-	if (cfg->n_lists == 0 && cfg->n_groups == 0 && cfg->n_clients == 0 &&
-	    !internal && !dv_ddr_wanted(cfg))
-		return 0;
 	uint64_t t0 = mono_ms();
-	dv_policy_t *p = calloc(1, sizeof(*p));
-	if (!p) {
+	pstate_t *st = calloc(1, sizeof(*st));
+	if (!st) {
 		snprintf(err, err_len, "policy: out of memory");
 		return -ENOMEM;
 	}
-	p->seed = seed;
-	int ret = dv_policy_lists_load(p, cfg, err, err_len); /* refresh.c */
+	st->gen = prev ? prev->gen + 1 : 1;
+	int ret = dv_policy_lists_load(p, st, prev, cfg, err, err_len);
 	if (ret == 0)
-		ret = dv_ddr_new(cfg, &cert_names, &p->ddr, err, err_len);
+		ret = dv_ddr_new(cfg, cert, &st->ddr, err, err_len);
+	if (ret == 0 && ((cfg->n_records &&
+			  !(st->records = dv_records_new(cfg, p->seed))) ||
+			 dv_policy_internal_build(st, cfg, p->seed) != 0)) {
+		snprintf(err, err_len, "policy: out of memory");
+		ret = -ENOMEM;
+	}
 	if (ret < 0) {
-		dv_policy_free(p);
+		if (prev && st->snap && st->snap == prev->snap) {
+			prev->own_snap = true; /* it stays prev's */
+			st->own_snap = false;
+		}
+		dv_policy_state_free(st);
 		return ret;
 	}
-	if ((cfg->n_records && !(p->records = dv_records_new(cfg, seed))) ||
-	    dv_policy_internal_build(p, cfg, seed) != 0) {
-		snprintf(err, err_len, "policy: out of memory");
-		dv_policy_free(p);
-		return -ENOMEM;
-	}
 	for (unsigned i = 0; i < cfg->n_groups; i++) {
-		build_group(&p->groups[i], &cfg->groups[i]);
+		build_group(&st->groups[i], &cfg->groups[i]);
 		if (strcmp(cfg->groups[i].name, "default") == 0)
-			p->default_group = i;
-		p->rate_limits |= p->groups[i].rate_qps != 0;
+			st->default_group = i;
+		st->rate_limits |= st->groups[i].rate_qps != 0;
 	}
-	p->n_groups = cfg->n_groups;
+	st->n_groups = cfg->n_groups;
 	for (unsigned i = 0; i < cfg->n_clients; i++) {
 		const dv_cfg_client_t *cc = &cfg->clients[i];
-		client_t *c = &p->clients[i];
+		client_t *c = &st->clients[i];
 		snprintf(c->id, sizeof(c->id), "%s", cc->id);
-		p->any_id_client |= cc->id[0] != '\0';
+		st->any_id_client |= cc->id[0] != '\0';
 		memcpy(c->cidr, cc->cidr, sizeof(c->cidr));
 		c->n_cidr = cc->n_cidr;
 		for (unsigned k = 0; cc->listener[0] && k < cfg->n_listen; k++)
@@ -130,11 +148,89 @@ int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 			}
 		c->group = cc->group_index;
 	}
-	p->n_clients = cfg->n_clients;
-	memcpy(p->server_names, cfg->server_names, sizeof(p->server_names));
-	p->n_server_names = cfg->n_server_names;
-	p->clients_only = cfg->clients_only != 0;
-	p->load_ms = mono_ms() - t0;
+	st->n_clients = cfg->n_clients;
+	memcpy(st->server_names, cfg->server_names, sizeof(st->server_names));
+	st->n_server_names = cfg->n_server_names;
+	st->clients_only = cfg->clients_only != 0;
+	st->rate_epoch = !prev			      ? 1
+			 : same_rate_limits(prev, st) ? prev->rate_epoch
+						      : prev->rate_epoch + 1;
+	st->load_ms = mono_ms() - t0;
+	*out = st;
+	return 0;
+}
+
+void dv_policy_state_free(pstate_t *st)
+{
+	if (!st)
+		return;
+	if (st->own_snap)
+		dv_policy_snap_free(st->snap);
+	dv_ddr_free(st->ddr);
+	dv_suffix_free(st->internal);
+	dv_records_free(st->records);
+	free(st);
+}
+
+/* The slot of `name` among `slots` (n of them) when `prev` uses it
+ * (taken[]), else one neither `prev` nor `st` uses (given[]: st's). */
+static unsigned slot_for(char (*slots)[DV_POLICY_NAME_MAX], unsigned n,
+			 const char *name, const bool *taken, bool *given)
+{
+	unsigned k = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (taken[i] && strcmp(slots[i], name) == 0) {
+			k = i;
+			goto found;
+		}
+	for (unsigned i = 0; i < n; i++)
+		if (!taken[i] && !given[i]) {
+			k = i;
+			goto found;
+		}
+	/* cannot happen: the two states use at most n */
+found:
+	given[k] = true;
+	if (strcmp(slots[k], name) != 0)
+		snprintf(slots[k], DV_POLICY_NAME_MAX, "%s", name);
+	return k;
+}
+
+void dv_policy_slots_assign(dv_policy_t *p, pstate_t *st, const pstate_t *prev)
+{
+	bool gtaken[GROUP_SLOTS] = { false }, ltaken[LIST_SLOTS] = { false };
+	bool ggiven[GROUP_SLOTS] = { false }, lgiven[LIST_SLOTS] = { false };
+	for (unsigned i = 0; prev && i < prev->n_groups; i++)
+		gtaken[prev->groups[i].slot] = true;
+	for (unsigned i = 0; prev && i < prev->n_lists; i++)
+		ltaken[prev->lists[i].slot] = true;
+	for (unsigned i = 0; i < st->n_groups; i++)
+		st->groups[i].slot =
+			(uint8_t)slot_for(p->group_slot, GROUP_SLOTS,
+					  st->groups[i].name, gtaken, ggiven);
+	for (unsigned i = 0; i < st->n_lists; i++)
+		st->lists[i].slot = slot_for(p->list_slot, LIST_SLOTS,
+					     st->lists[i].name, ltaken, lgiven);
+}
+
+int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
+		  char *err, size_t err_len)
+{
+	*out = NULL;
+	dv_policy_t *p = calloc(1, sizeof(*p));
+	if (!p || dv_policy_rt_new(p) != 0) {
+		free(p);
+		snprintf(err, err_len, "policy: out of memory");
+		return -ENOMEM;
+	}
+	p->seed = seed;
+	int ret = dv_policy_state_build(p, NULL, cfg, &cert_names, &p->cur, err,
+					err_len);
+	if (ret < 0) {
+		dv_policy_free(p);
+		return ret;
+	}
+	dv_policy_slots_assign(p, p->cur, NULL);
 	*out = p;
 	return 0;
 }
@@ -144,15 +240,23 @@ void dv_policy_free(dv_policy_t *p)
 	if (!p)
 		return;
 	dv_policy_rt_free(p);
-	dv_ddr_free(p->ddr);
-	dv_suffix_free(p->internal);
-	dv_records_free(p->records);
+	dv_policy_state_free(p->cur);
 	free(p);
+}
+
+bool dv_policy_active(const dv_policy_t *p)
+{
+	const pstate_t *st = p->cur;
+	return st->n_lists || st->n_groups || st->n_clients || st->internal ||
+	       st->ddr;
 }
 
 void dv_policy_log_lists(const dv_policy_t *p)
 {
-	for (unsigned i = 0; i < p->n_lists; i++) {
+	const pstate_t *st = p->cur;
+	if (!dv_policy_active(p))
+		return;
+	for (unsigned i = 0; i < st->n_lists; i++) {
 		list_t l;
 		dv_policy_list_read(p, i, &l);
 		dv_log_info("policy: list %s (%s): %" PRIu64 " rules (%" PRIu64
@@ -161,20 +265,20 @@ void dv_policy_log_lists(const dv_policy_t *p)
 			    l.name, l.source, l.st.rules, l.st.exceptions,
 			    l.st.bad, l.st.skipped, l.st.lines);
 	}
-	/* at start, before any refresh: the snapshot is the first one */
+	/* main thread, between a build and the next reload: st stays */
 	dv_log_info(
 		"policy: %zu names in %zu KiB, loaded in %" PRIu64
 		" ms; %u groups, %u clients entries; %zu local records "
 		"(%zu names); internal names%s%s%s",
-		dv_suffix_count(p->snap->set),
-		dv_suffix_bytes(p->snap->set) / 1024,
-		p->load_ms, p->n_groups, p->n_clients,
-		dv_records_count(p->records), dv_records_nodes(p->records),
-		p->internal_mask & 1u << INTERNAL_CONFIG ? " internal:" : "",
-		p->internal_mask & 1u << INTERNAL_SPECIAL_USE ? " special-use"
-							      : "",
-		p->internal_mask & 1u << INTERNAL_RECORDS ? " records" : "");
-	dv_ddr_log(p->ddr);
+		dv_suffix_count(st->snap->set),
+		dv_suffix_bytes(st->snap->set) / 1024, st->load_ms,
+		st->n_groups, st->n_clients, dv_records_count(st->records),
+		dv_records_nodes(st->records),
+		st->internal_mask & 1u << INTERNAL_CONFIG ? " internal:" : "",
+		st->internal_mask & 1u << INTERNAL_SPECIAL_USE ? " special-use"
+							       : "",
+		st->internal_mask & 1u << INTERNAL_RECORDS ? " records" : "");
+	dv_ddr_log(st->ddr);
 }
 
 dv_policy_worker_t *dv_policy_worker_new(const dv_policy_t *p)
@@ -183,7 +287,10 @@ dv_policy_worker_t *dv_policy_worker_new(const dv_policy_t *p)
 	if (!w)
 		return NULL;
 	w->p = p;
-	if (p->rate_limits && !(w->rl = dv_ratelimit_new(RATE_TABLE_ENTRIES))) {
+	w->gen = p->cur->gen;
+	w->rate_epoch = p->cur->rate_epoch;
+	if (p->cur->rate_limits &&
+	    !(w->rl = dv_ratelimit_new(RATE_TABLE_ENTRIES))) {
 		free(w);
 		return NULL;
 	}
@@ -222,8 +329,7 @@ static const char *const decision_names[] = { "pass",	 "allowed",
 /* The query's client ID into `buf`, or NULL.  A verified client
  * certificate's ID wins: it is proven, where a path or an SNI is only
  * claimed. */
-static const char *client_id(const dv_policy_t *p, const dv_query_t *q,
-			     char *buf)
+static const char *client_id(const pstate_t *p, const dv_query_t *q, char *buf)
 {
 	if (q->cert_id)
 		return q->cert_id;
@@ -237,7 +343,7 @@ static const char *client_id(const dv_policy_t *p, const dv_query_t *q,
 	return NULL;
 }
 
-static bool id_known(const dv_policy_t *p, const char *id)
+static bool id_known(const pstate_t *p, const char *id)
 {
 	for (unsigned i = 0; i < p->n_clients; i++)
 		if (p->clients[i].id[0] && dv_ident_glob(p->clients[i].id, id))
@@ -245,8 +351,7 @@ static bool id_known(const dv_policy_t *p, const char *id)
 	return false;
 }
 
-static unsigned group_of(const dv_policy_t *p, const dv_query_t *q,
-			 const char *id)
+static unsigned group_of(const pstate_t *p, const dv_query_t *q, const char *id)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&q->peer;
 	for (unsigned i = 0; i < p->n_clients; i++) {
@@ -299,7 +404,7 @@ static void log_decision(dv_policy_worker_t *w, const dv_query_t *q,
 	dv_log_debug("policy: client %s id %s group %s: %s %s%s%s", addr,
 		     id ? id : "-", g ? g->name : "-", decision_names[d],
 		     name[0] ? name : ".", list >= 0 ? " list " : "",
-		     list >= 0 ? w->p->lists[list].name : "");
+		     list >= 0 ? w->st->lists[list].name : "");
 }
 
 /* The group's access control: deny-from wins, then a non-empty
@@ -320,10 +425,10 @@ static bool acl_refuses(const group_t *g, const dv_query_t *q)
  * stream transports have buckets of their own, so that a client told to
  * ask again over TCP (TC) is not refused there for its UDP queries.
  */
-static uint64_t rate_key(const dv_policy_t *p, const group_t *g,
-			 unsigned gi, const dv_query_t *q, const char *id)
+static uint64_t rate_key(uint64_t seed, const group_t *g, unsigned gi,
+			 const dv_query_t *q, const char *id)
 {
-	uint64_t h = 0xcbf29ce484222325ULL ^ p->seed;
+	uint64_t h = 0xcbf29ce484222325ULL ^ seed;
 	h = DV_HASH_STEP(h, gi);
 	h = DV_HASH_STEP(h, q->udp ? 'u' : 's');
 	if (id) {
@@ -397,7 +502,7 @@ static int rpz_decide(dv_policy_worker_t *w, dv_query_t *q,
 		      uint8_t *buf, size_t cap, unsigned pad_block,
 		      bool *matched)
 {
-	const dv_policy_t *p = w->p;
+	const pstate_t *p = w->st;
 	const group_t *g = &p->groups[gi];
 	bool logging = dv_log_level >= DV_LOG_DEBUG;
 	for (uint32_t m = g->lists & p->rpz_mask; m; m &= m - 1) {
@@ -408,21 +513,35 @@ static int rpz_decide(dv_policy_worker_t *w, dv_query_t *q,
 		if (!a)
 			continue;
 		*matched = true;
-		q->list = p->lists[li].name;
+		q->list = w->p->list_slot[p->lists[li].slot];
 		if (a->kind == DV_RPZ_PASSTHRU || (g->allow & (1u << li))) {
 			q->verdict = DV_VERDICT_ALLOWED;
-			CTR_INC(w->group_ctr[gi][GC_ALLOWED]);
-			CTR_INC(w->list_ctr[li][LC_ALLOWED]);
+			CTR_INC(w->group_ctr[g->slot][GC_ALLOWED]);
+			CTR_INC(w->list_ctr[p->lists[li].slot][LC_ALLOWED]);
 			if (logging)
 				log_decision(w, q, id, g, D_ALLOW, name,
 					     (int)li);
 			return 0;
 		}
 		q->verdict = DV_VERDICT_BLOCKED;
-		CTR_INC(w->group_ctr[gi][GC_BLOCKED]);
-		CTR_INC(w->list_ctr[li][LC_BLOCKED]);
+		CTR_INC(w->group_ctr[g->slot][GC_BLOCKED]);
+		CTR_INC(w->list_ctr[p->lists[li].slot][LC_BLOCKED]);
 		if (logging)
 			log_decision(w, q, id, g, D_BLOCK, name, (int)li);
+		if (a->kind == DV_RPZ_DATA && a->local) {
+			/* local data beyond addresses: answered as local
+			 * records are (a CNAME followed in the zone) */
+			const dv_records_t *t = dv_rpz_local(z);
+			dv_records_hit_t rh = dv_records_lookup(t, 0, name, n);
+			int len = rh.node < 0
+					  ? 0
+					  : dv_records_answer(t, 0, rh, q, buf,
+							      cap, w->tmp,
+							      sizeof(w->tmp),
+							      pad_block);
+			if (len > 0)
+				return len;
+		}
 		group_t rg = *g; /* the zone's action and TTL */
 		rg.ttl = a->ttl;
 		rg.action = a->kind == DV_RPZ_NXDOMAIN ? DV_ACTION_NXDOMAIN
@@ -452,7 +571,9 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 		  unsigned pad_block)
 {
 	dv_policy_worker_t *w = policy;
-	const dv_policy_t *p = w->p;
+	if (!w->st) /* a query outside the loop's turn */
+		dv_policy_worker_enter(w);
+	const pstate_t *p = w->st;
 	if (p->ddr) { /* the same for every client */
 		int len = dv_ddr_answer(p->ddr, q, buf, cap, pad_block);
 		if (len > 0) {
@@ -464,7 +585,13 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 		return 0;
 	char idbuf[DV_IDENT_MAX + 1], name[DV_SUFFIX_NAME_MAX + 2];
 	bool logging = dv_log_level >= DV_LOG_DEBUG;
+	/* a memo: the state's generation (low byte) and the group + 1 or
+	 * MEMO_REFUSED; one of another state is worked out again */
 	uint16_t memo = q->ident_memo ? *q->ident_memo : 0;
+	if (memo &&
+	    (memo >> 8 != (p->gen & 0xff) ||
+	     ((memo & 0xff) != MEMO_REFUSED && (memo & 0xff) > p->n_groups)))
+		memo = 0;
 	bool memo_was_set = memo != 0;
 	const char *id = !memo || logging || q->log_ident
 				 ? client_id(p, q, idbuf)
@@ -484,10 +611,11 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 		memo = p->clients_only && id && !id_known(p, id)
 			       ? MEMO_REFUSED
 			       : (uint16_t)(group_of(p, q, id) + 1);
+		memo |= (uint16_t)((p->gen & 0xff) << 8);
 		if (q->ident_memo)
 			*q->ident_memo = memo;
 	}
-	if (memo == MEMO_REFUSED) {
+	if ((memo & 0xff) == MEMO_REFUSED) {
 		q->verdict = DV_VERDICT_REFUSED;
 		CTR_INC(w->refused_unknown_id);
 		if (logging)
@@ -496,15 +624,18 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 				     DV_RCODE_REFUSED, DV_EDE_PROHIBITED,
 				     "unknown client ID", pad_block);
 	}
-	unsigned gi = memo - 1u;
+	unsigned gi = (memo & 0xffu) - 1u;
 	const group_t *g = &p->groups[gi];
-	q->group = g->name;
+	uint64_t *gctr = w->group_ctr[g->slot];
+	/* the names a query keeps until its log line: the slots', which
+	 * outlive any state (a reload may free this one meanwhile) */
+	q->group = w->p->group_slot[g->slot];
 	q->upstream_set = g->upstream_set;
 	q->verdict = DV_VERDICT_PASS;
-	CTR_INC(w->group_ctr[gi][GC_QUERIES]);
+	CTR_INC(gctr[GC_QUERIES]);
 	if ((g->n_allow_from || g->n_deny_from) && acl_refuses(g, q)) {
 		q->verdict = DV_VERDICT_REFUSED;
-		CTR_INC(w->group_ctr[gi][GC_REFUSED]);
+		CTR_INC(gctr[GC_REFUSED]);
 		if (logging)
 			log_decision(w, q, id, g, D_REFUSE, name, -1);
 		return dv_wire_error(buf, cap, q->wire, &q->view,
@@ -515,11 +646,11 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 		/* the memo may have spared the ID's work */
 		const char *rid = id || !memo_was_set ? id
 						      : client_id(p, q, idbuf);
-		uint64_t key = rate_key(p, g, gi, q, rid);
+		uint64_t key = rate_key(w->p->seed, g, gi, q, rid);
 		if (!dv_ratelimit_take(w->rl, key, g->rate_qps, g->rate_burst,
 				       q->start_ms)) {
 			q->verdict = DV_VERDICT_LIMITED;
-			CTR_INC(w->group_ctr[gi][GC_RATE_LIMITED]);
+			CTR_INC(gctr[GC_RATE_LIMITED]);
 			if (logging)
 				log_decision(w, q, rid, g, D_LIMITED, name, -1);
 			return rate_limited_answer(g, q, buf, cap, pad_block);
@@ -536,15 +667,13 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 							  pad_block);
 		if (len > 0) {
 			q->verdict = DV_VERDICT_LOCAL;
-			CTR_INC(w->group_ctr[gi][GC_LOCAL]);
+			CTR_INC(gctr[GC_LOCAL]);
 			if (logging)
 				log_decision(w, q, id, g, D_LOCAL, name, -1);
 			return len;
 		}
 	}
 	dv_suffix_hit_t hit;
-	if (g->lists && !w->snap) /* a query outside the loop's turn */
-		dv_policy_worker_enter(w);
 	bool found = g->lists && dv_suffix_lookup(w->snap->set, name,
 						  (size_t)n, g->lists, &hit);
 	uint32_t allow = found ? ((hit.block | hit.except) & g->allow) |
@@ -566,18 +695,18 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 	if (allow) {
 		unsigned li = lowest_bit(allow);
 		q->verdict = DV_VERDICT_ALLOWED;
-		q->list = p->lists[li].name;
-		CTR_INC(w->group_ctr[gi][GC_ALLOWED]);
-		CTR_INC(w->list_ctr[li][LC_ALLOWED]);
+		q->list = w->p->list_slot[p->lists[li].slot];
+		CTR_INC(gctr[GC_ALLOWED]);
+		CTR_INC(w->list_ctr[p->lists[li].slot][LC_ALLOWED]);
 		if (logging)
 			log_decision(w, q, id, g, D_ALLOW, name, (int)li);
 		return 0;
 	}
 	unsigned li = lowest_bit(hit.block & g->block);
 	q->verdict = DV_VERDICT_BLOCKED;
-	q->list = p->lists[li].name;
-	CTR_INC(w->group_ctr[gi][GC_BLOCKED]);
-	CTR_INC(w->list_ctr[li][LC_BLOCKED]);
+	q->list = w->p->list_slot[p->lists[li].slot];
+	CTR_INC(gctr[GC_BLOCKED]);
+	CTR_INC(w->list_ctr[p->lists[li].slot][LC_BLOCKED]);
 	if (logging)
 		log_decision(w, q, id, g, D_BLOCK, name, (int)li);
 	int len = dv_policy_blocked_answer(buf, cap, q, g, hit.offset,
@@ -592,7 +721,9 @@ static int decide(void *policy, dv_query_t *q, uint8_t *buf, size_t cap,
 static bool local_only(void *policy, const dv_query_t *q)
 {
 	dv_policy_worker_t *w = policy;
-	const dv_policy_t *p = w->p;
+	if (!w->st)
+		dv_policy_worker_enter(w);
+	const pstate_t *p = w->st;
 	if (!p->internal)
 		return false;
 	char name[DV_SUFFIX_NAME_MAX + 2];
@@ -608,10 +739,14 @@ const dv_core_policy_ops_t dv_policy_core_ops = {
 
 /* ---- counters ---- */
 
-void dv_policy_sum(const dv_policy_t *p, dv_policy_worker_t *const *w,
+void dv_policy_sum(const dv_policy_t *pol, dv_policy_worker_t *const *w,
 		   unsigned n, dv_policy_sums_t *out)
 {
 	memset(out, 0, sizeof(*out));
+	/* the state in use stays while the lock is held (a reload swaps
+	 * it under the lock, and frees the old one later) */
+	dv_policy_state_lock(pol);
+	const pstate_t *p = pol->cur;
 	out->n_groups = p->n_groups;
 	out->n_lists = p->n_lists;
 	for (unsigned k = 0; k < n; k++) {
@@ -620,40 +755,42 @@ void dv_policy_sum(const dv_policy_t *p, dv_policy_worker_t *const *w,
 		out->refused_unknown_id += CTR_GET(w[k]->refused_unknown_id);
 		for (unsigned g = 0; g < p->n_groups; g++) {
 			dv_policy_group_sum_t *s = &out->groups[g];
-			s->queries += CTR_GET(w[k]->group_ctr[g][GC_QUERIES]);
-			s->blocked += CTR_GET(w[k]->group_ctr[g][GC_BLOCKED]);
-			s->allowed += CTR_GET(w[k]->group_ctr[g][GC_ALLOWED]);
-			s->local += CTR_GET(w[k]->group_ctr[g][GC_LOCAL]);
-			s->refused += CTR_GET(w[k]->group_ctr[g][GC_REFUSED]);
-			s->rate_limited +=
-				CTR_GET(w[k]->group_ctr[g][GC_RATE_LIMITED]);
+			const uint64_t *c = w[k]->group_ctr[p->groups[g].slot];
+			s->queries += CTR_GET(c[GC_QUERIES]);
+			s->blocked += CTR_GET(c[GC_BLOCKED]);
+			s->allowed += CTR_GET(c[GC_ALLOWED]);
+			s->local += CTR_GET(c[GC_LOCAL]);
+			s->refused += CTR_GET(c[GC_REFUSED]);
+			s->rate_limited += CTR_GET(c[GC_RATE_LIMITED]);
 		}
 		for (unsigned l = 0; l < p->n_lists; l++) {
 			dv_policy_list_sum_t *s = &out->lists[l];
-			s->blocked += CTR_GET(w[k]->list_ctr[l][LC_BLOCKED]);
-			s->allowed += CTR_GET(w[k]->list_ctr[l][LC_ALLOWED]);
+			const uint64_t *c = w[k]->list_ctr[p->lists[l].slot];
+			s->blocked += CTR_GET(c[LC_BLOCKED]);
+			s->allowed += CTR_GET(c[LC_ALLOWED]);
 		}
 	}
 	for (unsigned g = 0; g < p->n_groups; g++)
-		out->groups[g].name = p->groups[g].name;
+		memcpy(out->groups[g].name, p->groups[g].name,
+		       sizeof(out->groups[g].name));
 	for (unsigned l = 0; l < p->n_lists; l++) {
 		dv_policy_list_sum_t *s = &out->lists[l];
-		list_t li;
-		dv_policy_list_read(p, l, &li);
-		s->name = p->lists[l].name;
+		const list_t *li = &p->lists[l];
+		memcpy(s->name, li->name, sizeof(s->name));
 		/* a list's queries: those of the groups that use it */
 		for (unsigned g = 0; g < p->n_groups; g++)
 			if (p->groups[g].lists & (1u << l))
 				s->queries += out->groups[g].queries;
-		s->entries = li.st.rules;
-		s->exceptions = li.st.exceptions;
-		s->bad_lines = li.st.bad;
-		s->skipped = li.st.skipped;
-		s->loads = li.loads;
-		s->unchanged = li.unchanged;
-		s->failures = li.failures;
-		s->last_ok_s = li.last_ok_s;
+		s->entries = li->st.rules;
+		s->exceptions = li->st.exceptions;
+		s->bad_lines = li->st.bad;
+		s->skipped = li->st.skipped;
+		s->loads = li->loads;
+		s->unchanged = li->unchanged;
+		s->failures = li->failures;
+		s->last_ok_s = li->last_ok_s;
 	}
+	dv_policy_state_unlock(pol);
 }
 
 void dv_policy_stats_json(FILE *f, const dv_policy_t *p,

@@ -9,10 +9,12 @@
  * its core dv_policy_core_ops and its own dv_policy_worker_t, and the core
  * calls the one `decide` hook in its policy stage, before the cache (so a
  * blocked answer is made per client and never stored in the shared
- * cache).  The dv_policy_t (groups, clients, the lists' suffix set) is
- * built once at start by the main thread and then only read, by every
- * worker; each worker has its own counters and debug-line budget, so the
- * hot path takes no lock and allocates nothing.
+ * cache).  What the config says (groups, clients, lists, records,
+ * internal names, DDR) is one state, built by the main thread at start
+ * and by a reload, and then only read by every worker: a reload builds a
+ * whole new state off the query path and swaps it in at once
+ * (policy_reload.c); each worker has its own counters and debug-line
+ * budget, so the hot path takes no lock and allocates nothing.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,17 +27,41 @@
 
 typedef struct dv_policy dv_policy_t;
 typedef struct dv_policy_worker dv_policy_worker_t;
+typedef struct pstate dv_policy_state_t;
 
 /*
  * Build the policy of `cfg` (lists read from their files now), its hashes
- * keyed by `seed`.  *out is NULL when the config has no policy (no lists,
- * groups or clients): every query passes at no cost.  Returns 0, or
- * -ENOMEM / -errno with "lists.NAME.source: 'FILE': reason" in `err`.
- * Bad lines are counted (dv_policy_log_lists), never an error.
+ * keyed by `seed`.  A config without policy (no lists, groups, clients,
+ * internal names or DDR) gets an empty one, which a reload can fill: every
+ * query passes at the cost of a few tests.  Returns 0, or -ENOMEM /
+ * -errno with "lists.NAME.source: 'FILE': reason" in `err`.  Bad lines
+ * are counted (dv_policy_log_lists), never an error.
  */
 int dv_policy_new(const dv_config_t *cfg, uint64_t seed, dv_policy_t **out,
 		  char *err, size_t err_len);
 void dv_policy_free(dv_policy_t *p);
+
+/* Whether the state in use does anything (lists, groups, clients,
+ * internal names or DDR). */
+bool dv_policy_active(const dv_policy_t *p);
+
+/*
+ * A reload (SIGHUP, POST /reload, a new certificate), main thread:
+ * _prepare builds the whole policy of `cfg` with DDR checked against
+ * `cert` -- lists of the same name, source and format keep their state,
+ * and their rules too when every list is the same; new URL lists are
+ * fetched now -- without touching the one in use, and holds the list
+ * refresher off until _commit (swap it in: the workers' next loop turns
+ * use it, the old state is freed once none can hold it; this waits for
+ * the workers' turns) or _discard.  _prepare returns 0, or a negative
+ * error with "KEY: reason" in `err` (nothing changed, nothing held).
+ */
+int dv_policy_reload_prepare(dv_policy_t *p, const dv_config_t *cfg,
+			     const dv_cert_names_t *cert,
+			     dv_policy_state_t **out, char *err,
+			     size_t err_len);
+void dv_policy_reload_commit(dv_policy_t *p, dv_policy_state_t *next);
+void dv_policy_reload_discard(dv_policy_t *p, dv_policy_state_t *next);
 
 /* The names of tls.cert, which DDR checks what it advertises against
  * (ddr.h); main reads them through src/tls and sets them before
@@ -78,13 +104,13 @@ extern const dv_core_policy_ops_t dv_policy_core_ops;
 
 /* The counters summed over the workers, for /metrics. */
 typedef struct {
-	const char *name;
+	char name[DV_POLICY_NAME_MAX];
 	uint64_t queries, blocked, allowed, local;
 	uint64_t refused, rate_limited; /* allow-from/deny-from, limits */
 } dv_policy_group_sum_t;
 
 typedef struct {
-	const char *name;
+	char name[DV_POLICY_NAME_MAX];
 	uint64_t queries, blocked, allowed; /* queries: of groups using it */
 	uint64_t entries, exceptions, bad_lines, skipped; /* copy in use */
 	uint64_t loads, unchanged, failures; /* copies parsed, 304s, fails */

@@ -33,6 +33,7 @@ typedef struct {
 	uint32_t rate_qps, rate_burst;
 	/* its upstream set (q->upstream_set; 0: the top-level one) */
 	uint8_t upstream_set;
+	uint8_t slot; /* of its counters (dv_policy_t.group_slot) */
 } group_t;
 
 typedef struct {
@@ -65,6 +66,7 @@ typedef struct {
 	int64_t size, mtime_ns; /* a file's */
 	char etag[256], last_modified[64]; /* a URL's validators */
 	uint64_t due_ms;
+	unsigned slot; /* of its counters (dv_policy_t.list_slot) */
 } list_t;
 
 /* What a refresh replaces at once: every list's rules in one set, and
@@ -76,12 +78,23 @@ typedef struct {
 
 typedef struct policy_rt policy_rt_t; /* refresh.c: thread, workers */
 
-struct dv_policy {
+/*
+ * Everything the config says about the policy, built off the query path
+ * (at start, and by a reload: policy_reload.c) and then only read.  A
+ * reload builds a whole new state and swaps p->cur; a list refresh swaps
+ * only the state's snapshot.  Either way workers hold what they loaded
+ * for one loop turn, and the old one is freed once every worker has left
+ * the turn that could hold it (refresh.c).
+ */
+typedef struct pstate {
 	/* the snapshot in use: loaded by workers once per loop turn
 	 * (dv_policy_worker_enter), replaced by the refresher */
 	snap_t *snap;
-	policy_rt_t *rt;
-	uint64_t seed;
+	bool own_snap; /* false: moved to the state that replaced this one */
+	uint64_t gen; /* 1 at start, +1 a reload */
+	/* +1 when the groups' rate limits change: the workers' buckets
+	 * start again (ratelimit.h) */
+	uint64_t rate_epoch;
 	uint32_t rpz_mask; /* the lists of format rpz */
 	char cache_dir[256];
 	char ca[512]; /* policy.ca */
@@ -106,6 +119,23 @@ struct dv_policy {
 	uint32_t internal_mask;
 	/* DDR's answers (ddr.h; NULL: resolver.arpa is passed on) */
 	dv_ddr_t *ddr;
+} pstate_t;
+
+/* Counter slots: a group's or a list's counters live in the workers at
+ * the slot of its name, so that they survive a reload that keeps the
+ * name; a slot of a name the new state dropped is zeroed.  The current
+ * state and the next one never use more than twice the maximum. */
+#define GROUP_SLOTS (2 * DV_POLICY_MAX_GROUPS)
+#define LIST_SLOTS (2 * DV_POLICY_MAX_LISTS)
+
+struct dv_policy {
+	/* the state in use, loaded by workers once per loop turn, replaced
+	 * by dv_policy_reload_commit() */
+	pstate_t *cur;
+	policy_rt_t *rt;
+	uint64_t seed;
+	char group_slot[GROUP_SLOTS][DV_POLICY_NAME_MAX]; /* "": free */
+	char list_slot[LIST_SLOTS][DV_POLICY_NAME_MAX];
 };
 
 /* The sources of internal names (bits of dv_policy_t.internal). */
@@ -129,12 +159,15 @@ enum { LC_BLOCKED, LC_ALLOWED, LC_N };
 
 struct dv_policy_worker {
 	const dv_policy_t *p;
-	/* the snapshot this loop turn reads (NULL between turns), and the
-	 * turn counter the refresher watches: odd while in a turn */
+	/* the state and snapshot this loop turn reads (NULL between
+	 * turns), and the turn counter the refresher and a reload watch:
+	 * odd while in a turn */
+	const pstate_t *st;
 	const snap_t *snap;
 	uint64_t turn;
-	uint64_t group_ctr[DV_POLICY_MAX_GROUPS][GC_N];
-	uint64_t list_ctr[DV_POLICY_MAX_LISTS][LC_N];
+	uint64_t gen, rate_epoch; /* of the last state this worker read */
+	uint64_t group_ctr[GROUP_SLOTS][GC_N];
+	uint64_t list_ctr[LIST_SLOTS][LC_N];
 	uint64_t refused_unknown_id;
 	dv_ratelimit_t *rl; /* NULL: no group has a rate limit */
 	/* the decision debug lines: at most LOG_PER_SECOND a second */
@@ -144,16 +177,52 @@ struct dv_policy_worker {
 	uint8_t tmp[DV_DNS_MAX_MSG];
 };
 
-/* refresh.c: read every list (fetching URLs) into p->snap at start;
- * 0 or a negative error with a message in `err`. */
-int dv_policy_lists_load(dv_policy_t *p, const dv_config_t *cfg, char *err,
-			 size_t err_len);
+/* refresh.c: the refresher's runtime (its lock, the workers' table). */
+int dv_policy_rt_new(dv_policy_t *p);
+/*
+ * refresh.c: the lists of `cfg` into `st`, and their rules into st->snap.
+ * A list `prev` has with the same name, source and format keeps its
+ * state (validators, counters, the copy on disk); a new URL list is
+ * fetched now.  With `prev` whose lists are the same as cfg's, its
+ * snapshot moves to `st` (nothing parsed again).  0 or a negative error
+ * with "lists.NAME.source: 'FILE': reason" in `err`.
+ */
+int dv_policy_lists_load(dv_policy_t *p, pstate_t *st, pstate_t *prev,
+			 const dv_config_t *cfg, char *err, size_t err_len);
+/* refresh.c: free a snapshot (NULL: nothing). */
+void dv_policy_snap_free(snap_t *s);
+/* refresh.c: wait until no worker can hold a state or snapshot loaded
+ * before now.  false when the refresher is told to stop first. */
+bool dv_policy_synchronize(dv_policy_t *p);
+/* refresh.c: zero every worker's counters of the slots marked true (no
+ * state in use counts there any more). */
+void dv_policy_zero_slots(dv_policy_t *p, const bool *groups,
+			  const bool *lists);
+/* refresh.c: the refresher's work lock: held while it checks and swaps
+ * the lists, and by a reload from its build to its swap. */
+void dv_policy_work_lock(dv_policy_t *p);
+void dv_policy_work_unlock(dv_policy_t *p);
+/* refresh.c: the lock of the state pointer for readers off the workers
+ * (the sums for /metrics); a reload swaps p->cur under it. */
+void dv_policy_state_lock(const dv_policy_t *p);
+void dv_policy_state_unlock(const dv_policy_t *p);
+/* policy.c: build a whole state from `cfg` (`prev`: the one in use, or
+ * NULL at start; `cert`: DDR's names).  0 or a negative error with
+ * FILE-less "KEY: reason" in `err`. */
+int dv_policy_state_build(dv_policy_t *p, pstate_t *prev,
+			  const dv_config_t *cfg, const dv_cert_names_t *cert,
+			  pstate_t **out, char *err, size_t err_len);
+void dv_policy_state_free(pstate_t *st);
+/* policy.c: give the groups and lists of `st` counter slots, the names
+ * `prev` has keeping theirs (prev NULL: at start). */
+void dv_policy_slots_assign(dv_policy_t *p, pstate_t *st, const pstate_t *prev);
 /* refresh.c: register and unregister a worker with the refresher; free
  * the runtime part (the thread stopped, the snapshots). */
 int dv_policy_rt_register(const dv_policy_t *p, dv_policy_worker_t *w);
 void dv_policy_rt_unregister(const dv_policy_t *p, dv_policy_worker_t *w);
 void dv_policy_rt_free(dv_policy_t *p);
-/* refresh.c: copy a list's refresh state under the lock. */
+/* refresh.c: copy a list of the state in use, its refresh state under
+ * the lock. */
 void dv_policy_list_read(const dv_policy_t *p, unsigned i, list_t *out);
 
 /*
@@ -169,7 +238,7 @@ int dv_policy_blocked_answer(uint8_t *buf, size_t cap, const dv_query_t *q,
 /* Build p->internal from the config's internal:, the special-use names
  * and the records' names, as policy.internal-* say (internal.c).  0 or
  * -ENOMEM. */
-int dv_policy_internal_build(dv_policy_t *p, const dv_config_t *cfg,
+int dv_policy_internal_build(pstate_t *p, const dv_config_t *cfg,
 			     uint64_t seed);
 /* Whether `name` (text as dv_suffix_query_name() writes it) is internal. */
-bool dv_policy_internal(const dv_policy_t *p, const char *name, size_t len);
+bool dv_policy_internal(const pstate_t *p, const char *name, size_t len);

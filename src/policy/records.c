@@ -120,17 +120,24 @@ static int owner_text(const dv_cfg_record_t *r, char *out)
 
 dv_records_t *dv_records_new(const dv_config_t *cfg, uint64_t seed)
 {
+	return dv_records_build(cfg->records, cfg->n_records, cfg->record_data,
+				cfg->record_data_len, seed);
+}
+
+dv_records_t *dv_records_build(const dv_cfg_record_t *records, unsigned n,
+			       const uint8_t *data, uint32_t data_len,
+			       uint64_t seed)
+{
 	dv_records_t *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
 	t->seed = seed;
-	unsigned n = cfg->n_records;
 	/* each owner and each of its ancestors (at most 127 labels, but
 	 * the name texts bound them better: one node per dot) */
 	size_t text = 0, max_nodes = 0;
 	char buf[DV_SUFFIX_NAME_MAX + 2];
 	for (unsigned i = 0; i < n; i++) {
-		const dv_cfg_record_t *r = &cfg->records[i];
+		const dv_cfg_record_t *r = &records[i];
 		int len = dv_suffix_query_name(r->owner, r->owner_len, buf);
 		if (len < 0)
 			len = 0;
@@ -149,16 +156,17 @@ dv_records_t *dv_records_new(const dv_config_t *cfg, uint64_t seed)
 	t->recs = calloc(n ? n : 1, sizeof(*t->recs));
 	t->names_cap = text;
 	t->names = malloc(text ? text : 1);
-	t->rdata = malloc(cfg->record_data_len ? cfg->record_data_len : 1);
+	t->rdata = malloc(data_len ? data_len : 1);
 	int *owner = calloc(n ? n : 1, sizeof(*owner));
 	if (!t->slots || !t->nodes || !t->recs || !t->names || !t->rdata ||
 	    !owner)
 		goto fail;
-	memcpy(t->rdata, cfg->record_data, cfg->record_data_len);
+	if (data_len)
+		memcpy(t->rdata, data, data_len);
 
 	/* nodes: owners, then their ancestors as empty non-terminals */
 	for (unsigned i = 0; i < n; i++) {
-		const dv_cfg_record_t *r = &cfg->records[i];
+		const dv_cfg_record_t *r = &records[i];
 		int len = owner_text(r, buf);
 		if (len < 0)
 			goto fail;
@@ -181,7 +189,7 @@ dv_records_t *dv_records_new(const dv_config_t *cfg, uint64_t seed)
 		t->nodes[i].n = 0;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		const dv_cfg_record_t *r = &cfg->records[i];
+		const dv_cfg_record_t *r = &records[i];
 		node_t *nd = &t->nodes[owner[i]];
 		rec_t *rc = &t->recs[nd->first + nd->n++];
 		rc->type = r->type;

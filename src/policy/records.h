@@ -30,6 +30,11 @@ typedef struct dv_records dv_records_t;
 /* The table of cfg->records, hashes keyed by `seed`.  NULL: out of memory
  * (an empty table when there are no records). */
 dv_records_t *dv_records_new(const dv_config_t *cfg, uint64_t seed);
+/* The same for `n` records whose RDATA is in `data` (`data_len` bytes,
+ * at each record's rdata_off): RPZ local data (rpz.h) uses it. */
+dv_records_t *dv_records_build(const dv_cfg_record_t *records, unsigned n,
+			       const uint8_t *data, uint32_t data_len,
+			       uint64_t seed);
 void dv_records_free(dv_records_t *t);
 
 /* Whether group `group` has any records (cheap: one mask test). */

@@ -2,7 +2,9 @@
  * Lists at start and their refresh, off the query path (README "Policy").
  *
  * Design note.  Every list's rules sit in one suffix set, held by an
- * immutable snapshot (snap_t) that p->snap points to.  A refresher thread
+ * immutable snapshot (snap_t) that the state in use's snap points to
+ * (p->cur->snap; a reload swaps the whole state: policy_reload.c).  A
+ * refresher thread
  * wakes when a list is due: a file is stat()ed (a new size or modification
  * time means a new copy), a URL is fetched with If-None-Match and
  * If-Modified-Since (a 304 costs no parse and no swap).  When a list has a
@@ -11,8 +13,9 @@
  * the old snapshot once no worker can hold it.
  *
  * Reclamation is quiescent-state based, per loop turn, not per query: a
- * worker loads p->snap when its event loop wakes (dv_policy_worker_enter,
- * its turn counter made odd) and drops it before the loop sleeps
+ * worker loads p->cur and its snap when its event loop wakes
+ * (dv_policy_worker_enter, its turn counter made odd) and drops them
+ * before the loop sleeps
  * (dv_policy_worker_leave, even again).  After the swap the refresher
  * waits until each worker is between turns or has begun another one; then
  * no worker holds the old snapshot.  The turn counter's store and the
@@ -52,6 +55,9 @@ bool dv_policy_no_fetch;
 
 struct policy_rt {
 	pthread_mutex_t lock;
+	/* held by the refresher while it checks and swaps lists, and by a
+	 * reload from its build to its swap: one builder at a time */
+	pthread_mutex_t work;
 	pthread_cond_t cond; /* on CLOCK_MONOTONIC: stop */
 	pthread_t thread;
 	bool running, stop, curl;
@@ -70,7 +76,7 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void snap_free(snap_t *s)
+void dv_policy_snap_free(snap_t *s)
 {
 	if (!s)
 		return;
@@ -82,15 +88,14 @@ static void snap_free(snap_t *s)
 
 /* ---- the copies on disk ---- */
 
-static void cache_path(const dv_policy_t *p, const list_t *l, const char *ext,
+static void cache_path(const pstate_t *p, const list_t *l, const char *ext,
 		       char *out, size_t cap)
 {
 	snprintf(out, cap, "%s/%s.%s", p->cache_dir, l->name, ext);
 }
 
 /* The file a list's rules are read from: its own, or its URL's copy. */
-static void list_path(const dv_policy_t *p, const list_t *l, char *out,
-		      size_t cap)
+static void list_path(const pstate_t *p, const list_t *l, char *out, size_t cap)
 {
 	if (l->url)
 		cache_path(p, l, "list", out, cap);
@@ -116,7 +121,7 @@ static int mkdir_p(const char *dir)
 }
 
 /* NAME.meta: "url URL", "etag ETAG", "last-modified DATE" lines. */
-static void meta_read(const dv_policy_t *p, list_t *l)
+static void meta_read(const pstate_t *p, list_t *l)
 {
 	char path[512], line[600], copy[512];
 	l->etag[0] = l->last_modified[0] = '\0';
@@ -151,7 +156,7 @@ static void meta_read(const dv_policy_t *p, list_t *l)
 		l->etag[0] = l->last_modified[0] = '\0';
 }
 
-static int meta_write(const dv_policy_t *p, const list_t *l)
+static int meta_write(const pstate_t *p, const list_t *l)
 {
 	char path[512], tmp[520];
 	cache_path(p, l, "meta", path, sizeof(path));
@@ -187,11 +192,11 @@ static int add_rule(void *ctx, const char *name, size_t len, bool except)
  * list without a copy is empty.  0, or a negative error (-ENOMEM, a file
  * list's -errno) with the list's index in *bad.
  */
-static int snap_build(const dv_policy_t *p, snap_t **out,
+static int snap_build(const dv_policy_t *pol, const pstate_t *p, snap_t **out,
 		      dv_list_stats_t st[DV_POLICY_MAX_LISTS], unsigned *bad)
 {
 	snap_t *s = calloc(1, sizeof(*s));
-	if (!s || !(s->set = dv_suffix_new(p->seed))) {
+	if (!s || !(s->set = dv_suffix_new(pol->seed))) {
 		free(s);
 		return -ENOMEM;
 	}
@@ -203,7 +208,7 @@ static int snap_build(const dv_policy_t *p, snap_t **out,
 		memset(&st[i], 0, sizeof(st[i]));
 		add_ctx_t a = { .set = s->set, .list = i };
 		if (l->format == DV_LIST_RPZ)
-			ret = (s->rpz[i] = dv_rpz_new(p->seed))
+			ret = (s->rpz[i] = dv_rpz_new(pol->seed))
 				      ? dv_rpz_parse_file(s->rpz[i], path,
 							  &st[i])
 				      : -ENOMEM;
@@ -214,7 +219,7 @@ static int snap_build(const dv_policy_t *p, snap_t **out,
 			ret = 0;
 		if (ret < 0) {
 			*bad = i;
-			snap_free(s);
+			dv_policy_snap_free(s);
 			return ret;
 		}
 	}
@@ -229,7 +234,7 @@ enum { R_SAME, R_NEW };
 
 /* A URL list: fetch into NAME.tmp, a 200 becomes NAME.list.  R_NEW,
  * R_SAME (304) or a negative error, logged. */
-static int refresh_url(const dv_policy_t *p, list_t *l)
+static int refresh_url(const dv_policy_t *pol, const pstate_t *p, list_t *l)
 {
 	char tmp[512], copy[512], why[256];
 	cache_path(p, l, "tmp", tmp, sizeof(tmp));
@@ -239,7 +244,7 @@ static int refresh_url(const dv_policy_t *p, list_t *l)
 	snprintf(v.last_modified, sizeof(v.last_modified), "%s",
 		 l->last_modified);
 	int ret = dv_fetch(l->source, tmp, p->ca, l->max_bytes, l->timeout_ms,
-			   &p->rt->stop, &v, why, sizeof(why));
+			   &pol->rt->stop, &v, why, sizeof(why));
 	if (ret == DV_FETCH_SAME) {
 		unlink(tmp);
 		return R_SAME;
@@ -321,28 +326,51 @@ void dv_policy_rt_unregister(const dv_policy_t *p, dv_policy_worker_t *w)
 	pthread_mutex_unlock(&rt->lock);
 }
 
+/*
+ * A worker's first turn with a state it has not read before: its rate
+ * limiter made when the state is the first with limits, and its buckets
+ * started again when the limits changed (a bucket's key holds the
+ * group's index, which a reload may give to another group).  Once per
+ * reload and worker, at a turn's start, never within a query.
+ */
+static void new_state(dv_policy_worker_t *w, const pstate_t *st)
+{
+	w->gen = st->gen;
+	if (st->rate_epoch == w->rate_epoch && (w->rl || !st->rate_limits))
+		return;
+	w->rate_epoch = st->rate_epoch;
+	dv_ratelimit_free(w->rl);
+	w->rl = NULL;
+	if (st->rate_limits && !(w->rl = dv_ratelimit_new(RATE_TABLE_ENTRIES)))
+		dv_log_error("policy: out of memory for the rate limiter: "
+			     "rate-limit-qps is not applied by this worker");
+}
+
 void dv_policy_worker_enter(dv_policy_worker_t *w)
 {
 	if (w->turn & 1)
 		return;
 	__atomic_store_n(&w->turn, w->turn + 1, __ATOMIC_SEQ_CST);
-	w->snap = __atomic_load_n(&w->p->snap, __ATOMIC_SEQ_CST);
+	const pstate_t *st = __atomic_load_n(&w->p->cur, __ATOMIC_SEQ_CST);
+	if (st->gen != w->gen)
+		new_state(w, st);
+	w->st = st;
+	w->snap = __atomic_load_n(&st->snap, __ATOMIC_SEQ_CST);
 }
 
 void dv_policy_worker_leave(dv_policy_worker_t *w)
 {
 	if (!(w->turn & 1))
 		return;
+	w->st = NULL;
 	w->snap = NULL;
 	__atomic_store_n(&w->turn, w->turn + 1, __ATOMIC_RELEASE);
 }
 
-/* Wait until no worker can hold a snapshot loaded before now.  false when
- * the refresher is told to stop first. */
-static bool synchronize(dv_policy_t *p)
+bool dv_policy_synchronize(dv_policy_t *p)
 {
 	policy_rt_t *rt = p->rt;
-	static uint64_t seen[MAX_WORKERS];
+	uint64_t seen[MAX_WORKERS];
 	pthread_mutex_lock(&rt->lock);
 	for (unsigned i = 0; i < MAX_WORKERS; i++)
 		seen[i] = rt->workers[i]
@@ -350,7 +378,8 @@ static bool synchronize(dv_policy_t *p)
 						    __ATOMIC_SEQ_CST)
 				  : 0;
 	pthread_mutex_unlock(&rt->lock);
-	for (unsigned i = 0; i < MAX_WORKERS; i++) {
+	bool ok = true;
+	for (unsigned i = 0; i < MAX_WORKERS && ok; i++) {
 		if (!(seen[i] & 1))
 			continue;
 		for (;;) {
@@ -363,22 +392,62 @@ static bool synchronize(dv_policy_t *p)
 			pthread_mutex_unlock(&rt->lock);
 			if (done)
 				break;
-			if (stop)
-				return false;
+			if (stop) {
+				ok = false;
+				break;
+			}
 			struct timespec ts = { 0, 1000000 };
 			nanosleep(&ts, NULL);
 		}
 	}
-	return true;
+	return ok;
+}
+
+void dv_policy_zero_slots(dv_policy_t *p, const bool *groups, const bool *lists)
+{
+	policy_rt_t *rt = p->rt;
+	pthread_mutex_lock(&rt->lock);
+	for (unsigned i = 0; i < MAX_WORKERS; i++) {
+		dv_policy_worker_t *w = rt->workers[i];
+		for (unsigned k = 0; w && k < GROUP_SLOTS; k++)
+			for (unsigned c = 0; groups[k] && c < GC_N; c++)
+				__atomic_store_n(&w->group_ctr[k][c], 0,
+						 __ATOMIC_RELAXED);
+		for (unsigned k = 0; w && k < LIST_SLOTS; k++)
+			for (unsigned c = 0; lists[k] && c < LC_N; c++)
+				__atomic_store_n(&w->list_ctr[k][c], 0,
+						 __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&rt->lock);
+}
+
+void dv_policy_work_lock(dv_policy_t *p)
+{
+	pthread_mutex_lock(&p->rt->work);
+}
+
+void dv_policy_work_unlock(dv_policy_t *p)
+{
+	pthread_mutex_unlock(&p->rt->work);
+}
+
+void dv_policy_state_lock(const dv_policy_t *p)
+{
+	pthread_mutex_lock(&p->rt->lock);
+}
+
+void dv_policy_state_unlock(const dv_policy_t *p)
+{
+	pthread_mutex_unlock(&p->rt->lock);
 }
 
 /* ---- the refresher ---- */
 
 /* The lists due at `now` (every one with `all`): fetched or checked, and
  * when one has a new copy, a new snapshot built and swapped in. */
-static void refresh_due(dv_policy_t *p, uint64_t now, bool all)
+static void refresh_due(dv_policy_t *pol, pstate_t *p, uint64_t now, bool all)
 {
-	policy_rt_t *rt = p->rt;
+	policy_rt_t *rt = pol->rt;
 	int res[DV_POLICY_MAX_LISTS];
 	bool any_new = false;
 	for (unsigned i = 0; i < p->n_lists; i++) {
@@ -388,7 +457,7 @@ static void refresh_due(dv_policy_t *p, uint64_t now, bool all)
 			continue;
 		if (l->refresh_s)
 			l->due_ms = now + (uint64_t)l->refresh_s * 1000;
-		res[i] = l->url ? refresh_url(p, l) : refresh_file(l);
+		res[i] = l->url ? refresh_url(pol, p, l) : refresh_file(l);
 		pthread_mutex_lock(&rt->lock);
 		if (res[i] < 0)
 			l->failures++;
@@ -405,7 +474,7 @@ static void refresh_due(dv_policy_t *p, uint64_t now, bool all)
 	dv_list_stats_t st[DV_POLICY_MAX_LISTS];
 	unsigned bad = 0;
 	snap_t *s = NULL;
-	int ret = snap_build(p, &s, st, &bad);
+	int ret = snap_build(pol, p, &s, st, &bad);
 	if (ret < 0) {
 		dv_log_warn("policy: list %s: cannot read a new copy: %s; the "
 			    "copy in use stays",
@@ -433,8 +502,8 @@ static void refresh_due(dv_policy_t *p, uint64_t now, bool all)
 								      "in",
 		    dv_suffix_count(s->set), dv_suffix_bytes(s->set) / 1024,
 		    mono_ms() - t0);
-	if (synchronize(p)) {
-		snap_free(old);
+	if (dv_policy_synchronize(pol)) {
+		dv_policy_snap_free(old);
 		/* give the old set's pages back: glibc keeps freed heap
 		 * memory of this thread's arena otherwise, and a 1,000,000-
 		 * name list left RSS at 144 MiB instead of 57 after a few
@@ -466,10 +535,13 @@ static void *refresher(void *arg)
 			     strerror(errno));
 	pthread_mutex_lock(&rt->lock);
 	while (!rt->stop) {
+		/* the state in use: a reload swaps it under this lock */
+		const pstate_t *cur = p->cur;
 		uint64_t now = mono_ms(), next = UINT64_MAX;
-		for (unsigned i = 0; i < p->n_lists; i++)
-			if (p->lists[i].refresh_s && p->lists[i].due_ms < next)
-				next = p->lists[i].due_ms;
+		for (unsigned i = 0; i < cur->n_lists; i++)
+			if (cur->lists[i].refresh_s &&
+			    cur->lists[i].due_ms < next)
+				next = cur->lists[i].due_ms;
 		bool all = rt->now;
 		rt->now = false;
 		if (next > now && !all) {
@@ -485,7 +557,10 @@ static void *refresher(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&rt->lock);
-		refresh_due(p, now, all);
+		/* a reload swaps p->cur only under the work lock */
+		pthread_mutex_lock(&rt->work);
+		refresh_due(p, p->cur, now, all);
+		pthread_mutex_unlock(&rt->work);
 		pthread_mutex_lock(&rt->lock);
 	}
 	pthread_mutex_unlock(&rt->lock);
@@ -495,7 +570,7 @@ static void *refresher(void *arg)
 int dv_policy_start_refresh(dv_policy_t *p)
 {
 	/* with lists, even none with a refresh-s: dv_policy_refresh_now */
-	if (p->n_lists == 0 || p->rt->running)
+	if (p->cur->n_lists == 0 || p->rt->running)
 		return 0;
 	int ret = pthread_create(&p->rt->thread, NULL, refresher, p);
 	if (ret)
@@ -515,21 +590,52 @@ void dv_policy_refresh_now(dv_policy_t *p)
 
 /* ---- start and end ---- */
 
-int dv_policy_lists_load(dv_policy_t *p, const dv_config_t *cfg, char *err,
-			 size_t err_len)
+int dv_policy_rt_new(dv_policy_t *p)
 {
 	policy_rt_t *rt = calloc(1, sizeof(*rt));
-	if (!rt) {
-		snprintf(err, err_len, "policy: out of memory");
+	if (!rt)
 		return -ENOMEM;
-	}
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&rt->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&rt->lock, NULL);
+	pthread_mutex_init(&rt->work, NULL);
 	p->rt = rt;
+	return 0;
+}
+
+/* The list `prev` has with the name, source and format of `cl`. */
+static const list_t *same_list(const pstate_t *prev, const dv_cfg_list_t *cl)
+{
+	for (unsigned i = 0; prev && i < prev->n_lists; i++) {
+		const list_t *l = &prev->lists[i];
+		if (strcmp(l->name, cl->name) == 0 &&
+		    strcmp(l->source, cl->source) == 0 &&
+		    l->format == cl->format)
+			return l;
+	}
+	return NULL;
+}
+
+/* Whether `prev`'s snapshot holds exactly the lists of `cfg`. */
+static bool same_lists(const pstate_t *prev, const pstate_t *st,
+		       const dv_config_t *cfg)
+{
+	if (!prev || !prev->snap || prev->n_lists != cfg->n_lists ||
+	    strcmp(prev->cache_dir, st->cache_dir) != 0)
+		return false;
+	for (unsigned i = 0; i < cfg->n_lists; i++)
+		if (same_list(prev, &cfg->lists[i]) != &prev->lists[i])
+			return false;
+	return true;
+}
+
+int dv_policy_lists_load(dv_policy_t *pol, pstate_t *p, pstate_t *prev,
+			 const dv_config_t *cfg, char *err, size_t err_len)
+{
+	policy_rt_t *rt = pol->rt;
 	snprintf(p->cache_dir, sizeof(p->cache_dir), "%s",
 		 cfg->policy_cache_dir);
 	snprintf(p->ca, sizeof(p->ca), "%s", cfg->policy_ca);
@@ -538,6 +644,23 @@ int dv_policy_lists_load(dv_policy_t *p, const dv_config_t *cfg, char *err,
 	for (unsigned i = 0; i < cfg->n_lists; i++) {
 		const dv_cfg_list_t *cl = &cfg->lists[i];
 		list_t *l = &p->lists[p->n_lists++];
+		const list_t *old = same_list(prev, cl);
+		if (old) {
+			/* the same copy: its state and counters go on; the
+			 * refresher does not run while a reload builds */
+			pthread_mutex_lock(&rt->lock);
+			*l = *old;
+			pthread_mutex_unlock(&rt->lock);
+			if (l->refresh_s != cl->refresh_s)
+				l->due_ms =
+					now + (uint64_t)cl->refresh_s * 1000;
+			l->refresh_s = cl->refresh_s;
+			l->max_bytes = cl->max_bytes;
+			l->timeout_ms = cl->timeout_ms;
+			if (l->format == DV_LIST_RPZ)
+				p->rpz_mask |= 1u << i;
+			continue;
+		}
 		snprintf(l->name, sizeof(l->name), "%s", cl->name);
 		snprintf(l->source, sizeof(l->source), "%s", cl->source);
 		l->format = cl->format;
@@ -549,6 +672,7 @@ int dv_policy_lists_load(dv_policy_t *p, const dv_config_t *cfg, char *err,
 		l->max_bytes = cl->max_bytes;
 		l->timeout_ms = cl->timeout_ms;
 		l->due_ms = now + (uint64_t)l->refresh_s * 1000;
+		l->loads = 1;
 		if (!l->url) {
 			struct stat sb;
 			if (stat(l->source, &sb) == 0) {
@@ -576,7 +700,7 @@ int dv_policy_lists_load(dv_policy_t *p, const dv_config_t *cfg, char *err,
 			dir_made = true;
 		}
 		meta_read(p, l);
-		int ret = dv_policy_no_fetch ? -EAGAIN : refresh_url(p, l);
+		int ret = dv_policy_no_fetch ? -EAGAIN : refresh_url(pol, p, l);
 		char copy[512];
 		cache_path(p, l, "list", copy, sizeof(copy));
 		if (ret >= 0) {
@@ -594,50 +718,43 @@ int dv_policy_lists_load(dv_policy_t *p, const dv_config_t *cfg, char *err,
 					    l->name, p->cache_dir);
 		}
 	}
+	if (same_lists(prev, p, cfg)) {
+		/* nothing to parse: the snapshot in use moves over (and is
+		 * freed with this state, no longer with `prev`) */
+		p->snap = prev->snap;
+		p->own_snap = true;
+		prev->own_snap = false;
+		return 0;
+	}
 	dv_list_stats_t st[DV_POLICY_MAX_LISTS];
 	unsigned bad = 0;
 	snap_t *s = NULL;
-	int ret = snap_build(p, &s, st, &bad);
+	int ret = snap_build(pol, p, &s, st, &bad);
 	if (ret < 0) {
 		snprintf(err, err_len, "lists.%s.source: '%s': %s",
 			 p->lists[bad].name, p->lists[bad].source,
 			 dv_strerror(ret));
 		return ret;
 	}
-	for (unsigned i = 0; i < p->n_lists; i++) {
+	for (unsigned i = 0; i < p->n_lists; i++)
 		p->lists[i].st = st[i];
-		p->lists[i].loads = 1;
-	}
 	p->snap = s;
+	p->own_snap = true;
 	return 0;
 }
 
 void dv_policy_list_read(const dv_policy_t *p, unsigned i, list_t *out)
 {
-	const list_t *l = &p->lists[i];
-	memset(out, 0, sizeof(*out));
-	/* the config part never changes; the counters change under the
-	 * lock; the rest is the refresher's alone */
-	memcpy(out->name, l->name, sizeof(out->name));
-	memcpy(out->source, l->source, sizeof(out->source));
-	out->format = l->format;
-	out->url = l->url;
 	pthread_mutex_lock(&p->rt->lock);
-	out->st = l->st;
-	out->loads = l->loads;
-	out->unchanged = l->unchanged;
-	out->failures = l->failures;
-	out->last_ok_s = l->last_ok_s;
+	*out = p->cur->lists[i];
 	pthread_mutex_unlock(&p->rt->lock);
 }
 
 void dv_policy_rt_free(dv_policy_t *p)
 {
 	policy_rt_t *rt = p->rt;
-	if (!rt) {
-		snap_free(p->snap);
+	if (!rt)
 		return;
-	}
 	if (rt->running) {
 		pthread_mutex_lock(&rt->lock);
 		/* atomic: a fetch's progress callback reads it unlocked */
@@ -647,11 +764,12 @@ void dv_policy_rt_free(dv_policy_t *p)
 		pthread_join(rt->thread, NULL);
 	}
 	for (unsigned i = 0; i < rt->n_retired; i++)
-		snap_free(rt->retired[i]);
-	snap_free(p->snap);
+		dv_policy_snap_free(rt->retired[i]);
 	if (rt->curl)
 		dv_fetch_global_cleanup();
 	pthread_cond_destroy(&rt->cond);
 	pthread_mutex_destroy(&rt->lock);
+	pthread_mutex_destroy(&rt->work);
 	free(rt);
+	p->rt = NULL;
 }

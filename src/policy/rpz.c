@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "src/policy/records.h"
 #include "src/policy/suffix.h"
 
 enum { EXACT, WILD }; /* the two list bits of the trigger set */
@@ -21,6 +22,15 @@ struct dv_rpz {
 	uint8_t (*v6)[16];
 	uint32_t n4, n6, cap4, cap6;
 	size_t triggers;
+	uint64_t seed;
+	/* local data as local records of group 0 (records.h): made from
+	 * lrec/ldata at the end of the parse, which are then freed */
+	dv_records_t *local;
+	dv_cfg_record_t *lrec;
+	unsigned n_lrec, cap_lrec;
+	uint8_t *ldata;
+	uint32_t ldata_len, ldata_cap;
+	size_t apex_labels; /* of the SOA's owner */
 };
 
 dv_rpz_t *dv_rpz_new(uint64_t seed)
@@ -30,6 +40,7 @@ dv_rpz_t *dv_rpz_new(uint64_t seed)
 		free(z);
 		return NULL;
 	}
+	z->seed = seed;
 	return z;
 }
 
@@ -38,6 +49,9 @@ void dv_rpz_free(dv_rpz_t *z)
 	if (!z)
 		return;
 	dv_suffix_free(z->set);
+	dv_records_free(z->local);
+	free(z->lrec);
+	free(z->ldata);
 	free(z->act);
 	free(z->v4);
 	free(z->v6);
@@ -142,6 +156,83 @@ static bool ends_with_label(const char *name, size_t len, const char *label)
 	       (len == l || name[len - l - 1] == '.');
 }
 
+/* The types of local data: those of local records (records.h). */
+static bool local_type(ldns_rr_type t)
+{
+	return t == LDNS_RR_TYPE_A || t == LDNS_RR_TYPE_AAAA ||
+	       t == LDNS_RR_TYPE_CNAME || t == LDNS_RR_TYPE_TXT ||
+	       t == LDNS_RR_TYPE_SRV || t == LDNS_RR_TYPE_PTR ||
+	       t == LDNS_RR_TYPE_MX || t == LDNS_RR_TYPE_HTTPS ||
+	       t == LDNS_RR_TYPE_SVCB;
+}
+
+/*
+ * Keep `rr` as local data of its trigger: owner the trigger's name (the
+ * owner without the apex's labels, lowercased), RDATA in wire form.  0,
+ * 1 when it cannot be kept (too long: counted bad), or -ENOMEM.
+ */
+static int add_local(dv_rpz_t *z, ldns_rr *rr)
+{
+	const ldns_rdf *ow = ldns_rr_owner(rr);
+	const uint8_t *o = ldns_rdf_data(ow);
+	size_t olen = ldns_rdf_size(ow), labels = ldns_dname_label_count(ow);
+	if (labels <= z->apex_labels)
+		return 1;
+	size_t keep = 0; /* bytes of the trigger's labels */
+	for (size_t i = 0; i < labels - z->apex_labels; i++) {
+		if (keep >= olen || !o[keep])
+			return 1;
+		keep += 1u + o[keep];
+	}
+	ldns_buffer *buf = ldns_buffer_new(512);
+	if (!buf)
+		return -ENOMEM;
+	int ret = 1;
+	if (ldns_rr_rdata2buffer_wire(buf, rr) != LDNS_STATUS_OK ||
+	    keep + 1 > sizeof(z->lrec->owner))
+		goto out;
+	size_t rdlen = ldns_buffer_position(buf);
+	if (rdlen > 0xffff || rdlen > UINT32_MAX - z->ldata_len)
+		goto out;
+	ret = -ENOMEM;
+	if (z->n_lrec == z->cap_lrec) {
+		unsigned cap = z->cap_lrec ? z->cap_lrec * 2 : 16;
+		dv_cfg_record_t *r = realloc(z->lrec, cap * sizeof(*r));
+		if (!r)
+			goto out;
+		z->lrec = r;
+		z->cap_lrec = cap;
+	}
+	if (z->ldata_len + rdlen > z->ldata_cap) {
+		uint32_t cap = z->ldata_cap ? z->ldata_cap : 1024;
+		while (cap < z->ldata_len + rdlen)
+			cap *= 2;
+		uint8_t *d = realloc(z->ldata, cap);
+		if (!d)
+			goto out;
+		z->ldata = d;
+		z->ldata_cap = cap;
+	}
+	dv_cfg_record_t *r = &z->lrec[z->n_lrec++];
+	memset(r, 0, sizeof(*r));
+	for (size_t i = 0; i < keep; i++)
+		r->owner[i] = (uint8_t)(o[i] >= 'A' && o[i] <= 'Z' ? o[i] + 32
+								   : o[i]);
+	r->owner[keep] = 0;
+	r->owner_len = (uint16_t)(keep + 1);
+	r->type = (uint16_t)ldns_rr_get_type(rr);
+	r->rclass = LDNS_RR_CLASS_IN;
+	r->ttl = ldns_rr_ttl(rr);
+	r->rdlen = (uint16_t)rdlen;
+	r->rdata_off = z->ldata_len;
+	memcpy(z->ldata + z->ldata_len, ldns_buffer_begin(buf), rdlen);
+	z->ldata_len += (uint32_t)rdlen;
+	ret = 0;
+out:
+	ldns_buffer_free(buf);
+	return ret;
+}
+
 /* One record: its trigger and action.  Counts into `st`. */
 static int add_rr(dv_rpz_t *z, ldns_rr *rr, char **apex, dv_list_stats_t *st)
 {
@@ -151,10 +242,13 @@ static int add_rr(dv_rpz_t *z, ldns_rr *rr, char **apex, dv_list_stats_t *st)
 	if (!owner)
 		return -ENOMEM;
 	if (t == LDNS_RR_TYPE_SOA) {
-		if (!*apex)
+		if (!*apex) {
 			*apex = owner;
-		else
+			z->apex_labels =
+				ldns_dname_label_count(ldns_rr_owner(rr));
+		} else {
 			free(owner); /* the closing SOA of a transfer */
+		}
 		return 0;
 	}
 	char trig[DV_SUFFIX_NAME_MAX + 4];
@@ -188,6 +282,7 @@ static int add_rr(dv_rpz_t *z, ldns_rr *rr, char **apex, dv_list_stats_t *st)
 	dv_rpz_kind_t kind = DV_RPZ_NONE;
 	const uint8_t *addr = NULL;
 	size_t alen = 0;
+	bool other = false; /* local data that is not an address */
 	if (t == LDNS_RR_TYPE_CNAME && ldns_rr_rd_count(rr) == 1) {
 		char *target = ldns_rdf2str(ldns_rr_rdf(rr, 0));
 		if (!target)
@@ -198,7 +293,14 @@ static int add_rr(dv_rpz_t *z, ldns_rr *rr, char **apex, dv_list_stats_t *st)
 			kind = DV_RPZ_NODATA;
 		else if (strcasecmp(target, "rpz-passthru.") == 0)
 			kind = DV_RPZ_PASSTHRU;
+		else if (!ends_with_label(target, strlen(target),
+					  "rpz-drop.") &&
+			 !ends_with_label(target, strlen(target),
+					  "rpz-tcp-only.") &&
+			 !(target[0] == '*' && target[1] == '.'))
+			kind = DV_RPZ_DATA; /* a rewrite to that name */
 		free(target);
+		other = kind == DV_RPZ_DATA;
 	} else if ((t == LDNS_RR_TYPE_A || t == LDNS_RR_TYPE_AAAA) &&
 		   ldns_rr_rd_count(rr) == 1) {
 		const ldns_rdf *rd = ldns_rr_rdf(rr, 0);
@@ -206,14 +308,33 @@ static int add_rr(dv_rpz_t *z, ldns_rr *rr, char **apex, dv_list_stats_t *st)
 		addr = ldns_rdf_data(rd);
 		if (alen == (t == LDNS_RR_TYPE_A ? 4u : 16u))
 			kind = DV_RPZ_DATA;
+	} else if (local_type(t) && ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN) {
+		kind = DV_RPZ_DATA;
+		other = true;
 	}
 	if (kind == DV_RPZ_NONE) {
-		st->skipped++; /* rpz-drop., a CNAME to a name, TXT, ... */
+		/* rpz-drop., rpz-tcp-only., types local records do not
+		 * serve (NS, DNAME, CAA, ...) */
+		st->skipped++;
 		return 0;
 	}
 	dv_rpz_action_t *a = slot_of(z, name, len, wild);
 	if (!a)
 		return -ENOMEM;
+	if (kind == DV_RPZ_DATA &&
+	    (a->kind == DV_RPZ_NONE || a->kind == DV_RPZ_DATA)) {
+		/* every record of local data goes to the local records (a
+		 * CNAME's target may be an address trigger); the addresses
+		 * also to the trigger's own list, which answers when it has
+		 * nothing else */
+		ret = add_local(z, rr);
+		if (ret > 0) {
+			st->bad++;
+			return 0;
+		}
+		if (ret < 0)
+			return ret;
+	}
 	if (a->kind != DV_RPZ_NONE &&
 	    (a->kind != DV_RPZ_DATA || kind != DV_RPZ_DATA)) {
 		st->bad++; /* a second action for one trigger */
@@ -225,12 +346,16 @@ static int add_rr(dv_rpz_t *z, ldns_rr *rr, char **apex, dv_list_stats_t *st)
 		a->ttl = ldns_rr_ttl(rr);
 	}
 	a->kind = (uint8_t)kind;
-	if (kind == DV_RPZ_DATA) {
-		ret = add_addr(z, a, addr, alen);
-		if (ret == -ENOSPC) {
-			st->skipped++;
-			ret = 0;
-		}
+	if (kind != DV_RPZ_DATA)
+		return 0;
+	if (other) {
+		a->local = 1;
+		return 0;
+	}
+	ret = add_addr(z, a, addr, alen);
+	if (ret == -ENOSPC) {
+		st->skipped++;
+		ret = 0;
 	}
 	return ret;
 }
@@ -277,6 +402,16 @@ int dv_rpz_parse(dv_rpz_t *z, FILE *f, dv_list_stats_t *st)
 	ldns_rdf_deep_free(prev);
 	free(apex);
 	dv_suffix_seal(z->set);
+	if (ret == 0 && z->n_lrec &&
+	    !(z->local = dv_records_build(z->lrec, z->n_lrec, z->ldata,
+					  z->ldata_len, z->seed)))
+		ret = -ENOMEM;
+	free(z->lrec);
+	free(z->ldata);
+	z->lrec = NULL;
+	z->ldata = NULL;
+	z->n_lrec = z->cap_lrec = 0;
+	z->ldata_len = z->ldata_cap = 0;
 	return ret;
 }
 
@@ -308,8 +443,16 @@ const dv_rpz_action_t *dv_rpz_lookup(const dv_rpz_t *z, const char *name,
 	dv_suffix_hit_t hit;
 	if (!dv_suffix_lookup(z->set, name + p, len - p, 1u << WILD, &hit))
 		return NULL;
+	const dv_rpz_action_t *a = &z->act[(size_t)hit.entry * 2 + 1];
+	if (a->kind == DV_RPZ_NONE)
+		return NULL; /* its only record could not be kept */
 	*off = (unsigned)(p + hit.offset);
-	return &z->act[(size_t)hit.entry * 2 + 1];
+	return a;
+}
+
+const dv_records_t *dv_rpz_local(const dv_rpz_t *z)
+{
+	return z->local;
 }
 
 void dv_rpz_addrs(const dv_rpz_t *z, const dv_rpz_action_t *a,

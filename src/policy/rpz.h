@@ -11,17 +11,26 @@
  *   CNAME rpz-passthru.   let the name through (an allow rule)
  *   A / AAAA records      local data: these addresses for A / AAAA, and
  *                         NODATA for other types
+ *   CNAME NAME., TXT, MX, local data of every type local records have
+ *   SRV, PTR, HTTPS, SVCB (records.h): answered as local records are --
+ *                         the records of the question's type, else the
+ *                         CNAME (a rewrite), followed when its target is
+ *                         the zone's own local data, else NODATA
  *
  * Other triggers (rpz-ip, rpz-nsdname, rpz-nsip, rpz-client-ip), other
- * actions (rpz-drop., rpz-tcp-only., a CNAME to a name) and other local
- * data (TXT, MX, ...) are counted as skipped; a record that does not
- * parse, lies outside the apex or comes before the SOA is counted as bad.
+ * actions (rpz-drop., rpz-tcp-only., a CNAME to a wildcard) and local
+ * data of other types (NS, DNAME, CAA, ...) are counted as skipped; a
+ * record that does not parse, lies outside the apex or comes before the
+ * SOA is counted as bad.
  * An exact trigger wins over a wildcard, and a more specific wildcard over
  * a less specific one.
  *
  * Design note.  The triggers sit in a suffix set of their own (list bit 0:
  * an exact trigger, bit 1: a wildcard), and the actions in an array by the
- * set's entry index, two per name.  A lookup is one probe for the exact
+ * set's entry index, two per name.  Local data beyond addresses is one
+ * table of local records (records.h, group 0) owned by the trigger names,
+ * built at the end of the parse; a wildcard trigger's records are owned
+ * by "*.NAME" and synthesized for the name asked, as records.c does.  A lookup is one probe for the exact
  * name and one suffix walk for the wildcards, allocation-free.  Parsing
  * uses ldns (ldns_rr_new_frm_fp_l), one record at a time, so a bad record
  * costs that record only.
@@ -33,6 +42,7 @@
 
 #include "src/config/config.h"
 #include "src/policy/lists.h"
+#include "src/policy/records.h"
 
 typedef struct dv_rpz dv_rpz_t;
 
@@ -49,6 +59,7 @@ typedef enum {
 typedef struct {
 	uint8_t kind; /* dv_rpz_kind_t */
 	uint8_t n_v4, n_v6;
+	uint8_t local; /* DATA with records beyond addresses: dv_rpz_local */
 	uint32_t ttl;
 	uint32_t v4, v6; /* index of the first address */
 } dv_rpz_action_t;
@@ -76,6 +87,10 @@ const dv_rpz_action_t *dv_rpz_lookup(const dv_rpz_t *z, const char *name,
 /* The addresses of `a`: 4-byte IPv4 ones and 16-byte IPv6 ones. */
 void dv_rpz_addrs(const dv_rpz_t *z, const dv_rpz_action_t *a,
 		  const uint8_t **v4, const uint8_t **v6);
+
+/* The zone's local data as local records of group 0 (NULL: none), for
+ * the DV_RPZ_DATA actions with `local` set. */
+const dv_records_t *dv_rpz_local(const dv_rpz_t *z);
 
 /* Triggers held. */
 size_t dv_rpz_count(const dv_rpz_t *z);

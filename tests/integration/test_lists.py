@@ -493,7 +493,7 @@ h4.example.test 120 A 192.0.2.45
 32.1.2.0.192.rpz-ip CNAME .
 ns.example.test.rpz-nsdname CNAME .
 h6.example.test CNAME rpz-drop.
-h7.example.test TXT "local data of a kind not served"
+h7.example.test TXT "local data beyond addresses"
 h8.example.test CNAME www.example.test.
 outside.example. CNAME .
 this is not a record
@@ -578,20 +578,30 @@ admin:
         self.assertEqual((r.status, r.records()), ("NOERROR", []))
         log("ok: local data answers A and AAAA with the zone's records and TTL, NODATA for MX")
 
-        for name in ("h6.example.test", "h7.example.test", "h8.example.test"):
-            r = self.kdig(name)
-            self.assertEqual((r.status, len(r.records())), ("NOERROR", 1), name)  # upstream's
+        r = self.kdig("h6.example.test")
+        self.assertEqual((r.status, len(r.records())), ("NOERROR", 1))  # upstream's
+        # local data beyond addresses (test_policy_reload.RpzLocalData has
+        # every type): h7's TXT, NODATA for A; h8's CNAME to a name, a
+        # rewrite answered alone (www is not the zone's data)
+        r = self.kdig("h7.example.test", "TXT")
+        self.assertEqual(r.records(), [("h7.example.test.", "TXT", 60,
+                                        '"local data beyond addresses"')])
+        r = self.kdig("h7.example.test")
+        self.assertEqual((r.status, r.records()), ("NOERROR", []))
+        r = self.kdig("h8.example.test")
+        self.assertEqual(r.records(), [("h8.example.test.", "CNAME", 60, "www.example.test.")])
         self.assertEqual(self.kdig("h9.example.test").status, "NXDOMAIN")  # the plain list
         self.assertEqual(self.ede("h9.example.test"), [(15, "blocked by list plain")])
         m = metrics(self.admin_port)
-        self.assertEqual(m[("dnsveil_policy_list_entries", "rpz")], 5)  # h4: one trigger
-        # rpz-ip, rpz-nsdname, rpz-drop, TXT, CNAME to a name
-        self.dv.wait_log(r"policy: list rpz \(.*\): 5 rules \(0 exceptions\), 2 bad lines, 5 "
+        self.assertEqual(m[("dnsveil_policy_list_entries", "rpz")], 7)  # h4: one trigger
+        # rpz-ip, rpz-nsdname, rpz-drop (h7's TXT and
+        # h8's CNAME to a name are local data now)
+        self.dv.wait_log(r"policy: list rpz \(.*\): 7 rules \(0 exceptions\), 2 bad lines, 3 "
                          r"skipped")
         self.assertEqual(m[("dnsveil_policy_list_bad_lines", "rpz")], 2)
         self.assertGreaterEqual(m[("dnsveil_policy_list_blocked_total", "rpz")], 8)
         self.assertGreaterEqual(m[("dnsveil_policy_list_allowed_total", "rpz")], 2)
-        log("ok: other triggers and actions skipped (5), a bad line and a name outside the "
+        log("ok: other triggers and actions skipped (3), a bad line and a name outside the "
             "zone counted (2); the plain list still blocks its names")
 
 

@@ -20,9 +20,9 @@
 /* One refresher pass with every list due. */
 static void refresh_now(dv_policy_t *p)
 {
-	for (unsigned i = 0; i < p->n_lists; i++)
-		p->lists[i].due_ms = 0;
-	refresh_due(p, mono_ms(), false);
+	for (unsigned i = 0; i < p->cur->n_lists; i++)
+		p->cur->lists[i].due_ms = 0;
+	refresh_due(p, p->cur, mono_ms(), false);
 }
 
 static char dir[64];
@@ -104,7 +104,7 @@ static void test_swap_waits_for_a_turn(void **state)
 	assert_non_null(w);
 	dv_policy_worker_enter(w);
 	const snap_t *old = w->snap;
-	assert_ptr_equal(old, p->snap);
+	assert_ptr_equal(old, p->cur->snap);
 	assert_true(holds(old, "a.example"));
 
 	change_list("b.example\n");
@@ -112,13 +112,13 @@ static void test_swap_waits_for_a_turn(void **state)
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, refresh_thread, &j), 0);
 	/* the new snapshot is swapped in ... */
-	for (int i = 0;
-	     i < 5000 && __atomic_load_n(&p->snap, __ATOMIC_SEQ_CST) == old;
+	for (int i = 0; i < 5000 &&
+			__atomic_load_n(&p->cur->snap, __ATOMIC_SEQ_CST) == old;
 	     i++) {
 		struct timespec ts = { 0, 1000000 };
 		nanosleep(&ts, NULL);
 	}
-	const snap_t *cur = __atomic_load_n(&p->snap, __ATOMIC_SEQ_CST);
+	const snap_t *cur = __atomic_load_n(&p->cur->snap, __ATOMIC_SEQ_CST);
 	assert_ptr_not_equal(cur, old);
 	assert_true(holds(cur, "b.example"));
 	/* ... but the old one stays while this worker's turn goes on */
@@ -153,19 +153,19 @@ static void test_idle_worker_and_unchanged_file(void **state)
 	assert_null(w->snap);
 
 	/* the same file: no parse, no swap */
-	snap_t *before = p->snap;
+	snap_t *before = p->cur->snap;
 	refresh_now(p);
 	list_t l;
 	dv_policy_list_read(p, 0, &l);
 	assert_int_equal(l.unchanged, 1);
 	assert_int_equal(l.loads, 1);
-	assert_ptr_equal(p->snap, before);
+	assert_ptr_equal(p->cur->snap, before);
 
 	/* a new copy: swapped without waiting for the idle worker */
 	change_list("c.example\nnot a name\n");
 	refresh_now(p);
-	assert_ptr_not_equal(p->snap, before);
-	assert_true(holds(p->snap, "c.example"));
+	assert_ptr_not_equal(p->cur->snap, before);
+	assert_true(holds(p->cur->snap, "c.example"));
 	dv_policy_list_read(p, 0, &l);
 	assert_int_equal(l.loads, 2);
 	assert_int_equal(l.st.bad, 1);
@@ -174,11 +174,11 @@ static void test_idle_worker_and_unchanged_file(void **state)
 	char path[512];
 	snprintf(path, sizeof(path), "%s/l.txt", dir);
 	assert_int_equal(unlink(path), 0);
-	snap_t *cur = p->snap;
+	snap_t *cur = p->cur->snap;
 	refresh_now(p);
 	dv_policy_list_read(p, 0, &l);
 	assert_int_equal(l.failures, 1);
-	assert_ptr_equal(p->snap, cur);
+	assert_ptr_equal(p->cur->snap, cur);
 	dv_policy_worker_free(w);
 	dv_policy_free(p);
 	cleanup();

@@ -65,11 +65,12 @@ static void test_counts(void **state)
 	(void)state;
 	dv_list_stats_t st;
 	dv_rpz_t *z = parse(ZONE, &st);
-	/* h1 h2 *.wild *.deep.wild ok.wild wild h4 h5 */
-	assert_int_equal(st.rules, 8);
-	assert_int_equal(dv_rpz_count(z), 8);
-	/* rpz-ip, rpz-nsdname, rpz-drop, TXT, CNAME to a name */
-	assert_int_equal(st.skipped, 5);
+	/* h1 h2 *.wild *.deep.wild ok.wild wild h4 h5, and the local data
+	 * of h7 (TXT) and h8 (a CNAME to a name: a rewrite) */
+	assert_int_equal(st.rules, 10);
+	assert_int_equal(dv_rpz_count(z), 10);
+	/* rpz-ip, rpz-nsdname, rpz-drop */
+	assert_int_equal(st.skipped, 3);
 	assert_int_equal(st.bad, 3);
 	dv_rpz_free(z);
 }
@@ -113,8 +114,19 @@ static void test_triggers(void **state)
 	assert_int_equal(off, 0);
 	/* skipped kinds trigger nothing */
 	assert_null(look(z, "h6.example.test", &off));
-	assert_null(look(z, "h7.example.test", &off));
-	assert_null(look(z, "h8.example.test", &off));
+	/* local data beyond addresses: the zone's local records */
+	a = look(z, "h7.example.test", &off);
+	assert_int_equal(a->kind, DV_RPZ_DATA);
+	assert_true(a->local);
+	a = look(z, "h8.example.test", &off);
+	assert_int_equal(a->kind, DV_RPZ_DATA);
+	assert_true(a->local);
+	const dv_records_t *t = dv_rpz_local(z);
+	assert_non_null(t);
+	assert_true(dv_records_lookup(t, 0, "h7.example.test", 15).node >= 0);
+	assert_true(dv_records_lookup(t, 0, "h8.example.test", 15).node >= 0);
+	assert_true(dv_records_lookup(t, 0, "h4.example.test", 15).node >= 0);
+	assert_true(dv_records_lookup(t, 0, "h9.example.test", 15).node < 0);
 	assert_null(look(z, "outside.example", &off));
 	dv_rpz_free(z);
 }

@@ -549,6 +549,15 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "a REFUSED answer from a local upstream is the client's answer "
 	     "(the local resolver's policy stands) instead of a failure "
 	     "that is asked again of the fallback"),
+	ENUM("pool", "loopback-udp", loopback_udp, booleans, "true",
+	     "a tcp:// upstream on a loopback address is also asked over "
+	     "UDP for the questions of UDP clients (a truncated or lost "
+	     "answer is asked again over TCP); false = TCP only"),
+	UINT("pool", "udp-max-inflight", udp_max_inflight, 1, 65535, "128",
+	     "UDP queries in flight to one upstream server per worker "
+	     "(udp://, and loopback tcp:// with pool.loopback-udp; rounded "
+	     "up to a power of two), each on a socket of its own; more "
+	     "wait for one"),
 
 	LIST(NULL, "internal", internal, server_name_t, n_internal,
 	     internal_names,

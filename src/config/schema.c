@@ -553,11 +553,13 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "a tcp:// upstream on a loopback address is also asked over "
 	     "UDP for the questions of UDP clients (a truncated or lost "
 	     "answer is asked again over TCP); false = TCP only"),
-	UINT("pool", "udp-max-inflight", udp_max_inflight, 1, 65535, "128",
+	UINT("pool", "udp-max-inflight", udp_max_inflight, 1, 65535, "64",
 	     "UDP queries in flight to one upstream server per worker "
 	     "(udp://, and loopback tcp:// with pool.loopback-udp; rounded "
 	     "up to a power of two), each on a socket of its own; more "
-	     "wait for one"),
+	     "wait for one.  Keep workers x this under what the resolver's "
+	     "UDP receive buffer holds (256 datagrams with Linux's default "
+	     "208 KiB)"),
 
 	LIST(NULL, "internal", internal, server_name_t, n_internal,
 	     internal_names,

@@ -349,8 +349,10 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	uint64_t orphan_age = 2 * (uint64_t)cfg->query_timeout_ms;
 	for (unsigned i = 0; i < p->n_local + p->n_fallback; i++) {
 		dv_server_t *s = &p->servers[i];
-		for (unsigned j = 0; j < s->n_conns; j++) {
-			dv_uconn_t *c = s->conns[j];
+		/* the UDP front too (it has no socket of its own; its
+		 * connect and idle close are counted like a TCP one's) */
+		for (unsigned j = 0; j < s->n_conns + (s->front != NULL); j++) {
+			dv_uconn_t *c = j < s->n_conns ? s->conns[j] : s->front;
 			if (c->orphans)
 				conn_reclaim_orphans(c, now, orphan_age);
 			if (cfg->upstream_idle_timeout_ms &&

@@ -506,8 +506,8 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	UINT("pool", "connections", upstream_connections, 1, 64, "2",
 	     "TCP connections to each upstream server, per worker"),
 	UINT("pool", "max-inflight", upstream_max_inflight, 1, 65535, "1024",
-	     "queries in flight on one upstream connection (udp://: per "
-	     "server and worker, each on a socket of its own)"),
+	     "queries in flight on one upstream connection (UDP: "
+	     "pool.udp-max-inflight)"),
 	UINT("pool", "timeout-ms", upstream_timeout_ms, 10, 60000, "1500",
 	     "one attempt on one upstream server"),
 	UINT("pool", "hedge-delay-ms", hedge_delay_ms, 0, 60000, "200",

@@ -395,11 +395,11 @@ static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
 	for (unsigned i = 0; i < s->n_conns; i++)
 		if (!(s->conns[i] = ops->create(s, cfg->upstream_max_inflight)))
 			return -ENOMEM;
-	/* the UDP front: a udp:// server's, or a loopback tcp:// server's
-	 * for its UDP clients (pool.loopback-udp) */
+	/* the UDP front: a udp:// server's, or a local loopback tcp://
+	 * server's for its UDP clients (pool.loopback-udp) */
 	const dv_uconn_ops_t *front = s->proto->front;
 	s->front_all = front != NULL;
-	if (!front && dv_url_has_udp_front(cfg, url))
+	if (!front && !fallback && dv_url_has_udp_front(cfg, url))
 		front = &dv_uconn_udp_ops;
 	if (front && !(s->front = front->create(s, cfg->udp_max_inflight)))
 		return -ENOMEM;

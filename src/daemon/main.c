@@ -333,7 +333,7 @@ static void raise_nofile(const dv_config_t *cfg, unsigned workers)
 	for (unsigned i = 0; i < cfg->n_upstream; i++)
 		udp += dv_url_has_udp_front(cfg, &cfg->upstream[i]);
 	for (unsigned i = 0; i < cfg->n_fallback; i++)
-		udp += dv_url_has_udp_front(cfg, &cfg->fallback[i]);
+		udp += cfg->fallback[i].scheme == DV_SCHEME_UDP;
 	uint64_t udp_slots = 1;
 	while (udp_slots < cfg->udp_max_inflight && udp_slots < 65536)
 		udp_slots <<= 1;

@@ -9,7 +9,9 @@ behind dnsveil: more queries than the resolver's UDP receive buffer holds
 instead of being dropped there and turned into SERVFAIL."""
 
 import os
+import socket
 import sys
+import threading
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -17,6 +19,8 @@ import dvtest as h  # noqa: E402
 from dvtest import log  # noqa: E402
 
 import dns.flags  # noqa: E402
+import dns.message  # noqa: E402
+import dns.rrset  # noqa: E402
 import dns.query  # noqa: E402
 import dns.rcode  # noqa: E402
 
@@ -51,6 +55,51 @@ class LoopbackUdp(h.IntegrationTest):
                          % {k: st[k] for k in ("upstream_tc_retries", "upstream_queries")})
         log("ok: a UDP client's miss over UDP to tcp://%s, TC retried over TCP, "
             "%d TXT strings" % (up.port, len(got)))
+
+    def test_tcp_only_resolver(self):
+        """A loopback resolver that listens on TCP only (a small responder
+        here): the UDP query meets a closed port (ICMP), dnsveil asks over
+        TCP, the UDP client gets its answer, the server stays up, and
+        later UDP clients' queries go straight over TCP."""
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        self.addCleanup(srv.close)
+        port = srv.getsockname()[1]
+
+        def serve(conn):
+            with conn:
+                while True:
+                    try:
+                        q = dns.message.from_wire(h.recv_msg(conn))
+                    except Exception:  # noqa: BLE001 - closed
+                        return
+                    r = dns.message.make_response(q)
+                    r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN",
+                                                        "A", "192.0.2.7"))
+                    h.send_msg(conn, r.to_wire())
+
+        def accept():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+        threading.Thread(target=accept, daemon=True).start()
+
+        url = "tcp://127.0.0.1:%d" % port
+        d = self.start_dnsveil(upstream=[url], config=h.base_config(), workers=1)
+        for i in range(5):
+            m = h.udp_query(d.port, "t%d.example.test" % i, "A", timeout=h.scaled(5))
+            self.assertEqual(m.rcode(), dns.rcode.NOERROR)
+            self.assertEqual([r[3] for r in h.rrset_texts(m)], ["192.0.2.7"])
+        u = h.upstream_stats(d.stats(), url)
+        self.assertEqual(u["state"], "up", u)
+        h.wait_for(lambda: "its UDP port is closed" in d.stderr_text(), h.scaled(5),
+                   what="the log line saying UDP clients' queries go over TCP")
+        log("ok: a TCP-only loopback resolver answers UDP clients over TCP, stays up")
 
     def burst(self, scheme):
         up = self.start_resolver(whoami="local")

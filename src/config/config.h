@@ -330,6 +330,11 @@ typedef struct {
 	unsigned explore_pct;           /* fetches sent to a non-best server */
 	char probe_name[256];           /* probes of a down server: NAME NS */
 	unsigned refused_is_final;      /* 0/1: a local REFUSED is the answer */
+	/* UDP to loopback resolvers (pool.c): a tcp:// upstream on loopback
+	 * also takes UDP clients' questions over UDP (0/1), and the UDP
+	 * queries in flight per server and worker (more wait for an id) */
+	unsigned loopback_udp;
+	unsigned udp_max_inflight;
 
 	/* cache: */
 	uint64_t cache_size_bytes; /* 0 disables the cache */
@@ -415,6 +420,11 @@ int dv_config_validate(const dv_config_t *cfg, const bool *listen_implemented,
  * loopback (127.0.0.0/8, ::1), RFC 1918, RFC 6598 (100.64.0.0/10),
  * link-local (169.254.0.0/16, fe80::/10) and fc00::/7. */
 bool dv_url_is_local(const dv_url_t *url);
+/* Whether the address of `url` is loopback (127.0.0.0/8, ::1). */
+bool dv_url_is_loopback(const dv_url_t *url);
+/* Whether the upstream `url` gets a UDP front connection (udp://, or
+ * tcp:// on loopback with pool.loopback-udp): UDP sockets in flight. */
+bool dv_url_has_udp_front(const dv_config_t *cfg, const dv_url_t *url);
 
 /*
  * Upstream set `set` (0 .. dv_config_upstream_sets() - 1): its local

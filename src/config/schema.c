@@ -524,8 +524,8 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	UINT("pool", "connections", upstream_connections, 1, 64, "2",
 	     "TCP connections to each upstream server, per worker"),
 	UINT("pool", "max-inflight", upstream_max_inflight, 1, 65535, "1024",
-	     "queries in flight on one upstream connection (udp://: per "
-	     "server and worker, each on a socket of its own)"),
+	     "queries in flight on one upstream connection (UDP: "
+	     "pool.udp-max-inflight)"),
 	UINT("pool", "timeout-ms", upstream_timeout_ms, 10, 60000, "1500",
 	     "one attempt on one upstream server"),
 	UINT("pool", "hedge-delay-ms", hedge_delay_ms, 0, 60000, "200",
@@ -567,6 +567,17 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "a REFUSED answer from a local upstream is the client's answer "
 	     "(the local resolver's policy stands) instead of a failure "
 	     "that is asked again of the fallback"),
+	ENUM("pool", "loopback-udp", loopback_udp, booleans, "true",
+	     "a tcp:// upstream on a loopback address is also asked over "
+	     "UDP for the questions of UDP clients (a truncated or lost "
+	     "answer is asked again over TCP); false = TCP only"),
+	UINT("pool", "udp-max-inflight", udp_max_inflight, 1, 65535, "64",
+	     "UDP queries in flight to one upstream server per worker "
+	     "(udp://, and loopback tcp:// with pool.loopback-udp; rounded "
+	     "up to a power of two), each on a socket of its own; more "
+	     "wait for one.  Keep workers x this under what the resolver's "
+	     "UDP receive buffer holds (256 datagrams with Linux's default "
+	     "208 KiB)"),
 
 	LIST(NULL, "internal", internal, server_name_t, n_internal,
 	     internal_names,

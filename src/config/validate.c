@@ -7,7 +7,9 @@
 #include "src/config/schema.h"
 #include "src/core/errors.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -298,6 +300,25 @@ bool dv_url_is_local(const dv_url_t *url)
 			return true;
 	}
 	return false;
+}
+
+bool dv_url_is_loopback(const dv_url_t *url)
+{
+	const struct sockaddr_storage *a = &url->addr;
+	if (a->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >>
+			24) == 127;
+	if (a->ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(
+			&((const struct sockaddr_in6 *)a)->sin6_addr);
+	return false;
+}
+
+bool dv_url_has_udp_front(const dv_config_t *cfg, const dv_url_t *url)
+{
+	return url->scheme == DV_SCHEME_UDP ||
+	       (url->scheme == DV_SCHEME_TCP && cfg->loopback_udp &&
+		dv_url_is_loopback(url));
 }
 
 /* udp:// and tcp:// carry DNS in the clear: an answer from across networks

@@ -354,19 +354,20 @@ static void raise_nofile(const dv_config_t *cfg, unsigned workers)
 		if (s != DV_SCHEME_UDP && s != DV_SCHEME_QUIC)
 			streams++;
 	}
-	/* a udp:// server holds a socket per query in flight, up to its id
-	 * table (pool.max-inflight rounded up to a power of two) */
+	/* a UDP front (udp://, loopback tcp://) holds a socket per query in
+	 * flight, up to its id table (pool.udp-max-inflight rounded up to a
+	 * power of two) */
 	unsigned udp = 0;
 	for (unsigned s = 0; s < dv_config_upstream_sets(cfg); s++) {
 		dv_upstream_set_t set;
 		dv_config_upstream_set(cfg, s, &set);
 		for (unsigned i = 0; i < set.n_upstream; i++)
-			udp += set.upstream[i].scheme == DV_SCHEME_UDP;
+			udp += dv_url_has_udp_front(cfg, &set.upstream[i]);
 		for (unsigned i = 0; i < set.n_fallback; i++)
 			udp += set.fallback[i].scheme == DV_SCHEME_UDP;
 	}
 	uint64_t udp_slots = 1;
-	while (udp_slots < cfg->upstream_max_inflight && udp_slots < 65536)
+	while (udp_slots < cfg->udp_max_inflight && udp_slots < 65536)
 		udp_slots <<= 1;
 	/* listeners, upstream connections, the loop's own descriptors */
 	uint64_t need = (uint64_t)workers * streams * cfg->tcp_max_connections +
@@ -375,14 +376,14 @@ static void raise_nofile(const dv_config_t *cfg, unsigned workers)
 	if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
 		dv_log_warn("open-files limit %llu is below the %llu that %u "
 			    "workers x (%u TCP/TLS listeners x "
-			    "limits.tcp-max-connections %u + %u udp:// "
-			    "upstreams x pool.max-inflight %u) need: new "
-			    "connections and udp:// queries will wait or fail "
+			    "limits.tcp-max-connections %u + %u UDP "
+			    "upstreams x pool.udp-max-inflight %u) need: new "
+			    "connections and UDP queries will wait or fail "
 			    "when it runs out (raise LimitNOFILE / ulimit -n)",
 			    (unsigned long long)rl.rlim_cur,
 			    (unsigned long long)need, workers, streams,
 			    cfg->tcp_max_connections, udp,
-			    cfg->upstream_max_inflight);
+			    cfg->udp_max_inflight);
 }
 
 /* Tells the service manager (systemd Type=notify) what dnsveil is doing;

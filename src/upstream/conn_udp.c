@@ -69,7 +69,14 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
-			/* ICMP unreachable: the server is not there */
+			/* ICMP unreachable: the server is not there, or
+			 * (a tcp:// server's front) not on UDP: its
+			 * queries go over TCP */
+			if (!c->server->front_all) {
+				dv_userver_front_off(c->server);
+				dv_uconn_close_retry(c, strerror(errno));
+				return;
+			}
 			dv_uconn_close(c, true, strerror(errno));
 			return;
 		}

@@ -53,10 +53,30 @@ static unsigned attempts_active(dv_job_t *j)
 	return n;
 }
 
+/* Take waiting attempt `a` off its server's queue. */
+static void wait_unlink(dv_attempt_t *a)
+{
+	dv_server_t *s = a->waiting;
+	if (a->wprev)
+		a->wprev->wnext = a->wnext;
+	else
+		s->wait_head = a->wnext;
+	if (a->wnext)
+		a->wnext->wprev = a->wprev;
+	else
+		s->wait_tail = a->wprev;
+	a->waiting = NULL;
+	a->wnext = a->wprev = NULL;
+	if (--s->pool->n_waiting == 0)
+		ev_prepare_stop(s->pool->loop, &s->pool->drain);
+}
+
 void dv_uattempt_detach(dv_attempt_t *a)
 {
 	dv_pool_t *p = a->job->pool;
 	ev_timer_stop(p->loop, &a->timer);
+	if (a->waiting)
+		wait_unlink(a);
 	if (a->conn && !a->conn->ops->lossy) {
 		/* TCP, TLS, HTTP/2, QUIC: the answer will come unless the
 		 * connection dies (which releases every id) or the server
@@ -95,23 +115,37 @@ static void attempt_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		dv_uconn_close(c, true, "no answer within the upstream timeout");
 		return;
 	}
-	if (c)
+	/* A UDP query whose socket's connection has had answers since it
+	 * went out: the server is there, this datagram (or its answer) was
+	 * lost, e.g. in a full receive buffer of a busy resolver.  It is
+	 * asked again over TCP (dv_uattempt_fail), and the server's health
+	 * is not charged: counting such losses as failures marks a busy
+	 * resolver down and turns the queries of every client into
+	 * SERVFAIL. */
+	if (c && !(c->ops->lossy && c->last_rx_ms > c->slots[a->slot].sent_ms))
 		dv_userver_failure(c->server);
 	dv_uattempt_fail(a, true);
 }
 
-/* Choose a connection of server `s` with a free id, connecting one if
- * needed: its lossy front connection (udp://) unless `stream_only`, else
- * the least busy of its pooled ones.  NULL when the server cannot take a
- * query now. */
-static dv_uconn_t *pick_conn(dv_server_t *s, bool stream_only)
+/* Whether `j` goes to the UDP front connection of `s` (unless
+ * `stream_only`): every query of a udp:// server; on a tcp:// server with
+ * a front (pool.loopback-udp), the questions of UDP clients, unless its
+ * UDP port was found closed lately. */
+static bool use_front(const dv_server_t *s, const dv_job_t *j,
+		      bool stream_only)
 {
-	if (s->front && !stream_only) {
-		dv_uconn_t *c = s->front;
-		if (c->state == UC_CLOSED && c->ops->connect(c) < 0)
-			return NULL;
-		return c->free_head == NO_SLOT ? NULL : c;
-	}
+	if (!s->front || stream_only)
+		return false;
+	if (s->front_all)
+		return true;
+	return j->datagram && now_ms() >= s->front_off_until_ms;
+}
+
+/* Choose a connection of server `s` with a free id, connecting one if
+ * needed: the least busy of its pooled (stream) ones.  NULL when the
+ * server cannot take a query now. */
+static dv_uconn_t *pick_conn(dv_server_t *s)
+{
 	dv_uconn_t *best = NULL, *closed = NULL;
 	for (unsigned i = 0; i < s->n_conns; i++) {
 		dv_uconn_t *c = s->conns[i];
@@ -136,22 +170,26 @@ static dv_uconn_t *pick_conn(dv_server_t *s, bool stream_only)
 	return best;
 }
 
-/* Send `j` on server `s` (stream_only: not on its lossy front
- * connection).  Returns 0 when an attempt is in flight. */
-static int attempt_start(dv_job_t *j, dv_server_t *s, bool stream_only)
+static void attempt_timeout_start(dv_attempt_t *a)
+{
+	dv_pool_t *p = a->job->pool;
+	ev_timer_init(&a->timer, attempt_timeout_cb,
+		      p->cfg->upstream_timeout_ms / 1000.0, 0.);
+	a->timer.data = a;
+	ev_timer_start(p->loop, &a->timer);
+}
+
+/*
+ * Put attempt `a` of `j` (free) on connection `c` of server `s`: an id,
+ * the question sent.  0, or an error with `a` free again (DV_ELIMIT: no
+ * free id; DV_EUPSTREAM: nobody there, counted).  The timer is not
+ * started.
+ */
+static int attempt_send(dv_attempt_t *a, dv_job_t *j, dv_server_t *s,
+			dv_uconn_t *c)
 {
 	dv_pool_t *p = s->pool;
-	dv_attempt_t *a = attempt_alloc(j);
-	if (!a)
-		return DV_ELIMIT;
-	/* a down server gets probes only */
-	if (!j->probe && !dv_userver_usable(s))
-		return DV_EUPSTREAM;
-	dv_uconn_t *c = pick_conn(s, stream_only);
-	if (!c)
-		return DV_EUPSTREAM;
-	uint64_t now = now_ms();
-	uint32_t slot = dv_uslot_take(c, a, now);
+	uint32_t slot = dv_uslot_take(c, a, now_ms());
 	if (slot == NO_SLOT)
 		return DV_ELIMIT;
 	a->job = j;
@@ -167,7 +205,10 @@ static int attempt_start(dv_job_t *j, dv_server_t *s, bool stream_only)
 		a->job = NULL;
 		a->conn = NULL;
 		if (ret == -ECONNREFUSED) { /* nobody there */
-			dv_userver_refused(s);
+			if (c == s->front && !s->front_all)
+				dv_userver_front_off(s);
+			else
+				dv_userver_refused(s);
 			return DV_EUPSTREAM;
 		}
 		return ret;
@@ -185,11 +226,113 @@ static int attempt_start(dv_job_t *j, dv_server_t *s, bool stream_only)
 		DV_STAT_INC(p->stats, upstream_queries);
 	if (!j->probe)
 		USTAT_INC(s, queries);
-	ev_timer_init(&a->timer, attempt_timeout_cb,
-		      p->cfg->upstream_timeout_ms / 1000.0, 0.);
-	a->timer.data = a;
-	ev_timer_start(p->loop, &a->timer);
 	return 0;
+}
+
+/*
+ * Attempt `a` of `j` waits for an id of the UDP front of `s`, at the end
+ * of its queue; its timer runs meanwhile (a query that waits the whole
+ * pool.timeout-ms goes on to the next server, as a timeout would).
+ */
+static void attempt_wait(dv_attempt_t *a, dv_job_t *j, dv_server_t *s)
+{
+	dv_pool_t *p = s->pool;
+	a->job = j;
+	a->conn = NULL;
+	a->slot = NO_SLOT;
+	a->fallback = s->fallback;
+	a->waiting = s;
+	a->wnext = NULL;
+	a->wprev = s->wait_tail;
+	if (s->wait_tail)
+		s->wait_tail->wnext = a;
+	else
+		s->wait_head = a;
+	s->wait_tail = a;
+	if (p->n_waiting++ == 0)
+		ev_prepare_start(p->loop, &p->drain);
+	attempt_timeout_start(a);
+}
+
+/* Send `j` on server `s` (stream_only: not on its lossy front
+ * connection).  Returns 0 when an attempt is in flight. */
+static int attempt_start(dv_job_t *j, dv_server_t *s, bool stream_only)
+{
+	dv_attempt_t *a = attempt_alloc(j);
+	if (!a)
+		return DV_ELIMIT;
+	/* a down server gets probes only */
+	if (!j->probe && !dv_userver_usable(s))
+		return DV_EUPSTREAM;
+	dv_uconn_t *c;
+	if (use_front(s, j, stream_only)) {
+		c = s->front;
+		if (c->state == UC_CLOSED && c->ops->connect(c) < 0)
+			return DV_EUPSTREAM;
+		/* at pool.udp-max-inflight: wait for an id (in order) rather
+		 * than overflow the resolver's receive buffer */
+		if (c->free_head == NO_SLOT || s->wait_head) {
+			attempt_wait(a, j, s);
+			return 0;
+		}
+	} else if (!(c = pick_conn(s))) {
+		return DV_EUPSTREAM;
+	}
+	int ret = attempt_send(a, j, s, c);
+	if (ret < 0 && c == s->front && !s->front_all &&
+	    ret == DV_EUPSTREAM && !stream_only)
+		/* the port is closed: TCP, as before the front */
+		return attempt_start(j, s, true);
+	if (ret < 0)
+		return ret;
+	attempt_timeout_start(a);
+	return 0;
+}
+
+/* The pool's drain (an ev_prepare, once per loop turn while attempts
+ * wait): send the waiting attempts of every server, oldest first, on the
+ * ids its front connection has free now. */
+static void drain_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	dv_pool_t *p = w->data;
+	for (unsigned i = 0; i < p->n_local + p->n_fallback && p->n_waiting;
+	     i++) {
+		dv_server_t *s = &p->servers[i];
+		dv_uconn_t *c = s->front;
+		while (s->wait_head && c->free_head != NO_SLOT) {
+			dv_attempt_t *a = s->wait_head;
+			dv_job_t *j = a->job;
+			ev_timer_stop(loop, &a->timer);
+			wait_unlink(a);
+			a->job = NULL;
+			if (!use_front(s, j, false)) {
+				/* its UDP port was found closed meanwhile */
+				if (attempt_start(j, s, true) != 0)
+					fetch_continue(j, s->fallback);
+				continue;
+			}
+			if (c->state == UC_CLOSED && c->ops->connect(c) < 0) {
+				/* the attempt is over: the next path */
+				fetch_continue(j, s->fallback);
+				continue;
+			}
+			int ret = attempt_send(a, j, s, c);
+			if (ret == 0) {
+				attempt_timeout_start(a);
+			} else if (!s->front_all && ret == DV_EUPSTREAM &&
+				   attempt_start(j, s, true) == 0) {
+				/* the port is closed: asked over TCP */
+			} else {
+				fetch_continue(j, s->fallback);
+			}
+		}
+	}
+}
+
+void dv_upool_drain_init(dv_pool_t *p)
+{
+	ev_prepare_init(&p->drain, drain_cb);
+	p->drain.data = p;
 }
 
 /*
@@ -568,6 +711,8 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 	j->fetch = f;
 	j->ede = 0xffff;
 	j->local_only = f->local_only;
+	/* asked first by a UDP client: it may go over UDP (use_front) */
+	j->datagram = f->waiters && f->waiters->transport == DV_SCHEME_UDP;
 	memcpy(j->qwire, f->qwire, f->qlen);
 	j->qlen = f->qlen;
 	ev_timer_init(&j->deadline, deadline_cb, cfg->query_timeout_ms / 1000.0,

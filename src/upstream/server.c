@@ -314,6 +314,21 @@ void dv_uconn_close_retry(dv_uconn_t *c, const char *why)
 	free(v);
 }
 
+/* The UDP port of tcp:// server `s`'s front was unreachable (ICMP, or
+ * a refused send): its UDP clients' questions go over TCP for
+ * pool.reconnect-max-ms, then UDP is tried again.  The server itself is
+ * not charged: it may well listen on TCP only. */
+void dv_userver_front_off(dv_server_t *s)
+{
+	uint64_t now = now_ms();
+	if (now >= s->front_off_until_ms)
+		dv_log_info("worker %u: upstream %s: its UDP port is closed: "
+			    "UDP clients' queries go over TCP for %u ms",
+			    s->pool->index, s->url.text,
+			    s->pool->cfg->reconnect_max_ms);
+	s->front_off_until_ms = now + s->pool->cfg->reconnect_max_ms;
+}
+
 /* ---- the pool ---- */
 
 /* Release the orphaned ids of `c` older than `max_age_ms`: their answers
@@ -336,8 +351,10 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	uint64_t orphan_age = 2 * (uint64_t)cfg->query_timeout_ms;
 	for (unsigned i = 0; i < p->n_local + p->n_fallback; i++) {
 		dv_server_t *s = &p->servers[i];
-		for (unsigned j = 0; j < s->n_conns; j++) {
-			dv_uconn_t *c = s->conns[j];
+		/* the UDP front too (it has no socket of its own; its
+		 * connect and idle close are counted like a TCP one's) */
+		for (unsigned j = 0; j < s->n_conns + (s->front != NULL); j++) {
+			dv_uconn_t *c = j < s->n_conns ? s->conns[j] : s->front;
 			if (c->orphans)
 				conn_reclaim_orphans(c, now, orphan_age);
 			if (cfg->upstream_idle_timeout_ms &&
@@ -380,9 +397,13 @@ static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
 	for (unsigned i = 0; i < s->n_conns; i++)
 		if (!(s->conns[i] = ops->create(s, cfg->upstream_max_inflight)))
 			return -ENOMEM;
-	if (s->proto->front &&
-	    !(s->front = s->proto->front->create(s,
-						  cfg->upstream_max_inflight)))
+	/* the UDP front: a udp:// server's, or a local loopback tcp://
+	 * server's for its UDP clients (pool.loopback-udp) */
+	const dv_uconn_ops_t *front = s->proto->front;
+	s->front_all = front != NULL;
+	if (!front && !fallback && dv_url_has_udp_front(cfg, url))
+		front = &dv_uconn_udp_ops;
+	if (front && !(s->front = front->create(s, cfg->udp_max_inflight)))
 		return -ENOMEM;
 	return 0;
 }
@@ -441,6 +462,7 @@ dv_pool_t *dv_pool_create(const dv_pool_env_t *env, const dv_config_t *cfg,
 	p->probe_qlen = (uint16_t)(DV_DNS_HDR + n + 4);
 	ev_init(&p->tick, tick_cb);
 	p->tick.data = p;
+	dv_upool_drain_init(p);
 	p->servers = calloc(p->n_local + p->n_fallback, sizeof(*p->servers));
 	if (!p->servers)
 		goto fail;
@@ -510,6 +532,7 @@ void dv_pool_free(dv_pool_t *p)
 	if (!p)
 		return;
 	ev_timer_stop(p->loop, &p->tick);
+	ev_prepare_stop(p->loop, &p->drain);
 	/* probes first: detaching an attempt touches its connection */
 	for (unsigned i = 0; p->servers && i < p->n_local + p->n_fallback;
 	     i++)

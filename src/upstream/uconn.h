@@ -48,13 +48,18 @@ typedef struct dv_quic_tls_ctx dv_quic_tls_ctx_t;
 #define NO_SLOT UINT32_MAX
 
 /* One try of a job on one connection. */
-typedef struct {
+typedef struct dv_attempt dv_attempt_t;
+struct dv_attempt {
 	dv_job_t *job; /* NULL when free */
 	dv_uconn_t *conn;
 	uint32_t slot;
 	ev_timer timer; /* per-attempt timeout */
 	bool fallback;
-} dv_attempt_t;
+	/* waiting for a free id of `waiting`'s UDP front connection (not on
+	 * a connection yet): its place in that server's queue */
+	dv_server_t *waiting;
+	dv_attempt_t *wnext, *wprev;
+};
 
 /*
  * The pool's side of one upstream question: a core fetch (the pool's
@@ -70,6 +75,7 @@ struct dv_job {
 	uint16_t qlen;
 	bool fallback_started;
 	bool local_only; /* an internal name: never to the fallback group */
+	bool datagram;   /* asked by a UDP client (may use a UDP front) */
 	bool kept;       /* local_only and the fallback would have been asked */
 	uint8_t retries; /* attempts sent again after their connection died */
 	uint32_t tried_local, tried_fallback; /* servers tried (bit = index) */
@@ -185,6 +191,14 @@ struct dv_server {
 	dv_uconn_t **conns;
 	unsigned n_conns;
 	dv_uconn_t *front; /* proto->front's connection, or NULL */
+	/* the front takes every query (udp://); else (a tcp:// server on
+	 * loopback, pool.loopback-udp) only those of UDP clients, and not
+	 * before front_off_until_ms (its UDP port was unreachable) */
+	bool front_all;
+	uint64_t front_off_until_ms;
+	/* attempts waiting for a free id of the front, oldest first
+	 * (pool.udp-max-inflight reached) */
+	dv_attempt_t *wait_head, *wait_tail;
 	void *priv;        /* the module's (e.g. the last TLS session) */
 	unsigned backoff_ms; /* DOWN: delay before the next probe */
 	dv_health_t health;
@@ -220,6 +234,11 @@ struct dv_pool {
 	dv_health_conf_t hconf[2]; /* [fallback]: slow-p95 is local only */
 	unsigned explore_n[2], explore_rot[2]; /* per group [fallback] */
 	ev_timer tick; /* idle connections, orphaned ids */
+	/* sends the attempts waiting for a UDP front's ids once per loop
+	 * turn, after that turn's answers freed them (running while any
+	 * wait) */
+	ev_prepare drain;
+	unsigned n_waiting;
 	dv_rand_t rng; /* ids and slot choice (dv_upool_rand) */
 	uint8_t probe_qwire[DV_DNS_HDR + DV_DNS_MAX_NAME + 4];
 	uint16_t probe_qlen;
@@ -287,6 +306,11 @@ bool dv_uslot_asks(const dv_uconn_t *c, uint32_t i, const uint8_t *msg,
 void dv_userver_refused(dv_server_t *s);
 void dv_userver_failure(dv_server_t *s);
 bool dv_userver_usable(const dv_server_t *s);
+/* The UDP front of a tcp:// server (not udp://) met a closed port: off
+ * for a while, the server not charged. */
+void dv_userver_front_off(dv_server_t *s);
+/* The pool's drain watcher (waiting attempts), set up once. */
+void dv_upool_drain_init(dv_pool_t *p);
 
 /* ---- between pool.c (the fetch path) and server.c (servers) ---- */
 

@@ -628,6 +628,7 @@ static void test_pool_new(void **state)
 	dv_config_defaults(&cfg);
 	cfg.upstream_connections = 3;
 	cfg.upstream_max_inflight = 100;
+	cfg.udp_max_inflight = 100;
 	assert_int_equal(dv_url_parse("tcp://127.0.0.1:5335", DV_URL_UPSTREAM,
 				      &cfg.upstream[0], err, sizeof(err)),
 			 0);
@@ -660,18 +661,29 @@ static void test_pool_new(void **state)
 			check_free_list(s->conns[j], 128);
 		}
 		assert_null(s->priv);
-		if (k == 1) {
+		if (k < 2) {
+			/* udp://, and the loopback tcp:// upstream for its
+			 * UDP clients (pool.loopback-udp): UDP, a table as
+			 * big as pool.udp-max-inflight, a socket and a random
+			 * 16-bit id per slot */
 			assert_non_null(s->front);
 			assert_true(s->front->ops->lossy);
-			/* UDP: a table as big as pool.max-inflight, a socket
-			 * and a random 16-bit id per slot */
+			assert_int_equal(s->front_all, k == 1);
 			assert_int_equal(s->front->n_slots, 128);
 		} else {
+			/* a tcp:// fallback off loopback: TCP only */
 			assert_null(s->front);
 		}
 	}
 	assert_null(p->tls); /* no tls:// server, no TLS context */
-	dv_pool_free(p);
+	dv_worker_pools_free(w);
+	/* pool.loopback-udp off: the loopback tcp:// upstream is TCP only */
+	cfg.loopback_udp = 0;
+	assert_int_equal(dv_worker_pools_new(w, &cfg, &core_report), 0);
+	p = w->pools[0];
+	assert_null(p->servers[0].front);
+	assert_non_null(p->servers[1].front);
+	dv_worker_pools_free(w);
 	dv_pool_free(NULL);
 	free(w);
 }

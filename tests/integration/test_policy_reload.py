@@ -27,7 +27,6 @@ kept open across the reload, kdig, curl.
 """
 
 import os
-import re
 import signal
 import socket
 import ssl
@@ -80,10 +79,6 @@ policy:
 """
 
 
-def metric(text, name):
-    m = re.search(r"(?m)^%s (\S+)$" % re.escape(name), text)
-    return float(m.group(1)) if m else None
-
 
 def summary(msg):
     """(rcode, sorted answer texts, EDE codes): what a client sees."""
@@ -104,7 +99,7 @@ def ask(port, name, rdtype="A", source=None):
         return None
 
 
-class PolicyReloadBase(h.IntegrationTest):
+class PolicyReloadBase(h.ReloadMixin, h.IntegrationTest):
 
     def start(self, policy, listen=("dns", "tls")):
         self.ub = self.start_unbound(log_queries=False)
@@ -114,32 +109,6 @@ class PolicyReloadBase(h.IntegrationTest):
             extra_yaml=("admin:\n  listen: [\"http://127.0.0.1:%d\"]\n" % self.admin) + policy)
         with open(self.dv.conf_path) as f:
             self.base = f.read()
-
-    def write_config(self, text):
-        tmp = self.dv.conf_path + ".new"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.rename(tmp, self.dv.conf_path)
-
-    def hup(self, pattern=r"SIGHUP: configuration (checked and reloaded|refused)"):
-        off = len(self.dv.stderr_text())
-        self.dv.proc.send_signal(signal.SIGHUP)
-        self.dv.wait_log(pattern, start=off)
-        logged = self.dv.stderr_text()[off:]
-        log("after SIGHUP, dnsveil logged:\n" + logged.strip())
-        return logged
-
-    def post_reload(self):
-        r = h.curl("-X", "POST", "http://127.0.0.1:%d/reload" % self.admin,
-                   timeout=h.scaled(40))
-        log("POST /reload: %s %r" % (r.status, r.body))
-        return r
-
-    def metrics(self):
-        r = h.curl("http://127.0.0.1:%d/metrics" % self.admin)
-        self.assertEqual(r.status, 200, r)
-        return r.body.decode()
-
 
 class PolicyReload(PolicyReloadBase):
 
@@ -236,14 +205,14 @@ class PolicyReload(PolicyReloadBase):
 
         # the default group's counters went on across the reload
         text = self.metrics()
-        q = metric(text, 'dnsveil_policy_group_queries_total{group="default"}')
-        b = metric(text, 'dnsveil_policy_group_blocked_total{group="default"}')
+        q = h.metric(text, 'dnsveil_policy_group_queries_total{group="default"}')
+        b = h.metric(text, 'dnsveil_policy_group_blocked_total{group="default"}')
         n_default = sum(1 for _s, p, _a in seen if p[1] is None)
         log("/metrics: default group queries %s, blocked %s" % (q, b))
         self.assertGreaterEqual(q, n_default, "counted before and after the reload")
         self.assertGreater(b, 0)
-        self.assertIsNotNone(metric(text, 'dnsveil_policy_group_queries_total{group="lab"}'))
-        self.assertEqual(metric(text, 'dnsveil_policy_list_entries{list="ads"}'), 1)
+        self.assertIsNotNone(h.metric(text, 'dnsveil_policy_group_queries_total{group="lab"}'))
+        self.assertEqual(h.metric(text, 'dnsveil_policy_list_entries{list="ads"}'), 1)
         log("ok: SIGHUP applied a new list, group, client rules and records live; %d queries "
             "in the loop, none failed" % len(seen))
 
@@ -274,7 +243,7 @@ class PolicyReload(PolicyReloadBase):
         self.assertEqual(r.status, 500, r)
         self.assertRegex(r.body.decode(), r"lists\.ads\.source: '\S+\.missing': ")
         self.assertEqual(summary(ask(self.dv.port, INTRANET)), want)
-        self.assertEqual(metric(self.metrics(), "dnsveil_reload_failures_total"), 3)
+        self.assertEqual(h.metric(self.metrics(), "dnsveil_reload_failures_total"), 3)
         log("ok: a bad record, an unknown list and a missing list file refuse the reload "
             "(FILE:LINE: KEY: reason), and the policy in force still answers")
 

@@ -21,7 +21,6 @@ file and reload it:
 """
 
 import os
-import re
 import shutil
 import signal
 import sys
@@ -55,12 +54,8 @@ def publish(vol, version, cert, key):
     os.rename(tmp, os.path.join(vol, "..data"))
 
 
-def metric(text, name):
-    m = re.search(r"(?m)^%s (\S+)$" % re.escape(name), text)
-    return float(m.group(1)) if m else None
 
-
-class Reload(h.IntegrationTest):
+class Reload(h.ReloadMixin, h.IntegrationTest):
 
     def setUp(self):
         h.IntegrationTest.setUp(self)
@@ -75,44 +70,6 @@ class Reload(h.IntegrationTest):
             self.base = f.read()
 
     # ---- helpers
-
-    def write_config(self, text):
-        tmp = self.dv.conf_path + ".new"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.rename(tmp, self.dv.conf_path)
-
-    def replace_file(self, path, data):
-        tmp = path + ".new"
-        with open(tmp, "w") as f:
-            f.write(data)
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, path)
-
-    def post_reload(self):
-        r = h.curl("-X", "POST", "http://127.0.0.1:%d/reload" % self.admin,
-                   timeout=h.scaled(40))
-        log("POST /reload: %s %r" % (r.status, r.body))
-        return r
-
-    def metrics(self):
-        r = h.curl("http://127.0.0.1:%d/metrics" % self.admin)
-        self.assertEqual(r.status, 200, r)
-        return r.body.decode()
-
-    def counts(self):
-        t = self.metrics()
-        return (metric(t, "dnsveil_reload_successes_total"),
-                metric(t, "dnsveil_reload_failures_total"),
-                metric(t, "dnsveil_reload_last_success_timestamp_seconds"))
-
-    def hup(self, pattern):
-        off = len(self.dv.stderr_text())
-        self.dv.proc.send_signal(signal.SIGHUP)
-        self.dv.wait_log(pattern, start=off)
-        logged = self.dv.stderr_text()[off:]
-        log("after SIGHUP, dnsveil logged:\n" + logged.strip())
-        return logged
 
     def doq(self, ca):
         return self.dv.doq("--name", h.AUTH_NAME, "--ca", ca, trust=False)
@@ -336,8 +293,8 @@ class CertWatch(h.IntegrationTest):
         self.assertRegex(logged, r"TLS certificate \S+ reloaded for DoT DoH DoQ")
         self.assertNotIn("refused", logged)
         r = h.curl("http://127.0.0.1:%d/metrics" % self.admin)
-        self.assertEqual(metric(r.body.decode(), "dnsveil_reload_failures_total"), 0)
-        self.assertGreaterEqual(metric(r.body.decode(), "dnsveil_reload_successes_total"), 1)
+        self.assertEqual(h.metric(r.body.decode(), "dnsveil_reload_failures_total"), 0)
+        self.assertGreaterEqual(h.metric(r.body.decode(), "dnsveil_reload_successes_total"), 1)
         log("ok: a Secret-style ..data swap reached new DoT, DoH and DoQ connections without "
             "a signal")
 

@@ -38,7 +38,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dvtest as h  # noqa: E402
 from dvtest import log  # noqa: E402
-from test_reload import metric, publish  # noqa: E402
+from test_reload import publish  # noqa: E402
 
 h.ensure_dev_certs()
 
@@ -73,7 +73,7 @@ def dot_ask(s, name):
     return h.a_records(m)
 
 
-class NetReload(h.IntegrationTest):
+class NetReload(h.ReloadMixin, h.IntegrationTest):
 
     def setUp(self):
         h.IntegrationTest.setUp(self)
@@ -92,28 +92,10 @@ class NetReload(h.IntegrationTest):
 
     # ---- helpers
 
-    def write_config(self, text):
-        tmp = self.dv.conf_path + ".new"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.rename(tmp, self.dv.conf_path)
-
-    def counts(self):
-        r = h.curl("http://127.0.0.1:%d/metrics" % self.admin)
-        self.assertEqual(r.status, 200, r)
-        t = r.body.decode()
-        return (metric(t, "dnsveil_reload_successes_total"),
-                metric(t, "dnsveil_reload_failures_total"))
-
-    def hup(self, text):
+    def reload_with(self, text):
         """Write `text` as the config and SIGHUP; the log of the reload."""
         self.write_config(text)
-        off = len(self.dv.stderr_text())
-        self.dv.proc.send_signal(signal.SIGHUP)
-        self.dv.wait_log(r"SIGHUP: configuration (checked and reloaded|refused)", start=off)
-        logged = self.dv.stderr_text()[off:]
-        log("after SIGHUP, dnsveil logged:\n" + logged.strip())
-        return logged
+        return self.hup()
 
     def udp_answers(self, port):
         try:
@@ -137,7 +119,7 @@ class NetReload(h.IntegrationTest):
         self.assertEqual(h.a_records(m), [WWW_ADDR])
         listen = [u for u in self.dv.listen if u != "dns://127.0.0.1:%d" % self.udp2]
         listen += ["tls://127.0.0.1:%d" % tls2, "quic://127.0.0.1:%d" % quic2]
-        logged = self.hup(set_key(self.base, "listen", listen))
+        logged = self.reload_with(set_key(self.base, "listen", listen))
         self.assertRegex(logged, r"configuration checked and reloaded")
         self.assertNotRegex(logged, r"takes effect on restart")
 
@@ -175,11 +157,11 @@ class NetReload(h.IntegrationTest):
                          ("tcp://127.0.0.1:%d" % busy.getsockname()[1],
                           r"Address already in use \(another process holds it")):
             bad = set_key(self.base, "listen", listen + [url])
-            logged = self.hup(bad)
+            logged = self.reload_with(bad)
             self.assertRegex(logged, r"configuration refused, the running one stays in "
                              r"force: \S+dnsveil\.yaml: listen: %s: cannot bind: %s"
                              % (url.replace(".", r"\."), why))
-        self.assertEqual(self.counts(), (1, 2))
+        self.assertEqual(self.counts()[:2], (1, 2))
         r = h.kdig_tls(tls2, [(WWW, "A")])
         self.assertEqual(h.kdig_answers(r), [(WWW + ".", [WWW_ADDR])], repr(r))
         self.assertFalse(self.udp_answers(self.udp2),
@@ -189,7 +171,7 @@ class NetReload(h.IntegrationTest):
     def test_upstream_changed(self):
         self.assertEqual(whoami(self.dv.port, "a1"), "one")
         q_two = self.two.num_queries()
-        logged = self.hup(set_key(self.base, "upstream", [self.two.url("tcp")]))
+        logged = self.reload_with(set_key(self.base, "upstream", [self.two.url("tcp")]))
         self.assertRegex(logged, r"configuration checked and reloaded")
         self.assertNotRegex(logged, r"takes effect on restart")
         q_one = self.one.num_queries()
@@ -205,7 +187,7 @@ class NetReload(h.IntegrationTest):
     def test_tcp_idle_timeout(self):
         self.assertIn("tcp-idle-timeout-ms: 10000", self.base)
         text = self.base.replace("tcp-idle-timeout-ms: 10000", "tcp-idle-timeout-ms: 300")
-        self.hup(text)
+        self.reload_with(text)
         s2 = h.tcp_connect(self.dv.port)
         self.addCleanup(s2.close)
         took, how, _ = h.wait_closed(s2, h.scaled(3))
@@ -219,22 +201,22 @@ class NetReload(h.IntegrationTest):
         extra = "https://127.0.0.1:%d/dns-query" % h.free_port()
         listen = self.dv.listen + [extra]
         text = set_key(self.base, "listen", listen)
-        self.hup(text)
+        self.reload_with(text)
         wire = h.b64url(h.make_query(WWW).to_wire())
         r = h.curl("--cacert", h.CA, "-H", "accept: application/dns-message",
                    extra.replace("/dns-query", "/kids") + "?dns=" + wire)
         self.assertEqual(r.status, 404, r)
-        self.hup(text + "doh:\n  paths: [\"/kids\"]\n")
+        self.reload_with(text + "doh:\n  paths: [\"/kids\"]\n")
         r = h.curl("--cacert", h.CA, "-H", "accept: application/dns-message",
                    extra.replace("/dns-query", "/kids") + "?dns=" + wire)
         self.assertEqual(r.status, 200, r)
         log("ok: an https:// listener added by SIGHUP, then doh.paths /kids: 404 -> 200")
         t = h.curl("http://127.0.0.1:%d/metrics" % self.admin).body.decode()
-        self.assertEqual(metric(t, 'dnsveil_queries_total{transport="https"}'), 1, t)
+        self.assertEqual(h.metric(t, 'dnsveil_queries_total{transport="https"}'), 1, t)
         log("ok: /metrics counts the queries of the transport the reload added")
 
 
-class NetReloadLoad(h.IntegrationTest):
+class NetReloadLoad(h.ReloadMixin, h.IntegrationTest):
     """dnsperf UDP, DoT and DoH, and dnsveil-doq, during repeated reloads."""
 
     def setUp(self):
@@ -250,12 +232,6 @@ class NetReloadLoad(h.IntegrationTest):
             extra_yaml="admin:\n  listen: [\"http://127.0.0.1:%d\"]\n" % self.admin)
         with open(self.dv.conf_path) as f:
             self.base = f.read()
-
-    def counts(self):
-        r = h.curl("http://127.0.0.1:%d/metrics" % self.admin)
-        t = r.body.decode()
-        return (metric(t, "dnsveil_reload_successes_total"),
-                metric(t, "dnsveil_reload_failures_total"))
 
     def test_zero_lost_under_reloads(self):
         scale = 3 if h.SANITIZE else 1
@@ -330,7 +306,7 @@ class NetReloadLoad(h.IntegrationTest):
             time.sleep(0.2)  # the pace of the reloads over the run
         for t in runs:
             t.join(h.scaled(120))
-        ok, failed = self.counts()
+        ok, failed, _ = self.counts()
         q1, q2 = self.one.num_queries() - q1, self.two.num_queries() - q2
         log("%d SIGHUPs sent; reloads counted (with the certificate watcher's): %d applied, "
             "%d refused; Unbound one got %d queries, two %d" % (hups, ok, failed, q1, q2))

@@ -16,6 +16,7 @@ here under one name:
   daemon    dnsveil's configuration and the one Dnsveil class (it knows when
             each listener scheme serves), dnsveil-doq
   testcase  IntegrationTest and main(), the runner that reports skips
+  reload    ReloadMixin: the config replaced, SIGHUP, POST /reload, metric()
 
 `/usr/bin/python3 -m dvtest selftest` (in tests/integration) checks the
 Unbound, slow-authority, kdig and dnsperf parts without dnsveil.
@@ -33,6 +34,7 @@ from .clients import *  # noqa: E402,F401,F403
 from .daemon import *  # noqa: E402,F401,F403
 from .upstream import *  # noqa: E402,F401,F403
 from .kresd import *  # noqa: E402,F401,F403
+from .reload import *  # noqa: E402,F401,F403
 from .testcase import *  # noqa: E402,F401,F403
 from .testcase import ALLOWED_SKIPS, main  # noqa: E402,F401
 from .env import pid_alive, terminate  # noqa: E402,F401

@@ -16,9 +16,7 @@ each name exactly once (the rest are cache hits, each in its own set)."""
 
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -276,17 +274,7 @@ class PerGroupConfig(h.IntegrationTest):
     """`--check-config` on groups.NAME.upstream and .fallback."""
 
     def check(self, text):
-        d = tempfile.mkdtemp(prefix="dv-pergroup-check-")
-        try:
-            p = os.path.join(d, "c.yaml")
-            with open(p, "w") as f:
-                f.write(h.to_yaml({"listen": ["udp://127.0.0.1:1"],
-                                   "upstream": ["tcp://127.0.0.1:2"], "fallback": []}))
-                f.write(text)
-            r = h.run_dnsveil(["--check-config", "-c", p])
-            return r.returncode, (r.stdout + r.stderr).replace(p, "FILE")
-        finally:
-            subprocess.run(["rm", "-rf", d])
+        return h.check_config_text(text)
 
     def test_errors(self):
         rc, out = self.check("groups:\n  kids:\n    upstream: [\"tcp://127.0.0.1:5336\"]\n")

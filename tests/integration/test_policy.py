@@ -369,19 +369,7 @@ class PolicyConfig(h.IntegrationTest):
     KEY: reason; a good file reads its lists and logs their counts."""
 
     def check(self, text):
-        d = tempfile.mkdtemp(prefix="dv-policy-check-")
-        try:
-            p = os.path.join(d, "c.yaml")
-            with open(p, "w") as f:
-                f.write(h.to_yaml({"listen": ["udp://127.0.0.1:1"],
-                                   "upstream": ["tcp://127.0.0.1:2"], "fallback": []}))
-                f.write(text.replace("@DIR@", d))
-            with open(os.path.join(d, "l.txt"), "w") as f:
-                f.write("0.0.0.0 h1.example.test\nbad line here\n")
-            r = h.run_dnsveil(["--check-config", "-c", p])
-            return r.returncode, (r.stdout + r.stderr).replace(p, "FILE")
-        finally:
-            subprocess.run(["rm", "-rf", d])
+        return h.check_config_text(text, files={"l.txt": "0.0.0.0 h1.example.test\nbad line here\n"})
 
     def test_errors_and_counts(self):
         rc, out = self.check("lists:\n  l: { source: @DIR@/l.txt, format: hosts }\n"

@@ -137,6 +137,27 @@ def upstream_stats(st, url):
     raise AssertionError("no upstream %s in the stats line: %s" % (url, st.get("upstreams")))
 
 
+def check_config_text(text, files=None):
+    """`dnsveil --check-config` on a minimal configuration (a UDP listener,
+    one tcp:// upstream, no fallback) followed by `text` (YAML; "@DIR@" is
+    the temporary folder, where `files`, {name: content}, are written).
+    Returns (exit status, stdout + stderr with the file's path as FILE)."""
+    d = tempfile.mkdtemp(prefix="dv-check-config-")
+    try:
+        p = os.path.join(d, "c.yaml")
+        for name, content in (files or {}).items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(content)
+        with open(p, "w") as f:
+            f.write(to_yaml({"listen": ["udp://127.0.0.1:1"],
+                             "upstream": ["tcp://127.0.0.1:2"], "fallback": []}))
+            f.write(text.replace("@DIR@", d))
+        r = run_dnsveil(["--check-config", "-c", p])
+        return r.returncode, (r.stdout + r.stderr).replace(p, "FILE")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def check_config_key(snippet):
     """Does `dnsveil --check-config` accept a configuration with an https
     listener plus `snippet` (YAML)?  Returns ("ok", out), ("unknown", out)

@@ -52,19 +52,24 @@ dv_hs_limit_t *dv_hs_limit_new(const dv_hs_limit_conf_t *conf, uint64_t seed,
 		return NULL;
 	}
 	h->set_mask = n / WAYS - 1;
+	h->seed = seed;
+	h->st = st;
+	dv_hs_limit_reconf(h, conf);
+	return h;
+}
+
+void dv_hs_limit_reconf(dv_hs_limit_t *h, const dv_hs_limit_conf_t *conf)
+{
 	h->rate = conf->rate;
 	h->burst = conf->burst ? conf->burst : 1;
 	if (h->burst > UINT32_MAX / TOKEN)
 		h->burst = UINT32_MAX / TOKEN;
 	h->pressure = conf->pressure;
-	h->seed = seed;
-	h->st = st;
 	h->n_exempt = conf->n_exempt < DV_HS_MAX_EXEMPT ? conf->n_exempt :
 							  DV_HS_MAX_EXEMPT;
 	if (h->n_exempt)
 		memcpy(h->exempt, conf->exempt,
 		       h->n_exempt * sizeof(h->exempt[0]));
-	return h;
 }
 
 void dv_hs_limit_free(dv_hs_limit_t *h)

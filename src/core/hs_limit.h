@@ -70,6 +70,13 @@ dv_hs_limit_t *dv_hs_limit_new(const dv_hs_limit_conf_t *conf, uint64_t seed,
 void dv_hs_limit_free(dv_hs_limit_t *h); /* NULL is a no-op */
 
 /*
+ * New rate, burst, pressure and exempt prefixes (a reload); `slots` is
+ * not read: the table stays, with its buckets.  A lower burst caps a
+ * bucket at its next refill; handshakes in progress stay counted.
+ */
+void dv_hs_limit_reconf(dv_hs_limit_t *h, const dv_hs_limit_conf_t *conf);
+
+/*
  * A new handshake from `peer` (AF_INET or AF_INET6; an IPv4-mapped IPv6
  * address counts as the IPv4 one) at `now_ms`.  Returns 0 when it may go
  * ahead: it is then in progress until dv_hs_limit_end() is called for it,

@@ -103,7 +103,7 @@ static int apply_certs(const dv_reload_t *r, const dv_config_t *next,
 
 /* Sections that only a restart applies, as [from, to) field ranges of
  * dv_config_t: compared whole (both configs start from a zeroed struct).
- * listen, upstream/fallback, tls.ca, limits (but the handshake admission),
+ * listen, upstream/fallback, tls.ca, limits,
  * doq (but early data), doh, proxy-protocol.from, the pool and health
  * settings and cache (but its size and shards) are live: worker_reload.c,
  * transports' update op. */
@@ -117,9 +117,6 @@ static const struct {
 	{ "tls.ticket-rotation-s/tls.ticket-key-file/tls.client-ca/"
 	  "tls.client-cert",
 	  RANGE(tls_ticket_rotation_s, tcp_max_connections) },
-	{ "limits.tls-handshakes-per-ip/tls-handshake-burst/"
-	  "handshake-pressure/handshake-exempt",
-	  RANGE(tls_handshakes_per_ip, doq_max_connections) },
 	{ "doq.early-data", RANGE(doq_early_data, doq_token_lifetime_s) },
 	{ "admin", RANGE(admin_listen, drain_delay_ms) },
 	{ "user/group", RANGE(user, upstream_connections) },

@@ -128,28 +128,45 @@ static int core_init(dv_worker_t *w)
 			    &w->stats);
 }
 
-static dv_hs_limit_t *hs_limit_new(dv_worker_t *w)
+/* The worker's share of the handshake admission settings of `cfg` (the
+ * exempt prefixes into `exempt`, which `conf` points to). */
+static void hs_limit_conf(const dv_worker_t *w, const dv_config_t *cfg,
+			  dv_hs_limit_conf_t *conf, dv_netmask_t *exempt)
 {
-	const dv_config_t *cfg = w->cfg;
 	unsigned n = w->shared->n_workers ? w->shared->n_workers : 1;
-	dv_netmask_t exempt[DV_MAX_HANDSHAKE_EXEMPT +
-			    DV_DOH_MAX_TRUSTED_PROXIES];
 	unsigned n_exempt = 0;
 	for (unsigned i = 0; i < cfg->n_handshake_exempt; i++)
 		exempt[n_exempt++] = cfg->handshake_exempt[i];
 	for (unsigned i = 0; i < cfg->n_doh_trusted_proxies; i++)
 		exempt[n_exempt++] = cfg->doh_trusted_proxies[i];
-	dv_hs_limit_conf_t conf = {
+	*conf = (dv_hs_limit_conf_t){
 		.rate = (cfg->tls_handshakes_per_ip + n - 1) / n,
 		.burst = (cfg->tls_handshake_burst + n - 1) / n,
 		.pressure = cfg->handshake_pressure,
 		.exempt = exempt,
 		.n_exempt = n_exempt,
 	};
+}
+
+#define HS_EXEMPT_MAX (DV_MAX_HANDSHAKE_EXEMPT + DV_DOH_MAX_TRUSTED_PROXIES)
+
+static dv_hs_limit_t *hs_limit_new(dv_worker_t *w)
+{
+	dv_netmask_t exempt[HS_EXEMPT_MAX];
+	dv_hs_limit_conf_t conf;
+	hs_limit_conf(w, w->cfg, &conf, exempt);
 	uint64_t seed;
 	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
 		seed = dv_now_ms() ^ (uint64_t)(uintptr_t)w;
 	return dv_hs_limit_new(&conf, seed, &w->stats);
+}
+
+void dv_worker_hs_limit_apply(dv_worker_t *w, const dv_config_t *cfg)
+{
+	dv_netmask_t exempt[HS_EXEMPT_MAX];
+	dv_hs_limit_conf_t conf;
+	hs_limit_conf(w, cfg, &conf, exempt);
+	dv_hs_limit_reconf(w->hs_limit, &conf);
 }
 
 static void stop_listeners(dv_worker_t *w)

@@ -159,6 +159,11 @@ uint8_t dv_worker_listener(const dv_worker_t *w, const dv_url_t *url);
  * replaced by the newer one.
  */
 void dv_worker_reconfigure(dv_worker_t *w, const dv_config_t *cfg);
+/* The handshake admission settings of `cfg` (limits.tls-handshakes-per-ip,
+ * tls-handshake-burst, handshake-pressure, handshake-exempt, and the DoH
+ * trusted proxies) into the worker's limiter, its buckets kept: on its
+ * own loop. */
+void dv_worker_hs_limit_apply(dv_worker_t *w, const dv_config_t *cfg);
 /* Other threads reading w->pools or w->cfg (the admin listener's /metrics
  * and /readyz): between these, a reload does not replace or free them. */
 void dv_worker_pool_lock(dv_worker_t *w);

@@ -18,7 +18,9 @@
  *     to count (udp://), once every query it took has had time to be
  *     answered (limits.query-timeout-ms); a new one is opened here.
  *   - the core's settings (limits.max-inflight, the query deadline,
- *     serve-stale, cached failures, prefetch): from the next query on.
+ *     serve-stale, cached failures, prefetch): from the next query on;
+ *     the handshake admission (its buckets kept): from the next
+ *     handshake on.
  * The old config is dropped once nothing of the worker reads it: the
  * pools it built hold it until they are freed.  Then the worker hands the
  * config to the next one (w->reload_next): the sockets of a new listener
@@ -290,6 +292,7 @@ static void core_apply(dv_worker_t *w, const dv_config_t *cfg)
 	c->servfail_ttl_s = cfg->cache_servfail_ttl_s;
 	c->prefetch_hits = cfg->cache_prefetch_hits;
 	c->prefetch_window_pct = cfg->cache_prefetch_window_pct;
+	dv_worker_hs_limit_apply(w, cfg);
 }
 
 void dv_worker_reload_apply(dv_worker_t *w)

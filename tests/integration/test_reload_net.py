@@ -197,6 +197,37 @@ class NetReload(h.ReloadMixin, h.IntegrationTest):
         log("ok: limits.tcp-idle-timeout-ms 10000 -> 300: a new idle TCP connection was "
             "closed after %.2f s" % took)
 
+    def handshakes(self, n):
+        """`n` DoT handshakes from 127.0.0.1 in a row: how many completed."""
+        ok = 0
+        for _ in range(n):
+            try:
+                dot_conn(self.dv.tls_port).close()
+                ok += 1
+            except (OSError, ValueError):
+                pass
+        return ok
+
+    def test_handshake_admission(self):
+        self.assertIn("tcp-idle-timeout-ms: 10000", self.base)
+        capped = self.base.replace(
+            "tcp-idle-timeout-ms: 10000",
+            "tcp-idle-timeout-ms: 10000, handshake-pressure: 0, "
+            "tls-handshakes-per-ip: 1, tls-handshake-burst: 2")
+        self.assertEqual(self.handshakes(6), 6)
+        logged = self.reload_with(capped)
+        self.assertRegex(logged, r"configuration checked and reloaded")
+        self.assertNotRegex(logged, r"takes effect on restart")
+        ok = self.handshakes(8)
+        # a burst of 2 (at most 2 per worker, rounded up) and 1 per second
+        self.assertLessEqual(ok, 2 * 2 + 1,  # two workers
+                             "handshakes let in after the cap was reloaded")
+        self.assertGreaterEqual(ok, 1)
+        self.reload_with(self.base)
+        self.assertEqual(self.handshakes(6), 6, "the cap was lifted by the reload")
+        log("ok: handshake admission reloaded live: 6/6, then %d/8 under "
+            "tls-handshakes-per-ip 1 burst 2, then 6/6 again" % ok)
+
     def test_doh_paths(self):
         extra = "https://127.0.0.1:%d/dns-query" % h.free_port()
         listen = self.dv.listen + [extra]

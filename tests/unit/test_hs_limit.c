@@ -366,6 +366,47 @@ static void test_flooder_keeps_its_bucket(void **state)
 	dv_hs_limit_free(h);
 }
 
+/* A reload's new settings: the buckets stay, a lower burst caps them at
+ * their next refill, rate 0 lifts the cap, a new exempt prefix is never
+ * charged, pressure follows the new threshold. */
+static void test_reconf(void **state)
+{
+	(void)state;
+	dv_hs_limit_t *h = limiter(100, 50, 0, NULL);
+	struct sockaddr_storage a = addr("192.0.2.1");
+	uint64_t now = T0;
+
+	assert_int_equal(admit_n(h, &a, 20, now), 20); /* 30 left */
+	dv_hs_limit_conf_t c = { .rate = 100, .burst = 5, .pressure = 0 };
+	dv_hs_limit_reconf(h, &c);
+	now += 10; /* one refill: capped at the new burst */
+	assert_int_equal(admit_n(h, &a, 100, now), 5);
+	assert_int_equal(admit_n(h, &a, 1, now), 0);
+	/* rate 0: no per-address cap */
+	c.rate = 0;
+	dv_hs_limit_reconf(h, &c);
+	assert_int_equal(admit_n(h, &a, 1000, now), 1000);
+	/* back to a cap, with 192.0.2.0/24 exempt */
+	dv_netmask_t ex;
+	char why[128];
+	assert_int_equal(dv_netmask_parse("192.0.2.0/24", &ex, why,
+					  sizeof(why)),
+			 0);
+	c.rate = 1;
+	c.burst = 1;
+	c.exempt = &ex;
+	c.n_exempt = 1;
+	dv_hs_limit_reconf(h, &c);
+	assert_int_equal(admit_n(h, &a, 100, now + 1000), 100);
+	struct sockaddr_storage b = addr("198.51.100.7");
+	assert_int_equal(admit_n(h, &b, 100, now + 1000), 1);
+	/* a pressure threshold: below it nothing is capped */
+	c.pressure = 100000;
+	dv_hs_limit_reconf(h, &c);
+	assert_int_equal(admit_n(h, &b, 100, now + 2000000), 100);
+	dv_hs_limit_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +418,7 @@ int main(void)
 		cmocka_unit_test(test_resumed_refund),
 		cmocka_unit_test(test_table_bounded),
 		cmocka_unit_test(test_flooder_keeps_its_bucket),
+		cmocka_unit_test(test_reconf),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "src/core/errors.h"
+#include "src/daemon/transport.h"
 
 /*
  * SO_REUSEPORT lets every worker bind the same address, but also lets a
@@ -52,22 +53,8 @@ static bool first_bind(const dv_url_t *url, int type)
 /* 0 when nobody else holds the address, DV_EINUSE when somebody does. */
 static int probe_free(const dv_url_t *url, int type)
 {
-	int fd = socket(url->addr.ss_family, type | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1, ret = 0;
-	/* a stream listener may bind over connections of a previous run in
-	 * TIME_WAIT, never over one that listens */
-	if (type == SOCK_STREAM)
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
-				 sizeof(one));
-	if (url->addr.ss_family == AF_INET6)
-		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
-				 sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&url->addr, url->addr_len) < 0)
-		ret = errno == EADDRINUSE ? DV_EINUSE : -errno;
-	close(fd);
-	return ret;
+	int ret = dv_transport_bind_probe(url, type);
+	return ret == -EADDRINUSE ? DV_EINUSE : ret;
 }
 
 int dv_sock_listen(const dv_url_t *url, int type, int backlog)

@@ -8,18 +8,17 @@
 #include "src/daemon/reload_net.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "src/core/clock.h"
 #include "src/core/errors.h"
 #include "src/core/log.h"
 #include "src/daemon/cfgref.h"
+#include "src/daemon/transport.h"
 #include "src/tls/quic_tls.h"
 #include "src/tls/tls.h"
 #include "src/upstream/registry.h"
@@ -44,30 +43,6 @@ static bool has_scheme(const dv_config_t *cfg, dv_scheme_t s)
 		if (cfg->listen[i].scheme == s)
 			return true;
 	return false;
-}
-
-/*
- * Bind what the listener will bind, alone (no SO_REUSEPORT), and let it
- * go: the error a worker would meet.  EACCES: a port below 1024 without
- * CAP_NET_BIND_SERVICE (dropped with every capability after start-up,
- * privileges.h); EADDRINUSE: another process holds it.
- */
-static int probe(const dv_url_t *u, int type)
-{
-	int fd = socket(u->addr.ss_family, type | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1, ret = 0;
-	if (type == SOCK_STREAM)
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
-				 sizeof(one));
-	if (u->addr.ss_family == AF_INET6)
-		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
-				 sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&u->addr, u->addr_len) < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
 }
 
 static bool uses(dv_scheme_t s, int type)
@@ -114,10 +89,10 @@ static int probe_new_listeners(const dv_config_t *cur, const dv_config_t *next,
 			continue;
 		int ret = 0;
 		if (uses(u->scheme, SOCK_DGRAM) && !held(cur, u, SOCK_DGRAM))
-			ret = probe(u, SOCK_DGRAM);
+			ret = dv_transport_bind_probe(u, SOCK_DGRAM);
 		if (!ret && uses(u->scheme, SOCK_STREAM) &&
 		    !held(cur, u, SOCK_STREAM))
-			ret = probe(u, SOCK_STREAM);
+			ret = dv_transport_bind_probe(u, SOCK_STREAM);
 		if (!ret)
 			continue;
 		snprintf(err, err_len, "%s: listen: %s: cannot bind: %s%s",

@@ -43,6 +43,17 @@ typedef struct dv_transport {
 
 void dv_transport_register(const dv_transport_t *t);
 
+/*
+ * Bind what a listener on `url` binds for `type` (SOCK_DGRAM or
+ * SOCK_STREAM), alone (no SO_REUSEPORT, so a socket of another process
+ * is not shared), and let it go: 0, or the error a listener would meet
+ * as a negative errno (-EADDRINUSE: somebody holds it; -EACCES: a port
+ * below 1024 without CAP_NET_BIND_SERVICE).  A stream socket takes
+ * SO_REUSEADDR: it may bind over connections of a previous run in
+ * TIME_WAIT, never over one that listens.
+ */
+int dv_transport_bind_probe(const dv_url_t *url, int type);
+
 /* The n-th registered transport that serves `scheme`, or NULL. */
 const dv_transport_t *dv_transport_find(dv_scheme_t scheme, unsigned n);
 

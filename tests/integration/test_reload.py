@@ -39,21 +39,6 @@ WWW = "www.example.test"
 WWW_ADDR = "192.0.2.1"
 
 
-def publish(vol, version, cert, key):
-    """What the kubelet does with a Secret volume: write the new pair in a
-    new directory, then rename a new ..data symlink over the old one, so
-    that a reader sees the whole old pair or the whole new one."""
-    d = os.path.join(vol, version)
-    os.mkdir(d)
-    for name, data in (("cert.pem", cert), ("key.pem", key)):
-        with open(os.path.join(d, name), "w") as f:
-            f.write(data)
-        os.chmod(os.path.join(d, name), 0o600)
-    tmp = os.path.join(vol, "..data_tmp")
-    os.symlink(version, tmp)
-    os.rename(tmp, os.path.join(vol, "..data"))
-
-
 
 class Reload(h.ReloadMixin, h.IntegrationTest):
 
@@ -187,19 +172,10 @@ class Reload(h.ReloadMixin, h.IntegrationTest):
         with open(qfile, "w") as f:
             for i in range(h.NUM_HOSTS):
                 f.write("h%d.example.test A\n" % i)
-        ca2 = h.make_ca(self.pki, "ca2", "dnsveil second test CA")
-        chain2, key2 = h.make_leaf(self.pki, "leaf2", "ca2")
-        pairs = [(h.read_text(chain2), h.read_text(key2)),
-                 (h.read_text(h.CERT), h.read_text(h.KEY))]
         # the pair behind a ..data symlink, swapped whole (what a Secret
         # volume does): a reload, by SIGHUP or by the certificate
         # watcher, never sees half of a pair
-        vol = os.path.join(self.pki, "secret")
-        os.mkdir(vol)
-        publish(vol, "v0", *pairs[1])
-        for path, name in ((self.cert, "cert.pem"), (self.key, "key.pem")):
-            os.symlink(os.path.join(vol, "..data", name), path + ".lnk")
-            os.rename(path + ".lnk", path)
+        vol, pairs = self.secret_volume()
         results = {}
 
         def run(name, port, *opts):
@@ -215,7 +191,7 @@ class Reload(h.ReloadMixin, h.IntegrationTest):
         hups = 0
         deadline = time.monotonic() + 5
         while hups < 20 and time.monotonic() < deadline:
-            publish(vol, "v%d" % (hups + 1), *pairs[hups % 2])
+            h.publish(vol, "v%d" % (hups + 1), *pairs[hups % 2])
             self.dv.proc.send_signal(signal.SIGHUP)
             hups += 1
             h.wait_for(lambda: self.counts()[0] >= hups, h.scaled(5),
@@ -266,7 +242,7 @@ class CertWatch(h.IntegrationTest):
             extra_yaml="admin:\n  listen: [\"http://127.0.0.1:%d\"]\n" % self.admin)
 
     def publish(self, version, cert, key):
-        publish(self.vol, version, cert, key)
+        h.publish(self.vol, version, cert, key)
 
     def served(self, ca):
         r = h.kdig_tls(self.dv.tls_port, [(WWW, "A")], ca=ca)

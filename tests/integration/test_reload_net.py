@@ -38,7 +38,6 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dvtest as h  # noqa: E402
 from dvtest import log  # noqa: E402
-from test_reload import publish  # noqa: E402
 
 h.ensure_dev_certs()
 
@@ -271,16 +270,7 @@ class NetReloadLoad(h.ReloadMixin, h.IntegrationTest):
         with open(qfile, "w") as f:
             for i in range(40000):  # every name new: the upstreams are asked
                 f.write("n%d.wild.example.test A\n" % i)
-        ca2 = h.make_ca(self.pki, "ca2", "dnsveil second test CA")
-        chain2, key2 = h.make_leaf(self.pki, "leaf2", "ca2")
-        pairs = [(h.read_text(chain2), h.read_text(key2)),
-                 (h.read_text(h.CERT), h.read_text(h.KEY))]
-        vol = os.path.join(self.pki, "secret")
-        os.mkdir(vol)
-        publish(vol, "v0", *pairs[1])
-        for path, name in ((self.cert, "cert.pem"), (self.key, "key.pem")):
-            os.symlink(os.path.join(vol, "..data", name), path + ".lnk")
-            os.rename(path + ".lnk", path)
+        vol, pairs = self.secret_volume()
         extra_tls = "tls://127.0.0.1:%d" % h.free_port()
         results = {}
 
@@ -330,7 +320,7 @@ class NetReloadLoad(h.ReloadMixin, h.IntegrationTest):
             with open(tmp, "w") as f:
                 f.write(text)
             os.rename(tmp, self.dv.conf_path)
-            publish(vol, "v%d" % hups, *pairs[hups % 2])
+            h.publish(vol, "v%d" % hups, *pairs[hups % 2])
             self.dv.proc.send_signal(signal.SIGHUP)
             h.wait_for(lambda: self.counts()[0] >= hups, h.scaled(5),
                        what="reload %d counted" % hups)

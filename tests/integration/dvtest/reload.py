@@ -11,9 +11,10 @@ import re
 import signal
 
 from .doh import curl
-from .env import log, scaled
+from .env import log, read_text, scaled
+from .tls import CERT, KEY, make_ca, make_leaf
 
-__all__ = ["ReloadMixin", "metric", "RELOADED"]
+__all__ = ["ReloadMixin", "metric", "publish", "RELOADED"]
 
 # what dnsveil logs once a reload has been applied or refused
 RELOADED = r"SIGHUP: configuration (checked and reloaded|refused)"
@@ -25,7 +26,40 @@ def metric(text, name):
     return float(m.group(1)) if m else None
 
 
+def publish(vol, version, cert, key):
+    """What the kubelet does with a Secret volume: write the new pair in a
+    new directory, then rename a new ..data symlink over the old one, so
+    that a reader sees the whole old pair or the whole new one."""
+    d = os.path.join(vol, version)
+    os.mkdir(d)
+    for name, data in (("cert.pem", cert), ("key.pem", key)):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(data)
+        os.chmod(os.path.join(d, name), 0o600)
+    tmp = os.path.join(vol, "..data_tmp")
+    os.symlink(version, tmp)
+    os.rename(tmp, os.path.join(vol, "..data"))
+
+
 class ReloadMixin:
+
+    def secret_volume(self):
+        """Put dnsveil's certificate and key (self.cert, self.key) behind
+        a Secret-like volume under self.pki, holding the test CA's pair as
+        version "v0", and make a second valid pair under a new CA.
+        Returns (vol, pairs): pairs[0] the new pair, pairs[1] the first,
+        each as (chain text, key text), to publish(vol, ...) in turn."""
+        make_ca(self.pki, "ca2", "dnsveil second test CA")
+        chain2, key2 = make_leaf(self.pki, "leaf2", "ca2")
+        pairs = [(read_text(chain2), read_text(key2)),
+                 (read_text(CERT), read_text(KEY))]
+        vol = os.path.join(self.pki, "secret")
+        os.mkdir(vol)
+        publish(vol, "v0", *pairs[1])
+        for path, name in ((self.cert, "cert.pem"), (self.key, "key.pem")):
+            os.symlink(os.path.join(vol, "..data", name), path + ".lnk")
+            os.rename(path + ".lnk", path)
+        return vol, pairs
 
     def write_config(self, text):
         """Replace the config file whole, by a rename."""

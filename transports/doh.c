@@ -255,16 +255,8 @@ static const dv_stream_app_t doh_app = {
 
 static const dv_stream_io_t https_io = {
 	.scheme = DV_SCHEME_HTTPS,
-	.encrypted = true,
 	.app = &doh_app,
-	.open = dv_tls_stream_open,
-	.handshake = dv_tls_stream_handshake,
-	.read = dv_tls_stream_read,
-	.write = dv_tls_stream_write,
-	.pending = dv_tls_stream_pending,
-	.flush = dv_tls_stream_flush,
-	.unsent = dv_tls_stream_unsent,
-	.close = dv_tls_stream_close,
+	DV_TLS_STREAM_IO_OPS,
 };
 
 static const dv_stream_io_t http_io = {

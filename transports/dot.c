@@ -9,16 +9,8 @@
 
 static const dv_stream_io_t dot_io = {
 	.scheme = DV_SCHEME_TLS,
-	.encrypted = true,
 	.app = &dv_stream_dns_app,
-	.open = dv_tls_stream_open,
-	.handshake = dv_tls_stream_handshake,
-	.read = dv_tls_stream_read,
-	.write = dv_tls_stream_write,
-	.pending = dv_tls_stream_pending,
-	.flush = dv_tls_stream_flush,
-	.unsent = dv_tls_stream_unsent,
-	.close = dv_tls_stream_close,
+	DV_TLS_STREAM_IO_OPS,
 };
 
 static int dot_listen(dv_worker_t *w, const dv_url_t *url, void **state)

@@ -40,6 +40,15 @@ int dv_tls_stream_flush(dv_stream_conn_t *c);
 size_t dv_tls_stream_unsent(dv_stream_conn_t *c);
 void dv_tls_stream_close(dv_stream_conn_t *c);
 
+/* The members of a dv_stream_io_t for a stream over TLS, to put beside
+ * its .scheme and .app. */
+#define DV_TLS_STREAM_IO_OPS                                                 \
+	.encrypted = true, .open = dv_tls_stream_open,                       \
+	.handshake = dv_tls_stream_handshake, .read = dv_tls_stream_read,    \
+	.write = dv_tls_stream_write, .pending = dv_tls_stream_pending,      \
+	.flush = dv_tls_stream_flush, .unsent = dv_tls_stream_unsent,        \
+	.close = dv_tls_stream_close
+
 /* Open a TLS stream listener (its io_ctx a new dv_tls_listener_t carrying
  * `app_ctx`); DV_ECONFIG when `tls` is NULL.  Undone on failure. */
 int dv_tls_stream_listen(dv_worker_t *w, const dv_url_t *url,

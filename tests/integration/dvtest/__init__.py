@@ -16,7 +16,9 @@ here under one name:
   daemon    dnsveil's configuration and the one Dnsveil class (it knows when
             each listener scheme serves), dnsveil-doq
   testcase  IntegrationTest and main(), the runner that reports skips
-  reload    ReloadMixin: the config replaced, SIGHUP, POST /reload, metric()
+  reload    ReloadMixin: the config replaced, SIGHUP, POST /reload, metric(),
+            a Secret volume's certificate rotation (publish)
+  resolver  what Unbound and kresd share: start, wait, stop by PID
 
 `/usr/bin/python3 -m dvtest selftest` (in tests/integration) checks the
 Unbound, slow-authority, kdig and dnsperf parts without dnsveil.

@@ -19,18 +19,13 @@ query log is read."""
 
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 
-import dns.rcode
-
-from .env import KDIG, KEEP_TMP, SLOW_ZONE, ZONE, free_port, pid_alive, tail, terminate, wait_for
+from .env import KEEP_TMP, SLOW_ZONE, ZONE, free_port
+from .resolver import ResolverProcess
 from .tls import CERT, KEY, ensure_dev_certs
-from .wire import udp_query
 
 KRESD = shutil.which("kresd", path="/usr/sbin:/usr/bin:/sbin:/bin") or "kresd"
-IP = shutil.which("ip", path="/usr/sbin:/usr/bin:/sbin:/bin") or "ip"
 
 CONFIG = """-- kresd of a dnsveil test: everything in {dir}
 log_target('stderr')
@@ -67,7 +62,7 @@ policy.add(policy.all(policy.REFUSE))
 """
 
 
-class Kresd:
+class Kresd(ResolverProcess):
     """A kresd of ours: `kresd -n -c kresd.conf DIR` with DIR its rundir
     (control socket, cache) in a fresh temporary directory, listening on
     127.0.0.1:`port` (UDP and TCP), and with `tls=True` on `.tls_port` (DoT,
@@ -79,6 +74,8 @@ class Kresd:
     every time (never from its cache), so each answer carries the full TTL,
     as Unbound's local-data does.  `netns`: run kresd and its authority in
     that network namespace; `listen_also`: more addresses (same ports)."""
+
+    kind = "kresd"
 
     def __init__(self, whoami="local", slow=None, name=None, tls=False, https=False,
                  local_data=(), netns=None, listen_also=(), verbose=False):
@@ -135,54 +132,10 @@ class Kresd:
                                                          "#" + name if name else "")
         return "%s://127.0.0.1:%d" % (scheme, self.port)
 
-    def _prefix(self):
-        return [IP, "netns", "exec", self.netns] if self.netns else []
-
-    def _answers(self):
-        if self.netns:
-            r = subprocess.run(self._prefix() + [KDIG, "@127.0.0.1", "-p", str(self.port),
-                                                 "www.example.test", "A", "+short",
-                                                 "+timeout=1", "+retry=0"],
-                               capture_output=True, text=True, timeout=10)
-            return "192.0.2.1" in r.stdout
-        return udp_query(self.port, "www.example.test", timeout=0.3).rcode() == \
-            dns.rcode.NOERROR
-
     def start(self, timeout=15.0):
-        if pid_alive(self.proc):
-            raise RuntimeError("kresd %s already running" % self.name)
         if not self.authority.alive():
             self.authority.start(timeout)
-        logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(self._prefix() + [KRESD, "-n", "-c", self.conf, self.dir],
-                                     stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     cwd=self.dir)
-        logf.close()
-
-        def ready():
-            if not pid_alive(self.proc):
-                raise AssertionError("kresd %s exited (%s):\n%s" % (
-                    self.name, self.proc.returncode, tail(self.log)))
-            return self._answers()
-        try:
-            wait_for(ready, timeout, interval=0.05, what="kresd %s on %s" % (self.name, self.addr))
-        except AssertionError:
-            self.kill()
-            raise
-        return self
-
-    def alive(self):
-        return pid_alive(self.proc)
-
-    def stop(self):
-        terminate(self.proc, signal.SIGTERM, 5.0)
-
-    def kill(self):
-        terminate(self.proc, signal.SIGKILL, 5.0)
-
-    def restart(self, timeout=15.0):
-        self.stop()
-        return self.start(timeout)
+        return self._launch([KRESD, "-n", "-c", self.conf, self.dir], timeout)
 
     def _queries(self):
         try:

@@ -23,16 +23,16 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from .env import (KDIG, KEEP_TMP, NUM_HOSTS, RESOLVER, SLOW_ZONE, UNBOUND, UNBOUND_CONTROL, ZONE, free_port,
+from .env import (KEEP_TMP, NUM_HOSTS, RESOLVER, SLOW_ZONE, UNBOUND, UNBOUND_CONTROL, ZONE, free_port,
                   log, pid_alive, scaled, tail, terminate, wait_for)
 from .wire import (big_txt_strings, ede_codes, host_addr, make_query, recv_msg, send_msg,
                    tcp_query, txt_value, udp_query, unique_label)
 from .tls import CERT, KEY, ensure_dev_certs
 from .kresd import Kresd
+from .resolver import IP, ResolverProcess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DELAYLINE = os.path.join(HERE, "delayline.py")
-IP = shutil.which("ip", path="/usr/sbin:/usr/bin:/sbin:/bin") or "ip"
 
 
 class SlowAuthority:
@@ -216,12 +216,14 @@ def zone_text(whoami="local"):
     return "\n".join(z) + "\n"
 
 
-class Unbound:
+class Unbound(ResolverProcess):
     """An Unbound instance of our own: `unbound -d -c FILE` in a fresh
     temporary directory, serving the example.test auth-zone (for-upstream,
     and for-downstream unless there is a slow authority), optionally delegating slow.example.test to a
     SlowAuthority through a stub-zone, with remote-control on a free port
     (no certificates) for `unbound-control stats_noreset`."""
+
+    kind = "unbound"
 
     def __init__(self, whoami="local", slow=None, verbosity=1, extra_server_conf="",
                  name=None, for_downstream=None, log_queries=True, local_data=(), netns=None):
@@ -323,49 +325,8 @@ stub-zone:
     def url(self, scheme="tcp"):
         return "%s://127.0.0.1:%d" % (scheme, self.port)
 
-    def _prefix(self):
-        return [IP, "netns", "exec", self.netns] if self.netns else []
-
     def start(self, timeout=15.0):
-        if pid_alive(self.proc):
-            raise RuntimeError("unbound %s already running" % self.name)
-        logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(self._prefix() + [UNBOUND, "-d", "-c", self.conf],
-                                     stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     cwd=self.dir)
-        logf.close()
-
-        def ready():
-            if not pid_alive(self.proc):
-                raise AssertionError("unbound %s exited (%s):\n%s" % (
-                    self.name, self.proc.returncode, tail(self.log)))
-            if self.netns:
-                r = subprocess.run(self._prefix() + [
-                    KDIG, "@127.0.0.1", "-p", str(self.port), "www.example.test", "A",
-                    "+short", "+timeout=1", "+retry=0"], capture_output=True, text=True,
-                    timeout=10)
-                return "192.0.2.1" in r.stdout
-            r = udp_query(self.port, "www.example.test", timeout=0.3)
-            return r.rcode() == dns.rcode.NOERROR
-        try:
-            wait_for(ready, timeout, interval=0.05, what="unbound %s on %s" % (self.name, self.addr))
-        except AssertionError:
-            self.kill()
-            raise
-        return self
-
-    def alive(self):
-        return pid_alive(self.proc)
-
-    def stop(self):
-        terminate(self.proc, signal.SIGTERM, 5.0)
-
-    def kill(self):
-        terminate(self.proc, signal.SIGKILL, 5.0)
-
-    def restart(self, timeout=15.0):
-        self.stop()
-        return self.start(timeout)
+        return self._launch([UNBOUND, "-d", "-c", self.conf], timeout)
 
     def control(self, *args):
         r = subprocess.run(self._prefix() + [UNBOUND_CONTROL, "-c", self.conf] + list(args),

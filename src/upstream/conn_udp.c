@@ -134,6 +134,14 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+unsigned dv_uconn_udp_reuse(const dv_server_t *s)
+{
+	if (!dv_url_is_loopback(&s->url))
+		return 1;
+	unsigned k = s->pool->cfg->udp_socket_queries;
+	return k > 1 ? k : 1;
+}
+
 static dv_uconn_t *udp_create(dv_server_t *s, unsigned max);
 
 static void udp_destroy(dv_uconn_t *c)
@@ -242,10 +250,7 @@ static dv_uconn_t *udp_create(dv_server_t *s, unsigned max)
 	u->socks = calloc(c->n_slots, sizeof(*u->socks));
 	if (!u->socks)
 		goto fail;
-	u->reuse = dv_url_is_loopback(&s->url) ? s->pool->cfg->udp_socket_queries
-					       : 1;
-	if (u->reuse < 1)
-		u->reuse = 1;
+	u->reuse = dv_uconn_udp_reuse(s);
 	for (uint32_t i = 0; i < c->n_slots; i++) {
 		u->socks[i].fd = -1;
 		ev_init(&u->socks[i].rio, udp_read_cb);

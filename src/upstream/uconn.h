@@ -164,6 +164,10 @@ struct dv_uconn_ops {
 	bool (*writing)(const dv_uconn_t *c);
 };
 
+/* Queries one UDP socket of server `s` carries (conn_udp.c): a loopback
+ * server's pool.udp-socket-queries, 1 for any other. */
+unsigned dv_uconn_udp_reuse(const dv_server_t *s);
+
 /* The modules' ops tables, as the registry lists them. */
 extern const dv_uconn_ops_t dv_uconn_udp_ops;  /* conn_udp.c */
 extern const dv_uconn_ops_t dv_uconn_tcp_ops;  /* conn_stream.c */

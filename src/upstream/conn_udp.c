@@ -53,8 +53,6 @@
 typedef struct {
 	ev_io rio;     /* data: the connection */
 	int fd;        /* -1: none */
-	uint32_t gen;  /* bumped at every query sent: the query still the
-			  one being read for */
 	uint32_t sent; /* queries sent on it */
 	bool retire;   /* an unexpected datagram came: closed at release */
 } udp_sock_t;
@@ -93,7 +91,6 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	udp_conn_t *u = (udp_conn_t *)c;
 	udp_sock_t *k = (udp_sock_t *)w;
 	uint32_t slot = (uint32_t)(k - u->socks);
-	uint32_t gen = k->gen;
 	dv_pool_t *p = c->server->pool;
 	/* a few datagrams at most: a spoofed one may come before the answer */
 	for (int budget = 8; budget > 0; budget--) {
@@ -128,9 +125,10 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		/* answered (the slot released, maybe taken again by a new
-		 * query), or the connection closed */
-		if (k->gen != gen || k->fd < 0)
-			return;
+		 * query), or the connection closed: anything more on the
+		 * socket wakes the watcher again (no recv that would only
+		 * say EAGAIN) */
+		return;
 	}
 }
 
@@ -198,7 +196,6 @@ static int udp_submit(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
 		ev_io_start(s->pool->loop, &k->rio);
 	}
 	k->sent++;
-	k->gen++;
 	if (send(k->fd, msg, len, 0) < 0 && errno != EAGAIN) {
 		ret = errno;
 		sock_close(c, k);

@@ -152,7 +152,7 @@ static void udp_destroy(dv_uconn_t *c)
 	free(u);
 }
 
-/* Nothing to open: each query makes its own socket. */
+/* Nothing to open: the slots make their sockets (udp_submit). */
 static int udp_connect(dv_uconn_t *c)
 {
 	dv_uconn_connects(c);

@@ -332,9 +332,12 @@ typedef struct {
 	unsigned refused_is_final;      /* 0/1: a local REFUSED is the answer */
 	/* UDP to loopback resolvers (pool.c): a tcp:// upstream on loopback
 	 * also takes UDP clients' questions over UDP (0/1), and the UDP
-	 * queries in flight per server and worker (more wait for an id) */
+	 * queries in flight per server and worker (more wait for an id), and
+	 * the queries one connected socket to a loopback server carries
+	 * (conn_udp.c; 1 = a socket per query) */
 	unsigned loopback_udp;
 	unsigned udp_max_inflight;
+	unsigned udp_socket_queries;
 
 	/* cache: */
 	uint64_t cache_size_bytes; /* 0 disables the cache */

@@ -578,6 +578,14 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "wait for one.  Keep workers x this under what the resolver's "
 	     "UDP receive buffer holds (256 datagrams with Linux's default "
 	     "208 KiB)"),
+	UINT("pool", "udp-socket-queries", udp_socket_queries, 1, 65535,
+	     "256",
+	     "queries sent on one connected UDP socket to a loopback "
+	     "upstream (udp://, and loopback tcp:// with pool.loopback-udp) "
+	     "before it is closed and a new one, on a new random port, is "
+	     "opened; a datagram on it that is not the awaited answer "
+	     "retires it at once.  1 = a socket per query.  Upstreams "
+	     "outside loopback always get a socket per query"),
 
 	LIST(NULL, "internal", internal, server_name_t, n_internal,
 	     internal_names,

@@ -41,6 +41,11 @@
 	X(upstream_connects, "upstream connections opened")                  \
 	X(upstream_dropped,                                                  \
 	  "upstream answers dropped: id unknown or another question")        \
+	X(upstream_udp_sockets,                                              \
+	  "UDP sockets opened for upstream queries (each on a new port)")    \
+	X(upstream_udp_retired,                                              \
+	  "upstream UDP sockets closed early: a datagram came on them that " \
+	  "was not the awaited answer")                                      \
 	X(fallback_queries, "queries sent to fallback upstreams")            \
 	X(hedged, "queries that reached the hedge delay")                    \
 	X(fallback_degraded,                                                 \

@@ -551,16 +551,16 @@ void dv_uconn_answer(dv_uconn_t *c, const uint8_t *wire, size_t len)
 	dv_uslot_answer(c, dv_get16(wire) & c->mask, wire, len);
 }
 
-void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
+bool dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
 		     size_t len)
 {
 	dv_pool_t *p = c->server->pool;
 	if (len < DV_DNS_HDR || i >= c->n_slots)
-		return;
+		return false;
 	uslot_t *s = &c->slots[i];
 	if (!s->busy || s->id != dv_get16(wire)) {
 		answer_dropped(c);
-		return;
+		return false;
 	}
 	uint64_t sent_ms = s->sent_ms;
 	dv_attempt_t *a = s->att;
@@ -568,13 +568,13 @@ void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
 		dv_uslot_release(c, i);
 		USTAT_INC(c->server, late);
 		dv_userver_answered(c->server, now_ms() - sent_ms);
-		return;
+		return true;
 	}
 	dv_job_t *j = a->job;
 	if (!dv_wire_question_matches(wire, len, j->qwire, j->qlen)) {
 		/* not ours: keep waiting for the real answer */
 		answer_dropped(c);
-		return;
+		return false;
 	}
 	dv_uslot_release(c, i);
 	a->conn = NULL;
@@ -584,7 +584,7 @@ void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
 	if (j->probe) {
 		dv_uattempt_detach(a);
 		probe_answered(srv);
-		return;
+		return true;
 	}
 
 	if (p->observe)
@@ -600,7 +600,7 @@ void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
 	int ret = dv_wire_parse_response(wire, len, &r);
 	if (ret != 0 && ret != DV_ELIMIT) {
 		dv_uattempt_fail(a, false);
-		return;
+		return true;
 	}
 	/* truncated: the pool asks the same server again on its stream
 	 * connections */
@@ -608,9 +608,9 @@ void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
 		DV_STAT_INC(p->stats, upstream_tc_retries);
 		dv_uattempt_detach(a);
 		if (attempt_start(j, srv, true) == 0)
-			return;
+			return true;
 		fetch_continue(j, srv->fallback);
-		return;
+		return true;
 	}
 	uint8_t rcode = DV_RCODE(r.flags);
 	/* the local resolver's REFUSED is its policy: final, unless
@@ -624,13 +624,14 @@ void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
 		if (r.ede_code != 0xffff)
 			j->ede = r.ede_code;
 		dv_uattempt_fail(a, false);
-		return;
+		return true;
 	}
 	DV_STAT_INC(p->stats, upstream_answers);
 	USTAT_INC(srv, won);
 	/* the fetch is freed (and every attempt detached) by its owner */
 	j->fetch->upstream = srv->url.text;
 	p->report->answer(j->fetch, wire, len, &r);
+	return true;
 }
 
 

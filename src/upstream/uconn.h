@@ -164,6 +164,10 @@ struct dv_uconn_ops {
 	bool (*writing)(const dv_uconn_t *c);
 };
 
+/* Queries one UDP socket of server `s` carries (conn_udp.c): a loopback
+ * server's pool.udp-socket-queries, 1 for any other. */
+unsigned dv_uconn_udp_reuse(const dv_server_t *s);
+
 /* The modules' ops tables, as the registry lists them. */
 extern const dv_uconn_ops_t dv_uconn_udp_ops;  /* conn_udp.c */
 extern const dv_uconn_ops_t dv_uconn_tcp_ops;  /* conn_stream.c */
@@ -280,8 +284,10 @@ void dv_uconn_close_retry(dv_uconn_t *c, const char *why);
  * that matches no query in flight is dropped and counted (dropped). */
 void dv_uconn_answer(dv_uconn_t *c, const uint8_t *wire, size_t len);
 /* An answer read on slot `i`'s own socket (ops->slot_sockets): taken only
- * when the slot is busy with the same id and the question asked. */
-void dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
+ * when the slot is busy with the same id and the question asked.  False
+ * when it was not the awaited answer (too short, no query in flight, an
+ * unknown id, another question): dropped, and counted unless too short. */
+bool dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
 		     size_t len);
 
 /* 32 random bits from the pool's generator (seeded from the kernel on

@@ -6,12 +6,23 @@ and a burst of distinct names from dnsperf is answered whole and NOERROR,
 nothing lost, with the real resolver of DV_RESOLVER (Unbound or kresd)
 behind dnsveil: more queries than the resolver's UDP receive buffer holds
 (256 datagrams with Linux's default) wait in dnsveil for a free UDP id
-instead of being dropped there and turned into SERVFAIL."""
+instead of being dropped there and turned into SERVFAIL.
+
+Sockets reused (pool.udp-socket-queries): N misses one after the other go
+out on N/K sockets (upstream_udp_sockets, and the descriptors the worker
+opens: strace), the burst on far fewer sockets than names; a late UDP
+answer from a slow authority (after pool.timeout-ms, the query answered
+over TCP) retires its socket, and the next query opens a new one."""
 
 import os
+import re
+import shutil
+import signal
 import socket
+import subprocess
 import sys
 import threading
+import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -123,7 +134,92 @@ class LoopbackUdp(h.IntegrationTest):
         self.assertEqual(delta["servfail"], 0, delta)
         self.assertEqual(delta["upstream_timeouts"], 0,
                          "no UDP query lost on the way to the resolver: %s" % delta)
+        # at most pool.udp-max-inflight (64) sockets per worker, each
+        # carrying up to pool.udp-socket-queries (256) queries
+        sockets = st1["upstream_udp_sockets"] - st0["upstream_udp_sockets"]
+        log("%s burst: %d upstream UDP sockets for %d names" % (scheme, sockets, BURST))
+        self.assertLessEqual(sockets, BURST // 10, "sockets reused: %d" % sockets)
         log("ok: %d distinct names over UDP through %s://, all NOERROR" % (BURST, scheme))
+
+    def sequential(self, d, n, label):
+        for i in range(n):
+            m = h.udp_query(d.port, "%s-%d.wild.example.test" % (label, i), "A")
+            self.assertEqual(m.rcode(), dns.rcode.NOERROR)
+
+    def test_sockets_retired_after_k_queries(self):
+        """One worker, 200 misses one after the other: with
+        pool.udp-socket-queries 10, 20 sockets (strace of the worker sees
+        them made); with 1, one per query."""
+        up = self.start_resolver(whoami="local")
+        for k in (10, 1):
+            d = self.start_dnsveil(upstream=[up.url("tcp")], workers=1,
+                                   config=h.base_config(pool={"udp-socket-queries": k}))
+            self.sequential(d, 3, h.unique_label("w"))  # warm: the TCP side too
+            s0 = d.stats()
+            n = 200
+            made = self.traced_sockets(d, lambda: self.sequential(d, n, h.unique_label("s")))
+            s1 = d.stats()
+            got = s1["upstream_udp_sockets"] - s0["upstream_udp_sockets"]
+            log("udp-socket-queries %d: %d sequential misses, %d UDP sockets counted, "
+                "%d UDP sockets made (strace)" % (k, n, got, made))
+            self.assertEqual(s1["upstream_queries"] - s0["upstream_queries"], n)
+            want = n // k
+            # the warm-up left its socket part-used: one more at most
+            self.assertGreaterEqual(got, want - 1)
+            self.assertLessEqual(got, want + 1)
+            self.assertEqual(made, got, "strace sees what the counter says")
+            self.stop_dnsveil(d)
+
+    def traced_sockets(self, d, fn):
+        """UDP sockets made by dnsveil while fn() runs (strace -f)."""
+        strace = shutil.which("strace", path="/usr/bin:/bin:/usr/sbin")
+        self.assertIsNotNone(strace, "strace is a test dependency")
+        out = os.path.join(d.dir, "strace.txt")
+        p = subprocess.Popen([strace, "-f", "-qq", "-e", "trace=socket", "-o", out,
+                              "-p", str(d.pid)], stderr=subprocess.DEVNULL)
+        try:
+            # strace attaches before it writes anything: wait for one
+            # socket of ours to show up (a UDP query to dnsveil makes none)
+            time.sleep(h.scaled(0.5))
+            fn()
+        finally:
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=h.scaled(10))
+        with open(out) as f:
+            text = f.read()
+        return len(re.findall(r"socket\(AF_INET, SOCK_DGRAM", text))
+
+    def test_late_answer_retires_socket(self):
+        """A slow authority as the loopback tcp:// upstream (its A answers
+        come after 1 s): the UDP attempt gives up after 300 ms, and so
+        does the TCP one that follows (SERVFAIL: the authority is slower
+        than pool.timeout-ms); the UDP answer, late, lands on the idle
+        socket: dropped, counted, the socket retired, and the next query
+        opens a new one."""
+        slow = self.start_slow(delay=h.scaled(1.0))
+        url = "tcp://127.0.0.1:%d" % slow.port
+        d = self.start_dnsveil(upstream=[url], workers=1, config=h.base_config(
+            pool={"timeout-ms": 300, "hedge-delay-ms": 5000, "query-timeout-ms": 5000}))
+        # an apex SOA (answered at once) opens the socket
+        m = h.udp_query(d.port, "slow.example.test", "SOA", timeout=h.scaled(5))
+        self.assertEqual(m.rcode(), dns.rcode.NOERROR)
+        s0 = d.stats()
+        m = h.udp_query(d.port, "a.slow.example.test", "A", timeout=h.scaled(5))
+        self.assertEqual(m.rcode(), dns.rcode.SERVFAIL, m.to_text())
+        h.wait_for(lambda: d.stats()["upstream_udp_retired"] > s0["upstream_udp_retired"],
+                   h.scaled(5), what="the late UDP answer retiring its socket")
+        s1 = d.stats()
+        self.assertEqual(s1["upstream_timeouts"] - s0["upstream_timeouts"], 2, s1)
+        self.assertEqual(s1["upstream_dropped"] - s0["upstream_dropped"], 1, s1)
+        self.assertEqual(s1["upstream_udp_sockets"], s0["upstream_udp_sockets"],
+                         "the A query reused the SOA's socket")
+        m = h.udp_query(d.port, "slow.example.test", "NS", timeout=h.scaled(5))
+        self.assertEqual(m.rcode(), dns.rcode.NOERROR)
+        s2 = d.stats()
+        self.assertEqual(s2["upstream_udp_sockets"] - s1["upstream_udp_sockets"], 1,
+                         "a new socket after the retired one")
+        log("ok: a late UDP answer from the slow authority was dropped and retired its "
+            "socket; the next query went out on a new one")
 
     def test_burst_default_tcp_upstream(self):
         self.burst("tcp")

@@ -20,6 +20,8 @@ configuration file and sends SIGHUP:
   stays cached, and "one" gets no query after the reload;
 - limits.tcp-idle-timeout-ms lowered: a new idle TCP connection is closed
   after the new timeout; doh.paths grown: the new path answers;
+- pool.udp-socket-queries from the default to 1: UDP misses that shared a
+  socket to the loopback Unbound get one socket each after the reload;
 - under load: dnsperf over UDP, DoT and DoH (cache misses: every name is
   new) and a bounded dnsveil-doq loop while SIGHUP comes repeatedly, the
   upstream alternating between the two Unbounds, a tls:// listener added
@@ -182,6 +184,25 @@ class NetReload(h.ReloadMixin, h.IntegrationTest):
         self.assertGreaterEqual(self.two.num_queries() - q_two, 20)
         log("ok: after the reload 20 new names came from Unbound two, none reached one, "
             "and a name cached before stayed cached")
+
+    def test_udp_socket_queries(self):
+        def sockets_for(n, label):
+            s0 = self.dv.stats()["upstream_udp_sockets"]
+            for i in range(n):
+                whoami(self.dv.port, "%s%d" % (label, i))
+            return self.dv.stats()["upstream_udp_sockets"] - s0
+        # two workers: one socket each at most, whichever takes the query
+        before = sockets_for(20, h.unique_label("u"))
+        self.assertLessEqual(before, 2)
+        self.assertIn("pool: {", self.base)
+        logged = self.reload_with(self.base.replace("pool: {",
+                                                    "pool: { udp-socket-queries: 1,"))
+        self.assertRegex(logged, r"configuration checked and reloaded")
+        self.assertNotRegex(logged, r"takes effect on restart")
+        after = sockets_for(20, h.unique_label("v"))
+        self.assertEqual(after, 20, "a socket per query after the reload")
+        log("ok: pool.udp-socket-queries 256 -> 1 live: 20 UDP misses on %d socket(s), "
+            "then on %d" % (before, after))
 
     def test_tcp_idle_timeout(self):
         self.assertIn("tcp-idle-timeout-ms: 10000", self.base)

@@ -5,9 +5,17 @@ takes over when the UDP upstream is gone.
 
 Hard to poison: an observer upstream (a small responder here, standing in
 for what an off-path attacker would have to guess) sees each query from a
-port of its own with a random id; an answer from another port, or with the
-right id but another question, does not reach the client; udp:// and
-tcp:// upstreams outside local networks are warned about at start-up."""
+port of its own with a random id when pool.udp-socket-queries is 1; an
+answer from another port, or with the right id but another question, does
+not reach the client; udp:// and tcp:// upstreams outside local networks
+are warned about at start-up.
+
+Sockets reused to a loopback server (pool.udp-socket-queries): the
+observer sees K queries in a row from one port, each with its own random
+id, then a new port; an answer that comes late (after pool.timeout-ms, the
+query asked again over TCP) while the socket carries the next query, or
+while it carries none, is not taken, is counted, and retires the socket:
+the next query comes from a new port."""
 
 import os
 import socket
@@ -38,13 +46,19 @@ class Observer:
     and question) sent from another socket of ours to the query's source;
     names starting with "wrongq-" first get one from the right socket with
     the right id but another name.  The real answer follows `delay` s
-    later."""
+    later.  Names starting with "late-" get their UDP answer (with FORGED:
+    it must never reach a client) only when the next UDP query from the
+    same port comes, just before that query's own answer, or after `hold`
+    s if none comes; `late_sent` counts them (TCP answers at once)."""
 
-    def __init__(self, delay=0.3):
+    def __init__(self, delay=0.3, hold=1.0):
         self.delay = delay
+        self.hold = hold
         self.port = h.free_port()
         self.queries = []  # (port, id, name)
         self.forged_sent = 0
+        self.late_sent = 0
+        self._held = {}  # port -> answer held back ("late-")
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -91,6 +105,17 @@ class Observer:
             label = q.question[0].name.labels[0].decode().lower()
             with self._lock:
                 self.queries.append((peer[1], q.id, q.question[0].name.to_text().lower()))
+                held = self._held.pop(peer[1], None)
+            if held is not None:  # the late answer first, then this one's
+                self._send_late(held, peer)
+            if label.startswith("late-"):
+                late = self.response(q, address=FORGED)
+                with self._lock:
+                    self._held[peer[1]] = late
+                t = threading.Timer(self.hold, self._release_late, (peer, late))
+                t.daemon = True
+                t.start()
+                continue
             later = 0
             try:
                 if label.startswith("spoof-"):
@@ -111,6 +136,18 @@ class Observer:
                 t.start()
             else:
                 self._send(real, peer)
+
+    def _release_late(self, peer, wire):
+        with self._lock:
+            if self._held.get(peer[1]) is not wire:
+                return  # sent already, before the next query's answer
+            del self._held[peer[1]]
+        self._send_late(wire, peer)
+
+    def _send_late(self, wire, peer):
+        self._send(wire, peer)
+        with self._lock:
+            self.late_sent += 1
 
     def _send(self, wire, peer):
         if self._stop.is_set():
@@ -145,6 +182,12 @@ class Observer:
         final dot)."""
         with self._lock:
             return [(p, i) for p, i, n in self.queries if n in names]
+
+    def port_of(self, name):
+        """The source port of the last UDP query for `name`."""
+        name = name.lower().rstrip(".") + "."
+        with self._lock:
+            return [p for p, _, n in self.queries if n == name][-1]
 
     def stop(self):
         self._stop.set()
@@ -201,14 +244,16 @@ class UdpUpstream(h.IntegrationTest):
 
 class UdpUpstreamHardening(h.IntegrationTest):
 
-    def start_observer(self):
-        obs = Observer(delay=h.scaled(0.3))
+    def start_observer(self, hold=1.0):
+        obs = Observer(delay=h.scaled(0.3), hold=h.scaled(hold))
         self.addCleanup(obs.stop)
         return obs
 
     def test_queries_from_random_ports_with_random_ids(self):
+        # pool.udp-socket-queries 1: a socket per query, also to loopback
         obs = self.start_observer()
-        d = self.start_dnsveil(upstream=[obs.url()])
+        d = self.start_dnsveil(upstream=[obs.url()],
+                               config=h.base_config(pool={"udp-socket-queries": 1}))
         names = ["%s.example.test." % h.unique_label("p%02d-" % i) for i in range(30)]
         for n in names:
             m = h.udp_query(d.port, n, "A")
@@ -244,23 +289,135 @@ class UdpUpstreamHardening(h.IntegrationTest):
 
     def test_answer_to_another_question_is_dropped(self):
         obs = self.start_observer()
-        d = self.start_dnsveil(upstream=[obs.url()])
+        d = self.start_dnsveil(upstream=[obs.url()], workers=1)
         s0 = d.stats()
+        ports = []
         for k in range(3):
             name = "wrongq-%s.example.test" % h.unique_label("q%d-" % k)
             m = h.udp_query(d.port, name, "A", timeout=h.scaled(5))
             self.assertEqual(m.rcode(), dns.rcode.NOERROR)
             self.assertEqual([r[3] for r in h.rrset_texts(m)], [REAL], name)
+            ports.append(obs.port_of(name))
         s1 = d.stats()
         self.assertEqual(obs.forged_sent, 3)
         self.assertEqual(s1["upstream_dropped"] - s0["upstream_dropped"], 3,
                          "each answer with the right id and another question "
                          "dropped and counted")
+        # each such answer retired its socket: the next query, a new port
+        self.assertEqual(s1["upstream_udp_retired"] - s0["upstream_udp_retired"], 3, s1)
+        self.assertEqual(len(set(ports)), 3, "one socket per query here: %s" % ports)
         up = [u for u in s1["upstreams"] if u["url"] == obs.url()]
         self.assertEqual(len(up), 1, s1["upstreams"])
         self.assertGreaterEqual(up[0]["dropped"], 3, up[0])
         log("ok: 3 answers with the right id and another question dropped "
             "(upstream_dropped +3); the client got the real answer")
+
+    def test_loopback_socket_carries_k_queries(self):
+        """pool.udp-socket-queries 10, one worker, 30 names one after the
+        other: three ports, ten queries in a row from each, every query
+        with its own random id; by default (256) all 30 from one port."""
+        for k in (10, None):
+            obs = self.start_observer()
+            cfg = h.base_config(pool={"udp-socket-queries": k} if k else {})
+            d = self.start_dnsveil(upstream=[obs.url()], config=cfg, workers=1)
+            names = ["%s.example.test." % h.unique_label("k%02d-" % i) for i in range(30)]
+            for n in names:
+                m = h.udp_query(d.port, n, "A")
+                self.assertEqual([r[3] for r in h.rrset_texts(m)], [REAL], n)
+            s1 = d.stats()
+            seen = obs.seen(set(names))
+            self.assertEqual(len(seen), 30, seen)
+            ids = [i for _, i in seen]
+            # every UDP query the observer got, the start-up checks' too
+            with obs._lock:
+                ports = [p for p, _, _ in obs.queries]
+            n = len(ports)
+            log("udp-socket-queries %s: %d ports for %d queries, %d distinct ids"
+                % (k or "default", len(set(ports)), n, len(set(ids))))
+            want_ports = -(-n // k) if k else 1
+            self.assertEqual(len(set(ports)), want_ports, ports)
+            if k:
+                for i in range(0, n, k):
+                    self.assertEqual(len(set(ports[i:i + k])), 1,
+                                     "%d in a row on one socket: %s" % (k, ports))
+            self.assertEqual(s1["upstream_udp_sockets"], want_ports, s1)
+            # a new random id per query, as with a socket per query
+            self.assertGreaterEqual(len(set(ids)), 28, "ids: %s" % ids)
+            self.assertGreater(max(ids) - min(ids), 16384, "ids: %s" % ids)
+            near = sum(1 for a, b in zip(ids, ids[1:]) if abs(a - b) < 256)
+            self.assertLessEqual(near, 3, "ids close to the one before: %s" % ids)
+            self.stop_dnsveil(d)
+            obs.stop()
+
+    def late_answer_during_next_query(self, scheme):
+        obs = self.start_observer(hold=30)
+        # the UDP attempt gives up after 300 ms and asks over TCP
+        cfg = h.base_config(pool={"timeout-ms": 300, "hedge-delay-ms": 2000})
+        d = self.start_dnsveil(upstream=[obs.url(scheme)], config=cfg, workers=1)
+        s0 = d.stats()
+        late = "late-%s.example.test" % h.unique_label("l")
+        m = h.udp_query(d.port, late, "A", timeout=h.scaled(5))
+        self.assertEqual([r[3] for r in h.rrset_texts(m)], [REAL],
+                         "the late name answered over TCP")
+        # the next query goes out on the same socket; the late answer to
+        # the first (its id and question, FORGED) comes just before its own
+        nxt = "%s.example.test" % h.unique_label("n")
+        m = h.udp_query(d.port, nxt, "A", timeout=h.scaled(5))
+        self.assertEqual([r[3] for r in h.rrset_texts(m)], [REAL], nxt)
+        self.assertEqual(obs.port_of(nxt), obs.port_of(late),
+                         "the socket of the late query carried the next one")
+        self.assertEqual(obs.late_sent, 1)
+        s1 = d.stats()
+        self.assertEqual(s1["upstream_dropped"] - s0["upstream_dropped"], 1, s1)
+        self.assertEqual(s1["upstream_udp_retired"] - s0["upstream_udp_retired"], 1, s1)
+        # retired: the query after comes from a new port
+        third = "%s.example.test" % h.unique_label("t")
+        m = h.udp_query(d.port, third, "A", timeout=h.scaled(5))
+        self.assertEqual([r[3] for r in h.rrset_texts(m)], [REAL], third)
+        self.assertNotEqual(obs.port_of(third), obs.port_of(nxt))
+        self.assertEqual(h.udp_query(d.port, late, "A").answer[0][0].address, REAL,
+                         "the cache holds the TCP answer, not the late one")
+        log("ok (%s://): a late answer that came while its socket carried the next "
+            "query was dropped and retired the socket; the next query answered right"
+            % scheme)
+
+    def test_late_answer_during_next_query_udp(self):
+        self.late_answer_during_next_query("udp")
+
+    def test_late_answer_during_next_query_loopback_tcp(self):
+        # the UDP path of a loopback tcp:// upstream (pool.loopback-udp)
+        self.late_answer_during_next_query("tcp")
+
+    def test_late_answer_on_idle_socket(self):
+        obs = self.start_observer(hold=1.0)
+        cfg = h.base_config(pool={"timeout-ms": 300, "hedge-delay-ms": 2000})
+        d = self.start_dnsveil(upstream=[obs.url()], config=cfg, workers=1)
+        s0 = d.stats()
+        late = "late-%s.example.test" % h.unique_label("i")
+        m = h.udp_query(d.port, late, "A", timeout=h.scaled(5))
+        self.assertEqual([r[3] for r in h.rrset_texts(m)], [REAL])
+        # no query in flight when the late answer comes (after 1 s)
+        h.wait_for(lambda: obs.late_sent == 1, h.scaled(5), what="the late answer sent")
+        h.wait_for(lambda: d.stats()["upstream_udp_retired"] - s0["upstream_udp_retired"] == 1,
+                   h.scaled(3), what="the socket retired by the late answer")
+        s1 = d.stats()
+        self.assertEqual(s1["upstream_dropped"] - s0["upstream_dropped"], 1, s1)
+        nxt = "%s.example.test" % h.unique_label("n")
+        m = h.udp_query(d.port, nxt, "A", timeout=h.scaled(5))
+        self.assertEqual([r[3] for r in h.rrset_texts(m)], [REAL], nxt)
+        self.assertNotEqual(obs.port_of(nxt), obs.port_of(late), "a new socket")
+        self.assertEqual(d.stats()["upstream_udp_sockets"] - s1["upstream_udp_sockets"], 1)
+        log("ok: a late answer on an idle socket was dropped, counted, and retired it")
+
+    def test_udp_socket_queries_validated(self):
+        for bad in ("0", "65536", "-1", "many"):
+            how, out = h.check_config_key("pool: { udp-socket-queries: %s }" % bad)
+            self.assertEqual(how, "rejected", out)
+            self.assertIn("udp-socket-queries", out)
+            log("udp-socket-queries %s: %s" % (bad, out.splitlines()[-1]))
+        for good in ("1", "65535"):
+            how, out = h.check_config_key("pool: { udp-socket-queries: %s }" % good)
+            self.assertEqual(how, "ok", out)
 
     def test_warning_for_plain_upstreams_outside_local_networks(self):
         # --check-config: 192.0.2.1 (a documentation address, never

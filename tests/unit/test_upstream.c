@@ -670,6 +670,9 @@ static void test_pool_new(void **state)
 			assert_true(s->front->ops->lossy);
 			assert_int_equal(s->front_all, k == 1);
 			assert_int_equal(s->front->n_slots, 128);
+			/* loopback: a socket carries several queries */
+			assert_int_equal(dv_uconn_udp_reuse(s),
+					 cfg.udp_socket_queries);
 		} else {
 			/* a tcp:// fallback off loopback: TCP only */
 			assert_null(s->front);
@@ -683,6 +686,17 @@ static void test_pool_new(void **state)
 	p = w->pools[0];
 	assert_null(p->servers[0].front);
 	assert_non_null(p->servers[1].front);
+	dv_worker_pools_free(w);
+	/* a udp:// server outside loopback: a socket per query, whatever
+	 * pool.udp-socket-queries says */
+	assert_int_equal(dv_url_parse("udp://192.0.2.1:53", DV_URL_UPSTREAM,
+				      &cfg.upstream[1], err, sizeof(err)),
+			 0);
+	cfg.udp_socket_queries = 1000;
+	assert_int_equal(dv_worker_pools_new(w, &cfg, &core_report), 0);
+	p = w->pools[0];
+	assert_non_null(p->servers[1].front);
+	assert_int_equal(dv_uconn_udp_reuse(&p->servers[1]), 1);
 	dv_worker_pools_free(w);
 	dv_pool_free(NULL);
 	free(w);

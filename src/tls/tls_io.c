@@ -488,7 +488,8 @@ static ssize_t rec_read(dv_tls_t *t, uint8_t *buf, size_t len)
 		t->rx_len -= (size_t)whole;
 		size_t room = len - got;
 		size_t m = n < room ? n : room;
-		memcpy(buf + got, pt, m);
+		if (m) /* a KeyUpdate brings none */
+			memcpy(buf + got, pt, m);
 		got += m;
 		if (m < n && (ret = pt_keep(t, pt + m, n - m)) < 0)
 			break;

@@ -68,6 +68,10 @@ int dv_tls_io_handshake(dv_tls_t *t);
 /* A server handshake has completed: what it no longer needs is returned
  * (tls.c). */
 void dv_tls_handshake_done(dv_tls_t *t);
+/* tls13_detach.c: after a server's TLS 1.3 handshake with a suite of
+ * tls13_rec.h, `rec` takes over and `ssl` is freed (and NULL); anything
+ * else keeps `ssl`. */
+void dv_tls_detach(dv_tls_t *t);
 /* tls_io.c, for a connection with `rec`: the bytes dv_tls_pending()
  * counts (opened plaintext, and whole records kept). */
 size_t dv_tls_io_rec_pending(dv_tls_t *t);

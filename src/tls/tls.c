@@ -27,6 +27,7 @@
 #include "src/tls/cert_names.h"
 #include "src/tls/keyfile.h"
 #include "src/tls/sni.h"
+#include "src/tls/tls13_rec.h"
 #include "src/tls/tls_int.h"
 
 /* ---- session ticket keys: process-wide, rotating ---- */
@@ -590,6 +591,8 @@ void dv_tls_free(dv_tls_t *t)
 		return;
 	if (t->ssl)
 		wolfSSL_free(t->ssl);
+	dv_tls13_rec_free(t->rec);
+	free(t->pt_keep);
 	free(t->rx_keep);
 	free(t->tx_keep);
 	free(t);
@@ -644,6 +647,9 @@ static void release_zero_pages(void *p, size_t n)
 void dv_tls_handshake_done(dv_tls_t *t)
 {
 	cert_id_read(t);
+	dv_tls_detach(t);
+	if (!t->ssl)
+		return;
 	/* Debian's wolfSSL keeps the handshake's temporary arrays (client
 	 * and server random, pre-master secret, pending message: 5.4 KiB)
 	 * for the connection's life; a server has no use for them once the
@@ -717,6 +723,8 @@ ssize_t dv_tls_write(dv_tls_t *t, const void *buf, size_t len)
 
 size_t dv_tls_pending(dv_tls_t *t)
 {
+	if (t->rec)
+		return dv_tls_io_rec_pending(t);
 	int n = wolfSSL_pending(t->ssl);
 	return (n > 0 ? (size_t)n : 0) + t->rx_keep_len;
 }
@@ -776,6 +784,8 @@ const char *dv_tls_cert_id(dv_tls_t *t)
 
 const char *dv_tls_alpn(dv_tls_t *t)
 {
+	if (!t->ssl)
+		return t->alpn[0] ? t->alpn : NULL;
 	char *name = NULL;
 	unsigned short len = 0;
 	if (wolfSSL_ALPN_GetProtocol(t->ssl, &name, &len) != WOLFSSL_SUCCESS ||
@@ -788,11 +798,15 @@ const char *dv_tls_alpn(dv_tls_t *t)
 
 bool dv_tls_resumed(dv_tls_t *t)
 {
+	if (!t->ssl)
+		return t->resumed;
 	return wolfSSL_session_reused(t->ssl) == 1;
 }
 
 const char *dv_tls_version(dv_tls_t *t)
 {
+	if (!t->ssl)
+		return "TLSv1.3"; /* only TLS 1.3 leaves wolfSSL */
 	return wolfSSL_get_version(t->ssl);
 }
 

@@ -13,9 +13,17 @@
 #include "src/tls/tls.h"
 
 typedef struct WOLFSSL WOLFSSL;
+typedef struct dv_tls13_rec dv_tls13_rec_t;
 
 struct dv_tls {
-	WOLFSSL *ssl;
+	WOLFSSL *ssl; /* NULL once `rec` has taken over */
+	/* after a server's TLS 1.3 handshake: our own record layer
+	 * (tls13_rec.h) and the plaintext of a record the caller had no room
+	 * for yet */
+	dv_tls13_rec_t *rec;
+	uint8_t *pt_keep;
+	size_t pt_keep_off, pt_keep_len;
+	bool resumed; /* of a connection whose `ssl` is gone */
 	int fd;
 	/* our own socket I/O (server connections, tls_io.c); upstream
 	 * connections keep wolfSSL's */
@@ -28,7 +36,7 @@ struct dv_tls {
 	int sticky; /* an EOF or error met after bytes were returned */
 	/* ciphertext being fed to wolfSSL during a call: in the worker's
 	 * receive buffer, or rx_keep */
-	const uint8_t *rx;
+	uint8_t *rx;
 	size_t rx_len;
 	/* ciphertext read but not fed to wolfSSL yet, kept between calls
 	 * (the caller's buffer filled up first) */
@@ -60,6 +68,13 @@ int dv_tls_io_handshake(dv_tls_t *t);
 /* A server handshake has completed: what it no longer needs is returned
  * (tls.c). */
 void dv_tls_handshake_done(dv_tls_t *t);
+/* tls13_detach.c: after a server's TLS 1.3 handshake with a suite of
+ * tls13_rec.h, `rec` takes over and `ssl` is freed (and NULL); anything
+ * else keeps `ssl`. */
+void dv_tls_detach(dv_tls_t *t);
+/* tls_io.c, for a connection with `rec`: the bytes dv_tls_pending()
+ * counts (opened plaintext, and whole records kept). */
+size_t dv_tls_io_rec_pending(dv_tls_t *t);
 ssize_t dv_tls_io_read(dv_tls_t *t, void *buf, size_t len);
 ssize_t dv_tls_io_write(dv_tls_t *t, const void *buf, size_t len);
 int dv_tls_io_flush(dv_tls_t *t);

@@ -26,6 +26,13 @@
  * the socket would not take) moves to a heap buffer of the connection's
  * own, which goes as soon as it is empty, so an idle connection holds
  * neither.
+ *
+ * After a TLS 1.3 handshake wolfSSL's connection object is freed (tls.c,
+ * dv_tls_handshake_done) and the records are ours (tls13_rec.h): the same
+ * one recv() per call and one send() per call, the same kept buffers, with
+ * the record layer in wolfSSL's place.  A record cut short by the read
+ * waits in rx_keep for the rest; the plaintext of a record the caller had
+ * no room for waits in pt_keep.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -39,6 +46,7 @@
 #include <wolfssl/wolfio.h>
 
 #include "src/core/errors.h"
+#include "src/tls/tls13_rec.h"
 #include "src/tls/tls_int.h"
 
 /* The most one read takes: more than the records of a full pipeline of
@@ -274,10 +282,16 @@ int dv_tls_io_handshake(dv_tls_t *t)
 	return ret;
 }
 
+static ssize_t rec_read(dv_tls_t *t, uint8_t *buf, size_t len);
+static ssize_t rec_write(dv_tls_t *t, const void *buf, size_t len);
+static void rec_shutdown(dv_tls_t *t);
+
 ssize_t dv_tls_io_read(dv_tls_t *t, void *buf, size_t len)
 {
 	if (t->sticky)
 		return t->sticky;
+	if (t->rec)
+		return rec_read(t, buf, len);
 	io_begin(t, len < RX_SIZE / 2 ? 2 * len + 1024 : RX_SIZE);
 	size_t got = 0;
 	int ret = 0;
@@ -314,6 +328,8 @@ ssize_t dv_tls_io_write(dv_tls_t *t, const void *buf, size_t len)
 	int ret = tx_send(t);
 	if (ret < 0)
 		return ret;
+	if (t->rec)
+		return rec_write(t, buf, len);
 	io_begin(t, 0);
 	int n = wolfSSL_write(t->ssl, buf,
 			      len > TX_PLAIN ? TX_PLAIN : (int)len);
@@ -334,7 +350,197 @@ void dv_tls_io_shutdown(dv_tls_t *t)
 {
 	/* close_notify goes after whatever is still unsent, in one send with
 	 * it (best effort: a client that stopped reading gets none) */
+	if (t->rec) {
+		rec_shutdown(t);
+		return;
+	}
 	io_begin(t, 0);
 	(void)wolfSSL_shutdown(t->ssl);
+	(void)io_end(t);
+}
+
+/* ---- our TLS 1.3 record layer (tls13_rec.h) ---- */
+
+/* Seal one record of `type` into this call's send buffer; false when it
+ * cannot be (no buffer, no room, an error). */
+static bool rec_out(dv_tls_t *t, uint8_t type, const void *pt, size_t len)
+{
+	if (!tx_buf)
+		return false;
+	ssize_t n = dv_tls13_rec_seal(t->rec, type, pt, len, tx_buf + t->tx_len,
+				      TX_SIZE - t->tx_len);
+	if (n < 0)
+		return false;
+	t->tx_len += (size_t)n;
+	return true;
+}
+
+/* The alert the record layer owes for its last error, if any. */
+static void rec_alert(dv_tls_t *t)
+{
+	uint8_t desc = dv_tls13_rec_alert_for(t->rec);
+	if (desc == DV_TLS13_NO_ALERT)
+		return;
+	const uint8_t alert[2] = { desc == DV_TLS13_CLOSE_NOTIFY ? 1 : 2,
+				   desc };
+	(void)rec_out(t, DV_TLS13_ALERT, alert, sizeof(alert));
+}
+
+/*
+ * Read the socket once behind the part of a record that is kept (at
+ * t->rx): the part moves to the front of the thread's receive buffer.
+ * 0 (bytes arrived), DV_TLS_WANT_READ, DV_TLS_EOF or a negative error.
+ */
+static int rec_recv(dv_tls_t *t)
+{
+	t->may_recv = false;
+	if (!rx_buf && !(rx_buf = malloc(RX_SIZE)))
+		return -ENOMEM;
+	size_t part = t->rx_len;
+	if (part && t->rx != rx_buf)
+		memmove(rx_buf, t->rx, part);
+	if (t->rx_keep) {
+		free(t->rx_keep);
+		t->rx_keep = NULL;
+		t->rx_keep_len = 0;
+	}
+	t->rx = rx_buf;
+	size_t want = RX_SIZE - part < t->rx_max ? RX_SIZE - part : t->rx_max;
+	ssize_t n;
+	do
+		n = recv(t->fd, rx_buf + part, want, 0);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return DV_TLS_EOF;
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			t->drained = true;
+			return DV_TLS_WANT_READ;
+		}
+		return -errno;
+	}
+	t->drained = (size_t)n < want;
+	t->rx_len = part + (size_t)n;
+	return 0;
+}
+
+/* Keep the plaintext the caller had no room for. */
+static int pt_keep(dv_tls_t *t, const uint8_t *p, size_t n)
+{
+	uint8_t *k = malloc(n);
+	if (!k)
+		return -ENOMEM;
+	memcpy(k, p, n);
+	t->pt_keep = k;
+	t->pt_keep_off = 0;
+	t->pt_keep_len = n;
+	return 0;
+}
+
+static ssize_t rec_read(dv_tls_t *t, uint8_t *buf, size_t len)
+{
+	size_t got = 0;
+	if (t->pt_keep) {
+		size_t n = t->pt_keep_len - t->pt_keep_off;
+		got = n < len ? n : len;
+		memcpy(buf, t->pt_keep + t->pt_keep_off, got);
+		t->pt_keep_off += got;
+		if (t->pt_keep_off == t->pt_keep_len) {
+			free(t->pt_keep);
+			t->pt_keep = NULL;
+			t->pt_keep_off = t->pt_keep_len = 0;
+		}
+		if (got == len) {
+			t->drained = false;
+			return (ssize_t)got;
+		}
+	}
+	io_begin(t, len < RX_SIZE / 2 ? 2 * len + 1024 : RX_SIZE);
+	int ret = 0;
+	while (got < len) {
+		ssize_t whole = dv_tls13_rec_len(t->rx, t->rx_len);
+		if (whole == 0) {
+			if (!t->may_recv) {
+				ret = DV_TLS_WANT_READ;
+				break;
+			}
+			ret = rec_recv(t);
+			if (ret != 0)
+				break;
+			continue;
+		}
+		uint8_t *pt = NULL;
+		size_t n = 0;
+		if (whole < 0)
+			ret = dv_tls13_rec_open(t->rec, t->rx, t->rx_len, &pt,
+						&n);
+		else
+			ret = dv_tls13_rec_open(t->rec, t->rx, (size_t)whole,
+						&pt, &n);
+		if (ret != 0) {
+			if (ret != DV_TLS_EOF)
+				rec_alert(t);
+			/* nothing after an error or close_notify counts */
+			t->rx_len = 0;
+			break;
+		}
+		t->rx += whole;
+		t->rx_len -= (size_t)whole;
+		size_t room = len - got;
+		size_t m = n < room ? n : room;
+		if (m) /* a KeyUpdate brings none */
+			memcpy(buf + got, pt, m);
+		got += m;
+		if (m < n && (ret = pt_keep(t, pt + m, n - m)) < 0)
+			break;
+	}
+	/* the KeyUpdate a client asked for goes out now, whether or not we
+	 * have anything else to say */
+	if (dv_tls13_rec_owes(t->rec) && tx_buf) {
+		ssize_t k = dv_tls13_rec_flush(t->rec, tx_buf + t->tx_len,
+					       TX_SIZE - t->tx_len);
+		if (k > 0)
+			t->tx_len += (size_t)k;
+	}
+	int w = io_end(t);
+	if (w == -ENOMEM)
+		return -ENOMEM;
+	/* a whole record or plaintext waiting: more without a new read */
+	if (t->pt_keep || dv_tls13_rec_len(t->rx_keep, t->rx_keep_len) != 0)
+		t->drained = false;
+	if (got) {
+		if (ret != 0 && ret != DV_TLS_WANT_READ)
+			t->sticky = ret; /* said at the next read */
+		return (ssize_t)got;
+	}
+	return ret;
+}
+
+size_t dv_tls_io_rec_pending(dv_tls_t *t)
+{
+	size_t n = t->pt_keep_len - t->pt_keep_off;
+	if (dv_tls13_rec_len(t->rx_keep, t->rx_keep_len) > 0)
+		n += t->rx_keep_len;
+	return n;
+}
+
+static ssize_t rec_write(dv_tls_t *t, const void *buf, size_t len)
+{
+	size_t n = len > TX_PLAIN ? TX_PLAIN : len;
+	io_begin(t, 0);
+	bool ok = rec_out(t, DV_TLS13_APPDATA, buf, n);
+	int w = io_end(t);
+	if (!ok)
+		return tx_buf ? -EIO : -ENOMEM;
+	if (w < 0 && w != DV_TLS_WANT_WRITE)
+		return w;
+	return (ssize_t)n; /* taken; records the socket did not take are kept */
+}
+
+static void rec_shutdown(dv_tls_t *t)
+{
+	static const uint8_t close_notify[2] = { 1, DV_TLS13_CLOSE_NOTIFY };
+	io_begin(t, 0);
+	(void)rec_out(t, DV_TLS13_ALERT, close_notify, sizeof(close_notify));
 	(void)io_end(t);
 }

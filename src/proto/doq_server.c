@@ -885,7 +885,7 @@ doq_conn_t *dv_doq_sconn_new(dv_doq_server_t *srv, const ngtcp2_pkt_hd *hd,
 	server_callbacks(&callbacks);
 	if (ngtcp2_conn_server_new(&c->q.conn, &hd->scid, &scid, &np,
 				   hd->version, &callbacks, &settings,
-				   &params, NULL, c) != 0)
+				   &params, srv->mem, c) != 0)
 		goto fail;
 	if (dv_quic_conn_set_tls(&c->q,
 				 dv_quic_tls_server_new(cfg->tls, &c->q.ref)))
@@ -921,6 +921,8 @@ void dv_doq_sconn_read(doq_conn_t *c, const dv_quic_path_t *path,
 	int rv = ngtcp2_conn_read_pkt(c->q.conn, &np, &pi, data, len,
 				      c->srv->now);
 	c->in_callback = false;
+	if (rv == 0 && c->handshake_done)
+		dv_quic_conn_shed_tls(&c->q); /* ~10 KiB less per connection */
 	if (rv != 0) {
 		switch (rv) {
 		case NGTCP2_ERR_DRAINING:
@@ -992,6 +994,7 @@ void dv_doq_server_free(dv_doq_server_t *srv)
 		dv_doq_sconn_maybe_free(c);
 	}
 	reap(srv);
+	dv_pages_free(srv->pages); /* every connection's blocks are back */
 	free(srv->ho_level);
 	free(srv->ho_buckets);
 	free(srv->buckets);

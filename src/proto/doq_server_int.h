@@ -116,6 +116,11 @@ struct dv_doq_server {
 	/* connections done with, freed when the outermost call returns
 	 * (never inside ngtcp2's or our own call chains) */
 	doq_conn_t *graveyard;
+	/* ngtcp2 allocates through these (dv_quic_mem_init); `mem` is NULL
+	 * for its own malloc */
+	dv_pages_t *pages;
+	ngtcp2_mem mem_store;
+	const ngtcp2_mem *mem;
 };
 
 #define MS(srv) ((srv)->now / 1000000u)

@@ -30,6 +30,14 @@ int dv_quic_conn_set_tls(dv_quic_conn_t *q, dv_quic_tls_t *tls)
 	return 0;
 }
 
+void dv_quic_conn_shed_tls(dv_quic_conn_t *q)
+{
+	if (!q->tls || !dv_quic_tls_native(q->tls))
+		return;
+	ngtcp2_conn_set_tls_native_handle(q->conn, NULL);
+	dv_quic_tls_shed(q->tls);
+}
+
 void dv_quic_conn_release(dv_quic_conn_t *q)
 {
 	if (q->conn)
@@ -37,6 +45,48 @@ void dv_quic_conn_release(dv_quic_conn_t *q)
 	q->conn = NULL;
 	dv_quic_tls_free(q->tls);
 	q->tls = NULL;
+}
+
+#ifndef DV_NOPOOL
+static void *mem_malloc(size_t size, void *user_data)
+{
+	return dv_pages_malloc(user_data, size);
+}
+
+static void mem_free(void *ptr, void *user_data)
+{
+	dv_pages_release(user_data, ptr);
+}
+
+static void *mem_calloc(size_t nmemb, size_t size, void *user_data)
+{
+	return dv_pages_calloc(user_data, nmemb, size);
+}
+
+static void *mem_realloc(void *ptr, size_t size, void *user_data)
+{
+	return dv_pages_realloc(user_data, ptr, size);
+}
+#endif
+
+const ngtcp2_mem *dv_quic_mem_init(ngtcp2_mem *m, dv_pages_t *pages)
+{
+#ifdef DV_NOPOOL
+	(void)m;
+	(void)pages;
+	return NULL;
+#else
+	if (!pages)
+		return NULL;
+	*m = (ngtcp2_mem){
+		.user_data = pages,
+		.malloc = mem_malloc,
+		.free = mem_free,
+		.calloc = mem_calloc,
+		.realloc = mem_realloc,
+	};
+	return m;
+#endif
 }
 
 void dv_quic_rand(uint8_t *dest, size_t len)
@@ -73,10 +123,26 @@ void dv_quic_path_to_ngtcp2(ngtcp2_path *np, const dv_quic_path_t *p)
 	np->user_data = p->ctx;
 }
 
+/* After dv_quic_conn_shed_tls() there is no TLS session to read into; a
+ * peer has nothing more to say in TLS then (QUIC has no KeyUpdate message
+ * and no post-handshake client authentication, RFC 9001 sections 6 and
+ * 4.4), so whatever CRYPTO data comes is an unexpected message. */
+static int recv_crypto_data_cb(ngtcp2_conn *conn, ngtcp2_crypto_level level,
+			       uint64_t offset, const uint8_t *data,
+			       size_t len, void *user_data)
+{
+	if (!ngtcp2_conn_get_tls_native_handle(conn)) {
+		ngtcp2_conn_set_tls_alert(conn, 10); /* unexpected_message */
+		return NGTCP2_ERR_CRYPTO;
+	}
+	return ngtcp2_crypto_recv_crypto_data_cb(conn, level, offset, data,
+						 len, user_data);
+}
+
 void dv_quic_callbacks_init(ngtcp2_callbacks *cb)
 {
 	memset(cb, 0, sizeof(*cb));
-	cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+	cb->recv_crypto_data = recv_crypto_data_cb;
 	cb->encrypt = ngtcp2_crypto_encrypt_cb;
 	cb->decrypt = ngtcp2_crypto_decrypt_cb;
 	cb->hp_mask = ngtcp2_crypto_hp_mask_cb;

@@ -15,6 +15,7 @@
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 
+#include "src/core/pages.h"
 #include "src/tls/quic_tls.h"
 
 /* One network path: addresses plus the caller's handle (its socket). */
@@ -39,8 +40,22 @@ typedef struct {
 void dv_quic_conn_init(dv_quic_conn_t *q, void *owner);
 /* Hand the TLS session `tls` (may be NULL: -ENOMEM) to the connection. */
 int dv_quic_conn_set_tls(dv_quic_conn_t *q, dv_quic_tls_t *tls);
+/* Once the handshake is complete (and the server's ticket sent): detach
+ * the TLS session from ngtcp2 and shed it (dv_quic_tls_shed()); CRYPTO
+ * data that arrives later closes the connection with unexpected_message.
+ * Not from inside ngtcp2's calls. */
+void dv_quic_conn_shed_tls(dv_quic_conn_t *q);
 /* Free ngtcp2's state and the TLS session; the struct stays. */
 void dv_quic_conn_release(dv_quic_conn_t *q);
+
+/*
+ * ngtcp2's allocator on the page runs `pages` (src/core/pages.h): its
+ * pools and skip-list blocks, of which an idle connection writes only the
+ * first page or so, then cost only the pages written.  Fills `m` and
+ * returns it, or NULL (ngtcp2's malloc) when `pages` is NULL or built
+ * with DV_NOPOOL (so that ASan sees every block).
+ */
+const ngtcp2_mem *dv_quic_mem_init(ngtcp2_mem *m, dv_pages_t *pages);
 
 /* `len` random bytes (getrandom, retried: it does not fail otherwise). */
 void dv_quic_rand(uint8_t *dest, size_t len);

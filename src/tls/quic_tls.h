@@ -100,6 +100,15 @@ void dv_quic_tls_free(dv_quic_tls_t *t); /* NULL is a no-op */
 /* The library's own session handle, for ngtcp2_conn_set_tls_native_handle. */
 void *dv_quic_tls_native(dv_quic_tls_t *t);
 
+/*
+ * Server, once the handshake is complete and its ticket sent: free the
+ * TLS library's session, keeping what the calls below report (resumed,
+ * 0-RTT accepted, SNI, the client certificate's ID).  Afterwards
+ * dv_quic_tls_native() is NULL: the caller first detaches it from
+ * ngtcp2 (dv_quic_conn_shed_tls() in src/proto/quic.h does both) and no
+ * more handshake data can be read.  A no-op the second time.
+ */
+void dv_quic_tls_shed(dv_quic_tls_t *t);
 /* Server: send a session ticket (after the handshake completed).
  * Returns 0 or a negative error. */
 int dv_quic_tls_send_ticket(dv_quic_tls_t *t);

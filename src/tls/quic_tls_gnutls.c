@@ -84,6 +84,8 @@ struct dv_quic_tls {
 	/* server: the verified client certificate's ID, once worked out */
 	bool cert_read;
 	char cert_id[DV_IDENT_MAX + 1];
+	/* server: what the session said, kept when it is shed */
+	bool resumed, early;
 };
 
 static ngtcp2_conn *ref_get_conn(ngtcp2_crypto_conn_ref *ref)
@@ -576,9 +578,31 @@ void *dv_quic_tls_native(dv_quic_tls_t *t)
 	return t->s;
 }
 
+/*
+ * GnuTLS keeps, for as long as a session lives, about 10 KiB that a QUIC
+ * connection no longer needs once its handshake is over: the session
+ * object (7.3 KiB in GnuTLS 3.7), the ALPN and extension state, the
+ * credentials reference.  QUIC's packet keys are not among them: ngtcp2's
+ * crypto helper made its own cipher contexts from the secrets, and key
+ * updates derive new keys from those.
+ */
+void dv_quic_tls_shed(dv_quic_tls_t *t)
+{
+	if (!t->s)
+		return;
+	(void)dv_quic_tls_cert_id(t); /* read from the session, kept */
+	t->resumed = gnutls_session_is_resumed(t->s) != 0;
+	t->early = (gnutls_session_get_flags(t->s) &
+		    GNUTLS_SFLAGS_EARLY_DATA) != 0;
+	gnutls_deinit(t->s);
+	t->s = NULL;
+	cred_put(t->cred); /* after the session that points to it */
+	t->cred = NULL;
+}
+
 int dv_quic_tls_send_ticket(dv_quic_tls_t *t)
 {
-	if (t->ctx->client_ca[0])
+	if (t->ctx->client_ca[0] || !t->s)
 		return 0; /* no resumption with client certificates */
 	int rv = gnutls_session_ticket_send(t->s, 1, 0);
 	return rv < 0 ? -1 : 0;
@@ -587,6 +611,8 @@ int dv_quic_tls_send_ticket(dv_quic_tls_t *t)
 int dv_quic_tls_session_save(dv_quic_tls_t *t, uint8_t *buf, size_t cap)
 {
 	gnutls_datum_t d = {0};
+	if (!t->s)
+		return 0;
 	if (gnutls_session_get_data2(t->s, &d) < 0 || !d.size) {
 		gnutls_free(d.data);
 		return 0;
@@ -604,17 +630,23 @@ int dv_quic_tls_session_save(dv_quic_tls_t *t, uint8_t *buf, size_t cap)
 
 bool dv_quic_tls_resumed(dv_quic_tls_t *t)
 {
+	if (!t->s)
+		return t->resumed;
 	return gnutls_session_is_resumed(t->s) != 0;
 }
 
 bool dv_quic_tls_early_data_accepted(dv_quic_tls_t *t)
 {
+	if (!t->s)
+		return t->early;
 	return (gnutls_session_get_flags(t->s) & GNUTLS_SFLAGS_EARLY_DATA) !=
 	       0;
 }
 
 const char *dv_quic_tls_error(dv_quic_tls_t *t)
 {
+	if (!t->s)
+		return NULL;
 	return gnutls_alert_get_name(gnutls_alert_get(t->s));
 }
 
@@ -632,7 +664,7 @@ const char *dv_quic_tls_sni(dv_quic_tls_t *t)
 
 const char *dv_quic_tls_cert_id(dv_quic_tls_t *t)
 {
-	if (!t->cert_read && t->ctx->client_ca[0]) {
+	if (!t->cert_read && t->ctx->client_ca[0] && t->s) {
 		ngtcp2_conn *conn = ref_get_conn(&t->ref);
 		if (!conn || !ngtcp2_conn_get_handshake_completed(conn))
 			return NULL;
@@ -655,6 +687,8 @@ const char *dv_quic_tls_sni_refused(dv_quic_tls_t *t)
 
 bool dv_quic_tls_ticket_received(dv_quic_tls_t *t)
 {
+	if (!t->s)
+		return false;
 	return (gnutls_session_get_flags(t->s) &
 		GNUTLS_SFLAGS_SESSION_TICKET) != 0;
 }

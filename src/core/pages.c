@@ -28,10 +28,14 @@ typedef struct {
 
 struct dv_pages {
 	size_t page;
+	size_t hot_max, hot; /* pages in `warm` runs: at most, now */
 	uint8_t *cur;    /* the rest of the newest mapping */
 	size_t cur_left; /* ... in pages */
 	ptrs_t chunks;  /* every mapping, for dv_pages_free */
-	ptrs_t free[DV_PAGES_MAX_RUN + 1]; /* freed runs, by length */
+	/* freed runs, by length: given back to the kernel (zeros, not
+	 * resident), and the most recently freed ones kept as they are */
+	ptrs_t free[DV_PAGES_MAX_RUN + 1];
+	ptrs_t warm[DV_PAGES_MAX_RUN + 1];
 	size_t runs, run_pages;
 };
 
@@ -49,13 +53,14 @@ static int push(ptrs_t *s, void *x)
 	return 0;
 }
 
-dv_pages_t *dv_pages_new(void)
+dv_pages_t *dv_pages_new(size_t warm_bytes)
 {
 	dv_pages_t *p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
 	long ps = sysconf(_SC_PAGESIZE);
 	p->page = ps > 0 ? (size_t)ps : 4096;
+	p->hot_max = warm_bytes / p->page;
 	return p;
 }
 
@@ -66,8 +71,10 @@ void dv_pages_free(dv_pages_t *p)
 	for (size_t i = 0; i < p->chunks.n; i++)
 		munmap(p->chunks.v[i], CHUNK_PAGES * p->page);
 	free(p->chunks.v);
-	for (unsigned k = 0; k <= DV_PAGES_MAX_RUN; k++)
+	for (unsigned k = 0; k <= DV_PAGES_MAX_RUN; k++) {
 		free(p->free[k].v);
+		free(p->warm[k].v);
+	}
 	free(p);
 }
 
@@ -79,10 +86,17 @@ static size_t run_len(const dv_pages_t *p, size_t n)
 	return (n + HDR + p->page - 1) / p->page;
 }
 
-/* A run of `len` pages, all zeros and none of them resident (a reused one
- * was given back when it was freed), or NULL. */
-static uint8_t *run_get(dv_pages_t *p, size_t len)
+/* A run of `len` pages, or NULL.  *zero says whether it is all zeros (a
+ * new one, or one given back to the kernel when it was freed: none of its
+ * pages resident) or a warm one (as its last user left it). */
+static uint8_t *run_get(dv_pages_t *p, size_t len, int *zero)
 {
+	ptrs_t *ws = &p->warm[len];
+	*zero = !ws->n;
+	if (ws->n) {
+		p->hot -= len;
+		return ws->v[--ws->n];
+	}
 	ptrs_t *fs = &p->free[len];
 	if (fs->n)
 		return fs->v[--fs->n];
@@ -111,9 +125,12 @@ static void *alloc(dv_pages_t *p, size_t n, int zero)
 	size_t len = run_len(p, n);
 	hdr_t *h;
 	if (len) {
-		h = (hdr_t *)run_get(p, len);
+		int fresh;
+		h = (hdr_t *)run_get(p, len, &fresh);
 		if (!h)
 			return NULL;
+		if (zero && !fresh)
+			memset((uint8_t *)h + HDR, 0, n);
 		p->runs++;
 		p->run_pages += len;
 	} else {
@@ -152,6 +169,13 @@ void dv_pages_release(dv_pages_t *p, void *ptr)
 	}
 	p->runs--;
 	p->run_pages -= len;
+	/* kept warm while few are: a busy connection frees and takes blocks
+	 * of the same lengths again and again (a stream's skip lists) and
+	 * should not pay a system call and page faults for each */
+	if (p->hot + len <= p->hot_max && push(&p->warm[len], h) == 0) {
+		p->hot += len;
+		return;
+	}
 	/* the pages go back to the kernel and read as zeros when next
 	 * written; if the run cannot be kept, it is lost address space */
 	madvise(h, len * p->page, MADV_DONTNEED);
@@ -191,7 +215,8 @@ void dv_pages_stats(const dv_pages_t *p, dv_pages_stats_t *st)
 	st->runs = p->runs;
 	st->run_pages = p->run_pages;
 	for (unsigned k = 0; k <= DV_PAGES_MAX_RUN; k++)
-		st->free_runs += p->free[k].n;
+		st->free_runs += p->free[k].n + p->warm[k].n;
+	st->warm_pages = p->hot;
 	st->mapped = p->chunks.n * CHUNK_PAGES * p->page;
 }
 

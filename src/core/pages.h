@@ -11,11 +11,14 @@
  * block's header sits on each block's last page.  Here a block of more
  * than a page gets a run of whole pages of its own, taken from large
  * anonymous mappings: a page of it nobody writes stays unmapped, so costs
- * no RSS.  A freed run is handed to the kernel (MADV_DONTNEED: it reads
- * as zeros again) and kept, by its length in pages, for the next block of
- * that length, so calloc needs no memset.  The mappings are kept until
+ * no RSS.  A freed run is kept, by its length in pages, for the next
+ * block of that length: the most recently freed ones as they are, up to
+ * a bound in bytes ("warm": a busy connection frees and takes blocks of
+ * the same lengths for every stream, without a system call each time),
+ * the rest handed to the kernel (MADV_DONTNEED: they read as zeros again,
+ * and calloc needs no memset for them).  The mappings are kept until
  * dv_pages_free(): what a crowd of connections leaves behind is address
- * space, not memory.
+ * space and at most the warm bound, not memory.
  *
  * Smaller blocks (and those over DV_PAGES_MAX_RUN pages) are malloc'd.
  * Every block carries a 16-byte header (its size, and its run length or 0
@@ -33,12 +36,14 @@ typedef struct dv_pages dv_pages_t;
 typedef struct {
 	size_t runs;        /* page runs handed out now */
 	size_t run_pages;   /* ... their pages */
-	size_t free_runs;   /* runs kept for reuse (given back to the kernel) */
+	size_t free_runs;   /* runs kept for reuse */
+	size_t warm_pages;  /* ... of them not given back to the kernel */
 	size_t mapped;      /* bytes of address space mapped */
 } dv_pages_stats_t;
 
-/* A new allocator, or NULL (-ENOMEM). */
-dv_pages_t *dv_pages_new(void);
+/* A new allocator that keeps up to `warm_bytes` of freed runs resident
+ * (rounded down to pages), or NULL (-ENOMEM). */
+dv_pages_t *dv_pages_new(size_t warm_bytes);
 /* Unmaps everything: every block must have been freed.  NULL: no-op. */
 void dv_pages_free(dv_pages_t *p);
 

@@ -689,7 +689,7 @@ dv_doq_server_t *dv_doq_server_new(const dv_doq_server_config_t *cfg,
 	srv->ho_buckets = calloc(nb, sizeof(*srv->ho_buckets));
 	srv->ho_mask = nb - 1;
 	srv->ho_level = calloc(srv->hs_per_addr + 1, sizeof(*srv->ho_level));
-	srv->pages = dv_pages_new();
+	srv->pages = dv_pages_new(DV_DOQ_PAGES_WARM);
 	srv->mem = dv_quic_mem_init(&srv->mem_store, srv->pages);
 	if (!srv->buckets || !srv->ho_buckets || !srv->ho_level ||
 	    !srv->pages) {

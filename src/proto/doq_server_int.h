@@ -84,6 +84,11 @@ struct dv_doq_sconn {
 	_Alignas(16) unsigned char user[]; /* the caller's conn_user_size */
 };
 
+/* freed ngtcp2 blocks a worker keeps resident for the next ones (see
+ * src/core/pages.h): a stream's acknowledged-range skip list is an 8 KiB
+ * block, allocated and freed for every query */
+#define DV_DOQ_PAGES_WARM (2u << 20)
+
 struct dv_doq_server {
 	dv_doq_server_config_t cfg;
 	dv_doq_server_callbacks_t cb;

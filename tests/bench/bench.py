@@ -1299,6 +1299,65 @@ def memory_test(server, count, timeout, tmp, kind="dot"):
     return idle, loaded, rep["established"], rep["errors"], alive
 
 
+DOQ_IDLE_BATCH = 50
+
+
+def doq_memory_test(server, count, timeout, tmp, client):
+    """memory_test() for idle DoQ connections: `count` of them (a multiple
+    of DOQ_IDLE_BATCH) opened by dnsveil-doq processes of DOQ_IDLE_BATCH
+    connections each (`-K`, certificate verified, one query per
+    connection, then `--hold`), started one batch a second on the load
+    CPU so that the handshakes of one batch are over before the next;
+    RSS read while all are held; the established count is the answers
+    the clients' summaries report when their hold ends."""
+    time.sleep(1.0)
+    idle = proc_rss_kib(server.pid)
+    batches = max(1, count // DOQ_IDLE_BATCH)
+    hold = batches + 10
+    procs = []
+    log_f = open(os.path.join(tmp, "doq-idle.log"), "ab")
+    try:
+        for _ in range(batches):
+            p = subprocess.Popen(
+                ["taskset", "-c", str(LOAD_CPU), client, "--name", "dns.test", "--ca", CA,
+                 "-j", "-q", "-t", str(min(timeout, 30)), "-K", str(DOQ_IDLE_BATCH),
+                 "--hold", str(hold), "127.0.0.1:%d" % server.ports["doq"],
+                 "h1.bench.test", "A"],
+                stdout=subprocess.PIPE, stderr=log_f, text=True)
+            STARTED.append(p)
+            procs.append(p)
+            time.sleep(1.0)
+        time.sleep(2.0)     # let the server settle
+        loaded = proc_rss_kib(server.pid) if server.alive() else None
+        alive = server.alive()
+        est, errors = 0, {}
+        for p in procs:
+            try:
+                out, _ = p.communicate(timeout=hold + timeout + 30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate(timeout=10)
+            summ = None
+            for line in out.splitlines():
+                if line.startswith("{") and '"summary"' in line:
+                    summ = json.loads(line)
+            if summ is None:
+                errors["client gave no summary"] = errors.get("client gave no summary", 0) + 1
+                continue
+            est += summ.get("answers", 0)
+            for k, v in (summ.get("errors") or {}).items():
+                errors[k] = errors.get(k, 0) + v
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+            if p in STARTED:
+                STARTED.remove(p)
+        log_f.close()
+    return idle, loaded, est, errors, alive
+
+
 # ------------------------------------------------------------------ report
 
 def memory_table(out, servers, rss_after, kind, mem):
@@ -1651,6 +1710,28 @@ def run_main(args):
             finally:
                 s.stop()
 
+    # ---- memory with idle DoQ connections (dnsveil only: no DoQ in
+    # dnsdist 1.7 or Unbound 1.17)
+    mem_doq = {}
+    doq_conns = args.doq_connections if args.doq_connections is not None else 1000
+    doq_runner = next((t.runner for t in TRANSPORTS if t.key == "doq"), None)
+    if doq_conns > 0 and doq_runner is not None:
+        for s in servers:
+            if s.failed is not None or "doq" not in s.ports or \
+                    (s in (dv, base) and not implemented["doq"][0]):
+                continue
+            log("memory: %s with %d idle DoQ connections" % (s.name, doq_conns))
+            try:
+                s.start(memory_test=True)
+            except RuntimeError as e:
+                notes.append("DoQ memory test: %s" % e)
+                continue
+            try:
+                mem_doq[s.name] = doq_memory_test(s, doq_conns, args.connect_timeout, tmp,
+                                                  doq_runner.binary)
+            finally:
+                s.stop()
+
     # ---- what the servers said
     for s in [up] + servers:
         if s.log and os.path.exists(s.log):
@@ -1755,7 +1836,7 @@ def run_main(args):
                                     fmt_ms(dot.p50_ms), fmt_ms(dot.p99_ms), rpc,
                                     r.qps / dot.qps))
                 out.append(row(wl, t.label, s.name, r, ratio))
-    for kind, mem_kind in (("DoT", mem), ("DoH", mem_doh)):
+    for kind, mem_kind in (("DoT", mem), ("DoH", mem_doh), ("DoQ", mem_doq)):
         memory_table(out, servers, rss_after, kind, mem_kind)
     out.append("")
     out.append("answers/s: dnsperf's queries per second (answers received). mean, p50, p99: "
@@ -1782,8 +1863,10 @@ def run_main(args):
                "(RSS with the connections − RSS idle) ÷ connections; each connection made a "
                "verified TLS 1.3 handshake and one query (DoH: one HTTP/2 POST), then stayed "
                "idle; the Unbound frontend's memory configuration listens for DoT only "
-               "(its DoH row says n/a)." %
-               TRANSPORTS[0].runner.timeout)
+               "(its DoH row says n/a). DoQ: dnsveil-doq processes of %d connections each "
+               "(one query per connection, then --hold), a batch a second; dnsdist 1.7 "
+               "and Unbound 1.17 have no DoQ (n/a)." %
+               (TRANSPORTS[0].runner.timeout, DOQ_IDLE_BATCH))
     out.append("")
     for line in doq_vs_dot:
         out.append("- DoQ vs DoT, %s" % line)
@@ -1814,6 +1897,9 @@ def main():
     r.add_argument("--connections", type=int, help="idle DoT connections (default 10000, 0 = skip)")
     r.add_argument("--doh-connections", type=int,
                    help="idle DoH (h2) connections (default 2000, 0 = skip)")
+    r.add_argument("--doq-connections", type=int,
+                   help="idle DoQ connections (default 1000, a multiple of %d; 0 = skip)"
+                   % DOQ_IDLE_BATCH)
     r.add_argument("--connect-timeout", type=int, default=90,
                    help="seconds to open the idle connections")
     r.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")

@@ -3,7 +3,9 @@
  * from: blocks over a page get a page-aligned run whose untouched pages
  * are not resident (checked with mincore), a freed run is given back to
  * the kernel and handed out again for a block of the same length (as
- * zeros, so calloc needs no memset), small blocks are malloc'd, realloc
+ * zeros, so calloc needs no memset) unless it is among the most recent
+ * ones kept warm (resident, within a bound, zeroed by calloc), small
+ * blocks are malloc'd, realloc
  * keeps the contents between the two kinds, and the counts add up.
  */
 #include <setjmp.h>
@@ -40,7 +42,7 @@ static unsigned resident(void *p, unsigned n)
 static void test_untouched_pages_cost_nothing(void **state)
 {
 	(void)state;
-	dv_pages_t *p = dv_pages_new();
+	dv_pages_t *p = dv_pages_new(0);
 	assert_non_null(p);
 	size_t n = 3 * page() - 64; /* like ngtcp2's 12 KiB pool blocks */
 	uint8_t *b = dv_pages_malloc(p, n);
@@ -64,7 +66,7 @@ static void test_untouched_pages_cost_nothing(void **state)
 static void test_freed_run_reused_as_zeros(void **state)
 {
 	(void)state;
-	dv_pages_t *p = dv_pages_new();
+	dv_pages_t *p = dv_pages_new(0);
 	size_t n = 2 * page();
 	uint8_t *a = dv_pages_malloc(p, n);
 	memset(a, 0xa5, n);
@@ -87,7 +89,7 @@ static void test_freed_run_reused_as_zeros(void **state)
 static void test_small_and_huge_blocks_malloced(void **state)
 {
 	(void)state;
-	dv_pages_t *p = dv_pages_new();
+	dv_pages_t *p = dv_pages_new(0);
 	void *s = dv_pages_malloc(p, 100);
 	void *z = dv_pages_calloc(p, 10, 100);
 	void *h = dv_pages_malloc(p, (DV_PAGES_MAX_RUN + 1) * page());
@@ -112,7 +114,7 @@ static void test_small_and_huge_blocks_malloced(void **state)
 static void test_realloc_keeps_contents(void **state)
 {
 	(void)state;
-	dv_pages_t *p = dv_pages_new();
+	dv_pages_t *p = dv_pages_new(0);
 	/* small -> small -> run -> bigger run -> same run -> small */
 	uint8_t *b = dv_pages_realloc(p, NULL, 64);
 	for (int i = 0; i < 64; i++)
@@ -145,7 +147,7 @@ static void test_realloc_keeps_contents(void **state)
 static void test_many_runs(void **state)
 {
 	(void)state;
-	dv_pages_t *p = dv_pages_new();
+	dv_pages_t *p = dv_pages_new(0);
 	enum { N = 600 }; /* more than one mapping */
 	static uint8_t *v[N];
 	for (int i = 0; i < N; i++) {
@@ -177,6 +179,45 @@ static void test_many_runs(void **state)
 	dv_pages_free(p);
 }
 
+static void test_warm_runs_kept_within_bound(void **state)
+{
+	(void)state;
+	dv_pages_t *p = dv_pages_new(4 * page()); /* two runs of 2 pages */
+	size_t n = page() + 100;
+	uint8_t *v[3];
+	for (int i = 0; i < 3; i++) {
+		v[i] = dv_pages_malloc(p, n);
+		memset(v[i], 0x5a, n);
+	}
+	for (int i = 0; i < 3; i++)
+		dv_pages_release(p, v[i]);
+	dv_pages_stats_t st;
+	dv_pages_stats(p, &st);
+	assert_int_equal(st.free_runs, 3);
+	assert_int_equal(st.warm_pages, 4);
+	/* the first two stay resident, the third went back to the kernel */
+	assert_int_equal(resident(v[0], 2), 2);
+	assert_int_equal(resident(v[1], 2), 2);
+	assert_int_equal(resident(v[2], 2), 0);
+	/* the last warm one comes back first; calloc zeroes a warm run */
+	uint8_t *a = dv_pages_calloc(p, 1, n);
+	assert_ptr_equal(a, v[1]);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(a[i], 0);
+	uint8_t *b = dv_pages_malloc(p, n);
+	assert_ptr_equal(b, v[0]);
+	uint8_t *c = dv_pages_calloc(p, 1, n);
+	assert_ptr_equal(c, v[2]);
+	assert_int_equal(c[0], 0);
+	dv_pages_stats(p, &st);
+	assert_int_equal(st.warm_pages, 0);
+	assert_int_equal(st.free_runs, 0);
+	dv_pages_release(p, a);
+	dv_pages_release(p, b);
+	dv_pages_release(p, c);
+	dv_pages_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -185,6 +226,7 @@ int main(void)
 		cmocka_unit_test(test_small_and_huge_blocks_malloced),
 		cmocka_unit_test(test_realloc_keeps_contents),
 		cmocka_unit_test(test_many_runs),
+		cmocka_unit_test(test_warm_runs_kept_within_bound),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

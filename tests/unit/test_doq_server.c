@@ -3,7 +3,8 @@
  * client engine and the server engine talk to each other in memory, on a
  * fake clock, without a socket -- a query's round trip (answered later,
  * and answered from inside on_query), Retry and its token, a protocol
- * error, draining, an answer that comes after its connection ended, and
+ * error, TLS data after the handshake (the session is shed by then),
+ * draining, an answer that comes after its connection ended, and
  * datagrams that are not QUIC.
  *
  * With DV_DOQ_SERVER_SEEDS=DIR the round trip also writes what the client
@@ -24,6 +25,7 @@
 #include "src/core/errors.h"
 #include "src/core/wire.h"
 #include "src/proto/doq_client.h"
+#include "src/proto/doq_client_int.h" /* its ngtcp2_conn */
 #include "src/proto/doq_server.h"
 
 #define MS 1000000ull
@@ -397,6 +399,32 @@ static void test_protocol_error(void **state)
 	pair_free(&p);
 }
 
+static void test_tls_data_after_handshake(void **state)
+{
+	(void)state;
+	pair_t p;
+	pair_init(&p, DV_DOQ_SERVER_RETRY_NEVER);
+	p.answer_at_once = true;
+	submit(&p, 0);
+	run_until(&p, one_end);
+	check_answer(&p, 0);
+	/* the server has shed its TLS session: a TLS message in 1-RTT CRYPTO
+	 * (a KeyUpdate, which QUIC forbids) closes the connection with
+	 * CRYPTO_ERROR unexpected_message, and nothing reads freed memory */
+	static const uint8_t key_update[] = {24, 0, 0, 1, 0};
+	assert_int_equal(ngtcp2_conn_submit_crypto_data(
+				 p.c->q.conn, NGTCP2_CRYPTO_LEVEL_APPLICATION,
+				 key_update, sizeof(key_update)),
+			 0);
+	run_until(&p, client_closed);
+	dv_doq_close_t ci;
+	dv_doq_client_close_info(p.c, &ci);
+	assert_true(ci.by_peer);
+	assert_false(ci.application);
+	assert_int_equal(ci.code, 0x100 + 10);
+	pair_free(&p);
+}
+
 static void test_not_dns(void **state)
 {
 	(void)state;
@@ -504,6 +532,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_retry),
 		cmocka_unit_test(test_protocol_error),
+		cmocka_unit_test(test_tls_data_after_handshake),
 		cmocka_unit_test(test_not_dns),
 		cmocka_unit_test(test_drain),
 		cmocka_unit_test(test_answer_after_close),

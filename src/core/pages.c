@@ -219,4 +219,3 @@ void dv_pages_stats(const dv_pages_t *p, dv_pages_stats_t *st)
 	st->warm_pages = p->hot;
 	st->mapped = p->chunks.n * CHUNK_PAGES * p->page;
 }
-

@@ -976,12 +976,6 @@ void *dv_doq_sconn_user(doq_conn_t *c)
 	return c->user;
 }
 
-const struct sockaddr *dv_doq_sconn_peer(const doq_conn_t *c, socklen_t *len)
-{
-	*len = c->peer_len;
-	return (const struct sockaddr *)&c->peer;
-}
-
 void dv_doq_server_free(dv_doq_server_t *srv)
 {
 	if (!srv)

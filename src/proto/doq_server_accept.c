@@ -705,6 +705,12 @@ dv_doq_server_t *dv_doq_server_new(const dv_doq_server_config_t *cfg,
 
 /* ---- what the ClientHello said ---- */
 
+const struct sockaddr *dv_doq_sconn_peer(const doq_conn_t *c, socklen_t *len)
+{
+	*len = c->peer_len;
+	return (const struct sockaddr *)&c->peer;
+}
+
 const char *dv_doq_sconn_sni(doq_conn_t *c)
 {
 	/* the TLS session goes when the connection ends; its queries stay */

@@ -759,9 +759,19 @@ NO_COVERAGE static void check_conn(dv_uconn_t *c)
 		CHECK(c->fd == -1 && c->busy == 0);
 	else
 		CHECK(c->fd >= 0 || c->ops->slot_sockets);
-	/* udp://: a socket exactly for each query in flight */
-	for (uint32_t i = 0; c->ops->slot_sockets && i < c->n_slots; i++)
-		CHECK(c->slots[i].busy == (((udp_conn_t *)c)->socks[i].fd >= 0));
+	/* udp://: a socket for each query in flight; a free slot keeps its
+	 * socket only while it may carry more (pool.udp-socket-queries, and
+	 * no unexpected datagram came on it) */
+	for (uint32_t i = 0; c->ops->slot_sockets && i < c->n_slots; i++) {
+		const udp_conn_t *u = (const udp_conn_t *)c;
+		const udp_sock_t *k = &u->socks[i];
+		if (c->slots[i].busy)
+			CHECK(k->fd >= 0);
+		else if (k->fd >= 0)
+			CHECK(!k->retire && k->sent < u->reuse);
+		if (k->fd >= 0)
+			CHECK(k->sent >= 1 && k->sent <= u->reuse);
+	}
 }
 
 NO_COVERAGE static void check_all(dv_worker_t *w)

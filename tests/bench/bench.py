@@ -1671,66 +1671,44 @@ def run_main(args):
         elif s in (dv, base) and rc != 0:
             notes.append("%s exited with status %s on SIGTERM" % (s.name, rc))
 
-    # ---- memory with idle DoT connections, one fresh server at a time
-    mem = {}
-    if conns > 0:
+    # ---- memory with idle connections, one fresh server at a time
+    def memory_rows(kind, key, count, measure, skip=lambda s: False):
+        """{server name: figures} of every server that speaks `key`,
+        started fresh and holding `count` idle connections (or as many as
+        it can: memory_connections)."""
+        rows = {}
+        if count <= 0:
+            return rows
         for s in servers:
-            if s.failed is not None or "dot" not in s.ports or \
-                    (s in (dv, base) and not implemented["dot"][0]):
+            if s.failed is not None or key not in s.ports or skip(s) or \
+                    (s in (dv, base) and not implemented[key][0]):
                 continue
-            n = s.memory_connections(conns) if hasattr(s, "memory_connections") else conns
-            log("memory: %s with %d idle DoT connections" % (s.name, n))
+            n = s.memory_connections(count) if hasattr(s, "memory_connections") else count
+            log("memory: %s with %d idle %s connections" % (s.name, n, kind))
             try:
                 s.start(memory_test=True)
             except RuntimeError as e:
-                notes.append("memory test: %s" % e)
+                notes.append("%s memory test: %s" % (kind, e))
                 continue
             try:
-                mem[s.name] = memory_test(s, n, args.connect_timeout, tmp)
+                rows[s.name] = measure(s, n)
             finally:
                 s.stop()
+        return rows
 
-    # ---- memory with idle DoH connections, likewise (the Unbound frontend
-    # listens for DoT only in its memory configuration: see memory_slots)
-    mem_doh = {}
-    doh_conns = args.doh_connections if args.doh_connections is not None else 2000
-    if doh_conns > 0:
-        for s in servers:
-            if s.failed is not None or "doh" not in s.ports or isinstance(s, UnboundFrontend) \
-                    or (s in (dv, base) and not implemented["doh"][0]):
-                continue
-            log("memory: %s with %d idle DoH connections" % (s.name, doh_conns))
-            try:
-                s.start(memory_test=True)
-            except RuntimeError as e:
-                notes.append("DoH memory test: %s" % e)
-                continue
-            try:
-                mem_doh[s.name] = memory_test(s, doh_conns, args.connect_timeout, tmp, "doh")
-            finally:
-                s.stop()
-
-    # ---- memory with idle DoQ connections (dnsveil only: no DoQ in
-    # dnsdist 1.7 or Unbound 1.17)
-    mem_doq = {}
-    doq_conns = args.doq_connections if args.doq_connections is not None else 1000
+    mem = memory_rows("DoT", "dot", conns,
+                      lambda s, n: memory_test(s, n, args.connect_timeout, tmp))
+    # the Unbound frontend listens for DoT only in its memory configuration
+    # (see memory_slots)
+    mem_doh = memory_rows(
+        "DoH", "doh", args.doh_connections if args.doh_connections is not None else 2000,
+        lambda s, n: memory_test(s, n, args.connect_timeout, tmp, "doh"),
+        skip=lambda s: isinstance(s, UnboundFrontend))
+    # dnsveil only: no DoQ in dnsdist 1.7 or Unbound 1.17
     doq_runner = next((t.runner for t in TRANSPORTS if t.key == "doq"), None)
-    if doq_conns > 0 and doq_runner is not None:
-        for s in servers:
-            if s.failed is not None or "doq" not in s.ports or \
-                    (s in (dv, base) and not implemented["doq"][0]):
-                continue
-            log("memory: %s with %d idle DoQ connections" % (s.name, doq_conns))
-            try:
-                s.start(memory_test=True)
-            except RuntimeError as e:
-                notes.append("DoQ memory test: %s" % e)
-                continue
-            try:
-                mem_doq[s.name] = doq_memory_test(s, doq_conns, args.connect_timeout, tmp,
-                                                  doq_runner.binary)
-            finally:
-                s.stop()
+    mem_doq = {} if doq_runner is None else memory_rows(
+        "DoQ", "doq", args.doq_connections if args.doq_connections is not None else 1000,
+        lambda s, n: doq_memory_test(s, n, args.connect_timeout, tmp, doq_runner.binary))
 
     # ---- what the servers said
     for s in [up] + servers:

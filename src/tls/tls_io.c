@@ -86,6 +86,47 @@ static int tx_keep(dv_tls_t *t, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/*
+ * Read the socket once (this call's one read, at most rx_max bytes) into
+ * the thread's receive buffer, behind the `rx_len` bytes at t->rx (the
+ * start of a record our record layer could not open yet, moved to the
+ * front); what was kept between calls is then all there and goes.  The
+ * bytes read, 0 at EOF, -EAGAIN (nothing there: the socket is drained)
+ * or a negative errno.
+ */
+static ssize_t rx_read(dv_tls_t *t)
+{
+	t->may_recv = false;
+	if (!rx_buf && !(rx_buf = malloc(RX_SIZE)))
+		return -ENOMEM;
+	size_t part = t->rx_len;
+	if (part && t->rx != rx_buf)
+		memmove(rx_buf, t->rx, part);
+	if (t->rx_keep) {
+		free(t->rx_keep);
+		t->rx_keep = NULL;
+		t->rx_keep_len = 0;
+	}
+	t->rx = rx_buf;
+	size_t want = RX_SIZE - part < t->rx_max ? RX_SIZE - part : t->rx_max;
+	ssize_t n;
+	do
+		n = recv(t->fd, rx_buf + part, want, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			t->drained = true;
+			return -EAGAIN;
+		}
+		return -errno;
+	}
+	if (n > 0) {
+		t->drained = (size_t)n < want;
+		t->rx_len = part + (size_t)n;
+	}
+	return n;
+}
+
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 {
 	dv_tls_t *t = arg;
@@ -93,33 +134,15 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 	if (t->rx_len == 0) {
 		if (!t->may_recv)
 			return WOLFSSL_CBIO_ERR_WANT_READ;
-		t->may_recv = false;
-		if (t->rx_keep) {
-			/* what was kept is all fed: read on behind it */
-			free(t->rx_keep);
-			t->rx_keep = NULL;
-			t->rx_keep_len = 0;
-		}
-		if (!rx_buf && !(rx_buf = malloc(RX_SIZE)))
-			return WOLFSSL_CBIO_ERR_GENERAL;
-		ssize_t n;
-		do
-			n = recv(t->fd, rx_buf, t->rx_max, 0);
-		while (n < 0 && errno == EINTR);
+		ssize_t n = rx_read(t);
 		if (n == 0)
 			return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				t->drained = true;
-				return WOLFSSL_CBIO_ERR_WANT_READ;
-			}
-			if (errno == ECONNRESET)
-				return WOLFSSL_CBIO_ERR_CONN_RST;
+		if (n == -EAGAIN)
+			return WOLFSSL_CBIO_ERR_WANT_READ;
+		if (n == -ECONNRESET)
+			return WOLFSSL_CBIO_ERR_CONN_RST;
+		if (n < 0)
 			return WOLFSSL_CBIO_ERR_GENERAL;
-		}
-		t->drained = (size_t)n < t->rx_max;
-		t->rx = rx_buf;
-		t->rx_len = (size_t)n;
 	}
 	size_t m = sz > 0 && (size_t)sz < t->rx_len ? (size_t)sz : t->rx_len;
 	memcpy(buf, t->rx, m);
@@ -375,53 +398,20 @@ static bool rec_out(dv_tls_t *t, uint8_t type, const void *pt, size_t len)
 	return true;
 }
 
-/* The alert the record layer owes for its last error, if any. */
-static void rec_alert(dv_tls_t *t)
+/* An alert record: close_notify as a warning, anything else fatal. */
+static void alert_out(dv_tls_t *t, uint8_t desc)
 {
-	uint8_t desc = dv_tls13_rec_alert_for(t->rec);
-	if (desc == DV_TLS13_NO_ALERT)
-		return;
 	const uint8_t alert[2] = { desc == DV_TLS13_CLOSE_NOTIFY ? 1 : 2,
 				   desc };
 	(void)rec_out(t, DV_TLS13_ALERT, alert, sizeof(alert));
 }
 
-/*
- * Read the socket once behind the part of a record that is kept (at
- * t->rx): the part moves to the front of the thread's receive buffer.
- * 0 (bytes arrived), DV_TLS_WANT_READ, DV_TLS_EOF or a negative error.
- */
-static int rec_recv(dv_tls_t *t)
+/* The alert the record layer owes for its last error, if any. */
+static void rec_alert(dv_tls_t *t)
 {
-	t->may_recv = false;
-	if (!rx_buf && !(rx_buf = malloc(RX_SIZE)))
-		return -ENOMEM;
-	size_t part = t->rx_len;
-	if (part && t->rx != rx_buf)
-		memmove(rx_buf, t->rx, part);
-	if (t->rx_keep) {
-		free(t->rx_keep);
-		t->rx_keep = NULL;
-		t->rx_keep_len = 0;
-	}
-	t->rx = rx_buf;
-	size_t want = RX_SIZE - part < t->rx_max ? RX_SIZE - part : t->rx_max;
-	ssize_t n;
-	do
-		n = recv(t->fd, rx_buf + part, want, 0);
-	while (n < 0 && errno == EINTR);
-	if (n == 0)
-		return DV_TLS_EOF;
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			t->drained = true;
-			return DV_TLS_WANT_READ;
-		}
-		return -errno;
-	}
-	t->drained = (size_t)n < want;
-	t->rx_len = part + (size_t)n;
-	return 0;
+	uint8_t desc = dv_tls13_rec_alert_for(t->rec);
+	if (desc != DV_TLS13_NO_ALERT)
+		alert_out(t, desc);
 }
 
 /* Keep the plaintext the caller had no room for. */
@@ -464,19 +454,19 @@ static ssize_t rec_read(dv_tls_t *t, uint8_t *buf, size_t len)
 				ret = DV_TLS_WANT_READ;
 				break;
 			}
-			ret = rec_recv(t);
-			if (ret != 0)
-				break;
-			continue;
+			ssize_t r = rx_read(t);
+			if (r > 0)
+				continue;
+			ret = r == 0 ? DV_TLS_EOF
+			      : r == -EAGAIN ? DV_TLS_WANT_READ : (int)r;
+			break;
 		}
 		uint8_t *pt = NULL;
 		size_t n = 0;
-		if (whole < 0)
-			ret = dv_tls13_rec_open(t->rec, t->rx, t->rx_len, &pt,
-						&n);
-		else
-			ret = dv_tls13_rec_open(t->rec, t->rx, (size_t)whole,
-						&pt, &n);
+		/* a bad header: opening it says which alert */
+		ret = dv_tls13_rec_open(t->rec, t->rx,
+					whole < 0 ? t->rx_len : (size_t)whole,
+					&pt, &n);
 		if (ret != 0) {
 			if (ret != DV_TLS_EOF)
 				rec_alert(t);
@@ -539,8 +529,7 @@ static ssize_t rec_write(dv_tls_t *t, const void *buf, size_t len)
 
 static void rec_shutdown(dv_tls_t *t)
 {
-	static const uint8_t close_notify[2] = { 1, DV_TLS13_CLOSE_NOTIFY };
 	io_begin(t, 0);
-	(void)rec_out(t, DV_TLS13_ALERT, close_notify, sizeof(close_notify));
+	alert_out(t, DV_TLS13_CLOSE_NOTIFY);
 	(void)io_end(t);
 }

@@ -162,9 +162,9 @@ static int udp_connect(dv_uconn_t *c)
 }
 
 /*
- * The query sent on the slot's socket: the one it has, unless that one has
- * carried its share of queries or is retired, else a new socket connected
- * to the server.  A connect or send error (no route, ICMP seen) is nobody
+ * The query sent on the slot's socket: the one it kept (udp_release keeps
+ * only a socket that may carry more), else a new socket connected to the
+ * server.  A connect or send error (no route, ICMP seen) is nobody
  * there (-ECONNREFUSED); running out of descriptors or buffers is not the
  * server's fault and is returned as it is.
  */
@@ -175,8 +175,6 @@ static int udp_submit(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
 	udp_sock_t *k = &u->socks[slot];
 	dv_server_t *s = c->server;
 	int ret;
-	if (k->fd >= 0 && (k->retire || k->sent >= u->reuse))
-		sock_close(c, k);
 	if (k->fd < 0) {
 		int fd = socket(s->url.addr.ss_family,
 				SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

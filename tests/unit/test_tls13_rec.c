@@ -45,15 +45,6 @@ typedef struct {
 	dv_tls_t *srv;
 } pair_t;
 
-static void write_tmp(char *path, const char *text)
-{
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	size_t len = strlen(text);
-	assert_int_equal(write(fd, text, len), (ssize_t)len);
-	close(fd);
-}
-
 /* The client's wolfSSL call `ret` wants to wait for the server. */
 static bool cli_waits(WOLFSSL *cli, int ret)
 {
@@ -70,24 +61,14 @@ static bool cli_waits(WOLFSSL *cli, int ret)
 static void pair_open(pair_t *p, const char *suites, bool tls12, int early,
 		      uint8_t *sent)
 {
-	char err[256];
 	memset(p, 0, sizeof(*p));
-	strcpy(p->cert, "/tmp/dv-tls-cert-XXXXXX");
-	strcpy(p->key, "/tmp/dv-tls-key-XXXXXX");
-	write_tmp(p->cert, cert_pem);
-	write_tmp(p->key, key_pem);
-	static const char *const alpn[] = { "dot", NULL };
-	p->sctx = dv_tls_server_new(p->cert, p->key, alpn, err, sizeof(err));
-	assert_non_null(p->sctx);
+	p->sctx = tls_test_server(p->cert, p->key, p->fd);
 	p->cctx = wolfSSL_CTX_new(tls12 ? wolfTLSv1_2_client_method()
 					: wolfTLSv1_3_client_method());
 	assert_non_null(p->cctx);
 	wolfSSL_CTX_set_verify(p->cctx, WOLFSSL_VERIFY_NONE, NULL);
 	assert_int_equal(wolfSSL_CTX_set_cipher_list(p->cctx, suites),
 			 WOLFSSL_SUCCESS);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, p->fd), 0);
-	for (int i = 0; i < 2; i++)
-		fcntl(p->fd[i], F_SETFL, fcntl(p->fd[i], F_GETFL) | O_NONBLOCK);
 	p->srv = dv_tls_new(p->sctx, p->fd[0]);
 	assert_non_null(p->srv);
 	p->cli = wolfSSL_new(p->cctx);

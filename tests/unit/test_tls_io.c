@@ -31,32 +31,14 @@ typedef struct {
 	dv_tls_t *srv, *cli;
 } pair_t;
 
-static void write_tmp(char *path, const char *text)
-{
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	size_t len = strlen(text);
-	assert_int_equal(write(fd, text, len), (ssize_t)len);
-	close(fd);
-}
-
 /* Both ends of a socket pair, non-blocking, the handshake done. */
 static void pair_open(pair_t *p, int sndbuf)
 {
 	char err[256];
 	memset(p, 0, sizeof(*p));
-	strcpy(p->cert, "/tmp/dv-tls-cert-XXXXXX");
-	strcpy(p->key, "/tmp/dv-tls-key-XXXXXX");
-	write_tmp(p->cert, cert_pem);
-	write_tmp(p->key, key_pem);
-	static const char *const alpn[] = { "dot", NULL };
-	p->sctx = dv_tls_server_new(p->cert, p->key, alpn, err, sizeof(err));
-	assert_non_null(p->sctx);
+	p->sctx = tls_test_server(p->cert, p->key, p->fd);
 	p->cctx = dv_tls_client_new(p->cert, err, sizeof(err));
 	assert_non_null(p->cctx);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, p->fd), 0);
-	for (int i = 0; i < 2; i++)
-		fcntl(p->fd[i], F_SETFL, fcntl(p->fd[i], F_GETFL) | O_NONBLOCK);
 	if (sndbuf)
 		setsockopt(p->fd[0], SOL_SOCKET, SO_SNDBUF, &sndbuf,
 			   sizeof(sndbuf));

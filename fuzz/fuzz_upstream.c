@@ -18,8 +18,10 @@
  * No upstream is real and the loop never runs, so everything is
  * synchronous and an input replays alone:
  *  - udp:// servers point at a UDP socket of ours (so sends succeed); it
- *    is drained and never answers by itself; each query has a socket of
- *    its own, and answers are read on the socket of a slot;
+ *    is drained and never answers by itself; queries wait in their
+ *    connection's send queue until the input ends the loop turn (the
+ *    pool's drain watcher), and answers are read on the socket a slot's
+ *    query went on;
  *  - tcp:// servers point at a TCP port of ours that is bound but not
  *    listening: connects stay "in progress" and fail with ECONNREFUSED when
  *    the input completes them (stream_write_cb), unless the input first swaps
@@ -60,7 +62,8 @@
  *     stale-answer timer (RFC 8767 client response timer); 2 [fetch]
  *     that timer fires; 3 every server's probe timer fires (probes of
  *     down servers); 4 the pool's tick (idle connections, orphans);
- *     5 both
+ *     5 both; 6 the end of a loop turn: the pool's drain watcher, when
+ *     armed (waiting attempts sent, queued datagrams flushed)
  * mode: bit 0 patch in the id of a busy slot (bits 2-7 pick which),
  * bit 1 splice in its fetch's question.
  */
@@ -498,7 +501,7 @@ static void op_answer(cur_t *in)
 	DEBUG("answer on conn %u (%s, %u busy): id %04x, %zu bytes\n",
 	      (unsigned)(r - conns), r->c->ops->lossy ? "udp" : "tcp", r->c->busy,
 	      n >= 2 ? dv_get16(answer_buf) : 0, n);
-	if (r->c->ops->slot_sockets) /* as read on that slot's socket */
+	if (r->c->ops->random_ids) /* as read on that slot's socket */
 		dv_uslot_answer(r->c, slot, answer_buf, n);
 	else
 		dv_uconn_answer(r->c, answer_buf, n);
@@ -606,9 +609,14 @@ static void op_conn_event(cur_t *in, uint8_t arg)
 			break;
 		uint32_t slot;
 		size_t n = make_answer(answer_buf, c, mode, src, len, &slot);
-		udp_sock_t *k = &((udp_conn_t *)c)->socks[slot];
-		if (k->fd < 0)
+		/* the socket its query went on, else the one taking queries */
+		udp_conn_t *u = (udp_conn_t *)c;
+		uint32_t ki = u->uslots[slot].sock;
+		if (ki == NO_SOCK)
+			ki = u->cur;
+		if (ki == NO_SOCK)
 			break;
+		udp_sock_t *k = &u->socks[ki];
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		CHECK(getsockname(k->fd, (struct sockaddr *)&ss, &sl) == 0);
@@ -723,6 +731,53 @@ NO_COVERAGE static bool fetch_live(dv_fetch_t *f)
 	return false;
 }
 
+/*
+ * udp://: every busy slot's query is on an open socket, which counts it;
+ * every open socket but the one taking new queries carries a query (so
+ * there is always a free entry for a new one), and none has carried more
+ * than pool.udp-socket-queries; a retired socket takes no new query; the
+ * send queue holds busy slots only, each once, and is flushed at the end
+ * of the turn (the pool's drain watcher is armed).
+ */
+NO_COVERAGE static void check_udp_conn(const udp_conn_t *u)
+{
+	const dv_uconn_t *c = &u->c;
+	uint32_t open = 0;
+	for (uint32_t ki = 0; ki < c->n_slots; ki++) {
+		const udp_sock_t *k = &u->socks[ki];
+		uint32_t on = 0;
+		for (uint32_t i = 0; i < c->n_slots; i++)
+			on += c->slots[i].busy && u->uslots[i].sock == ki;
+		if (k->fd < 0) {
+			CHECK(on == 0 && u->cur != ki);
+			continue;
+		}
+		open++;
+		CHECK(k->inflight == on);
+		CHECK(k->sent >= 1 && k->sent <= u->reuse);
+		if (ki == u->cur)
+			CHECK(!k->retire && (on > 0 || k->sent < u->reuse));
+		else
+			CHECK(on > 0);
+	}
+	CHECK(open + u->n_free == c->n_slots);
+	CHECK(c->state != UC_CLOSED || open == 0);
+	for (uint32_t i = 0; i < c->n_slots; i++) {
+		const udp_slot_t *us = &u->uslots[i];
+		CHECK(c->slots[i].busy || (us->sock == NO_SOCK &&
+					   us->txpos == NO_SLOT));
+		if (c->slots[i].busy)
+			CHECK(us->sock != NO_SOCK);
+		if (us->txpos != NO_SLOT)
+			CHECK(us->txpos < u->n_tx && u->txq[us->txpos] == i);
+	}
+	for (uint32_t q = 0; q < u->n_tx; q++)
+		CHECK(u->uslots[u->txq[q]].txpos == q);
+	if (u->n_tx)
+		CHECK(c->flush_queued &&
+		      ev_is_active(&c->server->pool->drain));
+}
+
 NO_COVERAGE static void check_conn(dv_uconn_t *c)
 {
 	uint32_t busy = 0, free_n = 0, prev = NO_SLOT;
@@ -733,8 +788,10 @@ NO_COVERAGE static void check_conn(dv_uconn_t *c)
 			continue;
 		}
 		busy++;
-		if (!c->ops->slot_sockets)
+		if (!c->ops->random_ids)
 			CHECK((s->id & c->mask) == i);
+		else
+			CHECK(dv_uconn_slot_of(c, s->id) == i);
 		if (s->att) {
 			dv_attempt_t *a = s->att;
 			CHECK(a->conn == c && a->slot == i);
@@ -758,20 +815,9 @@ NO_COVERAGE static void check_conn(dv_uconn_t *c)
 	if (c->state == UC_CLOSED)
 		CHECK(c->fd == -1 && c->busy == 0);
 	else
-		CHECK(c->fd >= 0 || c->ops->slot_sockets);
-	/* udp://: a socket for each query in flight; a free slot keeps its
-	 * socket only while it may carry more (pool.udp-socket-queries, and
-	 * no unexpected datagram came on it) */
-	for (uint32_t i = 0; c->ops->slot_sockets && i < c->n_slots; i++) {
-		const udp_conn_t *u = (const udp_conn_t *)c;
-		const udp_sock_t *k = &u->socks[i];
-		if (c->slots[i].busy)
-			CHECK(k->fd >= 0);
-		else if (k->fd >= 0)
-			CHECK(!k->retire && k->sent < u->reuse);
-		if (k->fd >= 0)
-			CHECK(k->sent >= 1 && k->sent <= u->reuse);
-	}
+		CHECK(c->fd >= 0 || c->ops->lossy);
+	if (c->ops->lossy)
+		check_udp_conn((const udp_conn_t *)c);
 }
 
 NO_COVERAGE static void check_all(dv_worker_t *w)
@@ -931,6 +977,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			case 2:
 				op_stale_timer(w, take8(&in));
+				break;
+			case 6:
+				if (ev_is_active(&p0->drain)) {
+					DEBUG("the loop turn ends\n");
+					drain_cb(w->loop, &p0->drain,
+						 EV_PREPARE);
+				}
 				break;
 			case 3:
 			case 4:

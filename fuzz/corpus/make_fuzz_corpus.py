@@ -509,6 +509,16 @@ def upstream_seeds():
         up_conn(0, 2, extra=bytes([2, len(good)]) + good) + \
         up_conn(0, 2, extra=bytes([3, len(good)]) + good) + \
         up_conn(0, 2, extra=bytes([3 | (1 << 2), len(good)]) + good)
+    # the end of a loop turn (op 7 arg 6) sends the queued queries in one
+    # sendmmsg; the answers come back through recvmmsg, one on the socket
+    # it went on, one after the socket was retired by a wrong id
+    turn = op(OP_START, 6)
+    s["udp_turn_flush.bin"] = bytes([0x03]) + up_query(0x40) + \
+        up_query(0x41, 1) + up_query(0x42, 2) + turn + \
+        up_conn(0, 2, extra=bytes([3, len(good)]) + good) + \
+        up_conn(0, 2, extra=bytes([2, len(good)]) + good) + \
+        up_conn(0, 2, extra=bytes([3 | (1 << 2), len(good)]) + good) + \
+        up_query(0x43, 3) + turn + up_answer(0, 3, nx)
     s["hedge_to_fallback.bin"] = bytes([0x81]) + up_query(0x40) + \
         op(OP_HEDGE) + b"\x00" + up_answer(2, 3, good)
     s["hedge_zero.bin"] = bytes([0x89]) + up_query(0x41)

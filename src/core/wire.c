@@ -380,6 +380,18 @@ bool dv_wire_question_matches(const uint8_t *r_wire, size_t r_len,
 	       0;
 }
 
+size_t dv_wire_cut_truncated(uint8_t *msg, size_t len)
+{
+	if (len < DV_DNS_HDR || dv_get16(msg + 4) != 1)
+		return 0;
+	size_t n = plain_name(msg, len, DV_DNS_HDR);
+	if (n == 0 || DV_DNS_HDR + n + 4 > len)
+		return 0;
+	dv_put16(msg + 2, dv_get16(msg + 2) | DV_FLAG_TC);
+	memset(msg + 6, 0, 6); /* no answer, authority or additional RRs */
+	return DV_DNS_HDR + n + 4;
+}
+
 /* Size of the OPT we append for a client. */
 static size_t opt_size(const char *ede_text, uint16_t ede_code)
 {

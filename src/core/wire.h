@@ -168,6 +168,13 @@ typedef struct {
 int dv_wire_parse_response(const uint8_t *wire, size_t len,
 			   dv_wire_resp_t *r);
 
+/* A response of which only the first `len` bytes arrived (a datagram
+ * larger than the buffer read into): cut to its header and its one
+ * question, with TC set and no records, as a server that had to truncate
+ * would send it.  The new length, or 0 when not even the question is
+ * whole. */
+size_t dv_wire_cut_truncated(uint8_t *msg, size_t len);
+
 /*
  * Does the response's question equal the query's?  Compares the QNAME
  * case-insensitively, QTYPE and QCLASS.  `q_wire` must hold the query's

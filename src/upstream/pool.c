@@ -67,7 +67,7 @@ static void wait_unlink(dv_attempt_t *a)
 		s->wait_tail = a->wprev;
 	a->waiting = NULL;
 	a->wnext = a->wprev = NULL;
-	if (--s->pool->n_waiting == 0)
+	if (--s->pool->n_waiting == 0 && !s->pool->flush_head)
 		ev_prepare_stop(s->pool->loop, &s->pool->drain);
 }
 
@@ -249,8 +249,8 @@ static void attempt_wait(dv_attempt_t *a, dv_job_t *j, dv_server_t *s)
 	else
 		s->wait_head = a;
 	s->wait_tail = a;
-	if (p->n_waiting++ == 0)
-		ev_prepare_start(p->loop, &p->drain);
+	p->n_waiting++;
+	ev_prepare_start(p->loop, &p->drain);
 	attempt_timeout_start(a);
 }
 
@@ -289,12 +289,34 @@ static int attempt_start(dv_job_t *j, dv_server_t *s, bool stream_only)
 	return 0;
 }
 
-/* The pool's drain (an ev_prepare, once per loop turn while attempts
- * wait): send the waiting attempts of every server, oldest first, on the
- * ids its front connection has free now. */
-static void drain_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+void dv_uconn_want_flush(dv_uconn_t *c)
 {
-	dv_pool_t *p = w->data;
+	dv_pool_t *p = c->server->pool;
+	if (c->flush_queued)
+		return;
+	c->flush_queued = true;
+	c->flush_next = p->flush_head;
+	p->flush_head = c;
+	ev_prepare_start(p->loop, &p->drain);
+}
+
+/* The queued output of every connection that has some; one that a flush
+ * closes may queue again (its attempts retried): the list is taken until
+ * it stays empty. */
+static void flush_all(dv_pool_t *p)
+{
+	while (p->flush_head) {
+		dv_uconn_t *c = p->flush_head;
+		p->flush_head = c->flush_next;
+		c->flush_next = NULL;
+		c->flush_queued = false;
+		c->ops->flush(c);
+	}
+}
+
+static void drain_waiting(dv_pool_t *p)
+{
+	struct ev_loop *loop = p->loop;
 	for (unsigned i = 0; i < p->n_local + p->n_fallback && p->n_waiting;
 	     i++) {
 		dv_server_t *s = &p->servers[i];
@@ -327,6 +349,20 @@ static void drain_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 			}
 		}
 	}
+}
+
+/* The pool's drain (an ev_prepare, once per loop turn while attempts
+ * wait or output is queued).  Sends the waiting attempts of every server,
+ * oldest first, on the ids its front connection has free now; then every
+ * connection's queued output, theirs included (a watcher started in the
+ * prepare phase would not run before the worker sleeps). */
+static void drain_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	dv_pool_t *p = w->data;
+	drain_waiting(p);
+	flush_all(p);
+	if (!p->n_waiting)
+		ev_prepare_stop(loop, w);
 }
 
 void dv_upool_drain_init(dv_pool_t *p)
@@ -555,10 +591,10 @@ bool dv_uslot_answer(dv_uconn_t *c, uint32_t i, const uint8_t *wire,
 		     size_t len)
 {
 	dv_pool_t *p = c->server->pool;
-	if (len < DV_DNS_HDR || i >= c->n_slots)
+	if (len < DV_DNS_HDR)
 		return false;
-	uslot_t *s = &c->slots[i];
-	if (!s->busy || s->id != dv_get16(wire)) {
+	uslot_t *s = i < c->n_slots ? &c->slots[i] : NULL;
+	if (!s || !s->busy || s->id != dv_get16(wire)) {
 		answer_dropped(c);
 		return false;
 	}

@@ -42,6 +42,19 @@ int dv_uconn_init(dv_uconn_t *c, const dv_uconn_ops_t *ops, dv_server_t *s,
 		c->slots[i].prev_free = i ? i - 1 : NO_SLOT;
 	}
 	c->free_head = 0;
+	c->id_table = NULL;
+	c->flush_queued = false;
+	c->flush_next = NULL;
+	if (ops->random_ids) {
+		c->id_mask = 2 * n - 1;
+		c->id_table = malloc(2 * n * sizeof(*c->id_table));
+		if (!c->id_table) {
+			dv_uconn_deinit(c);
+			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i <= c->id_mask; i++)
+			c->id_table[i] = NO_SLOT;
+	}
 	return 0;
 }
 
@@ -49,6 +62,8 @@ void dv_uconn_deinit(dv_uconn_t *c)
 {
 	free(c->slots);
 	c->slots = NULL;
+	free(c->id_table);
+	c->id_table = NULL;
 }
 
 void dv_uconn_connects(dv_uconn_t *c)
@@ -84,14 +99,67 @@ uint32_t dv_upool_rand(dv_pool_t *p)
 }
 
 /*
- * Reserve an id.  On a connection whose slots have sockets of their own
- * (udp://: the socket names the slot), all 16 bits of the id are random
- * and independent of the slot, so an off-path attacker must guess the
- * whole id and the socket's port.  Elsewhere (TCP, TLS, HTTP/2, QUIC,
- * where nobody off-path can inject) the id finds its slot in O(1): the
- * slot is chosen at random when that one is free (the usual case: tables
- * are mostly empty), else the head of the free list, and the bits above
- * the slot index are random.
+ * The id table of a connection with random ids: open addressing over
+ * 2 x n_slots entries (at most half full), each a busy slot's index or
+ * NO_SLOT, probed linearly from the id's hash; a removal shifts the
+ * entries after it back, so a lookup stops at the first empty entry.
+ */
+static uint32_t id_home(const dv_uconn_t *c, uint16_t id)
+{
+	return ((uint32_t)id * 0x9e3779b1u >> 15) & c->id_mask;
+}
+
+uint32_t dv_uconn_slot_of(const dv_uconn_t *c, uint16_t id)
+{
+	if (!c->id_table) {
+		uint32_t i = id & c->mask;
+		return c->slots[i].busy && c->slots[i].id == id ? i : NO_SLOT;
+	}
+	for (uint32_t h = id_home(c, id);; h = (h + 1) & c->id_mask) {
+		uint32_t i = c->id_table[h];
+		if (i == NO_SLOT || c->slots[i].id == id)
+			return i;
+	}
+}
+
+static void id_insert(dv_uconn_t *c, uint32_t slot)
+{
+	uint32_t h = id_home(c, c->slots[slot].id);
+	while (c->id_table[h] != NO_SLOT)
+		h = (h + 1) & c->id_mask;
+	c->id_table[h] = slot;
+}
+
+static void id_remove(dv_uconn_t *c, uint32_t slot)
+{
+	uint32_t h = id_home(c, c->slots[slot].id);
+	while (c->id_table[h] != slot)
+		h = (h + 1) & c->id_mask;
+	/* move back each later entry of the run whose home is not in
+	 * (h, j]: a lookup from its home must not stop at the hole */
+	for (uint32_t j = (h + 1) & c->id_mask;; j = (j + 1) & c->id_mask) {
+		uint32_t e = c->id_table[j];
+		if (e == NO_SLOT)
+			break;
+		uint32_t home = id_home(c, c->slots[e].id);
+		if (((j - home) & c->id_mask) >= ((j - h) & c->id_mask)) {
+			c->id_table[h] = e;
+			h = j;
+		}
+	}
+	c->id_table[h] = NO_SLOT;
+}
+
+/*
+ * Reserve an id.  On a connection with random ids (udp://, where a
+ * datagram could be spoofed), all 16 bits of the id are random and
+ * independent of the slot, drawn again while another query of the
+ * connection has it, so an off-path attacker must guess the whole id and
+ * the socket's port; the id table finds the slot.  Elsewhere (TCP, TLS,
+ * HTTP/2, QUIC, where nobody off-path can inject) the id finds its slot
+ * in O(1): the slot is chosen at random when that one is free (the usual
+ * case: tables are mostly empty), else the head of the free list, and the
+ * bits above the slot index are random.
  */
 uint32_t dv_uslot_take(dv_uconn_t *c, dv_attempt_t *a, uint64_t now)
 {
@@ -100,9 +168,11 @@ uint32_t dv_uslot_take(dv_uconn_t *c, dv_attempt_t *a, uint64_t now)
 	uint32_t rnd = dv_upool_rand(c->server->pool);
 	uint32_t i;
 	uint16_t id;
-	if (c->ops->slot_sockets) {
+	if (c->id_table) {
 		i = c->free_head;
 		id = (uint16_t)rnd;
+		while (dv_uconn_slot_of(c, id) != NO_SLOT)
+			id = (uint16_t)dv_upool_rand(c->server->pool);
 	} else {
 		i = (rnd >> 16) & c->mask;
 		if (c->slots[i].busy)
@@ -116,6 +186,8 @@ uint32_t dv_uslot_take(dv_uconn_t *c, dv_attempt_t *a, uint64_t now)
 	s->busy = true;
 	s->sent_ms = now;
 	c->busy++;
+	if (c->id_table)
+		id_insert(c, i);
 	return i;
 }
 
@@ -124,6 +196,8 @@ void dv_uslot_release(dv_uconn_t *c, uint32_t i)
 	uslot_t *s = &c->slots[i];
 	if (c->ops->release)
 		c->ops->release(c, i);
+	if (c->id_table)
+		id_remove(c, i);
 	if (s->orphan) {
 		s->orphan = false;
 		c->orphans--;

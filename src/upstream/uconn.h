@@ -107,6 +107,11 @@ struct dv_uconn {
 	uint32_t n_slots, mask, free_head, busy;
 	uint32_t orphans; /* busy slots whose attempt has ended */
 	uint64_t last_rx_ms;
+	/* ops->random_ids: busy slots by id (2 x n_slots entries) */
+	uint32_t *id_table, id_mask;
+	/* in the pool's list of connections to flush this turn */
+	bool flush_queued;
+	dv_uconn_t *flush_next;
 };
 
 /*
@@ -119,10 +124,12 @@ struct dv_uconn_ops {
 	 * truncated answer is retried on the server's other connections, and
 	 * a socket error means nobody is there. */
 	bool lossy;
-	/* Each id has a socket of its own (udp://), which says which slot an
-	 * answer is for: the module hands answers to dv_uslot_answer(), and
-	 * all 16 bits of the id are random instead of naming the slot. */
-	bool slot_sockets;
+	/* All 16 bits of each id are random instead of naming the slot
+	 * (udp://, where answers can be spoofed): the connection's id table
+	 * finds the slot (dv_uconn_slot_of), and the module, which knows
+	 * which of its sockets the answer came on, hands it to
+	 * dv_uslot_answer(). */
+	bool random_ids;
 	/* connections per server (0: pool.connections), and how many of a
 	 * local server's are opened at start (0: all) */
 	unsigned conns, warm;
@@ -162,6 +169,11 @@ struct dv_uconn_ops {
 	bool (*draining)(dv_uconn_t *c);
 	/* Output still to be written (optional): not idle. */
 	bool (*writing)(const dv_uconn_t *c);
+	/* Send what submit queued (optional): called once per loop turn,
+	 * before the worker sleeps, for each connection that asked with
+	 * dv_uconn_want_flush() in that turn.  No caller holds a fetch: it
+	 * may close the connection. */
+	void (*flush)(dv_uconn_t *c);
 };
 
 /* Queries one UDP socket of server `s` carries (conn_udp.c): a loopback
@@ -243,6 +255,9 @@ struct dv_pool {
 	 * wait) */
 	ev_prepare drain;
 	unsigned n_waiting;
+	/* connections whose queued output goes out at the end of this turn
+	 * (ops->flush, from the drain watcher, which also runs while any) */
+	dv_uconn_t *flush_head;
 	dv_rand_t rng; /* ids and slot choice (dv_upool_rand) */
 	uint8_t probe_qwire[DV_DNS_HDR + DV_DNS_MAX_NAME + 4];
 	uint16_t probe_qlen;
@@ -283,7 +298,10 @@ void dv_uconn_close_retry(dv_uconn_t *c, const char *why);
 /* An answer read on `c`: matched by id (and question) to its slot; one
  * that matches no query in flight is dropped and counted (dropped). */
 void dv_uconn_answer(dv_uconn_t *c, const uint8_t *wire, size_t len);
-/* An answer read on slot `i`'s own socket (ops->slot_sockets): taken only
+/* The busy slot whose query has id `id`, or NO_SLOT. */
+uint32_t dv_uconn_slot_of(const dv_uconn_t *c, uint16_t id);
+/* An answer for slot `i` (ops->random_ids: the module found it with
+ * dv_uconn_slot_of and checked the socket; NO_SLOT when none): taken only
  * when the slot is busy with the same id and the question asked.  False
  * when it was not the awaited answer (too short, no query in flight, an
  * unknown id, another question): dropped, and counted unless too short. */
@@ -317,6 +335,8 @@ bool dv_userver_usable(const dv_server_t *s);
 void dv_userver_front_off(dv_server_t *s);
 /* The pool's drain watcher (waiting attempts), set up once. */
 void dv_upool_drain_init(dv_pool_t *p);
+/* `c` has queued output: its ops->flush runs at the end of this turn. */
+void dv_uconn_want_flush(dv_uconn_t *c);
 
 /* ---- between pool.c (the fetch path) and server.c (servers) ---- */
 

@@ -294,9 +294,9 @@ static void test_slot_random_high_bits(void **state)
  * A udp:// query may be answered by anyone who can send a datagram to
  * dnsveil's port with the right id: every one of the 16 id bits must be
  * random, not the slot index (which a burst of queries fills in a
- * predictable order).  Each slot has its own socket (slot_sockets), which
- * says whose answer it is, so the id need not name the slot: even a small
- * table hands out ids spread over all 65,536 values, and a burst gets no
+ * predictable order).  The connection's id table finds the slot of an
+ * answer (random_ids), so the id need not name it: even a small table
+ * hands out ids spread over all 65,536 values, and a burst gets no
  * consecutive or repeated ids.
  */
 static void test_udp_ids_unpredictable(void **state)
@@ -305,7 +305,7 @@ static void test_udp_ids_unpredictable(void **state)
 	dv_attempt_t a;
 	dv_uconn_t *c = f->made = dv_uconn_udp_ops.create(f->server, 8);
 	assert_non_null(c);
-	assert_true(c->ops->slot_sockets);
+	assert_true(c->ops->random_ids);
 
 	uint8_t *seen = f->scratch[0] = calloc(65536, 1);
 	assert_non_null(seen);
@@ -338,6 +338,45 @@ static void test_udp_ids_unpredictable(void **state)
 			close_ids += (uint16_t)(ids[k] - ids[j] + 16) < 32;
 	}
 	assert_true(close_ids < 2);
+}
+
+/*
+ * The id table of a connection with random ids: the ids in flight are
+ * unique (a drawn id another query has is drawn again), and each busy
+ * slot is found by its id, a free one never, through any order of takes
+ * and releases (a removal moves the entries after it back, so a lookup
+ * that stops at the first empty entry misses nothing).  With the table
+ * full of 16 queries, 20,000 rounds release one at random and take one.
+ */
+static void test_udp_id_table(void **state)
+{
+	fixture_t *f = *state;
+	dv_attempt_t a;
+	dv_uconn_t *c = f->made = dv_uconn_udp_ops.create(f->server, 16);
+	assert_non_null(c);
+	assert_int_equal(c->n_slots, 16);
+	uint32_t rng = 7;
+	for (unsigned round = 0; round < 20000; round++) {
+		while (c->free_head != NO_SLOT)
+			assert_int_not_equal(dv_uslot_take(c, &a, round),
+					     NO_SLOT);
+		for (uint32_t i = 0; i < 16; i++) {
+			assert_int_equal(dv_uconn_slot_of(c, c->slots[i].id),
+					 i);
+			for (uint32_t j = 0; j < i; j++)
+				assert_int_not_equal(c->slots[i].id,
+						     c->slots[j].id);
+		}
+		uint32_t k = xorshift(&rng) % 16;
+		uint16_t gone = c->slots[k].id;
+		dv_uslot_release(c, k);
+		assert_int_equal(dv_uconn_slot_of(c, gone), NO_SLOT);
+	}
+	/* ids nobody holds */
+	unsigned found = 0;
+	for (uint32_t id = 0; id < 65536; id++)
+		found += dv_uconn_slot_of(c, (uint16_t)id) != NO_SLOT;
+	assert_int_equal(found, 15);
 }
 
 /* The slot itself is drawn at random while the table has room, so that
@@ -556,10 +595,10 @@ static void test_handle_answer_question(void **state)
 }
 
 /*
- * udp://: an answer is read on its slot's own socket and handed over with
- * the slot (dv_uslot_answer); the id must be the slot's whole random id and
- * the question the one asked (letter case aside), else it is dropped and
- * counted and the query keeps waiting for the real answer.
+ * udp://: an answer is read on the socket its query went on and handed
+ * over with the slot (dv_uslot_answer); the id must be the slot's whole
+ * random id and the question the one asked (letter case aside), else it
+ * is dropped and counted and the query keeps waiting for the real answer.
  */
 static void test_udp_slot_answer(void **state)
 {
@@ -810,6 +849,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_udp_ids_unpredictable,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_udp_id_table, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_udp_slot_answer, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_slot_random_index, setup,

@@ -38,6 +38,7 @@ import dns.message  # noqa: E402
 import dns.rrset  # noqa: E402
 import dns.query  # noqa: E402
 import dns.rcode  # noqa: E402
+import dns.rdatatype  # noqa: E402
 
 BURST = 4000  # distinct names, 1,000 in flight
 
@@ -70,6 +71,72 @@ class LoopbackUdp(h.IntegrationTest):
                          % {k: st[k] for k in ("upstream_tc_retries", "upstream_queries")})
         log("ok: a UDP client's miss over UDP to tcp://%s, TC retried over TCP, "
             "%d TXT strings" % (up.port, len(got)))
+
+    def test_oversized_udp_answer_over_tcp(self):
+        """A loopback resolver that ignores the EDNS size dnsveil asks
+        with (1232) and sends an 8.4 KB answer over UDP (a small responder
+        here; no real resolver does this): larger than what dnsveil reads
+        a datagram into (4 KiB), so it is taken as truncated and the
+        question is asked again over TCP, whose short answer the client
+        gets."""
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(udp.close)
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(srv.close)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", port))
+        srv.listen(16)
+
+        def answer(wire, many):
+            q = dns.message.from_wire(wire)
+            r = dns.message.make_response(q)
+            addrs = ["2001:db8::%x" % (i + 1) for i in range(300)] if many \
+                else ["2001:db8::9"]
+            if q.question[0].rdtype == dns.rdatatype.AAAA:  # else NODATA
+                r.answer.append(dns.rrset.from_text_list(q.question[0].name, 300, "IN",
+                                                         "AAAA", addrs))
+            return r.to_wire(max_size=65535)
+
+        def serve_udp():
+            while True:
+                try:
+                    wire, addr = udp.recvfrom(4096)
+                    udp.sendto(answer(wire, True), addr)
+                except Exception:  # noqa: BLE001 - closed
+                    return
+
+        def serve_tcp(conn):
+            with conn:
+                while True:
+                    try:
+                        h.send_msg(conn, answer(h.recv_msg(conn), False))
+                    except Exception:  # noqa: BLE001 - closed
+                        return
+
+        def accept():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                threading.Thread(target=serve_tcp, args=(conn,), daemon=True).start()
+        threading.Thread(target=serve_udp, daemon=True).start()
+        threading.Thread(target=accept, daemon=True).start()
+
+        d = self.start_dnsveil(upstream=["udp://127.0.0.1:%d" % port], workers=1,
+                               config=h.base_config())
+        s0 = d.stats()
+        m = h.udp_query(d.port, "big.example.test", "AAAA", timeout=h.scaled(5))
+        self.assertEqual(m.rcode(), dns.rcode.NOERROR)
+        self.assertEqual([r[3] for r in h.rrset_texts(m)], ["2001:db8::9"],
+                         "the TCP answer, not the oversized UDP one")
+        s1 = d.stats()
+        self.assertEqual(s1["upstream_tc_retries"] - s0["upstream_tc_retries"], 1, s1)
+        self.assertEqual(s1["upstream_udp_retired"], s0["upstream_udp_retired"],
+                         "the oversized answer was the awaited one: no retirement")
+        log("ok: an 8.4 KB UDP answer was taken as truncated and asked again over TCP")
 
     def test_tcp_only_resolver(self):
         """A loopback resolver that listens on TCP only (a small responder

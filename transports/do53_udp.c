@@ -171,6 +171,8 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 		for (unsigned i = 0; i < BATCH; i++)
 			l->rx[i].msg_hdr.msg_namelen = sizeof(l->rx_addr[i]);
 		int n = recvmmsg(l->fd, l->rx, BATCH, 0, NULL);
+		if (rounds == 0)
+			dv_worker_datagrams(w, n > 0 ? (unsigned)n : 0);
 		if (n <= 0)
 			return; /* EAGAIN, or an error for a past send */
 		l->batching = true;

@@ -249,6 +249,7 @@ typedef struct {
 	/* limits: (per worker unless said) */
 	unsigned tcp_max_connections;   /* client TCP connections per worker */
 	unsigned tcp_max_inflight;      /* queries in flight per client conn */
+	unsigned udp_collect_rate; /* datagrams/s a worker collects above */
 	unsigned tcp_idle_timeout_ms;   /* client TCP idle timeout */
 	unsigned tcp_max_output_bytes;  /* unsent bytes per client conn before
 					   reading stops */

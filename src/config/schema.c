@@ -412,6 +412,12 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "that is sent"),
 	UINT("limits", "max-inflight", max_inflight, 1, 1000000, "10000",
 	     "queries in flight per worker"),
+	UINT("limits", "udp-collect-rate", udp_collect_rate, 0, 100000000,
+	     "70000",
+	     "datagrams a second one worker reads (its UDP listeners "
+	     "together) above which it waits 50 us before each poll, to read "
+	     "more per wake-up: less CPU per query under heavy UDP load, up "
+	     "to 50 us more latency; it stops under 80% of this; 0 = never"),
 	UINT("limits", "tcp-read-timeout-ms", tcp_read_timeout_ms, 100,
 	     600000, "5000",
 	     "a client connection that starts a message must finish it "

@@ -176,13 +176,38 @@ static void stop_listeners(dv_worker_t *w)
 			l->transport->stop(w, l->state);
 }
 
-/* The loop turns: say so to /healthz. */
+static void set_collecting(dv_worker_t *w, bool on)
+{
+	if (w->collecting == on)
+		return;
+	w->collecting = on;
+	ev_set_io_collect_interval(w->loop, on ? DV_WORKER_COLLECT_S : 0.);
+	if (on)
+		DV_STAT_INC(&w->stats, udp_collecting);
+}
+
+void dv_worker_datagrams(dv_worker_t *w, unsigned n)
+{
+	double now = ev_now(w->loop);
+	w->dg_count += n;
+	if (now - w->dg_since < 0.01)
+		return;
+	double rate = w->dg_count / (now - w->dg_since);
+	double on = w->cfg->udp_collect_rate;
+	set_collecting(w, on > 0 && rate >= (w->collecting ? 0.8 * on : on));
+	w->dg_count = 0;
+	w->dg_since = now;
+}
+
+/* The loop turns: say so to /healthz.  And stop collecting: the next
+ * wake-up that finds datagrams piled up starts it again. */
 static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	(void)loop;
 	(void)revents;
 	dv_worker_t *w = t->data;
 	__atomic_store_n(&w->heartbeat_ms, dv_now_ms(), __ATOMIC_RELAXED);
+	set_collecting(w, false);
 }
 
 /* Client connections of the stopped listeners not closed yet. */

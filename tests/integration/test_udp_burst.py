@@ -8,6 +8,11 @@ the socket that asked, with the query's id and question and the right
 address; answers an upstream sends together leave in a few sendmmsg
 calls; and a lone query is answered at once, not held for a batch.
 
+Under heavy load (limits.udp-collect-rate) a worker waits 50 us before
+each poll to read more datagrams per wake-up: dnsperf's flood of cache
+hits starts it (udp_collecting) and every query is still answered once;
+a light load never does, and 0 turns it off.
+
 Not tested here: a sendmmsg that sends only part of the queue, or fails
 with EAGAIN.  Over loopback a UDP send does not block (the datagram is
 handed to the receiving socket at once, or dropped there when its buffer
@@ -198,6 +203,49 @@ class UdpBurst(h.IntegrationTest):
             "(one sendto each before)" % (n, len(calls)))
         self.assertLess(len(calls), n // 4, "sends to the client for %d answers:\n%s" % (
             n, "".join(calls[:20])))
+
+    def _flood(self, rate, opts):
+        """One worker with limits.udp-collect-rate `rate`; the 1,000
+        cache-hit names of a file asked once (warm), then by dnsperf with
+        `opts`.  Returns dnsperf's numbers and the udp_collecting
+        counter's increase."""
+        d = self.start_dnsveil(upstream=[self.ub], workers=1,
+                               config=h.base_config(limits={"udp-collect-rate": rate}))
+        qfile = os.path.join(d.dir, "hits.txt")
+        with open(qfile, "w") as f:
+            for i in range(1000):
+                f.write("h%d.example.test A\n" % i)
+        res, out = h.dnsperf(d.port, qfile, "-n", "1", "-q", "100")
+        self.assertEqual(res.get("noerror"), 1000, out)
+        st0 = d.stats()
+        res, out = h.dnsperf(d.port, qfile, "-c", "10", "-q", "500", *opts)
+        st1 = d.stats()
+        log("udp-collect-rate %d, dnsperf %s: %s; udp_collecting +%d" % (
+            rate, " ".join(opts), {k: res.get(k) for k in ("completed", "lost", "qps",
+                                                          "avg_latency")},
+            st1["udp_collecting"] - st0["udp_collecting"]))
+        self.assertEqual(res["rc"], 0, out)
+        self.assertEqual(res.get("lost"), 0, out)
+        self.assertEqual(res.get("noerror"), res.get("completed"), out)
+        self.assertEqual(st1["answers"] - st0["answers"], res.get("completed"))
+        self.stop_dnsveil(d)
+        return res, st1["udp_collecting"] - st0["udp_collecting"]
+
+    def test_flood_collects(self):
+        """A flood of cache hits (dnsperf, 500 in flight, 3 s) above the
+        worker's limits.udp-collect-rate (set to 2,000 a second here, so
+        that the ASan build's slower worker reaches it too) starts the
+        collecting, and every query is answered exactly once; at 200
+        queries a second it never starts; with 0 it never starts even
+        under the flood."""
+        res, started = self._flood(2000, ("-l", "3"))
+        self.assertGreater(res["qps"], 2000, "the flood exceeded the rate")
+        self.assertGreaterEqual(started, 1, "collecting under a flood")
+        _, started = self._flood(2000, ("-l", "3", "-Q", "200"))
+        self.assertEqual(started, 0, "no collecting at 200 queries a second")
+        _, started = self._flood(0, ("-l", "3"))
+        self.assertEqual(started, 0, "limits.udp-collect-rate 0: never")
+        log("ok: a flood starts collecting, light load and rate 0 never do")
 
     def test_lone_query_not_held(self):
         """At low load an upstream answer leaves in the loop turn that

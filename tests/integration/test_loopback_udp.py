@@ -45,6 +45,34 @@ BURST = 4000  # distinct names, 1,000 in flight
 
 class LoopbackUdp(h.IntegrationTest):
 
+    def tcp_responder(self, answer, port=0):
+        """A small DNS-over-TCP responder on 127.0.0.1:`port` (0: a free
+        one), closed at the test's end: every message read on a connection
+        is answered with answer(wire).  Returns its port."""
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(srv.close)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", port))
+        srv.listen(16)
+
+        def serve(conn):
+            with conn:
+                while True:
+                    try:
+                        h.send_msg(conn, answer(h.recv_msg(conn)))
+                    except Exception:  # noqa: BLE001 - closed
+                        return
+
+        def accept():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+        threading.Thread(target=accept, daemon=True).start()
+        return srv.getsockname()[1]
+
     def test_udp_client_tc_retried_over_tcp(self):
         up = self.start_resolver(whoami="local")
         d = self.start_dnsveil(upstream=[up.url("tcp")])
@@ -83,11 +111,6 @@ class LoopbackUdp(h.IntegrationTest):
         self.addCleanup(udp.close)
         udp.bind(("127.0.0.1", 0))
         port = udp.getsockname()[1]
-        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.addCleanup(srv.close)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("127.0.0.1", port))
-        srv.listen(16)
 
         def answer(wire, many):
             q = dns.message.from_wire(wire)
@@ -107,23 +130,8 @@ class LoopbackUdp(h.IntegrationTest):
                 except Exception:  # noqa: BLE001 - closed
                     return
 
-        def serve_tcp(conn):
-            with conn:
-                while True:
-                    try:
-                        h.send_msg(conn, answer(h.recv_msg(conn), False))
-                    except Exception:  # noqa: BLE001 - closed
-                        return
-
-        def accept():
-            while True:
-                try:
-                    conn, _ = srv.accept()
-                except OSError:
-                    return
-                threading.Thread(target=serve_tcp, args=(conn,), daemon=True).start()
+        self.tcp_responder(lambda wire: answer(wire, False), port)
         threading.Thread(target=serve_udp, daemon=True).start()
-        threading.Thread(target=accept, daemon=True).start()
 
         d = self.start_dnsveil(upstream=["udp://127.0.0.1:%d" % port], workers=1,
                                config=h.base_config())
@@ -143,33 +151,13 @@ class LoopbackUdp(h.IntegrationTest):
         here): the UDP query meets a closed port (ICMP), dnsveil asks over
         TCP, the UDP client gets its answer, the server stays up, and
         later UDP clients' queries go straight over TCP."""
-        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("127.0.0.1", 0))
-        srv.listen(16)
-        self.addCleanup(srv.close)
-        port = srv.getsockname()[1]
-
-        def serve(conn):
-            with conn:
-                while True:
-                    try:
-                        q = dns.message.from_wire(h.recv_msg(conn))
-                    except Exception:  # noqa: BLE001 - closed
-                        return
-                    r = dns.message.make_response(q)
-                    r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN",
-                                                        "A", "192.0.2.7"))
-                    h.send_msg(conn, r.to_wire())
-
-        def accept():
-            while True:
-                try:
-                    conn, _ = srv.accept()
-                except OSError:
-                    return
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
-        threading.Thread(target=accept, daemon=True).start()
+        def answer(wire):
+            q = dns.message.from_wire(wire)
+            r = dns.message.make_response(q)
+            r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN",
+                                                "A", "192.0.2.7"))
+            return r.to_wire()
+        port = self.tcp_responder(answer)
 
         url = "tcp://127.0.0.1:%d" % port
         d = self.start_dnsveil(upstream=[url], config=h.base_config(), workers=1)

@@ -26,8 +26,9 @@
 	X(overload, "queries refused because max-inflight was reached")      \
 	X(truncated, "UDP answers sent with TC")                             \
 	X(udp_collecting,                                                    \
-	  "times a worker reading over 70,000 datagrams a second began "     \
-	  "waiting 50 us before each poll, to read more per wake-up")        \
+	  "times a worker reading over limits.udp-collect-rate datagrams a " \
+	  "second began waiting 50 us before each poll, to read more per "   \
+	  "wake-up")                                                         \
 	X(cache_hits, "answers served from the cache")                       \
 	X(cache_misses, "queries the cache could not answer")                \
 	X(coalesced, "queries that joined an identical one in flight")       \

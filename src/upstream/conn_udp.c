@@ -117,6 +117,14 @@ static void sock_retire(udp_conn_t *u, uint32_t ki)
 		sock_close(u, ki);
 }
 
+/* Nothing waits in the send queue any more. */
+static void txq_clear(udp_conn_t *u)
+{
+	for (uint32_t i = 0; i < u->n_tx; i++)
+		u->uslots[u->txq[i]].txpos = NO_SLOT;
+	u->n_tx = 0;
+}
+
 /* An error read or sent on socket `ki` (an ICMP error the kernel kept). */
 static void sock_error(udp_conn_t *u, uint32_t ki, int err)
 {
@@ -196,17 +204,23 @@ unsigned dv_uconn_udp_reuse(const dv_server_t *s)
 
 static dv_uconn_t *udp_create(dv_server_t *s, unsigned max);
 
+/* Frees `u` and its tables (its sockets closed, or never opened). */
+static void udp_free(udp_conn_t *u)
+{
+	free(u->socks);
+	free(u->free_socks);
+	free(u->uslots);
+	free(u->txq);
+	dv_uconn_deinit(&u->c);
+	free(u);
+}
+
 static void udp_destroy(dv_uconn_t *c)
 {
 	udp_conn_t *u = (udp_conn_t *)c;
 	for (uint32_t i = 0; u->socks && i < c->n_slots; i++)
 		sock_close(u, i);
-	free(u->socks);
-	free(u->free_socks);
-	free(u->uslots);
-	free(u->txq);
-	dv_uconn_deinit(c);
-	free(u);
+	udp_free(u);
 }
 
 /* Nothing to open: the queries make their sockets (udp_submit). */
@@ -283,7 +297,8 @@ static int udp_submit(dv_uconn_t *c, uint32_t slot, const uint8_t *msg,
 }
 
 /* Sends the queued queries: one sendmmsg per run of queries on the same
- * socket, in the order they were submitted.  A full send buffer loses the
+ * socket, in the queue's order (submission order, but for the place of a
+ * query released before it left, which the queue's last one takes).  A full send buffer loses the
  * rest of the run (the queries time out and go over TCP); an error the
  * socket kept (ICMP) is the server's (sock_error). */
 static void udp_flush(dv_uconn_t *c)
@@ -319,16 +334,12 @@ static void udp_flush(dv_uconn_t *c)
 			    errno == ENOBUFS || errno == ENOMEM)
 				break;
 			int err = errno;
-			for (uint32_t i = 0; i < u->n_tx; i++)
-				u->uslots[u->txq[i]].txpos = NO_SLOT;
-			u->n_tx = 0;
+			txq_clear(u);
 			sock_error(u, ki, err);
 			return;
 		}
 	}
-	for (uint32_t i = 0; i < u->n_tx; i++)
-		u->uslots[u->txq[i]].txpos = NO_SLOT;
-	u->n_tx = 0;
+	txq_clear(u);
 }
 
 /* The slot is done: off the send queue if its query never left; its
@@ -361,7 +372,7 @@ static void udp_stop(dv_uconn_t *c, bool was_open)
 		u->socks[i].inflight = 0;
 		u->uslots[i] = (udp_slot_t){NO_SOCK, NO_SLOT};
 	}
-	u->n_tx = 0;
+	u->n_tx = 0; /* the slots' txpos just cleared */
 }
 
 const dv_uconn_ops_t dv_uconn_udp_ops = {
@@ -403,11 +414,6 @@ static dv_uconn_t *udp_create(dv_server_t *s, unsigned max)
 	u->n_free = n;
 	return c;
 fail:
-	free(u->socks);
-	free(u->free_socks);
-	free(u->uslots);
-	free(u->txq);
-	dv_uconn_deinit(c);
-	free(u);
+	udp_free(u);
 	return NULL;
 }

@@ -107,10 +107,10 @@ class LoopbackUdp(h.IntegrationTest):
         a datagram into (4 KiB), so it is taken as truncated and the
         question is asked again over TCP, whose short answer the client
         gets."""
+        port = h.free_port()  # free for UDP and TCP both
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(udp.close)
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
+        udp.bind(("127.0.0.1", port))
 
         def answer(wire, many):
             q = dns.message.from_wire(wire)

@@ -1481,7 +1481,8 @@ def machine_header(args, runs, seconds, miss_seconds):
         "measured" % SERVER_CPU,
         "- cache-hit: 1,000 names repeated, every cache warmed first through the same "
         "transport; miss-heavy: every query a new name (`m<random>.bench.test`, the "
-        "upstream's wildcard), so every query goes upstream; DoH: h2load POSTs one "
+        "upstream's wildcard; every server and run has names of its own, new to the "
+        "upstream's cache too), so every query goes upstream; DoH: h2load POSTs one "
         "query (the first name of the cache-hit file, id 0) again and again, a pure "
         "cache-hit workload, checked first with one verified `curl --http2` POST",
         "",
@@ -1642,17 +1643,20 @@ def run_main(args):
                     t.runner.warm(s.ports[t.port], hitq, tmp)
             per = {s.name: [] for s in targets}
             for i in range(runs):
-                if workload == "hit":
-                    q, secs, once = hitq, seconds, False
-                else:
-                    q = os.path.join(tmp, "miss.queries")
-                    write_miss_queries(q, miss_count)
-                    secs, once = miss_seconds, True
                 order = targets[i % len(targets):] + targets[:i % len(targets)]
                 for s in order:
                     if not s.alive():
                         per[s.name].append(Result(note="%s died" % s.name))
                         continue
+                    if workload == "hit":
+                        q, secs, once = hitq, seconds, False
+                    else:
+                        # names of its own for every server and run: new to
+                        # the upstream's cache too, not the ones the server
+                        # before it just had the upstream resolve
+                        q = os.path.join(tmp, "miss.queries")
+                        write_miss_queries(q, miss_count)
+                        secs, once = miss_seconds, True
                     log("%s %s %s run %d/%d" % (workload, t.label, s.name, i + 1, runs))
                     per[s.name].append(t.runner.run(s.ports[t.port], q, secs, s.pid, tmp,
                                                     once=once, upstream_pid=up.pid))

@@ -332,7 +332,7 @@ typedef struct {
 	char probe_name[256];           /* probes of a down server: NAME NS */
 	unsigned refused_is_final;      /* 0/1: a local REFUSED is the answer */
 	/* UDP to loopback resolvers (pool.c): a tcp:// upstream on loopback
-	 * also takes UDP clients' questions over UDP (0/1), and the UDP
+	 * also takes every question but probes over UDP (0/1), and the UDP
 	 * queries in flight per server and worker (more wait for an id), and
 	 * the queries one connected socket to a loopback server carries
 	 * (conn_udp.c; 1 = a socket per query) */

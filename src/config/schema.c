@@ -575,8 +575,9 @@ const dv_cfg_item_t dv_cfg_schema[] = {
 	     "that is asked again of the fallback"),
 	ENUM("pool", "loopback-udp", loopback_udp, booleans, "true",
 	     "a tcp:// upstream on a loopback address is also asked over "
-	     "UDP for the questions of UDP clients (a truncated or lost "
-	     "answer is asked again over TCP); false = TCP only"),
+	     "UDP for the misses of every client, whatever its transport, "
+	     "and for prefetches (a truncated or lost answer is asked again "
+	     "over TCP); false = TCP only"),
 	UINT("pool", "udp-max-inflight", udp_max_inflight, 1, 65535, "64",
 	     "UDP queries in flight to one upstream server per worker "
 	     "(udp://, and loopback tcp:// with pool.loopback-udp; rounded "

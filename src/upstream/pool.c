@@ -129,7 +129,7 @@ static void attempt_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* Whether `j` goes to the UDP front connection of `s` (unless
  * `stream_only`): every query of a udp:// server; on a tcp:// server with
- * a front (pool.loopback-udp), the questions of UDP clients, unless its
+ * a front (pool.loopback-udp), every question but the probes, unless its
  * UDP port was found closed lately. */
 static bool use_front(const dv_server_t *s, const dv_job_t *j,
 		      bool stream_only)
@@ -748,8 +748,9 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 	j->fetch = f;
 	j->ede = 0xffff;
 	j->local_only = f->local_only;
-	/* asked first by a UDP client: it may go over UDP (use_front) */
-	j->datagram = f->waiters && f->waiters->transport == DV_SCHEME_UDP;
+	/* a client's question (over any transport) or a prefetch: it may go
+	 * over UDP (use_front); probes test the stream connections */
+	j->datagram = true;
 	memcpy(j->qwire, f->qwire, f->qlen);
 	j->qlen = f->qlen;
 	ev_timer_init(&j->deadline, deadline_cb, cfg->query_timeout_ms / 1000.0,

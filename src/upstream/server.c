@@ -389,7 +389,7 @@ void dv_uconn_close_retry(dv_uconn_t *c, const char *why)
 }
 
 /* The UDP port of tcp:// server `s`'s front was unreachable (ICMP, or
- * a refused send): its UDP clients' questions go over TCP for
+ * a refused send): the questions it took go over TCP for
  * pool.reconnect-max-ms, then UDP is tried again.  The server itself is
  * not charged: it may well listen on TCP only. */
 void dv_userver_front_off(dv_server_t *s)
@@ -397,7 +397,7 @@ void dv_userver_front_off(dv_server_t *s)
 	uint64_t now = now_ms();
 	if (now >= s->front_off_until_ms)
 		dv_log_info("worker %u: upstream %s: its UDP port is closed: "
-			    "UDP clients' queries go over TCP for %u ms",
+			    "queries go over TCP for %u ms",
 			    s->pool->index, s->url.text,
 			    s->pool->cfg->reconnect_max_ms);
 	s->front_off_until_ms = now + s->pool->cfg->reconnect_max_ms;
@@ -472,7 +472,7 @@ static int server_init(dv_pool_t *p, dv_server_t *s, const dv_url_t *url,
 		if (!(s->conns[i] = ops->create(s, cfg->upstream_max_inflight)))
 			return -ENOMEM;
 	/* the UDP front: a udp:// server's, or a local loopback tcp://
-	 * server's for its UDP clients (pool.loopback-udp) */
+	 * server's for every question but probes (pool.loopback-udp) */
 	const dv_uconn_ops_t *front = s->proto->front;
 	s->front_all = front != NULL;
 	if (!front && !fallback && dv_url_has_udp_front(cfg, url))

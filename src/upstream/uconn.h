@@ -75,7 +75,7 @@ struct dv_job {
 	uint16_t qlen;
 	bool fallback_started;
 	bool local_only; /* an internal name: never to the fallback group */
-	bool datagram;   /* asked by a UDP client (may use a UDP front) */
+	bool datagram;   /* may use a UDP front (not a probe) */
 	bool kept;       /* local_only and the fallback would have been asked */
 	uint8_t retries; /* attempts sent again after their connection died */
 	uint32_t tried_local, tried_fallback; /* servers tried (bit = index) */
@@ -208,7 +208,7 @@ struct dv_server {
 	unsigned n_conns;
 	dv_uconn_t *front; /* proto->front's connection, or NULL */
 	/* the front takes every query (udp://); else (a tcp:// server on
-	 * loopback, pool.loopback-udp) only those of UDP clients, and not
+	 * loopback, pool.loopback-udp) all but the probes, and not
 	 * before front_off_until_ms (its UDP port was unreachable) */
 	bool front_all;
 	uint64_t front_off_until_ms;

@@ -1473,7 +1473,8 @@ def machine_header(args, runs, seconds, miss_seconds):
         "- upstream: one Unbound (1 thread) serving bench.test (10,000 A records + a wildcard); "
         "dnsveil asks it over its pooled %s, dnsdist and Unbound over UDP "
         "(dnsdist: TCP for TCP/DoT clients)" % (
-            "TCP connections" if args.dnsveil_upstream == "tcp" else "UDP sockets")
+            "TCP connections (its misses over UDP: pool.loopback-udp)"
+            if args.dnsveil_upstream == "tcp" else "UDP sockets")
         + ("; with --upstream kresd every server forwards to one Knot Resolver (kresd, "
            "on the load generator's CPU) that stubs bench.test to that Unbound"
            if args.upstream == "kresd" else ""),

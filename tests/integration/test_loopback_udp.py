@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """UDP to a loopback resolver (pool.loopback-udp, pool.udp-max-inflight):
-the misses of UDP clients go over UDP to a tcp:// upstream on loopback, a
-truncated UDP answer is asked again over TCP and the client gets all of it,
+the misses of every client (UDP, TCP, DoT) go over UDP to a tcp:// upstream
+on loopback, a truncated UDP answer is asked again over TCP and the client
+gets all of it,
 and a burst of distinct names from dnsperf is answered whole and NOERROR,
 nothing lost, with the real resolver of DV_RESOLVER (Unbound or kresd)
 behind dnsveil: more queries than the resolver's UDP receive buffer holds
@@ -100,6 +101,53 @@ class LoopbackUdp(h.IntegrationTest):
         log("ok: a UDP client's miss over UDP to tcp://%s, TC retried over TCP, "
             "%d TXT strings" % (up.port, len(got)))
 
+    def test_stream_clients_misses_over_udp(self):
+        """The misses of TCP and DoT clients go over UDP to the loopback
+        tcp:// upstream too (Knot Resolver and Unbound spend two to three
+        times the CPU per query on pipelined TCP); a truncated UDP answer
+        is asked again over TCP and the TCP client gets all of it."""
+        up = self.start_resolver(whoami="local")
+        d = self.start_dnsveil(upstream=[up.url("tcp")], listen=["dns", "tls"],
+                               config=h.dot_config(), workers=1)
+        m = h.tcp_query(d.port, "www.example.test", "A")
+        self.assertEqual(m.rcode(), dns.rcode.NOERROR)
+        self.assertEqual([r[3] for r in h.rrset_texts(m)], ["192.0.2.1"])
+        self.assertEqual(d.stats()["upstream_tc_retries"], 0)
+
+        # ~3000 bytes of TXT over TCP: truncated at the resolver's UDP
+        # answer (EDNS 1232), asked again over TCP, whole to the client
+        m = h.tcp_query(d.port, "big.example.test", "TXT")
+        self.assertEqual(m.rcode(), dns.rcode.NOERROR)
+        self.assertFalse(m.flags & dns.flags.TC, "no TC over TCP")
+        got = [s.decode() for rr in m.answer for r in rr for s in r.strings]
+        self.assertEqual(got, h.big_txt_strings(), "the whole TXT record")
+        self.assertEqual(d.stats()["upstream_tc_retries"], 1,
+                         "the TCP client's miss was asked over UDP first")
+        sockets = d.stats()["upstream_udp_sockets"]
+
+        # DoT clients (kdig, verifying the certificate): the same, on the
+        # shared UDP socket (no new one); the TXT on a second dnsveil,
+        # whose cache does not hold it yet
+        names = [("h%d.example.test" % i, "A") for i in (11, 12)]
+        r = h.kdig_tls(d.tls_port, names, "+keepopen")
+        self.assertEqual(r.rc, 0, r.stderr)
+        self.assertEqual([m.get("RCODE") for m in r.messages], [0, 0], r.stdout)
+        st = d.stats()
+        self.assertEqual(st["upstream_udp_sockets"], sockets, st)
+        u = h.upstream_stats(st, up.url("tcp"))
+        self.assertEqual(u["state"], "up", u)
+        d2 = self.start_dnsveil(upstream=[up.url("tcp")], listen=["dns", "tls"],
+                                config=h.dot_config(), workers=1)
+        r = h.kdig_tls(d2.tls_port, [("big.example.test", "TXT")])
+        self.assertEqual(r.rc, 0, r.stderr)
+        got = [s for rr in r.messages[0].get("answerRRs") or [] for s in
+               re.findall(r'"([^"]*)"', rr.get("rdataTXT", ""))]
+        self.assertEqual(got, h.big_txt_strings(), r.stdout)
+        self.assertEqual(d2.stats()["upstream_tc_retries"], 1,
+                         "the DoT client's miss was asked over UDP first")
+        log("ok: TCP and DoT clients' misses over UDP to tcp://%s, TC retried over TCP"
+            % up.port)
+
     def test_oversized_udp_answer_over_tcp(self):
         """A loopback resolver that ignores the EDNS size dnsveil asks
         with (1232) and sends an 8.4 KB answer over UDP (a small responder
@@ -168,7 +216,7 @@ class LoopbackUdp(h.IntegrationTest):
         u = h.upstream_stats(d.stats(), url)
         self.assertEqual(u["state"], "up", u)
         h.wait_for(lambda: "its UDP port is closed" in d.stderr_text(), h.scaled(5),
-                   what="the log line saying UDP clients' queries go over TCP")
+                   what="the log line saying queries go over TCP")
         log("ok: a TCP-only loopback resolver answers UDP clients over TCP, stays up")
 
     def burst(self, scheme):

@@ -1513,6 +1513,47 @@ def busy_note(notes, what, res):
     if busy:
         notes.append("%s: other processes used %s" % (what, " and ".join(busy)))
 
+SETTLE_CPU = 0.02       # a process is idle under 2% of a CPU ...
+SETTLE_WINDOW = 0.25    # ... over this many seconds
+SETTLE_MAX = 20.0       # at most this long a wait before a run
+
+
+def settle(procs, notes, what):
+    """Wait until every process of `procs` (the servers and the upstreams)
+    is idle before the next run: a server that is still working off the
+    run before (a frontend answering the backlog of its receive buffer,
+    retrying the queries it lost) would take CPU 0 and the upstream's CPU
+    from the server being measured.  At most SETTLE_MAX seconds, then a
+    note."""
+    t0 = time.monotonic()
+    procs = [(name, pid) for name, pid in procs if pid]
+    while True:
+        before = {}
+        for name, pid in procs:
+            try:
+                before[name] = proc_cpu_seconds(pid)
+            except OSError:
+                pass
+        time.sleep(SETTLE_WINDOW)
+        busy = []
+        for name, pid in procs:
+            try:
+                used = proc_cpu_seconds(pid) - before[name]
+            except (OSError, KeyError):
+                continue
+            if used > SETTLE_CPU * SETTLE_WINDOW:
+                busy.append("%s %.0f%%" % (name, 100.0 * used / SETTLE_WINDOW))
+        waited = time.monotonic() - t0
+        if not busy:
+            if waited > 2 * SETTLE_WINDOW:
+                log("  waited %.1f s for the servers to go idle before %s" % (waited, what))
+            return
+        if waited >= SETTLE_MAX:
+            notes.append("%s: still busy after %.0f s of waiting: %s" % (
+                what, waited, ", ".join(busy)))
+            return
+
+
 def run_main(args):
     os.sched_setaffinity(0, {LOAD_CPU})
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
@@ -1555,13 +1596,14 @@ def run_main(args):
     hitq = os.path.join(tmp, "hit.queries")
     write_hit_queries(hitq)
 
-    up = Upstream(tmp)
+    up = auth = Upstream(tmp)
     log("starting the upstream Unbound on port %d (CPU %d)" % (up.ports["dns"], LOAD_CPU))
     up.start(cpu=LOAD_CPU)
     if args.upstream == "kresd":
         # the authority stays where it is; kresd becomes the upstream of
         # every server under test (and the ceiling's target)
-        up = KresdUpstream(tmp, up.ports["dns"])
+        auth = up
+        up = KresdUpstream(tmp, auth.ports["dns"])
         log("starting kresd on port %d (CPU %d)" % (up.ports["dns"], LOAD_CPU))
         up.start(cpu=LOAD_CPU)
 
@@ -1605,6 +1647,12 @@ def run_main(args):
     if dv.admin_port and dv.failed is None:
         start_scraper(dv.admin_port)
 
+    def idle_procs():
+        """What must be idle before a run: every live server and the
+        upstream(s)."""
+        return [(x.name, x.pid) for x in live + [up] + ([auth] if auth is not up else [])
+                if x.alive()]
+
     results = {}        # (workload, transport key, server name) -> Result
     miss_count = args.miss_names or (1000000 if args.quick else 1500000)
 
@@ -1621,6 +1669,7 @@ def run_main(args):
                     q = os.path.join(tmp, "miss.queries")
                     write_miss_queries(q, miss_count)
                     secs, once = miss_seconds, True
+                settle(idle_procs(), notes, "ceiling %s run %d" % (workload, i + 1))
                 log("ceiling %s run %d/%d" % (workload, i + 1, runs))
                 rs.append(udp.runner.run(up.ports["dns"], q, secs, up.pid, tmp, once=once))
                 busy_note(notes, "ceiling %s run %d" % (workload, i + 1), rs[-1])
@@ -1658,6 +1707,8 @@ def run_main(args):
                         q = os.path.join(tmp, "miss.queries")
                         write_miss_queries(q, miss_count)
                         secs, once = miss_seconds, True
+                    settle(idle_procs(), notes, "%s %s %s run %d" % (
+                        workload, t.label, s.name, i + 1))
                     log("%s %s %s run %d/%d" % (workload, t.label, s.name, i + 1, runs))
                     per[s.name].append(t.runner.run(s.ports[t.port], q, secs, s.pid, tmp,
                                                     once=once, upstream_pid=up.pid))

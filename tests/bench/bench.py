@@ -1656,6 +1656,17 @@ def run_main(args):
     results = {}        # (workload, transport key, server name) -> Result
     miss_count = args.miss_names or (1000000 if args.quick else 1500000)
 
+    def queries(workload):
+        """(query file, seconds, read once) of one run.  Miss-heavy: a new
+        file for every server and run, so that the names are new to the
+        upstream's cache too, not the ones the server before just had the
+        upstream resolve."""
+        if workload == "hit":
+            return hitq, seconds, False
+        q = os.path.join(tmp, "miss.queries")
+        write_miss_queries(q, miss_count)
+        return q, miss_seconds, True
+
     # ---- the ceiling: dnsperf over UDP straight at the upstream, moved to CPU 0
     udp = TRANSPORTS[0]
     os.sched_setaffinity(up.pid, {SERVER_CPU})
@@ -1663,12 +1674,7 @@ def run_main(args):
         for workload in workloads:
             rs = []
             for i in range(runs):
-                if workload == "hit":
-                    q, secs, once = hitq, seconds, False
-                else:
-                    q = os.path.join(tmp, "miss.queries")
-                    write_miss_queries(q, miss_count)
-                    secs, once = miss_seconds, True
+                q, secs, once = queries(workload)
                 settle(idle_procs(), notes, "ceiling %s run %d" % (workload, i + 1))
                 log("ceiling %s run %d/%d" % (workload, i + 1, runs))
                 rs.append(udp.runner.run(up.ports["dns"], q, secs, up.pid, tmp, once=once))
@@ -1698,15 +1704,7 @@ def run_main(args):
                     if not s.alive():
                         per[s.name].append(Result(note="%s died" % s.name))
                         continue
-                    if workload == "hit":
-                        q, secs, once = hitq, seconds, False
-                    else:
-                        # names of its own for every server and run: new to
-                        # the upstream's cache too, not the ones the server
-                        # before it just had the upstream resolve
-                        q = os.path.join(tmp, "miss.queries")
-                        write_miss_queries(q, miss_count)
-                        secs, once = miss_seconds, True
+                    q, secs, once = queries(workload)
                     settle(idle_procs(), notes, "%s %s %s run %d" % (
                         workload, t.label, s.name, i + 1))
                     log("%s %s %s run %d/%d" % (workload, t.label, s.name, i + 1, runs))

@@ -129,8 +129,8 @@ static void attempt_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* Whether `j` goes to the UDP front connection of `s` (unless
  * `stream_only`): every query of a udp:// server; on a tcp:// server with
- * a front (pool.loopback-udp), every question but the probes, unless its
- * UDP port was found closed lately. */
+ * a front (pool.loopback-udp), every question but the probes (they test
+ * the stream connections), unless its UDP port was found closed lately. */
 static bool use_front(const dv_server_t *s, const dv_job_t *j,
 		      bool stream_only)
 {
@@ -138,7 +138,7 @@ static bool use_front(const dv_server_t *s, const dv_job_t *j,
 		return false;
 	if (s->front_all)
 		return true;
-	return j->datagram && now_ms() >= s->front_off_until_ms;
+	return !j->probe && now_ms() >= s->front_off_until_ms;
 }
 
 /* Choose a connection of server `s` with a free id, connecting one if
@@ -748,9 +748,6 @@ void dv_pool_fetch_start(dv_pool_t *p, dv_fetch_t *f)
 	j->fetch = f;
 	j->ede = 0xffff;
 	j->local_only = f->local_only;
-	/* a client's question (over any transport) or a prefetch: it may go
-	 * over UDP (use_front); probes test the stream connections */
-	j->datagram = true;
 	memcpy(j->qwire, f->qwire, f->qlen);
 	j->qlen = f->qlen;
 	ev_timer_init(&j->deadline, deadline_cb, cfg->query_timeout_ms / 1000.0,

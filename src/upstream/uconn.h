@@ -75,7 +75,6 @@ struct dv_job {
 	uint16_t qlen;
 	bool fallback_started;
 	bool local_only; /* an internal name: never to the fallback group */
-	bool datagram;   /* may use a UDP front (not a probe) */
 	bool kept;       /* local_only and the fallback would have been asked */
 	uint8_t retries; /* attempts sent again after their connection died */
 	uint32_t tried_local, tried_fallback; /* servers tried (bit = index) */

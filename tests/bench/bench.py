@@ -1526,7 +1526,6 @@ def settle(procs, notes, what):
     from the server being measured.  At most SETTLE_MAX seconds, then a
     note."""
     t0 = time.monotonic()
-    procs = [(name, pid) for name, pid in procs if pid]
     while True:
         before = {}
         for name, pid in procs:
@@ -1602,7 +1601,6 @@ def run_main(args):
     if args.upstream == "kresd":
         # the authority stays where it is; kresd becomes the upstream of
         # every server under test (and the ceiling's target)
-        auth = up
         up = KresdUpstream(tmp, auth.ports["dns"])
         log("starting kresd on port %d (CPU %d)" % (up.ports["dns"], LOAD_CPU))
         up.start(cpu=LOAD_CPU)
